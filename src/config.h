@@ -1,0 +1,90 @@
+/* Server options (flags and environment) and trigger metadata -> a validated target config. */
+#ifndef PS_CONFIG_H
+#define PS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "forecast/forecast.h"
+#include "log.h"
+
+/* ---- server options ---------------------------------------------------------------------------- */
+
+#define PS_DEFAULT_GRPC_LISTEN "0.0.0.0:6000"
+#define PS_DEFAULT_HTTP_LISTEN "0.0.0.0:8080"
+#define PS_DEFAULT_PROMETHEUS_URL "http://127.0.0.1:9090"
+#define PS_DEFAULT_FIRST_LOAD_TIMEOUT_MS 5000
+#define PS_DEFAULT_TARGET_IDLE_MS (10 * 60 * 1000)
+#define PS_DEFAULT_GRPC_MAX_MSG (4u << 20) /* PS_GRPC_MAX_MSG: grpc's own default receive limit */
+#define PS_DEFAULT_MAX_TARGETS 10000
+
+struct ps_server_config {
+  const char *grpc_listen;     /* host:port, [v6]:port; not owned (argv/env/literal) */
+  const char *http_listen;
+  const char *prometheus_url;  /* default serverAddress */
+  uint64_t first_load_timeout_ms;
+  uint64_t stale_after_ms;     /* 0: 3 x the target's step */
+  uint64_t target_idle_ms;
+  size_t grpc_max_msg;
+  size_t max_targets;          /* beyond it new targets get RESOURCE_EXHAUSTED */
+  enum ps_log_level log_level;
+  enum ps_log_format log_format;
+};
+
+void ps_server_config_defaults(struct ps_server_config *c);
+/* Reads PRESCALE_* environment variables (PRESCALE_GRPC_LISTEN, ...), then flags, which win.
+ * Flags: --grpc-listen, --http-listen, --prometheus-url, --first-load-timeout, --stale-after,
+ * --target-idle, --grpc-max-msg, --max-targets, --log-level, --log-format (each `--flag V` or `--flag=V`).
+ * Returns 0; 1 when --help was given (usage already printed to `out`); 2 for --version (printed);
+ * UV_EINVAL with a one-line message in err naming the flag and the value. */
+int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FILE *out, char *err,
+                           size_t errlen);
+void ps_server_config_usage(FILE *out);
+
+/* ---- trigger metadata --------------------------------------------------------------------------- */
+
+#define PS_MIN_STEP_MS 1000
+#define PS_MAX_LOOKAHEAD_MS (24LL * 3600 * 1000)
+#define PS_MAX_HISTORY_POINTS 100000 /* per target: 8 bytes each, so at most 800 KB of history */
+#define PS_MIN_HISTORY_MS (3600 * 1000)
+#define PS_MIN_TIMEOUT_MS 100
+#define PS_MAX_TIMEOUT_MS 60000
+#define PS_MAX_METADATA_VALUE 8192 /* bytes; longer values are rejected */
+
+struct ps_kv {
+  const char *key;
+  const char *value;
+};
+
+struct ps_target_config {
+  char *server_address; /* owned; base URL without a trailing '/', path prefix allowed */
+  char *query;          /* owned */
+  char *metric_name;    /* owned */
+  double threshold;     /* > 0 */
+  double activation_threshold;
+  double headroom;      /* >= 0 */
+  int64_t lookahead_ms;
+  int64_t step_ms;
+  int64_t period_ms;    /* 0 for model last; a multiple of step otherwise */
+  int64_t history_ms;   /* a multiple of step */
+  int64_t timeout_ms;
+  enum ps_model model;
+  bool ignore_null_values;
+};
+
+/* Validates the metadata into `out` (zeroed first). Keys are KEDA's trigger metadata keys (README).
+ * On error returns UV_EINVAL (or UV_ENOMEM) and writes one line to err naming the key and the value,
+ * e.g. `threshold: "abc" is not a number > 0`; `out` is then left freed. Unknown keys are errors. */
+int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md, size_t n,
+                           const char *default_server, char *err, size_t errlen);
+void ps_target_config_free(struct ps_target_config *c);
+
+/* Durations: "30s", "5m", "1h30m", "250ms", "1.5s", "2d" or plain (possibly fractional) seconds "15".
+ * 0 or UV_EINVAL (empty, negative, unknown unit, overflow). */
+int ps_duration_parse(const char *s, int64_t *out_ms);
+/* Shortest form: 90000 -> "1m30s", 250 -> "250ms". Returns snprintf's count. */
+int ps_duration_format(int64_t ms, char *buf, size_t len);
+
+#endif

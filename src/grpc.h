@@ -1,0 +1,90 @@
+/* gRPC over HTTP/2 framing and status, as PROTOCOL-HTTP2.md (grpc/grpc doc) specifies.
+ * Pure: no sockets, no nghttp2, no protobuf. */
+#ifndef PS_GRPC_H
+#define PS_GRPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+/* https://grpc.github.io/grpc/core/md_doc_statuscodes.html */
+enum ps_grpc_status {
+  PS_GRPC_OK = 0,
+  PS_GRPC_CANCELLED = 1,
+  PS_GRPC_UNKNOWN = 2,
+  PS_GRPC_INVALID_ARGUMENT = 3,
+  PS_GRPC_DEADLINE_EXCEEDED = 4,
+  PS_GRPC_NOT_FOUND = 5,
+  PS_GRPC_ALREADY_EXISTS = 6,
+  PS_GRPC_PERMISSION_DENIED = 7,
+  PS_GRPC_RESOURCE_EXHAUSTED = 8,
+  PS_GRPC_FAILED_PRECONDITION = 9,
+  PS_GRPC_ABORTED = 10,
+  PS_GRPC_OUT_OF_RANGE = 11,
+  PS_GRPC_UNIMPLEMENTED = 12,
+  PS_GRPC_INTERNAL = 13,
+  PS_GRPC_UNAVAILABLE = 14,
+  PS_GRPC_DATA_LOSS = 15,
+  PS_GRPC_UNAUTHENTICATED = 16,
+};
+
+#define PS_GRPC_PREFIX_LEN 5
+#define PS_GRPC_MAX_MSG_DEFAULT (4u << 20) /* PS_GRPC_MAX_MSG: 4 MiB, grpc's default receive limit */
+#define PS_GRPC_MAX_MESSAGE_TEXT 1024      /* grpc-message is truncated beyond this (before encoding) */
+
+/* "OK", "INVALID_ARGUMENT", ... (the names metrics and logs use). */
+const char *ps_grpc_status_name(int status);
+
+/* The one mapping from prescale's negative error codes to what a client sees:
+ * UV_EINVAL -> INVALID_ARGUMENT, UV_ETIMEDOUT -> DEADLINE_EXCEEDED (for RPC deadlines; a Prometheus
+ * timeout is passed as UV_EAGAIN), UV_EAGAIN/UV_ECONNREFUSED/UV_ECONNRESET/UV_EAI_* /UV_EHOSTUNREACH/
+ * UV_EPROTO -> UNAVAILABLE, UV_ENOENT -> NOT_FOUND, UV_E2BIG/UV_ENOBUFS/UV_ENOMEM -> RESOURCE_EXHAUSTED,
+ * UV_ENOSYS/UV_ENOTSUP -> UNIMPLEMENTED, UV_ECANCELED -> CANCELLED, UV_EPERM -> FAILED_PRECONDITION,
+ * anything else -> INTERNAL; 0 -> OK. */
+int ps_grpc_status_from_error(int err);
+
+/* Reassembles length-prefixed messages from DATA chunks of any size: a prefix or a message may span
+ * chunks, and one chunk may hold several messages (PROTOCOL-HTTP2.md, "Length-Prefixed-Message"). */
+struct ps_grpc_reader {
+  size_t max_msg;                   /* larger messages are refused before any byte is buffered */
+  uint8_t prefix[PS_GRPC_PREFIX_LEN];
+  size_t prefix_have;
+  uint8_t *msg;                     /* owned; the message being assembled */
+  uint32_t msg_len;
+  uint32_t msg_have;
+  uint32_t messages;                /* complete messages delivered so far */
+};
+
+/* Called for each complete message; msg is valid only during the call. Return 0 to go on, or a negative
+ * error to stop (ps_grpc_reader_feed returns it). */
+typedef int (*ps_grpc_msg_cb)(void *arg, const uint8_t *msg, size_t len);
+
+void ps_grpc_reader_init(struct ps_grpc_reader *r, size_t max_msg);
+/* Feeds bytes. Returns 0 or: UV_E2BIG (a message announces more than max_msg: RESOURCE_EXHAUSTED),
+ * UV_ENOTSUP (compressed flag set: we only accept identity, UNIMPLEMENTED), UV_EPROTO (flag byte not 0/1),
+ * UV_ENOMEM, or what cb returned. After an error the reader must not be fed again. */
+int ps_grpc_reader_feed(struct ps_grpc_reader *r, const uint8_t *data, size_t len, ps_grpc_msg_cb cb,
+                        void *arg);
+/* True when bytes of an unfinished message are held (END_STREAM now would truncate a message). */
+bool ps_grpc_reader_partial(const struct ps_grpc_reader *r);
+void ps_grpc_reader_free(struct ps_grpc_reader *r);
+
+/* Appends prefix (uncompressed) + msg. 0 or UV_ENOMEM / UV_E2BIG (len > UINT32_MAX). */
+int ps_grpc_frame(struct ps_buf *out, const uint8_t *msg, size_t len);
+
+/* Parses a grpc-timeout header value: 1-8 ASCII digits then H M S m u n. Rounds up to whole ms
+ * (a non-zero timeout never becomes 0). 0 or UV_EINVAL. */
+int ps_grpc_timeout_parse(const char *v, size_t len, uint64_t *out_ms);
+
+/* Percent-encodes a grpc-message value as the spec says (bytes outside 0x20-0x7E and '%').
+ * Appends to out; 0 or UV_ENOMEM. Truncates the input at PS_GRPC_MAX_MESSAGE_TEXT bytes. */
+int ps_grpc_message_encode(struct ps_buf *out, const char *text);
+/* Inverse, for our own client and tests. */
+int ps_grpc_message_decode(struct ps_buf *out, const char *v, size_t len);
+
+/* content-type is "application/grpc" or "application/grpc+proto" (optionally followed by ";params"). */
+bool ps_grpc_content_type_ok(const char *v, size_t len);
+
+#endif

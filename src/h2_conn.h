@@ -1,0 +1,64 @@
+/* gRPC server over h2c (HTTP/2 with prior knowledge): one nghttp2 server session per connection,
+ * writing through net.c. It validates requests, reassembles messages, enforces grpc-timeout, and hands
+ * each complete request to a dispatch function as a struct ps_call. It knows nothing of protobuf. */
+#ifndef PS_H2_CONN_H
+#define PS_H2_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "net.h"
+
+#define PS_H2_MAX_CONCURRENT_STREAMS 256 /* SETTINGS_MAX_CONCURRENT_STREAMS we advertise */
+#define PS_H2_INITIAL_WINDOW (1u << 20)  /* per-stream receive window we advertise */
+#define PS_H2_CONN_WINDOW (4u << 20)     /* connection receive window */
+#define PS_H2_MAX_HEADER_LIST (64u << 10) /* SETTINGS_MAX_HEADER_LIST_SIZE */
+#define PS_H2_MAX_PATH 256               /* longer :path -> UNIMPLEMENTED without copying it */
+#define PS_H2_MAX_STREAM_PENDING (256u << 10) /* response bytes queued on one stream before ps_call_send
+                                               * refuses with UV_ENOBUFS (a watcher that never reads) */
+
+struct ps_call;
+
+/* A complete request arrived (END_STREAM with exactly one message). path is the :path header
+ * ("/externalscaler.ExternalScaler/IsActive"); msg is valid only during the call. The dispatcher owns
+ * the duty to end the call with ps_call_finish, now or later, unless it is cancelled first. */
+typedef void (*ps_call_dispatch_fn)(struct ps_call *call, const char *path, const uint8_t *msg,
+                                    size_t len, void *arg);
+
+/* The call ended without ps_call_finish: the client reset the stream or disconnected, or its deadline
+ * passed (the h2 layer has already answered DEADLINE_EXCEEDED). After this returns the call pointer is
+ * dead: the dispatcher must drop every reference to it inside the callback. */
+typedef void (*ps_call_cancel_cb)(struct ps_call *call, void *arg);
+
+struct ps_h2_server {
+  uv_loop_t *loop;
+  ps_call_dispatch_fn dispatch;
+  void *dispatch_arg;
+  size_t max_msg;       /* PS_GRPC_MAX_MSG */
+  /* statistics, kept current by h2_conn (also exported as metrics) */
+  size_t open_conns;
+  size_t open_streams;
+};
+
+/* Plug into ps_net_listen with the struct ps_h2_server as listener arg. */
+extern const struct ps_net_proto ps_h2_net_proto;
+
+/* ---- the call API, used by the dispatcher (service.c) ------------------------------------------ */
+
+/* Sends one response message; the response headers (:status 200, content-type application/grpc,
+ * grpc-accept-encoding identity) go first if not sent yet. Copies msg. 0, UV_ENOBUFS (the stream's
+ * unsent bytes exceed PS_H2_MAX_STREAM_PENDING), UV_ENOMEM, or UV_EPIPE when the call already ended. */
+int ps_call_send(struct ps_call *call, const uint8_t *msg, size_t len);
+/* Ends the call with trailers grpc-status and, if message is non-NULL and non-empty, grpc-message
+ * (percent-encoded). Before any message was sent this is a trailers-only response. The call pointer is
+ * dead for the dispatcher after this returns; the cancel callback will not run. */
+void ps_call_finish(struct ps_call *call, int grpc_status, const char *message);
+/* Registers the cancel callback (one per call; a second call replaces it). */
+void ps_call_on_cancel(struct ps_call *call, ps_call_cancel_cb cb, void *arg);
+/* Loop time (uv_now, ms) at which the client's grpc-timeout expires; 0 when it sent none. */
+uint64_t ps_call_deadline(const struct ps_call *call);
+/* The method name after the last '/', e.g. "IsActive". */
+const char *ps_call_method(const struct ps_call *call);
+
+#endif

@@ -1,0 +1,51 @@
+/* An HTTP/1.1 client on libuv for Prometheus: async DNS (uv_getaddrinfo), one keep-alive connection pool
+ * per host:port, llhttp for responses (Content-Length and chunked), bounded sizes and times.
+ * Only http:// for now (https:// -> UV_EPROTONOSUPPORT with a clear message). */
+#ifndef PS_HTTP_CLIENT_H
+#define PS_HTTP_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define PS_HTTP_MAX_RESPONSE (32u << 20) /* body bytes; more -> UV_E2BIG */
+#define PS_HTTP_MAX_HEADER_BYTES (64u << 10)
+#define PS_HTTP_MAX_URL 16384
+#define PS_HTTP_MAX_IDLE_PER_HOST 4      /* keep-alive connections kept per host:port */
+#define PS_HTTP_IDLE_TIMEOUT_MS 30000    /* idle keep-alive connections are closed after this */
+
+struct ps_http_client;
+struct ps_http_req;
+
+struct ps_http_response {
+  int status;               /* HTTP status code */
+  const char *body;         /* NUL-terminated; valid only during the callback */
+  size_t body_len;
+  const char *content_type; /* "" when absent */
+};
+
+/* Exactly one call per request, unless cancelled first. err is 0 (resp set, whatever the HTTP status) or
+ * negative: UV_ECONNREFUSED, UV_ETIMEDOUT (connect or whole-request timeout), UV_EAI_* (DNS),
+ * UV_E2BIG (response over limits), UV_EPROTO (not HTTP), UV_ECONNRESET (closed mid-response),
+ * UV_ECANCELED (client closing). errmsg says what happened in words, naming host:port
+ * ("connect 127.0.0.1:9090: connection refused"); NULL when err is 0. */
+typedef void (*ps_http_cb)(void *arg, int err, const char *errmsg, const struct ps_http_response *resp);
+
+int ps_http_client_new(uv_loop_t *loop, struct ps_http_client **out);
+/* Cancels pending requests (their callbacks run with UV_ECANCELED), closes every connection; the memory
+ * goes in the close callbacks, so run the loop afterwards until it is empty. */
+void ps_http_client_close(struct ps_http_client *c);
+
+/* GET url (http://host[:port]/path?query). timeout_ms bounds connect + request + response.
+ * Returns 0 (cb will be called later, never from inside this call) or UV_EINVAL (bad URL) /
+ * UV_EPROTONOSUPPORT (not http) / UV_ENOMEM, in which case cb is never called.
+ * *out (may be NULL) receives a handle for ps_http_cancel, valid until cb runs. */
+int ps_http_get(struct ps_http_client *c, const char *url, uint64_t timeout_ms, ps_http_cb cb, void *arg,
+                struct ps_http_req **out);
+/* The callback will not run; the connection it used is closed (its response is not awaited). */
+void ps_http_cancel(struct ps_http_req *r);
+
+/* Splits an http URL; exposed for tests. host is unbracketed for IPv6. 0 or UV_EINVAL. */
+int ps_http_url_split(const char *url, char *host, size_t hostlen, int *port, const char **path);
+
+#endif

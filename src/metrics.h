@@ -1,0 +1,38 @@
+/* prescale's own metrics: a process-wide registry (one loop, one thread) rendered in the Prometheus text
+ * exposition format 0.0.4 (https://prometheus.io/docs/instrumenting/exposition_formats/). */
+#ifndef PS_METRICS_H
+#define PS_METRICS_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+enum ps_metric_type { PS_METRIC_COUNTER, PS_METRIC_GAUGE, PS_METRIC_HISTOGRAM };
+
+/* Histogram buckets, in seconds, for every histogram (durations of refreshes and RPCs). */
+#define PS_METRICS_BUCKETS 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
+
+/* Declares a family once (name, type, HELP). Declaring it again with the same type is a no-op.
+ * 0, UV_EINVAL (bad name or type clash) or UV_ENOMEM. */
+int ps_metrics_declare(const char *name, enum ps_metric_type type, const char *help);
+
+/* `labels` is the inside of the braces, already escaped: `method="IsActive",code="OK"`, or "" for none.
+ * A series is created on first use; a family must be declared first (else the call is ignored). */
+void ps_metrics_add(const char *name, const char *labels, double delta);   /* counters (and gauges) */
+void ps_metrics_set(const char *name, const char *labels, double value);   /* gauges */
+void ps_metrics_observe(const char *name, const char *labels, double value); /* histograms */
+/* Removes one series (e.g. the gauges of an evicted target). */
+void ps_metrics_remove(const char *name, const char *labels);
+/* Value of a counter/gauge series, or NaN if absent (tests and the readiness logic read it). */
+double ps_metrics_get(const char *name, const char *labels);
+
+/* Appends the whole exposition (families in declaration order). 0 or UV_ENOMEM. */
+int ps_metrics_render(struct ps_buf *out);
+/* Drops every family and series (tests; shutdown frees memory). */
+void ps_metrics_reset(void);
+
+/* Escapes a label value per the exposition format (\\, \", \n) into dst (always NUL-terminated).
+ * Returns the length it needed (like snprintf). */
+size_t ps_metrics_escape_label(char *dst, size_t cap, const char *value);
+
+#endif
