@@ -1,1 +1,679 @@
-/* placeholder while the module is written */
+/* Server options (flags and PRESCALE_* environment variables) and trigger metadata -> validated config.
+ * Every error is one line naming the flag or key and the offending value, with what would be accepted:
+ * it reaches an operator's terminal or, through grpc-message, a ScaledObject's status. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <uv.h>
+
+/* ---- helpers ------------------------------------------------------------------------------------- */
+
+#define QUOTE_MAX 64 /* bytes of a value echoed in an error; the rest is elided */
+
+/* Writes s as a double-quoted string safe for one log line: escapes quotes, backslashes and control
+ * bytes, and elides the tail of long values so a 8 KiB query does not become an 8 KiB error. */
+static void quote(char *dst, size_t cap, const char *s) {
+  size_t n = 0;
+#define PUT(c)                          \
+  do {                                  \
+    if (n + 1 < cap) dst[n++] = (c);    \
+  } while (0)
+  PUT('"');
+  size_t i = 0;
+  for (; s[i] != '\0' && i < QUOTE_MAX; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') {
+      PUT('\\');
+      PUT((char)c);
+    } else if (c < 0x20 || c == 0x7f) {
+      char hex[5];
+      snprintf(hex, sizeof hex, "\\x%02x", c);
+      for (int k = 0; k < 4; k++) PUT(hex[k]);
+    } else {
+      PUT((char)c);
+    }
+  }
+  if (s[i] != '\0') {
+    PUT('.');
+    PUT('.');
+    PUT('.');
+  }
+  PUT('"');
+#undef PUT
+  if (cap > 0) dst[n] = '\0';
+}
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...) {
+  if (err != NULL && errlen > 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return UV_EINVAL;
+}
+
+/* strtod over the whole string, finite only ("nan", "inf", "", " 1", "1x" are not numbers). */
+static bool parse_number(const char *s, double *out) {
+  if (s == NULL || *s == '\0' || isspace((unsigned char)*s)) return false;
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (*end != '\0' || errno == ERANGE || !isfinite(v)) return false;
+  *out = v;
+  return true;
+}
+
+static bool parse_uint(const char *s, uint64_t max, uint64_t *out) {
+  if (s == NULL || *s < '0' || *s > '9') return false;
+  uint64_t v = 0;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9') return false;
+    unsigned d = (unsigned)(*s - '0');
+    if (v > (max - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return true;
+}
+
+/* ---- durations ----------------------------------------------------------------------------------- */
+
+static const struct {
+  const char *name;
+  int64_t ms;
+} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+
+#define FRAC_DIGITS 18 /* fraction digits that count; 10^18 x a day in ms still fits 128 bits */
+
+/* Reads digits[.digits] at *p into an integer part and a fraction num/10^den_digits. */
+static bool read_decimal(const char **p, uint64_t *ip, uint64_t *fnum, int *fdig) {
+  const char *s = *p;
+  bool any = false;
+  *ip = 0;
+  *fnum = 0;
+  *fdig = 0;
+  for (; *s >= '0' && *s <= '9'; s++) {
+    any = true;
+    if (*ip > (UINT64_MAX - 9) / 10) return false;
+    *ip = *ip * 10 + (uint64_t)(*s - '0');
+  }
+  if (*s == '.') {
+    s++;
+    for (; *s >= '0' && *s <= '9'; s++) {
+      any = true;
+      if (*fdig < FRAC_DIGITS) {
+        *fnum = *fnum * 10 + (uint64_t)(*s - '0');
+        (*fdig)++;
+      }
+    }
+  }
+  *p = s;
+  return any;
+}
+
+/* ip.frac x unit_ms, rounded to the nearest millisecond; false on overflow. */
+static bool scale(uint64_t ip, uint64_t fnum, int fdig, int64_t unit_ms, __int128 *out) {
+  __int128 den = 1;
+  for (int i = 0; i < fdig; i++) den *= 10;
+  __int128 v = (__int128)ip * unit_ms + ((__int128)fnum * unit_ms * 2 + den) / (den * 2);
+  if (v > INT64_MAX) return false;
+  *out = v;
+  return true;
+}
+
+int ps_duration_parse(const char *s, int64_t *out_ms) {
+  if (s == NULL || *s == '\0') return UV_EINVAL;
+  const char *p = s;
+  uint64_t ip, fnum;
+  int fdig;
+  __int128 total = 0, part;
+
+  /* Plain (possibly fractional) seconds: "15", "1.5". */
+  if (!read_decimal(&p, &ip, &fnum, &fdig)) return UV_EINVAL;
+  if (*p == '\0') {
+    if (!scale(ip, fnum, fdig, 1000, &part)) return UV_EINVAL;
+    *out_ms = (int64_t)part;
+    return 0;
+  }
+
+  /* Go-like sequence of number+unit: "1h30m", "1.5s", "250ms". */
+  p = s;
+  while (*p != '\0') {
+    if (!read_decimal(&p, &ip, &fnum, &fdig)) return UV_EINVAL;
+    int64_t unit = 0;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+      size_t n = strlen(units[i].name);
+      if (strncmp(p, units[i].name, n) == 0 && !(n == 1 && p[0] == 'm' && p[1] == 's')) {
+        unit = units[i].ms;
+        p += n;
+        break;
+      }
+    }
+    if (unit == 0) return UV_EINVAL;
+    if (!scale(ip, fnum, fdig, unit, &part)) return UV_EINVAL;
+    total += part;
+    if (total > INT64_MAX) return UV_EINVAL;
+  }
+  *out_ms = (int64_t)total;
+  return 0;
+}
+
+int ps_duration_format(int64_t ms, char *buf, size_t len) {
+  char tmp[64];
+  size_t n = 0;
+  uint64_t u = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
+  if (ms < 0) tmp[n++] = '-';
+  if (u == 0) return snprintf(buf, len, "0s");
+  if (u < 1000) return snprintf(buf, len, "%s%" PRIu64 "ms", ms < 0 ? "-" : "", u);
+  uint64_t d = u / 86400000, h = u / 3600000 % 24, m = u / 60000 % 60, s = u / 1000 % 60, f = u % 1000;
+  if (d) n += (size_t)snprintf(tmp + n, sizeof tmp - n, "%" PRIu64 "d", d);
+  if (h) n += (size_t)snprintf(tmp + n, sizeof tmp - n, "%" PRIu64 "h", h);
+  if (m) n += (size_t)snprintf(tmp + n, sizeof tmp - n, "%" PRIu64 "m", m);
+  if (f) {
+    /* Milliseconds as a fraction of the seconds, trailing zeros dropped: 1.5s, 1m0.25s. */
+    char frac[4];
+    snprintf(frac, sizeof frac, "%03" PRIu64, f);
+    int fl = 3;
+    while (frac[fl - 1] == '0') fl--;
+    n += (size_t)snprintf(tmp + n, sizeof tmp - n, "%" PRIu64 ".%.*ss", s, fl, frac);
+  } else if (s) {
+    n += (size_t)snprintf(tmp + n, sizeof tmp - n, "%" PRIu64 "s", s);
+  }
+  return snprintf(buf, len, "%s", tmp);
+}
+
+/* ---- server options ------------------------------------------------------------------------------ */
+
+enum flag_kind { F_LISTEN, F_URL, F_DURATION, F_DURATION_OR_0, F_SIZE, F_COUNT, F_LEVEL, F_FORMAT };
+
+static const struct flag {
+  const char *name; /* without the leading "--" */
+  const char *env;
+  enum flag_kind kind;
+  size_t off;
+  const char *arg;
+  const char *help;
+  const char *def;
+} flags[] = {
+    {"grpc-listen", "PRESCALE_GRPC_LISTEN", F_LISTEN, offsetof(struct ps_server_config, grpc_listen),
+     "ADDR", "gRPC (KEDA external scaler) listen address, host:port or [v6]:port", PS_DEFAULT_GRPC_LISTEN},
+    {"http-listen", "PRESCALE_HTTP_LISTEN", F_LISTEN, offsetof(struct ps_server_config, http_listen),
+     "ADDR", "HTTP listen address for /healthz, /readyz and /metrics", PS_DEFAULT_HTTP_LISTEN},
+    {"prometheus-url", "PRESCALE_PROMETHEUS_URL", F_URL, offsetof(struct ps_server_config, prometheus_url),
+     "URL", "Prometheus base URL for triggers without serverAddress", PS_DEFAULT_PROMETHEUS_URL},
+    {"first-load-timeout", "PRESCALE_FIRST_LOAD_TIMEOUT", F_DURATION,
+     offsetof(struct ps_server_config, first_load_timeout_ms), "DUR",
+     "how long the first RPC for a new target waits for its history", "5s"},
+    {"stale-after", "PRESCALE_STALE_AFTER", F_DURATION_OR_0, offsetof(struct ps_server_config, stale_after_ms),
+     "DUR", "how long the last prediction is served once refreshes from Prometheus fail; 0 = 3 x the step", "0"},
+    {"target-idle", "PRESCALE_TARGET_IDLE", F_DURATION, offsetof(struct ps_server_config, target_idle_ms),
+     "DUR", "forget a target KEDA has not asked about for this long", "10m"},
+    {"grpc-max-msg", "PRESCALE_GRPC_MAX_MSG", F_SIZE, offsetof(struct ps_server_config, grpc_max_msg),
+     "BYTES", "largest gRPC request accepted, in bytes, KiB or MiB", "4MiB"},
+    {"max-targets", "PRESCALE_MAX_TARGETS", F_COUNT, offsetof(struct ps_server_config, max_targets), "N",
+     "most targets tracked at once; beyond it new ones get RESOURCE_EXHAUSTED", "10000"},
+    {"log-level", "PRESCALE_LOG_LEVEL", F_LEVEL, offsetof(struct ps_server_config, log_level), "LEVEL",
+     "debug, info, warn or error", "info"},
+    {"log-format", "PRESCALE_LOG_FORMAT", F_FORMAT, offsetof(struct ps_server_config, log_format), "FMT",
+     "text (logfmt) or json", "text"},
+};
+#define NFLAGS (sizeof flags / sizeof flags[0])
+
+void ps_server_config_defaults(struct ps_server_config *c) {
+  c->grpc_listen = PS_DEFAULT_GRPC_LISTEN;
+  c->http_listen = PS_DEFAULT_HTTP_LISTEN;
+  c->prometheus_url = PS_DEFAULT_PROMETHEUS_URL;
+  c->first_load_timeout_ms = PS_DEFAULT_FIRST_LOAD_TIMEOUT_MS;
+  c->stale_after_ms = 0;
+  c->target_idle_ms = PS_DEFAULT_TARGET_IDLE_MS;
+  c->grpc_max_msg = PS_DEFAULT_GRPC_MAX_MSG;
+  c->max_targets = PS_DEFAULT_MAX_TARGETS;
+  c->log_level = PS_LOG_INFO;
+  c->log_format = PS_LOG_TEXT;
+}
+
+void ps_server_config_usage(FILE *out) {
+  fprintf(out,
+          "Usage: prescale [flags]\n"
+          "\n"
+          "prescale is a KEDA external scaler that answers with the load it predicts `lookahead` ahead,\n"
+          "learned from each workload's history in Prometheus.\n"
+          "\n"
+          "Flags (each may also be set by the environment variable shown; a flag wins over its variable):\n");
+  for (size_t i = 0; i < NFLAGS; i++) {
+    char lhs[64];
+    snprintf(lhs, sizeof lhs, "--%s %s", flags[i].name, flags[i].arg);
+    fprintf(out, "  %-28s %s (default %s; $%s)\n", lhs, flags[i].help, flags[i].def, flags[i].env);
+  }
+  fprintf(out,
+          "  %-28s %s\n  %-28s %s\n"
+          "\n"
+          "Subcommands (such as backtesting a trigger against its history) will come in a later version.\n",
+          "-h, --help", "print this help and exit", "--version", "print the version and exit");
+}
+
+/* host:port or [v6]:port with a decimal port <= 65535 (0 asks for an ephemeral port, which tests use). */
+static bool valid_listen(const char *s) {
+  const char *colon;
+  if (*s == '[') {
+    const char *close = strchr(s, ']');
+    if (close == NULL || close == s + 1 || close[1] != ':') return false;
+    colon = close + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || memchr(s, ':', (size_t)(colon - s)) != NULL) return false;
+  }
+  uint64_t port;
+  return parse_uint(colon + 1, 65535, &port);
+}
+
+/* The checks shared by --prometheus-url and serverAddress; NULL when fine, else what is wrong. */
+static const char *url_problem(const char *s) {
+  if (strncasecmp(s, "https://", 8) == 0) return "uses https, which is not supported yet (use http://)";
+  if (strncmp(s, "http://", 7) != 0) return "is not an http:// URL";
+  const char *host = s + 7;
+  if (*host == '\0' || *host == '/' || *host == '?' || *host == '#') return "has no host";
+  for (const char *p = s; *p; p++) {
+    if (*p == '?' || *p == '#') return "must not have a query or fragment";
+    if ((unsigned char)*p <= ' ' || *p == 0x7f) return "must not contain spaces or control characters";
+  }
+  return NULL;
+}
+
+/* Sizes: plain bytes, or KiB/MiB (binary multiples, IEC 80000-13). */
+static bool parse_size(const char *s, uint64_t *out) {
+  size_t n = strlen(s);
+  uint64_t mult = 1;
+  if (n > 3 && strcmp(s + n - 3, "KiB") == 0) mult = 1024;
+  else if (n > 3 && strcmp(s + n - 3, "MiB") == 0) mult = 1024 * 1024;
+  char num[32];
+  size_t digits = mult == 1 ? n : n - 3;
+  if (digits == 0 || digits >= sizeof num) return false;
+  memcpy(num, s, digits);
+  num[digits] = '\0';
+  uint64_t v;
+  if (!parse_uint(num, UINT64_MAX / mult, &v)) return false;
+  *out = v * mult;
+  return true;
+}
+
+/* Applies one value; `who` is "--flag" or the variable's name, as the user wrote it. */
+static int apply_flag(struct ps_server_config *c, const struct flag *f, const char *who, const char *v,
+                      char *err, size_t errlen) {
+  char *base = (char *)c + f->off;
+  char q[QUOTE_MAX * 4 + 8];
+  quote(q, sizeof q, v);
+  int64_t ms;
+  uint64_t u;
+  switch (f->kind) {
+    case F_LISTEN:
+      if (!valid_listen(v))
+        return fail(err, errlen, "%s: %s is not host:port or [v6]:port (e.g. 0.0.0.0:6000)", who, q);
+      *(const char **)base = v;
+      return 0;
+    case F_URL: {
+      const char *why = url_problem(v);
+      if (why != NULL) return fail(err, errlen, "%s: %s %s", who, q, why);
+      *(const char **)base = v;
+      return 0;
+    }
+    case F_DURATION:
+    case F_DURATION_OR_0:
+      if (ps_duration_parse(v, &ms) != 0)
+        return fail(err, errlen, "%s: %s is not a duration (e.g. 30s, 5m, 1h30m)", who, q);
+      if (ms == 0 && f->kind == F_DURATION) return fail(err, errlen, "%s: %s must be more than 0", who, q);
+      *(uint64_t *)base = (uint64_t)ms;
+      return 0;
+    case F_SIZE:
+      if (!parse_size(v, &u) || u < PS_MIN_GRPC_MAX_MSG || u > PS_MAX_GRPC_MAX_MSG)
+        return fail(err, errlen, "%s: %s is not a size from 1KiB to 1024MiB (e.g. 4MiB, 65536)", who, q);
+      *(size_t *)base = (size_t)u;
+      return 0;
+    case F_COUNT:
+      if (!parse_uint(v, PS_MAX_MAX_TARGETS, &u) || u == 0)
+        return fail(err, errlen, "%s: %s is not a whole number from 1 to %d", who, q, PS_MAX_MAX_TARGETS);
+      *(size_t *)base = (size_t)u;
+      return 0;
+    case F_LEVEL:
+      if (ps_log_level_parse(v, (enum ps_log_level *)base) != 0)
+        return fail(err, errlen, "%s: %s is not a log level (debug, info, warn or error)", who, q);
+      return 0;
+    case F_FORMAT:
+      if (ps_log_format_parse(v, (enum ps_log_format *)base) != 0)
+        return fail(err, errlen, "%s: %s is not a log format (text or json)", who, q);
+      return 0;
+  }
+  return UV_EINVAL;
+}
+
+int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FILE *out, char *err,
+                           size_t errlen) {
+  if (err != NULL && errlen > 0) err[0] = '\0';
+  /* The environment first, so flags override it. An empty variable counts as unset: manifests often
+   * template `value: ""` for options they leave alone. */
+  for (size_t i = 0; i < NFLAGS; i++) {
+    const char *v = getenv(flags[i].env);
+    if (v == NULL || *v == '\0') continue;
+    int r = apply_flag(c, &flags[i], flags[i].env, v, err, errlen);
+    if (r != 0) return r;
+  }
+
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      ps_server_config_usage(out);
+      return 1;
+    }
+    if (strcmp(a, "--version") == 0) {
+      fprintf(out, "prescale %s\n", PS_VERSION);
+      return 2;
+    }
+    char q[QUOTE_MAX * 4 + 8];
+    quote(q, sizeof q, a);
+    if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+      if (a[0] == '-') return fail(err, errlen, "unknown flag %s (see --help)", q);
+      return fail(err, errlen, "unexpected argument %s: prescale has no subcommands yet (see --help)", q);
+    }
+    const char *name = a + 2, *eq = strchr(name, '=');
+    size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
+    const struct flag *f = NULL;
+    for (size_t k = 0; k < NFLAGS; k++) {
+      if (strlen(flags[k].name) == nlen && strncmp(flags[k].name, name, nlen) == 0) f = &flags[k];
+    }
+    if (f == NULL) {
+      char fq[QUOTE_MAX * 4 + 8], fname[QUOTE_MAX + 3];
+      snprintf(fname, sizeof fname, "--%.*s", (int)(nlen < QUOTE_MAX ? nlen : QUOTE_MAX), name);
+      quote(fq, sizeof fq, fname);
+      return fail(err, errlen, "unknown flag %s (see --help)", fq);
+    }
+    char who[40];
+    snprintf(who, sizeof who, "--%s", f->name);
+    const char *v;
+    if (eq != NULL) {
+      v = eq + 1;
+    } else {
+      if (i + 1 >= argc) return fail(err, errlen, "%s: missing value (e.g. %s %s)", who, who, f->def);
+      v = argv[++i];
+    }
+    int r = apply_flag(c, f, who, v, err, errlen);
+    if (r != 0) return r;
+  }
+  return 0;
+}
+
+/* ---- trigger metadata ---------------------------------------------------------------------------- */
+
+enum key_id {
+  K_SERVER,
+  K_QUERY,
+  K_THRESHOLD,
+  K_ACTIVATION,
+  K_LOOKAHEAD,
+  K_STEP,
+  K_MODEL,
+  K_PERIOD,
+  K_HISTORY,
+  K_HEADROOM,
+  K_IGNORE_NULL,
+  K_METRIC_NAME,
+  K_TIMEOUT,
+  NKEYS
+};
+
+static const char *const key_names[NKEYS] = {
+    "serverAddress", "query",   "threshold", "activationThreshold", "lookahead",  "step",   "model",
+    "period",        "history", "headroom",  "ignoreNullValues",    "metricName", "timeout"};
+
+/* Keys of KEDA's own `external` trigger: KEDA passes the whole metadata map, its own keys included, in
+ * ScaledObjectRef.scalerMetadata (keda-docs, scalers/external.md), so they are not ours to reject. */
+static const char *const keda_keys[] = {"scalerAddress", "tlsCertFile", "caCert",   "tlsClientCert",
+                                        "tlsClientKey",  "unsafeSsl",   "enableTLS"};
+
+static bool parse_bool(const char *s, bool *out) {
+  static const char *const yes[] = {"true", "1", "yes"}, *const no[] = {"false", "0", "no"};
+  for (size_t i = 0; i < 3; i++) {
+    if (strcasecmp(s, yes[i]) == 0) {
+      *out = true;
+      return true;
+    }
+    if (strcasecmp(s, no[i]) == 0) {
+      *out = false;
+      return true;
+    }
+  }
+  return false;
+}
+
+static bool valid_metric_name(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > PS_MAX_METRIC_NAME) return false;
+  for (; *s; s++) {
+    char c = *s;
+    if (!isalnum((unsigned char)c) && c != '_' && c != '.' && c != ':' && c != '-') return false;
+  }
+  return true;
+}
+
+static bool is_blank(const char *s) {
+  for (; *s; s++)
+    if (!isspace((unsigned char)*s)) return false;
+  return true;
+}
+
+/* Rounds ms up to a multiple of step; false on overflow. */
+static bool round_up(int64_t ms, int64_t step, int64_t *out) {
+  int64_t r = ms % step;
+  if (r == 0) {
+    *out = ms;
+    return true;
+  }
+  return !__builtin_add_overflow(ms, step - r, out);
+}
+
+/* Parses the key's duration; on error writes `key: "v" is not a duration <what>`. */
+static int get_duration(int k, const char *v, const char *what, int64_t *out, char *err, size_t errlen) {
+  if (ps_duration_parse(v, out) != 0) {
+    char q[QUOTE_MAX * 4 + 8];
+    quote(q, sizeof q, v);
+    return fail(err, errlen, "%s: %s is not a duration %s", key_names[k], q, what);
+  }
+  return 0;
+}
+
+static int parse_target(struct ps_target_config *c, const char *const val[NKEYS], const char *default_server,
+                        char *err, size_t errlen) {
+  char q[QUOTE_MAX * 4 + 8], d1[32], d2[32];
+  int r;
+
+  /* serverAddress, from the trigger or the server's --prometheus-url. */
+  const char *server = val[K_SERVER] != NULL ? val[K_SERVER] : default_server;
+  if (server == NULL) server = PS_DEFAULT_PROMETHEUS_URL;
+  const char *why = url_problem(server);
+  if (why != NULL) {
+    quote(q, sizeof q, server);
+    return fail(err, errlen, "%s: %s %s", val[K_SERVER] != NULL ? "serverAddress" : "--prometheus-url", q, why);
+  }
+  size_t slen = strlen(server);
+  while (slen > 7 && server[slen - 1] == '/') slen--; /* "http://h/" and "http://h" are one server */
+  if ((c->server_address = strndup(server, slen)) == NULL) return UV_ENOMEM;
+
+  if (val[K_QUERY] == NULL) return fail(err, errlen, "query: is required (a PromQL expression)");
+  if (is_blank(val[K_QUERY])) return fail(err, errlen, "query: must not be empty");
+  if ((c->query = strdup(val[K_QUERY])) == NULL) return UV_ENOMEM;
+
+  if (val[K_THRESHOLD] == NULL) return fail(err, errlen, "threshold: is required (a number > 0)");
+  if (!parse_number(val[K_THRESHOLD], &c->threshold) || !(c->threshold > 0)) {
+    quote(q, sizeof q, val[K_THRESHOLD]);
+    return fail(err, errlen, "threshold: %s is not a number > 0", q);
+  }
+
+  c->activation_threshold = 0;
+  if (val[K_ACTIVATION] != NULL &&
+      (!parse_number(val[K_ACTIVATION], &c->activation_threshold) || !(c->activation_threshold >= 0))) {
+    quote(q, sizeof q, val[K_ACTIVATION]);
+    return fail(err, errlen, "activationThreshold: %s is not a number >= 0", q);
+  }
+
+  c->step_ms = PS_DEFAULT_STEP_MS;
+  if (val[K_STEP] != NULL) {
+    if ((r = get_duration(K_STEP, val[K_STEP], "from 1s to 1d (e.g. 15s, 1m)", &c->step_ms, err, errlen)))
+      return r;
+    if (c->step_ms < PS_MIN_STEP_MS || c->step_ms > PS_MAX_STEP_MS) {
+      quote(q, sizeof q, val[K_STEP]);
+      return fail(err, errlen, "step: %s is not a duration from 1s to 1d (e.g. 15s, 1m)", q);
+    }
+  }
+  const int64_t step = c->step_ms;
+  ps_duration_format(step, d1, sizeof d1);
+
+  c->lookahead_ms = PS_DEFAULT_LOOKAHEAD_MS;
+  if (val[K_LOOKAHEAD] != NULL) {
+    const char *what = "from 0s to 1d (e.g. 30s, 5m)";
+    if ((r = get_duration(K_LOOKAHEAD, val[K_LOOKAHEAD], what, &c->lookahead_ms, err, errlen))) return r;
+    if (c->lookahead_ms > PS_MAX_LOOKAHEAD_MS) {
+      quote(q, sizeof q, val[K_LOOKAHEAD]);
+      return fail(err, errlen, "lookahead: %s is not a duration %s", q, what);
+    }
+  }
+
+  c->model = PS_MODEL_SEASONAL;
+  if (val[K_MODEL] != NULL && ps_model_parse(val[K_MODEL], &c->model) != 0) {
+    quote(q, sizeof q, val[K_MODEL]);
+    return fail(err, errlen, "model: %s is not a model (seasonal or last)", q);
+  }
+
+  c->period_ms = 0;
+  if (val[K_PERIOD] != NULL) {
+    int64_t period;
+    if ((r = get_duration(K_PERIOD, val[K_PERIOD], "(e.g. 1d, 1h, 7d)", &period, err, errlen))) return r;
+    quote(q, sizeof q, val[K_PERIOD]);
+    if (c->model == PS_MODEL_SEASONAL) {
+      if (period / 2 < step)
+        return fail(err, errlen, "period: %s must be at least 2 steps (step is %s)", q, d1);
+      if (period % step != 0)
+        return fail(err, errlen, "period: %s is not a multiple of step (%s)", q, d1);
+      c->period_ms = period;
+    }
+    /* model=last has no season: a period given anyway is checked as a duration and then unused. */
+  } else if (c->model == PS_MODEL_SEASONAL) {
+    return fail(err, errlen, "period: is required when model is seasonal (e.g. 1d for a daily pattern)");
+  }
+
+  /* history: enough points to look one period back, capped so one target costs at most
+   * PS_MAX_HISTORY_POINTS x 8 bytes. */
+  const int64_t max_history = (int64_t)PS_MAX_HISTORY_POINTS * step;
+  if (val[K_HISTORY] != NULL) {
+    int64_t hist;
+    if ((r = get_duration(K_HISTORY, val[K_HISTORY], "(e.g. 3d, 12h)", &hist, err, errlen))) return r;
+    quote(q, sizeof q, val[K_HISTORY]);
+    if (hist <= 0) return fail(err, errlen, "history: %s must be more than 0", q);
+    if (!round_up(hist, step, &c->history_ms) || c->history_ms > max_history) {
+      ps_duration_format(max_history, d2, sizeof d2);
+      return fail(err, errlen,
+                  "history: %s is more than %d points at step %s; the maximum is %s (raise step or shorten "
+                  "history)",
+                  q, PS_MAX_HISTORY_POINTS, d1, d2);
+    }
+    if (c->history_ms < c->period_ms) {
+      ps_duration_format(c->period_ms, d2, sizeof d2);
+      return fail(err, errlen, "history: %s is shorter than period (%s)", q, d2);
+    }
+  } else {
+    int64_t hist = PS_MIN_HISTORY_MS;
+    if (c->period_ms > 0 && c->period_ms <= INT64_MAX / 3 && 3 * c->period_ms > hist) hist = 3 * c->period_ms;
+    if (c->period_ms > INT64_MAX / 3) hist = max_history;
+    if (!round_up(hist, step, &hist) || hist > max_history) hist = max_history;
+    if (hist < c->period_ms) {
+      quote(q, sizeof q, val[K_PERIOD]);
+      ps_duration_format(max_history, d2, sizeof d2);
+      return fail(err, errlen,
+                  "period: %s needs more than %d points of history at step %s (at most %s); raise step",
+                  q, PS_MAX_HISTORY_POINTS, d1, d2);
+    }
+    c->history_ms = hist;
+  }
+
+  c->headroom = 0;
+  if (val[K_HEADROOM] != NULL && (!parse_number(val[K_HEADROOM], &c->headroom) || !(c->headroom >= 0))) {
+    quote(q, sizeof q, val[K_HEADROOM]);
+    return fail(err, errlen, "headroom: %s is not a number >= 0 (e.g. 0.2 for +20%%)", q);
+  }
+
+  c->ignore_null_values = true;
+  if (val[K_IGNORE_NULL] != NULL && !parse_bool(val[K_IGNORE_NULL], &c->ignore_null_values)) {
+    quote(q, sizeof q, val[K_IGNORE_NULL]);
+    return fail(err, errlen, "ignoreNullValues: %s is not a boolean (true or false)", q);
+  }
+
+  const char *mname = val[K_METRIC_NAME] != NULL ? val[K_METRIC_NAME] : PS_DEFAULT_METRIC_NAME;
+  if (!valid_metric_name(mname)) {
+    quote(q, sizeof q, mname);
+    return fail(err, errlen,
+                "metricName: %s must be 1 to %d letters, digits, '_', '.', ':' or '-'", q, PS_MAX_METRIC_NAME);
+  }
+  if ((c->metric_name = strdup(mname)) == NULL) return UV_ENOMEM;
+
+  c->timeout_ms = PS_DEFAULT_TIMEOUT_MS;
+  if (val[K_TIMEOUT] != NULL) {
+    const char *what = "from 100ms to 1m (e.g. 3s)";
+    if ((r = get_duration(K_TIMEOUT, val[K_TIMEOUT], what, &c->timeout_ms, err, errlen))) return r;
+    if (c->timeout_ms < PS_MIN_TIMEOUT_MS || c->timeout_ms > PS_MAX_TIMEOUT_MS) {
+      quote(q, sizeof q, val[K_TIMEOUT]);
+      return fail(err, errlen, "timeout: %s is not a duration %s", q, what);
+    }
+  }
+  return 0;
+}
+
+int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md, size_t n,
+                           const char *default_server, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (err != NULL && errlen > 0) err[0] = '\0';
+  const char *val[NKEYS] = {0};
+  char q[QUOTE_MAX * 4 + 8];
+
+  /* KEDA sends a map, so a key appears once; should a caller repeat one, the last wins. */
+  for (size_t i = 0; i < n; i++) {
+    const char *k = md[i].key, *v = md[i].value != NULL ? md[i].value : "";
+    if (k == NULL) return fail(err, errlen, "metadata: a key is missing");
+    int id = -1;
+    for (int j = 0; j < NKEYS; j++)
+      if (strcmp(k, key_names[j]) == 0) id = j;
+    size_t vlen = strlen(v);
+    if (id >= 0 && vlen > PS_MAX_METADATA_VALUE)
+      return fail(err, errlen, "%s: the value is %zu bytes; the maximum is %d", key_names[id], vlen,
+                  PS_MAX_METADATA_VALUE);
+    if (id >= 0) {
+      val[id] = v;
+      continue;
+    }
+    bool keda = false;
+    for (size_t j = 0; j < sizeof keda_keys / sizeof keda_keys[0]; j++)
+      if (strcmp(k, keda_keys[j]) == 0) keda = true;
+    if (keda) continue;
+    quote(q, sizeof q, k);
+    return fail(err, errlen,
+                "unknown metadata key %s (known: serverAddress, query, threshold, activationThreshold, "
+                "lookahead, step, model, period, history, headroom, ignoreNullValues, metricName, timeout)",
+                q);
+  }
+
+  int r = parse_target(out, val, default_server, err, errlen);
+  if (r != 0) ps_target_config_free(out);
+  return r;
+}
+
+void ps_target_config_free(struct ps_target_config *c) {
+  free(c->server_address);
+  free(c->query);
+  free(c->metric_name);
+  c->server_address = c->query = c->metric_name = NULL;
+}

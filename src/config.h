@@ -19,6 +19,12 @@
 #define PS_DEFAULT_TARGET_IDLE_MS (10 * 60 * 1000)
 #define PS_DEFAULT_GRPC_MAX_MSG (4u << 20) /* PS_GRPC_MAX_MSG: grpc's own default receive limit */
 #define PS_DEFAULT_MAX_TARGETS 10000
+#ifndef PS_VERSION /* meson passes -DPS_VERSION from project(); this covers builds without it */
+#define PS_VERSION "0.1.0"
+#endif
+#define PS_MIN_GRPC_MAX_MSG 1024u              /* --grpc-max-msg bounds */
+#define PS_MAX_GRPC_MAX_MSG (1024u << 20)
+#define PS_MAX_MAX_TARGETS 1000000             /* --max-targets upper bound */
 
 struct ps_server_config {
   const char *grpc_listen;     /* host:port, [v6]:port; not owned (argv/env/literal) */
@@ -46,6 +52,12 @@ void ps_server_config_usage(FILE *out);
 /* ---- trigger metadata --------------------------------------------------------------------------- */
 
 #define PS_MIN_STEP_MS 1000
+#define PS_MAX_STEP_MS (24LL * 3600 * 1000)
+#define PS_DEFAULT_STEP_MS 15000
+#define PS_DEFAULT_LOOKAHEAD_MS 30000
+#define PS_DEFAULT_TIMEOUT_MS 3000
+#define PS_DEFAULT_METRIC_NAME "prescale"
+#define PS_MAX_METRIC_NAME 200 /* bytes of metricName */
 #define PS_MAX_LOOKAHEAD_MS (24LL * 3600 * 1000)
 #define PS_MAX_HISTORY_POINTS 100000 /* per target: 8 bytes each, so at most 800 KB of history */
 #define PS_MIN_HISTORY_MS (3600 * 1000)
@@ -76,15 +88,22 @@ struct ps_target_config {
 
 /* Validates the metadata into `out` (zeroed first). Keys are KEDA's trigger metadata keys (README).
  * On error returns UV_EINVAL (or UV_ENOMEM) and writes one line to err naming the key and the value,
- * e.g. `threshold: "abc" is not a number > 0`; `out` is then left freed. Unknown keys are errors. */
+ * e.g. `threshold: "abc" is not a number > 0`; `out` is then left freed. Unknown keys are errors, except
+ * the keys of KEDA's own `external` trigger (scalerAddress, tlsCertFile, caCert, tlsClientCert,
+ * tlsClientKey, unsafeSsl, enableTLS), which KEDA passes along in scalerMetadata and which are ignored.
+ * default_server (normally --prometheus-url) is used when serverAddress is absent; NULL means
+ * PS_DEFAULT_PROMETHEUS_URL. history_ms defaults to max(3 x period, 1h) (1h for model last), capped at
+ * PS_MAX_HISTORY_POINTS steps; both given and default values are rounded up to a multiple of step. */
 int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md, size_t n,
                            const char *default_server, char *err, size_t errlen);
 void ps_target_config_free(struct ps_target_config *c);
 
 /* Durations: "30s", "5m", "1h30m", "250ms", "1.5s", "2d" or plain (possibly fractional) seconds "15".
+ * Units ms, s, m, h, d (24h); fractions round to the nearest millisecond.
  * 0 or UV_EINVAL (empty, negative, unknown unit, overflow). */
 int ps_duration_parse(const char *s, int64_t *out_ms);
-/* Shortest form: 90000 -> "1m30s", 250 -> "250ms". Returns snprintf's count. */
+/* Shortest form: 90000 -> "1m30s", 250 -> "250ms", 1500 -> "1.5s", 86400000 -> "1d", 0 -> "0s".
+ * ps_duration_parse reads it back to the same value. Returns snprintf's count. */
 int ps_duration_format(int64_t ms, char *buf, size_t len);
 
 #endif

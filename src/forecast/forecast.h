@@ -32,7 +32,11 @@ struct ps_forecast {
 /* Forecasts the window (now_ms, now_ms + lookahead] at the history's step.
  * Seasonal: each step t in the window forecasts history(t - period); a missing reference falls back to the
  * latest observation. Negative values are clamped to 0.
- * Returns 0, or UV_ENOENT when the history holds no observation at all. */
+ * The window is the steps t = k*step with now < t <= now + lookahead; when it holds none (lookahead shorter
+ * than the rest of the current step) it is the one step containing now + lookahead. Cost is
+ * O(min(window steps, history length)), whatever the lookahead.
+ * Returns 0, UV_ENOENT when the history holds no observation at all, or UV_EINVAL for parameters no
+ * validated config produces (lookahead < 0, unknown model, seasonal with period <= 0). */
 int ps_forecast_run(const struct ps_history *h, const struct ps_forecast_params *p, int64_t now_ms,
                     struct ps_forecast *out);
 

@@ -23,7 +23,9 @@ void ps_history_free(struct ps_history *h);
 /* Stores v at t_ms (rounded down to a multiple of step).
  * - t after the newest: the steps between are filled with NaN (a gap), older slots fall off the ring;
  * - t within the ring: the slot is overwritten (Prometheus may revise the newest point);
- * - t older than the ring holds: ignored, returns UV_ERANGE.
+ *   while the ring is not full, t up to cap-1 steps before the newest extends it backward (gap = NaN);
+ * - t older than the ring can hold (cap or more steps before the newest, or not representable once
+ *   rounded down): ignored, returns UV_ERANGE.
  * NaN and +-Inf values are stored as NaN (missing). Returns 0 or UV_ERANGE. */
 int ps_history_put(struct ps_history *h, int64_t t_ms, double v);
 

@@ -1,0 +1,630 @@
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config.h"
+
+static const char *const env_names[] = {
+    "PRESCALE_GRPC_LISTEN",  "PRESCALE_HTTP_LISTEN", "PRESCALE_PROMETHEUS_URL", "PRESCALE_FIRST_LOAD_TIMEOUT",
+    "PRESCALE_STALE_AFTER",  "PRESCALE_TARGET_IDLE", "PRESCALE_GRPC_MAX_MSG",   "PRESCALE_MAX_TARGETS",
+    "PRESCALE_LOG_LEVEL",    "PRESCALE_LOG_FORMAT"};
+
+static void clear_env(void) {
+  for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++) unsetenv(env_names[i]);
+}
+
+TestSuite(config, .init = clear_env);
+
+/* ---- durations ----------------------------------------------------------------------------------- */
+
+Test(config, duration_valid) {
+  static const struct {
+    const char *s;
+    int64_t ms;
+  } cases[] = {
+      {"0", 0},          {"0s", 0},           {"15", 15000},        {"1.5", 1500},      {"30s", 30000},
+      {"5m", 300000},    {"1h30m", 5400000},  {"250ms", 250},       {"1.5s", 1500},     {"2d", 172800000},
+      {"1d2h3m4s5ms", 93784005}, {"0.5m", 30000}, {".5s", 500},     {"1m0.25s", 60250}, {"100ms", 100},
+      {"1.0005s", 1001}, {"0.0004s", 0},      {"90s", 90000},       {"1h1h", 7200000},  {"007s", 7000},
+      {"106751991167d", 106751991167LL * 86400000},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int64_t ms = -1;
+    cr_assert_eq(ps_duration_parse(cases[i].s, &ms), 0, "%s", cases[i].s);
+    cr_assert_eq(ms, cases[i].ms, "%s -> %lld", cases[i].s, (long long)ms);
+  }
+}
+
+Test(config, duration_invalid) {
+  static const char *const cases[] = {"",    "-1s", "+1s", "s",    "1",  "1x",    "1 s", " 1s", "1s ", "1h30",
+                                      "ms",  "1us", "1ns", "1.s.", ".",  "1..5s", "1sm", "abc", "1e3", "inf",
+                                      "nan", "--1", "1S",  "1H",   "1mss", "999999999999999999999s",
+                                      "106751991168d", "9223372036854775808ms", "1w"};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int64_t ms = 42;
+    if (strcmp(cases[i], "1") == 0) continue; /* "1" is plain seconds: see below */
+    cr_assert_eq(ps_duration_parse(cases[i], &ms), UV_EINVAL, "%s", cases[i]);
+  }
+  int64_t ms;
+  cr_assert_eq(ps_duration_parse(NULL, &ms), UV_EINVAL);
+  cr_assert_eq(ps_duration_parse("1", &ms), 0);
+  cr_assert_eq(ms, 1000);
+}
+
+Test(config, duration_format) {
+  static const struct {
+    int64_t ms;
+    const char *s;
+  } cases[] = {
+      {0, "0s"},         {250, "250ms"},      {1000, "1s"},    {1500, "1.5s"},      {90000, "1m30s"},
+      {3600000, "1h"},   {5400000, "1h30m"},  {86400000, "1d"}, {90000000, "1d1h"}, {60250, "1m0.25s"},
+      {1001, "1.001s"},  {3600500, "1h0.5s"}, {-250, "-250ms"}, {-90000, "-1m30s"}, {15000, "15s"},
+  };
+  char buf[64];
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int n = ps_duration_format(cases[i].ms, buf, sizeof buf);
+    cr_assert_str_eq(buf, cases[i].s);
+    cr_assert_eq(n, (int)strlen(cases[i].s));
+  }
+  char small[4];
+  cr_assert_eq(ps_duration_format(5400000, small, sizeof small), 5); /* snprintf's count */
+  cr_assert_str_eq(small, "1h3");
+}
+
+Test(config, duration_round_trip) {
+  char buf[64];
+  int64_t samples[] = {1, 999, 1000, 1001, 59999, 60000, 61000, 3599999, 86399999, 86400001, INT64_MAX};
+  for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+    ps_duration_format(samples[i], buf, sizeof buf);
+    int64_t back;
+    cr_assert_eq(ps_duration_parse(buf, &back), 0, "%s", buf);
+    cr_assert_eq(back, samples[i], "%s", buf);
+  }
+  for (int64_t ms = 0; ms < 200000000; ms += 7919) { /* a prime stride hits every field combination */
+    ps_duration_format(ms, buf, sizeof buf);
+    int64_t back;
+    cr_assert_eq(ps_duration_parse(buf, &back), 0, "%s", buf);
+    cr_assert_eq(back, ms, "%s", buf);
+  }
+}
+
+/* ---- server options ------------------------------------------------------------------------------ */
+
+struct run {
+  int rc;
+  char err[512];
+  char *out;
+  size_t outlen;
+  struct ps_server_config c;
+};
+
+static void run_args(struct run *r, char **argv) {
+  int argc = 0;
+  while (argv[argc] != NULL) argc++;
+  ps_server_config_defaults(&r->c);
+  FILE *f = open_memstream(&r->out, &r->outlen);
+  r->err[0] = 'X';
+  r->err[1] = '\0';
+  r->rc = ps_server_config_parse(&r->c, argc, argv, f, r->err, sizeof r->err);
+  fclose(f);
+}
+
+#define RUN(r, ...)                                     \
+  do {                                                  \
+    char *argv_[] = {"prescale", __VA_ARGS__, NULL};    \
+    run_args(&(r), argv_);                              \
+  } while (0)
+
+Test(config, server_defaults) {
+  struct run r;
+  char *argv[] = {"prescale", NULL};
+  run_args(&r, argv);
+  cr_assert_eq(r.rc, 0);
+  cr_assert_str_eq(r.err, "");
+  cr_assert_str_eq(r.c.grpc_listen, "0.0.0.0:6000");
+  cr_assert_str_eq(r.c.http_listen, "0.0.0.0:8080");
+  cr_assert_str_eq(r.c.prometheus_url, "http://127.0.0.1:9090");
+  cr_assert_eq(r.c.first_load_timeout_ms, 5000);
+  cr_assert_eq(r.c.stale_after_ms, 0);
+  cr_assert_eq(r.c.target_idle_ms, 600000);
+  cr_assert_eq(r.c.grpc_max_msg, 4u << 20);
+  cr_assert_eq(r.c.max_targets, 10000);
+  cr_assert_eq(r.c.log_level, PS_LOG_INFO);
+  cr_assert_eq(r.c.log_format, PS_LOG_TEXT);
+  cr_assert_eq(r.outlen, 0);
+  free(r.out);
+}
+
+static void check_all_set(const struct ps_server_config *c) {
+  cr_assert_str_eq(c->grpc_listen, "127.0.0.1:0");
+  cr_assert_str_eq(c->http_listen, "[::1]:9999");
+  cr_assert_str_eq(c->prometheus_url, "http://prom:9090/sub/");
+  cr_assert_eq(c->first_load_timeout_ms, 1500);
+  cr_assert_eq(c->stale_after_ms, 120000);
+  cr_assert_eq(c->target_idle_ms, 3600000);
+  cr_assert_eq(c->grpc_max_msg, 65536);
+  cr_assert_eq(c->max_targets, 7);
+  cr_assert_eq(c->log_level, PS_LOG_DEBUG);
+  cr_assert_eq(c->log_format, PS_LOG_JSON);
+}
+
+Test(config, every_flag_separate_value) {
+  struct run r;
+  RUN(r, "--grpc-listen", "127.0.0.1:0", "--http-listen", "[::1]:9999", "--prometheus-url", "http://prom:9090/sub/",
+      "--first-load-timeout", "1.5s", "--stale-after", "2m", "--target-idle", "1h", "--grpc-max-msg", "64KiB",
+      "--max-targets", "7", "--log-level", "debug", "--log-format", "json");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  check_all_set(&r.c);
+  free(r.out);
+}
+
+Test(config, every_flag_equals_form) {
+  struct run r;
+  RUN(r, "--grpc-listen=127.0.0.1:0", "--http-listen=[::1]:9999", "--prometheus-url=http://prom:9090/sub/",
+      "--first-load-timeout=1500ms", "--stale-after=120", "--target-idle=60m", "--grpc-max-msg=65536",
+      "--max-targets=7", "--log-level=debug", "--log-format=json");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  check_all_set(&r.c);
+  free(r.out);
+}
+
+Test(config, every_env_var) {
+  setenv("PRESCALE_GRPC_LISTEN", "127.0.0.1:0", 1);
+  setenv("PRESCALE_HTTP_LISTEN", "[::1]:9999", 1);
+  setenv("PRESCALE_PROMETHEUS_URL", "http://prom:9090/sub/", 1);
+  setenv("PRESCALE_FIRST_LOAD_TIMEOUT", "1.5s", 1);
+  setenv("PRESCALE_STALE_AFTER", "2m", 1);
+  setenv("PRESCALE_TARGET_IDLE", "1h", 1);
+  setenv("PRESCALE_GRPC_MAX_MSG", "64KiB", 1);
+  setenv("PRESCALE_MAX_TARGETS", "7", 1);
+  setenv("PRESCALE_LOG_LEVEL", "debug", 1);
+  setenv("PRESCALE_LOG_FORMAT", "json", 1);
+  struct run r;
+  char *argv[] = {"prescale", NULL};
+  run_args(&r, argv);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  check_all_set(&r.c);
+  free(r.out);
+}
+
+Test(config, flags_win_over_env) {
+  setenv("PRESCALE_GRPC_LISTEN", "1.2.3.4:1", 1);
+  setenv("PRESCALE_MAX_TARGETS", "5", 1);
+  setenv("PRESCALE_LOG_LEVEL", "error", 1);
+  struct run r;
+  RUN(r, "--grpc-listen", "127.0.0.1:7", "--log-level=warn");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_str_eq(r.c.grpc_listen, "127.0.0.1:7");
+  cr_assert_eq(r.c.log_level, PS_LOG_WARN);
+  cr_assert_eq(r.c.max_targets, 5); /* env applies where no flag was given */
+  free(r.out);
+}
+
+Test(config, empty_env_is_unset) {
+  setenv("PRESCALE_LOG_LEVEL", "", 1);
+  struct run r;
+  char *argv[] = {"prescale", NULL};
+  run_args(&r, argv);
+  cr_assert_eq(r.rc, 0);
+  cr_assert_eq(r.c.log_level, PS_LOG_INFO);
+  free(r.out);
+}
+
+Test(config, grpc_max_msg_sizes) {
+  static const struct {
+    const char *v;
+    size_t want;
+  } ok[] = {{"1024", 1024}, {"1KiB", 1024}, {"4MiB", 4u << 20}, {"1024MiB", 1u << 30}, {"65536", 65536}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    struct run r;
+    RUN(r, "--grpc-max-msg", (char *)ok[i].v);
+    cr_assert_eq(r.rc, 0, "%s: %s", ok[i].v, r.err);
+    cr_assert_eq(r.c.grpc_max_msg, ok[i].want, "%s", ok[i].v);
+    free(r.out);
+  }
+  static const char *const bad[] = {"0", "1023", "4MB", "4 MiB", "MiB", "-1", "1025MiB", "4mib", "1.5MiB",
+                                    "99999999999999999999999", ""};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    struct run r;
+    RUN(r, "--grpc-max-msg", (char *)bad[i]);
+    cr_assert_eq(r.rc, UV_EINVAL, "%s", bad[i]);
+    char want[200];
+    snprintf(want, sizeof want, "--grpc-max-msg: \"%s\" is not a size from 1KiB to 1024MiB (e.g. 4MiB, 65536)", bad[i]);
+    cr_assert_str_eq(r.err, want);
+    free(r.out);
+  }
+}
+
+Test(config, flag_errors) {
+  static const struct {
+    const char *flag, *value, *err;
+  } cases[] = {
+      {"--stale-after", "x", "--stale-after: \"x\" is not a duration (e.g. 30s, 5m, 1h30m)"},
+      {"--first-load-timeout", "-1s", "--first-load-timeout: \"-1s\" is not a duration (e.g. 30s, 5m, 1h30m)"},
+      {"--first-load-timeout", "0", "--first-load-timeout: \"0\" must be more than 0"},
+      {"--target-idle", "10 m", "--target-idle: \"10 m\" is not a duration (e.g. 30s, 5m, 1h30m)"},
+      {"--target-idle", "0s", "--target-idle: \"0s\" must be more than 0"},
+      {"--grpc-listen", "6000", "--grpc-listen: \"6000\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
+      {"--grpc-listen", ":6000", "--grpc-listen: \":6000\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
+      {"--grpc-listen", "h:70000", "--grpc-listen: \"h:70000\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
+      {"--grpc-listen", "h:", "--grpc-listen: \"h:\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
+      {"--http-listen", "::1:80", "--http-listen: \"::1:80\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
+      {"--http-listen", "[::1]80", "--http-listen: \"[::1]80\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
+      {"--http-listen", "[]:80", "--http-listen: \"[]:80\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
+      {"--prometheus-url", "https://p:9090", "--prometheus-url: \"https://p:9090\" uses https, which is not supported yet (use http://)"},
+      {"--prometheus-url", "prom:9090", "--prometheus-url: \"prom:9090\" is not an http:// URL"},
+      {"--prometheus-url", "http://", "--prometheus-url: \"http://\" has no host"},
+      {"--prometheus-url", "http://p/?x=1", "--prometheus-url: \"http://p/?x=1\" must not have a query or fragment"},
+      {"--prometheus-url", "http://p/#f", "--prometheus-url: \"http://p/#f\" must not have a query or fragment"},
+      {"--prometheus-url", "http://p q", "--prometheus-url: \"http://p q\" must not contain spaces or control characters"},
+      {"--max-targets", "0", "--max-targets: \"0\" is not a whole number from 1 to 1000000"},
+      {"--max-targets", "1000001", "--max-targets: \"1000001\" is not a whole number from 1 to 1000000"},
+      {"--max-targets", "12a", "--max-targets: \"12a\" is not a whole number from 1 to 1000000"},
+      {"--max-targets", "-3", "--max-targets: \"-3\" is not a whole number from 1 to 1000000"},
+      {"--log-level", "trace", "--log-level: \"trace\" is not a log level (debug, info, warn or error)"},
+      {"--log-format", "xml", "--log-format: \"xml\" is not a log format (text or json)"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct run r;
+    RUN(r, (char *)cases[i].flag, (char *)cases[i].value);
+    cr_assert_eq(r.rc, UV_EINVAL, "%s %s", cases[i].flag, cases[i].value);
+    cr_assert_str_eq(r.err, cases[i].err);
+    free(r.out);
+  }
+}
+
+Test(config, env_errors_name_the_variable) {
+  setenv("PRESCALE_STALE_AFTER", "x", 1);
+  struct run r;
+  char *argv[] = {"prescale", NULL};
+  run_args(&r, argv);
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert_str_eq(r.err, "PRESCALE_STALE_AFTER: \"x\" is not a duration (e.g. 30s, 5m, 1h30m)");
+  free(r.out);
+  clear_env();
+  setenv("PRESCALE_LOG_FORMAT", "yaml", 1);
+  run_args(&r, argv);
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert_str_eq(r.err, "PRESCALE_LOG_FORMAT: \"yaml\" is not a log format (text or json)");
+  free(r.out);
+}
+
+Test(config, unknown_missing_and_positional) {
+  struct run r;
+  RUN(r, "--nope", "1");
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert_str_eq(r.err, "unknown flag \"--nope\" (see --help)");
+  free(r.out);
+  RUN(r, "--grpc-listen-x=1");
+  cr_assert_str_eq(r.err, "unknown flag \"--grpc-listen-x\" (see --help)");
+  free(r.out);
+  RUN(r, "-v");
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert_str_eq(r.err, "unknown flag \"-v\" (see --help)");
+  free(r.out);
+  RUN(r, "--log-level");
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert_str_eq(r.err, "--log-level: missing value (e.g. --log-level info)");
+  free(r.out);
+  RUN(r, "backtest");
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert_str_eq(r.err, "unexpected argument \"backtest\": prescale has no subcommands yet (see --help)");
+  free(r.out);
+  RUN(r, "--log-level", "debug", "--bad\x01");
+  cr_assert_str_eq(r.err, "unknown flag \"--bad\\x01\" (see --help)");
+  free(r.out);
+}
+
+Test(config, help_and_version) {
+  struct run r;
+  RUN(r, "--help");
+  cr_assert_eq(r.rc, 1);
+  for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
+    cr_assert_not_null(strstr(r.out, env_names[i]), "%s", env_names[i]);
+  static const char *const lines[] = {"--grpc-listen ADDR", "(default 0.0.0.0:6000; $PRESCALE_GRPC_LISTEN)",
+                                      "--http-listen ADDR", "(default 0.0.0.0:8080;",
+                                      "(default http://127.0.0.1:9090;", "--first-load-timeout DUR",
+                                      "(default 5s;", "--stale-after DUR", "--target-idle DUR", "(default 10m;",
+                                      "--grpc-max-msg BYTES", "(default 4MiB;", "--max-targets N",
+                                      "(default 10000;", "--log-level LEVEL", "(default info;",
+                                      "--log-format FMT", "(default text;", "-h, --help", "--version",
+                                      "Subcommands"};
+  for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+    cr_assert_not_null(strstr(r.out, lines[i]), "missing %s in:\n%s", lines[i], r.out);
+  /* the help is the same whether asked with -h, and printed by ps_server_config_usage */
+  char *first = r.out;
+  RUN(r, "-h");
+  cr_assert_eq(r.rc, 1);
+  cr_assert_str_eq(r.out, first);
+  free(first);
+  free(r.out);
+  RUN(r, "--version");
+  cr_assert_eq(r.rc, 2);
+  cr_assert_str_eq(r.out, "prescale 0.1.0\n");
+  free(r.out);
+  RUN(r, "--version", "--bogus"); /* --version acts as soon as it is seen */
+  cr_assert_eq(r.rc, 2);
+  free(r.out);
+}
+
+/* ---- trigger metadata ---------------------------------------------------------------------------- */
+
+struct tc {
+  int rc;
+  char err[512];
+  struct ps_target_config c;
+};
+
+/* kv: key, value, key, value, ..., NULL */
+static void parse_md(struct tc *t, const char *const *kv) {
+  struct ps_kv md[64];
+  size_t n = 0;
+  for (; kv[2 * n] != NULL; n++) md[n] = (struct ps_kv){kv[2 * n], kv[2 * n + 1]};
+  strcpy(t->err, "X");
+  t->rc = ps_target_config_parse(&t->c, md, n, "http://default:9090", t->err, sizeof t->err);
+}
+
+#define MD(t, ...)                                           \
+  do {                                                       \
+    const char *const kv_[] = {__VA_ARGS__, NULL};           \
+    parse_md(&(t), kv_);                                     \
+  } while (0)
+
+#define BASE "query", "sum(rate(x[1m]))", "threshold", "10", "period", "1d"
+
+Test(config, target_defaults) {
+  struct tc t;
+  MD(t, BASE);
+  cr_assert_eq(t.rc, 0, "%s", t.err);
+  cr_assert_str_eq(t.err, "");
+  cr_assert_str_eq(t.c.server_address, "http://default:9090");
+  cr_assert_str_eq(t.c.query, "sum(rate(x[1m]))");
+  cr_assert_str_eq(t.c.metric_name, "prescale");
+  cr_assert_eq(t.c.threshold, 10);
+  cr_assert_eq(t.c.activation_threshold, 0);
+  cr_assert_eq(t.c.headroom, 0);
+  cr_assert_eq(t.c.lookahead_ms, 30000);
+  cr_assert_eq(t.c.step_ms, 15000);
+  cr_assert_eq(t.c.model, PS_MODEL_SEASONAL);
+  cr_assert_eq(t.c.period_ms, 86400000);
+  cr_assert_eq(t.c.history_ms, 3 * 86400000);
+  cr_assert_eq(t.c.timeout_ms, 3000);
+  cr_assert_eq(t.c.ignore_null_values, true);
+  ps_target_config_free(&t.c);
+  ps_target_config_free(&t.c); /* idempotent */
+}
+
+Test(config, target_every_key) {
+  struct tc t;
+  MD(t, "serverAddress", "http://prom.monitoring:9090/prefix//", "query", "up", "threshold", "2.5",
+     "activationThreshold", "0.5", "lookahead", "2m", "step", "30s", "model", "seasonal", "period", "1h",
+     "history", "5h", "headroom", "0.2", "ignoreNullValues", "FALSE", "metricName", "my-app.rps:v1_x",
+     "timeout", "500ms");
+  cr_assert_eq(t.rc, 0, "%s", t.err);
+  cr_assert_str_eq(t.c.server_address, "http://prom.monitoring:9090/prefix");
+  cr_assert_str_eq(t.c.query, "up");
+  cr_assert_eq(t.c.threshold, 2.5);
+  cr_assert_eq(t.c.activation_threshold, 0.5);
+  cr_assert_eq(t.c.lookahead_ms, 120000);
+  cr_assert_eq(t.c.step_ms, 30000);
+  cr_assert_eq(t.c.period_ms, 3600000);
+  cr_assert_eq(t.c.history_ms, 5 * 3600000);
+  cr_assert_eq(t.c.headroom, 0.2);
+  cr_assert_eq(t.c.ignore_null_values, false);
+  cr_assert_str_eq(t.c.metric_name, "my-app.rps:v1_x");
+  cr_assert_eq(t.c.timeout_ms, 500);
+  ps_target_config_free(&t.c);
+}
+
+Test(config, target_default_server_variants) {
+  struct ps_kv md[] = {{"query", "up"}, {"threshold", "1"}, {"model", "last"}};
+  struct ps_target_config c;
+  char err[256];
+  cr_assert_eq(ps_target_config_parse(&c, md, 3, NULL, err, sizeof err), 0, "%s", err);
+  cr_assert_str_eq(c.server_address, "http://127.0.0.1:9090");
+  ps_target_config_free(&c);
+  cr_assert_eq(ps_target_config_parse(&c, md, 3, "http://p:1/", err, sizeof err), 0);
+  cr_assert_str_eq(c.server_address, "http://p:1");
+  ps_target_config_free(&c);
+  cr_assert_eq(ps_target_config_parse(&c, md, 3, "https://p:1", err, sizeof err), UV_EINVAL);
+  cr_assert_str_eq(err, "--prometheus-url: \"https://p:1\" uses https, which is not supported yet (use http://)");
+  cr_assert_null(c.server_address);
+}
+
+Test(config, target_model_last) {
+  struct tc t;
+  MD(t, "query", "up", "threshold", "1", "model", "last");
+  cr_assert_eq(t.rc, 0, "%s", t.err);
+  cr_assert_eq(t.c.model, PS_MODEL_LAST);
+  cr_assert_eq(t.c.period_ms, 0);
+  cr_assert_eq(t.c.history_ms, 3600000);
+  ps_target_config_free(&t.c);
+  MD(t, "query", "up", "threshold", "1", "model", "last", "period", "7s"); /* period unused, no 2-step rule */
+  cr_assert_eq(t.rc, 0, "%s", t.err);
+  cr_assert_eq(t.c.period_ms, 0);
+  ps_target_config_free(&t.c);
+}
+
+Test(config, target_history_defaults_and_rounding) {
+  static const struct {
+    const char *step, *period, *history;
+    int64_t want;
+  } cases[] = {
+      {"15s", "10m", NULL, 3600000},             /* max(3 x 10m, 1h) = 1h */
+      {"15s", "1h", NULL, 3 * 3600000},          /* 3 x period */
+      {"7s", "14s", NULL, 3605000},              /* 1h rounded up to a multiple of 7s */
+      {"1m", "7d", NULL, 21LL * 86400000},       /* 30240 points: fine */
+      {"15s", "7d", NULL, 100000LL * 15000},     /* 3 x 7d is 120960 points: capped at the maximum */
+      {"15s", "1h", "90m", 5400000},
+      {"7s", "14s", "100s", 105000},             /* rounded up to a multiple of step */
+      {"15s", "1h", "1h", 3600000},              /* history == period is enough */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct tc t;
+    if (cases[i].history != NULL)
+      MD(t, "query", "q", "threshold", "1", "step", cases[i].step, "period", cases[i].period, "history",
+         cases[i].history);
+    else
+      MD(t, "query", "q", "threshold", "1", "step", cases[i].step, "period", cases[i].period);
+    cr_assert_eq(t.rc, 0, "case %zu: %s", i, t.err);
+    cr_assert_eq(t.c.history_ms, cases[i].want, "case %zu: %lld", i, (long long)t.c.history_ms);
+    cr_assert_eq(t.c.history_ms % t.c.step_ms, 0);
+    ps_target_config_free(&t.c);
+  }
+}
+
+Test(config, target_valid_values) {
+  static const struct {
+    const char *key, *value;
+  } cases[] = {
+      {"threshold", "1e3"},        {"threshold", "0.0001"},      {"activationThreshold", "0"},
+      {"activationThreshold", "5"}, {"lookahead", "0"},          {"lookahead", "1d"},
+      {"lookahead", "90"},         {"step", "1s"},               {"step", "1500ms"},
+      {"step", "1m"},              {"headroom", "0"},            {"headroom", "1.5"},
+      {"ignoreNullValues", "true"}, {"ignoreNullValues", "Yes"}, {"ignoreNullValues", "0"},
+      {"ignoreNullValues", "no"},  {"ignoreNullValues", "1"},    {"metricName", "a"},
+      {"timeout", "100ms"},        {"timeout", "1m"},            {"serverAddress", "http://[::1]:9090"},
+      {"serverAddress", "http://p"}, {"model", "seasonal"},      {"scalerAddress", "prescale.keda:6000"},
+      {"unsafeSsl", "false"},      {"tlsCertFile", "/x"},        {"caCert", "c"},
+      {"tlsClientCert", "c"},      {"tlsClientKey", "k"},        {"enableTLS", "false"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct tc t;
+    MD(t, "query", "q", "threshold", "1", "period", "1h", cases[i].key, cases[i].value);
+    cr_assert_eq(t.rc, 0, "%s=%s: %s", cases[i].key, cases[i].value, t.err);
+    ps_target_config_free(&t.c);
+  }
+}
+
+Test(config, target_errors) {
+  static char long_value[PS_MAX_METADATA_VALUE + 2];
+  memset(long_value, 'a', PS_MAX_METADATA_VALUE + 1);
+  static char long_name[PS_MAX_METRIC_NAME + 2];
+  memset(long_name, 'n', PS_MAX_METRIC_NAME + 1);
+  static const struct {
+    const char *key, *value, *err;
+  } cases[] = {
+      {"threshold", "abc", "threshold: \"abc\" is not a number > 0"},
+      {"threshold", "0", "threshold: \"0\" is not a number > 0"},
+      {"threshold", "-1", "threshold: \"-1\" is not a number > 0"},
+      {"threshold", "nan", "threshold: \"nan\" is not a number > 0"},
+      {"threshold", "inf", "threshold: \"inf\" is not a number > 0"},
+      {"threshold", "1e999", "threshold: \"1e999\" is not a number > 0"},
+      {"threshold", "", "threshold: \"\" is not a number > 0"},
+      {"threshold", " 5", "threshold: \" 5\" is not a number > 0"},
+      {"threshold", "5 ", "threshold: \"5 \" is not a number > 0"},
+      {"threshold", "5x", "threshold: \"5x\" is not a number > 0"},
+      {"activationThreshold", "-0.1", "activationThreshold: \"-0.1\" is not a number >= 0"},
+      {"activationThreshold", "x", "activationThreshold: \"x\" is not a number >= 0"},
+      {"activationThreshold", "infinity", "activationThreshold: \"infinity\" is not a number >= 0"},
+      {"headroom", "-0.2", "headroom: \"-0.2\" is not a number >= 0 (e.g. 0.2 for +20%)"},
+      {"headroom", "20%", "headroom: \"20%\" is not a number >= 0 (e.g. 0.2 for +20%)"},
+      {"lookahead", "x", "lookahead: \"x\" is not a duration from 0s to 1d (e.g. 30s, 5m)"},
+      {"lookahead", "25h", "lookahead: \"25h\" is not a duration from 0s to 1d (e.g. 30s, 5m)"},
+      {"lookahead", "-1s", "lookahead: \"-1s\" is not a duration from 0s to 1d (e.g. 30s, 5m)"},
+      {"step", "500ms", "step: \"500ms\" is not a duration from 1s to 1d (e.g. 15s, 1m)"},
+      {"step", "0", "step: \"0\" is not a duration from 1s to 1d (e.g. 15s, 1m)"},
+      {"step", "2d", "step: \"2d\" is not a duration from 1s to 1d (e.g. 15s, 1m)"},
+      {"step", "fast", "step: \"fast\" is not a duration from 1s to 1d (e.g. 15s, 1m)"},
+      {"model", "arima", "model: \"arima\" is not a model (seasonal or last)"},
+      {"model", "Last", "model: \"Last\" is not a model (seasonal or last)"},
+      {"period", "daily", "period: \"daily\" is not a duration (e.g. 1d, 1h, 7d)"},
+      {"period", "29s", "period: \"29s\" must be at least 2 steps (step is 15s)"},
+      {"period", "0", "period: \"0\" must be at least 2 steps (step is 15s)"},
+      {"period", "100s", "period: \"100s\" is not a multiple of step (15s)"},
+      {"period", "1000d", "period: \"1000d\" needs more than 100000 points of history at step 15s (at most 17d8h40m); raise step"},
+      {"history", "30m", "history: \"30m\" is shorter than period (1d)"},
+      {"history", "0", "history: \"0\" must be more than 0"},
+      {"history", "long", "history: \"long\" is not a duration (e.g. 3d, 12h)"},
+      {"history", "30d", "history: \"30d\" is more than 100000 points at step 15s; the maximum is 17d8h40m (raise step or shorten history)"},
+      {"ignoreNullValues", "maybe", "ignoreNullValues: \"maybe\" is not a boolean (true or false)"},
+      {"ignoreNullValues", "", "ignoreNullValues: \"\" is not a boolean (true or false)"},
+      {"metricName", "a b", "metricName: \"a b\" must be 1 to 200 letters, digits, '_', '.', ':' or '-'"},
+      {"metricName", "", "metricName: \"\" must be 1 to 200 letters, digits, '_', '.', ':' or '-'"},
+      {"metricName", "a/b", "metricName: \"a/b\" must be 1 to 200 letters, digits, '_', '.', ':' or '-'"},
+      {"metricName", long_name, "metricName: \"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn...\" must be 1 to 200 letters, digits, '_', '.', ':' or '-'"},
+      {"timeout", "50ms", "timeout: \"50ms\" is not a duration from 100ms to 1m (e.g. 3s)"},
+      {"timeout", "61s", "timeout: \"61s\" is not a duration from 100ms to 1m (e.g. 3s)"},
+      {"timeout", "soon", "timeout: \"soon\" is not a duration from 100ms to 1m (e.g. 3s)"},
+      {"serverAddress", "https://prom:9090", "serverAddress: \"https://prom:9090\" uses https, which is not supported yet (use http://)"},
+      {"serverAddress", "prom:9090", "serverAddress: \"prom:9090\" is not an http:// URL"},
+      {"serverAddress", "http://", "serverAddress: \"http://\" has no host"},
+      {"serverAddress", "http:///x", "serverAddress: \"http:///x\" has no host"},
+      {"serverAddress", "http://p?x=1", "serverAddress: \"http://p?x=1\" must not have a query or fragment"},
+      {"serverAddress", "http://p/#x", "serverAddress: \"http://p/#x\" must not have a query or fragment"},
+      {"serverAddress", "http://p\n", "serverAddress: \"http://p\\x0a\" must not contain spaces or control characters"},
+      {"serverAddress", "", "serverAddress: \"\" is not an http:// URL"},
+      {"query", "", "query: must not be empty"},
+      {"query", " \t", "query: must not be empty"},
+      {"query", long_value, "query: the value is 8193 bytes; the maximum is 8192"},
+      {"Query", "x", "unknown metadata key \"Query\" (known: serverAddress, query, threshold, activationThreshold, lookahead, step, model, period, history, headroom, ignoreNullValues, metricName, timeout)"},
+      {"bogus\"key", "x", "unknown metadata key \"bogus\\\"key\" (known: serverAddress, query, threshold, activationThreshold, lookahead, step, model, period, history, headroom, ignoreNullValues, metricName, timeout)"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct tc t;
+    MD(t, BASE, cases[i].key, cases[i].value);
+    cr_assert_eq(t.rc, UV_EINVAL, "case %zu %s", i, cases[i].key);
+    cr_assert_str_eq(t.err, cases[i].err, "case %zu: %s", i, t.err);
+    cr_assert_null(t.c.server_address);
+    cr_assert_null(t.c.query);
+    cr_assert_null(t.c.metric_name);
+  }
+}
+
+Test(config, target_required_keys) {
+  struct tc t;
+  MD(t, "threshold", "1", "period", "1h");
+  cr_assert_eq(t.rc, UV_EINVAL);
+  cr_assert_str_eq(t.err, "query: is required (a PromQL expression)");
+  MD(t, "query", "q", "period", "1h");
+  cr_assert_eq(t.rc, UV_EINVAL);
+  cr_assert_str_eq(t.err, "threshold: is required (a number > 0)");
+  MD(t, "query", "q", "threshold", "1");
+  cr_assert_eq(t.rc, UV_EINVAL);
+  cr_assert_str_eq(t.err, "period: is required when model is seasonal (e.g. 1d for a daily pattern)");
+  struct ps_target_config c;
+  char err[128];
+  cr_assert_eq(ps_target_config_parse(&c, NULL, 0, NULL, err, sizeof err), UV_EINVAL);
+  cr_assert_str_eq(err, "query: is required (a PromQL expression)");
+}
+
+Test(config, target_duplicate_last_wins) {
+  struct tc t;
+  MD(t, BASE, "threshold", "abc", "threshold", "7");
+  cr_assert_eq(t.rc, 0, "%s", t.err);
+  cr_assert_eq(t.c.threshold, 7);
+  ps_target_config_free(&t.c);
+}
+
+Test(config, target_null_value_and_key) {
+  struct ps_kv md[] = {{"query", "q"}, {"threshold", "1"}, {"period", "1h"}, {"metricName", NULL}};
+  struct ps_target_config c;
+  char err[256];
+  cr_assert_eq(ps_target_config_parse(&c, md, 4, NULL, err, sizeof err), UV_EINVAL);
+  cr_assert_str_eq(err, "metricName: \"\" must be 1 to 200 letters, digits, '_', '.', ':' or '-'");
+  struct ps_kv md2[] = {{NULL, "q"}};
+  cr_assert_eq(ps_target_config_parse(&c, md2, 1, NULL, err, sizeof err), UV_EINVAL);
+  cr_assert_str_eq(err, "metadata: a key is missing");
+}
+
+Test(config, target_error_truncates_and_escapes_long_values) {
+  static char v[PS_MAX_METADATA_VALUE];
+  memset(v, 'z', sizeof v - 1);
+  v[0] = '"';
+  struct tc t;
+  MD(t, BASE, "threshold", v);
+  cr_assert_eq(t.rc, UV_EINVAL);
+  cr_assert(strlen(t.err) < 150, "%s", t.err);
+  cr_assert_eq(strncmp(t.err, "threshold: \"\\\"zzz", 17), 0, "%s", t.err);
+  cr_assert_not_null(strstr(t.err, "...\" is not a number > 0"));
+  /* a small err buffer is still NUL-terminated */
+  struct ps_kv md[] = {{"query", "q"}, {"threshold", "x"}, {"period", "1h"}};
+  char small[8];
+  struct ps_target_config c;
+  cr_assert_eq(ps_target_config_parse(&c, md, 3, NULL, small, sizeof small), UV_EINVAL);
+  cr_assert_str_eq(small, "thresho");
+  cr_assert_eq(ps_target_config_parse(&c, md, 3, NULL, NULL, 0), UV_EINVAL);
+}

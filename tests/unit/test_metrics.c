@@ -1,0 +1,262 @@
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+#include "metrics.h"
+
+static struct ps_buf out;
+
+static void setup(void) { ps_buf_init(&out); }
+static void teardown(void) {
+  ps_buf_free(&out);
+  ps_metrics_reset();
+}
+
+TestSuite(metrics, .init = setup, .fini = teardown);
+
+static const char *render(void) {
+  ps_buf_reset(&out);
+  cr_assert_eq(ps_metrics_render(&out), 0);
+  return out.data != NULL ? out.data : "";
+}
+
+Test(metrics, declare_validates) {
+  cr_assert_eq(ps_metrics_declare("ok_name:sub", PS_METRIC_COUNTER, "h"), 0);
+  cr_assert_eq(ps_metrics_declare("_x", PS_METRIC_GAUGE, "h"), 0);
+  cr_assert_eq(ps_metrics_declare("ok_name:sub", PS_METRIC_COUNTER, "other help"), 0); /* no-op */
+  cr_assert_eq(ps_metrics_declare("ok_name:sub", PS_METRIC_GAUGE, "h"), UV_EINVAL);    /* type clash */
+  cr_assert_eq(ps_metrics_declare("9abc", PS_METRIC_GAUGE, "h"), UV_EINVAL);
+  cr_assert_eq(ps_metrics_declare("a-b", PS_METRIC_GAUGE, "h"), UV_EINVAL);
+  cr_assert_eq(ps_metrics_declare("a.b", PS_METRIC_GAUGE, "h"), UV_EINVAL);
+  cr_assert_eq(ps_metrics_declare("", PS_METRIC_GAUGE, "h"), UV_EINVAL);
+  cr_assert_eq(ps_metrics_declare(NULL, PS_METRIC_GAUGE, "h"), UV_EINVAL);
+  cr_assert_eq(ps_metrics_declare("t", (enum ps_metric_type)7, "h"), UV_EINVAL);
+  cr_assert_str_eq(render(), "# HELP ok_name:sub h\n# TYPE ok_name:sub counter\n# HELP _x h\n# TYPE _x gauge\n");
+}
+
+Test(metrics, exposition_golden) {
+  ps_metrics_declare("prescale_rpcs_total", PS_METRIC_COUNTER, "gRPC calls answered.");
+  ps_metrics_declare("prescale_targets", PS_METRIC_GAUGE, "Targets tracked.\nWith \\ and newline.");
+  ps_metrics_add("prescale_rpcs_total", "method=\"GetMetrics\",code=\"OK\"", 1);
+  ps_metrics_add("prescale_rpcs_total", "method=\"IsActive\",code=\"OK\"", 2);
+  ps_metrics_add("prescale_rpcs_total", "method=\"GetMetrics\",code=\"OK\"", 1);
+  ps_metrics_set("prescale_targets", "", 3);
+  ps_metrics_add("prescale_targets", "", -1);
+  cr_assert_str_eq(render(),
+                   "# HELP prescale_rpcs_total gRPC calls answered.\n"
+                   "# TYPE prescale_rpcs_total counter\n"
+                   "prescale_rpcs_total{method=\"GetMetrics\",code=\"OK\"} 2\n"
+                   "prescale_rpcs_total{method=\"IsActive\",code=\"OK\"} 2\n"
+                   "# HELP prescale_targets Targets tracked.\\nWith \\\\ and newline.\n"
+                   "# TYPE prescale_targets gauge\n"
+                   "prescale_targets 2\n");
+  cr_assert_eq(ps_metrics_get("prescale_rpcs_total", "method=\"GetMetrics\",code=\"OK\""), 2);
+  cr_assert_eq(ps_metrics_get("prescale_targets", ""), 2);
+  cr_assert_eq(ps_metrics_get("prescale_targets", NULL), 2);
+  cr_assert(isnan(ps_metrics_get("prescale_targets", "x=\"1\"")));
+  cr_assert(isnan(ps_metrics_get("nope", "")));
+}
+
+Test(metrics, undeclared_and_wrong_type_ignored) {
+  ps_metrics_add("undeclared", "", 1);
+  ps_metrics_declare("c_total", PS_METRIC_COUNTER, "c");
+  ps_metrics_declare("h_seconds", PS_METRIC_HISTOGRAM, "h");
+  ps_metrics_add("c_total", "", -1);  /* counters never go down */
+  ps_metrics_add("c_total", "", NAN); /* nor become NaN */
+  ps_metrics_set("c_total", "", 100); /* set is for gauges */
+  ps_metrics_add("h_seconds", "", 1); /* add is not for histograms */
+  ps_metrics_observe("c_total", "", 1);
+  cr_assert_eq(ps_metrics_get("c_total", ""), 0);
+  cr_assert(isnan(ps_metrics_get("undeclared", "")));
+  cr_assert(isnan(ps_metrics_get("h_seconds", "")));
+}
+
+Test(metrics, histogram_buckets_cumulative) {
+  ps_metrics_declare("prescale_refresh_seconds", PS_METRIC_HISTOGRAM, "Refresh duration.");
+  ps_metrics_observe("prescale_refresh_seconds", "", 0.001); /* le is inclusive */
+  ps_metrics_observe("prescale_refresh_seconds", "", 0.003);
+  ps_metrics_observe("prescale_refresh_seconds", "", 0.3);
+  ps_metrics_observe("prescale_refresh_seconds", "", 2.5);
+  ps_metrics_observe("prescale_refresh_seconds", "", 60);
+  cr_assert_str_eq(render(),
+                   "# HELP prescale_refresh_seconds Refresh duration.\n"
+                   "# TYPE prescale_refresh_seconds histogram\n"
+                   "prescale_refresh_seconds_bucket{le=\"0.001\"} 1\n"
+                   "prescale_refresh_seconds_bucket{le=\"0.005\"} 2\n"
+                   "prescale_refresh_seconds_bucket{le=\"0.01\"} 2\n"
+                   "prescale_refresh_seconds_bucket{le=\"0.025\"} 2\n"
+                   "prescale_refresh_seconds_bucket{le=\"0.05\"} 2\n"
+                   "prescale_refresh_seconds_bucket{le=\"0.1\"} 2\n"
+                   "prescale_refresh_seconds_bucket{le=\"0.25\"} 2\n"
+                   "prescale_refresh_seconds_bucket{le=\"0.5\"} 3\n"
+                   "prescale_refresh_seconds_bucket{le=\"1\"} 3\n"
+                   "prescale_refresh_seconds_bucket{le=\"2.5\"} 4\n"
+                   "prescale_refresh_seconds_bucket{le=\"5\"} 4\n"
+                   "prescale_refresh_seconds_bucket{le=\"10\"} 4\n"
+                   "prescale_refresh_seconds_bucket{le=\"+Inf\"} 5\n"
+                   "prescale_refresh_seconds_sum 62.804\n"
+                   "prescale_refresh_seconds_count 5\n");
+}
+
+Test(metrics, histogram_with_labels) {
+  ps_metrics_declare("rpc_seconds", PS_METRIC_HISTOGRAM, "h");
+  ps_metrics_observe("rpc_seconds", "method=\"A\"", 0.02);
+  ps_buf_reset(&out);
+  ps_metrics_render(&out);
+  cr_assert_not_null(strstr(out.data, "rpc_seconds_bucket{method=\"A\",le=\"0.01\"} 0\n"));
+  cr_assert_not_null(strstr(out.data, "rpc_seconds_bucket{method=\"A\",le=\"0.025\"} 1\n"));
+  cr_assert_not_null(strstr(out.data, "rpc_seconds_bucket{method=\"A\",le=\"+Inf\"} 1\n"));
+  cr_assert_not_null(strstr(out.data, "rpc_seconds_sum{method=\"A\"} 0.02\n"));
+  cr_assert_not_null(strstr(out.data, "rpc_seconds_count{method=\"A\"} 1\n"));
+}
+
+Test(metrics, value_formatting) {
+  static const struct {
+    double v;
+    const char *want;
+  } cases[] = {
+      {0, "0"},
+      {-0.0, "0"},
+      {1, "1"},
+      {-7, "-7"},
+      {1e15, "1000000000000000"},
+      {9007199254740992.0, "9007199254740992"},
+      {1e300, "1e+300"},
+      {1e16, "1e+16"},
+      {123456.789e3, "123456789"},
+      {0.1, "0.1"},
+      {1.0 / 3, "0.3333333333333333"},
+      {0.1 + 0.2, "0.30000000000000004"},
+      {2.5, "2.5"},
+      {-0.25, "-0.25"},
+      {NAN, "NaN"},
+      {INFINITY, "+Inf"},
+      {-INFINITY, "-Inf"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char buf[64];
+    ps_metrics_format_value(buf, sizeof buf, cases[i].v);
+    cr_assert_str_eq(buf, cases[i].want, "case %zu", i);
+    if (!isnan(cases[i].v)) cr_assert_eq(strtod(buf[0] == '+' ? buf + 1 : buf, NULL), cases[i].v);
+  }
+  ps_metrics_declare("g", PS_METRIC_GAUGE, "");
+  ps_metrics_set("g", "a=\"nan\"", NAN);
+  ps_metrics_set("g", "a=\"inf\"", -INFINITY);
+  cr_assert_str_eq(render(), "# HELP g \n# TYPE g gauge\ng{a=\"nan\"} NaN\ng{a=\"inf\"} -Inf\n");
+}
+
+Test(metrics, escape_label) {
+  char buf[64];
+  cr_assert_eq(ps_metrics_escape_label(buf, sizeof buf, "plain"), 5);
+  cr_assert_str_eq(buf, "plain");
+  cr_assert_eq(ps_metrics_escape_label(buf, sizeof buf, "a\\b\"c\nd"), 10);
+  cr_assert_str_eq(buf, "a\\\\b\\\"c\\nd");
+  /* truncation is like snprintf: NUL-terminated, returns what it needed */
+  char small[4];
+  cr_assert_eq(ps_metrics_escape_label(small, sizeof small, "\"\"\""), 6);
+  cr_assert_str_eq(small, "\\\"\\");
+  cr_assert_eq(ps_metrics_escape_label(NULL, 0, "abc"), 3);
+}
+
+Test(metrics, raw_newline_in_labels_ignored) {
+  ps_metrics_declare("g", PS_METRIC_GAUGE, "h");
+  ps_metrics_set("g", "a=\"x\ny\"", 1);
+  cr_assert(isnan(ps_metrics_get("g", "a=\"x\ny\"")));
+  cr_assert_str_eq(render(), "# HELP g h\n# TYPE g gauge\n");
+}
+
+Test(metrics, remove_series) {
+  ps_metrics_declare("g", PS_METRIC_GAUGE, "h");
+  ps_metrics_set("g", "t=\"a\"", 1);
+  ps_metrics_set("g", "t=\"b\"", 2);
+  ps_metrics_set("g", "t=\"c\"", 3);
+  ps_metrics_remove("g", "t=\"b\"");
+  ps_metrics_remove("g", "t=\"zz\""); /* absent: no-op */
+  ps_metrics_remove("nope", "");
+  cr_assert(isnan(ps_metrics_get("g", "t=\"b\"")));
+  cr_assert_str_eq(render(), "# HELP g h\n# TYPE g gauge\ng{t=\"a\"} 1\ng{t=\"c\"} 3\n");
+  ps_metrics_remove("g", "t=\"a\"");
+  ps_metrics_remove("g", "t=\"c\"");
+  cr_assert_str_eq(render(), "# HELP g h\n# TYPE g gauge\n");
+  ps_metrics_set("g", "t=\"b\"", 5); /* re-created, now last */
+  cr_assert_str_eq(render(), "# HELP g h\n# TYPE g gauge\ng{t=\"b\"} 5\n");
+}
+
+Test(metrics, same_labels_different_families) {
+  ps_metrics_declare("a", PS_METRIC_GAUGE, "");
+  ps_metrics_declare("b", PS_METRIC_GAUGE, "");
+  ps_metrics_set("a", "x=\"1\"", 1);
+  ps_metrics_set("b", "x=\"1\"", 2);
+  cr_assert_eq(ps_metrics_get("a", "x=\"1\""), 1);
+  cr_assert_eq(ps_metrics_get("b", "x=\"1\""), 2);
+}
+
+Test(metrics, ten_thousand_series) {
+  ps_metrics_declare("prescale_target_value", PS_METRIC_GAUGE, "v");
+  ps_metrics_declare("prescale_target_refreshes_total", PS_METRIC_COUNTER, "r");
+  char labels[64];
+  for (int i = 0; i < 10000; i++) {
+    snprintf(labels, sizeof labels, "target=\"ns/app-%d\"", i);
+    ps_metrics_set("prescale_target_value", labels, i);
+    ps_metrics_add("prescale_target_refreshes_total", labels, 1);
+  }
+  for (int round = 0; round < 10; round++) {
+    for (int i = 0; i < 10000; i++) {
+      snprintf(labels, sizeof labels, "target=\"ns/app-%d\"", i);
+      ps_metrics_add("prescale_target_refreshes_total", labels, 1);
+    }
+  }
+  for (int i = 0; i < 10000; i += 2) {
+    snprintf(labels, sizeof labels, "target=\"ns/app-%d\"", i);
+    ps_metrics_remove("prescale_target_value", labels);
+  }
+  for (int i = 0; i < 10000; i++) {
+    snprintf(labels, sizeof labels, "target=\"ns/app-%d\"", i);
+    double v = ps_metrics_get("prescale_target_value", labels);
+    if (i % 2 == 0) cr_assert(isnan(v));
+    else cr_assert_eq(v, i);
+    cr_assert_eq(ps_metrics_get("prescale_target_refreshes_total", labels), 11);
+  }
+  render();
+  /* creation order survives removal: the first value line is app-1, the last app-9999 */
+  const char *first = strstr(out.data, "prescale_target_value{");
+  cr_assert_not_null(first);
+  cr_assert_eq(strncmp(first, "prescale_target_value{target=\"ns/app-1\"} 1\n", 43), 0);
+  size_t lines = 0;
+  for (const char *p = out.data; (p = strchr(p, '\n')) != NULL; p++) lines++;
+  cr_assert_eq(lines, 4 + 5000 + 10000);
+}
+
+Test(metrics, reset_drops_everything) {
+  ps_metrics_declare("g", PS_METRIC_GAUGE, "h");
+  ps_metrics_set("g", "", 1);
+  ps_metrics_reset();
+  cr_assert(isnan(ps_metrics_get("g", "")));
+  cr_assert_str_eq(render(), "");
+  cr_assert_eq(ps_metrics_declare("g", PS_METRIC_COUNTER, "h"), 0); /* may be declared anew, other type */
+}
+
+Test(metrics, limits_bound_the_registry) {
+  ps_metrics_declare("g", PS_METRIC_GAUGE, "h");
+  static char labels[PS_METRICS_MAX_LABELS_LEN + 2];
+  memset(labels, 'a', PS_METRICS_MAX_LABELS_LEN + 1);
+  ps_metrics_set("g", labels, 1); /* one byte too long: not created */
+  cr_assert(isnan(ps_metrics_get("g", labels)));
+  labels[PS_METRICS_MAX_LABELS_LEN] = '\0'; /* exactly the limit: fine */
+  ps_metrics_set("g", labels, 1);
+  cr_assert_eq(ps_metrics_get("g", labels), 1);
+  char l[32];
+  for (int i = 0; i < PS_METRICS_MAX_SERIES + 10; i++) {
+    snprintf(l, sizeof l, "i=\"%d\"", i);
+    ps_metrics_set("g", l, i);
+  }
+  snprintf(l, sizeof l, "i=\"%d\"", PS_METRICS_MAX_SERIES - 2);
+  cr_assert_eq(ps_metrics_get("g", l), PS_METRICS_MAX_SERIES - 2);
+  snprintf(l, sizeof l, "i=\"%d\"", PS_METRICS_MAX_SERIES - 1); /* the long-labels series took one place */
+  cr_assert(isnan(ps_metrics_get("g", l)));
+  ps_metrics_remove("g", labels); /* freeing one place lets one more series in */
+  ps_metrics_set("g", l, 5);
+  cr_assert_eq(ps_metrics_get("g", l), 5);
+}
