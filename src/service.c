@@ -1,1 +1,382 @@
-/* placeholder while the module is written */
+/* KEDA's externalscaler.ExternalScaler on top of the call API (h2_conn.h) and the targets registry.
+ *
+ * What KEDA does, which this fits (pkg/scalers/external_scaler.go): one long-lived connection carries every
+ * ScaledObject; each poll and each HPA check calls GetMetricSpec, GetMetrics and IsActive with no
+ * deadline; GetMetrics names the metric without KEDA's "sN-" prefix; KEDA reads the float fields only when
+ * they are > 0, so both are always filled (the integer is the ceiling of the float); on external-push it
+ * holds StreamIsActive open and reconnects with backoff when it ends. */
+#include "service.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "externalscaler.pb-c.h"
+#include "grpc.h"
+#include "log.h"
+
+enum method { M_IS_ACTIVE, M_STREAM_IS_ACTIVE, M_GET_METRIC_SPEC, M_GET_METRICS, M_STREAM_METRIC_SPEC };
+
+static const struct {
+  const char *name;
+  enum method m;
+} methods[] = {
+    {"IsActive", M_IS_ACTIVE},         {"StreamIsActive", M_STREAM_IS_ACTIVE},
+    {"GetMetricSpec", M_GET_METRIC_SPEC}, {"GetMetrics", M_GET_METRICS},
+    {"StreamMetricSpec", M_STREAM_METRIC_SPEC},
+};
+
+/* An RPC that outlives its dispatch: one waiting for a target's first load, or a stream. It owns a
+ * timer (the first-load timeout) and is freed only in that timer's close callback. */
+struct op {
+  struct ps_service *svc;
+  struct op *prev, *next;
+  struct ps_call *call; /* NULL once finished or cancelled */
+  struct ps_target *target;
+  enum method method;
+  char *metric_name;    /* GetMetrics: the name asked for; owned */
+  struct ps_target_waiter waiter;
+  struct ps_target_watcher watcher;
+  uv_timer_t timer;
+  bool released;
+};
+
+struct ps_service {
+  uv_loop_t *loop;
+  struct ps_targets *targets;
+  const struct ps_server_config *cfg;
+  struct op *ops;
+  bool closing;
+};
+
+int ps_service_new(uv_loop_t *loop, struct ps_targets *targets, const struct ps_server_config *cfg,
+                   struct ps_service **out) {
+  struct ps_service *s = calloc(1, sizeof *s);
+  if (s == NULL) return UV_ENOMEM;
+  s->loop = loop;
+  s->targets = targets;
+  s->cfg = cfg;
+  *out = s;
+  return 0;
+}
+
+/* ---- answers ------------------------------------------------------------------------------------- */
+
+/* Errors are logged here, once, with what the client is told. UNAVAILABLE is expected while Prometheus
+ * is away (the refresh already logged why), so it is logged at info. */
+static void fail(struct ps_call *call, int status, const char *text) {
+  ps_log(status == PS_GRPC_UNAVAILABLE ? PS_LOG_INFO : PS_LOG_WARN, "rpc failed", "method",
+         ps_call_method(call), "status", ps_grpc_status_name(status), "error", text, NULL);
+  ps_call_finish(call, status, text);
+}
+
+static int send_message(struct ps_call *call, const ProtobufCMessage *m) {
+  uint8_t small[256];
+  size_t n = protobuf_c_message_get_packed_size(m);
+  uint8_t *p = n <= sizeof small ? small : malloc(n);
+  if (p == NULL) return UV_ENOMEM;
+  protobuf_c_message_pack(m, p);
+  int r = ps_call_send(call, p, n);
+  if (p != small) free(p);
+  return r;
+}
+
+/* The integer field is the ceiling of the float, saturated: KEDA falls back to it when the float is 0. */
+static int64_t ceil_i64(double v) {
+  if (!(v > 0)) return 0;
+  if (v >= 9.2e18) return INT64_MAX;
+  return (int64_t)ceil(v);
+}
+
+static int send_spec(struct ps_call *call, const struct ps_target_config *c) {
+  Externalscaler__MetricSpec spec = EXTERNALSCALER__METRIC_SPEC__INIT;
+  spec.metricname = c->metric_name;
+  spec.targetsize = ceil_i64(c->threshold);
+  spec.targetsizefloat = c->threshold;
+  Externalscaler__MetricSpec *specs[1] = {&spec};
+  Externalscaler__GetMetricSpecResponse resp = EXTERNALSCALER__GET_METRIC_SPEC_RESPONSE__INIT;
+  resp.n_metricspecs = 1;
+  resp.metricspecs = specs;
+  return send_message(call, &resp.base);
+}
+
+static int send_active(struct ps_call *call, bool active) {
+  Externalscaler__IsActiveResponse resp = EXTERNALSCALER__IS_ACTIVE_RESPONSE__INIT;
+  resp.result = active;
+  return send_message(call, &resp.base);
+}
+
+static int send_value(struct ps_call *call, const char *name, double value) {
+  Externalscaler__MetricValue mv = EXTERNALSCALER__METRIC_VALUE__INIT;
+  mv.metricname = (char *)name;
+  mv.metricvalue = ceil_i64(value);
+  mv.metricvaluefloat = value;
+  Externalscaler__MetricValue *mvs[1] = {&mv};
+  Externalscaler__GetMetricsResponse resp = EXTERNALSCALER__GET_METRICS_RESPONSE__INIT;
+  resp.n_metricvalues = 1;
+  resp.metricvalues = mvs;
+  return send_message(call, &resp.base);
+}
+
+/* Sends the answer of a unary method and finishes the call, or, for StreamIsActive, sends the first
+ * state. Returns true when the call is still open afterwards (a stream). */
+static bool answer(struct ps_call *call, enum method m, const char *metric_name,
+                   const struct ps_target_reading *rd) {
+  int r;
+  switch (m) {
+  case M_GET_METRICS:
+    r = send_value(call, metric_name, rd->value);
+    break;
+  case M_IS_ACTIVE:
+  case M_STREAM_IS_ACTIVE:
+    r = send_active(call, rd->active);
+    break;
+  default:
+    r = UV_EINVAL;
+  }
+  if (r != 0) {
+    ps_call_finish(call, ps_grpc_status_from_error(r), "cannot send the response");
+    return false;
+  }
+  if (m == M_STREAM_IS_ACTIVE) return true;
+  ps_call_finish(call, PS_GRPC_OK, NULL);
+  return false;
+}
+
+/* ---- operations that outlive a dispatch ---------------------------------------------------------- */
+
+static void op_free_cb(uv_handle_t *h) {
+  struct op *op = h->data;
+  free(op->metric_name);
+  free(op);
+}
+
+/* Drops every link the op holds (waiter, watcher, list) and closes its timer. Idempotent. */
+static void op_release(struct op *op) {
+  if (op->released) return;
+  op->released = true;
+  ps_target_unwait(&op->waiter);
+  ps_target_unwatch(&op->watcher);
+  if (op->prev != NULL) op->prev->next = op->next;
+  else op->svc->ops = op->next;
+  if (op->next != NULL) op->next->prev = op->prev;
+  uv_close((uv_handle_t *)&op->timer, op_free_cb);
+}
+
+static void op_end(struct op *op, int status, const char *text) {
+  if (op->call != NULL) {
+    struct ps_call *call = op->call;
+    op->call = NULL;
+    if (status == PS_GRPC_OK) ps_call_finish(call, status, NULL);
+    else fail(call, status, text);
+  }
+  op_release(op);
+}
+
+static void op_cancel_cb(struct ps_call *call, void *arg) {
+  struct op *op = arg;
+  op->call = NULL;
+  op_release(op);
+}
+
+static void watcher_cb(struct ps_target_watcher *w, bool active) {
+  struct op *op = (struct op *)((char *)w - offsetof(struct op, watcher));
+  if (op->call == NULL) return;
+  int r = send_active(op->call, active);
+  /* UV_ENOBUFS: the client stopped reading its stream; end it rather than buffer without bound. */
+  if (r != 0) op_end(op, ps_grpc_status_from_error(r), "the stream's client is not reading its updates");
+}
+
+static void waiter_cb(struct ps_target_waiter *w, int err) {
+  struct op *op = (struct op *)((char *)w - offsetof(struct op, waiter));
+  uv_timer_stop(&op->timer);
+  if (op->call == NULL) return;
+  if (err == UV_ECANCELED) { /* the target is closing: do not read it */
+    op_end(op, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
+    return;
+  }
+  /* Read again rather than trust err: it yields the answer, or the error with the target's own text. */
+  char text[PS_TARGET_MAX_ERROR + 64];
+  struct ps_target_reading rd;
+  int r = ps_target_read(op->target, &rd, text, sizeof text);
+  if (r == 1) {
+    r = UV_EAGAIN;
+    snprintf(text, sizeof text, "the first load of history ended without data");
+  }
+  if (r != 0) {
+    op_end(op, ps_grpc_status_from_error(r), text);
+    return;
+  }
+  if (answer(op->call, op->method, op->metric_name, &rd)) {
+    op->watcher.cb = watcher_cb;
+    ps_target_watch(op->target, &op->watcher);
+  } else {
+    op->call = NULL; /* answer() finished it */
+    op_release(op);
+  }
+}
+
+static void first_load_timeout_cb(uv_timer_t *timer) {
+  struct op *op = timer->data;
+  char text[256];
+  char dur[32];
+  ps_duration_format((int64_t)op->svc->cfg->first_load_timeout_ms, dur, sizeof dur);
+  const struct ps_target_config *c = ps_target_config(op->target);
+  snprintf(text, sizeof text, "history not loaded from %s within %s (--first-load-timeout); retrying",
+           c->server_address, dur);
+  op_end(op, PS_GRPC_UNAVAILABLE, text);
+}
+
+static struct op *op_new(struct ps_service *s, struct ps_call *call, struct ps_target *t, enum method m,
+                         const char *metric_name) {
+  struct op *op = calloc(1, sizeof *op);
+  if (op == NULL) return NULL;
+  if (metric_name != NULL && (op->metric_name = strdup(metric_name)) == NULL) {
+    free(op);
+    return NULL;
+  }
+  if (uv_timer_init(s->loop, &op->timer) != 0) {
+    free(op->metric_name);
+    free(op);
+    return NULL;
+  }
+  op->timer.data = op;
+  op->svc = s;
+  op->call = call;
+  op->target = t;
+  op->method = m;
+  op->next = s->ops;
+  if (s->ops != NULL) s->ops->prev = op;
+  s->ops = op;
+  ps_call_on_cancel(call, op_cancel_cb, op);
+  return op;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------------ */
+
+/* GetMetrics names the metric without KEDA's "sN-" prefix; older KEDA releases sent it with the prefix,
+ * so both are accepted. An empty name means the trigger's own. */
+static bool metric_name_matches(const char *asked, const char *ours) {
+  if (asked[0] == '\0' || strcmp(asked, ours) == 0) return true;
+  if (asked[0] != 's') return false;
+  const char *p = asked + 1;
+  while (*p >= '0' && *p <= '9') p++;
+  return p > asked + 1 && *p == '-' && strcmp(p + 1, ours) == 0;
+}
+
+void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *msg, size_t len,
+                         void *arg) {
+  struct ps_service *s = arg;
+  char text[PS_TARGET_MAX_ERROR + 128];
+  if (s->closing) {
+    ps_call_finish(call, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
+    return;
+  }
+  size_t plen = strlen(PS_SERVICE_PREFIX);
+  if (strncmp(path, PS_SERVICE_PREFIX, plen) != 0) {
+    snprintf(text, sizeof text, "unknown service in %.200s (prescale serves externalscaler.ExternalScaler)",
+             path);
+    ps_call_finish(call, PS_GRPC_UNIMPLEMENTED, text);
+    return;
+  }
+  enum method m = M_IS_ACTIVE;
+  bool found = false;
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0] && !found; i++)
+    if (strcmp(path + plen, methods[i].name) == 0) m = methods[i].m, found = true;
+  if (!found) {
+    snprintf(text, sizeof text, "unknown method %.200s", path + plen);
+    ps_call_finish(call, PS_GRPC_UNIMPLEMENTED, text);
+    return;
+  }
+
+  Externalscaler__GetMetricsRequest *gm = NULL;
+  Externalscaler__ScaledObjectRef *ref = NULL;
+  if (m == M_GET_METRICS) {
+    gm = externalscaler__get_metrics_request__unpack(NULL, len, msg);
+    ref = gm != NULL ? gm->scaledobjectref : NULL;
+  } else {
+    ref = externalscaler__scaled_object_ref__unpack(NULL, len, msg);
+  }
+  struct ps_kv md[PS_SERVICE_MAX_METADATA];
+  struct ps_target *t = NULL;
+  struct ps_target_reading rd;
+  if (ref == NULL) {
+    fail(call, PS_GRPC_INVALID_ARGUMENT,
+         gm != NULL ? "GetMetricsRequest has no scaledObjectRef" : "cannot decode the request message");
+    goto done;
+  }
+  if (ref->n_scalermetadata > PS_SERVICE_MAX_METADATA) {
+    snprintf(text, sizeof text, "scalerMetadata has %zu entries; at most %d are accepted",
+             ref->n_scalermetadata, PS_SERVICE_MAX_METADATA);
+    fail(call, PS_GRPC_INVALID_ARGUMENT, text);
+    goto done;
+  }
+  for (size_t i = 0; i < ref->n_scalermetadata; i++) {
+    md[i].key = ref->scalermetadata[i]->key;
+    md[i].value = ref->scalermetadata[i]->value;
+  }
+  int r = ps_targets_get(s->targets, ref->namespace_, ref->name, md, ref->n_scalermetadata, &t, text,
+                         sizeof text);
+  if (r != 0) {
+    fail(call, ps_grpc_status_from_error(r), text);
+    goto done;
+  }
+  const struct ps_target_config *c = ps_target_config(t);
+  const char *metric_name = c->metric_name;
+  if (m == M_GET_METRICS) {
+    if (!metric_name_matches(gm->metricname, c->metric_name)) {
+      snprintf(text, sizeof text, "metric \"%.200s\" is not served by this trigger (its metricName is \"%s\")",
+               gm->metricname, c->metric_name);
+      fail(call, PS_GRPC_NOT_FOUND, text);
+      goto done;
+    }
+    if (gm->metricname[0] != '\0') metric_name = gm->metricname;
+  }
+  if (m == M_GET_METRIC_SPEC || m == M_STREAM_METRIC_SPEC) {
+    /* The spec comes from the metadata alone, so it never waits for Prometheus. */
+    r = send_spec(call, c);
+    if (r != 0) ps_call_finish(call, ps_grpc_status_from_error(r), "cannot send the response");
+    else if (m == M_GET_METRIC_SPEC) ps_call_finish(call, PS_GRPC_OK, NULL);
+    else if (op_new(s, call, t, m, NULL) == NULL) /* the spec of a target never changes: just stay open */
+      ps_call_finish(call, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    goto done;
+  }
+  r = ps_target_read(t, &rd, text, sizeof text);
+  if (r < 0) {
+    fail(call, ps_grpc_status_from_error(r), text);
+    goto done;
+  }
+  if (r == 0) {
+    if (answer(call, m, metric_name, &rd)) {
+      struct op *op = op_new(s, call, t, m, NULL);
+      if (op == NULL) {
+        ps_call_finish(call, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        goto done;
+      }
+      op->watcher.cb = watcher_cb;
+      ps_target_watch(t, &op->watcher);
+    }
+    goto done;
+  }
+  /* The first load is under way: wait for it without blocking the loop, up to --first-load-timeout
+   * (an earlier grpc-timeout is enforced by the h2 layer, which then cancels this op). */
+  struct op *op = op_new(s, call, t, m, metric_name);
+  if (op == NULL) {
+    ps_call_finish(call, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    goto done;
+  }
+  op->waiter.cb = waiter_cb;
+  ps_target_wait(t, &op->waiter);
+  uv_timer_start(&op->timer, first_load_timeout_cb, s->cfg->first_load_timeout_ms, 0);
+done:
+  if (gm != NULL) externalscaler__get_metrics_request__free_unpacked(gm, NULL);
+  else if (ref != NULL) externalscaler__scaled_object_ref__free_unpacked(ref, NULL);
+}
+
+void ps_service_close(struct ps_service *s) {
+  s->closing = true;
+  while (s->ops != NULL) op_end(s->ops, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
+}
+
+void ps_service_free(struct ps_service *s) { free(s); }

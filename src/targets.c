@@ -1,1 +1,505 @@
-/* placeholder while the module is written */
+/* Target lifecycle: registry, first load, refresh timers, staleness, idle eviction, waiters, watchers.
+ *
+ * Every target owns one uv_timer_t (its refresh timer) and is freed only in that timer's close callback,
+ * so a target that is evicted while a callback is still on the stack stays valid until the loop turns. */
+#include "targets.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "prom.h"
+
+struct ps_target {
+  struct ps_targets *owner;
+  struct ps_target *hnext;       /* hash chain */
+  struct ps_target *prev, *next; /* all targets, for sweeps and shutdown */
+  uint64_t hash;
+  char *key;                     /* canonical (namespace, name, sorted metadata) */
+  char *ns, *name;
+  char *labels;                  /* metric labels, escaped */
+  struct ps_target_config cfg;
+  struct ps_history hist;
+  uv_timer_t timer;              /* refresh; the target is freed in its close callback */
+  struct ps_prom_req *req;       /* the fetch in flight, or NULL */
+  int64_t fetch_start_ms, fetch_end_ms; /* the range of the fetch in flight */
+  int64_t fetched_end_ms;        /* end of the last range fetched successfully */
+  uint64_t fetch_began;          /* uv_now when the fetch in flight began */
+  uint64_t last_ok;              /* uv_now of the last successful fetch */
+  uint64_t last_used;            /* uv_now of the last read */
+  bool loaded;                   /* at least one fetch succeeded */
+  bool have_activity;            /* `active` below was computed at least once */
+  bool closing;
+  int err;                       /* the last fetch's error, 0 when it succeeded */
+  char errmsg[PS_TARGET_MAX_ERROR];
+  struct ps_target_reading reading;
+  struct ps_target_waiter *waiters;
+  struct ps_target_watcher *watchers;
+};
+
+struct ps_targets {
+  uv_loop_t *loop;
+  const struct ps_server_config *cfg;
+  struct ps_http_client *http;
+  struct ps_target *buckets[PS_TARGETS_BUCKETS];
+  struct ps_target *all;
+  size_t count;
+  uv_timer_t sweep;
+  size_t open_handles; /* the sweep timer and the targets still closing; freed when it reaches 0 */
+  bool closing;
+};
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void declare_metrics(void) {
+  ps_metrics_declare("prescale_targets", PS_METRIC_GAUGE, "Targets (ScaledObject triggers) being tracked.");
+  ps_metrics_declare("prescale_target_observed", PS_METRIC_GAUGE,
+                     "Latest value of the target's query seen in Prometheus.");
+  ps_metrics_declare("prescale_target_predicted", PS_METRIC_GAUGE,
+                     "Forecast maximum over (now, now + lookahead], before headroom.");
+  ps_metrics_declare("prescale_target_value", PS_METRIC_GAUGE,
+                     "Value returned to KEDA: max(observed, predicted) x (1 + headroom).");
+  ps_metrics_declare("prescale_target_active", PS_METRIC_GAUGE,
+                     "1 when the value is above activationThreshold.");
+  ps_metrics_declare("prescale_target_last_success_timestamp_seconds", PS_METRIC_GAUGE,
+                     "Unix time of the last successful refresh from Prometheus.");
+  ps_metrics_declare("prescale_refreshes_total", PS_METRIC_COUNTER,
+                     "Refreshes of target history from Prometheus.");
+  ps_metrics_declare("prescale_refresh_errors_total", PS_METRIC_COUNTER,
+                     "Refreshes of target history that failed.");
+  ps_metrics_declare("prescale_refresh_duration_seconds", PS_METRIC_HISTOGRAM,
+                     "Time taken by one refresh (one or more query_range requests).");
+}
+
+/* ---- keys ---------------------------------------------------------------------------------------- */
+
+static int kv_cmp(const void *a, const void *b) {
+  const struct ps_kv *x = a, *y = b;
+  return strcmp(x->key, y->key);
+}
+
+static uint64_t fnv1a(const char *s, size_t n) {
+  uint64_t h = 1469598103934665603ULL;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+/* The metadata map arrives in any order (protobuf maps are unordered), so the key sorts it. Fields are
+ * separated by bytes that cannot appear in Kubernetes names and are unlikely in metadata; a collision
+ * only makes two ScaledObjects share one target with identical settings, never a wrong answer, because
+ * the whole key is compared, not only its hash. */
+static int make_key(struct ps_buf *out, const char *ns, const char *name, const struct ps_kv *md, size_t n) {
+  struct ps_kv *sorted = NULL;
+  if (n > 0) {
+    sorted = malloc(n * sizeof *sorted);
+    if (sorted == NULL) return UV_ENOMEM;
+    memcpy(sorted, md, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, kv_cmp);
+  }
+  int r = ps_buf_printf(out, "%s\x1f%s", ns, name);
+  for (size_t i = 0; r == 0 && i < n; i++)
+    r = ps_buf_printf(out, "\x1f%s\x1e%s", sorted[i].key, sorted[i].value);
+  free(sorted);
+  return r;
+}
+
+static char *make_labels(const char *ns, const char *name, const char *metric) {
+  size_t need = ps_metrics_escape_label(NULL, 0, ns) + ps_metrics_escape_label(NULL, 0, name) +
+                ps_metrics_escape_label(NULL, 0, metric) + 40;
+  char *s = malloc(need);
+  if (s == NULL) return NULL;
+  int off = snprintf(s, need, "namespace=\"");
+  off += (int)ps_metrics_escape_label(s + off, need - (size_t)off, ns);
+  off += snprintf(s + off, need - (size_t)off, "\",name=\"");
+  off += (int)ps_metrics_escape_label(s + off, need - (size_t)off, name);
+  off += snprintf(s + off, need - (size_t)off, "\",metric=\"");
+  off += (int)ps_metrics_escape_label(s + off, need - (size_t)off, metric);
+  snprintf(s + off, need - (size_t)off, "\"");
+  return s;
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------------- */
+
+static void sweep_cb(uv_timer_t *timer);
+static void refresh_cb(uv_timer_t *timer);
+static void start_fetch(struct ps_target *t);
+
+static void registry_maybe_free(struct ps_targets *ts) {
+  if (ts->closing && ts->open_handles == 0) free(ts);
+}
+
+int ps_targets_new(uv_loop_t *loop, const struct ps_server_config *cfg, struct ps_http_client *http,
+                   struct ps_targets **out) {
+  struct ps_targets *ts = calloc(1, sizeof *ts);
+  if (ts == NULL) return UV_ENOMEM;
+  ts->loop = loop;
+  ts->cfg = cfg;
+  ts->http = http;
+  declare_metrics();
+  ps_metrics_set("prescale_targets", "", 0);
+  int r = uv_timer_init(loop, &ts->sweep);
+  if (r != 0) {
+    free(ts);
+    return r;
+  }
+  ts->sweep.data = ts;
+  ts->open_handles = 1;
+  uint64_t every = cfg->target_idle_ms / 2;
+  if (every > PS_TARGETS_SWEEP_MAX_MS) every = PS_TARGETS_SWEEP_MAX_MS;
+  if (every < 1000) every = 1000;
+  uv_timer_start(&ts->sweep, sweep_cb, every, every);
+  uv_unref((uv_handle_t *)&ts->sweep); /* the sweep alone must not keep the loop alive */
+  *out = ts;
+  return 0;
+}
+
+size_t ps_targets_count(const struct ps_targets *ts) { return ts->count; }
+
+const struct ps_target_config *ps_target_config(const struct ps_target *t) { return &t->cfg; }
+
+static void target_free_cb(uv_handle_t *h) {
+  struct ps_target *t = h->data;
+  struct ps_targets *ts = t->owner;
+  ps_history_free(&t->hist);
+  ps_target_config_free(&t->cfg);
+  free(t->key);
+  free(t->ns);
+  free(t->name);
+  free(t->labels);
+  free(t);
+  ts->open_handles--;
+  registry_maybe_free(ts);
+}
+
+static void notify_waiters(struct ps_target *t, int err) {
+  /* Unlink each waiter before its callback: the callback may free it or read the target again. */
+  while (t->waiters != NULL) {
+    struct ps_target_waiter *w = t->waiters;
+    t->waiters = w->next;
+    if (t->waiters != NULL) t->waiters->prev = NULL;
+    w->next = w->prev = NULL;
+    w->target = NULL;
+    w->cb(w, err);
+  }
+}
+
+static const char *const target_series[] = {
+    "prescale_target_observed", "prescale_target_predicted", "prescale_target_value",
+    "prescale_target_active", "prescale_target_last_success_timestamp_seconds",
+    "prescale_refreshes_total", "prescale_refresh_errors_total",
+};
+
+/* Unlinks the target and closes its timer; memory goes in target_free_cb. */
+static void target_close(struct ps_target *t, int waiter_err) {
+  struct ps_targets *ts = t->owner;
+  if (t->closing) return;
+  t->closing = true;
+  if (t->req != NULL) {
+    ps_prom_cancel(t->req);
+    t->req = NULL;
+  }
+  notify_waiters(t, waiter_err);
+  while (t->watchers != NULL) ps_target_unwatch(t->watchers);
+  struct ps_target **pp = &ts->buckets[t->hash % PS_TARGETS_BUCKETS];
+  while (*pp != t) pp = &(*pp)->hnext;
+  *pp = t->hnext;
+  if (t->prev != NULL) t->prev->next = t->next;
+  else ts->all = t->next;
+  if (t->next != NULL) t->next->prev = t->prev;
+  ts->count--;
+  ps_metrics_set("prescale_targets", "", (double)ts->count);
+  /* Another target may carry the same labels (the same trigger after a metadata edit): keep its series. */
+  bool shared = false;
+  for (struct ps_target *o = ts->all; o != NULL && !shared; o = o->next) shared = !strcmp(o->labels, t->labels);
+  if (!shared)
+    for (size_t i = 0; i < sizeof target_series / sizeof target_series[0]; i++)
+      ps_metrics_remove(target_series[i], t->labels);
+  uv_close((uv_handle_t *)&t->timer, target_free_cb);
+}
+
+static void sweep_closed_cb(uv_handle_t *h) {
+  struct ps_targets *ts = h->data;
+  ts->open_handles--;
+  registry_maybe_free(ts);
+}
+
+void ps_targets_close(struct ps_targets *ts) {
+  if (ts->closing) return;
+  ts->closing = true;
+  while (ts->all != NULL) target_close(ts->all, UV_ECANCELED);
+  uv_close((uv_handle_t *)&ts->sweep, sweep_closed_cb);
+}
+
+static void sweep_cb(uv_timer_t *timer) {
+  struct ps_targets *ts = timer->data;
+  uint64_t now = uv_now(ts->loop);
+  struct ps_target *t = ts->all;
+  while (t != NULL) {
+    struct ps_target *next = t->next;
+    if (t->waiters == NULL && t->watchers == NULL && now - t->last_used >= ts->cfg->target_idle_ms) {
+      ps_log(PS_LOG_INFO, "target idle, dropped", "namespace", t->ns, "name", t->name, NULL);
+      target_close(t, UV_ECANCELED);
+    }
+    t = next;
+  }
+}
+
+int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md,
+                   size_t n, struct ps_target **out, char *err, size_t errlen) {
+  struct ps_buf key;
+  ps_buf_init(&key);
+  int r = make_key(&key, ns, name, md, n);
+  if (r != 0) goto done;
+  uint64_t h = fnv1a(key.data, key.len);
+  for (struct ps_target *t = ts->buckets[h % PS_TARGETS_BUCKETS]; t != NULL; t = t->hnext) {
+    if (t->hash == h && strcmp(t->key, key.data) == 0) {
+      *out = t;
+      goto done;
+    }
+  }
+  if (ts->count >= ts->cfg->max_targets) {
+    snprintf(err, errlen, "prescale tracks %zu targets already (--max-targets)", ts->count);
+    r = UV_ENOBUFS;
+    goto done;
+  }
+  struct ps_target *t = calloc(1, sizeof *t);
+  if (t == NULL) {
+    r = UV_ENOMEM;
+    goto done;
+  }
+  r = ps_target_config_parse(&t->cfg, md, n, ts->cfg->prometheus_url, err, errlen);
+  if (r != 0) {
+    free(t);
+    goto done;
+  }
+  t->owner = ts;
+  t->hash = h;
+  t->key = ps_buf_steal(&key, NULL);
+  t->ns = strdup(ns);
+  t->name = strdup(name);
+  t->labels = make_labels(ns, name, t->cfg.metric_name);
+  size_t cap = (size_t)(t->cfg.history_ms / t->cfg.step_ms) + 1;
+  r = t->ns && t->name && t->labels ? ps_history_init(&t->hist, cap, t->cfg.step_ms) : UV_ENOMEM;
+  if (r == 0) r = uv_timer_init(ts->loop, &t->timer);
+  if (r != 0) {
+    ps_history_free(&t->hist);
+    ps_target_config_free(&t->cfg);
+    free(t->key);
+    free(t->ns);
+    free(t->name);
+    free(t->labels);
+    free(t);
+    goto done;
+  }
+  t->timer.data = t;
+  ts->open_handles++;
+  t->last_used = uv_now(ts->loop);
+  t->hnext = ts->buckets[h % PS_TARGETS_BUCKETS];
+  ts->buckets[h % PS_TARGETS_BUCKETS] = t;
+  t->next = ts->all;
+  if (ts->all != NULL) ts->all->prev = t;
+  ts->all = t;
+  ts->count++;
+  ps_metrics_set("prescale_targets", "", (double)ts->count);
+  char dur[32];
+  ps_duration_format(t->cfg.history_ms, dur, sizeof dur);
+  ps_log(PS_LOG_INFO, "new target, loading history", "namespace", ns, "name", name, "query", t->cfg.query,
+         "history", dur, "server", t->cfg.server_address, NULL);
+  start_fetch(t);
+  *out = t;
+done:
+  ps_buf_free(&key);
+  return r;
+}
+
+/* ---- refresh ------------------------------------------------------------------------------------- */
+
+/* Refreshes run just after each step boundary (plus a settle time for the scrape to land), so the newest
+ * point of every fetch is as fresh as Prometheus can make it. */
+static void schedule_refresh(struct ps_target *t) {
+  if (t->closing) return;
+  int64_t step = t->cfg.step_ms;
+  int64_t settle = PS_REFRESH_SETTLE_MS < step / 2 ? PS_REFRESH_SETTLE_MS : step / 2;
+  int64_t now = wall_ms();
+  int64_t next = (now / step + 1) * step + settle;
+  if (next - now > step + settle) next = now + step; /* clock jumps: never wait more than one step */
+  uv_timer_start(&t->timer, refresh_cb, (uint64_t)(next - now), 0);
+}
+
+static void refresh_cb(uv_timer_t *timer) {
+  struct ps_target *t = timer->data;
+  if (t->req == NULL) start_fetch(t);
+}
+
+static void recompute(struct ps_target *t, int64_t now_ms) {
+  struct ps_forecast_params p = {
+      .model = t->cfg.model, .period_ms = t->cfg.period_ms, .lookahead_ms = t->cfg.lookahead_ms};
+  struct ps_forecast fc;
+  struct ps_target_reading *rd = &t->reading;
+  if (ps_forecast_run(&t->hist, &p, now_ms, &fc) == 0) {
+    rd->observed = fc.current;
+    rd->observed_ms = fc.current_ms;
+    rd->predicted = fc.predicted;
+    rd->value = fc.value * (1.0 + t->cfg.headroom);
+  } else {
+    rd->observed = rd->predicted = rd->value = 0;
+    rd->observed_ms = now_ms;
+  }
+  if (!isfinite(rd->value) || rd->value < 0) rd->value = 0; /* never answer NaN or a negative load */
+  bool active = rd->value > t->cfg.activation_threshold;
+  bool changed = !t->have_activity || active != rd->active;
+  rd->active = active;
+  t->have_activity = true;
+  ps_metrics_set("prescale_target_observed", t->labels, rd->observed);
+  ps_metrics_set("prescale_target_predicted", t->labels, rd->predicted);
+  ps_metrics_set("prescale_target_value", t->labels, rd->value);
+  ps_metrics_set("prescale_target_active", t->labels, active ? 1 : 0);
+  if (changed) {
+    /* A watcher's callback may unwatch itself (its stream failed): step with a saved next pointer. */
+    struct ps_target_watcher *w = t->watchers;
+    while (w != NULL) {
+      struct ps_target_watcher *next = w->next;
+      w->cb(w, active);
+      w = next;
+    }
+  }
+}
+
+static void fetched_cb(void *arg, int err, const char *errmsg, const struct ps_sample *s, size_t n) {
+  struct ps_target *t = arg;
+  struct ps_targets *ts = t->owner;
+  t->req = NULL;
+  double secs = (double)(uv_now(ts->loop) - t->fetch_began) / 1000.0;
+  ps_metrics_observe("prescale_refresh_duration_seconds", "", secs);
+  ps_metrics_add("prescale_refreshes_total", t->labels, 1);
+  if (err == 0 && n == 0 && !t->cfg.ignore_null_values) {
+    err = UV_EPERM;
+    errmsg = "the query returned no data and ignoreNullValues is false";
+  }
+  if (err != 0) {
+    /* What a client can act on: a bad query (INVALID_ARGUMENT), no data (FAILED_PRECONDITION); anything
+     * else means Prometheus is unreachable or failing (UNAVAILABLE, so KEDA's fallback can act). */
+    if (err != UV_EINVAL && err != UV_EPERM) err = UV_EAGAIN;
+    bool first = t->err == 0;
+    t->err = err;
+    snprintf(t->errmsg, sizeof t->errmsg, "%s", errmsg ? errmsg : "refresh failed");
+    ps_metrics_add("prescale_refresh_errors_total", t->labels, 1);
+    ps_log(first ? PS_LOG_WARN : PS_LOG_DEBUG, "refresh failed", "namespace", t->ns, "name", t->name,
+           "error", t->errmsg, NULL);
+  } else {
+    for (size_t i = 0; i < n; i++) ps_history_put(&t->hist, s[i].t_ms, s[i].v); /* too old: ignored */
+    /* An absent series at the newest step counts as 0 when ignoreNullValues is set (KEDA's prometheus
+     * scaler does the same for an empty result). */
+    if (t->cfg.ignore_null_values && (n == 0 || s[n - 1].t_ms < t->fetch_end_ms))
+      ps_history_put(&t->hist, t->fetch_end_ms, 0);
+    if (t->err != 0 && t->loaded)
+      ps_log(PS_LOG_INFO, "refresh recovered", "namespace", t->ns, "name", t->name, NULL);
+    t->err = 0;
+    t->errmsg[0] = '\0';
+    t->loaded = true;
+    t->fetched_end_ms = t->fetch_end_ms;
+    t->last_ok = uv_now(ts->loop);
+    ps_metrics_set("prescale_target_last_success_timestamp_seconds", t->labels, (double)wall_ms() / 1000.0);
+    recompute(t, wall_ms());
+  }
+  notify_waiters(t, t->loaded ? 0 : t->err);
+  schedule_refresh(t);
+}
+
+static void start_fetch(struct ps_target *t) {
+  struct ps_targets *ts = t->owner;
+  int64_t step = t->cfg.step_ms;
+  int64_t end = wall_ms() / step * step;
+  int64_t oldest = end - t->cfg.history_ms + step;
+  /* Incremental: only the points since the last fetch, plus a small overlap because the newest points
+   * of a range may still change (a scrape lands after its evaluation time). After a long outage the
+   * whole history window is read again. */
+  int64_t start = t->loaded ? t->fetched_end_ms - PS_REFRESH_OVERLAP_STEPS * step : oldest;
+  if (start < oldest) start = oldest;
+  if (start > end) start = end;
+  t->fetch_start_ms = start;
+  t->fetch_end_ms = end;
+  t->fetch_began = uv_now(ts->loop);
+  int r = ps_prom_query_range(ts->http, t->cfg.server_address, t->cfg.query, start, end, step,
+                              t->cfg.timeout_ms, fetched_cb, t, &t->req);
+  if (r != 0) {
+    t->req = NULL;
+    fetched_cb(t, r, "cannot build the Prometheus request (bad serverAddress or query?)", NULL, 0);
+  }
+}
+
+/* ---- reads, waiters, watchers -------------------------------------------------------------------- */
+
+int ps_target_read(struct ps_target *t, struct ps_target_reading *r, char *err, size_t errlen) {
+  struct ps_targets *ts = t->owner;
+  uint64_t now = uv_now(ts->loop);
+  t->last_used = now;
+  if (!t->loaded) {
+    if (t->err == 0) return 1;
+    snprintf(err, errlen, "no data from Prometheus yet: %s", t->errmsg);
+    return t->err;
+  }
+  if (t->err == UV_EPERM) {
+    snprintf(err, errlen, "%s", t->errmsg);
+    return t->err;
+  }
+  uint64_t stale = ts->cfg->stale_after_ms ? ts->cfg->stale_after_ms : 3 * (uint64_t)t->cfg.step_ms;
+  if (now - t->last_ok > stale) {
+    char age[32];
+    ps_duration_format((int64_t)(now - t->last_ok), age, sizeof age);
+    snprintf(err, errlen, "no fresh data from Prometheus for %s (--stale-after): %s", age,
+             t->errmsg[0] ? t->errmsg : "refresh pending");
+    return UV_EAGAIN;
+  }
+  *r = t->reading;
+  return 0;
+}
+
+void ps_target_wait(struct ps_target *t, struct ps_target_waiter *w) {
+  w->target = t;
+  w->prev = NULL;
+  w->next = t->waiters;
+  if (t->waiters != NULL) t->waiters->prev = w;
+  t->waiters = w;
+}
+
+void ps_target_unwait(struct ps_target_waiter *w) {
+  struct ps_target *t = w->target;
+  if (t == NULL) return;
+  if (w->prev != NULL) w->prev->next = w->next;
+  else t->waiters = w->next;
+  if (w->next != NULL) w->next->prev = w->prev;
+  w->prev = w->next = NULL;
+  w->target = NULL;
+  t->last_used = uv_now(t->owner->loop);
+}
+
+void ps_target_watch(struct ps_target *t, struct ps_target_watcher *w) {
+  w->target = t;
+  w->prev = NULL;
+  w->next = t->watchers;
+  if (t->watchers != NULL) t->watchers->prev = w;
+  t->watchers = w;
+}
+
+void ps_target_unwatch(struct ps_target_watcher *w) {
+  struct ps_target *t = w->target;
+  if (t == NULL) return;
+  if (w->prev != NULL) w->prev->next = w->next;
+  else t->watchers = w->next;
+  if (w->next != NULL) w->next->prev = w->prev;
+  w->prev = w->next = NULL;
+  w->target = NULL;
+  t->last_used = uv_now(t->owner->loop);
+}

@@ -1,0 +1,42 @@
+# Thin wrapper: meson builds, scripts/ installs, tests/ runs. Every target installs what it needs first.
+BUILD ?= build
+ASAN  ?= build-asan
+PY    := /usr/bin/python3
+
+.PHONY: all deps build asan test unit demo bench fuzz clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --buildtype=debugoptimized
+
+$(ASAN)/build.ninja:
+	meson setup $(ASAN) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+asan: deps $(ASAN)/build.ninja
+	ninja -C $(ASAN)
+
+# Every suite: unit suites plain and under ASan+UBSan, then the integration suites against real
+# Prometheus and a real gRPC client. Ends with one line `N passed, N failed`.
+test: build asan
+	bash tests/run_tests.sh $(BUILD) $(ASAN)
+
+unit: build
+	bash tests/run_tests.sh --unit-only $(BUILD)
+
+# The main job on one machine: Prometheus with an hour of periodic history, prescale, and a KEDA-like
+# client printing observed load, prescale's prediction and the replicas each approach asks for.
+demo: build
+	$(PY) scripts/demo.py --prescale $(BUILD)/src/prescale
+
+bench: build
+	bash tests/bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN) build-fuzz

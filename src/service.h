@@ -1,0 +1,31 @@
+/* KEDA's externalscaler.ExternalScaler service: decodes requests with protobuf-c, reads targets, encodes
+ * answers. The only module that sees protobuf-c types. */
+#ifndef PS_SERVICE_H
+#define PS_SERVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "h2_conn.h"
+#include "targets.h"
+
+#define PS_SERVICE_PREFIX "/externalscaler.ExternalScaler/"
+#define PS_SERVICE_MAX_METADATA 64 /* scalerMetadata entries; more -> INVALID_ARGUMENT */
+
+struct ps_service;
+
+/* Borrows loop, targets and cfg; they must outlive it. */
+int ps_service_new(uv_loop_t *loop, struct ps_targets *targets, const struct ps_server_config *cfg,
+                   struct ps_service **out);
+/* The ps_call_dispatch_fn for struct ps_h2_server (arg = the service). */
+void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *msg, size_t len,
+                         void *arg);
+/* Ends every open call (streams and waiting first loads) with UNAVAILABLE "shutting down" and answers
+ * new calls so; per-call memory is freed in close callbacks, so run the loop afterwards. */
+void ps_service_close(struct ps_service *s);
+/* Frees the service once no connection can dispatch to it any more (after the listener closed). */
+void ps_service_free(struct ps_service *s);
+
+#endif

@@ -1,0 +1,78 @@
+/* Target lifecycle: each (namespace, name, metadata) KEDA asks about becomes a target with its own
+ * history, refresh timer and cached prediction. RPCs read the cache; only the first RPC for a target waits,
+ * for the first load of its history. */
+#ifndef PS_TARGETS_H
+#define PS_TARGETS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "forecast/forecast.h"
+#include "http_client.h"
+
+#define PS_TARGETS_BUCKETS 4096          /* hash buckets; chains stay short up to --max-targets 10000 */
+#define PS_TARGET_MAX_ERROR 512          /* bytes of an error text kept per target */
+#define PS_REFRESH_SETTLE_MS 1000        /* refresh this long after a step boundary, once the scrape landed */
+#define PS_REFRESH_OVERLAP_STEPS 2       /* re-read the newest points: Prometheus may revise them */
+#define PS_TARGETS_SWEEP_MAX_MS 60000    /* idle targets are looked for at least this often */
+
+struct ps_targets;
+struct ps_target;
+
+/* A first-load waiter (an RPC that arrived while the target's history was loading). Embedded in the
+ * waiter's own struct; cb runs once with 0 (a reading is available) or a negative error, after which the
+ * waiter is unlinked. */
+struct ps_target_waiter {
+  void (*cb)(struct ps_target_waiter *w, int err);
+  struct ps_target_waiter *prev, *next; /* private */
+  struct ps_target *target;             /* private: set while linked */
+};
+
+/* An activity watcher (StreamIsActive). cb runs each time the target's activity changes. */
+struct ps_target_watcher {
+  void (*cb)(struct ps_target_watcher *w, bool active);
+  struct ps_target_watcher *prev, *next; /* private */
+  struct ps_target *target;              /* private: set while linked */
+};
+
+struct ps_target_reading {
+  double value;     /* what GetMetrics answers: max(current, predicted) x (1 + headroom) */
+  double observed;  /* the latest observation */
+  double predicted; /* the forecast's max over (now, now + lookahead] */
+  bool active;      /* value > activationThreshold */
+  int64_t observed_ms; /* wall time of the observation */
+};
+
+/* The registry borrows cfg and http; both must outlive it. */
+int ps_targets_new(uv_loop_t *loop, const struct ps_server_config *cfg, struct ps_http_client *http,
+                   struct ps_targets **out);
+/* Cancels loads, fails waiters with UV_ECANCELED, drops watchers (without callbacks), stops timers; the
+ * memory is freed in close callbacks, so run the loop afterwards. */
+void ps_targets_close(struct ps_targets *ts);
+size_t ps_targets_count(const struct ps_targets *ts);
+
+/* Finds the target for (ns, name, metadata) or creates it and starts loading its history.
+ * 0 with *out set; UV_EINVAL (bad metadata: err says which key and value); UV_ENOBUFS (more than
+ * --max-targets). The target stays owned by the registry; it lives at least until the loop runs again. */
+int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md,
+                   size_t n, struct ps_target **out, char *err, size_t errlen);
+
+const struct ps_target_config *ps_target_config(const struct ps_target *t);
+
+/* Reads the cached answer and marks the target used. Returns:
+ *  0  - *r filled;
+ *  1  - the first load has not finished: wait with ps_target_wait;
+ *  <0 - the error to answer (err says why): UV_EINVAL (Prometheus rejected the query or it returns
+ *       several series), UV_EPERM (empty result while ignoreNullValues is false), UV_EAGAIN (Prometheus
+ *       unreachable or failing and no fresh data: nothing loaded yet, or older than --stale-after). */
+int ps_target_read(struct ps_target *t, struct ps_target_reading *r, char *err, size_t errlen);
+
+void ps_target_wait(struct ps_target *t, struct ps_target_waiter *w);
+void ps_target_unwait(struct ps_target_waiter *w);   /* no-op when not linked */
+void ps_target_watch(struct ps_target *t, struct ps_target_watcher *w);
+void ps_target_unwatch(struct ps_target_watcher *w); /* no-op when not linked */
+
+#endif

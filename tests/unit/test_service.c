@@ -1,0 +1,320 @@
+/* service.c through its seam: the call API (h2_conn.h) is implemented here by a recorder, so every RPC's
+ * messages and final status are checked exactly, with real targets and a real Prometheus behind them.
+ * (h2_conn.o is not linked into this binary: these definitions take its place.) */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config.h"
+#include "externalscaler.pb-c.h"
+#include "grpc.h"
+#include "http_client.h"
+#include "metrics.h"
+#include "prom_fixture.h"
+#include "service.h"
+#include "targets.h"
+
+/* ---- the recording call ----------------------------------------------------------------------- */
+
+#define MAX_MSGS 8
+struct ps_call {
+  char path[128];
+  int status; /* -1 while open */
+  char message[512];
+  uint8_t msgs[MAX_MSGS][256];
+  size_t lens[MAX_MSGS];
+  int n_msgs;
+  ps_call_cancel_cb cancel;
+  void *cancel_arg;
+};
+
+int ps_call_send(struct ps_call *c, const uint8_t *msg, size_t len) {
+  cr_assert_eq(c->status, -1, "send after finish");
+  cr_assert_lt(c->n_msgs, MAX_MSGS);
+  cr_assert_leq(len, sizeof c->msgs[0]);
+  memcpy(c->msgs[c->n_msgs], msg, len);
+  c->lens[c->n_msgs++] = len;
+  return 0;
+}
+
+void ps_call_finish(struct ps_call *c, int status, const char *message) {
+  cr_assert_eq(c->status, -1, "finished twice");
+  c->status = status;
+  snprintf(c->message, sizeof c->message, "%s", message ? message : "");
+}
+
+void ps_call_on_cancel(struct ps_call *c, ps_call_cancel_cb cb, void *arg) {
+  c->cancel = cb;
+  c->cancel_arg = arg;
+}
+
+uint64_t ps_call_deadline(const struct ps_call *c) { return 0; }
+
+const char *ps_call_method(const struct ps_call *c) {
+  const char *s = strrchr(c->path, '/');
+  return s ? s + 1 : c->path;
+}
+
+/* ---- fixture ---------------------------------------------------------------------------------- */
+
+static uv_loop_t loop;
+static struct ps_server_config cfg;
+static struct ps_http_client *http;
+static struct ps_targets *targets;
+static struct ps_service *svc;
+static struct ps_test_prom prom;
+
+static void setup(void) {
+  char why[512];
+  cr_assert_eq(uv_loop_init(&loop), 0);
+  ps_server_config_defaults(&cfg);
+  ps_log_setup(PS_LOG_ERROR, PS_LOG_TEXT, NULL);
+  if (ps_test_prom_start(&prom, 0, why, sizeof why) != 0) cr_skip_test("%s", why);
+  cfg.prometheus_url = prom.url;
+  cr_assert_eq(ps_http_client_new(&loop, &http), 0);
+  cr_assert_eq(ps_targets_new(&loop, &cfg, http, &targets), 0);
+  cr_assert_eq(ps_service_new(&loop, targets, &cfg, &svc), 0);
+}
+
+static void teardown(void) {
+  if (svc != NULL) ps_service_close(svc);
+  if (targets != NULL) ps_targets_close(targets);
+  if (http != NULL) ps_http_client_close(http);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (svc != NULL) ps_service_free(svc);
+  svc = NULL;
+  targets = NULL;
+  http = NULL;
+  ps_test_prom_stop(&prom, 0);
+  cr_assert_eq(uv_loop_close(&loop), 0, "handles left open");
+  ps_metrics_reset();
+}
+
+TestSuite(service, .init = setup, .fini = teardown, .timeout = 60);
+
+static void deadline_cb(uv_timer_t *t) { *(bool *)t->data = true; }
+static bool run_until(bool (*cond)(struct ps_call *), struct ps_call *c, uint64_t ms) {
+  uv_timer_t timer;
+  bool expired = false;
+  uv_timer_init(&loop, &timer);
+  timer.data = &expired;
+  uv_timer_start(&timer, deadline_cb, ms, 0);
+  while (!cond(c) && !expired) uv_run(&loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&timer, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  return cond(c);
+}
+static bool finished(struct ps_call *c) { return c->status != -1; }
+static bool two_msgs(struct ps_call *c) { return c->n_msgs >= 2; }
+
+/* ---- requests --------------------------------------------------------------------------------- */
+
+struct md {
+  const char *k, *v;
+};
+
+static size_t pack_ref(uint8_t *out, size_t cap, const struct md *md, size_t n, const char *metric_name) {
+  Externalscaler__ScaledObjectRef ref = EXTERNALSCALER__SCALED_OBJECT_REF__INIT;
+  Externalscaler__ScaledObjectRef__ScalerMetadataEntry e[32], *ep[32];
+  cr_assert_leq(n, 32);
+  for (size_t i = 0; i < n; i++) {
+    externalscaler__scaled_object_ref__scaler_metadata_entry__init(&e[i]);
+    e[i].key = (char *)md[i].k;
+    e[i].value = (char *)md[i].v;
+    ep[i] = &e[i];
+  }
+  ref.name = "web";
+  ref.namespace_ = "shop";
+  ref.n_scalermetadata = n;
+  ref.scalermetadata = ep;
+  if (metric_name == NULL) {
+    cr_assert_leq(externalscaler__scaled_object_ref__get_packed_size(&ref), cap);
+    return externalscaler__scaled_object_ref__pack(&ref, out);
+  }
+  Externalscaler__GetMetricsRequest gm = EXTERNALSCALER__GET_METRICS_REQUEST__INIT;
+  gm.scaledobjectref = &ref;
+  gm.metricname = (char *)metric_name;
+  cr_assert_leq(externalscaler__get_metrics_request__get_packed_size(&gm), cap);
+  return externalscaler__get_metrics_request__pack(&gm, out);
+}
+
+/* Starts an RPC; metric_name non-NULL makes it a GetMetricsRequest. */
+static void call(struct ps_call *c, const char *method, const struct md *md, size_t n, const char *metric_name) {
+  memset(c, 0, sizeof *c);
+  c->status = -1;
+  snprintf(c->path, sizeof c->path, "/externalscaler.ExternalScaler/%s", method);
+  uint8_t buf[4096];
+  size_t len = pack_ref(buf, sizeof buf, md, n, metric_name);
+  ps_service_dispatch(c, c->path, buf, len, svc);
+}
+
+static const struct md seven[] = {{"query", "vector(7.5)"}, {"threshold", "2.5"}, {"model", "last"},
+                                  {"activationThreshold", "7"}};
+
+Test(service, get_metric_spec_answers_at_once_with_both_fields) {
+  struct ps_call c;
+  call(&c, "GetMetricSpec", seven, 4, NULL);
+  cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
+  cr_assert_eq(c.n_msgs, 1);
+  Externalscaler__GetMetricSpecResponse *r = externalscaler__get_metric_spec_response__unpack(NULL, c.lens[0], c.msgs[0]);
+  cr_assert_not_null(r);
+  cr_assert_eq(r->n_metricspecs, 1);
+  cr_assert_str_eq(r->metricspecs[0]->metricname, "prescale");
+  cr_assert_eq(r->metricspecs[0]->targetsize, 3, "the integer is the ceiling of the float");
+  cr_assert_float_eq(r->metricspecs[0]->targetsizefloat, 2.5, 1e-12);
+  externalscaler__get_metric_spec_response__free_unpacked(r, NULL);
+}
+
+Test(service, get_metrics_waits_for_first_load_then_answers) {
+  struct ps_call c;
+  call(&c, "GetMetrics", seven, 4, "prescale");
+  cr_assert_eq(c.status, -1, "the first call waits for the history");
+  cr_assert(run_until(finished, &c, 15000));
+  cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
+  Externalscaler__GetMetricsResponse *r = externalscaler__get_metrics_response__unpack(NULL, c.lens[0], c.msgs[0]);
+  cr_assert_not_null(r);
+  cr_assert_eq(r->n_metricvalues, 1);
+  cr_assert_str_eq(r->metricvalues[0]->metricname, "prescale");
+  cr_assert_float_eq(r->metricvalues[0]->metricvaluefloat, 7.5, 1e-12);
+  cr_assert_eq(r->metricvalues[0]->metricvalue, 8);
+  externalscaler__get_metrics_response__free_unpacked(r, NULL);
+  /* The second call is answered from the cache, within the dispatch. */
+  call(&c, "GetMetrics", seven, 4, "s0-prescale");
+  cr_assert_eq(c.status, PS_GRPC_OK, "KEDA's index prefix is accepted: %s", c.message);
+  call(&c, "IsActive", seven, 4, NULL);
+  cr_assert_eq(c.status, PS_GRPC_OK);
+  Externalscaler__IsActiveResponse *a = externalscaler__is_active_response__unpack(NULL, c.lens[0], c.msgs[0]);
+  cr_assert(a->result, "7.5 > activationThreshold 7");
+  externalscaler__is_active_response__free_unpacked(a, NULL);
+}
+
+Test(service, get_metrics_for_another_metric_is_not_found) {
+  struct ps_call c;
+  call(&c, "GetMetrics", seven, 4, "other");
+  cr_assert_eq(c.status, PS_GRPC_NOT_FOUND);
+  cr_assert(strstr(c.message, "other") && strstr(c.message, "prescale"), "%s", c.message);
+}
+
+Test(service, unknown_methods_and_services_are_unimplemented) {
+  struct ps_call c;
+  call(&c, "Nope", seven, 4, NULL);
+  cr_assert_eq(c.status, PS_GRPC_UNIMPLEMENTED);
+  cr_assert(strstr(c.message, "Nope"), "%s", c.message);
+  memset(&c, 0, sizeof c);
+  c.status = -1;
+  snprintf(c.path, sizeof c.path, "/other.Service/IsActive");
+  ps_service_dispatch(&c, c.path, (const uint8_t *)"", 0, svc);
+  cr_assert_eq(c.status, PS_GRPC_UNIMPLEMENTED);
+}
+
+Test(service, undecodable_and_invalid_requests_are_invalid_argument) {
+  struct ps_call c = {.status = -1, .path = "/externalscaler.ExternalScaler/IsActive"};
+  const uint8_t junk[] = {0x0a, 0xff, 0xff, 0xff, 0x0f}; /* a length that runs past the end */
+  ps_service_dispatch(&c, c.path, junk, sizeof junk, svc);
+  cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT);
+  const struct md bad[] = {{"query", "vector(1)"}, {"threshold", "-3"}};
+  call(&c, "GetMetrics", bad, 2, "prescale");
+  cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT);
+  cr_assert(strstr(c.message, "threshold") && strstr(c.message, "-3"), "%s", c.message);
+  const struct md nothing[] = {{"threshold", "3"}};
+  call(&c, "IsActive", nothing, 1, NULL);
+  cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT);
+  cr_assert(strstr(c.message, "query"), "%s", c.message);
+  /* One entry more than PS_SERVICE_MAX_METADATA. */
+  Externalscaler__ScaledObjectRef ref = EXTERNALSCALER__SCALED_OBJECT_REF__INIT;
+  Externalscaler__ScaledObjectRef__ScalerMetadataEntry e[PS_SERVICE_MAX_METADATA + 1];
+  Externalscaler__ScaledObjectRef__ScalerMetadataEntry *ep[PS_SERVICE_MAX_METADATA + 1];
+  for (int i = 0; i <= PS_SERVICE_MAX_METADATA; i++) {
+    externalscaler__scaled_object_ref__scaler_metadata_entry__init(&e[i]);
+    e[i].key = "k";
+    e[i].value = "v";
+    ep[i] = &e[i];
+  }
+  ref.n_scalermetadata = PS_SERVICE_MAX_METADATA + 1;
+  ref.scalermetadata = ep;
+  static uint8_t buf[8192];
+  size_t len = externalscaler__scaled_object_ref__pack(&ref, buf);
+  memset(&c, 0, sizeof c);
+  c.status = -1;
+  snprintf(c.path, sizeof c.path, "/externalscaler.ExternalScaler/IsActive");
+  ps_service_dispatch(&c, c.path, buf, len, svc);
+  cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT);
+  cr_assert(strstr(c.message, "at most"), "%s", c.message);
+}
+
+Test(service, bad_promql_reaches_the_client_with_prometheus_text) {
+  const struct md md[] = {{"query", "rate(x[5m]"}, {"threshold", "1"}, {"model", "last"}};
+  struct ps_call c;
+  call(&c, "GetMetrics", md, 3, "prescale");
+  cr_assert(run_until(finished, &c, 15000));
+  cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT);
+  cr_assert(strstr(c.message, "parse error"), "%s", c.message);
+}
+
+/* A Prometheus that accepts and never answers: the first RPC gives up after --first-load-timeout. Its
+ * handles are static because they must outlive their close, which completes in the teardown's loop run. */
+static uv_tcp_t silent, silent_conns[4];
+static int n_silent_conns;
+static void silent_conn_cb(uv_stream_t *server, int status) {
+  cr_assert_lt(n_silent_conns, 4);
+  uv_tcp_t *c = &silent_conns[n_silent_conns++];
+  uv_tcp_init(server->loop, c);
+  cr_assert_eq(uv_accept(server, (uv_stream_t *)c), 0); /* kept open, never read */
+}
+
+Test(service, first_load_timeout_is_unavailable) {
+  cfg.first_load_timeout_ms = 300;
+  uv_tcp_init(&loop, &silent);
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  cr_assert_eq(uv_tcp_bind(&silent, (struct sockaddr *)&a, 0), 0);
+  cr_assert_eq(uv_listen((uv_stream_t *)&silent, 8, silent_conn_cb), 0);
+  int len = sizeof a;
+  uv_tcp_getsockname(&silent, (struct sockaddr *)&a, &len);
+  char url[64];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(a.sin_port));
+  const struct md md[] = {{"query", "vector(1)"}, {"threshold", "1"}, {"model", "last"}, {"serverAddress", url}};
+  struct ps_call c;
+  call(&c, "IsActive", md, 4, NULL);
+  uint64_t t0 = uv_now(&loop);
+  cr_assert(run_until(finished, &c, 5000));
+  cr_assert_eq(c.status, PS_GRPC_UNAVAILABLE);
+  cr_assert(strstr(c.message, "first-load-timeout"), "%s", c.message);
+  cr_assert_lt(uv_now(&loop) - t0, 2000, "the 3 s Prometheus timeout must not be what ended it");
+  for (int i = 0; i < n_silent_conns; i++) uv_close((uv_handle_t *)&silent_conns[i], NULL);
+  uv_close((uv_handle_t *)&silent, NULL);
+}
+
+Test(service, stream_is_active_sends_at_once_then_each_change) {
+  const struct md md[] = {{"query", "vector(time() % 4)"}, {"threshold", "1"}, {"model", "last"},
+                          {"step", "1s"}, {"activationThreshold", "1.5"}};
+  struct ps_call c;
+  call(&c, "StreamIsActive", md, 5, NULL);
+  cr_assert(run_until(two_msgs, &c, 15000), "got %d messages", c.n_msgs);
+  cr_assert_eq(c.status, -1, "the stream stays open");
+  Externalscaler__IsActiveResponse *a = externalscaler__is_active_response__unpack(NULL, c.lens[0], c.msgs[0]);
+  Externalscaler__IsActiveResponse *b = externalscaler__is_active_response__unpack(NULL, c.lens[1], c.msgs[1]);
+  cr_assert_neq(a->result, b->result, "the second message is a change");
+  externalscaler__is_active_response__free_unpacked(a, NULL);
+  externalscaler__is_active_response__free_unpacked(b, NULL);
+  /* The client goes away: the cancel callback drops the watcher; no further send reaches the call. */
+  cr_assert_not_null(c.cancel);
+  c.cancel(&c, c.cancel_arg);
+  c.status = PS_GRPC_CANCELLED;
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+Test(service, stream_metric_spec_stays_open_until_shutdown) {
+  struct ps_call c;
+  call(&c, "StreamMetricSpec", seven, 4, NULL);
+  cr_assert_eq(c.n_msgs, 1);
+  cr_assert_eq(c.status, -1);
+  ps_service_close(svc);
+  cr_assert_eq(c.status, PS_GRPC_UNAVAILABLE);
+  cr_assert(strstr(c.message, "shutting down"), "%s", c.message);
+  struct ps_call d;
+  call(&d, "GetMetricSpec", seven, 4, NULL);
+  cr_assert_eq(d.status, PS_GRPC_UNAVAILABLE, "new calls after close are refused");
+}

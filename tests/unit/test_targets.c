@@ -1,0 +1,276 @@
+/* targets.c against a real Prometheus: first load, the seasonal answer on an exactly known series,
+ * errors as Prometheus reports them, staleness and recovery, watchers, eviction, limits. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http_client.h"
+#include "metrics.h"
+#include "prom_fixture.h"
+#include "targets.h"
+
+static uv_loop_t loop;
+static struct ps_server_config cfg;
+static struct ps_http_client *http;
+static struct ps_targets *targets;
+static struct ps_test_prom prom;
+static char why[512];
+
+static void setup(void) {
+  cr_assert_eq(uv_loop_init(&loop), 0);
+  ps_server_config_defaults(&cfg);
+  ps_log_setup(PS_LOG_ERROR, PS_LOG_TEXT, NULL);
+  if (ps_test_prom_start(&prom, 0, why, sizeof why) != 0) cr_skip_test("%s", why);
+  cfg.prometheus_url = prom.url;
+  cr_assert_eq(ps_http_client_new(&loop, &http), 0);
+  cr_assert_eq(ps_targets_new(&loop, &cfg, http, &targets), 0);
+}
+
+static void teardown(void) {
+  if (targets != NULL) ps_targets_close(targets);
+  if (http != NULL) ps_http_client_close(http);
+  targets = NULL;
+  http = NULL;
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ps_test_prom_stop(&prom, 0);
+  cr_assert_eq(uv_loop_close(&loop), 0, "handles left open");
+  ps_metrics_reset();
+}
+
+TestSuite(targets, .init = setup, .fini = teardown, .timeout = 90);
+
+/* Runs the loop until cond() holds or timeout_ms passes (a timer bounds it); returns cond(). */
+static void deadline_cb(uv_timer_t *t) { *(bool *)t->data = true; }
+static bool run_until(bool (*cond)(void *), void *arg, uint64_t timeout_ms) {
+  uv_timer_t timer;
+  bool expired = false;
+  uv_timer_init(&loop, &timer);
+  timer.data = &expired;
+  uv_timer_start(&timer, deadline_cb, timeout_ms, 0);
+  while (!cond(arg) && !expired) uv_run(&loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&timer, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  return cond(arg);
+}
+
+struct waited {
+  struct ps_target_waiter w;
+  bool done;
+  int err;
+};
+static void waited_cb(struct ps_target_waiter *w, int err) {
+  struct waited *x = (struct waited *)w;
+  x->done = true;
+  x->err = err;
+}
+static bool waited_done(void *arg) { return ((struct waited *)arg)->done; }
+
+/* Gets a target and waits for its first load; returns the waiter's result. */
+static int load(const struct ps_kv *md, size_t n, struct ps_target **t) {
+  char err[512] = "";
+  int r = ps_targets_get(targets, "ns", "app", md, n, t, err, sizeof err);
+  cr_assert_eq(r, 0, "get: %s", err);
+  struct ps_target_reading rd;
+  cr_assert_eq(ps_target_read(*t, &rd, err, sizeof err), 1, "a new target is loading");
+  struct waited x = {.w.cb = waited_cb};
+  ps_target_wait(*t, &x.w);
+  cr_assert(run_until(waited_done, &x, 15000), "first load did not end");
+  return x.err;
+}
+
+Test(targets, last_model_returns_current) {
+  struct ps_kv md[] = {{"query", "vector(7)"}, {"threshold", "2"}, {"model", "last"}, {"step", "1s"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 4, &t), 0);
+  struct ps_target_reading rd;
+  char err[256];
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  cr_assert_float_eq(rd.observed, 7, 1e-12);
+  cr_assert_float_eq(rd.value, 7, 1e-12);
+  cr_assert(rd.active);
+  cr_assert_eq(ps_targets_count(targets), 1);
+}
+
+/* time() % 180 is a sawtooth with a 180 s period, so the seasonal forecast is exact: each step t of the
+ * window (now, now + 30 s] forecasts (t - 180) % 180 == t % 180. */
+Test(targets, seasonal_matches_known_series_with_headroom) {
+  struct ps_kv md[] = {{"query", "vector(time() % 180)"}, {"threshold", "10"}, {"step", "5s"},
+                       {"period", "3m"}, {"lookahead", "30s"}, {"headroom", "0.5"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 6, &t), 0);
+  struct ps_target_reading rd;
+  char err[256];
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  int64_t end = rd.observed_ms / 1000;
+  cr_assert_eq(rd.observed_ms % 5000, 0, "observations sit on step boundaries");
+  cr_assert_float_eq(rd.observed, (double)(end % 180), 1e-9);
+  double want = rd.observed;
+  for (int k = 1; k <= 6; k++) want = fmax(want, (double)((end + 5 * k) % 180));
+  cr_assert_float_eq(rd.value, want * 1.5, 1e-9, "value %g, want %g", rd.value, want * 1.5);
+  cr_assert_float_eq(ps_metrics_get("prescale_target_value", "namespace=\"ns\",name=\"app\",metric=\"prescale\""),
+                     rd.value, 1e-9);
+}
+
+Test(targets, metadata_order_does_not_matter_and_errors_name_the_key) {
+  struct ps_kv a[] = {{"query", "vector(1)"}, {"threshold", "2"}, {"model", "last"}};
+  struct ps_kv b[] = {{"model", "last"}, {"threshold", "2"}, {"query", "vector(1)"}};
+  struct ps_target *ta, *tb;
+  char err[256] = "";
+  cr_assert_eq(ps_targets_get(targets, "ns", "app", a, 3, &ta, err, sizeof err), 0);
+  cr_assert_eq(ps_targets_get(targets, "ns", "app", b, 3, &tb, err, sizeof err), 0);
+  cr_assert_eq(ta, tb);
+  struct ps_kv bad[] = {{"query", "vector(1)"}, {"threshold", "abc"}, {"model", "last"}};
+  cr_assert_eq(ps_targets_get(targets, "ns", "app", bad, 3, &tb, err, sizeof err), UV_EINVAL);
+  cr_assert(strstr(err, "threshold") && strstr(err, "abc"), "%s", err);
+  cr_assert_eq(ps_targets_count(targets), 1);
+}
+
+Test(targets, max_targets_is_enforced) {
+  cfg.max_targets = 1;
+  struct ps_kv a[] = {{"query", "vector(1)"}, {"threshold", "2"}, {"model", "last"}};
+  struct ps_kv b[] = {{"query", "vector(2)"}, {"threshold", "2"}, {"model", "last"}};
+  struct ps_target *t;
+  char err[256] = "";
+  cr_assert_eq(ps_targets_get(targets, "ns", "app", a, 3, &t, err, sizeof err), 0);
+  cr_assert_eq(ps_targets_get(targets, "ns", "app", b, 3, &t, err, sizeof err), UV_ENOBUFS);
+  cr_assert(strstr(err, "--max-targets"), "%s", err);
+}
+
+Test(targets, bad_promql_is_invalid_argument_with_prometheus_text) {
+  struct ps_kv md[] = {{"query", "sum(rate(x[1m]"}, {"threshold", "2"}, {"model", "last"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 3, &t), UV_EINVAL);
+  struct ps_target_reading rd;
+  char err[512];
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), UV_EINVAL);
+  cr_assert(strstr(err, "parse error"), "Prometheus's own message expected: %s", err);
+}
+
+Test(targets, several_series_are_rejected) {
+  struct ps_kv md[] = {{"query", "label_replace(vector(1),\"a\",\"x\",\"\",\"\") or "
+                                 "label_replace(vector(2),\"a\",\"y\",\"\",\"\")"},
+                       {"threshold", "2"}, {"model", "last"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 3, &t), UV_EINVAL);
+  struct ps_target_reading rd;
+  char err[512];
+  ps_target_read(t, &rd, err, sizeof err);
+  cr_assert(strstr(err, "series"), "%s", err);
+}
+
+Test(targets, empty_result_depends_on_ignore_null_values) {
+  struct ps_kv strict[] = {{"query", "vector(1) > 5"}, {"threshold", "2"}, {"model", "last"},
+                           {"ignoreNullValues", "false"}};
+  struct ps_target *t;
+  cr_assert_eq(load(strict, 4, &t), UV_EPERM);
+  struct ps_kv lax[] = {{"query", "vector(1) > 5"}, {"threshold", "2"}, {"model", "last"}};
+  cr_assert_eq(load(lax, 3, &t), 0);
+  struct ps_target_reading rd;
+  char err[256];
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  cr_assert_float_eq(rd.value, 0, 1e-12);
+  cr_assert_not(rd.active);
+}
+
+Test(targets, unreachable_prometheus_is_unavailable) {
+  char url[64];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d", ps_test_free_port());
+  struct ps_kv md[] = {{"query", "vector(1)"}, {"threshold", "2"}, {"model", "last"}, {"serverAddress", url}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 4, &t), UV_EAGAIN);
+  struct ps_target_reading rd;
+  char err[512];
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), UV_EAGAIN);
+  cr_assert(strstr(err, "refused"), "%s", err);
+}
+
+struct flips {
+  struct ps_target_watcher w;
+  int calls;
+  bool last;
+};
+static void flips_cb(struct ps_target_watcher *w, bool active) {
+  struct flips *f = (struct flips *)w;
+  cr_assert_neq(active, f->last, "a watcher hears only changes");
+  f->last = active;
+  f->calls++;
+}
+static bool two_flips(void *arg) { return ((struct flips *)arg)->calls >= 2; }
+
+Test(targets, watchers_hear_each_change_of_activity) {
+  /* time() % 4 at a 1 s step is 0,1,2,3,...: active (> 1.5) half of the time. */
+  struct ps_kv md[] = {{"query", "vector(time() % 4)"}, {"threshold", "1"}, {"model", "last"},
+                       {"step", "1s"}, {"activationThreshold", "1.5"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 5, &t), 0);
+  struct ps_target_reading rd;
+  char err[256];
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0);
+  struct flips f = {.w.cb = flips_cb, .last = rd.active};
+  ps_target_watch(t, &f.w);
+  cr_assert(run_until(two_flips, &f, 15000), "saw %d changes", f.calls);
+  ps_target_unwatch(&f.w);
+}
+
+static bool no_targets(void *arg) { return ps_targets_count(targets) == 0; }
+
+Test(targets, idle_targets_are_dropped) {
+  cfg.target_idle_ms = 1000;
+  ps_targets_close(targets); /* a registry built with the short idle time */
+  cr_assert_eq(ps_targets_new(&loop, &cfg, http, &targets), 0);
+  struct ps_kv md[] = {{"query", "vector(1)"}, {"threshold", "2"}, {"model", "last"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 3, &t), 0);
+  cr_assert_eq(ps_targets_count(targets), 1);
+  cr_assert(run_until(no_targets, NULL, 5000), "target not dropped");
+}
+
+Test(targets, closing_fails_waiters_with_ecanceled) {
+  struct ps_kv md[] = {{"query", "vector(1)"}, {"threshold", "2"}, {"model", "last"}};
+  struct ps_target *t;
+  char err[256];
+  cr_assert_eq(ps_targets_get(targets, "ns", "app", md, 3, &t, err, sizeof err), 0);
+  struct waited x = {.w.cb = waited_cb};
+  ps_target_wait(t, &x.w);
+  ps_targets_close(targets);
+  targets = NULL;
+  cr_assert(x.done);
+  cr_assert_eq(x.err, UV_ECANCELED);
+}
+
+struct readable {
+  struct ps_target *t;
+  int want; /* 0 or the error expected */
+};
+static bool read_gives(void *arg) {
+  struct readable *x = arg;
+  struct ps_target_reading rd;
+  char err[256];
+  return ps_target_read(x->t, &rd, err, sizeof err) == x->want;
+}
+
+Test(targets, stale_then_unavailable_then_recovers) {
+  cfg.stale_after_ms = 2000;
+  struct ps_kv md[] = {{"query", "vector(3)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"},
+                       {"timeout", "500ms"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 5, &t), 0);
+  int port = prom.port;
+  ps_test_prom_stop(&prom, 1);
+  struct ps_target_reading rd;
+  char err[256];
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "the last value is served at first");
+  struct readable x = {t, UV_EAGAIN};
+  cr_assert(run_until(read_gives, &x, 10000), "never became unavailable");
+  ps_target_read(t, &rd, err, sizeof err);
+  cr_assert(strstr(err, "stale-after"), "%s", err);
+  cr_assert_gt(ps_metrics_get("prescale_refresh_errors_total", "namespace=\"ns\",name=\"app\",metric=\"prescale\""), 0);
+  cr_assert_eq(ps_test_prom_start(&prom, port, why, sizeof why), 0, "%s", why);
+  x.want = 0;
+  cr_assert(run_until(read_gives, &x, 15000), "did not recover");
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0);
+  cr_assert_float_eq(rd.value, 3, 1e-12);
+}
