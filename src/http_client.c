@@ -1,1 +1,840 @@
-/* placeholder while the module is written */
+/* HTTP/1.1 client on libuv (RFC 9110, RFC 9112) for talking to Prometheus.
+ *
+ * Objects:
+ *  - struct ps_http_client: the pool. Lists every live request and every open connection.
+ *  - struct ps_http_req: one GET. Owns its whole-request timer (also used, armed at 0 ms, to deliver errors
+ *    found while ps_http_get runs) and, while resolving, a uv_getaddrinfo_t. Freed when its timer is closed
+ *    and no resolution is in flight.
+ *  - struct conn: one TCP connection. Owns the socket, a timer (connect timeout while connecting, idle
+ *    timeout while pooled), the request bytes being written and the read buffer. Freed in the close
+ *    callbacks of both handles.
+ * The client itself is freed when it has been closed and its last request and connection are gone. */
+#include "http_client.h"
+
+#include <ctype.h>
+#include <llhttp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+
+#define HOST_MAX             256 /* a DNS name is at most 253 characters (RFC 1035 2.3.4) */
+#define HOSTPORT_MAX         272 /* "[" host "]:" port */
+#define ERRMSG_MAX           512
+#define URL_IN_MSG_MAX       200 /* URLs in error messages are cut here: a PromQL query can be 16 KiB */
+#define READ_BUF_SIZE        65536
+#define HEADER_LINE_OVERHEAD 4 /* ": " and CRLF, counted per header toward PS_HTTP_MAX_HEADER_BYTES */
+
+enum conn_state { CONN_CONNECTING, CONN_BUSY, CONN_IDLE, CONN_CLOSING };
+
+struct conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer; /* connect timeout, then idle timeout */
+  uv_connect_t connect_req;
+  uv_write_t write_req;
+  struct ps_http_client *client;
+  struct conn *prev, *next; /* client->conns, while not closing */
+  enum conn_state state;
+  int open_handles;        /* tcp + timer; the struct is freed when both are closed */
+  char key[HOSTPORT_MAX];  /* "host:port" of the pool it belongs to */
+  char peer[HOSTPORT_MAX]; /* the address connected to, for messages */
+  struct ps_http_req *req; /* the request it serves; NULL when idle */
+  bool reused;             /* served a request before this one */
+  bool writing;            /* write_req in flight: wbuf must not change */
+  struct ps_buf wbuf;      /* request bytes; owned by the conn, referenced by write_req while writing */
+  llhttp_t parser;
+  char rbuf[READ_BUF_SIZE];
+};
+
+struct ps_http_req {
+  struct ps_http_client *client;
+  struct ps_http_req *prev, *next; /* client->reqs, until finished */
+  ps_http_cb cb;
+  void *arg;
+  uint64_t timeout_ms;
+  char *url; /* owned copy; path points into it */
+  const char *path;
+  char host[HOST_MAX];
+  int port;
+  char hostport[HOSTPORT_MAX]; /* pool key and Host header value source */
+  uv_timer_t timer;            /* whole-request timeout, or 0 ms for a deferred error */
+  uv_getaddrinfo_t gai;
+  bool resolving; /* gai in flight: the struct must outlive its callback */
+  bool timer_open;
+  struct addrinfo *addrs;     /* owned; freed with uv_freeaddrinfo */
+  struct addrinfo *next_addr; /* next address to try */
+  struct conn *conn;
+  bool done;               /* callback ran, or cancelled: nothing more may happen */
+  bool retried;            /* already retried once after a stale keep-alive connection */
+  int pending_err;         /* deferred error, delivered by the 0 ms timer */
+  char errmsg[ERRMSG_MAX]; /* pending_err's message, or the last connect error */
+  int last_connect_err;
+  /* response being parsed */
+  bool got_bytes;
+  bool complete;
+  int parse_err; /* set by a parser callback that refused the response (limits, status) */
+  size_t header_bytes;
+  int status;
+  struct ps_buf body;
+  struct ps_buf hname, hval; /* current header, accumulated across reads */
+  struct ps_buf content_type;
+};
+
+struct ps_http_client {
+  uv_loop_t *loop;
+  struct ps_http_req *reqs;
+  struct conn *conns;
+  size_t live; /* requests + connections not yet freed */
+  bool closing;
+};
+
+static void conn_close(struct conn *cn);
+static void req_finish(struct ps_http_req *r, int err, const struct ps_http_response *resp);
+static void req_resolve(struct ps_http_req *r);
+static void req_connect_next(struct ps_http_req *r);
+static void conn_send(struct conn *cn, struct ps_http_req *r);
+static const llhttp_settings_t parser_settings;
+
+/* ==== URL splitting ================================================================================ */
+
+static bool is_host_char(char ch) {
+  return isalnum((unsigned char)ch) || ch == '-' || ch == '.' || ch == '_';
+}
+
+static bool is_v6_char(char ch) { return isxdigit((unsigned char)ch) || ch == ':' || ch == '.'; }
+
+int ps_http_url_split(const char *url, char *host, size_t hostlen, int *port, const char **path) {
+  if (url == NULL || strncasecmp(url, "http://", 7) != 0) return UV_EINVAL;
+  size_t ulen = strlen(url);
+  if (ulen > PS_HTTP_MAX_URL) return UV_EINVAL;
+  /* Bytes that may never appear raw in a request line (RFC 3986 2, RFC 9112 3): refuse rather than send. */
+  for (size_t i = 0; i < ulen; i++) {
+    unsigned char ch = (unsigned char)url[i];
+    if (ch <= 0x20 || ch >= 0x7f || ch == '#') return UV_EINVAL;
+  }
+  const char *a = url + 7;
+  const char *aend = a + strcspn(a, "/?");
+  if (*aend == '?') return UV_EINVAL; /* "http://h?x": a query needs a path to hang on */
+  if (memchr(a, '@', (size_t)(aend - a)) != NULL) return UV_EINVAL; /* userinfo: never for Prometheus */
+  const char *h = a, *hend, *p;
+  if (*a == '[') {
+    const char *rb = memchr(a, ']', (size_t)(aend - a));
+    if (rb == NULL) return UV_EINVAL;
+    h = a + 1;
+    hend = rb;
+    for (const char *q = h; q < hend; q++)
+      if (!is_v6_char(*q)) return UV_EINVAL;
+    if (memchr(h, ':', (size_t)(hend - h)) == NULL) return UV_EINVAL;
+    p = rb + 1;
+    if (p != aend && *p != ':') return UV_EINVAL;
+  } else {
+    hend = memchr(a, ':', (size_t)(aend - a));
+    if (hend == NULL) hend = aend;
+    for (const char *q = h; q < hend; q++)
+      if (!is_host_char(*q)) return UV_EINVAL;
+    p = hend;
+  }
+  if (hend == h || (size_t)(hend - h) >= hostlen || (size_t)(hend - h) >= HOST_MAX) return UV_EINVAL;
+  int pt = 80;
+  if (p < aend) { /* ":port" */
+    p++;
+    if (p == aend || aend - p > 5) return UV_EINVAL;
+    pt = 0;
+    for (; p < aend; p++) {
+      if (!isdigit((unsigned char)*p)) return UV_EINVAL;
+      pt = pt * 10 + (*p - '0');
+    }
+    if (pt < 1 || pt > 65535) return UV_EINVAL;
+  }
+  memcpy(host, h, (size_t)(hend - h));
+  host[hend - h] = '\0';
+  *port = pt;
+  *path = *aend == '\0' ? "/" : aend;
+  return 0;
+}
+
+static void format_hostport(char *out, size_t n, const char *host, int port) {
+  if (strchr(host, ':') != NULL)
+    snprintf(out, n, "[%s]:%d", host, port);
+  else
+    snprintf(out, n, "%s:%d", host, port);
+}
+
+/* ==== client lifecycle ============================================================================= */
+
+int ps_http_client_new(uv_loop_t *loop, struct ps_http_client **out) {
+  struct ps_http_client *c = calloc(1, sizeof *c);
+  if (c == NULL) return UV_ENOMEM;
+  c->loop = loop;
+  *out = c;
+  return 0;
+}
+
+static void client_maybe_free(struct ps_http_client *c) {
+  if (c->closing && c->live == 0) free(c);
+}
+
+void ps_http_client_close(struct ps_http_client *c) {
+  if (c == NULL || c->closing) return;
+  c->closing = true;
+  /* Callbacks run from here may start new requests; ps_http_get refuses them once closing is set, so
+   * this loop ends. */
+  while (c->reqs != NULL) {
+    struct ps_http_req *r = c->reqs;
+    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: cancelled: HTTP client closing", URL_IN_MSG_MAX, r->url);
+    req_finish(r, UV_ECANCELED, NULL);
+  }
+  while (c->conns != NULL) conn_close(c->conns);
+  client_maybe_free(c); /* now, if nothing was open; otherwise in the last close callback */
+}
+
+/* ==== requests: lifetime =========================================================================== */
+
+static void req_free_if_unused(struct ps_http_req *r) {
+  if (r->timer_open || r->resolving) return;
+  struct ps_http_client *c = r->client;
+  if (r->addrs != NULL) uv_freeaddrinfo(r->addrs);
+  free(r->url);
+  ps_buf_free(&r->body);
+  ps_buf_free(&r->hname);
+  ps_buf_free(&r->hval);
+  ps_buf_free(&r->content_type);
+  free(r);
+  c->live--;
+  client_maybe_free(c);
+}
+
+static void req_timer_closed(uv_handle_t *h) {
+  struct ps_http_req *r = h->data;
+  r->timer_open = false;
+  req_free_if_unused(r);
+}
+
+/* Marks the request finished and unlinks it from everything, so that a callback which re-enters the
+ * client (a new request, a cancel, closing the client) finds a consistent state. */
+static void req_detach(struct ps_http_req *r) {
+  r->done = true;
+  struct ps_http_client *c = r->client;
+  if (r->prev != NULL)
+    r->prev->next = r->next;
+  else
+    c->reqs = r->next;
+  if (r->next != NULL) r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+  if (r->resolving) uv_cancel((uv_req_t *)&r->gai); /* may fail if already running; gai_cb checks done */
+  if (r->conn != NULL) {
+    struct conn *cn = r->conn;
+    r->conn = NULL;
+    cn->req = NULL;
+    conn_close(cn);
+  }
+  uv_timer_stop(&r->timer);
+}
+
+static void req_release(struct ps_http_req *r) {
+  if (r->timer_open && !uv_is_closing((uv_handle_t *)&r->timer))
+    uv_close((uv_handle_t *)&r->timer, req_timer_closed);
+}
+
+/* Delivers the one callback. On error r->errmsg holds the message. */
+static void req_finish(struct ps_http_req *r, int err, const struct ps_http_response *resp) {
+  if (r->done) return;
+  req_detach(r);
+  r->cb(r->arg, err, err != 0 ? r->errmsg : NULL, err != 0 ? NULL : resp);
+  req_release(r);
+}
+
+static void req_fail(struct ps_http_req *r, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void req_fail(struct ps_http_req *r, int err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->errmsg, sizeof r->errmsg, fmt, ap);
+  va_end(ap);
+  req_finish(r, err, NULL);
+}
+
+/* Errors found while ps_http_get is still on the stack go through a 0 ms timer: the contract promises
+ * the callback never runs from inside ps_http_get. */
+static void req_timer_cb(uv_timer_t *t);
+static void req_defer_error(struct ps_http_req *r, int err) {
+  r->pending_err = err;
+  uv_timer_stop(&r->timer);
+  uv_timer_start(&r->timer, req_timer_cb, 0, 0);
+}
+
+static void req_timer_cb(uv_timer_t *t) {
+  struct ps_http_req *r = t->data;
+  if (r->pending_err != 0) {
+    req_finish(r, r->pending_err, NULL);
+    return;
+  }
+  req_fail(r, UV_ETIMEDOUT, "GET %.*s: timed out after %llu ms", URL_IN_MSG_MAX, r->url,
+           (unsigned long long)r->timeout_ms);
+}
+
+void ps_http_cancel(struct ps_http_req *r) {
+  if (r == NULL || r->done) return;
+  req_detach(r);
+  req_release(r);
+}
+
+/* ==== requests: start, DNS ========================================================================= */
+
+static struct conn *pool_take_idle(struct ps_http_client *c, const char *key) {
+  for (struct conn *cn = c->conns; cn != NULL; cn = cn->next)
+    if (cn->state == CONN_IDLE && strcmp(cn->key, key) == 0) return cn;
+  return NULL;
+}
+
+int ps_http_get(struct ps_http_client *c, const char *url, uint64_t timeout_ms, ps_http_cb cb, void *arg,
+                struct ps_http_req **out) {
+  if (out != NULL) *out = NULL;
+  if (c == NULL || url == NULL || cb == NULL || timeout_ms == 0) return UV_EINVAL;
+  /* A scheme other than http (RFC 3986 3.1: a letter, then letters, digits, '+', '-', '.') is refused as
+   * unsupported rather than malformed, so "https://" gets the clearer error. */
+  size_t slen = strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+  if (slen > 0 && isalpha((unsigned char)url[0]) && strncmp(url + slen, "://", 3) == 0 &&
+      !(slen == 4 && strncasecmp(url, "http", 4) == 0))
+    return UV_EPROTONOSUPPORT;
+  if (c->closing) return UV_ECANCELED;
+  struct ps_http_req *r = calloc(1, sizeof *r);
+  if (r == NULL) return UV_ENOMEM;
+  r->url = strdup(url);
+  if (r->url == NULL) {
+    free(r);
+    return UV_ENOMEM;
+  }
+  if (ps_http_url_split(r->url, r->host, sizeof r->host, &r->port, &r->path) != 0) {
+    free(r->url);
+    free(r);
+    return UV_EINVAL;
+  }
+  format_hostport(r->hostport, sizeof r->hostport, r->host, r->port);
+  r->client = c;
+  r->cb = cb;
+  r->arg = arg;
+  r->timeout_ms = timeout_ms;
+  ps_buf_init(&r->body);
+  ps_buf_init(&r->hname);
+  ps_buf_init(&r->hval);
+  ps_buf_init(&r->content_type);
+  uv_timer_init(c->loop, &r->timer); /* cannot fail for timers */
+  r->timer.data = r;
+  r->timer_open = true;
+  r->next = c->reqs;
+  if (c->reqs != NULL) c->reqs->prev = r;
+  c->reqs = r;
+  c->live++;
+  uv_timer_start(&r->timer, req_timer_cb, timeout_ms, 0);
+  if (out != NULL) *out = r;
+
+  struct conn *cn = pool_take_idle(c, r->hostport);
+  if (cn != NULL) {
+    conn_send(cn, r); /* failures there are deferred */
+    return 0;
+  }
+  req_resolve(r);
+  return 0;
+}
+
+static void gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
+  struct ps_http_req *r = g->data;
+  r->resolving = false;
+  if (r->done) {
+    if (res != NULL) uv_freeaddrinfo(res);
+    req_free_if_unused(r);
+    return;
+  }
+  if (status != 0) {
+    req_fail(r, status, "resolve %s: %s", r->hostport, uv_strerror(status));
+    return;
+  }
+  if (r->addrs != NULL) uv_freeaddrinfo(r->addrs);
+  r->addrs = res;
+  r->next_addr = res;
+  r->last_connect_err = 0;
+  req_connect_next(r);
+}
+
+/* Resolves r->host with uv_getaddrinfo: numeric hosts go through it too, which keeps one path and never
+ * blocks. Called from ps_http_get (errors deferred) and from retry paths inside callbacks. */
+static void req_resolve(struct ps_http_req *r) {
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  hints.ai_flags = AI_NUMERICSERV;
+  char svc[8];
+  snprintf(svc, sizeof svc, "%d", r->port);
+  r->gai.data = r;
+  int err = uv_getaddrinfo(r->client->loop, &r->gai, gai_cb, r->host, svc, &hints);
+  if (err != 0) {
+    snprintf(r->errmsg, sizeof r->errmsg, "resolve %s: %s", r->hostport, uv_strerror(err));
+    req_defer_error(r, err);
+    return;
+  }
+  r->resolving = true;
+}
+
+/* ==== connections ================================================================================== */
+
+static void conn_handle_closed(uv_handle_t *h) {
+  struct conn *cn = h->data;
+  if (--cn->open_handles > 0) return;
+  struct ps_http_client *c = cn->client;
+  ps_buf_free(&cn->wbuf);
+  free(cn);
+  c->live--;
+  client_maybe_free(c);
+}
+
+/* Closes the socket and the timer; a write or connect in flight gets UV_ECANCELED first. The request it
+ * served, if any, must have been dealt with by the caller (it is only unlinked here). */
+static void conn_close(struct conn *cn) {
+  if (cn->state == CONN_CLOSING) return;
+  struct ps_http_client *c = cn->client;
+  if (cn->prev != NULL)
+    cn->prev->next = cn->next;
+  else
+    c->conns = cn->next;
+  if (cn->next != NULL) cn->next->prev = cn->prev;
+  cn->prev = cn->next = NULL;
+  cn->state = CONN_CLOSING;
+  if (cn->req != NULL) {
+    cn->req->conn = NULL;
+    cn->req = NULL;
+  }
+  uv_close((uv_handle_t *)&cn->tcp, conn_handle_closed);
+  uv_close((uv_handle_t *)&cn->timer, conn_handle_closed);
+}
+
+static struct conn *conn_new(struct ps_http_client *c, const char *key) {
+  struct conn *cn = malloc(sizeof *cn);
+  if (cn == NULL) return NULL;
+  memset(cn, 0, offsetof(struct conn, rbuf));
+  if (uv_tcp_init(c->loop, &cn->tcp) != 0) {
+    free(cn);
+    return NULL;
+  }
+  uv_timer_init(c->loop, &cn->timer);
+  cn->tcp.data = cn->timer.data = cn;
+  cn->open_handles = 2;
+  cn->client = c;
+  cn->state = CONN_CONNECTING;
+  snprintf(cn->key, sizeof cn->key, "%s", key);
+  ps_buf_init(&cn->wbuf);
+  cn->next = c->conns;
+  if (c->conns != NULL) c->conns->prev = cn;
+  c->conns = cn;
+  c->live++;
+  return cn;
+}
+
+static void connect_failed(struct conn *cn, int err, const char *what) {
+  struct ps_http_req *r = cn->req;
+  conn_close(cn);
+  if (r == NULL) return;
+  r->last_connect_err = err;
+  snprintf(r->errmsg, sizeof r->errmsg, "connect %s: %s", cn->peer, what);
+  req_connect_next(r);
+}
+
+static void connect_timer_cb(uv_timer_t *t) {
+  struct conn *cn = t->data;
+  char what[64];
+  uint64_t ms = PS_HTTP_CONNECT_TIMEOUT_MS;
+  if (cn->req != NULL && cn->req->timeout_ms < ms) ms = cn->req->timeout_ms;
+  snprintf(what, sizeof what, "timed out after %llu ms", (unsigned long long)ms);
+  connect_failed(cn, UV_ETIMEDOUT, what);
+}
+
+static void connect_cb(uv_connect_t *creq, int status) {
+  struct conn *cn = creq->data;
+  if (status == UV_ECANCELED || cn->state == CONN_CLOSING) return;
+  uv_timer_stop(&cn->timer);
+  if (cn->req == NULL) { /* its request went away meanwhile */
+    conn_close(cn);
+    return;
+  }
+  if (status != 0) {
+    connect_failed(cn, status, uv_strerror(status));
+    return;
+  }
+  uv_tcp_nodelay(&cn->tcp, 1);
+  conn_send(cn, cn->req);
+}
+
+/* Tries the addresses left from resolution in order (RFC 6724 order from getaddrinfo), so a host whose
+ * first address refuses or blackholes still works through the next. */
+static void req_connect_next(struct ps_http_req *r) {
+  while (r->next_addr != NULL) {
+    struct addrinfo *ai = r->next_addr;
+    r->next_addr = ai->ai_next;
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    struct conn *cn = conn_new(r->client, r->hostport);
+    if (cn == NULL) {
+      req_fail(r, UV_ENOMEM, "GET %.*s: out of memory", URL_IN_MSG_MAX, r->url);
+      return;
+    }
+    char ip[64] = "?";
+    int port = r->port;
+    if (ai->ai_family == AF_INET)
+      uv_ip4_name((const struct sockaddr_in *)ai->ai_addr, ip, sizeof ip);
+    else
+      uv_ip6_name((const struct sockaddr_in6 *)ai->ai_addr, ip, sizeof ip);
+    format_hostport(cn->peer, sizeof cn->peer, ip, port);
+    cn->req = r;
+    r->conn = cn;
+    cn->connect_req.data = cn;
+    int err = uv_tcp_connect(&cn->connect_req, &cn->tcp, ai->ai_addr, connect_cb);
+    if (err != 0) {
+      r->last_connect_err = err;
+      snprintf(r->errmsg, sizeof r->errmsg, "connect %s: %s", cn->peer, uv_strerror(err));
+      conn_close(cn);
+      continue;
+    }
+    uint64_t ms = PS_HTTP_CONNECT_TIMEOUT_MS;
+    if (r->timeout_ms < ms) ms = r->timeout_ms;
+    uv_timer_start(&cn->timer, connect_timer_cb, ms, 0);
+    return;
+  }
+  int err = r->last_connect_err != 0 ? r->last_connect_err : UV_EADDRNOTAVAIL;
+  if (r->last_connect_err == 0)
+    snprintf(r->errmsg, sizeof r->errmsg, "connect %s: no usable address", r->hostport);
+  req_finish(r, err, NULL);
+}
+
+static void idle_timer_cb(uv_timer_t *t) { conn_close(t->data); }
+
+/* Parks a connection after a complete response, or closes it when the pool for its host is full. */
+static void conn_park(struct conn *cn) {
+  struct ps_http_client *c = cn->client;
+  int idle = 0;
+  for (struct conn *o = c->conns; o != NULL; o = o->next)
+    if (o->state == CONN_IDLE && strcmp(o->key, cn->key) == 0) idle++;
+  if (c->closing || idle >= PS_HTTP_MAX_IDLE_PER_HOST) {
+    conn_close(cn);
+    return;
+  }
+  cn->state = CONN_IDLE;
+  cn->reused = true;
+  uv_timer_start(&cn->timer, idle_timer_cb, PS_HTTP_IDLE_TIMEOUT_MS, 0);
+  /* Reading continues while idle: an EOF then means the server closed it, and it leaves the pool. */
+}
+
+/* A reused keep-alive connection that fails before any response byte was probably closed by the server
+ * while idle (RFC 9112 9.3.1 allows retrying idempotent requests then). GET is idempotent: retry once on
+ * a fresh connection. Returns true when it took over the request. */
+static bool maybe_retry(struct conn *cn) {
+  struct ps_http_req *r = cn->req;
+  if (r == NULL || !cn->reused || r->got_bytes || r->retried) return false;
+  r->retried = true;
+  conn_close(cn);
+  req_resolve(r);
+  return true;
+}
+
+/* ==== request writing ============================================================================== */
+
+static void write_cb(uv_write_t *w, int status) {
+  struct conn *cn = w->data;
+  cn->writing = false;
+  if (status == UV_ECANCELED || cn->state == CONN_CLOSING) return;
+  if (status != 0 && cn->req != NULL) {
+    if (maybe_retry(cn)) return;
+    struct ps_http_req *r = cn->req;
+    req_fail(r, status, "send to %s: %s", cn->peer, uv_strerror(status));
+  }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  struct conn *cn = h->data;
+  buf->base = cn->rbuf;
+  buf->len = sizeof cn->rbuf;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void req_reset_response(struct ps_http_req *r) {
+  r->got_bytes = false;
+  r->complete = false;
+  r->parse_err = 0;
+  r->header_bytes = 0;
+  r->status = 0;
+  ps_buf_reset(&r->body);
+  ps_buf_reset(&r->hname);
+  ps_buf_reset(&r->hval);
+  ps_buf_reset(&r->content_type);
+}
+
+/* Sends r on cn (fresh or idle). Errors are deferred through the request timer, because this runs from
+ * inside ps_http_get when an idle connection is reused. */
+static void conn_send(struct conn *cn, struct ps_http_req *r) {
+  uv_timer_stop(&cn->timer);
+  cn->state = CONN_BUSY;
+  cn->req = r;
+  r->conn = cn;
+  req_reset_response(r);
+  if (cn->peer[0] == '\0') snprintf(cn->peer, sizeof cn->peer, "%s", r->hostport);
+  llhttp_init(&cn->parser, HTTP_RESPONSE, &parser_settings);
+  cn->parser.data = r;
+  ps_buf_reset(&cn->wbuf);
+  /* Host carries the port unless it is the default (RFC 9110 7.2). */
+  char hosthdr[HOSTPORT_MAX];
+  if (r->port != 80)
+    snprintf(hosthdr, sizeof hosthdr, "%s", r->hostport);
+  else if (strchr(r->host, ':') != NULL)
+    snprintf(hosthdr, sizeof hosthdr, "[%s]", r->host);
+  else
+    snprintf(hosthdr, sizeof hosthdr, "%s", r->host);
+  int err = ps_buf_printf(&cn->wbuf,
+                          "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: prescale/0.1\r\n"
+                          "Accept: application/json\r\nAccept-Encoding: identity\r\n\r\n",
+                          r->path, hosthdr);
+  if (err == 0) {
+    err = uv_read_start((uv_stream_t *)&cn->tcp, alloc_cb, read_cb);
+    if (err == UV_EALREADY) err = 0; /* idle connections keep reading */
+  }
+  if (err == 0) {
+    uv_buf_t b = uv_buf_init(cn->wbuf.data, (unsigned)cn->wbuf.len);
+    cn->write_req.data = cn;
+    err = uv_write(&cn->write_req, (uv_stream_t *)&cn->tcp, &b, 1, write_cb);
+    if (err == 0) cn->writing = true;
+  }
+  if (err != 0) {
+    snprintf(r->errmsg, sizeof r->errmsg, "send to %s: %s", cn->peer, uv_strerror(err));
+    r->conn = NULL;
+    cn->req = NULL;
+    conn_close(cn);
+    req_defer_error(r, err);
+  }
+}
+
+/* ==== response parsing (llhttp callbacks) ========================================================== */
+
+/* The parser's data is the request it parses for: a connection's, or ps_http_parse_response's. */
+static struct ps_http_req *parser_req(llhttp_t *p) { return p->data; }
+
+static int count_header_bytes(struct ps_http_req *r, size_t n) {
+  r->header_bytes += n;
+  if (r->header_bytes > PS_HTTP_MAX_HEADER_BYTES) {
+    r->parse_err = UV_E2BIG;
+    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: response headers exceed %u bytes", URL_IN_MSG_MAX,
+             r->url, PS_HTTP_MAX_HEADER_BYTES);
+    return -1;
+  }
+  return 0;
+}
+
+static int on_status(llhttp_t *p, const char *at, size_t n) { return count_header_bytes(parser_req(p), n); }
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n) {
+  struct ps_http_req *r = parser_req(p);
+  if (count_header_bytes(r, n) != 0) return -1;
+  return ps_buf_append(&r->hname, at, n) == 0 ? 0 : -1;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n) {
+  struct ps_http_req *r = parser_req(p);
+  if (count_header_bytes(r, n) != 0) return -1;
+  return ps_buf_append(&r->hval, at, n) == 0 ? 0 : -1;
+}
+
+static int on_header_value_complete(llhttp_t *p) {
+  struct ps_http_req *r = parser_req(p);
+  if (count_header_bytes(r, HEADER_LINE_OVERHEAD) != 0) return -1;
+  if (r->hname.len == 12 && strncasecmp(r->hname.data, "content-type", 12) == 0) {
+    ps_buf_reset(&r->content_type);
+    if (ps_buf_append(&r->content_type, r->hval.data ? r->hval.data : "", r->hval.len) != 0) return -1;
+  }
+  ps_buf_reset(&r->hname);
+  ps_buf_reset(&r->hval);
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+  struct ps_http_req *r = parser_req(p);
+  r->status = llhttp_get_status_code(p);
+  if (r->status < 100 || r->status > 999) { /* status-code = 3DIGIT (RFC 9112 4) */
+    r->parse_err = UV_EPROTO;
+    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: malformed HTTP response: status code %d", URL_IN_MSG_MAX,
+             r->url, r->status);
+    return -1;
+  }
+  /* Refuse a declared oversize body at once rather than after reading 32 MiB of it. */
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > PS_HTTP_MAX_RESPONSE) {
+    r->parse_err = UV_E2BIG;
+    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: response body exceeds %u bytes (Content-Length %llu)",
+             URL_IN_MSG_MAX, r->url, PS_HTTP_MAX_RESPONSE, (unsigned long long)p->content_length);
+    return -1;
+  }
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  struct ps_http_req *r = parser_req(p);
+  if (n > PS_HTTP_MAX_RESPONSE - r->body.len) {
+    r->parse_err = UV_E2BIG;
+    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: response body exceeds %u bytes", URL_IN_MSG_MAX, r->url,
+             PS_HTTP_MAX_RESPONSE);
+    return -1;
+  }
+  if (ps_buf_append(&r->body, at, n) != 0) {
+    r->parse_err = UV_ENOMEM;
+    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: out of memory", URL_IN_MSG_MAX, r->url);
+    return -1;
+  }
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  struct ps_http_req *r = parser_req(p);
+  /* Interim 1xx responses precede the real one (RFC 9110 15.2): forget them and keep parsing. */
+  if (r->status >= 100 && r->status < 200) {
+    size_t hb = r->header_bytes; /* interim headers still count: a stream of 1xx must hit the limit */
+    req_reset_response(r);
+    r->header_bytes = hb;
+    r->got_bytes = true;
+    return 0;
+  }
+  r->complete = true;
+  return HPE_PAUSED; /* stop at the end of this response; anything after it is not ours */
+}
+
+static const llhttp_settings_t parser_settings = {
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ==== reading ====================================================================================== */
+
+static void deliver(struct conn *cn, bool reusable) {
+  struct ps_http_req *r = cn->req;
+  struct ps_http_response resp = {
+      .status = r->status,
+      .body = r->body.data != NULL ? r->body.data : "",
+      .body_len = r->body.len,
+      .content_type = r->content_type.data != NULL ? r->content_type.data : "",
+  };
+  cn->req = NULL;
+  r->conn = NULL;
+  if (reusable && !cn->writing)
+    conn_park(cn);
+  else
+    conn_close(cn);
+  req_finish(r, 0, &resp);
+}
+
+static void read_failed(struct conn *cn, int nread) {
+  struct ps_http_req *r = cn->req;
+  if (r == NULL) { /* idle: the server closed it, or reset it */
+    conn_close(cn);
+    return;
+  }
+  if (maybe_retry(cn)) return;
+  if (nread == UV_EOF && r->got_bytes && !r->parse_err) {
+    /* A body delimited by the close of the connection (RFC 9112 6.3 item 8) ends here. */
+    llhttp_errno_t e = llhttp_finish(&cn->parser);
+    if ((e == HPE_OK || e == HPE_PAUSED) && r->complete) {
+      deliver(cn, false);
+      return;
+    }
+  }
+  int err = nread == UV_EOF ? UV_ECONNRESET : nread;
+  if (r->got_bytes)
+    req_fail(r, err, "GET %.*s: connection to %s closed in the middle of the response (%s)", URL_IN_MSG_MAX,
+             r->url, cn->peer, nread == UV_EOF ? "EOF" : uv_strerror(nread));
+  else
+    req_fail(r, err, "GET %.*s: %s closed the connection without responding (%s)", URL_IN_MSG_MAX, r->url,
+             cn->peer, nread == UV_EOF ? "EOF" : uv_strerror(nread));
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  struct conn *cn = s->data;
+  if (cn->state == CONN_CLOSING) return;
+  if (nread == 0) return;
+  if (nread < 0) {
+    read_failed(cn, (int)nread);
+    return;
+  }
+  struct ps_http_req *r = cn->req;
+  if (r == NULL) { /* bytes on an idle connection: nothing was asked, so it is out of step; drop it */
+    conn_close(cn);
+    return;
+  }
+  r->got_bytes = true;
+  llhttp_errno_t e = llhttp_execute(&cn->parser, buf->base, (size_t)nread);
+  if (e == HPE_PAUSED && r->complete) {
+    /* Reuse only when the server allows it (Connection: close, HTTP/1.0, close-delimited bodies say no)
+     * and sent nothing past the response. */
+    bool reusable =
+        llhttp_should_keep_alive(&cn->parser) && llhttp_get_error_pos(&cn->parser) == buf->base + nread;
+    deliver(cn, reusable);
+    return;
+  }
+  if (e == HPE_OK) return;
+  if (r->parse_err != 0) {
+    req_finish(r, r->parse_err, NULL);
+    return;
+  }
+  req_fail(r, UV_EPROTO, "GET %.*s: malformed HTTP response from %s: %s", URL_IN_MSG_MAX, r->url, cn->peer,
+           llhttp_get_error_reason(&cn->parser));
+}
+
+/* ==== pure response parsing (tests, fuzzing) ======================================================= */
+
+int ps_http_parse_response(const char *data, size_t len, size_t piece, int *status, struct ps_buf *body) {
+  struct ps_http_req *r = calloc(1, sizeof *r);
+  if (r == NULL) return UV_ENOMEM;
+  r->url = (char *)"(parse)";
+  ps_buf_init(&r->body);
+  ps_buf_init(&r->hname);
+  ps_buf_init(&r->hval);
+  ps_buf_init(&r->content_type);
+  llhttp_t parser;
+  llhttp_init(&parser, HTTP_RESPONSE, &parser_settings);
+  parser.data = r;
+  if (piece == 0) piece = len ? len : 1;
+  int err = UV_ECONNRESET; /* what a connection reports when the bytes end before the response */
+  size_t off = 0;
+  while (off < len) {
+    size_t n = len - off < piece ? len - off : piece;
+    r->got_bytes = true;
+    llhttp_errno_t e = llhttp_execute(&parser, data + off, n);
+    off += n;
+    if (e == HPE_PAUSED && r->complete) {
+      err = 0;
+      break;
+    }
+    if (e != HPE_OK) {
+      err = r->parse_err != 0 ? r->parse_err : UV_EPROTO;
+      break;
+    }
+  }
+  if (off >= len && err == UV_ECONNRESET && r->got_bytes) {
+    llhttp_errno_t e = llhttp_finish(&parser);
+    if ((e == HPE_OK || e == HPE_PAUSED) && r->complete) err = 0;
+  }
+  if (err == 0) {
+    if (status != NULL) *status = r->status;
+    if (body != NULL && ps_buf_append(body, r->body.data ? r->body.data : "", r->body.len) != 0)
+      err = UV_ENOMEM;
+  }
+  ps_buf_free(&r->body);
+  ps_buf_free(&r->hname);
+  ps_buf_free(&r->hval);
+  ps_buf_free(&r->content_type);
+  free(r);
+  return err;
+}

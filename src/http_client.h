@@ -8,18 +8,21 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define PS_HTTP_MAX_RESPONSE (32u << 20) /* body bytes; more -> UV_E2BIG */
-#define PS_HTTP_MAX_HEADER_BYTES (64u << 10)
-#define PS_HTTP_MAX_URL 16384
-#define PS_HTTP_MAX_IDLE_PER_HOST 4      /* keep-alive connections kept per host:port */
-#define PS_HTTP_IDLE_TIMEOUT_MS 30000    /* idle keep-alive connections are closed after this */
+#define PS_HTTP_MAX_RESPONSE       (32u << 20) /* body bytes; more -> UV_E2BIG */
+#define PS_HTTP_MAX_HEADER_BYTES   (64u << 10)
+#define PS_HTTP_MAX_URL            16384
+#define PS_HTTP_MAX_IDLE_PER_HOST  4     /* keep-alive connections kept per host:port */
+#define PS_HTTP_IDLE_TIMEOUT_MS    30000 /* idle keep-alive connections are closed after this */
+/* Each address of a host gets at most this long (or the request timeout, if shorter) to accept the
+ * connection before the next address is tried. */
+#define PS_HTTP_CONNECT_TIMEOUT_MS 5000
 
 struct ps_http_client;
 struct ps_http_req;
 
 struct ps_http_response {
-  int status;               /* HTTP status code */
-  const char *body;         /* NUL-terminated; valid only during the callback */
+  int status;       /* HTTP status code */
+  const char *body; /* NUL-terminated; valid only during the callback */
   size_t body_len;
   const char *content_type; /* "" when absent */
 };
@@ -37,8 +40,9 @@ int ps_http_client_new(uv_loop_t *loop, struct ps_http_client **out);
 void ps_http_client_close(struct ps_http_client *c);
 
 /* GET url (http://host[:port]/path?query). timeout_ms bounds connect + request + response.
- * Returns 0 (cb will be called later, never from inside this call) or UV_EINVAL (bad URL) /
- * UV_EPROTONOSUPPORT (not http) / UV_ENOMEM, in which case cb is never called.
+ * Returns 0 (cb will be called later, never from inside this call) or UV_EINVAL (bad URL, timeout_ms 0) /
+ * UV_EPROTONOSUPPORT (not http) / UV_ENOMEM / UV_ECANCELED (client closing), in which case cb is never
+ * called.
  * *out (may be NULL) receives a handle for ps_http_cancel, valid until cb runs. */
 int ps_http_get(struct ps_http_client *c, const char *url, uint64_t timeout_ms, ps_http_cb cb, void *arg,
                 struct ps_http_req **out);
@@ -47,5 +51,12 @@ void ps_http_cancel(struct ps_http_req *r);
 
 /* Splits an http URL; exposed for tests. host is unbracketed for IPv6. 0 or UV_EINVAL. */
 int ps_http_url_split(const char *url, char *host, size_t hostlen, int *port, const char **path);
+
+/* Parses data as the bytes a connection would receive for one GET, fed to the parser in pieces of at most
+ * `piece` bytes (0: at once) and followed by EOF; exposed for tests and fuzzing (no I/O). 0 with *status
+ * (may be NULL) and the body appended to *body (may be NULL), or the error the request would end with:
+ * UV_EPROTO (not HTTP), UV_E2BIG (over a limit), UV_ECONNRESET (bytes end mid-response), UV_ENOMEM. */
+struct ps_buf;
+int ps_http_parse_response(const char *data, size_t len, size_t piece, int *status, struct ps_buf *body);
 
 #endif

@@ -10,8 +10,11 @@
 #include "http_client.h"
 
 /* Prometheus refuses a query_range that would return more than 11,000 points per series. */
-#define PS_PROM_MAX_POINTS 11000
-#define PS_PROM_MAX_ERROR_TEXT 512
+#define PS_PROM_MAX_POINTS       11000
+#define PS_PROM_MAX_ERROR_TEXT   512
+/* ps_prom_query_range refuses a range of more points than this in total (100 requests, ~17 MiB of
+ * samples): such a step is a configuration mistake, not a history to fetch. */
+#define PS_PROM_MAX_RANGE_POINTS (100 * PS_PROM_MAX_POINTS)
 
 struct ps_sample {
   int64_t t_ms;
@@ -45,12 +48,13 @@ struct ps_prom_req;
  * n == 0. Otherwise err is from ps_prom_decode or the HTTP client (UV_ECONNREFUSED, UV_ETIMEDOUT, ...,
  * UV_EPROTO also for an HTTP status other than 200/400/422/503 with no Prometheus error body), and
  * errmsg is one line fit for a log and a grpc-message. */
-typedef void (*ps_prom_cb)(void *arg, int err, const char *errmsg, const struct ps_sample *samples,
-                           size_t n);
+typedef void (*ps_prom_cb)(void *arg, int err, const char *errmsg, const struct ps_sample *samples, size_t n);
 
 /* Fetches query over [start_ms, end_ms] at step_ms, in as many sequential requests as
  * PS_PROM_MAX_POINTS requires, and delivers the concatenation. timeout_ms bounds each request.
- * 0 (cb later) or UV_EINVAL / UV_ENOMEM (cb never called). *out (may be NULL) is valid until cb runs. */
+ * 0 (cb later) or UV_EINVAL (bad arguments, more than PS_PROM_MAX_RANGE_POINTS points, bad base URL) /
+ * UV_EPROTONOSUPPORT (https base) / UV_ENOMEM (cb never called). *out (may be NULL) is valid until cb
+ * runs. */
 int ps_prom_query_range(struct ps_http_client *http, const char *base, const char *query, int64_t start_ms,
                         int64_t end_ms, int64_t step_ms, int64_t timeout_ms, ps_prom_cb cb, void *arg,
                         struct ps_prom_req **out);

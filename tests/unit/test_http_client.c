@@ -1,0 +1,855 @@
+/* Tests src/http_client.c: URL splitting, and real requests on loopback against a fake HTTP server written
+ * here (on the same libuv loop) that injects the faults a real server would not: garbage, stalls, resets,
+ * odd chunk splits, oversize bodies, dropped keep-alive connections. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "http_client.h"
+
+/* ==== URL splitting ================================================================================ */
+
+static int split(const char *url, char *host, int *port, const char **path) {
+  return ps_http_url_split(url, host, 256, port, path);
+}
+
+Test(http_client, url_split_good) {
+  char host[256];
+  int port;
+  const char *path;
+  cr_assert_eq(split("http://prom:9090/api/v1/query?x=1", host, &port, &path), 0);
+  cr_assert_str_eq(host, "prom");
+  cr_assert_eq(port, 9090);
+  cr_assert_str_eq(path, "/api/v1/query?x=1");
+  cr_assert_eq(split("http://example.com", host, &port, &path), 0);
+  cr_assert_str_eq(host, "example.com");
+  cr_assert_eq(port, 80);
+  cr_assert_str_eq(path, "/");
+  cr_assert_eq(split("HTTP://[::1]:8080/p", host, &port, &path), 0);
+  cr_assert_str_eq(host, "::1");
+  cr_assert_eq(port, 8080);
+  cr_assert_str_eq(path, "/p");
+  cr_assert_eq(split("http://[fe80::1:2]/", host, &port, &path), 0);
+  cr_assert_str_eq(host, "fe80::1:2");
+  cr_assert_eq(port, 80);
+  cr_assert_eq(split("http://10.0.0.1:65535/", host, &port, &path), 0);
+  cr_assert_eq(port, 65535);
+  cr_assert_eq(split("http://prometheus-k8s.monitoring.svc:9090/prom/", host, &port, &path), 0);
+  cr_assert_str_eq(host, "prometheus-k8s.monitoring.svc");
+  cr_assert_str_eq(path, "/prom/");
+}
+
+Test(http_client, url_split_bad) {
+  char host[256];
+  int port;
+  const char *path;
+  const char *bad[] = {
+      "https://prom:9090/", "ftp://x/",          "prom:9090/",       "http://",       "http:///path",
+      "http://:80/",        "http://user:pw@h/", "http://h@/",       "http://h:0/",   "http://h:65536/",
+      "http://h:/",         "http://h:80x/",     "http://h:123456/", "http://[::1/",  "http://[::1]x/",
+      "http://[]/",         "http://[zz]/",      "http://h/#frag",   "http://#frag",  "http://h/a b",
+      "http://h?q=1",       "http://h\r\n/",     "http://ho st/",    "http://h/\x01", "http://h%41/",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    cr_expect_eq(split(bad[i], host, &port, &path), UV_EINVAL, "accepted %s", bad[i]);
+  char small[4];
+  cr_assert_eq(ps_http_url_split("http://abcd/", small, sizeof small, &port, &path), UV_EINVAL);
+  cr_assert_eq(ps_http_url_split("http://abc/", small, sizeof small, &port, &path), 0);
+  char *huge = malloc(PS_HTTP_MAX_URL + 100);
+  strcpy(huge, "http://h/");
+  memset(huge + 9, 'a', PS_HTTP_MAX_URL);
+  huge[PS_HTTP_MAX_URL + 9] = '\0';
+  cr_assert_eq(split(huge, host, &port, &path), UV_EINVAL);
+  free(huge);
+}
+
+/* ==== response parsing without sockets ============================================================= */
+
+static int parse(const char *resp, size_t piece, int *status, struct ps_buf *body) {
+  ps_buf_reset(body);
+  return ps_http_parse_response(resp, strlen(resp), piece, status, body);
+}
+
+Test(http_client, parse_response_every_split) {
+  const char *cases[][2] = {
+      {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "hello"},
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n1;x=y\r\nd\r\n0\r\nT: v\r\n\r\n",
+       "abcd"},
+      {"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nto the end", "to the end"},
+      {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "ok"},
+      {"HTTP/1.1 204 No Content\r\n\r\n", ""},
+  };
+  struct ps_buf body;
+  ps_buf_init(&body);
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    size_t len = strlen(cases[c][0]);
+    for (size_t piece = 1; piece <= len; piece++) {
+      int status = 0;
+      cr_assert_eq(parse(cases[c][0], piece, &status, &body), 0, "case %zu piece %zu", c, piece);
+      cr_assert_eq(status, c == 4 ? 204 : 200);
+      cr_assert_str_eq(body.data ? body.data : "", cases[c][1], "case %zu piece %zu", c, piece);
+    }
+  }
+  ps_buf_free(&body);
+}
+
+Test(http_client, parse_response_errors) {
+  struct ps_buf body;
+  ps_buf_init(&body);
+  int st;
+  cr_assert_eq(parse("SSH-2.0-OpenSSH\r\n", 0, &st, &body), UV_EPROTO);
+  cr_assert_eq(parse("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", 0, &st, &body), UV_ECONNRESET);
+  cr_assert_eq(parse("HTTP/1.1 200 OK\r\nContent-Le", 0, &st, &body), UV_ECONNRESET);
+  cr_assert_eq(parse("", 0, &st, &body), UV_ECONNRESET);
+  cr_assert_eq(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0, &st, &body),
+               UV_EPROTO);
+  cr_assert_eq(parse("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 0, &st, &body),
+               UV_EPROTO);
+  cr_assert_eq(parse("HTTP/1.1 200 OK\r\nContent-Length: 33554433\r\n\r\n", 0, &st, &body), UV_E2BIG);
+  cr_assert_eq(parse("HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n", 0, &st, &body), UV_EPROTO);
+  /* interim responses count toward the header limit together */
+  struct ps_buf many;
+  ps_buf_init(&many);
+  for (int i = 0; i < 3000; i++) ps_buf_puts(&many, "HTTP/1.1 100 Continue\r\nX-Pad: 0123456789\r\n\r\n");
+  cr_assert_eq(ps_http_parse_response(many.data, many.len, 0, &st, NULL), UV_E2BIG);
+  ps_buf_free(&many);
+  ps_buf_free(&body);
+}
+
+/* ==== loop harness ================================================================================= */
+
+static uv_loop_t loop;
+static struct ps_http_client *client;
+
+static void stop_cb(uv_timer_t *t) {
+  *(bool *)t->data = true;
+  uv_stop(t->loop);
+}
+
+static uv_timer_t guard;
+static bool guard_expired;
+
+static void guard_start(uint64_t ms) {
+  guard_expired = false;
+  uv_timer_init(&loop, &guard);
+  guard.data = &guard_expired;
+  uv_timer_start(&guard, stop_cb, ms, 0);
+}
+
+static void guard_stop(void) {
+  uv_close((uv_handle_t *)&guard, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* Runs the loop until cond holds or ms pass (a guard timer wakes it up); evaluates to cond. */
+#define RUN_UNTIL(cond, ms)                                                                                  \
+  ({                                                                                                         \
+    guard_start(ms);                                                                                         \
+    while (!(cond) && !guard_expired) uv_run(&loop, UV_RUN_ONCE);                                            \
+    guard_stop();                                                                                            \
+    (cond);                                                                                                  \
+  })
+
+static bool run_until(const bool *cond, uint64_t ms) { return RUN_UNTIL(*cond, ms); }
+
+static void setup(void) {
+  cr_assert_eq(uv_loop_init(&loop), 0);
+  cr_assert_eq(ps_http_client_new(&loop, &client), 0);
+}
+
+/* ==== fake server ================================================================================== */
+
+enum mode {
+  M_OK,              /* 200 with Content-Length, keep-alive */
+  M_GARBAGE,         /* not HTTP */
+  M_STALL,           /* reads the request, never answers */
+  M_RESET_MID_BODY,  /* promises 1000 bytes, sends 10, resets */
+  M_CHUNKED_SPLIT,   /* chunked body written in odd pieces */
+  M_BIG_CL,          /* Content-Length over PS_HTTP_MAX_RESPONSE */
+  M_BIG_CHUNKED,     /* chunked body that never ends */
+  M_BIG_HEADER,      /* a header over PS_HTTP_MAX_HEADER_BYTES */
+  M_CLOSE_AFTER,     /* answers with keep-alive, then closes the connection */
+  M_CONN_CLOSE_HDR,  /* says Connection: close but leaves the socket open */
+  M_CLOSE_DELIMITED, /* no length: the body ends with the connection */
+  M_DROP_SECOND,     /* closes a connection on its second request without answering */
+  M_HTTP10,          /* HTTP/1.0 answer without keep-alive */
+  M_DROP_ALL,        /* closes every connection on its first request without answering */
+};
+
+struct fake {
+  uv_tcp_t listener;
+  int port;
+  enum mode mode;
+  int accepted;
+  int requests;
+  int open_conns;
+  char last_req[4096];
+  bool listener_open;
+};
+
+struct fconn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  struct fake *f;
+  char buf[8192];
+  size_t len;
+  int nreq;
+  int piece;
+  int chunks_sent;
+  bool closing;
+};
+
+static struct fake fake;
+static struct fconn *fconns[64];
+static int nfconns;
+
+struct wreq {
+  uv_write_t w;
+  struct fconn *fc;
+  int then; /* 0 nothing, 1 close, 2 reset, 3 next big chunk */
+  char data[];
+};
+
+static void fconn_closed(uv_handle_t *h) {
+  struct fconn *fc = h->data;
+  if (h == (uv_handle_t *)&fc->tcp) {
+    fc->f->open_conns--;
+    uv_close((uv_handle_t *)&fc->timer, NULL);
+    /* the struct itself is freed at teardown, after the loop has run the timer's close */
+  }
+}
+
+static void fconn_close(struct fconn *fc) {
+  if (fc->closing) return;
+  fc->closing = true;
+  uv_timer_stop(&fc->timer);
+  uv_close((uv_handle_t *)&fc->tcp, fconn_closed);
+}
+
+static void fsend(struct fconn *fc, const char *s, size_t n, int then);
+
+static void big_chunk(struct fconn *fc) {
+  static char chunk[(1 << 20) + 32];
+  size_t hl = (size_t)sprintf(chunk, "100000\r\n");
+  memset(chunk + hl, 'x', 1 << 20);
+  memcpy(chunk + hl + (1 << 20), "\r\n", 2);
+  fc->chunks_sent++;
+  fsend(fc, chunk, hl + (1 << 20) + 2, fc->chunks_sent < 40 ? 3 : 1);
+}
+
+static void fwrite_cb(uv_write_t *w, int status) {
+  struct wreq *wr = (struct wreq *)w;
+  struct fconn *fc = wr->fc;
+  if (!fc->closing) {
+    if (status != 0 || wr->then == 1)
+      fconn_close(fc);
+    else if (wr->then == 2) {
+      fc->closing = true;
+      uv_tcp_close_reset(&fc->tcp, fconn_closed);
+    } else if (wr->then == 3)
+      big_chunk(fc);
+  }
+  free(wr);
+}
+
+static void fsend(struct fconn *fc, const char *s, size_t n, int then) {
+  if (fc->closing) return;
+  struct wreq *wr = malloc(sizeof *wr + n);
+  memcpy(wr->data, s, n);
+  wr->fc = fc;
+  wr->then = then;
+  uv_buf_t b = uv_buf_init(wr->data, (unsigned)n);
+  if (uv_write(&wr->w, (uv_stream_t *)&fc->tcp, &b, 1, fwrite_cb) != 0) {
+    free(wr);
+    fconn_close(fc);
+  }
+}
+
+static void fsend_str(struct fconn *fc, const char *s, int then) { fsend(fc, s, strlen(s), then); }
+
+static const char *chunk_pieces[] = {
+    "HTTP/1.1 200 OK\r\nTrans",
+    "fer-Encoding: chunked\r\nContent-Type: text/plain\r",
+    "\n\r\n5\r\nhel",
+    "lo\r",
+    "\n6;ext=1\r\n wor",
+    "ld\r",
+    "\n0",
+    "\r\n",
+    "\r\n",
+};
+
+static void piece_cb(uv_timer_t *t) {
+  struct fconn *fc = t->data;
+  int n = (int)(sizeof chunk_pieces / sizeof chunk_pieces[0]);
+  fsend_str(fc, chunk_pieces[fc->piece++], 0);
+  if (fc->piece < n) uv_timer_start(&fc->timer, piece_cb, 2, 0);
+}
+
+static void respond_ok(struct fconn *fc, const char *extra, int then) {
+  char body[64], resp[512];
+  int bl = snprintf(body, sizeof body, "{\"conn\":%d,\"req\":%d}", fc->f->accepted, fc->nreq);
+  snprintf(resp, sizeof resp,
+           "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s", extra, bl,
+           body);
+  fsend_str(fc, resp, then);
+}
+
+static void handle_request(struct fconn *fc) {
+  struct fake *f = fc->f;
+  fc->nreq++;
+  f->requests++;
+  switch (f->mode) {
+  case M_OK: respond_ok(fc, "", 0); break;
+  case M_GARBAGE: fsend_str(fc, "SSH-2.0-OpenSSH_9.2\r\n\r\n", 0); break;
+  case M_STALL: break;
+  case M_RESET_MID_BODY: fsend_str(fc, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789", 2); break;
+  case M_CHUNKED_SPLIT:
+    fc->piece = 0;
+    uv_timer_start(&fc->timer, piece_cb, 0, 0);
+    break;
+  case M_BIG_CL: fsend_str(fc, "HTTP/1.1 200 OK\r\nContent-Length: 40000000\r\n\r\n{", 0); break;
+  case M_BIG_CHUNKED:
+    fsend_str(fc, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0);
+    big_chunk(fc);
+    break;
+  case M_BIG_HEADER: {
+    size_t n = 70 << 10;
+    char *r = malloc(n + 100);
+    int hl = sprintf(r, "HTTP/1.1 200 OK\r\nX-Big: ");
+    memset(r + hl, 'h', n);
+    strcpy(r + hl + n, "\r\nContent-Length: 0\r\n\r\n");
+    fsend_str(fc, r, 0);
+    free(r);
+    break;
+  }
+  case M_CLOSE_AFTER: respond_ok(fc, "", 1); break;
+  case M_CONN_CLOSE_HDR: respond_ok(fc, "Connection: close\r\n", 0); break;
+  case M_CLOSE_DELIMITED: fsend_str(fc, "HTTP/1.1 200 OK\r\n\r\nuntil the end", 1); break;
+  case M_DROP_SECOND:
+    if (fc->nreq >= 2)
+      fconn_close(fc);
+    else
+      respond_ok(fc, "", 0);
+    break;
+  case M_DROP_ALL: fconn_close(fc); break;
+  case M_HTTP10: fsend_str(fc, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 0); break;
+  }
+}
+
+static void falloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
+  struct fconn *fc = h->data;
+  b->base = fc->buf + fc->len;
+  b->len = sizeof fc->buf - fc->len;
+}
+
+static void fread_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  struct fconn *fc = s->data;
+  if (n < 0) {
+    fconn_close(fc);
+    return;
+  }
+  fc->len += (size_t)n;
+  char *end;
+  while (!fc->closing && (end = memmem(fc->buf, fc->len, "\r\n\r\n", 4)) != NULL) {
+    size_t rl = (size_t)(end - fc->buf) + 4;
+    size_t cp = rl < sizeof fc->f->last_req - 1 ? rl : sizeof fc->f->last_req - 1;
+    memcpy(fc->f->last_req, fc->buf, cp);
+    fc->f->last_req[cp] = '\0';
+    memmove(fc->buf, fc->buf + rl, fc->len - rl);
+    fc->len -= rl;
+    handle_request(fc);
+  }
+  if (fc->len == sizeof fc->buf) fconn_close(fc);
+}
+
+static void on_conn(uv_stream_t *srv, int status) {
+  struct fake *f = srv->data;
+  if (status != 0 || nfconns == 64) return;
+  struct fconn *fc = calloc(1, sizeof *fc);
+  fc->f = f;
+  uv_tcp_init(&loop, &fc->tcp);
+  uv_timer_init(&loop, &fc->timer);
+  fc->tcp.data = fc->timer.data = fc;
+  fconns[nfconns++] = fc;
+  if (uv_accept(srv, (uv_stream_t *)&fc->tcp) != 0) {
+    fconn_close(fc);
+    return;
+  }
+  f->accepted++;
+  f->open_conns++;
+  uv_read_start((uv_stream_t *)&fc->tcp, falloc, fread_cb);
+}
+
+static void fake_start_at(enum mode mode, const char *ip, bool v6) {
+  memset(&fake, 0, sizeof fake);
+  nfconns = 0;
+  fake.mode = mode;
+  cr_assert_eq(uv_tcp_init(&loop, &fake.listener), 0);
+  fake.listener.data = &fake;
+  fake.listener_open = true;
+  struct sockaddr_storage ss;
+  if (v6)
+    uv_ip6_addr(ip, 0, (struct sockaddr_in6 *)&ss);
+  else
+    uv_ip4_addr(ip, 0, (struct sockaddr_in *)&ss);
+  cr_assert_eq(uv_tcp_bind(&fake.listener, (struct sockaddr *)&ss, 0), 0);
+  cr_assert_eq(uv_listen((uv_stream_t *)&fake.listener, 16, on_conn), 0);
+  int len = sizeof ss;
+  uv_tcp_getsockname(&fake.listener, (struct sockaddr *)&ss, &len);
+  fake.port =
+      v6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static void fake_start(enum mode mode) { fake_start_at(mode, "127.0.0.1", false); }
+
+/* Closes the client and the fake server, runs the loop until nothing is left (bounded) and checks that
+ * nothing leaked a handle. */
+static void teardown(void) {
+  if (client != NULL) ps_http_client_close(client);
+  client = NULL;
+  if (fake.listener_open) uv_close((uv_handle_t *)&fake.listener, NULL);
+  fake.listener_open = false;
+  for (int i = 0; i < nfconns; i++) fconn_close(fconns[i]);
+  guard_start(5000);
+  uv_unref((uv_handle_t *)&guard); /* only a hang keeps the loop running long enough to fire it */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  bool expired = guard_expired;
+  guard_stop();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  for (int i = 0; i < nfconns; i++) free(fconns[i]);
+  nfconns = 0;
+  cr_assert(!expired, "the loop did not drain");
+  cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+TestSuite(http_loop, .init = setup, .fini = teardown, .timeout = 60);
+
+/* ==== requests ===================================================================================== */
+
+struct result {
+  bool done;
+  int calls;
+  bool called_inside_get;
+  int err;
+  char msg[600];
+  int status;
+  char *body;
+  size_t body_len;
+  char ctype[128];
+};
+
+static bool in_get;
+
+static void result_cb(void *arg, int err, const char *errmsg, const struct ps_http_response *resp) {
+  struct result *r = arg;
+  r->calls++;
+  r->done = true;
+  r->called_inside_get = in_get;
+  r->err = err;
+  if (err != 0) {
+    cr_assert_not_null(errmsg);
+    cr_assert_null(resp);
+    snprintf(r->msg, sizeof r->msg, "%s", errmsg);
+    return;
+  }
+  cr_assert_null(errmsg);
+  r->status = resp->status;
+  free(r->body);
+  r->body = malloc(resp->body_len + 1);
+  memcpy(r->body, resp->body, resp->body_len + 1);
+  cr_assert_eq(resp->body[resp->body_len], '\0');
+  r->body_len = resp->body_len;
+  snprintf(r->ctype, sizeof r->ctype, "%s", resp->content_type);
+}
+
+static int get(const char *url, uint64_t timeout_ms, struct result *r, struct ps_http_req **out) {
+  memset(r, 0, sizeof *r);
+  in_get = true;
+  int err = ps_http_get(client, url, timeout_ms, result_cb, r, out);
+  in_get = false;
+  return err;
+}
+
+static void url_for(char *out, size_t n, const char *path) {
+  snprintf(out, n, "http://127.0.0.1:%d%s", fake.port, path);
+}
+
+/* A request that must succeed with status 200. */
+static void get_ok(const char *url, struct result *r) {
+  cr_assert_eq(get(url, 5000, r, NULL), 0);
+  cr_assert(run_until(&r->done, 10000), "no callback for %s", url);
+  cr_assert_eq(r->calls, 1);
+  cr_assert_eq(r->err, 0, "%s: %s", url, r->msg);
+  cr_assert_eq(r->status, 200);
+}
+
+/* A request that must fail with err, with a message containing needle. */
+static void get_fails(const char *url, uint64_t timeout_ms, int err, const char *needle) {
+  struct result r;
+  cr_assert_eq(get(url, timeout_ms, &r, NULL), 0);
+  cr_assert(run_until(&r.done, 10000), "no callback for %s", url);
+  cr_assert_eq(r.calls, 1);
+  cr_assert(!r.called_inside_get);
+  cr_assert_eq(r.err, err, "expected %s, got %s (%s)", uv_err_name(err), r.err ? uv_err_name(r.err) : "0",
+               r.msg);
+  cr_assert(strstr(r.msg, needle) != NULL, "message \"%s\" lacks \"%s\"", r.msg, needle);
+}
+
+Test(http_loop, refuses_bad_requests_synchronously) {
+  struct result r;
+  cr_assert_eq(get("https://127.0.0.1:1/", 1000, &r, NULL), UV_EPROTONOSUPPORT);
+  cr_assert_eq(get("ftp://127.0.0.1:1/", 1000, &r, NULL), UV_EPROTONOSUPPORT);
+  cr_assert_eq(get("http://user@127.0.0.1:1/", 1000, &r, NULL), UV_EINVAL);
+  cr_assert_eq(get("not a url", 1000, &r, NULL), UV_EINVAL);
+  cr_assert_eq(get("127.0.0.1:1/x://y", 1000, &r, NULL), UV_EINVAL);
+  cr_assert_eq(get("http://127.0.0.1:1/", 0, &r, NULL), UV_EINVAL);
+  uv_run(&loop, UV_RUN_DEFAULT); /* nothing may be pending */
+  cr_assert_eq(r.calls, 0);
+}
+
+Test(http_loop, content_length_response_and_request_headers) {
+  fake_start(M_OK);
+  char url[256];
+  url_for(url, sizeof url, "/api/v1/query?query=up&x=%20");
+  struct result r;
+  get_ok(url, &r);
+  cr_assert(!r.called_inside_get);
+  cr_assert_str_eq(r.body, "{\"conn\":1,\"req\":1}");
+  cr_assert_eq(r.body_len, strlen(r.body));
+  cr_assert_str_eq(r.ctype, "application/json");
+  char host[64];
+  snprintf(host, sizeof host, "\r\nHost: 127.0.0.1:%d\r\n", fake.port);
+  const char *line = "GET /api/v1/query?query=up&x=%20 HTTP/1.1\r\n";
+  cr_assert(strncmp(fake.last_req, line, strlen(line)) == 0, "%s", fake.last_req);
+  cr_assert(strstr(fake.last_req, host) != NULL, "%s", fake.last_req);
+  cr_assert(strstr(fake.last_req, "\r\nUser-Agent: prescale/0.1\r\n") != NULL);
+  cr_assert(strstr(fake.last_req, "\r\nAccept: application/json\r\n") != NULL);
+  cr_assert(strstr(fake.last_req, "\r\nAccept-Encoding: identity\r\n") != NULL);
+  free(r.body);
+}
+
+Test(http_loop, connection_refused_names_the_address) {
+  /* A port that was just free: bind, read it, close. */
+  uv_tcp_t t;
+  struct sockaddr_in sa;
+  uv_ip4_addr("127.0.0.1", 0, &sa);
+  uv_tcp_init(&loop, &t);
+  cr_assert_eq(uv_tcp_bind(&t, (struct sockaddr *)&sa, 0), 0);
+  int len = sizeof sa;
+  uv_tcp_getsockname(&t, (struct sockaddr *)&sa, &len);
+  int port = ntohs(sa.sin_port);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  char url[128], want[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/api", port);
+  snprintf(want, sizeof want, "connect 127.0.0.1:%d: connection refused", port);
+  get_fails(url, 3000, UV_ECONNREFUSED, want);
+}
+
+Test(http_loop, connect_that_never_completes_times_out, .timeout = 30) {
+  /* A plain socket listening with backlog 0 that nobody accepts from: once one connection fills its
+   * queue, Linux drops further SYNs, so the client's connect hangs as against a blackholed address. */
+  int l = socket(AF_INET, SOCK_STREAM, 0), filler = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa;
+  uv_ip4_addr("127.0.0.1", 0, &sa);
+  cr_assert_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+  cr_assert_eq(listen(l, 0), 0);
+  socklen_t len = sizeof sa;
+  getsockname(l, (struct sockaddr *)&sa, &len);
+  cr_assert_eq(connect(filler, (struct sockaddr *)&sa, sizeof sa), 0); /* completes in the kernel */
+  char url[128], want[128];
+  int port = ntohs(sa.sin_port);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
+  snprintf(want, sizeof want, "connect 127.0.0.1:%d: timed out after %d ms", port,
+           PS_HTTP_CONNECT_TIMEOUT_MS);
+  get_fails(url, PS_HTTP_CONNECT_TIMEOUT_MS + 5000, UV_ETIMEDOUT, want);
+  close(filler);
+  close(l);
+}
+
+Test(http_loop, garbage_is_eproto) {
+  fake_start(M_GARBAGE);
+  char url[128];
+  url_for(url, sizeof url, "/");
+  get_fails(url, 3000, UV_EPROTO, "malformed HTTP response from 127.0.0.1:");
+}
+
+Test(http_loop, stall_times_out) {
+  fake_start(M_STALL);
+  char url[128], want[200];
+  url_for(url, sizeof url, "/slow");
+  snprintf(want, sizeof want, "GET %s: timed out after 300 ms", url);
+  uint64_t t0 = uv_hrtime();
+  get_fails(url, 300, UV_ETIMEDOUT, want);
+  uint64_t ms = (uv_hrtime() - t0) / 1000000;
+  cr_assert(ms >= 290 && ms < 3000, "took %llu ms", (unsigned long long)ms);
+  cr_assert_eq(fake.requests, 1);
+  /* The timed-out connection is closed, not pooled: the server sees it go. */
+  bool gone = RUN_UNTIL(fake.open_conns == 0, 5000);
+  cr_assert(gone);
+}
+
+Test(http_loop, reset_mid_body) {
+  fake_start(M_RESET_MID_BODY);
+  char url[128];
+  url_for(url, sizeof url, "/");
+  get_fails(url, 3000, UV_ECONNRESET, "in the middle of the response");
+}
+
+Test(http_loop, chunked_split_in_odd_places) {
+  fake_start(M_CHUNKED_SPLIT);
+  char url[128];
+  url_for(url, sizeof url, "/c");
+  struct result r;
+  get_ok(url, &r);
+  cr_assert_str_eq(r.body, "hello world");
+  cr_assert_str_eq(r.ctype, "text/plain");
+  free(r.body);
+  get_ok(url, &r); /* and the connection stays usable */
+  cr_assert_str_eq(r.body, "hello world");
+  cr_assert_eq(fake.accepted, 1);
+  free(r.body);
+}
+
+Test(http_loop, declared_body_over_limit) {
+  fake_start(M_BIG_CL);
+  char url[128];
+  url_for(url, sizeof url, "/");
+  get_fails(url, 3000, UV_E2BIG, "response body exceeds 33554432 bytes");
+}
+
+Test(http_loop, streamed_body_over_limit) {
+  fake_start(M_BIG_CHUNKED);
+  char url[128];
+  url_for(url, sizeof url, "/");
+  get_fails(url, 20000, UV_E2BIG, "response body exceeds 33554432 bytes");
+}
+
+Test(http_loop, headers_over_limit) {
+  fake_start(M_BIG_HEADER);
+  char url[128];
+  url_for(url, sizeof url, "/");
+  get_fails(url, 3000, UV_E2BIG, "response headers exceed 65536 bytes");
+}
+
+Test(http_loop, keep_alive_reuses_one_connection) {
+  fake_start(M_OK);
+  char url[128];
+  url_for(url, sizeof url, "/a");
+  struct result r;
+  for (int i = 1; i <= 3; i++) {
+    get_ok(url, &r);
+    char want[64];
+    snprintf(want, sizeof want, "{\"conn\":1,\"req\":%d}", i);
+    cr_assert_str_eq(r.body, want);
+    free(r.body);
+  }
+  cr_assert_eq(fake.accepted, 1);
+  cr_assert_eq(fake.requests, 3);
+}
+
+/* The next request is started from inside the previous one's callback, as ps_prom does for chunks. */
+struct chain {
+  int left;
+  struct result r;
+  char url[128];
+};
+
+static void chain_cb(void *arg, int err, const char *errmsg, const struct ps_http_response *resp) {
+  struct chain *ch = arg;
+  cr_assert_eq(err, 0, "%s", errmsg ? errmsg : "");
+  if (--ch->left == 0) {
+    ch->r.done = true;
+    return;
+  }
+  cr_assert_eq(ps_http_get(client, ch->url, 3000, chain_cb, ch, NULL), 0);
+}
+
+Test(http_loop, request_from_inside_callback_reuses_connection) {
+  fake_start(M_OK);
+  struct chain ch = {.left = 5};
+  url_for(ch.url, sizeof ch.url, "/chain");
+  cr_assert_eq(ps_http_get(client, ch.url, 3000, chain_cb, &ch, NULL), 0);
+  cr_assert(run_until(&ch.r.done, 10000));
+  cr_assert_eq(fake.accepted, 1);
+  cr_assert_eq(fake.requests, 5);
+}
+
+Test(http_loop, connection_close_is_honoured) {
+  fake_start(M_CONN_CLOSE_HDR); /* the server leaves its socket open: only the header says close */
+  char url[128];
+  url_for(url, sizeof url, "/");
+  struct result r;
+  get_ok(url, &r);
+  free(r.body);
+  get_ok(url, &r);
+  free(r.body);
+  cr_assert_eq(fake.accepted, 2);
+}
+
+Test(http_loop, http10_is_not_reused) {
+  fake_start(M_HTTP10);
+  char url[128];
+  url_for(url, sizeof url, "/");
+  struct result r;
+  get_ok(url, &r);
+  cr_assert_str_eq(r.body, "ok");
+  free(r.body);
+  get_ok(url, &r);
+  free(r.body);
+  cr_assert_eq(fake.accepted, 2);
+}
+
+Test(http_loop, close_delimited_body) {
+  fake_start(M_CLOSE_DELIMITED);
+  char url[128];
+  url_for(url, sizeof url, "/");
+  struct result r;
+  get_ok(url, &r);
+  cr_assert_str_eq(r.body, "until the end");
+  free(r.body);
+}
+
+Test(http_loop, server_closing_idle_connection_then_new_request) {
+  fake_start(M_CLOSE_AFTER);
+  char url[128];
+  url_for(url, sizeof url, "/");
+  struct result r;
+  get_ok(url, &r);
+  free(r.body);
+  /* Wait until the server has closed its side, and let the client see the EOF. */
+  bool closed = RUN_UNTIL(fake.open_conns == 0, 5000);
+  cr_assert(closed);
+  get_ok(url, &r);
+  free(r.body);
+  cr_assert_eq(fake.accepted, 2);
+}
+
+Test(http_loop, stale_keep_alive_is_retried_once) {
+  /* The server drops the pooled connection exactly when the second request arrives on it: the race a
+   * client meets when a server's idle timeout fires as it reuses a connection. */
+  fake_start(M_DROP_SECOND);
+  char url[128];
+  url_for(url, sizeof url, "/");
+  struct result r;
+  get_ok(url, &r);
+  free(r.body);
+  get_ok(url, &r);
+  cr_assert_str_eq(r.body, "{\"conn\":2,\"req\":1}");
+  free(r.body);
+  cr_assert_eq(fake.accepted, 2);
+  cr_assert_eq(fake.requests, 3);
+}
+
+Test(http_loop, fresh_connection_dropped_is_not_retried) {
+  /* Only a reused connection may be stale; a fresh one closed without an answer is the server's answer,
+   * and a retry is made once only. */
+  fake_start(M_OK);
+  char url[128];
+  url_for(url, sizeof url, "/");
+  struct result r;
+  get_ok(url, &r); /* conn 1, pooled */
+  free(r.body);
+  fake.mode = M_DROP_ALL;
+  get_fails(url, 3000, UV_ECONNRESET, "closed the connection without responding");
+  cr_assert_eq(fake.accepted, 2); /* conn 1 reused and dropped, conn 2 fresh and dropped: no third */
+  cr_assert_eq(fake.requests, 3);
+  get_fails(url, 3000, UV_ECONNRESET, "closed the connection without responding");
+  cr_assert_eq(fake.accepted, 3);
+}
+
+Test(http_loop, cancel_never_calls_back) {
+  fake_start(M_STALL);
+  char url[128];
+  url_for(url, sizeof url, "/");
+  struct result r;
+  struct ps_http_req *h = NULL;
+  cr_assert_eq(get(url, 5000, &r, &h), 0);
+  cr_assert_not_null(h);
+  bool seen = RUN_UNTIL(fake.requests == 1, 5000);
+  cr_assert(seen);
+  ps_http_cancel(h);
+  bool gone = RUN_UNTIL(fake.open_conns == 0, 5000);
+  cr_assert(gone, "the cancelled request's connection was not closed");
+  cr_assert_eq(r.calls, 0);
+}
+
+Test(http_loop, cancel_before_connect) {
+  /* No server: the loop then runs dry exactly when the cancelled request has let go of everything. */
+  const char *url = "http://127.0.0.1:1/";
+  struct result r;
+  struct ps_http_req *h = NULL;
+  cr_assert_eq(get(url, 5000, &r, &h), 0);
+  ps_http_cancel(h); /* DNS still in flight */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  cr_assert_eq(r.calls, 0);
+}
+
+Test(http_loop, client_close_cancels_pending) {
+  fake_start(M_STALL);
+  char url[128];
+  url_for(url, sizeof url, "/");
+  struct result r1, r2;
+  cr_assert_eq(get(url, 5000, &r1, NULL), 0);
+  cr_assert_eq(get(url, 5000, &r2, NULL), 0);
+  bool seen = RUN_UNTIL(fake.requests == 2, 5000);
+  cr_assert(seen);
+  ps_http_client_close(client);
+  client = NULL;
+  cr_assert_eq(r1.calls, 1);
+  cr_assert_eq(r1.err, UV_ECANCELED);
+  cr_assert_eq(r2.calls, 1);
+  cr_assert_eq(r2.err, UV_ECANCELED);
+  /* teardown asserts the loop drains and closes */
+}
+
+Test(http_loop, concurrent_requests_and_pool_limit) {
+  fake_start(M_OK);
+  char url[128];
+  url_for(url, sizeof url, "/");
+  enum { N = 8 };
+  struct result r[N];
+  for (int i = 0; i < N; i++) cr_assert_eq(get(url, 5000, &r[i], NULL), 0);
+  for (int i = 0; i < N; i++) {
+    cr_assert(run_until(&r[i].done, 10000));
+    cr_assert_eq(r[i].err, 0, "%s", r[i].msg);
+    free(r[i].body);
+  }
+  cr_assert_eq(fake.accepted, N);
+  /* At most PS_HTTP_MAX_IDLE_PER_HOST stay pooled: the server sees the others closed. */
+  bool settled = RUN_UNTIL(fake.open_conns == PS_HTTP_MAX_IDLE_PER_HOST, 5000);
+  cr_assert(settled, "%d connections open", fake.open_conns);
+}
+
+Test(http_loop, localhost_name_resolves) {
+  fake_start(M_OK);
+  char url[128];
+  snprintf(url, sizeof url, "http://localhost:%d/x", fake.port);
+  struct result r;
+  get_ok(url, &r);
+  free(r.body);
+}
+
+Test(http_loop, ipv6_literal) {
+  uv_tcp_t probe;
+  struct sockaddr_in6 sa;
+  uv_ip6_addr("::1", 0, &sa);
+  uv_tcp_init(&loop, &probe);
+  int ok = uv_tcp_bind(&probe, (struct sockaddr *)&sa, 0);
+  uv_close((uv_handle_t *)&probe, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (ok != 0) cr_skip_test("no IPv6 loopback here (%s)", uv_strerror(ok));
+  fake_start_at(M_OK, "::1", true);
+  char url[128], host[64];
+  snprintf(url, sizeof url, "http://[::1]:%d/v6", fake.port);
+  struct result r;
+  get_ok(url, &r);
+  free(r.body);
+  snprintf(host, sizeof host, "\r\nHost: [::1]:%d\r\n", fake.port);
+  cr_assert(strstr(fake.last_req, host) != NULL, "%s", fake.last_req);
+}

@@ -1,0 +1,698 @@
+/* Tests src/prom.c: URL building, JSON decoding, and range queries against a real Prometheus started here
+ * (skipped when /usr/bin/prometheus is missing) and a fake API server for errors and chunk seams. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "prom.h"
+
+/* ==== URL building ================================================================================= */
+
+static char *url_of(const char *base, const char *q, int64_t s, int64_t e, int64_t step) {
+  static struct ps_buf b;
+  ps_buf_free(&b);
+  int err = ps_prom_range_url(&b, base, q, s, e, step);
+  return err == 0 ? b.data : NULL;
+}
+
+Test(prom, range_url_basic) {
+  cr_assert_str_eq(
+      url_of("http://prom:9090", "up", 1700000000000, 1700000060000, 15000),
+      "http://prom:9090/api/v1/query_range?query=up&start=1700000000.000&end=1700000060.000&step=15");
+  /* trailing slash not doubled, path prefix kept */
+  cr_assert_str_eq(url_of("http://h:9090/prom/", "up", 1500, 2250, 1500),
+                   "http://h:9090/prom/api/v1/query_range?query=up&start=1.500&end=2.250&step=1.500");
+  cr_assert_str_eq(url_of("http://h", "up", -1500, 0, 1),
+                   "http://h/api/v1/query_range?query=up&start=-1.500&end=0.000&step=0.001");
+}
+
+Test(prom, range_url_escaping) {
+  const char *q = "sum(rate(http_requests_total{job=\"api\", code=~\"5..\"}[5m])) + 1 & x=y é";
+  const char *want =
+      "http://h/api/v1/query_range?query="
+      "sum%28rate%28http_requests_total%7Bjob%3D%22api%22%2C%20code%3D~%225..%22%7D%5B5m%5D%29%29"
+      "%20%2B%201%20%26%20x%3Dy%20%C3%A9&start=0.000&end=1.000&step=1";
+  cr_assert_str_eq(url_of("http://h", q, 0, 1000, 1000), want);
+  cr_assert_str_eq(url_of("http://h", "a/b?c#d%'", 0, 0, 1000),
+                   "http://h/api/v1/query_range?query=a%2Fb%3Fc%23d%25%27&start=0.000&end=0.000&step=1");
+  cr_assert_str_eq(url_of("http://h", "A-Z_a.z~09", 0, 0, 1000),
+                   "http://h/api/v1/query_range?query=A-Z_a.z~09&start=0.000&end=0.000&step=1");
+}
+
+Test(prom, range_url_rejects) {
+  cr_assert_null(url_of("http://h", "up", 0, 1000, 0));
+  cr_assert_null(url_of("http://h", "up", 0, 1000, -5));
+  cr_assert_null(url_of("http://h", "up", 2000, 1000, 1000));
+  cr_assert_null(url_of("", "up", 0, 1000, 1000));
+  cr_assert_null(url_of("http://h", "", 0, 1000, 1000));
+  char *big = malloc(PS_HTTP_MAX_URL);
+  memset(big, '{', PS_HTTP_MAX_URL - 1);
+  big[PS_HTTP_MAX_URL - 1] = '\0';
+  cr_assert_null(url_of("http://h", big, 0, 1000, 1000)); /* every byte triples: over the URL limit */
+  free(big);
+  /* a failed append leaves what was in the buffer */
+  struct ps_buf b;
+  ps_buf_init(&b);
+  ps_buf_puts(&b, "keep");
+  cr_assert_eq(ps_prom_range_url(&b, "http://h", "up", 5, 1, 1), UV_EINVAL);
+  cr_assert_str_eq(b.data, "keep");
+  ps_buf_free(&b);
+}
+
+/* ==== decoding ===================================================================================== */
+
+struct dec {
+  int rc;
+  struct ps_sample *s;
+  size_t n;
+  char err[PS_PROM_MAX_ERROR_TEXT];
+};
+
+static struct dec decode(const char *json) {
+  struct dec d;
+  memset(&d, 0, sizeof d);
+  d.rc = ps_prom_decode(json, strlen(json), &d.s, &d.n, d.err, sizeof d.err);
+  if (d.rc != 0) {
+    cr_assert_null(d.s);
+    cr_assert_eq(d.n, 0);
+    cr_assert(d.err[0] != '\0');
+    cr_assert(strchr(d.err, '\n') == NULL);
+  }
+  return d;
+}
+
+Test(prom, decode_matrix) {
+  struct dec d = decode("{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":"
+                        "{\"job\":\"x\"},\"values\":[[1700000000,\"1.5\"],[1700000015.5,\"NaN\"],"
+                        "[1700000030.123,\"+Inf\"],[1700000045,\"-Inf\"],[1700000060,\"-2e3\"]]}]},"
+                        "\"warnings\":[\"w\"]}");
+  cr_assert_eq(d.rc, 0, "%s", d.err);
+  cr_assert_eq(d.n, 5);
+  cr_assert_eq(d.s[0].t_ms, 1700000000000);
+  cr_assert_eq(d.s[0].v, 1.5);
+  cr_assert_eq(d.s[1].t_ms, 1700000015500);
+  cr_assert(isnan(d.s[1].v));
+  cr_assert_eq(d.s[2].t_ms, 1700000030123);
+  cr_assert(isinf(d.s[2].v) && d.s[2].v > 0);
+  cr_assert(isinf(d.s[3].v) && d.s[3].v < 0);
+  cr_assert_eq(d.s[4].v, -2000.0);
+  free(d.s);
+}
+
+Test(prom, decode_unsorted_matrix_is_sorted) {
+  struct dec d =
+      decode("{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},"
+             "\"values\":[[3,\"3\"],[1,\"1\"],[2,\"2\"]]}]}}");
+  cr_assert_eq(d.rc, 0);
+  cr_assert_eq(d.n, 3);
+  for (size_t i = 0; i < 3; i++) cr_assert_eq(d.s[i].t_ms, (int64_t)(i + 1) * 1000);
+  free(d.s);
+}
+
+Test(prom, decode_vector_and_scalar) {
+  struct dec d =
+      decode("{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"metric\":{},"
+             "\"value\":[1700000000.25,\"42\"]}]}}");
+  cr_assert_eq(d.rc, 0, "%s", d.err);
+  cr_assert_eq(d.n, 1);
+  cr_assert_eq(d.s[0].t_ms, 1700000000250);
+  cr_assert_eq(d.s[0].v, 42.0);
+  free(d.s);
+  d = decode("{\"status\":\"success\",\"data\":{\"resultType\":\"scalar\",\"result\":[1700000001,\"0.5\"]}}");
+  cr_assert_eq(d.rc, 0, "%s", d.err);
+  cr_assert_eq(d.n, 1);
+  cr_assert_eq(d.s[0].t_ms, 1700000001000);
+  cr_assert_eq(d.s[0].v, 0.5);
+  free(d.s);
+  d = decode("{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[]}}");
+  cr_assert_eq(d.rc, 0);
+  cr_assert_eq(d.n, 0);
+}
+
+Test(prom, decode_empty_matrix) {
+  struct dec d = decode("{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[]}}");
+  cr_assert_eq(d.rc, 0);
+  cr_assert_eq(d.n, 0);
+  cr_assert_null(d.s);
+  d = decode("{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},"
+             "\"values\":[]}]}}");
+  cr_assert_eq(d.rc, 0);
+  cr_assert_eq(d.n, 0);
+}
+
+Test(prom, decode_errors_from_prometheus) {
+  struct dec d = decode("{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"1:5: parse error: "
+                        "unexpected end of input\"}");
+  cr_assert_eq(d.rc, UV_EINVAL);
+  cr_assert(strstr(d.err, "1:5: parse error: unexpected end of input") != NULL, "%s", d.err);
+  d = decode("{\"status\":\"error\",\"errorType\":\"execution\",\"error\":\"query processing would load too "
+             "many samples\\ninto memory\"}");
+  cr_assert_eq(d.rc, UV_EAGAIN);
+  cr_assert(strstr(d.err, "execution") != NULL && strstr(d.err, "too many samples") != NULL, "%s", d.err);
+  d = decode("{\"status\":\"error\",\"errorType\":\"timeout\",\"error\":\"query timed out\"}");
+  cr_assert_eq(d.rc, UV_EAGAIN);
+  d = decode("{\"status\":\"error\"}");
+  cr_assert_eq(d.rc, UV_EAGAIN);
+}
+
+Test(prom, decode_several_series) {
+  struct dec d = decode("{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":["
+                        "{\"metric\":{\"a\":\"1\"},\"values\":[[1,\"1\"]]},"
+                        "{\"metric\":{\"a\":\"2\"},\"values\":[[1,\"1\"]]}]}}");
+  cr_assert_eq(d.rc, UV_EINVAL);
+  cr_assert(strstr(d.err, "2 series") != NULL && strstr(d.err, "sum(") != NULL, "%s", d.err);
+  d = decode("{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":["
+             "{\"metric\":{},\"value\":[1,\"1\"]},{\"metric\":{},\"value\":[1,\"1\"]},"
+             "{\"metric\":{},\"value\":[1,\"1\"]}]}}");
+  cr_assert_eq(d.rc, UV_EINVAL);
+  cr_assert(strstr(d.err, "3 series") != NULL, "%s", d.err);
+}
+
+Test(prom, decode_wrong_shapes) {
+  const char *bad[] = {
+      "[]",
+      "{}",
+      "{\"status\":1}",
+      "{\"status\":\"maybe\"}",
+      "{\"status\":\"success\"}",
+      "{\"status\":\"success\",\"data\":[]}",
+      "{\"status\":\"success\",\"data\":{\"result\":[]}}",
+      "{\"status\":\"success\",\"data\":{\"resultType\":\"string\",\"result\":[1,\"x\"]}}",
+      "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":{}}}",
+      "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[1]}}",
+      "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{}}]}}",
+      "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[[1]]}]}}",
+      "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[[1,2]]}]}}",
+      "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[[\"1\",\"2\"]]}]}"
+      "}",
+      "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[[1,\"2x\"]]}]}}",
+      "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[[1,\"\"]]}]}}",
+      "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[[1,\" 2\"]]}]}}",
+      "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[[1e300,\"2\"]]}]}"
+      "}",
+      "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"value\":[1,\"2\",3]}]}}",
+      "{\"status\":\"success\",\"data\":{\"resultType\":\"scalar\",\"result\":[1]}}",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    struct dec d = decode(bad[i]);
+    cr_expect_eq(d.rc, UV_EPROTO, "%s -> %d %s", bad[i], d.rc, d.err);
+  }
+}
+
+Test(prom, decode_not_json_and_truncated) {
+  struct dec d = decode("<html>502 Bad Gateway</html>");
+  cr_assert_eq(d.rc, UV_EPROTO);
+  cr_assert(strstr(d.err, "not JSON") != NULL, "%s", d.err);
+  d = decode("");
+  cr_assert_eq(d.rc, UV_EPROTO);
+  const char *full = "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},"
+                     "\"values\":[[1,\"1\"]]}]}}";
+  for (size_t cut = 0; cut < strlen(full); cut++) {
+    struct ps_sample *s = NULL;
+    size_t n = 0;
+    char err[128];
+    cr_assert_eq(ps_prom_decode(full, cut, &s, &n, err, sizeof err), UV_EPROTO, "cut at %zu", cut);
+    cr_assert_null(s);
+  }
+  /* the length is honoured: no reading past it even without a NUL */
+  char buf[8] = {'{', '"', 's', '"', ':', '1', '}', 'x'};
+  struct ps_sample *s = NULL;
+  size_t n = 0;
+  cr_assert_eq(ps_prom_decode(buf, sizeof buf - 1, &s, &n, NULL, 0), UV_EPROTO);
+}
+
+/* ==== loop harness ================================================================================= */
+
+static uv_loop_t loop;
+static struct ps_http_client *http;
+static uv_timer_t guard;
+static bool guard_expired;
+
+static void stop_cb(uv_timer_t *t) {
+  guard_expired = true;
+  uv_stop(t->loop);
+}
+
+static void guard_start(uint64_t ms) {
+  guard_expired = false;
+  uv_timer_init(&loop, &guard);
+  uv_timer_start(&guard, stop_cb, ms, 0);
+}
+
+static void guard_stop(void) {
+  uv_close((uv_handle_t *)&guard, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+#define RUN_UNTIL(cond, ms)                                                                                  \
+  ({                                                                                                         \
+    guard_start(ms);                                                                                         \
+    while (!(cond) && !guard_expired) uv_run(&loop, UV_RUN_ONCE);                                            \
+    guard_stop();                                                                                            \
+    (cond);                                                                                                  \
+  })
+
+struct qres {
+  bool done;
+  int calls;
+  int err;
+  char msg[1024];
+  struct ps_sample *s;
+  size_t n;
+};
+
+static void qcb(void *arg, int err, const char *errmsg, const struct ps_sample *samples, size_t n) {
+  struct qres *q = arg;
+  q->calls++;
+  q->done = true;
+  q->err = err;
+  if (err != 0) {
+    cr_assert_not_null(errmsg);
+    snprintf(q->msg, sizeof q->msg, "%s", errmsg);
+    return;
+  }
+  q->n = n;
+  q->s = malloc((n ? n : 1) * sizeof *q->s);
+  if (n) memcpy(q->s, samples, n * sizeof *samples);
+}
+
+static void query(const char *base, const char *q, int64_t s, int64_t e, int64_t step, struct qres *out) {
+  memset(out, 0, sizeof *out);
+  cr_assert_eq(ps_prom_query_range(http, base, q, s, e, step, 10000, qcb, out, NULL), 0);
+  cr_assert(RUN_UNTIL(out->done, 30000), "no answer to %s", q);
+  cr_assert_eq(out->calls, 1);
+}
+
+/* ==== fake Prometheus API ========================================================================== */
+
+struct fake {
+  uv_tcp_t listener;
+  int port;
+  int accepted, requests;
+  int status;       /* reply status; 200 generates a matrix from the query's start/end/step */
+  const char *body; /* fixed body when status != 200 (or when set) */
+  int64_t starts[16], ends[16];
+};
+
+struct fconn {
+  uv_tcp_t tcp;
+  char buf[32768];
+  size_t len;
+};
+
+static struct fake fake;
+static bool fake_open;
+
+static void fconn_closed(uv_handle_t *h) { free(h->data); }
+static void fwrite_cb(uv_write_t *w, int st) {
+  free(w->data);
+  free(w);
+}
+
+static int64_t param_ms(const char *req, const char *name) {
+  const char *p = strstr(req, name);
+  cr_assert_not_null(p, "no %s in %s", name, req);
+  return llround(strtod(p + strlen(name), NULL) * 1000);
+}
+
+static void fake_reply(struct fconn *fc, const char *req) {
+  struct ps_buf body, out;
+  ps_buf_init(&body);
+  ps_buf_init(&out);
+  int i = fake.requests++;
+  if (fake.body != NULL) {
+    ps_buf_puts(&body, fake.body);
+  } else {
+    int64_t s = param_ms(req, "&start="), e = param_ms(req, "&end="), step = param_ms(req, "&step=");
+    if (i < 16) {
+      fake.starts[i] = s;
+      fake.ends[i] = e;
+    }
+    ps_buf_puts(&body,
+                "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},"
+                "\"values\":[");
+    for (int64_t t = s; t <= e; t += step)
+      ps_buf_printf(&body, "%s[%lld.%03lld,\"%lld\"]", t == s ? "" : ",", (long long)(t / 1000),
+                    (long long)(t % 1000), (long long)(t / step));
+    ps_buf_puts(&body, "]}]}}");
+  }
+  ps_buf_printf(&out, "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n", fake.status,
+                body.len && body.data[0] == '{' ? "application/json" : "text/html", body.len);
+  ps_buf_append(&out, body.data, body.len);
+  ps_buf_free(&body);
+  uv_write_t *w = malloc(sizeof *w);
+  w->data = out.data;
+  uv_buf_t b = uv_buf_init(out.data, (unsigned)out.len);
+  cr_assert_eq(uv_write(w, (uv_stream_t *)&fc->tcp, &b, 1, fwrite_cb), 0);
+}
+
+static void falloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
+  struct fconn *fc = h->data;
+  b->base = fc->buf + fc->len;
+  b->len = sizeof fc->buf - fc->len - 1;
+}
+
+static void fread_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  struct fconn *fc = s->data;
+  if (n < 0) {
+    uv_close((uv_handle_t *)s, fconn_closed);
+    return;
+  }
+  fc->len += (size_t)n;
+  fc->buf[fc->len] = '\0';
+  char *end;
+  while ((end = strstr(fc->buf, "\r\n\r\n")) != NULL) {
+    *end = '\0';
+    fake_reply(fc, fc->buf);
+    size_t rl = (size_t)(end - fc->buf) + 4;
+    memmove(fc->buf, fc->buf + rl, fc->len - rl + 1);
+    fc->len -= rl;
+  }
+}
+
+static void on_conn(uv_stream_t *srv, int status) {
+  struct fconn *fc = calloc(1, sizeof *fc);
+  uv_tcp_init(&loop, &fc->tcp);
+  fc->tcp.data = fc;
+  cr_assert_eq(uv_accept(srv, (uv_stream_t *)&fc->tcp), 0);
+  fake.accepted++;
+  uv_read_start((uv_stream_t *)&fc->tcp, falloc, fread_cb);
+}
+
+static void fake_start(int status, const char *body) {
+  memset(&fake, 0, sizeof fake);
+  fake.status = status;
+  fake.body = body;
+  uv_tcp_init(&loop, &fake.listener);
+  struct sockaddr_in sa;
+  uv_ip4_addr("127.0.0.1", 0, &sa);
+  cr_assert_eq(uv_tcp_bind(&fake.listener, (struct sockaddr *)&sa, 0), 0);
+  cr_assert_eq(uv_listen((uv_stream_t *)&fake.listener, 8, on_conn), 0);
+  int len = sizeof sa;
+  uv_tcp_getsockname(&fake.listener, (struct sockaddr *)&sa, &len);
+  fake.port = ntohs(sa.sin_port);
+  fake_open = true;
+}
+
+static char *fake_base(void) {
+  static char b[64];
+  snprintf(b, sizeof b, "http://127.0.0.1:%d", fake.port);
+  return b;
+}
+
+/* ==== real Prometheus ============================================================================== */
+
+static pid_t prom_pid;
+static char prom_dir[64];
+static int prom_port;
+
+static int free_port(void) {
+  uv_tcp_t t;
+  struct sockaddr_in sa;
+  uv_ip4_addr("127.0.0.1", 0, &sa);
+  uv_tcp_init(&loop, &t);
+  cr_assert_eq(uv_tcp_bind(&t, (struct sockaddr *)&sa, 0), 0);
+  int len = sizeof sa;
+  uv_tcp_getsockname(&t, (struct sockaddr *)&sa, &len);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  return ntohs(sa.sin_port);
+}
+
+struct ready {
+  bool done;
+  int status;
+};
+
+static void ready_cb(void *arg, int err, const char *msg, const struct ps_http_response *resp) {
+  struct ready *r = arg;
+  r->done = true;
+  r->status = err == 0 ? resp->status : err;
+}
+
+/* Starts Prometheus scraping itself every second; waits until /-/ready says 200. */
+static void prom_start(void) {
+  if (access("/usr/bin/prometheus", X_OK) != 0)
+    cr_skip_test("/usr/bin/prometheus not found: install the prometheus package to run this test");
+  strcpy(prom_dir, "/tmp/ps-prom-XXXXXX");
+  cr_assert_not_null(mkdtemp(prom_dir));
+  prom_port = free_port();
+  char cfg[128], data[128], listen[64], log[128];
+  snprintf(cfg, sizeof cfg, "%s/prometheus.yml", prom_dir);
+  snprintf(data, sizeof data, "--storage.tsdb.path=%s/data", prom_dir);
+  snprintf(listen, sizeof listen, "--web.listen-address=127.0.0.1:%d", prom_port);
+  snprintf(log, sizeof log, "%s/log", prom_dir);
+  FILE *f = fopen(cfg, "w");
+  fprintf(f,
+          "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
+          "  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:%d']\n",
+          prom_port);
+  fclose(f);
+  char cfgarg[160];
+  snprintf(cfgarg, sizeof cfgarg, "--config.file=%s", cfg);
+  prom_pid = fork();
+  cr_assert(prom_pid >= 0);
+  if (prom_pid == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl("/usr/bin/prometheus", "prometheus", cfgarg, data, listen, "--log.level=warn", (char *)NULL);
+    _exit(127);
+  }
+  char url[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/-/ready", prom_port);
+  uint64_t deadline = uv_now(&loop) + 60000;
+  for (;;) {
+    struct ready r = {0};
+    cr_assert_eq(ps_http_get(http, url, 2000, ready_cb, &r, NULL), 0);
+    cr_assert(RUN_UNTIL(r.done, 5000));
+    if (r.status == 200) return;
+    int st;
+    cr_assert_eq(waitpid(prom_pid, &st, WNOHANG), 0, "prometheus exited; see %s", log);
+    cr_assert(uv_now(&loop) < deadline, "prometheus not ready after 60 s (last: %d)", r.status);
+    /* Poll again in 100 ms: readiness has no event to wait on but the endpoint itself. */
+    bool tick = false;
+    RUN_UNTIL(tick, 100);
+  }
+}
+
+static void prom_stop(void) {
+  if (prom_pid > 0) {
+    kill(prom_pid, SIGTERM);
+    int st;
+    waitpid(prom_pid, &st, 0);
+    prom_pid = 0;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", prom_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", prom_dir);
+  }
+}
+
+/* ==== fixture ====================================================================================== */
+
+static void setup(void) {
+  cr_assert_eq(uv_loop_init(&loop), 0);
+  cr_assert_eq(ps_http_client_new(&loop, &http), 0);
+}
+
+static void teardown(void) {
+  prom_stop();
+  ps_http_client_close(http);
+  if (fake_open) uv_close((uv_handle_t *)&fake.listener, NULL);
+  fake_open = false;
+  /* The fake's connections close when they read the client's EOF. An unref'd guard fires only on a hang. */
+  guard_start(5000);
+  uv_unref((uv_handle_t *)&guard);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  bool hung = guard_expired;
+  guard_stop();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  cr_assert(!hung, "the loop did not drain");
+  cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+TestSuite(prom_loop, .init = setup, .fini = teardown, .timeout = 120);
+
+/* ==== against the fake ============================================================================= */
+
+Test(prom_loop, chunks_meet_without_duplicates) {
+  fake_start(200, NULL);
+  int64_t step = 15000, start = 1700000000000 + 7; /* an odd start: seams are start + k*step */
+  int64_t points = 2 * PS_PROM_MAX_POINTS + 3000;
+  int64_t end = start + (points - 1) * step + step / 2; /* a ragged end: the last point is before it */
+  struct qres q;
+  query(fake_base(), "up", start, end, step, &q);
+  cr_assert_eq(q.err, 0, "%s", q.msg);
+  cr_assert_eq(fake.requests, 3);
+  cr_assert_eq(fake.accepted, 1); /* sequential requests share the keep-alive connection */
+  cr_assert_eq(fake.starts[0], start);
+  cr_assert_eq(fake.ends[0], start + (PS_PROM_MAX_POINTS - 1) * step);
+  cr_assert_eq(fake.starts[1], start + PS_PROM_MAX_POINTS * step);
+  cr_assert_eq(fake.ends[1], start + (2 * PS_PROM_MAX_POINTS - 1) * step);
+  cr_assert_eq(fake.starts[2], start + 2 * PS_PROM_MAX_POINTS * step);
+  cr_assert_eq(fake.ends[2], start + (points - 1) * step);
+  cr_assert_eq(q.n, (size_t)points);
+  for (int64_t i = 0; i < points; i++) cr_assert_eq(q.s[i].t_ms, start + i * step, "at %lld", (long long)i);
+  free(q.s);
+}
+
+Test(prom_loop, single_point_range) {
+  fake_start(200, NULL);
+  struct qres q;
+  query(fake_base(), "up", 60000, 60000, 60000, &q);
+  cr_assert_eq(q.err, 0, "%s", q.msg);
+  cr_assert_eq(q.n, 1);
+  cr_assert_eq(q.s[0].t_ms, 60000);
+  free(q.s);
+}
+
+Test(prom_loop, http_errors) {
+  struct {
+    int status;
+    const char *body;
+    int err;
+    const char *needle;
+  } cases[] = {
+      {400, "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"invalid parameter \\\"query\\\"\"}",
+       UV_EINVAL, "invalid parameter \"query\""},
+      {422, "{\"status\":\"error\",\"errorType\":\"execution\",\"error\":\"expanding series: boom\"}",
+       UV_EAGAIN, "expanding series: boom"},
+      {503, "{\"status\":\"error\",\"errorType\":\"unavailable\",\"error\":\"TSDB not ready\"}", UV_EAGAIN,
+       "TSDB not ready"},
+      {502, "<html><body>Bad Gateway</body></html>", UV_EPROTO, "HTTP 502 from 127.0.0.1:"},
+      {404, "404 page not found\n", UV_EPROTO, "HTTP 404 from 127.0.0.1:"},
+      {503, "upstream connect error", UV_EPROTO, "HTTP 503 from"},
+      {500, "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[]}}", UV_EPROTO,
+       "HTTP 500"},
+      {200, "not json", UV_EPROTO, "not JSON"},
+      {200,
+       "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[[1,\"1\"]]},"
+       "{\"values\":[[1,\"1\"]]}]}}",
+       UV_EINVAL, "2 series"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    fake_start(cases[i].status, cases[i].body);
+    struct qres q;
+    query(fake_base(), "up", 0, 60000, 15000, &q);
+    cr_expect_eq(q.err, cases[i].err, "case %zu: %s", i, q.msg);
+    cr_expect(strstr(q.msg, cases[i].needle) != NULL, "case %zu: \"%s\" lacks \"%s\"", i, q.msg,
+              cases[i].needle);
+    cr_expect(strchr(q.msg, '\n') == NULL);
+    uv_close((uv_handle_t *)&fake.listener, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT); /* the close completes before fake_start reuses the handle */
+    fake_open = false;
+  }
+}
+
+Test(prom_loop, connection_refused_passes_through) {
+  char base[64];
+  snprintf(base, sizeof base, "http://127.0.0.1:%d", free_port());
+  struct qres q;
+  query(base, "up", 0, 60000, 15000, &q);
+  cr_assert_eq(q.err, UV_ECONNREFUSED);
+  cr_assert(strstr(q.msg, "connection refused") != NULL, "%s", q.msg);
+}
+
+Test(prom_loop, bad_arguments_fail_synchronously) {
+  struct qres q = {0};
+  cr_assert_eq(ps_prom_query_range(http, "http://h", "up", 0, 1000, 0, 1000, qcb, &q, NULL), UV_EINVAL);
+  cr_assert_eq(ps_prom_query_range(http, "http://h", "up", 2000, 1000, 1000, 1000, qcb, &q, NULL), UV_EINVAL);
+  cr_assert_eq(ps_prom_query_range(http, "http://h", "up", 0, 1000, 1000, 0, qcb, &q, NULL), UV_EINVAL);
+  cr_assert_eq(ps_prom_query_range(http, "http://h", "up", 0, (int64_t)PS_PROM_MAX_RANGE_POINTS * 1000, 1000,
+                                   1000, qcb, &q, NULL),
+               UV_EINVAL);
+  cr_assert_eq(ps_prom_query_range(http, "http://h", "up", INT64_MIN, INT64_MAX, 1, 1000, qcb, &q, NULL),
+               UV_EINVAL);
+  cr_assert_eq(ps_prom_query_range(http, "https://h", "up", 0, 1000, 1000, 1000, qcb, &q, NULL),
+               UV_EPROTONOSUPPORT);
+  cr_assert_eq(ps_prom_query_range(http, "http://h h", "up", 0, 1000, 1000, 1000, qcb, &q, NULL), UV_EINVAL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  cr_assert_eq(q.calls, 0);
+}
+
+Test(prom_loop, cancel_never_calls_back) {
+  fake_start(200, NULL);
+  struct qres q = {0};
+  struct ps_prom_req *r = NULL;
+  cr_assert_eq(ps_prom_query_range(http, fake_base(), "up", 0, 600000, 1000, 5000, qcb, &q, &r), 0);
+  cr_assert_not_null(r);
+  ps_prom_cancel(r);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  cr_assert_eq(q.calls, 0);
+}
+
+/* ==== against a real Prometheus ==================================================================== */
+
+static int64_t now_ms(void) {
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  return tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+Test(prom_loop, real_prometheus) {
+  prom_start();
+  char base[64];
+  snprintf(base, sizeof base, "http://127.0.0.1:%d/", prom_port);
+
+  /* A real series appears after the first self-scrape. */
+  struct qres q;
+  int64_t deadline = now_ms() + 30000;
+  for (;;) {
+    int64_t end = now_ms() / 1000 * 1000;
+    query(base, "prometheus_build_info", end - 60000, end, 1000, &q);
+    cr_assert_eq(q.err, 0, "%s", q.msg);
+    if (q.n > 0) {
+      for (size_t i = 0; i < q.n; i++) {
+        cr_assert_eq(q.s[i].v, 1.0);
+        cr_assert_eq((q.s[i].t_ms - (end - 60000)) % 1000, 0);
+        cr_assert(i == 0 || q.s[i].t_ms > q.s[i - 1].t_ms);
+      }
+      free(q.s);
+      break;
+    }
+    free(q.s);
+    cr_assert(now_ms() < deadline, "no prometheus_build_info sample after 30 s");
+    bool tick = false;
+    RUN_UNTIL(tick, 200);
+  }
+
+  /* vector(1) has a value at every step: 4 h at 1 s is 14401 points, fetched in two requests. */
+  int64_t end = now_ms() / 1000 * 1000, start = end - 4 * 3600 * 1000;
+  query(base, "vector(1)", start, end, 1000, &q);
+  cr_assert_eq(q.err, 0, "%s", q.msg);
+  cr_assert_eq(q.n, 14401);
+  for (size_t i = 0; i < q.n; i++) {
+    cr_assert_eq(q.s[i].t_ms, start + (int64_t)i * 1000, "sample %zu", i);
+    cr_assert_eq(q.s[i].v, 1.0);
+  }
+  free(q.s);
+
+  /* Prometheus's own errors come through with its words. */
+  query(base, "sum(", start, end, 60000, &q);
+  cr_assert_eq(q.err, UV_EINVAL, "%s", q.msg);
+  cr_assert(strstr(q.msg, "parse error") != NULL, "%s", q.msg);
+
+  query(base, "up or vector(1)", end - 60000, end, 1000, &q);
+  cr_assert_eq(q.err, UV_EINVAL, "%s", q.msg);
+  cr_assert(strstr(q.msg, "2 series") != NULL, "%s", q.msg);
+
+  /* Special values come back as strings and decode. */
+  query(base, "vector(+Inf)", end - 2000, end, 1000, &q);
+  cr_assert_eq(q.err, 0, "%s", q.msg);
+  cr_assert_eq(q.n, 3);
+  cr_assert(isinf(q.s[0].v));
+  free(q.s);
+  query(base, "vector(0/0)", end - 2000, end, 1000, &q);
+  cr_assert_eq(q.err, 0, "%s", q.msg);
+  cr_assert_eq(q.n, 3);
+  cr_assert(isnan(q.s[2].v));
+  free(q.s);
+}
