@@ -52,7 +52,7 @@ struct ps_grpc_reader {
   uint8_t prefix[PS_GRPC_PREFIX_LEN];
   size_t prefix_have;
   uint8_t *msg;                     /* owned; the message being assembled */
-  uint32_t msg_len;
+  uint32_t msg_len;                 /* announced length; still set when feed returns UV_E2BIG */
   uint32_t msg_have;
   uint32_t messages;                /* complete messages delivered so far */
 };

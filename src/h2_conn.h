@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "net.h"
 
 #define PS_H2_MAX_CONCURRENT_STREAMS 256 /* SETTINGS_MAX_CONCURRENT_STREAMS we advertise */
@@ -17,8 +18,28 @@
 #define PS_H2_MAX_PATH 256               /* longer :path -> UNIMPLEMENTED without copying it */
 #define PS_H2_MAX_STREAM_PENDING (256u << 10) /* response bytes queued on one stream before ps_call_send
                                                * refuses with UV_ENOBUFS (a watcher that never reads) */
+/* Client RST_STREAMs allowed per connection: a token bucket of PS_H2_RST_BURST refilled at
+ * PS_H2_RST_PER_SEC. Beyond it the connection gets GOAWAY ENHANCE_YOUR_CALM: opening and resetting
+ * streams in a loop costs us a dispatch each and the client nothing (CVE-2023-44487, "rapid reset").
+ * Newer libnghttp2 (1.57, and Debian's patched 1.52) has its own limiter (1000, 33/s, GOAWAY
+ * INTERNAL_ERROR); ours is below its burst so that it acts first, and works on every version. */
+#define PS_H2_RST_BURST 500
+#define PS_H2_RST_PER_SEC 50
 
 struct ps_call;
+
+/* Requests that never reach the dispatcher are answered here, as Trailers-Only responses:
+ *   :method not POST            -> HTTP 405, INTERNAL (as grpc-java)
+ *   content-type not gRPC       -> HTTP 415, INVALID_ARGUMENT (as grpc-go)
+ *   header list > MAX_HEADER_LIST -> RESOURCE_EXHAUSTED;  :path > PS_H2_MAX_PATH -> UNIMPLEMENTED
+ *   malformed grpc-timeout      -> INVALID_ARGUMENT
+ *   message > max_msg           -> RESOURCE_EXHAUSTED (at once, before buffering it)
+ *   compressed message          -> UNIMPLEMENTED (we advertise grpc-accept-encoding: identity)
+ *   0 messages / 2+ / truncated -> INTERNAL "missing request message" / "too many request messages" /
+ *                                  "incomplete request message"
+ *   grpc-timeout passed         -> DEADLINE_EXCEEDED (and the cancel callback if dispatched)
+ * When the answer goes out before the client finished its request, RST_STREAM(NO_ERROR) follows
+ * (RFC 9113 8.1). */
 
 /* A complete request arrived (END_STREAM with exactly one message). path is the :path header
  * ("/externalscaler.ExternalScaler/IsActive"); msg is valid only during the call. The dispatcher owns
@@ -35,7 +56,7 @@ struct ps_h2_server {
   uv_loop_t *loop;
   ps_call_dispatch_fn dispatch;
   void *dispatch_arg;
-  size_t max_msg;       /* PS_GRPC_MAX_MSG */
+  size_t max_msg;       /* PS_GRPC_MAX_MSG; 0 means PS_GRPC_MAX_MSG_DEFAULT */
   /* statistics, kept current by h2_conn (also exported as metrics) */
   size_t open_conns;
   size_t open_streams;
@@ -43,6 +64,25 @@ struct ps_h2_server {
 
 /* Plug into ps_net_listen with the struct ps_h2_server as listener arg. */
 extern const struct ps_net_proto ps_h2_net_proto;
+
+/* Declares the prescale_grpc_* metric families (idempotent; also done when a connection opens):
+ * prescale_grpc_requests_total{method,code}, prescale_grpc_request_duration_seconds{method},
+ * prescale_grpc_connections, prescale_grpc_streams. The method label is "unknown" unless the
+ * dispatcher handled the call with a status other than UNIMPLEMENTED, so clients cannot mint series. */
+int ps_h2_metrics_declare(void);
+
+/* ---- a connection without a socket (fuzzing, tests) ------------------------------------------ */
+
+struct ps_h2_conn;
+/* A server session whose output is appended to *out (the caller drains it as it likes). srv->loop
+ * must be a live loop (grpc-timeout timers run on it). NULL on ENOMEM. */
+struct ps_h2_conn *ps_h2_conn_new_mem(struct ps_h2_server *srv, struct ps_buf *out);
+/* The same input path a socket's bytes take. 0, or a negative error once the session is unusable
+ * (a socket would be closed then). */
+int ps_h2_conn_feed(struct ps_h2_conn *c, const uint8_t *data, size_t len);
+/* Cancels the calls still open (their cancel callbacks run) and frees everything. Timers close
+ * asynchronously: run the loop afterwards. */
+void ps_h2_conn_free(struct ps_h2_conn *c);
 
 /* ---- the call API, used by the dispatcher (service.c) ------------------------------------------ */
 

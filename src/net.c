@@ -1,1 +1,397 @@
-/* placeholder while the module is written */
+/* TCP listeners and connections on libuv: the only code that reads and writes server sockets.
+ * Lifetimes: a connection owns a uv_tcp_t and a uv_timer_t (the close linger) embedded in it and is
+ * freed only when both close callbacks have run; a listener is freed once its own handle and every
+ * connection it accepted are closed. The protocol sees only struct ps_net_conn and its callbacks. */
+#include "net.h"
+
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+struct ps_net_conn {
+  uv_tcp_t tcp;
+  uv_timer_t linger; /* bounds a graceful close to PS_NET_CLOSE_LINGER_MS */
+  uv_shutdown_t shutdown_req;
+  struct ps_net_listener *listener;
+  struct ps_net_conn *prev, *next;
+  void *state;        /* the protocol's, from on_open; NULL until then */
+  size_t pending;     /* bytes handed to uv_write and not yet completed */
+  int open_handles;   /* handles whose close callback has not run yet */
+  bool opened;        /* on_open returned a state: on_close is owed */
+  bool counted;       /* counts against PS_NET_MAX_CONNS */
+  bool paused;        /* reading stopped for backpressure */
+  bool closing;       /* ps_net_close ran: no more reads or writes accepted */
+  bool shutting_down; /* uv_shutdown issued */
+  bool handles_closing;
+  char peer[64];
+};
+
+struct ps_net_listener {
+  uv_tcp_t tcp;
+  uv_loop_t *loop;
+  const struct ps_net_proto *proto;
+  void *arg;
+  struct ps_net_conn *conns; /* every conn not yet freed, rejected ones included */
+  size_t nconns;             /* counted conns */
+  bool closing;
+  bool handle_closed;
+  void (*done)(void *arg);
+  void *done_arg;
+  /* Connections read into this buffer in turn: the loop is single-threaded and on_read consumes the
+   * bytes before returning, so one buffer per listener replaces one per connection. */
+  uint8_t rbuf[PS_NET_READ_BUF];
+};
+
+/* One queued write. Owns its bytes; freed in write_cb. */
+struct wreq {
+  uv_write_t req;
+  struct ps_net_conn *c;
+  size_t len;
+  uint8_t data[];
+};
+
+/* ---- addresses ------------------------------------------------------------------------------ */
+
+int ps_net_parse_addr(const char *hostport, struct sockaddr_storage *ss) {
+  char host[64];
+  const char *port;
+  if (hostport == NULL) return UV_EINVAL;
+  if (hostport[0] == '[') {
+    const char *end = strchr(hostport, ']');
+    if (end == NULL || end[1] != ':' || (size_t)(end - hostport - 1) >= sizeof host) return UV_EINVAL;
+    memcpy(host, hostport + 1, (size_t)(end - hostport - 1));
+    host[end - hostport - 1] = '\0';
+    if (strchr(host, ':') == NULL) return UV_EINVAL; /* brackets are for IPv6 literals only */
+    port = end + 2;
+  } else {
+    const char *colon = strrchr(hostport, ':');
+    if (colon == NULL || (size_t)(colon - hostport) >= sizeof host) return UV_EINVAL;
+    memcpy(host, hostport, (size_t)(colon - hostport));
+    host[colon - hostport] = '\0';
+    if (strchr(host, ':') != NULL) return UV_EINVAL; /* an IPv6 literal needs brackets */
+    port = colon + 1;
+  }
+  size_t plen = strlen(port);
+  if (plen == 0 || plen > 5) return UV_EINVAL;
+  unsigned p = 0;
+  for (size_t i = 0; i < plen; i++) {
+    if (port[i] < '0' || port[i] > '9') return UV_EINVAL;
+    p = p * 10 + (unsigned)(port[i] - '0');
+  }
+  if (p > 65535) return UV_EINVAL;
+  memset(ss, 0, sizeof *ss);
+  if (host[0] == '\0') {
+    /* All addresses: the IPv6 wildcard is dual-stack on Linux; ps_net_listen falls back to 0.0.0.0
+     * where IPv6 is disabled. */
+    return uv_ip6_addr("::", (int)p, (struct sockaddr_in6 *)ss);
+  }
+  if (strcmp(host, "localhost") == 0) return uv_ip4_addr("127.0.0.1", (int)p, (struct sockaddr_in *)ss);
+  if (uv_ip4_addr(host, (int)p, (struct sockaddr_in *)ss) == 0) return 0;
+  memset(ss, 0, sizeof *ss);
+  if (strchr(host, ':') != NULL && uv_ip6_addr(host, (int)p, (struct sockaddr_in6 *)ss) == 0) return 0;
+  return UV_EINVAL;
+}
+
+static void format_addr(const struct sockaddr_storage *ss, char *out, size_t cap) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+    snprintf(out, cap, "%s:%d", ip, port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+    snprintf(out, cap, "[%s]:%d", ip, port);
+  } else {
+    snprintf(out, cap, "?");
+  }
+}
+
+/* ---- connection lifecycle ------------------------------------------------------------------- */
+
+static void maybe_free_listener(struct ps_net_listener *l) {
+  if (!l->handle_closed || l->conns != NULL) return;
+  void (*done)(void *) = l->done;
+  void *arg = l->done_arg;
+  free(l);
+  if (done != NULL) done(arg);
+}
+
+static void conn_closed_cb(uv_handle_t *h) {
+  struct ps_net_conn *c = h->data;
+  if (--c->open_handles > 0) return;
+  struct ps_net_listener *l = c->listener;
+  /* on_close runs from a close callback, never from inside a protocol callback, so the protocol may
+   * free its state (and an nghttp2 session) here safely. */
+  if (c->opened) l->proto->on_close(c->state);
+  if (c->counted) l->nconns--;
+  if (c->prev != NULL) c->prev->next = c->next;
+  else l->conns = c->next;
+  if (c->next != NULL) c->next->prev = c->prev;
+  free(c);
+  maybe_free_listener(l);
+}
+
+/* Closes the handles now; queued writes fail with UV_ECANCELED. */
+static void close_now(struct ps_net_conn *c) {
+  if (c->handles_closing) return;
+  c->handles_closing = true;
+  c->closing = true;
+  uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
+  uv_close((uv_handle_t *)&c->linger, conn_closed_cb);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status) {
+  close_now(req->data);
+}
+
+/* Everything queued was written: send FIN (so the peer reads all our bytes before it sees the close,
+ * rather than an RST that could discard them) and close once the kernel has taken it. */
+static void start_shutdown(struct ps_net_conn *c) {
+  if (c->shutting_down || c->handles_closing) return;
+  c->shutting_down = true;
+  c->shutdown_req.data = c;
+  if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, shutdown_cb) != 0) close_now(c);
+}
+
+static void linger_cb(uv_timer_t *t) {
+  struct ps_net_conn *c = t->data;
+  ps_log(PS_LOG_DEBUG, "connection did not drain before close; dropping queued bytes", "peer", c->peer,
+         NULL);
+  close_now(c);
+}
+
+void ps_net_close(struct ps_net_conn *c) {
+  if (c->closing) return;
+  c->closing = true;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_timer_start(&c->linger, linger_cb, PS_NET_CLOSE_LINGER_MS, 0);
+  if (c->pending == 0) start_shutdown(c);
+}
+
+/* ---- reading -------------------------------------------------------------------------------- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  struct ps_net_conn *c = h->data;
+  buf->base = (char *)c->listener->rbuf;
+  buf->len = sizeof c->listener->rbuf;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  struct ps_net_conn *c = s->data;
+  if (nread == 0 || c->closing) return;
+  if (nread == UV_EOF) {
+    /* The peer will send no more; finish writing what is queued, then close. */
+    ps_net_close(c);
+    return;
+  }
+  if (nread < 0) {
+    ps_log(PS_LOG_DEBUG, "connection read failed", "peer", c->peer, "error", uv_strerror((int)nread),
+           NULL);
+    close_now(c);
+    return;
+  }
+  int err = c->listener->proto->on_read(c->state, (const uint8_t *)buf->base, (size_t)nread);
+  if (err != 0) ps_net_close(c);
+}
+
+/* ---- writing -------------------------------------------------------------------------------- */
+
+static void write_cb(uv_write_t *req, int status) {
+  struct wreq *w = (struct wreq *)req;
+  struct ps_net_conn *c = w->c;
+  c->pending -= w->len;
+  free(w);
+  if (status < 0) {
+    if (status != UV_ECANCELED)
+      ps_log(PS_LOG_DEBUG, "connection write failed", "peer", c->peer, "error", uv_strerror(status),
+             NULL);
+    close_now(c);
+    return;
+  }
+  if (c->closing) {
+    if (c->pending == 0) start_shutdown(c);
+    return;
+  }
+  if (c->paused && c->pending < PS_NET_LOW_WATER) {
+    c->paused = false;
+    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
+      close_now(c);
+      return;
+    }
+    if (c->listener->proto->on_drain != NULL) c->listener->proto->on_drain(c->state);
+  }
+}
+
+int ps_net_write(struct ps_net_conn *c, const uint8_t *data, size_t len) {
+  if (c->closing) return UV_EPIPE;
+  if (len == 0) return 0;
+  if (len > UINT32_MAX) return UV_ENOMEM; /* a uv_buf_t holds at most 4 GiB; nothing sends that much */
+  if (c->pending == 0) {
+    /* Nothing queued: hand the bytes to the kernel now and copy only what it did not take. */
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)(len > UINT32_MAX ? UINT32_MAX : len));
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+      ps_log(PS_LOG_DEBUG, "connection write failed", "peer", c->peer, "error", uv_strerror(n), NULL);
+      close_now(c);
+      return UV_EPIPE;
+    }
+    if (n > 0) {
+      data += n;
+      len -= (size_t)n;
+    }
+    if (len == 0) return 0;
+  }
+  struct wreq *w = malloc(sizeof *w + len);
+  if (w == NULL) return UV_ENOMEM;
+  /* Owns its copy of the bytes from here on; freed in write_cb. */
+  memcpy(w->data, data, len);
+  w->c = c;
+  w->len = len;
+  uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
+  int err = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+  if (err != 0) {
+    free(w);
+    close_now(c);
+    return UV_EPIPE;
+  }
+  c->pending += len;
+  if (!c->paused && c->pending > PS_NET_HIGH_WATER) {
+    /* A peer that does not read must not make us buffer without bound: stop taking its requests
+     * until it has drained our answers. */
+    c->paused = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+  }
+  return 0;
+}
+
+size_t ps_net_pending(const struct ps_net_conn *c) { return c->pending; }
+bool ps_net_paused(const struct ps_net_conn *c) { return c->paused; }
+uv_loop_t *ps_net_loop(const struct ps_net_conn *c) { return c->tcp.loop; }
+const char *ps_net_peer(const struct ps_net_conn *c) { return c->peer; }
+
+/* ---- listener ------------------------------------------------------------------------------- */
+
+static void connection_cb(uv_stream_t *server, int status) {
+  struct ps_net_listener *l = server->data;
+  if (status < 0) {
+    ps_log(PS_LOG_WARN, "accept failed", "error", uv_strerror(status), NULL);
+    return;
+  }
+  struct ps_net_conn *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    /* Not accepting makes libuv stop polling the listener; out of memory, nothing better is left. */
+    ps_log(PS_LOG_ERROR, "out of memory accepting a connection", NULL);
+    return;
+  }
+  c->listener = l;
+  uv_tcp_init(l->loop, &c->tcp);
+  uv_timer_init(l->loop, &c->linger);
+  c->tcp.data = c;
+  c->linger.data = c;
+  c->open_handles = 2;
+  c->next = l->conns;
+  if (l->conns != NULL) l->conns->prev = c;
+  l->conns = c;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    close_now(c);
+    return;
+  }
+  struct sockaddr_storage ss;
+  int sslen = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0)
+    format_addr(&ss, c->peer, sizeof c->peer);
+  else
+    snprintf(c->peer, sizeof c->peer, "?");
+  if (l->nconns >= PS_NET_MAX_CONNS) {
+    ps_log(PS_LOG_WARN, "too many connections; closing the new one", "peer", c->peer, NULL);
+    close_now(c);
+    return;
+  }
+  c->counted = true;
+  l->nconns++;
+  /* gRPC answers are small and latency-bound: do not let Nagle hold them back. */
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->state = l->proto->on_open(c, l->arg);
+  if (c->state == NULL) {
+    close_now(c);
+    return;
+  }
+  c->opened = true;
+  if (c->closing) return; /* on_open may have called ps_net_close */
+  if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) close_now(c);
+}
+
+static void listener_closed_cb(uv_handle_t *h) {
+  struct ps_net_listener *l = h->data;
+  l->handle_closed = true;
+  maybe_free_listener(l);
+}
+
+static int bind_and_listen(struct ps_net_listener *l, const struct sockaddr_storage *ss) {
+  int err = uv_tcp_bind(&l->tcp, (const struct sockaddr *)ss, 0);
+  if (err == UV_EAFNOSUPPORT && ss->ss_family == AF_INET6) {
+    /* ":port" on a host without IPv6: the handle has no socket yet, so bind the IPv4 wildcard. */
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)ss;
+    struct sockaddr_in a4;
+    uv_ip4_addr("0.0.0.0", ntohs(a6->sin6_port), &a4);
+    if (memcmp(&a6->sin6_addr, &in6addr_any, sizeof in6addr_any) == 0)
+      err = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&a4, 0);
+  }
+  if (err != 0) return err;
+  return uv_listen((uv_stream_t *)&l->tcp, PS_NET_BACKLOG, connection_cb);
+}
+
+int ps_net_listen(uv_loop_t *loop, const char *hostport, const struct ps_net_proto *proto, void *arg,
+                  struct ps_net_listener **out) {
+  struct sockaddr_storage ss;
+  int err = ps_net_parse_addr(hostport, &ss);
+  if (err != 0) return err;
+  struct ps_net_listener *l = calloc(1, sizeof *l);
+  if (l == NULL) return UV_ENOMEM;
+  l->loop = loop;
+  l->proto = proto;
+  l->arg = arg;
+  err = uv_tcp_init(loop, &l->tcp);
+  if (err != 0) {
+    free(l);
+    return err;
+  }
+  l->tcp.data = l;
+  err = bind_and_listen(l, &ss);
+  if (err != 0) {
+    /* The handle is initialised: it can only be freed from its close callback (the loop must run). */
+    l->closing = true;
+    uv_close((uv_handle_t *)&l->tcp, listener_closed_cb);
+    return err;
+  }
+  *out = l;
+  return 0;
+}
+
+int ps_net_listener_port(const struct ps_net_listener *l) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len) != 0) return 0;
+  if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return 0;
+}
+
+size_t ps_net_listener_conns(const struct ps_net_listener *l) { return l->nconns; }
+
+void ps_net_listener_close(struct ps_net_listener *l, void (*done)(void *arg), void *arg) {
+  if (l->closing) return;
+  l->closing = true;
+  l->done = done;
+  l->done_arg = arg;
+  /* Connections are unlinked only in their close callbacks, so walking the list here is safe. */
+  for (struct ps_net_conn *c = l->conns; c != NULL; c = c->next) ps_net_close(c);
+  uv_close((uv_handle_t *)&l->tcp, listener_closed_cb);
+}

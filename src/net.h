@@ -3,6 +3,7 @@
 #ifndef PS_NET_H
 #define PS_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -14,6 +15,10 @@
 #define PS_NET_LOW_WATER (256u << 10)
 #define PS_NET_MAX_CONNS 1024   /* per listener; beyond it new connections are closed at once */
 #define PS_NET_BACKLOG 128
+/* A closing connection gets this long to flush its queued writes to a peer that may not be reading;
+ * then it is closed anyway and the rest is dropped. */
+#define PS_NET_CLOSE_LINGER_MS 5000
+#define PS_NET_READ_BUF (64u << 10) /* one per listener, shared by its connections (one thread) */
 
 struct ps_net_conn;
 struct ps_net_listener;
@@ -51,6 +56,8 @@ int ps_net_write(struct ps_net_conn *c, const uint8_t *data, size_t len);
 size_t ps_net_pending(const struct ps_net_conn *c);
 /* Closes after the queued writes are flushed (or fail). on_close follows. Idempotent. */
 void ps_net_close(struct ps_net_conn *c);
+/* True while reading is paused because more than PS_NET_HIGH_WATER bytes wait to be written. */
+bool ps_net_paused(const struct ps_net_conn *c);
 uv_loop_t *ps_net_loop(const struct ps_net_conn *c);
 /* "127.0.0.1:53122", for logs. */
 const char *ps_net_peer(const struct ps_net_conn *c);

@@ -1,0 +1,780 @@
+/* The gRPC server transport (src/h2_conn.c on src/net.c), driven over loopback by a real HTTP/2 client:
+ * an nghttp2 client session on a libuv socket, inside the test. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <nghttp2/nghttp2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "grpc.h"
+#include "h2_conn.h"
+#include "metrics.h"
+#include "net.h"
+
+static uv_loop_t loop;
+
+/* ---- running the loop ----------------------------------------------------------------------- */
+
+static bool timed_out;
+static void timeout_cb(uv_timer_t *t) { timed_out = true; }
+
+static bool run_until(bool (*cond)(void), unsigned ms) {
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  timed_out = false;
+  uv_timer_start(&t, timeout_cb, ms, 0);
+  while (!cond() && !timed_out) uv_run(&loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  return cond();
+}
+
+/* ---- the test dispatcher (service.c plays this part in prescale) ----------------------------- */
+
+#define MAX_HELD 8
+static struct {
+  int dispatched, cancelled, enobufs, flood_sent;
+  struct ps_call *held[MAX_HELD];
+  int nheld;
+  uint64_t last_deadline;
+  uv_timer_t later_timer;
+  struct ps_call *later;
+  /* Big: 16 MiB sent from a timer to a client that stops reading */
+  uv_timer_t big_timer;
+  struct ps_call *big;
+  size_t big_sent, big_enobufs, max_pending;
+  struct ps_net_conn *net; /* the server side of the last connection, seen through wrap_proto */
+} d;
+
+#define BIG_CHUNK (64u << 10)
+#define BIG_TOTAL (16u << 20)
+
+static void big_tick(uv_timer_t *t) {
+  static uint8_t chunk[BIG_CHUNK];
+  while (d.big_sent < BIG_TOTAL) {
+    int err = ps_call_send(d.big, chunk, sizeof chunk);
+    if (d.net != NULL && ps_net_pending(d.net) > d.max_pending) d.max_pending = ps_net_pending(d.net);
+    if (err == UV_ENOBUFS) {
+      d.big_enobufs++;
+      return; /* try again on the next tick */
+    }
+    cr_assert_eq(err, 0);
+    d.big_sent += sizeof chunk;
+  }
+  ps_call_finish(d.big, PS_GRPC_OK, NULL);
+  d.big = NULL;
+  uv_timer_stop(t);
+}
+
+static void on_cancel(struct ps_call *call, void *arg) {
+  cr_assert_eq(arg, &d);
+  d.cancelled++;
+  for (int i = 0; i < d.nheld; i++)
+    if (d.held[i] == call) d.held[i] = NULL;
+}
+
+static void later_cb(uv_timer_t *t) {
+  /* Outside any nghttp2 callback: the h2 layer must flush by itself. */
+  cr_assert_eq(ps_call_send(d.later, (const uint8_t *)"late", 4), 0);
+  ps_call_finish(d.later, PS_GRPC_OK, NULL);
+  d.later = NULL;
+}
+
+static void dispatch(struct ps_call *call, const char *path, const uint8_t *msg, size_t len, void *arg) {
+  d.dispatched++;
+  d.last_deadline = ps_call_deadline(call);
+  const char *m = ps_call_method(call);
+  if (strncmp(path, "/test.Svc/", 10) != 0) {
+    ps_call_finish(call, PS_GRPC_UNIMPLEMENTED, "unknown service");
+  } else if (strcmp(m, "Echo") == 0) {
+    cr_assert_eq(ps_call_send(call, msg, len), 0);
+    ps_call_finish(call, PS_GRPC_OK, NULL);
+    cr_assert_eq(ps_call_send(call, msg, len), UV_EPIPE); /* ended: refused */
+  } else if (strcmp(m, "Stream") == 0) {
+    const char *parts[] = {"one", "two", "three"};
+    for (int i = 0; i < 3; i++) cr_assert_eq(ps_call_send(call, (const uint8_t *)parts[i], strlen(parts[i])), 0);
+    ps_call_finish(call, PS_GRPC_OK, "");
+  } else if (strcmp(m, "Fail") == 0) {
+    ps_call_finish(call, PS_GRPC_INVALID_ARGUMENT, "bad value \"\xC3\xA9\" is 100% wrong");
+  } else if (strcmp(m, "Weird") == 0) {
+    ps_call_finish(call, 99, NULL); /* not a gRPC status */
+  } else if (strcmp(m, "Hold") == 0) {
+    ps_call_on_cancel(call, on_cancel, &d);
+    if (len == 4 && memcmp(msg, "send", 4) == 0) cr_assert_eq(ps_call_send(call, msg, len), 0);
+    cr_assert_lt(d.nheld, MAX_HELD);
+    d.held[d.nheld++] = call;
+  } else if (strcmp(m, "Later") == 0) {
+    ps_call_on_cancel(call, on_cancel, &d);
+    d.later = call;
+    uv_timer_start(&d.later_timer, later_cb, 5, 0);
+  } else if (strcmp(m, "Big") == 0) {
+    ps_call_on_cancel(call, on_cancel, &d);
+    d.big = call;
+    uv_timer_start(&d.big_timer, big_tick, 1, 1);
+  } else if (strcmp(m, "Flood") == 0) {
+    /* A client that does not read: the stream's queue fills up and ps_call_send refuses. */
+    static uint8_t chunk[32 << 10];
+    int err;
+    while ((err = ps_call_send(call, chunk, sizeof chunk)) == 0) d.flood_sent++;
+    cr_assert_eq(err, UV_ENOBUFS);
+    d.enobufs++;
+    ps_call_finish(call, PS_GRPC_OK, NULL);
+  } else {
+    ps_call_finish(call, PS_GRPC_UNIMPLEMENTED, "unknown method");
+  }
+}
+
+/* ---- server fixture ------------------------------------------------------------------------- */
+
+static struct ps_h2_server server;
+static struct ps_net_listener *listener;
+static int port;
+static bool listener_done;
+static void done_cb(void *arg) { listener_done = true; }
+static bool is_listener_done(void) { return listener_done; }
+
+/* ps_h2_net_proto, with a look at the server's net connection for the tests. */
+static void *wrap_open(struct ps_net_conn *c, void *arg) {
+  d.net = c;
+  return ps_h2_net_proto.on_open(c, arg);
+}
+static void wrap_close(void *state) {
+  d.net = NULL;
+  ps_h2_net_proto.on_close(state);
+}
+static struct ps_net_proto wrap_proto;
+
+static void setup(void) {
+  cr_assert_eq(uv_loop_init(&loop), 0);
+  ps_metrics_reset();
+  memset(&d, 0, sizeof d);
+  uv_timer_init(&loop, &d.later_timer);
+  uv_timer_init(&loop, &d.big_timer);
+  wrap_proto = ps_h2_net_proto;
+  wrap_proto.on_open = wrap_open;
+  wrap_proto.on_close = wrap_close;
+  memset(&server, 0, sizeof server);
+  server.loop = &loop;
+  server.dispatch = dispatch;
+  server.dispatch_arg = &d;
+  server.max_msg = 1024;
+  listener_done = false;
+  cr_assert_eq(ps_net_listen(&loop, "127.0.0.1:0", &wrap_proto, &server, &listener), 0);
+  port = ps_net_listener_port(listener);
+}
+
+static void teardown(void) {
+  ps_net_listener_close(listener, done_cb, NULL);
+  cr_assert(run_until(is_listener_done, 5000));
+  uv_close((uv_handle_t *)&d.later_timer, NULL);
+  uv_close((uv_handle_t *)&d.big_timer, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  cr_assert_eq(server.open_conns, 0);
+  cr_assert_eq(server.open_streams, 0);
+  cr_assert_eq(uv_loop_close(&loop), 0, "handles left open");
+  ps_metrics_reset();
+}
+
+TestSuite(h2_conn, .init = setup, .fini = teardown, .timeout = 60);
+
+/* ---- the HTTP/2 client ---------------------------------------------------------------------- */
+
+struct stream {
+  int32_t id;
+  const uint8_t *body;
+  size_t body_len, body_off, chunk; /* chunk: bytes per DATA frame */
+  bool hold_open;                    /* send no END_STREAM after the body */
+  int http_status, grpc_status, header_blocks, data_frames;
+  bool trailers_only, closed;
+  uint32_t close_error;
+  char content_type[512], grpc_message[512], accept_encoding[512];
+  struct ps_buf data;
+};
+
+#define MAX_STREAMS 8
+static struct client {
+  uv_tcp_t tcp;
+  uv_connect_t creq;
+  nghttp2_session *s;
+  bool connected, closed, eof;
+  int goaway_error; /* -1 until a GOAWAY arrives */
+  struct stream st[MAX_STREAMS];
+  int nst;
+} cl;
+
+static struct stream *find_stream(int32_t id) {
+  for (int i = 0; i < cl.nst; i++)
+    if (cl.st[i].id == id) return &cl.st[i];
+  return NULL;
+}
+
+static void client_write_cb(uv_write_t *req, int status) { free(req); }
+
+/* Hands nghttp2's frames to the socket; each write owns its copy. */
+static void client_flush(void) {
+  if (cl.closed || cl.eof) return;
+  for (;;) {
+    const uint8_t *p;
+    ssize_t n = nghttp2_session_mem_send(cl.s, &p);
+    cr_assert_geq(n, 0);
+    if (n == 0) break;
+    uv_write_t *w = malloc(sizeof *w + (size_t)n);
+    memcpy(w + 1, p, (size_t)n);
+    uv_buf_t b = uv_buf_init((char *)(w + 1), (unsigned)n);
+    if (uv_write(w, (uv_stream_t *)&cl.tcp, &b, 1, client_write_cb) != 0) free(w);
+  }
+}
+
+static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+                       const uint8_t *value, size_t vl, uint8_t flags, void *u) {
+  struct stream *st = find_stream(f->hd.stream_id);
+  if (st == NULL) return 0;
+  char v[512];
+  size_t n = vl < sizeof v - 1 ? vl : sizeof v - 1;
+  memcpy(v, value, n);
+  v[n] = '\0';
+  if (nl == 7 && memcmp(name, ":status", 7) == 0) st->http_status = atoi(v);
+  else if (nl == 12 && memcmp(name, "content-type", 12) == 0) snprintf(st->content_type, sizeof st->content_type, "%s", v);
+  else if (nl == 11 && memcmp(name, "grpc-status", 11) == 0) st->grpc_status = atoi(v);
+  else if (nl == 12 && memcmp(name, "grpc-message", 12) == 0) snprintf(st->grpc_message, sizeof st->grpc_message, "%s", v);
+  else if (nl == 20 && memcmp(name, "grpc-accept-encoding", 20) == 0)
+    snprintf(st->accept_encoding, sizeof st->accept_encoding, "%s", v);
+  return 0;
+}
+
+static int c_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *u) {
+  if (f->hd.type == NGHTTP2_GOAWAY && cl.goaway_error < 0) cl.goaway_error = (int)f->goaway.error_code;
+  struct stream *st = find_stream(f->hd.stream_id);
+  if (st == NULL) return 0;
+  if (f->hd.type == NGHTTP2_HEADERS) {
+    st->header_blocks++;
+    if (st->header_blocks == 1 && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) st->trailers_only = true;
+  } else if (f->hd.type == NGHTTP2_DATA && f->hd.length > 0) {
+    st->data_frames++;
+  }
+  return 0;
+}
+
+static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *u) {
+  struct stream *st = find_stream(id);
+  if (st != NULL) ps_buf_append(&st->data, data, len);
+  return 0;
+}
+
+static int c_on_close(nghttp2_session *s, int32_t id, uint32_t err, void *u) {
+  struct stream *st = find_stream(id);
+  if (st != NULL) {
+    st->closed = true;
+    st->close_error = err;
+  }
+  return 0;
+}
+
+static void c_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+  static char buf[65536];
+  b->base = buf;
+  b->len = sizeof buf;
+}
+
+static void c_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
+  if (n < 0) {
+    cl.eof = true;
+    uv_read_stop(h);
+    return;
+  }
+  cr_assert_eq(nghttp2_session_mem_recv(cl.s, (const uint8_t *)b->base, (size_t)n), n);
+  client_flush();
+}
+
+static void c_connected(uv_connect_t *req, int status) {
+  cr_assert_eq(status, 0);
+  cl.connected = true;
+  uv_read_start((uv_stream_t *)&cl.tcp, c_alloc, c_read);
+  client_flush();
+}
+
+static bool is_connected(void) { return cl.connected; }
+
+static void client_start(uint32_t initial_window) {
+  memset(&cl, 0, sizeof cl);
+  cl.goaway_error = -1;
+  nghttp2_session_callbacks *cbs;
+  nghttp2_session_callbacks_new(&cbs);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, c_on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, c_on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, c_on_data);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, c_on_close);
+  /* Let the client send header blocks bigger than the server accepts: the server must cope. */
+  nghttp2_option *opt;
+  nghttp2_option_new(&opt);
+  nghttp2_option_set_max_send_header_block_length(opt, 1u << 20);
+  cr_assert_eq(nghttp2_session_client_new2(&cl.s, cbs, NULL, opt), 0);
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cbs);
+  nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, initial_window}};
+  nghttp2_submit_settings(cl.s, NGHTTP2_FLAG_NONE, iv, 1);
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", port, &a);
+  uv_tcp_init(&loop, &cl.tcp);
+  cr_assert_eq(uv_tcp_connect(&cl.creq, &cl.tcp, (struct sockaddr *)&a, c_connected), 0);
+  cr_assert(run_until(is_connected, 5000));
+}
+
+static void c_closed(uv_handle_t *h) { cl.closed = true; }
+static bool is_closed(void) { return cl.closed; }
+
+static void client_stop(void) {
+  uv_close((uv_handle_t *)&cl.tcp, c_closed);
+  cr_assert(run_until(is_closed, 5000));
+  nghttp2_session_del(cl.s);
+  for (int i = 0; i < cl.nst; i++) ps_buf_free(&cl.st[i].data);
+}
+
+static ssize_t c_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                      nghttp2_data_source *src, void *u) {
+  struct stream *st = src->ptr;
+  size_t n = st->body_len - st->body_off;
+  if (n > st->chunk) n = st->chunk;
+  if (n > length) n = length;
+  if (n > 0) memcpy(buf, st->body + st->body_off, n);
+  st->body_off += n;
+  if (st->body_off == st->body_len) {
+    if (st->hold_open) {
+      if (n == 0) return NGHTTP2_ERR_DEFERRED;
+    } else {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+    }
+  }
+  return (ssize_t)n;
+}
+
+struct req {
+  const char *method, *path, *content_type, *timeout;
+  const uint8_t *body; /* NULL: HEADERS with END_STREAM */
+  size_t body_len, chunk;
+  bool hold_open;
+  const char *extra_value; /* sent twice, as x-a and x-b */
+};
+
+static struct stream *request(const struct req *r) {
+  cr_assert_lt(cl.nst, MAX_STREAMS);
+  struct stream *st = &cl.st[cl.nst++];
+  memset(st, 0, sizeof *st);
+  st->grpc_status = -1;
+  ps_buf_init(&st->data);
+  st->body = r->body;
+  st->body_len = r->body_len;
+  st->chunk = r->chunk ? r->chunk : 16384;
+  st->hold_open = r->hold_open;
+  nghttp2_nv nva[10];
+  size_t n = 0;
+#define ADD(k, v) nva[n++] = (nghttp2_nv){(uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), NGHTTP2_NV_FLAG_NONE}
+  ADD(":method", r->method ? r->method : "POST");
+  ADD(":scheme", "http");
+  ADD(":authority", "127.0.0.1");
+  ADD(":path", r->path);
+  if (r->content_type == NULL || r->content_type[0]) ADD("content-type", r->content_type ? r->content_type : "application/grpc");
+  ADD("te", "trailers");
+  if (r->timeout) ADD("grpc-timeout", r->timeout);
+  if (r->extra_value) {
+    ADD("x-a", r->extra_value);
+    ADD("x-b", r->extra_value);
+  }
+#undef ADD
+  nghttp2_data_provider prd = {.source.ptr = st, .read_callback = c_body};
+  st->id = nghttp2_submit_request(cl.s, NULL, nva, n, r->body ? &prd : NULL, NULL);
+  cr_assert_gt(st->id, 0);
+  client_flush();
+  return st;
+}
+
+static struct stream *waiting;
+static bool stream_closed(void) { return waiting->closed; }
+static bool stream_has_data(void) { return waiting->data.len > 0; }
+
+static void wait_closed(struct stream *st) {
+  waiting = st;
+  cr_assert(run_until(stream_closed, 5000), "stream %d did not close", st->id);
+}
+
+/* The gRPC framing of one message, for building request bodies and checking response ones. */
+static struct ps_buf framed(const char *msg, size_t len) {
+  struct ps_buf b;
+  ps_buf_init(&b);
+  ps_grpc_frame(&b, (const uint8_t *)msg, len);
+  return b;
+}
+
+static double metric(const char *labels) { return ps_metrics_get("prescale_grpc_requests_total", labels); }
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+Test(h2_conn, unary_success) {
+  client_start(65535);
+  struct ps_buf body = framed("ping", 4);
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data, .body_len = body.len});
+  wait_closed(st);
+  cr_assert_eq(st->http_status, 200);
+  cr_assert_str_eq(st->content_type, "application/grpc");
+  cr_assert_str_eq(st->accept_encoding, "identity");
+  cr_assert_eq(st->grpc_status, 0);
+  cr_assert_not(st->trailers_only);
+  cr_assert_eq(st->header_blocks, 2);
+  cr_assert_eq(st->close_error, NGHTTP2_NO_ERROR);
+  cr_assert_eq(st->data.len, body.len);
+  cr_assert_eq(memcmp(st->data.data, body.data, body.len), 0);
+  cr_assert_eq(d.dispatched, 1);
+  cr_assert_eq(d.last_deadline, 0);
+  cr_assert_eq(metric("method=\"Echo\",code=\"OK\""), 1);
+  cr_assert_eq(server.open_conns, 1);
+  cr_assert_eq(server.open_streams, 0);
+  cr_assert_eq(ps_metrics_get("prescale_grpc_connections", ""), 1);
+  cr_assert_eq(ps_metrics_get("prescale_grpc_streams", ""), 0);
+  /* What the server advertised. */
+  cr_assert_eq(nghttp2_session_get_remote_settings(cl.s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS),
+               PS_H2_MAX_CONCURRENT_STREAMS);
+  cr_assert_eq(nghttp2_session_get_remote_settings(cl.s, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE), PS_H2_INITIAL_WINDOW);
+  cr_assert_eq(nghttp2_session_get_remote_settings(cl.s, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE), PS_H2_MAX_HEADER_LIST);
+  cr_assert_gt(nghttp2_session_get_remote_window_size(cl.s), 65535, "connection window not enlarged");
+  ps_buf_free(&body);
+  client_stop();
+}
+
+Test(h2_conn, server_streaming_three_messages) {
+  client_start(65535);
+  struct ps_buf body = framed("", 0);
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Stream", .body = (uint8_t *)body.data, .body_len = body.len});
+  wait_closed(st);
+  struct ps_buf want;
+  ps_buf_init(&want);
+  ps_grpc_frame(&want, (const uint8_t *)"one", 3);
+  ps_grpc_frame(&want, (const uint8_t *)"two", 3);
+  ps_grpc_frame(&want, (const uint8_t *)"three", 5);
+  cr_assert_eq(st->grpc_status, 0);
+  cr_assert_str_eq(st->grpc_message, "");
+  cr_assert_eq(st->data.len, want.len);
+  cr_assert_eq(memcmp(st->data.data, want.data, want.len), 0);
+  ps_buf_free(&want);
+  ps_buf_free(&body);
+  client_stop();
+}
+
+Test(h2_conn, trailers_only_error_with_encoded_message) {
+  client_start(65535);
+  struct ps_buf body = framed("x", 1);
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Fail", .body = (uint8_t *)body.data, .body_len = body.len});
+  wait_closed(st);
+  cr_assert(st->trailers_only);
+  cr_assert_eq(st->header_blocks, 1);
+  cr_assert_eq(st->http_status, 200);
+  cr_assert_str_eq(st->content_type, "application/grpc");
+  cr_assert_eq(st->grpc_status, PS_GRPC_INVALID_ARGUMENT);
+  cr_assert_str_eq(st->grpc_message, "bad value \"%C3%A9\" is 100%25 wrong");
+  struct ps_buf dec;
+  ps_buf_init(&dec);
+  ps_grpc_message_decode(&dec, st->grpc_message, strlen(st->grpc_message));
+  cr_assert_str_eq(dec.data, "bad value \"\xC3\xA9\" is 100% wrong");
+  cr_assert_eq(st->data.len, 0);
+  cr_assert_eq(metric("method=\"Fail\",code=\"INVALID_ARGUMENT\""), 1);
+  ps_buf_free(&dec);
+  ps_buf_free(&body);
+  client_stop();
+}
+
+Test(h2_conn, wrong_content_type_is_415_and_get_is_405) {
+  client_start(65535);
+  struct ps_buf body = framed("x", 1);
+  struct stream *a = request(&(struct req){.path = "/test.Svc/Echo", .content_type = "application/json",
+                                           .body = (uint8_t *)body.data, .body_len = body.len});
+  struct stream *b = request(&(struct req){.path = "/test.Svc/Echo", .content_type = ""});
+  struct stream *c = request(&(struct req){.method = "GET", .path = "/test.Svc/Echo"});
+  wait_closed(a);
+  wait_closed(b);
+  wait_closed(c);
+  cr_assert_eq(a->http_status, 415);
+  cr_assert_eq(a->grpc_status, PS_GRPC_INVALID_ARGUMENT);
+  cr_assert(strstr(a->grpc_message, "application/json") != NULL, "%s", a->grpc_message);
+  cr_assert_eq(b->http_status, 415);
+  cr_assert_eq(c->http_status, 405);
+  cr_assert_eq(c->grpc_status, PS_GRPC_INTERNAL);
+  cr_assert_eq(d.dispatched, 0);
+  cr_assert_eq(metric("method=\"unknown\",code=\"INVALID_ARGUMENT\""), 2);
+  ps_buf_free(&body);
+  client_stop();
+}
+
+Test(h2_conn, message_split_across_data_frames) {
+  client_start(65535);
+  char msg[700];
+  for (size_t i = 0; i < sizeof msg; i++) msg[i] = (char)('a' + i % 26);
+  struct ps_buf body = framed(msg, sizeof msg);
+  /* 3 bytes per DATA frame: the prefix itself is split. */
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data,
+                                            .body_len = body.len, .chunk = 3});
+  wait_closed(st);
+  cr_assert_eq(st->grpc_status, 0);
+  cr_assert_eq(st->data.len, body.len);
+  cr_assert_eq(memcmp(st->data.data, body.data, body.len), 0);
+  ps_buf_free(&body);
+  client_stop();
+}
+
+Test(h2_conn, oversize_message_is_resource_exhausted) {
+  client_start(65535);
+  static char big[5000];
+  struct ps_buf body = framed(big, sizeof big); /* server.max_msg is 1024 */
+  /* The client never ends its side: the stream can only close because the server, having answered,
+   * stops the upload with RST_STREAM(NO_ERROR) (RFC 9113 8.1). */
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data,
+                                            .body_len = body.len, .chunk = 100, .hold_open = true});
+  wait_closed(st);
+  cr_assert(st->trailers_only);
+  cr_assert_eq(st->grpc_status, PS_GRPC_RESOURCE_EXHAUSTED);
+  cr_assert(strstr(st->grpc_message, "5000 vs. 1024") != NULL, "%s", st->grpc_message);
+  cr_assert_eq(st->close_error, NGHTTP2_NO_ERROR);
+  cr_assert_eq(d.dispatched, 0);
+  /* The connection is still good. */
+  struct ps_buf ok = framed("ok", 2);
+  struct stream *st2 = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)ok.data, .body_len = ok.len});
+  wait_closed(st2);
+  cr_assert_eq(st2->grpc_status, 0);
+  ps_buf_free(&ok);
+  ps_buf_free(&body);
+  client_stop();
+}
+
+Test(h2_conn, compressed_flag_is_unimplemented) {
+  client_start(65535);
+  const uint8_t body[] = {1, 0, 0, 0, 2, 'h', 'i'};
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .body = body, .body_len = sizeof body});
+  wait_closed(st);
+  cr_assert(st->trailers_only);
+  cr_assert_eq(st->grpc_status, PS_GRPC_UNIMPLEMENTED);
+  cr_assert_str_eq(st->accept_encoding, "identity");
+  cr_assert_eq(d.dispatched, 0);
+  client_stop();
+}
+
+Test(h2_conn, message_count_errors) {
+  client_start(65535);
+  struct ps_buf two = framed("a", 1);
+  ps_grpc_frame(&two, (const uint8_t *)"b", 1);
+  struct stream *a = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)two.data, .body_len = two.len});
+  struct stream *b = request(&(struct req){.path = "/test.Svc/Echo"}); /* no DATA at all */
+  struct ps_buf one = framed("abc", 3);
+  struct stream *c = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)one.data, .body_len = one.len - 1});
+  wait_closed(a);
+  wait_closed(b);
+  wait_closed(c);
+  cr_assert_eq(a->grpc_status, PS_GRPC_INTERNAL);
+  cr_assert_str_eq(a->grpc_message, "too many request messages");
+  cr_assert_eq(b->grpc_status, PS_GRPC_INTERNAL);
+  cr_assert_str_eq(b->grpc_message, "missing request message");
+  cr_assert_eq(c->grpc_status, PS_GRPC_INTERNAL);
+  cr_assert(strstr(c->grpc_message, "incomplete") != NULL, "%s", c->grpc_message);
+  cr_assert_eq(d.dispatched, 0);
+  ps_buf_free(&one);
+  ps_buf_free(&two);
+  client_stop();
+}
+
+static bool one_cancelled(void) { return d.cancelled >= 1; }
+static bool no_conns(void) { return server.open_conns == 0; }
+
+Test(h2_conn, deadline_exceeded_cancels_the_call) {
+  client_start(65535);
+  struct ps_buf body = framed("x", 1);
+  uint64_t before = uv_now(&loop);
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Hold", .timeout = "50m", .body = (uint8_t *)body.data,
+                                            .body_len = body.len});
+  wait_closed(st);
+  cr_assert_eq(d.dispatched, 1);
+  cr_assert_geq(d.last_deadline, before + 50);
+  cr_assert_eq(d.cancelled, 1);
+  cr_assert(st->trailers_only);
+  cr_assert_eq(st->grpc_status, PS_GRPC_DEADLINE_EXCEEDED);
+  cr_assert_geq(uv_now(&loop), before + 50);
+  cr_assert_eq(metric("method=\"Hold\",code=\"DEADLINE_EXCEEDED\""), 1);
+  /* A deadline that passes while the request is still uploading: answered, the upload stopped, and
+   * no cancel callback (the call was never dispatched). */
+  struct stream *up = request(&(struct req){.path = "/test.Svc/Hold", .timeout = "20m", .body = (uint8_t *)body.data,
+                                            .body_len = body.len, .hold_open = true});
+  wait_closed(up);
+  cr_assert(up->trailers_only);
+  cr_assert_eq(up->grpc_status, PS_GRPC_DEADLINE_EXCEEDED);
+  cr_assert_eq(up->close_error, NGHTTP2_NO_ERROR);
+  cr_assert_eq(d.dispatched, 1);
+  cr_assert_eq(d.cancelled, 1);
+  /* A malformed grpc-timeout is refused up front. */
+  struct stream *bad = request(&(struct req){.path = "/test.Svc/Hold", .timeout = "1x", .body = (uint8_t *)body.data,
+                                             .body_len = body.len});
+  wait_closed(bad);
+  cr_assert_eq(bad->grpc_status, PS_GRPC_INVALID_ARGUMENT);
+  cr_assert_eq(d.dispatched, 1);
+  ps_buf_free(&body);
+  client_stop();
+}
+
+Test(h2_conn, client_rst_mid_stream_cancels) {
+  client_start(65535);
+  struct ps_buf body = framed("send", 4);
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len});
+  waiting = st;
+  cr_assert(run_until(stream_has_data, 5000));
+  cr_assert_eq(server.open_streams, 1);
+  nghttp2_submit_rst_stream(cl.s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+  client_flush();
+  cr_assert(run_until(one_cancelled, 5000));
+  cr_assert_eq(d.cancelled, 1);
+  cr_assert_null(d.held[0]);
+  cr_assert_eq(server.open_streams, 0);
+  cr_assert_eq(metric("method=\"Hold\",code=\"CANCELLED\""), 1);
+  ps_buf_free(&body);
+  client_stop();
+  cr_assert(run_until(no_conns, 5000));
+  cr_assert_eq(d.cancelled, 1, "cancel ran twice");
+}
+
+static bool two_held_three_open(void) { return d.nheld == 2 && server.open_streams == 3; }
+
+Test(h2_conn, client_disconnect_cancels_open_calls) {
+  client_start(65535);
+  struct ps_buf body = framed("x", 1);
+  request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len});
+  request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len});
+  /* A third stream is still uploading (no END_STREAM): not dispatched, so no cancel for it. */
+  request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len, .hold_open = true});
+  cr_assert(run_until(two_held_three_open, 5000));
+  cr_assert_eq(d.cancelled, 0);
+  client_stop();
+  cr_assert(run_until(no_conns, 5000));
+  cr_assert_eq(d.cancelled, 2);
+  cr_assert_eq(server.open_streams, 0);
+  ps_buf_free(&body);
+}
+
+static bool later_done(void) { return cl.st[0].closed; }
+
+Test(h2_conn, finish_from_a_timer_flushes) {
+  client_start(65535);
+  struct ps_buf body = framed("x", 1);
+  request(&(struct req){.path = "/test.Svc/Later", .body = (uint8_t *)body.data, .body_len = body.len});
+  cr_assert(run_until(later_done, 5000));
+  cr_assert_eq(cl.st[0].grpc_status, 0);
+  struct ps_buf want = framed("late", 4);
+  cr_assert_eq(cl.st[0].data.len, want.len);
+  cr_assert_eq(memcmp(cl.st[0].data.data, want.data, want.len), 0);
+  cr_assert_eq(d.cancelled, 0);
+  ps_buf_free(&want);
+  ps_buf_free(&body);
+  client_stop();
+}
+
+Test(h2_conn, unknown_method_is_unimplemented_without_a_new_label) {
+  client_start(65535);
+  struct ps_buf body = framed("x", 1);
+  struct stream *st = request(&(struct req){.path = "/other.Svc/Whatever", .body = (uint8_t *)body.data, .body_len = body.len});
+  wait_closed(st);
+  cr_assert_eq(st->grpc_status, PS_GRPC_UNIMPLEMENTED);
+  cr_assert_eq(metric("method=\"unknown\",code=\"UNIMPLEMENTED\""), 1);
+  cr_assert(isnan(metric("method=\"Whatever\",code=\"UNIMPLEMENTED\"")));
+  ps_buf_free(&body);
+  client_stop();
+}
+
+Test(h2_conn, slow_reader_gets_enobufs_then_everything) {
+  /* The client's stream window is 16 KiB, so most of what the dispatcher sends stays queued. */
+  client_start(16384);
+  struct ps_buf body = framed("x", 1);
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Flood", .body = (uint8_t *)body.data, .body_len = body.len});
+  wait_closed(st);
+  cr_assert_eq(d.enobufs, 1);
+  cr_assert_geq(d.flood_sent, 1);
+  cr_assert_leq((size_t)d.flood_sent * (32 << 10), PS_H2_MAX_STREAM_PENDING + (32 << 10));
+  cr_assert_eq(st->grpc_status, 0);
+  cr_assert_eq(st->data.len, (size_t)d.flood_sent * ((32 << 10) + 5));
+  ps_buf_free(&body);
+  client_stop();
+}
+
+static bool server_blocked(void) { return d.net != NULL && ps_net_paused(d.net) && d.big_enobufs > 0; }
+
+Test(h2_conn, client_that_stops_reading_bounds_server_memory) {
+  client_start((1u << 31) - 1);
+  /* Huge windows: only the socket can hold the server back. */
+  nghttp2_session_set_local_window_size(cl.s, NGHTTP2_FLAG_NONE, 0, (1u << 31) - 1);
+  struct ps_buf body = framed("x", 1);
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Big", .body = (uint8_t *)body.data, .body_len = body.len});
+  uv_read_stop((uv_stream_t *)&cl.tcp);
+  cr_assert(run_until(server_blocked, 10000), "pending %zu, enobufs %zu", d.net ? ps_net_pending(d.net) : 0,
+            d.big_enobufs);
+  /* Bounded: the h2 layer stopped pulling frames at the high-water mark (plus one write batch). */
+  cr_assert_gt(d.max_pending, PS_NET_HIGH_WATER);
+  cr_assert_lt(d.max_pending, PS_NET_HIGH_WATER + (128u << 10));
+  cr_assert_lt(d.big_sent, BIG_TOTAL);
+  uv_read_start((uv_stream_t *)&cl.tcp, c_alloc, c_read);
+  waiting = st;
+  cr_assert(run_until(stream_closed, 20000));
+  cr_assert_eq(st->grpc_status, 0);
+  cr_assert_eq(st->data.len, (size_t)(BIG_TOTAL / BIG_CHUNK) * (BIG_CHUNK + 5));
+  cr_assert_lt(d.max_pending, PS_NET_HIGH_WATER + (128u << 10));
+  ps_buf_free(&body);
+  client_stop();
+}
+
+Test(h2_conn, header_list_over_the_limit_is_refused) {
+  client_start(65535);
+  char *v = malloc(40000);
+  memset(v, 'v', 39999);
+  v[39999] = '\0';
+  struct ps_buf body = framed("x", 1);
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data,
+                                            .body_len = body.len, .extra_value = v});
+  wait_closed(st);
+  cr_assert_eq(st->grpc_status, PS_GRPC_RESOURCE_EXHAUSTED, "status %d http %d err %u", st->grpc_status,
+               st->http_status, st->close_error);
+  cr_assert_eq(d.dispatched, 0);
+  free(v);
+  ps_buf_free(&body);
+  client_stop();
+}
+
+static bool got_goaway(void) { return cl.goaway_error >= 0; }
+
+Test(h2_conn, rapid_reset_gets_goaway) {
+  client_start(65535);
+  /* Open a stream (HEADERS without END_STREAM) and reset it, over and over. */
+  static struct stream dummy = {.hold_open = true, .chunk = 1};
+  nghttp2_nv nva[] = {
+      {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0},          {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
+      {(uint8_t *)":authority", (uint8_t *)"x", 10, 1, 0},         {(uint8_t *)":path", (uint8_t *)"/test.Svc/Echo", 5, 14, 0},
+      {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, 0},
+  };
+  nghttp2_data_provider prd = {.source.ptr = &dummy, .read_callback = c_body};
+  for (int i = 0; i < PS_H2_RST_BURST + 100 && !cl.eof; i++) {
+    int32_t id = nghttp2_submit_request(cl.s, NULL, nva, 5, &prd, NULL);
+    cr_assert_gt(id, 0);
+    client_flush();
+    nghttp2_submit_rst_stream(cl.s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+    client_flush();
+  }
+  cr_assert(run_until(got_goaway, 5000));
+  cr_assert_eq(cl.goaway_error, NGHTTP2_ENHANCE_YOUR_CALM, "goaway %d", cl.goaway_error);
+  cr_assert(run_until(no_conns, 5000));
+  cr_assert_eq(d.dispatched, 0);
+  cr_assert_geq(metric("method=\"unknown\",code=\"CANCELLED\""), PS_H2_RST_BURST);
+  client_stop();
+}
+
+Test(h2_conn, out_of_range_status_becomes_unknown) {
+  client_start(65535);
+  struct ps_buf body = framed("x", 1);
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Weird", .body = (uint8_t *)body.data, .body_len = body.len});
+  wait_closed(st);
+  cr_assert_eq(st->grpc_status, PS_GRPC_UNKNOWN);
+  cr_assert_eq(metric("method=\"Weird\",code=\"UNKNOWN\""), 1);
+  ps_buf_free(&body);
+  client_stop();
+}
