@@ -37,8 +37,8 @@ struct ps_target {
   int err;                       /* the last fetch's error, 0 when it succeeded */
   char errmsg[PS_TARGET_MAX_ERROR];
   struct ps_target_reading reading;
-  struct ps_target_waiter *waiters;
-  struct ps_target_watcher *watchers;
+  struct ps_target_link *waiters;  /* of struct ps_target_waiter */
+  struct ps_target_link *watchers; /* of struct ps_target_watcher */
 };
 
 struct ps_targets {
@@ -182,14 +182,27 @@ static void target_free_cb(uv_handle_t *h) {
   registry_maybe_free(ts);
 }
 
+static void link_add(struct ps_target_link **head, struct ps_target_link *l, struct ps_target *t) {
+  l->target = t;
+  l->prev = NULL;
+  l->next = *head;
+  if (*head != NULL) (*head)->prev = l;
+  *head = l;
+}
+
+static void link_remove(struct ps_target_link **head, struct ps_target_link *l) {
+  if (l->prev != NULL) l->prev->next = l->next;
+  else *head = l->next;
+  if (l->next != NULL) l->next->prev = l->prev;
+  l->prev = l->next = NULL;
+  l->target = NULL;
+}
+
 static void notify_waiters(struct ps_target *t, int err) {
   /* Unlink each waiter before its callback: the callback may free it or read the target again. */
   while (t->waiters != NULL) {
-    struct ps_target_waiter *w = t->waiters;
-    t->waiters = w->next;
-    if (t->waiters != NULL) t->waiters->prev = NULL;
-    w->next = w->prev = NULL;
-    w->target = NULL;
+    struct ps_target_waiter *w = (struct ps_target_waiter *)t->waiters;
+    link_remove(&t->waiters, &w->link);
     w->cb(w, err);
   }
 }
@@ -210,7 +223,7 @@ static void target_close(struct ps_target *t, int waiter_err) {
     t->req = NULL;
   }
   notify_waiters(t, waiter_err);
-  while (t->watchers != NULL) ps_target_unwatch(t->watchers);
+  while (t->watchers != NULL) link_remove(&t->watchers, t->watchers);
   struct ps_target **pp = &ts->buckets[t->hash % PS_TARGETS_BUCKETS];
   while (*pp != t) pp = &(*pp)->hnext;
   *pp = t->hnext;
@@ -367,11 +380,11 @@ static void recompute(struct ps_target *t, int64_t now_ms) {
   ps_metrics_set("prescale_target_active", t->labels, active ? 1 : 0);
   if (changed) {
     /* A watcher's callback may unwatch itself (its stream failed): step with a saved next pointer. */
-    struct ps_target_watcher *w = t->watchers;
-    while (w != NULL) {
-      struct ps_target_watcher *next = w->next;
-      w->cb(w, active);
-      w = next;
+    struct ps_target_link *l = t->watchers;
+    while (l != NULL) {
+      struct ps_target_link *next = l->next;
+      ((struct ps_target_watcher *)l)->cb((struct ps_target_watcher *)l, active);
+      l = next;
     }
   }
 }
@@ -466,40 +479,20 @@ int ps_target_read(struct ps_target *t, struct ps_target_reading *r, char *err, 
   return 0;
 }
 
-void ps_target_wait(struct ps_target *t, struct ps_target_waiter *w) {
-  w->target = t;
-  w->prev = NULL;
-  w->next = t->waiters;
-  if (t->waiters != NULL) t->waiters->prev = w;
-  t->waiters = w;
-}
+void ps_target_wait(struct ps_target *t, struct ps_target_waiter *w) { link_add(&t->waiters, &w->link, t); }
+
+void ps_target_watch(struct ps_target *t, struct ps_target_watcher *w) { link_add(&t->watchers, &w->link, t); }
 
 void ps_target_unwait(struct ps_target_waiter *w) {
-  struct ps_target *t = w->target;
+  struct ps_target *t = w->link.target;
   if (t == NULL) return;
-  if (w->prev != NULL) w->prev->next = w->next;
-  else t->waiters = w->next;
-  if (w->next != NULL) w->next->prev = w->prev;
-  w->prev = w->next = NULL;
-  w->target = NULL;
+  link_remove(&t->waiters, &w->link);
   t->last_used = uv_now(t->owner->loop);
 }
 
-void ps_target_watch(struct ps_target *t, struct ps_target_watcher *w) {
-  w->target = t;
-  w->prev = NULL;
-  w->next = t->watchers;
-  if (t->watchers != NULL) t->watchers->prev = w;
-  t->watchers = w;
-}
-
 void ps_target_unwatch(struct ps_target_watcher *w) {
-  struct ps_target *t = w->target;
+  struct ps_target *t = w->link.target;
   if (t == NULL) return;
-  if (w->prev != NULL) w->prev->next = w->next;
-  else t->watchers = w->next;
-  if (w->next != NULL) w->next->prev = w->prev;
-  w->prev = w->next = NULL;
-  w->target = NULL;
+  link_remove(&t->watchers, &w->link);
   t->last_used = uv_now(t->owner->loop);
 }

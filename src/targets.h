@@ -22,20 +22,24 @@
 struct ps_targets;
 struct ps_target;
 
+/* Private: the intrusive list node of waiters and watchers. */
+struct ps_target_link {
+  struct ps_target_link *prev, *next;
+  struct ps_target *target; /* set while linked */
+};
+
 /* A first-load waiter (an RPC that arrived while the target's history was loading). Embedded in the
  * waiter's own struct; cb runs once with 0 (a reading is available) or a negative error, after which the
  * waiter is unlinked. */
 struct ps_target_waiter {
+  struct ps_target_link link; /* first member: the list code casts between the two */
   void (*cb)(struct ps_target_waiter *w, int err);
-  struct ps_target_waiter *prev, *next; /* private */
-  struct ps_target *target;             /* private: set while linked */
 };
 
 /* An activity watcher (StreamIsActive). cb runs each time the target's activity changes. */
 struct ps_target_watcher {
+  struct ps_target_link link; /* first member */
   void (*cb)(struct ps_target_watcher *w, bool active);
-  struct ps_target_watcher *prev, *next; /* private */
-  struct ps_target *target;              /* private: set while linked */
 };
 
 struct ps_target_reading {

@@ -11,6 +11,7 @@
 #include "externalscaler.pb-c.h"
 #include "grpc.h"
 #include "http_client.h"
+#include "loop_fixture.h"
 #include "metrics.h"
 #include "prom_fixture.h"
 #include "service.h"
@@ -94,20 +95,11 @@ static void teardown(void) {
 
 TestSuite(service, .init = setup, .fini = teardown, .timeout = 60);
 
-static void deadline_cb(uv_timer_t *t) { *(bool *)t->data = true; }
-static bool run_until(bool (*cond)(struct ps_call *), struct ps_call *c, uint64_t ms) {
-  uv_timer_t timer;
-  bool expired = false;
-  uv_timer_init(&loop, &timer);
-  timer.data = &expired;
-  uv_timer_start(&timer, deadline_cb, ms, 0);
-  while (!cond(c) && !expired) uv_run(&loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&timer, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  return cond(c);
+static bool run_until(bool (*cond)(void *), struct ps_call *c, uint64_t ms) {
+  return ps_test_run_until(&loop, cond, c, ms);
 }
-static bool finished(struct ps_call *c) { return c->status != -1; }
-static bool two_msgs(struct ps_call *c) { return c->n_msgs >= 2; }
+static bool finished(void *c) { return ((struct ps_call *)c)->status != -1; }
+static bool two_msgs(void *c) { return ((struct ps_call *)c)->n_msgs >= 2; }
 
 /* ---- requests --------------------------------------------------------------------------------- */
 

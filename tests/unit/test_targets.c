@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "http_client.h"
+#include "loop_fixture.h"
 #include "metrics.h"
 #include "prom_fixture.h"
 #include "targets.h"
@@ -42,18 +43,8 @@ static void teardown(void) {
 
 TestSuite(targets, .init = setup, .fini = teardown, .timeout = 90);
 
-/* Runs the loop until cond() holds or timeout_ms passes (a timer bounds it); returns cond(). */
-static void deadline_cb(uv_timer_t *t) { *(bool *)t->data = true; }
-static bool run_until(bool (*cond)(void *), void *arg, uint64_t timeout_ms) {
-  uv_timer_t timer;
-  bool expired = false;
-  uv_timer_init(&loop, &timer);
-  timer.data = &expired;
-  uv_timer_start(&timer, deadline_cb, timeout_ms, 0);
-  while (!cond(arg) && !expired) uv_run(&loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&timer, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  return cond(arg);
+static bool run_until(bool (*cond)(void *), void *arg, uint64_t ms) {
+  return ps_test_run_until(&loop, cond, arg, ms);
 }
 
 struct waited {
