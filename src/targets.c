@@ -325,6 +325,9 @@ int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, cons
   ts->all = t;
   ts->count++;
   ps_metrics_set("prescale_targets", "", (double)ts->count);
+  /* Counters start at 0 so that rate() and alerts see the series before the first error. */
+  ps_metrics_add("prescale_refreshes_total", t->labels, 0);
+  ps_metrics_add("prescale_refresh_errors_total", t->labels, 0);
   char dur[32];
   ps_duration_format(t->cfg.history_ms, dur, sizeof dur);
   ps_log(PS_LOG_INFO, "new target, loading history", "namespace", ns, "name", name, "query", t->cfg.query,
