@@ -1,9 +1,10 @@
 # Thin wrapper: meson builds, scripts/ installs, tests/ runs. Every target installs what it needs first.
 BUILD ?= build
 ASAN  ?= build-asan
+FUZZ  ?= build-fuzz
 PY    := /usr/bin/python3
 
-.PHONY: all deps build asan test unit demo bench fuzz clean
+.PHONY: all deps build asan fuzz-build test unit demo bench fuzz clean
 
 all: build
 
@@ -22,9 +23,17 @@ build: deps $(BUILD)/build.ninja
 asan: deps $(ASAN)/build.ninja
 	ninja -C $(ASAN)
 
-# Every suite: unit suites plain and under ASan+UBSan, then the integration suites against real
-# Prometheus and a real gRPC client. Ends with one line `N passed, N failed`.
-test: build asan
+$(FUZZ)/build.ninja:
+	CC=clang meson setup $(FUZZ) -Dfuzz=true
+
+fuzz-build: deps $(FUZZ)/build.ninja
+	ninja -C $(FUZZ)
+
+# Every suite: the fuzz targets replay their seed corpora, then the unit suites run plain and under
+# ASan+UBSan, then the integration suites against real Prometheus and a real gRPC client.
+# Ends with one line `N passed, N failed`.
+test: build asan fuzz-build
+	meson test -C $(FUZZ) --suite fuzz --print-errorlogs
 	bash tests/run_tests.sh $(BUILD) $(ASAN)
 
 unit: build
@@ -38,5 +47,9 @@ demo: build
 bench: build
 	bash tests/bench/run.sh $(BUILD)
 
+# Each fuzz target for FUZZ_SECONDS (default 30) from its seed corpus.
+fuzz: fuzz-build
+	bash tests/fuzz/run.sh $(FUZZ)
+
 clean:
-	rm -rf $(BUILD) $(ASAN) build-fuzz
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)
