@@ -22,13 +22,28 @@ int ps_model_parse(const char *s, enum ps_model *out) {
     *out = PS_MODEL_LAST;
     return 0;
   }
+  if (strcmp(s, "holtwinters") == 0) {
+    *out = PS_MODEL_HOLTWINTERS;
+    return 0;
+  }
+  if (strcmp(s, "linear") == 0) {
+    *out = PS_MODEL_LINEAR;
+    return 0;
+  }
+  if (strcmp(s, "auto") == 0) {
+    *out = PS_MODEL_AUTO;
+    return 0;
+  }
   return UV_EINVAL;
 }
 
 const char *ps_model_name(enum ps_model m) {
   switch (m) {
-    case PS_MODEL_SEASONAL: return "seasonal";
-    case PS_MODEL_LAST: return "last";
+  case PS_MODEL_SEASONAL: return "seasonal";
+  case PS_MODEL_LAST: return "last";
+  case PS_MODEL_HOLTWINTERS: return "holtwinters";
+  case PS_MODEL_LINEAR: return "linear";
+  case PS_MODEL_AUTO: return "auto";
   }
   return "unknown";
 }

@@ -7,11 +7,15 @@
 #include "history.h"
 
 enum ps_model {
-  PS_MODEL_SEASONAL, /* seasonal naive: the value one period before the predicted time */
-  PS_MODEL_LAST,     /* reactive: the latest observation */
+  PS_MODEL_SEASONAL,    /* seasonal naive: the value one period before the predicted time */
+  PS_MODEL_LAST,        /* reactive: the latest observation */
+  PS_MODEL_HOLTWINTERS, /* additive level + trend + season, O(1) per sample */
+  PS_MODEL_LINEAR,      /* trend over a recent window */
+  PS_MODEL_AUTO,        /* the engine picks (or blends) by each model's recent h-step errors */
 };
+#define PS_MODEL_COUNT 5
 
-/* "seasonal" | "last"; 0 or UV_EINVAL. */
+/* "seasonal" | "last" | "holtwinters" | "linear" | "auto"; 0 or UV_EINVAL. */
 int ps_model_parse(const char *s, enum ps_model *out);
 const char *ps_model_name(enum ps_model m);
 
@@ -22,11 +26,12 @@ struct ps_forecast_params {
 };
 
 struct ps_forecast {
-  double current;   /* the latest observation */
+  double current; /* the latest observation */
   int64_t current_ms;
   double predicted; /* max of the forecast over (now, now + lookahead] (== current for PS_MODEL_LAST) */
-  double value;     /* max(current, predicted), never NaN nor negative: what the scaler answers before headroom */
-  int seasonal_misses; /* steps of the window whose seasonal reference was missing (the latest value was used) */
+  double value; /* max(current, predicted), never NaN nor negative: what the scaler answers before headroom */
+  int seasonal_misses; /* steps of the window whose seasonal reference was missing (the latest value was used)
+                        */
 };
 
 /* Forecasts the window (now_ms, now_ms + lookahead] at the history's step.

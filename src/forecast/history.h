@@ -8,12 +8,12 @@
 #include <stdint.h>
 
 struct ps_history {
-  double *v;        /* cap slots, owned */
-  size_t cap;       /* how many steps are kept */
-  size_t len;       /* slots in use, <= cap */
-  size_t head;      /* index of the newest slot when len > 0 */
-  int64_t step_ms;  /* > 0 */
-  int64_t last_ms;  /* time of the newest slot; valid when len > 0 */
+  double *v;       /* cap slots, owned */
+  size_t cap;      /* how many steps are kept */
+  size_t len;      /* slots in use, <= cap */
+  size_t head;     /* index of the newest slot when len > 0 */
+  int64_t step_ms; /* > 0 */
+  int64_t last_ms; /* time of the newest slot; valid when len > 0 */
 };
 
 /* 0, UV_EINVAL (cap == 0 or step_ms <= 0) or UV_ENOMEM. */

@@ -4,7 +4,7 @@
 
 #include "forecast/forecast.h"
 
-#define STEP 15000
+#define STEP   15000
 #define PERIOD (12 * STEP)
 
 static struct ps_history h;

@@ -1,0 +1,643 @@
+/* The forecasting engine of one target: a float ring of samples, four models learned one step at a time,
+ * their h-step errors, the choice among them and the error quantile (engine.h).
+ *
+ * Time is counted in steps (t_ms / step). The newest PS_ENGINE_REVISABLE + 1 steps are provisional: a
+ * put may still overwrite them, so models learn a step only once it is older (the "learned" step L).
+ * Every learned step, each model forecasts step L + h and the forecast waits in a small ring until that
+ * step is learned in turn: the difference is the model's h-step error. A forecast for the caller starts
+ * from the newest step instead: the models apply the provisional steps to a copy of their state. */
+#include "engine.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "holtwinters.h"
+#include "period.h"
+
+/* ---- constants ----------------------------------------------------------------------------------- */
+
+/* Error rings: the four models' raw forecasts, and auto's answers (index PS_MODEL_AUTO). */
+#define N_RINGS      PS_MODEL_COUNT
+/* Auto's candidates: the four models, each corrected by its own median error, and their blend. */
+#define C_BLEND      PS_MODEL_AUTO
+#define N_CANDS      (PS_MODEL_AUTO + 1)
+/* A pending row: raw window forecasts of the models, auto's answer, the candidates' forecasts. */
+#define P_AUTO       PS_MODEL_AUTO
+#define P_CAND       (PS_MODEL_AUTO + 1)
+#define P_WIDTH      (P_CAND + N_CANDS)
+/* The errors scored are of the window's maximum, max(y[L+1..L+h]) - forecast, which is what prescale
+ * answers; a model of the level underestimates that maximum in noise, so each candidate learns its median
+ * error and adds it: a step of BIAS_RATE times its MAE towards the sign of each error (a stochastic
+ * median, Robbins & Monro 1951). */
+#define BIAS_RATE    0.05
+#define BIAS_CAP     2.0
+/* Samples beyond this magnitude are saturated: the ring stores float, and no load is that large. */
+#define MAX_VALUE    1e30
+/* Auto's score of a series is its exponentially weighted MAE over about the last 1/SCORE_DECAY errors:
+ * short enough to notice a level shift within a few steps, long enough not to chase noise. */
+#define SCORE_DECAY  (1.0 / 64)
+/* Hysteresis: auto switches only to a series whose score is below this fraction of the current one's. */
+#define SWITCH_RATIO 0.85
+/* The blend weighs each model by 1 / score^2 (inverse mean squared error in spirit), leaving out the
+ * ones scoring worse than BLEND_CUTOFF times the best. */
+#define BLEND_CUTOFF 2.0
+/* The linear model's window: LINEAR_SPAN times the horizon, within [LINEAR_MIN, LINEAR_MAX] steps. */
+#define LINEAR_SPAN  6
+#define LINEAR_MIN   12
+#define LINEAR_MAX   64
+#define PROVISIONAL  (PS_ENGINE_REVISABLE + 1)
+#define TIME_LIMIT   ((int64_t)1 << 62)
+
+/* ---- state --------------------------------------------------------------------------------------- */
+
+struct series {
+  float err[PS_ENGINE_ERRORS]; /* signed h-step errors, a ring */
+  uint32_t pos, count;
+  uint64_t total; /* errors ever pushed: the quantile cache's stamp */
+  double abs_sum; /* sum of |err| over the ring */
+};
+
+struct cand {
+  double bias;  /* median error, added to the forecast */
+  double score; /* exponentially weighted MAE of the corrected forecast */
+  uint32_t n;   /* errors seen (saturating) */
+};
+
+struct ps_engine {
+  struct ps_engine_config cfg;
+  size_t h; /* error horizon in steps, >= 1 */
+  int64_t step;
+
+  /* history: v[head] is step `newest`, v[head - k] step newest - k, for k < len */
+  float *v;
+  size_t cap, len, head;
+  int64_t newest;
+  /* The newest finite value put, exactly: the history rounds to float (7 digits), but the current value
+   * and the last-value model answer with what the caller observed. */
+  double exact;
+  int64_t exact_at; /* its step; INT64_MIN when none */
+
+  /* learning */
+  int64_t learned;    /* newest learned step (the first put's step - 1 before any) */
+  uint64_t n_learned; /* steps learned since the last reset */
+  double last_valid;  /* newest non-missing learned value */
+  int64_t last_valid_at;
+  int has_last_valid;
+
+  /* season and refits */
+  size_t period;       /* steps; 0 = none */
+  int searched;        /* period detection ran at least once (period auto) */
+  uint64_t next_refit; /* n_learned at which the next refit runs */
+  uint32_t refits, hash;
+  struct ps_hw hw;
+
+  /* h-step errors */
+  float *pend;      /* (h + 1) x P_WIDTH window forecasts waiting for their window's end */
+  int64_t *pend_at; /* the step that ends each row's window */
+  struct series s[N_RINGS];
+  struct cand c[N_CANDS];
+  int sel;                  /* the candidate auto answers with */
+  double w[PS_MODEL_COUNT]; /* blend weights */
+
+  /* quantile cache */
+  int q_series;
+  uint64_t q_total;
+  double q_val;
+};
+
+/* A forecast origin: the models' state as of step idx. */
+struct origin {
+  int64_t idx;
+  double last; /* NaN when nothing observed */
+  int64_t last_at;
+  struct ps_hw_core hw;
+  int n_over; /* provisional season entries */
+  int64_t over_at[PROVISIONAL];
+  float over[PROVISIONAL];
+  int lin_ok;
+  double lin_a, lin_b; /* linear: value at idx + k is lin_a + lin_b * k */
+};
+
+/* ---- small helpers ------------------------------------------------------------------------------- */
+
+static int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if (a % b != 0 && (a < 0) != (b < 0)) q--;
+  return q;
+}
+
+static size_t pmod(int64_t t, size_t p) {
+  int64_t r = t % (int64_t)p;
+  return (size_t)(r < 0 ? r + (int64_t)p : r);
+}
+
+static uint32_t mix(uint32_t h, uint32_t x) { /* FNV-1a over 4 bytes */
+  for (int i = 0; i < 4; i++) h = (h ^ ((x >> (8 * i)) & 0xff)) * 16777619u;
+  return h;
+}
+
+/* The stored value of step t, NaN when missing or outside the ring. */
+static double at(const struct ps_engine *e, int64_t t) {
+  if (e->len == 0 || t > e->newest) return NAN;
+  uint64_t k = (uint64_t)e->newest - (uint64_t)t;
+  if (k >= e->len) return NAN;
+  return e->v[(e->head + e->cap - (size_t)k) % e->cap];
+}
+
+/* ---- errors -------------------------------------------------------------------------------------- */
+
+static void push_error(struct series *s, double err) {
+  float f = (float)err;
+  if (s->count == PS_ENGINE_ERRORS)
+    s->abs_sum -= fabsf(s->err[s->pos]);
+  else
+    s->count++;
+  s->err[s->pos] = f;
+  s->abs_sum += fabsf(f);
+  s->pos = (s->pos + 1) % PS_ENGINE_ERRORS;
+  if (s->pos == 0) { /* once per lap, resum to drop the rounding that adding and removing accumulates */
+    s->abs_sum = 0;
+    for (uint32_t i = 0; i < s->count; i++) s->abs_sum += fabsf(s->err[i]);
+  }
+  s->total++;
+}
+
+/* The bias is a feedback loop with a delay: a change shows in the errors only h steps later. Stepping
+ * by BIAS_RATE x score every step would move it h times that before any effect is seen, overshoot, and
+ * oscillate with a growing amplitude (seen on a 1 s trace at h = 120). So the step is divided by h, and
+ * the bias is bounded by `cap`: BIAS_CAP times the uncorrected model's own MAE, which does not depend on
+ * the bias. */
+static void cand_error(struct cand *c, double err, size_t h, double cap) {
+  c->score = c->n == 0 ? fabs(err) : c->score + SCORE_DECAY * (fabs(err) - c->score);
+  if (c->n < UINT32_MAX) c->n++;
+  double stepb = BIAS_RATE * c->score / (double)h;
+  c->bias += err > 0 ? stepb : err < 0 ? -stepb : 0;
+  if (isfinite(cap)) c->bias = fmax(-cap, fmin(cap, c->bias));
+}
+
+static double mae(const struct series *s) { return s->count > 0 ? s->abs_sum / s->count : NAN; }
+
+/* The q-quantile of the ring (nearest rank), by selection (Lomuto partitions) on a copy: O(n) on average,
+ * run once per new error at most (the caller caches it). */
+static double quantile(const struct series *s, double q) {
+  float a[PS_ENGINE_ERRORS];
+  size_t n = s->count;
+  memcpy(a, s->err, n * sizeof *a);
+  size_t k = (size_t)ceil(q * (double)n);
+  k = k == 0 ? 0 : k - 1;
+  if (k >= n) k = n - 1;
+  size_t lo = 0, hi = n - 1;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    float pv = a[mid];
+    a[mid] = a[hi];
+    a[hi] = pv;
+    size_t st = lo;
+    for (size_t i = lo; i < hi; i++)
+      if (a[i] < pv) {
+        float t = a[i];
+        a[i] = a[st];
+        a[st++] = t;
+      }
+    a[hi] = a[st];
+    a[st] = pv;
+    if (k == st) break;
+    if (k < st)
+      hi = st - 1;
+    else
+      lo = st + 1;
+  }
+  return a[k];
+}
+
+/* ---- origins and model forecasts ----------------------------------------------------------------- */
+
+static void fit_linear(const struct ps_engine *e, struct origin *o) {
+  size_t w = LINEAR_SPAN * e->h;
+  if (w < LINEAR_MIN) w = LINEAR_MIN;
+  if (w > LINEAR_MAX) w = LINEAR_MAX;
+  double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t k = 0; k < w; k++) {
+    double y = at(e, o->idx - (int64_t)k);
+    if (!(y == y)) continue;
+    double x = -(double)k;
+    n++;
+    sx += x;
+    sy += y;
+    sxx += x * x;
+    sxy += x * y;
+  }
+  o->lin_ok = 0;
+  double den = n * sxx - sx * sx;
+  if (n < 3 || !(den > 0)) return;
+  o->lin_b = (n * sxy - sx * sy) / den;
+  o->lin_a = (sy - o->lin_b * sx) / n;
+  o->lin_ok = isfinite(o->lin_a) && isfinite(o->lin_b);
+}
+
+/* The origin at the newest learned step. */
+static void origin_learned(const struct ps_engine *e, struct origin *o) {
+  o->idx = e->learned;
+  o->last = e->has_last_valid ? e->last_valid : NAN;
+  o->last_at = e->last_valid_at;
+  o->hw = e->hw.c;
+  o->n_over = 0;
+  fit_linear(e, o);
+}
+
+/* The origin at the newest step: the provisional steps applied to copies. */
+static void origin_newest(const struct ps_engine *e, struct origin *o) {
+  origin_learned(e, o);
+  for (int64_t t = e->learned + 1; t <= e->newest; t++) {
+    double y = at(e, t);
+    float *slot = NULL;
+    if (e->hw.period > 0 && o->n_over < PROVISIONAL) {
+      o->over_at[o->n_over] = t;
+      o->over[o->n_over] = ps_hw_season(&e->hw, t);
+      slot = &o->over[o->n_over++];
+    }
+    ps_hw_step(&e->hw.p, &o->hw, slot, t, y);
+    if (y == y) {
+      o->last = y;
+      o->last_at = t;
+    }
+  }
+  if (o->last_at == e->exact_at && isfinite(e->exact)) o->last = e->exact;
+  o->idx = e->newest;
+  fit_linear(e, o);
+}
+
+static double fallback(const struct origin *o) { return o->last == o->last ? o->last : 0; }
+
+/* Model m's forecast of step t > o->idx (never NaN: a model without what it needs says the last value). */
+static double model_at(const struct ps_engine *e, const struct origin *o, int m, int64_t t) {
+  double f = NAN;
+  switch (m) {
+  case PS_MODEL_LAST: f = o->last; break;
+  case PS_MODEL_SEASONAL:
+    if (e->period > 0) {
+      int64_t p = (int64_t)e->period, k = t - o->idx;
+      f = at(e, t - p * ((k + p - 1) / p));
+    }
+    break;
+  case PS_MODEL_HOLTWINTERS: {
+    float s = ps_hw_season(&e->hw, t);
+    for (int i = 0; i < o->n_over; i++)
+      if (e->hw.period > 0 && pmod(o->over_at[i], e->hw.period) == pmod(t, e->hw.period)) s = o->over[i];
+    f = ps_hw_forecast(&o->hw, s, t);
+    break;
+  }
+  case PS_MODEL_LINEAR:
+    if (o->lin_ok) f = o->lin_a + o->lin_b * (double)(t - o->idx);
+    break;
+  default: break;
+  }
+  return isfinite(f) ? f : fallback(o);
+}
+
+/* The maxima of each model's forecast over steps lo..hi (lo > o->idx): raw[m] for m < PS_MODEL_AUTO. */
+static void window_max(const struct ps_engine *e, const struct origin *o, int64_t lo, int64_t hi,
+                       double raw[PS_MODEL_AUTO], int only) {
+  for (int m = 0; m < PS_MODEL_AUTO; m++) {
+    raw[m] = fallback(o);
+    if (only >= 0 && m != only) continue;
+    if (m == PS_MODEL_LAST || hi < lo) continue;
+    double best = -INFINITY;
+    for (int64_t t = lo; t <= hi; t++) {
+      double f = model_at(e, o, m, t);
+      if (f > best) best = f;
+    }
+    raw[m] = best;
+  }
+}
+
+/* Candidate c's forecast of the window maximum, given the models' raw maxima. */
+static double cand_value(const struct ps_engine *e, int c, const double raw[PS_MODEL_AUTO]) {
+  double f = 0;
+  if (c == C_BLEND) {
+    for (int m = 0; m < PS_MODEL_AUTO; m++)
+      if (e->w[m] > 0) f += e->w[m] * (raw[m] + e->c[m].bias);
+  } else {
+    f = raw[c] + e->c[c].bias;
+  }
+  return isfinite(f) ? f : raw[PS_MODEL_LAST];
+}
+
+/* ---- auto's choice ------------------------------------------------------------------------------- */
+
+static int usable(const struct ps_engine *e, int c) {
+  if (c == PS_MODEL_SEASONAL && e->period == 0) return 0;
+  return e->c[c].n >= PS_ENGINE_MIN_ERRORS;
+}
+
+/* Blend weights, then the candidate auto answers with: the best scoring one, but only once it beats the
+ * current one clearly (SWITCH_RATIO), so noise does not flip the answer from step to step. */
+static void choose(struct ps_engine *e) {
+  double best = INFINITY;
+  for (int m = 0; m < PS_MODEL_AUTO; m++)
+    if (usable(e, m) && e->c[m].score < best) best = e->c[m].score;
+  double sum = 0;
+  for (int m = 0; m < PS_MODEL_AUTO; m++) {
+    e->w[m] = 0;
+    if (!usable(e, m) || e->c[m].score > BLEND_CUTOFF * best) continue;
+    double sc = e->c[m].score + 1e-9 * (best + 1);
+    e->w[m] = 1 / (sc * sc);
+    sum += e->w[m];
+  }
+  if (!(sum > 0) || !isfinite(sum)) {
+    for (int m = 0; m < PS_MODEL_AUTO; m++) e->w[m] = m == PS_MODEL_LAST;
+  } else {
+    for (int m = 0; m < PS_MODEL_AUTO; m++) e->w[m] /= sum;
+  }
+
+  int cand = -1;
+  for (int c = 0; c < N_CANDS; c++) {
+    if (!usable(e, c)) continue;
+    if (cand < 0 || e->c[c].score < e->c[cand].score) cand = c;
+  }
+  if (cand < 0) {
+    e->sel = PS_MODEL_LAST;
+    return;
+  }
+  if (!usable(e, e->sel) || e->c[cand].score < SWITCH_RATIO * e->c[e->sel].score) e->sel = cand;
+}
+
+/* ---- refits -------------------------------------------------------------------------------------- */
+
+/* Period detection (period auto) and the Holt-Winters parameter search over the learned history. The
+ * only allocations after ps_engine_new happen here; on failure the models keep their state. */
+static void refit(struct ps_engine *e) {
+  int64_t first = e->newest - (int64_t)e->len + 1;
+  int64_t from = e->learned - (int64_t)(e->n_learned < e->cap ? e->n_learned : e->cap) + 1;
+  if (from < first) from = first;
+  /* A ring shorter than the provisional steps holds no learned step at all. */
+  size_t n = from <= e->learned ? (size_t)(e->learned - from + 1) : 0;
+  float *x = n > 0 ? malloc(n * sizeof *x) : NULL;
+  if (x != NULL) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)at(e, from + (int64_t)i);
+    if (e->cfg.period_ms > 0) {
+      e->period = (size_t)(e->cfg.period_ms / e->step);
+    } else {
+      e->period = ps_period_detect(x, n, e->cap / 3, NULL);
+      e->searched = 1;
+    }
+    ps_hw_fit(&e->hw, x, n, from, e->period, e->h);
+    free(x);
+  }
+  e->refits++;
+  size_t hist = e->n_learned < e->cap ? (size_t)e->n_learned : e->cap;
+  uint64_t base = e->period > 0 ? e->period : PS_ENGINE_REFIT_MIN_STEPS;
+  if (base < hist / 2) base = hist / 2;
+  uint32_t j = mix(e->hash, e->refits);
+  e->next_refit = e->n_learned + base + (uint64_t)((double)base * 0.5 * (double)(j >> 8) / 16777216.0);
+}
+
+/* ---- learning ------------------------------------------------------------------------------------ */
+
+static void learn(struct ps_engine *e, int64_t t) {
+  double y = at(e, t);
+  size_t row = pmod(t, e->h + 1);
+  if (e->pend_at[row] == t) {
+    /* The window (t - h, t] is complete: score every forecast made for it h steps ago. */
+    double act = -INFINITY;
+    for (size_t k = 0; k < e->h; k++) {
+      double x = at(e, t - (int64_t)k);
+      if (x > act) act = x;
+    }
+    const float *p = &e->pend[row * P_WIDTH];
+    if (act > -INFINITY) {
+      for (int m = 0; m <= P_AUTO; m++)
+        if (p[m] == p[m]) push_error(&e->s[m], act - p[m]);
+      for (int c = 0; c < N_CANDS; c++) {
+        double cap = c < PS_MODEL_AUTO && e->s[c].count > 0 ? BIAS_CAP * mae(&e->s[c]) : INFINITY;
+        if (p[P_CAND + c] == p[P_CAND + c]) cand_error(&e->c[c], act - p[P_CAND + c], e->h, cap);
+      }
+    }
+  }
+  float *slot = e->hw.period > 0 ? &e->hw.season[pmod(t, e->hw.period)] : NULL;
+  ps_hw_step(&e->hw.p, &e->hw.c, slot, t, y);
+  if (y == y) {
+    if (e->n_learned < 16) { /* the data's part of the refit jitter */
+      float f = (float)y;
+      uint32_t bits;
+      memcpy(&bits, &f, sizeof bits);
+      e->hash = mix(e->hash, bits ^ (uint32_t)t);
+    }
+    e->last_valid = y;
+    e->last_valid_at = t;
+    e->has_last_valid = 1;
+  }
+  e->learned = t;
+  e->n_learned++;
+  if (e->n_learned >= e->next_refit) refit(e);
+  choose(e);
+
+  int64_t target = t + (int64_t)e->h;
+  row = pmod(target, e->h + 1);
+  e->pend_at[row] = target;
+  float *p = &e->pend[row * P_WIDTH];
+  if (!e->has_last_valid) {
+    for (int i = 0; i < P_WIDTH; i++) p[i] = NAN;
+    return;
+  }
+  struct origin o;
+  origin_learned(e, &o);
+  double raw[PS_MODEL_AUTO];
+  window_max(e, &o, t + 1, target, raw, -1);
+  for (int m = 0; m < PS_MODEL_AUTO; m++) p[m] = (float)raw[m];
+  for (int c = 0; c < N_CANDS; c++) p[P_CAND + c] = (float)cand_value(e, c, raw);
+  p[P_AUTO] = e->cfg.model == PS_MODEL_AUTO ? p[P_CAND + e->sel] : p[e->cfg.model];
+}
+
+/* Forgets the samples and the models' level (a gap longer than the history, or the first put); keeps
+ * the season, the fitted parameters and the error records, which describe the workload, not the data. */
+static void restart(struct ps_engine *e, int64_t t) {
+  for (size_t i = 0; i < e->cap; i++) e->v[i] = NAN;
+  e->len = 0;
+  e->head = 0;
+  e->newest = t;
+  e->learned = t - 1;
+  e->n_learned = 0;
+  e->has_last_valid = 0;
+  e->hw.c.ready = 0;
+  e->hw.c.at = t - 1;
+  e->next_refit = PS_ENGINE_FIRST_REFIT;
+  for (size_t i = 0; i <= e->h; i++) e->pend_at[i] = INT64_MIN;
+}
+
+/* ---- API ----------------------------------------------------------------------------------------- */
+
+int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
+  *out = NULL;
+  if (c->step_ms <= 0 || c->lookahead_ms < 0 || c->period_ms < 0 || c->capacity == 0 ||
+      c->capacity > SIZE_MAX / 8 || (c->period_ms > 0 && c->period_ms % c->step_ms != 0) ||
+      (unsigned)c->model >= PS_MODEL_COUNT || !(c->quantile == 0 || (c->quantile >= 0.5 && c->quantile < 1)))
+    return UV_EINVAL;
+  struct ps_engine *e = calloc(1, sizeof *e);
+  if (e == NULL) return UV_ENOMEM;
+  e->cfg = *c;
+  e->step = c->step_ms;
+  int64_t h = c->lookahead_ms / c->step_ms;
+  e->h = h < 1 ? 1 : h > PS_ENGINE_MAX_HORIZON ? PS_ENGINE_MAX_HORIZON : (size_t)h;
+  e->cap = c->capacity;
+  e->v = malloc(e->cap * sizeof *e->v);
+  e->pend = malloc((e->h + 1) * P_WIDTH * sizeof *e->pend);
+  e->pend_at = malloc((e->h + 1) * sizeof *e->pend_at);
+  if (e->v == NULL || e->pend == NULL || e->pend_at == NULL) {
+    ps_engine_free(e);
+    return UV_ENOMEM;
+  }
+  ps_hw_init(&e->hw);
+  e->hash = mix(2166136261u, c->seed);
+  e->sel = PS_MODEL_LAST;
+  e->q_series = -1;
+  restart(e, 0);
+  e->exact_at = INT64_MIN;
+  *out = e;
+  return 0;
+}
+
+void ps_engine_free(struct ps_engine *e) {
+  if (e == NULL) return;
+  ps_hw_free(&e->hw);
+  free(e->v);
+  free(e->pend);
+  free(e->pend_at);
+  free(e);
+}
+
+int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
+  int64_t t = floor_div(t_ms, e->step);
+  /* Step arithmetic (t - 1, t + h, newest - learned) stays far from overflow within this range, which
+   * covers every clock (2^62 ms is 146 million years). */
+  if (t < -TIME_LIMIT || t > TIME_LIMIT) return UV_ERANGE;
+  if (!isfinite(v))
+    v = NAN;
+  else if (v > MAX_VALUE)
+    v = MAX_VALUE;
+  else if (v < -MAX_VALUE)
+    v = -MAX_VALUE;
+  if (v == v && (e->len == 0 || t >= e->newest || t == e->exact_at)) {
+    e->exact = v;
+    e->exact_at = t;
+  } else if (t == e->exact_at) {
+    e->exact_at = INT64_MIN; /* the newest finite value was revised to missing */
+  }
+
+  if (e->len == 0) {
+    restart(e, t);
+    e->v[0] = (float)v;
+    e->len = 1;
+    return 0;
+  }
+  if (t <= e->newest) {
+    /* A revision of one of the provisional steps (engine.h), or too old. */
+    uint64_t k = (uint64_t)e->newest - (uint64_t)t;
+    if (k > PS_ENGINE_REVISABLE || k >= e->len) return UV_ERANGE;
+    e->v[(e->head + e->cap - (size_t)k) % e->cap] = (float)v;
+    return 0;
+  }
+  uint64_t gap = (uint64_t)t - (uint64_t)e->newest;
+  if (gap >= e->cap) {
+    /* Longer than the history: nothing held is still relevant to the step that follows. */
+    restart(e, t);
+    e->v[0] = (float)v;
+    e->len = 1;
+    return 0;
+  }
+  for (uint64_t i = 0; i < gap; i++) {
+    e->head = (e->head + 1) % e->cap;
+    e->v[e->head] = NAN;
+    if (e->len < e->cap) e->len++;
+  }
+  e->v[e->head] = (float)v;
+  e->newest = t;
+  /* Learn every step that is now older than the provisional ones (a gap learns its missing steps). */
+  while (e->newest - e->learned > PROVISIONAL) learn(e, e->learned + 1);
+  return 0;
+}
+
+static const char *note_for(const struct ps_engine *e, int answering) {
+  if (e->cfg.period_ms > 0) {
+    if (e->hw.period == 0 && (answering == PS_MODEL_HOLTWINTERS || answering == PS_MODEL_AUTO))
+      return "history shorter than two periods: holtwinters runs without its season";
+    if (e->n_learned < e->period && answering == PS_MODEL_SEASONAL)
+      return "history shorter than one period: seasonal answers with the last value";
+  } else if (answering != PS_MODEL_LAST && answering != PS_MODEL_LINEAR && e->period == 0) {
+    if (!e->searched) return "history too short to detect a season yet: non-seasonal models answer";
+    if (answering == PS_MODEL_SEASONAL) return "no season detected: seasonal answers with the last value";
+    return "no season detected: non-seasonal models answer";
+  }
+  if (answering == PS_MODEL_AUTO && !usable(e, e->sel))
+    return "too few forecast errors yet to choose a model: last answers";
+  return NULL;
+}
+
+int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_result *out) {
+  memset(out, 0, sizeof *out);
+  for (int i = 0; i < PS_MODEL_COUNT; i++) {
+    out->mae[i] = NAN;
+    out->weight[i] = 0;
+  }
+  if (e->len == 0) return UV_ENOENT;
+  struct origin o;
+  origin_newest(e, &o);
+  if (!(o.last == o.last)) return UV_ENOENT;
+
+  out->current = o.last;
+  out->current_ms = o.last_at * e->step;
+  out->period_ms = (int64_t)e->period * e->step;
+  int a = (int)e->cfg.model; /* the answering series */
+
+  /* The window (now, now + lookahead] in steps, as ps_forecast_run defines it; steps not after the
+   * newest are observed, so the current value stands for them. */
+  int64_t lo = floor_div(now_ms, e->step) + 1;
+  int64_t end = now_ms > INT64_MAX - e->cfg.lookahead_ms ? INT64_MAX : now_ms + e->cfg.lookahead_ms;
+  int64_t hi = floor_div(end, e->step);
+  if (lo > hi) lo = hi;
+  if (lo <= e->newest) lo = e->newest + 1;
+  if (hi < lo) hi = lo - 1;
+  if (hi - lo >= PS_ENGINE_MAX_WINDOW) hi = lo + PS_ENGINE_MAX_WINDOW - 1;
+  double raw[PS_MODEL_AUTO];
+  window_max(e, &o, lo, hi, raw, a == PS_MODEL_AUTO ? -1 : a);
+  double pred = a == PS_MODEL_AUTO ? cand_value(e, e->sel, raw) : raw[a];
+  if (!isfinite(pred)) pred = o.last;
+  out->predicted = pred;
+
+  int err_series = a == PS_MODEL_AUTO ? PS_MODEL_AUTO : a;
+  if (e->cfg.quantile > 0 && e->s[err_series].count >= PS_ENGINE_MIN_ERRORS) {
+    if (e->q_series != err_series || e->q_total != e->s[err_series].total) {
+      e->q_series = err_series;
+      e->q_total = e->s[err_series].total;
+      e->q_val = quantile(&e->s[err_series], e->cfg.quantile);
+    }
+    out->margin = e->q_val > 0 && isfinite(e->q_val) ? e->q_val : 0;
+  }
+  double v = pred + out->margin;
+  if (!(v >= o.last)) v = o.last;
+  out->value = v > 0 && isfinite(v) ? v : (isfinite(v) ? 0 : (o.last > 0 ? o.last : 0));
+
+  int chosen = a == PS_MODEL_AUTO ? e->sel : a;
+  if (chosen == C_BLEND) {
+    int best = PS_MODEL_LAST;
+    for (int m = 0; m < PS_MODEL_AUTO; m++) {
+      out->weight[m] = e->w[m];
+      if (e->w[m] > e->w[best]) best = m;
+    }
+    chosen = best;
+  } else {
+    out->weight[chosen] = 1;
+  }
+  out->chosen = (enum ps_model)chosen;
+  for (int m = 0; m < PS_MODEL_COUNT; m++) out->mae[m] = mae(&e->s[m]);
+  out->note = note_for(e, a);
+  return 0;
+}
+
+size_t ps_engine_memory(const struct ps_engine *e) {
+  return sizeof *e + e->cap * sizeof *e->v + e->hw.period * sizeof *e->hw.season +
+         (e->h + 1) * (P_WIDTH * sizeof *e->pend + sizeof *e->pend_at);
+}

@@ -1,0 +1,80 @@
+/* The forecasting engine of one target: history, models, period detection, model choice and error
+ * quantiles, over samples at a fixed step. Pure C: no I/O, no loop, no globals, no allocation after
+ * ps_engine_new except in ps_engine_put's occasional refit (bounded, documented below).
+ *
+ * The server (targets.c) and `prescale backtest` drive it the same way: put each new sample, then ask
+ * for a forecast. Nothing in it may peek at samples newer than those put. */
+#ifndef PS_ENGINE_H
+#define PS_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "forecast.h" /* enum ps_model, ps_model_parse, ps_model_name */
+
+/* Revisions: the server re-reads the newest PS_ENGINE_REVISABLE steps on every refresh (Prometheus may
+ * still change them), so a put at one of those times overwrites it; models learn a step only once it is
+ * older than that. */
+#define PS_ENGINE_REVISABLE 2
+
+struct ps_engine_config {
+  enum ps_model model;  /* PS_MODEL_AUTO chooses among the others by their own recent errors */
+  int64_t step_ms;      /* > 0 */
+  int64_t period_ms;    /* a multiple of step; 0 = detect it from the history ("period: auto") */
+  int64_t lookahead_ms; /* >= 0 */
+  size_t capacity;      /* history steps kept (history / step + 1) */
+  double quantile;      /* 0 = none; else in [0.5, 1): add this quantile of the model's own errors */
+  uint32_t seed;        /* spreads the refits of targets started together (e.g. a hash of the target's
+                         * key); any value works, 0 included. Results depend on it only through when
+                         * refits happen. */
+};
+
+/* Refits (period detection, parameter search) run after PS_ENGINE_FIRST_REFIT learned steps, then every
+ * max(period or PS_ENGINE_REFIT_MIN_STEPS, history / 2) steps, stretched by up to half as much again by
+ * a jitter drawn from seed and the data so that targets started together do not refit together. */
+#define PS_ENGINE_FIRST_REFIT     24
+#define PS_ENGINE_REFIT_MIN_STEPS 60
+/* Each model keeps its last PS_ENGINE_ERRORS signed h-step errors (actual - forecast) for its rolling
+ * MAE and the quantile; auto trusts a model, and the quantile is applied, after PS_ENGINE_MIN_ERRORS. */
+#define PS_ENGINE_ERRORS          256
+#define PS_ENGINE_MIN_ERRORS      8
+/* Errors are tracked at h = lookahead / step steps ahead (at least 1), at most this many. */
+#define PS_ENGINE_MAX_HORIZON     4096
+/* A forecast evaluates at most this many window steps (a longer lookahead uses its first ones). */
+#define PS_ENGINE_MAX_WINDOW      20160
+
+struct ps_engine;
+
+/* 0, UV_EINVAL (a bad config: says nothing, the config module validated it) or UV_ENOMEM. */
+int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out);
+void ps_engine_free(struct ps_engine *e);
+
+/* Stores v at t_ms (a multiple of step; rounded down otherwise). Times must not go back more than
+ * PS_ENGINE_REVISABLE steps behind the newest (UV_ERANGE, ignored by callers). NaN/Inf are missing.
+ * Gaps are allowed. Cost: O(1) amortized; a refit (period detection, parameter search) runs at most once
+ * per period (or once per PS_ENGINE_REFIT_MIN_STEPS steps without a season) inside this call. */
+int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v);
+
+struct ps_engine_result {
+  double current; /* the latest observation (0 when none) */
+  int64_t current_ms;
+  double predicted;              /* max of the answering model's forecast over (now, now + lookahead] */
+  double margin;                 /* the quantile of that model's h-step errors added (0 without quantile) */
+  double value;                  /* max(current, predicted + margin): finite and >= 0, always */
+  enum ps_model chosen;          /* the model that answered (never PS_MODEL_AUTO) */
+  int64_t period_ms;             /* the season in use; 0 = none detected/usable */
+  double mae[PS_MODEL_COUNT];    /* rolling mean absolute h-step error of each model; NaN = not known yet.
+                                  * mae[PS_MODEL_AUTO] is that of auto's own answers (choice or blend). */
+  double weight[PS_MODEL_COUNT]; /* each model's share of the answer: 1 for the single model answering,
+                                  * the blend's weights when auto answers with a blend (sum 1) */
+  const char *note; /* NULL, or a static sentence on a fallback ("history shorter than two periods:
+                     * seasonal models wait"), for the log and /metrics */
+};
+
+/* Forecasts the window (now_ms, now_ms + lookahead]. 0, or UV_ENOENT when nothing was observed yet. */
+int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_result *out);
+
+/* Bytes held by the engine (history + model state), for the benchmark's bytes-per-sample figure. */
+size_t ps_engine_memory(const struct ps_engine *e);
+
+#endif

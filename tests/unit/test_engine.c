@@ -1,0 +1,265 @@
+#include <criterion/criterion.h>
+#include <math.h>
+#include <uv.h>
+
+#include "forecast/engine.h"
+
+#define STEP 60000
+
+static struct ps_engine *mk(enum ps_model m, int64_t period, int64_t look, size_t cap) {
+  struct ps_engine_config c = {
+      .model = m, .step_ms = STEP, .period_ms = period, .lookahead_ms = look, .capacity = cap};
+  struct ps_engine *e;
+  cr_assert_eq(ps_engine_new(&c, &e), 0);
+  return e;
+}
+
+Test(engine, last_and_seasonal) {
+  struct ps_engine *e = mk(PS_MODEL_SEASONAL, 12 * STEP, 3 * STEP, 100);
+  struct ps_engine_result r;
+  cr_assert_eq(ps_engine_forecast(e, 0, &r), UV_ENOENT);
+  for (int i = 0; i < 48; i++) cr_assert_eq(ps_engine_put(e, (int64_t)i * STEP, (i % 12) * 10.0), 0);
+  cr_assert_eq(ps_engine_forecast(e, 47 * STEP, &r), 0);
+  cr_assert_eq(r.chosen, PS_MODEL_SEASONAL);
+  cr_assert_float_eq(r.current, 110, 1e-9);
+  cr_assert(r.value >= 110);
+  ps_engine_free(e);
+}
+
+Test(engine, old_put_is_erange) {
+  struct ps_engine *e = mk(PS_MODEL_LAST, 0, STEP, 100);
+  for (int i = 0; i < 10; i++) cr_assert_eq(ps_engine_put(e, (int64_t)i * STEP, 1), 0);
+  cr_assert_eq(ps_engine_put(e, 7 * STEP, 2), 0);
+  cr_assert_eq(ps_engine_put(e, 6 * STEP, 2), UV_ERANGE);
+  ps_engine_free(e);
+}
+
+static uint64_t rng = 1;
+static double unif(void) {
+  rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+  return (double)(rng >> 11) / 9007199254740992.0;
+}
+static double noise(void) { return (unif() + unif() + unif() + unif() - 2) * 1.7320508; }
+
+/* Revisions of the newest PS_ENGINE_REVISABLE steps replace them; older ones are refused. */
+Test(engine, revisions_of_newest_steps) {
+  struct ps_engine *e = mk(PS_MODEL_LAST, 0, STEP, 100);
+  struct ps_engine_result r;
+  for (int i = 0; i < 10; i++) cr_assert_eq(ps_engine_put(e, (int64_t)i * STEP, 5), 0);
+  cr_assert_eq(ps_engine_put(e, 9 * STEP, 42), 0);
+  cr_assert_eq(ps_engine_forecast(e, 9 * STEP, &r), 0);
+  cr_assert_float_eq(r.current, 42, 1e-9);
+  cr_assert_eq(ps_engine_put(e, 9 * STEP, NAN), 0); /* revised to missing: the previous step answers */
+  cr_assert_eq(ps_engine_forecast(e, 9 * STEP, &r), 0);
+  cr_assert_float_eq(r.current, 5, 1e-9);
+  cr_assert_eq(r.current_ms, 8 * STEP);
+  cr_assert_eq(ps_engine_put(e, 9 * STEP - PS_ENGINE_REVISABLE * STEP - STEP, 1), UV_ERANGE);
+  ps_engine_free(e);
+}
+
+/* Period auto: a sine of 97 steps is found through the engine; white noise has no season. */
+Test(engine, period_auto_sine_and_noise) {
+  struct ps_engine *e = mk(PS_MODEL_AUTO, 0, 2 * STEP, 1000);
+  struct ps_engine_result r;
+  for (int i = 0; i < 1000; i++)
+    cr_assert_eq(ps_engine_put(e, (int64_t)i * STEP, 100 + 30 * sin(2 * M_PI * i / 97)), 0);
+  cr_assert_eq(ps_engine_forecast(e, 999 * STEP, &r), 0);
+  cr_assert_eq(r.period_ms, 97 * STEP);
+  ps_engine_free(e);
+
+  e = mk(PS_MODEL_AUTO, 0, 2 * STEP, 1000);
+  rng = 9;
+  for (int i = 0; i < 1000; i++) cr_assert_eq(ps_engine_put(e, (int64_t)i * STEP, 100 + 10 * noise()), 0);
+  cr_assert_eq(ps_engine_forecast(e, 999 * STEP, &r), 0);
+  cr_assert_eq(r.period_ms, 0);
+  cr_assert_not_null(r.note);
+  ps_engine_free(e);
+}
+
+/* A configured period longer than half the history: fall back and say so. */
+Test(engine, short_history_says_so) {
+  struct ps_engine *e = mk(PS_MODEL_HOLTWINTERS, 60 * STEP, STEP, 1000);
+  struct ps_engine_result r;
+  for (int i = 0; i < 90; i++) cr_assert_eq(ps_engine_put(e, (int64_t)i * STEP, 10 + i % 60), 0);
+  cr_assert_eq(ps_engine_forecast(e, 89 * STEP, &r), 0);
+  cr_assert_not_null(r.note);
+  cr_assert(isfinite(r.value) && r.value >= 0);
+  ps_engine_free(e);
+}
+
+/* After a level shift from 100 to 300, auto's answer is near the new level within 8 steps. */
+Test(engine, level_shift_followed) {
+  struct ps_engine *e = mk(PS_MODEL_AUTO, 0, 2 * STEP, 2000);
+  struct ps_engine_result r;
+  rng = 4;
+  int i = 0;
+  for (; i < 1500; i++) ps_engine_put(e, (int64_t)i * STEP, 100 + 3 * noise());
+  for (int k = 0; k < 8; k++, i++) ps_engine_put(e, (int64_t)i * STEP, 300 + 3 * noise());
+  cr_assert_eq(ps_engine_forecast(e, (int64_t)(i - 1) * STEP, &r), 0);
+  cr_assert(r.value > 270 && r.value < 340, "value %f chosen %s", r.value, ps_model_name(r.chosen));
+  ps_engine_free(e);
+}
+
+/* The q = 0.9 margin covers about 90% of the next windows' maxima (held back: scored before learned). */
+Test(engine, quantile_covers) {
+  struct ps_engine_config c = {
+      .model = PS_MODEL_AUTO, .step_ms = STEP, .lookahead_ms = 2 * STEP, .capacity = 2000, .quantile = 0.9};
+  struct ps_engine *e;
+  cr_assert_eq(ps_engine_new(&c, &e), 0);
+  rng = 12;
+  enum { N = 4000 };
+  static double x[N + 2];
+  for (int i = 0; i < N + 2; i++) x[i] = 100 + 20 * sin(2 * M_PI * i / 50) + 8 * noise();
+  int covered = 0, total = 0;
+  for (int i = 0; i < N; i++) {
+    ps_engine_put(e, (int64_t)i * STEP, x[i]);
+    struct ps_engine_result r;
+    cr_assert_eq(ps_engine_forecast(e, (int64_t)i * STEP, &r), 0);
+    if (i < 1000) continue;
+    total++;
+    covered += fmax(x[i + 1], x[i + 2]) <= r.value;
+  }
+  double cov = (double)covered / total;
+  cr_assert(cov > 0.85 && cov < 0.96, "coverage %f", cov);
+  ps_engine_free(e);
+}
+
+/* Auto (choice or blend) does no worse than the worst of its members on a seasonal series with noise
+ * and shifts. */
+Test(engine, auto_not_worse_than_worst_member) {
+  struct ps_engine *e = mk(PS_MODEL_AUTO, 0, 3 * STEP, 3000);
+  struct ps_engine_result r;
+  rng = 21;
+  for (int i = 0; i < 6000; i++)
+    ps_engine_put(e, (int64_t)i * STEP,
+                  (i / 1000 % 2 ? 150 : 80) + 30 * sin(2 * M_PI * i / 120) + 10 * noise());
+  cr_assert_eq(ps_engine_forecast(e, 5999 * STEP, &r), 0);
+  double worst = 0;
+  for (int m = 0; m < PS_MODEL_AUTO; m++)
+    if (isfinite(r.mae[m]) && r.mae[m] > worst) worst = r.mae[m];
+  cr_assert(isfinite(r.mae[PS_MODEL_AUTO]));
+  cr_assert_leq(r.mae[PS_MODEL_AUTO], worst);
+  double wsum = 0;
+  for (int m = 0; m < PS_MODEL_COUNT; m++) wsum += r.weight[m];
+  cr_assert_float_eq(wsum, 1, 1e-6);
+  ps_engine_free(e);
+}
+
+/* Whatever comes in (NaN, Inf, negatives, huge values, gaps, resets, constants), every model answers
+ * a finite value >= 0. */
+Test(engine, never_nan_nor_negative) {
+  static const double odd[] = {NAN, INFINITY, -INFINITY, -5, 1e300, -1e300, 0, 1e-300, 7, 7, 7};
+  for (int m = 0; m < PS_MODEL_COUNT; m++) {
+    for (int period = 0; period <= 5; period += 5) {
+      struct ps_engine_config c = {.model = (enum ps_model)m,
+                                   .step_ms = STEP,
+                                   .period_ms = period * STEP,
+                                   .lookahead_ms = 3 * STEP,
+                                   .capacity = 64,
+                                   .quantile = 0.95};
+      struct ps_engine *e;
+      cr_assert_eq(ps_engine_new(&c, &e), 0);
+      rng = (uint64_t)(m * 10 + period);
+      int64_t t = 0;
+      for (int i = 0; i < 3000; i++) {
+        double v = unif() < 0.3 ? odd[(size_t)(unif() * 11) % 11] : 1000 * unif() - 100;
+        t += unif() < 0.05 ? (int64_t)(unif() * 10) * STEP : STEP; /* gaps */
+        if (unif() < 0.01) t += 100 * STEP;                        /* longer than the history */
+        ps_engine_put(e, t, v);
+        struct ps_engine_result r;
+        if (ps_engine_forecast(e, t, &r) == 0) {
+          cr_assert(isfinite(r.value) && r.value >= 0, "model %d value %f", m, r.value);
+          cr_assert(isfinite(r.margin) && r.margin >= 0);
+          cr_assert_neq(r.chosen, PS_MODEL_AUTO);
+        }
+      }
+      ps_engine_free(e);
+    }
+  }
+}
+
+/* A constant series: the answer is the constant, with no margin. */
+Test(engine, constant_series) {
+  struct ps_engine_config c = {
+      .model = PS_MODEL_AUTO, .step_ms = STEP, .lookahead_ms = 5 * STEP, .capacity = 500, .quantile = 0.9};
+  struct ps_engine *e;
+  cr_assert_eq(ps_engine_new(&c, &e), 0);
+  struct ps_engine_result r;
+  for (int i = 0; i < 500; i++) ps_engine_put(e, (int64_t)i * STEP, 42);
+  cr_assert_eq(ps_engine_forecast(e, 499 * STEP, &r), 0);
+  cr_assert_float_eq(r.value, 42, 1e-6);
+  cr_assert_float_eq(r.margin, 0, 1e-9);
+  cr_assert_eq(r.period_ms, 0);
+  ps_engine_free(e);
+}
+
+/* Gaps: missing steps are skipped; the seasonal model still finds its reference a period back. */
+Test(engine, gaps) {
+  struct ps_engine *e = mk(PS_MODEL_SEASONAL, 10 * STEP, STEP, 200);
+  struct ps_engine_result r;
+  for (int i = 0; i < 60; i++)
+    if (i % 4 != 1) ps_engine_put(e, (int64_t)i * STEP, i % 10 == 0 ? 90 : 10);
+  cr_assert_eq(ps_engine_forecast(e, 59 * STEP, &r), 0); /* the window is step 60: 50 was 90 */
+  cr_assert_float_eq(r.value, 90, 1e-6);
+  cr_assert_eq(ps_engine_forecast(e, 59 * STEP + 30000, &r), 0);
+  cr_assert(isfinite(r.value));
+  ps_engine_free(e);
+}
+
+Test(engine, bad_config_and_memory) {
+  struct ps_engine *e;
+  struct ps_engine_config c = {.model = PS_MODEL_AUTO, .step_ms = 0, .capacity = 10};
+  cr_assert_eq(ps_engine_new(&c, &e), UV_EINVAL);
+  c.step_ms = STEP;
+  c.period_ms = STEP + 1;
+  cr_assert_eq(ps_engine_new(&c, &e), UV_EINVAL);
+  c.period_ms = 0;
+  c.quantile = 0.2;
+  cr_assert_eq(ps_engine_new(&c, &e), UV_EINVAL);
+  c.quantile = 0;
+  c.capacity = 10081;
+  cr_assert_eq(ps_engine_new(&c, &e), 0);
+  /* a week of minutes: well under 8.5 bytes per sample before any season */
+  cr_assert_lt((double)ps_engine_memory(e) / 10081, 8.5);
+  ps_engine_free(e);
+}
+
+/* History is kept as float, but the current value and the last-value model answer with the exact double
+ * that was put: 19.1 must not come back as 19.100000381. */
+Test(engine, current_and_last_are_exact_doubles) {
+  struct ps_engine *e = mk(PS_MODEL_LAST, 0, 60000, 100);
+  for (int i = 0; i < 10; i++) cr_assert_eq(ps_engine_put(e, i * 60000, 10.3 + i), 0);
+  cr_assert_eq(ps_engine_put(e, 10 * 60000, 19.1), 0);
+  struct ps_engine_result r;
+  cr_assert_eq(ps_engine_forecast(e, 10 * 60000, &r), 0);
+  cr_assert_eq(r.current, 19.1);
+  cr_assert_eq(r.value, 19.1);
+  /* A revision of the newest step replaces it exactly too; a missing newest falls back to the previous. */
+  cr_assert_eq(ps_engine_put(e, 10 * 60000, 19.7), 0);
+  cr_assert_eq(ps_engine_forecast(e, 10 * 60000, &r), 0);
+  cr_assert_eq(r.current, 19.7);
+  cr_assert_eq(ps_engine_put(e, 10 * 60000, NAN), 0);
+  cr_assert_eq(ps_engine_forecast(e, 10 * 60000, &r), 0);
+  cr_assert_float_eq(r.current, 19.3, 1e-5, "the float history's previous value");
+  ps_engine_free(e);
+}
+
+/* Auto's bias correction is a loop with an h-step delay; at h = 120 it once oscillated without bound
+ * on near-Poisson per-second arrivals (5/s). The forecast must stay of the data's order. */
+Test(engine, auto_stays_bounded_at_a_long_horizon_on_noise) {
+  struct ps_engine_config c = {
+      .model = PS_MODEL_AUTO, .step_ms = 1000, .period_ms = 0, .lookahead_ms = 120000, .capacity = 4000};
+  struct ps_engine *e;
+  cr_assert_eq(ps_engine_new(&c, &e), 0);
+  rng = 7;
+  double worst = 0;
+  for (int i = 0; i < 3500; i++) {
+    double v = floor(10 * unif()); /* 0..9, mean 4.5 */
+    cr_assert_eq(ps_engine_put(e, (int64_t)i * 1000, v), 0);
+    struct ps_engine_result r;
+    cr_assert_eq(ps_engine_forecast(e, (int64_t)i * 1000, &r), 0);
+    if (r.value > worst) worst = r.value;
+  }
+  cr_assert_lt(worst, 30, "the forecast ran away to %g on data within 0..9", worst);
+  ps_engine_free(e);
+}
