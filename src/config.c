@@ -21,9 +21,9 @@
  * bytes, and elides the tail of long values so a 8 KiB query does not become an 8 KiB error. */
 static void quote(char *dst, size_t cap, const char *s) {
   size_t n = 0;
-#define PUT(c)                          \
-  do {                                  \
-    if (n + 1 < cap) dst[n++] = (c);    \
+#define PUT(c)                                                                                               \
+  do {                                                                                                       \
+    if (n + 1 < cap) dst[n++] = (c);                                                                         \
   } while (0)
   PUT('"');
   size_t i = 0;
@@ -203,17 +203,18 @@ static const struct flag {
   const char *help;
   const char *def;
 } flags[] = {
-    {"grpc-listen", "PRESCALE_GRPC_LISTEN", F_LISTEN, offsetof(struct ps_server_config, grpc_listen),
-     "ADDR", "gRPC (KEDA external scaler) listen address, host:port or [v6]:port", PS_DEFAULT_GRPC_LISTEN},
-    {"http-listen", "PRESCALE_HTTP_LISTEN", F_LISTEN, offsetof(struct ps_server_config, http_listen),
-     "ADDR", "HTTP listen address for /healthz, /readyz and /metrics", PS_DEFAULT_HTTP_LISTEN},
+    {"grpc-listen", "PRESCALE_GRPC_LISTEN", F_LISTEN, offsetof(struct ps_server_config, grpc_listen), "ADDR",
+     "gRPC (KEDA external scaler) listen address, host:port or [v6]:port", PS_DEFAULT_GRPC_LISTEN},
+    {"http-listen", "PRESCALE_HTTP_LISTEN", F_LISTEN, offsetof(struct ps_server_config, http_listen), "ADDR",
+     "HTTP listen address for /healthz, /readyz and /metrics", PS_DEFAULT_HTTP_LISTEN},
     {"prometheus-url", "PRESCALE_PROMETHEUS_URL", F_URL, offsetof(struct ps_server_config, prometheus_url),
      "URL", "Prometheus base URL for triggers without serverAddress", PS_DEFAULT_PROMETHEUS_URL},
     {"first-load-timeout", "PRESCALE_FIRST_LOAD_TIMEOUT", F_DURATION,
      offsetof(struct ps_server_config, first_load_timeout_ms), "DUR",
      "how long the first RPC for a new target waits for its history", "5s"},
-    {"stale-after", "PRESCALE_STALE_AFTER", F_DURATION_OR_0, offsetof(struct ps_server_config, stale_after_ms),
-     "DUR", "how long the last prediction is served once refreshes from Prometheus fail; 0 = 3 x the step", "0"},
+    {"stale-after", "PRESCALE_STALE_AFTER", F_DURATION_OR_0,
+     offsetof(struct ps_server_config, stale_after_ms), "DUR",
+     "how long the last prediction is served once refreshes from Prometheus fail; 0 = 3 x the step", "0"},
     {"target-idle", "PRESCALE_TARGET_IDLE", F_DURATION, offsetof(struct ps_server_config, target_idle_ms),
      "DUR", "forget a target KEDA has not asked about for this long", "10m"},
     {"grpc-max-msg", "PRESCALE_GRPC_MAX_MSG", F_SIZE, offsetof(struct ps_server_config, grpc_max_msg),
@@ -292,8 +293,10 @@ static const char *url_problem(const char *s) {
 static bool parse_size(const char *s, uint64_t *out) {
   size_t n = strlen(s);
   uint64_t mult = 1;
-  if (n > 3 && strcmp(s + n - 3, "KiB") == 0) mult = 1024;
-  else if (n > 3 && strcmp(s + n - 3, "MiB") == 0) mult = 1024 * 1024;
+  if (n > 3 && strcmp(s + n - 3, "KiB") == 0)
+    mult = 1024;
+  else if (n > 3 && strcmp(s + n - 3, "MiB") == 0)
+    mult = 1024 * 1024;
   char num[32];
   size_t digits = mult == 1 ? n : n - 3;
   if (digits == 0 || digits >= sizeof num) return false;
@@ -314,42 +317,42 @@ static int apply_flag(struct ps_server_config *c, const struct flag *f, const ch
   int64_t ms;
   uint64_t u;
   switch (f->kind) {
-    case F_LISTEN:
-      if (!valid_listen(v))
-        return fail(err, errlen, "%s: %s is not host:port or [v6]:port (e.g. 0.0.0.0:6000)", who, q);
-      *(const char **)base = v;
-      return 0;
-    case F_URL: {
-      const char *why = url_problem(v);
-      if (why != NULL) return fail(err, errlen, "%s: %s %s", who, q, why);
-      *(const char **)base = v;
-      return 0;
-    }
-    case F_DURATION:
-    case F_DURATION_OR_0:
-      if (ps_duration_parse(v, &ms) != 0)
-        return fail(err, errlen, "%s: %s is not a duration (e.g. 30s, 5m, 1h30m)", who, q);
-      if (ms == 0 && f->kind == F_DURATION) return fail(err, errlen, "%s: %s must be more than 0", who, q);
-      *(uint64_t *)base = (uint64_t)ms;
-      return 0;
-    case F_SIZE:
-      if (!parse_size(v, &u) || u < PS_MIN_GRPC_MAX_MSG || u > PS_MAX_GRPC_MAX_MSG)
-        return fail(err, errlen, "%s: %s is not a size from 1KiB to 1024MiB (e.g. 4MiB, 65536)", who, q);
-      *(size_t *)base = (size_t)u;
-      return 0;
-    case F_COUNT:
-      if (!parse_uint(v, PS_MAX_MAX_TARGETS, &u) || u == 0)
-        return fail(err, errlen, "%s: %s is not a whole number from 1 to %d", who, q, PS_MAX_MAX_TARGETS);
-      *(size_t *)base = (size_t)u;
-      return 0;
-    case F_LEVEL:
-      if (ps_log_level_parse(v, (enum ps_log_level *)base) != 0)
-        return fail(err, errlen, "%s: %s is not a log level (debug, info, warn or error)", who, q);
-      return 0;
-    case F_FORMAT:
-      if (ps_log_format_parse(v, (enum ps_log_format *)base) != 0)
-        return fail(err, errlen, "%s: %s is not a log format (text or json)", who, q);
-      return 0;
+  case F_LISTEN:
+    if (!valid_listen(v))
+      return fail(err, errlen, "%s: %s is not host:port or [v6]:port (e.g. 0.0.0.0:6000)", who, q);
+    *(const char **)base = v;
+    return 0;
+  case F_URL: {
+    const char *why = url_problem(v);
+    if (why != NULL) return fail(err, errlen, "%s: %s %s", who, q, why);
+    *(const char **)base = v;
+    return 0;
+  }
+  case F_DURATION:
+  case F_DURATION_OR_0:
+    if (ps_duration_parse(v, &ms) != 0)
+      return fail(err, errlen, "%s: %s is not a duration (e.g. 30s, 5m, 1h30m)", who, q);
+    if (ms == 0 && f->kind == F_DURATION) return fail(err, errlen, "%s: %s must be more than 0", who, q);
+    *(uint64_t *)base = (uint64_t)ms;
+    return 0;
+  case F_SIZE:
+    if (!parse_size(v, &u) || u < PS_MIN_GRPC_MAX_MSG || u > PS_MAX_GRPC_MAX_MSG)
+      return fail(err, errlen, "%s: %s is not a size from 1KiB to 1024MiB (e.g. 4MiB, 65536)", who, q);
+    *(size_t *)base = (size_t)u;
+    return 0;
+  case F_COUNT:
+    if (!parse_uint(v, PS_MAX_MAX_TARGETS, &u) || u == 0)
+      return fail(err, errlen, "%s: %s is not a whole number from 1 to %d", who, q, PS_MAX_MAX_TARGETS);
+    *(size_t *)base = (size_t)u;
+    return 0;
+  case F_LEVEL:
+    if (ps_log_level_parse(v, (enum ps_log_level *)base) != 0)
+      return fail(err, errlen, "%s: %s is not a log level (debug, info, warn or error)", who, q);
+    return 0;
+  case F_FORMAT:
+    if (ps_log_format_parse(v, (enum ps_log_format *)base) != 0)
+      return fail(err, errlen, "%s: %s is not a log format (text or json)", who, q);
+    return 0;
   }
   return UV_EINVAL;
 }
@@ -425,12 +428,15 @@ enum key_id {
   K_IGNORE_NULL,
   K_METRIC_NAME,
   K_TIMEOUT,
+  K_QUANTILE,
+  K_MODE,
   NKEYS
 };
 
 static const char *const key_names[NKEYS] = {
-    "serverAddress", "query",   "threshold", "activationThreshold", "lookahead",  "step",   "model",
-    "period",        "history", "headroom",  "ignoreNullValues",    "metricName", "timeout"};
+    "serverAddress", "query",   "threshold", "activationThreshold", "lookahead",  "step",    "model",
+    "period",        "history", "headroom",  "ignoreNullValues",    "metricName", "timeout", "quantile",
+    "mode"};
 
 /* Keys of KEDA's own `external` trigger: KEDA passes the whole metadata map, its own keys included, in
  * ScaledObjectRef.scalerMetadata (keda-docs, scalers/external.md), so they are not ours to reject. */
@@ -499,7 +505,8 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
   const char *why = url_problem(server);
   if (why != NULL) {
     quote(q, sizeof q, server);
-    return fail(err, errlen, "%s: %s %s", val[K_SERVER] != NULL ? "serverAddress" : "--prometheus-url", q, why);
+    return fail(err, errlen, "%s: %s %s", val[K_SERVER] != NULL ? "serverAddress" : "--prometheus-url", q,
+                why);
   }
   size_t slen = strlen(server);
   while (slen > 7 && server[slen - 1] == '/') slen--; /* "http://h/" and "http://h" are one server */
@@ -544,31 +551,32 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
     }
   }
 
-  c->model = PS_MODEL_SEASONAL;
+  c->model = PS_MODEL_AUTO;
   if (val[K_MODEL] != NULL && ps_model_parse(val[K_MODEL], &c->model) != 0) {
     quote(q, sizeof q, val[K_MODEL]);
-    return fail(err, errlen, "model: %s is not a model (seasonal or last)", q);
+    return fail(err, errlen, "model: %s is not a model (auto, holtwinters, seasonal, linear or last)", q);
   }
+  /* last and linear forecast without a season: a period given anyway is checked, then unused. */
+  const bool seasonless = c->model == PS_MODEL_LAST || c->model == PS_MODEL_LINEAR;
 
-  c->period_ms = 0;
-  if (val[K_PERIOD] != NULL) {
+  c->period_ms = 0; /* "auto": the engine detects it from the history */
+  bool period_auto = true;
+  if (val[K_PERIOD] != NULL && strcmp(val[K_PERIOD], "auto") != 0) {
     int64_t period;
-    if ((r = get_duration(K_PERIOD, val[K_PERIOD], "(e.g. 1d, 1h, 7d)", &period, err, errlen))) return r;
+    if ((r = get_duration(K_PERIOD, val[K_PERIOD], "or auto (e.g. 1d, 1h, 7d)", &period, err, errlen)))
+      return r;
     quote(q, sizeof q, val[K_PERIOD]);
-    if (c->model == PS_MODEL_SEASONAL) {
+    if (!seasonless) {
       if (period / 2 < step)
         return fail(err, errlen, "period: %s must be at least 2 steps (step is %s)", q, d1);
-      if (period % step != 0)
-        return fail(err, errlen, "period: %s is not a multiple of step (%s)", q, d1);
+      if (period % step != 0) return fail(err, errlen, "period: %s is not a multiple of step (%s)", q, d1);
       c->period_ms = period;
+      period_auto = false;
     }
-    /* model=last has no season: a period given anyway is checked as a duration and then unused. */
-  } else if (c->model == PS_MODEL_SEASONAL) {
-    return fail(err, errlen, "period: is required when model is seasonal (e.g. 1d for a daily pattern)");
   }
 
-  /* history: enough points to look one period back, capped so one target costs at most
-   * PS_MAX_HISTORY_POINTS x 8 bytes. */
+  /* history: enough points to look one period back (or to detect one), capped so one target costs at
+   * most PS_MAX_HISTORY_POINTS steps. */
   const int64_t max_history = (int64_t)PS_MAX_HISTORY_POINTS * step;
   if (val[K_HISTORY] != NULL) {
     int64_t hist;
@@ -586,6 +594,12 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
       ps_duration_format(c->period_ms, d2, sizeof d2);
       return fail(err, errlen, "history: %s is shorter than period (%s)", q, d2);
     }
+  } else if (period_auto && !seasonless) {
+    /* Detection: as much as PS_AUTO_PERIOD_HISTORY_MS when the step allows it, at least 1h. */
+    int64_t hist = PS_AUTO_PERIOD_HISTORY_MS < max_history ? PS_AUTO_PERIOD_HISTORY_MS : max_history;
+    if (hist < PS_MIN_HISTORY_MS) hist = PS_MIN_HISTORY_MS;
+    if (!round_up(hist, step, &hist) || hist > max_history) hist = max_history;
+    c->history_ms = hist;
   } else {
     int64_t hist = PS_MIN_HISTORY_MS;
     if (c->period_ms > 0 && c->period_ms <= INT64_MAX / 3 && 3 * c->period_ms > hist) hist = 3 * c->period_ms;
@@ -595,10 +609,29 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
       quote(q, sizeof q, val[K_PERIOD]);
       ps_duration_format(max_history, d2, sizeof d2);
       return fail(err, errlen,
-                  "period: %s needs more than %d points of history at step %s (at most %s); raise step",
-                  q, PS_MAX_HISTORY_POINTS, d1, d2);
+                  "period: %s needs more than %d points of history at step %s (at most %s); raise step", q,
+                  PS_MAX_HISTORY_POINTS, d1, d2);
     }
     c->history_ms = hist;
+  }
+
+  c->quantile = 0;
+  if (val[K_QUANTILE] != NULL &&
+      (!parse_number(val[K_QUANTILE], &c->quantile) ||
+       !(c->quantile == 0 || (c->quantile >= PS_MIN_QUANTILE && c->quantile < 1)))) {
+    quote(q, sizeof q, val[K_QUANTILE]);
+    return fail(err, errlen, "quantile: %s is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)", q);
+  }
+  if (c->quantile == 0) c->quantile = 0; /* -0 reads as none too */
+
+  c->shadow = false;
+  if (val[K_MODE] != NULL) {
+    if (strcmp(val[K_MODE], "shadow") == 0) {
+      c->shadow = true;
+    } else if (strcmp(val[K_MODE], "normal") != 0) {
+      quote(q, sizeof q, val[K_MODE]);
+      return fail(err, errlen, "mode: %s is not a mode (normal or shadow)", q);
+    }
   }
 
   c->headroom = 0;
@@ -616,8 +649,8 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
   const char *mname = val[K_METRIC_NAME] != NULL ? val[K_METRIC_NAME] : PS_DEFAULT_METRIC_NAME;
   if (!valid_metric_name(mname)) {
     quote(q, sizeof q, mname);
-    return fail(err, errlen,
-                "metricName: %s must be 1 to %d letters, digits, '_', '.', ':' or '-'", q, PS_MAX_METRIC_NAME);
+    return fail(err, errlen, "metricName: %s must be 1 to %d letters, digits, '_', '.', ':' or '-'", q,
+                PS_MAX_METRIC_NAME);
   }
   if ((c->metric_name = strdup(mname)) == NULL) return UV_ENOMEM;
 
@@ -662,7 +695,8 @@ int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md,
     quote(q, sizeof q, k);
     return fail(err, errlen,
                 "unknown metadata key %s (known: serverAddress, query, threshold, activationThreshold, "
-                "lookahead, step, model, period, history, headroom, ignoreNullValues, metricName, timeout)",
+                "lookahead, step, model, period, history, headroom, quantile, mode, ignoreNullValues, "
+                "metricName, timeout)",
                 q);
   }
 

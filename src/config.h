@@ -12,29 +12,29 @@
 
 /* ---- server options ---------------------------------------------------------------------------- */
 
-#define PS_DEFAULT_GRPC_LISTEN "0.0.0.0:6000"
-#define PS_DEFAULT_HTTP_LISTEN "0.0.0.0:8080"
-#define PS_DEFAULT_PROMETHEUS_URL "http://127.0.0.1:9090"
+#define PS_DEFAULT_GRPC_LISTEN           "0.0.0.0:6000"
+#define PS_DEFAULT_HTTP_LISTEN           "0.0.0.0:8080"
+#define PS_DEFAULT_PROMETHEUS_URL        "http://127.0.0.1:9090"
 #define PS_DEFAULT_FIRST_LOAD_TIMEOUT_MS 5000
-#define PS_DEFAULT_TARGET_IDLE_MS (10 * 60 * 1000)
-#define PS_DEFAULT_GRPC_MAX_MSG (4u << 20) /* PS_GRPC_MAX_MSG: grpc's own default receive limit */
-#define PS_DEFAULT_MAX_TARGETS 10000
+#define PS_DEFAULT_TARGET_IDLE_MS        (10 * 60 * 1000)
+#define PS_DEFAULT_GRPC_MAX_MSG          (4u << 20) /* PS_GRPC_MAX_MSG: grpc's own default receive limit */
+#define PS_DEFAULT_MAX_TARGETS           10000
 #ifndef PS_VERSION /* meson passes -DPS_VERSION from project(); this covers builds without it */
 #define PS_VERSION "0.1.0"
 #endif
-#define PS_MIN_GRPC_MAX_MSG 1024u              /* --grpc-max-msg bounds */
+#define PS_MIN_GRPC_MAX_MSG 1024u /* --grpc-max-msg bounds */
 #define PS_MAX_GRPC_MAX_MSG (1024u << 20)
-#define PS_MAX_MAX_TARGETS 1000000             /* --max-targets upper bound */
+#define PS_MAX_MAX_TARGETS  1000000 /* --max-targets upper bound */
 
 struct ps_server_config {
-  const char *grpc_listen;     /* host:port, [v6]:port; not owned (argv/env/literal) */
+  const char *grpc_listen; /* host:port, [v6]:port; not owned (argv/env/literal) */
   const char *http_listen;
-  const char *prometheus_url;  /* default serverAddress */
+  const char *prometheus_url; /* default serverAddress */
   uint64_t first_load_timeout_ms;
-  uint64_t stale_after_ms;     /* 0: 3 x the target's step */
+  uint64_t stale_after_ms; /* 0: 3 x the target's step */
   uint64_t target_idle_ms;
   size_t grpc_max_msg;
-  size_t max_targets;          /* beyond it new targets get RESOURCE_EXHAUSTED */
+  size_t max_targets; /* beyond it new targets get RESOURCE_EXHAUSTED */
   enum ps_log_level log_level;
   enum ps_log_format log_format;
 };
@@ -51,19 +51,25 @@ void ps_server_config_usage(FILE *out);
 
 /* ---- trigger metadata --------------------------------------------------------------------------- */
 
-#define PS_MIN_STEP_MS 1000
-#define PS_MAX_STEP_MS (24LL * 3600 * 1000)
-#define PS_DEFAULT_STEP_MS 15000
-#define PS_DEFAULT_LOOKAHEAD_MS 30000
-#define PS_DEFAULT_TIMEOUT_MS 3000
-#define PS_DEFAULT_METRIC_NAME "prescale"
-#define PS_MAX_METRIC_NAME 200 /* bytes of metricName */
-#define PS_MAX_LOOKAHEAD_MS (24LL * 3600 * 1000)
-#define PS_MAX_HISTORY_POINTS 100000 /* per target: 8 bytes each, so at most 800 KB of history */
-#define PS_MIN_HISTORY_MS (3600 * 1000)
-#define PS_MIN_TIMEOUT_MS 100
-#define PS_MAX_TIMEOUT_MS 60000
-#define PS_MAX_METADATA_VALUE 8192 /* bytes; longer values are rejected */
+#define PS_MIN_STEP_MS            1000
+#define PS_MAX_STEP_MS            (24LL * 3600 * 1000)
+#define PS_DEFAULT_STEP_MS        15000
+#define PS_DEFAULT_LOOKAHEAD_MS   30000
+#define PS_DEFAULT_TIMEOUT_MS     3000
+#define PS_DEFAULT_METRIC_NAME    "prescale"
+#define PS_MAX_METRIC_NAME        200 /* bytes of metricName */
+#define PS_MAX_LOOKAHEAD_MS       (24LL * 3600 * 1000)
+#define PS_MAX_HISTORY_POINTS     100000 /* per target: 8 bytes each, so at most 800 KB of history */
+#define PS_MIN_HISTORY_MS         (3600 * 1000)
+#define PS_MIN_TIMEOUT_MS         100
+#define PS_MAX_TIMEOUT_MS         60000
+#define PS_MAX_METADATA_VALUE     8192 /* bytes; longer values are rejected */
+/* History loaded by default when the period is detected ("period: auto"): a daily season needs two
+ * whole days to be told apart from noise, and a week plus a day holds every weekday once with one day
+ * to compare it with, so weekend days do not pass for a broken season. Capped at PS_MAX_HISTORY_POINTS
+ * steps (8d needs a step of at least 7s); never less than PS_MIN_HISTORY_MS. */
+#define PS_AUTO_PERIOD_HISTORY_MS (8LL * 24 * 3600 * 1000)
+#define PS_MIN_QUANTILE           0.5 /* quantile: 0 (none) or in [PS_MIN_QUANTILE, 1) */
 
 struct ps_kv {
   const char *key;
@@ -76,13 +82,16 @@ struct ps_target_config {
   char *metric_name;    /* owned */
   double threshold;     /* > 0 */
   double activation_threshold;
-  double headroom;      /* >= 0 */
+  double headroom; /* >= 0 */
   int64_t lookahead_ms;
   int64_t step_ms;
-  int64_t period_ms;    /* 0 for model last; a multiple of step otherwise */
-  int64_t history_ms;   /* a multiple of step */
+  int64_t period_ms;  /* a multiple of step (>= 2 steps); 0 = detect it ("auto"), or no season (model
+                       * last and linear ignore the period) */
+  int64_t history_ms; /* a multiple of step */
   int64_t timeout_ms;
-  enum ps_model model;
+  enum ps_model model; /* default PS_MODEL_AUTO */
+  double quantile;     /* 0 = none; else in [0.5, 1): add that quantile of the model's own errors */
+  bool shadow;         /* mode: shadow: answer the current value, export the forecast in /metrics only */
   bool ignore_null_values;
 };
 
@@ -92,8 +101,10 @@ struct ps_target_config {
  * the keys of KEDA's own `external` trigger (scalerAddress, tlsCertFile, caCert, tlsClientCert,
  * tlsClientKey, unsafeSsl, enableTLS), which KEDA passes along in scalerMetadata and which are ignored.
  * default_server (normally --prometheus-url) is used when serverAddress is absent; NULL means
- * PS_DEFAULT_PROMETHEUS_URL. history_ms defaults to max(3 x period, 1h) (1h for model last), capped at
- * PS_MAX_HISTORY_POINTS steps; both given and default values are rounded up to a multiple of step. */
+ * PS_DEFAULT_PROMETHEUS_URL. history_ms defaults to max(3 x period, 1h) for a given period, 1h for models
+ * last and linear (no season), and max(1h, min(PS_AUTO_PERIOD_HISTORY_MS, PS_MAX_HISTORY_POINTS steps))
+ * when the period is detected; capped at PS_MAX_HISTORY_POINTS steps; both given and default values are
+ * rounded up to a multiple of step. */
 int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md, size_t n,
                            const char *default_server, char *err, size_t errlen);
 void ps_target_config_free(struct ps_target_config *c);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "forecast/engine.h"
 #include "log.h"
 #include "metrics.h"
 #include "prom.h"
@@ -19,24 +20,37 @@ struct ps_target {
   struct ps_target *hnext;       /* hash chain */
   struct ps_target *prev, *next; /* all targets, for sweeps and shutdown */
   uint64_t hash;
-  char *key;                     /* canonical (namespace, name, sorted metadata) */
+  char *key; /* canonical (namespace, name, sorted metadata) */
   char *ns, *name;
-  char *labels;                  /* metric labels, escaped */
+  char *labels;  /* metric labels, escaped */
+  char *mlabels; /* scratch: labels + `,model="..."` (mlabels_cap bytes) */
+  size_t mlabels_cap;
   struct ps_target_config cfg;
-  struct ps_history hist;
-  uv_timer_t timer;              /* refresh; the target is freed in its close callback */
-  struct ps_prom_req *req;       /* the fetch in flight, or NULL */
+  struct ps_engine *engine;             /* history and models; owned */
+  uv_timer_t timer;                     /* refresh; the target is freed in its close callback */
+  struct ps_prom_req *req;              /* the fetch in flight, or NULL */
   int64_t fetch_start_ms, fetch_end_ms; /* the range of the fetch in flight */
-  int64_t fetched_end_ms;        /* end of the last range fetched successfully */
-  uint64_t fetch_began;          /* uv_now when the fetch in flight began */
-  uint64_t last_ok;              /* uv_now of the last successful fetch */
-  uint64_t last_used;            /* uv_now of the last read */
-  bool loaded;                   /* at least one fetch succeeded */
-  bool have_activity;            /* `active` below was computed at least once */
+  int64_t fetched_end_ms;               /* end of the last range fetched successfully */
+  uint64_t fetch_began;                 /* uv_now when the fetch in flight began */
+  uint64_t last_ok;                     /* uv_now of the last successful fetch */
+  uint64_t last_used;                   /* uv_now of the last read */
+  bool loaded;                          /* at least one fetch succeeded */
+  bool have_activity;                   /* `active` below was computed at least once */
   bool closing;
-  int err;                       /* the last fetch's error, 0 when it succeeded */
+  int err; /* the last fetch's error, 0 when it succeeded */
   char errmsg[PS_TARGET_MAX_ERROR];
   struct ps_target_reading reading;
+  /* The newest observation exactly as Prometheus returned it: the engine keeps its history in float, and
+   * the observation is what shadow mode answers and what a reactive scaler would see, to the bit. */
+  double obs;
+  int64_t obs_ms;
+  bool have_obs;
+  /* What the engine reported last, so the log and /metrics hear of changes only. */
+  bool have_result;
+  enum ps_model chosen;
+  int64_t period_ms;
+  const char *note;                /* static text from the engine, or NULL */
+  uint8_t mae_shown;               /* bit m: prescale_target_model_error{model=m} exists */
   struct ps_target_link *waiters;  /* of struct ps_target_waiter */
   struct ps_target_link *watchers; /* of struct ps_target_watcher */
 };
@@ -63,12 +77,25 @@ static void declare_metrics(void) {
   ps_metrics_declare("prescale_targets", PS_METRIC_GAUGE, "Targets (ScaledObject triggers) being tracked.");
   ps_metrics_declare("prescale_target_observed", PS_METRIC_GAUGE,
                      "Latest value of the target's query seen in Prometheus.");
-  ps_metrics_declare("prescale_target_predicted", PS_METRIC_GAUGE,
-                     "Forecast maximum over (now, now + lookahead], before headroom.");
-  ps_metrics_declare("prescale_target_value", PS_METRIC_GAUGE,
-                     "Value returned to KEDA: max(observed, predicted) x (1 + headroom).");
+  ps_metrics_declare(
+      "prescale_target_predicted", PS_METRIC_GAUGE,
+      "Forecast maximum over (now, now + lookahead], before the quantile margin and headroom.");
+  ps_metrics_declare(
+      "prescale_target_value", PS_METRIC_GAUGE,
+      "Value returned to KEDA: max(observed, predicted + margin) x (1 + headroom); the observed "
+      "value in shadow mode.");
   ps_metrics_declare("prescale_target_active", PS_METRIC_GAUGE,
                      "1 when the value is above activationThreshold.");
+  ps_metrics_declare("prescale_target_model_info", PS_METRIC_GAUGE,
+                     "1 for the model that answers the target (model auto chooses by recent errors).");
+  ps_metrics_declare("prescale_target_period_seconds", PS_METRIC_GAUGE,
+                     "Season in use, given or detected; 0 when none.");
+  ps_metrics_declare("prescale_target_model_error", PS_METRIC_GAUGE,
+                     "Rolling mean absolute error of each model at the lookahead, in the query's unit.");
+  ps_metrics_declare("prescale_target_quantile_margin", PS_METRIC_GAUGE,
+                     "Margin added to the forecast: the `quantile` of the model's own errors (0 without).");
+  ps_metrics_declare("prescale_target_shadow", PS_METRIC_GAUGE,
+                     "1 in shadow mode: KEDA gets the observed value, the forecast is only exported.");
   ps_metrics_declare("prescale_target_last_success_timestamp_seconds", PS_METRIC_GAUGE,
                      "Unix time of the last successful refresh from Prometheus.");
   ps_metrics_declare("prescale_refreshes_total", PS_METRIC_COUNTER,
@@ -135,6 +162,10 @@ static void sweep_cb(uv_timer_t *timer);
 static void refresh_cb(uv_timer_t *timer);
 static void start_fetch(struct ps_target *t);
 
+/* A refresh re-reads the newest points; the engine must accept them as revisions. */
+_Static_assert(PS_REFRESH_OVERLAP_STEPS <= PS_ENGINE_REVISABLE,
+               "the refresh overlap exceeds what the engine revises");
+
 static void registry_maybe_free(struct ps_targets *ts) {
   if (ts->closing && ts->open_handles == 0) free(ts);
 }
@@ -171,12 +202,13 @@ const struct ps_target_config *ps_target_config(const struct ps_target *t) { ret
 static void target_free_cb(uv_handle_t *h) {
   struct ps_target *t = h->data;
   struct ps_targets *ts = t->owner;
-  ps_history_free(&t->hist);
+  ps_engine_free(t->engine);
   ps_target_config_free(&t->cfg);
   free(t->key);
   free(t->ns);
   free(t->name);
   free(t->labels);
+  free(t->mlabels);
   free(t);
   ts->open_handles--;
   registry_maybe_free(ts);
@@ -191,8 +223,10 @@ static void link_add(struct ps_target_link **head, struct ps_target_link *l, str
 }
 
 static void link_remove(struct ps_target_link **head, struct ps_target_link *l) {
-  if (l->prev != NULL) l->prev->next = l->next;
-  else *head = l->next;
+  if (l->prev != NULL)
+    l->prev->next = l->next;
+  else
+    *head = l->next;
   if (l->next != NULL) l->next->prev = l->prev;
   l->prev = l->next = NULL;
   l->target = NULL;
@@ -208,10 +242,35 @@ static void notify_waiters(struct ps_target *t, int err) {
 }
 
 static const char *const target_series[] = {
-    "prescale_target_observed", "prescale_target_predicted", "prescale_target_value",
-    "prescale_target_active", "prescale_target_last_success_timestamp_seconds",
-    "prescale_refreshes_total", "prescale_refresh_errors_total",
+    "prescale_target_observed",
+    "prescale_target_predicted",
+    "prescale_target_value",
+    "prescale_target_active",
+    "prescale_target_last_success_timestamp_seconds",
+    "prescale_refreshes_total",
+    "prescale_refresh_errors_total",
+    "prescale_target_period_seconds",
+    "prescale_target_quantile_margin",
+    "prescale_target_shadow",
 };
+
+/* The target's labels plus model="<m>", in the target's scratch buffer (valid until the next call). */
+static const char *model_labels(struct ps_target *t, enum ps_model m) {
+  snprintf(t->mlabels, t->mlabels_cap, "%s,model=\"%s\"", t->labels, ps_model_name(m));
+  return t->mlabels;
+}
+
+/* Removes the series labelled by model (the chosen one's info, each model's error) that `keep`, a live
+ * target with the same labels, does not set itself (keep may be NULL). */
+static void remove_model_series(struct ps_target *t, const struct ps_target *keep) {
+  bool keep_info = keep != NULL && keep->have_result && keep->chosen == t->chosen;
+  if (t->have_result && !keep_info)
+    ps_metrics_remove("prescale_target_model_info", model_labels(t, t->chosen));
+  unsigned drop = t->mae_shown & ~(keep != NULL ? keep->mae_shown : 0u);
+  for (int m = 0; m < PS_MODEL_COUNT; m++)
+    if (drop & (1u << m)) ps_metrics_remove("prescale_target_model_error", model_labels(t, m));
+  t->mae_shown = 0;
+}
 
 /* Unlinks the target and closes its timer; memory goes in target_free_cb. */
 static void target_close(struct ps_target *t, int waiter_err) {
@@ -227,17 +286,21 @@ static void target_close(struct ps_target *t, int waiter_err) {
   struct ps_target **pp = &ts->buckets[t->hash % PS_TARGETS_BUCKETS];
   while (*pp != t) pp = &(*pp)->hnext;
   *pp = t->hnext;
-  if (t->prev != NULL) t->prev->next = t->next;
-  else ts->all = t->next;
+  if (t->prev != NULL)
+    t->prev->next = t->next;
+  else
+    ts->all = t->next;
   if (t->next != NULL) t->next->prev = t->prev;
   ts->count--;
   ps_metrics_set("prescale_targets", "", (double)ts->count);
   /* Another target may carry the same labels (the same trigger after a metadata edit): keep its series. */
-  bool shared = false;
-  for (struct ps_target *o = ts->all; o != NULL && !shared; o = o->next) shared = !strcmp(o->labels, t->labels);
-  if (!shared)
+  const struct ps_target *shared = NULL;
+  for (struct ps_target *o = ts->all; o != NULL && shared == NULL; o = o->next)
+    if (!strcmp(o->labels, t->labels)) shared = o;
+  if (shared == NULL)
     for (size_t i = 0; i < sizeof target_series / sizeof target_series[0]; i++)
       ps_metrics_remove(target_series[i], t->labels);
+  remove_model_series(t, shared);
   uv_close((uv_handle_t *)&t->timer, target_free_cb);
 }
 
@@ -268,8 +331,8 @@ static void sweep_cb(uv_timer_t *timer) {
   }
 }
 
-int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md,
-                   size_t n, struct ps_target **out, char *err, size_t errlen) {
+int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md, size_t n,
+                   struct ps_target **out, char *err, size_t errlen) {
   struct ps_buf key;
   ps_buf_init(&key);
   int r = make_key(&key, ns, name, md, n);
@@ -302,16 +365,28 @@ int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, cons
   t->ns = strdup(ns);
   t->name = strdup(name);
   t->labels = make_labels(ns, name, t->cfg.metric_name);
-  size_t cap = (size_t)(t->cfg.history_ms / t->cfg.step_ms) + 1;
-  r = t->ns && t->name && t->labels ? ps_history_init(&t->hist, cap, t->cfg.step_ms) : UV_ENOMEM;
+  t->mlabels_cap = t->labels != NULL ? strlen(t->labels) + PS_TARGET_MODEL_LABEL_MAX : 0;
+  t->mlabels = t->labels != NULL ? malloc(t->mlabels_cap) : NULL;
+  struct ps_engine_config ec = {
+      .model = t->cfg.model,
+      .step_ms = t->cfg.step_ms,
+      .period_ms = t->cfg.period_ms,
+      .lookahead_ms = t->cfg.lookahead_ms,
+      .capacity = (size_t)(t->cfg.history_ms / t->cfg.step_ms) + 1,
+      .quantile = t->cfg.quantile,
+      .seed = (uint32_t)(h ^ (h >> 32)), /* targets created together refit at different steps */
+  };
+  r = t->ns && t->name && t->labels && t->mlabels ? ps_engine_new(&ec, &t->engine) : UV_ENOMEM;
   if (r == 0) r = uv_timer_init(ts->loop, &t->timer);
   if (r != 0) {
-    ps_history_free(&t->hist);
+    if (r == UV_EINVAL) snprintf(err, errlen, "the forecasting engine rejected this trigger's settings");
+    ps_engine_free(t->engine);
     ps_target_config_free(&t->cfg);
     free(t->key);
     free(t->ns);
     free(t->name);
     free(t->labels);
+    free(t->mlabels);
     free(t);
     goto done;
   }
@@ -328,10 +403,17 @@ int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, cons
   /* Counters start at 0 so that rate() and alerts see the series before the first error. */
   ps_metrics_add("prescale_refreshes_total", t->labels, 0);
   ps_metrics_add("prescale_refresh_errors_total", t->labels, 0);
-  char dur[32];
+  ps_metrics_set("prescale_target_shadow", t->labels, t->cfg.shadow ? 1 : 0);
+  char dur[32], per[32];
   ps_duration_format(t->cfg.history_ms, dur, sizeof dur);
+  bool seasonless = t->cfg.model == PS_MODEL_LAST || t->cfg.model == PS_MODEL_LINEAR;
+  if (t->cfg.period_ms > 0)
+    ps_duration_format(t->cfg.period_ms, per, sizeof per);
+  else
+    snprintf(per, sizeof per, "%s", seasonless ? "none" : "auto");
   ps_log(PS_LOG_INFO, "new target, loading history", "namespace", ns, "name", name, "query", t->cfg.query,
-         "history", dur, "server", t->cfg.server_address, NULL);
+         "model", ps_model_name(t->cfg.model), "period", per, "history", dur, "mode",
+         t->cfg.shadow ? "shadow" : "normal", "server", t->cfg.server_address, NULL);
   start_fetch(t);
   *out = t;
 done:
@@ -358,16 +440,64 @@ static void refresh_cb(uv_timer_t *timer) {
   if (t->req == NULL) start_fetch(t);
 }
 
+/* Logs (once each) a change of the chosen model, of the period in use and of the engine's fallback note,
+ * and keeps the model-labelled series in step with the result. */
+static void report_engine(struct ps_target *t, const struct ps_engine_result *res) {
+  bool first = !t->have_result;
+  if (first) {
+    ps_log(PS_LOG_INFO, "model chosen", "namespace", t->ns, "name", t->name, "model",
+           ps_model_name(res->chosen), NULL);
+  } else if (res->chosen != t->chosen) {
+    ps_metrics_remove("prescale_target_model_info", model_labels(t, t->chosen));
+    ps_log(PS_LOG_INFO, "model changed", "namespace", t->ns, "name", t->name, "model",
+           ps_model_name(res->chosen), "was", ps_model_name(t->chosen), NULL);
+  }
+  /* A given period in use is no news; a detected, changed or lost one is. */
+  int64_t before = first ? t->cfg.period_ms : t->period_ms;
+  if (res->period_ms != before) {
+    char now[32], was[32];
+    ps_duration_format(res->period_ms, now, sizeof now);
+    ps_duration_format(before, was, sizeof was);
+    ps_log(PS_LOG_INFO, res->period_ms > 0 ? "period in use" : "no period in use", "namespace", t->ns, "name",
+           t->name, "period", res->period_ms > 0 ? now : "none", "was", before > 0 ? was : "none", NULL);
+  }
+  /* Logged when it appears or changes, not at every refresh while it holds. */
+  if (res->note != NULL && (t->note == NULL || strcmp(res->note, t->note) != 0))
+    ps_log(PS_LOG_INFO, "forecast fallback", "namespace", t->ns, "name", t->name, "note", res->note, NULL);
+  t->have_result = true;
+  t->chosen = res->chosen;
+  t->period_ms = res->period_ms;
+  t->note = res->note;
+  ps_metrics_set("prescale_target_model_info", model_labels(t, res->chosen), 1);
+  ps_metrics_set("prescale_target_period_seconds", t->labels, (double)res->period_ms / 1000.0);
+  ps_metrics_set("prescale_target_quantile_margin", t->labels, res->margin);
+  /* mae[PS_MODEL_AUTO] is the error of the answers auto gave (its choices or blends). */
+  for (int m = 0; m < PS_MODEL_COUNT; m++) {
+    if (isfinite(res->mae[m])) {
+      ps_metrics_set("prescale_target_model_error", model_labels(t, m), res->mae[m]);
+      t->mae_shown |= (uint8_t)(1u << m);
+    } else if (t->mae_shown & (1u << m)) {
+      ps_metrics_remove("prescale_target_model_error", model_labels(t, m));
+      t->mae_shown &= (uint8_t) ~(1u << m);
+    }
+  }
+}
+
 static void recompute(struct ps_target *t, int64_t now_ms) {
-  struct ps_forecast_params p = {
-      .model = t->cfg.model, .period_ms = t->cfg.period_ms, .lookahead_ms = t->cfg.lookahead_ms};
-  struct ps_forecast fc;
+  struct ps_engine_result res;
   struct ps_target_reading *rd = &t->reading;
-  if (ps_forecast_run(&t->hist, &p, now_ms, &fc) == 0) {
-    rd->observed = fc.current;
-    rd->observed_ms = fc.current_ms;
-    rd->predicted = fc.predicted;
-    rd->value = fc.value * (1.0 + t->cfg.headroom);
+  if (ps_engine_forecast(t->engine, now_ms, &res) == 0) {
+    bool exact = t->have_obs && t->obs_ms == res.current_ms;
+    rd->observed = exact ? t->obs : res.current;
+    rd->observed_ms = res.current_ms;
+    rd->predicted = res.predicted;
+    /* The engine's value is max(current, predicted + margin) over its float copy of current. */
+    double value = fmax(rd->observed, res.predicted + res.margin);
+    if (!isfinite(value)) value = res.value;
+    /* Shadow mode answers exactly what a reactive scaler would (the observation, without headroom), so
+     * that switching it on changes nothing for the workload while /metrics shows the forecast. */
+    rd->value = t->cfg.shadow ? rd->observed : value * (1.0 + t->cfg.headroom);
+    report_engine(t, &res);
   } else {
     rd->observed = rd->predicted = rd->value = 0;
     rd->observed_ms = now_ms;
@@ -392,6 +522,15 @@ static void recompute(struct ps_target *t, int64_t now_ms) {
   }
 }
 
+/* Keeps the newest finite sample put (a re-read of the newest step replaces it). */
+static void note_observation(struct ps_target *t, int64_t t_ms, double v) {
+  t_ms = t_ms / t->cfg.step_ms * t->cfg.step_ms; /* the engine's slot time (times here are > 0) */
+  if (!isfinite(v) || (t->have_obs && t_ms < t->obs_ms)) return;
+  t->obs = v;
+  t->obs_ms = t_ms;
+  t->have_obs = true;
+}
+
 static void fetched_cb(void *arg, int err, const char *errmsg, const struct ps_sample *s, size_t n) {
   struct ps_target *t = arg;
   struct ps_targets *ts = t->owner;
@@ -411,14 +550,17 @@ static void fetched_cb(void *arg, int err, const char *errmsg, const struct ps_s
     t->err = err;
     snprintf(t->errmsg, sizeof t->errmsg, "%s", errmsg ? errmsg : "refresh failed");
     ps_metrics_add("prescale_refresh_errors_total", t->labels, 1);
-    ps_log(first ? PS_LOG_WARN : PS_LOG_DEBUG, "refresh failed", "namespace", t->ns, "name", t->name,
-           "error", t->errmsg, NULL);
+    ps_log(first ? PS_LOG_WARN : PS_LOG_DEBUG, "refresh failed", "namespace", t->ns, "name", t->name, "error",
+           t->errmsg, NULL);
   } else {
-    for (size_t i = 0; i < n; i++) ps_history_put(&t->hist, s[i].t_ms, s[i].v); /* too old: ignored */
+    /* Samples come oldest first; one older than the engine can revise is ignored (UV_ERANGE). */
+    for (size_t i = 0; i < n; i++) {
+      if (ps_engine_put(t->engine, s[i].t_ms, s[i].v) == 0) note_observation(t, s[i].t_ms, s[i].v);
+    }
     /* An absent series at the newest step counts as 0 when ignoreNullValues is set (KEDA's prometheus
      * scaler does the same for an empty result). */
     if (t->cfg.ignore_null_values && (n == 0 || s[n - 1].t_ms < t->fetch_end_ms))
-      ps_history_put(&t->hist, t->fetch_end_ms, 0);
+      if (ps_engine_put(t->engine, t->fetch_end_ms, 0) == 0) note_observation(t, t->fetch_end_ms, 0);
     if (t->err != 0 && t->loaded)
       ps_log(PS_LOG_INFO, "refresh recovered", "namespace", t->ns, "name", t->name, NULL);
     t->err = 0;
@@ -484,7 +626,9 @@ int ps_target_read(struct ps_target *t, struct ps_target_reading *r, char *err, 
 
 void ps_target_wait(struct ps_target *t, struct ps_target_waiter *w) { link_add(&t->waiters, &w->link, t); }
 
-void ps_target_watch(struct ps_target *t, struct ps_target_watcher *w) { link_add(&t->watchers, &w->link, t); }
+void ps_target_watch(struct ps_target *t, struct ps_target_watcher *w) {
+  link_add(&t->watchers, &w->link, t);
+}
 
 void ps_target_unwait(struct ps_target_waiter *w) {
   struct ps_target *t = w->link.target;

@@ -13,11 +13,14 @@
 #include "forecast/forecast.h"
 #include "http_client.h"
 
-#define PS_TARGETS_BUCKETS 4096          /* hash buckets; chains stay short up to --max-targets 10000 */
-#define PS_TARGET_MAX_ERROR 512          /* bytes of an error text kept per target */
-#define PS_REFRESH_SETTLE_MS 1000        /* refresh this long after a step boundary, once the scrape landed */
-#define PS_REFRESH_OVERLAP_STEPS 2       /* re-read the newest points: Prometheus may revise them */
-#define PS_TARGETS_SWEEP_MAX_MS 60000    /* idle targets are looked for at least this often */
+#define PS_TARGETS_BUCKETS   4096 /* hash buckets; chains stay short up to --max-targets 10000 */
+#define PS_TARGET_MAX_ERROR  512  /* bytes of an error text kept per target */
+#define PS_REFRESH_SETTLE_MS 1000 /* refresh this long after a step boundary, once the scrape landed */
+#define PS_REFRESH_OVERLAP_STEPS                                                                             \
+  2                                     /* re-read the newest points: Prometheus may revise them; the        \
+                                         * engine accepts revisions of PS_ENGINE_REVISABLE steps */
+#define PS_TARGET_MODEL_LABEL_MAX 40    /* bytes of `,model="<name>"` appended to a target's labels */
+#define PS_TARGETS_SWEEP_MAX_MS   60000 /* idle targets are looked for at least this often */
 
 struct ps_targets;
 struct ps_target;
@@ -43,10 +46,11 @@ struct ps_target_watcher {
 };
 
 struct ps_target_reading {
-  double value;     /* what GetMetrics answers: max(current, predicted) x (1 + headroom) */
-  double observed;  /* the latest observation */
-  double predicted; /* the forecast's max over (now, now + lookahead] */
-  bool active;      /* value > activationThreshold */
+  double value;        /* what GetMetrics answers: max(current, predicted + margin) x (1 + headroom); in
+                        * shadow mode the observation itself (what a reactive scaler would answer) */
+  double observed;     /* the latest observation */
+  double predicted;    /* the forecast's max over (now, now + lookahead], before margin and headroom */
+  bool active;         /* value > activationThreshold */
   int64_t observed_ms; /* wall time of the observation */
 };
 
@@ -61,8 +65,8 @@ size_t ps_targets_count(const struct ps_targets *ts);
 /* Finds the target for (ns, name, metadata) or creates it and starts loading its history.
  * 0 with *out set; UV_EINVAL (bad metadata: err says which key and value); UV_ENOBUFS (more than
  * --max-targets). The target stays owned by the registry; it lives at least until the loop runs again. */
-int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md,
-                   size_t n, struct ps_target **out, char *err, size_t errlen);
+int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md, size_t n,
+                   struct ps_target **out, char *err, size_t errlen);
 
 const struct ps_target_config *ps_target_config(const struct ps_target *t);
 
@@ -75,7 +79,7 @@ const struct ps_target_config *ps_target_config(const struct ps_target *t);
 int ps_target_read(struct ps_target *t, struct ps_target_reading *r, char *err, size_t errlen);
 
 void ps_target_wait(struct ps_target *t, struct ps_target_waiter *w);
-void ps_target_unwait(struct ps_target_waiter *w);   /* no-op when not linked */
+void ps_target_unwait(struct ps_target_waiter *w); /* no-op when not linked */
 void ps_target_watch(struct ps_target *t, struct ps_target_watcher *w);
 void ps_target_unwatch(struct ps_target_watcher *w); /* no-op when not linked */
 

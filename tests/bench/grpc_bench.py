@@ -125,7 +125,7 @@ def main():
         print(f"  RSS idle {rss_idle} KiB, after the RPC bench {rss_busy} KiB, with {args.targets + 1} targets "
               f"{rss_targets} KiB ({failed} loads failed): "
               f"{(rss_targets - rss_busy) * 1024 / max(1, args.targets):.0f} bytes per target "
-              f"(history 721 points = {721 * 8} bytes of samples)")
+              f"(model auto, history 721 points; the engine's bytes per sample: engine bench below)")
     finally:
         if nghttpd is not None:
             nghttpd.terminate()

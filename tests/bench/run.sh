@@ -1,6 +1,18 @@
 #!/usr/bin/env bash
 # `make bench`: benchmarks that print figures measured side by side in one run (never pass/fail on speed).
+#   tests/bench/run.sh [BUILD [grpc_bench.py options]]
+# 1. grpc_bench.py: the RPC path beside nghttpd, and memory per target;
+# 2. engine_bench.c: the forecasting engine per target (refresh, refit, first load, bytes per sample),
+#    compiled here against BUILD's libprescale.a, so it measures the very objects the server runs.
 set -euo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/../.."
 /usr/bin/python3 tests/bench/grpc_bench.py --prescale "$build/src/prescale" "${@:2}"
+echo
+lib="$build/src/libprescale.a"
+if [[ ! -f "$lib" ]]; then
+  echo "engine bench: $lib not built (run ninja -C $build first)" >&2
+  exit 1
+fi
+${CC:-cc} -O2 -g -std=gnu11 -Isrc -Isrc/forecast tests/bench/engine_bench.c "$lib" -lm -o "$build/engine_bench"
+"$build/engine_bench" ${ENGINE_BENCH_ARGS:-}

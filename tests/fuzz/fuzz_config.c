@@ -36,12 +36,14 @@ static void check_config(const struct ps_target_config *c) {
   if (c->timeout_ms < PS_MIN_TIMEOUT_MS || c->timeout_ms > PS_MAX_TIMEOUT_MS) abort();
   if (c->history_ms <= 0 || c->history_ms % c->step_ms != 0) abort();
   if (c->history_ms / c->step_ms > PS_MAX_HISTORY_POINTS) abort();
-  if (c->model == PS_MODEL_SEASONAL) {
+  /* period 0 is "auto" (detected); a given period is a multiple of step, at least 2 steps, within the
+   * history; models without a season keep none. */
+  if (c->period_ms != 0) {
+    if (c->model == PS_MODEL_LAST || c->model == PS_MODEL_LINEAR) abort();
     if (c->period_ms < 2 * c->step_ms || c->period_ms % c->step_ms != 0) abort();
     if (c->history_ms < c->period_ms) abort();
-  } else if (c->period_ms != 0) {
-    abort();
   }
+  if (!(c->quantile == 0 || (c->quantile >= 0.5 && c->quantile < 1)) || signbit(c->quantile)) abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

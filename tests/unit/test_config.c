@@ -8,9 +8,9 @@
 #include "config.h"
 
 static const char *const env_names[] = {
-    "PRESCALE_GRPC_LISTEN",  "PRESCALE_HTTP_LISTEN", "PRESCALE_PROMETHEUS_URL", "PRESCALE_FIRST_LOAD_TIMEOUT",
-    "PRESCALE_STALE_AFTER",  "PRESCALE_TARGET_IDLE", "PRESCALE_GRPC_MAX_MSG",   "PRESCALE_MAX_TARGETS",
-    "PRESCALE_LOG_LEVEL",    "PRESCALE_LOG_FORMAT"};
+    "PRESCALE_GRPC_LISTEN", "PRESCALE_HTTP_LISTEN", "PRESCALE_PROMETHEUS_URL", "PRESCALE_FIRST_LOAD_TIMEOUT",
+    "PRESCALE_STALE_AFTER", "PRESCALE_TARGET_IDLE", "PRESCALE_GRPC_MAX_MSG",   "PRESCALE_MAX_TARGETS",
+    "PRESCALE_LOG_LEVEL",   "PRESCALE_LOG_FORMAT"};
 
 static void clear_env(void) {
   for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++) unsetenv(env_names[i]);
@@ -25,10 +25,26 @@ Test(config, duration_valid) {
     const char *s;
     int64_t ms;
   } cases[] = {
-      {"0", 0},          {"0s", 0},           {"15", 15000},        {"1.5", 1500},      {"30s", 30000},
-      {"5m", 300000},    {"1h30m", 5400000},  {"250ms", 250},       {"1.5s", 1500},     {"2d", 172800000},
-      {"1d2h3m4s5ms", 93784005}, {"0.5m", 30000}, {".5s", 500},     {"1m0.25s", 60250}, {"100ms", 100},
-      {"1.0005s", 1001}, {"0.0004s", 0},      {"90s", 90000},       {"1h1h", 7200000},  {"007s", 7000},
+      {"0", 0},
+      {"0s", 0},
+      {"15", 15000},
+      {"1.5", 1500},
+      {"30s", 30000},
+      {"5m", 300000},
+      {"1h30m", 5400000},
+      {"250ms", 250},
+      {"1.5s", 1500},
+      {"2d", 172800000},
+      {"1d2h3m4s5ms", 93784005},
+      {"0.5m", 30000},
+      {".5s", 500},
+      {"1m0.25s", 60250},
+      {"100ms", 100},
+      {"1.0005s", 1001},
+      {"0.0004s", 0},
+      {"90s", 90000},
+      {"1h1h", 7200000},
+      {"007s", 7000},
       {"106751991167d", 106751991167LL * 86400000},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -39,10 +55,35 @@ Test(config, duration_valid) {
 }
 
 Test(config, duration_invalid) {
-  static const char *const cases[] = {"",    "-1s", "+1s", "s",    "1",  "1x",    "1 s", " 1s", "1s ", "1h30",
-                                      "ms",  "1us", "1ns", "1.s.", ".",  "1..5s", "1sm", "abc", "1e3", "inf",
-                                      "nan", "--1", "1S",  "1H",   "1mss", "999999999999999999999s",
-                                      "106751991168d", "9223372036854775808ms", "1w"};
+  static const char *const cases[] = {"",
+                                      "-1s",
+                                      "+1s",
+                                      "s",
+                                      "1",
+                                      "1x",
+                                      "1 s",
+                                      " 1s",
+                                      "1s ",
+                                      "1h30",
+                                      "ms",
+                                      "1us",
+                                      "1ns",
+                                      "1.s.",
+                                      ".",
+                                      "1..5s",
+                                      "1sm",
+                                      "abc",
+                                      "1e3",
+                                      "inf",
+                                      "nan",
+                                      "--1",
+                                      "1S",
+                                      "1H",
+                                      "1mss",
+                                      "999999999999999999999s",
+                                      "106751991168d",
+                                      "9223372036854775808ms",
+                                      "1w"};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     int64_t ms = 42;
     if (strcmp(cases[i], "1") == 0) continue; /* "1" is plain seconds: see below */
@@ -59,9 +100,9 @@ Test(config, duration_format) {
     int64_t ms;
     const char *s;
   } cases[] = {
-      {0, "0s"},         {250, "250ms"},      {1000, "1s"},    {1500, "1.5s"},      {90000, "1m30s"},
-      {3600000, "1h"},   {5400000, "1h30m"},  {86400000, "1d"}, {90000000, "1d1h"}, {60250, "1m0.25s"},
-      {1001, "1.001s"},  {3600500, "1h0.5s"}, {-250, "-250ms"}, {-90000, "-1m30s"}, {15000, "15s"},
+      {0, "0s"},        {250, "250ms"},      {1000, "1s"},     {1500, "1.5s"},     {90000, "1m30s"},
+      {3600000, "1h"},  {5400000, "1h30m"},  {86400000, "1d"}, {90000000, "1d1h"}, {60250, "1m0.25s"},
+      {1001, "1.001s"}, {3600500, "1h0.5s"}, {-250, "-250ms"}, {-90000, "-1m30s"}, {15000, "15s"},
   };
   char buf[64];
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -112,10 +153,10 @@ static void run_args(struct run *r, char **argv) {
   fclose(f);
 }
 
-#define RUN(r, ...)                                     \
-  do {                                                  \
-    char *argv_[] = {"prescale", __VA_ARGS__, NULL};    \
-    run_args(&(r), argv_);                              \
+#define RUN(r, ...)                                                                                          \
+  do {                                                                                                       \
+    char *argv_[] = {"prescale", __VA_ARGS__, NULL};                                                         \
+    run_args(&(r), argv_);                                                                                   \
   } while (0)
 
 Test(config, server_defaults) {
@@ -153,9 +194,9 @@ static void check_all_set(const struct ps_server_config *c) {
 
 Test(config, every_flag_separate_value) {
   struct run r;
-  RUN(r, "--grpc-listen", "127.0.0.1:0", "--http-listen", "[::1]:9999", "--prometheus-url", "http://prom:9090/sub/",
-      "--first-load-timeout", "1.5s", "--stale-after", "2m", "--target-idle", "1h", "--grpc-max-msg", "64KiB",
-      "--max-targets", "7", "--log-level", "debug", "--log-format", "json");
+  RUN(r, "--grpc-listen", "127.0.0.1:0", "--http-listen", "[::1]:9999", "--prometheus-url",
+      "http://prom:9090/sub/", "--first-load-timeout", "1.5s", "--stale-after", "2m", "--target-idle", "1h",
+      "--grpc-max-msg", "64KiB", "--max-targets", "7", "--log-level", "debug", "--log-format", "json");
   cr_assert_eq(r.rc, 0, "%s", r.err);
   check_all_set(&r.c);
   free(r.out);
@@ -225,14 +266,15 @@ Test(config, grpc_max_msg_sizes) {
     cr_assert_eq(r.c.grpc_max_msg, ok[i].want, "%s", ok[i].v);
     free(r.out);
   }
-  static const char *const bad[] = {"0", "1023", "4MB", "4 MiB", "MiB", "-1", "1025MiB", "4mib", "1.5MiB",
-                                    "99999999999999999999999", ""};
+  static const char *const bad[] = {
+      "0", "1023", "4MB", "4 MiB", "MiB", "-1", "1025MiB", "4mib", "1.5MiB", "99999999999999999999999", ""};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     struct run r;
     RUN(r, "--grpc-max-msg", (char *)bad[i]);
     cr_assert_eq(r.rc, UV_EINVAL, "%s", bad[i]);
     char want[200];
-    snprintf(want, sizeof want, "--grpc-max-msg: \"%s\" is not a size from 1KiB to 1024MiB (e.g. 4MiB, 65536)", bad[i]);
+    snprintf(want, sizeof want,
+             "--grpc-max-msg: \"%s\" is not a size from 1KiB to 1024MiB (e.g. 4MiB, 65536)", bad[i]);
     cr_assert_str_eq(r.err, want);
     free(r.out);
   }
@@ -243,23 +285,33 @@ Test(config, flag_errors) {
     const char *flag, *value, *err;
   } cases[] = {
       {"--stale-after", "x", "--stale-after: \"x\" is not a duration (e.g. 30s, 5m, 1h30m)"},
-      {"--first-load-timeout", "-1s", "--first-load-timeout: \"-1s\" is not a duration (e.g. 30s, 5m, 1h30m)"},
+      {"--first-load-timeout", "-1s",
+       "--first-load-timeout: \"-1s\" is not a duration (e.g. 30s, 5m, 1h30m)"},
       {"--first-load-timeout", "0", "--first-load-timeout: \"0\" must be more than 0"},
       {"--target-idle", "10 m", "--target-idle: \"10 m\" is not a duration (e.g. 30s, 5m, 1h30m)"},
       {"--target-idle", "0s", "--target-idle: \"0s\" must be more than 0"},
       {"--grpc-listen", "6000", "--grpc-listen: \"6000\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
-      {"--grpc-listen", ":6000", "--grpc-listen: \":6000\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
-      {"--grpc-listen", "h:70000", "--grpc-listen: \"h:70000\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
+      {"--grpc-listen", ":6000",
+       "--grpc-listen: \":6000\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
+      {"--grpc-listen", "h:70000",
+       "--grpc-listen: \"h:70000\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
       {"--grpc-listen", "h:", "--grpc-listen: \"h:\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
-      {"--http-listen", "::1:80", "--http-listen: \"::1:80\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
-      {"--http-listen", "[::1]80", "--http-listen: \"[::1]80\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
-      {"--http-listen", "[]:80", "--http-listen: \"[]:80\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
-      {"--prometheus-url", "https://p:9090", "--prometheus-url: \"https://p:9090\" uses https, which is not supported yet (use http://)"},
+      {"--http-listen", "::1:80",
+       "--http-listen: \"::1:80\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
+      {"--http-listen", "[::1]80",
+       "--http-listen: \"[::1]80\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
+      {"--http-listen", "[]:80",
+       "--http-listen: \"[]:80\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
+      {"--prometheus-url", "https://p:9090",
+       "--prometheus-url: \"https://p:9090\" uses https, which is not supported yet (use http://)"},
       {"--prometheus-url", "prom:9090", "--prometheus-url: \"prom:9090\" is not an http:// URL"},
       {"--prometheus-url", "http://", "--prometheus-url: \"http://\" has no host"},
-      {"--prometheus-url", "http://p/?x=1", "--prometheus-url: \"http://p/?x=1\" must not have a query or fragment"},
-      {"--prometheus-url", "http://p/#f", "--prometheus-url: \"http://p/#f\" must not have a query or fragment"},
-      {"--prometheus-url", "http://p q", "--prometheus-url: \"http://p q\" must not contain spaces or control characters"},
+      {"--prometheus-url", "http://p/?x=1",
+       "--prometheus-url: \"http://p/?x=1\" must not have a query or fragment"},
+      {"--prometheus-url", "http://p/#f",
+       "--prometheus-url: \"http://p/#f\" must not have a query or fragment"},
+      {"--prometheus-url", "http://p q",
+       "--prometheus-url: \"http://p q\" must not contain spaces or control characters"},
       {"--max-targets", "0", "--max-targets: \"0\" is not a whole number from 1 to 1000000"},
       {"--max-targets", "1000001", "--max-targets: \"1000001\" is not a whole number from 1 to 1000000"},
       {"--max-targets", "12a", "--max-targets: \"12a\" is not a whole number from 1 to 1000000"},
@@ -324,13 +376,26 @@ Test(config, help_and_version) {
   cr_assert_eq(r.rc, 1);
   for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
     cr_assert_not_null(strstr(r.out, env_names[i]), "%s", env_names[i]);
-  static const char *const lines[] = {"--grpc-listen ADDR", "(default 0.0.0.0:6000; $PRESCALE_GRPC_LISTEN)",
-                                      "--http-listen ADDR", "(default 0.0.0.0:8080;",
-                                      "(default http://127.0.0.1:9090;", "--first-load-timeout DUR",
-                                      "(default 5s;", "--stale-after DUR", "--target-idle DUR", "(default 10m;",
-                                      "--grpc-max-msg BYTES", "(default 4MiB;", "--max-targets N",
-                                      "(default 10000;", "--log-level LEVEL", "(default info;",
-                                      "--log-format FMT", "(default text;", "-h, --help", "--version",
+  static const char *const lines[] = {"--grpc-listen ADDR",
+                                      "(default 0.0.0.0:6000; $PRESCALE_GRPC_LISTEN)",
+                                      "--http-listen ADDR",
+                                      "(default 0.0.0.0:8080;",
+                                      "(default http://127.0.0.1:9090;",
+                                      "--first-load-timeout DUR",
+                                      "(default 5s;",
+                                      "--stale-after DUR",
+                                      "--target-idle DUR",
+                                      "(default 10m;",
+                                      "--grpc-max-msg BYTES",
+                                      "(default 4MiB;",
+                                      "--max-targets N",
+                                      "(default 10000;",
+                                      "--log-level LEVEL",
+                                      "(default info;",
+                                      "--log-format FMT",
+                                      "(default text;",
+                                      "-h, --help",
+                                      "--version",
                                       "Subcommands"};
   for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
     cr_assert_not_null(strstr(r.out, lines[i]), "missing %s in:\n%s", lines[i], r.out);
@@ -367,10 +432,10 @@ static void parse_md(struct tc *t, const char *const *kv) {
   t->rc = ps_target_config_parse(&t->c, md, n, "http://default:9090", t->err, sizeof t->err);
 }
 
-#define MD(t, ...)                                           \
-  do {                                                       \
-    const char *const kv_[] = {__VA_ARGS__, NULL};           \
-    parse_md(&(t), kv_);                                     \
+#define MD(t, ...)                                                                                           \
+  do {                                                                                                       \
+    const char *const kv_[] = {__VA_ARGS__, NULL};                                                           \
+    parse_md(&(t), kv_);                                                                                     \
   } while (0)
 
 #define BASE "query", "sum(rate(x[1m]))", "threshold", "10", "period", "1d"
@@ -388,10 +453,12 @@ Test(config, target_defaults) {
   cr_assert_eq(t.c.headroom, 0);
   cr_assert_eq(t.c.lookahead_ms, 30000);
   cr_assert_eq(t.c.step_ms, 15000);
-  cr_assert_eq(t.c.model, PS_MODEL_SEASONAL);
+  cr_assert_eq(t.c.model, PS_MODEL_AUTO);
   cr_assert_eq(t.c.period_ms, 86400000);
   cr_assert_eq(t.c.history_ms, 3 * 86400000);
   cr_assert_eq(t.c.timeout_ms, 3000);
+  cr_assert_eq(t.c.quantile, 0);
+  cr_assert_eq(t.c.shadow, false);
   cr_assert_eq(t.c.ignore_null_values, true);
   ps_target_config_free(&t.c);
   ps_target_config_free(&t.c); /* idempotent */
@@ -402,7 +469,7 @@ Test(config, target_every_key) {
   MD(t, "serverAddress", "http://prom.monitoring:9090/prefix//", "query", "up", "threshold", "2.5",
      "activationThreshold", "0.5", "lookahead", "2m", "step", "30s", "model", "seasonal", "period", "1h",
      "history", "5h", "headroom", "0.2", "ignoreNullValues", "FALSE", "metricName", "my-app.rps:v1_x",
-     "timeout", "500ms");
+     "timeout", "500ms", "quantile", "0.9", "mode", "shadow");
   cr_assert_eq(t.rc, 0, "%s", t.err);
   cr_assert_str_eq(t.c.server_address, "http://prom.monitoring:9090/prefix");
   cr_assert_str_eq(t.c.query, "up");
@@ -416,6 +483,9 @@ Test(config, target_every_key) {
   cr_assert_eq(t.c.ignore_null_values, false);
   cr_assert_str_eq(t.c.metric_name, "my-app.rps:v1_x");
   cr_assert_eq(t.c.timeout_ms, 500);
+  cr_assert_eq(t.c.model, PS_MODEL_SEASONAL);
+  cr_assert_eq(t.c.quantile, 0.9);
+  cr_assert_eq(t.c.shadow, true);
   ps_target_config_free(&t.c);
 }
 
@@ -430,7 +500,8 @@ Test(config, target_default_server_variants) {
   cr_assert_str_eq(c.server_address, "http://p:1");
   ps_target_config_free(&c);
   cr_assert_eq(ps_target_config_parse(&c, md, 3, "https://p:1", err, sizeof err), UV_EINVAL);
-  cr_assert_str_eq(err, "--prometheus-url: \"https://p:1\" uses https, which is not supported yet (use http://)");
+  cr_assert_str_eq(err,
+                   "--prometheus-url: \"https://p:1\" uses https, which is not supported yet (use http://)");
   cr_assert_null(c.server_address);
 }
 
@@ -446,6 +517,104 @@ Test(config, target_model_last) {
   cr_assert_eq(t.rc, 0, "%s", t.err);
   cr_assert_eq(t.c.period_ms, 0);
   ps_target_config_free(&t.c);
+  MD(t, "query", "up", "threshold", "1", "model", "last", "period", "x"); /* but still a duration */
+  cr_assert_eq(t.rc, UV_EINVAL);
+  cr_assert_str_eq(t.err, "period: \"x\" is not a duration or auto (e.g. 1d, 1h, 7d)");
+}
+
+/* linear fits a trend, without a season: like last, a period is unused and history is 1h. */
+Test(config, target_model_linear) {
+  struct tc t;
+  MD(t, "query", "up", "threshold", "1", "model", "linear", "period", "1d");
+  cr_assert_eq(t.rc, 0, "%s", t.err);
+  cr_assert_eq(t.c.model, PS_MODEL_LINEAR);
+  cr_assert_eq(t.c.period_ms, 0);
+  cr_assert_eq(t.c.history_ms, 3600000);
+  ps_target_config_free(&t.c);
+}
+
+Test(config, target_every_model) {
+  static const struct {
+    const char *name;
+    enum ps_model model;
+  } cases[] = {{"auto", PS_MODEL_AUTO},
+               {"holtwinters", PS_MODEL_HOLTWINTERS},
+               {"seasonal", PS_MODEL_SEASONAL},
+               {"linear", PS_MODEL_LINEAR},
+               {"last", PS_MODEL_LAST}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct tc t;
+    MD(t, "query", "q", "threshold", "1", "model", cases[i].name);
+    cr_assert_eq(t.rc, 0, "%s: %s", cases[i].name, t.err);
+    cr_assert_eq(t.c.model, cases[i].model, "%s", cases[i].name);
+    ps_target_config_free(&t.c);
+  }
+}
+
+/* period auto (the default): 0 for the engine to detect, and history long enough to detect a daily
+ * season: 8d when the step allows it (PS_MAX_HISTORY_POINTS steps), never less than 1h. */
+Test(config, target_period_auto_history) {
+  static const struct {
+    const char *model, *step, *period;
+    int64_t want;
+  } cases[] = {
+      {NULL, "15s", NULL, 8LL * 86400000}, /* 46080 points */
+      {"auto", "1m", "auto", 8LL * 86400000},
+      {"holtwinters", "15s", "auto", 8LL * 86400000},
+      {"seasonal", "7s", NULL, 8LL * 86400000 + 1000}, /* rounded up to a multiple of 7s: 98743 points */
+      {NULL, "5s", NULL, 100000LL * 5000},             /* 8d is 138240 points: capped at the maximum */
+      {NULL, "1s", NULL, 100000LL * 1000},
+      {NULL, "1d", NULL, 8LL * 86400000}, /* 8 points */
+      {"last", "15s", "auto", 3600000},   /* no season: 1h */
+      {"linear", "15s", NULL, 3600000},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *kv[16] = {"query", "q", "threshold", "1", "step", cases[i].step};
+    size_t n = 6;
+    if (cases[i].model != NULL) {
+      kv[n++] = "model";
+      kv[n++] = cases[i].model;
+    }
+    if (cases[i].period != NULL) {
+      kv[n++] = "period";
+      kv[n++] = cases[i].period;
+    }
+    kv[n] = NULL;
+    struct tc t;
+    parse_md(&t, kv);
+    cr_assert_eq(t.rc, 0, "case %zu: %s", i, t.err);
+    cr_assert_eq(t.c.period_ms, 0, "case %zu", i);
+    cr_assert_eq(t.c.history_ms, cases[i].want, "case %zu: %lld", i, (long long)t.c.history_ms);
+    cr_assert_leq(t.c.history_ms / t.c.step_ms, PS_MAX_HISTORY_POINTS);
+    ps_target_config_free(&t.c);
+  }
+  /* A history given with period auto is taken as it is (the engine notes when it is too short). */
+  struct tc t;
+  MD(t, "query", "q", "threshold", "1", "history", "2h");
+  cr_assert_eq(t.rc, 0, "%s", t.err);
+  cr_assert_eq(t.c.history_ms, 7200000);
+  ps_target_config_free(&t.c);
+}
+
+Test(config, target_quantile_and_mode) {
+  static const struct {
+    const char *key, *value;
+    double quantile;
+    bool shadow;
+  } cases[] = {
+      {"quantile", "0", 0, false},         {"quantile", "0.5", 0.5, false}, {"quantile", "0.9", 0.9, false},
+      {"quantile", "0.999", 0.999, false}, {"quantile", "-0", 0, false},    {"mode", "normal", 0, false},
+      {"mode", "shadow", 0, true},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct tc t;
+    MD(t, "query", "q", "threshold", "1", cases[i].key, cases[i].value);
+    cr_assert_eq(t.rc, 0, "%s=%s: %s", cases[i].key, cases[i].value, t.err);
+    cr_assert_eq(t.c.quantile, cases[i].quantile, "%s=%s", cases[i].key, cases[i].value);
+    cr_assert_not(signbit(t.c.quantile));
+    cr_assert_eq(t.c.shadow, cases[i].shadow, "%s=%s", cases[i].key, cases[i].value);
+    ps_target_config_free(&t.c);
+  }
 }
 
 Test(config, target_history_defaults_and_rounding) {
@@ -453,14 +622,14 @@ Test(config, target_history_defaults_and_rounding) {
     const char *step, *period, *history;
     int64_t want;
   } cases[] = {
-      {"15s", "10m", NULL, 3600000},             /* max(3 x 10m, 1h) = 1h */
-      {"15s", "1h", NULL, 3 * 3600000},          /* 3 x period */
-      {"7s", "14s", NULL, 3605000},              /* 1h rounded up to a multiple of 7s */
-      {"1m", "7d", NULL, 21LL * 86400000},       /* 30240 points: fine */
-      {"15s", "7d", NULL, 100000LL * 15000},     /* 3 x 7d is 120960 points: capped at the maximum */
+      {"15s", "10m", NULL, 3600000},         /* max(3 x 10m, 1h) = 1h */
+      {"15s", "1h", NULL, 3 * 3600000},      /* 3 x period */
+      {"7s", "14s", NULL, 3605000},          /* 1h rounded up to a multiple of 7s */
+      {"1m", "7d", NULL, 21LL * 86400000},   /* 30240 points: fine */
+      {"15s", "7d", NULL, 100000LL * 15000}, /* 3 x 7d is 120960 points: capped at the maximum */
       {"15s", "1h", "90m", 5400000},
-      {"7s", "14s", "100s", 105000},             /* rounded up to a multiple of step */
-      {"15s", "1h", "1h", 3600000},              /* history == period is enough */
+      {"7s", "14s", "100s", 105000}, /* rounded up to a multiple of step */
+      {"15s", "1h", "1h", 3600000},  /* history == period is enough */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     struct tc t;
@@ -480,16 +649,39 @@ Test(config, target_valid_values) {
   static const struct {
     const char *key, *value;
   } cases[] = {
-      {"threshold", "1e3"},        {"threshold", "0.0001"},      {"activationThreshold", "0"},
-      {"activationThreshold", "5"}, {"lookahead", "0"},          {"lookahead", "1d"},
-      {"lookahead", "90"},         {"step", "1s"},               {"step", "1500ms"},
-      {"step", "1m"},              {"headroom", "0"},            {"headroom", "1.5"},
-      {"ignoreNullValues", "true"}, {"ignoreNullValues", "Yes"}, {"ignoreNullValues", "0"},
-      {"ignoreNullValues", "no"},  {"ignoreNullValues", "1"},    {"metricName", "a"},
-      {"timeout", "100ms"},        {"timeout", "1m"},            {"serverAddress", "http://[::1]:9090"},
-      {"serverAddress", "http://p"}, {"model", "seasonal"},      {"scalerAddress", "prescale.keda:6000"},
-      {"unsafeSsl", "false"},      {"tlsCertFile", "/x"},        {"caCert", "c"},
-      {"tlsClientCert", "c"},      {"tlsClientKey", "k"},        {"enableTLS", "false"},
+      {"threshold", "1e3"},
+      {"threshold", "0.0001"},
+      {"activationThreshold", "0"},
+      {"activationThreshold", "5"},
+      {"lookahead", "0"},
+      {"lookahead", "1d"},
+      {"lookahead", "90"},
+      {"step", "1s"},
+      {"step", "1500ms"},
+      {"step", "1m"},
+      {"headroom", "0"},
+      {"headroom", "1.5"},
+      {"ignoreNullValues", "true"},
+      {"ignoreNullValues", "Yes"},
+      {"ignoreNullValues", "0"},
+      {"ignoreNullValues", "no"},
+      {"ignoreNullValues", "1"},
+      {"metricName", "a"},
+      {"timeout", "100ms"},
+      {"timeout", "1m"},
+      {"serverAddress", "http://[::1]:9090"},
+      {"serverAddress", "http://p"},
+      {"model", "seasonal"},
+      {"scalerAddress", "prescale.keda:6000"},
+      {"model", "auto"},
+      {"period", "auto"},
+      {"model", "holtwinters"},
+      {"unsafeSsl", "false"},
+      {"tlsCertFile", "/x"},
+      {"caCert", "c"},
+      {"tlsClientCert", "c"},
+      {"tlsClientKey", "k"},
+      {"enableTLS", "false"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     struct tc t;
@@ -529,39 +721,63 @@ Test(config, target_errors) {
       {"step", "0", "step: \"0\" is not a duration from 1s to 1d (e.g. 15s, 1m)"},
       {"step", "2d", "step: \"2d\" is not a duration from 1s to 1d (e.g. 15s, 1m)"},
       {"step", "fast", "step: \"fast\" is not a duration from 1s to 1d (e.g. 15s, 1m)"},
-      {"model", "arima", "model: \"arima\" is not a model (seasonal or last)"},
-      {"model", "Last", "model: \"Last\" is not a model (seasonal or last)"},
-      {"period", "daily", "period: \"daily\" is not a duration (e.g. 1d, 1h, 7d)"},
+      {"model", "arima", "model: \"arima\" is not a model (auto, holtwinters, seasonal, linear or last)"},
+      {"model", "Last", "model: \"Last\" is not a model (auto, holtwinters, seasonal, linear or last)"},
+      {"model", "", "model: \"\" is not a model (auto, holtwinters, seasonal, linear or last)"},
+      {"period", "daily", "period: \"daily\" is not a duration or auto (e.g. 1d, 1h, 7d)"},
+      {"period", "Auto", "period: \"Auto\" is not a duration or auto (e.g. 1d, 1h, 7d)"},
+      {"period", "", "period: \"\" is not a duration or auto (e.g. 1d, 1h, 7d)"},
+      {"quantile", "0.4", "quantile: \"0.4\" is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
+      {"quantile", "1", "quantile: \"1\" is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
+      {"quantile", "90%", "quantile: \"90%\" is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
+      {"quantile", "nan", "quantile: \"nan\" is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
+      {"quantile", "-0.9", "quantile: \"-0.9\" is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
+      {"mode", "Shadow", "mode: \"Shadow\" is not a mode (normal or shadow)"},
+      {"mode", "", "mode: \"\" is not a mode (normal or shadow)"},
       {"period", "29s", "period: \"29s\" must be at least 2 steps (step is 15s)"},
       {"period", "0", "period: \"0\" must be at least 2 steps (step is 15s)"},
       {"period", "100s", "period: \"100s\" is not a multiple of step (15s)"},
-      {"period", "1000d", "period: \"1000d\" needs more than 100000 points of history at step 15s (at most 17d8h40m); raise step"},
+      {"period", "1000d",
+       "period: \"1000d\" needs more than 100000 points of history at step 15s (at most 17d8h40m); raise "
+       "step"},
       {"history", "30m", "history: \"30m\" is shorter than period (1d)"},
       {"history", "0", "history: \"0\" must be more than 0"},
       {"history", "long", "history: \"long\" is not a duration (e.g. 3d, 12h)"},
-      {"history", "30d", "history: \"30d\" is more than 100000 points at step 15s; the maximum is 17d8h40m (raise step or shorten history)"},
+      {"history", "30d",
+       "history: \"30d\" is more than 100000 points at step 15s; the maximum is 17d8h40m (raise step or "
+       "shorten history)"},
       {"ignoreNullValues", "maybe", "ignoreNullValues: \"maybe\" is not a boolean (true or false)"},
       {"ignoreNullValues", "", "ignoreNullValues: \"\" is not a boolean (true or false)"},
       {"metricName", "a b", "metricName: \"a b\" must be 1 to 200 letters, digits, '_', '.', ':' or '-'"},
       {"metricName", "", "metricName: \"\" must be 1 to 200 letters, digits, '_', '.', ':' or '-'"},
       {"metricName", "a/b", "metricName: \"a/b\" must be 1 to 200 letters, digits, '_', '.', ':' or '-'"},
-      {"metricName", long_name, "metricName: \"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn...\" must be 1 to 200 letters, digits, '_', '.', ':' or '-'"},
+      {"metricName", long_name,
+       "metricName: \"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn...\" must be 1 to 200 "
+       "letters, digits, '_', '.', ':' or '-'"},
       {"timeout", "50ms", "timeout: \"50ms\" is not a duration from 100ms to 1m (e.g. 3s)"},
       {"timeout", "61s", "timeout: \"61s\" is not a duration from 100ms to 1m (e.g. 3s)"},
       {"timeout", "soon", "timeout: \"soon\" is not a duration from 100ms to 1m (e.g. 3s)"},
-      {"serverAddress", "https://prom:9090", "serverAddress: \"https://prom:9090\" uses https, which is not supported yet (use http://)"},
+      {"serverAddress", "https://prom:9090",
+       "serverAddress: \"https://prom:9090\" uses https, which is not supported yet (use http://)"},
       {"serverAddress", "prom:9090", "serverAddress: \"prom:9090\" is not an http:// URL"},
       {"serverAddress", "http://", "serverAddress: \"http://\" has no host"},
       {"serverAddress", "http:///x", "serverAddress: \"http:///x\" has no host"},
       {"serverAddress", "http://p?x=1", "serverAddress: \"http://p?x=1\" must not have a query or fragment"},
       {"serverAddress", "http://p/#x", "serverAddress: \"http://p/#x\" must not have a query or fragment"},
-      {"serverAddress", "http://p\n", "serverAddress: \"http://p\\x0a\" must not contain spaces or control characters"},
+      {"serverAddress", "http://p\n",
+       "serverAddress: \"http://p\\x0a\" must not contain spaces or control characters"},
       {"serverAddress", "", "serverAddress: \"\" is not an http:// URL"},
       {"query", "", "query: must not be empty"},
       {"query", " \t", "query: must not be empty"},
       {"query", long_value, "query: the value is 8193 bytes; the maximum is 8192"},
-      {"Query", "x", "unknown metadata key \"Query\" (known: serverAddress, query, threshold, activationThreshold, lookahead, step, model, period, history, headroom, ignoreNullValues, metricName, timeout)"},
-      {"bogus\"key", "x", "unknown metadata key \"bogus\\\"key\" (known: serverAddress, query, threshold, activationThreshold, lookahead, step, model, period, history, headroom, ignoreNullValues, metricName, timeout)"},
+      {"Query", "x",
+       "unknown metadata key \"Query\" (known: serverAddress, query, threshold, activationThreshold, "
+       "lookahead, step, model, period, history, headroom, quantile, mode, ignoreNullValues, metricName, "
+       "timeout)"},
+      {"bogus\"key", "x",
+       "unknown metadata key \"bogus\\\"key\" (known: serverAddress, query, threshold, activationThreshold, "
+       "lookahead, step, model, period, history, headroom, quantile, mode, ignoreNullValues, metricName, "
+       "timeout)"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     struct tc t;
@@ -582,9 +798,9 @@ Test(config, target_required_keys) {
   MD(t, "query", "q", "period", "1h");
   cr_assert_eq(t.rc, UV_EINVAL);
   cr_assert_str_eq(t.err, "threshold: is required (a number > 0)");
-  MD(t, "query", "q", "threshold", "1");
-  cr_assert_eq(t.rc, UV_EINVAL);
-  cr_assert_str_eq(t.err, "period: is required when model is seasonal (e.g. 1d for a daily pattern)");
+  MD(t, "query", "q", "threshold", "1"); /* everything else has a default, the period too (auto) */
+  cr_assert_eq(t.rc, 0, "%s", t.err);
+  ps_target_config_free(&t.c);
   struct ps_target_config c;
   char err[128];
   cr_assert_eq(ps_target_config_parse(&c, NULL, 0, NULL, err, sizeof err), UV_EINVAL);

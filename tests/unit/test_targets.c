@@ -85,24 +85,122 @@ Test(targets, last_model_returns_current) {
   cr_assert_eq(ps_targets_count(targets), 1);
 }
 
+#define LABELS "namespace=\"ns\",name=\"app\",metric=\"prescale\""
+
 /* time() % 180 is a sawtooth with a 180 s period, so the seasonal forecast is exact: each step t of the
- * window (now, now + 30 s] forecasts (t - 180) % 180 == t % 180. */
+ * window (now, now + 30 s] forecasts (t - 180) % 180 == t % 180. The max over that window: */
+static double sawtooth_max(int64_t end_s) {
+  double want = 0;
+  for (int k = 1; k <= 6; k++) want = fmax(want, (double)((end_s + 5 * k) % 180));
+  return want;
+}
+
 Test(targets, seasonal_matches_known_series_with_headroom) {
-  struct ps_kv md[] = {{"query", "vector(time() % 180)"}, {"threshold", "10"}, {"step", "5s"},
-                       {"period", "3m"}, {"lookahead", "30s"}, {"headroom", "0.5"}};
+  struct ps_kv md[] = {{"query", "vector(time() % 180)"},
+                       {"threshold", "10"},
+                       {"step", "5s"},
+                       {"period", "3m"},
+                       {"lookahead", "30s"},
+                       {"headroom", "0.5"},
+                       {"model", "seasonal"}};
   struct ps_target *t;
-  cr_assert_eq(load(md, 6, &t), 0);
+  cr_assert_eq(load(md, 7, &t), 0);
   struct ps_target_reading rd;
   char err[256];
   cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
   int64_t end = rd.observed_ms / 1000;
   cr_assert_eq(rd.observed_ms % 5000, 0, "observations sit on step boundaries");
   cr_assert_float_eq(rd.observed, (double)(end % 180), 1e-9);
-  double want = rd.observed;
-  for (int k = 1; k <= 6; k++) want = fmax(want, (double)((end + 5 * k) % 180));
+  double want = fmax(rd.observed, sawtooth_max(end));
   cr_assert_float_eq(rd.value, want * 1.5, 1e-9, "value %g, want %g", rd.value, want * 1.5);
-  cr_assert_float_eq(ps_metrics_get("prescale_target_value", "namespace=\"ns\",name=\"app\",metric=\"prescale\""),
-                     rd.value, 1e-9);
+  cr_assert_float_eq(
+      ps_metrics_get("prescale_target_value", "namespace=\"ns\",name=\"app\",metric=\"prescale\""), rd.value,
+      1e-9);
+  cr_assert_eq(ps_metrics_get("prescale_target_model_info", LABELS ",model=\"seasonal\""), 1);
+  cr_assert_eq(ps_metrics_get("prescale_target_period_seconds", LABELS), 180);
+  cr_assert_eq(ps_metrics_get("prescale_target_shadow", LABELS), 0);
+  cr_assert_eq(ps_metrics_get("prescale_target_quantile_margin", LABELS), 0);
+}
+
+/* Shadow mode: KEDA gets the observation itself (no forecast, no headroom), while /metrics carries the
+ * forecast, exactly the one normal mode would have used. */
+Test(targets, shadow_mode_answers_the_observation_and_exports_the_forecast) {
+  struct ps_kv md[] = {{"query", "vector(time() % 180)"},
+                       {"threshold", "10"},
+                       {"step", "5s"},
+                       {"period", "3m"},
+                       {"lookahead", "30s"},
+                       {"headroom", "0.5"},
+                       {"model", "seasonal"},
+                       {"mode", "shadow"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 8, &t), 0);
+  struct ps_target_reading rd;
+  char err[256];
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  int64_t end = rd.observed_ms / 1000;
+  cr_assert_float_eq(rd.observed, (double)(end % 180), 1e-9);
+  cr_assert_eq(rd.value, rd.observed, "shadow answers the observation: %g vs %g", rd.value, rd.observed);
+  double pred = sawtooth_max(end);
+  cr_assert_float_eq(rd.predicted, pred, 1e-9);
+  cr_assert_float_eq(ps_metrics_get("prescale_target_predicted", LABELS), pred, 1e-9);
+  cr_assert_eq(ps_metrics_get("prescale_target_value", LABELS), rd.observed);
+  cr_assert_eq(ps_metrics_get("prescale_target_shadow", LABELS), 1);
+}
+
+/* Model auto with period auto on the sawtooth: the engine finds the 180 s season (within a step) from an
+ * hour of history, says which model answers, and reports the error of the models it has scored. */
+Test(targets, auto_detects_the_period_and_reports_the_model) {
+  struct ps_kv md[] = {{"query", "vector(time() % 180)"},
+                       {"threshold", "10"},
+                       {"step", "5s"},
+                       {"history", "1h"},
+                       {"lookahead", "30s"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 5, &t), 0);
+  cr_assert_eq(ps_target_config(t)->model, PS_MODEL_AUTO);
+  struct ps_target_reading rd;
+  char err[256];
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  double period = ps_metrics_get("prescale_target_period_seconds", LABELS);
+  cr_assert(fabs(period - 180) <= 5, "period %g s, want 180 s", period);
+  int models = 0;
+  for (int m = 0; m < PS_MODEL_COUNT; m++) {
+    char l[256];
+    snprintf(l, sizeof l, LABELS ",model=\"%s\"", ps_model_name((enum ps_model)m));
+    double v = ps_metrics_get("prescale_target_model_info", l);
+    if (!isnan(v)) {
+      cr_assert_eq(v, 1);
+      cr_assert_neq(m, PS_MODEL_AUTO, "auto is never the answering model");
+      models++;
+    }
+    double e = ps_metrics_get("prescale_target_model_error", l);
+    cr_assert(isnan(e) || e >= 0, "%s error %g", ps_model_name((enum ps_model)m), e);
+  }
+  cr_assert_eq(models, 1, "exactly one model_info series");
+  cr_assert(rd.value >= rd.observed);
+}
+
+/* A quantile adds a margin >= 0 from the model's own errors: with a component the 3m season does not
+ * explain (time() % 7), seasonal's errors are not 0, so the margin is positive and lands in the value. */
+Test(targets, quantile_adds_the_error_margin) {
+  struct ps_kv md[] = {{"query", "vector(time() % 180 + 3 * (time() % 7))"},
+                       {"threshold", "10"},
+                       {"step", "1s"},
+                       {"period", "3m"},
+                       {"model", "seasonal"},
+                       {"lookahead", "10s"},
+                       {"quantile", "0.9"},
+                       {"headroom", "0.1"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 8, &t), 0);
+  struct ps_target_reading rd;
+  char err[256];
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  double margin = ps_metrics_get("prescale_target_quantile_margin", LABELS);
+  cr_assert_gt(margin, 0, "margin %g", margin);
+  cr_assert_float_eq(rd.value, fmax(rd.observed, rd.predicted + margin) * 1.1, 1e-9,
+                     "value %g obs %g pred %g", rd.value, rd.observed, rd.predicted);
 }
 
 Test(targets, metadata_order_does_not_matter_and_errors_name_the_key) {
@@ -143,7 +241,8 @@ Test(targets, bad_promql_is_invalid_argument_with_prometheus_text) {
 Test(targets, several_series_are_rejected) {
   struct ps_kv md[] = {{"query", "label_replace(vector(1),\"a\",\"x\",\"\",\"\") or "
                                  "label_replace(vector(2),\"a\",\"y\",\"\",\"\")"},
-                       {"threshold", "2"}, {"model", "last"}};
+                       {"threshold", "2"},
+                       {"model", "last"}};
   struct ps_target *t;
   cr_assert_eq(load(md, 3, &t), UV_EINVAL);
   struct ps_target_reading rd;
@@ -153,8 +252,8 @@ Test(targets, several_series_are_rejected) {
 }
 
 Test(targets, empty_result_depends_on_ignore_null_values) {
-  struct ps_kv strict[] = {{"query", "vector(1) > 5"}, {"threshold", "2"}, {"model", "last"},
-                           {"ignoreNullValues", "false"}};
+  struct ps_kv strict[] = {
+      {"query", "vector(1) > 5"}, {"threshold", "2"}, {"model", "last"}, {"ignoreNullValues", "false"}};
   struct ps_target *t;
   cr_assert_eq(load(strict, 4, &t), UV_EPERM);
   struct ps_kv lax[] = {{"query", "vector(1) > 5"}, {"threshold", "2"}, {"model", "last"}};
@@ -193,8 +292,11 @@ static bool two_flips(void *arg) { return ((struct flips *)arg)->calls >= 2; }
 
 Test(targets, watchers_hear_each_change_of_activity) {
   /* time() % 4 at a 1 s step is 0,1,2,3,...: active (> 1.5) half of the time. */
-  struct ps_kv md[] = {{"query", "vector(time() % 4)"}, {"threshold", "1"}, {"model", "last"},
-                       {"step", "1s"}, {"activationThreshold", "1.5"}};
+  struct ps_kv md[] = {{"query", "vector(time() % 4)"},
+                       {"threshold", "1"},
+                       {"model", "last"},
+                       {"step", "1s"},
+                       {"activationThreshold", "1.5"}};
   struct ps_target *t;
   cr_assert_eq(load(md, 5, &t), 0);
   struct ps_target_reading rd;
@@ -216,7 +318,12 @@ Test(targets, idle_targets_are_dropped) {
   struct ps_target *t;
   cr_assert_eq(load(md, 3, &t), 0);
   cr_assert_eq(ps_targets_count(targets), 1);
+  cr_assert_eq(ps_metrics_get("prescale_target_model_info", LABELS ",model=\"last\""), 1);
   cr_assert(run_until(no_targets, NULL, 5000), "target not dropped");
+  /* Its series go with it, the model-labelled ones too. */
+  cr_assert(isnan(ps_metrics_get("prescale_target_model_info", LABELS ",model=\"last\"")));
+  cr_assert(isnan(ps_metrics_get("prescale_target_value", LABELS)));
+  cr_assert(isnan(ps_metrics_get("prescale_target_shadow", LABELS)));
 }
 
 Test(targets, closing_fails_waiters_with_ecanceled) {
@@ -245,8 +352,8 @@ static bool read_gives(void *arg) {
 
 Test(targets, stale_then_unavailable_then_recovers) {
   cfg.stale_after_ms = 2000;
-  struct ps_kv md[] = {{"query", "vector(3)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"},
-                       {"timeout", "500ms"}};
+  struct ps_kv md[] = {
+      {"query", "vector(3)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"}, {"timeout", "500ms"}};
   struct ps_target *t;
   cr_assert_eq(load(md, 5, &t), 0);
   int port = prom.port;
@@ -258,7 +365,9 @@ Test(targets, stale_then_unavailable_then_recovers) {
   cr_assert(run_until(read_gives, &x, 10000), "never became unavailable");
   ps_target_read(t, &rd, err, sizeof err);
   cr_assert(strstr(err, "stale-after"), "%s", err);
-  cr_assert_gt(ps_metrics_get("prescale_refresh_errors_total", "namespace=\"ns\",name=\"app\",metric=\"prescale\""), 0);
+  cr_assert_gt(
+      ps_metrics_get("prescale_refresh_errors_total", "namespace=\"ns\",name=\"app\",metric=\"prescale\""),
+      0);
   cr_assert_eq(ps_test_prom_start(&prom, port, why, sizeof why), 0, "%s", why);
   x.want = 0;
   cr_assert(run_until(read_gives, &x, 15000), "did not recover");
