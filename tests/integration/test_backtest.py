@@ -1,0 +1,229 @@
+"""End-to-end: `prescale backtest` on small synthetic traces this test writes itself.
+
+Checks the text, JSON, CSV and SVG outputs (the SVG parsed with xml.etree), the errors for bad files
+(line number and content), non-fixed intervals and short traces, the exit codes, and that a trace as
+long as the WorldCup one (125k rows) replays in seconds.
+
+Run: /usr/bin/python3 -m unittest -v tests/integration/test_backtest.py
+"""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+def setUpModule():  # noqa: N802
+    if not os.access(h.prescale_bin(), os.X_OK):
+        raise unittest.SkipTest(f"prescale binary not built: {h.prescale_bin()} (build it or set PRESCALE_BIN)")
+
+
+def periodic(rows, step=60, period_rows=60, t0=1_700_000_000):
+    """A daily-like shape: a base, a smooth bump once per period and a short burst, as (t, requests)."""
+    out = []
+    for i in range(rows):
+        phase = (i % period_rows) / period_rows
+        rate = 20 + 60 * max(0.0, math.sin(2 * math.pi * phase)) + (40 if (i % period_rows) == period_rows // 3 else 0)
+        out.append((t0 + i * step, round(rate * step)))
+    return out
+
+
+class Backtest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory(prefix="prescale-backtest-")
+        self.addCleanup(self.dir.cleanup)
+
+    def path(self, name):
+        return os.path.join(self.dir.name, name)
+
+    def write_trace(self, rows, name="trace.csv", header="timestamp_seconds,value"):
+        p = self.path(name)
+        with open(p, "w") as f:
+            if header is not None:
+                f.write(header + "\n")
+            for t, v in rows:
+                f.write(f"{t},{v}\n")
+        return p
+
+    def run_bt(self, *args, timeout=120):
+        return subprocess.run([h.prescale_bin(), "backtest", *args], capture_output=True, text=True, timeout=timeout)
+
+    # ---- outputs --------------------------------------------------------------------------------------
+
+    def test_text_output(self):
+        p = self.write_trace(periodic(600))
+        r = self.run_bt(p)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for word in ("reactive", "seed", "auto", "MAE", "RMSE", "MASE", "under pod-s", "pod-s", "events"):
+            self.assertIn(word, r.stdout)
+        self.assertIn("600 rows at 1m", r.stdout)
+
+    def test_json_fields(self):
+        rows = periodic(600)
+        p = self.write_trace(rows)
+        r = self.run_bt(p, "--json", "--lookahead", "3m", "--startup=30s", "--threshold", "5", "--period", "1h")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        doc = json.loads(r.stdout)
+        self.assertEqual(doc["rows"], 600)
+        self.assertEqual(doc["interval_seconds"], 60)
+        self.assertEqual(doc["lookahead_seconds"], 180)
+        self.assertEqual(doc["horizon_rows"], 3)
+        self.assertEqual(doc["startup_seconds"], 30)
+        self.assertEqual(doc["threshold"], 5)
+        self.assertEqual(doc["threshold_source"], "flag")
+        self.assertEqual(doc["model"], "auto")
+        self.assertEqual(doc["period"], "1h")
+        self.assertEqual(doc["period_seconds"], 3600)
+        self.assertEqual(set(doc["results"]), {"reactive", "seed", "model"})
+        self.assertEqual(doc["results"]["model"]["name"], "auto")
+        for who, res in doc["results"].items():
+            for key in ("mae", "rmse", "mase", "under_provisioned_pod_seconds", "under_provisioned_fraction",
+                        "pod_seconds", "scaling_events", "scored"):
+                self.assertIn(key, res, who)
+            self.assertEqual(res["scored"], 600 - 3, who)
+            self.assertGreaterEqual(res["under_provisioned_pod_seconds"], 0, who)
+            self.assertTrue(0 <= res["under_provisioned_fraction"] <= 1, who)
+            # at least one pod for the whole replay
+            self.assertGreaterEqual(res["pod_seconds"], 600 * 60, who)
+        self.assertAlmostEqual(doc["results"]["reactive"]["mase"], 1.0)
+        # With the period given, the seed sees each bump one period ahead.
+        self.assertEqual(doc["results"]["seed"]["period_seconds"], 3600)
+        self.assertLess(doc["results"]["seed"]["under_provisioned_pod_seconds"],
+                        doc["results"]["reactive"]["under_provisioned_pod_seconds"])
+        self.assertAlmostEqual(sum(doc["results"]["model"]["answered"].values()), 1.0, places=6)
+
+    def test_default_threshold_is_median_rate_over_5(self):
+        rows = [(i * 10, 50 if i % 2 else 100) for i in range(101)]  # rates 5 and 10; median 10
+        p = self.write_trace(rows)
+        r = self.run_bt(p, "--json", "--lookahead", "30s")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        doc = json.loads(r.stdout)
+        self.assertAlmostEqual(doc["threshold"], 2.0)
+        self.assertEqual(doc["period"], "auto")
+        self.assertIsNone(doc["period_seconds"])
+        self.assertEqual(doc["threshold_source"], "median rate / 5")
+
+    def test_csv_output(self):
+        rows = periodic(300)
+        p = self.write_trace(rows)
+        out = self.path("rows.csv")
+        r = self.run_bt(p, "--csv", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(out) as f:
+            data = list(csv.reader(f))
+        self.assertEqual(data[0], ["timestamp", "demand", "forecast", "value", "replicas_reactive",
+                                   "replicas_prescale"])
+        self.assertEqual(len(data) - 1, 300)
+        for (t, v), row in zip(rows, data[1:]):
+            self.assertEqual(int(row[0]), t)
+            self.assertAlmostEqual(float(row[1]), v / 60, places=6)
+            # the engine keeps samples as float: equal to the rate within float precision
+            self.assertGreaterEqual(float(row[3]), float(row[1]) * (1 - 1e-6), "value is floored at the current rate")
+            self.assertGreaterEqual(int(row[4]), 1)
+            self.assertGreaterEqual(int(row[5]), 1)
+
+    def test_svg_is_well_formed_and_downsampled(self):
+        rows = [(i, 3 + (i // 100) % 5) for i in range(6000)]  # 1 s rows: more than the chart keeps
+        p = self.write_trace(rows)
+        out = self.path("chart.svg")
+        r = self.run_bt(p, "--svg", out, "--lookahead", "30s")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        root = ET.parse(out).getroot()
+        self.assertEqual(root.tag, SVG_NS + "svg")
+        lines = root.findall(f".//{SVG_NS}polyline")
+        self.assertEqual(len(lines), 4, "demand, forecast, two ready capacities")
+        for pl in lines:
+            pts = pl.get("points").split()
+            self.assertGreater(len(pts), 100)
+            self.assertLessEqual(len(pts), 2000)
+            for pt in pts:
+                x, y = (float(c) for c in pt.split(","))
+                self.assertTrue(0 <= x <= float(root.get("width")) and 0 <= y <= float(root.get("height")), pt)
+        texts = "".join(t.text or "" for t in root.iter(SVG_NS + "text"))
+        self.assertIn("demand", texts)
+        self.assertIn("ready capacity, reactive", texts)
+
+    def test_svg_escapes_the_trace_name(self):
+        p = self.write_trace(periodic(100), name="a&b<c>.csv")
+        out = self.path("chart.svg")
+        r = self.run_bt(p, "--svg", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        root = ET.parse(out).getroot()
+        self.assertIn("a&b<c>.csv", "".join(t.text or "" for t in root.iter(SVG_NS + "text")))
+
+    # ---- errors ---------------------------------------------------------------------------------------
+
+    def test_bad_line_names_line_and_content(self):
+        p = self.path("bad.csv")
+        with open(p, "w") as f:
+            f.write("timestamp_seconds,value\n0,1\n60,oops\n120,3\n")
+        r = self.run_bt(p)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("line 3", r.stderr)
+        self.assertIn('"60,oops"', r.stderr)
+        self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
+
+    def test_non_fixed_interval(self):
+        rows = periodic(50)
+        del rows[20]
+        r = self.run_bt(self.write_trace(rows))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("line 22", r.stderr)
+        self.assertIn("interval is 60.000 s", r.stderr)
+
+    def test_too_short(self):
+        r = self.run_bt(self.write_trace(periodic(5)))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("5 rows", r.stderr)
+        r = self.run_bt(self.write_trace(periodic(1)))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("at least 2", r.stderr)
+
+    def test_missing_file(self):
+        r = self.run_bt(self.path("nope.csv"))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("nope.csv", r.stderr)
+
+    def test_usage_errors(self):
+        p = self.write_trace(periodic(100))
+        for args in (["--lookahead", "soon"], ["--period", "90s"], ["--model", "x"], ["--nope"], ["--headroom", "-1"],
+                     ["--threshold", "0"], [p + ".other"]):
+            r = self.run_bt(p, *args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn("prescale backtest:", r.stderr)
+        r = subprocess.run([h.prescale_bin(), "backtest"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+
+    def test_help(self):
+        r = self.run_bt("--help")
+        self.assertEqual(r.returncode, 0)
+        for word in ("--lookahead", "--startup", "--threshold", "--svg", "--csv", "0.1",
+                     "300 s", "Under-provisioned"):
+            self.assertIn(word, r.stdout)
+
+    # ---- performance ----------------------------------------------------------------------------------
+
+    def test_long_trace_replays_in_seconds(self):
+        p = self.write_trace(periodic(125_000, period_rows=1440))
+        start = time.monotonic()
+        r = self.run_bt(p, "--json", timeout=300)
+        took = time.monotonic() - start
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["rows"], 125_000)
+        limit = 120 if "asan" in h.prescale_bin() else 30
+        self.assertLess(took, limit, f"125k rows took {took:.1f} s")
+
+
+if __name__ == "__main__":
+    unittest.main()
