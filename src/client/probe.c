@@ -1,0 +1,496 @@
+/* `prescale probe`: asks a running scaler what KEDA asks (pkg/scalers/external_scaler.go): GetMetricSpec,
+ * GetMetrics for the spec's metric, IsActive; with --watch, then holds StreamIsActive open as KEDA's
+ * external-push trigger does. Over prescale's own gRPC client, on one libuv loop.
+ *
+ * Exit status: 0 ok (and after Ctrl-C while watching), 1 a connection or RPC failure (or the stream
+ * ended), 2 bad usage. Errors are one line on stderr: "prescale probe: GetMetricSpec: INVALID_ARGUMENT:
+ * threshold: "abc" is not a number > 0". */
+#include "probe.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#include "config.h"
+#include "externalscaler.pb-c.h"
+#include "grpc.h"
+#include "grpc_client.h"
+
+#define PROBE_MAX_METADATA       64 /* as the server's PS_SERVICE_MAX_METADATA: more is refused there anyway */
+#define PROBE_DEFAULT_TIMEOUT_MS 10000
+#define PROBE_DEFAULT_NAMESPACE  "default"
+#define SERVICE                  "/externalscaler.ExternalScaler/"
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+struct opts {
+  const char *addr, *name, *ns, *metric;
+  struct ps_kv md[PROBE_MAX_METADATA];
+  size_t nmd;
+  int64_t timeout_ms;
+  bool watch, json;
+};
+
+enum step { S_SPEC, S_METRICS, S_ACTIVE, S_WATCH, S_DONE };
+
+struct probe {
+  uv_loop_t loop;
+  uv_signal_t sigint;
+  bool sigint_open;
+  struct opts o;
+  struct ps_grpc_client *client;
+  struct ps_grpc_call *stream;
+  enum step step;
+  int exit_code;
+  cJSON *out; /* the JSON answer being built (--json) */
+  char metric[PS_MAX_METRIC_NAME + 1];
+  double target; /* the spec's target per replica, for the replica estimate */
+};
+
+static void usage(FILE *f) {
+  fputs(
+      "Usage: prescale probe --addr HOST:PORT --name NAME [--namespace NS] -m KEY=VALUE [-m KEY=VALUE ...]\n"
+      "                      [--metric NAME] [--timeout D] [--watch] [--json]\n"
+      "\n"
+      "Asks a running scaler what KEDA asks it, over the same gRPC calls: GetMetricSpec, then GetMetrics\n"
+      "for the spec's metric, then IsActive, and prints the answers.\n"
+      "\n"
+      "  --addr HOST:PORT       the scaler's gRPC address (h2c), e.g. 127.0.0.1:6000 or [::1]:6000\n"
+      "  --name NAME            the ScaledObject's name\n"
+      "  --namespace NS         its namespace (default \"default\")\n"
+      "  -m, --metadata K=V     one entry of the trigger's metadata; repeat for each. The scaler keys\n"
+      "                         its targets by the whole map: to see the very target a ScaledObject\n"
+      "                         uses, pass its metadata exactly, scalerAddress included (KEDA sends it)\n"
+      "  --metric NAME          the metric asked for in GetMetrics (default: the spec's first one)\n"
+      "  --timeout D            deadline of connecting and of each call, e.g. 500ms, 10s (default 10s)\n"
+      "  --watch                then hold StreamIsActive open and print each update with a timestamp,\n"
+      "                         until Ctrl-C or until the scaler ends the stream\n"
+      "  --json                 print JSON: one object; with --watch, then one object per update, each\n"
+      "                         on its own line\n"
+      "  -h, --help             this help\n"
+      "\n"
+      "Exit status: 0 ok (also after Ctrl-C while watching); 1 the connection or a call failed, or the\n"
+      "scaler ended the watched stream; 2 bad usage.\n",
+      f);
+}
+
+/* ==== flags ======================================================================================== */
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("prescale probe: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputs("\nRun 'prescale probe --help' for the flags.\n", stderr);
+  va_end(ap);
+  return EXIT_USAGE;
+}
+
+/* Matches "--flag V" and "--flag=V"; *i advances past what it consumed. */
+static bool flag_value(int argc, char **argv, int *i, const char *name, const char **val, bool *missing) {
+  size_t n = strlen(name);
+  if (strncmp(argv[*i], name, n) != 0) return false;
+  if (argv[*i][n] == '=') {
+    *val = argv[*i] + n + 1;
+    return true;
+  }
+  if (argv[*i][n] != '\0') return false;
+  if (*i + 1 >= argc) {
+    *missing = true;
+    return true;
+  }
+  *val = argv[++*i];
+  return true;
+}
+
+static int add_metadata(struct opts *o, char *kv) {
+  char *eq = strchr(kv, '=');
+  if (eq == NULL || eq == kv) return usage_error("-m \"%s\": expected KEY=VALUE", kv);
+  if (o->nmd >= PROBE_MAX_METADATA) return usage_error("more than %d metadata entries", PROBE_MAX_METADATA);
+  *eq = '\0'; /* argv strings are ours to modify */
+  for (size_t i = 0; i < o->nmd; i++)
+    if (strcmp(o->md[i].key, kv) == 0) return usage_error("metadata key \"%s\" given twice", kv);
+  o->md[o->nmd].key = kv;
+  o->md[o->nmd].value = eq + 1;
+  o->nmd++;
+  return 0;
+}
+
+/* 0, 1 after --help, or EXIT_USAGE (already reported). */
+static int parse_flags(struct opts *o, int argc, char **argv) {
+  memset(o, 0, sizeof *o);
+  o->ns = PROBE_DEFAULT_NAMESPACE;
+  o->timeout_ms = PROBE_DEFAULT_TIMEOUT_MS;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = NULL;
+    bool missing = false;
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      usage(stdout);
+      return 1;
+    } else if (strcmp(a, "--watch") == 0) {
+      o->watch = true;
+    } else if (strcmp(a, "--json") == 0) {
+      o->json = true;
+    } else if (flag_value(argc, argv, &i, "--addr", &v, &missing)) {
+      o->addr = v;
+    } else if (flag_value(argc, argv, &i, "--name", &v, &missing)) {
+      o->name = v;
+    } else if (flag_value(argc, argv, &i, "--namespace", &v, &missing)) {
+      o->ns = v;
+    } else if (flag_value(argc, argv, &i, "--metric", &v, &missing)) {
+      o->metric = v;
+    } else if (flag_value(argc, argv, &i, "--timeout", &v, &missing)) {
+      if (!missing && (ps_duration_parse(v, &o->timeout_ms) != 0 || o->timeout_ms <= 0 ||
+                       (uint64_t)o->timeout_ms > PS_GRPC_CLIENT_MAX_TIMEOUT_MS))
+        return usage_error("--timeout \"%s\": expected a duration > 0 such as 500ms, 10s, 1m", v);
+    } else if (flag_value(argc, argv, &i, "--metadata", &v, &missing) ||
+               flag_value(argc, argv, &i, "-m", &v, &missing)) {
+      if (!missing && add_metadata(o, (char *)v) != 0) return EXIT_USAGE;
+    } else if (strncmp(a, "-m", 2) == 0 && a[2] != '\0' && a[2] != '=') {
+      if (add_metadata(o, argv[i] + 2) != 0) return EXIT_USAGE; /* -mKEY=VALUE */
+    } else {
+      return usage_error("unknown argument \"%s\"", a);
+    }
+    if (missing) return usage_error("%s needs a value", a);
+  }
+  if (o->addr == NULL || o->addr[0] == '\0') return usage_error("--addr HOST:PORT is required");
+  if (o->name == NULL || o->name[0] == '\0') return usage_error("--name is required");
+  if (o->ns[0] == '\0') return usage_error("--namespace must not be empty");
+  if (o->metric != NULL && strlen(o->metric) > PS_MAX_METRIC_NAME)
+    return usage_error("--metric is longer than %d bytes", PS_MAX_METRIC_NAME);
+  return 0;
+}
+
+/* ==== output ======================================================================================= */
+
+/* The shortest decimal that reads back as the same double, without an exponent for ordinary values
+ * (10, not 1e+01: at least as many digits as the integer part has). */
+static void fmt_double(char *buf, size_t len, double v) {
+  int prec = 1;
+  double a = fabs(v);
+  if (a >= 1 && a < 1e15) prec = (int)floor(log10(a)) + 1;
+  for (; prec <= 17; prec++) {
+    snprintf(buf, len, "%.*g", prec, v);
+    if (strtod(buf, NULL) == v) return;
+  }
+}
+
+static void now_rfc3339(char *buf, size_t len) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
+    ts.tv_sec = time(NULL);
+    ts.tv_nsec = 0;
+  }
+  time_t secs = ts.tv_sec;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char base[32];
+  strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf, len, "%s.%03dZ", base, (int)(ts.tv_nsec / 1000000));
+}
+
+static void print_json(cJSON *j) {
+  char *s = cJSON_PrintUnformatted(j);
+  if (s != NULL) {
+    fputs(s, stdout);
+    fputc('\n', stdout);
+    free(s);
+  }
+  fflush(stdout);
+}
+
+/* ==== the calls ==================================================================================== */
+
+static void finish(struct probe *p, int code) {
+  if (p->step == S_DONE) return;
+  p->step = S_DONE;
+  p->exit_code = code;
+  if (p->stream != NULL) ps_grpc_client_cancel(p->stream);
+  p->stream = NULL;
+  ps_grpc_client_close(p->client);
+  if (p->sigint_open) uv_close((uv_handle_t *)&p->sigint, NULL);
+  p->sigint_open = false;
+}
+
+static void fail(struct probe *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct probe *p, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("prescale probe: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  finish(p, EXIT_FAIL);
+}
+
+/* Packs the ScaledObjectRef of the flags (or a GetMetricsRequest around it) into a malloc'd buffer. */
+static uint8_t *pack_request(const struct probe *p, bool get_metrics, size_t *len) {
+  Externalscaler__ScaledObjectRef__ScalerMetadataEntry entries[PROBE_MAX_METADATA];
+  Externalscaler__ScaledObjectRef__ScalerMetadataEntry *ptrs[PROBE_MAX_METADATA];
+  for (size_t i = 0; i < p->o.nmd; i++) {
+    Externalscaler__ScaledObjectRef__ScalerMetadataEntry e =
+        EXTERNALSCALER__SCALED_OBJECT_REF__SCALER_METADATA_ENTRY__INIT;
+    e.key = (char *)p->o.md[i].key;
+    e.value = (char *)p->o.md[i].value;
+    entries[i] = e;
+    ptrs[i] = &entries[i];
+  }
+  Externalscaler__ScaledObjectRef ref = EXTERNALSCALER__SCALED_OBJECT_REF__INIT;
+  ref.name = (char *)p->o.name;
+  ref.namespace_ = (char *)p->o.ns;
+  ref.n_scalermetadata = p->o.nmd;
+  ref.scalermetadata = ptrs;
+  Externalscaler__GetMetricsRequest gm = EXTERNALSCALER__GET_METRICS_REQUEST__INIT;
+  gm.scaledobjectref = &ref;
+  gm.metricname = (char *)p->metric;
+  const ProtobufCMessage *m = get_metrics ? &gm.base : &ref.base;
+  *len = protobuf_c_message_get_packed_size(m);
+  uint8_t *buf = malloc(*len ? *len : 1);
+  if (buf != NULL) protobuf_c_message_pack(m, buf);
+  return buf;
+}
+
+static void on_done(void *arg, int status, const char *message, const uint8_t *msg, size_t len);
+static void on_stream_msg(void *arg, const uint8_t *msg, size_t len);
+
+static const char *step_method(enum step s) {
+  switch (s) {
+  case S_SPEC: return "GetMetricSpec";
+  case S_METRICS: return "GetMetrics";
+  case S_ACTIVE: return "IsActive";
+  default: return "StreamIsActive";
+  }
+}
+
+static void start_step(struct probe *p, enum step s) {
+  p->step = s;
+  size_t len;
+  uint8_t *req = pack_request(p, s == S_METRICS, &len);
+  if (req == NULL) {
+    fail(p, "%s: out of memory", step_method(s));
+    return;
+  }
+  char path[128];
+  snprintf(path, sizeof path, SERVICE "%s", step_method(s));
+  /* KEDA sets no deadline on the stream: it is meant to stay open. */
+  uint64_t timeout = s == S_WATCH ? 0 : (uint64_t)p->o.timeout_ms;
+  struct ps_grpc_call *call = NULL;
+  int err = ps_grpc_client_call(p->client, path, req, len, timeout, s == S_WATCH ? on_stream_msg : NULL,
+                                on_done, p, &call);
+  free(req);
+  if (err != 0) {
+    fail(p, "%s: cannot start the call: %s", step_method(s), uv_strerror(err));
+    return;
+  }
+  if (s == S_WATCH) p->stream = call;
+}
+
+static void got_spec(struct probe *p, const uint8_t *msg, size_t len) {
+  Externalscaler__GetMetricSpecResponse *r = externalscaler__get_metric_spec_response__unpack(NULL, len, msg);
+  if (r == NULL) {
+    fail(p, "GetMetricSpec: cannot decode the response (%zu bytes)", len);
+    return;
+  }
+  if (p->o.metric == NULL && r->n_metricspecs == 0) {
+    externalscaler__get_metric_spec_response__free_unpacked(r, NULL);
+    fail(p, "GetMetricSpec: the scaler returned no metric spec (give --metric to ask for one anyway)");
+    return;
+  }
+  snprintf(p->metric, sizeof p->metric, "%s", p->o.metric ? p->o.metric : r->metricspecs[0]->metricname);
+  p->target = 0;
+  cJSON *arr = p->out ? cJSON_AddArrayToObject(p->out, "metricSpecs") : NULL;
+  for (size_t i = 0; i < r->n_metricspecs; i++) {
+    const Externalscaler__MetricSpec *s = r->metricspecs[i];
+    /* KEDA uses the float when it is > 0, else the integer (external_scaler.go). */
+    double target = s->targetsizefloat > 0 ? s->targetsizefloat : (double)s->targetsize;
+    if (strcmp(s->metricname, p->metric) == 0 && p->target == 0) p->target = target;
+    if (arr != NULL) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "metricName", s->metricname);
+      cJSON_AddNumberToObject(o, "targetSize", (double)s->targetsize);
+      cJSON_AddNumberToObject(o, "targetSizeFloat", s->targetsizefloat);
+      cJSON_AddItemToArray(arr, o);
+    } else {
+      char f[40];
+      fmt_double(f, sizeof f, s->targetsizefloat);
+      printf("spec      metric \"%s\", target %s per replica (targetSize %" PRId64 ", targetSizeFloat %s)\n",
+             s->metricname, f, s->targetsize, f);
+    }
+  }
+  externalscaler__get_metric_spec_response__free_unpacked(r, NULL);
+  start_step(p, S_METRICS);
+}
+
+static void got_metrics(struct probe *p, const uint8_t *msg, size_t len) {
+  Externalscaler__GetMetricsResponse *r = externalscaler__get_metrics_response__unpack(NULL, len, msg);
+  if (r == NULL) {
+    fail(p, "GetMetrics: cannot decode the response (%zu bytes)", len);
+    return;
+  }
+  if (r->n_metricvalues == 0) {
+    externalscaler__get_metrics_response__free_unpacked(r, NULL);
+    fail(p, "GetMetrics: the scaler returned no metric value for \"%s\"", p->metric);
+    return;
+  }
+  cJSON *arr = p->out ? cJSON_AddArrayToObject(p->out, "metricValues") : NULL;
+  for (size_t i = 0; i < r->n_metricvalues; i++) {
+    const Externalscaler__MetricValue *v = r->metricvalues[i];
+    double value = v->metricvaluefloat > 0 ? v->metricvaluefloat : (double)v->metricvalue;
+    if (arr != NULL) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "metricName", v->metricname);
+      cJSON_AddNumberToObject(o, "metricValue", (double)v->metricvalue);
+      cJSON_AddNumberToObject(o, "metricValueFloat", v->metricvaluefloat);
+      cJSON_AddItemToArray(arr, o);
+      continue;
+    }
+    char f[40];
+    fmt_double(f, sizeof f, v->metricvaluefloat);
+    printf("value     %s = %s (metricValue %" PRId64 ", metricValueFloat %s)\n", v->metricname, f,
+           v->metricvalue, f);
+    if (i == 0 && p->target > 0) {
+      /* What the HPA asks for with KEDA's default AverageValue target: ceil(value / target). */
+      double want = ceil(value / p->target);
+      printf("replicas  %.0f (ceil(value / target), as the HPA computes for an AverageValue target)\n", want);
+    }
+  }
+  externalscaler__get_metrics_response__free_unpacked(r, NULL);
+  start_step(p, S_ACTIVE);
+}
+
+static void got_active(struct probe *p, const uint8_t *msg, size_t len) {
+  Externalscaler__IsActiveResponse *r = externalscaler__is_active_response__unpack(NULL, len, msg);
+  if (r == NULL) {
+    fail(p, "IsActive: cannot decode the response (%zu bytes)", len);
+    return;
+  }
+  bool active = r->result;
+  externalscaler__is_active_response__free_unpacked(r, NULL);
+  if (p->out != NULL) {
+    cJSON_AddBoolToObject(p->out, "active", active);
+    print_json(p->out);
+  } else {
+    printf("active    %s\n", active ? "true" : "false");
+    fflush(stdout);
+  }
+  if (p->o.watch)
+    start_step(p, S_WATCH);
+  else
+    finish(p, EXIT_OK);
+}
+
+static void on_stream_msg(void *arg, const uint8_t *msg, size_t len) {
+  struct probe *p = arg;
+  Externalscaler__IsActiveResponse *r = externalscaler__is_active_response__unpack(NULL, len, msg);
+  if (r == NULL) {
+    fail(p, "StreamIsActive: cannot decode an update (%zu bytes)", len);
+    return;
+  }
+  char ts[48];
+  now_rfc3339(ts, sizeof ts);
+  if (p->o.json) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "time", ts);
+    cJSON_AddBoolToObject(o, "active", r->result);
+    print_json(o);
+    cJSON_Delete(o);
+  } else {
+    printf("%s  active %s\n", ts, r->result ? "true" : "false");
+    fflush(stdout);
+  }
+  externalscaler__is_active_response__free_unpacked(r, NULL);
+}
+
+static void on_done(void *arg, int status, const char *message, const uint8_t *msg, size_t len) {
+  struct probe *p = arg;
+  if (p->step == S_DONE) return; /* cancelled by finish() */
+  const char *method = step_method(p->step);
+  if (p->step == S_WATCH) {
+    p->stream = NULL;
+    fail(p, "StreamIsActive: %s%s%s",
+         status == PS_GRPC_OK ? "the scaler ended the stream (OK)" : ps_grpc_status_name(status),
+         status != PS_GRPC_OK && message[0] ? ": " : "", status != PS_GRPC_OK ? message : "");
+    return;
+  }
+  if (status != PS_GRPC_OK) {
+    fail(p, "%s: %s%s%s", method, ps_grpc_status_name(status), message[0] ? ": " : "", message);
+    return;
+  }
+  switch (p->step) {
+  case S_SPEC: got_spec(p, msg, len); break;
+  case S_METRICS: got_metrics(p, msg, len); break;
+  case S_ACTIVE: got_active(p, msg, len); break;
+  default: break;
+  }
+}
+
+static void on_connect(void *arg, int err, const char *errmsg) {
+  struct probe *p = arg;
+  if (err != 0) {
+    if (p->step != S_DONE) fail(p, "%s", errmsg);
+    return;
+  }
+  start_step(p, S_SPEC);
+}
+
+static void on_sigint(uv_signal_t *h, int signum) {
+  struct probe *p = h->data;
+  finish(p, EXIT_OK); /* Ctrl-C is how a watch is meant to end */
+}
+
+/* ==== entry point ================================================================================== */
+
+int ps_probe_main(int argc, char **argv) {
+  static struct probe p; /* zeroed */
+  memset(&p, 0, sizeof p);
+  int r = parse_flags(&p.o, argc, argv);
+  if (r == 1) return EXIT_OK;
+  if (r != 0) return EXIT_USAGE;
+  signal(SIGPIPE, SIG_IGN); /* a closed stdout or a vanished peer is an error code, not a death */
+  if (uv_loop_init(&p.loop) != 0) {
+    fputs("prescale probe: cannot create the event loop\n", stderr);
+    return EXIT_FAIL;
+  }
+  if (p.o.json) p.out = cJSON_CreateObject();
+  if (p.out != NULL) {
+    cJSON_AddStringToObject(p.out, "addr", p.o.addr);
+    cJSON_AddStringToObject(p.out, "namespace", p.o.ns);
+    cJSON_AddStringToObject(p.out, "name", p.o.name);
+  }
+  struct ps_grpc_client_opts co = {.target = p.o.addr, .connect_timeout_ms = (uint64_t)p.o.timeout_ms};
+  r = ps_grpc_client_new(&p.loop, &co, on_connect, &p, &p.client);
+  if (r == UV_EINVAL) {
+    cJSON_Delete(p.out);
+    uv_loop_close(&p.loop);
+    return usage_error("--addr \"%s\": expected HOST:PORT or [IPv6]:PORT", p.o.addr);
+  }
+  if (r != 0) {
+    fprintf(stderr, "prescale probe: cannot connect to %s: %s\n", p.o.addr, uv_strerror(r));
+    cJSON_Delete(p.out);
+    uv_loop_close(&p.loop);
+    return EXIT_FAIL;
+  }
+  if (p.o.watch) {
+    uv_signal_init(&p.loop, &p.sigint);
+    p.sigint.data = &p;
+    uv_signal_start(&p.sigint, on_sigint, SIGINT);
+    p.sigint_open = true;
+  }
+  uv_run(&p.loop, UV_RUN_DEFAULT);
+  cJSON_Delete(p.out);
+  if (uv_loop_close(&p.loop) != 0) {
+    fputs("prescale probe: internal error: handles left open at exit\n", stderr);
+    return EXIT_FAIL;
+  }
+  return p.exit_code;
+}
