@@ -1,0 +1,844 @@
+"""Static checks of the deployment: Containerfile, k8s/ manifests and k6/ scripts, against the real binaries.
+
+No container engine or cluster runs on the development machines, so what can be checked without one is
+checked here, each against the real thing rather than a copy of it:
+
+- every YAML file under k8s/ parses; every object has apiVersion, kind and metadata.name, and sits in the
+  namespace of namespace.yaml; kustomization.yaml lists files that exist, and every manifest is listed
+  (or is one of the documented exceptions); `kubectl kustomize` renders it when kubectl is installed;
+- every ScaledObject validates against KEDA's own CRD schema (openAPIV3Schema of the served version, from
+  ../shared/reference/keda.sh_scaledobjects.yaml or $KEDA_CRD), with unknown fields rejected as kubectl's
+  strict field validation does;
+- the manifests match the binaries: every flag in the container args is one `prescale --help` /
+  `prescale-demo-app --help` lists, the processes start with exactly those args (listen addresses moved to
+  free loopback ports) and answer the probe paths with 200, container ports match the listen flags,
+  Service targetPorts name container ports, and the metadata of every external trigger is accepted by a
+  running prescale (GetMetricSpec answers OK with the threshold and metricName given);
+- Prometheus's configuration passes `promtool check config`, every trigger query passes `promtool check
+  rules`, and the scrape jobs and DNS names match the Services and the queries;
+- the Containerfile has a Debian bookworm build stage and a bookworm-slim runtime stage whose packages
+  provide every NEEDED library of both binaries (readelf -d, resolved with ldd and dpkg -S), runs as a
+  numeric non-root user, EXPOSEs 6000 and 8080, has ENTRYPOINT ["prescale"], ships prescale-demo-app, has
+  the OCI labels, and fetches nothing at run time;
+- the k6 scripts parse as ES modules (`node --check`), and, run under node with stand-ins for the k6
+  modules, periodic.js builds the 3-minute cycle the ScaledObjects' `period` says, and replay.js turns a
+  small trace into the stages expected.
+
+Binaries: $PRESCALE_BIN (default build/src/prescale) and prescale-demo-app next to it
+(demo_app/prescale-demo-app), or $DEMO_APP_BIN.
+
+Run: /usr/bin/python3 -m unittest -v tests/integration/test_deploy.py
+"""
+
+import copy
+import glob
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover - Debian's python3-yaml is a dependency (scripts/deps.sh)
+    yaml = None
+
+REPO = h.REPO_ROOT
+K8S = os.path.join(REPO, "k8s")
+K6 = os.path.join(REPO, "k6")
+CONTAINERFILE = os.path.join(REPO, "Containerfile")
+NAMESPACE = "prescale"
+# Files in k8s/ that are not Kubernetes objects applied by `kubectl apply -k`: KinD's own config, the
+# kustomization itself, and an optional replacement applied by hand (k8s/README.md).
+NOT_OBJECTS = {"kind-config.yaml", "kustomization.yaml"}
+OPTIONAL = {"scaledobject-proactive-push.yaml"}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+
+
+def demo_bin():
+    if os.environ.get("DEMO_APP_BIN"):
+        return os.environ["DEMO_APP_BIN"]
+    return os.path.join(os.path.dirname(h.prescale_bin()), "demo_app", "prescale-demo-app")
+
+
+def keda_crd_path():
+    if os.environ.get("KEDA_CRD"):
+        return os.environ["KEDA_CRD"]
+    return os.path.join(os.path.dirname(REPO), "shared", "reference", "keda.sh_scaledobjects.yaml")
+
+
+def load_docs(path):
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def manifest_files():
+    return sorted(glob.glob(os.path.join(K8S, "*.yaml")) + glob.glob(os.path.join(K8S, "*.yml")))
+
+
+def objects(include_optional=False):
+    """[(file name, object)] of every Kubernetes object in k8s/."""
+    out = []
+    for path in manifest_files():
+        name = os.path.basename(path)
+        if name in NOT_OBJECTS or (name in OPTIONAL and not include_optional):
+            continue
+        out += [(name, d) for d in load_docs(path)]
+    return out
+
+
+def find(kind, name, include_optional=False):
+    for _, o in objects(include_optional):
+        if o.get("kind") == kind and o.get("metadata", {}).get("name") == name:
+            return o
+    raise AssertionError(f"no {kind} {name} in k8s/")
+
+
+def flags_of(args):
+    """['--a=1', '--b', '2'] -> {'--a': '1', '--b': '2'}; every arg is a --flag (with = or a value)."""
+    out, i = {}, 0
+    while i < len(args):
+        a = args[i]
+        assert a.startswith("--"), f"not a flag: {a!r}"
+        if "=" in a:
+            k, v = a.split("=", 1)
+        else:
+            k, v = a, args[i + 1]
+            i += 1
+        out[k] = v
+        i += 1
+    return out
+
+
+def help_flags(binary):
+    r = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r
+    return set(re.findall(r"(?m)^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)", r.stdout))
+
+
+def port_of(hostport):
+    return int(hostport.rsplit(":", 1)[1])
+
+
+def strip_extensions(node):
+    """Drops x-kubernetes-* keys (jsonschema does not know them) and, as kubectl's strict field validation
+    does, rejects unknown fields wherever the schema lists properties and does not preserve unknown ones."""
+    if isinstance(node, dict):
+        preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
+        out = {k: strip_extensions(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
+        if "properties" in out and "additionalProperties" not in out and not preserve:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(node, list):
+        return [strip_extensions(v) for v in node]
+    return node
+
+
+# ---- YAML and kustomize -------------------------------------------------------------------------------
+
+
+class TestManifests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if yaml is None:
+            raise unittest.SkipTest("python3-yaml is not installed (/usr/bin/python3 has it on Debian)")
+
+    def test_every_yaml_parses(self):
+        files = manifest_files()
+        self.assertGreater(len(files), 5)
+        for path in files:
+            with self.subTest(file=os.path.basename(path)):
+                self.assertTrue(load_docs(path), "no document")
+
+    def test_objects_have_apiversion_kind_metadata_and_namespace(self):
+        for name, o in objects(include_optional=True):
+            with self.subTest(file=name, kind=o.get("kind"), name=o.get("metadata", {}).get("name")):
+                self.assertIsInstance(o.get("apiVersion"), str)
+                self.assertIsInstance(o.get("kind"), str)
+                self.assertIsInstance(o.get("metadata"), dict)
+                self.assertRegex(o["metadata"].get("name", ""), r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+                if o["kind"] not in CLUSTER_SCOPED:
+                    self.assertEqual(o["metadata"].get("namespace"), NAMESPACE)
+        ns = find("Namespace", NAMESPACE)
+        self.assertEqual(ns["apiVersion"], "v1")
+
+    def test_kind_config(self):
+        [cfg] = load_docs(os.path.join(K8S, "kind-config.yaml"))
+        self.assertEqual(cfg["kind"], "Cluster")
+        self.assertEqual(cfg["apiVersion"], "kind.x-k8s.io/v1alpha4")
+        mapped = {m["containerPort"] for n in cfg["nodes"] for m in n.get("extraPortMappings", [])}
+        node_ports = {p["nodePort"] for _, o in objects() if o["kind"] == "Service"
+                      for p in o["spec"]["ports"] if "nodePort" in p}
+        self.assertTrue(node_ports)
+        self.assertEqual(node_ports, mapped, "every NodePort is reachable from the host, and only those")
+
+    def test_kustomization_lists_existing_files_and_every_manifest(self):
+        [k] = load_docs(os.path.join(K8S, "kustomization.yaml"))
+        self.assertEqual(k["kind"], "Kustomization")
+        listed = k["resources"]
+        self.assertEqual(len(listed), len(set(listed)), "listed twice")
+        for r in listed:
+            self.assertTrue(os.path.isfile(os.path.join(K8S, r)), f"kustomization lists missing file {r}")
+        on_disk = {os.path.basename(p) for p in manifest_files()} - NOT_OBJECTS - OPTIONAL
+        self.assertEqual(set(listed), on_disk)
+        for name in OPTIONAL:
+            self.assertTrue(os.path.isfile(os.path.join(K8S, name)))
+        # The image the manifests use is the one kustomize rewrites.
+        images = {i["name"] for i in k.get("images", [])}
+        used = {c["image"].split(":")[0] for _, o in objects() if o["kind"] == "Deployment"
+                for c in o["spec"]["template"]["spec"]["containers"] if "prescale" in c["image"]}
+        self.assertEqual(used, images)
+
+    def test_kubectl_kustomize_renders(self):
+        kubectl = shutil.which("kubectl")
+        if kubectl is None:
+            self.skipTest("kubectl not installed: `kubectl kustomize k8s/` not run")
+        r = subprocess.run([kubectl, "kustomize", K8S], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rendered = [d for d in yaml.safe_load_all(r.stdout) if d]
+        self.assertEqual(len(rendered), len(objects()))
+        for d in rendered:
+            for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+                if c["image"].startswith("prescale"):
+                    self.assertEqual(c["image"], "prescale:0.1.0")
+
+    def test_selectors_match_pod_labels_and_target_ports_exist(self):
+        deployments = [o for _, o in objects() if o["kind"] == "Deployment"]
+        for _, svc in objects():
+            if svc["kind"] != "Service":
+                continue
+            with self.subTest(service=svc["metadata"]["name"]):
+                sel = svc["spec"]["selector"]
+                pods = [d for d in deployments
+                        if all(d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in sel.items())]
+                self.assertEqual(len(pods), 1, f"selector {sel} matches {len(pods)} Deployments")
+                names = {p["name"] for c in pods[0]["spec"]["template"]["spec"]["containers"]
+                         for p in c.get("ports", [])}
+                for p in svc["spec"]["ports"]:
+                    self.assertIn(p["targetPort"], names)
+        for d in deployments:
+            with self.subTest(deployment=d["metadata"]["name"]):
+                labels = d["spec"]["template"]["metadata"]["labels"]
+                for k, v in d["spec"]["selector"]["matchLabels"].items():
+                    self.assertEqual(labels.get(k), v)
+
+    def test_pods_are_locked_down(self):
+        for _, d in objects():
+            if d["kind"] != "Deployment":
+                continue
+            pod = d["spec"]["template"]["spec"]
+            with self.subTest(deployment=d["metadata"]["name"]):
+                self.assertIs(pod["securityContext"]["runAsNonRoot"], True)
+                self.assertNotEqual(pod["securityContext"].get("runAsUser", 1), 0)
+                self.assertEqual(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault")
+                self.assertIs(pod.get("automountServiceAccountToken"), False)
+                for c in pod["containers"]:
+                    sc = c["securityContext"]
+                    self.assertIs(sc["allowPrivilegeEscalation"], False)
+                    self.assertIs(sc["readOnlyRootFilesystem"], True)
+                    self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
+                    self.assertIn("requests", c["resources"])
+                    self.assertIn("memory", c["resources"]["limits"])
+                    self.assertIn("livenessProbe", c)
+                    self.assertIn("readinessProbe", c)
+
+
+# ---- ScaledObjects against KEDA's CRD ------------------------------------------------------------------
+
+
+class TestScaledObjects(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if yaml is None:
+            raise unittest.SkipTest("python3-yaml is not installed")
+        try:
+            import jsonschema
+        except ImportError:
+            raise unittest.SkipTest("python3-jsonschema is not installed (/usr/bin/python3 has it on Debian)")
+        path = keda_crd_path()
+        if not os.path.isfile(path):
+            raise unittest.SkipTest(f"KEDA's ScaledObject CRD not found at {path}: set KEDA_CRD to "
+                                    "keda.sh_scaledobjects.yaml (from KEDA's config/crd/bases/)")
+        [crd] = load_docs(path)
+        cls.crd = crd
+        cls.jsonschema = jsonschema
+        cls.sos = [(n, o) for n, o in objects(include_optional=True) if o["kind"] == "ScaledObject"]
+
+    def validator(self, api_version):
+        group, version = api_version.split("/")
+        self.assertEqual(group, self.crd["spec"]["group"])
+        served = [v for v in self.crd["spec"]["versions"] if v["name"] == version and v.get("served")]
+        self.assertEqual(len(served), 1, f"{api_version} is not a served version of the CRD")
+        schema = strip_extensions(served[0]["schema"]["openAPIV3Schema"])
+        cls = self.jsonschema.validators.validator_for(schema, default=self.jsonschema.Draft4Validator)
+        return cls(schema)
+
+    def test_three_scaled_objects(self):
+        kinds = sorted(t["type"] for _, o in self.sos for t in o["spec"]["triggers"])
+        self.assertEqual(kinds, ["external", "external-push", "prometheus"])
+
+    def test_validate_against_keda_crd(self):
+        for name, so in self.sos:
+            with self.subTest(file=name):
+                errors = sorted(self.validator(so["apiVersion"]).iter_errors(so), key=lambda e: list(e.path))
+                self.assertEqual([f"{list(e.path)}: {e.message}" for e in errors], [])
+
+    def test_validator_is_not_vacuous(self):
+        _, so = self.sos[0]
+        v = self.validator(so["apiVersion"])
+        for mutate in (lambda o: o["spec"].pop("triggers"),
+                       lambda o: o["spec"].__setitem__("pollingIntervall", 15),
+                       lambda o: o["spec"]["triggers"][0]["metadata"].__setitem__("threshold", 50),
+                       lambda o: o["spec"].__setitem__("minReplicaCount", "1")):
+            bad = copy.deepcopy(so)
+            mutate(bad)
+            self.assertTrue(list(v.iter_errors(bad)), "a broken ScaledObject validated")
+
+    def test_targets_exist_and_each_app_has_one_scaled_object(self):
+        targets = {}
+        for name, so in self.sos:
+            target = so["spec"]["scaleTargetRef"]["name"]
+            find("Deployment", target)
+            targets.setdefault(target, set()).add(name)
+        self.assertEqual(targets["demo-proactive"],
+                         {"scaledobject-proactive.yaml", "scaledobject-proactive-push.yaml"})
+        self.assertEqual(targets["demo-reactive"], {"scaledobject-reactive.yaml"})
+        # The push variant replaces the polling one (same name), never runs beside it.
+        names = {so["metadata"]["name"] for n, so in self.sos if so["spec"]["scaleTargetRef"]["name"] == "demo-proactive"}
+        self.assertEqual(names, {"demo-proactive"})
+
+    def test_external_triggers_point_at_the_headless_grpc_service(self):
+        svc = find("Service", "prescale-grpc")
+        self.assertEqual(svc["spec"]["clusterIP"], "None")
+        grpc_port = [p["port"] for p in svc["spec"]["ports"] if p["name"] == "grpc"]
+        self.assertEqual(grpc_port, [6000])
+        for name, so in self.sos:
+            for t in so["spec"]["triggers"]:
+                if t["type"].startswith("external"):
+                    self.assertEqual(t["metadata"]["scalerAddress"],
+                                     f"dns:///prescale-grpc.{NAMESPACE}.svc.cluster.local:6000", name)
+
+    def test_period_matches_the_k6_cycle(self):
+        for name, so in self.sos:
+            for t in so["spec"]["triggers"]:
+                if t["type"].startswith("external"):
+                    self.assertEqual(t["metadata"]["period"], "3m", name)
+
+
+# ---- the manifests against the real binaries ----------------------------------------------------------
+
+
+def container(deployment, name=None):
+    cs = deployment["spec"]["template"]["spec"]["containers"]
+    return cs[0] if name is None else next(c for c in cs if c["name"] == name)
+
+
+def probe_port(c, probe):
+    port = c[probe]["httpGet"]["port"]
+    if isinstance(port, int):
+        return port
+    return next(p["containerPort"] for p in c["ports"] if p["name"] == port)
+
+
+class TestPrescaleBinary(unittest.TestCase):
+    """prescale started with the Deployment's args; its trigger metadata checked over gRPC."""
+
+    @classmethod
+    def setUpClass(cls):
+        if yaml is None:
+            raise unittest.SkipTest("python3-yaml is not installed")
+        if not os.access(h.prescale_bin(), os.X_OK):
+            raise unittest.SkipTest(f"prescale not built: {h.prescale_bin()} (build it or set PRESCALE_BIN)")
+        cls.dep = find("Deployment", "prescale")
+        cls.c = container(cls.dep, "prescale")
+        cls.flags = flags_of(cls.c["args"])
+        cls.tmp = tempfile.mkdtemp(prefix="prescale-deploy-")
+        cls.grpc_port, cls.http_port = h.free_port(), h.free_port()
+        # The manifest's args, in order, with only the listen addresses moved to free loopback ports.
+        argv = [h.prescale_bin()]
+        for a in cls.c["args"]:
+            if a.startswith("--grpc-listen"):
+                a = f"--grpc-listen=127.0.0.1:{cls.grpc_port}"
+            elif a.startswith("--http-listen"):
+                a = f"--http-listen=127.0.0.1:{cls.http_port}"
+            argv.append(a)
+        cls.proc = h.Process("prescale", argv, os.path.join(cls.tmp, "prescale.log"))
+
+        def up():
+            if not cls.proc.alive():
+                raise RuntimeError(cls.proc.describe())
+            return h.http_get(f"http://127.0.0.1:{cls.http_port}/healthz", 1)[0] == 200
+
+        try:
+            h.wait_until(up, 15, what="prescale /healthz")
+        except BaseException:
+            cls.proc.stop()
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.proc.stop()
+        text = h.log_tail(cls.proc.log_path, 100000)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        if rc != 0 or "Sanitizer" in text or "runtime error:" in text:
+            raise AssertionError(f"prescale exited with {rc}:\n{text[-3000:]}")
+
+    def test_args_are_real_flags(self):
+        known = help_flags(h.prescale_bin())
+        self.assertIn("--grpc-listen", known)
+        for flag in self.flags:
+            self.assertIn(flag, known)
+        self.assertEqual(self.flags["--prometheus-url"], f"http://prometheus.{NAMESPACE}.svc.cluster.local:9090")
+
+    def test_container_ports_match_listen_flags(self):
+        ports = {p["name"]: p["containerPort"] for p in self.c["ports"]}
+        self.assertEqual(ports["grpc"], port_of(self.flags["--grpc-listen"]))
+        self.assertEqual(ports["http"], port_of(self.flags["--http-listen"]))
+        self.assertEqual(probe_port(self.c, "livenessProbe"), ports["http"])
+        self.assertEqual(probe_port(self.c, "readinessProbe"), ports["http"])
+        self.assertEqual(self.dep["spec"]["replicas"], 2)
+
+    def test_probe_paths_answer_200(self):
+        self.assertEqual(self.c["livenessProbe"]["httpGet"]["path"], "/healthz")
+        self.assertEqual(self.c["readinessProbe"]["httpGet"]["path"], "/readyz")
+        for probe in ("livenessProbe", "readinessProbe"):
+            path = self.c[probe]["httpGet"]["path"]
+            status, _, _ = h.http_get(f"http://127.0.0.1:{self.http_port}{path}")
+            self.assertEqual(status, 200, path)
+        status, body, _ = h.http_get(f"http://127.0.0.1:{self.http_port}/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn("prescale_", body)
+
+    def test_trigger_metadata_accepted_by_prescale(self):
+        import grpc
+        pb2, pb2_grpc = h.grpc_modules()
+        checked = 0
+        for name, so in objects(include_optional=True):
+            if so["kind"] != "ScaledObject":
+                continue
+            for t in so["spec"]["triggers"]:
+                if not t["type"].startswith("external"):
+                    continue
+                md = dict(t["metadata"])
+                # Same metadata, but Prometheus on a closed loopback port: no lookup of cluster names.
+                md["serverAddress"] = "http://127.0.0.1:9"
+                ref = pb2.ScaledObjectRef(name=so["metadata"]["name"], namespace=NAMESPACE, scalerMetadata=md)
+                with self.subTest(file=name), h.grpc_channel(f"127.0.0.1:{self.grpc_port}") as ch:
+                    try:
+                        resp = pb2_grpc.ExternalScalerStub(ch).GetMetricSpec(ref, timeout=10)
+                    except grpc.RpcError as e:
+                        self.fail(f"{name}: prescale rejected the metadata: {e.code()} {e.details()}")
+                    [spec] = resp.metricSpecs
+                    self.assertEqual(spec.targetSizeFloat, float(t["metadata"]["threshold"]))
+                    self.assertEqual(spec.metricName, t["metadata"].get("metricName", "prescale"))
+                    checked += 1
+        self.assertEqual(checked, 2)
+
+    def test_a_typo_in_metadata_is_rejected(self):
+        """The check above can fail: prescale refuses an unknown key."""
+        import grpc
+        pb2, pb2_grpc = h.grpc_modules()
+        so = find("ScaledObject", "demo-proactive")
+        md = dict(so["spec"]["triggers"][0]["metadata"], serverAddress="http://127.0.0.1:9", lookahed="1m")
+        ref = pb2.ScaledObjectRef(name="typo", namespace=NAMESPACE, scalerMetadata=md)
+        with h.grpc_channel(f"127.0.0.1:{self.grpc_port}") as ch:
+            with self.assertRaises(grpc.RpcError) as cm:
+                pb2_grpc.ExternalScalerStub(ch).GetMetricSpec(ref, timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("lookahed", cm.exception.details())
+
+
+class TestDemoAppBinary(unittest.TestCase):
+    """Both demo-app Deployments: args are real flags, the app starts with them and answers the probes."""
+
+    def setUp(self):
+        if yaml is None:
+            self.skipTest("python3-yaml is not installed")
+        if not os.access(demo_bin(), os.X_OK):
+            self.skipTest(f"prescale-demo-app not built: {demo_bin()} (build it or set DEMO_APP_BIN)")
+
+    def test_deployments_match_the_binary(self):
+        known = help_flags(demo_bin())
+        for name in ("demo-proactive", "demo-reactive"):
+            with self.subTest(deployment=name):
+                c = container(find("Deployment", name))
+                self.assertEqual(c["command"], ["prescale-demo-app"])
+                flags = flags_of(c["args"])
+                for flag in flags:
+                    self.assertIn(flag, known)
+                ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+                self.assertEqual(ports["http"], port_of(flags["--listen"]))
+                self.assertEqual(probe_port(c, "readinessProbe"), ports["http"])
+                port = h.free_port()
+                argv = [demo_bin()] + [f"--listen=127.0.0.1:{port}" if a.startswith("--listen") else a
+                                       for a in c["args"]]
+                with tempfile.TemporaryDirectory() as tmp:
+                    p = h.Process("demo-app", argv, os.path.join(tmp, "demo.log"))
+                    try:
+                        h.wait_until(lambda: p.alive() and h.http_get(f"http://127.0.0.1:{port}/healthz", 1)[0]
+                                     == 200, 10, what="prescale-demo-app /healthz")
+                        for probe in ("livenessProbe", "readinessProbe"):
+                            path = c[probe]["httpGet"]["path"]
+                            self.assertEqual(h.http_get(f"http://127.0.0.1:{port}{path}")[0], 200, path)
+                        status, body, _ = h.http_get(f"http://127.0.0.1:{port}/metrics")
+                        self.assertIn("http_requests_total", body)
+                    finally:
+                        self.assertEqual(p.stop(), 0)
+
+
+# ---- Prometheus ----------------------------------------------------------------------------------------
+
+
+class TestPrometheusConfig(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if yaml is None:
+            raise unittest.SkipTest("python3-yaml is not installed")
+        cm = find("ConfigMap", "prometheus-config")
+        cls.text = cm["data"]["prometheus.yml"]
+        cls.cfg = yaml.safe_load(cls.text)
+
+    def test_promtool_check_config(self):
+        if not os.access(h.PROMTOOL_BIN, os.X_OK):
+            self.skipTest(f"promtool not installed ({h.PROMTOOL_BIN})")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "prometheus.yml")
+            with open(path, "w") as f:
+                f.write(self.text)
+            r = subprocess.run([h.PROMTOOL_BIN, "check", "config", "--syntax-only", path], capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_trigger_queries_are_valid_promql(self):
+        if not os.access(h.PROMTOOL_BIN, os.X_OK):
+            self.skipTest(f"promtool not installed ({h.PROMTOOL_BIN})")
+        queries = [t["metadata"]["query"] for _, o in objects(include_optional=True) if o["kind"] == "ScaledObject"
+                   for t in o["spec"]["triggers"]]
+        self.assertEqual(len(queries), 3)
+        rules = {"groups": [{"name": "triggers", "rules": [{"record": f"trigger_{i}", "expr": q}
+                                                          for i, q in enumerate(queries)]}]}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "rules.yml")
+            with open(path, "w") as f:
+                yaml.safe_dump(rules, f)
+            r = subprocess.run([h.PROMTOOL_BIN, "check", "rules", path], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            # promtool really parses: a broken expression fails.
+            rules["groups"][0]["rules"][0]["expr"] = "sum(rate(x[1m])"
+            with open(path, "w") as f:
+                yaml.safe_dump(rules, f)
+            r = subprocess.run([h.PROMTOOL_BIN, "check", "rules", path], capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(r.returncode, 0)
+
+    def test_scrape_jobs_match_services_and_queries(self):
+        jobs = {j["job_name"]: j for j in self.cfg["scrape_configs"]}
+        self.assertEqual(set(jobs), {"demo-proactive", "demo-reactive", "prescale"})
+        expect = {"demo-proactive": "demo-proactive-pods", "demo-reactive": "demo-reactive-pods",
+                  "prescale": "prescale-grpc"}
+        for job, svc_name in expect.items():
+            with self.subTest(job=job):
+                [sd] = jobs[job]["dns_sd_configs"]
+                self.assertEqual(sd["names"], [f"{svc_name}.{NAMESPACE}.svc.cluster.local"])
+                self.assertEqual(sd["type"], "A")
+                svc = find("Service", svc_name)
+                self.assertEqual(svc["spec"]["clusterIP"], "None", "dns_sd needs a headless Service")
+                self.assertEqual(sd["port"], 8080)
+        for name, so in objects(include_optional=True):
+            if so["kind"] != "ScaledObject":
+                continue
+            for t in so["spec"]["triggers"]:
+                job = so["spec"]["scaleTargetRef"]["name"]
+                self.assertIn(f'job="{job}"', t["metadata"]["query"], name)
+                self.assertIn("http_requests_total", t["metadata"]["query"], name)
+                self.assertEqual(t["metadata"]["serverAddress"],
+                                 f"http://prometheus.{NAMESPACE}.svc.cluster.local:9090", name)
+        prom = find("Service", "prometheus")
+        self.assertEqual(prom["spec"]["ports"][0]["port"], 9090)
+
+
+# ---- Containerfile --------------------------------------------------------------------------------------
+
+
+def parse_containerfile(path):
+    """-> (global ARG defaults, [stage dicts]) from a Containerfile; continuation lines joined."""
+    with open(path) as f:
+        text = f.read()
+    text = re.sub(r"\\\n", " ", text)
+    args, stages = {}, []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        instr, _, rest = line.partition(" ")
+        instr = instr.upper()
+        rest = rest.strip()
+        if instr == "FROM":
+            m = re.match(r"(\S+)(?:\s+AS\s+(\S+))?$", rest, re.I)
+            image = re.sub(r"\$\{(\w+)\}", lambda mm: args.get(mm.group(1), ""), m.group(1))
+            stages.append({"image": image, "name": m.group(2), "lines": [], "args": {}})
+        elif instr == "ARG" and not stages:
+            k, _, v = rest.partition("=")
+            args[k] = v
+        elif stages:
+            if instr == "ARG":
+                k, _, v = rest.partition("=")
+                stages[-1]["args"][k] = v
+            stages[-1]["lines"].append((instr, rest))
+    return args, stages
+
+
+def apt_packages(stage):
+    pkgs = []
+    for instr, rest in stage["lines"]:
+        if instr != "RUN":
+            continue
+        for cmd in re.split(r"&&|;", rest):
+            words = shlex.split(cmd)
+            if "apt-get" in words and "install" in words:
+                pkgs += [w for w in words[words.index("install") + 1:] if not w.startswith("-")]
+    return pkgs
+
+
+def package_of_library(binary, soname):
+    """The Debian package providing the library `binary` loads for soname (ldd, then dpkg -S)."""
+    r = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=30)
+    m = re.search(rf"^\s*{re.escape(soname)} => (\S+)", r.stdout, re.M)
+    assert m, f"ldd does not resolve {soname} for {binary}:\n{r.stdout}"
+    path = os.path.realpath(m.group(1))
+    candidates = [m.group(1), path]
+    for p in list(candidates):  # merged /usr: dpkg knows one of /lib/... and /usr/lib/...
+        candidates.append(p[4:] if p.startswith("/usr/") else "/usr" + p)
+    for p in candidates:
+        r = subprocess.run(["dpkg", "-S", p], capture_output=True, text=True, timeout=30)
+        if r.returncode == 0:
+            return r.stdout.split(":", 1)[0].strip()
+    raise AssertionError(f"dpkg -S knows none of {candidates}")
+
+
+class TestContainerfile(unittest.TestCase):
+    # Packages of debian:bookworm-slim itself that a binary may link (libc6 provides libc, libm).
+    BASE_PACKAGES = {"libc6"}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.args, cls.stages = parse_containerfile(CONTAINERFILE)
+        cls.build = next((s for s in cls.stages if s["name"] == "build"), None)
+        cls.runtime = cls.stages[-1]
+
+    def lines(self, stage, instr):
+        return [rest for i, rest in stage["lines"] if i == instr]
+
+    def test_stages(self):
+        self.assertEqual(len(self.stages), 2)
+        self.assertIsNotNone(self.build)
+        self.assertRegex(self.build["image"], r"(^|/)debian:bookworm$")
+        self.assertRegex(self.runtime["image"], r"(^|/)debian:bookworm-slim$")
+        self.assertEqual(self.runtime["name"], "runtime")
+
+    def test_build_stage_uses_debian_packages_and_meson(self):
+        pkgs = set(apt_packages(self.build))
+        for p in ("meson", "ninja-build", "pkg-config", "node-llhttp", "libuv1-dev", "libnghttp2-dev",
+                  "libprotobuf-c-dev", "protobuf-c-compiler", "libcjson-dev"):
+            self.assertIn(p, pkgs)
+        self.assertNotIn("libcriterion-dev", pkgs, "tests are not built in the image")
+        run = " ".join(self.lines(self.build, "RUN"))
+        self.assertIn("meson setup", run)
+        self.assertIn("-Dtests=false", run)
+        # The ninja targets the Containerfile builds exist in a real build directory.
+        build_dir = os.path.dirname(os.path.dirname(h.prescale_bin()))
+        if shutil.which("ninja") and os.path.isfile(os.path.join(build_dir, "build.ninja")):
+            targets = re.search(r"ninja -C \S+ ([^&]+)", run).group(1).split()
+            r = subprocess.run(["ninja", "-C", build_dir, "-t", "targets", "all"], capture_output=True, text=True,
+                               timeout=60)
+            known = {line.split(":")[0] for line in r.stdout.splitlines()}
+            for t in targets:
+                self.assertIn(t, known)
+
+    def test_runtime_packages_cover_needed_libraries(self):
+        pkgs = set(apt_packages(self.runtime))
+        binaries = [b for b in (h.prescale_bin(), demo_bin()) if os.access(b, os.X_OK)]
+        if not binaries:
+            self.skipTest("no built binary to read NEEDED entries from")
+        if not (shutil.which("readelf") and shutil.which("dpkg")):
+            self.skipTest("readelf or dpkg missing")
+        for b in binaries:
+            r = subprocess.run(["readelf", "-d", b], capture_output=True, text=True, timeout=30)
+            needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", r.stdout)
+            self.assertIn("libuv.so.1", needed)
+            # A sanitizer build (PRESCALE_BIN=build-asan/...) also links the sanitizer runtimes; the image
+            # is a release build, which does not.
+            needed = [n for n in needed if not re.match(r"lib(asan|ubsan|lsan|tsan)\.so", n)]
+            for soname in needed:
+                with self.subTest(binary=os.path.basename(b), library=soname):
+                    pkg = package_of_library(b, soname)
+                    self.assertIn(pkg, pkgs | self.BASE_PACKAGES, f"{soname} comes from {pkg}")
+        # Nothing more than the libraries either (the brief's runtime set).
+        self.assertEqual(pkgs, {"libuv1", "libnghttp2-14", "libprotobuf-c1", "libcjson1"})
+
+    def test_user_ports_entrypoint(self):
+        [user] = self.lines(self.runtime, "USER")
+        uid, _, gid = user.partition(":")
+        self.assertRegex(uid, r"^\d+$", "numeric, so that runAsNonRoot can be verified")
+        self.assertNotEqual(int(uid), 0)
+        self.assertTrue(gid == "" or (gid.isdigit() and int(gid) != 0))
+        for _, d in objects():
+            if d["kind"] == "Deployment" and "prescale" in container(d)["image"]:
+                self.assertEqual(d["spec"]["template"]["spec"]["securityContext"]["runAsUser"], int(uid))
+        exposed = {int(p.split("/")[0]) for e in self.lines(self.runtime, "EXPOSE") for p in e.split()}
+        self.assertEqual(exposed, {6000, 8080})
+        self.assertEqual(exposed, {port_of("0.0.0.0:6000"), port_of("0.0.0.0:8080")})
+        [ep] = self.lines(self.runtime, "ENTRYPOINT")
+        self.assertEqual(json.loads(ep), ["prescale"])
+
+    def test_both_binaries_on_path(self):
+        copies = [c for c in self.lines(self.runtime, "COPY") if c.startswith("--from=build")]
+        self.assertEqual(len(copies), 1)
+        words = copies[0].split()[1:]
+        dest = words[-1]
+        self.assertIn(dest.rstrip("/"), ("/usr/local/bin", "/usr/bin"))
+        self.assertEqual(sorted(os.path.basename(w) for w in words[:-1]), ["prescale", "prescale-demo-app"])
+
+    def test_oci_labels_and_version(self):
+        labels = " ".join(self.lines(self.runtime, "LABEL"))
+        for key in ("title", "description", "version", "revision", "created", "licenses", "source"):
+            self.assertIn(f"org.opencontainers.image.{key}=", labels)
+        with open(os.path.join(REPO, "meson.build")) as f:
+            version = re.search(r"version:\s*'([^']+)'", f.read()).group(1)
+        self.assertEqual(self.runtime["args"].get("VERSION"), version)
+        self.assertIn("Apache-2.0", labels)
+
+    def test_nothing_fetched_at_run_time(self):
+        with open(CONTAINERFILE) as f:
+            text = f.read()
+        self.assertNotRegex(text, r"(?im)^\s*ADD\s+https?://")
+        runtime_run = " ".join(self.lines(self.runtime, "RUN"))
+        for tool in ("curl", "wget", "git "):
+            self.assertNotIn(tool, runtime_run)
+        self.assertIn("rm -rf /var/lib/apt/lists/*", runtime_run)
+        # The ENTRYPOINT is the binary itself: no shell wrapper that could download or write anything.
+        self.assertNotIn("CMD", [i for i, _ in self.runtime["lines"]])
+
+    def test_context_ignore_file(self):
+        path = next((p for p in (os.path.join(REPO, ".containerignore"), os.path.join(REPO, ".dockerignore"))
+                     if os.path.isfile(p)), None)
+        self.assertIsNotNone(path, "no .containerignore or .dockerignore")
+        with open(path) as f:
+            patterns = {line.strip() for line in f if line.strip() and not line.startswith("#")}
+        for p in (".git", "build", "build-*"):
+            self.assertIn(p, patterns)
+        for needed in ("src", "proto", "third_party", "meson.build", "meson_options.txt"):
+            self.assertNotIn(needed, patterns)
+
+
+# ---- k6 -------------------------------------------------------------------------------------------------
+
+# Stand-ins for k6's modules, so node can load the scripts and compute their `options`.
+K6_STUBS = {
+    "k6_http.mjs": "export default { batch: () => [], get: () => ({}) };\n",
+    "k6.mjs": "export function check() { return true; }\nexport function sleep() {}\n",
+    "k6_data.mjs": "export class SharedArray { constructor(name, f) { return f(); } }\n",
+}
+MODULE_MAP = {"k6/http": "./k6_http.mjs", "k6": "./k6.mjs", "k6/data": "./k6_data.mjs"}
+
+
+def k6_options(script, env, cwd):
+    """Loads a k6 script under node with the stubs and the given __ENV; returns its `options`."""
+    with open(os.path.join(K6, script)) as f:
+        src = f.read()
+    for mod, stub in MODULE_MAP.items():
+        src = src.replace(f"from '{mod}';", f"from '{stub}';")
+    for name, text in K6_STUBS.items():
+        with open(os.path.join(cwd, name), "w") as f:
+            f.write(text)
+    with open(os.path.join(cwd, "script.mjs"), "w") as f:
+        f.write(src)
+    with open(os.path.join(cwd, "run.mjs"), "w") as f:
+        f.write(textwrap.dedent(f"""\
+            import fs from 'node:fs';
+            globalThis.__ENV = {json.dumps(env)};
+            globalThis.open = (p) => fs.readFileSync(p, 'utf8');
+            const m = await import('./script.mjs');
+            process.stdout.write(JSON.stringify(m.options));
+            """))
+    r = subprocess.run(["node", "run.mjs"], cwd=cwd, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError(f"{script} failed under node: {r.stderr}")
+    return json.loads(r.stdout)
+
+
+def seconds(d):
+    total = 0.0
+    for num, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", d):
+        total += float(num) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
+    return total
+
+
+class TestK6(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("node") is None:
+            raise unittest.SkipTest("node is not installed")
+
+    def test_scripts_parse_as_modules(self):
+        scripts = sorted(glob.glob(os.path.join(K6, "*.js")))
+        self.assertEqual([os.path.basename(s) for s in scripts], ["periodic.js", "replay.js"])
+        with tempfile.TemporaryDirectory() as tmp:
+            for s in scripts:
+                # .mjs: parsed as an ES module, as k6 does, whatever node's default for .js is.
+                copy_path = os.path.join(tmp, os.path.basename(s)[:-3] + ".mjs")
+                shutil.copy(s, copy_path)
+                r = subprocess.run(["node", "--check", copy_path], capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(tmp, "broken.mjs"), "w") as f:
+                f.write("import http from 'k6/http';\nexport default function () {\n")
+            r = subprocess.run(["node", "--check", os.path.join(tmp, "broken.mjs")], capture_output=True, timeout=60)
+            self.assertNotEqual(r.returncode, 0, "node --check accepts anything?")
+
+    def test_periodic_cycle(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            opts = k6_options("periodic.js", {"CYCLES": "2"}, tmp)
+        sc = opts["scenarios"]["periodic"]
+        self.assertEqual(sc["executor"], "ramping-vus")
+        stages = sc["stages"]
+        self.assertEqual(len(stages) % 2, 0)
+        cycle = stages[: len(stages) // 2]
+        self.assertEqual(cycle, stages[len(stages) // 2:])
+        self.assertEqual(sum(seconds(s["duration"]) for s in cycle), 180, "the ScaledObjects say period: 3m")
+        # VUs over the cycle, second by second: 30 s at 10, 120 s at 50, 30 s at 10 (1 s ramps included).
+        at = []
+        for s in cycle:
+            at += [s["target"]] * int(seconds(s["duration"]))
+        self.assertEqual(at, [10] * 30 + [50] * 120 + [10] * 30)
+        self.assertTrue(opts["noVUConnectionReuse"])
+
+    def test_replay_stages_follow_the_trace(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            trace = os.path.join(tmp, "trace.csv")
+            with open(trace, "w") as f:
+                f.write("timestamp_seconds,value\n1000,60\n1060,120\n1120,0\n1180,240\n")
+            opts = k6_options("replay.js", {"TRACE": trace, "FACTOR": "60", "PEAK_RPS": "8"}, tmp)
+            sc = opts["scenarios"]["replay"]
+            self.assertEqual(sc["executor"], "ramping-arrival-rate")
+            self.assertEqual(sc["timeUnit"], "1m")
+            # 60 s rows at FACTOR 60 -> 1 s stages; peak 240/60 = 4 req/s scaled to 8 req/s = 480/min.
+            self.assertEqual([s["duration"] for s in sc["stages"]], ["1000ms"] * 4)
+            self.assertEqual([s["target"] for s in sc["stages"]], [120, 240, 0, 480])
+            opts = k6_options("replay.js", {"TRACE": trace, "FACTOR": "10", "PEAK_RPS": "0", "START_ROW": "1",
+                                            "ROWS": "2"}, tmp)
+            stages = opts["scenarios"]["replay"]["stages"]
+            self.assertEqual(stages, [{"duration": "6000ms", "target": 120}, {"duration": "6000ms", "target": 0}])
+            with self.assertRaises(AssertionError):
+                k6_options("replay.js", {}, tmp)  # TRACE is required
+
+
+if __name__ == "__main__":
+    unittest.main()

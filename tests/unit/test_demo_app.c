@@ -1,0 +1,317 @@
+/* prescale-demo-app: its flags (pure) and its HTTP side on real loopback sockets, with the client in the
+ * same loop. The demo app is an executable of its own, not part of libprescale, so its two modules are
+ * compiled into this suite directly. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+#include "../../src/demo_app/demo_flags.c"
+#include "../../src/demo_app/demo_http.c"
+#include "loop_fixture.h"
+#include "metrics.h"
+#include "net.h"
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Flags                                                                                            */
+/* ------------------------------------------------------------------------------------------------ */
+
+static int parse(struct ps_demo_flags *f, char *err, size_t errlen, int argc, char **argv) {
+  ps_demo_flags_defaults(f);
+  FILE *devnull = fopen("/dev/null", "w");
+  int r = ps_demo_flags_parse(f, argc, argv, devnull, err, errlen);
+  fclose(devnull);
+  return r;
+}
+
+Test(demo_flags, defaults) {
+  struct ps_demo_flags f;
+  char err[128] = "";
+  char *argv[] = {"prescale-demo-app"};
+  cr_assert_eq(parse(&f, err, sizeof err, 1, argv), 0);
+  cr_assert_str_eq(f.listen, "0.0.0.0:8080");
+  cr_assert_eq(f.service_ms, 20);
+  cr_assert_eq(f.log_level, PS_LOG_INFO);
+}
+
+Test(demo_flags, both_forms_and_durations) {
+  struct ps_demo_flags f;
+  char err[128] = "";
+  char *argv[] = {"x",           "--listen", "127.0.0.1:9",      "--service-time=1.5s",
+                  "--log-level", "debug",    "--log-format=json"};
+  cr_assert_eq(parse(&f, err, sizeof err, 7, argv), 0, "%s", err);
+  cr_assert_str_eq(f.listen, "127.0.0.1:9");
+  cr_assert_eq(f.service_ms, 1500);
+  cr_assert_eq(f.log_level, PS_LOG_DEBUG);
+  cr_assert_eq(f.log_format, PS_LOG_JSON);
+  char *zero[] = {"x", "--service-time", "0"};
+  cr_assert_eq(parse(&f, err, sizeof err, 3, zero), 0, "%s", err);
+  cr_assert_eq(f.service_ms, 0);
+  char *max[] = {"x", "--service-time", "1m"};
+  cr_assert_eq(parse(&f, err, sizeof err, 3, max), 0, "%s", err);
+  cr_assert_eq(f.service_ms, PS_DEMO_MAX_SERVICE_MS);
+}
+
+Test(demo_flags, errors_name_flag_and_value) {
+  struct {
+    char *args[3];
+    int n;
+    const char *needle;
+  } cases[] = {
+      {{"x", "--service-time", "61s"}, 3, "--service-time: \"61s\""},
+      {{"x", "--service-time", "-1"}, 3, "--service-time: \"-1\""},
+      {{"x", "--listen", "example.com:80"}, 3, "--listen: \"example.com:80\""},
+      {{"x", "--log-level", "loud"}, 3, "--log-level: \"loud\""},
+      {{"x", "--bogus=1"}, 2, "unknown flag --bogus"},
+      {{"x", "--bogus"}, 2, "unknown flag --bogus"},
+      {{"x", "--listen"}, 2, "--listen needs a value"},
+      {{"x", "stray"}, 2, "unexpected argument \"stray\""},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct ps_demo_flags f;
+    char err[160] = "";
+    cr_assert_eq(parse(&f, err, sizeof err, cases[i].n, cases[i].args), UV_EINVAL, "case %zu", i);
+    cr_assert(strstr(err, cases[i].needle) != NULL, "case %zu: %s", i, err);
+  }
+}
+
+Test(demo_flags, help_and_version) {
+  struct ps_demo_flags f;
+  char err[64];
+  char *help[] = {"x", "--help"};
+  char *version[] = {"x", "--version"};
+  cr_assert_eq(parse(&f, err, sizeof err, 2, help), 1);
+  cr_assert_eq(parse(&f, err, sizeof err, 2, version), 2);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* HTTP on loopback: server and client in one loop                                                  */
+/* ------------------------------------------------------------------------------------------------ */
+
+static uv_loop_t loop;
+static struct ps_demo_server srv;
+static struct ps_net_listener *listener;
+static bool listener_closed;
+
+struct client {
+  uv_tcp_t tcp;
+  uv_connect_t connect;
+  uv_write_t write;
+  char in[8192];
+  size_t in_len;
+  bool eof;
+  bool closed;
+  uint64_t sent_at;
+};
+
+static void setup(void) {
+  ps_metrics_reset();
+  cr_assert_eq(uv_loop_init(&loop), 0);
+  cr_assert_eq(ps_demo_metrics_declare(), 0);
+  memset(&srv, 0, sizeof srv);
+  srv.loop = &loop;
+  srv.service_ms = 50;
+  listener_closed = false;
+  cr_assert_eq(ps_net_listen(&loop, "127.0.0.1:0", &ps_demo_net_proto, &srv, &listener), 0);
+}
+
+static void listener_done(void *arg) { listener_closed = true; }
+static bool is_listener_closed(void *arg) { return listener_closed; }
+
+static void teardown(void) {
+  if (listener != NULL) ps_net_listener_close(listener, listener_done, NULL);
+  listener = NULL;
+  cr_assert(ps_test_run_until(&loop, is_listener_closed, NULL, 5000));
+  uv_run(&loop, UV_RUN_NOWAIT);
+  cr_assert_eq(uv_loop_close(&loop), 0);
+  ps_metrics_reset();
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  struct client *c = h->data;
+  buf->base = c->in + c->in_len;
+  buf->len = sizeof c->in - 1 - c->in_len;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  struct client *c = s->data;
+  if (n > 0) {
+    c->in_len += (size_t)n;
+    c->in[c->in_len] = '\0';
+  } else if (n < 0) {
+    c->eof = true;
+    uv_read_stop(s);
+  }
+}
+
+static void write_cb(uv_write_t *w, int status) { cr_assert_eq(status, 0); }
+
+static const char *request_text;
+
+static void connect_cb(uv_connect_t *req, int status) {
+  struct client *c = req->data;
+  cr_assert_eq(status, 0);
+  uv_buf_t b = uv_buf_init((char *)request_text, (unsigned)strlen(request_text));
+  c->sent_at = uv_now(&loop);
+  cr_assert_eq(uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, write_cb), 0);
+  cr_assert_eq(uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb), 0);
+}
+
+static void client_start(struct client *c, const char *req) {
+  memset(c, 0, sizeof *c);
+  request_text = req;
+  struct sockaddr_in sa;
+  uv_ip4_addr("127.0.0.1", ps_net_listener_port(listener), &sa);
+  cr_assert_eq(uv_tcp_init(&loop, &c->tcp), 0);
+  c->tcp.data = c->connect.data = c;
+  cr_assert_eq(uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&sa, connect_cb), 0);
+}
+
+static void client_closed_cb(uv_handle_t *h) { ((struct client *)h->data)->closed = true; }
+static bool is_client_closed(void *arg) { return ((struct client *)arg)->closed; }
+
+static void client_close(struct client *c) {
+  uv_close((uv_handle_t *)&c->tcp, client_closed_cb);
+  cr_assert(ps_test_run_until(&loop, is_client_closed, c, 5000));
+}
+
+/* Complete responses received so far (each framed by its Content-Length, which the app always sends). */
+static int responses(const struct client *c) {
+  int n = 0;
+  const char *p = c->in, *end = c->in + c->in_len;
+  for (;;) {
+    const char *head_end = strstr(p, "\r\n\r\n");
+    const char *cl = strstr(p, "Content-Length: ");
+    if (head_end == NULL || cl == NULL || cl > head_end) return n;
+    size_t len = strtoul(cl + 16, NULL, 10);
+    const char *next = head_end + 4 + len;
+    if (next > end) return n;
+    n++;
+    p = next;
+  }
+}
+
+static int want_responses;
+static bool has_responses(void *arg) { return responses(arg) >= want_responses; }
+static bool has_eof(void *arg) { return ((struct client *)arg)->eof; }
+static uint64_t want_in_flight;
+static bool in_flight_is(void *arg) { return srv.in_flight == want_in_flight; }
+
+#define COUNTER(code) ps_metrics_get(PS_DEMO_REQUESTS_METRIC, "code=\"" code "\"")
+#define IN_FLIGHT()   ps_metrics_get(PS_DEMO_IN_FLIGHT_METRIC, "")
+
+TestSuite(demo_http, .init = setup, .fini = teardown);
+
+Test(demo_http, answers_after_the_service_time_and_counts) {
+  cr_assert_eq(COUNTER("200"), 0);
+  struct client c;
+  client_start(&c, "GET /work HTTP/1.1\r\nHost: t\r\n\r\n");
+  want_in_flight = 1;
+  cr_assert(ps_test_run_until(&loop, in_flight_is, NULL, 5000));
+  cr_assert_eq(IN_FLIGHT(), 1);
+  want_responses = 1;
+  cr_assert(ps_test_run_until(&loop, has_responses, &c, 5000));
+  cr_assert_geq(uv_now(&loop) - c.sent_at, 50, "answered before the service time");
+  cr_assert(strstr(c.in, "HTTP/1.1 200 OK\r\n") == c.in, "%s", c.in);
+  cr_assert(strstr(c.in, "hello from prescale-demo-app\n") != NULL);
+  cr_assert_eq(COUNTER("200"), 1);
+  cr_assert_eq(IN_FLIGHT(), 0);
+  client_close(&c);
+}
+
+Test(demo_http, metrics_and_healthz_immediate_pipelined_in_order) {
+  srv.service_ms = 200;
+  struct client c;
+  client_start(&c, "GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+                   "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+  want_responses = 3;
+  cr_assert(ps_test_run_until(&loop, has_responses, &c, 5000));
+  /* The workload request is answered first although the two after it need no service time. */
+  const char *hello = strstr(c.in, "hello from prescale-demo-app");
+  const char *ok = strstr(c.in, "\r\n\r\nok\n");
+  const char *metrics = strstr(c.in, "# TYPE http_requests_total counter");
+  cr_assert(hello && ok && metrics && hello < ok && ok < metrics, "%s", c.in);
+  /* The exposition was rendered after the first response was counted. */
+  cr_assert(strstr(c.in, "http_requests_total{code=\"200\"} 1\n") != NULL, "%s", c.in);
+  cr_assert_geq(uv_now(&loop) - c.sent_at, 200);
+  cr_assert_eq(COUNTER("200"), 1);
+  client_close(&c);
+}
+
+Test(demo_http, client_gone_mid_service_not_counted) {
+  srv.service_ms = 10000;
+  struct client c;
+  client_start(&c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  want_in_flight = 1;
+  cr_assert(ps_test_run_until(&loop, in_flight_is, NULL, 5000));
+  client_close(&c);
+  want_in_flight = 0;
+  cr_assert(ps_test_run_until(&loop, in_flight_is, NULL, 5000));
+  cr_assert_eq(COUNTER("200"), 0);
+  cr_assert_eq(IN_FLIGHT(), 0);
+}
+
+Test(demo_http, listener_closed_mid_service_frees_everything) {
+  /* teardown closes the listener while the request waits on its 10 s timer: the connection's timer must
+   * be closed with it, or uv_loop_close fails. */
+  srv.service_ms = 10000;
+  struct client c;
+  client_start(&c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  want_in_flight = 1;
+  cr_assert(ps_test_run_until(&loop, in_flight_is, NULL, 5000));
+  ps_net_listener_close(listener, listener_done, NULL);
+  listener = NULL;
+  cr_assert(ps_test_run_until(&loop, has_eof, &c, 5000));
+  cr_assert_eq(srv.in_flight, 0);
+  client_close(&c);
+}
+
+static int idle_calls;
+static void count_idle(void *arg) { idle_calls++; }
+
+Test(demo_http, draining_closes_after_the_response_and_reports_idle) {
+  idle_calls = 0;
+  srv.on_idle = count_idle;
+  struct client c;
+  client_start(&c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  want_in_flight = 1;
+  cr_assert(ps_test_run_until(&loop, in_flight_is, NULL, 5000));
+  srv.draining = true;
+  cr_assert(ps_test_run_until(&loop, has_eof, &c, 5000));
+  cr_assert(strstr(c.in, "HTTP/1.1 200 OK\r\n") == c.in, "%s", c.in);
+  cr_assert(strstr(c.in, "Connection: close\r\n") != NULL, "%s", c.in);
+  cr_assert_eq(idle_calls, 1);
+  client_close(&c);
+}
+
+Test(demo_http, bad_requests) {
+  struct {
+    const char *req;
+    const char *status;
+  } cases[] = {
+      {"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 405 "},
+      {"\x16\x03\x01 garbage\r\n\r\n", "HTTP/1.1 400 "},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct client c;
+    client_start(&c, cases[i].req);
+    want_responses = 1;
+    cr_assert(ps_test_run_until(&loop, has_responses, &c, 5000), "case %zu", i);
+    cr_assert(strstr(c.in, cases[i].status) == c.in, "case %zu: %s", i, c.in);
+    client_close(&c);
+  }
+  cr_assert_eq(COUNTER("405"), 1);
+  cr_assert_eq(COUNTER("200"), 0);
+}
+
+Test(demo_http, head_too_long_431) {
+  static char req[PS_DEMO_MAX_HEAD + 256];
+  int n = snprintf(req, sizeof req, "GET /x HTTP/1.1\r\nHost: t\r\nX-Big: ");
+  memset(req + n, 'a', PS_DEMO_MAX_HEAD);
+  strcpy(req + n + PS_DEMO_MAX_HEAD, "\r\n\r\n");
+  struct client c;
+  client_start(&c, req);
+  cr_assert(ps_test_run_until(&loop, has_eof, &c, 5000));
+  cr_assert(strstr(c.in, "HTTP/1.1 431 ") == c.in, "%s", c.in);
+  client_close(&c);
+}
