@@ -10,10 +10,10 @@
 /* ---- status codes --------------------------------------------------------------------------- */
 
 static const char *const status_names[] = {
-    "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-    "NOT_FOUND", "ALREADY_EXISTS",     "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION", "ABORTED",  "OUT_OF_RANGE",      "UNIMPLEMENTED",    "INTERNAL",
-    "UNAVAILABLE", "DATA_LOSS",        "UNAUTHENTICATED",
+    "OK",        "CANCELLED",       "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS",  "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",    "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED",
 };
 
 const char *ps_grpc_status_name(int status) {
@@ -23,12 +23,9 @@ const char *ps_grpc_status_name(int status) {
 
 int ps_grpc_status_from_error(int err) {
   switch (err) {
-  case 0:
-    return PS_GRPC_OK;
-  case UV_EINVAL:
-    return PS_GRPC_INVALID_ARGUMENT;
-  case UV_ETIMEDOUT:
-    return PS_GRPC_DEADLINE_EXCEEDED;
+  case 0: return PS_GRPC_OK;
+  case UV_EINVAL: return PS_GRPC_INVALID_ARGUMENT;
+  case UV_ETIMEDOUT: return PS_GRPC_DEADLINE_EXCEEDED;
   case UV_EAGAIN:
   case UV_ECONNREFUSED:
   case UV_ECONNRESET:
@@ -47,23 +44,16 @@ int ps_grpc_status_from_error(int err) {
   case UV_EAI_OVERFLOW:
   case UV_EAI_PROTOCOL:
   case UV_EAI_SERVICE:
-  case UV_EAI_SOCKTYPE:
-    return PS_GRPC_UNAVAILABLE;
-  case UV_ENOENT:
-    return PS_GRPC_NOT_FOUND;
+  case UV_EAI_SOCKTYPE: return PS_GRPC_UNAVAILABLE;
+  case UV_ENOENT: return PS_GRPC_NOT_FOUND;
   case UV_E2BIG:
   case UV_ENOBUFS:
-  case UV_ENOMEM:
-    return PS_GRPC_RESOURCE_EXHAUSTED;
+  case UV_ENOMEM: return PS_GRPC_RESOURCE_EXHAUSTED;
   case UV_ENOSYS:
-  case UV_ENOTSUP:
-    return PS_GRPC_UNIMPLEMENTED;
-  case UV_ECANCELED:
-    return PS_GRPC_CANCELLED;
-  case UV_EPERM:
-    return PS_GRPC_FAILED_PRECONDITION;
-  default:
-    return PS_GRPC_INTERNAL;
+  case UV_ENOTSUP: return PS_GRPC_UNIMPLEMENTED;
+  case UV_ECANCELED: return PS_GRPC_CANCELLED;
+  case UV_EPERM: return PS_GRPC_FAILED_PRECONDITION;
+  default: return PS_GRPC_INTERNAL;
   }
 }
 
@@ -145,8 +135,8 @@ void ps_grpc_reader_free(struct ps_grpc_reader *r) {
 
 int ps_grpc_frame(struct ps_buf *out, const uint8_t *msg, size_t len) {
   if (len > UINT32_MAX) return UV_E2BIG;
-  uint8_t prefix[PS_GRPC_PREFIX_LEN] = {0, (uint8_t)(len >> 24), (uint8_t)(len >> 16),
-                                        (uint8_t)(len >> 8), (uint8_t)len};
+  uint8_t prefix[PS_GRPC_PREFIX_LEN] = {0, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                                        (uint8_t)len};
   int err = ps_buf_reserve(out, PS_GRPC_PREFIX_LEN + len);
   if (err != 0) return err;
   ps_buf_append(out, prefix, sizeof prefix);
@@ -155,7 +145,8 @@ int ps_grpc_frame(struct ps_buf *out, const uint8_t *msg, size_t len) {
 
 /* ---- grpc-timeout --------------------------------------------------------------------------- */
 
-#define TIMEOUT_MAX_DIGITS 8 /* PROTOCOL-HTTP2.md: TimeoutValue is {positive integer as ASCII, at most 8 digits} */
+#define TIMEOUT_MAX_DIGITS                                                                                   \
+  8 /* PROTOCOL-HTTP2.md: TimeoutValue is {positive integer as ASCII, at most 8 digits} */
 
 int ps_grpc_timeout_parse(const char *v, size_t len, uint64_t *out_ms) {
   if (len < 2 || len > TIMEOUT_MAX_DIGITS + 1) return UV_EINVAL;

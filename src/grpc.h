@@ -30,9 +30,9 @@ enum ps_grpc_status {
   PS_GRPC_UNAUTHENTICATED = 16,
 };
 
-#define PS_GRPC_PREFIX_LEN 5
-#define PS_GRPC_MAX_MSG_DEFAULT (4u << 20) /* PS_GRPC_MAX_MSG: 4 MiB, grpc's default receive limit */
-#define PS_GRPC_MAX_MESSAGE_TEXT 1024      /* grpc-message is truncated beyond this (before encoding) */
+#define PS_GRPC_PREFIX_LEN       5
+#define PS_GRPC_MAX_MSG_DEFAULT  (4u << 20) /* PS_GRPC_MAX_MSG: 4 MiB, grpc's default receive limit */
+#define PS_GRPC_MAX_MESSAGE_TEXT 1024       /* grpc-message is truncated beyond this (before encoding) */
 
 /* "OK", "INVALID_ARGUMENT", ... (the names metrics and logs use). */
 const char *ps_grpc_status_name(int status);
@@ -48,13 +48,13 @@ int ps_grpc_status_from_error(int err);
 /* Reassembles length-prefixed messages from DATA chunks of any size: a prefix or a message may span
  * chunks, and one chunk may hold several messages (PROTOCOL-HTTP2.md, "Length-Prefixed-Message"). */
 struct ps_grpc_reader {
-  size_t max_msg;                   /* larger messages are refused before any byte is buffered */
+  size_t max_msg; /* larger messages are refused before any byte is buffered */
   uint8_t prefix[PS_GRPC_PREFIX_LEN];
   size_t prefix_have;
-  uint8_t *msg;                     /* owned; the message being assembled */
-  uint32_t msg_len;                 /* announced length; still set when feed returns UV_E2BIG */
+  uint8_t *msg;     /* owned; the message being assembled */
+  uint32_t msg_len; /* announced length; still set when feed returns UV_E2BIG */
   uint32_t msg_have;
-  uint32_t messages;                /* complete messages delivered so far */
+  uint32_t messages; /* complete messages delivered so far */
 };
 
 /* Called for each complete message; msg is valid only during the call. Return 0 to go on, or a negative

@@ -8,8 +8,8 @@
 #include "h2_conn.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <nghttp2/nghttp2.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 
-#define WRITE_BATCH (64u << 10) /* frames are gathered up to this size per ps_net_write */
+#define WRITE_BATCH  (64u << 10)  /* frames are gathered up to this size per ps_net_write */
 #define ERR_TOO_MANY UV_EOVERFLOW /* from the message callback: a second request message */
 
 struct call_timer {
@@ -75,7 +75,7 @@ struct ps_call {
 
 static void flush(struct ps_h2_conn *c);
 
-#define NV(n, v, vlen) \
+#define NV(n, v, vlen)                                                                                       \
   { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vlen), NGHTTP2_NV_FLAG_NONE }
 
 /* ---- metrics and logs ----------------------------------------------------------------------- */
@@ -116,8 +116,8 @@ static void record_end(struct ps_call *call) {
   if (ps_log_enabled(PS_LOG_DEBUG)) {
     char dur[32];
     snprintf(dur, sizeof dur, "%" PRIu64, ms);
-    ps_log(PS_LOG_DEBUG, "grpc call", "method", call->path[0] ? call->path : "?", "code", code,
-           "duration_ms", dur, "peer", conn_peer(call->conn), NULL);
+    ps_log(PS_LOG_DEBUG, "grpc call", "method", call->path[0] ? call->path : "?", "code", code, "duration_ms",
+           dur, "peer", conn_peer(call->conn), NULL);
   }
 }
 
@@ -180,8 +180,8 @@ static void respond_end(struct ps_call *call, int http_status, int status, const
     call->headers_sent = true;
     int rv = nghttp2_submit_response(c->session, call->stream_id, nva, call->message.len > 0 ? 5 : 4, NULL);
     if (rv != 0)
-      ps_log(PS_LOG_DEBUG, "grpc response not submitted", "peer", conn_peer(c), "error",
-             nghttp2_strerror(rv), NULL);
+      ps_log(PS_LOG_DEBUG, "grpc response not submitted", "peer", conn_peer(c), "error", nghttp2_strerror(rv),
+             NULL);
   }
   /* RFC 9113 8.1: a server that answers before the request is complete may ask the client to stop
    * sending with RST_STREAM(NO_ERROR) once the response is out (see on_frame_send). */
@@ -267,8 +267,10 @@ static void deadline_cb(uv_timer_t *t) {
 
 static void call_free(struct ps_call *call) {
   struct ps_h2_conn *c = call->conn;
-  if (call->prev != NULL) call->prev->next = call->next;
-  else c->calls = call->next;
+  if (call->prev != NULL)
+    call->prev->next = call->next;
+  else
+    c->calls = call->next;
   if (call->next != NULL) call->next->prev = call->prev;
   if (call->timer != NULL) {
     call->timer->call = NULL;
@@ -289,8 +291,9 @@ static void end_of_request(struct ps_call *call) {
   struct ps_h2_conn *c = call->conn;
   if (call->ended) return;
   if (ps_grpc_reader_partial(&call->reader)) {
-    respond_errorf(call, 200, PS_GRPC_INTERNAL, "incomplete request message (%" PRIu32 " of %" PRIu32
-                   " bytes)", call->reader.msg_have, call->reader.msg_len);
+    respond_errorf(call, 200, PS_GRPC_INTERNAL,
+                   "incomplete request message (%" PRIu32 " of %" PRIu32 " bytes)", call->reader.msg_have,
+                   call->reader.msg_len);
     return;
   }
   if (call->req == NULL) {
@@ -395,7 +398,8 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     copy_value(call->content_type, sizeof call->content_type, value, valuelen);
   } else if (NAME_IS("grpc-timeout")) {
     copy_value(call->timeout_text, sizeof call->timeout_text, value, valuelen);
-    if (ps_grpc_timeout_parse((const char *)value, valuelen, &call->timeout_ms) != 0) call->timeout_bad = true;
+    if (ps_grpc_timeout_parse((const char *)value, valuelen, &call->timeout_ms) != 0)
+      call->timeout_bad = true;
   } else if (NAME_IS("grpc-encoding")) {
     copy_value(call->encoding, sizeof call->encoding, value, valuelen);
   }
@@ -420,11 +424,11 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
   if (call == NULL || call->ended || !call->headers_done) return 0; /* flow control is still credited */
   int err = ps_grpc_reader_feed(&call->reader, data, len, on_message, call);
   switch (err) {
-  case 0:
-    break;
+  case 0: break;
   case UV_E2BIG:
-    respond_errorf(call, 200, PS_GRPC_RESOURCE_EXHAUSTED, "received message larger than max (%" PRIu32
-                   " vs. %zu)", call->reader.msg_len, call->reader.max_msg);
+    respond_errorf(call, 200, PS_GRPC_RESOURCE_EXHAUSTED,
+                   "received message larger than max (%" PRIu32 " vs. %zu)", call->reader.msg_len,
+                   call->reader.max_msg);
     break;
   case UV_ENOTSUP:
     respond_errorf(call, 200, PS_GRPC_UNIMPLEMENTED,
@@ -432,14 +436,11 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
                    call->encoding[0] ? call->encoding : "identity");
     break;
   case UV_EPROTO:
-    respond_errorf(call, 200, PS_GRPC_INTERNAL, "invalid message compression flag %u", call->reader.prefix[0]);
+    respond_errorf(call, 200, PS_GRPC_INTERNAL, "invalid message compression flag %u",
+                   call->reader.prefix[0]);
     break;
-  case ERR_TOO_MANY:
-    respond_errorf(call, 200, PS_GRPC_INTERNAL, "too many request messages");
-    break;
-  default:
-    respond_errorf(call, 200, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-    break;
+  case ERR_TOO_MANY: respond_errorf(call, 200, PS_GRPC_INTERNAL, "too many request messages"); break;
+  default: respond_errorf(call, 200, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory"); break;
   }
   return 0;
 }
@@ -475,12 +476,14 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
   if (frame->hd.type != NGHTTP2_HEADERS || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
   struct ps_call *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-  if (call != NULL && call->rst_after_end && !nghttp2_session_get_stream_remote_close(session, call->stream_id))
+  if (call != NULL && call->rst_after_end &&
+      !nghttp2_session_get_stream_remote_close(session, call->stream_id))
     nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_NO_ERROR);
   return 0;
 }
 
-static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *user_data) {
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                           void *user_data) {
   struct ps_h2_conn *c = user_data;
   if (c->closed) return 0;
   struct ps_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
@@ -504,7 +507,8 @@ static nghttp2_session_callbacks *make_callbacks(void) {
   return cbs;
 }
 
-static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn *net, struct ps_buf *mem_out) {
+static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn *net,
+                                   struct ps_buf *mem_out) {
   ps_h2_metrics_declare();
   struct ps_h2_conn *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
@@ -569,7 +573,8 @@ static void flush(struct ps_h2_conn *c) {
     const uint8_t *p;
     ssize_t n = nghttp2_session_mem_send(c->session, &p);
     if (n < 0) {
-      ps_log(PS_LOG_DEBUG, "http2 send failed", "peer", conn_peer(c), "error", nghttp2_strerror((int)n), NULL);
+      ps_log(PS_LOG_DEBUG, "http2 send failed", "peer", conn_peer(c), "error", nghttp2_strerror((int)n),
+             NULL);
       c->dead = c->fatal = true;
       break;
     }
@@ -579,8 +584,9 @@ static void flush(struct ps_h2_conn *c) {
   }
   write_batch(c);
   c->in_session--;
-  if (!c->dead && !c->fatal && !nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session))
-    c->dead = true; /* GOAWAY exchanged and every stream done */
+  if (!c->dead && !c->fatal && !nghttp2_session_want_read(c->session) &&
+      !nghttp2_session_want_write(c->session))
+    c->dead = true;                                    /* GOAWAY exchanged and every stream done */
   if (c->dead && c->net != NULL) ps_net_close(c->net); /* asynchronous: on_close frees us later */
 }
 
@@ -592,7 +598,8 @@ static int conn_recv(struct ps_h2_conn *c, const uint8_t *data, size_t len) {
   if (n < 0) {
     /* Every error mem_recv returns is fatal (bad preface, flood, out of memory): protocol errors it
      * can answer, it answers itself with GOAWAY and keeps going until want_read turns false. */
-    ps_log(PS_LOG_DEBUG, "http2 session failed", "peer", conn_peer(c), "error", nghttp2_strerror((int)n), NULL);
+    ps_log(PS_LOG_DEBUG, "http2 session failed", "peer", conn_peer(c), "error", nghttp2_strerror((int)n),
+           NULL);
     c->fatal = true;
     c->dead = true;
   } else if (c->calm_down) {

@@ -11,19 +11,20 @@
 #include "buf.h"
 #include "net.h"
 
-#define PS_H2_MAX_CONCURRENT_STREAMS 256 /* SETTINGS_MAX_CONCURRENT_STREAMS we advertise */
-#define PS_H2_INITIAL_WINDOW (1u << 20)  /* per-stream receive window we advertise */
-#define PS_H2_CONN_WINDOW (4u << 20)     /* connection receive window */
-#define PS_H2_MAX_HEADER_LIST (64u << 10) /* SETTINGS_MAX_HEADER_LIST_SIZE */
-#define PS_H2_MAX_PATH 256               /* longer :path -> UNIMPLEMENTED without copying it */
-#define PS_H2_MAX_STREAM_PENDING (256u << 10) /* response bytes queued on one stream before ps_call_send
-                                               * refuses with UV_ENOBUFS (a watcher that never reads) */
+#define PS_H2_MAX_CONCURRENT_STREAMS 256         /* SETTINGS_MAX_CONCURRENT_STREAMS we advertise */
+#define PS_H2_INITIAL_WINDOW         (1u << 20)  /* per-stream receive window we advertise */
+#define PS_H2_CONN_WINDOW            (4u << 20)  /* connection receive window */
+#define PS_H2_MAX_HEADER_LIST        (64u << 10) /* SETTINGS_MAX_HEADER_LIST_SIZE */
+#define PS_H2_MAX_PATH               256         /* longer :path -> UNIMPLEMENTED without copying it */
+#define PS_H2_MAX_STREAM_PENDING                                                                             \
+  (256u << 10) /* response bytes queued on one stream before ps_call_send                                    \
+                * refuses with UV_ENOBUFS (a watcher that never reads) */
 /* Client RST_STREAMs allowed per connection: a token bucket of PS_H2_RST_BURST refilled at
  * PS_H2_RST_PER_SEC. Beyond it the connection gets GOAWAY ENHANCE_YOUR_CALM: opening and resetting
  * streams in a loop costs us a dispatch each and the client nothing (CVE-2023-44487, "rapid reset").
  * Newer libnghttp2 (1.57, and Debian's patched 1.52) has its own limiter (1000, 33/s, GOAWAY
  * INTERNAL_ERROR); ours is below its burst so that it acts first, and works on every version. */
-#define PS_H2_RST_BURST 500
+#define PS_H2_RST_BURST   500
 #define PS_H2_RST_PER_SEC 50
 
 struct ps_call;
@@ -44,8 +45,8 @@ struct ps_call;
 /* A complete request arrived (END_STREAM with exactly one message). path is the :path header
  * ("/externalscaler.ExternalScaler/IsActive"); msg is valid only during the call. The dispatcher owns
  * the duty to end the call with ps_call_finish, now or later, unless it is cancelled first. */
-typedef void (*ps_call_dispatch_fn)(struct ps_call *call, const char *path, const uint8_t *msg,
-                                    size_t len, void *arg);
+typedef void (*ps_call_dispatch_fn)(struct ps_call *call, const char *path, const uint8_t *msg, size_t len,
+                                    void *arg);
 
 /* The call ended without ps_call_finish: the client reset the stream or disconnected, or its deadline
  * passed (the h2 layer has already answered DEADLINE_EXCEEDED). After this returns the call pointer is
@@ -56,7 +57,7 @@ struct ps_h2_server {
   uv_loop_t *loop;
   ps_call_dispatch_fn dispatch;
   void *dispatch_arg;
-  size_t max_msg;       /* PS_GRPC_MAX_MSG; 0 means PS_GRPC_MAX_MSG_DEFAULT */
+  size_t max_msg; /* PS_GRPC_MAX_MSG; 0 means PS_GRPC_MAX_MSG_DEFAULT */
   /* statistics, kept current by h2_conn (also exported as metrics) */
   size_t open_conns;
   size_t open_streams;

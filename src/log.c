@@ -93,7 +93,8 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
   size_t n;
   unsigned lo = 0x80, hi = 0xBF;
   if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) n = 2;
+  if (c >= 0xC2 && c <= 0xDF)
+    n = 2;
   else if (c >= 0xE0 && c <= 0xEF) {
     n = 3;
     if (c == 0xE0) lo = 0xA0;
@@ -124,12 +125,27 @@ static void put_escaped(struct line *b, const char *s, bool json) {
     if (p == end) break;
     unsigned c = *p;
     switch (c) {
-      case '"': l_puts(b, "\\\""); p++; continue;
-      case '\\': l_puts(b, "\\\\"); p++; continue;
-      case '\n': l_puts(b, "\\n"); p++; continue;
-      case '\r': l_puts(b, "\\r"); p++; continue;
-      case '\t': l_puts(b, "\\t"); p++; continue;
-      default: break;
+    case '"':
+      l_puts(b, "\\\"");
+      p++;
+      continue;
+    case '\\':
+      l_puts(b, "\\\\");
+      p++;
+      continue;
+    case '\n':
+      l_puts(b, "\\n");
+      p++;
+      continue;
+    case '\r':
+      l_puts(b, "\\r");
+      p++;
+      continue;
+    case '\t':
+      l_puts(b, "\\t");
+      p++;
+      continue;
+    default: break;
     }
     if (c < 0x20 || c == 0x7f) {
       l_printf(b, "\\u%04x", c);
@@ -141,8 +157,10 @@ static void put_escaped(struct line *b, const char *s, bool json) {
       l_append(b, p, n);
       p += n;
     } else {
-      if (json) l_puts(b, "\\ufffd");
-      else l_printf(b, "\\x%02x", c);
+      if (json)
+        l_puts(b, "\\ufffd");
+      else
+        l_printf(b, "\\x%02x", c);
       p++;
     }
   }
@@ -205,8 +223,10 @@ void ps_log(enum ps_log_level level, const char *msg, ...) {
 
   struct line b = {.failed = false};
   ps_buf_init(&b.buf);
-  if (json) l_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_names[level]);
-  else l_printf(&b, "ts=%s level=%s msg=", ts, level_names[level]);
+  if (json)
+    l_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_names[level]);
+  else
+    l_printf(&b, "ts=%s level=%s msg=", ts, level_names[level]);
   put_value(&b, msg, json);
 
   va_list ap;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "backtest.h"
 #include "config.h"
 #include "grpc.h"
 #include "h2_conn.h"
@@ -16,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
+#include "probe.h"
 #include "service.h"
 #include "targets.h"
 
@@ -97,6 +99,9 @@ static int start(struct app *a) {
 }
 
 int main(int argc, char **argv) {
+  /* Subcommands share the binary (and so the code paths) of the server. */
+  if (argc > 1 && strcmp(argv[1], "backtest") == 0) return ps_backtest_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "probe") == 0) return ps_probe_main(argc - 1, argv + 1);
   static struct app a; /* zeroed; large (the registry of every component) */
   char err[512];
   ps_server_config_defaults(&a.cfg);

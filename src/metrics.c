@@ -25,8 +25,8 @@ struct series {
   struct series *prev, *next; /* family order */
   struct family *fam;
   uint64_t hash;
-  double value;               /* counter, gauge */
-  double sum;                 /* histogram */
+  double value; /* counter, gauge */
+  double sum;   /* histogram */
   uint64_t count;
   uint64_t buckets[NBUCKETS]; /* per bucket, not cumulative; rendering accumulates */
   size_t labels_len;
@@ -43,7 +43,7 @@ struct family {
 static struct {
   struct family **fams; /* declaration order */
   size_t nfam, capfam;
-  struct series **tab;  /* tab_cap is a power of two */
+  struct series **tab; /* tab_cap is a power of two */
   size_t tab_cap, nseries;
 } g;
 
@@ -141,8 +141,10 @@ static struct series *get_series(const char *name, const char *labels) {
   s->hnext = *pp;
   *pp = s;
   s->prev = f->tail;
-  if (f->tail != NULL) f->tail->next = s;
-  else f->head = s;
+  if (f->tail != NULL)
+    f->tail->next = s;
+  else
+    f->head = s;
   f->tail = s;
   g.nseries++;
   return s;
@@ -152,8 +154,7 @@ static struct series *get_series(const char *name, const char *labels) {
 
 int ps_metrics_declare(const char *name, enum ps_metric_type type, const char *help) {
   if (!valid_name(name)) return UV_EINVAL;
-  if (type != PS_METRIC_COUNTER && type != PS_METRIC_GAUGE && type != PS_METRIC_HISTOGRAM)
-    return UV_EINVAL;
+  if (type != PS_METRIC_COUNTER && type != PS_METRIC_GAUGE && type != PS_METRIC_HISTOGRAM) return UV_EINVAL;
   struct family *f = find_family(name);
   if (f != NULL) return f->type == type ? 0 : UV_EINVAL;
 
@@ -209,10 +210,14 @@ void ps_metrics_observe(const char *name, const char *labels, double value) {
 
 static void free_series(struct series *s) {
   struct family *f = s->fam;
-  if (s->prev != NULL) s->prev->next = s->next;
-  else f->head = s->next;
-  if (s->next != NULL) s->next->prev = s->prev;
-  else f->tail = s->prev;
+  if (s->prev != NULL)
+    s->prev->next = s->next;
+  else
+    f->head = s->next;
+  if (s->next != NULL)
+    s->next->prev = s->prev;
+  else
+    f->tail = s->prev;
   g.nseries--;
   free(s);
 }
@@ -273,10 +278,14 @@ size_t ps_metrics_escape_label(char *dst, size_t cap, const char *value) {
   for (const char *p = value != NULL ? value : ""; *p; p++) {
     const char *rep = NULL;
     char one[2] = {*p, '\0'};
-    if (*p == '\\') rep = "\\\\";
-    else if (*p == '"') rep = "\\\"";
-    else if (*p == '\n') rep = "\\n";
-    else rep = one;
+    if (*p == '\\')
+      rep = "\\\\";
+    else if (*p == '"')
+      rep = "\\\"";
+    else if (*p == '\n')
+      rep = "\\n";
+    else
+      rep = one;
     for (const char *r = rep; *r; r++, n++)
       if (n + 1 < cap) dst[n] = *r;
   }
@@ -289,9 +298,12 @@ static int put_help(struct ps_buf *out, const struct family *f) {
   static const char *const types[] = {"counter", "gauge", "histogram"};
   int r = ps_buf_printf(out, "# HELP %s ", f->name);
   for (const char *p = f->help; r == 0 && *p; p++) {
-    if (*p == '\\') r = ps_buf_puts(out, "\\\\");
-    else if (*p == '\n') r = ps_buf_puts(out, "\\n");
-    else r = ps_buf_append(out, p, 1);
+    if (*p == '\\')
+      r = ps_buf_puts(out, "\\\\");
+    else if (*p == '\n')
+      r = ps_buf_puts(out, "\\n");
+    else
+      r = ps_buf_append(out, p, 1);
   }
   if (r == 0) r = ps_buf_printf(out, "\n# TYPE %s %s\n", f->name, types[f->type]);
   return r;
@@ -331,8 +343,10 @@ int ps_metrics_render(struct ps_buf *out) {
     const struct family *f = g.fams[i];
     int r = put_help(out, f);
     for (const struct series *s = f->head; r == 0 && s != NULL; s = s->next) {
-      if (f->type == PS_METRIC_HISTOGRAM) r = put_histogram(out, f, s);
-      else r = put_sample(out, f->name, "", s->labels, NULL, s->value);
+      if (f->type == PS_METRIC_HISTOGRAM)
+        r = put_histogram(out, f, s);
+      else
+        r = put_sample(out, f->name, "", s->labels, NULL, s->value);
     }
     if (r != 0) return r;
   }

@@ -13,8 +13,8 @@ enum ps_metric_type { PS_METRIC_COUNTER, PS_METRIC_GAUGE, PS_METRIC_HISTOGRAM };
 #define PS_METRICS_BUCKETS 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 
 /* Limits that bound the registry whatever callers do; a series beyond them is silently not created. */
-#define PS_METRICS_MAX_SERIES 200000   /* max_targets (10000) x a handful of per-target series, with room */
-#define PS_METRICS_MAX_LABELS_LEN 4096 /* bytes of one series' label string */
+#define PS_METRICS_MAX_SERIES     200000 /* max_targets (10000) x a handful of per-target series, with room */
+#define PS_METRICS_MAX_LABELS_LEN 4096   /* bytes of one series' label string */
 
 /* Declares a family once (name, type, HELP). Declaring it again with the same type is a no-op.
  * 0, UV_EINVAL (bad name or type clash) or UV_ENOMEM. */
@@ -22,8 +22,9 @@ int ps_metrics_declare(const char *name, enum ps_metric_type type, const char *h
 
 /* `labels` is the inside of the braces, already escaped: `method="IsActive",code="OK"`, or "" for none.
  * A series is created on first use; a family must be declared first (else the call is ignored). */
-void ps_metrics_add(const char *name, const char *labels, double delta);   /* counters (delta >= 0) and gauges */
-void ps_metrics_set(const char *name, const char *labels, double value);   /* gauges only */
+void ps_metrics_add(const char *name, const char *labels,
+                    double delta); /* counters (delta >= 0) and gauges */
+void ps_metrics_set(const char *name, const char *labels, double value);     /* gauges only */
 void ps_metrics_observe(const char *name, const char *labels, double value); /* histograms */
 /* Removes one series (e.g. the gauges of an evicted target). */
 void ps_metrics_remove(const char *name, const char *labels);

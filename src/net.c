@@ -131,8 +131,10 @@ static void conn_closed_cb(uv_handle_t *h) {
    * free its state (and an nghttp2 session) here safely. */
   if (c->opened) l->proto->on_close(c->state);
   if (c->counted) l->nconns--;
-  if (c->prev != NULL) c->prev->next = c->next;
-  else l->conns = c->next;
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    l->conns = c->next;
   if (c->next != NULL) c->next->prev = c->prev;
   free(c);
   maybe_free_listener(l);
@@ -147,9 +149,7 @@ static void close_now(struct ps_net_conn *c) {
   uv_close((uv_handle_t *)&c->linger, conn_closed_cb);
 }
 
-static void shutdown_cb(uv_shutdown_t *req, int status) {
-  close_now(req->data);
-}
+static void shutdown_cb(uv_shutdown_t *req, int status) { close_now(req->data); }
 
 /* Everything queued was written: send FIN (so the peer reads all our bytes before it sees the close,
  * rather than an RST that could discard them) and close once the kernel has taken it. */
@@ -162,8 +162,7 @@ static void start_shutdown(struct ps_net_conn *c) {
 
 static void linger_cb(uv_timer_t *t) {
   struct ps_net_conn *c = t->data;
-  ps_log(PS_LOG_DEBUG, "connection did not drain before close; dropping queued bytes", "peer", c->peer,
-         NULL);
+  ps_log(PS_LOG_DEBUG, "connection did not drain before close; dropping queued bytes", "peer", c->peer, NULL);
   close_now(c);
 }
 
@@ -192,8 +191,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0) {
-    ps_log(PS_LOG_DEBUG, "connection read failed", "peer", c->peer, "error", uv_strerror((int)nread),
-           NULL);
+    ps_log(PS_LOG_DEBUG, "connection read failed", "peer", c->peer, "error", uv_strerror((int)nread), NULL);
     close_now(c);
     return;
   }
@@ -210,8 +208,7 @@ static void write_cb(uv_write_t *req, int status) {
   free(w);
   if (status < 0) {
     if (status != UV_ECANCELED)
-      ps_log(PS_LOG_DEBUG, "connection write failed", "peer", c->peer, "error", uv_strerror(status),
-             NULL);
+      ps_log(PS_LOG_DEBUG, "connection write failed", "peer", c->peer, "error", uv_strerror(status), NULL);
     close_now(c);
     return;
   }

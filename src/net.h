@@ -11,14 +11,14 @@
 
 /* Reading stops while more than HIGH_WATER bytes wait to be written, and resumes below LOW_WATER
  * (then on_drain is called), so a client that does not read cannot make us buffer without bound. */
-#define PS_NET_HIGH_WATER (1u << 20)
-#define PS_NET_LOW_WATER (256u << 10)
-#define PS_NET_MAX_CONNS 1024   /* per listener; beyond it new connections are closed at once */
-#define PS_NET_BACKLOG 128
+#define PS_NET_HIGH_WATER      (1u << 20)
+#define PS_NET_LOW_WATER       (256u << 10)
+#define PS_NET_MAX_CONNS       1024 /* per listener; beyond it new connections are closed at once */
+#define PS_NET_BACKLOG         128
 /* A closing connection gets this long to flush its queued writes to a peer that may not be reading;
  * then it is closed anyway and the rest is dropped. */
 #define PS_NET_CLOSE_LINGER_MS 5000
-#define PS_NET_READ_BUF (64u << 10) /* one per listener, shared by its connections (one thread) */
+#define PS_NET_READ_BUF        (64u << 10) /* one per listener, shared by its connections (one thread) */
 
 struct ps_net_conn;
 struct ps_net_listener;

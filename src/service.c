@@ -22,8 +22,10 @@ static const struct {
   const char *name;
   enum method m;
 } methods[] = {
-    {"IsActive", M_IS_ACTIVE},         {"StreamIsActive", M_STREAM_IS_ACTIVE},
-    {"GetMetricSpec", M_GET_METRIC_SPEC}, {"GetMetrics", M_GET_METRICS},
+    {"IsActive", M_IS_ACTIVE},
+    {"StreamIsActive", M_STREAM_IS_ACTIVE},
+    {"GetMetricSpec", M_GET_METRIC_SPEC},
+    {"GetMetrics", M_GET_METRICS},
     {"StreamMetricSpec", M_STREAM_METRIC_SPEC},
 };
 
@@ -35,7 +37,7 @@ struct op {
   struct ps_call *call; /* NULL once finished or cancelled */
   struct ps_target *target;
   enum method method;
-  char *metric_name;    /* GetMetrics: the name asked for; owned */
+  char *metric_name; /* GetMetrics: the name asked for; owned */
   struct ps_target_waiter waiter;
   struct ps_target_watcher watcher;
   uv_timer_t timer;
@@ -125,15 +127,10 @@ static bool answer(struct ps_call *call, enum method m, const char *metric_name,
                    const struct ps_target_reading *rd) {
   int r;
   switch (m) {
-  case M_GET_METRICS:
-    r = send_value(call, metric_name, rd->value);
-    break;
+  case M_GET_METRICS: r = send_value(call, metric_name, rd->value); break;
   case M_IS_ACTIVE:
-  case M_STREAM_IS_ACTIVE:
-    r = send_active(call, rd->active);
-    break;
-  default:
-    r = UV_EINVAL;
+  case M_STREAM_IS_ACTIVE: r = send_active(call, rd->active); break;
+  default: r = UV_EINVAL;
   }
   if (r != 0) {
     ps_call_finish(call, ps_grpc_status_from_error(r), "cannot send the response");
@@ -158,8 +155,10 @@ static void op_release(struct op *op) {
   op->released = true;
   ps_target_unwait(&op->waiter);
   ps_target_unwatch(&op->watcher);
-  if (op->prev != NULL) op->prev->next = op->next;
-  else op->svc->ops = op->next;
+  if (op->prev != NULL)
+    op->prev->next = op->next;
+  else
+    op->svc->ops = op->next;
   if (op->next != NULL) op->next->prev = op->prev;
   uv_close((uv_handle_t *)&op->timer, op_free_cb);
 }
@@ -168,8 +167,10 @@ static void op_end(struct op *op, int status, const char *text) {
   if (op->call != NULL) {
     struct ps_call *call = op->call;
     op->call = NULL;
-    if (status == PS_GRPC_OK) ps_call_finish(call, status, NULL);
-    else fail(call, status, text);
+    if (status == PS_GRPC_OK)
+      ps_call_finish(call, status, NULL);
+    else
+      fail(call, status, text);
   }
   op_release(op);
 }
@@ -265,8 +266,7 @@ static bool metric_name_matches(const char *asked, const char *ours) {
   return p > asked + 1 && *p == '-' && strcmp(p + 1, ours) == 0;
 }
 
-void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *msg, size_t len,
-                         void *arg) {
+void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *msg, size_t len, void *arg) {
   struct ps_service *s = arg;
   char text[PS_TARGET_MAX_ERROR + 128];
   if (s->closing) {
@@ -326,8 +326,9 @@ void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *
   const char *metric_name = c->metric_name;
   if (m == M_GET_METRICS) {
     if (!metric_name_matches(gm->metricname, c->metric_name)) {
-      snprintf(text, sizeof text, "metric \"%.200s\" is not served by this trigger (its metricName is \"%s\")",
-               gm->metricname, c->metric_name);
+      snprintf(text, sizeof text,
+               "metric \"%.200s\" is not served by this trigger (its metricName is \"%s\")", gm->metricname,
+               c->metric_name);
       fail(call, PS_GRPC_NOT_FOUND, text);
       goto done;
     }
@@ -336,8 +337,10 @@ void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *
   if (m == M_GET_METRIC_SPEC || m == M_STREAM_METRIC_SPEC) {
     /* The spec comes from the metadata alone, so it never waits for Prometheus. */
     r = send_spec(call, c);
-    if (r != 0) ps_call_finish(call, ps_grpc_status_from_error(r), "cannot send the response");
-    else if (m == M_GET_METRIC_SPEC) ps_call_finish(call, PS_GRPC_OK, NULL);
+    if (r != 0)
+      ps_call_finish(call, ps_grpc_status_from_error(r), "cannot send the response");
+    else if (m == M_GET_METRIC_SPEC)
+      ps_call_finish(call, PS_GRPC_OK, NULL);
     else if (op_new(s, call, t, m, NULL) == NULL) /* the spec of a target never changes: just stay open */
       ps_call_finish(call, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
     goto done;
@@ -370,8 +373,10 @@ void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *
   ps_target_wait(t, &op->waiter);
   uv_timer_start(&op->timer, first_load_timeout_cb, s->cfg->first_load_timeout_ms, 0);
 done:
-  if (gm != NULL) externalscaler__get_metrics_request__free_unpacked(gm, NULL);
-  else if (ref != NULL) externalscaler__scaled_object_ref__free_unpacked(ref, NULL);
+  if (gm != NULL)
+    externalscaler__get_metrics_request__free_unpacked(gm, NULL);
+  else if (ref != NULL)
+    externalscaler__scaled_object_ref__free_unpacked(ref, NULL);
 }
 
 void ps_service_close(struct ps_service *s) {

@@ -11,7 +11,7 @@
 #include "h2_conn.h"
 #include "targets.h"
 
-#define PS_SERVICE_PREFIX "/externalscaler.ExternalScaler/"
+#define PS_SERVICE_PREFIX       "/externalscaler.ExternalScaler/"
 #define PS_SERVICE_MAX_METADATA 64 /* scalerMetadata entries; more -> INVALID_ARGUMENT */
 
 struct ps_service;
@@ -20,8 +20,7 @@ struct ps_service;
 int ps_service_new(uv_loop_t *loop, struct ps_targets *targets, const struct ps_server_config *cfg,
                    struct ps_service **out);
 /* The ps_call_dispatch_fn for struct ps_h2_server (arg = the service). */
-void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *msg, size_t len,
-                         void *arg);
+void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *msg, size_t len, void *arg);
 /* Ends every open call (streams and waiting first loads) with UNAVAILABLE "shutting down" and answers
  * new calls so; per-call memory is freed in close callbacks, so run the loop afterwards. */
 void ps_service_close(struct ps_service *s);

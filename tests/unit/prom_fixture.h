@@ -7,7 +7,7 @@
 #include <sys/types.h>
 
 #define PS_TEST_PROMETHEUS_BIN "/usr/bin/prometheus"
-#define PS_TEST_PROM_READY_MS 30000 /* bound on waiting for /-/ready */
+#define PS_TEST_PROM_READY_MS  30000 /* bound on waiting for /-/ready */
 
 struct ps_test_prom {
   pid_t pid;

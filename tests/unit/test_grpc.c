@@ -141,7 +141,8 @@ Test(grpc, reader_stops_on_callback_error) {
   ps_grpc_reader_init(&r, 100);
   /* Split so that the second message is assembled in the reader's own buffer (freed on error). */
   cr_assert_eq(ps_grpc_reader_feed(&r, (const uint8_t *)in.data, 10, collect, &s), 0);
-  cr_assert_eq(ps_grpc_reader_feed(&r, (const uint8_t *)in.data + 10, in.len - 10, collect, &s), UV_ECANCELED);
+  cr_assert_eq(ps_grpc_reader_feed(&r, (const uint8_t *)in.data + 10, in.len - 10, collect, &s),
+               UV_ECANCELED);
   cr_assert_eq(s.count, 2);
   cr_assert_str_eq(s.all.data, "3:one;");
   ps_grpc_reader_free(&r);
@@ -173,7 +174,8 @@ Test(grpc, timeout_units) {
 }
 
 Test(grpc, timeout_invalid) {
-  const char *bad[] = {"", "S", "1", "123456789S", "1s", "1h", "-1S", "1 S", " 1S", "1.5S", "1SS", "0x1S", "1Su"};
+  const char *bad[] = {"",    "S",   "1",    "123456789S", "1s",   "1h", "-1S",
+                       "1 S", " 1S", "1.5S", "1SS",        "0x1S", "1Su"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     uint64_t ms = 7;
     cr_assert_eq(ps_grpc_timeout_parse(bad[i], strlen(bad[i]), &ms), UV_EINVAL, "\"%s\" accepted", bad[i]);
@@ -249,7 +251,9 @@ Test(grpc, status_names) {
 }
 
 Test(grpc, status_from_error) {
-  struct { int err, status; } cases[] = {
+  struct {
+    int err, status;
+  } cases[] = {
       {0, PS_GRPC_OK},
       {UV_EINVAL, PS_GRPC_INVALID_ARGUMENT},
       {UV_ETIMEDOUT, PS_GRPC_DEADLINE_EXCEEDED},
@@ -278,8 +282,13 @@ Test(grpc, status_from_error) {
 Test(grpc, content_type) {
   const char *good[] = {"application/grpc", "application/grpc+proto", "application/grpc; charset=x",
                         "Application/GRPC", "application/grpc+proto;x=y"};
-  const char *bad[] = {"", "application/json", "application/grpc+json", "application/grpcx",
-                       "application/grp", "text/plain", "application/grpc+protobuf"};
+  const char *bad[] = {"",
+                       "application/json",
+                       "application/grpc+json",
+                       "application/grpcx",
+                       "application/grp",
+                       "text/plain",
+                       "application/grpc+protobuf"};
   for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
     cr_assert(ps_grpc_content_type_ok(good[i], strlen(good[i])), "%s", good[i]);
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)

@@ -94,7 +94,8 @@ static void dispatch(struct ps_call *call, const char *path, const uint8_t *msg,
     cr_assert_eq(ps_call_send(call, msg, len), UV_EPIPE); /* ended: refused */
   } else if (strcmp(m, "Stream") == 0) {
     const char *parts[] = {"one", "two", "three"};
-    for (int i = 0; i < 3; i++) cr_assert_eq(ps_call_send(call, (const uint8_t *)parts[i], strlen(parts[i])), 0);
+    for (int i = 0; i < 3; i++)
+      cr_assert_eq(ps_call_send(call, (const uint8_t *)parts[i], strlen(parts[i])), 0);
     ps_call_finish(call, PS_GRPC_OK, "");
   } else if (strcmp(m, "Fail") == 0) {
     ps_call_finish(call, PS_GRPC_INVALID_ARGUMENT, "bad value \"\xC3\xA9\" is 100% wrong");
@@ -185,7 +186,7 @@ struct stream {
   int32_t id;
   const uint8_t *body;
   size_t body_len, body_off, chunk; /* chunk: bytes per DATA frame */
-  bool hold_open;                    /* send no END_STREAM after the body */
+  bool hold_open;                   /* send no END_STREAM after the body */
   int http_status, grpc_status, header_blocks, data_frames;
   bool trailers_only, closed;
   uint32_t close_error;
@@ -235,10 +236,14 @@ static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t
   size_t n = vl < sizeof v - 1 ? vl : sizeof v - 1;
   memcpy(v, value, n);
   v[n] = '\0';
-  if (nl == 7 && memcmp(name, ":status", 7) == 0) st->http_status = atoi(v);
-  else if (nl == 12 && memcmp(name, "content-type", 12) == 0) snprintf(st->content_type, sizeof st->content_type, "%s", v);
-  else if (nl == 11 && memcmp(name, "grpc-status", 11) == 0) st->grpc_status = atoi(v);
-  else if (nl == 12 && memcmp(name, "grpc-message", 12) == 0) snprintf(st->grpc_message, sizeof st->grpc_message, "%s", v);
+  if (nl == 7 && memcmp(name, ":status", 7) == 0)
+    st->http_status = atoi(v);
+  else if (nl == 12 && memcmp(name, "content-type", 12) == 0)
+    snprintf(st->content_type, sizeof st->content_type, "%s", v);
+  else if (nl == 11 && memcmp(name, "grpc-status", 11) == 0)
+    st->grpc_status = atoi(v);
+  else if (nl == 12 && memcmp(name, "grpc-message", 12) == 0)
+    snprintf(st->grpc_message, sizeof st->grpc_message, "%s", v);
   else if (nl == 20 && memcmp(name, "grpc-accept-encoding", 20) == 0)
     snprintf(st->accept_encoding, sizeof st->accept_encoding, "%s", v);
   return 0;
@@ -257,7 +262,8 @@ static int c_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *u) 
   return 0;
 }
 
-static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *u) {
+static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                     void *u) {
   struct stream *st = find_stream(id);
   if (st != NULL) ps_buf_append(&st->data, data, len);
   return 0;
@@ -370,12 +376,14 @@ static struct stream *request(const struct req *r) {
   st->hold_open = r->hold_open;
   nghttp2_nv nva[10];
   size_t n = 0;
-#define ADD(k, v) nva[n++] = (nghttp2_nv){(uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), NGHTTP2_NV_FLAG_NONE}
+#define ADD(k, v)                                                                                            \
+  nva[n++] = (nghttp2_nv){(uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), NGHTTP2_NV_FLAG_NONE}
   ADD(":method", r->method ? r->method : "POST");
   ADD(":scheme", "http");
   ADD(":authority", "127.0.0.1");
   ADD(":path", r->path);
-  if (r->content_type == NULL || r->content_type[0]) ADD("content-type", r->content_type ? r->content_type : "application/grpc");
+  if (r->content_type == NULL || r->content_type[0])
+    ADD("content-type", r->content_type ? r->content_type : "application/grpc");
   ADD("te", "trailers");
   if (r->timeout) ADD("grpc-timeout", r->timeout);
   if (r->extra_value) {
@@ -414,7 +422,8 @@ static double metric(const char *labels) { return ps_metrics_get("prescale_grpc_
 Test(h2_conn, unary_success) {
   client_start(65535);
   struct ps_buf body = framed("ping", 4);
-  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data, .body_len = body.len});
+  struct stream *st =
+      request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data, .body_len = body.len});
   wait_closed(st);
   cr_assert_eq(st->http_status, 200);
   cr_assert_str_eq(st->content_type, "application/grpc");
@@ -435,8 +444,10 @@ Test(h2_conn, unary_success) {
   /* What the server advertised. */
   cr_assert_eq(nghttp2_session_get_remote_settings(cl.s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS),
                PS_H2_MAX_CONCURRENT_STREAMS);
-  cr_assert_eq(nghttp2_session_get_remote_settings(cl.s, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE), PS_H2_INITIAL_WINDOW);
-  cr_assert_eq(nghttp2_session_get_remote_settings(cl.s, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE), PS_H2_MAX_HEADER_LIST);
+  cr_assert_eq(nghttp2_session_get_remote_settings(cl.s, NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE),
+               PS_H2_INITIAL_WINDOW);
+  cr_assert_eq(nghttp2_session_get_remote_settings(cl.s, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE),
+               PS_H2_MAX_HEADER_LIST);
   cr_assert_gt(nghttp2_session_get_remote_window_size(cl.s), 65535, "connection window not enlarged");
   ps_buf_free(&body);
   client_stop();
@@ -445,7 +456,8 @@ Test(h2_conn, unary_success) {
 Test(h2_conn, server_streaming_three_messages) {
   client_start(65535);
   struct ps_buf body = framed("", 0);
-  struct stream *st = request(&(struct req){.path = "/test.Svc/Stream", .body = (uint8_t *)body.data, .body_len = body.len});
+  struct stream *st =
+      request(&(struct req){.path = "/test.Svc/Stream", .body = (uint8_t *)body.data, .body_len = body.len});
   wait_closed(st);
   struct ps_buf want;
   ps_buf_init(&want);
@@ -464,7 +476,8 @@ Test(h2_conn, server_streaming_three_messages) {
 Test(h2_conn, trailers_only_error_with_encoded_message) {
   client_start(65535);
   struct ps_buf body = framed("x", 1);
-  struct stream *st = request(&(struct req){.path = "/test.Svc/Fail", .body = (uint8_t *)body.data, .body_len = body.len});
+  struct stream *st =
+      request(&(struct req){.path = "/test.Svc/Fail", .body = (uint8_t *)body.data, .body_len = body.len});
   wait_closed(st);
   cr_assert(st->trailers_only);
   cr_assert_eq(st->header_blocks, 1);
@@ -486,8 +499,10 @@ Test(h2_conn, trailers_only_error_with_encoded_message) {
 Test(h2_conn, wrong_content_type_is_415_and_get_is_405) {
   client_start(65535);
   struct ps_buf body = framed("x", 1);
-  struct stream *a = request(&(struct req){.path = "/test.Svc/Echo", .content_type = "application/json",
-                                           .body = (uint8_t *)body.data, .body_len = body.len});
+  struct stream *a = request(&(struct req){.path = "/test.Svc/Echo",
+                                           .content_type = "application/json",
+                                           .body = (uint8_t *)body.data,
+                                           .body_len = body.len});
   struct stream *b = request(&(struct req){.path = "/test.Svc/Echo", .content_type = ""});
   struct stream *c = request(&(struct req){.method = "GET", .path = "/test.Svc/Echo"});
   wait_closed(a);
@@ -511,8 +526,8 @@ Test(h2_conn, message_split_across_data_frames) {
   for (size_t i = 0; i < sizeof msg; i++) msg[i] = (char)('a' + i % 26);
   struct ps_buf body = framed(msg, sizeof msg);
   /* 3 bytes per DATA frame: the prefix itself is split. */
-  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data,
-                                            .body_len = body.len, .chunk = 3});
+  struct stream *st = request(&(struct req){
+      .path = "/test.Svc/Echo", .body = (uint8_t *)body.data, .body_len = body.len, .chunk = 3});
   wait_closed(st);
   cr_assert_eq(st->grpc_status, 0);
   cr_assert_eq(st->data.len, body.len);
@@ -527,8 +542,11 @@ Test(h2_conn, oversize_message_is_resource_exhausted) {
   struct ps_buf body = framed(big, sizeof big); /* server.max_msg is 1024 */
   /* The client never ends its side: the stream can only close because the server, having answered,
    * stops the upload with RST_STREAM(NO_ERROR) (RFC 9113 8.1). */
-  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data,
-                                            .body_len = body.len, .chunk = 100, .hold_open = true});
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo",
+                                            .body = (uint8_t *)body.data,
+                                            .body_len = body.len,
+                                            .chunk = 100,
+                                            .hold_open = true});
   wait_closed(st);
   cr_assert(st->trailers_only);
   cr_assert_eq(st->grpc_status, PS_GRPC_RESOURCE_EXHAUSTED);
@@ -537,7 +555,8 @@ Test(h2_conn, oversize_message_is_resource_exhausted) {
   cr_assert_eq(d.dispatched, 0);
   /* The connection is still good. */
   struct ps_buf ok = framed("ok", 2);
-  struct stream *st2 = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)ok.data, .body_len = ok.len});
+  struct stream *st2 =
+      request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)ok.data, .body_len = ok.len});
   wait_closed(st2);
   cr_assert_eq(st2->grpc_status, 0);
   ps_buf_free(&ok);
@@ -561,10 +580,12 @@ Test(h2_conn, message_count_errors) {
   client_start(65535);
   struct ps_buf two = framed("a", 1);
   ps_grpc_frame(&two, (const uint8_t *)"b", 1);
-  struct stream *a = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)two.data, .body_len = two.len});
+  struct stream *a =
+      request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)two.data, .body_len = two.len});
   struct stream *b = request(&(struct req){.path = "/test.Svc/Echo"}); /* no DATA at all */
   struct ps_buf one = framed("abc", 3);
-  struct stream *c = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)one.data, .body_len = one.len - 1});
+  struct stream *c =
+      request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)one.data, .body_len = one.len - 1});
   wait_closed(a);
   wait_closed(b);
   wait_closed(c);
@@ -587,8 +608,8 @@ Test(h2_conn, deadline_exceeded_cancels_the_call) {
   client_start(65535);
   struct ps_buf body = framed("x", 1);
   uint64_t before = uv_now(&loop);
-  struct stream *st = request(&(struct req){.path = "/test.Svc/Hold", .timeout = "50m", .body = (uint8_t *)body.data,
-                                            .body_len = body.len});
+  struct stream *st = request(&(struct req){
+      .path = "/test.Svc/Hold", .timeout = "50m", .body = (uint8_t *)body.data, .body_len = body.len});
   wait_closed(st);
   cr_assert_eq(d.dispatched, 1);
   cr_assert_geq(d.last_deadline, before + 50);
@@ -599,8 +620,11 @@ Test(h2_conn, deadline_exceeded_cancels_the_call) {
   cr_assert_eq(metric("method=\"Hold\",code=\"DEADLINE_EXCEEDED\""), 1);
   /* A deadline that passes while the request is still uploading: answered, the upload stopped, and
    * no cancel callback (the call was never dispatched). */
-  struct stream *up = request(&(struct req){.path = "/test.Svc/Hold", .timeout = "20m", .body = (uint8_t *)body.data,
-                                            .body_len = body.len, .hold_open = true});
+  struct stream *up = request(&(struct req){.path = "/test.Svc/Hold",
+                                            .timeout = "20m",
+                                            .body = (uint8_t *)body.data,
+                                            .body_len = body.len,
+                                            .hold_open = true});
   wait_closed(up);
   cr_assert(up->trailers_only);
   cr_assert_eq(up->grpc_status, PS_GRPC_DEADLINE_EXCEEDED);
@@ -608,8 +632,8 @@ Test(h2_conn, deadline_exceeded_cancels_the_call) {
   cr_assert_eq(d.dispatched, 1);
   cr_assert_eq(d.cancelled, 1);
   /* A malformed grpc-timeout is refused up front. */
-  struct stream *bad = request(&(struct req){.path = "/test.Svc/Hold", .timeout = "1x", .body = (uint8_t *)body.data,
-                                             .body_len = body.len});
+  struct stream *bad = request(&(struct req){
+      .path = "/test.Svc/Hold", .timeout = "1x", .body = (uint8_t *)body.data, .body_len = body.len});
   wait_closed(bad);
   cr_assert_eq(bad->grpc_status, PS_GRPC_INVALID_ARGUMENT);
   cr_assert_eq(d.dispatched, 1);
@@ -620,7 +644,8 @@ Test(h2_conn, deadline_exceeded_cancels_the_call) {
 Test(h2_conn, client_rst_mid_stream_cancels) {
   client_start(65535);
   struct ps_buf body = framed("send", 4);
-  struct stream *st = request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len});
+  struct stream *st =
+      request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len});
   waiting = st;
   cr_assert(run_until(stream_has_data, 5000));
   cr_assert_eq(server.open_streams, 1);
@@ -645,7 +670,8 @@ Test(h2_conn, client_disconnect_cancels_open_calls) {
   request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len});
   request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len});
   /* A third stream is still uploading (no END_STREAM): not dispatched, so no cancel for it. */
-  request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len, .hold_open = true});
+  request(&(struct req){
+      .path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len, .hold_open = true});
   cr_assert(run_until(two_held_three_open, 5000));
   cr_assert_eq(d.cancelled, 0);
   client_stop();
@@ -675,7 +701,8 @@ Test(h2_conn, finish_from_a_timer_flushes) {
 Test(h2_conn, unknown_method_is_unimplemented_without_a_new_label) {
   client_start(65535);
   struct ps_buf body = framed("x", 1);
-  struct stream *st = request(&(struct req){.path = "/other.Svc/Whatever", .body = (uint8_t *)body.data, .body_len = body.len});
+  struct stream *st = request(
+      &(struct req){.path = "/other.Svc/Whatever", .body = (uint8_t *)body.data, .body_len = body.len});
   wait_closed(st);
   cr_assert_eq(st->grpc_status, PS_GRPC_UNIMPLEMENTED);
   cr_assert_eq(metric("method=\"unknown\",code=\"UNIMPLEMENTED\""), 1);
@@ -688,7 +715,8 @@ Test(h2_conn, slow_reader_gets_enobufs_then_everything) {
   /* The client's stream window is 16 KiB, so most of what the dispatcher sends stays queued. */
   client_start(16384);
   struct ps_buf body = framed("x", 1);
-  struct stream *st = request(&(struct req){.path = "/test.Svc/Flood", .body = (uint8_t *)body.data, .body_len = body.len});
+  struct stream *st =
+      request(&(struct req){.path = "/test.Svc/Flood", .body = (uint8_t *)body.data, .body_len = body.len});
   wait_closed(st);
   cr_assert_eq(d.enobufs, 1);
   cr_assert_geq(d.flood_sent, 1);
@@ -706,7 +734,8 @@ Test(h2_conn, client_that_stops_reading_bounds_server_memory) {
   /* Huge windows: only the socket can hold the server back. */
   nghttp2_session_set_local_window_size(cl.s, NGHTTP2_FLAG_NONE, 0, (1u << 31) - 1);
   struct ps_buf body = framed("x", 1);
-  struct stream *st = request(&(struct req){.path = "/test.Svc/Big", .body = (uint8_t *)body.data, .body_len = body.len});
+  struct stream *st =
+      request(&(struct req){.path = "/test.Svc/Big", .body = (uint8_t *)body.data, .body_len = body.len});
   uv_read_stop((uv_stream_t *)&cl.tcp);
   cr_assert(run_until(server_blocked, 10000), "pending %zu, enobufs %zu", d.net ? ps_net_pending(d.net) : 0,
             d.big_enobufs);
@@ -730,8 +759,8 @@ Test(h2_conn, header_list_over_the_limit_is_refused) {
   memset(v, 'v', 39999);
   v[39999] = '\0';
   struct ps_buf body = framed("x", 1);
-  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data,
-                                            .body_len = body.len, .extra_value = v});
+  struct stream *st = request(&(struct req){
+      .path = "/test.Svc/Echo", .body = (uint8_t *)body.data, .body_len = body.len, .extra_value = v});
   wait_closed(st);
   cr_assert_eq(st->grpc_status, PS_GRPC_RESOURCE_EXHAUSTED, "status %d http %d err %u", st->grpc_status,
                st->http_status, st->close_error);
@@ -748,8 +777,10 @@ Test(h2_conn, rapid_reset_gets_goaway) {
   /* Open a stream (HEADERS without END_STREAM) and reset it, over and over. */
   static struct stream dummy = {.hold_open = true, .chunk = 1};
   nghttp2_nv nva[] = {
-      {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0},          {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
-      {(uint8_t *)":authority", (uint8_t *)"x", 10, 1, 0},         {(uint8_t *)":path", (uint8_t *)"/test.Svc/Echo", 5, 14, 0},
+      {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0},
+      {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
+      {(uint8_t *)":authority", (uint8_t *)"x", 10, 1, 0},
+      {(uint8_t *)":path", (uint8_t *)"/test.Svc/Echo", 5, 14, 0},
       {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, 0},
   };
   nghttp2_data_provider prd = {.source.ptr = &dummy, .read_callback = c_body};
@@ -771,7 +802,8 @@ Test(h2_conn, rapid_reset_gets_goaway) {
 Test(h2_conn, out_of_range_status_becomes_unknown) {
   client_start(65535);
   struct ps_buf body = framed("x", 1);
-  struct stream *st = request(&(struct req){.path = "/test.Svc/Weird", .body = (uint8_t *)body.data, .body_len = body.len});
+  struct stream *st =
+      request(&(struct req){.path = "/test.Svc/Weird", .body = (uint8_t *)body.data, .body_len = body.len});
   wait_closed(st);
   cr_assert_eq(st->grpc_status, PS_GRPC_UNKNOWN);
   cr_assert_eq(metric("method=\"Weird\",code=\"UNKNOWN\""), 1);

@@ -31,12 +31,14 @@ TestSuite(log, .init = setup, .fini = teardown);
 static const char *check_ts(const char *p) {
   int y, mo, d, h, mi, s, ms;
   char z;
-  cr_assert_eq(sscanf(p, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c", &y, &mo, &d, &h, &mi, &s, &ms, &z), 8, "ts: %.30s", p);
+  cr_assert_eq(sscanf(p, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c", &y, &mo, &d, &h, &mi, &s, &ms, &z), 8, "ts: %.30s",
+               p);
   cr_assert_eq(z, 'Z');
   cr_assert_eq(p[4], '-');
   cr_assert_eq(p[10], 'T');
   cr_assert_eq(p[19], '.');
-  struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = s};
+  struct tm tm = {
+      .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = s};
   time_t t = timegm(&tm);
   cr_assert(llabs((long long)(t - time(NULL))) < 60);
   return p + 24;
@@ -77,7 +79,8 @@ Test(log, parse_level_and_format) {
 Test(log, text_plain_and_quoted) {
   ps_log_setup(PS_LOG_INFO, PS_LOG_TEXT, out);
   ps_log(PS_LOG_WARN, "refresh failed", "target", "ns/app", "error", "connection refused", NULL);
-  cr_assert_str_eq(text_line(), "level=warn msg=\"refresh failed\" target=ns/app error=\"connection refused\"\n");
+  cr_assert_str_eq(text_line(),
+                   "level=warn msg=\"refresh failed\" target=ns/app error=\"connection refused\"\n");
 }
 
 Test(log, text_escapes) {
@@ -111,8 +114,8 @@ Test(log, level_filtering) {
 
 Test(log, json_valid_and_escaped) {
   ps_log_setup(PS_LOG_INFO, PS_LOG_JSON, out);
-  ps_log(PS_LOG_WARN, "refresh \"failed\"", "target", "ns/app", "error", "a\\b\nc\x01\x7f", "bad", "x\xff\xfey",
-         "utf8", "\xe2\x82\xac", "null", NULL, NULL);
+  ps_log(PS_LOG_WARN, "refresh \"failed\"", "target", "ns/app", "error", "a\\b\nc\x01\x7f", "bad",
+         "x\xff\xfey", "utf8", "\xe2\x82\xac", "null", NULL, NULL);
   fflush(out);
   cr_assert_eq(mem[memlen - 1], '\n');
   cr_assert_eq(strchr(mem, '\n'), mem + memlen - 1);
@@ -120,10 +123,10 @@ Test(log, json_valid_and_escaped) {
   check_ts(mem + 7);
   const char *rest = strstr(mem, "\",\"level\"");
   cr_assert_not_null(rest);
-  cr_assert_str_eq(rest,
-                   "\",\"level\":\"warn\",\"msg\":\"refresh \\\"failed\\\"\",\"target\":\"ns/app\","
-                   "\"error\":\"a\\\\b\\nc\\u0001\\u007f\",\"bad\":\"x\\ufffd\\ufffdy\",\"utf8\":\"\xe2\x82\xac\","
-                   "\"null\":\"\"}\n");
+  cr_assert_str_eq(
+      rest, "\",\"level\":\"warn\",\"msg\":\"refresh \\\"failed\\\"\",\"target\":\"ns/app\","
+            "\"error\":\"a\\\\b\\nc\\u0001\\u007f\",\"bad\":\"x\\ufffd\\ufffdy\",\"utf8\":\"\xe2\x82\xac\","
+            "\"null\":\"\"}\n");
   cJSON *j = cJSON_Parse(mem);
   cr_assert_not_null(j);
   cr_assert_str_eq(cJSON_GetObjectItem(j, "error")->valuestring, "a\\b\nc\x01\x7f");
@@ -135,7 +138,8 @@ Test(log, json_valid_and_escaped) {
 Test(log, json_rejects_overlong_and_surrogates) {
   ps_log_setup(PS_LOG_INFO, PS_LOG_JSON, out);
   /* overlong "/" (C0 AF), a UTF-16 surrogate (ED A0 80), above U+10FFFF (F4 90 80 80), truncated (E2 82) */
-  ps_log(PS_LOG_INFO, "m", "a", "\xc0\xaf", "b", "\xed\xa0\x80", "c", "\xf4\x90\x80\x80", "d", "\xe2\x82", NULL);
+  ps_log(PS_LOG_INFO, "m", "a", "\xc0\xaf", "b", "\xed\xa0\x80", "c", "\xf4\x90\x80\x80", "d", "\xe2\x82",
+         NULL);
   fflush(out);
   const char *rest = strstr(mem, ",\"a\"");
   cr_assert_not_null(rest);

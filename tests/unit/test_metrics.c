@@ -33,7 +33,8 @@ Test(metrics, declare_validates) {
   cr_assert_eq(ps_metrics_declare("", PS_METRIC_GAUGE, "h"), UV_EINVAL);
   cr_assert_eq(ps_metrics_declare(NULL, PS_METRIC_GAUGE, "h"), UV_EINVAL);
   cr_assert_eq(ps_metrics_declare("t", (enum ps_metric_type)7, "h"), UV_EINVAL);
-  cr_assert_str_eq(render(), "# HELP ok_name:sub h\n# TYPE ok_name:sub counter\n# HELP _x h\n# TYPE _x gauge\n");
+  cr_assert_str_eq(render(),
+                   "# HELP ok_name:sub h\n# TYPE ok_name:sub counter\n# HELP _x h\n# TYPE _x gauge\n");
 }
 
 Test(metrics, exposition_golden) {
@@ -44,14 +45,13 @@ Test(metrics, exposition_golden) {
   ps_metrics_add("prescale_rpcs_total", "method=\"GetMetrics\",code=\"OK\"", 1);
   ps_metrics_set("prescale_targets", "", 3);
   ps_metrics_add("prescale_targets", "", -1);
-  cr_assert_str_eq(render(),
-                   "# HELP prescale_rpcs_total gRPC calls answered.\n"
-                   "# TYPE prescale_rpcs_total counter\n"
-                   "prescale_rpcs_total{method=\"GetMetrics\",code=\"OK\"} 2\n"
-                   "prescale_rpcs_total{method=\"IsActive\",code=\"OK\"} 2\n"
-                   "# HELP prescale_targets Targets tracked.\\nWith \\\\ and newline.\n"
-                   "# TYPE prescale_targets gauge\n"
-                   "prescale_targets 2\n");
+  cr_assert_str_eq(render(), "# HELP prescale_rpcs_total gRPC calls answered.\n"
+                             "# TYPE prescale_rpcs_total counter\n"
+                             "prescale_rpcs_total{method=\"GetMetrics\",code=\"OK\"} 2\n"
+                             "prescale_rpcs_total{method=\"IsActive\",code=\"OK\"} 2\n"
+                             "# HELP prescale_targets Targets tracked.\\nWith \\\\ and newline.\n"
+                             "# TYPE prescale_targets gauge\n"
+                             "prescale_targets 2\n");
   cr_assert_eq(ps_metrics_get("prescale_rpcs_total", "method=\"GetMetrics\",code=\"OK\""), 2);
   cr_assert_eq(ps_metrics_get("prescale_targets", ""), 2);
   cr_assert_eq(ps_metrics_get("prescale_targets", NULL), 2);
@@ -80,24 +80,23 @@ Test(metrics, histogram_buckets_cumulative) {
   ps_metrics_observe("prescale_refresh_seconds", "", 0.3);
   ps_metrics_observe("prescale_refresh_seconds", "", 2.5);
   ps_metrics_observe("prescale_refresh_seconds", "", 60);
-  cr_assert_str_eq(render(),
-                   "# HELP prescale_refresh_seconds Refresh duration.\n"
-                   "# TYPE prescale_refresh_seconds histogram\n"
-                   "prescale_refresh_seconds_bucket{le=\"0.001\"} 1\n"
-                   "prescale_refresh_seconds_bucket{le=\"0.005\"} 2\n"
-                   "prescale_refresh_seconds_bucket{le=\"0.01\"} 2\n"
-                   "prescale_refresh_seconds_bucket{le=\"0.025\"} 2\n"
-                   "prescale_refresh_seconds_bucket{le=\"0.05\"} 2\n"
-                   "prescale_refresh_seconds_bucket{le=\"0.1\"} 2\n"
-                   "prescale_refresh_seconds_bucket{le=\"0.25\"} 2\n"
-                   "prescale_refresh_seconds_bucket{le=\"0.5\"} 3\n"
-                   "prescale_refresh_seconds_bucket{le=\"1\"} 3\n"
-                   "prescale_refresh_seconds_bucket{le=\"2.5\"} 4\n"
-                   "prescale_refresh_seconds_bucket{le=\"5\"} 4\n"
-                   "prescale_refresh_seconds_bucket{le=\"10\"} 4\n"
-                   "prescale_refresh_seconds_bucket{le=\"+Inf\"} 5\n"
-                   "prescale_refresh_seconds_sum 62.804\n"
-                   "prescale_refresh_seconds_count 5\n");
+  cr_assert_str_eq(render(), "# HELP prescale_refresh_seconds Refresh duration.\n"
+                             "# TYPE prescale_refresh_seconds histogram\n"
+                             "prescale_refresh_seconds_bucket{le=\"0.001\"} 1\n"
+                             "prescale_refresh_seconds_bucket{le=\"0.005\"} 2\n"
+                             "prescale_refresh_seconds_bucket{le=\"0.01\"} 2\n"
+                             "prescale_refresh_seconds_bucket{le=\"0.025\"} 2\n"
+                             "prescale_refresh_seconds_bucket{le=\"0.05\"} 2\n"
+                             "prescale_refresh_seconds_bucket{le=\"0.1\"} 2\n"
+                             "prescale_refresh_seconds_bucket{le=\"0.25\"} 2\n"
+                             "prescale_refresh_seconds_bucket{le=\"0.5\"} 3\n"
+                             "prescale_refresh_seconds_bucket{le=\"1\"} 3\n"
+                             "prescale_refresh_seconds_bucket{le=\"2.5\"} 4\n"
+                             "prescale_refresh_seconds_bucket{le=\"5\"} 4\n"
+                             "prescale_refresh_seconds_bucket{le=\"10\"} 4\n"
+                             "prescale_refresh_seconds_bucket{le=\"+Inf\"} 5\n"
+                             "prescale_refresh_seconds_sum 62.804\n"
+                             "prescale_refresh_seconds_count 5\n");
 }
 
 Test(metrics, histogram_with_labels) {
@@ -215,8 +214,10 @@ Test(metrics, ten_thousand_series) {
   for (int i = 0; i < 10000; i++) {
     snprintf(labels, sizeof labels, "target=\"ns/app-%d\"", i);
     double v = ps_metrics_get("prescale_target_value", labels);
-    if (i % 2 == 0) cr_assert(isnan(v));
-    else cr_assert_eq(v, i);
+    if (i % 2 == 0)
+      cr_assert(isnan(v));
+    else
+      cr_assert_eq(v, i);
     cr_assert_eq(ps_metrics_get("prescale_target_refreshes_total", labels), 11);
   }
   render();

@@ -45,7 +45,7 @@ static struct {
   enum mode mode;
   int opens, reads, drains, closes;
   int reads_at_drain;
-  size_t pending_seen;  /* ps_net_pending right after the flood */
+  size_t pending_seen; /* ps_net_pending right after the flood */
   bool paused_seen;
   struct ps_net_conn *last;
   struct ps_buf rx;
@@ -63,8 +63,7 @@ static int on_read(void *state, const uint8_t *data, size_t len) {
   srv.reads++;
   ps_buf_append(&srv.rx, data, len);
   switch (srv.mode) {
-  case M_ECHO:
-    return ps_net_write(c, data, len);
+  case M_ECHO: return ps_net_write(c, data, len);
   case M_FLOOD:
     if (srv.reads == 1) {
       uint8_t *big = malloc(FLOOD_BYTES);
@@ -86,9 +85,7 @@ static int on_read(void *state, const uint8_t *data, size_t len) {
     cr_assert_eq(ps_net_write(c, (const uint8_t *)"late", 4), UV_EPIPE);
     return 0;
   }
-  case M_FAIL:
-    ps_net_write(c, (const uint8_t *)"err", 3);
-    return UV_EPROTO;
+  case M_FAIL: ps_net_write(c, (const uint8_t *)"err", 3); return UV_EPROTO;
   }
   return 0;
 }
@@ -170,7 +167,9 @@ static void client_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   }
 }
 
-static void client_read(struct client *cl) { uv_read_start((uv_stream_t *)&cl->tcp, client_alloc, client_read_cb); }
+static void client_read(struct client *cl) {
+  uv_read_start((uv_stream_t *)&cl->tcp, client_alloc, client_read_cb);
+}
 
 struct creq {
   uv_write_t req;
@@ -233,9 +232,20 @@ Test(net, parse_addr) {
   cr_assert_eq(ps_net_parse_addr("localhost:0", &ss), 0);
   cr_assert_eq(ss.ss_family, AF_INET);
   cr_assert_eq(ps_net_parse_addr("0.0.0.0:65535", &ss), 0);
-  const char *bad[] = {"", "8080", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:8o",
-                       "::1:80", "[::1]80", "[127.0.0.1]:80", "example.com:80", "1.2.3:80", "[::1]:",
-                       "127.0.0.1:123456", "[::1"};
+  const char *bad[] = {"",
+                       "8080",
+                       "127.0.0.1",
+                       "127.0.0.1:",
+                       "127.0.0.1:65536",
+                       "127.0.0.1:8o",
+                       "::1:80",
+                       "[::1]80",
+                       "[127.0.0.1]:80",
+                       "example.com:80",
+                       "1.2.3:80",
+                       "[::1]:",
+                       "127.0.0.1:123456",
+                       "[::1"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_eq(ps_net_parse_addr(bad[i], &ss), UV_EINVAL, "\"%s\" accepted", bad[i]);
 }

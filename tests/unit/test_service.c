@@ -133,7 +133,8 @@ static size_t pack_ref(uint8_t *out, size_t cap, const struct md *md, size_t n, 
 }
 
 /* Starts an RPC; metric_name non-NULL makes it a GetMetricsRequest. */
-static void call(struct ps_call *c, const char *method, const struct md *md, size_t n, const char *metric_name) {
+static void call(struct ps_call *c, const char *method, const struct md *md, size_t n,
+                 const char *metric_name) {
   memset(c, 0, sizeof *c);
   c->status = -1;
   snprintf(c->path, sizeof c->path, "/externalscaler.ExternalScaler/%s", method);
@@ -142,15 +143,16 @@ static void call(struct ps_call *c, const char *method, const struct md *md, siz
   ps_service_dispatch(c, c->path, buf, len, svc);
 }
 
-static const struct md seven[] = {{"query", "vector(7.5)"}, {"threshold", "2.5"}, {"model", "last"},
-                                  {"activationThreshold", "7"}};
+static const struct md seven[] = {
+    {"query", "vector(7.5)"}, {"threshold", "2.5"}, {"model", "last"}, {"activationThreshold", "7"}};
 
 Test(service, get_metric_spec_answers_at_once_with_both_fields) {
   struct ps_call c;
   call(&c, "GetMetricSpec", seven, 4, NULL);
   cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
   cr_assert_eq(c.n_msgs, 1);
-  Externalscaler__GetMetricSpecResponse *r = externalscaler__get_metric_spec_response__unpack(NULL, c.lens[0], c.msgs[0]);
+  Externalscaler__GetMetricSpecResponse *r =
+      externalscaler__get_metric_spec_response__unpack(NULL, c.lens[0], c.msgs[0]);
   cr_assert_not_null(r);
   cr_assert_eq(r->n_metricspecs, 1);
   cr_assert_str_eq(r->metricspecs[0]->metricname, "prescale");
@@ -165,7 +167,8 @@ Test(service, get_metrics_waits_for_first_load_then_answers) {
   cr_assert_eq(c.status, -1, "the first call waits for the history");
   cr_assert(run_until(finished, &c, 15000));
   cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
-  Externalscaler__GetMetricsResponse *r = externalscaler__get_metrics_response__unpack(NULL, c.lens[0], c.msgs[0]);
+  Externalscaler__GetMetricsResponse *r =
+      externalscaler__get_metrics_response__unpack(NULL, c.lens[0], c.msgs[0]);
   cr_assert_not_null(r);
   cr_assert_eq(r->n_metricvalues, 1);
   cr_assert_str_eq(r->metricvalues[0]->metricname, "prescale");
@@ -177,7 +180,8 @@ Test(service, get_metrics_waits_for_first_load_then_answers) {
   cr_assert_eq(c.status, PS_GRPC_OK, "KEDA's index prefix is accepted: %s", c.message);
   call(&c, "IsActive", seven, 4, NULL);
   cr_assert_eq(c.status, PS_GRPC_OK);
-  Externalscaler__IsActiveResponse *a = externalscaler__is_active_response__unpack(NULL, c.lens[0], c.msgs[0]);
+  Externalscaler__IsActiveResponse *a =
+      externalscaler__is_active_response__unpack(NULL, c.lens[0], c.msgs[0]);
   cr_assert(a->result, "7.5 > activationThreshold 7");
   externalscaler__is_active_response__free_unpacked(a, NULL);
 }
@@ -267,7 +271,8 @@ Test(service, first_load_timeout_is_unavailable) {
   uv_tcp_getsockname(&silent, (struct sockaddr *)&a, &len);
   char url[64];
   snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(a.sin_port));
-  const struct md md[] = {{"query", "vector(1)"}, {"threshold", "1"}, {"model", "last"}, {"serverAddress", url}};
+  const struct md md[] = {
+      {"query", "vector(1)"}, {"threshold", "1"}, {"model", "last"}, {"serverAddress", url}};
   struct ps_call c;
   call(&c, "IsActive", md, 4, NULL);
   uint64_t t0 = uv_now(&loop);
@@ -280,14 +285,19 @@ Test(service, first_load_timeout_is_unavailable) {
 }
 
 Test(service, stream_is_active_sends_at_once_then_each_change) {
-  const struct md md[] = {{"query", "vector(time() % 4)"}, {"threshold", "1"}, {"model", "last"},
-                          {"step", "1s"}, {"activationThreshold", "1.5"}};
+  const struct md md[] = {{"query", "vector(time() % 4)"},
+                          {"threshold", "1"},
+                          {"model", "last"},
+                          {"step", "1s"},
+                          {"activationThreshold", "1.5"}};
   struct ps_call c;
   call(&c, "StreamIsActive", md, 5, NULL);
   cr_assert(run_until(two_msgs, &c, 15000), "got %d messages", c.n_msgs);
   cr_assert_eq(c.status, -1, "the stream stays open");
-  Externalscaler__IsActiveResponse *a = externalscaler__is_active_response__unpack(NULL, c.lens[0], c.msgs[0]);
-  Externalscaler__IsActiveResponse *b = externalscaler__is_active_response__unpack(NULL, c.lens[1], c.msgs[1]);
+  Externalscaler__IsActiveResponse *a =
+      externalscaler__is_active_response__unpack(NULL, c.lens[0], c.msgs[0]);
+  Externalscaler__IsActiveResponse *b =
+      externalscaler__is_active_response__unpack(NULL, c.lens[1], c.msgs[1]);
   cr_assert_neq(a->result, b->result, "the second message is a change");
   externalscaler__is_active_response__free_unpacked(a, NULL);
   externalscaler__is_active_response__free_unpacked(b, NULL);
