@@ -19,12 +19,13 @@
 #define PS_GRPC_CLIENT_MAX_PATH           256        /* bytes of a method path "/pkg.Service/Method" */
 #define PS_GRPC_CLIENT_INITIAL_WINDOW     (1u << 20) /* per-stream receive window we advertise */
 #define PS_GRPC_CLIENT_CONN_WINDOW        (4u << 20) /* connection receive window */
-#define PS_GRPC_CLIENT_MAX_HEADER_LIST    (64u << 10) /* response header/trailer block bytes (RFC 9113 6.5.2) \
-                                                       */
-#define PS_GRPC_CLIENT_MAX_MESSAGE_TEXT   4096        /* decoded grpc-message bytes kept; longer is cut */
-#define PS_GRPC_CLIENT_HIGH_WATER         (1u << 20) /* frames are not pulled from nghttp2 while more is unsent */
-#define PS_GRPC_CLIENT_CLOSE_LINGER_MS    1000 /* ps_grpc_client_close waits this long for GOAWAY to go out */
-#define PS_GRPC_CLIENT_MAX_TIMEOUT_MS     (99999999ull * 1000) /* grpc-timeout: at most 8 digits (seconds) */
+#define PS_GRPC_CLIENT_MAX_HEADER_LIST                                                                       \
+  (64u << 10)                                      /* response header/trailer block bytes (RFC 9113 6.5.2)   \
+                                                    */
+#define PS_GRPC_CLIENT_MAX_MESSAGE_TEXT 4096       /* decoded grpc-message bytes kept; longer is cut */
+#define PS_GRPC_CLIENT_HIGH_WATER       (1u << 20) /* frames are not pulled from nghttp2 while more is unsent */
+#define PS_GRPC_CLIENT_CLOSE_LINGER_MS  1000 /* ps_grpc_client_close waits this long for GOAWAY to go out */
+#define PS_GRPC_CLIENT_MAX_TIMEOUT_MS   (99999999ull * 1000) /* grpc-timeout: at most 8 digits (seconds) */
 
 struct ps_grpc_client;
 struct ps_grpc_call;

@@ -52,6 +52,7 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -561,3 +562,45 @@ def scaled_ref(pb2, name="web", namespace="default", **metadata):
 # The exact-answer tests pin the seasonal model (the default is auto, whose choice depends on its errors).
 TEST_METADATA = {"query": QUERY, "threshold": "10", "step": "5s", "period": "3m", "lookahead": "30s",
                  "model": "seasonal"}
+
+
+# ---- the module fixture of the end-to-end suites ----------------------------------------------------
+
+
+def start_module_env(*prescale_args):
+    """Prometheus with backfilled history that matches the model exactly, then prescale with extra flags.
+    Skips the module when the binary is missing; closes what it started if a step fails.
+    Returns (env, pb2, pb2_grpc)."""
+    if not os.access(prescale_bin(), os.X_OK):
+        raise unittest.SkipTest(f"prescale binary not built: {prescale_bin()} (build it or set PRESCALE_BIN)")
+    pb2, pb2_grpc = grpc_modules()
+    env = Env()
+    try:
+        env.start_prometheus_with_history()
+        bad = env.check_series()
+        if bad:
+            raise RuntimeError("precondition: Prometheus data differs from the model: " + "; ".join(bad[:5]))
+        env.start_prescale(*prescale_args)
+    except BaseException:
+        env.close()
+        raise
+    return env, pb2, pb2_grpc
+
+
+def stop_module_env(env):
+    """Closes the environment; fails the module if prescale did not shut down cleanly."""
+    if env is not None:
+        problems = env.close()
+        if problems:
+            raise AssertionError("prescale at shutdown: " + "; ".join(problems))
+
+
+def metadata(**kw):
+    """TEST_METADATA with keys replaced; a value of None removes the key."""
+    m = dict(TEST_METADATA)
+    for k, v in kw.items():
+        if v is None:
+            m.pop(k, None)
+        else:
+            m[k] = v
+    return m

@@ -29,27 +29,12 @@ ANSWERING = {"holtwinters", "seasonal", "linear", "last"}
 
 def setUpModule():  # noqa: N802 - unittest's naming
     global ENV, PB2, PB2_GRPC
-    if not os.access(h.prescale_bin(), os.X_OK):
-        raise unittest.SkipTest(f"prescale binary not built: {h.prescale_bin()} (build it or set PRESCALE_BIN)")
-    PB2, PB2_GRPC = h.grpc_modules()
-    ENV = h.Env()
-    try:
-        ENV.start_prometheus_with_history()
-        bad = ENV.check_series()
-        if bad:
-            raise RuntimeError("precondition: Prometheus data differs from the model: " + "; ".join(bad[:5]))
-        # An 8-day default history at 5 s is 100,000 points: give the first load time to read them.
-        ENV.start_prescale("--first-load-timeout=20s")
-    except BaseException:
-        ENV.close()
-        raise
+    # An 8-day default history at 5 s is 100,000 points: give the first load time to read them.
+    ENV, PB2, PB2_GRPC = h.start_module_env("--first-load-timeout=20s")
 
 
 def tearDownModule():  # noqa: N802
-    if ENV is not None:
-        problems = ENV.close()
-        if problems:
-            raise AssertionError("prescale at shutdown: " + "; ".join(problems))
+    h.stop_module_env(ENV)
 
 
 def labels(name):

@@ -26,36 +26,14 @@ PROBE_TIMEOUT = 30.0  # bound on one probe process (its own --timeout is 10 s pe
 
 def setUpModule():  # noqa: N802 - unittest's naming
     global ENV, PB2, PB2_GRPC
-    if not os.access(h.prescale_bin(), os.X_OK):
-        raise unittest.SkipTest(f"prescale binary not built: {h.prescale_bin()} (build it or set PRESCALE_BIN)")
-    PB2, PB2_GRPC = h.grpc_modules()
-    ENV = h.Env()
-    try:
-        ENV.start_prometheus_with_history()
-        bad = ENV.check_series()
-        if bad:
-            raise RuntimeError("precondition: Prometheus data differs from the model: " + "; ".join(bad[:5]))
-        ENV.start_prescale()
-    except BaseException:
-        ENV.close()
-        raise
+    ENV, PB2, PB2_GRPC = h.start_module_env()
 
 
 def tearDownModule():  # noqa: N802
-    if ENV is not None:
-        problems = ENV.close()
-        if problems:
-            raise AssertionError("prescale at shutdown: " + "; ".join(problems))
+    h.stop_module_env(ENV)
 
 
-def md(**kw):
-    m = dict(h.TEST_METADATA)
-    for k, v in kw.items():
-        if v is None:
-            m.pop(k, None)
-        else:
-            m[k] = v
-    return m
+md = h.metadata
 
 
 def probe_argv(addr, name, metadata, *extra, namespace="probe"):
