@@ -26,10 +26,17 @@ struct call_timer {
   struct ps_call *call;
 };
 
+/* The preface timer of a connection; like call_timer, freed in its close callback. */
+struct conn_timer {
+  uv_timer_t timer;
+  struct ps_h2_conn *conn; /* NULL once the connection is gone */
+};
+
 struct ps_h2_conn {
   struct ps_h2_server *srv;
-  struct ps_net_conn *net; /* NULL for a memory connection */
-  struct ps_buf *mem_out;  /* a memory connection's output */
+  struct conn_timer *preface; /* until the client's preface and SETTINGS arrived; NULL after */
+  struct ps_net_conn *net;    /* NULL for a memory connection */
+  struct ps_buf *mem_out;     /* a memory connection's output */
   nghttp2_session *session;
   struct ps_call *calls; /* every live stream's call */
   struct ps_buf batch;   /* frames waiting for one ps_net_write */
@@ -459,8 +466,18 @@ static void rst_budget(struct ps_h2_conn *c) {
   c->calm_down = true;
 }
 
+/* Stops and releases the preface timer (its memory goes in timer_closed_cb). */
+static void preface_timer_stop(struct ps_h2_conn *c) {
+  if (c->preface == NULL) return;
+  c->preface->conn = NULL;
+  uv_close((uv_handle_t *)&c->preface->timer, timer_closed_cb);
+  c->preface = NULL;
+}
+
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
   struct ps_h2_conn *c = user_data;
+  /* nghttp2 delivers the client's first SETTINGS only after a valid preface (RFC 9113 3.4). */
+  if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) preface_timer_stop(c);
   if (frame->hd.type == NGHTTP2_RST_STREAM) {
     rst_budget(c);
     return 0;
@@ -545,6 +562,7 @@ static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn 
 
 static void conn_destroy(struct ps_h2_conn *c) {
   c->closed = true;
+  preface_timer_stop(c);
   /* Calls still open end here as CANCELLED. A cancel callback may finish other calls of this
    * connection: respond_end sees `closed` and only records them. */
   for (struct ps_call *call = c->calls; call != NULL; call = call->next) cancel_call(call, PS_GRPC_CANCELLED);
@@ -611,9 +629,31 @@ static int conn_recv(struct ps_h2_conn *c, const uint8_t *data, size_t len) {
 
 /* ---- net.c protocol ------------------------------------------------------------------------- */
 
+static void preface_timeout_cb(uv_timer_t *t) {
+  struct conn_timer *ct = t->data;
+  struct ps_h2_conn *c = ct->conn;
+  if (c == NULL) return;
+  ps_log(PS_LOG_INFO, "no HTTP/2 preface in time; closing the connection", "peer", conn_peer(c), NULL);
+  preface_timer_stop(c);
+  c->dead = true;
+  ps_net_close(c->net); /* asynchronous: on_close frees the connection later */
+}
+
 static void *net_on_open(struct ps_net_conn *net, void *arg) {
   struct ps_h2_conn *c = conn_new(arg, net, NULL);
   if (c == NULL) return NULL;
+  struct ps_h2_server *srv = arg;
+  c->preface = malloc(sizeof *c->preface);
+  if (c->preface == NULL || uv_timer_init(srv->loop, &c->preface->timer) != 0) {
+    free(c->preface);
+    c->preface = NULL;
+    conn_destroy(c);
+    return NULL;
+  }
+  c->preface->conn = c;
+  c->preface->timer.data = c->preface;
+  uv_timer_start(&c->preface->timer, preface_timeout_cb,
+                 srv->preface_timeout_ms ? srv->preface_timeout_ms : PS_H2_PREFACE_TIMEOUT_MS, 0);
   flush(c); /* our SETTINGS go first (RFC 9113 3.4: the server preface) */
   return c;
 }

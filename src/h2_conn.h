@@ -27,6 +27,12 @@
 #define PS_H2_RST_BURST   500
 #define PS_H2_RST_PER_SEC 50
 
+/* A client must send the HTTP/2 connection preface and its SETTINGS this soon after connecting, or the
+ * connection is closed: otherwise clients that connect and say nothing could hold every one of
+ * PS_NET_MAX_CONNS slots and lock KEDA out. Idle connections that did greet are never timed out (KEDA
+ * keeps one open between polls that may be minutes apart). */
+#define PS_H2_PREFACE_TIMEOUT_MS 10000
+
 struct ps_call;
 
 /* Requests that never reach the dispatcher are answered here, as Trailers-Only responses:
@@ -57,7 +63,8 @@ struct ps_h2_server {
   uv_loop_t *loop;
   ps_call_dispatch_fn dispatch;
   void *dispatch_arg;
-  size_t max_msg; /* PS_GRPC_MAX_MSG; 0 means PS_GRPC_MAX_MSG_DEFAULT */
+  size_t max_msg;              /* PS_GRPC_MAX_MSG; 0 means PS_GRPC_MAX_MSG_DEFAULT */
+  uint64_t preface_timeout_ms; /* 0 means PS_H2_PREFACE_TIMEOUT_MS */
   /* statistics, kept current by h2_conn (also exported as metrics) */
   size_t open_conns;
   size_t open_streams;

@@ -1,10 +1,15 @@
 /* The gRPC server transport (src/h2_conn.c on src/net.c), driven over loopback by a real HTTP/2 client:
  * an nghttp2 client session on a libuv socket, inside the test. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <nghttp2/nghttp2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "buf.h"
@@ -807,6 +812,58 @@ Test(h2_conn, out_of_range_status_becomes_unknown) {
   wait_closed(st);
   cr_assert_eq(st->grpc_status, PS_GRPC_UNKNOWN);
   cr_assert_eq(metric("method=\"Weird\",code=\"UNKNOWN\""), 1);
+  ps_buf_free(&body);
+  client_stop();
+}
+
+/* ---- preface timeout ------------------------------------------------------------------------ */
+
+static int silent_fd = -1;
+/* Reads what the server sends (its SETTINGS) until it closes: true at EOF. */
+static bool silent_closed(void) {
+  char buf[512];
+  for (;;) {
+    ssize_t n = recv(silent_fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0) return true;
+    if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK; /* a reset closes too */
+  }
+}
+Test(h2_conn, silent_client_is_closed_after_the_preface_timeout) {
+  server.preface_timeout_ms = 200;
+  silent_fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(connect(silent_fd, (struct sockaddr *)&a, sizeof a), 0);
+  uint64_t t0 = uv_now(&loop);
+  cr_assert(run_until(silent_closed, 5000), "the server kept a client that never sent its preface");
+  cr_assert_geq(uv_now(&loop) - t0, 150, "closed before the timeout");
+  cr_assert(run_until(no_conns, 2000));
+  close(silent_fd);
+}
+
+static void idle_done_cb(uv_timer_t *t) { (void)t; /* a one-shot timer is inactive once it fired */ }
+
+Test(h2_conn, greeting_client_outlives_the_preface_timeout) {
+  server.preface_timeout_ms = 100;
+  client_start(65535);
+  struct ps_buf body = framed("ping", 4);
+  struct stream *st =
+      request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data, .body_len = body.len});
+  wait_closed(st);
+  cr_assert_eq(st->grpc_status, 0);
+  /* Well past the timeout: the connection must still serve. (A bounded wait for a close that must not
+   * come; the timer it would come from has a fixed 100 ms delay.) */
+  uv_timer_t idle;
+  uv_timer_init(&loop, &idle);
+  uv_timer_start(&idle, idle_done_cb, 400, 0);
+  while (uv_is_active((uv_handle_t *)&idle)) uv_run(&loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&idle, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  cr_assert_eq(server.open_conns, 1);
+  struct stream *again =
+      request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data, .body_len = body.len});
+  wait_closed(again);
+  cr_assert_eq(again->grpc_status, 0);
   ps_buf_free(&body);
   client_stop();
 }
