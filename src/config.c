@@ -257,7 +257,9 @@ void ps_server_config_usage(FILE *out) {
   fprintf(out,
           "  %-28s %s\n  %-28s %s\n"
           "\n"
-          "Subcommands (such as backtesting a trigger against its history) will come in a later version.\n",
+          "Subcommands (each has its own --help):\n"
+          "  prescale backtest TRACE.csv [flags]   replay a trace through the forecasts and an HPA model\n"
+          "  prescale probe --addr HOST:PORT ...   ask a running scaler what KEDA asks it\n",
           "-h, --help", "print this help and exit", "--version", "print the version and exit");
 }
 

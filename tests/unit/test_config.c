@@ -396,7 +396,9 @@ Test(config, help_and_version) {
                                       "(default text;",
                                       "-h, --help",
                                       "--version",
-                                      "Subcommands"};
+                                      "Subcommands",
+                                      "prescale backtest TRACE.csv",
+                                      "prescale probe --addr"};
   for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
     cr_assert_not_null(strstr(r.out, lines[i]), "missing %s in:\n%s", lines[i], r.out);
   /* the help is the same whether asked with -h, and printed by ps_server_config_usage */
