@@ -184,7 +184,7 @@ static int on_message_complete(llhttp_t *p) {
 /* Responses                                                                                        */
 /* ------------------------------------------------------------------------------------------------ */
 
-static const char *reason(int status) {
+const char *ps_http_reason(int status) {
   switch (status) {
   case 200: return "OK";
   case 400: return "Bad Request";
@@ -254,7 +254,7 @@ static void send_response(struct conn *c, enum route route, const struct respons
                          "Content-Length: %zu\r\n"
                          "%s%s"
                          "\r\n",
-                         r->status, reason(r->status), r->content_type, r->body_len,
+                         r->status, ps_http_reason(r->status), r->content_type, r->body_len,
                          r->allow ? "Allow: GET, HEAD\r\n" : "", conn_hdr);
   if (rc == 0 && !r->head_only && r->body_len > 0) rc = ps_buf_append(&out, r->body, r->body_len);
   if (rc == 0) rc = emit(c, out.data, out.len);

@@ -31,6 +31,10 @@ struct ps_http_server {
  * on known paths 405; unparsable requests 400 and close. Keep-alive as HTTP/1.1 says. */
 extern const struct ps_net_proto ps_http_server_net_proto;
 
+/* The reason phrase of a status line for the codes prescale's HTTP/1.1 servers send (RFC 9110 15);
+ * "Internal Server Error" for any other. */
+const char *ps_http_reason(int status);
+
 /* The parsing path without a socket (fuzzing, tests): feeds `data` to a fresh connection state as
  * successive reads of at most `chunk` bytes (0: one read), appends every response byte to `out`, and
  * frees the state. 0 when the connection would stay open, UV_EOF when the server would close it,

@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "http_server.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -159,18 +160,6 @@ static int on_message_complete(llhttp_t *p) {
 /* Responses                                                                                        */
 /* ------------------------------------------------------------------------------------------------ */
 
-static const char *reason(int status) {
-  switch (status) {
-  case 200: return "OK";
-  case 400: return "Bad Request";
-  case 405: return "Method Not Allowed";
-  case 413: return "Content Too Large";               /* RFC 9110 15.5.14 */
-  case 431: return "Request Header Fields Too Large"; /* RFC 6585 5 */
-  case 505: return "HTTP Version Not Supported";
-  default: return "Internal Server Error";
-  }
-}
-
 enum route { ROUTE_WORK, ROUTE_HEALTHZ, ROUTE_METRICS };
 
 /* Origin-form "/healthz?x" and absolute-form "http://host/healthz" (RFC 9112 3.2.2) are both understood;
@@ -201,9 +190,9 @@ static void respond(struct conn *c, int status, const char *ctype, const char *b
     conn_hdr = "Connection: keep-alive\r\n"; /* HTTP/1.0 persistence must be announced (RFC 9112 C.2.2) */
   struct ps_buf out;
   ps_buf_init(&out);
-  int rc =
-      ps_buf_printf(&out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n", status,
-                    reason(status), ctype, body_len, status == 405 ? "Allow: GET, HEAD\r\n" : "", conn_hdr);
+  int rc = ps_buf_printf(&out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                         status, ps_http_reason(status), ctype, body_len,
+                         status == 405 ? "Allow: GET, HEAD\r\n" : "", conn_hdr);
   if (rc == 0 && !head_only && body_len > 0) rc = ps_buf_append(&out, body, body_len);
   if (rc == 0) rc = c->nc ? ps_net_write(c->nc, (const uint8_t *)out.data, out.len) : UV_EPIPE;
   ps_buf_free(&out);
