@@ -592,7 +592,7 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
   out->period_ms = (int64_t)e->period * e->step;
   int a = (int)e->cfg.model; /* the answering series */
 
-  /* The window (now, now + lookahead] in steps, as ps_forecast_run defines it; steps not after the
+  /* The window (now, now + lookahead] in steps (engine.h); steps not after the
    * newest are observed, so the current value stands for them. */
   int64_t lo = floor_div(now_ms, e->step) + 1;
   int64_t end = now_ms > INT64_MAX - e->cfg.lookahead_ms ? INT64_MAX : now_ms + e->cfg.lookahead_ms;
