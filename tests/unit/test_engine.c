@@ -124,6 +124,39 @@ Test(engine, quantile_covers) {
   ps_engine_free(e);
 }
 
+/* The margin follows the size of the errors as it changes (quiet nights, busy days): with noise that
+ * switches between sd 1 and sd 20 every 400 steps, the margin settles within 100 steps of each switch,
+ * so each phase's answers cover about q of the maxima, rather than all of them in the quiet phases and
+ * too few in the loud ones (a quantile of raw errors over the last PS_ENGINE_ERRORS lags a whole ring). */
+Test(engine, quantile_follows_error_size) {
+  struct ps_engine_config c = {
+      .model = PS_MODEL_AUTO, .step_ms = STEP, .lookahead_ms = 2 * STEP, .capacity = 2000, .quantile = 0.9};
+  struct ps_engine *e;
+  cr_assert_eq(ps_engine_new(&c, &e), 0);
+  rng = 31;
+  enum { PHASE = 400, N = 10 * PHASE };
+  static double x[N + 2];
+  for (int i = 0; i < N + 2; i++) x[i] = 500 + (i / PHASE % 2 ? 20 : 1) * noise();
+  int covered[2] = {0, 0}, total[2] = {0, 0};
+  double quiet_margin = 0;
+  for (int i = 0; i < N; i++) {
+    ps_engine_put(e, (int64_t)i * STEP, x[i]);
+    struct ps_engine_result r;
+    cr_assert_eq(ps_engine_forecast(e, (int64_t)i * STEP, &r), 0);
+    int loud = i / PHASE % 2;
+    if (i < 2 * PHASE || i % PHASE < 100) continue;
+    total[loud]++;
+    covered[loud] += fmax(x[i + 1], x[i + 2]) <= r.value;
+    if (!loud) quiet_margin = fmax(quiet_margin, r.margin);
+  }
+  for (int k = 0; k < 2; k++) {
+    double cov = (double)covered[k] / total[k];
+    cr_assert(cov > 0.8 && cov < 0.97, "%s coverage %f", k ? "loud" : "quiet", cov);
+  }
+  cr_assert(quiet_margin < 15, "quiet margin up to %f (noise sd 1 there)", quiet_margin);
+  ps_engine_free(e);
+}
+
 /* Auto (choice or blend) does no worse than the worst of its members on a seasonal series with noise
  * and shifts. */
 Test(engine, auto_not_worse_than_worst_member) {
