@@ -54,9 +54,19 @@ static double acf(const double *y, size_t m, size_t k, double var) {
   return s / (double)(m - k) / var;
 }
 
+/* The refinement's score of lag k: the mean autocorrelation at its multiples (period.h). */
+static double multi_acf(const double *z, size_t n, size_t k, double var) {
+  double s = 0;
+  int c = 0;
+  for (size_t j = 1; j <= PS_PERIOD_MULTIPLES && (c == 0 || j * k * 3 <= n * 2); j++, c++)
+    s += acf(z, n, j * k, var);
+  return s / c;
+}
+
 /* ---- detection ----------------------------------------------------------------------------------- */
 
-size_t ps_period_detect(const float *x, size_t n, size_t max_period, double *strength) {
+size_t ps_period_detect(const float *x, size_t n, size_t max_period, const size_t *prefer, size_t n_prefer,
+                        double *strength) {
   if (strength != NULL) *strength = 0;
   if (n < PS_PERIOD_MIN_HISTORY) return 0;
   if (max_period > n / 3) max_period = n / 3;
@@ -119,31 +129,40 @@ size_t ps_period_detect(const float *x, size_t n, size_t max_period, double *str
   found = pk * d;
   double str = r[pk];
 
-  if (d > 1) {
-    /* Refine at full resolution within one block either side of the coarse peak. */
-    double *z = malloc(n * sizeof *z);
-    if (z == NULL) {
-      found = 0;
-      goto out;
-    }
-    for (size_t i = 0; i < n; i++) z[i] = x[i];
-    if (impute(z, n)) {
-      double zv = detrend(z, n) / (double)n;
-      size_t a = (pk - 1) * d, b = (pk + 1) * d;
-      if (a < 2) a = 2;
-      if (b > max_period) b = max_period;
-      double zb = -2;
-      for (size_t k = a; k <= b; k++) {
-        double c = zv > 0 ? acf(z, n, k, zv) : 0;
-        if (c > zb) {
-          zb = c;
-          found = k;
-        }
-      }
-      str = zb;
-    }
-    free(z);
+  /* Refine at full resolution within one block either side of the coarse peak (the whole peak when
+   * there are no blocks), scoring each lag with its multiples, then prefer a calendar period. */
+  double *z = malloc(n * sizeof *z);
+  if (z == NULL) {
+    found = 0;
+    goto out;
   }
+  for (size_t i = 0; i < n; i++) z[i] = x[i];
+  double zv = impute(z, n) ? detrend(z, n) / (double)n : 0;
+  if (zv > 0) {
+    size_t a = (pk - 1) * d, b = (pk + 1) * d;
+    if (a < 2) a = 2;
+    if (b > max_period) b = max_period;
+    double zb = -2;
+    for (size_t k = a; k <= b; k++) {
+      double c = multi_acf(z, n, k, zv);
+      if (c > zb) {
+        zb = c;
+        found = k;
+      }
+    }
+    for (size_t i = 0; i < n_prefer; i++) {
+      size_t p = prefer[i];
+      if (p < 2 || p > max_period || p == found ||
+          fabs((double)p - (double)found) > PS_PERIOD_SNAP_TOL * found)
+        continue;
+      if (multi_acf(z, n, p, zv) >= PS_PERIOD_SNAP_RATIO * zb) {
+        found = p;
+        break;
+      }
+    }
+    str = acf(z, n, found, zv);
+  }
+  free(z);
   if (strength != NULL) *strength = str;
 
 out:
