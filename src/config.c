@@ -617,7 +617,7 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
     c->history_ms = hist;
   }
 
-  c->quantile = 0;
+  c->quantile = PS_DEFAULT_QUANTILE;
   if (val[K_QUANTILE] != NULL &&
       (!parse_number(val[K_QUANTILE], &c->quantile) ||
        !(c->quantile == 0 || (c->quantile >= PS_MIN_QUANTILE && c->quantile < 1)))) {

@@ -37,7 +37,8 @@ static void usage(FILE *out) {
       "  --period P        auto (detected) or a duration, a multiple of the interval (default auto)\n"
       "  --history DUR     history the engines keep (default as the server: max(3 x period, 1h), or 8d\n"
       "                    when the period is detected; at most 100000 steps)\n"
-      "  --quantile Q      add the Q quantile of the model's own errors (0 = none, or 0.5 to <1; default 0)\n"
+      "  --quantile Q      add the Q quantile of the model's own errors (0 = none, or 0.5 to <1; default\n"
+      "                    0.9, as the server)\n"
       "  --headroom H      multiply the model's answer by (1 + H) (default 0)\n"
       "  --json            print the results as JSON instead of text\n"
       "  --svg FILE        draw demand, forecast and ready capacity (reactive vs prescale) as SVG\n"
@@ -432,6 +433,7 @@ int ps_backtest_main(int argc, char **argv) {
   memset(&r, 0, sizeof r);
   r.opt.lookahead_ms = PS_BT_DEFAULT_LOOKAHEAD_MS;
   r.opt.startup_ms = PS_BT_DEFAULT_STARTUP_MS;
+  r.opt.quantile = PS_DEFAULT_QUANTILE; /* the server's default: the same answers */
   r.opt.model = PS_MODEL_AUTO;
   bool done, usage_err;
   int status = parse_flags(&r.opt, argc, argv, &done);

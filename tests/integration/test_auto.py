@@ -5,8 +5,8 @@
   model is named in prescale_target_model_info, and the log says so;
 - mode shadow: GetMetrics answers the observation itself (what a reactive scaler would, headroom left
   out) while prescale_target_predicted carries the seasonal forecast;
-- quantile: the value gains the margin exported in prescale_target_quantile_margin, and is never below
-  the value of the same trigger without a quantile.
+- quantile: by default (0.9) the value gains the margin exported in prescale_target_quantile_margin,
+  and is never below the value of the same trigger with `quantile: "0"`, whose margin is 0.
 
 Run: /usr/bin/python3 -m unittest -v tests/integration/test_auto.py   (PRESCALE_BIN overrides the binary)
 """
@@ -139,13 +139,13 @@ class TestAuto(Base):
             time.sleep(2.1)
         self.assertEqual(self.model_info(ENV.prescale_metrics(), "shadow"), {"seasonal": 1.0})
 
-    def test_quantile_adds_a_margin(self):
+    def test_default_quantile_adds_a_margin(self):
         # A component the 3 m season does not explain (time() % 7), so the seasonal errors are not 0.
         q = f"{h.QUERY} + 3 * (time() % 7)"
         base = {"query": q, "threshold": "10", "step": "5s", "lookahead": "30s", "model": "seasonal",
                 "period": "3m"}
-        self.value("noq", **base)
-        self.value("q90", quantile="0.9", **base)
+        self.value("noq", quantile="0", **base)
+        self.value("q90", **base)  # the default quantile, 0.9
         compared = 0
         deadline = time.monotonic() + 60
         while compared < 3 and time.monotonic() < deadline:
@@ -163,8 +163,8 @@ class TestAuto(Base):
             if g["noq"]["observed"] == g["q90"]["observed"] and g["noq"]["predicted"] == g["q90"]["predicted"]:
                 self.assertGreaterEqual(g["q90"]["value"], g["noq"]["value"], g)
                 compared += 1
-            self.value("noq", **base)  # keep both targets in use
-            self.value("q90", quantile="0.9", **base)
+            self.value("noq", quantile="0", **base)  # keep both targets in use
+            self.value("q90", **base)
             time.sleep(1.3)
         self.assertGreaterEqual(compared, 3, "the two targets never held the same slot")
 

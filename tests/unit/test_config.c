@@ -459,7 +459,7 @@ Test(config, target_defaults) {
   cr_assert_eq(t.c.period_ms, 86400000);
   cr_assert_eq(t.c.history_ms, 3 * 86400000);
   cr_assert_eq(t.c.timeout_ms, 3000);
-  cr_assert_eq(t.c.quantile, 0);
+  cr_assert_eq(t.c.quantile, PS_DEFAULT_QUANTILE);
   cr_assert_eq(t.c.shadow, false);
   cr_assert_eq(t.c.ignore_null_values, true);
   ps_target_config_free(&t.c);
@@ -604,9 +604,13 @@ Test(config, target_quantile_and_mode) {
     double quantile;
     bool shadow;
   } cases[] = {
-      {"quantile", "0", 0, false},         {"quantile", "0.5", 0.5, false}, {"quantile", "0.9", 0.9, false},
-      {"quantile", "0.999", 0.999, false}, {"quantile", "-0", 0, false},    {"mode", "normal", 0, false},
-      {"mode", "shadow", 0, true},
+      {"quantile", "0", 0, false},
+      {"quantile", "0.5", 0.5, false},
+      {"quantile", "0.9", 0.9, false},
+      {"quantile", "0.999", 0.999, false},
+      {"quantile", "-0", 0, false},
+      {"mode", "normal", PS_DEFAULT_QUANTILE, false},
+      {"mode", "shadow", PS_DEFAULT_QUANTILE, true},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     struct tc t;
