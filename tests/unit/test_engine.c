@@ -100,6 +100,36 @@ Test(engine, level_shift_followed) {
   ps_engine_free(e);
 }
 
+/* A counter reset seen through a sum of rates (a pod restarts, its series drops out for a scrape) is a
+ * one-step dip to near 0. Auto's answers right after it, and its forecasts one period later at the same
+ * phase (the seasonal models' memory), stay near the load: one outlier must not be learned as a daily
+ * trough (seasonal naive alone would forecast 3 there). */
+Test(engine, a_one_step_dip_is_an_outlier) {
+  struct ps_engine_config c = {.model = PS_MODEL_AUTO,
+                               .step_ms = STEP,
+                               .period_ms = 120 * STEP,
+                               .lookahead_ms = STEP, /* one step: a window maximum would hide the dip */
+                               .capacity = 2000,
+                               .quantile = 0.9};
+  struct ps_engine *e;
+  cr_assert_eq(ps_engine_new(&c, &e), 0);
+  rng = 51;
+  enum { DIP = 1500, N = DIP + 130 };
+  double worst_after = INFINITY, worst_next_period = INFINITY;
+  for (int i = 0; i < N; i++) {
+    double load = 200 + 80 * sin(2 * M_PI * i / 120) + 4 * noise();
+    ps_engine_put(e, (int64_t)i * STEP, i == DIP ? 3 : load);
+    struct ps_engine_result r;
+    cr_assert_eq(ps_engine_forecast(e, (int64_t)i * STEP, &r), 0);
+    double next = 200 + 80 * sin(2 * M_PI * (i + 1) / 120); /* the load's level one step ahead */
+    if (i > DIP && i <= DIP + 5) worst_after = fmin(worst_after, r.value / next);
+    if (i >= DIP + 117 && i <= DIP + 121) worst_next_period = fmin(worst_next_period, r.predicted / next);
+  }
+  cr_assert(worst_after > 0.85, "right after the dip: value down to %.2f of the load", worst_after);
+  cr_assert(worst_next_period > 0.9, "a period later: forecast down to %.2f of the load", worst_next_period);
+  ps_engine_free(e);
+}
+
 /* The q = 0.9 margin covers about 90% of the next windows' maxima (held back: scored before learned). */
 Test(engine, quantile_covers) {
   struct ps_engine_config c = {
