@@ -1,7 +1,15 @@
 /* Target lifecycle: registry, first load, refresh timers, staleness, idle eviction, waiters, watchers.
  *
  * Every target owns one uv_timer_t (its refresh timer) and is freed only in that timer's close callback,
- * so a target that is evicted while a callback is still on the stack stays valid until the loop turns. */
+ * so a target that is evicted while a callback is still on the stack stays valid until the loop turns.
+ *
+ * A large fetch (a first load: up to PS_MAX_HISTORY_POINTS samples, tens of milliseconds of puts and
+ * refits) is not fed to the engine inside the fetch callback: the samples are copied and the target joins
+ * the registry's loading queue, which one uv_idle_t shared by all targets serves in order, one slice of
+ * PS_TARGET_LOAD_SLICE samples per loop turn (see "sliced loads" below). In order, not round-robin: first
+ * loads are all about the same size (the history window), so serving them one after the other finishes
+ * each as early as possible, and those asked first beat their first-load timeout, where round-robin would
+ * finish all of them near the end of the queue (10,000 targets after a restart: minutes). */
 #include "targets.h"
 
 #include <math.h>
@@ -53,6 +61,12 @@ struct ps_target {
   uint8_t mae_shown;               /* bit m: prescale_target_model_error{model=m} exists */
   struct ps_target_link *waiters;  /* of struct ps_target_waiter */
   struct ps_target_link *watchers; /* of struct ps_target_watcher */
+  /* A sliced load in progress (load != NULL): the fetched samples, copied out of the Prometheus callback
+   * (16 bytes a sample, at most 1.6 MB) and owned by the target until the last slice is in or the target
+   * closes (load_end frees them); load_done of load_n are in the engine. No fetch runs meanwhile. */
+  struct ps_sample *load;
+  size_t load_n, load_done;
+  struct ps_target *load_prev, *load_next; /* the registry's loading queue */
 };
 
 struct ps_targets {
@@ -63,7 +77,13 @@ struct ps_targets {
   struct ps_target *all;
   size_t count;
   uv_timer_t sweep;
-  size_t open_handles; /* the sweep timer and the targets still closing; freed when it reaches 0 */
+  /* Feeds the loading queue (the head until it is done, then the next) one slice per loop turn; active
+   * only while the queue is not empty. An idle handle rather than a 0 ms timer: it also keeps the loop
+   * polling for I/O without blocking between slices. */
+  uv_idle_t loader;
+  struct ps_target *load_head, *load_tail;
+  size_t loading;      /* targets in the loading queue */
+  size_t open_handles; /* sweep, loader and the targets still closing; freed when it reaches 0 */
   bool closing;
 };
 
@@ -75,6 +95,9 @@ static int64_t wall_ms(void) {
 
 static void declare_metrics(void) {
   ps_metrics_declare("prescale_targets", PS_METRIC_GAUGE, "Targets (ScaledObject triggers) being tracked.");
+  ps_metrics_declare("prescale_targets_loading", PS_METRIC_GAUGE,
+                     "Targets whose fetched history is being fed to the forecasting engine, a slice per loop "
+                     "turn.");
   ps_metrics_declare("prescale_target_observed", PS_METRIC_GAUGE,
                      "Latest value of the target's query seen in Prometheus.");
   ps_metrics_declare(
@@ -160,11 +183,15 @@ static char *make_labels(const char *ns, const char *name, const char *metric) {
 
 static void sweep_cb(uv_timer_t *timer);
 static void refresh_cb(uv_timer_t *timer);
+static void load_cb(uv_idle_t *idle);
+static void load_end(struct ps_target *t);
 static void start_fetch(struct ps_target *t);
 
 /* A refresh re-reads the newest points; the engine must accept them as revisions. */
 _Static_assert(PS_REFRESH_OVERLAP_STEPS <= PS_ENGINE_REVISABLE,
                "the refresh overlap exceeds what the engine revises");
+/* A batch put at once must not cost more than a slice. */
+_Static_assert(PS_TARGET_LOAD_DIRECT_MAX <= PS_TARGET_LOAD_SLICE, "a direct batch exceeds a slice");
 
 static void registry_maybe_free(struct ps_targets *ts) {
   if (ts->closing && ts->open_handles == 0) free(ts);
@@ -179,13 +206,17 @@ int ps_targets_new(uv_loop_t *loop, const struct ps_server_config *cfg, struct p
   ts->http = http;
   declare_metrics();
   ps_metrics_set("prescale_targets", "", 0);
+  ps_metrics_set("prescale_targets_loading", "", 0);
+  /* Neither init can fail on Unix (they only fill the struct), so no handle is left to close on error. */
   int r = uv_timer_init(loop, &ts->sweep);
+  if (r == 0) r = uv_idle_init(loop, &ts->loader);
   if (r != 0) {
     free(ts);
     return r;
   }
   ts->sweep.data = ts;
-  ts->open_handles = 1;
+  ts->loader.data = ts;
+  ts->open_handles = 2;
   uint64_t every = cfg->target_idle_ms / 2;
   if (every > PS_TARGETS_SWEEP_MAX_MS) every = PS_TARGETS_SWEEP_MAX_MS;
   if (every < 1000) every = 1000;
@@ -281,6 +312,7 @@ static void target_close(struct ps_target *t, int waiter_err) {
     ps_prom_cancel(t->req);
     t->req = NULL;
   }
+  load_end(t);
   notify_waiters(t, waiter_err);
   while (t->watchers != NULL) link_remove(&t->watchers, t->watchers);
   struct ps_target **pp = &ts->buckets[t->hash % PS_TARGETS_BUCKETS];
@@ -304,7 +336,8 @@ static void target_close(struct ps_target *t, int waiter_err) {
   uv_close((uv_handle_t *)&t->timer, target_free_cb);
 }
 
-static void sweep_closed_cb(uv_handle_t *h) {
+/* The close callback of the registry's own handles (sweep, loader). */
+static void registry_handle_closed_cb(uv_handle_t *h) {
   struct ps_targets *ts = h->data;
   ts->open_handles--;
   registry_maybe_free(ts);
@@ -313,12 +346,14 @@ static void sweep_closed_cb(uv_handle_t *h) {
 void ps_targets_close(struct ps_targets *ts) {
   if (ts->closing) return;
   ts->closing = true;
-  while (ts->all != NULL) target_close(ts->all, UV_ECANCELED);
-  uv_close((uv_handle_t *)&ts->sweep, sweep_closed_cb);
+  while (ts->all != NULL) target_close(ts->all, UV_ECANCELED); /* empties the loading queue too */
+  uv_close((uv_handle_t *)&ts->sweep, registry_handle_closed_cb);
+  uv_close((uv_handle_t *)&ts->loader, registry_handle_closed_cb);
 }
 
-static void sweep_cb(uv_timer_t *timer) {
-  struct ps_targets *ts = timer->data;
+static void sweep_cb(uv_timer_t *timer) { ps_targets_sweep(timer->data); }
+
+void ps_targets_sweep(struct ps_targets *ts) {
   uint64_t now = uv_now(ts->loop);
   struct ps_target *t = ts->all;
   while (t != NULL) {
@@ -437,7 +472,9 @@ static void schedule_refresh(struct ps_target *t) {
 
 static void refresh_cb(uv_timer_t *timer) {
   struct ps_target *t = timer->data;
-  if (t->req == NULL) start_fetch(t);
+  /* Not while a sliced load is in: newer samples put first would make the engine refuse the older ones
+   * (UV_ERANGE). The timer is not armed then anyway; load_cb schedules the next refresh. */
+  if (t->req == NULL && t->load == NULL) start_fetch(t);
 }
 
 /* Logs (once each) a change of the chosen model, of the period in use and of the engine's fallback note,
@@ -531,6 +568,103 @@ static void note_observation(struct ps_target *t, int64_t t_ms, double v) {
   t->have_obs = true;
 }
 
+/* Samples come oldest first; one older than the engine can revise is ignored (UV_ERANGE). */
+static void put_samples(struct ps_target *t, const struct ps_sample *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (ps_engine_put(t->engine, s[i].t_ms, s[i].v) == 0) note_observation(t, s[i].t_ms, s[i].v);
+  }
+}
+
+/* What a successful fetch does once its samples are in the engine (in fetched_cb, or after the last
+ * slice in load_cb). newest_ms is the time of the newest sample fetched, INT64_MIN when there was none.
+ * The caller then notifies the waiters and schedules the next refresh. */
+static void fetch_succeeded(struct ps_target *t, int64_t newest_ms) {
+  struct ps_targets *ts = t->owner;
+  /* An absent series at the newest step counts as 0 when ignoreNullValues is set (KEDA's prometheus
+   * scaler does the same for an empty result). */
+  if (t->cfg.ignore_null_values && newest_ms < t->fetch_end_ms)
+    if (ps_engine_put(t->engine, t->fetch_end_ms, 0) == 0) note_observation(t, t->fetch_end_ms, 0);
+  if (t->err != 0 && t->loaded)
+    ps_log(PS_LOG_INFO, "refresh recovered", "namespace", t->ns, "name", t->name, NULL);
+  t->err = 0;
+  t->errmsg[0] = '\0';
+  t->loaded = true;
+  t->fetched_end_ms = t->fetch_end_ms;
+  t->last_ok = uv_now(ts->loop);
+  ps_metrics_set("prescale_target_last_success_timestamp_seconds", t->labels, (double)wall_ms() / 1000.0);
+  recompute(t, wall_ms());
+}
+
+/* ---- sliced loads -------------------------------------------------------------------------------- */
+
+/* Starts feeding s[0..n) to the engine a slice per loop turn: copies them (prom.c owns s only during its
+ * callback) and queues the target at the back. 0, or UV_ENOMEM (nothing queued). */
+static int load_begin(struct ps_target *t, const struct ps_sample *s, size_t n) {
+  struct ps_targets *ts = t->owner;
+  struct ps_sample *copy = malloc(n * sizeof *copy);
+  if (copy == NULL) return UV_ENOMEM;
+  memcpy(copy, s, n * sizeof *copy);
+  t->load = copy; /* owned by the target from here on; freed in load_end */
+  t->load_n = n;
+  t->load_done = 0;
+  t->load_next = NULL;
+  t->load_prev = ts->load_tail;
+  if (ts->load_tail != NULL)
+    ts->load_tail->load_next = t;
+  else
+    ts->load_head = t;
+  ts->load_tail = t;
+  if (ts->loading++ == 0) uv_idle_start(&ts->loader, load_cb);
+  ps_metrics_set("prescale_targets_loading", "", (double)ts->loading);
+  return 0;
+}
+
+/* Leaves the loading queue and frees the copy; a no-op when the target is not loading. Called when the
+ * last slice is in, and by target_close (eviction, shutdown) mid-load. */
+static void load_end(struct ps_target *t) {
+  struct ps_targets *ts = t->owner;
+  if (t->load == NULL) return;
+  if (t->load_prev != NULL)
+    t->load_prev->load_next = t->load_next;
+  else
+    ts->load_head = t->load_next;
+  if (t->load_next != NULL)
+    t->load_next->load_prev = t->load_prev;
+  else
+    ts->load_tail = t->load_prev;
+  t->load_prev = t->load_next = NULL;
+  free(t->load);
+  t->load = NULL;
+  t->load_n = t->load_done = 0;
+  if (--ts->loading == 0) uv_idle_stop(&ts->loader);
+  ps_metrics_set("prescale_targets_loading", "", (double)ts->loading);
+}
+
+/* One slice of the target at the head of the queue. A slice is a contiguous run of the samples in their
+ * order, so the engine sees exactly the puts fetched_cb would have made at once: the same state. */
+static void load_cb(uv_idle_t *idle) {
+  struct ps_targets *ts = idle->data;
+  struct ps_target *t = ts->load_head;
+  if (t == NULL) { /* not reached: load_end stops the handle with the last target */
+    uv_idle_stop(idle);
+    return;
+  }
+  size_t left = t->load_n - t->load_done;
+  size_t k = left < PS_TARGET_LOAD_SLICE ? left : PS_TARGET_LOAD_SLICE;
+  put_samples(t, t->load + t->load_done, k);
+  t->load_done += k;
+  if (t->load_done < t->load_n) return;
+  int64_t newest_ms = t->load[t->load_n - 1].t_ms;
+  /* Out of the queue before any callback runs: a waiter or watcher may close targets or the registry. The
+   * target's memory stays valid until its timer's close callback, whatever they do. */
+  load_end(t);
+  fetch_succeeded(t, newest_ms);
+  notify_waiters(t, 0);
+  schedule_refresh(t);
+}
+
+/* ---- fetches ------------------------------------------------------------------------------------- */
+
 static void fetched_cb(void *arg, int err, const char *errmsg, const struct ps_sample *s, size_t n) {
   struct ps_target *t = arg;
   struct ps_targets *ts = t->owner;
@@ -553,23 +687,11 @@ static void fetched_cb(void *arg, int err, const char *errmsg, const struct ps_s
     ps_log(first ? PS_LOG_WARN : PS_LOG_DEBUG, "refresh failed", "namespace", t->ns, "name", t->name, "error",
            t->errmsg, NULL);
   } else {
-    /* Samples come oldest first; one older than the engine can revise is ignored (UV_ERANGE). */
-    for (size_t i = 0; i < n; i++) {
-      if (ps_engine_put(t->engine, s[i].t_ms, s[i].v) == 0) note_observation(t, s[i].t_ms, s[i].v);
-    }
-    /* An absent series at the newest step counts as 0 when ignoreNullValues is set (KEDA's prometheus
-     * scaler does the same for an empty result). */
-    if (t->cfg.ignore_null_values && (n == 0 || s[n - 1].t_ms < t->fetch_end_ms))
-      if (ps_engine_put(t->engine, t->fetch_end_ms, 0) == 0) note_observation(t, t->fetch_end_ms, 0);
-    if (t->err != 0 && t->loaded)
-      ps_log(PS_LOG_INFO, "refresh recovered", "namespace", t->ns, "name", t->name, NULL);
-    t->err = 0;
-    t->errmsg[0] = '\0';
-    t->loaded = true;
-    t->fetched_end_ms = t->fetch_end_ms;
-    t->last_ok = uv_now(ts->loop);
-    ps_metrics_set("prescale_target_last_success_timestamp_seconds", t->labels, (double)wall_ms() / 1000.0);
-    recompute(t, wall_ms());
+    /* A whole history goes in slices (load_cb finishes the fetch: waiters keep waiting, and no refresh is
+     * scheduled until it is in). Should the copy fail, the batch goes in at once, as it did before. */
+    if (n > PS_TARGET_LOAD_DIRECT_MAX && load_begin(t, s, n) == 0) return;
+    put_samples(t, s, n);
+    fetch_succeeded(t, n > 0 ? s[n - 1].t_ms : INT64_MIN);
   }
   notify_waiters(t, t->loaded ? 0 : t->err);
   schedule_refresh(t);
@@ -604,7 +726,8 @@ int ps_target_read(struct ps_target *t, struct ps_target_reading *r, char *err, 
   uint64_t now = uv_now(ts->loop);
   t->last_used = now;
   if (!t->loaded) {
-    if (t->err == 0) return 1;
+    /* A load being fed in slices answers in a few loop turns, whatever an earlier fetch failed with. */
+    if (t->err == 0 || t->load != NULL) return 1;
     snprintf(err, errlen, "no data from Prometheus yet: %s", t->errmsg);
     return t->err;
   }

@@ -21,6 +21,18 @@
                                          * engine accepts revisions of PS_ENGINE_REVISABLE steps */
 #define PS_TARGET_MODEL_LABEL_MAX 40    /* bytes of `,model="<name>"` appended to a target's labels */
 #define PS_TARGETS_SWEEP_MAX_MS   60000 /* idle targets are looked for at least this often */
+/* A fetch of more samples than PS_TARGET_LOAD_DIRECT_MAX (a first load, or a reload after an outage
+ * longer than the history: up to PS_MAX_HISTORY_POINTS) is fed to the engine at most PS_TARGET_LOAD_SLICE
+ * samples per loop turn, so that other RPCs are served between slices. Measured by
+ * tests/bench/engine_bench.c ("first load in slices", a week of 1-minute history, 2-core machine): 2048
+ * puts take about 3 ms, less than the one refit a slice may hold and cannot split (5-10 ms, inside one
+ * ps_engine_put), so the longest stall of such a load falls from the whole load (20-30 ms) to about one
+ * refit plus 3 ms. 512 would save 2 ms a slice for 4 times the turns; 8192 adds 6 ms of puts to the
+ * refit. */
+#define PS_TARGET_LOAD_SLICE      2048
+/* Batches up to this size (a refresh: PS_REFRESH_OVERLAP_STEPS + 1 points, a few more after missed
+ * refreshes) are put at once in the fetch callback, under 0.1 ms of puts. */
+#define PS_TARGET_LOAD_DIRECT_MAX 64
 
 struct ps_targets;
 struct ps_target;
@@ -61,6 +73,9 @@ int ps_targets_new(uv_loop_t *loop, const struct ps_server_config *cfg, struct p
  * memory is freed in close callbacks, so run the loop afterwards. */
 void ps_targets_close(struct ps_targets *ts);
 size_t ps_targets_count(const struct ps_targets *ts);
+/* Drops every target no RPC has asked about for --target-idle (and none waits on or watches). The
+ * registry's sweep timer calls it; exposed so that tests can evict at a chosen moment. */
+void ps_targets_sweep(struct ps_targets *ts);
 
 /* Finds the target for (ns, name, metadata) or creates it and starts loading its history.
  * 0 with *out set; UV_EINVAL (bad metadata: err says which key and value); UV_ENOBUFS (more than
@@ -72,7 +87,8 @@ const struct ps_target_config *ps_target_config(const struct ps_target *t);
 
 /* Reads the cached answer and marks the target used. Returns:
  *  0  - *r filled;
- *  1  - the first load has not finished: wait with ps_target_wait;
+ *  1  - the first load has not finished (its fetch is in flight, or its samples are being fed to the
+ *       engine a slice per loop turn): wait with ps_target_wait;
  *  <0 - the error to answer (err says why): UV_EINVAL (Prometheus rejected the query or it returns
  *       several series), UV_EPERM (empty result while ignoreNullValues is false), UV_EAGAIN (Prometheus
  *       unreachable or failing and no fresh data: nothing loaded yet, or older than --stale-after). */

@@ -18,7 +18,11 @@
  *    a refresh is O(1) in the history; a week at 15 s holds 4 x the samples, so a refit costs at most
  *    4 x as much (period detection averages long histories down first) but comes every history / 2
  *    steps, 4 x as many: its share per refresh stays the same or falls;
- *  - bytes per stored sample: ps_engine_memory over the samples held.
+ *  - bytes per stored sample: ps_engine_memory over the samples held;
+ *  - first load in slices (targets.c feeds a long history PS_TARGET_LOAD_SLICE samples per loop turn): the
+ *    longest slice of each target's week, the same without the refits that land in it (a refit runs
+ *    inside one put and cannot be split), and the longest single put; for the slice in use and for a
+ *    quarter and four times as many, to show what the size trades.
  *
  * Never pass/fail on speed: the targets are printed beside the figures. */
 #include <inttypes.h>
@@ -29,6 +33,7 @@
 #include <time.h>
 
 #include "engine.h"
+#include "targets.h" /* PS_TARGET_LOAD_SLICE */
 
 #define STEP_MS           60000LL
 #define WEEK_STEPS        10080 /* one week at 1 minute */
@@ -41,6 +46,7 @@
 #define TARGET_PERCENT    2.0
 #define TARGET_BYTES      8.5
 #define MISSING_PER_MILLE 1
+#define REFIT_PUT_NS      1e6 /* a put this slow ran a refit (a plain put takes a few microseconds) */
 
 static double now_ns(void) {
   struct timespec ts;
@@ -148,6 +154,25 @@ static void refresh(struct target *t, struct ps_engine_result *r) {
     if (t->next - k >= 0) ps_engine_put(t->e, (t->next - k) * STEP_MS, t->last[PS_ENGINE_REVISABLE + 1 - k]);
   put_next(t);
   ps_engine_forecast(t->e, (t->next - 1) * STEP_MS + 1000, r);
+}
+
+/* One target's week fed as targets.c feeds a first load, `slice` puts at a time: its longest slice, that
+ * slice time without the refits in it, and its longest put. */
+static void fill_sliced(struct target *t, size_t slice, double *longest, double *no_refit, double *put_max) {
+  *longest = *no_refit = *put_max = 0;
+  while (t->next < WEEK_STEPS) {
+    double a = now_ns(), refits = 0;
+    for (size_t k = 0; k < slice && t->next < WEEK_STEPS; k++) {
+      double b = now_ns();
+      put_next(t);
+      double d = now_ns() - b;
+      if (d > *put_max) *put_max = d;
+      if (d > REFIT_PUT_NS) refits += d;
+    }
+    double d = now_ns() - a;
+    if (d > *longest) *longest = d;
+    if (d - refits > *no_refit) *no_refit = d - refits;
+  }
 }
 
 /* ---- main --------------------------------------------------------------------------------------- */
@@ -290,6 +315,24 @@ int main(int argc, char **argv) {
   printf("  first load again: median of %zu runs of %zu targets: %.2f ms per target\n", runs, sub,
          median(run_med, runs) / 1e6);
 
+  /* First load in slices: medians over a subset of targets. */
+  double *sl_long = malloc(sub * sizeof *sl_long), *sl_plain = malloc(sub * sizeof *sl_plain);
+  double *sl_put = malloc(sub * sizeof *sl_put);
+  if (sl_long == NULL || sl_plain == NULL || sl_put == NULL) return 1;
+  const size_t slices[] = {PS_TARGET_LOAD_SLICE / 4, PS_TARGET_LOAD_SLICE, PS_TARGET_LOAD_SLICE * 4};
+  for (size_t k = 0; k < sizeof slices / sizeof slices[0]; k++) {
+    for (size_t i = 0; i < sub; i++) {
+      struct target t;
+      if (target_new(&t, n + runs * sub + i) != 0) return 1;
+      fill_sliced(&t, slices[k], &sl_long[i], &sl_plain[i], &sl_put[i]);
+      ps_engine_free(t.e);
+    }
+    printf("  first load in slices of %zu%s: longest slice median %.2f ms, %.2f ms without its refits; "
+           "longest put (a refit) %.2f ms\n",
+           slices[k], slices[k] == PS_TARGET_LOAD_SLICE ? " (PS_TARGET_LOAD_SLICE)" : "",
+           median(sl_long, sub) / 1e6, median(sl_plain, sub) / 1e6, median(sl_put, sub) / 1e6);
+  }
+
   /* The derived figures. */
   double amortized_ns = refresh_ns + refit_ns / refit_every;
   double pct = amortized_ns * (double)DEFAULT_TARGETS / (SERVER_STEP_S * 1e9) * 100;
@@ -310,5 +353,8 @@ int main(int argc, char **argv) {
   free(plain);
   free(run_med);
   free(sub_fill);
+  free(sl_long);
+  free(sl_plain);
+  free(sl_put);
   return 0;
 }

@@ -1,12 +1,15 @@
 /* targets.c against a real Prometheus: first load, the seasonal answer on an exactly known series,
- * errors as Prometheus reports them, staleness and recovery, watchers, eviction, limits. */
+ * errors as Prometheus reports them, staleness and recovery, watchers, eviction, limits, and long histories
+ * fed to the engine a slice per loop turn. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "config.h"
+#include "engine.h"
 #include "http_client.h"
 #include "loop_fixture.h"
 #include "metrics.h"
@@ -371,4 +374,242 @@ Test(targets, stale_then_unavailable_then_recovers) {
   cr_assert(run_until(read_gives, &x, 15000), "did not recover");
   cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0);
   cr_assert_float_eq(rd.value, 3, 1e-12);
+}
+
+/* ---- long histories, fed in slices ---------------------------------------------------------------- */
+
+/* Two hours at 1 s: 7,200 samples, several slices. */
+#define LONG_HISTORY "2h"
+#define LONG_SAMPLES 7200
+_Static_assert(LONG_SAMPLES > 3 * PS_TARGET_LOAD_SLICE, "the long history must take several slices");
+/* The largest history a target may hold (PS_MAX_HISTORY_POINTS steps of 1 s): about 50 slices, so that a
+ * load is still going on when something else happens. */
+#define HUGE_HISTORY "100000s"
+
+/* A run of the loop from a target's fetch callback to the end of its load, seen from outside: a 1 ms
+ * timer's ticks and the loop's turns (a check handle) while the fetch is done and the waiter not yet. */
+struct load_watch {
+  struct waited x;
+  uv_timer_t tick;
+  uv_check_t turn;
+  int ticks, turns;
+  double max_loading; /* prescale_targets_loading seen */
+};
+static bool fetched(void) { return ps_metrics_get("prescale_refreshes_total", LABELS) >= 1; }
+static void watch_tick_cb(uv_timer_t *h) {
+  struct load_watch *lw = h->data;
+  if (fetched() && !lw->x.done) lw->ticks++;
+}
+static void watch_turn_cb(uv_check_t *h) {
+  struct load_watch *lw = h->data;
+  if (fetched() && !lw->x.done) lw->turns++;
+  double l = ps_metrics_get("prescale_targets_loading", "");
+  if (l > lw->max_loading) lw->max_loading = l;
+}
+
+/* Before slicing, the whole history went into the engine inside the fetch callback, and the waiter heard
+ * of it in the same callback: no timer ran and the loop did not turn in between. */
+Test(targets, a_long_history_loads_while_the_loop_turns) {
+  struct ps_kv md[] = {{"query", "vector(time() % 180)"},
+                       {"threshold", "10"},
+                       {"step", "1s"},
+                       {"history", LONG_HISTORY},
+                       {"lookahead", "30s"}};
+  struct ps_target *t;
+  char err[256] = "";
+  cr_assert_eq(ps_targets_get(targets, "ns", "app", md, 5, &t, err, sizeof err), 0, "%s", err);
+  struct load_watch lw = {.x.w.cb = waited_cb};
+  ps_target_wait(t, &lw.x.w);
+  uv_timer_init(&loop, &lw.tick);
+  uv_check_init(&loop, &lw.turn);
+  lw.tick.data = lw.turn.data = &lw;
+  uv_timer_start(&lw.tick, watch_tick_cb, 1, 1);
+  uv_check_start(&lw.turn, watch_turn_cb);
+  bool ended = run_until(waited_done, &lw.x, 15000);
+  uv_close((uv_handle_t *)&lw.tick, NULL);
+  uv_close((uv_handle_t *)&lw.turn, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT); /* the handles live on this stack: closed before any assertion */
+  cr_assert(ended, "first load did not end");
+  cr_assert_eq(lw.x.err, 0);
+  /* The first slice goes in one turn after the fetch callback, each further slice one turn later. */
+  int slices = (LONG_SAMPLES + PS_TARGET_LOAD_SLICE - 1) / PS_TARGET_LOAD_SLICE;
+  cr_assert_geq(lw.turns, slices, "the loop turned %d times during a load of %d slices", lw.turns, slices);
+  cr_assert_gt(lw.ticks, 0, "a 1 ms timer never ran during the load (%d turns)", lw.turns);
+  cr_assert_eq(lw.max_loading, 1, "prescale_targets_loading %g", lw.max_loading);
+  cr_assert_eq(ps_metrics_get("prescale_targets_loading", ""), 0);
+  struct ps_target_reading rd;
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  cr_assert_float_eq(rd.observed, (double)(rd.observed_ms / 1000 % 180), 1e-12);
+}
+
+/* The seed targets.c gives a target's engine: derived from its key (make_key, fnv1a). */
+static uint32_t engine_seed(const char *ns, const char *name, const struct ps_kv *md, size_t n) {
+  struct ps_kv sorted[16];
+  cr_assert_leq(n, 16);
+  memcpy(sorted, md, n * sizeof *md);
+  for (size_t i = 1; i < n; i++) /* insertion sort by key, as make_key's qsort orders them */
+    for (size_t j = i; j > 0 && strcmp(sorted[j - 1].key, sorted[j].key) > 0; j--) {
+      struct ps_kv x = sorted[j];
+      sorted[j] = sorted[j - 1];
+      sorted[j - 1] = x;
+    }
+  char key[1024];
+  int off = snprintf(key, sizeof key, "%s\x1f%s", ns, name);
+  for (size_t i = 0; i < n; i++)
+    off += snprintf(key + off, sizeof key - (size_t)off, "\x1f%s\x1e%s", sorted[i].key, sorted[i].value);
+  cr_assert_lt((size_t)off, sizeof key);
+  uint64_t h = 1469598103934665603ULL;
+  for (int i = 0; i < off; i++) {
+    h ^= (unsigned char)key[i];
+    h *= 1099511628211ULL;
+  }
+  return (uint32_t)(h ^ (h >> 32));
+}
+
+static int64_t wall_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The sliced load leaves the engine exactly as the whole batch put at once did before: an engine fed the
+ * same samples directly (time() % 180 at 1 s steps is known exactly) with the same settings and seed
+ * answers, to the bit, what the target answers. Model and period auto, so that every model, the period
+ * detection and the refits take part. The target forecast at the wall time its load ended, which the test
+ * does not know to the step: one of the steps since the newest sample must match. */
+Test(targets, a_sliced_load_answers_what_the_whole_batch_answered) {
+  struct ps_kv md[] = {{"query", "vector(time() % 180)"},
+                       {"threshold", "10"},
+                       {"step", "1s"},
+                       {"history", LONG_HISTORY},
+                       {"lookahead", "30s"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 5, &t), 0);
+  struct ps_target_reading rd;
+  char err[256];
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  int64_t until = wall_now_ms();
+  const struct ps_target_config *c = ps_target_config(t);
+  struct ps_engine_config ec = {
+      .model = c->model,
+      .step_ms = c->step_ms,
+      .period_ms = c->period_ms,
+      .lookahead_ms = c->lookahead_ms,
+      .capacity = (size_t)(c->history_ms / c->step_ms) + 1,
+      .quantile = c->quantile,
+      .seed = engine_seed("ns", "app", md, 5),
+  };
+  struct ps_engine *e;
+  cr_assert_eq(ps_engine_new(&ec, &e), 0);
+  /* The range start_fetch asked for: the newest step back over the history. */
+  int64_t end = rd.observed_ms, start = end - c->history_ms + c->step_ms;
+  cr_assert_eq((end - start) / c->step_ms + 1, LONG_SAMPLES);
+  for (int64_t ms = start; ms <= end; ms += c->step_ms)
+    cr_assert_eq(ps_engine_put(e, ms, (double)(ms / 1000 % 180)), 0);
+  struct ps_engine_result res;
+  bool matched = false;
+  for (int64_t now = end; now <= until && !matched; now += c->step_ms) {
+    cr_assert_eq(ps_engine_forecast(e, now, &res), 0);
+    double value = fmax(res.current, res.predicted + res.margin); /* headroom 0, normal mode */
+    matched = rd.observed == res.current && rd.predicted == res.predicted && rd.value == value;
+  }
+  cr_assert(matched, "target: observed %.17g predicted %.17g value %.17g; engine fed directly: %.17g %.17g",
+            rd.observed, rd.predicted, rd.value, res.current, res.predicted);
+  /* What does not depend on the time asked about must match as well, every model's error included. */
+  char l[256];
+  snprintf(l, sizeof l, LABELS ",model=\"%s\"", ps_model_name(res.chosen));
+  cr_assert_eq(ps_metrics_get("prescale_target_model_info", l), 1, "the engine chose %s",
+               ps_model_name(res.chosen));
+  cr_assert_eq(ps_metrics_get("prescale_target_period_seconds", LABELS), (double)res.period_ms / 1000);
+  cr_assert_eq(ps_metrics_get("prescale_target_quantile_margin", LABELS), res.margin);
+  for (int m = 0; m < PS_MODEL_COUNT; m++) {
+    snprintf(l, sizeof l, LABELS ",model=\"%s\"", ps_model_name((enum ps_model)m));
+    double got = ps_metrics_get("prescale_target_model_error", l);
+    if (isnan(res.mae[m]))
+      cr_assert(isnan(got), "%s error %g, want none", ps_model_name((enum ps_model)m), got);
+    else
+      cr_assert_eq(got, res.mae[m], "%s error %.17g, want %.17g", ps_model_name((enum ps_model)m), got,
+                   res.mae[m]);
+  }
+  ps_engine_free(e);
+}
+
+static bool both_loading(void *arg) {
+  (void)arg;
+  return ps_metrics_get("prescale_targets_loading", "") >= 2;
+}
+static bool one_loading(void *arg) {
+  (void)arg;
+  return ps_metrics_get("prescale_targets_loading", "") >= 1;
+}
+
+/* A target evicted while it loads leaves the queue (ASan checks its copy is not read after), and the
+ * other loads in the queue go on. The huge history keeps the first target loading for about 50 loop
+ * turns, far longer than the second target's fetch takes. */
+Test(targets, a_target_evicted_mid_load_leaves_the_others_loading) {
+  struct ps_kv huge[] = {{"query", "vector(time() % 180)"},
+                         {"threshold", "10"},
+                         {"step", "1s"},
+                         {"history", HUGE_HISTORY},
+                         {"model", "last"}};
+  struct ps_kv kept[] = {{"query", "vector(time() % 180)"},
+                         {"threshold", "10"},
+                         {"step", "1s"},
+                         {"history", LONG_HISTORY},
+                         {"period", "3m"},
+                         {"model", "seasonal"},
+                         {"quantile", "0"}};
+  struct ps_target *ta, *tb;
+  char err[256] = "";
+  cr_assert_eq(ps_targets_get(targets, "ns", "evicted", huge, 5, &ta, err, sizeof err), 0, "%s", err);
+  cr_assert(run_until(one_loading, NULL, 15000), "the huge history never started loading");
+  cr_assert_eq(ps_targets_get(targets, "ns", "app", kept, 7, &tb, err, sizeof err), 0, "%s", err);
+  struct waited x = {.w.cb = waited_cb};
+  ps_target_wait(tb, &x.w);
+  cr_assert(run_until(both_loading, NULL, 15000), "the two loads never overlapped");
+  /* Every target with neither waiter nor watcher is idle now: only the huge one goes. */
+  cfg.target_idle_ms = 0;
+  ps_targets_sweep(targets);
+  cr_assert_eq(ps_targets_count(targets), 1);
+  cr_assert_eq(ps_metrics_get("prescale_targets_loading", ""), 1);
+  cr_assert(run_until(waited_done, &x, 15000), "the remaining load did not end");
+  cr_assert_eq(x.err, 0);
+  cr_assert_eq(ps_metrics_get("prescale_targets_loading", ""), 0);
+  struct ps_target_reading rd;
+  cr_assert_eq(ps_target_read(tb, &rd, err, sizeof err), 0, "%s", err);
+  /* Seasonal on the sawtooth is exact: the max of s % 180 over the 30 steps after the time of the
+   * forecast, which lies between the newest sample and now. */
+  int64_t end = rd.observed_ms / 1000, until = wall_now_ms() / 1000;
+  cr_assert_float_eq(rd.observed, (double)(end % 180), 1e-12);
+  bool matched = false;
+  for (int64_t now = end; now <= until && !matched; now++) {
+    double want = rd.observed;
+    for (int64_t s = now + 1; s <= now + 30; s++) want = fmax(want, (double)(s % 180));
+    matched = rd.value == want;
+  }
+  cr_assert(matched, "value %g at %lld s", rd.value, (long long)end);
+}
+
+/* Shutdown mid-load: the waiter hears UV_ECANCELED, the copy and the loader handle go (teardown asserts
+ * that the loop closes with no handle left; ASan that nothing leaks or is read after free). */
+Test(targets, closing_the_registry_mid_load_is_clean) {
+  struct ps_kv huge[] = {{"query", "vector(time() % 180)"},
+                         {"threshold", "10"},
+                         {"step", "1s"},
+                         {"history", HUGE_HISTORY},
+                         {"model", "last"}};
+  struct ps_target *t;
+  char err[256] = "";
+  cr_assert_eq(ps_targets_get(targets, "ns", "app", huge, 5, &t, err, sizeof err), 0, "%s", err);
+  struct waited x = {.w.cb = waited_cb};
+  ps_target_wait(t, &x.w);
+  cr_assert(run_until(one_loading, NULL, 15000), "the history never started loading");
+  uv_run(&loop, UV_RUN_ONCE); /* one slice in, dozens to go */
+  cr_assert_eq(ps_metrics_get("prescale_targets_loading", ""), 1);
+  cr_assert_not(x.done, "still loading");
+  ps_targets_close(targets);
+  targets = NULL;
+  cr_assert(x.done);
+  cr_assert_eq(x.err, UV_ECANCELED);
+  cr_assert_eq(ps_metrics_get("prescale_targets_loading", ""), 0);
 }
