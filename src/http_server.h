@@ -1,4 +1,5 @@
-/* The HTTP/1.1 side door: /healthz, /readyz and /metrics, parsed with llhttp, served through net.c. */
+/* The HTTP/1.1 side door: /healthz, /readyz and /metrics. Its routes only; the protocol (llhttp, limits,
+ * keep-alive, pipelining) is http1.c's, and net.c owns the sockets. */
 #ifndef PS_HTTP_SERVER_H
 #define PS_HTTP_SERVER_H
 
@@ -7,12 +8,14 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "http1.h"
 #include "net.h"
 
-#define PS_HTTP_SERVER_MAX_REQUEST (16u << 10) /* request line + headers; beyond -> 431 and close */
-#define PS_HTTP_SERVER_IDLE_MS     30000       /* an idle keep-alive connection is closed after this */
-/* Request body as sent, chunk framing included; beyond -> 413 and close. Health probes send none. */
-#define PS_HTTP_SERVER_MAX_BODY    (64u << 10)
+/* The limits are http1.c's (see http1.h for the status each maps to); named here too for this server's
+ * tests and readers. Health probes send no body. */
+#define PS_HTTP_SERVER_MAX_REQUEST PS_HTTP1_MAX_HEAD /* request line + headers; beyond -> 431 (414) */
+#define PS_HTTP_SERVER_MAX_BODY    PS_HTTP1_MAX_BODY /* request body as sent; beyond -> 413 */
+#define PS_HTTP_SERVER_IDLE_MS     30000             /* an idle keep-alive connection is closed after this */
 
 struct ps_http_server {
   uv_loop_t *loop;
@@ -26,14 +29,11 @@ struct ps_http_server {
   uint64_t idle_ms;
 };
 
-/* Plug into ps_net_listen with the struct ps_http_server as listener arg.
+/* Plug into ps_net_listen with the struct ps_http_server as listener arg (it must outlive the listener).
  * Routes: GET|HEAD /healthz, /readyz, /metrics (text/plain; version=0.0.4); other paths 404; other methods
- * on known paths 405; unparsable requests 400 and close. Keep-alive as HTTP/1.1 says. */
+ * on known paths 405 (with Allow); requests http1.c refuses get its error status and a close. Every
+ * response is counted in prescale_http_requests_total{path,code}. Keep-alive as HTTP/1.1 says. */
 extern const struct ps_net_proto ps_http_server_net_proto;
-
-/* The reason phrase of a status line for the codes prescale's HTTP/1.1 servers send (RFC 9110 15);
- * "Internal Server Error" for any other. */
-const char *ps_http_reason(int status);
 
 /* The parsing path without a socket (fuzzing, tests): feeds `data` to a fresh connection state as
  * successive reads of at most `chunk` bytes (0: one read), appends every response byte to `out`, and

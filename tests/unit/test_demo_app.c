@@ -291,6 +291,11 @@ Test(demo_http, bad_requests) {
   } cases[] = {
       {"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 405 "},
       {"\x16\x03\x01 garbage\r\n\r\n", "HTTP/1.1 400 "},
+      /* Both found wrong in the demo's own copy of the HTTP/1.1 code, which http1.c replaced: an HTTP/1.1
+       * request without Host MUST get 400 (RFC 9112 3.2), and a Content-Length over the limit gets its
+       * 413 before the body is sent (RFC 9110 15.5.14). */
+      {"GET /x HTTP/1.1\r\n\r\n", "HTTP/1.1 400 "},
+      {"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n", "HTTP/1.1 413 "},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     struct client c;
@@ -313,5 +318,19 @@ Test(demo_http, head_too_long_431) {
   client_start(&c, req);
   cr_assert(ps_test_run_until(&loop, has_eof, &c, 5000));
   cr_assert(strstr(c.in, "HTTP/1.1 431 ") == c.in, "%s", c.in);
+  client_close(&c);
+}
+
+/* RFC 9112 3: a request target too long MUST get 414 (431 before http1.c). */
+Test(demo_http, target_too_long_414) {
+  static char req[PS_DEMO_MAX_HEAD + 256];
+  int n = snprintf(req, sizeof req, "GET /");
+  memset(req + n, 'a', PS_DEMO_MAX_HEAD);
+  strcpy(req + n + PS_DEMO_MAX_HEAD, " HTTP/1.1\r\nHost: t\r\n\r\n");
+  struct client c;
+  client_start(&c, req);
+  cr_assert(ps_test_run_until(&loop, has_eof, &c, 5000));
+  cr_assert(strstr(c.in, "HTTP/1.1 414 ") == c.in, "%s", c.in);
+  cr_assert_eq(COUNTER("200"), 0);
   client_close(&c);
 }

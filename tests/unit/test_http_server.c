@@ -669,3 +669,21 @@ Test(http_server_mem, head_limit_is_exact, .fini = teardown_mem) {
   }
   ps_buf_free(&out);
 }
+
+/* RFC 9112 3: a request target longer than the server parses MUST get 414 (it got 431 before http1.c);
+ * the refusal is counted under the path received, the query being cut. */
+Test(http_server_mem, target_too_long_414_counted_by_path, .fini = teardown_mem) {
+  struct ps_http_server s = {0};
+  struct ps_buf in, out;
+  ps_buf_init(&in);
+  ps_buf_init(&out);
+  ps_buf_puts(&in, "GET /healthz?");
+  while (in.len < PS_HTTP_SERVER_MAX_REQUEST + 10) ps_buf_puts(&in, "a");
+  ps_buf_puts(&in, " HTTP/1.1\r\nHost: a\r\n\r\n");
+  cr_assert_eq(ps_http_server_feed_mem(&s, (const uint8_t *)in.data, in.len, 4096, &out), UV_EOF);
+  cr_assert(strncmp(out.data, "HTTP/1.1 414 URI Too Long\r\n", 27) == 0, "%s", out.data);
+  cr_assert_not_null(strstr(out.data, "\r\nConnection: close\r\n"));
+  cr_assert_eq(ps_metrics_get("prescale_http_requests_total", "path=\"/healthz\",code=\"414\""), 1.0);
+  ps_buf_free(&in);
+  ps_buf_free(&out);
+}
