@@ -192,7 +192,7 @@ int ps_duration_format(int64_t ms, char *buf, size_t len) {
 
 /* ---- server options ------------------------------------------------------------------------------ */
 
-enum flag_kind { F_LISTEN, F_URL, F_DURATION, F_DURATION_OR_0, F_SIZE, F_COUNT, F_LEVEL, F_FORMAT };
+enum flag_kind { F_LISTEN, F_URL, F_DURATION, F_DURATION_OR_0, F_GRACE, F_SIZE, F_COUNT, F_LEVEL, F_FORMAT };
 
 static const struct flag {
   const char *name; /* without the leading "--" */
@@ -221,6 +221,9 @@ static const struct flag {
      "BYTES", "largest gRPC request accepted, in bytes, KiB or MiB", "4MiB"},
     {"max-targets", "PRESCALE_MAX_TARGETS", F_COUNT, offsetof(struct ps_server_config, max_targets), "N",
      "most targets tracked at once; beyond it new ones get RESOURCE_EXHAUSTED", "10000"},
+    {"shutdown-grace", "PRESCALE_SHUTDOWN_GRACE", F_GRACE,
+     offsetof(struct ps_server_config, shutdown_grace_ms), "DUR",
+     "after SIGTERM, how long calls in flight may take to finish; 0 = end them at once", "5s"},
     {"log-level", "PRESCALE_LOG_LEVEL", F_LEVEL, offsetof(struct ps_server_config, log_level), "LEVEL",
      "debug, info, warn or error", "info"},
     {"log-format", "PRESCALE_LOG_FORMAT", F_FORMAT, offsetof(struct ps_server_config, log_format), "FMT",
@@ -237,6 +240,7 @@ void ps_server_config_defaults(struct ps_server_config *c) {
   c->target_idle_ms = PS_DEFAULT_TARGET_IDLE_MS;
   c->grpc_max_msg = PS_DEFAULT_GRPC_MAX_MSG;
   c->max_targets = PS_DEFAULT_MAX_TARGETS;
+  c->shutdown_grace_ms = PS_DEFAULT_SHUTDOWN_GRACE_MS;
   c->log_level = PS_LOG_INFO;
   c->log_format = PS_LOG_TEXT;
 }
@@ -335,6 +339,14 @@ static int apply_flag(struct ps_server_config *c, const struct flag *f, const ch
     if (ps_duration_parse(v, &ms) != 0)
       return fail(err, errlen, "%s: %s is not a duration (e.g. 30s, 5m, 1h30m)", who, q);
     if (ms == 0 && f->kind == F_DURATION) return fail(err, errlen, "%s: %s must be more than 0", who, q);
+    *(uint64_t *)base = (uint64_t)ms;
+    return 0;
+  case F_GRACE:
+    if (ps_duration_parse(v, &ms) != 0 || ms > PS_MAX_SHUTDOWN_GRACE_MS) {
+      char max[32];
+      ps_duration_format(PS_MAX_SHUTDOWN_GRACE_MS, max, sizeof max);
+      return fail(err, errlen, "%s: %s is not a duration from 0 to %s (e.g. 5s; 0 = no drain)", who, q, max);
+    }
     *(uint64_t *)base = (uint64_t)ms;
     return 0;
   case F_SIZE:

@@ -19,6 +19,11 @@
 #define PS_DEFAULT_TARGET_IDLE_MS        (10 * 60 * 1000)
 #define PS_DEFAULT_GRPC_MAX_MSG          (4u << 20) /* PS_GRPC_MAX_MSG: grpc's own default receive limit */
 #define PS_DEFAULT_MAX_TARGETS           10000
+/* --shutdown-grace: how long unary calls in flight may take to finish after SIGTERM (README, Shutdown).
+ * Well below Kubernetes' default terminationGracePeriodSeconds (30 s), which also has to cover the
+ * close of the connections and the exit before the kubelet's SIGKILL. */
+#define PS_DEFAULT_SHUTDOWN_GRACE_MS     5000
+#define PS_MAX_SHUTDOWN_GRACE_MS         (10 * 60 * 1000) /* beyond this it is a typo, not a drain */
 #ifndef PS_VERSION /* meson passes -DPS_VERSION from project(); this covers builds without it */
 #define PS_VERSION "0.1.0"
 #endif
@@ -34,7 +39,8 @@ struct ps_server_config {
   uint64_t stale_after_ms; /* 0: 3 x the target's step */
   uint64_t target_idle_ms;
   size_t grpc_max_msg;
-  size_t max_targets; /* beyond it new targets get RESOURCE_EXHAUSTED */
+  size_t max_targets;         /* beyond it new targets get RESOURCE_EXHAUSTED */
+  uint64_t shutdown_grace_ms; /* drain deadline after SIGTERM; 0 = end every call at once */
   enum ps_log_level log_level;
   enum ps_log_format log_format;
 };
@@ -42,7 +48,8 @@ struct ps_server_config {
 void ps_server_config_defaults(struct ps_server_config *c);
 /* Reads PRESCALE_* environment variables (PRESCALE_GRPC_LISTEN, ...), then flags, which win.
  * Flags: --grpc-listen, --http-listen, --prometheus-url, --first-load-timeout, --stale-after,
- * --target-idle, --grpc-max-msg, --max-targets, --log-level, --log-format (each `--flag V` or `--flag=V`).
+ * --target-idle, --grpc-max-msg, --max-targets, --shutdown-grace, --log-level, --log-format (each
+ * `--flag V` or `--flag=V`).
  * Returns 0; 1 when --help was given (usage already printed to `out`); 2 for --version (printed);
  * UV_EINVAL with a one-line message in err naming the flag and the value. */
 int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FILE *out, char *err,
@@ -70,6 +77,10 @@ void ps_server_config_usage(FILE *out);
  * steps (8d needs a step of at least 7s); never less than PS_MIN_HISTORY_MS. */
 #define PS_AUTO_PERIOD_HISTORY_MS (8LL * 24 * 3600 * 1000)
 #define PS_MIN_QUANTILE           0.5 /* quantile: 0 (none) or in [PS_MIN_QUANTILE, 1) */
+/* The default `quantile` of the server and the backtest: a forecast right on average is below the
+ * window's actual peak about half the time, and under-provisioning is what a proactive scaler is for.
+ * With 0.9 the answer covers the peak about 9 times in 10 (docs/forecasting.md has the trade-off). */
+#define PS_DEFAULT_QUANTILE       0.9
 
 struct ps_kv {
   const char *key;
@@ -77,10 +88,6 @@ struct ps_kv {
 };
 
 struct ps_target_config {
-/* The default `quantile` of the server and the backtest: a forecast right on average is below the
- * window's actual peak about half the time, and under-provisioning is what a proactive scaler is for.
- * With 0.9 the answer covers the peak about 9 times in 10 (docs/forecasting.md has the trade-off). */
-#define PS_DEFAULT_QUANTILE 0.9
   char *server_address; /* owned; base URL without a trailing '/', path prefix allowed */
   char *query;          /* owned */
   char *metric_name;    /* owned */

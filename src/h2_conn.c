@@ -20,6 +20,15 @@
 
 #define WRITE_BATCH  (64u << 10)  /* frames are gathered up to this size per ps_net_write */
 #define ERR_TOO_MANY UV_EOVERFLOW /* from the message callback: a second request message */
+/* The opaque data of the PING that follows the shutdown notice; its ACK starts the final GOAWAY. */
+static const uint8_t drain_ping[8] = {'p', 's', 'd', 'r', 'a', 'i', 'n', '1'};
+
+/* Where a connection is in a graceful shutdown (RFC 9113 6.8). */
+enum goaway_state {
+  GOAWAY_NONE,   /* serving */
+  GOAWAY_NOTICE, /* GOAWAY(2^31-1) and the drain PING submitted; waiting for the PING's ACK */
+  GOAWAY_FINAL,  /* GOAWAY with the real last stream id submitted: no new streams are processed */
+};
 
 struct call_timer {
   uv_timer_t timer; /* freed in its close callback, which may run after the call is gone */
@@ -34,9 +43,10 @@ struct conn_timer {
 
 struct ps_h2_conn {
   struct ps_h2_server *srv;
-  struct conn_timer *preface; /* until the client's preface and SETTINGS arrived; NULL after */
-  struct ps_net_conn *net;    /* NULL for a memory connection */
-  struct ps_buf *mem_out;     /* a memory connection's output */
+  struct ps_h2_conn *prev, *next; /* in srv->conns, from conn_new until conn_destroy */
+  struct conn_timer *preface;     /* until the client's preface and SETTINGS arrived; NULL after */
+  struct ps_net_conn *net;        /* NULL for a memory connection */
+  struct ps_buf *mem_out;         /* a memory connection's output */
   nghttp2_session *session;
   struct ps_call *calls; /* every live stream's call */
   struct ps_buf batch;   /* frames waiting for one ps_net_write */
@@ -45,6 +55,7 @@ struct ps_h2_conn {
   bool dead;             /* unusable session: close once what is queued is written */
   bool fatal;            /* nghttp2 returned a fatal error: do not even send */
   bool calm_down;        /* the client reset too many streams: GOAWAY once the recv returns */
+  enum goaway_state goaway;
   double rst_tokens;
   uint64_t rst_last_ms;
 };
@@ -474,12 +485,38 @@ static void preface_timer_stop(struct ps_h2_conn *c) {
   c->preface = NULL;
 }
 
+/* Submits the final GOAWAY(NO_ERROR) naming the last stream whose request headers were processed
+ * (RFC 9113 6.8); nghttp2 then ignores HEADERS of new streams, and once every stream left is done,
+ * want_read and want_write turn false and flush closes the connection. The frame goes out at the next
+ * flush (callers inside nghttp2 callbacks leave that to the outer recv). */
+static void goaway_final(struct ps_h2_conn *c) {
+  if (c->goaway == GOAWAY_FINAL) return;
+  c->goaway = GOAWAY_FINAL;
+  int rv =
+      nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+                            nghttp2_session_get_last_proc_stream_id(c->session), NGHTTP2_NO_ERROR, NULL, 0);
+  if (rv != 0) {
+    /* Out of memory: without a GOAWAY the client cannot tell what was processed; close instead. */
+    ps_log(PS_LOG_DEBUG, "http2 goaway not submitted", "peer", conn_peer(c), "error", nghttp2_strerror(rv),
+           NULL);
+    c->dead = true;
+  }
+}
+
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
   struct ps_h2_conn *c = user_data;
   /* nghttp2 delivers the client's first SETTINGS only after a valid preface (RFC 9113 3.4). */
   if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) preface_timer_stop(c);
   if (frame->hd.type == NGHTTP2_RST_STREAM) {
     rst_budget(c);
+    return 0;
+  }
+  if (frame->hd.type == NGHTTP2_PING) {
+    /* The client has now seen the shutdown notice, and every stream it opened before that has
+     * arrived: the final GOAWAY can name the true last stream (nghttp2_submit_shutdown_notice). */
+    if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && c->goaway == GOAWAY_NOTICE &&
+        memcmp(frame->ping.opaque_data, drain_ping, sizeof drain_ping) == 0)
+      goaway_final(c);
     return 0;
   }
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
@@ -555,8 +592,14 @@ static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn 
     free(c);
     return NULL;
   }
+  c->next = srv->conns;
+  if (srv->conns != NULL) srv->conns->prev = c;
+  srv->conns = c;
   srv->open_conns++;
   update_gauges(srv);
+  /* Accepted while shutting down (it was in the accept queue): nothing of it has been processed, so the
+   * final GOAWAY names stream 0 and the client goes elsewhere at once. Sent after our SETTINGS. */
+  if (srv->draining) goaway_final(c);
   return c;
 }
 
@@ -569,9 +612,16 @@ static void conn_destroy(struct ps_h2_conn *c) {
   nghttp2_session_del(c->session);
   while (c->calls != NULL) call_free(c->calls);
   ps_buf_free(&c->batch);
-  c->srv->open_conns--;
-  update_gauges(c->srv);
+  struct ps_h2_server *srv = c->srv;
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
+  if (c->next != NULL) c->next->prev = c->prev;
+  srv->open_conns--;
+  update_gauges(srv);
   free(c);
+  if (srv->draining && srv->open_conns == 0 && srv->on_idle != NULL) srv->on_idle(srv->idle_arg);
 }
 
 static void write_batch(struct ps_h2_conn *c) {
@@ -668,6 +718,48 @@ const struct ps_net_proto ps_h2_net_proto = {
     .on_drain = net_on_drain,
     .on_close = net_on_close,
 };
+
+/* ---- graceful shutdown ---------------------------------------------------------------------- */
+
+/* Step one of RFC 9113 6.8's graceful close: the notice, and a PING whose ACK marks one round trip. */
+static void conn_drain(struct ps_h2_conn *c) {
+  if (c->closed || c->dead || c->fatal || c->goaway != GOAWAY_NONE) return;
+  if (nghttp2_submit_shutdown_notice(c->session) == 0 &&
+      nghttp2_submit_ping(c->session, NGHTTP2_FLAG_NONE, drain_ping) == 0)
+    c->goaway = GOAWAY_NOTICE;
+  else
+    goaway_final(c); /* out of memory: skip the round trip rather than leave the client unaware */
+  flush(c);
+}
+
+void ps_h2_server_drain(struct ps_h2_server *srv) {
+  srv->draining = true;
+  /* flush never frees a connection (a socket's closes in net.c's close callback, later), so the list
+   * stays intact while it is walked. */
+  for (struct ps_h2_conn *c = srv->conns; c != NULL; c = c->next) conn_drain(c);
+}
+
+size_t ps_h2_server_terminate(struct ps_h2_server *srv) {
+  srv->draining = true;
+  size_t open = 0;
+  for (struct ps_h2_conn *c = srv->conns; c != NULL; c = c->next) {
+    if (c->closed) continue;
+    for (struct ps_call *call = c->calls; call != NULL; call = call->next)
+      if (!call->ended) open++;
+    if (!c->dead && !c->fatal && c->goaway != GOAWAY_FINAL) {
+      /* Names the same last stream as goaway_final, and makes nghttp2 stop reading and writing once
+       * it is out (its TERM_ON_SEND), so nothing queued behind it delays the close. */
+      c->goaway = GOAWAY_FINAL;
+      nghttp2_session_terminate_session(c->session, NGHTTP2_NO_ERROR);
+    }
+    flush(c);
+    /* Whatever flush could not send (a peer that stopped reading) is dropped: this is the deadline. The
+     * calls still open are cancelled when net.c's on_close destroys the connection. */
+    c->dead = true;
+    if (c->net != NULL) ps_net_close(c->net);
+  }
+  return open;
+}
 
 struct ps_h2_conn *ps_h2_conn_new_mem(struct ps_h2_server *srv, struct ps_buf *out) {
   struct ps_h2_conn *c = conn_new(srv, NULL, out);

@@ -59,15 +59,24 @@ typedef void (*ps_call_dispatch_fn)(struct ps_call *call, const char *path, cons
  * dead: the dispatcher must drop every reference to it inside the callback. */
 typedef void (*ps_call_cancel_cb)(struct ps_call *call, void *arg);
 
+struct ps_h2_conn;
+
 struct ps_h2_server {
   uv_loop_t *loop;
   ps_call_dispatch_fn dispatch;
   void *dispatch_arg;
   size_t max_msg;              /* PS_GRPC_MAX_MSG; 0 means PS_GRPC_MAX_MSG_DEFAULT */
   uint64_t preface_timeout_ms; /* 0 means PS_H2_PREFACE_TIMEOUT_MS */
+  /* Runs (may be NULL) when the last connection is gone after ps_h2_server_drain or _terminate, from
+   * the connection's close path: it should only schedule work (e.g. start a timer), not close things. */
+  void (*on_idle)(void *arg);
+  void *idle_arg;
   /* statistics, kept current by h2_conn (also exported as metrics) */
   size_t open_conns;
   size_t open_streams;
+  /* kept by h2_conn: every connection not yet destroyed, memory ones included */
+  struct ps_h2_conn *conns;
+  bool draining; /* ps_h2_server_drain or _terminate ran: new connections get GOAWAY at once */
 };
 
 /* Plug into ps_net_listen with the struct ps_h2_server as listener arg. */
@@ -79,9 +88,26 @@ extern const struct ps_net_proto ps_h2_net_proto;
  * dispatcher handled the call with a status other than UNIMPLEMENTED, so clients cannot mint series. */
 int ps_h2_metrics_declare(void);
 
-/* ---- a connection without a socket (fuzzing, tests) ------------------------------------------ */
+/* ---- graceful shutdown ---------------------------------------------------------------------- */
 
-struct ps_h2_conn;
+/* Starts a graceful shutdown of every connection (RFC 9113 6.8), the two-step way nghttp2 documents
+ * for nghttp2_submit_shutdown_notice: first GOAWAY(NO_ERROR, last-stream-id 2^31-1), which tells the
+ * client to open no more streams here, and a PING; when the client acknowledges that PING (one round
+ * trip, so every HEADERS it sent before seeing the first GOAWAY has arrived), the final
+ * GOAWAY(NO_ERROR) with the last stream id this connection accepted. Streams above it are not
+ * processed, so the client knows it may retry them elsewhere. Calls already accepted go on normally;
+ * a connection closes itself once the final GOAWAY is out and its last call has ended, and on_idle runs
+ * when the last one is gone (not when none was open to begin with: check open_conns). A client that
+ * never acknowledges the PING keeps its connection until ps_h2_server_terminate. A connection opened
+ * from here on gets the final GOAWAY at once. Idempotent. */
+void ps_h2_server_drain(struct ps_h2_server *srv);
+/* The end of a drain (or a shutdown without one): every connection gets the final GOAWAY(NO_ERROR) now,
+ * if it has not yet, and is closed once its queued bytes are written. Calls still open are cancelled
+ * when their connection goes (cancel callbacks run; run the loop afterwards). Returns how many calls
+ * were still open, i.e. are cut off; calls the dispatcher already finished do not count. */
+size_t ps_h2_server_terminate(struct ps_h2_server *srv);
+
+/* ---- a connection without a socket (fuzzing, tests) ------------------------------------------ */
 /* A server session whose output is appended to *out (the caller drains it as it likes). srv->loop
  * must be a live loop (grpc-timeout timers run on it). NULL on ENOMEM. */
 struct ps_h2_conn *ps_h2_conn_new_mem(struct ps_h2_server *srv, struct ps_buf *out);

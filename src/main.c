@@ -1,7 +1,13 @@
-/* prescale: a predictive KEDA external scaler. Wiring, signals and exit codes.
+/* prescale: a predictive KEDA external scaler. Wiring, signals, the graceful shutdown and exit codes.
+ *
+ * Shutdown: the first SIGTERM/SIGINT starts a drain (README, "Shutdown"): the gRPC listener stops, streams
+ * end with UNAVAILABLE, every HTTP/2 connection gets GOAWAY (h2_conn), and unary calls in flight may
+ * finish until --shutdown-grace; then, or as soon as no gRPC connection is left, or on a second signal,
+ * finish_shutdown ends the rest and closes every handle, and uv_run returns once they are closed.
  *
  * Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT) or --help/--version; 1 when the server cannot
  * start (e.g. a port in use) or could not shut down cleanly; 2 for a bad flag or environment value. */
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,8 +38,16 @@ struct app {
   struct ps_net_listener *grpc_listener;
   struct ps_net_listener *http_listener;
   uv_signal_t sigterm, sigint;
+  /* Bounds the drain to cfg.shutdown_grace_ms, or (restarted at 0) ends it early once every gRPC
+   * connection is gone. Initialised with the signals, closed in finish_shutdown (never freed: it is part
+   * of the static app). */
+  uv_timer_t drain_timer;
   bool grpc_ready;
-  bool stopping;
+  bool stopping; /* the first signal came: /readyz says 503, the drain runs */
+  bool draining; /* listeners stopped, GOAWAYs sent, the drain timer running */
+  bool finished; /* finish_shutdown ran: everything is closing and the loop ends when it has */
+  size_t streams_ended;
+  uint64_t drain_start_ms;
 };
 
 static bool is_ready(void *arg) {
@@ -41,13 +55,15 @@ static bool is_ready(void *arg) {
   return a->grpc_ready && !a->stopping;
 }
 
-static void shutdown_app(struct app *a, const char *why) {
-  if (a->stopping) return;
-  a->stopping = true;
-  ps_log(PS_LOG_INFO, "shutting down", "reason", why, NULL);
-  /* Open streams get a final UNAVAILABLE first, so KEDA reconnects to another replica at once; then the
-   * listeners close their connections after the queued bytes are flushed. */
-  if (a->service != NULL) ps_service_close(a->service);
+/* The end of a shutdown, with or without a drain: what is still open ends with UNAVAILABLE, every gRPC
+ * connection gets its final GOAWAY and closes once its queued bytes are written, and the loop empties
+ * (the process exits) when every handle has closed. */
+static void finish_shutdown(struct app *a, const char *why) {
+  if (a->finished) return;
+  a->finished = true;
+  size_t cut = 0;
+  if (a->service != NULL) cut += ps_service_close(a->service);
+  cut += ps_h2_server_terminate(&a->h2); /* calls the service did not hold, e.g. still uploading */
   if (a->grpc_listener != NULL) ps_net_listener_close(a->grpc_listener, NULL, NULL);
   if (a->http_listener != NULL) ps_net_listener_close(a->http_listener, NULL, NULL);
   a->grpc_listener = a->http_listener = NULL;
@@ -55,10 +71,62 @@ static void shutdown_app(struct app *a, const char *why) {
   if (a->http != NULL) ps_http_client_close(a->http);
   uv_close((uv_handle_t *)&a->sigterm, NULL);
   uv_close((uv_handle_t *)&a->sigint, NULL);
+  uv_close((uv_handle_t *)&a->drain_timer, NULL);
+  if (a->stopping) {
+    char ms[24], ncut[24], nstreams[24];
+    snprintf(ms, sizeof ms, "%" PRIu64, a->draining ? uv_now(&a->loop) - a->drain_start_ms : 0);
+    snprintf(ncut, sizeof ncut, "%zu", cut);
+    snprintf(nstreams, sizeof nstreams, "%zu", a->streams_ended);
+    ps_log(cut > 0 ? PS_LOG_WARN : PS_LOG_INFO, "drained", "reason", why, "duration_ms", ms, "calls_cut",
+           ncut, "streams_ended", nstreams, NULL);
+  }
+}
+
+static void drain_timer_cb(uv_timer_t *t) {
+  struct app *a = t->data;
+  finish_shutdown(a, a->h2.open_conns == 0 ? "every call done" : "shutdown grace expired");
+}
+
+/* h2_conn's on_idle: the last gRPC connection closed during the drain. Runs from that connection's close
+ * path, so it only reschedules the timer; finish_shutdown runs on the next loop turn. */
+static void h2_idle_cb(void *arg) {
+  struct app *a = arg;
+  if (a->draining && !a->finished) uv_timer_start(&a->drain_timer, drain_timer_cb, 0, 0);
+}
+
+/* The first SIGTERM/SIGINT. Kubernetes sends SIGTERM and, at about the same time, removes the pod from
+ * the Service's endpoints; KEDA (grpc-go) learns that this replica is going from the GOAWAY and opens
+ * its next RPCs on the other replica, while the calls it has here finish within the grace. */
+static void begin_shutdown(struct app *a, const char *why) {
+  a->stopping = true; /* /readyz answers 503 from now on */
+  char grace[32];
+  ps_duration_format((int64_t)a->cfg.shutdown_grace_ms, grace, sizeof grace);
+  ps_log(PS_LOG_INFO, "shutting down", "reason", why, "grace", grace, NULL);
+  if (a->cfg.shutdown_grace_ms == 0 || a->service == NULL || a->grpc_listener == NULL) {
+    finish_shutdown(a, a->cfg.shutdown_grace_ms == 0 ? "no shutdown grace" : why);
+    return;
+  }
+  a->draining = true;
+  a->drain_start_ms = uv_now(&a->loop);
+  ps_net_listener_stop(a->grpc_listener);
+  /* The health port keeps answering until the end (/readyz 503, /healthz 200): a refused probe would read
+   * as a dead process, and the kubelet could restart it mid-drain. */
+  /* Streams never end by themselves: end them now, so that KEDA reopens them elsewhere at once. */
+  a->streams_ended = ps_service_drain(a->service);
+  ps_h2_server_drain(&a->h2);
+  uv_timer_start(&a->drain_timer, drain_timer_cb, a->h2.open_conns == 0 ? 0 : a->cfg.shutdown_grace_ms, 0);
 }
 
 static void signal_cb(uv_signal_t *h, int signum) {
-  shutdown_app(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  struct app *a = h->data;
+  const char *name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+  if (!a->stopping) {
+    begin_shutdown(a, name);
+    return;
+  }
+  /* A second signal during the drain: the operator (or a Ctrl-C twice) wants out now. */
+  ps_log(PS_LOG_INFO, "second signal during the drain; stopping now", "signal", name, NULL);
+  finish_shutdown(a, "second signal");
 }
 
 static int start(struct app *a) {
@@ -73,6 +141,8 @@ static int start(struct app *a) {
   a->h2.dispatch = ps_service_dispatch;
   a->h2.dispatch_arg = a->service;
   a->h2.max_msg = a->cfg.grpc_max_msg;
+  a->h2.on_idle = h2_idle_cb;
+  a->h2.idle_arg = a;
   a->health.loop = &a->loop;
   a->health.ready = is_ready;
   a->health.ready_arg = a;
@@ -118,14 +188,15 @@ int main(int argc, char **argv) {
   if (uv_loop_init(&a.loop) != 0) return 1;
   uv_signal_init(&a.loop, &a.sigterm);
   uv_signal_init(&a.loop, &a.sigint);
-  a.sigterm.data = a.sigint.data = &a;
+  uv_timer_init(&a.loop, &a.drain_timer);
+  a.sigterm.data = a.sigint.data = a.drain_timer.data = &a;
   uv_signal_start(&a.sigterm, signal_cb, SIGTERM);
   uv_signal_start(&a.sigint, signal_cb, SIGINT);
 
   int status = 0;
   if (start(&a) != 0) {
     status = 1;
-    shutdown_app(&a, "start failed");
+    finish_shutdown(&a, "start failed");
   }
   uv_run(&a.loop, UV_RUN_DEFAULT);
   if (a.service != NULL) ps_service_free(a.service);

@@ -36,7 +36,8 @@ struct ps_net_listener {
   void *arg;
   struct ps_net_conn *conns; /* every conn not yet freed, rejected ones included */
   size_t nconns;             /* counted conns */
-  bool closing;
+  bool stopped;              /* the listening handle is closed or closing: nothing more is accepted */
+  bool closing;              /* ps_net_listener_close ran: freed once the handle and every conn closed */
   bool handle_closed;
   void (*done)(void *arg);
   void *done_arg;
@@ -116,7 +117,9 @@ static void format_addr(const struct sockaddr_storage *ss, char *out, size_t cap
 /* ---- connection lifecycle ------------------------------------------------------------------- */
 
 static void maybe_free_listener(struct ps_net_listener *l) {
-  if (!l->handle_closed || l->conns != NULL) return;
+  /* A stopped listener outlives its handle: its connections still refer to it, and its owner has yet
+   * to call ps_net_listener_close. */
+  if (!l->closing || !l->handle_closed || l->conns != NULL) return;
   void (*done)(void *) = l->done;
   void *arg = l->done_arg;
   free(l);
@@ -364,7 +367,7 @@ int ps_net_listen(uv_loop_t *loop, const char *hostport, const struct ps_net_pro
   err = bind_and_listen(l, &ss);
   if (err != 0) {
     /* The handle is initialised: it can only be freed from its close callback (the loop must run). */
-    l->closing = true;
+    l->stopped = l->closing = true;
     uv_close((uv_handle_t *)&l->tcp, listener_closed_cb);
     return err;
   }
@@ -383,6 +386,14 @@ int ps_net_listener_port(const struct ps_net_listener *l) {
 
 size_t ps_net_listener_conns(const struct ps_net_listener *l) { return l->nconns; }
 
+void ps_net_listener_stop(struct ps_net_listener *l) {
+  if (l->stopped) return;
+  l->stopped = true;
+  /* uv_close closes the socket at once, so from here the kernel refuses new connections (and resets
+   * those still in the accept backlog); connection_cb never runs again. */
+  uv_close((uv_handle_t *)&l->tcp, listener_closed_cb);
+}
+
 void ps_net_listener_close(struct ps_net_listener *l, void (*done)(void *arg), void *arg) {
   if (l->closing) return;
   l->closing = true;
@@ -390,5 +401,10 @@ void ps_net_listener_close(struct ps_net_listener *l, void (*done)(void *arg), v
   l->done_arg = arg;
   /* Connections are unlinked only in their close callbacks, so walking the list here is safe. */
   for (struct ps_net_conn *c = l->conns; c != NULL; c = c->next) ps_net_close(c);
-  uv_close((uv_handle_t *)&l->tcp, listener_closed_cb);
+  if (!l->stopped) {
+    ps_net_listener_stop(l);
+    return;
+  }
+  /* Stopped earlier: the handle may be closed already, and every connection too. */
+  maybe_free_listener(l);
 }

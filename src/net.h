@@ -46,8 +46,13 @@ int ps_net_listen(uv_loop_t *loop, const char *hostport, const struct ps_net_pro
 /* The port actually bound (useful with port 0). */
 int ps_net_listener_port(const struct ps_net_listener *l);
 size_t ps_net_listener_conns(const struct ps_net_listener *l);
-/* Stops accepting, closes every connection (their on_close run), and frees the listener in its close
- * callback. `done` (may be NULL) runs once everything is closed. */
+/* Stops accepting and leaves the open connections alone (a graceful shutdown drains them): the
+ * listening socket is closed at once, so connection attempts from here on are refused. The listener
+ * stays allocated (and its port reads 0) until ps_net_listener_close. Idempotent. */
+void ps_net_listener_stop(struct ps_net_listener *l);
+/* Stops accepting if not stopped yet, closes every connection (their on_close run), and frees the
+ * listener once its handle and every connection are closed. `done` (may be NULL) runs then; that may be
+ * before this returns, when the listener was stopped and nothing is left open. Idempotent. */
 void ps_net_listener_close(struct ps_net_listener *l, void (*done)(void *arg), void *arg);
 
 /* Queues a copy of data for writing. 0, UV_ENOMEM, or UV_EPIPE once the connection is closing. */

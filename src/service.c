@@ -49,6 +49,7 @@ struct ps_service {
   struct ps_targets *targets;
   const struct ps_server_config *cfg;
   struct op *ops;
+  bool draining; /* ps_service_drain ran: streams are refused, unary calls still served */
   bool closing;
 };
 
@@ -142,6 +143,8 @@ static bool answer(struct ps_call *call, enum method m, const char *metric_name,
 }
 
 /* ---- operations that outlive a dispatch ---------------------------------------------------------- */
+
+static bool is_stream(enum method m) { return m == M_STREAM_IS_ACTIVE || m == M_STREAM_METRIC_SPEC; }
 
 static void op_free_cb(uv_handle_t *h) {
   struct op *op = h->data;
@@ -289,6 +292,12 @@ void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *
     ps_call_finish(call, PS_GRPC_UNIMPLEMENTED, text);
     return;
   }
+  if (s->draining && is_stream(m)) {
+    /* A stream never ends by itself, so one opened now would only be cut at the drain deadline; the
+     * client had better reconnect to another replica at once. */
+    fail(call, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
+    return;
+  }
 
   Externalscaler__GetMetricsRequest *gm = NULL;
   Externalscaler__ScaledObjectRef *ref = NULL;
@@ -379,9 +388,28 @@ done:
     externalscaler__scaled_object_ref__free_unpacked(ref, NULL);
 }
 
-void ps_service_close(struct ps_service *s) {
-  s->closing = true;
-  while (s->ops != NULL) op_end(s->ops, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
+size_t ps_service_drain(struct ps_service *s) {
+  s->draining = true;
+  size_t ended = 0;
+  /* op_end unlinks the op it ends, and ending a call makes h2_conn send and close that stream only, so
+   * the saved next is still in the list; an op's memory lasts until its timer's close callback anyway. */
+  for (struct op *op = s->ops, *next; op != NULL; op = next) {
+    next = op->next;
+    if (!is_stream(op->method) || op->call == NULL) continue;
+    op_end(op, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
+    ended++;
+  }
+  return ended;
+}
+
+size_t ps_service_close(struct ps_service *s) {
+  s->draining = s->closing = true;
+  size_t ended = 0;
+  while (s->ops != NULL) {
+    if (s->ops->call != NULL) ended++;
+    op_end(s->ops, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
+  }
+  return ended;
 }
 
 void ps_service_free(struct ps_service *s) { free(s); }

@@ -21,9 +21,15 @@ int ps_service_new(uv_loop_t *loop, struct ps_targets *targets, const struct ps_
                    struct ps_service **out);
 /* The ps_call_dispatch_fn for struct ps_h2_server (arg = the service). */
 void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *msg, size_t len, void *arg);
+/* The start of a graceful shutdown: ends every open stream (StreamIsActive, StreamMetricSpec, which
+ * never end by themselves) with UNAVAILABLE "prescale is shutting down" and answers new streams so,
+ * while unary calls, those waiting for a first load included, go on and new ones are served (the
+ * h2 layer's GOAWAY decides which calls still arrive). Returns how many streams it ended. */
+size_t ps_service_drain(struct ps_service *s);
 /* Ends every open call (streams and waiting first loads) with UNAVAILABLE "shutting down" and answers
- * new calls so; per-call memory is freed in close callbacks, so run the loop afterwards. */
-void ps_service_close(struct ps_service *s);
+ * new calls so; per-call memory is freed in close callbacks, so run the loop afterwards. Returns how
+ * many calls it ended. */
+size_t ps_service_close(struct ps_service *s);
 /* Frees the service once no connection can dispatch to it any more (after the listener closed). */
 void ps_service_free(struct ps_service *s);
 

@@ -8,9 +8,10 @@
 #include "config.h"
 
 static const char *const env_names[] = {
-    "PRESCALE_GRPC_LISTEN", "PRESCALE_HTTP_LISTEN", "PRESCALE_PROMETHEUS_URL", "PRESCALE_FIRST_LOAD_TIMEOUT",
-    "PRESCALE_STALE_AFTER", "PRESCALE_TARGET_IDLE", "PRESCALE_GRPC_MAX_MSG",   "PRESCALE_MAX_TARGETS",
-    "PRESCALE_LOG_LEVEL",   "PRESCALE_LOG_FORMAT"};
+    "PRESCALE_GRPC_LISTEN",        "PRESCALE_HTTP_LISTEN", "PRESCALE_PROMETHEUS_URL",
+    "PRESCALE_FIRST_LOAD_TIMEOUT", "PRESCALE_STALE_AFTER", "PRESCALE_TARGET_IDLE",
+    "PRESCALE_GRPC_MAX_MSG",       "PRESCALE_MAX_TARGETS", "PRESCALE_SHUTDOWN_GRACE",
+    "PRESCALE_LOG_LEVEL",          "PRESCALE_LOG_FORMAT"};
 
 static void clear_env(void) {
   for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++) unsetenv(env_names[i]);
@@ -173,6 +174,7 @@ Test(config, server_defaults) {
   cr_assert_eq(r.c.target_idle_ms, 600000);
   cr_assert_eq(r.c.grpc_max_msg, 4u << 20);
   cr_assert_eq(r.c.max_targets, 10000);
+  cr_assert_eq(r.c.shutdown_grace_ms, 5000);
   cr_assert_eq(r.c.log_level, PS_LOG_INFO);
   cr_assert_eq(r.c.log_format, PS_LOG_TEXT);
   cr_assert_eq(r.outlen, 0);
@@ -188,6 +190,7 @@ static void check_all_set(const struct ps_server_config *c) {
   cr_assert_eq(c->target_idle_ms, 3600000);
   cr_assert_eq(c->grpc_max_msg, 65536);
   cr_assert_eq(c->max_targets, 7);
+  cr_assert_eq(c->shutdown_grace_ms, 12500);
   cr_assert_eq(c->log_level, PS_LOG_DEBUG);
   cr_assert_eq(c->log_format, PS_LOG_JSON);
 }
@@ -196,7 +199,8 @@ Test(config, every_flag_separate_value) {
   struct run r;
   RUN(r, "--grpc-listen", "127.0.0.1:0", "--http-listen", "[::1]:9999", "--prometheus-url",
       "http://prom:9090/sub/", "--first-load-timeout", "1.5s", "--stale-after", "2m", "--target-idle", "1h",
-      "--grpc-max-msg", "64KiB", "--max-targets", "7", "--log-level", "debug", "--log-format", "json");
+      "--grpc-max-msg", "64KiB", "--max-targets", "7", "--shutdown-grace", "12.5s", "--log-level", "debug",
+      "--log-format", "json");
   cr_assert_eq(r.rc, 0, "%s", r.err);
   check_all_set(&r.c);
   free(r.out);
@@ -206,7 +210,7 @@ Test(config, every_flag_equals_form) {
   struct run r;
   RUN(r, "--grpc-listen=127.0.0.1:0", "--http-listen=[::1]:9999", "--prometheus-url=http://prom:9090/sub/",
       "--first-load-timeout=1500ms", "--stale-after=120", "--target-idle=60m", "--grpc-max-msg=65536",
-      "--max-targets=7", "--log-level=debug", "--log-format=json");
+      "--max-targets=7", "--shutdown-grace=12500ms", "--log-level=debug", "--log-format=json");
   cr_assert_eq(r.rc, 0, "%s", r.err);
   check_all_set(&r.c);
   free(r.out);
@@ -221,6 +225,7 @@ Test(config, every_env_var) {
   setenv("PRESCALE_TARGET_IDLE", "1h", 1);
   setenv("PRESCALE_GRPC_MAX_MSG", "64KiB", 1);
   setenv("PRESCALE_MAX_TARGETS", "7", 1);
+  setenv("PRESCALE_SHUTDOWN_GRACE", "12.5", 1);
   setenv("PRESCALE_LOG_LEVEL", "debug", 1);
   setenv("PRESCALE_LOG_FORMAT", "json", 1);
   struct run r;
@@ -278,6 +283,46 @@ Test(config, grpc_max_msg_sizes) {
     cr_assert_str_eq(r.err, want);
     free(r.out);
   }
+}
+
+Test(config, shutdown_grace_values) {
+  static const struct {
+    const char *v;
+    uint64_t want;
+  } ok[] = {{"0", 0},      {"0s", 0},        {"250ms", 250}, {"5s", 5000},
+            {"25", 25000}, {"1m30s", 90000}, {"10m", 600000}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    struct run r;
+    RUN(r, "--shutdown-grace", (char *)ok[i].v);
+    cr_assert_eq(r.rc, 0, "%s: %s", ok[i].v, r.err);
+    cr_assert_eq(r.c.shutdown_grace_ms, ok[i].want, "%s", ok[i].v);
+    free(r.out);
+  }
+  static const char *const bad[] = {"-1s", "5 s", "soon", "", "10m1ms", "1h", "99999999999999999999d", "5x"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    struct run r;
+    RUN(r, "--shutdown-grace", (char *)bad[i]);
+    cr_assert_eq(r.rc, UV_EINVAL, "%s", bad[i]);
+    char want[200];
+    snprintf(want, sizeof want,
+             "--shutdown-grace: \"%s\" is not a duration from 0 to 10m (e.g. 5s; 0 = no drain)", bad[i]);
+    cr_assert_str_eq(r.err, want);
+    free(r.out);
+  }
+  setenv("PRESCALE_SHUTDOWN_GRACE", "2h", 1);
+  struct run r;
+  char *argv[] = {"prescale", NULL};
+  run_args(&r, argv);
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert_str_eq(r.err,
+                   "PRESCALE_SHUTDOWN_GRACE: \"2h\" is not a duration from 0 to 10m (e.g. 5s; 0 = no drain)");
+  free(r.out);
+  clear_env();
+  setenv("PRESCALE_SHUTDOWN_GRACE", "1s", 1);
+  RUN(r, "--shutdown-grace=0"); /* the flag wins, and 0 is a value, not "unset" */
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.shutdown_grace_ms, 0);
+  free(r.out);
 }
 
 Test(config, flag_errors) {
@@ -390,6 +435,8 @@ Test(config, help_and_version) {
                                       "(default 4MiB;",
                                       "--max-targets N",
                                       "(default 10000;",
+                                      "--shutdown-grace DUR",
+                                      "(default 5s; $PRESCALE_SHUTDOWN_GRACE)",
                                       "--log-level LEVEL",
                                       "(default info;",
                                       "--log-format FMT",

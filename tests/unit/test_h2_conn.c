@@ -40,7 +40,7 @@ static bool run_until(bool (*cond)(void), unsigned ms) {
 
 #define MAX_HELD 8
 static struct {
-  int dispatched, cancelled, enobufs, flood_sent;
+  int dispatched, cancelled, enobufs, flood_sent, idle;
   struct ps_call *held[MAX_HELD];
   int nheld;
   uint64_t last_deadline;
@@ -52,6 +52,22 @@ static struct {
   size_t big_sent, big_enobufs, max_pending;
   struct ps_net_conn *net; /* the server side of the last connection, seen through wrap_proto */
 } d;
+
+/* An in-memory connection (ps_h2_conn_new_mem) for the graceful-shutdown tests: the client session's
+ * bytes go straight to ps_h2_conn_feed and the server's come back through `out`, so a test decides
+ * exactly what each side has seen. */
+static struct {
+  struct ps_h2_conn *conn; /* NULL: the client talks over its socket */
+  struct ps_buf out;       /* the server's bytes not yet given to the client */
+  int feed_err;            /* the last ps_h2_conn_feed result */
+  /* With hold_goaway, GOAWAY frames are kept back in `held` (in flight, as seen from the client) and
+   * their fields recorded here: the client then behaves as one that has not received them yet. */
+  bool hold_goaway;
+  struct ps_buf held;
+  int nheld_goaway;
+  int32_t held_last[4];
+  uint32_t held_code[4];
+} mem;
 
 #define BIG_CHUNK (64u << 10)
 #define BIG_TOTAL (16u << 20)
@@ -152,10 +168,18 @@ static void wrap_close(void *state) {
 }
 static struct ps_net_proto wrap_proto;
 
+static void idle_cb(void *arg) {
+  cr_assert_eq(arg, &d);
+  d.idle++;
+}
+
 static void setup(void) {
   cr_assert_eq(uv_loop_init(&loop), 0);
   ps_metrics_reset();
   memset(&d, 0, sizeof d);
+  memset(&mem, 0, sizeof mem);
+  ps_buf_init(&mem.out);
+  ps_buf_init(&mem.held);
   uv_timer_init(&loop, &d.later_timer);
   uv_timer_init(&loop, &d.big_timer);
   wrap_proto = ps_h2_net_proto;
@@ -166,6 +190,8 @@ static void setup(void) {
   server.dispatch = dispatch;
   server.dispatch_arg = &d;
   server.max_msg = 1024;
+  server.on_idle = idle_cb;
+  server.idle_arg = &d;
   listener_done = false;
   cr_assert_eq(ps_net_listen(&loop, "127.0.0.1:0", &wrap_proto, &server, &listener), 0);
   port = ps_net_listener_port(listener);
@@ -179,6 +205,9 @@ static void teardown(void) {
   uv_run(&loop, UV_RUN_NOWAIT);
   cr_assert_eq(server.open_conns, 0);
   cr_assert_eq(server.open_streams, 0);
+  cr_assert_null(server.conns);
+  ps_buf_free(&mem.out);
+  ps_buf_free(&mem.held);
   cr_assert_eq(uv_loop_close(&loop), 0, "handles left open");
   ps_metrics_reset();
 }
@@ -206,6 +235,9 @@ static struct client {
   nghttp2_session *s;
   bool connected, closed, eof;
   int goaway_error; /* -1 until a GOAWAY arrives */
+  int ngoaway;      /* GOAWAYs the client session processed, with their fields in order */
+  int32_t goaway_last[4];
+  uint32_t goaway_code[4];
   struct stream st[MAX_STREAMS];
   int nst;
 } cl;
@@ -226,6 +258,10 @@ static void client_flush(void) {
     ssize_t n = nghttp2_session_mem_send(cl.s, &p);
     cr_assert_geq(n, 0);
     if (n == 0) break;
+    if (mem.conn != NULL) {
+      mem.feed_err = ps_h2_conn_feed(mem.conn, p, (size_t)n);
+      continue;
+    }
     uv_write_t *w = malloc(sizeof *w + (size_t)n);
     memcpy(w + 1, p, (size_t)n);
     uv_buf_t b = uv_buf_init((char *)(w + 1), (unsigned)n);
@@ -256,6 +292,10 @@ static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t
 
 static int c_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *u) {
   if (f->hd.type == NGHTTP2_GOAWAY && cl.goaway_error < 0) cl.goaway_error = (int)f->goaway.error_code;
+  if (f->hd.type == NGHTTP2_GOAWAY && cl.ngoaway < 4) {
+    cl.goaway_last[cl.ngoaway] = f->goaway.last_stream_id;
+    cl.goaway_code[cl.ngoaway++] = f->goaway.error_code;
+  }
   struct stream *st = find_stream(f->hd.stream_id);
   if (st == NULL) return 0;
   if (f->hd.type == NGHTTP2_HEADERS) {
@@ -308,7 +348,7 @@ static void c_connected(uv_connect_t *req, int status) {
 
 static bool is_connected(void) { return cl.connected; }
 
-static void client_start(uint32_t initial_window) {
+static void client_session_new(uint32_t initial_window) {
   memset(&cl, 0, sizeof cl);
   cl.goaway_error = -1;
   nghttp2_session_callbacks *cbs;
@@ -326,6 +366,10 @@ static void client_start(uint32_t initial_window) {
   nghttp2_session_callbacks_del(cbs);
   nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, initial_window}};
   nghttp2_submit_settings(cl.s, NGHTTP2_FLAG_NONE, iv, 1);
+}
+
+static void client_start(uint32_t initial_window) {
+  client_session_new(initial_window);
   struct sockaddr_in a;
   uv_ip4_addr("127.0.0.1", port, &a);
   uv_tcp_init(&loop, &cl.tcp);
@@ -864,6 +908,242 @@ Test(h2_conn, greeting_client_outlives_the_preface_timeout) {
       request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data, .body_len = body.len});
   wait_closed(again);
   cr_assert_eq(again->grpc_status, 0);
+  ps_buf_free(&body);
+  client_stop();
+}
+
+/* ---- graceful shutdown (RFC 9113 6.8) ---------------------------------------------------------- */
+
+#define LAST_STREAM_MAX ((int32_t)((1u << 31) - 1)) /* the shutdown notice's last-stream-id */
+
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Gives the server's bytes to the client session frame by frame (holding GOAWAYs back when asked),
+ * then sends the client's answers (SETTINGS and PING ACKs) straight to the server. */
+static void mem_to_client(void) {
+  size_t off = 0;
+  while (off < mem.out.len) {
+    const uint8_t *f = (const uint8_t *)mem.out.data + off;
+    cr_assert_geq(mem.out.len - off, 9, "truncated frame header");
+    size_t flen = (size_t)f[0] << 16 | (size_t)f[1] << 8 | f[2];
+    cr_assert_geq(mem.out.len - off, 9 + flen, "truncated frame");
+    if (f[3] == NGHTTP2_GOAWAY && mem.hold_goaway) {
+      cr_assert_geq(flen, 8);
+      cr_assert_lt(mem.nheld_goaway, 4);
+      mem.held_last[mem.nheld_goaway] = (int32_t)(be32(f + 9) & 0x7fffffffu);
+      mem.held_code[mem.nheld_goaway++] = be32(f + 13);
+      ps_buf_append(&mem.held, f, 9 + flen);
+    } else {
+      cr_assert_eq(nghttp2_session_mem_recv(cl.s, f, 9 + flen), (ssize_t)(9 + flen));
+    }
+    off += 9 + flen;
+  }
+  ps_buf_reset(&mem.out);
+  client_flush();
+}
+
+/* Until neither side has anything left to say (bounded: a handful of round trips at most). */
+static void mem_pump(void) {
+  for (int i = 0; i < 16 && mem.out.len > 0; i++) mem_to_client();
+  cr_assert_eq(mem.out.len, 0, "the two sessions kept talking");
+}
+
+/* The GOAWAYs held back arrive now. */
+static void mem_deliver_held(void) {
+  cr_assert_eq(nghttp2_session_mem_recv(cl.s, (const uint8_t *)mem.held.data, mem.held.len),
+               (ssize_t)mem.held.len);
+  ps_buf_reset(&mem.held);
+  client_flush();
+  mem_pump();
+}
+
+static void mem_start(void) {
+  client_session_new(65535);
+  mem.conn = ps_h2_conn_new_mem(&server, &mem.out);
+  cr_assert_not_null(mem.conn);
+  cl.connected = true;
+  client_flush(); /* the client preface and SETTINGS */
+  mem_pump();
+}
+
+static void mem_stop(void) {
+  if (mem.conn != NULL) ps_h2_conn_free(mem.conn);
+  mem.conn = NULL;
+  nghttp2_session_del(cl.s);
+  for (int i = 0; i < cl.nst; i++) ps_buf_free(&cl.st[i].data);
+  uv_run(&loop, UV_RUN_NOWAIT); /* call timers close asynchronously */
+}
+
+/* Sends "done" on a held call and finishes it OK, as a dispatcher whose slow work completed would. */
+static void finish_held(int i) {
+  cr_assert_not_null(d.held[i]);
+  cr_assert_eq(ps_call_send(d.held[i], (const uint8_t *)"done", 4), 0);
+  ps_call_finish(d.held[i], PS_GRPC_OK, NULL);
+  d.held[i] = NULL;
+}
+
+static void assert_done_ok(const struct stream *st) {
+  cr_assert(st->closed, "stream %d still open", st->id);
+  cr_assert_eq(st->grpc_status, PS_GRPC_OK, "stream %d: %d %s", st->id, st->grpc_status, st->grpc_message);
+  struct ps_buf want = framed("done", 4);
+  cr_assert_eq(st->data.len, want.len);
+  cr_assert_eq(memcmp(st->data.data, want.data, want.len), 0);
+  ps_buf_free(&want);
+}
+
+Test(h2_conn, drain_sends_notice_then_goaway_with_last_stream_and_lets_calls_finish) {
+  mem_start();
+  struct ps_buf body = framed("x", 1);
+  struct stream *held =
+      request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len});
+  struct stream *echo =
+      request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data, .body_len = body.len});
+  mem_pump();
+  cr_assert_eq(mem.feed_err, 0);
+  cr_assert(echo->closed);
+  cr_assert_eq(echo->grpc_status, PS_GRPC_OK);
+  cr_assert_eq(d.nheld, 1);
+  cr_assert_eq(held->id, 1);
+  cr_assert_eq(echo->id, 3);
+
+  ps_h2_server_drain(&server);
+  /* Step one only: the notice (last-stream-id 2^31-1, NO_ERROR). The final GOAWAY waits for the PING's
+   * round trip, or a request already on its way would be refused. */
+  cr_assert_gt(mem.out.len, 0, "no frames after ps_h2_server_drain");
+  mem_to_client();
+  cr_assert_eq(cl.ngoaway, 1, "%d GOAWAYs before the PING's ACK", cl.ngoaway);
+  cr_assert_eq(cl.goaway_last[0], LAST_STREAM_MAX);
+  cr_assert_eq(cl.goaway_code[0], NGHTTP2_NO_ERROR);
+  /* The client acknowledged the PING (nghttp2 does by itself): now the final GOAWAY names stream 3. */
+  mem_pump();
+  cr_assert_eq(cl.ngoaway, 2);
+  cr_assert_eq(cl.goaway_last[1], 3);
+  cr_assert_eq(cl.goaway_code[1], NGHTTP2_NO_ERROR);
+
+  /* The call dispatched before the drain is not cut: it finishes normally and its answer arrives. */
+  cr_assert_eq(mem.feed_err, 0);
+  cr_assert_not(held->closed);
+  finish_held(0);
+  mem_pump();
+  assert_done_ok(held);
+  cr_assert_eq(held->close_error, NGHTTP2_NO_ERROR);
+  cr_assert_eq(d.cancelled, 0);
+  /* Its last stream done after the final GOAWAY, the connection is finished (a socket closes now). */
+  cr_assert_eq(ps_h2_conn_feed(mem.conn, (const uint8_t *)"", 0), UV_EPIPE);
+  cr_assert_eq(d.idle, 0);
+  mem_stop();
+  cr_assert_eq(d.idle, 1, "on_idle after the last connection went");
+  ps_buf_free(&body);
+}
+
+Test(h2_conn, stream_opened_after_the_final_goaway_is_refused) {
+  mem_start();
+  struct ps_buf body = framed("x", 1);
+  struct stream *held =
+      request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len});
+  mem_pump();
+  cr_assert_eq(mem.feed_err, 0);
+  cr_assert_eq(d.dispatched, 1);
+  /* The GOAWAYs are in flight while the client opens another stream: the race RFC 9113 6.8 settles
+   * with the last-stream-id. */
+  mem.hold_goaway = true;
+  ps_h2_server_drain(&server);
+  mem_pump();
+  cr_assert_eq(mem.nheld_goaway, 2);
+  cr_assert_eq(mem.held_last[1], 1);
+  struct stream *late =
+      request(&(struct req){.path = "/test.Svc/Echo", .body = (uint8_t *)body.data, .body_len = body.len});
+  cr_assert_eq(late->id, 3);
+  mem_pump();
+  cr_assert_eq(mem.feed_err, 0, "the late stream must be ignored, not break the connection");
+  cr_assert_eq(d.dispatched, 1, "a stream above the final last-stream-id was dispatched");
+  cr_assert_eq(server.open_streams, 1);
+  cr_assert_not(late->closed);
+  /* The GOAWAY arrives: the client learns stream 3 was not processed (nghttp2 closes it as refused, so
+   * a gRPC client retries it on another connection). */
+  mem.hold_goaway = false;
+  mem_deliver_held();
+  cr_assert(late->closed);
+  cr_assert_eq(late->close_error, NGHTTP2_REFUSED_STREAM, "close error %u", late->close_error);
+  cr_assert_eq(late->http_status, 0, "a refused stream got response headers");
+  /* The accepted call still completes. */
+  finish_held(0);
+  mem_pump();
+  assert_done_ok(held);
+  cr_assert_eq(d.cancelled, 0);
+  mem_stop();
+  ps_buf_free(&body);
+}
+
+Test(h2_conn, connection_opened_during_a_drain_gets_goaway_at_once) {
+  ps_h2_server_drain(&server);
+  cr_assert_eq(d.idle, 0, "no connection was open: on_idle must not run");
+  mem.hold_goaway = true;
+  mem_start();
+  cr_assert_eq(mem.nheld_goaway, 1);
+  cr_assert_eq(mem.held_last[0], 0);
+  cr_assert_eq(mem.held_code[0], NGHTTP2_NO_ERROR);
+  cr_assert_eq(ps_h2_conn_feed(mem.conn, (const uint8_t *)"", 0), UV_EPIPE, "nothing to wait for: done");
+  cr_assert_eq(d.dispatched, 0);
+  mem_stop();
+}
+
+static bool two_goaways(void) { return cl.ngoaway >= 2; }
+static bool one_held(void) { return d.nheld == 1; }
+static bool first_goaway(void) { return cl.ngoaway >= 1; }
+
+Test(h2_conn, drain_over_a_socket_closes_once_the_last_call_ends) {
+  client_start(65535);
+  struct ps_buf body = framed("x", 1);
+  struct stream *held =
+      request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len});
+  cr_assert(run_until(one_held, 5000));
+  ps_net_listener_stop(listener);
+  ps_h2_server_drain(&server);
+  cr_assert(run_until(two_goaways, 5000), "%d GOAWAYs", cl.ngoaway);
+  cr_assert_eq(cl.goaway_last[0], LAST_STREAM_MAX);
+  cr_assert_eq(cl.goaway_last[1], 1);
+  cr_assert_eq(cl.goaway_code[1], NGHTTP2_NO_ERROR);
+  /* Stopped listener: the kernel refuses new connections. */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), -1, "connected to a stopped listener");
+  cr_assert_eq(errno, ECONNREFUSED, "%s", strerror(errno));
+  close(fd);
+  /* The open connection is untouched until its call ends; then it closes by itself. */
+  cr_assert_eq(server.open_conns, 1);
+  cr_assert_eq(d.nheld, 1);
+  finish_held(0);
+  cr_assert(run_until(no_conns, 5000), "the drained connection stayed open");
+  assert_done_ok(held);
+  cr_assert_eq(d.cancelled, 0);
+  cr_assert_eq(d.idle, 1);
+  ps_buf_free(&body);
+  client_stop();
+}
+
+Test(h2_conn, terminate_cuts_what_is_left_with_goaway_no_error) {
+  client_start(65535);
+  struct ps_buf body = framed("x", 1);
+  request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len});
+  request(&(struct req){.path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len});
+  /* A third call still uploading: open, not dispatched, and cut too. */
+  request(&(struct req){
+      .path = "/test.Svc/Hold", .body = (uint8_t *)body.data, .body_len = body.len, .hold_open = true});
+  cr_assert(run_until(two_held_three_open, 5000));
+  /* One of them finished before the deadline: not counted. */
+  finish_held(1);
+  cr_assert_eq(ps_h2_server_terminate(&server), 2);
+  cr_assert(run_until(first_goaway, 5000));
+  cr_assert_eq(cl.goaway_code[0], NGHTTP2_NO_ERROR);
+  cr_assert_eq(cl.goaway_last[0], 5);
+  cr_assert(run_until(no_conns, 5000));
+  cr_assert_eq(d.cancelled, 1, "the dispatched call left is cancelled");
+  cr_assert_eq(d.idle, 1);
+  assert_done_ok(&cl.st[1]);
   ps_buf_free(&body);
   client_stop();
 }
