@@ -117,6 +117,10 @@ static void declare_metrics(void) {
                      "Rolling mean absolute error of each model at the lookahead, in the query's unit.");
   ps_metrics_declare("prescale_target_quantile_margin", PS_METRIC_GAUGE,
                      "Margin added to the forecast: the `quantile` of the model's own errors (0 without).");
+  ps_metrics_declare(
+      "prescale_target_fallback", PS_METRIC_GAUGE,
+      "1 while the forecast falls back (e.g. history shorter than two periods: seasonal models "
+      "wait); the log line `forecast fallback` says why.");
   ps_metrics_declare("prescale_target_shadow", PS_METRIC_GAUGE,
                      "1 in shadow mode: KEDA gets the observed value, the forecast is only exported.");
   ps_metrics_declare("prescale_target_last_success_timestamp_seconds", PS_METRIC_GAUGE,
@@ -283,6 +287,7 @@ static const char *const target_series[] = {
     "prescale_target_period_seconds",
     "prescale_target_quantile_margin",
     "prescale_target_shadow",
+    "prescale_target_fallback",
 };
 
 /* The target's labels plus model="<m>", in the target's scratch buffer (valid until the next call). */
@@ -505,6 +510,7 @@ static void report_engine(struct ps_target *t, const struct ps_engine_result *re
   t->chosen = res->chosen;
   t->period_ms = res->period_ms;
   t->note = res->note;
+  ps_metrics_set("prescale_target_fallback", t->labels, res->note != NULL ? 1 : 0);
   ps_metrics_set("prescale_target_model_info", model_labels(t, res->chosen), 1);
   ps_metrics_set("prescale_target_period_seconds", t->labels, (double)res->period_ms / 1000.0);
   ps_metrics_set("prescale_target_quantile_margin", t->labels, res->margin);

@@ -123,6 +123,21 @@ Test(targets, seasonal_matches_known_series_with_headroom) {
   cr_assert_eq(ps_metrics_get("prescale_target_period_seconds", LABELS), 180);
   cr_assert_eq(ps_metrics_get("prescale_target_shadow", LABELS), 0);
   cr_assert_eq(ps_metrics_get("prescale_target_quantile_margin", LABELS), 0);
+  cr_assert_eq(ps_metrics_get("prescale_target_fallback", LABELS), 0, "a given period, history for 20 of it");
+}
+
+/* A series without a season under period auto: the non-seasonal models answer, and /metrics says the
+ * forecast falls back (the log line says why). */
+Test(targets, fallback_is_exported) {
+  struct ps_kv md[] = {{"query", "vector(7)"}, {"threshold", "10"}, {"step", "5s"}, {"history", "1h"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 4, &t), 0);
+  struct ps_target_reading rd;
+  char err[256];
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  cr_assert_float_eq(rd.value, 7, 1e-9);
+  cr_assert_eq(ps_metrics_get("prescale_target_period_seconds", LABELS), 0);
+  cr_assert_eq(ps_metrics_get("prescale_target_fallback", LABELS), 1);
 }
 
 /* Shadow mode: KEDA gets the observation itself (no forecast, no headroom), while /metrics carries the
