@@ -7,58 +7,14 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <uv.h>
 
+#include "flags.h"
+
 /* ---- helpers ------------------------------------------------------------------------------------- */
-
-#define QUOTE_MAX 64 /* bytes of a value echoed in an error; the rest is elided */
-
-/* Writes s as a double-quoted string safe for one log line: escapes quotes, backslashes and control
- * bytes, and elides the tail of long values so a 8 KiB query does not become an 8 KiB error. */
-static void quote(char *dst, size_t cap, const char *s) {
-  size_t n = 0;
-#define PUT(c)                                                                                               \
-  do {                                                                                                       \
-    if (n + 1 < cap) dst[n++] = (c);                                                                         \
-  } while (0)
-  PUT('"');
-  size_t i = 0;
-  for (; s[i] != '\0' && i < QUOTE_MAX; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\') {
-      PUT('\\');
-      PUT((char)c);
-    } else if (c < 0x20 || c == 0x7f) {
-      char hex[5];
-      snprintf(hex, sizeof hex, "\\x%02x", c);
-      for (int k = 0; k < 4; k++) PUT(hex[k]);
-    } else {
-      PUT((char)c);
-    }
-  }
-  if (s[i] != '\0') {
-    PUT('.');
-    PUT('.');
-    PUT('.');
-  }
-  PUT('"');
-#undef PUT
-  if (cap > 0) dst[n] = '\0';
-}
-
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err != NULL && errlen > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return UV_EINVAL;
-}
 
 /* strtod over the whole string, finite only ("nan", "inf", "", " 1", "1x" are not numbers). */
 static bool parse_number(const char *s, double *out) {
@@ -67,19 +23,6 @@ static bool parse_number(const char *s, double *out) {
   errno = 0;
   double v = strtod(s, &end);
   if (*end != '\0' || errno == ERANGE || !isfinite(v)) return false;
-  *out = v;
-  return true;
-}
-
-static bool parse_uint(const char *s, uint64_t max, uint64_t *out) {
-  if (s == NULL || *s < '0' || *s > '9') return false;
-  uint64_t v = 0;
-  for (; *s; s++) {
-    if (*s < '0' || *s > '9') return false;
-    unsigned d = (unsigned)(*s - '0');
-    if (v > (max - d) / 10) return false;
-    v = v * 10 + d;
-  }
   *out = v;
   return true;
 }
@@ -192,44 +135,110 @@ int ps_duration_format(int64_t ms, char *buf, size_t len) {
 
 /* ---- server options ------------------------------------------------------------------------------ */
 
-enum flag_kind { F_LISTEN, F_URL, F_DURATION, F_DURATION_OR_0, F_GRACE, F_SIZE, F_COUNT, F_LEVEL, F_FORMAT };
-
-static const struct flag {
-  const char *name; /* without the leading "--" */
-  const char *env;
-  enum flag_kind kind;
-  size_t off;
-  const char *arg;
-  const char *help;
-  const char *def;
-} flags[] = {
-    {"grpc-listen", "PRESCALE_GRPC_LISTEN", F_LISTEN, offsetof(struct ps_server_config, grpc_listen), "ADDR",
-     "gRPC (KEDA external scaler) listen address, host:port or [v6]:port", PS_DEFAULT_GRPC_LISTEN},
-    {"http-listen", "PRESCALE_HTTP_LISTEN", F_LISTEN, offsetof(struct ps_server_config, http_listen), "ADDR",
-     "HTTP listen address for /healthz, /readyz and /metrics", PS_DEFAULT_HTTP_LISTEN},
-    {"prometheus-url", "PRESCALE_PROMETHEUS_URL", F_URL, offsetof(struct ps_server_config, prometheus_url),
-     "URL", "Prometheus base URL for triggers without serverAddress", PS_DEFAULT_PROMETHEUS_URL},
-    {"first-load-timeout", "PRESCALE_FIRST_LOAD_TIMEOUT", F_DURATION,
-     offsetof(struct ps_server_config, first_load_timeout_ms), "DUR",
-     "how long the first RPC for a new target waits for its history", "5s"},
-    {"stale-after", "PRESCALE_STALE_AFTER", F_DURATION_OR_0,
-     offsetof(struct ps_server_config, stale_after_ms), "DUR",
-     "how long the last prediction is served once refreshes from Prometheus fail; 0 = 3 x the step", "0"},
-    {"target-idle", "PRESCALE_TARGET_IDLE", F_DURATION, offsetof(struct ps_server_config, target_idle_ms),
-     "DUR", "forget a target KEDA has not asked about for this long", "10m"},
-    {"grpc-max-msg", "PRESCALE_GRPC_MAX_MSG", F_SIZE, offsetof(struct ps_server_config, grpc_max_msg),
-     "BYTES", "largest gRPC request accepted, in bytes, KiB or MiB", "4MiB"},
-    {"max-targets", "PRESCALE_MAX_TARGETS", F_COUNT, offsetof(struct ps_server_config, max_targets), "N",
-     "most targets tracked at once; beyond it new ones get RESOURCE_EXHAUSTED", "10000"},
-    {"shutdown-grace", "PRESCALE_SHUTDOWN_GRACE", F_GRACE,
-     offsetof(struct ps_server_config, shutdown_grace_ms), "DUR",
-     "after SIGTERM, how long calls in flight may take to finish; 0 = end them at once", "5s"},
-    {"log-level", "PRESCALE_LOG_LEVEL", F_LEVEL, offsetof(struct ps_server_config, log_level), "LEVEL",
-     "debug, info, warn or error", "info"},
-    {"log-format", "PRESCALE_LOG_FORMAT", F_FORMAT, offsetof(struct ps_server_config, log_format), "FMT",
-     "text (logfmt) or json", "text"},
+/* The table behind the flags, the PRESCALE_* variables and --help (README, "Flags"). */
+static const struct ps_flag server_flags[] = {
+    {.name = "grpc-listen",
+     .env = "PRESCALE_GRPC_LISTEN",
+     .kind = PS_FLAG_LISTEN,
+     .offset = offsetof(struct ps_server_config, grpc_listen),
+     .arg = "ADDR",
+     .help = "gRPC (KEDA external scaler) listen address, host:port or [v6]:port",
+     .def = PS_DEFAULT_GRPC_LISTEN},
+    {.name = "http-listen",
+     .env = "PRESCALE_HTTP_LISTEN",
+     .kind = PS_FLAG_LISTEN,
+     .offset = offsetof(struct ps_server_config, http_listen),
+     .arg = "ADDR",
+     .help = "HTTP listen address for /healthz, /readyz and /metrics",
+     .def = PS_DEFAULT_HTTP_LISTEN},
+    {.name = "prometheus-url",
+     .env = "PRESCALE_PROMETHEUS_URL",
+     .kind = PS_FLAG_URL,
+     .offset = offsetof(struct ps_server_config, prometheus_url),
+     .arg = "URL",
+     .help = "Prometheus base URL for triggers without serverAddress",
+     .def = PS_DEFAULT_PROMETHEUS_URL},
+    {.name = "first-load-timeout",
+     .env = "PRESCALE_FIRST_LOAD_TIMEOUT",
+     .kind = PS_FLAG_DURATION,
+     .offset = offsetof(struct ps_server_config, first_load_timeout_ms),
+     .arg = "DUR",
+     .help = "how long the first RPC for a new target waits for its history",
+     .def = "5s",
+     .min = 1},
+    {.name = "stale-after",
+     .env = "PRESCALE_STALE_AFTER",
+     .kind = PS_FLAG_DURATION,
+     .offset = offsetof(struct ps_server_config, stale_after_ms),
+     .arg = "DUR",
+     .help = "how long the last prediction is served once refreshes from Prometheus fail; 0 = 3 x the step",
+     .def = "0"},
+    {.name = "target-idle",
+     .env = "PRESCALE_TARGET_IDLE",
+     .kind = PS_FLAG_DURATION,
+     .offset = offsetof(struct ps_server_config, target_idle_ms),
+     .arg = "DUR",
+     .help = "forget a target KEDA has not asked about for this long",
+     .def = "10m",
+     .min = 1},
+    {.name = "grpc-max-msg",
+     .env = "PRESCALE_GRPC_MAX_MSG",
+     .kind = PS_FLAG_SIZE,
+     .offset = offsetof(struct ps_server_config, grpc_max_msg),
+     .arg = "BYTES",
+     .help = "largest gRPC request accepted, in bytes, KiB or MiB",
+     .def = "4MiB",
+     .min = PS_MIN_GRPC_MAX_MSG,
+     .max = PS_MAX_GRPC_MAX_MSG},
+    {.name = "max-targets",
+     .env = "PRESCALE_MAX_TARGETS",
+     .kind = PS_FLAG_COUNT,
+     .offset = offsetof(struct ps_server_config, max_targets),
+     .arg = "N",
+     .help = "most targets tracked at once; beyond it new ones get RESOURCE_EXHAUSTED",
+     .def = "10000",
+     .min = 1,
+     .max = PS_MAX_MAX_TARGETS},
+    {.name = "shutdown-grace",
+     .env = "PRESCALE_SHUTDOWN_GRACE",
+     .kind = PS_FLAG_DURATION,
+     .offset = offsetof(struct ps_server_config, shutdown_grace_ms),
+     .arg = "DUR",
+     .help = "after SIGTERM, how long calls in flight may take to finish; 0 = end them at once",
+     .def = "5s",
+     .max = PS_MAX_SHUTDOWN_GRACE_MS,
+     .example = "e.g. 5s; 0 = no drain"},
+    {.name = "log-level",
+     .env = "PRESCALE_LOG_LEVEL",
+     .kind = PS_FLAG_LOG_LEVEL,
+     .offset = offsetof(struct ps_server_config, log_level),
+     .arg = "LEVEL",
+     .help = "debug, info, warn or error",
+     .def = "info"},
+    {.name = "log-format",
+     .env = "PRESCALE_LOG_FORMAT",
+     .kind = PS_FLAG_LOG_FORMAT,
+     .offset = offsetof(struct ps_server_config, log_format),
+     .arg = "FMT",
+     .help = "text (logfmt) or json",
+     .def = "text"},
 };
-#define NFLAGS (sizeof flags / sizeof flags[0])
+
+static const struct ps_flags_spec server_spec = {
+    .program = "prescale",
+    .version = PS_VERSION,
+    .about = "prescale is a KEDA external scaler that answers with the load it predicts `lookahead` ahead,\n"
+             "learned from each workload's history in Prometheus.\n",
+    .footer =
+        "\n"
+        "Subcommands (each has its own --help):\n"
+        "  prescale backtest TRACE.csv [flags]   replay a trace through the forecasts and an HPA model\n"
+        "  prescale probe --addr HOST:PORT ...   ask a running scaler what KEDA asks it\n",
+    /* main.c runs the subcommands before the server's flags are parsed, so a word here is a typo. */
+    .positional_note = "prescale has no subcommands yet",
+    .flags = server_flags,
+    .nflags = sizeof server_flags / sizeof server_flags[0],
+};
 
 void ps_server_config_defaults(struct ps_server_config *c) {
   c->grpc_listen = PS_DEFAULT_GRPC_LISTEN;
@@ -245,185 +254,11 @@ void ps_server_config_defaults(struct ps_server_config *c) {
   c->log_format = PS_LOG_TEXT;
 }
 
-void ps_server_config_usage(FILE *out) {
-  fprintf(out,
-          "Usage: prescale [flags]\n"
-          "\n"
-          "prescale is a KEDA external scaler that answers with the load it predicts `lookahead` ahead,\n"
-          "learned from each workload's history in Prometheus.\n"
-          "\n"
-          "Flags (each may also be set by the environment variable shown; a flag wins over its variable):\n");
-  for (size_t i = 0; i < NFLAGS; i++) {
-    char lhs[64];
-    snprintf(lhs, sizeof lhs, "--%s %s", flags[i].name, flags[i].arg);
-    fprintf(out, "  %-28s %s (default %s; $%s)\n", lhs, flags[i].help, flags[i].def, flags[i].env);
-  }
-  fprintf(out,
-          "  %-28s %s\n  %-28s %s\n"
-          "\n"
-          "Subcommands (each has its own --help):\n"
-          "  prescale backtest TRACE.csv [flags]   replay a trace through the forecasts and an HPA model\n"
-          "  prescale probe --addr HOST:PORT ...   ask a running scaler what KEDA asks it\n",
-          "-h, --help", "print this help and exit", "--version", "print the version and exit");
-}
-
-/* host:port or [v6]:port with a decimal port <= 65535 (0 asks for an ephemeral port, which tests use). */
-static bool valid_listen(const char *s) {
-  const char *colon;
-  if (*s == '[') {
-    const char *close = strchr(s, ']');
-    if (close == NULL || close == s + 1 || close[1] != ':') return false;
-    colon = close + 1;
-  } else {
-    colon = strrchr(s, ':');
-    if (colon == NULL || colon == s || memchr(s, ':', (size_t)(colon - s)) != NULL) return false;
-  }
-  uint64_t port;
-  return parse_uint(colon + 1, 65535, &port);
-}
-
-/* The checks shared by --prometheus-url and serverAddress; NULL when fine, else what is wrong. */
-static const char *url_problem(const char *s) {
-  if (strncasecmp(s, "https://", 8) == 0) return "uses https, which is not supported yet (use http://)";
-  if (strncmp(s, "http://", 7) != 0) return "is not an http:// URL";
-  const char *host = s + 7;
-  if (*host == '\0' || *host == '/' || *host == '?' || *host == '#') return "has no host";
-  for (const char *p = s; *p; p++) {
-    if (*p == '?' || *p == '#') return "must not have a query or fragment";
-    if ((unsigned char)*p <= ' ' || *p == 0x7f) return "must not contain spaces or control characters";
-  }
-  return NULL;
-}
-
-/* Sizes: plain bytes, or KiB/MiB (binary multiples, IEC 80000-13). */
-static bool parse_size(const char *s, uint64_t *out) {
-  size_t n = strlen(s);
-  uint64_t mult = 1;
-  if (n > 3 && strcmp(s + n - 3, "KiB") == 0)
-    mult = 1024;
-  else if (n > 3 && strcmp(s + n - 3, "MiB") == 0)
-    mult = 1024 * 1024;
-  char num[32];
-  size_t digits = mult == 1 ? n : n - 3;
-  if (digits == 0 || digits >= sizeof num) return false;
-  memcpy(num, s, digits);
-  num[digits] = '\0';
-  uint64_t v;
-  if (!parse_uint(num, UINT64_MAX / mult, &v)) return false;
-  *out = v * mult;
-  return true;
-}
-
-/* Applies one value; `who` is "--flag" or the variable's name, as the user wrote it. */
-static int apply_flag(struct ps_server_config *c, const struct flag *f, const char *who, const char *v,
-                      char *err, size_t errlen) {
-  char *base = (char *)c + f->off;
-  char q[QUOTE_MAX * 4 + 8];
-  quote(q, sizeof q, v);
-  int64_t ms;
-  uint64_t u;
-  switch (f->kind) {
-  case F_LISTEN:
-    if (!valid_listen(v))
-      return fail(err, errlen, "%s: %s is not host:port or [v6]:port (e.g. 0.0.0.0:6000)", who, q);
-    *(const char **)base = v;
-    return 0;
-  case F_URL: {
-    const char *why = url_problem(v);
-    if (why != NULL) return fail(err, errlen, "%s: %s %s", who, q, why);
-    *(const char **)base = v;
-    return 0;
-  }
-  case F_DURATION:
-  case F_DURATION_OR_0:
-    if (ps_duration_parse(v, &ms) != 0)
-      return fail(err, errlen, "%s: %s is not a duration (e.g. 30s, 5m, 1h30m)", who, q);
-    if (ms == 0 && f->kind == F_DURATION) return fail(err, errlen, "%s: %s must be more than 0", who, q);
-    *(uint64_t *)base = (uint64_t)ms;
-    return 0;
-  case F_GRACE:
-    if (ps_duration_parse(v, &ms) != 0 || ms > PS_MAX_SHUTDOWN_GRACE_MS) {
-      char max[32];
-      ps_duration_format(PS_MAX_SHUTDOWN_GRACE_MS, max, sizeof max);
-      return fail(err, errlen, "%s: %s is not a duration from 0 to %s (e.g. 5s; 0 = no drain)", who, q, max);
-    }
-    *(uint64_t *)base = (uint64_t)ms;
-    return 0;
-  case F_SIZE:
-    if (!parse_size(v, &u) || u < PS_MIN_GRPC_MAX_MSG || u > PS_MAX_GRPC_MAX_MSG)
-      return fail(err, errlen, "%s: %s is not a size from 1KiB to 1024MiB (e.g. 4MiB, 65536)", who, q);
-    *(size_t *)base = (size_t)u;
-    return 0;
-  case F_COUNT:
-    if (!parse_uint(v, PS_MAX_MAX_TARGETS, &u) || u == 0)
-      return fail(err, errlen, "%s: %s is not a whole number from 1 to %d", who, q, PS_MAX_MAX_TARGETS);
-    *(size_t *)base = (size_t)u;
-    return 0;
-  case F_LEVEL:
-    if (ps_log_level_parse(v, (enum ps_log_level *)base) != 0)
-      return fail(err, errlen, "%s: %s is not a log level (debug, info, warn or error)", who, q);
-    return 0;
-  case F_FORMAT:
-    if (ps_log_format_parse(v, (enum ps_log_format *)base) != 0)
-      return fail(err, errlen, "%s: %s is not a log format (text or json)", who, q);
-    return 0;
-  }
-  return UV_EINVAL;
-}
+void ps_server_config_usage(FILE *out) { ps_flags_usage(&server_spec, out); }
 
 int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FILE *out, char *err,
                            size_t errlen) {
-  if (err != NULL && errlen > 0) err[0] = '\0';
-  /* The environment first, so flags override it. An empty variable counts as unset: manifests often
-   * template `value: ""` for options they leave alone. */
-  for (size_t i = 0; i < NFLAGS; i++) {
-    const char *v = getenv(flags[i].env);
-    if (v == NULL || *v == '\0') continue;
-    int r = apply_flag(c, &flags[i], flags[i].env, v, err, errlen);
-    if (r != 0) return r;
-  }
-
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      ps_server_config_usage(out);
-      return 1;
-    }
-    if (strcmp(a, "--version") == 0) {
-      fprintf(out, "prescale %s\n", PS_VERSION);
-      return 2;
-    }
-    char q[QUOTE_MAX * 4 + 8];
-    quote(q, sizeof q, a);
-    if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
-      if (a[0] == '-') return fail(err, errlen, "unknown flag %s (see --help)", q);
-      return fail(err, errlen, "unexpected argument %s: prescale has no subcommands yet (see --help)", q);
-    }
-    const char *name = a + 2, *eq = strchr(name, '=');
-    size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
-    const struct flag *f = NULL;
-    for (size_t k = 0; k < NFLAGS; k++) {
-      if (strlen(flags[k].name) == nlen && strncmp(flags[k].name, name, nlen) == 0) f = &flags[k];
-    }
-    if (f == NULL) {
-      char fq[QUOTE_MAX * 4 + 8], fname[QUOTE_MAX + 3];
-      snprintf(fname, sizeof fname, "--%.*s", (int)(nlen < QUOTE_MAX ? nlen : QUOTE_MAX), name);
-      quote(fq, sizeof fq, fname);
-      return fail(err, errlen, "unknown flag %s (see --help)", fq);
-    }
-    char who[40];
-    snprintf(who, sizeof who, "--%s", f->name);
-    const char *v;
-    if (eq != NULL) {
-      v = eq + 1;
-    } else {
-      if (i + 1 >= argc) return fail(err, errlen, "%s: missing value (e.g. %s %s)", who, who, f->def);
-      v = argv[++i];
-    }
-    int r = apply_flag(c, f, who, v, err, errlen);
-    if (r != 0) return r;
-  }
-  return 0;
+  return ps_flags_parse(&server_spec, c, argc, argv, out, err, errlen);
 }
 
 /* ---- trigger metadata ---------------------------------------------------------------------------- */
@@ -501,46 +336,46 @@ static bool round_up(int64_t ms, int64_t step, int64_t *out) {
 /* Parses the key's duration; on error writes `key: "v" is not a duration <what>`. */
 static int get_duration(int k, const char *v, const char *what, int64_t *out, char *err, size_t errlen) {
   if (ps_duration_parse(v, out) != 0) {
-    char q[QUOTE_MAX * 4 + 8];
-    quote(q, sizeof q, v);
-    return fail(err, errlen, "%s: %s is not a duration %s", key_names[k], q, what);
+    char q[PS_FLAGS_QUOTED_MAX];
+    ps_flags_quote(q, sizeof q, v);
+    return ps_flags_fail(err, errlen, "%s: %s is not a duration %s", key_names[k], q, what);
   }
   return 0;
 }
 
 static int parse_target(struct ps_target_config *c, const char *const val[NKEYS], const char *default_server,
                         char *err, size_t errlen) {
-  char q[QUOTE_MAX * 4 + 8], d1[32], d2[32];
+  char q[PS_FLAGS_QUOTED_MAX], d1[32], d2[32];
   int r;
 
   /* serverAddress, from the trigger or the server's --prometheus-url. */
   const char *server = val[K_SERVER] != NULL ? val[K_SERVER] : default_server;
   if (server == NULL) server = PS_DEFAULT_PROMETHEUS_URL;
-  const char *why = url_problem(server);
+  const char *why = ps_flags_url_problem(server);
   if (why != NULL) {
-    quote(q, sizeof q, server);
-    return fail(err, errlen, "%s: %s %s", val[K_SERVER] != NULL ? "serverAddress" : "--prometheus-url", q,
-                why);
+    ps_flags_quote(q, sizeof q, server);
+    return ps_flags_fail(err, errlen, "%s: %s %s",
+                         val[K_SERVER] != NULL ? "serverAddress" : "--prometheus-url", q, why);
   }
   size_t slen = strlen(server);
   while (slen > 7 && server[slen - 1] == '/') slen--; /* "http://h/" and "http://h" are one server */
   if ((c->server_address = strndup(server, slen)) == NULL) return UV_ENOMEM;
 
-  if (val[K_QUERY] == NULL) return fail(err, errlen, "query: is required (a PromQL expression)");
-  if (is_blank(val[K_QUERY])) return fail(err, errlen, "query: must not be empty");
+  if (val[K_QUERY] == NULL) return ps_flags_fail(err, errlen, "query: is required (a PromQL expression)");
+  if (is_blank(val[K_QUERY])) return ps_flags_fail(err, errlen, "query: must not be empty");
   if ((c->query = strdup(val[K_QUERY])) == NULL) return UV_ENOMEM;
 
-  if (val[K_THRESHOLD] == NULL) return fail(err, errlen, "threshold: is required (a number > 0)");
+  if (val[K_THRESHOLD] == NULL) return ps_flags_fail(err, errlen, "threshold: is required (a number > 0)");
   if (!parse_number(val[K_THRESHOLD], &c->threshold) || !(c->threshold > 0)) {
-    quote(q, sizeof q, val[K_THRESHOLD]);
-    return fail(err, errlen, "threshold: %s is not a number > 0", q);
+    ps_flags_quote(q, sizeof q, val[K_THRESHOLD]);
+    return ps_flags_fail(err, errlen, "threshold: %s is not a number > 0", q);
   }
 
   c->activation_threshold = 0;
   if (val[K_ACTIVATION] != NULL &&
       (!parse_number(val[K_ACTIVATION], &c->activation_threshold) || !(c->activation_threshold >= 0))) {
-    quote(q, sizeof q, val[K_ACTIVATION]);
-    return fail(err, errlen, "activationThreshold: %s is not a number >= 0", q);
+    ps_flags_quote(q, sizeof q, val[K_ACTIVATION]);
+    return ps_flags_fail(err, errlen, "activationThreshold: %s is not a number >= 0", q);
   }
 
   c->step_ms = PS_DEFAULT_STEP_MS;
@@ -548,8 +383,8 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
     if ((r = get_duration(K_STEP, val[K_STEP], "from 1s to 1d (e.g. 15s, 1m)", &c->step_ms, err, errlen)))
       return r;
     if (c->step_ms < PS_MIN_STEP_MS || c->step_ms > PS_MAX_STEP_MS) {
-      quote(q, sizeof q, val[K_STEP]);
-      return fail(err, errlen, "step: %s is not a duration from 1s to 1d (e.g. 15s, 1m)", q);
+      ps_flags_quote(q, sizeof q, val[K_STEP]);
+      return ps_flags_fail(err, errlen, "step: %s is not a duration from 1s to 1d (e.g. 15s, 1m)", q);
     }
   }
   const int64_t step = c->step_ms;
@@ -560,15 +395,16 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
     const char *what = "from 0s to 1d (e.g. 30s, 5m)";
     if ((r = get_duration(K_LOOKAHEAD, val[K_LOOKAHEAD], what, &c->lookahead_ms, err, errlen))) return r;
     if (c->lookahead_ms > PS_MAX_LOOKAHEAD_MS) {
-      quote(q, sizeof q, val[K_LOOKAHEAD]);
-      return fail(err, errlen, "lookahead: %s is not a duration %s", q, what);
+      ps_flags_quote(q, sizeof q, val[K_LOOKAHEAD]);
+      return ps_flags_fail(err, errlen, "lookahead: %s is not a duration %s", q, what);
     }
   }
 
   c->model = PS_MODEL_AUTO;
   if (val[K_MODEL] != NULL && ps_model_parse(val[K_MODEL], &c->model) != 0) {
-    quote(q, sizeof q, val[K_MODEL]);
-    return fail(err, errlen, "model: %s is not a model (auto, holtwinters, seasonal, linear or last)", q);
+    ps_flags_quote(q, sizeof q, val[K_MODEL]);
+    return ps_flags_fail(err, errlen,
+                         "model: %s is not a model (auto, holtwinters, seasonal, linear or last)", q);
   }
   /* last and linear forecast without a season: a period given anyway is checked, then unused. */
   const bool seasonless = c->model == PS_MODEL_LAST || c->model == PS_MODEL_LINEAR;
@@ -579,11 +415,12 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
     int64_t period;
     if ((r = get_duration(K_PERIOD, val[K_PERIOD], "or auto (e.g. 1d, 1h, 7d)", &period, err, errlen)))
       return r;
-    quote(q, sizeof q, val[K_PERIOD]);
+    ps_flags_quote(q, sizeof q, val[K_PERIOD]);
     if (!seasonless) {
       if (period / 2 < step)
-        return fail(err, errlen, "period: %s must be at least 2 steps (step is %s)", q, d1);
-      if (period % step != 0) return fail(err, errlen, "period: %s is not a multiple of step (%s)", q, d1);
+        return ps_flags_fail(err, errlen, "period: %s must be at least 2 steps (step is %s)", q, d1);
+      if (period % step != 0)
+        return ps_flags_fail(err, errlen, "period: %s is not a multiple of step (%s)", q, d1);
       c->period_ms = period;
       period_auto = false;
     }
@@ -595,18 +432,19 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
   if (val[K_HISTORY] != NULL) {
     int64_t hist;
     if ((r = get_duration(K_HISTORY, val[K_HISTORY], "(e.g. 3d, 12h)", &hist, err, errlen))) return r;
-    quote(q, sizeof q, val[K_HISTORY]);
-    if (hist <= 0) return fail(err, errlen, "history: %s must be more than 0", q);
+    ps_flags_quote(q, sizeof q, val[K_HISTORY]);
+    if (hist <= 0) return ps_flags_fail(err, errlen, "history: %s must be more than 0", q);
     if (!round_up(hist, step, &c->history_ms) || c->history_ms > max_history) {
       ps_duration_format(max_history, d2, sizeof d2);
-      return fail(err, errlen,
-                  "history: %s is more than %d points at step %s; the maximum is %s (raise step or shorten "
-                  "history)",
-                  q, PS_MAX_HISTORY_POINTS, d1, d2);
+      return ps_flags_fail(
+          err, errlen,
+          "history: %s is more than %d points at step %s; the maximum is %s (raise step or shorten "
+          "history)",
+          q, PS_MAX_HISTORY_POINTS, d1, d2);
     }
     if (c->history_ms < c->period_ms) {
       ps_duration_format(c->period_ms, d2, sizeof d2);
-      return fail(err, errlen, "history: %s is shorter than period (%s)", q, d2);
+      return ps_flags_fail(err, errlen, "history: %s is shorter than period (%s)", q, d2);
     }
   } else if (period_auto && !seasonless) {
     /* Detection: as much as PS_AUTO_PERIOD_HISTORY_MS when the step allows it, at least 1h. */
@@ -620,11 +458,11 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
     if (c->period_ms > INT64_MAX / 3) hist = max_history;
     if (!round_up(hist, step, &hist) || hist > max_history) hist = max_history;
     if (hist < c->period_ms) {
-      quote(q, sizeof q, val[K_PERIOD]);
+      ps_flags_quote(q, sizeof q, val[K_PERIOD]);
       ps_duration_format(max_history, d2, sizeof d2);
-      return fail(err, errlen,
-                  "period: %s needs more than %d points of history at step %s (at most %s); raise step", q,
-                  PS_MAX_HISTORY_POINTS, d1, d2);
+      return ps_flags_fail(
+          err, errlen, "period: %s needs more than %d points of history at step %s (at most %s); raise step",
+          q, PS_MAX_HISTORY_POINTS, d1, d2);
     }
     c->history_ms = hist;
   }
@@ -633,8 +471,9 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
   if (val[K_QUANTILE] != NULL &&
       (!parse_number(val[K_QUANTILE], &c->quantile) ||
        !(c->quantile == 0 || (c->quantile >= PS_MIN_QUANTILE && c->quantile < 1)))) {
-    quote(q, sizeof q, val[K_QUANTILE]);
-    return fail(err, errlen, "quantile: %s is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)", q);
+    ps_flags_quote(q, sizeof q, val[K_QUANTILE]);
+    return ps_flags_fail(err, errlen,
+                         "quantile: %s is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)", q);
   }
   if (c->quantile == 0) c->quantile = 0; /* -0 reads as none too */
 
@@ -643,28 +482,28 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
     if (strcmp(val[K_MODE], "shadow") == 0) {
       c->shadow = true;
     } else if (strcmp(val[K_MODE], "normal") != 0) {
-      quote(q, sizeof q, val[K_MODE]);
-      return fail(err, errlen, "mode: %s is not a mode (normal or shadow)", q);
+      ps_flags_quote(q, sizeof q, val[K_MODE]);
+      return ps_flags_fail(err, errlen, "mode: %s is not a mode (normal or shadow)", q);
     }
   }
 
   c->headroom = 0;
   if (val[K_HEADROOM] != NULL && (!parse_number(val[K_HEADROOM], &c->headroom) || !(c->headroom >= 0))) {
-    quote(q, sizeof q, val[K_HEADROOM]);
-    return fail(err, errlen, "headroom: %s is not a number >= 0 (e.g. 0.2 for +20%%)", q);
+    ps_flags_quote(q, sizeof q, val[K_HEADROOM]);
+    return ps_flags_fail(err, errlen, "headroom: %s is not a number >= 0 (e.g. 0.2 for +20%%)", q);
   }
 
   c->ignore_null_values = true;
   if (val[K_IGNORE_NULL] != NULL && !parse_bool(val[K_IGNORE_NULL], &c->ignore_null_values)) {
-    quote(q, sizeof q, val[K_IGNORE_NULL]);
-    return fail(err, errlen, "ignoreNullValues: %s is not a boolean (true or false)", q);
+    ps_flags_quote(q, sizeof q, val[K_IGNORE_NULL]);
+    return ps_flags_fail(err, errlen, "ignoreNullValues: %s is not a boolean (true or false)", q);
   }
 
   const char *mname = val[K_METRIC_NAME] != NULL ? val[K_METRIC_NAME] : PS_DEFAULT_METRIC_NAME;
   if (!valid_metric_name(mname)) {
-    quote(q, sizeof q, mname);
-    return fail(err, errlen, "metricName: %s must be 1 to %d letters, digits, '_', '.', ':' or '-'", q,
-                PS_MAX_METRIC_NAME);
+    ps_flags_quote(q, sizeof q, mname);
+    return ps_flags_fail(err, errlen, "metricName: %s must be 1 to %d letters, digits, '_', '.', ':' or '-'",
+                         q, PS_MAX_METRIC_NAME);
   }
   if ((c->metric_name = strdup(mname)) == NULL) return UV_ENOMEM;
 
@@ -673,8 +512,8 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
     const char *what = "from 100ms to 1m (e.g. 3s)";
     if ((r = get_duration(K_TIMEOUT, val[K_TIMEOUT], what, &c->timeout_ms, err, errlen))) return r;
     if (c->timeout_ms < PS_MIN_TIMEOUT_MS || c->timeout_ms > PS_MAX_TIMEOUT_MS) {
-      quote(q, sizeof q, val[K_TIMEOUT]);
-      return fail(err, errlen, "timeout: %s is not a duration %s", q, what);
+      ps_flags_quote(q, sizeof q, val[K_TIMEOUT]);
+      return ps_flags_fail(err, errlen, "timeout: %s is not a duration %s", q, what);
     }
   }
   return 0;
@@ -685,19 +524,19 @@ int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md,
   memset(out, 0, sizeof *out);
   if (err != NULL && errlen > 0) err[0] = '\0';
   const char *val[NKEYS] = {0};
-  char q[QUOTE_MAX * 4 + 8];
+  char q[PS_FLAGS_QUOTED_MAX];
 
   /* KEDA sends a map, so a key appears once; should a caller repeat one, the last wins. */
   for (size_t i = 0; i < n; i++) {
     const char *k = md[i].key, *v = md[i].value != NULL ? md[i].value : "";
-    if (k == NULL) return fail(err, errlen, "metadata: a key is missing");
+    if (k == NULL) return ps_flags_fail(err, errlen, "metadata: a key is missing");
     int id = -1;
     for (int j = 0; j < NKEYS; j++)
       if (strcmp(k, key_names[j]) == 0) id = j;
     size_t vlen = strlen(v);
     if (id >= 0 && vlen > PS_MAX_METADATA_VALUE)
-      return fail(err, errlen, "%s: the value is %zu bytes; the maximum is %d", key_names[id], vlen,
-                  PS_MAX_METADATA_VALUE);
+      return ps_flags_fail(err, errlen, "%s: the value is %zu bytes; the maximum is %d", key_names[id], vlen,
+                           PS_MAX_METADATA_VALUE);
     if (id >= 0) {
       val[id] = v;
       continue;
@@ -706,12 +545,13 @@ int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md,
     for (size_t j = 0; j < sizeof keda_keys / sizeof keda_keys[0]; j++)
       if (strcmp(k, keda_keys[j]) == 0) keda = true;
     if (keda) continue;
-    quote(q, sizeof q, k);
-    return fail(err, errlen,
-                "unknown metadata key %s (known: serverAddress, query, threshold, activationThreshold, "
-                "lookahead, step, model, period, history, headroom, quantile, mode, ignoreNullValues, "
-                "metricName, timeout)",
-                q);
+    ps_flags_quote(q, sizeof q, k);
+    return ps_flags_fail(
+        err, errlen,
+        "unknown metadata key %s (known: serverAddress, query, threshold, activationThreshold, "
+        "lookahead, step, model, period, history, headroom, quantile, mode, ignoreNullValues, "
+        "metricName, timeout)",
+        q);
   }
 
   int r = parse_target(out, val, default_server, err, errlen);

@@ -320,7 +320,7 @@ class TestLifecycle(unittest.TestCase):
                              (["--service-time=-1s"], '--service-time: "-1s"'),
                              (["--listen", "nowhere"], '--listen: "nowhere"'),
                              (["--log-level", "loud"], '--log-level: "loud"'),
-                             (["--bogus"], "unknown flag --bogus")):
+                             (["--bogus"], 'unknown flag "--bogus"')):
             r = subprocess.run([demo_bin(), *args], capture_output=True, text=True, timeout=10)
             self.assertEqual(r.returncode, 2, args)
             self.assertIn(needle, r.stderr)

@@ -3,6 +3,7 @@
  * compiled into this suite directly. */
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
@@ -62,10 +63,16 @@ Test(demo_flags, errors_name_flag_and_value) {
       {{"x", "--service-time", "-1"}, 3, "--service-time: \"-1\""},
       {{"x", "--listen", "example.com:80"}, 3, "--listen: \"example.com:80\""},
       {{"x", "--log-level", "loud"}, 3, "--log-level: \"loud\""},
-      {{"x", "--bogus=1"}, 2, "unknown flag --bogus"},
-      {{"x", "--bogus"}, 2, "unknown flag --bogus"},
-      {{"x", "--listen"}, 2, "--listen needs a value"},
-      {{"x", "stray"}, 2, "unexpected argument \"stray\""},
+      {{"x", "--bogus=1"}, 2, "unknown flag \"--bogus\" (see --help)"},
+      {{"x", "--bogus"}, 2, "unknown flag \"--bogus\" (see --help)"},
+      {{"x", "--listen"}, 2, "--listen: missing value (e.g. --listen 0.0.0.0:8080)"},
+      {{"x", "stray"}, 2, "unexpected argument \"stray\" (see --help)"},
+      /* The same parser as prescale's (flags.c), so the same words. */
+      {{"x", "-v"}, 2, "unknown flag \"-v\" (see --help)"},
+      {{"x", "--log-level", "loud"},
+       3,
+       "--log-level: \"loud\" is not a log level (debug, info, warn or error)"},
+      {{"x", "--log-format=xml"}, 2, "--log-format: \"xml\" is not a log format (text or json)"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     struct ps_demo_flags f;
@@ -82,6 +89,26 @@ Test(demo_flags, help_and_version) {
   char *version[] = {"x", "--version"};
   cr_assert_eq(parse(&f, err, sizeof err, 2, help), 1);
   cr_assert_eq(parse(&f, err, sizeof err, 2, version), 2);
+  /* The usage comes from flags.c's printer: one line per flag with its default, no variables. */
+  char *out;
+  size_t len;
+  FILE *m = open_memstream(&out, &len);
+  ps_demo_flags_usage(m);
+  fclose(m);
+  static const char *const lines[] = {
+      "Usage: prescale-demo-app [flags]\n",
+      "\nFlags:\n",
+      "\n  --listen HOST:PORT           listen address, host:port or [v6]:port (default 0.0.0.0:8080)\n",
+      "\n  --service-time DUR           time each request takes, e.g. 20ms, 0.5s; at most 1m (default 20ms)",
+      "\n  --log-level LEVEL            debug, info, warn or error (default info)\n",
+      "\n  --log-format FMT             text (logfmt) or json (default text)\n",
+      "\n  -h, --help                   print this help and exit\n",
+      "\n  --version                    print the version and exit\n",
+      "\nMetrics: http_requests_total{code} (counter), http_requests_in_flight (gauge).\n"};
+  for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+    cr_assert_not_null(strstr(out, lines[i]), "missing %s in:\n%s", lines[i], out);
+  cr_assert_null(strstr(out, "$"), "%s", out);
+  free(out);
 }
 
 /* ------------------------------------------------------------------------------------------------ */
