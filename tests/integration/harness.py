@@ -567,10 +567,10 @@ TEST_METADATA = {"query": QUERY, "threshold": "10", "step": "5s", "period": "3m"
 # ---- the module fixture of the end-to-end suites ----------------------------------------------------
 
 
-def start_module_env(*prescale_args):
-    """Prometheus with backfilled history that matches the model exactly, then prescale with extra flags.
-    Skips the module when the binary is missing; closes what it started if a step fails.
-    Returns (env, pb2, pb2_grpc)."""
+def start_module_env(*prescale_args, prescale=True):
+    """Prometheus with backfilled history that matches the model exactly, then (unless prescale=False:
+    the module starts its own) prescale with extra flags. Skips the module when the binary is missing;
+    closes what it started if a step fails. Returns (env, pb2, pb2_grpc)."""
     if not os.access(prescale_bin(), os.X_OK):
         raise unittest.SkipTest(f"prescale binary not built: {prescale_bin()} (build it or set PRESCALE_BIN)")
     pb2, pb2_grpc = grpc_modules()
@@ -580,7 +580,8 @@ def start_module_env(*prescale_args):
         bad = env.check_series()
         if bad:
             raise RuntimeError("precondition: Prometheus data differs from the model: " + "; ".join(bad[:5]))
-        env.start_prescale(*prescale_args)
+        if prescale:
+            env.start_prescale(*prescale_args)
     except BaseException:
         env.close()
         raise

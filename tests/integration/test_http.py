@@ -21,23 +21,11 @@ PB2 = PB2_GRPC = None
 
 def setUpModule():  # noqa: N802
     global ENV, PB2, PB2_GRPC
-    if not os.access(h.prescale_bin(), os.X_OK):
-        raise unittest.SkipTest(f"prescale binary not built: {h.prescale_bin()} (build it or set PRESCALE_BIN)")
-    PB2, PB2_GRPC = h.grpc_modules()
-    ENV = h.Env()
-    try:
-        ENV.start_prometheus_with_history()
-        ENV.start_prescale()
-    except BaseException:
-        ENV.close()
-        raise
+    ENV, PB2, PB2_GRPC = h.start_module_env()
 
 
 def tearDownModule():  # noqa: N802
-    if ENV is not None:
-        problems = ENV.close()
-        if problems:
-            raise AssertionError("prescale at shutdown: " + "; ".join(problems))
+    h.stop_module_env(ENV)
 
 
 class TestHttp(unittest.TestCase):

@@ -12,7 +12,6 @@ then what the real Prometheus answers. Each test runs its own prescale process, 
 Run: /usr/bin/python3 -m unittest -v tests/integration/test_shutdown.py   (PRESCALE_BIN overrides the binary)
 """
 
-import contextlib
 import os
 import re
 import signal
@@ -39,15 +38,7 @@ EXIT_MARGIN = 4.0  # seconds allowed beyond the grace for the final close and th
 
 def setUpModule():  # noqa: N802 - unittest's naming
     global ENV, PB2, PB2_GRPC
-    if not os.access(h.prescale_bin(), os.X_OK):
-        raise unittest.SkipTest(f"prescale binary not built: {h.prescale_bin()} (build it or set PRESCALE_BIN)")
-    PB2, PB2_GRPC = h.grpc_modules()
-    ENV = h.Env()
-    try:
-        ENV.start_prometheus_with_history()
-    except BaseException:
-        ENV.close()
-        raise
+    ENV, PB2, PB2_GRPC = h.start_module_env(prescale=False)  # each test starts its own prescale
 
 
 def tearDownModule():  # noqa: N802
