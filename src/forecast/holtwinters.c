@@ -153,17 +153,8 @@ static void init_season(float *season, const float *x, size_t n, int64_t t0, siz
   for (size_t j = 0; j < p; j++) season[j] = 0;
   if (sum == NULL || cnt == NULL || np == 0) goto out;
   for (size_t q = 0; q < np; q++) {
-    double ms = 0;
-    size_t mc = 0;
-    for (size_t j = 0; j < p; j++) {
-      float v = x[q * p + j];
-      if (v == v) {
-        ms += v;
-        mc++;
-      }
-    }
-    if (mc == 0) continue;
-    ms /= (double)mc;
+    double ms = period_mean(x, q, p);
+    if (!(ms == ms)) continue;
     for (size_t j = 0; j < p; j++) {
       float v = x[q * p + j];
       if (v == v) {
