@@ -115,12 +115,9 @@ static void scale_up(struct ps_hpa *h, int64_t n) {
   }
   size_t tail = (h->pending_head + h->pending_len + h->pending_cap - 1) % h->pending_cap;
   int64_t at = h->now_ms + h->startup_ms;
-  if (h->pending_len > 0 && h->pending[tail].ready_ms == at) {
-    h->pending[tail].pods += n;
-    return;
-  }
-  if (h->pending_len ==
-      h->pending_cap) { /* only with syncs closer than PS_HPA_SYNC_MS: merge into the newest */
+  /* Same ready time as the newest decision, or no room left (only with syncs closer than PS_HPA_SYNC_MS):
+   * merge into the newest. */
+  if (h->pending_len > 0 && (h->pending[tail].ready_ms == at || h->pending_len == h->pending_cap)) {
     h->pending[tail].pods += n;
     return;
   }
