@@ -6,12 +6,17 @@
 
 #define STEP 60000
 
-static struct ps_engine *mk(enum ps_model m, int64_t period, int64_t look, size_t cap) {
+/* An engine at STEP with the quantile q (0: none). */
+static struct ps_engine *mk_q(enum ps_model m, int64_t period, int64_t look, size_t cap, double q) {
   struct ps_engine_config c = {
-      .model = m, .step_ms = STEP, .period_ms = period, .lookahead_ms = look, .capacity = cap};
+      .model = m, .step_ms = STEP, .period_ms = period, .lookahead_ms = look, .capacity = cap, .quantile = q};
   struct ps_engine *e;
   cr_assert_eq(ps_engine_new(&c, &e), 0);
   return e;
+}
+
+static struct ps_engine *mk(enum ps_model m, int64_t period, int64_t look, size_t cap) {
+  return mk_q(m, period, look, cap, 0);
 }
 
 Test(engine, last_and_seasonal) {
@@ -105,14 +110,8 @@ Test(engine, level_shift_followed) {
  * phase (the seasonal models' memory), stay near the load: one outlier must not be learned as a daily
  * trough (seasonal naive alone would forecast 3 there). */
 Test(engine, a_one_step_dip_is_an_outlier) {
-  struct ps_engine_config c = {.model = PS_MODEL_AUTO,
-                               .step_ms = STEP,
-                               .period_ms = 120 * STEP,
-                               .lookahead_ms = STEP, /* one step: a window maximum would hide the dip */
-                               .capacity = 2000,
-                               .quantile = 0.9};
-  struct ps_engine *e;
-  cr_assert_eq(ps_engine_new(&c, &e), 0);
+  /* A one-step lookahead: a window maximum would hide the dip. */
+  struct ps_engine *e = mk_q(PS_MODEL_AUTO, 120 * STEP, STEP, 2000, 0.9);
   rng = 51;
   enum { DIP = 1500, N = DIP + 130 };
   double worst_after = INFINITY, worst_next_period = INFINITY;
@@ -132,10 +131,7 @@ Test(engine, a_one_step_dip_is_an_outlier) {
 
 /* The q = 0.9 margin covers about 90% of the next windows' maxima (held back: scored before learned). */
 Test(engine, quantile_covers) {
-  struct ps_engine_config c = {
-      .model = PS_MODEL_AUTO, .step_ms = STEP, .lookahead_ms = 2 * STEP, .capacity = 2000, .quantile = 0.9};
-  struct ps_engine *e;
-  cr_assert_eq(ps_engine_new(&c, &e), 0);
+  struct ps_engine *e = mk_q(PS_MODEL_AUTO, 0, 2 * STEP, 2000, 0.9);
   rng = 12;
   enum { N = 4000 };
   static double x[N + 2];
@@ -159,10 +155,7 @@ Test(engine, quantile_covers) {
  * so each phase's answers cover about q of the maxima, rather than all of them in the quiet phases and
  * too few in the loud ones (a quantile of raw errors over the last PS_ENGINE_ERRORS lags a whole ring). */
 Test(engine, quantile_follows_error_size) {
-  struct ps_engine_config c = {
-      .model = PS_MODEL_AUTO, .step_ms = STEP, .lookahead_ms = 2 * STEP, .capacity = 2000, .quantile = 0.9};
-  struct ps_engine *e;
-  cr_assert_eq(ps_engine_new(&c, &e), 0);
+  struct ps_engine *e = mk_q(PS_MODEL_AUTO, 0, 2 * STEP, 2000, 0.9);
   rng = 31;
   enum { PHASE = 400, N = 10 * PHASE };
   static double x[N + 2];
@@ -214,14 +207,7 @@ Test(engine, never_nan_nor_negative) {
   static const double odd[] = {NAN, INFINITY, -INFINITY, -5, 1e300, -1e300, 0, 1e-300, 7, 7, 7};
   for (int m = 0; m < PS_MODEL_COUNT; m++) {
     for (int period = 0; period <= 5; period += 5) {
-      struct ps_engine_config c = {.model = (enum ps_model)m,
-                                   .step_ms = STEP,
-                                   .period_ms = period * STEP,
-                                   .lookahead_ms = 3 * STEP,
-                                   .capacity = 64,
-                                   .quantile = 0.95};
-      struct ps_engine *e;
-      cr_assert_eq(ps_engine_new(&c, &e), 0);
+      struct ps_engine *e = mk_q((enum ps_model)m, period * STEP, 3 * STEP, 64, 0.95);
       rng = (uint64_t)(m * 10 + period);
       int64_t t = 0;
       for (int i = 0; i < 3000; i++) {
@@ -243,10 +229,7 @@ Test(engine, never_nan_nor_negative) {
 
 /* A constant series: the answer is the constant, with no margin. */
 Test(engine, constant_series) {
-  struct ps_engine_config c = {
-      .model = PS_MODEL_AUTO, .step_ms = STEP, .lookahead_ms = 5 * STEP, .capacity = 500, .quantile = 0.9};
-  struct ps_engine *e;
-  cr_assert_eq(ps_engine_new(&c, &e), 0);
+  struct ps_engine *e = mk_q(PS_MODEL_AUTO, 0, 5 * STEP, 500, 0.9);
   struct ps_engine_result r;
   for (int i = 0; i < 500; i++) ps_engine_put(e, (int64_t)i * STEP, 42);
   cr_assert_eq(ps_engine_forecast(e, 499 * STEP, &r), 0);
