@@ -255,19 +255,24 @@ static void fit_linear(const struct ps_engine *e, struct origin *o) {
   o->lin_ok = isfinite(o->lin_a) && isfinite(o->lin_b);
 }
 
-/* The origin at the newest learned step. */
-static void origin_learned(const struct ps_engine *e, struct origin *o) {
+/* The models' learned state, without the linear fit (which depends on where the origin ends up). */
+static void origin_state(const struct ps_engine *e, struct origin *o) {
   o->idx = e->learned;
   o->last = e->has_last_valid ? e->last_valid : NAN;
   o->last_at = e->last_valid_at;
   o->hw = e->hw.c;
   o->n_over = 0;
+}
+
+/* The origin at the newest learned step. */
+static void origin_learned(const struct ps_engine *e, struct origin *o) {
+  origin_state(e, o);
   fit_linear(e, o);
 }
 
-/* The origin at the newest step: the provisional steps applied to copies. */
+/* The origin at the newest step: the provisional steps applied to copies, the line fitted once there. */
 static void origin_newest(const struct ps_engine *e, struct origin *o) {
-  origin_learned(e, o);
+  origin_state(e, o);
   for (int64_t t = e->learned + 1; t <= e->newest; t++) {
     double y = at(e, t);
     float *slot = NULL;
