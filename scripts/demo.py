@@ -122,18 +122,6 @@ def start_child(name, argv, tmp):
     return p
 
 
-def wait_http_ok(proc, url, timeout, what):
-    def ok():
-        if not proc.alive():
-            raise RuntimeError(proc.describe())
-        try:
-            return h.http_get(url, timeout=1)[0] == 200
-        except OSError:
-            return False
-
-    h.wait_until(ok, timeout, what=what)
-
-
 # ---- history ---------------------------------------------------------------------------------------------
 
 
@@ -357,7 +345,7 @@ def main():
         app_port = h.free_port()
         procs["prescale-demo-app"] = start_child(
             "prescale-demo-app", [app_bin, f"--listen=127.0.0.1:{app_port}", f"--service-time={SERVICE_TIME}"], tmp)
-        wait_http_ok(procs["prescale-demo-app"], f"http://127.0.0.1:{app_port}/healthz", 10,
+        h.wait_http_ok(procs["prescale-demo-app"], f"http://127.0.0.1:{app_port}/healthz", 10,
                      "prescale-demo-app /healthz")
 
         # E: where history ends and live traffic starts (a whole second, in the near future).
@@ -387,7 +375,7 @@ def main():
             h.PROMETHEUS_BIN, f"--config.file={config}", f"--storage.tsdb.path={tsdb}",
             f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.tsdb.retention.time=1d",
             "--log.level=warn"], tmp)
-        wait_http_ok(procs["prometheus"], prom_url + "/-/ready", 60, "Prometheus /-/ready")
+        h.wait_http_ok(procs["prometheus"], prom_url + "/-/ready", 60, "Prometheus /-/ready")
         h.wait_until(lambda: prom_query(prom_url, QUERY, E - HISTORY_S / 2) is not None, 30,
                      what="the backfilled history to be queryable")
         say(f"Prometheus on {prom_url}, scraping prescale-demo-app on 127.0.0.1:{app_port} every "
@@ -396,10 +384,9 @@ def main():
                      BACKFILL_LEAD_S + 30, interval=0.25, what="live scrapes after the end of the backfill")
 
         grpc_port, http_port = h.free_port(), h.free_port()
-        procs["prescale"] = start_child("prescale", [
-            prescale, f"--grpc-listen=127.0.0.1:{grpc_port}", f"--http-listen=127.0.0.1:{http_port}",
-            f"--prometheus-url={prom_url}", "--log-level=info"], tmp)
-        wait_http_ok(procs["prescale"], f"http://127.0.0.1:{http_port}/readyz", 15, "prescale /readyz")
+        procs["prescale"] = start_child(
+            "prescale", h.prescale_argv(grpc_port, http_port, prom_url, "--log-level=info", binary=prescale), tmp)
+        h.wait_http_ok(procs["prescale"], f"http://127.0.0.1:{http_port}/readyz", 15, "prescale /readyz")
         say(f"prescale gRPC on 127.0.0.1:{grpc_port}, HTTP on 127.0.0.1:{http_port}")
         print(HEADER.replace("@INTERVAL@", f"{args.interval:g}"))
         print(COLUMNS)

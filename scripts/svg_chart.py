@@ -113,8 +113,10 @@ def render(title, series, *, subtitle="", x_label="seconds", left_label="", righ
 
     # Grid and axes.
     out.append("<g class='grid' stroke='#e3e3e3' stroke-width='1'>")
+    y_ticks = []
     y = 0.0
     while y <= y_max + 1e-9:
+        y_ticks.append(y)
         out.append(f"<line x1='{MARGIN_L}' y1='{py(y):.1f}' x2='{MARGIN_L + pw}' y2='{py(y):.1f}'/>")
         y += y_step
     x_step = nice_step(x_max - x_min, 10)
@@ -127,10 +129,8 @@ def render(title, series, *, subtitle="", x_label="seconds", left_label="", righ
     out.append("</g>")
     out.append(f"<rect x='{MARGIN_L}' y='{margin_t}' width='{pw}' height='{ph}' fill='none' stroke='#888'/>")
     out.append("<g class='axis-left' text-anchor='end'>")
-    y = 0.0
-    while y <= y_max + 1e-9:
+    for y in y_ticks:
         out.append(f"<text x='{MARGIN_L - 6}' y='{py(y) + 4:.1f}'>{fmt(y)}</text>")
-        y += y_step
     out.append("</g>")
     # Right axis: integer ticks of right_unit (replicas), thinned to at most ~12 labels.
     r_max = y_max / right_unit

@@ -352,6 +352,31 @@ class Process:
         return f"{self.name} ({state}); last log lines of {self.log_path}:\n{log_tail(self.log_path)}"
 
 
+def wait_http_ok(proc, url, timeout, what):
+    """Polls url until it answers 200, bounded by timeout; on timeout the error names proc's state and log
+    when proc has exited (a readiness wait for a child that died)."""
+
+    def ok():
+        if not proc.alive():
+            raise RuntimeError(proc.describe())
+        try:
+            return http_get(url, timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    wait_until(ok, timeout, what=what)
+
+
+def prescale_argv(grpc_port, http_port, prom_url, *extra, binary=None):
+    """prescale's command line listening on 127.0.0.1 at the two ports, polling prom_url."""
+    return [binary or prescale_bin(), f"--grpc-listen=127.0.0.1:{grpc_port}",
+            f"--http-listen=127.0.0.1:{http_port}", f"--prometheus-url={prom_url}", *extra]
+
+
+# What ASan, LSan and UBSan print in a report: any of them in prescale's log fails the test.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
 class Env:
     """One test/demo environment: temp dir, exporter, Prometheus with backfilled history, prescale.
 
@@ -428,16 +453,7 @@ scrape_configs:
                 f"--storage.tsdb.path={self.tsdb}", f"--web.listen-address=127.0.0.1:{self.prom_port}",
                 "--storage.tsdb.retention.time=1d", "--log.level=warn"]
         self.prometheus = Process("prometheus", argv, os.path.join(self.tmp, "prometheus.log"))
-
-        def ready():
-            if not self.prometheus.alive():
-                raise RuntimeError(self.prometheus.describe())
-            try:
-                return http_get(self.prom_url + "/-/ready", timeout=1)[0] == 200
-            except OSError:
-                return False
-
-        wait_until(ready, 60, what="Prometheus /-/ready")
+        wait_http_ok(self.prometheus, self.prom_url + "/-/ready", 60, "Prometheus /-/ready")
         return self.prometheus
 
     def stop_prometheus(self):
@@ -494,21 +510,10 @@ scrape_configs:
         if not os.access(binary, os.X_OK):
             raise FileNotFoundError(f"prescale binary not found or not executable: {binary} (set PRESCALE_BIN)")
         self.grpc_port, self.http_port = free_port(), free_port()
-        argv = [binary, f"--grpc-listen=127.0.0.1:{self.grpc_port}",
-                f"--http-listen=127.0.0.1:{self.http_port}",
-                f"--prometheus-url={self.prom_url if self.prom_port else 'http://127.0.0.1:9'}",
-                "--log-level=debug", *extra]
+        prom_url = self.prom_url if self.prom_port else "http://127.0.0.1:9"
+        argv = prescale_argv(self.grpc_port, self.http_port, prom_url, "--log-level=debug", *extra, binary=binary)
         self.prescale = Process("prescale", argv, os.path.join(self.tmp, "prescale.log"))
-
-        def ready():
-            if not self.prescale.alive():
-                raise RuntimeError(self.prescale.describe())
-            try:
-                return http_get(self.http_url + "/readyz", timeout=1)[0] == 200
-            except OSError:
-                return False
-
-        wait_until(ready, 15, what="prescale /readyz")
+        wait_http_ok(self.prescale, self.http_url + "/readyz", 15, "prescale /readyz")
         return self.prescale
 
     @property
@@ -537,7 +542,7 @@ scrape_configs:
                 if rc != 0:
                     problems.append(f"prescale exited with {rc} after SIGTERM")
                 text = log_tail(self.prescale.log_path, 100000)
-                for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                for marker in SANITIZER_MARKERS:
                     if marker in text:
                         i = text.index(marker)
                         problems.append(f"sanitizer report in prescale's log: {text[max(0, i - 200):i + 2000]}")
@@ -586,6 +591,23 @@ def start_module_env(*prescale_args, prescale=True):
         env.close()
         raise
     return env, pb2, pb2_grpc
+
+
+class ScalerCase(unittest.TestCase):
+    """Base of the suites that share one prescale per module: a channel to it and an ExternalScaler stub
+    per test, and a test after which prescale is dead fails. The module's setUpModule sets `env` on its
+    subclass."""
+
+    env = None
+
+    def setUp(self):
+        self.channel = grpc_channel(self.env.grpc_addr)
+        self.stub = grpc_modules()[1].ExternalScalerStub(self.channel)
+
+    def tearDown(self):
+        self.channel.close()
+        if not self.env.prescale.alive():
+            self.fail("prescale died: " + self.env.prescale.describe())
 
 
 def stop_module_env(env):

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
 ENV = None
-PB2 = PB2_GRPC = None
+PB2 = None
 RPC_TIMEOUT = 30.0
 NS = "auto"
 # Models that may answer (auto never answers itself).
@@ -28,9 +28,10 @@ ANSWERING = {"holtwinters", "seasonal", "linear", "last"}
 
 
 def setUpModule():  # noqa: N802 - unittest's naming
-    global ENV, PB2, PB2_GRPC
+    global ENV, PB2
     # An 8-day default history at 5 s is 100,000 points: give the first load time to read them.
-    ENV, PB2, PB2_GRPC = h.start_module_env("--first-load-timeout=20s")
+    ENV, PB2, _ = h.start_module_env("--first-load-timeout=20s")
+    Base.env = ENV
 
 
 def tearDownModule():  # noqa: N802
@@ -41,16 +42,7 @@ def labels(name):
     return dict(namespace=NS, name=name, metric="prescale")
 
 
-class Base(unittest.TestCase):
-    def setUp(self):
-        self.channel = h.grpc_channel(ENV.grpc_addr)
-        self.stub = PB2_GRPC.ExternalScalerStub(self.channel)
-
-    def tearDown(self):
-        self.channel.close()
-        if not ENV.prescale.alive():
-            self.fail("prescale died: " + ENV.prescale.describe())
-
+class Base(h.ScalerCase):
     def value(self, name, **md):
         ref = h.scaled_ref(PB2, name=name, namespace=NS, **md)
         r = self.stub.GetMetrics(PB2.GetMetricsRequest(scaledObjectRef=ref, metricName="prescale"),

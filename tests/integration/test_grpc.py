@@ -26,6 +26,7 @@ RPC_TIMEOUT = 15.0
 def setUpModule():  # noqa: N802 - unittest's naming
     global ENV, PB2, PB2_GRPC
     ENV, PB2, PB2_GRPC = h.start_module_env()
+    Base.env = ENV
 
 
 def tearDownModule():  # noqa: N802
@@ -35,16 +36,7 @@ def tearDownModule():  # noqa: N802
 md = h.metadata
 
 
-class Base(unittest.TestCase):
-    def setUp(self):
-        self.channel = h.grpc_channel(ENV.grpc_addr)
-        self.stub = PB2_GRPC.ExternalScalerStub(self.channel)
-
-    def tearDown(self):
-        self.channel.close()
-        if not ENV.prescale.alive():
-            self.fail("prescale died: " + ENV.prescale.describe())
-
+class Base(h.ScalerCase):
     def ref(self, name, **kw):
         return h.scaled_ref(PB2, name=name, namespace="e2e", **md(**kw))
 

@@ -100,13 +100,11 @@ class TestTargetIdle(unittest.TestCase):
         """A second prescale with --target-idle 2s: the target KEDA stops asking about disappears from
         prescale_targets and its per-target series are removed."""
         grpc_port, http_port = h.free_port(), h.free_port()
-        p = h.Process("prescale-idle", [h.prescale_bin(), f"--grpc-listen=127.0.0.1:{grpc_port}",
-                                        f"--http-listen=127.0.0.1:{http_port}", f"--prometheus-url={ENV.prom_url}",
-                                        "--target-idle=2s"],
+        p = h.Process("prescale-idle", h.prescale_argv(grpc_port, http_port, ENV.prom_url, "--target-idle=2s"),
                       os.path.join(ENV.tmp, "prescale-idle.log"))
         url = f"http://127.0.0.1:{http_port}"
         try:
-            h.wait_until(lambda: h.http_get(url + "/readyz", timeout=1)[0] == 200, 15, what="prescale /readyz")
+            h.wait_http_ok(p, url + "/readyz", 15, "prescale /readyz")
             ref = h.scaled_ref(PB2, name="idle", namespace="httpns", **h.TEST_METADATA)
             with h.grpc_channel(f"127.0.0.1:{grpc_port}") as ch:
                 PB2_GRPC.ExternalScalerStub(ch).GetMetrics(
@@ -159,8 +157,7 @@ class TestLifecycle(unittest.TestCase):
                                       f"--http-listen=127.0.0.1:{http_port}"],
                       os.path.join(tempfile.gettempdir(), f"prescale-v6-{os.getpid()}.log"))
         try:
-            h.wait_until(lambda: h.http_get(f"http://127.0.0.1:{http_port}/readyz", timeout=1)[0] == 200, 15,
-                         what="prescale /readyz")
+            h.wait_http_ok(p, f"http://127.0.0.1:{http_port}/readyz", 15, "prescale /readyz")
             import grpc
             with h.grpc_channel(f"[::1]:{port}") as ch:
                 with self.assertRaises(grpc.RpcError) as cm:

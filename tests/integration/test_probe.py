@@ -19,14 +19,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 
 ENV = None
-PB2 = PB2_GRPC = None
+PB2 = None
 RPC_TIMEOUT = 15.0
 PROBE_TIMEOUT = 30.0  # bound on one probe process (its own --timeout is 10 s per call)
 
 
 def setUpModule():  # noqa: N802 - unittest's naming
-    global ENV, PB2, PB2_GRPC
-    ENV, PB2, PB2_GRPC = h.start_module_env()
+    global ENV, PB2
+    ENV, PB2, _ = h.start_module_env()
+    Base.env = ENV
 
 
 def tearDownModule():  # noqa: N802
@@ -47,16 +48,7 @@ def run_probe(argv, timeout=PROBE_TIMEOUT):
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-class Base(unittest.TestCase):
-    def setUp(self):
-        self.channel = h.grpc_channel(ENV.grpc_addr)
-        self.stub = PB2_GRPC.ExternalScalerStub(self.channel)
-
-    def tearDown(self):
-        self.channel.close()
-        if not ENV.prescale.alive():
-            self.fail("prescale died: " + ENV.prescale.describe())
-
+class Base(h.ScalerCase):
     def ref(self, name, metadata):
         return h.scaled_ref(PB2, name=name, namespace="probe", **metadata)
 
@@ -201,12 +193,10 @@ class TestProbeWatch(Base):
     def test_watch_ends_with_status_when_the_scaler_shuts_down(self):
         """A second prescale, stopped with SIGTERM while watched: the stream ends UNAVAILABLE, exit 1."""
         gport, hport = h.free_port(), h.free_port()
-        other = h.Process("prescale-2", [h.prescale_bin(), f"--grpc-listen=127.0.0.1:{gport}",
-                                         f"--http-listen=127.0.0.1:{hport}", f"--prometheus-url={ENV.prom_url}"],
+        other = h.Process("prescale-2", h.prescale_argv(gport, hport, ENV.prom_url),
                           os.path.join(ENV.tmp, "prescale-2.log"))
         self.addCleanup(other.stop)
-        h.wait_until(lambda: h.http_get(f"http://127.0.0.1:{hport}/readyz", timeout=1)[0] == 200, 15,
-                     what="the second prescale")
+        h.wait_http_ok(other, f"http://127.0.0.1:{hport}/readyz", 15, "the second prescale")
         proc = self.start_watch(f"127.0.0.1:{gport}", "ending")
         lines = []
         for _ in range(2):  # the JSON answer, then the first update

@@ -136,7 +136,7 @@ class TestShutdown(unittest.TestCase):
         if self.proc is not None:
             rc = self.proc.stop(timeout=5)
             text = h.log_tail(self.proc.log_path, 100000)
-            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            for marker in h.SANITIZER_MARKERS:
                 self.assertNotIn(marker, text, "sanitizer report in prescale's log")
             self.assertIsNotNone(rc)
 
@@ -145,20 +145,10 @@ class TestShutdown(unittest.TestCase):
     def start(self, grace):
         """prescale with --shutdown-grace=grace and its own log; waits for /readyz (bounded)."""
         self.grpc_port, self.http_port = h.free_port(), h.free_port()
-        argv = [h.prescale_bin(), f"--grpc-listen=127.0.0.1:{self.grpc_port}",
-                f"--http-listen=127.0.0.1:{self.http_port}", f"--prometheus-url={ENV.prom_url}",
-                "--log-level=debug", "--first-load-timeout=40s", f"--shutdown-grace={grace}"]
+        argv = h.prescale_argv(self.grpc_port, self.http_port, ENV.prom_url, "--log-level=debug",
+                               "--first-load-timeout=40s", f"--shutdown-grace={grace}")
         self.proc = h.Process("prescale", argv, os.path.join(ENV.tmp, f"prescale-{self._testMethodName}.log"))
-
-        def ready():
-            if not self.proc.alive():
-                raise RuntimeError(self.proc.describe())
-            try:
-                return h.http_get(f"http://127.0.0.1:{self.http_port}/readyz", timeout=1)[0] == 200
-            except OSError:
-                return False
-
-        h.wait_until(ready, 15, what="prescale /readyz")
+        h.wait_http_ok(self.proc, f"http://127.0.0.1:{self.http_port}/readyz", 15, "prescale /readyz")
         self.channel = h.grpc_channel(f"127.0.0.1:{self.grpc_port}")
         self.stub = PB2_GRPC.ExternalScalerStub(self.channel)
 
@@ -194,6 +184,12 @@ class TestShutdown(unittest.TestCase):
             return self.proc.proc.wait(within)
         except Exception:  # noqa: BLE001 - report what it was doing
             self.fail(f"prescale still running {within:.1f}s after SIGTERM: {self.proc.describe()}")
+
+    def assert_cut(self, fut, timeout):
+        """The unary call of `fut` ends within `timeout` with UNAVAILABLE (cut by the shutdown)."""
+        with self.assertRaises(grpc.RpcError) as cm:
+            fut.result(timeout=timeout)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE, cm.exception.details())
 
     def drained_line(self):
         m = re.search(r'msg=drained reason=("[^"]*"|\S+) duration_ms=(\d+) calls_cut=(\d+) streams_ended=(\d+)',
@@ -247,10 +243,8 @@ class TestShutdown(unittest.TestCase):
         fut = self.stalled_get_metrics()
         t0 = time.monotonic()
         self.proc.signal(signal.SIGTERM)
-        with self.assertRaises(grpc.RpcError) as cm:
-            fut.result(timeout=grace + EXIT_MARGIN)
+        self.assert_cut(fut, grace + EXIT_MARGIN)
         waited = time.monotonic() - t0
-        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE, cm.exception.details())
         self.assertGreaterEqual(waited, grace - 0.3, f"the call was cut after {waited:.1f}s, before the grace")
         rc = self.wait_exit(grace + EXIT_MARGIN)
         self.assertEqual(rc, 0, self.proc.describe())
@@ -270,9 +264,7 @@ class TestShutdown(unittest.TestCase):
         self.assertLess(time.monotonic() - t0, 2.0, "--shutdown-grace 0 must not wait")
         self.assertTrue(stream.ended.wait(5))
         self.assertEqual(stream.error.code(), grpc.StatusCode.UNAVAILABLE, stream.error.details())
-        with self.assertRaises(grpc.RpcError) as cm:
-            fut.result(timeout=5)
-        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE, cm.exception.details())
+        self.assert_cut(fut, 5)
         reason, _, cut, _ = self.drained_line()
         self.assertEqual(reason, "no shutdown grace")
         self.assertEqual(cut, 2, "the stream and the unary call were both cut")
@@ -289,9 +281,7 @@ class TestShutdown(unittest.TestCase):
         rc = self.wait_exit(EXIT_MARGIN)
         self.assertEqual(rc, 0, self.proc.describe())
         self.assertLess(time.monotonic() - t0, EXIT_MARGIN + 1)
-        with self.assertRaises(grpc.RpcError) as cm:
-            fut.result(timeout=5)
-        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE, cm.exception.details())
+        self.assert_cut(fut, 5)
         reason, _, cut, _ = self.drained_line()
         self.assertEqual((reason, cut), ("second signal", 1))
 
