@@ -12,6 +12,7 @@
 #include "loop_fixture.h"
 #include "metrics.h"
 #include "net.h"
+#include "raw_client_fixture.h"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Flags                                                                                            */
@@ -120,17 +121,6 @@ static struct ps_demo_server srv;
 static struct ps_net_listener *listener;
 static bool listener_closed;
 
-struct client {
-  uv_tcp_t tcp;
-  uv_connect_t connect;
-  uv_write_t write;
-  char in[8192];
-  size_t in_len;
-  bool eof;
-  bool closed;
-  uint64_t sent_at;
-};
-
 static void setup(void) {
   ps_metrics_reset();
   cr_assert_eq(uv_loop_init(&loop), 0);
@@ -154,73 +144,14 @@ static void teardown(void) {
   ps_metrics_reset();
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  struct client *c = h->data;
-  buf->base = c->in + c->in_len;
-  buf->len = sizeof c->in - 1 - c->in_len;
-}
-
-static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  struct client *c = s->data;
-  if (n > 0) {
-    c->in_len += (size_t)n;
-    c->in[c->in_len] = '\0';
-  } else if (n < 0) {
-    c->eof = true;
-    uv_read_stop(s);
-  }
-}
-
-static void write_cb(uv_write_t *w, int status) { cr_assert_eq(status, 0); }
-
-static const char *request_text;
-
-static void connect_cb(uv_connect_t *req, int status) {
-  struct client *c = req->data;
-  cr_assert_eq(status, 0);
-  uv_buf_t b = uv_buf_init((char *)request_text, (unsigned)strlen(request_text));
-  c->sent_at = uv_now(&loop);
-  cr_assert_eq(uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, write_cb), 0);
-  cr_assert_eq(uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb), 0);
-}
-
-static void client_start(struct client *c, const char *req) {
-  memset(c, 0, sizeof *c);
-  request_text = req;
-  struct sockaddr_in sa;
-  uv_ip4_addr("127.0.0.1", ps_net_listener_port(listener), &sa);
-  cr_assert_eq(uv_tcp_init(&loop, &c->tcp), 0);
-  c->tcp.data = c->connect.data = c;
-  cr_assert_eq(uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&sa, connect_cb), 0);
-}
-
-static void client_closed_cb(uv_handle_t *h) { ((struct client *)h->data)->closed = true; }
-static bool is_client_closed(void *arg) { return ((struct client *)arg)->closed; }
-
-static void client_close(struct client *c) {
-  uv_close((uv_handle_t *)&c->tcp, client_closed_cb);
-  cr_assert(ps_test_run_until(&loop, is_client_closed, c, 5000));
-}
-
-/* Complete responses received so far (each framed by its Content-Length, which the app always sends). */
-static int responses(const struct client *c) {
-  int n = 0;
-  const char *p = c->in, *end = c->in + c->in_len;
-  for (;;) {
-    const char *head_end = strstr(p, "\r\n\r\n");
-    const char *cl = strstr(p, "Content-Length: ");
-    if (head_end == NULL || cl == NULL || cl > head_end) return n;
-    size_t len = strtoul(cl + 16, NULL, 10);
-    const char *next = head_end + 4 + len;
-    if (next > end) return n;
-    n++;
-    p = next;
-  }
+static void client_start(struct ps_test_client *c, const char *req) {
+  ps_test_client_start(c, &loop, ps_net_listener_port(listener), req);
 }
 
 static int want_responses;
-static bool has_responses(void *arg) { return responses(arg) >= want_responses; }
-static bool has_eof(void *arg) { return ((struct client *)arg)->eof; }
+static bool has_responses(void *arg) {
+  return ps_test_count_responses(((struct ps_test_client *)arg)->in) >= want_responses;
+}
 static uint64_t want_in_flight;
 static bool in_flight_is(void *arg) { return srv.in_flight == want_in_flight; }
 
@@ -231,7 +162,7 @@ TestSuite(demo_http, .init = setup, .fini = teardown);
 
 Test(demo_http, answers_after_the_service_time_and_counts) {
   cr_assert_eq(COUNTER("200"), 0);
-  struct client c;
+  struct ps_test_client c;
   client_start(&c, "GET /work HTTP/1.1\r\nHost: t\r\n\r\n");
   want_in_flight = 1;
   cr_assert(ps_test_run_until(&loop, in_flight_is, NULL, 5000));
@@ -243,12 +174,12 @@ Test(demo_http, answers_after_the_service_time_and_counts) {
   cr_assert(strstr(c.in, "hello from prescale-demo-app\n") != NULL);
   cr_assert_eq(COUNTER("200"), 1);
   cr_assert_eq(IN_FLIGHT(), 0);
-  client_close(&c);
+  ps_test_client_close(&c);
 }
 
 Test(demo_http, metrics_and_healthz_immediate_pipelined_in_order) {
   srv.service_ms = 200;
-  struct client c;
+  struct ps_test_client c;
   client_start(&c, "GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
                    "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
   want_responses = 3;
@@ -262,16 +193,16 @@ Test(demo_http, metrics_and_healthz_immediate_pipelined_in_order) {
   cr_assert(strstr(c.in, "http_requests_total{code=\"200\"} 1\n") != NULL, "%s", c.in);
   cr_assert_geq(uv_now(&loop) - c.sent_at, 200);
   cr_assert_eq(COUNTER("200"), 1);
-  client_close(&c);
+  ps_test_client_close(&c);
 }
 
 Test(demo_http, client_gone_mid_service_not_counted) {
   srv.service_ms = 10000;
-  struct client c;
+  struct ps_test_client c;
   client_start(&c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
   want_in_flight = 1;
   cr_assert(ps_test_run_until(&loop, in_flight_is, NULL, 5000));
-  client_close(&c);
+  ps_test_client_close(&c);
   want_in_flight = 0;
   cr_assert(ps_test_run_until(&loop, in_flight_is, NULL, 5000));
   cr_assert_eq(COUNTER("200"), 0);
@@ -282,15 +213,15 @@ Test(demo_http, listener_closed_mid_service_frees_everything) {
   /* teardown closes the listener while the request waits on its 10 s timer: the connection's timer must
    * be closed with it, or uv_loop_close fails. */
   srv.service_ms = 10000;
-  struct client c;
+  struct ps_test_client c;
   client_start(&c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
   want_in_flight = 1;
   cr_assert(ps_test_run_until(&loop, in_flight_is, NULL, 5000));
   ps_net_listener_close(listener, listener_done, NULL);
   listener = NULL;
-  cr_assert(ps_test_run_until(&loop, has_eof, &c, 5000));
+  cr_assert(ps_test_run_until(&loop, ps_test_client_eof, &c, 5000));
   cr_assert_eq(srv.in_flight, 0);
-  client_close(&c);
+  ps_test_client_close(&c);
 }
 
 static int idle_calls;
@@ -299,16 +230,16 @@ static void count_idle(void *arg) { idle_calls++; }
 Test(demo_http, draining_closes_after_the_response_and_reports_idle) {
   idle_calls = 0;
   srv.on_idle = count_idle;
-  struct client c;
+  struct ps_test_client c;
   client_start(&c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
   want_in_flight = 1;
   cr_assert(ps_test_run_until(&loop, in_flight_is, NULL, 5000));
   srv.draining = true;
-  cr_assert(ps_test_run_until(&loop, has_eof, &c, 5000));
+  cr_assert(ps_test_run_until(&loop, ps_test_client_eof, &c, 5000));
   cr_assert(strstr(c.in, "HTTP/1.1 200 OK\r\n") == c.in, "%s", c.in);
   cr_assert(strstr(c.in, "Connection: close\r\n") != NULL, "%s", c.in);
   cr_assert_eq(idle_calls, 1);
-  client_close(&c);
+  ps_test_client_close(&c);
 }
 
 Test(demo_http, bad_requests) {
@@ -325,39 +256,37 @@ Test(demo_http, bad_requests) {
       {"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n", "HTTP/1.1 413 "},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    struct client c;
+    struct ps_test_client c;
     client_start(&c, cases[i].req);
     want_responses = 1;
     cr_assert(ps_test_run_until(&loop, has_responses, &c, 5000), "case %zu", i);
     cr_assert(strstr(c.in, cases[i].status) == c.in, "case %zu: %s", i, c.in);
-    client_close(&c);
+    ps_test_client_close(&c);
   }
   cr_assert_eq(COUNTER("405"), 1);
   cr_assert_eq(COUNTER("200"), 0);
 }
 
-Test(demo_http, head_too_long_431) {
+/* Sends `pre`, PS_DEMO_MAX_HEAD bytes of padding, then `post`; the answer must begin with `status`, and the
+ * server must close. */
+static void too_long(const char *pre, const char *post, const char *status) {
   static char req[PS_DEMO_MAX_HEAD + 256];
-  int n = snprintf(req, sizeof req, "GET /x HTTP/1.1\r\nHost: t\r\nX-Big: ");
+  int n = snprintf(req, sizeof req, "%s", pre);
   memset(req + n, 'a', PS_DEMO_MAX_HEAD);
-  strcpy(req + n + PS_DEMO_MAX_HEAD, "\r\n\r\n");
-  struct client c;
+  strcpy(req + n + PS_DEMO_MAX_HEAD, post);
+  struct ps_test_client c;
   client_start(&c, req);
-  cr_assert(ps_test_run_until(&loop, has_eof, &c, 5000));
-  cr_assert(strstr(c.in, "HTTP/1.1 431 ") == c.in, "%s", c.in);
-  client_close(&c);
+  cr_assert(ps_test_run_until(&loop, ps_test_client_eof, &c, 5000));
+  cr_assert(strstr(c.in, status) == c.in, "%s", c.in);
+  ps_test_client_close(&c);
+}
+
+Test(demo_http, head_too_long_431) {
+  too_long("GET /x HTTP/1.1\r\nHost: t\r\nX-Big: ", "\r\n\r\n", "HTTP/1.1 431 ");
 }
 
 /* RFC 9112 3: a request target too long MUST get 414 (431 before http1.c). */
 Test(demo_http, target_too_long_414) {
-  static char req[PS_DEMO_MAX_HEAD + 256];
-  int n = snprintf(req, sizeof req, "GET /");
-  memset(req + n, 'a', PS_DEMO_MAX_HEAD);
-  strcpy(req + n + PS_DEMO_MAX_HEAD, " HTTP/1.1\r\nHost: t\r\n\r\n");
-  struct client c;
-  client_start(&c, req);
-  cr_assert(ps_test_run_until(&loop, has_eof, &c, 5000));
-  cr_assert(strstr(c.in, "HTTP/1.1 414 ") == c.in, "%s", c.in);
+  too_long("GET /", " HTTP/1.1\r\nHost: t\r\n\r\n", "HTTP/1.1 414 ");
   cr_assert_eq(COUNTER("200"), 0);
-  client_close(&c);
 }

@@ -12,6 +12,7 @@
 #include "http1.h"
 #include "loop_fixture.h"
 #include "net.h"
+#include "raw_client_fixture.h"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* A test server: answers at once with the path as body, except paths under /late, which it holds    */
@@ -99,22 +100,6 @@ static void reset(void) {
                                  .log_prefix = "test "};
 }
 
-/* Number of complete responses in `s`, NUL-terminated (each framed by its Content-Length; no HEAD
- * responses here). NULL counts none. */
-static int count_responses(const char *s) {
-  int n = 0;
-  const char *p = s ? s : "", *end = p + strlen(p);
-  for (;;) {
-    const char *head_end = strstr(p, "\r\n\r\n");
-    const char *cl = strstr(p, "Content-Length: ");
-    if (head_end == NULL || cl == NULL || cl > head_end) return n;
-    size_t body = strtoul(cl + 16, NULL, 10);
-    if (body > (size_t)(end - head_end - 4)) return n;
-    n++;
-    p = head_end + 4 + body;
-  }
-}
-
 #define REQ(s) (const uint8_t *)s, sizeof(s) - 1
 
 static bool starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
@@ -189,7 +174,7 @@ Test(http1_mem, each_refusal_has_its_status_closes_and_is_reported) {
     snprintf(want, sizeof(want), "HTTP/1.1 %d ", cases[i].status);
     cr_assert(strncmp(out.data, want, strlen(want)) == 0, "case %zu: %s", i, out.data);
     cr_assert_not_null(strstr(out.data, "\r\nConnection: close\r\n"), "case %zu", i);
-    cr_assert_eq(count_responses(out.data), 1, "case %zu", i);
+    cr_assert_eq(ps_test_count_responses(out.data), 1, "case %zu", i);
     cr_assert_eq(h.calls, 0, "case %zu: the handler saw a refused request", i);
     cr_assert_eq(h.last_reject, cases[i].status, "case %zu", i);
     cr_assert_str_eq(h.reject_path, cases[i].path, "case %zu: %s", i, h.reject_path);
@@ -335,7 +320,7 @@ Test(http1_mem, keep_alive_versus_close) {
     reset();
     h.flags = cases[i].flags;
     cr_assert_eq(feed_every_way(cases[i].in, strlen(cases[i].in), &out), cases[i].rc, "case %zu", i);
-    cr_assert_eq(count_responses(out.data), cases[i].responses, "case %zu: %s", i, out.data);
+    cr_assert_eq(ps_test_count_responses(out.data), cases[i].responses, "case %zu: %s", i, out.data);
     const char *end = strstr(out.data, "\r\n\r\n");
     const char *conn = strstr(out.data, "Connection: ");
     if (cases[i].header[0] == '\0')
@@ -367,17 +352,17 @@ Test(http1_mem, pipelining_with_a_late_answer_keeps_order) {
 
   cr_assert_eq(answer(take_held(), 0), 0);
   cr_assert_eq(h.calls, 1, "the handler ran inside ps_http1_respond");
-  cr_assert_eq(count_responses(out.data), 1);
+  cr_assert_eq(ps_test_count_responses(out.data), 1);
   cr_assert_eq(ps_http1_mem_feed(c, NULL, 0), 0); /* resumes: /now at once, /late2 held */
   cr_assert_eq(h.calls, 3);
-  cr_assert_eq(count_responses(out.data), 2);
+  cr_assert_eq(ps_test_count_responses(out.data), 2);
   cr_assert_eq(answer(take_held(), 0), 0);
   cr_assert_eq(ps_http1_mem_feed(c, NULL, 0), 0);
   cr_assert_eq(h.calls, 4);
   const char *r1 = strstr(out.data, "/late1\n"), *r2 = strstr(out.data, "/now\n"),
              *r3 = strstr(out.data, "/late2\n"), *r4 = strstr(out.data, "/last\n");
   cr_assert(r1 && r2 && r3 && r4 && r1 < r2 && r2 < r3 && r3 < r4, "%s", out.data);
-  cr_assert_eq(count_responses(out.data), 4);
+  cr_assert_eq(ps_test_count_responses(out.data), 4);
   ps_http1_mem_free(c);
   cr_assert_eq(h.cancels, 0);
   ps_buf_free(&out);
@@ -467,76 +452,21 @@ static void net_teardown(void) {
 
 TestSuite(http1_net, .init = net_setup, .fini = net_teardown, .timeout = 30);
 
-struct client {
-  uv_tcp_t tcp;
-  uv_connect_t connect;
-  uv_write_t write;
-  const char *request;
-  char in[8192];
-  size_t in_len;
-  bool eof;
-  bool closed;
-  uint64_t eof_at;
-};
-
-static void cli_alloc_cb(uv_handle_t *hd, size_t suggested, uv_buf_t *buf) {
-  struct client *c = hd->data;
-  buf->base = c->in + c->in_len;
-  buf->len = sizeof(c->in) - 1 - c->in_len;
-}
-
-static void cli_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  struct client *c = s->data;
-  if (n > 0) {
-    c->in_len += (size_t)n;
-    c->in[c->in_len] = '\0';
-  } else if (n < 0) {
-    c->eof = true;
-    c->eof_at = uv_now(&loop);
-    uv_read_stop(s);
-  }
-}
-
-static void cli_write_cb(uv_write_t *w, int status) { cr_assert_eq(status, 0); }
-
-static void cli_connect_cb(uv_connect_t *req, int status) {
-  struct client *c = req->data;
-  cr_assert_eq(status, 0);
-  uv_buf_t b = uv_buf_init((char *)c->request, (unsigned)strlen(c->request));
-  cr_assert_eq(uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, cli_write_cb), 0);
-  cr_assert_eq(uv_read_start((uv_stream_t *)&c->tcp, cli_alloc_cb, cli_read_cb), 0);
-}
-
-static void client_start(struct client *c, const char *request) {
-  memset(c, 0, sizeof(*c));
-  c->request = request;
-  struct sockaddr_in sa;
-  uv_ip4_addr("127.0.0.1", ps_net_listener_port(listener), &sa);
-  cr_assert_eq(uv_tcp_init(&loop, &c->tcp), 0);
-  c->tcp.data = c->connect.data = c;
-  cr_assert_eq(uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&sa, cli_connect_cb), 0);
-}
-
-static void client_closed_cb(uv_handle_t *hd) { ((struct client *)hd->data)->closed = true; }
-static bool is_client_closed(void *arg) { return ((struct client *)arg)->closed; }
-
-static void client_close(struct client *c) {
-  uv_close((uv_handle_t *)&c->tcp, client_closed_cb);
-  cr_assert(ps_test_run_until(&loop, is_client_closed, c, 5000));
+static void client_start(struct ps_test_client *c, const char *request) {
+  ps_test_client_start(c, &loop, ps_net_listener_port(listener), request);
 }
 
 static int want;
 static bool has_responses(void *arg) {
-  struct client *c = arg;
-  return count_responses(c->in) >= want;
+  struct ps_test_client *c = arg;
+  return ps_test_count_responses(c->in) >= want;
 }
-static bool has_eof(void *arg) { return ((struct client *)arg)->eof; }
 static bool held_is(void *arg) { return h.nheld == want; }
 static bool cancels_is(void *arg) { return h.cancels == want; }
 static bool no_conns(void *arg) { return ps_net_listener_conns(listener) == 0; }
 
 Test(http1_net, late_answers_resume_the_pipeline_from_the_loop) {
-  struct client c;
+  struct ps_test_client c;
   client_start(&c, "GET /late1 HTTP/1.1\r\nHost: t\r\n\r\nGET /now HTTP/1.1\r\nHost: t\r\n\r\n"
                    "GET /late2 HTTP/1.1\r\nHost: t\r\n\r\n");
   want = 1;
@@ -554,7 +484,7 @@ Test(http1_net, late_answers_resume_the_pipeline_from_the_loop) {
   const char *r1 = strstr(c.in, "/late1\n"), *r2 = strstr(c.in, "/now\n"), *r3 = strstr(c.in, "/late2\n");
   cr_assert(r1 && r2 && r3 && r1 < r2 && r2 < r3, "%s", c.in);
   cr_assert_not(c.eof);
-  client_close(&c);
+  ps_test_client_close(&c);
 }
 
 static bool timer_fired;
@@ -564,7 +494,7 @@ static bool has_fired(void *arg) { return timer_fired; }
 /* The idle timeout does not run while a request waits for its answer, and starts again after it. */
 Test(http1_net, idle_timeout_suspended_while_an_answer_is_pending) {
   cfg.idle_ms = 100;
-  struct client c;
+  struct ps_test_client c;
   client_start(&c, "GET /late HTTP/1.1\r\nHost: t\r\n\r\n");
   want = 1;
   cr_assert(ps_test_run_until(&loop, held_is, NULL, 5000));
@@ -580,18 +510,18 @@ Test(http1_net, idle_timeout_suspended_while_an_answer_is_pending) {
   cr_assert_eq(answer(take_held(), 0), 0);
   want = 1;
   cr_assert(ps_test_run_until(&loop, has_responses, &c, 5000));
-  cr_assert(ps_test_run_until(&loop, has_eof, &c, 5000), "idle connection not closed");
+  cr_assert(ps_test_run_until(&loop, ps_test_client_eof, &c, 5000), "idle connection not closed");
   cr_assert_geq(c.eof_at - answered_at, cfg.idle_ms - 5, "closed %llu ms after the answer",
                 (unsigned long long)(c.eof_at - answered_at));
-  client_close(&c);
+  ps_test_client_close(&c);
 }
 
 Test(http1_net, client_gone_before_the_answer_is_cancelled) {
-  struct client c;
+  struct ps_test_client c;
   client_start(&c, "GET /late HTTP/1.1\r\nHost: t\r\n\r\n");
   want = 1;
   cr_assert(ps_test_run_until(&loop, held_is, NULL, 5000));
-  client_close(&c);
+  ps_test_client_close(&c);
   want = 1;
   cr_assert(ps_test_run_until(&loop, cancels_is, NULL, 5000));
   cr_assert_eq(h.cancel_rc, UV_EPIPE);
@@ -600,11 +530,11 @@ Test(http1_net, client_gone_before_the_answer_is_cancelled) {
 
 Test(http1_net, answer_after_the_connection_is_freed_sends_nothing) {
   cfg.on_cancel = NULL;
-  struct client c;
+  struct ps_test_client c;
   client_start(&c, "GET /late HTTP/1.1\r\nHost: t\r\n\r\n");
   want = 1;
   cr_assert(ps_test_run_until(&loop, held_is, NULL, 5000));
-  client_close(&c);
+  ps_test_client_close(&c);
   cr_assert(ps_test_run_until(&loop, no_conns, NULL, 5000));
   /* The connection's state is freed once its timer has closed: one more loop turn. */
   uv_run(&loop, UV_RUN_NOWAIT);
@@ -612,26 +542,26 @@ Test(http1_net, answer_after_the_connection_is_freed_sends_nothing) {
 }
 
 Test(http1_net, listener_closed_with_an_answer_pending) {
-  struct client c;
+  struct ps_test_client c;
   client_start(&c, "GET /late HTTP/1.1\r\nHost: t\r\n\r\n");
   want = 1;
   cr_assert(ps_test_run_until(&loop, held_is, NULL, 5000));
   ps_net_listener_close(listener, listener_done, NULL);
   listener = NULL;
-  cr_assert(ps_test_run_until(&loop, has_eof, &c, 5000));
+  cr_assert(ps_test_run_until(&loop, ps_test_client_eof, &c, 5000));
   want = 1;
   cr_assert(ps_test_run_until(&loop, cancels_is, NULL, 5000));
   cr_assert_eq(c.in_len, 0);
-  client_close(&c);
+  ps_test_client_close(&c);
 }
 
 Test(http1_net, connection_close_then_eof) {
-  struct client c;
+  struct ps_test_client c;
   client_start(&c,
                "GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n");
-  cr_assert(ps_test_run_until(&loop, has_eof, &c, 5000));
-  cr_assert_eq(count_responses(c.in), 1, "%s", c.in);
+  cr_assert(ps_test_run_until(&loop, ps_test_client_eof, &c, 5000));
+  cr_assert_eq(ps_test_count_responses(c.in), 1, "%s", c.in);
   cr_assert(strstr(c.in, "Connection: close\r\n") != NULL);
   cr_assert_eq(h.calls, 1);
-  client_close(&c);
+  ps_test_client_close(&c);
 }

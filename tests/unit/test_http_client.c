@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "http_client.h"
+#include "loop_fixture.h"
 
 /* ==== URL splitting ================================================================================ */
 
@@ -125,36 +126,7 @@ Test(http_client, parse_response_errors) {
 static uv_loop_t loop;
 static struct ps_http_client *client;
 
-static void stop_cb(uv_timer_t *t) {
-  *(bool *)t->data = true;
-  uv_stop(t->loop);
-}
-
-static uv_timer_t guard;
-static bool guard_expired;
-
-static void guard_start(uint64_t ms) {
-  guard_expired = false;
-  uv_timer_init(&loop, &guard);
-  guard.data = &guard_expired;
-  uv_timer_start(&guard, stop_cb, ms, 0);
-}
-
-static void guard_stop(void) {
-  uv_close((uv_handle_t *)&guard, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-}
-
-/* Runs the loop until cond holds or ms pass (a guard timer wakes it up); evaluates to cond. */
-#define RUN_UNTIL(cond, ms)                                                                                  \
-  ({                                                                                                         \
-    guard_start(ms);                                                                                         \
-    while (!(cond) && !guard_expired) uv_run(&loop, UV_RUN_ONCE);                                            \
-    guard_stop();                                                                                            \
-    (cond);                                                                                                  \
-  })
-
-static bool run_until(const bool *cond, uint64_t ms) { return RUN_UNTIL(*cond, ms); }
+static bool is_set(void *flag) { return *(bool *)flag; }
 
 static void setup(void) {
   cr_assert_eq(uv_loop_init(&loop), 0);
@@ -188,6 +160,7 @@ struct fake {
   int requests;
   int open_conns;
   char last_req[4096];
+  char url[256]; /* what fake_start returned */
   bool listener_open;
 };
 
@@ -204,6 +177,8 @@ struct fconn {
 };
 
 static struct fake fake;
+static bool open_conns_is(void *n) { return fake.open_conns == *(int *)n; }
+static bool requests_is(void *n) { return fake.requests == *(int *)n; }
 static struct fconn *fconns[64];
 static int nfconns;
 
@@ -385,7 +360,8 @@ static void on_conn(uv_stream_t *srv, int status) {
   uv_read_start((uv_stream_t *)&fc->tcp, falloc, fread_cb);
 }
 
-static void fake_start_at(enum mode mode, const char *ip, bool v6) {
+/* Starts the fake on `ip` (an IPv6 literal if v6); returns the URL of `path` on it (kept in fake.url). */
+static const char *fake_start_at(enum mode mode, const char *ip, bool v6, const char *path) {
   memset(&fake, 0, sizeof fake);
   nfconns = 0;
   fake.mode = mode;
@@ -403,9 +379,18 @@ static void fake_start_at(enum mode mode, const char *ip, bool v6) {
   uv_tcp_getsockname(&fake.listener, (struct sockaddr *)&ss, &len);
   fake.port =
       v6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  snprintf(fake.url, sizeof fake.url, v6 ? "http://[%s]:%d%s" : "http://%s:%d%s", ip, fake.port, path);
+  return fake.url;
 }
 
-static void fake_start(enum mode mode) { fake_start_at(mode, "127.0.0.1", false); }
+static const char *fake_start(enum mode mode, const char *path) {
+  return fake_start_at(mode, "127.0.0.1", false, path);
+}
+
+static void stop_cb(uv_timer_t *t) {
+  *(bool *)t->data = true;
+  uv_stop(t->loop);
+}
 
 /* Closes the client and the fake server, runs the loop until nothing is left (bounded) and checks that
  * nothing leaked a handle. */
@@ -415,11 +400,14 @@ static void teardown(void) {
   if (fake.listener_open) uv_close((uv_handle_t *)&fake.listener, NULL);
   fake.listener_open = false;
   for (int i = 0; i < nfconns; i++) fconn_close(fconns[i]);
-  guard_start(5000);
+  uv_timer_t guard;
+  bool expired = false;
+  uv_timer_init(&loop, &guard);
+  guard.data = &expired;
+  uv_timer_start(&guard, stop_cb, 5000, 0);
   uv_unref((uv_handle_t *)&guard); /* only a hang keeps the loop running long enough to fire it */
   uv_run(&loop, UV_RUN_DEFAULT);
-  bool expired = guard_expired;
-  guard_stop();
+  uv_close((uv_handle_t *)&guard, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   for (int i = 0; i < nfconns; i++) free(fconns[i]);
   nfconns = 0;
@@ -475,14 +463,10 @@ static int get(const char *url, uint64_t timeout_ms, struct result *r, struct ps
   return err;
 }
 
-static void url_for(char *out, size_t n, const char *path) {
-  snprintf(out, n, "http://127.0.0.1:%d%s", fake.port, path);
-}
-
 /* A request that must succeed with status 200. */
 static void get_ok(const char *url, struct result *r) {
   cr_assert_eq(get(url, 5000, r, NULL), 0);
-  cr_assert(run_until(&r->done, 10000), "no callback for %s", url);
+  cr_assert(ps_test_run_until(&loop, is_set, &r->done, 10000), "no callback for %s", url);
   cr_assert_eq(r->calls, 1);
   cr_assert_eq(r->err, 0, "%s: %s", url, r->msg);
   cr_assert_eq(r->status, 200);
@@ -492,7 +476,7 @@ static void get_ok(const char *url, struct result *r) {
 static void get_fails(const char *url, uint64_t timeout_ms, int err, const char *needle) {
   struct result r;
   cr_assert_eq(get(url, timeout_ms, &r, NULL), 0);
-  cr_assert(run_until(&r.done, 10000), "no callback for %s", url);
+  cr_assert(ps_test_run_until(&loop, is_set, &r.done, 10000), "no callback for %s", url);
   cr_assert_eq(r.calls, 1);
   cr_assert(!r.called_inside_get);
   cr_assert_eq(r.err, err, "expected %s, got %s (%s)", uv_err_name(err), r.err ? uv_err_name(r.err) : "0",
@@ -513,9 +497,7 @@ Test(http_loop, refuses_bad_requests_synchronously) {
 }
 
 Test(http_loop, content_length_response_and_request_headers) {
-  fake_start(M_OK);
-  char url[256];
-  url_for(url, sizeof url, "/api/v1/query?query=up&x=%20");
+  const char *url = fake_start(M_OK, "/api/v1/query?query=up&x=%20");
   struct result r;
   get_ok(url, &r);
   cr_assert(!r.called_inside_get);
@@ -573,16 +555,13 @@ Test(http_loop, connect_that_never_completes_times_out, .timeout = 30) {
 }
 
 Test(http_loop, garbage_is_eproto) {
-  fake_start(M_GARBAGE);
-  char url[128];
-  url_for(url, sizeof url, "/");
+  const char *url = fake_start(M_GARBAGE, "/");
   get_fails(url, 3000, UV_EPROTO, "malformed HTTP response from 127.0.0.1:");
 }
 
 Test(http_loop, stall_times_out) {
-  fake_start(M_STALL);
-  char url[128], want[200];
-  url_for(url, sizeof url, "/slow");
+  const char *url = fake_start(M_STALL, "/slow");
+  char want[200];
   snprintf(want, sizeof want, "GET %s: timed out after 300 ms", url);
   uint64_t t0 = uv_hrtime();
   get_fails(url, 300, UV_ETIMEDOUT, want);
@@ -590,21 +569,16 @@ Test(http_loop, stall_times_out) {
   cr_assert(ms >= 290 && ms < 3000, "took %llu ms", (unsigned long long)ms);
   cr_assert_eq(fake.requests, 1);
   /* The timed-out connection is closed, not pooled: the server sees it go. */
-  bool gone = RUN_UNTIL(fake.open_conns == 0, 5000);
-  cr_assert(gone);
+  cr_assert(ps_test_run_until(&loop, open_conns_is, &(int){0}, 5000));
 }
 
 Test(http_loop, reset_mid_body) {
-  fake_start(M_RESET_MID_BODY);
-  char url[128];
-  url_for(url, sizeof url, "/");
+  const char *url = fake_start(M_RESET_MID_BODY, "/");
   get_fails(url, 3000, UV_ECONNRESET, "in the middle of the response");
 }
 
 Test(http_loop, chunked_split_in_odd_places) {
-  fake_start(M_CHUNKED_SPLIT);
-  char url[128];
-  url_for(url, sizeof url, "/c");
+  const char *url = fake_start(M_CHUNKED_SPLIT, "/c");
   struct result r;
   get_ok(url, &r);
   cr_assert_str_eq(r.body, "hello world");
@@ -617,30 +591,22 @@ Test(http_loop, chunked_split_in_odd_places) {
 }
 
 Test(http_loop, declared_body_over_limit) {
-  fake_start(M_BIG_CL);
-  char url[128];
-  url_for(url, sizeof url, "/");
+  const char *url = fake_start(M_BIG_CL, "/");
   get_fails(url, 3000, UV_E2BIG, "response body exceeds 33554432 bytes");
 }
 
 Test(http_loop, streamed_body_over_limit) {
-  fake_start(M_BIG_CHUNKED);
-  char url[128];
-  url_for(url, sizeof url, "/");
+  const char *url = fake_start(M_BIG_CHUNKED, "/");
   get_fails(url, 20000, UV_E2BIG, "response body exceeds 33554432 bytes");
 }
 
 Test(http_loop, headers_over_limit) {
-  fake_start(M_BIG_HEADER);
-  char url[128];
-  url_for(url, sizeof url, "/");
+  const char *url = fake_start(M_BIG_HEADER, "/");
   get_fails(url, 3000, UV_E2BIG, "response headers exceed 65536 bytes");
 }
 
 Test(http_loop, keep_alive_reuses_one_connection) {
-  fake_start(M_OK);
-  char url[128];
-  url_for(url, sizeof url, "/a");
+  const char *url = fake_start(M_OK, "/a");
   struct result r;
   for (int i = 1; i <= 3; i++) {
     get_ok(url, &r);
@@ -657,7 +623,7 @@ Test(http_loop, keep_alive_reuses_one_connection) {
 struct chain {
   int left;
   struct result r;
-  char url[128];
+  const char *url;
 };
 
 static void chain_cb(void *arg, int err, const char *errmsg, const struct ps_http_response *resp) {
@@ -671,19 +637,16 @@ static void chain_cb(void *arg, int err, const char *errmsg, const struct ps_htt
 }
 
 Test(http_loop, request_from_inside_callback_reuses_connection) {
-  fake_start(M_OK);
-  struct chain ch = {.left = 5};
-  url_for(ch.url, sizeof ch.url, "/chain");
+  struct chain ch = {.left = 5, .url = fake_start(M_OK, "/chain")};
   cr_assert_eq(ps_http_get(client, ch.url, 3000, chain_cb, &ch, NULL), 0);
-  cr_assert(run_until(&ch.r.done, 10000));
+  cr_assert(ps_test_run_until(&loop, is_set, &ch.r.done, 10000));
   cr_assert_eq(fake.accepted, 1);
   cr_assert_eq(fake.requests, 5);
 }
 
 Test(http_loop, connection_close_is_honoured) {
-  fake_start(M_CONN_CLOSE_HDR); /* the server leaves its socket open: only the header says close */
-  char url[128];
-  url_for(url, sizeof url, "/");
+  /* the server leaves its socket open: only the header says close */
+  const char *url = fake_start(M_CONN_CLOSE_HDR, "/");
   struct result r;
   get_ok(url, &r);
   free(r.body);
@@ -693,9 +656,7 @@ Test(http_loop, connection_close_is_honoured) {
 }
 
 Test(http_loop, http10_is_not_reused) {
-  fake_start(M_HTTP10);
-  char url[128];
-  url_for(url, sizeof url, "/");
+  const char *url = fake_start(M_HTTP10, "/");
   struct result r;
   get_ok(url, &r);
   cr_assert_str_eq(r.body, "ok");
@@ -706,9 +667,7 @@ Test(http_loop, http10_is_not_reused) {
 }
 
 Test(http_loop, close_delimited_body) {
-  fake_start(M_CLOSE_DELIMITED);
-  char url[128];
-  url_for(url, sizeof url, "/");
+  const char *url = fake_start(M_CLOSE_DELIMITED, "/");
   struct result r;
   get_ok(url, &r);
   cr_assert_str_eq(r.body, "until the end");
@@ -716,15 +675,12 @@ Test(http_loop, close_delimited_body) {
 }
 
 Test(http_loop, server_closing_idle_connection_then_new_request) {
-  fake_start(M_CLOSE_AFTER);
-  char url[128];
-  url_for(url, sizeof url, "/");
+  const char *url = fake_start(M_CLOSE_AFTER, "/");
   struct result r;
   get_ok(url, &r);
   free(r.body);
   /* Wait until the server has closed its side, and let the client see the EOF. */
-  bool closed = RUN_UNTIL(fake.open_conns == 0, 5000);
-  cr_assert(closed);
+  cr_assert(ps_test_run_until(&loop, open_conns_is, &(int){0}, 5000));
   get_ok(url, &r);
   free(r.body);
   cr_assert_eq(fake.accepted, 2);
@@ -733,9 +689,7 @@ Test(http_loop, server_closing_idle_connection_then_new_request) {
 Test(http_loop, stale_keep_alive_is_retried_once) {
   /* The server drops the pooled connection exactly when the second request arrives on it: the race a
    * client meets when a server's idle timeout fires as it reuses a connection. */
-  fake_start(M_DROP_SECOND);
-  char url[128];
-  url_for(url, sizeof url, "/");
+  const char *url = fake_start(M_DROP_SECOND, "/");
   struct result r;
   get_ok(url, &r);
   free(r.body);
@@ -749,9 +703,7 @@ Test(http_loop, stale_keep_alive_is_retried_once) {
 Test(http_loop, fresh_connection_dropped_is_not_retried) {
   /* Only a reused connection may be stale; a fresh one closed without an answer is the server's answer,
    * and a retry is made once only. */
-  fake_start(M_OK);
-  char url[128];
-  url_for(url, sizeof url, "/");
+  const char *url = fake_start(M_OK, "/");
   struct result r;
   get_ok(url, &r); /* conn 1, pooled */
   free(r.body);
@@ -764,18 +716,15 @@ Test(http_loop, fresh_connection_dropped_is_not_retried) {
 }
 
 Test(http_loop, cancel_never_calls_back) {
-  fake_start(M_STALL);
-  char url[128];
-  url_for(url, sizeof url, "/");
+  const char *url = fake_start(M_STALL, "/");
   struct result r;
   struct ps_http_req *h = NULL;
   cr_assert_eq(get(url, 5000, &r, &h), 0);
   cr_assert_not_null(h);
-  bool seen = RUN_UNTIL(fake.requests == 1, 5000);
-  cr_assert(seen);
+  cr_assert(ps_test_run_until(&loop, requests_is, &(int){1}, 5000));
   ps_http_cancel(h);
-  bool gone = RUN_UNTIL(fake.open_conns == 0, 5000);
-  cr_assert(gone, "the cancelled request's connection was not closed");
+  cr_assert(ps_test_run_until(&loop, open_conns_is, &(int){0}, 5000),
+            "the cancelled request's connection was not closed");
   cr_assert_eq(r.calls, 0);
 }
 
@@ -791,14 +740,11 @@ Test(http_loop, cancel_before_connect) {
 }
 
 Test(http_loop, client_close_cancels_pending) {
-  fake_start(M_STALL);
-  char url[128];
-  url_for(url, sizeof url, "/");
+  const char *url = fake_start(M_STALL, "/");
   struct result r1, r2;
   cr_assert_eq(get(url, 5000, &r1, NULL), 0);
   cr_assert_eq(get(url, 5000, &r2, NULL), 0);
-  bool seen = RUN_UNTIL(fake.requests == 2, 5000);
-  cr_assert(seen);
+  cr_assert(ps_test_run_until(&loop, requests_is, &(int){2}, 5000));
   ps_http_client_close(client);
   client = NULL;
   cr_assert_eq(r1.calls, 1);
@@ -809,25 +755,23 @@ Test(http_loop, client_close_cancels_pending) {
 }
 
 Test(http_loop, concurrent_requests_and_pool_limit) {
-  fake_start(M_OK);
-  char url[128];
-  url_for(url, sizeof url, "/");
+  const char *url = fake_start(M_OK, "/");
   enum { N = 8 };
   struct result r[N];
   for (int i = 0; i < N; i++) cr_assert_eq(get(url, 5000, &r[i], NULL), 0);
   for (int i = 0; i < N; i++) {
-    cr_assert(run_until(&r[i].done, 10000));
+    cr_assert(ps_test_run_until(&loop, is_set, &r[i].done, 10000));
     cr_assert_eq(r[i].err, 0, "%s", r[i].msg);
     free(r[i].body);
   }
   cr_assert_eq(fake.accepted, N);
   /* At most PS_HTTP_MAX_IDLE_PER_HOST stay pooled: the server sees the others closed. */
-  bool settled = RUN_UNTIL(fake.open_conns == PS_HTTP_MAX_IDLE_PER_HOST, 5000);
-  cr_assert(settled, "%d connections open", fake.open_conns);
+  cr_assert(ps_test_run_until(&loop, open_conns_is, &(int){PS_HTTP_MAX_IDLE_PER_HOST}, 5000),
+            "%d connections open", fake.open_conns);
 }
 
 Test(http_loop, localhost_name_resolves) {
-  fake_start(M_OK);
+  fake_start(M_OK, "/");
   char url[128];
   snprintf(url, sizeof url, "http://localhost:%d/x", fake.port);
   struct result r;
@@ -844,9 +788,8 @@ Test(http_loop, ipv6_literal) {
   uv_close((uv_handle_t *)&probe, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   if (ok != 0) cr_skip_test("no IPv6 loopback here (%s)", uv_strerror(ok));
-  fake_start_at(M_OK, "::1", true);
-  char url[128], host[64];
-  snprintf(url, sizeof url, "http://[::1]:%d/v6", fake.port);
+  const char *url = fake_start_at(M_OK, "::1", true, "/v6");
+  char host[64];
   struct result r;
   get_ok(url, &r);
   free(r.body);

@@ -179,23 +179,32 @@ static bool cli_wait_eof(struct client *c) {
   return c->eof && c->len == 0;
 }
 
-/* Sends `req`, reads `n` responses (HEAD-ness given per response), then checks for EOF if asked. */
-static void exchange(const char *req, size_t req_len, int n, const bool *head, bool expect_eof) {
+/* What exchange() does, set by run_exchange() before the client thread starts. */
+static struct {
+  const char *req;
+  size_t req_len;
+  int n;
+  const bool *head; /* HEAD-ness per response, or NULL for none */
+  bool expect_eof;
+} ex;
+
+/* Sends ex.req, reads ex.n responses, then checks for EOF if asked. */
+static void exchange(void) {
   struct client c;
   if (cli_connect(&c) != 0) {
     snprintf(res.note, sizeof(res.note), "connect: %s", strerror(errno));
     cli_close(&c);
     return;
   }
-  res.sent_ok = cli_send(&c, req, req_len);
-  for (int i = 0; i < n; i++) {
-    if (!cli_response(&c, head != NULL && head[i], &res.r[res.n])) {
+  res.sent_ok = cli_send(&c, ex.req, ex.req_len);
+  for (int i = 0; i < ex.n; i++) {
+    if (!cli_response(&c, ex.head != NULL && ex.head[i], &res.r[res.n])) {
       snprintf(res.note, sizeof(res.note), "response %d missing", i);
       break;
     }
     res.n++;
   }
-  if (expect_eof) res.eof = cli_wait_eof(&c);
+  if (ex.expect_eof) res.eof = cli_wait_eof(&c);
   cli_close(&c);
 }
 
@@ -221,6 +230,17 @@ static void run_client(void (*fn)(void)) {
   cr_assert_not(timed_out, "test timed out");
 }
 
+/* Runs exchange() on the client thread; all `n` responses must have come. */
+static void run_exchange(const char *req, size_t req_len, int n, const bool *head, bool expect_eof) {
+  ex.req = req;
+  ex.req_len = req_len;
+  ex.n = n;
+  ex.head = head;
+  ex.expect_eof = expect_eof;
+  run_client(exchange);
+  cr_assert_eq(res.n, n, "%s", res.note);
+}
+
 static void free_result(void) {
   for (int i = 0; i < res.n; i++) free(res.r[i].body);
 }
@@ -229,11 +249,8 @@ static void free_result(void) {
 
 /* ---- routes ----------------------------------------------------------------------------------------- */
 
-static void get_healthz(void) { exchange(REQ("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"), 1, NULL, false); }
-
 Test(http_server, healthz_ok) {
-  run_client(get_healthz);
-  cr_assert_eq(res.n, 1, "%s", res.note);
+  run_exchange(REQ("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"), 1, NULL, false);
   cr_assert_eq(res.r[0].status, 200);
   cr_assert_str_eq(res.r[0].body, "ok\n");
   cr_assert_eq(res.r[0].content_length, 3);
@@ -269,15 +286,10 @@ Test(http_server, readyz_follows_ready_flag) {
   free_result();
 }
 
-static void get_metrics(void) {
-  exchange(REQ("GET /metrics?x=1 HTTP/1.1\r\nHost: t\r\n\r\n"), 1, NULL, false);
-}
-
 Test(http_server, metrics_exposition) {
   cr_assert_eq(ps_metrics_declare("test_widgets_total", PS_METRIC_COUNTER, "Widgets seen."), 0);
   ps_metrics_add("test_widgets_total", "", 3);
-  run_client(get_metrics);
-  cr_assert_eq(res.n, 1, "%s", res.note);
+  run_exchange(REQ("GET /metrics?x=1 HTTP/1.1\r\nHost: t\r\n\r\n"), 1, NULL, false);
   cr_assert_eq(res.r[0].status, 200);
   cr_assert_not_null(strstr(res.r[0].head, "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
   cr_assert_not_null(strstr(res.r[0].body, "# TYPE test_widgets_total counter\n"));
@@ -287,17 +299,12 @@ Test(http_server, metrics_exposition) {
   free_result();
 }
 
-static void head_requests(void) {
-  static const bool head[] = {true, true, false};
-  exchange(REQ("HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
-               "HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
-               "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
-           3, head, false);
-}
-
 Test(http_server, head_has_length_but_no_body) {
-  run_client(head_requests);
-  cr_assert_eq(res.n, 3, "%s", res.note);
+  static const bool head[] = {true, true, false};
+  run_exchange(REQ("HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+                   "HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
+                   "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
+               3, head, false);
   cr_assert_eq(res.r[0].status, 200);
   cr_assert_eq(res.r[0].content_length, 3);
   cr_assert_eq(res.r[0].body_len, 0);
@@ -309,15 +316,10 @@ Test(http_server, head_has_length_but_no_body) {
   free_result();
 }
 
-static void not_found(void) {
-  exchange(REQ("GET /nope HTTP/1.1\r\nHost: t\r\n\r\nGET /healthzz HTTP/1.1\r\nHost: t\r\n\r\n"
-               "GET http://t/healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
-           3, NULL, false);
-}
-
 Test(http_server, unknown_path_404_counted_as_other) {
-  run_client(not_found);
-  cr_assert_eq(res.n, 3, "%s", res.note);
+  run_exchange(REQ("GET /nope HTTP/1.1\r\nHost: t\r\n\r\nGET /healthzz HTTP/1.1\r\nHost: t\r\n\r\n"
+                   "GET http://t/healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
+               3, NULL, false);
   cr_assert_eq(res.r[0].status, 404);
   cr_assert_eq(res.r[1].status, 404);
   cr_assert_not(res.r[0].conn_close);
@@ -326,16 +328,11 @@ Test(http_server, unknown_path_404_counted_as_other) {
   free_result();
 }
 
-static void wrong_method(void) {
-  exchange(REQ("POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
-               "DELETE /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
-               "GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"),
-           3, NULL, false);
-}
-
 Test(http_server, other_method_405_with_allow) {
-  run_client(wrong_method);
-  cr_assert_eq(res.n, 3, "%s", res.note);
+  run_exchange(REQ("POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+                   "DELETE /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
+                   "GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"),
+               3, NULL, false);
   cr_assert_eq(res.r[0].status, 405);
   cr_assert_not_null(strstr(res.r[0].head, "\r\nAllow: GET, HEAD\r\n"));
   cr_assert_eq(res.r[1].status, 405);
@@ -347,37 +344,29 @@ Test(http_server, other_method_405_with_allow) {
 
 /* ---- errors and limits ------------------------------------------------------------------------------ */
 
-static void garbage(void) { exchange(REQ("\x16\x03\x01 hello there\r\n\r\n"), 1, NULL, true); }
-
 Test(http_server, garbage_400_and_close) {
-  run_client(garbage);
-  cr_assert_eq(res.n, 1, "%s", res.note);
+  run_exchange(REQ("\x16\x03\x01 hello there\r\n\r\n"), 1, NULL, true);
   cr_assert_eq(res.r[0].status, 400);
   cr_assert(res.r[0].conn_close);
   cr_assert(res.eof);
   free_result();
 }
 
-static void huge_headers(void) {
+Test(http_server, huge_headers_431_and_close) {
   size_t n = PS_HTTP_SERVER_MAX_REQUEST + 1024;
   char *req = malloc(n + 64);
   int k = snprintf(req, 64, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ");
   memset(req + k, 'a', n);
   memcpy(req + k + n, "\r\n\r\n", 4);
-  exchange(req, (size_t)k + n + 4, 1, NULL, true);
+  run_exchange(req, (size_t)k + n + 4, 1, NULL, true);
   free(req);
-}
-
-Test(http_server, huge_headers_431_and_close) {
-  run_client(huge_headers);
-  cr_assert_eq(res.n, 1, "%s", res.note);
   cr_assert_eq(res.r[0].status, 431);
   cr_assert(res.r[0].conn_close);
   cr_assert(res.eof);
   free_result();
 }
 
-static void headers_at_limit(void) {
+Test(http_server, headers_at_limit_accepted) {
   /* a head of exactly PS_HTTP_SERVER_MAX_REQUEST bytes is accepted */
   const char *pre = "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ";
   size_t k = strlen(pre), total = PS_HTTP_SERVER_MAX_REQUEST;
@@ -385,24 +374,14 @@ static void headers_at_limit(void) {
   memcpy(req, pre, k);
   memset(req + k, 'a', total - k - 4);
   memcpy(req + total - 4, "\r\n\r\n", 4);
-  exchange(req, total, 1, NULL, false);
+  run_exchange(req, total, 1, NULL, false);
   free(req);
-}
-
-Test(http_server, headers_at_limit_accepted) {
-  run_client(headers_at_limit);
-  cr_assert_eq(res.n, 1, "%s", res.note);
   cr_assert_eq(res.r[0].status, 200);
   free_result();
 }
 
-static void big_body(void) {
-  exchange(REQ("POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 65537\r\n\r\n"), 1, NULL, true);
-}
-
 Test(http_server, body_over_limit_413_and_close) {
-  run_client(big_body);
-  cr_assert_eq(res.n, 1, "%s", res.note);
+  run_exchange(REQ("POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 65537\r\n\r\n"), 1, NULL, true);
   cr_assert_eq(res.r[0].status, 413);
   cr_assert(res.eof);
   free_result();
@@ -432,32 +411,22 @@ Test(http_server, keep_alive_two_requests_one_connection) {
   free_result();
 }
 
-static void pipelined(void) {
-  exchange(REQ("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"
-               "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
-               "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
-           3, NULL, false);
-}
-
 Test(http_server, pipelined_answered_in_order) {
-  run_client(pipelined);
-  cr_assert_eq(res.n, 3, "%s", res.note);
+  run_exchange(REQ("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"
+                   "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
+                   "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
+               3, NULL, false);
   cr_assert_str_eq(res.r[0].body, "ready\n");
   cr_assert_eq(res.r[1].status, 404);
   cr_assert_str_eq(res.r[2].body, "ok\n");
   free_result();
 }
 
-static void connection_close(void) {
-  /* the request after "Connection: close" must not be answered (RFC 9112 9.6) */
-  exchange(REQ("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-               "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
-           1, NULL, true);
-}
-
 Test(http_server, connection_close_honoured) {
-  run_client(connection_close);
-  cr_assert_eq(res.n, 1, "%s", res.note);
+  /* the request after "Connection: close" must not be answered (RFC 9112 9.6) */
+  run_exchange(REQ("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                   "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
+               1, NULL, true);
   cr_assert_eq(res.r[0].status, 200);
   cr_assert(res.r[0].conn_close);
   cr_assert(res.eof, "the server closed after the response");

@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "loop_fixture.h"
 #include "net.h"
 
 static uv_loop_t loop;
@@ -18,23 +19,6 @@ static void teardown(void) {
 }
 
 TestSuite(net, .init = setup, .fini = teardown, .timeout = 60);
-
-/* ---- running the loop until something happens ---------------------------------------------- */
-
-static bool timed_out;
-static void timeout_cb(uv_timer_t *t) { timed_out = true; }
-
-/* Runs the loop until cond holds or ms pass; returns cond. */
-static bool run_until(bool (*cond)(void), unsigned ms) {
-  uv_timer_t t;
-  uv_timer_init(&loop, &t);
-  timed_out = false;
-  uv_timer_start(&t, timeout_cb, ms, 0);
-  while (!cond() && !timed_out) uv_run(&loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT); /* t lives on this stack frame: let its close complete */
-  return cond();
-}
 
 /* ---- the server side: a small protocol whose behaviour each test picks ----------------------- */
 
@@ -117,11 +101,11 @@ static int start_server(enum mode mode) {
   return port;
 }
 
-static bool is_listener_done(void) { return listener_done == 1; }
+static bool is_listener_done(void *arg) { return listener_done == 1; }
 
 static void stop_server(void) {
   ps_net_listener_close(listener, done_cb, &listener_done);
-  cr_assert(run_until(is_listener_done, 5000));
+  cr_assert(ps_test_run_until(&loop, is_listener_done, NULL, 5000));
   ps_buf_free(&srv.rx);
 }
 
@@ -198,23 +182,27 @@ static void client_close(struct client *cl) {
   if (!uv_is_closing((uv_handle_t *)&cl->tcp)) uv_close((uv_handle_t *)&cl->tcp, client_closed_cb);
 }
 
-static struct client *cur; /* the client a condition looks at */
 static size_t want_len;
-static bool cl_connected(void) { return cur->connected; }
-static bool cl_has_bytes(void) { return cur->rx.len >= want_len; }
-static bool cl_eof(void) { return cur->eof; }
-static bool cl_closed(void) { return cur->closed; }
+static bool cl_connected(void *cl) { return ((struct client *)cl)->connected; }
+static bool cl_has_bytes(void *cl) { return ((struct client *)cl)->rx.len >= want_len; }
+static bool cl_eof(void *cl) { return ((struct client *)cl)->eof; }
+static bool cl_closed(void *cl) { return ((struct client *)cl)->closed; }
 static int want_closes, want_reads, want_opens;
-static bool srv_closes(void) { return srv.closes >= want_closes; }
-static bool srv_reads(void) { return srv.reads >= want_reads; }
-static bool srv_opens(void) { return srv.opens >= want_opens; }
-static bool srv_drained(void) { return srv.drains >= 1; }
+static bool srv_closes(void *arg) { return srv.closes >= want_closes; }
+static bool srv_reads(void *arg) { return srv.reads >= want_reads; }
+static bool srv_opens(void *arg) { return srv.opens >= want_opens; }
+static bool srv_drained(void *arg) { return srv.drains >= 1; }
 
 static void close_client_and_wait(struct client *cl) {
   client_close(cl);
-  cur = cl;
-  cr_assert(run_until(cl_closed, 5000));
+  cr_assert(ps_test_run_until(&loop, cl_closed, cl, 5000));
   ps_buf_free(&cl->rx);
+}
+
+/* A server in `mode` and one client connected to it. */
+static void start_connected(enum mode mode, struct client *cl) {
+  client_connect(cl, start_server(mode));
+  cr_assert(ps_test_run_until(&loop, cl_connected, cl, 5000));
 }
 
 /* ---- tests ---------------------------------------------------------------------------------- */
@@ -251,16 +239,13 @@ Test(net, parse_addr) {
 }
 
 Test(net, echo_and_peer_close) {
-  int port = start_server(M_ECHO);
   struct client cl;
-  client_connect(&cl, port);
-  cur = &cl;
-  cr_assert(run_until(cl_connected, 5000));
+  start_connected(M_ECHO, &cl);
   client_read(&cl);
   client_write(&cl, "hello");
   client_write(&cl, " world");
   want_len = 11;
-  cr_assert(run_until(cl_has_bytes, 5000));
+  cr_assert(ps_test_run_until(&loop, cl_has_bytes, &cl, 5000));
   cr_assert_eq(memcmp(cl.rx.data, "hello world", 11), 0);
   cr_assert_eq(srv.opens, 1);
   cr_assert_eq(ps_net_listener_conns(listener), 1);
@@ -269,7 +254,7 @@ Test(net, echo_and_peer_close) {
   /* The peer closes: on_close runs once and the conn no longer counts. */
   close_client_and_wait(&cl);
   want_closes = 1;
-  cr_assert(run_until(srv_closes, 5000));
+  cr_assert(ps_test_run_until(&loop, srv_closes, NULL, 5000));
   cr_assert_eq(srv.closes, 1);
   cr_assert_eq(ps_net_listener_conns(listener), 0);
   stop_server();
@@ -277,15 +262,12 @@ Test(net, echo_and_peer_close) {
 }
 
 Test(net, backpressure_pauses_reading_until_drained) {
-  int port = start_server(M_FLOOD);
   struct client cl;
-  client_connect(&cl, port);
-  cur = &cl;
-  cr_assert(run_until(cl_connected, 5000));
+  start_connected(M_FLOOD, &cl);
   /* The client asks for the flood and does not read it. */
   client_write(&cl, "go");
   want_reads = 1;
-  cr_assert(run_until(srv_reads, 5000));
+  cr_assert(ps_test_run_until(&loop, srv_reads, NULL, 5000));
   cr_assert_gt(srv.pending_seen, PS_NET_HIGH_WATER);
   cr_assert(srv.paused_seen);
   cr_assert(ps_net_paused(srv.last));
@@ -293,16 +275,16 @@ Test(net, backpressure_pauses_reading_until_drained) {
   client_write(&cl, "more");
   /* Now the client reads: the queue drains, on_drain fires, then "more" is read. */
   client_read(&cl);
-  cr_assert(run_until(srv_drained, 10000));
+  cr_assert(ps_test_run_until(&loop, srv_drained, NULL, 10000));
   cr_assert_eq(srv.reads_at_drain, 1, "read while paused");
   cr_assert_not(ps_net_paused(srv.last));
   cr_assert_lt(ps_net_pending(srv.last), PS_NET_LOW_WATER);
   want_reads = 2;
-  cr_assert(run_until(srv_reads, 5000));
+  cr_assert(ps_test_run_until(&loop, srv_reads, NULL, 5000));
   cr_assert_eq(srv.rx.len, 6);
   cr_assert_eq(memcmp(srv.rx.data, "gomore", 6), 0);
   want_len = FLOOD_BYTES;
-  cr_assert(run_until(cl_has_bytes, 10000));
+  cr_assert(ps_test_run_until(&loop, cl_has_bytes, &cl, 10000));
   cr_assert_eq(cl.rx.len, FLOOD_BYTES);
   for (size_t i = 0; i < FLOOD_BYTES; i += 4093)
     cr_assert_eq((uint8_t)cl.rx.data[i], (uint8_t)(i % 251), "byte %zu", i);
@@ -313,18 +295,15 @@ Test(net, backpressure_pauses_reading_until_drained) {
 }
 
 Test(net, close_flushes_queued_writes_first) {
-  int port = start_server(M_SAY_BYE);
   struct client cl;
-  client_connect(&cl, port);
-  cur = &cl;
-  cr_assert(run_until(cl_connected, 5000));
+  start_connected(M_SAY_BYE, &cl);
   client_write(&cl, "hi");
   client_read(&cl);
-  cr_assert(run_until(cl_eof, 10000));
+  cr_assert(ps_test_run_until(&loop, cl_eof, &cl, 10000));
   cr_assert_eq(cl.rx.len, FLOOD_BYTES / 4 + 3);
   cr_assert_eq(memcmp(cl.rx.data + FLOOD_BYTES / 4, "bye", 3), 0);
   want_closes = 1;
-  cr_assert(run_until(srv_closes, 5000));
+  cr_assert(ps_test_run_until(&loop, srv_closes, NULL, 5000));
   cr_assert_eq(srv.closes, 1);
   close_client_and_wait(&cl);
   stop_server();
@@ -332,18 +311,15 @@ Test(net, close_flushes_queued_writes_first) {
 }
 
 Test(net, read_error_closes_after_flush) {
-  int port = start_server(M_FAIL);
   struct client cl;
-  client_connect(&cl, port);
-  cur = &cl;
-  cr_assert(run_until(cl_connected, 5000));
+  start_connected(M_FAIL, &cl);
   client_read(&cl);
   client_write(&cl, "x");
-  cr_assert(run_until(cl_eof, 5000));
+  cr_assert(ps_test_run_until(&loop, cl_eof, &cl, 5000));
   cr_assert_eq(cl.rx.len, 3);
   cr_assert_eq(memcmp(cl.rx.data, "err", 3), 0);
   want_closes = 1;
-  cr_assert(run_until(srv_closes, 5000));
+  cr_assert(ps_test_run_until(&loop, srv_closes, NULL, 5000));
   close_client_and_wait(&cl);
   stop_server();
 }
@@ -353,17 +329,16 @@ Test(net, listener_close_closes_every_connection) {
   struct client cl[3];
   for (int i = 0; i < 3; i++) client_connect(&cl[i], port);
   want_opens = 3;
-  cr_assert(run_until(srv_opens, 5000));
+  cr_assert(ps_test_run_until(&loop, srv_opens, NULL, 5000));
   cr_assert_eq(ps_net_listener_conns(listener), 3);
   for (int i = 0; i < 3; i++) client_read(&cl[i]);
   ps_net_listener_close(listener, done_cb, &listener_done);
   cr_assert_eq(listener_done, 0, "done must wait for the close callbacks");
-  cr_assert(run_until(is_listener_done, 5000));
+  cr_assert(ps_test_run_until(&loop, is_listener_done, NULL, 5000));
   cr_assert_eq(srv.closes, 3);
   cr_assert_eq(listener_done, 1);
   for (int i = 0; i < 3; i++) {
-    cur = &cl[i];
-    cr_assert(run_until(cl_eof, 5000));
+    cr_assert(ps_test_run_until(&loop, cl_eof, &cl[i], 5000));
     close_client_and_wait(&cl[i]);
   }
   ps_buf_free(&srv.rx);
@@ -391,7 +366,7 @@ Test(net, close_without_connections_and_null_done) {
 
 static struct client *many;
 static int many_eof;
-static bool all_opened_and_one_refused(void) {
+static bool all_opened_and_one_refused(void *arg) {
   many_eof = 0;
   for (int i = 0; i <= PS_NET_MAX_CONNS; i++) many_eof += many[i].eof;
   return srv.opens == PS_NET_MAX_CONNS && many_eof == 1;
@@ -406,19 +381,19 @@ Test(net, connections_beyond_the_limit_are_closed) {
     client_read(&many[i]);
     if (i % 64 == 63 && i < PS_NET_MAX_CONNS) {
       want_opens = i + 1;
-      cr_assert(run_until(srv_opens, 5000), "opens %d of %d", srv.opens, want_opens);
+      cr_assert(ps_test_run_until(&loop, srv_opens, NULL, 5000), "opens %d of %d", srv.opens, want_opens);
     }
   }
-  cr_assert(run_until(all_opened_and_one_refused, 20000), "opens %d, refused %d", srv.opens, many_eof);
+  cr_assert(ps_test_run_until(&loop, all_opened_and_one_refused, NULL, 20000), "opens %d, refused %d",
+            srv.opens, many_eof);
   cr_assert_eq(ps_net_listener_conns(listener), PS_NET_MAX_CONNS);
   for (int i = 0; i <= PS_NET_MAX_CONNS; i++) client_close(&many[i]);
   uv_run(&loop, UV_RUN_NOWAIT);
   want_closes = PS_NET_MAX_CONNS;
-  cr_assert(run_until(srv_closes, 20000));
+  cr_assert(ps_test_run_until(&loop, srv_closes, NULL, 20000));
   cr_assert_eq(ps_net_listener_conns(listener), 0);
   for (int i = 0; i <= PS_NET_MAX_CONNS; i++) {
-    cur = &many[i];
-    cr_assert(run_until(cl_closed, 5000));
+    cr_assert(ps_test_run_until(&loop, cl_closed, &many[i], 5000));
     ps_buf_free(&many[i].rx);
   }
   free(many);

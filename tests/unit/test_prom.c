@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +11,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "loop_fixture.h"
 #include "prom.h"
+#include "prom_fixture.h"
 
 /* ==== URL building ================================================================================= */
 
@@ -233,32 +234,7 @@ Test(prom, decode_not_json_and_truncated) {
 
 static uv_loop_t loop;
 static struct ps_http_client *http;
-static uv_timer_t guard;
-static bool guard_expired;
-
-static void stop_cb(uv_timer_t *t) {
-  guard_expired = true;
-  uv_stop(t->loop);
-}
-
-static void guard_start(uint64_t ms) {
-  guard_expired = false;
-  uv_timer_init(&loop, &guard);
-  uv_timer_start(&guard, stop_cb, ms, 0);
-}
-
-static void guard_stop(void) {
-  uv_close((uv_handle_t *)&guard, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-}
-
-#define RUN_UNTIL(cond, ms)                                                                                  \
-  ({                                                                                                         \
-    guard_start(ms);                                                                                         \
-    while (!(cond) && !guard_expired) uv_run(&loop, UV_RUN_ONCE);                                            \
-    guard_stop();                                                                                            \
-    (cond);                                                                                                  \
-  })
+static bool is_set(void *flag) { return *(bool *)flag; }
 
 struct qres {
   bool done;
@@ -287,7 +263,7 @@ static void qcb(void *arg, int err, const char *errmsg, const struct ps_sample *
 static void query(const char *base, const char *q, int64_t s, int64_t e, int64_t step, struct qres *out) {
   memset(out, 0, sizeof *out);
   cr_assert_eq(ps_prom_query_range(http, base, q, s, e, step, 10000, qcb, out, NULL), 0);
-  cr_assert(RUN_UNTIL(out->done, 30000), "no answer to %s", q);
+  cr_assert(ps_test_run_until(&loop, is_set, &out->done, 30000), "no answer to %s", q);
   cr_assert_eq(out->calls, 1);
 }
 
@@ -410,22 +386,7 @@ static char *fake_base(void) {
 
 /* ==== real Prometheus ============================================================================== */
 
-static pid_t prom_pid;
-static char prom_dir[64];
-static int prom_port;
-
-static int free_port(void) {
-  uv_tcp_t t;
-  struct sockaddr_in sa;
-  uv_ip4_addr("127.0.0.1", 0, &sa);
-  uv_tcp_init(&loop, &t);
-  cr_assert_eq(uv_tcp_bind(&t, (struct sockaddr *)&sa, 0), 0);
-  int len = sizeof sa;
-  uv_tcp_getsockname(&t, (struct sockaddr *)&sa, &len);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  return ntohs(sa.sin_port);
-}
+static struct ps_test_prom prom; /* its own config (a self-scrape), so only ps_test_prom_stop is shared */
 
 struct ready {
   bool done;
@@ -442,25 +403,26 @@ static void ready_cb(void *arg, int err, const char *msg, const struct ps_http_r
 static void prom_start(void) {
   if (access("/usr/bin/prometheus", X_OK) != 0)
     cr_skip_test("/usr/bin/prometheus not found: install the prometheus package to run this test");
-  strcpy(prom_dir, "/tmp/ps-prom-XXXXXX");
-  cr_assert_not_null(mkdtemp(prom_dir));
-  prom_port = free_port();
+  strcpy(prom.dir, "/tmp/ps-prom-XXXXXX");
+  cr_assert_not_null(mkdtemp(prom.dir));
+  prom.port = ps_test_free_port();
+  cr_assert_gt(prom.port, 0);
   char cfg[128], data[128], listen[64], log[128];
-  snprintf(cfg, sizeof cfg, "%s/prometheus.yml", prom_dir);
-  snprintf(data, sizeof data, "--storage.tsdb.path=%s/data", prom_dir);
-  snprintf(listen, sizeof listen, "--web.listen-address=127.0.0.1:%d", prom_port);
-  snprintf(log, sizeof log, "%s/log", prom_dir);
+  snprintf(cfg, sizeof cfg, "%s/prometheus.yml", prom.dir);
+  snprintf(data, sizeof data, "--storage.tsdb.path=%s/data", prom.dir);
+  snprintf(listen, sizeof listen, "--web.listen-address=127.0.0.1:%d", prom.port);
+  snprintf(log, sizeof log, "%s/log", prom.dir);
   FILE *f = fopen(cfg, "w");
   fprintf(f,
           "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
           "  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:%d']\n",
-          prom_port);
+          prom.port);
   fclose(f);
   char cfgarg[160];
   snprintf(cfgarg, sizeof cfgarg, "--config.file=%s", cfg);
-  prom_pid = fork();
-  cr_assert(prom_pid >= 0);
-  if (prom_pid == 0) {
+  prom.pid = fork();
+  cr_assert(prom.pid >= 0);
+  if (prom.pid == 0) {
     int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
@@ -468,31 +430,19 @@ static void prom_start(void) {
     _exit(127);
   }
   char url[128];
-  snprintf(url, sizeof url, "http://127.0.0.1:%d/-/ready", prom_port);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/-/ready", prom.port);
   uint64_t deadline = uv_now(&loop) + 60000;
   for (;;) {
     struct ready r = {0};
     cr_assert_eq(ps_http_get(http, url, 2000, ready_cb, &r, NULL), 0);
-    cr_assert(RUN_UNTIL(r.done, 5000));
+    cr_assert(ps_test_run_until(&loop, is_set, &r.done, 5000));
     if (r.status == 200) return;
     int st;
-    cr_assert_eq(waitpid(prom_pid, &st, WNOHANG), 0, "prometheus exited; see %s", log);
+    cr_assert_eq(waitpid(prom.pid, &st, WNOHANG), 0, "prometheus exited; see %s", log);
     cr_assert(uv_now(&loop) < deadline, "prometheus not ready after 60 s (last: %d)", r.status);
     /* Poll again in 100 ms: readiness has no event to wait on but the endpoint itself. */
     bool tick = false;
-    RUN_UNTIL(tick, 100);
-  }
-}
-
-static void prom_stop(void) {
-  if (prom_pid > 0) {
-    kill(prom_pid, SIGTERM);
-    int st;
-    waitpid(prom_pid, &st, 0);
-    prom_pid = 0;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", prom_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", prom_dir);
+    ps_test_run_until(&loop, is_set, &tick, 100);
   }
 }
 
@@ -503,17 +453,25 @@ static void setup(void) {
   cr_assert_eq(ps_http_client_new(&loop, &http), 0);
 }
 
+static void stop_cb(uv_timer_t *t) {
+  *(bool *)t->data = true;
+  uv_stop(t->loop);
+}
+
 static void teardown(void) {
-  prom_stop();
+  ps_test_prom_stop(&prom, 0);
   ps_http_client_close(http);
   if (fake_open) uv_close((uv_handle_t *)&fake.listener, NULL);
   fake_open = false;
   /* The fake's connections close when they read the client's EOF. An unref'd guard fires only on a hang. */
-  guard_start(5000);
+  uv_timer_t guard;
+  bool hung = false;
+  uv_timer_init(&loop, &guard);
+  guard.data = &hung;
+  uv_timer_start(&guard, stop_cb, 5000, 0);
   uv_unref((uv_handle_t *)&guard);
   uv_run(&loop, UV_RUN_DEFAULT);
-  bool hung = guard_expired;
-  guard_stop();
+  uv_close((uv_handle_t *)&guard, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   cr_assert(!hung, "the loop did not drain");
   cr_assert_eq(uv_loop_close(&loop), 0);
@@ -593,8 +551,10 @@ Test(prom_loop, http_errors) {
 }
 
 Test(prom_loop, connection_refused_passes_through) {
+  int port = ps_test_free_port();
+  cr_assert_gt(port, 0);
   char base[64];
-  snprintf(base, sizeof base, "http://127.0.0.1:%d", free_port());
+  snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
   struct qres q;
   query(base, "up", 0, 60000, 15000, &q);
   cr_assert_eq(q.err, UV_ECONNREFUSED);
@@ -640,7 +600,7 @@ static int64_t now_ms(void) {
 Test(prom_loop, real_prometheus) {
   prom_start();
   char base[64];
-  snprintf(base, sizeof base, "http://127.0.0.1:%d/", prom_port);
+  snprintf(base, sizeof base, "http://127.0.0.1:%d/", prom.port);
 
   /* A real series appears after the first self-scrape. */
   struct qres q;
@@ -661,7 +621,7 @@ Test(prom_loop, real_prometheus) {
     free(q.s);
     cr_assert(now_ms() < deadline, "no prometheus_build_info sample after 30 s");
     bool tick = false;
-    RUN_UNTIL(tick, 200);
+    ps_test_run_until(&loop, is_set, &tick, 200);
   }
 
   /* vector(1) has a value at every step: 4 h at 1 s is 14401 points, fetched in two requests. */

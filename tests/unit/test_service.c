@@ -109,8 +109,9 @@ struct md {
 
 static size_t pack_ref(uint8_t *out, size_t cap, const struct md *md, size_t n, const char *metric_name) {
   Externalscaler__ScaledObjectRef ref = EXTERNALSCALER__SCALED_OBJECT_REF__INIT;
-  Externalscaler__ScaledObjectRef__ScalerMetadataEntry e[32], *ep[32];
-  cr_assert_leq(n, 32);
+  Externalscaler__ScaledObjectRef__ScalerMetadataEntry e[PS_SERVICE_MAX_METADATA + 1],
+      *ep[PS_SERVICE_MAX_METADATA + 1];
+  cr_assert_leq(n, PS_SERVICE_MAX_METADATA + 1);
   for (size_t i = 0; i < n; i++) {
     externalscaler__scaled_object_ref__scaler_metadata_entry__init(&e[i]);
     e[i].key = (char *)md[i].k;
@@ -132,15 +133,22 @@ static size_t pack_ref(uint8_t *out, size_t cap, const struct md *md, size_t n, 
   return externalscaler__get_metrics_request__pack(&gm, out);
 }
 
-/* Starts an RPC; metric_name non-NULL makes it a GetMetricsRequest. */
-static void call(struct ps_call *c, const char *method, const struct md *md, size_t n,
-                 const char *metric_name) {
+/* Starts an RPC on `path` with `len` bytes as its request message. */
+static void dispatch(struct ps_call *c, const char *path, const uint8_t *msg, size_t len) {
   memset(c, 0, sizeof *c);
   c->status = -1;
-  snprintf(c->path, sizeof c->path, "/externalscaler.ExternalScaler/%s", method);
+  snprintf(c->path, sizeof c->path, "%s", path);
+  ps_service_dispatch(c, c->path, msg, len, svc);
+}
+
+/* Starts an RPC of the ExternalScaler service; metric_name non-NULL makes it a GetMetricsRequest. */
+static void call(struct ps_call *c, const char *method, const struct md *md, size_t n,
+                 const char *metric_name) {
+  char path[128];
+  snprintf(path, sizeof path, "/externalscaler.ExternalScaler/%s", method);
   uint8_t buf[4096];
   size_t len = pack_ref(buf, sizeof buf, md, n, metric_name);
-  ps_service_dispatch(c, c->path, buf, len, svc);
+  dispatch(c, path, buf, len);
 }
 
 static const struct md seven[] = {
@@ -198,17 +206,14 @@ Test(service, unknown_methods_and_services_are_unimplemented) {
   call(&c, "Nope", seven, 4, NULL);
   cr_assert_eq(c.status, PS_GRPC_UNIMPLEMENTED);
   cr_assert(strstr(c.message, "Nope"), "%s", c.message);
-  memset(&c, 0, sizeof c);
-  c.status = -1;
-  snprintf(c.path, sizeof c.path, "/other.Service/IsActive");
-  ps_service_dispatch(&c, c.path, (const uint8_t *)"", 0, svc);
+  dispatch(&c, "/other.Service/IsActive", (const uint8_t *)"", 0);
   cr_assert_eq(c.status, PS_GRPC_UNIMPLEMENTED);
 }
 
 Test(service, undecodable_and_invalid_requests_are_invalid_argument) {
-  struct ps_call c = {.status = -1, .path = "/externalscaler.ExternalScaler/IsActive"};
+  struct ps_call c;
   const uint8_t junk[] = {0x0a, 0xff, 0xff, 0xff, 0x0f}; /* a length that runs past the end */
-  ps_service_dispatch(&c, c.path, junk, sizeof junk, svc);
+  dispatch(&c, "/externalscaler.ExternalScaler/IsActive", junk, sizeof junk);
   cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT);
   const struct md bad[] = {{"query", "vector(1)"}, {"threshold", "-3"}};
   call(&c, "GetMetrics", bad, 2, "prescale");
@@ -219,23 +224,9 @@ Test(service, undecodable_and_invalid_requests_are_invalid_argument) {
   cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT);
   cr_assert(strstr(c.message, "query"), "%s", c.message);
   /* One entry more than PS_SERVICE_MAX_METADATA. */
-  Externalscaler__ScaledObjectRef ref = EXTERNALSCALER__SCALED_OBJECT_REF__INIT;
-  Externalscaler__ScaledObjectRef__ScalerMetadataEntry e[PS_SERVICE_MAX_METADATA + 1];
-  Externalscaler__ScaledObjectRef__ScalerMetadataEntry *ep[PS_SERVICE_MAX_METADATA + 1];
-  for (int i = 0; i <= PS_SERVICE_MAX_METADATA; i++) {
-    externalscaler__scaled_object_ref__scaler_metadata_entry__init(&e[i]);
-    e[i].key = "k";
-    e[i].value = "v";
-    ep[i] = &e[i];
-  }
-  ref.n_scalermetadata = PS_SERVICE_MAX_METADATA + 1;
-  ref.scalermetadata = ep;
-  static uint8_t buf[8192];
-  size_t len = externalscaler__scaled_object_ref__pack(&ref, buf);
-  memset(&c, 0, sizeof c);
-  c.status = -1;
-  snprintf(c.path, sizeof c.path, "/externalscaler.ExternalScaler/IsActive");
-  ps_service_dispatch(&c, c.path, buf, len, svc);
+  struct md many[PS_SERVICE_MAX_METADATA + 1];
+  for (int i = 0; i <= PS_SERVICE_MAX_METADATA; i++) many[i] = (struct md){"k", "v"};
+  call(&c, "IsActive", many, PS_SERVICE_MAX_METADATA + 1, NULL);
   cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT);
   cr_assert(strstr(c.message, "at most"), "%s", c.message);
 }

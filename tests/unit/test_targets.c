@@ -75,13 +75,19 @@ static int load(const struct ps_kv *md, size_t n, struct ps_target **t) {
   return x.err;
 }
 
+/* Loads a target that must load, and gives its first reading. */
+static struct ps_target *load_read(const struct ps_kv *md, size_t n, struct ps_target_reading *rd) {
+  struct ps_target *t;
+  cr_assert_eq(load(md, n, &t), 0);
+  char err[256];
+  cr_assert_eq(ps_target_read(t, rd, err, sizeof err), 0, "%s", err);
+  return t;
+}
+
 Test(targets, last_model_returns_current) {
   struct ps_kv md[] = {{"query", "vector(7)"}, {"threshold", "2"}, {"model", "last"}, {"step", "1s"}};
-  struct ps_target *t;
-  cr_assert_eq(load(md, 4, &t), 0);
   struct ps_target_reading rd;
-  char err[256];
-  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  load_read(md, 4, &rd);
   cr_assert_float_eq(rd.observed, 7, 1e-12);
   cr_assert_float_eq(rd.value, 7, 1e-12);
   cr_assert(rd.active);
@@ -106,19 +112,14 @@ Test(targets, seasonal_matches_known_series_with_headroom) {
                        {"lookahead", "30s"},
                        {"headroom", "0.5"},
                        {"model", "seasonal"}};
-  struct ps_target *t;
-  cr_assert_eq(load(md, 7, &t), 0);
   struct ps_target_reading rd;
-  char err[256];
-  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  load_read(md, 7, &rd);
   int64_t end = rd.observed_ms / 1000;
   cr_assert_eq(rd.observed_ms % 5000, 0, "observations sit on step boundaries");
   cr_assert_float_eq(rd.observed, (double)(end % 180), 1e-9);
   double want = fmax(rd.observed, sawtooth_max(end));
   cr_assert_float_eq(rd.value, want * 1.5, 1e-9, "value %g, want %g", rd.value, want * 1.5);
-  cr_assert_float_eq(
-      ps_metrics_get("prescale_target_value", "namespace=\"ns\",name=\"app\",metric=\"prescale\""), rd.value,
-      1e-9);
+  cr_assert_float_eq(ps_metrics_get("prescale_target_value", LABELS), rd.value, 1e-9);
   cr_assert_eq(ps_metrics_get("prescale_target_model_info", LABELS ",model=\"seasonal\""), 1);
   cr_assert_eq(ps_metrics_get("prescale_target_period_seconds", LABELS), 180);
   cr_assert_eq(ps_metrics_get("prescale_target_shadow", LABELS), 0);
@@ -130,11 +131,8 @@ Test(targets, seasonal_matches_known_series_with_headroom) {
  * forecast falls back (the log line says why). */
 Test(targets, fallback_is_exported) {
   struct ps_kv md[] = {{"query", "vector(7)"}, {"threshold", "10"}, {"step", "5s"}, {"history", "1h"}};
-  struct ps_target *t;
-  cr_assert_eq(load(md, 4, &t), 0);
   struct ps_target_reading rd;
-  char err[256];
-  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  load_read(md, 4, &rd);
   cr_assert_float_eq(rd.value, 7, 1e-9);
   cr_assert_eq(ps_metrics_get("prescale_target_period_seconds", LABELS), 0);
   cr_assert_eq(ps_metrics_get("prescale_target_fallback", LABELS), 1);
@@ -151,11 +149,8 @@ Test(targets, shadow_mode_answers_the_observation_and_exports_the_forecast) {
                        {"headroom", "0.5"},
                        {"model", "seasonal"},
                        {"mode", "shadow"}};
-  struct ps_target *t;
-  cr_assert_eq(load(md, 8, &t), 0);
   struct ps_target_reading rd;
-  char err[256];
-  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  load_read(md, 8, &rd);
   int64_t end = rd.observed_ms / 1000;
   cr_assert_float_eq(rd.observed, (double)(end % 180), 1e-9);
   cr_assert_eq(rd.value, rd.observed, "shadow answers the observation: %g vs %g", rd.value, rd.observed);
@@ -174,12 +169,9 @@ Test(targets, auto_detects_the_period_and_reports_the_model) {
                        {"step", "5s"},
                        {"history", "1h"},
                        {"lookahead", "30s"}};
-  struct ps_target *t;
-  cr_assert_eq(load(md, 5, &t), 0);
-  cr_assert_eq(ps_target_config(t)->model, PS_MODEL_AUTO);
   struct ps_target_reading rd;
-  char err[256];
-  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  struct ps_target *t = load_read(md, 5, &rd);
+  cr_assert_eq(ps_target_config(t)->model, PS_MODEL_AUTO);
   double period = ps_metrics_get("prescale_target_period_seconds", LABELS);
   cr_assert(fabs(period - 180) <= 5, "period %g s, want 180 s", period);
   int models = 0;
@@ -210,11 +202,8 @@ Test(targets, quantile_adds_the_error_margin) {
                        {"lookahead", "10s"},
                        {"quantile", "0.9"},
                        {"headroom", "0.1"}};
-  struct ps_target *t;
-  cr_assert_eq(load(md, 8, &t), 0);
   struct ps_target_reading rd;
-  char err[256];
-  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  load_read(md, 8, &rd);
   double margin = ps_metrics_get("prescale_target_quantile_margin", LABELS);
   cr_assert_gt(margin, 0, "margin %g", margin);
   cr_assert_float_eq(rd.value, fmax(rd.observed, rd.predicted + margin) * 1.1, 1e-9,
@@ -313,11 +302,8 @@ Test(targets, watchers_hear_each_change_of_activity) {
   /* quantile 0: without a margin the value follows the sawtooth across 1.5 */
   struct ps_kv md[] = {{"query", "vector(time() % 4)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"},
                        {"activationThreshold", "1.5"},  {"quantile", "0"}};
-  struct ps_target *t;
-  cr_assert_eq(load(md, 6, &t), 0);
   struct ps_target_reading rd;
-  char err[256];
-  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0);
+  struct ps_target *t = load_read(md, 6, &rd);
   struct flips f = {.w.cb = flips_cb, .last = rd.active};
   ps_target_watch(t, &f.w);
   cr_assert(run_until(two_flips, &f, 15000), "saw %d changes", f.calls);
@@ -381,9 +367,7 @@ Test(targets, stale_then_unavailable_then_recovers) {
   cr_assert(run_until(read_gives, &x, 10000), "never became unavailable");
   ps_target_read(t, &rd, err, sizeof err);
   cr_assert(strstr(err, "stale-after"), "%s", err);
-  cr_assert_gt(
-      ps_metrics_get("prescale_refresh_errors_total", "namespace=\"ns\",name=\"app\",metric=\"prescale\""),
-      0);
+  cr_assert_gt(ps_metrics_get("prescale_refresh_errors_total", LABELS), 0);
   cr_assert_eq(ps_test_prom_start(&prom, port, why, sizeof why), 0, "%s", why);
   x.want = 0;
   cr_assert(run_until(read_gives, &x, 15000), "did not recover");
@@ -498,11 +482,8 @@ Test(targets, a_sliced_load_answers_what_the_whole_batch_answered) {
                        {"step", "1s"},
                        {"history", LONG_HISTORY},
                        {"lookahead", "30s"}};
-  struct ps_target *t;
-  cr_assert_eq(load(md, 5, &t), 0);
   struct ps_target_reading rd;
-  char err[256];
-  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
+  struct ps_target *t = load_read(md, 5, &rd);
   int64_t until = wall_now_ms();
   const struct ps_target_config *c = ps_target_config(t);
   struct ps_engine_config ec = {
