@@ -30,21 +30,17 @@ enum goaway_state {
   GOAWAY_FINAL,  /* GOAWAY with the real last stream id submitted: no new streams are processed */
 };
 
-struct call_timer {
-  uv_timer_t timer; /* freed in its close callback, which may run after the call is gone */
-  struct ps_call *call;
-};
-
-/* The preface timer of a connection; like call_timer, freed in its close callback. */
-struct conn_timer {
+/* A one-shot timer of a call (its grpc-timeout) or of a connection (the preface). Its memory is freed
+ * in its close callback, which may run after the owner is gone, so the owner lets go with timer_release. */
+struct owned_timer {
   uv_timer_t timer;
-  struct ps_h2_conn *conn; /* NULL once the connection is gone */
+  void *owner; /* the struct ps_call or struct ps_h2_conn; NULL once released */
 };
 
 struct ps_h2_conn {
   struct ps_h2_server *srv;
   struct ps_h2_conn *prev, *next; /* in srv->conns, from conn_new until conn_destroy */
-  struct conn_timer *preface;     /* until the client's preface and SETTINGS arrived; NULL after */
+  struct owned_timer *preface;    /* until the client's preface and SETTINGS arrived; NULL after */
   struct ps_net_conn *net;        /* NULL for a memory connection */
   struct ps_buf *mem_out;         /* a memory connection's output */
   nghttp2_session *session;
@@ -72,11 +68,11 @@ struct ps_call {
   char content_type[64];
   char timeout_text[16];
   char encoding[32];
-  bool have_content_type, content_type_ok, path_too_long, timeout_bad, headers_too_big, headers_done;
+  bool content_type_ok, path_too_long, timeout_bad, headers_too_big, headers_done;
   size_t header_bytes;
   uint64_t timeout_ms; /* valid when timeout_text[0] and !timeout_bad */
   uint64_t deadline;
-  struct call_timer *timer;
+  struct owned_timer *timer;
   /* request body */
   struct ps_grpc_reader reader;
   uint8_t *req; /* the one request message; owned */
@@ -273,9 +269,30 @@ static void cancel_call(struct ps_call *call, int status) {
 
 static void timer_closed_cb(uv_handle_t *h) { free(h->data); }
 
+/* Starts a one-shot timer for owner; NULL when out of memory. */
+static struct owned_timer *timer_start(uv_loop_t *loop, void *owner, uv_timer_cb cb, uint64_t ms) {
+  struct owned_timer *t = malloc(sizeof *t);
+  if (t == NULL || uv_timer_init(loop, &t->timer) != 0) {
+    free(t);
+    return NULL;
+  }
+  t->owner = owner;
+  t->timer.data = t;
+  uv_timer_start(&t->timer, cb, ms, 0);
+  return t;
+}
+
+/* The owner lets go of its timer (NULL: none): it stops, and its memory goes in timer_closed_cb. */
+static void timer_release(struct owned_timer *t) {
+  if (t == NULL) return;
+  t->owner = NULL;
+  uv_close((uv_handle_t *)&t->timer, timer_closed_cb);
+}
+
+static void *timer_owner(const uv_timer_t *t) { return ((const struct owned_timer *)t->data)->owner; }
+
 static void deadline_cb(uv_timer_t *t) {
-  struct call_timer *ct = t->data;
-  struct ps_call *call = ct->call;
+  struct ps_call *call = timer_owner(t);
   if (call == NULL || call->ended) return;
   respond_errorf(call, 200, PS_GRPC_DEADLINE_EXCEEDED, "deadline exceeded (grpc-timeout %s)",
                  call->timeout_text);
@@ -290,10 +307,7 @@ static void call_free(struct ps_call *call) {
   else
     c->calls = call->next;
   if (call->next != NULL) call->next->prev = call->prev;
-  if (call->timer != NULL) {
-    call->timer->call = NULL;
-    uv_close((uv_handle_t *)&call->timer->timer, timer_closed_cb);
-  }
+  timer_release(call->timer);
   ps_grpc_reader_free(&call->reader);
   free(call->req);
   ps_buf_free(&call->message);
@@ -345,16 +359,8 @@ static void headers_done(struct ps_call *call) {
     respond_errorf(call, 200, PS_GRPC_INVALID_ARGUMENT, "invalid grpc-timeout \"%s\"", call->timeout_text);
   } else if (call->timeout_text[0] != '\0') {
     call->deadline = uv_now(c->srv->loop) + call->timeout_ms;
-    struct call_timer *ct = malloc(sizeof *ct);
-    if (ct == NULL) {
-      respond_errorf(call, 200, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-      return;
-    }
-    ct->call = call;
-    uv_timer_init(c->srv->loop, &ct->timer);
-    ct->timer.data = ct;
-    uv_timer_start(&ct->timer, deadline_cb, call->timeout_ms, 0);
-    call->timer = ct;
+    call->timer = timer_start(c->srv->loop, call, deadline_cb, call->timeout_ms);
+    if (call->timer == NULL) respond_errorf(call, 200, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
   }
 }
 
@@ -411,7 +417,6 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
       call->method = slash ? slash + 1 : call->path;
     }
   } else if (NAME_IS("content-type")) {
-    call->have_content_type = true;
     call->content_type_ok = ps_grpc_content_type_ok((const char *)value, valuelen);
     copy_value(call->content_type, sizeof call->content_type, value, valuelen);
   } else if (NAME_IS("grpc-timeout")) {
@@ -477,11 +482,8 @@ static void rst_budget(struct ps_h2_conn *c) {
   c->calm_down = true;
 }
 
-/* Stops and releases the preface timer (its memory goes in timer_closed_cb). */
 static void preface_timer_stop(struct ps_h2_conn *c) {
-  if (c->preface == NULL) return;
-  c->preface->conn = NULL;
-  uv_close((uv_handle_t *)&c->preface->timer, timer_closed_cb);
+  timer_release(c->preface);
   c->preface = NULL;
 }
 
@@ -680,8 +682,7 @@ static int conn_recv(struct ps_h2_conn *c, const uint8_t *data, size_t len) {
 /* ---- net.c protocol ------------------------------------------------------------------------- */
 
 static void preface_timeout_cb(uv_timer_t *t) {
-  struct conn_timer *ct = t->data;
-  struct ps_h2_conn *c = ct->conn;
+  struct ps_h2_conn *c = timer_owner(t);
   if (c == NULL) return;
   ps_log(PS_LOG_INFO, "no HTTP/2 preface in time; closing the connection", "peer", conn_peer(c), NULL);
   preface_timer_stop(c);
@@ -693,17 +694,12 @@ static void *net_on_open(struct ps_net_conn *net, void *arg) {
   struct ps_h2_conn *c = conn_new(arg, net, NULL);
   if (c == NULL) return NULL;
   struct ps_h2_server *srv = arg;
-  c->preface = malloc(sizeof *c->preface);
-  if (c->preface == NULL || uv_timer_init(srv->loop, &c->preface->timer) != 0) {
-    free(c->preface);
-    c->preface = NULL;
+  c->preface = timer_start(srv->loop, c, preface_timeout_cb,
+                           srv->preface_timeout_ms ? srv->preface_timeout_ms : PS_H2_PREFACE_TIMEOUT_MS);
+  if (c->preface == NULL) {
     conn_destroy(c);
     return NULL;
   }
-  c->preface->conn = c;
-  c->preface->timer.data = c->preface;
-  uv_timer_start(&c->preface->timer, preface_timeout_cb,
-                 srv->preface_timeout_ms ? srv->preface_timeout_ms : PS_H2_PREFACE_TIMEOUT_MS, 0);
   flush(c); /* our SETTINGS go first (RFC 9113 3.4: the server preface) */
   return c;
 }

@@ -235,7 +235,7 @@ int ps_net_write(struct ps_net_conn *c, const uint8_t *data, size_t len) {
   if (len > UINT32_MAX) return UV_ENOMEM; /* a uv_buf_t holds at most 4 GiB; nothing sends that much */
   if (c->pending == 0) {
     /* Nothing queued: hand the bytes to the kernel now and copy only what it did not take. */
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned)(len > UINT32_MAX ? UINT32_MAX : len));
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n < 0 && n != UV_EAGAIN) {
       ps_log(PS_LOG_DEBUG, "connection write failed", "peer", c->peer, "error", uv_strerror(n), NULL);

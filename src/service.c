@@ -192,6 +192,12 @@ static void watcher_cb(struct ps_target_watcher *w, bool active) {
   if (r != 0) op_end(op, ps_grpc_status_from_error(r), "the stream's client is not reading its updates");
 }
 
+/* A stream has sent its first state: from now on every change of the target's activity is sent. */
+static void op_watch(struct op *op) {
+  op->watcher.cb = watcher_cb;
+  ps_target_watch(op->target, &op->watcher);
+}
+
 static void waiter_cb(struct ps_target_waiter *w, int err) {
   struct op *op = (struct op *)((char *)w - offsetof(struct op, waiter));
   uv_timer_stop(&op->timer);
@@ -213,8 +219,7 @@ static void waiter_cb(struct ps_target_waiter *w, int err) {
     return;
   }
   if (answer(op->call, op->method, op->metric_name, &rd)) {
-    op->watcher.cb = watcher_cb;
-    ps_target_watch(op->target, &op->watcher);
+    op_watch(op);
   } else {
     op->call = NULL; /* answer() finished it */
     op_release(op);
@@ -232,17 +237,16 @@ static void first_load_timeout_cb(uv_timer_t *timer) {
   op_end(op, PS_GRPC_UNAVAILABLE, text);
 }
 
+/* The op of a call that stays open; NULL when out of memory, the call then finished with
+ * RESOURCE_EXHAUSTED. */
 static struct op *op_new(struct ps_service *s, struct ps_call *call, struct ps_target *t, enum method m,
                          const char *metric_name) {
   struct op *op = calloc(1, sizeof *op);
-  if (op == NULL) return NULL;
-  if (metric_name != NULL && (op->metric_name = strdup(metric_name)) == NULL) {
+  if (op == NULL || (metric_name != NULL && (op->metric_name = strdup(metric_name)) == NULL) ||
+      uv_timer_init(s->loop, &op->timer) != 0) {
+    if (op != NULL) free(op->metric_name);
     free(op);
-    return NULL;
-  }
-  if (uv_timer_init(s->loop, &op->timer) != 0) {
-    free(op->metric_name);
-    free(op);
+    ps_call_finish(call, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
     return NULL;
   }
   op->timer.data = op;
@@ -350,8 +354,8 @@ void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *
       ps_call_finish(call, ps_grpc_status_from_error(r), "cannot send the response");
     else if (m == M_GET_METRIC_SPEC)
       ps_call_finish(call, PS_GRPC_OK, NULL);
-    else if (op_new(s, call, t, m, NULL) == NULL) /* the spec of a target never changes: just stay open */
-      ps_call_finish(call, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    else
+      op_new(s, call, t, m, NULL); /* the spec of a target never changes: just stay open */
     goto done;
   }
   r = ps_target_read(t, &rd, text, sizeof text);
@@ -360,24 +364,16 @@ void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *
     goto done;
   }
   if (r == 0) {
-    if (answer(call, m, metric_name, &rd)) {
+    if (answer(call, m, metric_name, &rd)) { /* a stream: it stays open and follows the target */
       struct op *op = op_new(s, call, t, m, NULL);
-      if (op == NULL) {
-        ps_call_finish(call, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-        goto done;
-      }
-      op->watcher.cb = watcher_cb;
-      ps_target_watch(t, &op->watcher);
+      if (op != NULL) op_watch(op);
     }
     goto done;
   }
   /* The first load is under way: wait for it without blocking the loop, up to --first-load-timeout
    * (an earlier grpc-timeout is enforced by the h2 layer, which then cancels this op). */
   struct op *op = op_new(s, call, t, m, metric_name);
-  if (op == NULL) {
-    ps_call_finish(call, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-    goto done;
-  }
+  if (op == NULL) goto done;
   op->waiter.cb = waiter_cb;
   ps_target_wait(t, &op->waiter);
   uv_timer_start(&op->timer, first_load_timeout_cb, s->cfg->first_load_timeout_ms, 0);

@@ -229,6 +229,14 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->close_started) finish_close(c); /* closed from a callback while flush could not run */
 }
 
+/* One address failed: errmsg says why (the connect ends with it if no address is left) and its socket
+ * goes. */
+static void attempt_failed(struct ps_grpc_client *c, int err, const char *why) {
+  c->last_err = err;
+  snprintf(c->errmsg, sizeof c->errmsg, "cannot connect to %s: %s", c->target, why);
+  sock_close(c);
+}
+
 static void timer_closed(uv_handle_t *h) { ps_gc_client_unref(h->data); }
 
 static void close_timer(struct ps_grpc_client *c) {
@@ -243,10 +251,9 @@ static void timer_cb(uv_timer_t *t) {
     return;
   }
   if (c->state == ST_CONNECTING) {
-    c->last_err = UV_ETIMEDOUT;
-    snprintf(c->errmsg, sizeof c->errmsg, "cannot connect to %s: timed out after %llu ms", c->target,
-             (unsigned long long)c->connect_timeout_ms);
-    sock_close(c);
+    char why[64];
+    snprintf(why, sizeof why, "timed out after %llu ms", (unsigned long long)c->connect_timeout_ms);
+    attempt_failed(c, UV_ETIMEDOUT, why);
     try_next_address(c);
   } else if (c->state == ST_HANDSHAKE) {
     connect_failf(c, UV_ETIMEDOUT,
@@ -260,9 +267,7 @@ static void connect_cb(uv_connect_t *req, int status) {
   struct ps_grpc_client *c = sk->c;
   if (c->sock != sk || c->state != ST_CONNECTING) return; /* given up on (timeout, close) */
   if (status != 0) {
-    c->last_err = status;
-    snprintf(c->errmsg, sizeof c->errmsg, "cannot connect to %s: %s", c->target, uv_strerror(status));
-    sock_close(c);
+    attempt_failed(c, status, uv_strerror(status));
     try_next_address(c);
     return;
   }
@@ -304,9 +309,7 @@ static void try_next_address(struct ps_grpc_client *c) {
     c->state = ST_CONNECTING;
     int err = uv_tcp_connect(&sk->creq, &sk->tcp, ai->ai_addr, connect_cb);
     if (err != 0) {
-      c->last_err = err;
-      snprintf(c->errmsg, sizeof c->errmsg, "cannot connect to %s: %s", c->target, uv_strerror(err));
-      sock_close(c);
+      attempt_failed(c, err, uv_strerror(err));
       continue;
     }
     uv_timer_start(&c->timer, timer_cb, c->connect_timeout_ms, 0);

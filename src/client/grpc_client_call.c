@@ -154,9 +154,9 @@ static void call_finish_response(struct ps_grpc_call *call, bool trailers) {
     ps_buf_free(&m);
     if (call->grpc_status == PS_GRPC_OK && ps_grpc_reader_partial(&call->reader))
       call_endf(call, PS_GRPC_INTERNAL, NGHTTP2_CANCEL, "the stream ended in the middle of a message");
-    else if (call->grpc_status == PS_GRPC_OK && call->on_msg == NULL && call->nmsgs != 1)
+    else if (call->grpc_status == PS_GRPC_OK && call->on_msg == NULL && call->reader.messages != 1)
       call_endf(call, PS_GRPC_INTERNAL, NGHTTP2_CANCEL,
-                "unary call answered OK with %u response messages instead of 1", call->nmsgs);
+                "unary call answered OK with %u response messages instead of 1", call->reader.messages);
     else
       call_end(call, call->grpc_status, text, NGHTTP2_CANCEL);
   } else if (call->http_status != 200) {
@@ -229,13 +229,12 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 }
 
 static int on_message(void *arg, const uint8_t *msg, size_t len) {
-  struct ps_grpc_call *call = arg;
-  call->nmsgs++;
+  struct ps_grpc_call *call = arg; /* call->reader.messages counts this one already */
   if (call->on_msg != NULL) {
     call->on_msg(call->arg, msg, len);
     return call->ended ? ERR_STOP : 0; /* cancelled or closed from inside on_msg */
   }
-  if (call->nmsgs > 1) return UV_EOVERFLOW;
+  if (call->reader.messages > 1) return UV_EOVERFLOW;
   return ps_buf_append(&call->unary, msg, len);
 }
 

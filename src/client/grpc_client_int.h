@@ -79,9 +79,8 @@ struct ps_grpc_call {
   bool ended;
   bool remote_ended; /* END_STREAM received (nghttp2 marks the stream only after on_frame_recv) */
   uv_timer_t timer;
-  struct ps_grpc_reader reader;
-  struct ps_buf unary; /* the unary response message */
-  uint32_t nmsgs;
+  struct ps_grpc_reader reader; /* reader.messages: response messages received so far */
+  struct ps_buf unary;          /* the unary response message */
   /* the response as received */
   int http_status;  /* of the final response headers; 0 before */
   int block_status; /* :status of the block being received */

@@ -24,17 +24,16 @@
 #include "externalscaler.pb-c.h"
 #include "grpc.h"
 #include "grpc_client.h"
+#include "service.h" /* the service's path prefix and its metadata limit: more entries are refused there */
 
-#define PROBE_MAX_METADATA       64 /* as the server's PS_SERVICE_MAX_METADATA: more is refused there anyway */
 #define PROBE_DEFAULT_TIMEOUT_MS 10000
 #define PROBE_DEFAULT_NAMESPACE  "default"
-#define SERVICE                  "/externalscaler.ExternalScaler/"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
 struct opts {
   const char *addr, *name, *ns, *metric;
-  struct ps_kv md[PROBE_MAX_METADATA];
+  struct ps_kv md[PS_SERVICE_MAX_METADATA];
   size_t nmd;
   int64_t timeout_ms;
   bool watch, json;
@@ -116,7 +115,8 @@ static bool flag_value(int argc, char **argv, int *i, const char *name, const ch
 static int add_metadata(struct opts *o, char *kv) {
   char *eq = strchr(kv, '=');
   if (eq == NULL || eq == kv) return usage_error("-m \"%s\": expected KEY=VALUE", kv);
-  if (o->nmd >= PROBE_MAX_METADATA) return usage_error("more than %d metadata entries", PROBE_MAX_METADATA);
+  if (o->nmd >= PS_SERVICE_MAX_METADATA)
+    return usage_error("more than %d metadata entries", PS_SERVICE_MAX_METADATA);
   *eq = '\0'; /* argv strings are ours to modify */
   for (size_t i = 0; i < o->nmd; i++)
     if (strcmp(o->md[i].key, kv) == 0) return usage_error("metadata key \"%s\" given twice", kv);
@@ -235,8 +235,8 @@ static void fail(struct probe *p, const char *fmt, ...) {
 
 /* Packs the ScaledObjectRef of the flags (or a GetMetricsRequest around it) into a malloc'd buffer. */
 static uint8_t *pack_request(const struct probe *p, bool get_metrics, size_t *len) {
-  Externalscaler__ScaledObjectRef__ScalerMetadataEntry entries[PROBE_MAX_METADATA];
-  Externalscaler__ScaledObjectRef__ScalerMetadataEntry *ptrs[PROBE_MAX_METADATA];
+  Externalscaler__ScaledObjectRef__ScalerMetadataEntry entries[PS_SERVICE_MAX_METADATA];
+  Externalscaler__ScaledObjectRef__ScalerMetadataEntry *ptrs[PS_SERVICE_MAX_METADATA];
   for (size_t i = 0; i < p->o.nmd; i++) {
     Externalscaler__ScaledObjectRef__ScalerMetadataEntry e =
         EXTERNALSCALER__SCALED_OBJECT_REF__SCALER_METADATA_ENTRY__INIT;
@@ -281,7 +281,7 @@ static void start_step(struct probe *p, enum step s) {
     return;
   }
   char path[128];
-  snprintf(path, sizeof path, SERVICE "%s", step_method(s));
+  snprintf(path, sizeof path, PS_SERVICE_PREFIX "%s", step_method(s));
   /* KEDA sets no deadline on the stream: it is meant to stay open. */
   uint64_t timeout = s == S_WATCH ? 0 : (uint64_t)p->o.timeout_ms;
   struct ps_grpc_call *call = NULL;
