@@ -187,7 +187,7 @@ static const struct ps_flag server_flags[] = {
      .offset = offsetof(struct ps_server_config, grpc_max_msg),
      .arg = "BYTES",
      .help = "largest gRPC request accepted, in bytes, KiB or MiB",
-     .def = "4MiB",
+     .def = "4MiB", /* PS_GRPC_MAX_MSG: grpc's own default receive limit */
      .min = PS_MIN_GRPC_MAX_MSG,
      .max = PS_MAX_GRPC_MAX_MSG},
     {.name = "max-targets",
@@ -205,6 +205,8 @@ static const struct ps_flag server_flags[] = {
      .offset = offsetof(struct ps_server_config, shutdown_grace_ms),
      .arg = "DUR",
      .help = "after SIGTERM, how long calls in flight may take to finish; 0 = end them at once",
+     /* README, Shutdown. Well below Kubernetes' default terminationGracePeriodSeconds (30 s), which also
+      * has to cover the close of the connections and the exit before the kubelet's SIGKILL. */
      .def = "5s",
      .max = PS_MAX_SHUTDOWN_GRACE_MS,
      .example = "e.g. 5s; 0 = no drain"},
@@ -241,17 +243,8 @@ static const struct ps_flags_spec server_spec = {
 };
 
 void ps_server_config_defaults(struct ps_server_config *c) {
-  c->grpc_listen = PS_DEFAULT_GRPC_LISTEN;
-  c->http_listen = PS_DEFAULT_HTTP_LISTEN;
-  c->prometheus_url = PS_DEFAULT_PROMETHEUS_URL;
-  c->first_load_timeout_ms = PS_DEFAULT_FIRST_LOAD_TIMEOUT_MS;
-  c->stale_after_ms = 0;
-  c->target_idle_ms = PS_DEFAULT_TARGET_IDLE_MS;
-  c->grpc_max_msg = PS_DEFAULT_GRPC_MAX_MSG;
-  c->max_targets = PS_DEFAULT_MAX_TARGETS;
-  c->shutdown_grace_ms = PS_DEFAULT_SHUTDOWN_GRACE_MS;
-  c->log_level = PS_LOG_INFO;
-  c->log_format = PS_LOG_TEXT;
+  memset(c, 0, sizeof *c);
+  ps_flags_defaults(&server_spec, c);
 }
 
 void ps_server_config_usage(FILE *out) { ps_flags_usage(&server_spec, out); }
@@ -333,9 +326,11 @@ static bool round_up(int64_t ms, int64_t step, int64_t *out) {
   return !__builtin_add_overflow(ms, step - r, out);
 }
 
-/* Parses the key's duration; on error writes `key: "v" is not a duration <what>`. */
-static int get_duration(int k, const char *v, const char *what, int64_t *out, char *err, size_t errlen) {
-  if (ps_duration_parse(v, out) != 0) {
+/* Parses the key's duration, which must lie in [min, max]; on error writes
+ * `key: "v" is not a duration <what>`. */
+static int get_duration(int k, const char *v, const char *what, int64_t min, int64_t max, int64_t *out,
+                        char *err, size_t errlen) {
+  if (ps_duration_parse(v, out) != 0 || *out < min || *out > max) {
     char q[PS_FLAGS_QUOTED_MAX];
     ps_flags_quote(q, sizeof q, v);
     return ps_flags_fail(err, errlen, "%s: %s is not a duration %s", key_names[k], q, what);
@@ -379,26 +374,17 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
   }
 
   c->step_ms = PS_DEFAULT_STEP_MS;
-  if (val[K_STEP] != NULL) {
-    if ((r = get_duration(K_STEP, val[K_STEP], "from 1s to 1d (e.g. 15s, 1m)", &c->step_ms, err, errlen)))
-      return r;
-    if (c->step_ms < PS_MIN_STEP_MS || c->step_ms > PS_MAX_STEP_MS) {
-      ps_flags_quote(q, sizeof q, val[K_STEP]);
-      return ps_flags_fail(err, errlen, "step: %s is not a duration from 1s to 1d (e.g. 15s, 1m)", q);
-    }
-  }
+  if (val[K_STEP] != NULL && (r = get_duration(K_STEP, val[K_STEP], "from 1s to 1d (e.g. 15s, 1m)",
+                                               PS_MIN_STEP_MS, PS_MAX_STEP_MS, &c->step_ms, err, errlen)))
+    return r;
   const int64_t step = c->step_ms;
   ps_duration_format(step, d1, sizeof d1);
 
   c->lookahead_ms = PS_DEFAULT_LOOKAHEAD_MS;
-  if (val[K_LOOKAHEAD] != NULL) {
-    const char *what = "from 0s to 1d (e.g. 30s, 5m)";
-    if ((r = get_duration(K_LOOKAHEAD, val[K_LOOKAHEAD], what, &c->lookahead_ms, err, errlen))) return r;
-    if (c->lookahead_ms > PS_MAX_LOOKAHEAD_MS) {
-      ps_flags_quote(q, sizeof q, val[K_LOOKAHEAD]);
-      return ps_flags_fail(err, errlen, "lookahead: %s is not a duration %s", q, what);
-    }
-  }
+  if (val[K_LOOKAHEAD] != NULL &&
+      (r = get_duration(K_LOOKAHEAD, val[K_LOOKAHEAD], "from 0s to 1d (e.g. 30s, 5m)", 0, PS_MAX_LOOKAHEAD_MS,
+                        &c->lookahead_ms, err, errlen)))
+    return r;
 
   c->model = PS_MODEL_AUTO;
   if (val[K_MODEL] != NULL && ps_model_parse(val[K_MODEL], &c->model) != 0) {
@@ -413,7 +399,8 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
   bool period_auto = true;
   if (val[K_PERIOD] != NULL && strcmp(val[K_PERIOD], "auto") != 0) {
     int64_t period;
-    if ((r = get_duration(K_PERIOD, val[K_PERIOD], "or auto (e.g. 1d, 1h, 7d)", &period, err, errlen)))
+    if ((r = get_duration(K_PERIOD, val[K_PERIOD], "or auto (e.g. 1d, 1h, 7d)", 0, INT64_MAX, &period, err,
+                          errlen)))
       return r;
     ps_flags_quote(q, sizeof q, val[K_PERIOD]);
     if (!seasonless) {
@@ -431,7 +418,8 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
   const int64_t max_history = (int64_t)PS_MAX_HISTORY_POINTS * step;
   if (val[K_HISTORY] != NULL) {
     int64_t hist;
-    if ((r = get_duration(K_HISTORY, val[K_HISTORY], "(e.g. 3d, 12h)", &hist, err, errlen))) return r;
+    if ((r = get_duration(K_HISTORY, val[K_HISTORY], "(e.g. 3d, 12h)", 0, INT64_MAX, &hist, err, errlen)))
+      return r;
     ps_flags_quote(q, sizeof q, val[K_HISTORY]);
     if (hist <= 0) return ps_flags_fail(err, errlen, "history: %s must be more than 0", q);
     if (!round_up(hist, step, &c->history_ms) || c->history_ms > max_history) {
@@ -508,14 +496,10 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
   if ((c->metric_name = strdup(mname)) == NULL) return UV_ENOMEM;
 
   c->timeout_ms = PS_DEFAULT_TIMEOUT_MS;
-  if (val[K_TIMEOUT] != NULL) {
-    const char *what = "from 100ms to 1m (e.g. 3s)";
-    if ((r = get_duration(K_TIMEOUT, val[K_TIMEOUT], what, &c->timeout_ms, err, errlen))) return r;
-    if (c->timeout_ms < PS_MIN_TIMEOUT_MS || c->timeout_ms > PS_MAX_TIMEOUT_MS) {
-      ps_flags_quote(q, sizeof q, val[K_TIMEOUT]);
-      return ps_flags_fail(err, errlen, "timeout: %s is not a duration %s", q, what);
-    }
-  }
+  if (val[K_TIMEOUT] != NULL &&
+      (r = get_duration(K_TIMEOUT, val[K_TIMEOUT], "from 100ms to 1m (e.g. 3s)", PS_MIN_TIMEOUT_MS,
+                        PS_MAX_TIMEOUT_MS, &c->timeout_ms, err, errlen)))
+    return r;
   return 0;
 }
 

@@ -12,18 +12,12 @@
 
 /* ---- server options ---------------------------------------------------------------------------- */
 
-#define PS_DEFAULT_GRPC_LISTEN           "0.0.0.0:6000"
-#define PS_DEFAULT_HTTP_LISTEN           "0.0.0.0:8080"
-#define PS_DEFAULT_PROMETHEUS_URL        "http://127.0.0.1:9090"
-#define PS_DEFAULT_FIRST_LOAD_TIMEOUT_MS 5000
-#define PS_DEFAULT_TARGET_IDLE_MS        (10 * 60 * 1000)
-#define PS_DEFAULT_GRPC_MAX_MSG          (4u << 20) /* PS_GRPC_MAX_MSG: grpc's own default receive limit */
-#define PS_DEFAULT_MAX_TARGETS           10000
-/* --shutdown-grace: how long unary calls in flight may take to finish after SIGTERM (README, Shutdown).
- * Well below Kubernetes' default terminationGracePeriodSeconds (30 s), which also has to cover the
- * close of the connections and the exit before the kubelet's SIGKILL. */
-#define PS_DEFAULT_SHUTDOWN_GRACE_MS     5000
-#define PS_MAX_SHUTDOWN_GRACE_MS         (10 * 60 * 1000) /* beyond this it is a typo, not a drain */
+#define PS_DEFAULT_GRPC_LISTEN    "0.0.0.0:6000"
+#define PS_DEFAULT_HTTP_LISTEN    "0.0.0.0:8080"
+#define PS_DEFAULT_PROMETHEUS_URL "http://127.0.0.1:9090"
+/* The other defaults are the flag table's (config.c), which both --help and ps_server_config_defaults
+ * read. */
+#define PS_MAX_SHUTDOWN_GRACE_MS  (10 * 60 * 1000) /* beyond this it is a typo, not a drain */
 #ifndef PS_VERSION /* meson passes -DPS_VERSION from project(); this covers builds without it */
 #define PS_VERSION "0.1.0"
 #endif
@@ -45,6 +39,7 @@ struct ps_server_config {
   enum ps_log_format log_format;
 };
 
+/* Every field to its flag's default, as --help shows it. */
 void ps_server_config_defaults(struct ps_server_config *c);
 /* Reads PRESCALE_* environment variables (PRESCALE_GRPC_LISTEN, ...), then flags, which win.
  * Flags: --grpc-listen, --http-listen, --prometheus-url, --first-load-timeout, --stale-after,

@@ -303,6 +303,15 @@ int ps_flags_parse(const struct ps_flags_spec *spec, void *dst, int argc, char *
   return 0;
 }
 
+int ps_flags_defaults(const struct ps_flags_spec *spec, void *dst) {
+  int rc = 0;
+  for (size_t k = 0; k < spec->nflags; k++) {
+    const struct ps_flag *f = &spec->flags[k];
+    if (f->def != NULL && apply(f, dst, f->name, f->def, NULL, 0) != 0) rc = UV_EINVAL;
+  }
+  return rc;
+}
+
 /* ---- usage --------------------------------------------------------------------------------------- */
 
 void ps_flags_usage(const struct ps_flags_spec *spec, FILE *out) {

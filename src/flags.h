@@ -44,7 +44,8 @@ struct ps_flag {
   size_t offset;          /* offsetof() the field in the struct given to ps_flags_parse */
   const char *arg;        /* the value's name in the usage: "ADDR", "DUR" */
   const char *help;       /* one line */
-  const char *def;        /* the default as shown, in usage and in the missing-value error */
+  const char *def;        /* the default: stored by ps_flags_defaults, shown in usage and in the
+                           * missing-value error; NULL for none */
   uint64_t min, max;      /* DURATION (ms), SIZE (bytes), COUNT: the accepted range; max 0 = no upper bound */
   const char *example;    /* shown in errors, e.g. "e.g. 5s; 0 = no drain"; NULL: the kind's own example */
   ps_flag_check_cb check; /* PS_FLAG_CUSTOM only */
@@ -72,6 +73,11 @@ struct ps_flags_spec {
  * `unknown flag "--x" (see --help)`, `--log-level: missing value (e.g. --log-level info)`. */
 int ps_flags_parse(const struct ps_flags_spec *spec, void *dst, int argc, char **argv, FILE *out, char *err,
                    size_t errlen);
+
+/* Stores every flag's `def` into `dst`, as if it had been given (flags without one are left alone), so a
+ * default is written once, in the table, for --help and the program alike. A `def` that its own flag
+ * refuses is a mistake in the table: 0, or UV_EINVAL after storing the others. */
+int ps_flags_defaults(const struct ps_flags_spec *spec, void *dst);
 
 /* "Usage: <program> [flags]", about, one line per flag (`--name ARG  help (default D; $ENV)`), -h/--help
  * and --version, then the footer. The flags header says that variables work too when a flag has one. */

@@ -28,8 +28,6 @@
 
 #include "log.h"
 
-#define TEXT_PLAIN "text/plain; charset=utf-8"
-
 /* ------------------------------------------------------------------------------------------------ */
 /* State                                                                                            */
 /* ------------------------------------------------------------------------------------------------ */
@@ -299,7 +297,7 @@ static void reject(struct ps_http1_conn *c, int status, const char *why) {
   case 505: body = "http version not supported\n"; break;
   default: body = "internal server error\n"; break;
   }
-  send_response(c, status, TEXT_PLAIN, body, strlen(body), false, false, c->http_minor);
+  send_response(c, status, PS_HTTP1_TEXT_PLAIN, body, strlen(body), false, false, c->http_minor);
   if (c->cfg.on_reject != NULL) {
     size_t n;
     const char *path = target_path(c->url.data ? c->url.data : "", c->url.len, &n);

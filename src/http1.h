@@ -76,6 +76,9 @@ const char *ps_http1_req_path(const struct ps_http1_req *req, size_t *len);
 void ps_http1_req_set_data(struct ps_http1_req *req, void *data);
 void *ps_http1_req_data(const struct ps_http1_req *req);
 
+/* The Content-Type of plain-text answers (error bodies here, and the servers' own). */
+#define PS_HTTP1_TEXT_PLAIN "text/plain; charset=utf-8"
+
 /* Ask for the connection to close once this response is written ("Connection: close" is sent). */
 #define PS_HTTP1_CLOSE 1u
 

@@ -194,15 +194,27 @@ void ps_http_client_close(struct ps_http_client *c) {
 
 /* ==== requests: lifetime =========================================================================== */
 
+/* The buffers a response is parsed into (ps_http_get's requests and ps_http_parse_response's). */
+static void req_bufs_init(struct ps_http_req *r) {
+  ps_buf_init(&r->body);
+  ps_buf_init(&r->hname);
+  ps_buf_init(&r->hval);
+  ps_buf_init(&r->content_type);
+}
+
+static void req_bufs_free(struct ps_http_req *r) {
+  ps_buf_free(&r->body);
+  ps_buf_free(&r->hname);
+  ps_buf_free(&r->hval);
+  ps_buf_free(&r->content_type);
+}
+
 static void req_free_if_unused(struct ps_http_req *r) {
   if (r->timer_open || r->resolving) return;
   struct ps_http_client *c = r->client;
   if (r->addrs != NULL) uv_freeaddrinfo(r->addrs);
   free(r->url);
-  ps_buf_free(&r->body);
-  ps_buf_free(&r->hname);
-  ps_buf_free(&r->hval);
-  ps_buf_free(&r->content_type);
+  req_bufs_free(r);
   free(r);
   c->live--;
   client_maybe_free(c);
@@ -319,10 +331,7 @@ int ps_http_get(struct ps_http_client *c, const char *url, uint64_t timeout_ms, 
   r->cb = cb;
   r->arg = arg;
   r->timeout_ms = timeout_ms;
-  ps_buf_init(&r->body);
-  ps_buf_init(&r->hname);
-  ps_buf_init(&r->hval);
-  ps_buf_init(&r->content_type);
+  req_bufs_init(r);
   uv_timer_init(c->loop, &r->timer); /* cannot fail for timers */
   r->timer.data = r;
   r->timer_open = true;
@@ -445,11 +454,16 @@ static void connect_failed(struct conn *cn, int err, const char *what) {
   req_connect_next(r);
 }
 
+/* How long one address may take to accept: PS_HTTP_CONNECT_TIMEOUT_MS, or the request's timeout if
+ * shorter. */
+static uint64_t connect_timeout_ms(const struct ps_http_req *r) {
+  return r->timeout_ms < PS_HTTP_CONNECT_TIMEOUT_MS ? r->timeout_ms : PS_HTTP_CONNECT_TIMEOUT_MS;
+}
+
 static void connect_timer_cb(uv_timer_t *t) {
   struct conn *cn = t->data;
   char what[64];
-  uint64_t ms = PS_HTTP_CONNECT_TIMEOUT_MS;
-  if (cn->req != NULL && cn->req->timeout_ms < ms) ms = cn->req->timeout_ms;
+  uint64_t ms = cn->req != NULL ? connect_timeout_ms(cn->req) : PS_HTTP_CONNECT_TIMEOUT_MS;
   snprintf(what, sizeof what, "timed out after %llu ms", (unsigned long long)ms);
   connect_failed(cn, UV_ETIMEDOUT, what);
 }
@@ -499,9 +513,7 @@ static void req_connect_next(struct ps_http_req *r) {
       conn_close(cn);
       continue;
     }
-    uint64_t ms = PS_HTTP_CONNECT_TIMEOUT_MS;
-    if (r->timeout_ms < ms) ms = r->timeout_ms;
-    uv_timer_start(&cn->timer, connect_timer_cb, ms, 0);
+    uv_timer_start(&cn->timer, connect_timer_cb, connect_timeout_ms(r), 0);
     return;
   }
   int err = r->last_connect_err != 0 ? r->last_connect_err : UV_EADDRNOTAVAIL;
@@ -736,6 +748,13 @@ static void deliver(struct conn *cn, bool reusable) {
   req_finish(r, 0, &resp);
 }
 
+/* At EOF: whether the response is complete, a body delimited by the close of the connection (RFC 9112
+ * 6.3 item 8) ending here. */
+static bool complete_at_eof(llhttp_t *p, const struct ps_http_req *r) {
+  llhttp_errno_t e = llhttp_finish(p);
+  return (e == HPE_OK || e == HPE_PAUSED) && r->complete;
+}
+
 static void read_failed(struct conn *cn, int nread) {
   struct ps_http_req *r = cn->req;
   if (r == NULL) { /* idle: the server closed it, or reset it */
@@ -743,13 +762,9 @@ static void read_failed(struct conn *cn, int nread) {
     return;
   }
   if (maybe_retry(cn)) return;
-  if (nread == UV_EOF && r->got_bytes && !r->parse_err) {
-    /* A body delimited by the close of the connection (RFC 9112 6.3 item 8) ends here. */
-    llhttp_errno_t e = llhttp_finish(&cn->parser);
-    if ((e == HPE_OK || e == HPE_PAUSED) && r->complete) {
-      deliver(cn, false);
-      return;
-    }
+  if (nread == UV_EOF && r->got_bytes && !r->parse_err && complete_at_eof(&cn->parser, r)) {
+    deliver(cn, false);
+    return;
   }
   int err = nread == UV_EOF ? UV_ECONNRESET : nread;
   if (r->got_bytes)
@@ -798,10 +813,7 @@ int ps_http_parse_response(const char *data, size_t len, size_t piece, int *stat
   struct ps_http_req *r = calloc(1, sizeof *r);
   if (r == NULL) return UV_ENOMEM;
   r->url = (char *)"(parse)";
-  ps_buf_init(&r->body);
-  ps_buf_init(&r->hname);
-  ps_buf_init(&r->hval);
-  ps_buf_init(&r->content_type);
+  req_bufs_init(r);
   llhttp_t parser;
   llhttp_init(&parser, HTTP_RESPONSE, &parser_settings);
   parser.data = r;
@@ -822,19 +834,13 @@ int ps_http_parse_response(const char *data, size_t len, size_t piece, int *stat
       break;
     }
   }
-  if (off >= len && err == UV_ECONNRESET && r->got_bytes) {
-    llhttp_errno_t e = llhttp_finish(&parser);
-    if ((e == HPE_OK || e == HPE_PAUSED) && r->complete) err = 0;
-  }
+  if (off >= len && err == UV_ECONNRESET && r->got_bytes && complete_at_eof(&parser, r)) err = 0;
   if (err == 0) {
     if (status != NULL) *status = r->status;
     if (body != NULL && ps_buf_append(body, r->body.data ? r->body.data : "", r->body.len) != 0)
       err = UV_ENOMEM;
   }
-  ps_buf_free(&r->body);
-  ps_buf_free(&r->hname);
-  ps_buf_free(&r->hval);
-  ps_buf_free(&r->content_type);
+  req_bufs_free(r);
   free(r);
   return err;
 }

@@ -12,7 +12,6 @@
 
 #define REQUESTS_METRIC "prescale_http_requests_total"
 #define LABELS_MAX      64
-#define TEXT_PLAIN      "text/plain; charset=utf-8"
 
 enum route { ROUTE_NONE, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS };
 
@@ -60,7 +59,7 @@ static void handle(struct ps_http1_req *req, void *arg) {
   const char *method = ps_http1_req_method(req);
   bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
   int status = 200;
-  const char *ctype = TEXT_PLAIN, *body;
+  const char *ctype = PS_HTTP1_TEXT_PLAIN, *body;
   unsigned flags = 0;
   struct ps_buf exposition;
   ps_buf_init(&exposition);
@@ -82,8 +81,7 @@ static void handle(struct ps_http1_req *req, void *arg) {
     body = "internal server error\n";
     flags = PS_HTTP1_CLOSE;
   } else {
-    /* https://prometheus.io/docs/instrumenting/exposition_formats/#basic-info */
-    ctype = "text/plain; version=0.0.4; charset=utf-8";
+    ctype = PS_METRICS_CONTENT_TYPE;
     body = exposition.data ? exposition.data : "";
   }
   size_t len = body == exposition.data ? exposition.len : strlen(body);

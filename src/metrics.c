@@ -208,7 +208,11 @@ void ps_metrics_observe(const char *name, const char *labels, double value) {
   s->sum += value;
 }
 
+/* Unlinks s from its hash chain and its family, and frees it. */
 static void free_series(struct series *s) {
+  struct series **pp = &g.tab[s->hash & (g.tab_cap - 1)];
+  while (*pp != s) pp = &(*pp)->hnext;
+  *pp = s->hnext;
   struct family *f = s->fam;
   if (s->prev != NULL)
     s->prev->next = s->next;
@@ -223,14 +227,8 @@ static void free_series(struct series *s) {
 }
 
 void ps_metrics_remove(const char *name, const char *labels) {
-  if (name == NULL) return;
-  if (labels == NULL) labels = "";
-  size_t n = strlen(labels);
-  struct series **pp = find_slot(name, labels, n, key_hash(name, labels, n));
-  if (pp == NULL || *pp == NULL) return;
-  struct series *s = *pp;
-  *pp = s->hnext;
-  free_series(s);
+  struct series *s = find_series(name, labels);
+  if (s != NULL) free_series(s);
 }
 
 double ps_metrics_get(const char *name, const char *labels) {

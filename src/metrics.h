@@ -9,6 +9,10 @@
 
 enum ps_metric_type { PS_METRIC_COUNTER, PS_METRIC_GAUGE, PS_METRIC_HISTOGRAM };
 
+/* The Content-Type of ps_metrics_render's output
+ * (https://prometheus.io/docs/instrumenting/exposition_formats/#basic-info). */
+#define PS_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
 /* Histogram buckets, in seconds, for every histogram (durations of refreshes and RPCs). */
 #define PS_METRICS_BUCKETS 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 

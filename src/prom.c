@@ -141,6 +141,72 @@ static int decode_values(const cJSON *values, struct ps_sample **samples, size_t
   return 0;
 }
 
+/* One sample as the whole result (a scalar, or the one series of a vector); `bad` says what was malformed. */
+static int decode_one(const cJSON *pair, const char *bad, struct ps_sample **samples, size_t *n, char *err,
+                      size_t errlen) {
+  struct ps_sample one;
+  if (decode_pair(pair, &one) != 0) return set_err(err, errlen, UV_EPROTO, "%s", bad);
+  *samples = malloc(sizeof one);
+  if (*samples == NULL) return set_err(err, errlen, UV_ENOMEM, "out of memory");
+  **samples = one;
+  *n = 1;
+  return 0;
+}
+
+/* decode() past the JSON parse; root stays the caller's. */
+static int decode_root(const cJSON *root, struct ps_sample **samples, size_t *n, char *err, size_t errlen,
+                       bool *is_api_error) {
+  const cJSON *status = cJSON_GetObjectItemCaseSensitive(root, "status");
+  if (!cJSON_IsObject(root) || !cJSON_IsString(status))
+    return set_err(err, errlen, UV_EPROTO, "response is not a Prometheus API response (no \"status\")");
+  if (strcmp(status->valuestring, "error") == 0) {
+    const cJSON *et = cJSON_GetObjectItemCaseSensitive(root, "errorType");
+    const cJSON *em = cJSON_GetObjectItemCaseSensitive(root, "error");
+    const char *type = cJSON_IsString(et) ? et->valuestring : "unknown";
+    const char *msg = cJSON_IsString(em) ? em->valuestring : "(no message)";
+    *is_api_error = true;
+    if (strcmp(type, "bad_data") == 0)
+      return set_err(err, errlen, UV_EINVAL, "Prometheus rejected the query: %s", msg);
+    return set_err(err, errlen, UV_EAGAIN, "Prometheus query failed (%s): %s", type, msg);
+  }
+  if (strcmp(status->valuestring, "success") != 0)
+    return set_err(err, errlen, UV_EPROTO, "unknown response status \"%.40s\"", status->valuestring);
+  const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+  const cJSON *rtype = cJSON_GetObjectItemCaseSensitive(data, "resultType");
+  const cJSON *result = cJSON_GetObjectItemCaseSensitive(data, "result");
+  if (!cJSON_IsObject(data) || !cJSON_IsString(rtype) || result == NULL)
+    return set_err(err, errlen, UV_EPROTO, "response has no data.resultType/data.result");
+  const char *rt = rtype->valuestring;
+  if (strcmp(rt, "scalar") == 0)
+    return decode_one(result, "scalar result is not [time, \"value\"]", samples, n, err, errlen);
+  bool matrix = strcmp(rt, "matrix") == 0;
+  if (!matrix && strcmp(rt, "vector") != 0)
+    return set_err(err, errlen, UV_EPROTO, "unsupported resultType \"%.40s\"", rt);
+  if (!cJSON_IsArray(result)) return set_err(err, errlen, UV_EPROTO, "%s result is not an array", rt);
+  int series = cJSON_GetArraySize(result);
+  if (series == 0) return 0;
+  if (series > 1)
+    return set_err(err, errlen, UV_EINVAL,
+                   "query returned %d series; prescale needs exactly one: aggregate it, e.g. sum(...)",
+                   series);
+  const cJSON *s0 = result->child;
+  if (!cJSON_IsObject(s0)) return set_err(err, errlen, UV_EPROTO, "%s series is not an object", rt);
+  if (!matrix)
+    return decode_one(cJSON_GetObjectItemCaseSensitive(s0, "value"), "vector sample has malformed \"value\"",
+                      samples, n, err, errlen);
+  const cJSON *values = cJSON_GetObjectItemCaseSensitive(s0, "values");
+  if (values == NULL && cJSON_GetObjectItemCaseSensitive(s0, "histograms") != NULL)
+    return set_err(err, errlen, UV_EINVAL,
+                   "query returned native histograms; prescale needs a float series, e.g. "
+                   "histogram_count(...) or histogram_quantile(...)");
+  int rc = decode_values(values, samples, n);
+  if (rc == UV_EPROTO)
+    set_err(err, errlen, rc, "matrix series has malformed \"values\"");
+  else if (rc == UV_ENOMEM)
+    set_err(err, errlen, rc, "out of memory");
+  return rc;
+}
+
 /* Decodes body; *is_api_error tells whether the error came from an {"status":"error"} envelope, which is
  * what the asynchronous half needs to tell a Prometheus error from an unrelated error page. */
 static int decode(const char *body, size_t len, struct ps_sample **samples, size_t *n, char *err,
@@ -153,106 +219,7 @@ static int decode(const char *body, size_t len, struct ps_sample **samples, size
   if (root == NULL)
     return set_err(err, errlen, UV_EPROTO, "response is not JSON (%zu bytes starting \"%.*s\")", len,
                    (int)(len < 40 ? len : 40), body);
-  int rc;
-  const cJSON *status = cJSON_GetObjectItemCaseSensitive(root, "status");
-  if (!cJSON_IsObject(root) || !cJSON_IsString(status)) {
-    rc = set_err(err, errlen, UV_EPROTO, "response is not a Prometheus API response (no \"status\")");
-    goto out;
-  }
-  if (strcmp(status->valuestring, "error") == 0) {
-    const cJSON *et = cJSON_GetObjectItemCaseSensitive(root, "errorType");
-    const cJSON *em = cJSON_GetObjectItemCaseSensitive(root, "error");
-    const char *type = cJSON_IsString(et) ? et->valuestring : "unknown";
-    const char *msg = cJSON_IsString(em) ? em->valuestring : "(no message)";
-    *is_api_error = true;
-    if (strcmp(type, "bad_data") == 0)
-      rc = set_err(err, errlen, UV_EINVAL, "Prometheus rejected the query: %s", msg);
-    else
-      rc = set_err(err, errlen, UV_EAGAIN, "Prometheus query failed (%s): %s", type, msg);
-    goto out;
-  }
-  if (strcmp(status->valuestring, "success") != 0) {
-    rc = set_err(err, errlen, UV_EPROTO, "unknown response status \"%.40s\"", status->valuestring);
-    goto out;
-  }
-  const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
-  const cJSON *rtype = cJSON_GetObjectItemCaseSensitive(data, "resultType");
-  const cJSON *result = cJSON_GetObjectItemCaseSensitive(data, "result");
-  if (!cJSON_IsObject(data) || !cJSON_IsString(rtype) || result == NULL) {
-    rc = set_err(err, errlen, UV_EPROTO, "response has no data.resultType/data.result");
-    goto out;
-  }
-  const char *rt = rtype->valuestring;
-  if (strcmp(rt, "scalar") == 0) {
-    struct ps_sample one;
-    if (decode_pair(result, &one) != 0) {
-      rc = set_err(err, errlen, UV_EPROTO, "scalar result is not [time, \"value\"]");
-      goto out;
-    }
-    *samples = malloc(sizeof one);
-    if (*samples == NULL) {
-      rc = set_err(err, errlen, UV_ENOMEM, "out of memory");
-      goto out;
-    }
-    **samples = one;
-    *n = 1;
-    rc = 0;
-    goto out;
-  }
-  bool matrix = strcmp(rt, "matrix") == 0;
-  if (!matrix && strcmp(rt, "vector") != 0) {
-    rc = set_err(err, errlen, UV_EPROTO, "unsupported resultType \"%.40s\"", rt);
-    goto out;
-  }
-  if (!cJSON_IsArray(result)) {
-    rc = set_err(err, errlen, UV_EPROTO, "%s result is not an array", rt);
-    goto out;
-  }
-  int series = cJSON_GetArraySize(result);
-  if (series == 0) {
-    rc = 0;
-    goto out;
-  }
-  if (series > 1) {
-    rc = set_err(err, errlen, UV_EINVAL,
-                 "query returned %d series; prescale needs exactly one: aggregate it, e.g. sum(...)", series);
-    goto out;
-  }
-  const cJSON *s0 = result->child;
-  if (!cJSON_IsObject(s0)) {
-    rc = set_err(err, errlen, UV_EPROTO, "%s series is not an object", rt);
-    goto out;
-  }
-  if (matrix) {
-    const cJSON *values = cJSON_GetObjectItemCaseSensitive(s0, "values");
-    if (values == NULL && cJSON_GetObjectItemCaseSensitive(s0, "histograms") != NULL) {
-      rc = set_err(err, errlen, UV_EINVAL,
-                   "query returned native histograms; prescale needs a float series, e.g. "
-                   "histogram_count(...) or histogram_quantile(...)");
-      goto out;
-    }
-    rc = decode_values(values, samples, n);
-    if (rc == UV_EPROTO)
-      set_err(err, errlen, rc, "matrix series has malformed \"values\"");
-    else if (rc == UV_ENOMEM)
-      set_err(err, errlen, rc, "out of memory");
-    goto out;
-  }
-  const cJSON *value = cJSON_GetObjectItemCaseSensitive(s0, "value");
-  struct ps_sample one;
-  if (decode_pair(value, &one) != 0) {
-    rc = set_err(err, errlen, UV_EPROTO, "vector sample has malformed \"value\"");
-    goto out;
-  }
-  *samples = malloc(sizeof one);
-  if (*samples == NULL) {
-    rc = set_err(err, errlen, UV_ENOMEM, "out of memory");
-    goto out;
-  }
-  **samples = one;
-  *n = 1;
-  rc = 0;
-out:
+  int rc = decode_root(root, samples, n, err, errlen, is_api_error);
   cJSON_Delete(root);
   return rc;
 }
@@ -288,7 +255,6 @@ static void prom_req_free(struct ps_prom_req *p) {
 }
 
 static void prom_finish(struct ps_prom_req *p, int err, const char *msg) {
-  p->hreq = NULL;
   p->cb(p->arg, err, err != 0 ? msg : NULL, err != 0 ? NULL : p->samples, err != 0 ? 0 : p->n);
   prom_req_free(p);
 }

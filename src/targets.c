@@ -234,9 +234,8 @@ size_t ps_targets_count(const struct ps_targets *ts) { return ts->count; }
 
 const struct ps_target_config *ps_target_config(const struct ps_target *t) { return &t->cfg; }
 
-static void target_free_cb(uv_handle_t *h) {
-  struct ps_target *t = h->data;
-  struct ps_targets *ts = t->owner;
+/* Frees what a target owns and the target; its timer is closed or was never initialised. */
+static void target_free(struct ps_target *t) {
   ps_engine_free(t->engine);
   ps_target_config_free(&t->cfg);
   free(t->key);
@@ -245,6 +244,12 @@ static void target_free_cb(uv_handle_t *h) {
   free(t->labels);
   free(t->mlabels);
   free(t);
+}
+
+static void target_free_cb(uv_handle_t *h) {
+  struct ps_target *t = h->data;
+  struct ps_targets *ts = t->owner;
+  target_free(t);
   ts->open_handles--;
   registry_maybe_free(ts);
 }
@@ -420,14 +425,7 @@ int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, cons
   if (r == 0) r = uv_timer_init(ts->loop, &t->timer);
   if (r != 0) {
     if (r == UV_EINVAL) snprintf(err, errlen, "the forecasting engine rejected this trigger's settings");
-    ps_engine_free(t->engine);
-    ps_target_config_free(&t->cfg);
-    free(t->key);
-    free(t->ns);
-    free(t->name);
-    free(t->labels);
-    free(t->mlabels);
-    free(t);
+    target_free(t);
     goto done;
   }
   t->timer.data = t;
@@ -597,8 +595,9 @@ static void fetch_succeeded(struct ps_target *t, int64_t newest_ms) {
   t->loaded = true;
   t->fetched_end_ms = t->fetch_end_ms;
   t->last_ok = uv_now(ts->loop);
-  ps_metrics_set("prescale_target_last_success_timestamp_seconds", t->labels, (double)wall_ms() / 1000.0);
-  recompute(t, wall_ms());
+  int64_t now_ms = wall_ms();
+  ps_metrics_set("prescale_target_last_success_timestamp_seconds", t->labels, (double)now_ms / 1000.0);
+  recompute(t, now_ms);
 }
 
 /* ---- sliced loads -------------------------------------------------------------------------------- */

@@ -3,6 +3,7 @@
  * service time reads like every other duration of the project: "20ms", "0.5s", "1s". */
 #include "demo_flags.h"
 
+#include <string.h>
 #include <uv.h>
 
 #include "config.h"
@@ -62,10 +63,8 @@ static const struct ps_flags_spec demo_spec = {
 };
 
 void ps_demo_flags_defaults(struct ps_demo_flags *f) {
-  f->listen = PS_DEMO_DEFAULT_LISTEN;
-  f->service_ms = PS_DEMO_DEFAULT_SERVICE_MS;
-  f->log_level = PS_LOG_INFO;
-  f->log_format = PS_LOG_TEXT;
+  memset(f, 0, sizeof *f);
+  ps_flags_defaults(&demo_spec, f);
 }
 
 void ps_demo_flags_usage(FILE *out) { ps_flags_usage(&demo_spec, out); }

@@ -8,10 +8,9 @@
 
 #include "log.h"
 
-#define PS_DEMO_DEFAULT_LISTEN     "0.0.0.0:8080"
-#define PS_DEMO_DEFAULT_SERVICE_MS 20
+#define PS_DEMO_DEFAULT_LISTEN "0.0.0.0:8080"
 /* A request waits at most this long: beyond it a load test measures the timeout of its client, not us. */
-#define PS_DEMO_MAX_SERVICE_MS     (60 * 1000)
+#define PS_DEMO_MAX_SERVICE_MS (60 * 1000)
 
 struct ps_demo_flags {
   const char *listen; /* host:port; not owned (argv or a literal) */
@@ -20,6 +19,7 @@ struct ps_demo_flags {
   enum ps_log_format log_format;
 };
 
+/* Every field to its flag's default, as --help shows it. */
 void ps_demo_flags_defaults(struct ps_demo_flags *f);
 /* Flags: --listen, --service-time, --log-level, --log-format (`--flag V` or `--flag=V`), -h/--help,
  * --version. Returns 0; 1 after printing the usage to `out` (--help); 2 after printing the version;

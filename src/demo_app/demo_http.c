@@ -16,7 +16,6 @@
 #include "metrics.h"
 
 #define LABELS_MAX 32
-#define TEXT_PLAIN "text/plain; charset=utf-8"
 #define BODY(s)    s, sizeof(s) - 1
 
 struct work {
@@ -68,7 +67,7 @@ static void work_closed_cb(uv_handle_t *h) { free(h->data); }
  * ending on that drop (on_idle) finds it queued. */
 static void finish(struct work *w) {
   struct ps_demo_server *srv = w->srv;
-  respond(srv, w->req, 200, TEXT_PLAIN, BODY("hello from prescale-demo-app\n"), 0, true);
+  respond(srv, w->req, 200, PS_HTTP1_TEXT_PLAIN, BODY("hello from prescale-demo-app\n"), 0, true);
   w->req = NULL;
   uv_close((uv_handle_t *)&w->timer, work_closed_cb);
   set_in_flight(srv, -1);
@@ -82,7 +81,7 @@ static void start_work(struct ps_demo_server *srv, struct ps_http1_req *req) {
   struct work *w = malloc(sizeof(*w));
   if (w == NULL || uv_timer_init(srv->loop, &w->timer) != 0) {
     free(w);
-    respond(srv, req, 500, TEXT_PLAIN, BODY("internal server error\n"), PS_HTTP1_CLOSE, true);
+    respond(srv, req, 500, PS_HTTP1_TEXT_PLAIN, BODY("internal server error\n"), PS_HTTP1_CLOSE, true);
     return;
   }
   w->srv = srv;
@@ -115,17 +114,16 @@ static void handle(struct ps_http1_req *req, void *arg) {
   const char *method = ps_http1_req_method(req);
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
     /* http1.c adds the Allow header RFC 9110 15.5.6 requires */
-    respond(srv, req, 405, TEXT_PLAIN, BODY("method not allowed\n"), 0, route == ROUTE_WORK);
+    respond(srv, req, 405, PS_HTTP1_TEXT_PLAIN, BODY("method not allowed\n"), 0, route == ROUTE_WORK);
   } else if (route == ROUTE_HEALTHZ) {
-    respond(srv, req, 200, TEXT_PLAIN, BODY("ok\n"), 0, false);
+    respond(srv, req, 200, PS_HTTP1_TEXT_PLAIN, BODY("ok\n"), 0, false);
   } else if (route == ROUTE_METRICS) {
     struct ps_buf body;
     ps_buf_init(&body);
     if (ps_metrics_render(&body) != 0)
-      respond(srv, req, 500, TEXT_PLAIN, BODY("internal server error\n"), PS_HTTP1_CLOSE, false);
-    else /* https://prometheus.io/docs/instrumenting/exposition_formats/#basic-info */
-      respond(srv, req, 200, "text/plain; version=0.0.4; charset=utf-8", body.data ? body.data : "", body.len,
-              0, false);
+      respond(srv, req, 500, PS_HTTP1_TEXT_PLAIN, BODY("internal server error\n"), PS_HTTP1_CLOSE, false);
+    else
+      respond(srv, req, 200, PS_METRICS_CONTENT_TYPE, body.data ? body.data : "", body.len, 0, false);
     ps_buf_free(&body);
   } else {
     start_work(srv, req);
