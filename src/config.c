@@ -326,6 +326,22 @@ static bool round_up(int64_t ms, int64_t step, int64_t *out) {
   return !__builtin_add_overflow(ms, step - r, out);
 }
 
+int64_t ps_default_history_ms(int64_t step_ms, int64_t period_ms, bool detect) {
+  const int64_t max_history = (int64_t)PS_MAX_HISTORY_POINTS * step_ms;
+  int64_t hist = PS_MIN_HISTORY_MS;
+  if (detect) {
+    /* Detection: as much as PS_AUTO_PERIOD_HISTORY_MS when the step allows it, at least 1h. */
+    int64_t auto_hist = PS_AUTO_PERIOD_HISTORY_MS < max_history ? PS_AUTO_PERIOD_HISTORY_MS : max_history;
+    if (auto_hist > hist) hist = auto_hist;
+  } else if (period_ms > INT64_MAX / 3) {
+    hist = max_history;
+  } else if (3 * period_ms > hist) {
+    hist = 3 * period_ms;
+  }
+  if (!round_up(hist, step_ms, &hist) || hist > max_history) hist = max_history;
+  return hist;
+}
+
 /* Parses the key's duration, which must lie in [min, max]; on error writes
  * `key: "v" is not a duration <what>`. */
 static int get_duration(int k, const char *v, const char *what, int64_t min, int64_t max, int64_t *out,
@@ -434,17 +450,8 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
       ps_duration_format(c->period_ms, d2, sizeof d2);
       return ps_flags_fail(err, errlen, "history: %s is shorter than period (%s)", q, d2);
     }
-  } else if (period_auto && !seasonless) {
-    /* Detection: as much as PS_AUTO_PERIOD_HISTORY_MS when the step allows it, at least 1h. */
-    int64_t hist = PS_AUTO_PERIOD_HISTORY_MS < max_history ? PS_AUTO_PERIOD_HISTORY_MS : max_history;
-    if (hist < PS_MIN_HISTORY_MS) hist = PS_MIN_HISTORY_MS;
-    if (!round_up(hist, step, &hist) || hist > max_history) hist = max_history;
-    c->history_ms = hist;
   } else {
-    int64_t hist = PS_MIN_HISTORY_MS;
-    if (c->period_ms > 0 && c->period_ms <= INT64_MAX / 3 && 3 * c->period_ms > hist) hist = 3 * c->period_ms;
-    if (c->period_ms > INT64_MAX / 3) hist = max_history;
-    if (!round_up(hist, step, &hist) || hist > max_history) hist = max_history;
+    int64_t hist = ps_default_history_ms(step, c->period_ms, period_auto && !seasonless);
     if (hist < c->period_ms) {
       ps_flags_quote(q, sizeof q, val[K_PERIOD]);
       ps_duration_format(max_history, d2, sizeof d2);

@@ -115,6 +115,11 @@ struct ps_target_config {
 int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md, size_t n,
                            const char *default_server, char *err, size_t errlen);
 void ps_target_config_free(struct ps_target_config *c);
+/* The default history at step_ms (> 0), as ps_target_config_parse sets it and `prescale backtest` sizes
+ * its engines: detect (period auto, with a seasonal model) -> max(1h, min(PS_AUTO_PERIOD_HISTORY_MS,
+ * PS_MAX_HISTORY_POINTS steps)); else max(3 x period_ms, 1h) (period_ms 0: no season, 1h); rounded up to
+ * a multiple of the step, at most PS_MAX_HISTORY_POINTS steps. */
+int64_t ps_default_history_ms(int64_t step_ms, int64_t period_ms, bool detect);
 
 /* Durations: "30s", "5m", "1h30m", "250ms", "1.5s", "2d" or plain (possibly fractional) seconds "15".
  * Units ms, s, m, h, d (24h); fractions round to the nearest millisecond.

@@ -202,9 +202,9 @@ static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
   return code;
 }
 
-/* The engines' history, as the server sizes a target's (config.h): max(3 x period, 1h) for a given
- * period, min(8d, PS_MAX_HISTORY_POINTS steps) (at least 1h) for a detected one, 1h for models without
- * a season; never more than PS_MAX_HISTORY_POINTS steps. */
+/* The engines' history, as the server sizes a target's (ps_default_history_ms) with the period given or
+ * detected: the seed engine detects one whatever the model, so a model without a season keeps the
+ * detection's history too; --history overrides. */
 static int size_history(struct ps_bt_run *r, bool *usage_err, char *err, size_t errlen) {
   const struct ps_bt_options *o = &r->opt;
   int64_t step = r->trace.step_ms, hist;
@@ -233,14 +233,9 @@ static int size_history(struct ps_bt_run *r, bool *usage_err, char *err, size_t 
       return fail(err, errlen, UV_EINVAL, "--history: %s is more than %d steps of %s", d1,
                   PS_MAX_HISTORY_POINTS, d2);
     }
-  } else if (o->period_ms > 0) {
-    hist = 3 * o->period_ms > PS_MIN_HISTORY_MS ? 3 * o->period_ms : PS_MIN_HISTORY_MS;
   } else {
-    hist = PS_AUTO_PERIOD_HISTORY_MS < max_hist ? PS_AUTO_PERIOD_HISTORY_MS : max_hist;
-    if (hist < PS_MIN_HISTORY_MS) hist = PS_MIN_HISTORY_MS;
+    hist = ps_default_history_ms(step, o->period_ms, o->period_ms == 0);
   }
-  hist = round_up(hist, step);
-  if (hist > max_hist) hist = max_hist;
   r->history_ms = hist;
   r->capacity = (size_t)(hist / step) + 1;
   return 0;
