@@ -10,15 +10,10 @@
 
 static uv_loop_t loop;
 
+/* Every test closes what it opened and ends with PS_LOOP_END, which fails it on a handle left open. */
 static void setup(void) { cr_assert_eq(uv_loop_init(&loop), 0); }
 
-static void teardown(void) {
-  /* Every test closes what it opened; a handle still open here is a leak the test must catch. */
-  uv_run(&loop, UV_RUN_NOWAIT);
-  cr_assert_eq(uv_loop_close(&loop), 0, "handles left open");
-}
-
-TestSuite(net, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(net, .init = setup, .timeout = 60);
 
 /* ---- the server side: a small protocol whose behaviour each test picks ----------------------- */
 
@@ -236,6 +231,7 @@ Test(net, parse_addr) {
                        "[::1"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_eq(ps_net_parse_addr(bad[i], &ss), UV_EINVAL, "\"%s\" accepted", bad[i]);
+  PS_LOOP_END(&loop);
 }
 
 Test(net, echo_and_peer_close) {
@@ -259,6 +255,7 @@ Test(net, echo_and_peer_close) {
   cr_assert_eq(ps_net_listener_conns(listener), 0);
   stop_server();
   cr_assert_eq(srv.closes, 1);
+  PS_LOOP_END(&loop);
 }
 
 Test(net, backpressure_pauses_reading_until_drained) {
@@ -292,6 +289,7 @@ Test(net, backpressure_pauses_reading_until_drained) {
   close_client_and_wait(&cl);
   stop_server();
   cr_assert_eq(srv.closes, 1);
+  PS_LOOP_END(&loop);
 }
 
 Test(net, close_flushes_queued_writes_first) {
@@ -308,6 +306,7 @@ Test(net, close_flushes_queued_writes_first) {
   close_client_and_wait(&cl);
   stop_server();
   cr_assert_eq(srv.closes, 1);
+  PS_LOOP_END(&loop);
 }
 
 Test(net, read_error_closes_after_flush) {
@@ -322,6 +321,7 @@ Test(net, read_error_closes_after_flush) {
   cr_assert(ps_test_run_until(&loop, srv_closes, NULL, 5000));
   close_client_and_wait(&cl);
   stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(net, listener_close_closes_every_connection) {
@@ -342,6 +342,7 @@ Test(net, listener_close_closes_every_connection) {
     close_client_and_wait(&cl[i]);
   }
   ps_buf_free(&srv.rx);
+  PS_LOOP_END(&loop);
 }
 
 Test(net, listen_errors) {
@@ -354,6 +355,7 @@ Test(net, listen_errors) {
   cr_assert_eq(ps_net_listen(&loop, "nonsense", &proto, &srv, &other), UV_EINVAL);
   cr_assert_eq(ps_net_listen(&loop, "192.0.2.1:0", &proto, &srv, &other), UV_EADDRNOTAVAIL);
   stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(net, close_without_connections_and_null_done) {
@@ -362,6 +364,7 @@ Test(net, close_without_connections_and_null_done) {
   uv_run(&loop, UV_RUN_DEFAULT);
   cr_assert_eq(srv.closes, 0);
   ps_buf_free(&srv.rx);
+  PS_LOOP_END(&loop);
 }
 
 static struct client *many;
@@ -398,4 +401,5 @@ Test(net, connections_beyond_the_limit_are_closed) {
   }
   free(many);
   stop_server();
+  PS_LOOP_END(&loop);
 }
