@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "http_server.h"
+#include "loop_fixture.h"
 #include "metrics.h"
 #include "net.h"
 
@@ -48,12 +49,8 @@ static void setup(void) {
   timed_out = false;
 }
 
-static void teardown(void) {
-  /* Everything was closed by stop_all(); nothing may be left on the loop. */
-  cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  cr_assert_eq(uv_loop_close(&loop), 0);
-  ps_metrics_reset();
-}
+/* Each test ends with PS_LOOP_END: stop_all() closed everything, nothing may be left on the loop. */
+static void teardown(void) { ps_metrics_reset(); }
 
 TestSuite(http_server, .init = setup, .fini = teardown, .timeout = 30);
 
@@ -258,6 +255,7 @@ Test(http_server, healthz_ok) {
   cr_assert_not(res.r[0].conn_close);
   cr_assert_eq(ps_metrics_get("prescale_http_requests_total", "path=\"/healthz\",code=\"200\""), 1.0);
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 static void readyz_flips(void) {
@@ -284,6 +282,7 @@ Test(http_server, readyz_follows_ready_flag) {
   cr_assert_eq(res.r[2].status, 200);
   cr_assert_eq(ps_metrics_get("prescale_http_requests_total", "path=\"/readyz\",code=\"503\""), 1.0);
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_server, metrics_exposition) {
@@ -297,6 +296,7 @@ Test(http_server, metrics_exposition) {
   cr_assert_not_null(strstr(res.r[0].body, "# TYPE prescale_http_requests_total counter\n"));
   cr_assert_eq((size_t)res.r[0].content_length, res.r[0].body_len);
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_server, head_has_length_but_no_body) {
@@ -314,6 +314,7 @@ Test(http_server, head_has_length_but_no_body) {
   cr_assert_eq(res.r[2].status, 200);
   cr_assert_str_eq(res.r[2].body, "ok\n");
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_server, unknown_path_404_counted_as_other) {
@@ -326,6 +327,7 @@ Test(http_server, unknown_path_404_counted_as_other) {
   cr_assert_eq(res.r[2].status, 200, "absolute-form target is routed (RFC 9112 3.2.2)");
   cr_assert_eq(ps_metrics_get("prescale_http_requests_total", "path=\"other\",code=\"404\""), 2.0);
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_server, other_method_405_with_allow) {
@@ -340,6 +342,7 @@ Test(http_server, other_method_405_with_allow) {
   cr_assert_eq(res.r[2].status, 200);
   cr_assert_eq(ps_metrics_get("prescale_http_requests_total", "path=\"/healthz\",code=\"405\""), 1.0);
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 /* ---- errors and limits ------------------------------------------------------------------------------ */
@@ -350,6 +353,7 @@ Test(http_server, garbage_400_and_close) {
   cr_assert(res.r[0].conn_close);
   cr_assert(res.eof);
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_server, huge_headers_431_and_close) {
@@ -364,6 +368,7 @@ Test(http_server, huge_headers_431_and_close) {
   cr_assert(res.r[0].conn_close);
   cr_assert(res.eof);
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_server, headers_at_limit_accepted) {
@@ -378,6 +383,7 @@ Test(http_server, headers_at_limit_accepted) {
   free(req);
   cr_assert_eq(res.r[0].status, 200);
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_server, body_over_limit_413_and_close) {
@@ -385,6 +391,7 @@ Test(http_server, body_over_limit_413_and_close) {
   cr_assert_eq(res.r[0].status, 413);
   cr_assert(res.eof);
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 /* ---- persistence ------------------------------------------------------------------------------------ */
@@ -409,6 +416,7 @@ Test(http_server, keep_alive_two_requests_one_connection) {
   cr_assert_eq(res.r[1].status, 200);
   cr_assert_not(res.r[0].conn_close);
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_server, pipelined_answered_in_order) {
@@ -420,6 +428,7 @@ Test(http_server, pipelined_answered_in_order) {
   cr_assert_eq(res.r[1].status, 404);
   cr_assert_str_eq(res.r[2].body, "ok\n");
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_server, connection_close_honoured) {
@@ -431,6 +440,7 @@ Test(http_server, connection_close_honoured) {
   cr_assert(res.r[0].conn_close);
   cr_assert(res.eof, "the server closed after the response");
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 static void http10(void) {
@@ -452,6 +462,7 @@ Test(http_server, http10_closes_unless_keep_alive) {
   cr_assert(res.r[1].conn_close);
   cr_assert(res.eof);
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 static void idle(void) {
@@ -475,6 +486,7 @@ Test(http_server, idle_connection_closed) {
   cr_assert_geq(ms, 190, "closed after %ld ms, before the idle timeout", ms);
   cr_assert_lt(ms, CLIENT_TIMEOUT_S * 1000);
   free_result();
+  PS_LOOP_END(&loop);
 }
 
 #define PIPELINE_N 64
@@ -543,6 +555,7 @@ Test(http_server, backpressure_holds_pipeline_until_read) {
   cr_assert_eq(res.n, PIPELINE_N + 1, "%d answers", res.n);
   cr_assert_eq(probe_calls, 1);
   cr_assert_eq(ps_metrics_get("prescale_http_requests_total", "path=\"/metrics\",code=\"200\""), PIPELINE_N);
+  PS_LOOP_END(&loop);
 }
 
 /* ---- memory mode (the fuzzed path) ------------------------------------------------------------------- */
