@@ -440,17 +440,16 @@ static void net_setup(void) {
 static void listener_done(void *arg) { listener_closed = true; }
 static bool is_listener_closed(void *arg) { return listener_closed; }
 
-static void net_teardown(void) {
+/* Every test ends with stop_server() then PS_LOOP_END. */
+static void stop_server(void) {
   if (listener != NULL) ps_net_listener_close(listener, listener_done, NULL);
   listener = NULL;
   cr_assert(ps_test_run_until(&loop, is_listener_closed, NULL, 5000));
-  uv_run(&loop, UV_RUN_NOWAIT);
-  cr_assert_eq(uv_loop_close(&loop), 0, "handles left open");
   /* Every request was answered or cancelled and answered: none is left held. */
   cr_assert_eq(h.nheld, 0);
 }
 
-TestSuite(http1_net, .init = net_setup, .fini = net_teardown, .timeout = 30);
+TestSuite(http1_net, .init = net_setup, .timeout = 30);
 
 static void client_start(struct ps_test_client *c, const char *request) {
   ps_test_client_start(c, &loop, ps_net_listener_port(listener), request);
@@ -485,6 +484,8 @@ Test(http1_net, late_answers_resume_the_pipeline_from_the_loop) {
   cr_assert(r1 && r2 && r3 && r1 < r2 && r2 < r3, "%s", c.in);
   cr_assert_not(c.eof);
   ps_test_client_close(&c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 static bool timer_fired;
@@ -514,6 +515,8 @@ Test(http1_net, idle_timeout_suspended_while_an_answer_is_pending) {
   cr_assert_geq(c.eof_at - answered_at, cfg.idle_ms - 5, "closed %llu ms after the answer",
                 (unsigned long long)(c.eof_at - answered_at));
   ps_test_client_close(&c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(http1_net, client_gone_before_the_answer_is_cancelled) {
@@ -526,6 +529,8 @@ Test(http1_net, client_gone_before_the_answer_is_cancelled) {
   cr_assert(ps_test_run_until(&loop, cancels_is, NULL, 5000));
   cr_assert_eq(h.cancel_rc, UV_EPIPE);
   cr_assert_eq(h.nheld, 0);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(http1_net, answer_after_the_connection_is_freed_sends_nothing) {
@@ -539,6 +544,8 @@ Test(http1_net, answer_after_the_connection_is_freed_sends_nothing) {
   /* The connection's state is freed once its timer has closed: one more loop turn. */
   uv_run(&loop, UV_RUN_NOWAIT);
   cr_assert_eq(answer(take_held(), 0), UV_EPIPE);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(http1_net, listener_closed_with_an_answer_pending) {
@@ -553,6 +560,8 @@ Test(http1_net, listener_closed_with_an_answer_pending) {
   cr_assert(ps_test_run_until(&loop, cancels_is, NULL, 5000));
   cr_assert_eq(c.in_len, 0);
   ps_test_client_close(&c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(http1_net, connection_close_then_eof) {
@@ -564,4 +573,6 @@ Test(http1_net, connection_close_then_eof) {
   cr_assert(strstr(c.in, "Connection: close\r\n") != NULL);
   cr_assert_eq(h.calls, 1);
   ps_test_client_close(&c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
