@@ -135,14 +135,14 @@ static void setup(void) {
 static void listener_done(void *arg) { listener_closed = true; }
 static bool is_listener_closed(void *arg) { return listener_closed; }
 
-static void teardown(void) {
+/* Every test ends with stop_server() then PS_LOOP_END. */
+static void stop_server(void) {
   if (listener != NULL) ps_net_listener_close(listener, listener_done, NULL);
   listener = NULL;
   cr_assert(ps_test_run_until(&loop, is_listener_closed, NULL, 5000));
-  uv_run(&loop, UV_RUN_NOWAIT);
-  cr_assert_eq(uv_loop_close(&loop), 0);
-  ps_metrics_reset();
 }
+
+static void teardown(void) { ps_metrics_reset(); }
 
 static void client_start(struct ps_test_client *c, const char *req) {
   ps_test_client_start(c, &loop, ps_net_listener_port(listener), req);
@@ -175,6 +175,8 @@ Test(demo_http, answers_after_the_service_time_and_counts) {
   cr_assert_eq(COUNTER("200"), 1);
   cr_assert_eq(IN_FLIGHT(), 0);
   ps_test_client_close(&c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(demo_http, metrics_and_healthz_immediate_pipelined_in_order) {
@@ -194,6 +196,8 @@ Test(demo_http, metrics_and_healthz_immediate_pipelined_in_order) {
   cr_assert_geq(uv_now(&loop) - c.sent_at, 200);
   cr_assert_eq(COUNTER("200"), 1);
   ps_test_client_close(&c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(demo_http, client_gone_mid_service_not_counted) {
@@ -207,11 +211,13 @@ Test(demo_http, client_gone_mid_service_not_counted) {
   cr_assert(ps_test_run_until(&loop, in_flight_is, NULL, 5000));
   cr_assert_eq(COUNTER("200"), 0);
   cr_assert_eq(IN_FLIGHT(), 0);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(demo_http, listener_closed_mid_service_frees_everything) {
-  /* teardown closes the listener while the request waits on its 10 s timer: the connection's timer must
-   * be closed with it, or uv_loop_close fails. */
+  /* The listener is closed while the request waits on its 10 s timer: the connection's timer must be
+   * closed with it, or PS_LOOP_END finds it open. */
   srv.service_ms = 10000;
   struct ps_test_client c;
   client_start(&c, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -222,6 +228,8 @@ Test(demo_http, listener_closed_mid_service_frees_everything) {
   cr_assert(ps_test_run_until(&loop, ps_test_client_eof, &c, 5000));
   cr_assert_eq(srv.in_flight, 0);
   ps_test_client_close(&c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 static int idle_calls;
@@ -240,6 +248,8 @@ Test(demo_http, draining_closes_after_the_response_and_reports_idle) {
   cr_assert(strstr(c.in, "Connection: close\r\n") != NULL, "%s", c.in);
   cr_assert_eq(idle_calls, 1);
   ps_test_client_close(&c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(demo_http, bad_requests) {
@@ -265,6 +275,8 @@ Test(demo_http, bad_requests) {
   }
   cr_assert_eq(COUNTER("405"), 1);
   cr_assert_eq(COUNTER("200"), 0);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 /* Sends `pre`, PS_DEMO_MAX_HEAD bytes of padding, then `post`; the answer must begin with `status`, and the
@@ -283,10 +295,14 @@ static void too_long(const char *pre, const char *post, const char *status) {
 
 Test(demo_http, head_too_long_431) {
   too_long("GET /x HTTP/1.1\r\nHost: t\r\nX-Big: ", "\r\n\r\n", "HTTP/1.1 431 ");
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 /* RFC 9112 3: a request target too long MUST get 414 (431 before http1.c). */
 Test(demo_http, target_too_long_414) {
   too_long("GET /", " HTTP/1.1\r\nHost: t\r\n\r\n", "HTTP/1.1 414 ");
   cr_assert_eq(COUNTER("200"), 0);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
