@@ -92,16 +92,16 @@ static void setup(void) {
   snprintf(target, sizeof target, "127.0.0.1:%d", port);
 }
 
-static void teardown(void) {
+/* Every test ends with stop_server() then PS_LOOP_END. */
+static void stop_server(void) {
   if (listener != NULL) {
     ps_net_listener_close(listener, done_cb, NULL);
     cr_assert(ps_test_run_until(&loop, is_true, &listener_done, 5000));
     listener = NULL;
   }
-  uv_run(&loop, UV_RUN_NOWAIT);
-  cr_assert_eq(uv_loop_close(&loop), 0, "handles left open");
-  ps_metrics_reset();
 }
+
+static void teardown(void) { ps_metrics_reset(); }
 
 TestSuite(grpc_client, .init = setup, .fini = teardown, .timeout = 60);
 
@@ -195,6 +195,8 @@ Test(grpc_client, unary_started_before_the_connection_is_ready) {
   cr_assert_eq(r2.resp_len, 0);
   cr_assert_eq(server.open_conns, 1, "both calls on one connection");
   client_close(c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(grpc_client, server_streaming_messages_in_order) {
@@ -213,6 +215,8 @@ Test(grpc_client, server_streaming_messages_in_order) {
   cr_assert_str_eq(r.msgs[2], "three");
   cr_assert_eq(r.resp_len, 0, "a stream's done gets no message");
   client_close(c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(grpc_client, trailers_only_error_message_is_decoded) {
@@ -236,6 +240,8 @@ Test(grpc_client, trailers_only_error_message_is_decoded) {
   cr_assert_eq(e.status, PS_GRPC_INTERNAL, "unary OK without a message is a cardinality violation");
   cr_assert(strstr(e.message, "0 response messages") != NULL, "%s", e.message);
   client_close(c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(grpc_client, deadline_sent_as_grpc_timeout_and_enforced_locally) {
@@ -263,6 +269,8 @@ Test(grpc_client, deadline_sent_as_grpc_timeout_and_enforced_locally) {
   wait_done(&r2);
   cr_assert_eq(r2.status, PS_GRPC_OK);
   client_close(c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(grpc_client, cancel_resets_the_stream_and_runs_no_callback) {
@@ -283,6 +291,8 @@ Test(grpc_client, cancel_resets_the_stream_and_runs_no_callback) {
   cr_assert_not(r.done);
   client_close(c);
   cr_assert_not(r.done, "a cancelled call's callback never runs, even at close");
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(grpc_client, server_closing_the_connection_mid_stream_is_unavailable) {
@@ -307,6 +317,8 @@ Test(grpc_client, server_closing_the_connection_mid_stream_is_unavailable) {
   cr_assert_eq(ps_grpc_client_call(c, "/test.Svc/Echo", NULL, 0, 0, NULL, on_done, &n, NULL), UV_ENOTCONN);
   client_close(c);
   cr_assert_not(n.done);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(grpc_client, connection_refused) {
@@ -326,6 +338,8 @@ Test(grpc_client, connection_refused) {
   cr_assert_eq(r.status, PS_GRPC_UNAVAILABLE);
   cr_assert_str_eq(r.message, want);
   client_close(c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(grpc_client, bad_targets_and_a_name_resolved_through_getaddrinfo) {
@@ -349,6 +363,8 @@ Test(grpc_client, bad_targets_and_a_name_resolved_through_getaddrinfo) {
   cr_assert_eq(r.status, PS_GRPC_OK, "%d %s", r.status, r.message);
   cr_assert_str_eq(ps_grpc_client_target(c), t);
   client_close(c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(grpc_client, response_over_max_msg_is_resource_exhausted) {
@@ -361,6 +377,8 @@ Test(grpc_client, response_over_max_msg_is_resource_exhausted) {
   cr_assert_eq(r.status, PS_GRPC_RESOURCE_EXHAUSTED);
   cr_assert_str_eq(r.message, "received message larger than max (10 vs. 8)");
   client_close(c);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(grpc_client, close_ends_open_calls_cancelled) {
@@ -373,6 +391,8 @@ Test(grpc_client, close_ends_open_calls_cancelled) {
   cr_assert_eq(r.status, PS_GRPC_CANCELLED);
   /* The server sees the stream go (GOAWAY + close): its call is cancelled. */
   cr_assert(ps_test_run_until(&loop, server_cancelled, NULL, 3000));
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(grpc_client, invalid_calls_are_refused_without_callback) {
@@ -386,6 +406,8 @@ Test(grpc_client, invalid_calls_are_refused_without_callback) {
   cr_assert_eq(ps_grpc_client_open_calls(c), 0);
   client_close(c);
   cr_assert_not(r.done);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(grpc_client, timeout_formatting_and_http_status_mapping) {
@@ -413,6 +435,8 @@ Test(grpc_client, timeout_formatting_and_http_status_mapping) {
   cr_assert_eq(ps_grpc_status_from_http(504), PS_GRPC_UNAVAILABLE);
   cr_assert_eq(ps_grpc_status_from_http(415), PS_GRPC_UNKNOWN);
   cr_assert_eq(ps_grpc_status_from_http(500), PS_GRPC_UNKNOWN);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 /* ---- a fake peer: an nghttp2 server answering every request with fixed headers ------------------ */
@@ -523,6 +547,8 @@ Test(grpc_client, deadline_resets_the_stream_with_cancel) {
   client_close(c);
   cr_assert(ps_test_run_until(&loop, fk_eof, NULL, 3000));
   fk_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(grpc_client, non_200_without_grpc_status_maps_as_grpc_does) {
@@ -540,4 +566,6 @@ Test(grpc_client, non_200_without_grpc_status_maps_as_grpc_does) {
   r = fake_call("200", "text/html", NULL);
   cr_assert_eq(r.status, PS_GRPC_UNKNOWN);
   cr_assert_str_eq(r.message, "response content-type \"text/html\" is not gRPC");
+  stop_server();
+  PS_LOOP_END(&loop);
 }
