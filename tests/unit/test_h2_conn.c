@@ -187,7 +187,8 @@ static void setup(void) {
   port = ps_net_listener_port(listener);
 }
 
-static void teardown(void) {
+/* Every test ends with stop_server() then PS_LOOP_END. */
+static void stop_server(void) {
   ps_net_listener_close(listener, done_cb, NULL);
   cr_assert(run_until(is_listener_done, NULL, 5000));
   uv_close((uv_handle_t *)&d.later_timer, NULL);
@@ -196,9 +197,11 @@ static void teardown(void) {
   cr_assert_eq(server.open_conns, 0);
   cr_assert_eq(server.open_streams, 0);
   cr_assert_null(server.conns);
+}
+
+static void teardown(void) {
   ps_buf_free(&mem.out);
   ps_buf_free(&mem.held);
-  cr_assert_eq(uv_loop_close(&loop), 0, "handles left open");
   ps_metrics_reset();
 }
 
@@ -489,6 +492,8 @@ Test(h2_conn, unary_success) {
                PS_H2_MAX_HEADER_LIST);
   cr_assert_gt(nghttp2_session_get_remote_window_size(cl.peer.s), 65535, "connection window not enlarged");
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, server_streaming_three_messages) {
@@ -505,6 +510,8 @@ Test(h2_conn, server_streaming_three_messages) {
   assert_data(st, &want);
   ps_buf_free(&want);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, trailers_only_error_with_encoded_message) {
@@ -525,6 +532,8 @@ Test(h2_conn, trailers_only_error_with_encoded_message) {
   cr_assert_eq(metric("method=\"Fail\",code=\"INVALID_ARGUMENT\""), 1);
   ps_buf_free(&dec);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, wrong_content_type_is_415_and_get_is_405) {
@@ -545,6 +554,8 @@ Test(h2_conn, wrong_content_type_is_415_and_get_is_405) {
   cr_assert_eq(d.dispatched, 0);
   cr_assert_eq(metric("method=\"unknown\",code=\"INVALID_ARGUMENT\""), 2);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, message_split_across_data_frames) {
@@ -560,6 +571,8 @@ Test(h2_conn, message_split_across_data_frames) {
   assert_data(st, &body);
   ps_buf_free(&body);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, oversize_message_is_resource_exhausted) {
@@ -585,6 +598,8 @@ Test(h2_conn, oversize_message_is_resource_exhausted) {
   cr_assert_eq(st2->grpc_status, 0);
   ps_buf_free(&body);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, compressed_flag_is_unimplemented) {
@@ -597,6 +612,8 @@ Test(h2_conn, compressed_flag_is_unimplemented) {
   cr_assert_str_eq(st->accept_encoding, "identity");
   cr_assert_eq(d.dispatched, 0);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, message_count_errors) {
@@ -622,6 +639,8 @@ Test(h2_conn, message_count_errors) {
   ps_buf_free(&one);
   ps_buf_free(&two);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 static bool one_cancelled(void *arg) { return d.cancelled >= 1; }
@@ -655,6 +674,8 @@ Test(h2_conn, deadline_exceeded_cancels_the_call) {
   cr_assert_eq(bad->grpc_status, PS_GRPC_INVALID_ARGUMENT);
   cr_assert_eq(d.dispatched, 1);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, client_rst_mid_stream_cancels) {
@@ -672,6 +693,8 @@ Test(h2_conn, client_rst_mid_stream_cancels) {
   client_stop();
   cr_assert(run_until(no_conns, NULL, 5000));
   cr_assert_eq(d.cancelled, 1, "cancel ran twice");
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 static bool two_held_three_open(void *arg) { return d.nheld == 2 && server.open_streams == 3; }
@@ -688,6 +711,8 @@ Test(h2_conn, client_disconnect_cancels_open_calls) {
   cr_assert(run_until(no_conns, NULL, 5000));
   cr_assert_eq(d.cancelled, 2);
   cr_assert_eq(server.open_streams, 0);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, finish_from_a_timer_flushes) {
@@ -698,6 +723,8 @@ Test(h2_conn, finish_from_a_timer_flushes) {
   assert_data_msg(st, "late");
   cr_assert_eq(d.cancelled, 0);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, unknown_method_is_unimplemented_without_a_new_label) {
@@ -708,6 +735,8 @@ Test(h2_conn, unknown_method_is_unimplemented_without_a_new_label) {
   cr_assert_eq(metric("method=\"unknown\",code=\"UNIMPLEMENTED\""), 1);
   cr_assert(isnan(metric("method=\"Whatever\",code=\"UNIMPLEMENTED\"")));
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, slow_reader_gets_enobufs_then_everything) {
@@ -721,6 +750,8 @@ Test(h2_conn, slow_reader_gets_enobufs_then_everything) {
   cr_assert_eq(st->grpc_status, 0);
   cr_assert_eq(st->data.len, (size_t)d.flood_sent * ((32 << 10) + 5));
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 static bool server_blocked(void *arg) { return d.net != NULL && ps_net_paused(d.net) && d.big_enobufs > 0; }
@@ -743,6 +774,8 @@ Test(h2_conn, client_that_stops_reading_bounds_server_memory) {
   cr_assert_eq(st->data.len, (size_t)(BIG_TOTAL / BIG_CHUNK) * (BIG_CHUNK + 5));
   cr_assert_lt(d.max_pending, PS_NET_HIGH_WATER + (128u << 10));
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, header_list_over_the_limit_is_refused) {
@@ -757,6 +790,8 @@ Test(h2_conn, header_list_over_the_limit_is_refused) {
   cr_assert_eq(d.dispatched, 0);
   free(v);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 static bool got_goaway(void *arg) { return cl.goaway_error >= 0; }
@@ -786,6 +821,8 @@ Test(h2_conn, rapid_reset_gets_goaway) {
   cr_assert_eq(d.dispatched, 0);
   cr_assert_geq(metric("method=\"unknown\",code=\"CANCELLED\""), PS_H2_RST_BURST);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, out_of_range_status_becomes_unknown) {
@@ -795,6 +832,8 @@ Test(h2_conn, out_of_range_status_becomes_unknown) {
   cr_assert_eq(st->grpc_status, PS_GRPC_UNKNOWN);
   cr_assert_eq(metric("method=\"Weird\",code=\"UNKNOWN\""), 1);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 /* ---- preface timeout ------------------------------------------------------------------------ */
@@ -820,6 +859,8 @@ Test(h2_conn, silent_client_is_closed_after_the_preface_timeout) {
   cr_assert_geq(uv_now(&loop) - t0, 150, "closed before the timeout");
   cr_assert(run_until(no_conns, NULL, 2000));
   close(silent_fd);
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, greeting_client_outlives_the_preface_timeout) {
@@ -836,6 +877,8 @@ Test(h2_conn, greeting_client_outlives_the_preface_timeout) {
   wait_closed(again);
   cr_assert_eq(again->grpc_status, 0);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 /* ---- graceful shutdown (RFC 9113 6.8) ---------------------------------------------------------- */
@@ -955,6 +998,8 @@ Test(h2_conn, drain_sends_notice_then_goaway_with_last_stream_and_lets_calls_fin
   cr_assert_eq(d.idle, 0);
   mem_stop();
   cr_assert_eq(d.idle, 1, "on_idle after the last connection went");
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, stream_opened_after_the_final_goaway_is_refused) {
@@ -990,6 +1035,8 @@ Test(h2_conn, stream_opened_after_the_final_goaway_is_refused) {
   assert_done_ok(held);
   cr_assert_eq(d.cancelled, 0);
   mem_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, connection_opened_during_a_drain_gets_goaway_at_once) {
@@ -1003,6 +1050,8 @@ Test(h2_conn, connection_opened_during_a_drain_gets_goaway_at_once) {
   cr_assert_eq(ps_h2_conn_feed(mem.conn, (const uint8_t *)"", 0), UV_EPIPE, "nothing to wait for: done");
   cr_assert_eq(d.dispatched, 0);
   mem_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 static bool two_goaways(void *arg) { return cl.ngoaway >= 2; }
@@ -1035,6 +1084,8 @@ Test(h2_conn, drain_over_a_socket_closes_once_the_last_call_ends) {
   cr_assert_eq(d.cancelled, 0);
   cr_assert_eq(d.idle, 1);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, terminate_cuts_what_is_left_with_goaway_no_error) {
@@ -1055,4 +1106,6 @@ Test(h2_conn, terminate_cuts_what_is_left_with_goaway_no_error) {
   cr_assert_eq(d.idle, 1);
   assert_done_ok(&cl.st[1]);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
