@@ -387,32 +387,20 @@ static const char *fake_start(enum mode mode, const char *path) {
   return fake_start_at(mode, "127.0.0.1", false, path);
 }
 
-static void stop_cb(uv_timer_t *t) {
-  *(bool *)t->data = true;
-  uv_stop(t->loop);
-}
-
-/* Closes the client and the fake server, runs the loop until nothing is left (bounded) and checks that
- * nothing leaked a handle. */
-static void teardown(void) {
+/* Closes the client and the fake server. Every test ends with this, then PS_LOOP_END, which runs the loop
+ * dry (bounded) and fails the test on anything left open. */
+static void stop_fake_and_client(void) {
   if (client != NULL) ps_http_client_close(client);
   client = NULL;
   if (fake.listener_open) uv_close((uv_handle_t *)&fake.listener, NULL);
   fake.listener_open = false;
   for (int i = 0; i < nfconns; i++) fconn_close(fconns[i]);
-  uv_timer_t guard;
-  bool expired = false;
-  uv_timer_init(&loop, &guard);
-  guard.data = &expired;
-  uv_timer_start(&guard, stop_cb, 5000, 0);
-  uv_unref((uv_handle_t *)&guard); /* only a hang keeps the loop running long enough to fire it */
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_close((uv_handle_t *)&guard, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
+}
+
+/* The fake's connections are freed only now: PS_LOOP_END ran their handles' closes. */
+static void teardown(void) {
   for (int i = 0; i < nfconns; i++) free(fconns[i]);
   nfconns = 0;
-  cr_assert(!expired, "the loop did not drain");
-  cr_assert_eq(uv_loop_close(&loop), 0);
 }
 
 TestSuite(http_loop, .init = setup, .fini = teardown, .timeout = 60);
@@ -494,6 +482,8 @@ Test(http_loop, refuses_bad_requests_synchronously) {
   cr_assert_eq(get("http://127.0.0.1:1/", 0, &r, NULL), UV_EINVAL);
   uv_run(&loop, UV_RUN_DEFAULT); /* nothing may be pending */
   cr_assert_eq(r.calls, 0);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, content_length_response_and_request_headers) {
@@ -513,6 +503,8 @@ Test(http_loop, content_length_response_and_request_headers) {
   cr_assert(strstr(fake.last_req, "\r\nAccept: application/json\r\n") != NULL);
   cr_assert(strstr(fake.last_req, "\r\nAccept-Encoding: identity\r\n") != NULL);
   free(r.body);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, connection_refused_names_the_address) {
@@ -531,6 +523,8 @@ Test(http_loop, connection_refused_names_the_address) {
   snprintf(url, sizeof url, "http://127.0.0.1:%d/api", port);
   snprintf(want, sizeof want, "connect 127.0.0.1:%d: connection refused", port);
   get_fails(url, 3000, UV_ECONNREFUSED, want);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, connect_that_never_completes_times_out, .timeout = 30) {
@@ -552,11 +546,15 @@ Test(http_loop, connect_that_never_completes_times_out, .timeout = 30) {
   get_fails(url, PS_HTTP_CONNECT_TIMEOUT_MS + 5000, UV_ETIMEDOUT, want);
   close(filler);
   close(l);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, garbage_is_eproto) {
   const char *url = fake_start(M_GARBAGE, "/");
   get_fails(url, 3000, UV_EPROTO, "malformed HTTP response from 127.0.0.1:");
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, stall_times_out) {
@@ -570,11 +568,15 @@ Test(http_loop, stall_times_out) {
   cr_assert_eq(fake.requests, 1);
   /* The timed-out connection is closed, not pooled: the server sees it go. */
   cr_assert(ps_test_run_until(&loop, open_conns_is, &(int){0}, 5000));
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, reset_mid_body) {
   const char *url = fake_start(M_RESET_MID_BODY, "/");
   get_fails(url, 3000, UV_ECONNRESET, "in the middle of the response");
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, chunked_split_in_odd_places) {
@@ -588,21 +590,29 @@ Test(http_loop, chunked_split_in_odd_places) {
   cr_assert_str_eq(r.body, "hello world");
   cr_assert_eq(fake.accepted, 1);
   free(r.body);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, declared_body_over_limit) {
   const char *url = fake_start(M_BIG_CL, "/");
   get_fails(url, 3000, UV_E2BIG, "response body exceeds 33554432 bytes");
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, streamed_body_over_limit) {
   const char *url = fake_start(M_BIG_CHUNKED, "/");
   get_fails(url, 20000, UV_E2BIG, "response body exceeds 33554432 bytes");
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, headers_over_limit) {
   const char *url = fake_start(M_BIG_HEADER, "/");
   get_fails(url, 3000, UV_E2BIG, "response headers exceed 65536 bytes");
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, keep_alive_reuses_one_connection) {
@@ -617,6 +627,8 @@ Test(http_loop, keep_alive_reuses_one_connection) {
   }
   cr_assert_eq(fake.accepted, 1);
   cr_assert_eq(fake.requests, 3);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 /* The next request is started from inside the previous one's callback, as ps_prom does for chunks. */
@@ -642,6 +654,8 @@ Test(http_loop, request_from_inside_callback_reuses_connection) {
   cr_assert(ps_test_run_until(&loop, is_set, &ch.r.done, 10000));
   cr_assert_eq(fake.accepted, 1);
   cr_assert_eq(fake.requests, 5);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, connection_close_is_honoured) {
@@ -653,6 +667,8 @@ Test(http_loop, connection_close_is_honoured) {
   get_ok(url, &r);
   free(r.body);
   cr_assert_eq(fake.accepted, 2);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, http10_is_not_reused) {
@@ -664,6 +680,8 @@ Test(http_loop, http10_is_not_reused) {
   get_ok(url, &r);
   free(r.body);
   cr_assert_eq(fake.accepted, 2);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, close_delimited_body) {
@@ -672,6 +690,8 @@ Test(http_loop, close_delimited_body) {
   get_ok(url, &r);
   cr_assert_str_eq(r.body, "until the end");
   free(r.body);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, server_closing_idle_connection_then_new_request) {
@@ -684,6 +704,8 @@ Test(http_loop, server_closing_idle_connection_then_new_request) {
   get_ok(url, &r);
   free(r.body);
   cr_assert_eq(fake.accepted, 2);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, stale_keep_alive_is_retried_once) {
@@ -698,6 +720,8 @@ Test(http_loop, stale_keep_alive_is_retried_once) {
   free(r.body);
   cr_assert_eq(fake.accepted, 2);
   cr_assert_eq(fake.requests, 3);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, fresh_connection_dropped_is_not_retried) {
@@ -713,6 +737,8 @@ Test(http_loop, fresh_connection_dropped_is_not_retried) {
   cr_assert_eq(fake.requests, 3);
   get_fails(url, 3000, UV_ECONNRESET, "closed the connection without responding");
   cr_assert_eq(fake.accepted, 3);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, cancel_never_calls_back) {
@@ -726,6 +752,8 @@ Test(http_loop, cancel_never_calls_back) {
   cr_assert(ps_test_run_until(&loop, open_conns_is, &(int){0}, 5000),
             "the cancelled request's connection was not closed");
   cr_assert_eq(r.calls, 0);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, cancel_before_connect) {
@@ -737,6 +765,8 @@ Test(http_loop, cancel_before_connect) {
   ps_http_cancel(h); /* DNS still in flight */
   uv_run(&loop, UV_RUN_DEFAULT);
   cr_assert_eq(r.calls, 0);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, client_close_cancels_pending) {
@@ -751,7 +781,9 @@ Test(http_loop, client_close_cancels_pending) {
   cr_assert_eq(r1.err, UV_ECANCELED);
   cr_assert_eq(r2.calls, 1);
   cr_assert_eq(r2.err, UV_ECANCELED);
-  /* teardown asserts the loop drains and closes */
+  /* PS_LOOP_END asserts that the loop drains and closes: the cancelled requests let go of everything. */
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, concurrent_requests_and_pool_limit) {
@@ -768,6 +800,8 @@ Test(http_loop, concurrent_requests_and_pool_limit) {
   /* At most PS_HTTP_MAX_IDLE_PER_HOST stay pooled: the server sees the others closed. */
   cr_assert(ps_test_run_until(&loop, open_conns_is, &(int){PS_HTTP_MAX_IDLE_PER_HOST}, 5000),
             "%d connections open", fake.open_conns);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, localhost_name_resolves) {
@@ -777,6 +811,8 @@ Test(http_loop, localhost_name_resolves) {
   struct result r;
   get_ok(url, &r);
   free(r.body);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
 
 Test(http_loop, ipv6_literal) {
@@ -795,4 +831,6 @@ Test(http_loop, ipv6_literal) {
   free(r.body);
   snprintf(host, sizeof host, "\r\nHost: [::1]:%d\r\n", fake.port);
   cr_assert(strstr(fake.last_req, host) != NULL, "%s", fake.last_req);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
 }
