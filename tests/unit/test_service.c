@@ -79,17 +79,21 @@ static void setup(void) {
   cr_assert_eq(ps_service_new(&loop, targets, &cfg, &svc), 0);
 }
 
+/* Closes the service, the registry and the client; their memory goes in close callbacks. Every test ends
+ * with this, then PS_LOOP_END, which runs those callbacks and fails the test on anything left open. */
+static void stop_service(void) {
+  ps_service_close(svc);
+  ps_targets_close(targets);
+  targets = NULL;
+  ps_http_client_close(http);
+  http = NULL;
+}
+
+/* The service's own memory (no handle of its own), Prometheus and the metrics, even after a failed test. */
 static void teardown(void) {
-  if (svc != NULL) ps_service_close(svc);
-  if (targets != NULL) ps_targets_close(targets);
-  if (http != NULL) ps_http_client_close(http);
-  uv_run(&loop, UV_RUN_DEFAULT);
   if (svc != NULL) ps_service_free(svc);
   svc = NULL;
-  targets = NULL;
-  http = NULL;
   ps_test_prom_stop(&prom, 0);
-  cr_assert_eq(uv_loop_close(&loop), 0, "handles left open");
   ps_metrics_reset();
 }
 
@@ -167,6 +171,8 @@ Test(service, get_metric_spec_answers_at_once_with_both_fields) {
   cr_assert_eq(r->metricspecs[0]->targetsize, 3, "the integer is the ceiling of the float");
   cr_assert_float_eq(r->metricspecs[0]->targetsizefloat, 2.5, 1e-12);
   externalscaler__get_metric_spec_response__free_unpacked(r, NULL);
+  stop_service();
+  PS_LOOP_END(&loop);
 }
 
 Test(service, get_metrics_waits_for_first_load_then_answers) {
@@ -192,6 +198,8 @@ Test(service, get_metrics_waits_for_first_load_then_answers) {
       externalscaler__is_active_response__unpack(NULL, c.lens[0], c.msgs[0]);
   cr_assert(a->result, "7.5 > activationThreshold 7");
   externalscaler__is_active_response__free_unpacked(a, NULL);
+  stop_service();
+  PS_LOOP_END(&loop);
 }
 
 Test(service, get_metrics_for_another_metric_is_not_found) {
@@ -199,6 +207,8 @@ Test(service, get_metrics_for_another_metric_is_not_found) {
   call(&c, "GetMetrics", seven, 4, "other");
   cr_assert_eq(c.status, PS_GRPC_NOT_FOUND);
   cr_assert(strstr(c.message, "other") && strstr(c.message, "prescale"), "%s", c.message);
+  stop_service();
+  PS_LOOP_END(&loop);
 }
 
 Test(service, unknown_methods_and_services_are_unimplemented) {
@@ -208,6 +218,8 @@ Test(service, unknown_methods_and_services_are_unimplemented) {
   cr_assert(strstr(c.message, "Nope"), "%s", c.message);
   dispatch(&c, "/other.Service/IsActive", (const uint8_t *)"", 0);
   cr_assert_eq(c.status, PS_GRPC_UNIMPLEMENTED);
+  stop_service();
+  PS_LOOP_END(&loop);
 }
 
 Test(service, undecodable_and_invalid_requests_are_invalid_argument) {
@@ -229,6 +241,8 @@ Test(service, undecodable_and_invalid_requests_are_invalid_argument) {
   call(&c, "IsActive", many, PS_SERVICE_MAX_METADATA + 1, NULL);
   cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT);
   cr_assert(strstr(c.message, "at most"), "%s", c.message);
+  stop_service();
+  PS_LOOP_END(&loop);
 }
 
 Test(service, bad_promql_reaches_the_client_with_prometheus_text) {
@@ -238,10 +252,12 @@ Test(service, bad_promql_reaches_the_client_with_prometheus_text) {
   cr_assert(run_until(finished, &c, 15000));
   cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT);
   cr_assert(strstr(c.message, "parse error"), "%s", c.message);
+  stop_service();
+  PS_LOOP_END(&loop);
 }
 
 /* A Prometheus that accepts and never answers: the first RPC gives up after --first-load-timeout. Its
- * handles are static because they must outlive their close, which completes in the teardown's loop run. */
+ * handles are static because they must outlive their close, which completes in PS_LOOP_END's loop run. */
 static uv_tcp_t silent, silent_conns[4];
 static int n_silent_conns;
 static void silent_conn_cb(uv_stream_t *server, int status) {
@@ -273,6 +289,8 @@ Test(service, first_load_timeout_is_unavailable) {
   cr_assert_lt(uv_now(&loop) - t0, 2000, "the 3 s Prometheus timeout must not be what ended it");
   for (int i = 0; i < n_silent_conns; i++) uv_close((uv_handle_t *)&silent_conns[i], NULL);
   uv_close((uv_handle_t *)&silent, NULL);
+  stop_service();
+  PS_LOOP_END(&loop);
 }
 
 Test(service, stream_is_active_sends_at_once_then_each_change) {
@@ -296,6 +314,8 @@ Test(service, stream_is_active_sends_at_once_then_each_change) {
   c.cancel(&c, c.cancel_arg);
   c.status = PS_GRPC_CANCELLED;
   uv_run(&loop, UV_RUN_NOWAIT);
+  stop_service();
+  PS_LOOP_END(&loop);
 }
 
 Test(service, stream_metric_spec_stays_open_until_shutdown) {
@@ -309,4 +329,6 @@ Test(service, stream_metric_spec_stays_open_until_shutdown) {
   struct ps_call d;
   call(&d, "GetMetricSpec", seven, 4, NULL);
   cr_assert_eq(d.status, PS_GRPC_UNAVAILABLE, "new calls after close are refused");
+  stop_service();
+  PS_LOOP_END(&loop);
 }
