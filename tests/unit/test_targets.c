@@ -33,14 +33,19 @@ static void setup(void) {
   cr_assert_eq(ps_targets_new(&loop, &cfg, http, &targets), 0);
 }
 
-static void teardown(void) {
+/* Closes the registry (unless the test did) and the client; their memory goes in close callbacks. Every
+ * test ends with this, then PS_LOOP_END, which runs those callbacks and fails the test on anything left
+ * open. */
+static void stop_targets(void) {
   if (targets != NULL) ps_targets_close(targets);
-  if (http != NULL) ps_http_client_close(http);
+  ps_http_client_close(http);
   targets = NULL;
   http = NULL;
-  uv_run(&loop, UV_RUN_DEFAULT);
+}
+
+/* Prometheus and the metrics, even after a failed test. */
+static void teardown(void) {
   ps_test_prom_stop(&prom, 0);
-  cr_assert_eq(uv_loop_close(&loop), 0, "handles left open");
   ps_metrics_reset();
 }
 
@@ -92,6 +97,8 @@ Test(targets, last_model_returns_current) {
   cr_assert_float_eq(rd.value, 7, 1e-12);
   cr_assert(rd.active);
   cr_assert_eq(ps_targets_count(targets), 1);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 #define LABELS "namespace=\"ns\",name=\"app\",metric=\"prescale\""
@@ -125,6 +132,8 @@ Test(targets, seasonal_matches_known_series_with_headroom) {
   cr_assert_eq(ps_metrics_get("prescale_target_shadow", LABELS), 0);
   cr_assert_eq(ps_metrics_get("prescale_target_quantile_margin", LABELS), 0);
   cr_assert_eq(ps_metrics_get("prescale_target_fallback", LABELS), 0, "a given period, history for 20 of it");
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 /* A series without a season under period auto: the non-seasonal models answer, and /metrics says the
@@ -136,6 +145,8 @@ Test(targets, fallback_is_exported) {
   cr_assert_float_eq(rd.value, 7, 1e-9);
   cr_assert_eq(ps_metrics_get("prescale_target_period_seconds", LABELS), 0);
   cr_assert_eq(ps_metrics_get("prescale_target_fallback", LABELS), 1);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 /* Shadow mode: KEDA gets the observation itself (no forecast, no headroom), while /metrics carries the
@@ -159,6 +170,8 @@ Test(targets, shadow_mode_answers_the_observation_and_exports_the_forecast) {
   cr_assert_float_eq(ps_metrics_get("prescale_target_predicted", LABELS), pred, 1e-9);
   cr_assert_eq(ps_metrics_get("prescale_target_value", LABELS), rd.observed);
   cr_assert_eq(ps_metrics_get("prescale_target_shadow", LABELS), 1);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 /* Model auto with period auto on the sawtooth: the engine finds the 180 s season (within a step) from an
@@ -189,6 +202,8 @@ Test(targets, auto_detects_the_period_and_reports_the_model) {
   }
   cr_assert_eq(models, 1, "exactly one model_info series");
   cr_assert(rd.value >= rd.observed);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 /* A quantile adds a margin >= 0 from the model's own errors: with a component the 3m season does not
@@ -208,6 +223,8 @@ Test(targets, quantile_adds_the_error_margin) {
   cr_assert_gt(margin, 0, "margin %g", margin);
   cr_assert_float_eq(rd.value, fmax(rd.observed, rd.predicted + margin) * 1.1, 1e-9,
                      "value %g obs %g pred %g", rd.value, rd.observed, rd.predicted);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 Test(targets, metadata_order_does_not_matter_and_errors_name_the_key) {
@@ -222,6 +239,8 @@ Test(targets, metadata_order_does_not_matter_and_errors_name_the_key) {
   cr_assert_eq(ps_targets_get(targets, "ns", "app", bad, 3, &tb, err, sizeof err), UV_EINVAL);
   cr_assert(strstr(err, "threshold") && strstr(err, "abc"), "%s", err);
   cr_assert_eq(ps_targets_count(targets), 1);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 Test(targets, max_targets_is_enforced) {
@@ -233,6 +252,8 @@ Test(targets, max_targets_is_enforced) {
   cr_assert_eq(ps_targets_get(targets, "ns", "app", a, 3, &t, err, sizeof err), 0);
   cr_assert_eq(ps_targets_get(targets, "ns", "app", b, 3, &t, err, sizeof err), UV_ENOBUFS);
   cr_assert(strstr(err, "--max-targets"), "%s", err);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 Test(targets, bad_promql_is_invalid_argument_with_prometheus_text) {
@@ -243,6 +264,8 @@ Test(targets, bad_promql_is_invalid_argument_with_prometheus_text) {
   char err[512];
   cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), UV_EINVAL);
   cr_assert(strstr(err, "parse error"), "Prometheus's own message expected: %s", err);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 Test(targets, several_series_are_rejected) {
@@ -256,6 +279,8 @@ Test(targets, several_series_are_rejected) {
   char err[512];
   ps_target_read(t, &rd, err, sizeof err);
   cr_assert(strstr(err, "series"), "%s", err);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 Test(targets, empty_result_depends_on_ignore_null_values) {
@@ -270,6 +295,8 @@ Test(targets, empty_result_depends_on_ignore_null_values) {
   cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
   cr_assert_float_eq(rd.value, 0, 1e-12);
   cr_assert_not(rd.active);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 Test(targets, unreachable_prometheus_is_unavailable) {
@@ -282,6 +309,8 @@ Test(targets, unreachable_prometheus_is_unavailable) {
   char err[512];
   cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), UV_EAGAIN);
   cr_assert(strstr(err, "refused"), "%s", err);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 struct flips {
@@ -308,6 +337,8 @@ Test(targets, watchers_hear_each_change_of_activity) {
   ps_target_watch(t, &f.w);
   cr_assert(run_until(two_flips, &f, 15000), "saw %d changes", f.calls);
   ps_target_unwatch(&f.w);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 static bool no_targets(void *arg) { return ps_targets_count(targets) == 0; }
@@ -326,6 +357,8 @@ Test(targets, idle_targets_are_dropped) {
   cr_assert(isnan(ps_metrics_get("prescale_target_model_info", LABELS ",model=\"last\"")));
   cr_assert(isnan(ps_metrics_get("prescale_target_value", LABELS)));
   cr_assert(isnan(ps_metrics_get("prescale_target_shadow", LABELS)));
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 Test(targets, closing_fails_waiters_with_ecanceled) {
@@ -339,6 +372,8 @@ Test(targets, closing_fails_waiters_with_ecanceled) {
   targets = NULL;
   cr_assert(x.done);
   cr_assert_eq(x.err, UV_ECANCELED);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 struct readable {
@@ -373,6 +408,8 @@ Test(targets, stale_then_unavailable_then_recovers) {
   cr_assert(run_until(read_gives, &x, 15000), "did not recover");
   cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0);
   cr_assert_float_eq(rd.value, 3, 1e-12);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 /* ---- long histories, fed in slices ---------------------------------------------------------------- */
@@ -439,6 +476,8 @@ Test(targets, a_long_history_loads_while_the_loop_turns) {
   struct ps_target_reading rd;
   cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 0, "%s", err);
   cr_assert_float_eq(rd.observed, (double)(rd.observed_ms / 1000 % 180), 1e-12);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 /* The seed targets.c gives a target's engine: derived from its key (make_key, fnv1a). */
@@ -528,6 +567,8 @@ Test(targets, a_sliced_load_answers_what_the_whole_batch_answered) {
                    res.mae[m]);
   }
   ps_engine_free(e);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
 static bool both_loading(void *arg) {
@@ -584,9 +625,11 @@ Test(targets, a_target_evicted_mid_load_leaves_the_others_loading) {
     matched = rd.value == want;
   }
   cr_assert(matched, "value %g at %lld s", rd.value, (long long)end);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
 
-/* Shutdown mid-load: the waiter hears UV_ECANCELED, the copy and the loader handle go (teardown asserts
+/* Shutdown mid-load: the waiter hears UV_ECANCELED, the copy and the loader handle go (PS_LOOP_END asserts
  * that the loop closes with no handle left; ASan that nothing leaks or is read after free). */
 Test(targets, closing_the_registry_mid_load_is_clean) {
   struct ps_kv huge[] = {{"query", "vector(time() % 180)"},
@@ -608,4 +651,6 @@ Test(targets, closing_the_registry_mid_load_is_clean) {
   cr_assert(x.done);
   cr_assert_eq(x.err, UV_ECANCELED);
   cr_assert_eq(ps_metrics_get("prescale_targets_loading", ""), 0);
+  stop_targets();
+  PS_LOOP_END(&loop);
 }
