@@ -273,115 +273,167 @@ static bool metric_name_matches(const char *asked, const char *ours) {
   return p > asked + 1 && *p == '-' && strcmp(p + 1, ours) == 0;
 }
 
-void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *msg, size_t len, void *arg) {
-  struct ps_service *s = arg;
-  char text[PS_TARGET_MAX_ERROR + 128];
-  if (s->closing) {
-    ps_call_finish(call, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
-    return;
-  }
+/* What the client is told: a target's error (PS_TARGET_MAX_ERROR) plus the service's own words. */
+#define TEXT_MAX (PS_TARGET_MAX_ERROR + 128)
+
+/* Decodes the method from the call's path; false when the call was answered (UNIMPLEMENTED). */
+static bool decode_method(struct ps_call *call, const char *path, enum method *m) {
+  char text[TEXT_MAX];
   size_t plen = strlen(PS_SERVICE_PREFIX);
   if (strncmp(path, PS_SERVICE_PREFIX, plen) != 0) {
     snprintf(text, sizeof text, "unknown service in %.200s (prescale serves externalscaler.ExternalScaler)",
              path);
     ps_call_finish(call, PS_GRPC_UNIMPLEMENTED, text);
-    return;
+    return false;
   }
-  enum method m = M_IS_ACTIVE;
-  bool found = false;
-  for (size_t i = 0; i < sizeof methods / sizeof methods[0] && !found; i++)
-    if (strcmp(path + plen, methods[i].name) == 0) m = methods[i].m, found = true;
-  if (!found) {
-    snprintf(text, sizeof text, "unknown method %.200s", path + plen);
-    ps_call_finish(call, PS_GRPC_UNIMPLEMENTED, text);
-    return;
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+    if (strcmp(path + plen, methods[i].name) == 0) {
+      *m = methods[i].m;
+      return true;
+    }
   }
-  if (s->draining && is_stream(m)) {
-    /* A stream never ends by itself, so one opened now would only be cut at the drain deadline; the
-     * client had better reconnect to another replica at once. */
-    fail(call, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
-    return;
-  }
+  snprintf(text, sizeof text, "unknown method %.200s", path + plen);
+  ps_call_finish(call, PS_GRPC_UNIMPLEMENTED, text);
+  return false;
+}
 
-  Externalscaler__GetMetricsRequest *gm = NULL;
-  Externalscaler__ScaledObjectRef *ref = NULL;
+/* A decoded request message. Every method's carries a ScaledObjectRef: GetMetrics' inside its
+ * GetMetricsRequest (which then owns it), the others' as the whole message. */
+struct request {
+  enum method method;
+  Externalscaler__GetMetricsRequest *gm;    /* GetMetrics only; owned */
+  Externalscaler__ScaledObjectRef *ref;     /* owned unless gm is set */
+  struct ps_kv md[PS_SERVICE_MAX_METADATA]; /* borrows ref's strings */
+};
+
+static void request_free(struct request *req) {
+  if (req->gm != NULL)
+    externalscaler__get_metrics_request__free_unpacked(req->gm, NULL);
+  else if (req->ref != NULL)
+    externalscaler__scaled_object_ref__free_unpacked(req->ref, NULL);
+}
+
+/* Unpacks the message of method m into req; false when the call was answered (INVALID_ARGUMENT). Free
+ * req with request_free either way. */
+static bool decode_request(struct ps_call *call, enum method m, const uint8_t *msg, size_t len,
+                           struct request *req) {
+  char text[TEXT_MAX];
+  *req = (struct request){.method = m};
   if (m == M_GET_METRICS) {
-    gm = externalscaler__get_metrics_request__unpack(NULL, len, msg);
-    ref = gm != NULL ? gm->scaledobjectref : NULL;
+    req->gm = externalscaler__get_metrics_request__unpack(NULL, len, msg);
+    req->ref = req->gm != NULL ? req->gm->scaledobjectref : NULL;
   } else {
-    ref = externalscaler__scaled_object_ref__unpack(NULL, len, msg);
+    req->ref = externalscaler__scaled_object_ref__unpack(NULL, len, msg);
   }
-  struct ps_kv md[PS_SERVICE_MAX_METADATA];
-  struct ps_target *t = NULL;
-  struct ps_target_reading rd;
+  const Externalscaler__ScaledObjectRef *ref = req->ref;
   if (ref == NULL) {
     fail(call, PS_GRPC_INVALID_ARGUMENT,
-         gm != NULL ? "GetMetricsRequest has no scaledObjectRef" : "cannot decode the request message");
-    goto done;
+         req->gm != NULL ? "GetMetricsRequest has no scaledObjectRef" : "cannot decode the request message");
+    return false;
   }
   if (ref->n_scalermetadata > PS_SERVICE_MAX_METADATA) {
     snprintf(text, sizeof text, "scalerMetadata has %zu entries; at most %d are accepted",
              ref->n_scalermetadata, PS_SERVICE_MAX_METADATA);
     fail(call, PS_GRPC_INVALID_ARGUMENT, text);
-    goto done;
+    return false;
   }
   for (size_t i = 0; i < ref->n_scalermetadata; i++) {
-    md[i].key = ref->scalermetadata[i]->key;
-    md[i].value = ref->scalermetadata[i]->value;
+    req->md[i].key = ref->scalermetadata[i]->key;
+    req->md[i].value = ref->scalermetadata[i]->value;
   }
-  int r = ps_targets_get(s->targets, ref->namespace_, ref->name, md, ref->n_scalermetadata, &t, text,
+  return true;
+}
+
+/* Finds (or creates) the request's target and the metric name to answer with; NULL when the call was
+ * answered (bad metadata, too many targets, a GetMetrics for another metric). */
+static struct ps_target *look_up(struct ps_service *s, struct ps_call *call, const struct request *req,
+                                 const char **metric_name) {
+  char text[TEXT_MAX];
+  const Externalscaler__ScaledObjectRef *ref = req->ref;
+  struct ps_target *t = NULL;
+  int r = ps_targets_get(s->targets, ref->namespace_, ref->name, req->md, ref->n_scalermetadata, &t, text,
                          sizeof text);
   if (r != 0) {
     fail(call, ps_grpc_status_from_error(r), text);
-    goto done;
+    return NULL;
   }
   const struct ps_target_config *c = ps_target_config(t);
-  const char *metric_name = c->metric_name;
-  if (m == M_GET_METRICS) {
-    if (!metric_name_matches(gm->metricname, c->metric_name)) {
+  *metric_name = c->metric_name;
+  if (req->method == M_GET_METRICS) {
+    const char *asked = req->gm->metricname;
+    if (!metric_name_matches(asked, c->metric_name)) {
       snprintf(text, sizeof text,
-               "metric \"%.200s\" is not served by this trigger (its metricName is \"%s\")", gm->metricname,
+               "metric \"%.200s\" is not served by this trigger (its metricName is \"%s\")", asked,
                c->metric_name);
       fail(call, PS_GRPC_NOT_FOUND, text);
-      goto done;
+      return NULL;
     }
-    if (gm->metricname[0] != '\0') metric_name = gm->metricname;
+    if (asked[0] != '\0') *metric_name = asked;
   }
+  return t;
+}
+
+/* Answers method m about target t: at once when the answer is known, else once the first load ends; a
+ * stream stays open afterwards. metric_name is copied when the answer has to wait. */
+static void respond(struct ps_service *s, struct ps_call *call, struct ps_target *t, enum method m,
+                    const char *metric_name) {
+  char text[TEXT_MAX];
+  int r;
   if (m == M_GET_METRIC_SPEC || m == M_STREAM_METRIC_SPEC) {
     /* The spec comes from the metadata alone, so it never waits for Prometheus. */
-    r = send_spec(call, c);
+    r = send_spec(call, ps_target_config(t));
     if (r != 0)
       ps_call_finish(call, ps_grpc_status_from_error(r), "cannot send the response");
     else if (m == M_GET_METRIC_SPEC)
       ps_call_finish(call, PS_GRPC_OK, NULL);
     else
       op_new(s, call, t, m, NULL); /* the spec of a target never changes: just stay open */
-    goto done;
+    return;
   }
+  struct ps_target_reading rd;
   r = ps_target_read(t, &rd, text, sizeof text);
   if (r < 0) {
     fail(call, ps_grpc_status_from_error(r), text);
-    goto done;
+    return;
   }
   if (r == 0) {
     if (answer(call, m, metric_name, &rd)) { /* a stream: it stays open and follows the target */
       struct op *op = op_new(s, call, t, m, NULL);
       if (op != NULL) op_watch(op);
     }
-    goto done;
+    return;
   }
   /* The first load is under way: wait for it without blocking the loop, up to --first-load-timeout
    * (an earlier grpc-timeout is enforced by the h2 layer, which then cancels this op). */
   struct op *op = op_new(s, call, t, m, metric_name);
-  if (op == NULL) goto done;
+  if (op == NULL) return;
   op->waiter.cb = waiter_cb;
   ps_target_wait(t, &op->waiter);
   uv_timer_start(&op->timer, first_load_timeout_cb, s->cfg->first_load_timeout_ms, 0);
-done:
-  if (gm != NULL)
-    externalscaler__get_metrics_request__free_unpacked(gm, NULL);
-  else if (ref != NULL)
-    externalscaler__scaled_object_ref__free_unpacked(ref, NULL);
+}
+
+/* Every RPC enters here: decode the path and the message, look up the target, respond. */
+void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *msg, size_t len, void *arg) {
+  struct ps_service *s = arg;
+  if (s->closing) {
+    ps_call_finish(call, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
+    return;
+  }
+  enum method m;
+  if (!decode_method(call, path, &m)) return;
+  if (s->draining && is_stream(m)) {
+    /* A stream never ends by itself, so one opened now would only be cut at the drain deadline; the
+     * client had better reconnect to another replica at once. */
+    fail(call, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
+    return;
+  }
+  struct request req;
+  if (decode_request(call, m, msg, len, &req)) {
+    const char *metric_name = NULL;
+    struct ps_target *t = look_up(s, call, &req, &metric_name);
+    if (t != NULL) respond(s, call, t, m, metric_name);
+  }
+  request_free(&req);
 }
 
 size_t ps_service_drain(struct ps_service *s) {
