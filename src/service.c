@@ -351,8 +351,8 @@ static struct ps_target *look_up(struct ps_service *s, struct ps_call *call, con
   char text[TEXT_MAX];
   const Externalscaler__ScaledObjectRef *ref = req->ref;
   struct ps_target *t = NULL;
-  int r = ps_targets_get(s->targets, ref->namespace_, ref->name, req->md, ref->n_scalermetadata, &t, text,
-                         sizeof text);
+  int r = ps_targets_get_or_create(s->targets, ref->namespace_, ref->name, req->md, ref->n_scalermetadata, &t,
+                                   text, sizeof text);
   if (r != 0) {
     fail(call, ps_grpc_status_from_error(r), text);
     return NULL;

@@ -376,8 +376,12 @@ void ps_targets_sweep(struct ps_targets *ts) {
   }
 }
 
-int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md, size_t n,
-                   struct ps_target **out, char *err, size_t errlen) {
+static int target_create(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md,
+                         size_t n, struct ps_buf *key, uint64_t h, struct ps_target **out, char *err,
+                         size_t errlen);
+
+int ps_targets_get_or_create(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md,
+                             size_t n, struct ps_target **out, char *err, size_t errlen) {
   struct ps_buf key;
   ps_buf_init(&key);
   int r = make_key(&key, ns, name, md, n);
@@ -394,19 +398,27 @@ int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, cons
     r = UV_ENOBUFS;
     goto done;
   }
+  r = target_create(ts, ns, name, md, n, &key, h, out, err, errlen);
+done:
+  ps_buf_free(&key);
+  return r;
+}
+
+/* Creates the target of key (hash h): validates the metadata, builds its engine and timer, links it into
+ * the registry, logs it and starts the first load of its history. Steals key's data on success. */
+static int target_create(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md,
+                         size_t n, struct ps_buf *key, uint64_t h, struct ps_target **out, char *err,
+                         size_t errlen) {
   struct ps_target *t = calloc(1, sizeof *t);
-  if (t == NULL) {
-    r = UV_ENOMEM;
-    goto done;
-  }
-  r = ps_target_config_parse(&t->cfg, md, n, ts->cfg->prometheus_url, err, errlen);
+  if (t == NULL) return UV_ENOMEM;
+  int r = ps_target_config_parse(&t->cfg, md, n, ts->cfg->prometheus_url, err, errlen);
   if (r != 0) {
     free(t);
-    goto done;
+    return r;
   }
   t->owner = ts;
   t->hash = h;
-  t->key = ps_buf_steal(&key, NULL);
+  t->key = ps_buf_steal(key, NULL);
   t->ns = strdup(ns);
   t->name = strdup(name);
   t->labels = make_labels(ns, name, t->cfg.metric_name);
@@ -426,7 +438,7 @@ int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, cons
   if (r != 0) {
     if (r == UV_EINVAL) snprintf(err, errlen, "the forecasting engine rejected this trigger's settings");
     target_free(t);
-    goto done;
+    return r;
   }
   t->timer.data = t;
   ts->open_handles++;
@@ -454,9 +466,7 @@ int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, cons
          t->cfg.shadow ? "shadow" : "normal", "server", t->cfg.server_address, NULL);
   start_fetch(t);
   *out = t;
-done:
-  ps_buf_free(&key);
-  return r;
+  return 0;
 }
 
 /* ---- refresh ------------------------------------------------------------------------------------- */

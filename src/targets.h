@@ -80,8 +80,8 @@ void ps_targets_sweep(struct ps_targets *ts);
 /* Finds the target for (ns, name, metadata) or creates it and starts loading its history.
  * 0 with *out set; UV_EINVAL (bad metadata: err says which key and value); UV_ENOBUFS (more than
  * --max-targets). The target stays owned by the registry; it lives at least until the loop runs again. */
-int ps_targets_get(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md, size_t n,
-                   struct ps_target **out, char *err, size_t errlen);
+int ps_targets_get_or_create(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md,
+                             size_t n, struct ps_target **out, char *err, size_t errlen);
 
 const struct ps_target_config *ps_target_config(const struct ps_target *t);
 

@@ -70,7 +70,7 @@ static bool waited_done(void *arg) { return ((struct waited *)arg)->done; }
 /* Gets a target and waits for its first load; returns the waiter's result. */
 static int load(const struct ps_kv *md, size_t n, struct ps_target **t) {
   char err[512] = "";
-  int r = ps_targets_get(targets, "ns", "app", md, n, t, err, sizeof err);
+  int r = ps_targets_get_or_create(targets, "ns", "app", md, n, t, err, sizeof err);
   cr_assert_eq(r, 0, "get: %s", err);
   struct ps_target_reading rd;
   cr_assert_eq(ps_target_read(*t, &rd, err, sizeof err), 1, "a new target is loading");
@@ -232,11 +232,11 @@ Test(targets, metadata_order_does_not_matter_and_errors_name_the_key) {
   struct ps_kv b[] = {{"model", "last"}, {"threshold", "2"}, {"query", "vector(1)"}};
   struct ps_target *ta, *tb;
   char err[256] = "";
-  cr_assert_eq(ps_targets_get(targets, "ns", "app", a, 3, &ta, err, sizeof err), 0);
-  cr_assert_eq(ps_targets_get(targets, "ns", "app", b, 3, &tb, err, sizeof err), 0);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", a, 3, &ta, err, sizeof err), 0);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", b, 3, &tb, err, sizeof err), 0);
   cr_assert_eq(ta, tb);
   struct ps_kv bad[] = {{"query", "vector(1)"}, {"threshold", "abc"}, {"model", "last"}};
-  cr_assert_eq(ps_targets_get(targets, "ns", "app", bad, 3, &tb, err, sizeof err), UV_EINVAL);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", bad, 3, &tb, err, sizeof err), UV_EINVAL);
   cr_assert(strstr(err, "threshold") && strstr(err, "abc"), "%s", err);
   cr_assert_eq(ps_targets_count(targets), 1);
   stop_targets();
@@ -249,8 +249,8 @@ Test(targets, max_targets_is_enforced) {
   struct ps_kv b[] = {{"query", "vector(2)"}, {"threshold", "2"}, {"model", "last"}};
   struct ps_target *t;
   char err[256] = "";
-  cr_assert_eq(ps_targets_get(targets, "ns", "app", a, 3, &t, err, sizeof err), 0);
-  cr_assert_eq(ps_targets_get(targets, "ns", "app", b, 3, &t, err, sizeof err), UV_ENOBUFS);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", a, 3, &t, err, sizeof err), 0);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", b, 3, &t, err, sizeof err), UV_ENOBUFS);
   cr_assert(strstr(err, "--max-targets"), "%s", err);
   stop_targets();
   PS_LOOP_END(&loop);
@@ -365,7 +365,7 @@ Test(targets, closing_fails_waiters_with_ecanceled) {
   struct ps_kv md[] = {{"query", "vector(1)"}, {"threshold", "2"}, {"model", "last"}};
   struct ps_target *t;
   char err[256];
-  cr_assert_eq(ps_targets_get(targets, "ns", "app", md, 3, &t, err, sizeof err), 0);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", md, 3, &t, err, sizeof err), 0);
   struct waited x = {.w.cb = waited_cb};
   ps_target_wait(t, &x.w);
   ps_targets_close(targets);
@@ -453,7 +453,7 @@ Test(targets, a_long_history_loads_while_the_loop_turns) {
                        {"lookahead", "30s"}};
   struct ps_target *t;
   char err[256] = "";
-  cr_assert_eq(ps_targets_get(targets, "ns", "app", md, 5, &t, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", md, 5, &t, err, sizeof err), 0, "%s", err);
   struct load_watch lw = {.x.w.cb = waited_cb};
   ps_target_wait(t, &lw.x.w);
   uv_timer_init(&loop, &lw.tick);
@@ -598,9 +598,10 @@ Test(targets, a_target_evicted_mid_load_leaves_the_others_loading) {
                          {"quantile", "0"}};
   struct ps_target *ta, *tb;
   char err[256] = "";
-  cr_assert_eq(ps_targets_get(targets, "ns", "evicted", huge, 5, &ta, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "evicted", huge, 5, &ta, err, sizeof err), 0, "%s",
+               err);
   cr_assert(run_until(one_loading, NULL, 15000), "the huge history never started loading");
-  cr_assert_eq(ps_targets_get(targets, "ns", "app", kept, 7, &tb, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", kept, 7, &tb, err, sizeof err), 0, "%s", err);
   struct waited x = {.w.cb = waited_cb};
   ps_target_wait(tb, &x.w);
   cr_assert(run_until(both_loading, NULL, 15000), "the two loads never overlapped");
@@ -639,7 +640,7 @@ Test(targets, closing_the_registry_mid_load_is_clean) {
                          {"model", "last"}};
   struct ps_target *t;
   char err[256] = "";
-  cr_assert_eq(ps_targets_get(targets, "ns", "app", huge, 5, &t, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", huge, 5, &t, err, sizeof err), 0, "%s", err);
   struct waited x = {.w.cb = waited_cb};
   ps_target_wait(t, &x.w);
   cr_assert(run_until(one_loading, NULL, 15000), "the history never started loading");
