@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "forecast/forecast.h"
+#include "forecast/models.h"
 #include "log.h"
 
 /* ---- server options ---------------------------------------------------------------------------- */

@@ -10,7 +10,7 @@
 #include <uv.h>
 
 #include "config.h"
-#include "forecast/forecast.h"
+#include "forecast/models.h"
 #include "http_client.h"
 
 #define PS_TARGETS_BUCKETS   4096 /* hash buckets; chains stay short up to --max-targets 10000 */

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "forecast/forecast.h"
+#include "forecast/models.h"
 #include "hpa.h"
 #include "score.h"
 #include "trace.h"

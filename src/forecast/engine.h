@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "forecast.h" /* enum ps_model, ps_model_parse, ps_model_name */
+#include "models.h" /* enum ps_model, ps_model_parse, ps_model_name */
 
 /* Revisions: the server re-reads the newest PS_ENGINE_REVISABLE steps on every refresh (Prometheus may
  * still change them), so a put at one of those times overwrites it; models learn a step only once it is

@@ -1,6 +1,6 @@
 /* The forecasting models prescale knows, by name. */
-#ifndef PS_FORECAST_H
-#define PS_FORECAST_H
+#ifndef PS_MODELS_H
+#define PS_MODELS_H
 
 enum ps_model {
   PS_MODEL_SEASONAL,    /* seasonal naive: the value one period before the predicted time */

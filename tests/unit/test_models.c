@@ -1,10 +1,10 @@
-/* The model names of trigger metadata and /metrics (forecast.c); the models are tested in test_engine.c. */
+/* The model names of trigger metadata and /metrics (models.c); the models are tested in test_engine.c. */
 #include <criterion/criterion.h>
 #include <uv.h>
 
-#include "forecast/forecast.h"
+#include "forecast/models.h"
 
-Test(forecast, model_parse_and_name) {
+Test(models, model_parse_and_name) {
   enum ps_model m;
   cr_assert_eq(ps_model_parse("seasonal", &m), 0);
   cr_assert_eq(m, PS_MODEL_SEASONAL);

@@ -1,6 +1,6 @@
 /* The models' names, as trigger metadata and /metrics spell them. The models themselves live in the
  * engine (engine.c, holtwinters.c). */
-#include "forecast.h"
+#include "models.h"
 
 #include <string.h>
 #include <uv.h>
