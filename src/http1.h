@@ -1,6 +1,6 @@
 /* The server side of an HTTP/1.1 connection (RFC 9112), on top of net.c: parsing with llhttp, the limits
  * and the status each maps to, keep-alive, pipelining with responses in request order, and response
- * framing. A server built on it (http_server.c, the demo app's demo_http.c) supplies only its routes: a
+ * framing. A server built on it (health_http.c, the demo app's demo_http.c) supplies only its routes: a
  * handler that gets each complete request and answers it, at once or later, with ps_http1_respond.
  *
  * Requests of a connection are handled one at a time: while a request waits for its answer nothing more

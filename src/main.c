@@ -18,8 +18,8 @@
 #include "config.h"
 #include "grpc.h"
 #include "h2_conn.h"
+#include "health_http.h"
 #include "http_client.h"
-#include "http_server.h"
 #include "log.h"
 #include "metrics.h"
 #include "net.h"
@@ -34,7 +34,7 @@ struct app {
   struct ps_targets *targets;
   struct ps_service *service;
   struct ps_h2_server h2;
-  struct ps_http_server health;
+  struct ps_health_http health;
   struct ps_net_listener *grpc_listener;
   struct ps_net_listener *http_listener;
   uv_signal_t sigterm, sigint;
@@ -147,7 +147,7 @@ static int start(struct app *a) {
   a->health.ready = is_ready;
   a->health.ready_arg = a;
   /* Health first: a liveness probe may come before the gRPC port is bound, and /readyz then says 503. */
-  r = ps_net_listen(&a->loop, a->cfg.http_listen, &ps_http_server_net_proto, &a->health, &a->http_listener);
+  r = ps_net_listen(&a->loop, a->cfg.http_listen, &ps_health_http_net_proto, &a->health, &a->http_listener);
   if (r != 0) {
     ps_log(PS_LOG_ERROR, "cannot listen for HTTP", "address", a->cfg.http_listen, "error", uv_strerror(r),
            NULL);

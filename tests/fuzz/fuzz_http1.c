@@ -2,7 +2,7 @@
  * app: the bytes a client could send, fed in memory in reads of a size chosen by the first input byte,
  * while the second byte decides, request by request, whether the handler answers at once or holds the
  * request and answers it before the next read (as the demo app does after its service time), and with
- * which flags. So the paths fuzz_http_server cannot reach are exercised too: input stashed behind a
+ * which flags. So the paths fuzz_health_http cannot reach are exercised too: input stashed behind a
  * pending request, the resume after a late answer, and a request cancelled when the connection goes.
  *
  * Checked: the handler never gets a request while another of the connection is pending (responses in

@@ -1,4 +1,4 @@
-/* Tests src/http_server.c over real loopback connections: the server runs on this thread's uv loop behind
+/* Tests src/health_http.c over real loopback connections: the server runs on this thread's uv loop behind
  * ps_net_listen; each test's client runs on a second thread with plain blocking sockets (receive timeout
  * bounded), records what it saw, and the assertions are made on the main thread after it is joined. */
 #include <arpa/inet.h>
@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "http_server.h"
+#include "health_http.h"
 #include "loop_fixture.h"
 #include "metrics.h"
 #include "net.h"
@@ -28,7 +28,7 @@
 /* ---- fixture: one loop, one listener ------------------------------------------------------------ */
 
 static uv_loop_t loop;
-static struct ps_http_server srv;
+static struct ps_health_http srv;
 static struct ps_net_listener *listener;
 static int port;
 static atomic_bool ready_flag;
@@ -42,8 +42,8 @@ static void setup(void) {
   cr_assert_eq(uv_loop_init(&loop), 0);
   ps_metrics_reset();
   atomic_store(&ready_flag, true);
-  srv = (struct ps_http_server){.loop = &loop, .ready = ready_cb, .ready_arg = &ready_flag};
-  cr_assert_eq(ps_net_listen(&loop, "127.0.0.1:0", &ps_http_server_net_proto, &srv, &listener), 0);
+  srv = (struct ps_health_http){.loop = &loop, .ready = ready_cb, .ready_arg = &ready_flag};
+  cr_assert_eq(ps_net_listen(&loop, "127.0.0.1:0", &ps_health_http_net_proto, &srv, &listener), 0);
   port = ps_net_listener_port(listener);
   cr_assert_gt(port, 0);
   timed_out = false;
@@ -52,7 +52,7 @@ static void setup(void) {
 /* Each test ends with PS_LOOP_END: stop_all() closed everything, nothing may be left on the loop. */
 static void teardown(void) { ps_metrics_reset(); }
 
-TestSuite(http_server, .init = setup, .fini = teardown, .timeout = 30);
+TestSuite(health_http, .init = setup, .fini = teardown, .timeout = 30);
 
 static void stop_all(void) {
   if (listener != NULL) {
@@ -246,7 +246,7 @@ static void free_result(void) {
 
 /* ---- routes ----------------------------------------------------------------------------------------- */
 
-Test(http_server, healthz_ok) {
+Test(health_http, healthz_ok) {
   run_exchange(REQ("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"), 1, NULL, false);
   cr_assert_eq(res.r[0].status, 200);
   cr_assert_str_eq(res.r[0].body, "ok\n");
@@ -271,7 +271,7 @@ static void readyz_flips(void) {
   cli_close(&c);
 }
 
-Test(http_server, readyz_follows_ready_flag) {
+Test(health_http, readyz_follows_ready_flag) {
   run_client(readyz_flips);
   cr_assert_eq(res.n, 3);
   cr_assert_eq(res.r[0].status, 200);
@@ -285,7 +285,7 @@ Test(http_server, readyz_follows_ready_flag) {
   PS_LOOP_END(&loop);
 }
 
-Test(http_server, metrics_exposition) {
+Test(health_http, metrics_exposition) {
   cr_assert_eq(ps_metrics_declare("test_widgets_total", PS_METRIC_COUNTER, "Widgets seen."), 0);
   ps_metrics_add("test_widgets_total", "", 3);
   run_exchange(REQ("GET /metrics?x=1 HTTP/1.1\r\nHost: t\r\n\r\n"), 1, NULL, false);
@@ -299,7 +299,7 @@ Test(http_server, metrics_exposition) {
   PS_LOOP_END(&loop);
 }
 
-Test(http_server, head_has_length_but_no_body) {
+Test(health_http, head_has_length_but_no_body) {
   static const bool head[] = {true, true, false};
   run_exchange(REQ("HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
                    "HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -317,7 +317,7 @@ Test(http_server, head_has_length_but_no_body) {
   PS_LOOP_END(&loop);
 }
 
-Test(http_server, unknown_path_404_counted_as_other) {
+Test(health_http, unknown_path_404_counted_as_other) {
   run_exchange(REQ("GET /nope HTTP/1.1\r\nHost: t\r\n\r\nGET /healthzz HTTP/1.1\r\nHost: t\r\n\r\n"
                    "GET http://t/healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
                3, NULL, false);
@@ -330,7 +330,7 @@ Test(http_server, unknown_path_404_counted_as_other) {
   PS_LOOP_END(&loop);
 }
 
-Test(http_server, other_method_405_with_allow) {
+Test(health_http, other_method_405_with_allow) {
   run_exchange(REQ("POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
                    "DELETE /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
                    "GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"),
@@ -347,7 +347,7 @@ Test(http_server, other_method_405_with_allow) {
 
 /* ---- errors and limits ------------------------------------------------------------------------------ */
 
-Test(http_server, garbage_400_and_close) {
+Test(health_http, garbage_400_and_close) {
   run_exchange(REQ("\x16\x03\x01 hello there\r\n\r\n"), 1, NULL, true);
   cr_assert_eq(res.r[0].status, 400);
   cr_assert(res.r[0].conn_close);
@@ -356,8 +356,8 @@ Test(http_server, garbage_400_and_close) {
   PS_LOOP_END(&loop);
 }
 
-Test(http_server, huge_headers_431_and_close) {
-  size_t n = PS_HTTP_SERVER_MAX_REQUEST + 1024;
+Test(health_http, huge_headers_431_and_close) {
+  size_t n = PS_HEALTH_HTTP_MAX_REQUEST + 1024;
   char *req = malloc(n + 64);
   int k = snprintf(req, 64, "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ");
   memset(req + k, 'a', n);
@@ -371,10 +371,10 @@ Test(http_server, huge_headers_431_and_close) {
   PS_LOOP_END(&loop);
 }
 
-Test(http_server, headers_at_limit_accepted) {
-  /* a head of exactly PS_HTTP_SERVER_MAX_REQUEST bytes is accepted */
+Test(health_http, headers_at_limit_accepted) {
+  /* a head of exactly PS_HEALTH_HTTP_MAX_REQUEST bytes is accepted */
   const char *pre = "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ";
-  size_t k = strlen(pre), total = PS_HTTP_SERVER_MAX_REQUEST;
+  size_t k = strlen(pre), total = PS_HEALTH_HTTP_MAX_REQUEST;
   char *req = malloc(total);
   memcpy(req, pre, k);
   memset(req + k, 'a', total - k - 4);
@@ -386,7 +386,7 @@ Test(http_server, headers_at_limit_accepted) {
   PS_LOOP_END(&loop);
 }
 
-Test(http_server, body_over_limit_413_and_close) {
+Test(health_http, body_over_limit_413_and_close) {
   run_exchange(REQ("POST /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 65537\r\n\r\n"), 1, NULL, true);
   cr_assert_eq(res.r[0].status, 413);
   cr_assert(res.eof);
@@ -409,7 +409,7 @@ static void keep_alive_two(void) {
   cli_close(&c);
 }
 
-Test(http_server, keep_alive_two_requests_one_connection) {
+Test(health_http, keep_alive_two_requests_one_connection) {
   run_client(keep_alive_two);
   cr_assert_eq(res.n, 2);
   cr_assert_eq(res.r[0].status, 200);
@@ -419,7 +419,7 @@ Test(http_server, keep_alive_two_requests_one_connection) {
   PS_LOOP_END(&loop);
 }
 
-Test(http_server, pipelined_answered_in_order) {
+Test(health_http, pipelined_answered_in_order) {
   run_exchange(REQ("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"
                    "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
                    "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
@@ -431,7 +431,7 @@ Test(http_server, pipelined_answered_in_order) {
   PS_LOOP_END(&loop);
 }
 
-Test(http_server, connection_close_honoured) {
+Test(health_http, connection_close_honoured) {
   /* the request after "Connection: close" must not be answered (RFC 9112 9.6) */
   run_exchange(REQ("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
                    "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"),
@@ -454,7 +454,7 @@ static void http10(void) {
   cli_close(&c);
 }
 
-Test(http_server, http10_closes_unless_keep_alive) {
+Test(health_http, http10_closes_unless_keep_alive) {
   run_client(http10);
   cr_assert_eq(res.n, 2);
   cr_assert(res.r[0].keep_alive_hdr);
@@ -477,7 +477,7 @@ static void idle(void) {
   cli_close(&c);
 }
 
-Test(http_server, idle_connection_closed) {
+Test(health_http, idle_connection_closed) {
   srv.idle_ms = 200;
   run_client(idle);
   cr_assert_eq(res.n, 1);
@@ -539,7 +539,7 @@ static void slow_reader(void) {
   cli_close(&c);
 }
 
-Test(http_server, backpressure_holds_pipeline_until_read) {
+Test(health_http, backpressure_holds_pipeline_until_read) {
   /* ~150 KiB of exposition per answer */
   cr_assert_eq(ps_metrics_declare("test_series", PS_METRIC_GAUGE, "Padding."), 0);
   char labels[64];
@@ -562,17 +562,17 @@ Test(http_server, backpressure_holds_pipeline_until_read) {
 
 static void teardown_mem(void) { ps_metrics_reset(); }
 
-Test(http_server_mem, split_reads_same_answers, .fini = teardown_mem) {
+Test(health_http_mem, split_reads_same_answers, .fini = teardown_mem) {
   static const char in[] = "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nHEAD /readyz HTTP/1.1\r\nhOST: a\r\n\r\n"
                            "GET /x HTTP/1.1\r\nX-Host: b\r\nHost: a\r\n\r\n";
-  struct ps_http_server s = {0};
+  struct ps_health_http s = {0};
   struct ps_buf whole, split;
   ps_buf_init(&whole);
   ps_buf_init(&split);
-  cr_assert_eq(ps_http_server_feed_mem(&s, (const uint8_t *)in, sizeof(in) - 1, 0, &whole), 0);
+  cr_assert_eq(ps_health_http_feed_mem(&s, (const uint8_t *)in, sizeof(in) - 1, 0, &whole), 0);
   for (size_t chunk = 1; chunk < 8; chunk++) {
     ps_buf_reset(&split);
-    cr_assert_eq(ps_http_server_feed_mem(&s, (const uint8_t *)in, sizeof(in) - 1, chunk, &split), 0);
+    cr_assert_eq(ps_health_http_feed_mem(&s, (const uint8_t *)in, sizeof(in) - 1, chunk, &split), 0);
     cr_assert_eq(split.len, whole.len);
     cr_assert_eq(memcmp(split.data, whole.data, whole.len), 0);
   }
@@ -581,17 +581,17 @@ Test(http_server_mem, split_reads_same_answers, .fini = teardown_mem) {
   ps_buf_free(&split);
 }
 
-Test(http_server_mem, version_and_smuggling_rejected, .fini = teardown_mem) {
-  struct ps_http_server s = {0};
+Test(health_http_mem, version_and_smuggling_rejected, .fini = teardown_mem) {
+  struct ps_health_http s = {0};
   struct ps_buf out;
   ps_buf_init(&out);
   static const char v2[] = "GET /healthz HTTP/2.0\r\n\r\n";
-  cr_assert_eq(ps_http_server_feed_mem(&s, (const uint8_t *)v2, sizeof(v2) - 1, 0, &out), UV_EOF);
+  cr_assert_eq(ps_health_http_feed_mem(&s, (const uint8_t *)v2, sizeof(v2) - 1, 0, &out), UV_EOF);
   cr_assert_not_null(strstr(out.data, "HTTP/1.1 505 "));
   ps_buf_reset(&out);
   static const char cl2[] =
       "POST /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab";
-  cr_assert_eq(ps_http_server_feed_mem(&s, (const uint8_t *)cl2, sizeof(cl2) - 1, 0, &out), UV_EOF);
+  cr_assert_eq(ps_health_http_feed_mem(&s, (const uint8_t *)cl2, sizeof(cl2) - 1, 0, &out), UV_EOF);
   cr_assert_not_null(strstr(out.data, "HTTP/1.1 400 "));
   ps_buf_reset(&out);
   /* chunked body over the limit, sent in small chunks: refused while it arrives */
@@ -604,41 +604,41 @@ Test(http_server_mem, version_and_smuggling_rejected, .fini = teardown_mem) {
     ps_buf_puts(&in, "\r\n");
   }
   ps_buf_puts(&in, "0\r\n\r\n");
-  cr_assert_eq(ps_http_server_feed_mem(&s, (const uint8_t *)in.data, in.len, 1000, &out), UV_EOF);
+  cr_assert_eq(ps_health_http_feed_mem(&s, (const uint8_t *)in.data, in.len, 1000, &out), UV_EOF);
   cr_assert_not_null(strstr(out.data, "HTTP/1.1 413 "));
   ps_buf_free(&in);
   ps_buf_reset(&out);
   static const char nohost[] = "GET /healthz HTTP/1.1\r\n\r\n";
-  cr_assert_eq(ps_http_server_feed_mem(&s, (const uint8_t *)nohost, sizeof(nohost) - 1, 0, &out), UV_EOF);
+  cr_assert_eq(ps_health_http_feed_mem(&s, (const uint8_t *)nohost, sizeof(nohost) - 1, 0, &out), UV_EOF);
   cr_assert_not_null(strstr(out.data, "HTTP/1.1 400 "), "HTTP/1.1 without Host (RFC 9112 3.2)");
   ps_buf_reset(&out);
   static const char twohosts[] = "GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n";
-  cr_assert_eq(ps_http_server_feed_mem(&s, (const uint8_t *)twohosts, sizeof(twohosts) - 1, 0, &out), UV_EOF);
+  cr_assert_eq(ps_health_http_feed_mem(&s, (const uint8_t *)twohosts, sizeof(twohosts) - 1, 0, &out), UV_EOF);
   cr_assert_not_null(strstr(out.data, "HTTP/1.1 400 "));
   ps_buf_reset(&out);
   static const char v10[] = "GET /healthz HTTP/1.0\r\n\r\n";
-  cr_assert_eq(ps_http_server_feed_mem(&s, (const uint8_t *)v10, sizeof(v10) - 1, 7, &out), UV_EOF);
+  cr_assert_eq(ps_health_http_feed_mem(&s, (const uint8_t *)v10, sizeof(v10) - 1, 7, &out), UV_EOF);
   cr_assert_not_null(strstr(out.data, "HTTP/1.1 200 "), "HTTP/1.0 needs no Host");
   ps_buf_free(&out);
 }
 
 /* The head limit is exact whatever the read boundaries: MAX bytes pass, MAX + 1 get 431. */
-Test(http_server_mem, head_limit_is_exact, .fini = teardown_mem) {
+Test(health_http_mem, head_limit_is_exact, .fini = teardown_mem) {
   static const char pre[] = "GET /healthz HTTP/1.1\r\nHost: a\r\nX-Pad: ";
-  struct ps_http_server s = {0};
+  struct ps_health_http s = {0};
   struct ps_buf in, out;
   ps_buf_init(&out);
   for (size_t extra = 0; extra <= 1; extra++) {
-    size_t total = PS_HTTP_SERVER_MAX_REQUEST + extra;
+    size_t total = PS_HEALTH_HTTP_MAX_REQUEST + extra;
     ps_buf_init(&in);
     ps_buf_puts(&in, pre);
     while (in.len < total - 4) ps_buf_puts(&in, "p");
     ps_buf_puts(&in, "\r\n\r\n");
     cr_assert_eq(in.len, total);
-    static const size_t chunks[] = {0, 1, 1000, 4096, PS_HTTP_SERVER_MAX_REQUEST};
+    static const size_t chunks[] = {0, 1, 1000, 4096, PS_HEALTH_HTTP_MAX_REQUEST};
     for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
       ps_buf_reset(&out);
-      int rc = ps_http_server_feed_mem(&s, (const uint8_t *)in.data, in.len, chunks[i], &out);
+      int rc = ps_health_http_feed_mem(&s, (const uint8_t *)in.data, in.len, chunks[i], &out);
       if (extra == 0) {
         cr_assert_eq(rc, 0, "chunk %zu", chunks[i]);
         cr_assert_not_null(strstr(out.data, "HTTP/1.1 200 "));
@@ -654,15 +654,15 @@ Test(http_server_mem, head_limit_is_exact, .fini = teardown_mem) {
 
 /* RFC 9112 3: a request target longer than the server parses MUST get 414 (it got 431 before http1.c);
  * the refusal is counted under the path received, the query being cut. */
-Test(http_server_mem, target_too_long_414_counted_by_path, .fini = teardown_mem) {
-  struct ps_http_server s = {0};
+Test(health_http_mem, target_too_long_414_counted_by_path, .fini = teardown_mem) {
+  struct ps_health_http s = {0};
   struct ps_buf in, out;
   ps_buf_init(&in);
   ps_buf_init(&out);
   ps_buf_puts(&in, "GET /healthz?");
-  while (in.len < PS_HTTP_SERVER_MAX_REQUEST + 10) ps_buf_puts(&in, "a");
+  while (in.len < PS_HEALTH_HTTP_MAX_REQUEST + 10) ps_buf_puts(&in, "a");
   ps_buf_puts(&in, " HTTP/1.1\r\nHost: a\r\n\r\n");
-  cr_assert_eq(ps_http_server_feed_mem(&s, (const uint8_t *)in.data, in.len, 4096, &out), UV_EOF);
+  cr_assert_eq(ps_health_http_feed_mem(&s, (const uint8_t *)in.data, in.len, 4096, &out), UV_EOF);
   cr_assert(strncmp(out.data, "HTTP/1.1 414 URI Too Long\r\n", 27) == 0, "%s", out.data);
   cr_assert_not_null(strstr(out.data, "\r\nConnection: close\r\n"));
   cr_assert_eq(ps_metrics_get("prescale_http_requests_total", "path=\"/healthz\",code=\"414\""), 1.0);

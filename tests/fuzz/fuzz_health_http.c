@@ -1,12 +1,12 @@
 /* libFuzzer driver for the HTTP/1.1 health/metrics parser: the bytes a client could send, fed through
- * ps_http_server_feed_mem in reads of a size chosen by the first input byte, so that the pause/resume
+ * ps_health_http_feed_mem in reads of a size chosen by the first input byte, so that the pause/resume
  * bookkeeping and the head/body limits are exercised across read boundaries too. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_server.h"
+#include "health_http.h"
 #include "metrics.h"
 
 static bool ready_flip(void *arg) {
@@ -23,7 +23,7 @@ static void check_output(const struct ps_buf *out) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static unsigned calls;
-  struct ps_http_server srv = {.loop = NULL, .ready = ready_flip, .ready_arg = &calls};
+  struct ps_health_http srv = {.loop = NULL, .ready = ready_flip, .ready_arg = &calls};
   size_t chunk = 0;
   if (size > 0) {
     chunk = data[0]; /* 0: one read */
@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   struct ps_buf out;
   ps_buf_init(&out);
-  int rc = ps_http_server_feed_mem(&srv, data, size, chunk, &out);
+  int rc = ps_health_http_feed_mem(&srv, data, size, chunk, &out);
   if (rc != 0 && rc != UV_EOF && rc != UV_ENOMEM) abort();
   check_output(&out);
   ps_buf_free(&out);

@@ -3,7 +3,7 @@
  * Only the routes live here. The protocol is http1.c's: it parses (llhttp, strict), enforces the limits,
  * handles keep-alive and pipelining and frames the responses, and calls handle() once per complete
  * request. Every answer here is given during that call, so a connection never waits on this file. */
-#include "http_server.h"
+#include "health_http.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -52,7 +52,7 @@ static void on_reject(int status, const char *path, size_t path_len, void *arg) 
 }
 
 static void handle(struct ps_http1_req *req, void *arg) {
-  struct ps_http_server *srv = arg;
+  struct ps_health_http *srv = arg;
   size_t n;
   const char *path = ps_http1_req_path(req, &n);
   enum route route = route_of(path, n);
@@ -90,12 +90,12 @@ static void handle(struct ps_http1_req *req, void *arg) {
   ps_buf_free(&exposition);
 }
 
-static struct ps_http1_config config_of(struct ps_http_server *srv) {
+static struct ps_http1_config config_of(struct ps_health_http *srv) {
   return (struct ps_http1_config){
       .handler = handle,
       .on_reject = on_reject,
       .arg = srv,
-      .idle_ms = srv->idle_ms ? srv->idle_ms : PS_HTTP_SERVER_IDLE_MS,
+      .idle_ms = srv->idle_ms ? srv->idle_ms : PS_HEALTH_HTTP_IDLE_MS,
       .allow = "GET, HEAD",
       .log_prefix = "http ",
   };
@@ -107,14 +107,14 @@ static void *net_open(struct ps_net_conn *nc, void *listener_arg) {
   return ps_http1_open(nc, &cfg);
 }
 
-const struct ps_net_proto ps_http_server_net_proto = {
+const struct ps_net_proto ps_health_http_net_proto = {
     .on_open = net_open,
     .on_read = ps_http1_on_read,
     .on_drain = ps_http1_on_drain,
     .on_close = ps_http1_on_close,
 };
 
-int ps_http_server_feed_mem(struct ps_http_server *srv, const uint8_t *data, size_t len, size_t chunk,
+int ps_health_http_feed_mem(struct ps_health_http *srv, const uint8_t *data, size_t len, size_t chunk,
                             struct ps_buf *out) {
   declare_metrics();
   struct ps_http1_config cfg = config_of(srv);
