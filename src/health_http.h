@@ -1,5 +1,5 @@
 /* The HTTP/1.1 side door: /healthz, /readyz and /metrics. Its routes only; the protocol (llhttp, limits,
- * keep-alive, pipelining) is http1.c's, and net.c owns the sockets. */
+ * keep-alive, pipelining) is http_server.c's, and net.c owns the sockets. */
 #ifndef PS_HEALTH_HTTP_H
 #define PS_HEALTH_HTTP_H
 
@@ -8,14 +8,14 @@
 #include <uv.h>
 
 #include "buf.h"
-#include "http1.h"
+#include "http_server.h"
 #include "net.h"
 
-/* The limits are http1.c's (see http1.h for the status each maps to); named here too for this server's
- * tests and readers. Health probes send no body. */
-#define PS_HEALTH_HTTP_MAX_REQUEST PS_HTTP1_MAX_HEAD /* request line + headers; beyond -> 431 (414) */
-#define PS_HEALTH_HTTP_MAX_BODY    PS_HTTP1_MAX_BODY /* request body as sent; beyond -> 413 */
-#define PS_HEALTH_HTTP_IDLE_MS     30000             /* an idle keep-alive connection is closed after this */
+/* The limits are http_server.c's (see http_server.h for the status each maps to); named here too for this
+ * server's tests and readers. Health probes send no body. */
+#define PS_HEALTH_HTTP_MAX_REQUEST PS_HTTP_SERVER_MAX_HEAD /* request line + headers; beyond -> 431 (414) */
+#define PS_HEALTH_HTTP_MAX_BODY    PS_HTTP_SERVER_MAX_BODY /* request body as sent; beyond -> 413 */
+#define PS_HEALTH_HTTP_IDLE_MS     30000 /* an idle keep-alive connection is closed after this */
 
 struct ps_health_http {
   uv_loop_t *loop;
@@ -31,7 +31,7 @@ struct ps_health_http {
 
 /* Plug into ps_net_listen with the struct ps_health_http as listener arg (it must outlive the listener).
  * Routes: GET|HEAD /healthz, /readyz, /metrics (text/plain; version=0.0.4); other paths 404; other methods
- * on known paths 405 (with Allow); requests http1.c refuses get its error status and a close. Every
+ * on known paths 405 (with Allow); requests http_server.c refuses get its error status and a close. Every
  * response is counted in prescale_http_requests_total{path,code}. Keep-alive as HTTP/1.1 says. */
 extern const struct ps_net_proto ps_health_http_net_proto;
 

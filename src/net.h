@@ -1,5 +1,5 @@
 /* TCP listeners and connections on libuv. The only module that reads and writes server sockets;
- * protocols (h2_conn, health_http) plug in through struct ps_net_proto and never see a uv handle. */
+ * protocols (h2_conn, http_server) plug in through struct ps_net_proto and never see a uv handle. */
 #ifndef PS_NET_H
 #define PS_NET_H
 

@@ -259,9 +259,9 @@ Test(demo_http, bad_requests) {
   } cases[] = {
       {"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", "HTTP/1.1 405 "},
       {"\x16\x03\x01 garbage\r\n\r\n", "HTTP/1.1 400 "},
-      /* Both found wrong in the demo's own copy of the HTTP/1.1 code, which http1.c replaced: an HTTP/1.1
-       * request without Host MUST get 400 (RFC 9112 3.2), and a Content-Length over the limit gets its
-       * 413 before the body is sent (RFC 9110 15.5.14). */
+      /* Both found wrong in the demo's own copy of the HTTP/1.1 code, which http_server.c replaced: an
+       * HTTP/1.1 request without Host MUST get 400 (RFC 9112 3.2), and a Content-Length over the limit gets
+       * its 413 before the body is sent (RFC 9110 15.5.14). */
       {"GET /x HTTP/1.1\r\n\r\n", "HTTP/1.1 400 "},
       {"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n", "HTTP/1.1 413 "},
   };
@@ -299,7 +299,7 @@ Test(demo_http, head_too_long_431) {
   PS_LOOP_END(&loop);
 }
 
-/* RFC 9112 3: a request target too long MUST get 414 (431 before http1.c). */
+/* RFC 9112 3: a request target too long MUST get 414 (431 before http_server.c). */
 Test(demo_http, target_too_long_414) {
   too_long("GET /", " HTTP/1.1\r\nHost: t\r\n\r\n", "HTTP/1.1 414 ");
   cr_assert_eq(COUNTER("200"), 0);

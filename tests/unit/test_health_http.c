@@ -652,7 +652,7 @@ Test(health_http_mem, head_limit_is_exact, .fini = teardown_mem) {
   ps_buf_free(&out);
 }
 
-/* RFC 9112 3: a request target longer than the server parses MUST get 414 (it got 431 before http1.c);
+/* RFC 9112 3: a request target longer than the server parses MUST get 414 (it got 431 before http_server.c);
  * the refusal is counted under the path received, the query being cut. */
 Test(health_http_mem, target_too_long_414_counted_by_path, .fini = teardown_mem) {
   struct ps_health_http s = {0};

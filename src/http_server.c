@@ -1,4 +1,4 @@
-/* The server side of an HTTP/1.1 connection; see http1.h for what a server built on it gets.
+/* The server side of an HTTP/1.1 connection; see http_server.h for what a server built on it gets.
  *
  * Message syntax is RFC 9112, semantics RFC 9110; llhttp does the parsing, strictly (no lenient flags: a
  * permissive parser in front of nothing is how request smuggling starts). net.c owns the socket; this
@@ -10,14 +10,15 @@
  * bytes llhttp consumed between the pauses, whatever the chunking of the reads, without our buffering
  * anything but the request target.
  *
- * Lifetimes. A connection (struct ps_http1_conn) owns one uv_timer_t, which is either its idle timeout or,
- * right after a late answer, a 0 ms timer that resumes parsing from the loop (so that ps_http1_respond
- * never runs the handler from inside itself). In socket mode the connection is freed only in that timer's
- * close callback, which ps_http1_on_close starts. A request (struct ps_http1_req) is allocated when its
- * message is complete and is owned by the application from the handler call until ps_http1_respond frees
- * it; the connection only points at it (`pending`) meanwhile, and when the connection closes first the
- * request is detached (its `conn` set to NULL), so a late answer finds no connection and sends nothing. */
-#include "http1.h"
+ * Lifetimes. A connection (struct ps_http_server_conn) owns one uv_timer_t, which is either its idle timeout
+ * or, right after a late answer, a 0 ms timer that resumes parsing from the loop (so that
+ * ps_http_server_respond never runs the handler from inside itself). In socket mode the connection is freed
+ * only in that timer's close callback, which ps_http_server_on_close starts. A request (struct
+ * ps_http_server_req) is allocated when its message is complete and is owned by the application from the
+ * handler call until ps_http_server_respond frees it; the connection only points at it (`pending`) meanwhile,
+ * and when the connection closes first the request is detached (its `conn` set to NULL), so a late answer
+ * finds no connection and sends nothing. */
+#include "http_server.h"
 
 #include <llhttp.h>
 #include <stdio.h>
@@ -35,8 +36,8 @@
 /* What made llhttp_execute() return HPE_PAUSED. */
 enum event { EV_NONE, EV_BEGIN, EV_TARGET_DONE, EV_HEAD_DONE, EV_COMPLETE };
 
-struct ps_http1_conn {
-  struct ps_http1_config cfg;
+struct ps_http_server_conn {
+  struct ps_http_server_config cfg;
   struct ps_net_conn *nc; /* NULL once on_close ran, and always in memory mode */
   struct ps_buf *sink;    /* memory mode only: responses are appended here (not owned) */
   bool has_timer;         /* socket mode: `timer` is initialised and its close callback frees us */
@@ -57,13 +58,13 @@ struct ps_http1_conn {
   uint8_t http_major;
   uint8_t http_minor;
   bool keep_alive;
-  struct ps_buf url;            /* request target of the current message, at most PS_HTTP1_MAX_HEAD */
-  struct ps_buf stash;          /* input not parsed yet: behind a pending request, or held back */
-  struct ps_http1_req *pending; /* handed to the handler and not answered yet (not owned) */
+  struct ps_buf url;   /* request target of the current message, at most PS_HTTP_SERVER_MAX_HEAD */
+  struct ps_buf stash; /* input not parsed yet: behind a pending request, or held back */
+  struct ps_http_server_req *pending; /* handed to the handler and not answered yet (not owned) */
 };
 
-struct ps_http1_req {
-  struct ps_http1_conn *conn; /* NULL once the connection closed */
+struct ps_http_server_req {
+  struct ps_http_server_conn *conn; /* NULL once the connection closed */
   uint8_t method;
   uint8_t http_minor;
   bool keep_alive;  /* as the request asked (RFC 9112 9.3), read at its end */
@@ -93,8 +94,8 @@ static const llhttp_settings_t parser_settings = {
     .on_message_complete = on_message_complete,
 };
 
-static struct ps_http1_conn *conn_new(const struct ps_http1_config *cfg) {
-  struct ps_http1_conn *c = calloc(1, sizeof(*c));
+static struct ps_http_server_conn *conn_new(const struct ps_http_server_config *cfg) {
+  struct ps_http_server_conn *c = calloc(1, sizeof(*c));
   if (c == NULL) return NULL;
   c->cfg = *cfg;
   llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
@@ -104,15 +105,15 @@ static struct ps_http1_conn *conn_new(const struct ps_http1_config *cfg) {
   return c;
 }
 
-static void conn_free(struct ps_http1_conn *c) {
+static void conn_free(struct ps_http_server_conn *c) {
   ps_buf_free(&c->url);
   ps_buf_free(&c->stash);
   free(c);
 }
 
-static const char *peer(const struct ps_http1_conn *c) { return c->nc ? ps_net_peer(c->nc) : "memory"; }
+static const char *peer(const struct ps_http_server_conn *c) { return c->nc ? ps_net_peer(c->nc) : "memory"; }
 
-static void log_debug(const struct ps_http1_conn *c, const char *what, const char *k1, const char *v1,
+static void log_debug(const struct ps_http_server_conn *c, const char *what, const char *k1, const char *v1,
                       const char *k2, const char *v2) {
   if (!ps_log_enabled(PS_LOG_DEBUG)) return;
   char msg[64];
@@ -121,7 +122,7 @@ static void log_debug(const struct ps_http1_conn *c, const char *what, const cha
 }
 
 /* Stops parsing and closes once the queued responses are flushed. Idempotent. */
-static void shut(struct ps_http1_conn *c) {
+static void shut(struct ps_http_server_conn *c) {
   if (c->has_timer && !c->closing) uv_timer_stop(&c->timer);
   c->closing = true;
   if (c->nc) ps_net_close(c->nc);
@@ -129,13 +130,13 @@ static void shut(struct ps_http1_conn *c) {
 
 /* True while the client leaves more than PS_NET_HIGH_WATER of our bytes unread: net.c has stopped
  * reading and calls on_drain once it is below PS_NET_LOW_WATER, and the input already read waits. */
-static bool backed_up(const struct ps_http1_conn *c) {
+static bool backed_up(const struct ps_http_server_conn *c) {
   return c->nc != NULL && ps_net_pending(c->nc) > PS_NET_HIGH_WATER;
 }
 
 /* The request pending on a closing connection is detached and handed back through on_cancel. */
-static void cancel_pending(struct ps_http1_conn *c) {
-  struct ps_http1_req *req = c->pending;
+static void cancel_pending(struct ps_http_server_conn *c) {
+  struct ps_http_server_req *req = c->pending;
   if (req == NULL) return;
   c->pending = NULL;
   req->conn = NULL;
@@ -147,16 +148,16 @@ static void cancel_pending(struct ps_http1_conn *c) {
 /* ------------------------------------------------------------------------------------------------ */
 
 static int on_message_begin(llhttp_t *p) {
-  struct ps_http1_conn *c = p->data;
+  struct ps_http_server_conn *c = p->data;
   c->ev = EV_BEGIN;
   return HPE_PAUSED;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t n) {
-  struct ps_http1_conn *c = p->data;
+  struct ps_http_server_conn *c = p->data;
   /* The head limit covers the target too, but it is checked when llhttp returns; checking here keeps
    * the copy bounded even within one large read. */
-  if (c->url.len + n > PS_HTTP1_MAX_HEAD) {
+  if (c->url.len + n > PS_HTTP_SERVER_MAX_HEAD) {
     c->cb_status = 414;
     llhttp_set_error_reason(p, "request target too long");
     return HPE_USER;
@@ -170,28 +171,28 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
 }
 
 static int on_url_complete(llhttp_t *p) {
-  struct ps_http1_conn *c = p->data;
+  struct ps_http_server_conn *c = p->data;
   c->ev = EV_TARGET_DONE;
   return HPE_PAUSED;
 }
 
 /* Header names may arrive split across reads; only their first bytes and length are kept. */
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
-  struct ps_http1_conn *c = p->data;
+  struct ps_http_server_conn *c = p->data;
   for (size_t i = 0; i < n && c->field_len + i < sizeof(c->field); i++) c->field[c->field_len + i] = at[i];
   c->field_len += n;
   return 0;
 }
 
 static int on_header_field_complete(llhttp_t *p) {
-  struct ps_http1_conn *c = p->data;
+  struct ps_http_server_conn *c = p->data;
   if (c->field_len == 4 && strncasecmp(c->field, "host", 4) == 0) c->hosts++;
   c->field_len = 0;
   return 0;
 }
 
 static int on_headers_complete(llhttp_t *p) {
-  struct ps_http1_conn *c = p->data;
+  struct ps_http_server_conn *c = p->data;
   c->method = llhttp_get_method(p);
   c->http_major = llhttp_get_http_major(p);
   c->http_minor = llhttp_get_http_minor(p);
@@ -200,7 +201,7 @@ static int on_headers_complete(llhttp_t *p) {
 }
 
 static int on_message_complete(llhttp_t *p) {
-  struct ps_http1_conn *c = p->data;
+  struct ps_http_server_conn *c = p->data;
   /* Read here: llhttp clears its flags once the message is done. An Upgrade request is answered and the
    * connection closed, since what follows it would be another protocol (RFC 9110 7.8). */
   c->keep_alive = llhttp_should_keep_alive(p) && !llhttp_get_upgrade(p);
@@ -212,7 +213,7 @@ static int on_message_complete(llhttp_t *p) {
 /* Responses                                                                                        */
 /* ------------------------------------------------------------------------------------------------ */
 
-const char *ps_http1_reason(int status) {
+const char *ps_http_server_reason(int status) {
   switch (status) {
   case 200: return "OK";
   case 400: return "Bad Request";
@@ -227,7 +228,7 @@ const char *ps_http1_reason(int status) {
   }
 }
 
-/* The path of a request target (see ps_http1_req_path). */
+/* The path of a request target (see ps_http_server_req_path). */
 static const char *target_path(const char *url, size_t len, size_t *path_len) {
   const char *p = url, *end = url + len;
   if (len >= 7 && strncasecmp(url, "http://", 7) == 0)
@@ -249,8 +250,8 @@ static const char *target_path(const char *url, size_t len, size_t *path_len) {
 
 /* Queues one response. `http_minor` is the request's: an HTTP/1.0 client must be told that the
  * connection persists (RFC 9112 C.2.2). Nothing is sent once the connection is closing. */
-static int send_response(struct ps_http1_conn *c, int status, const char *content_type, const void *body,
-                         size_t len, bool head_only, bool keep, uint8_t http_minor) {
+static int send_response(struct ps_http_server_conn *c, int status, const char *content_type,
+                         const void *body, size_t len, bool head_only, bool keep, uint8_t http_minor) {
   if (c->closing) return UV_EPIPE;
   const char *conn_hdr = "";
   if (!keep)
@@ -266,7 +267,7 @@ static int send_response(struct ps_http1_conn *c, int status, const char *conten
                          "Content-Length: %zu\r\n"
                          "%s%s%s%s"
                          "\r\n",
-                         status, ps_http1_reason(status), content_type, len, allow ? "Allow: " : "",
+                         status, ps_http_server_reason(status), content_type, len, allow ? "Allow: " : "",
                          allow ? c->cfg.allow : "", allow ? "\r\n" : "", conn_hdr);
   if (rc == 0 && !head_only && len > 0) rc = ps_buf_append(&out, body, len);
   if (rc == 0) {
@@ -284,7 +285,7 @@ static int send_response(struct ps_http1_conn *c, int status, const char *conten
 /* Answers a request that could not be (or will not be) parsed to its end, and closes: after a framing
  * error the position of the next request is unknown (RFC 9112 9.6 allows the close). The error body is
  * sent whatever the method: the connection closes right after it, so framing no longer matters. */
-static void reject(struct ps_http1_conn *c, int status, const char *why) {
+static void reject(struct ps_http_server_conn *c, int status, const char *why) {
   char code[8];
   snprintf(code, sizeof(code), "%d", status);
   log_debug(c, "request rejected", "status", code, "reason", why);
@@ -297,7 +298,7 @@ static void reject(struct ps_http1_conn *c, int status, const char *why) {
   case 505: body = "http version not supported\n"; break;
   default: body = "internal server error\n"; break;
   }
-  send_response(c, status, PS_HTTP1_TEXT_PLAIN, body, strlen(body), false, false, c->http_minor);
+  send_response(c, status, PS_HTTP_SERVER_TEXT_PLAIN, body, strlen(body), false, false, c->http_minor);
   if (c->cfg.on_reject != NULL) {
     size_t n;
     const char *path = target_path(c->url.data ? c->url.data : "", c->url.len, &n);
@@ -306,35 +307,35 @@ static void reject(struct ps_http1_conn *c, int status, const char *why) {
   shut(c);
 }
 
-const char *ps_http1_req_method(const struct ps_http1_req *req) {
+const char *ps_http_server_req_method(const struct ps_http_server_req *req) {
   return llhttp_method_name((llhttp_method_t)req->method);
 }
 
-const char *ps_http1_req_path(const struct ps_http1_req *req, size_t *len) {
+const char *ps_http_server_req_path(const struct ps_http_server_req *req, size_t *len) {
   *len = req->path_len;
   return req->path;
 }
 
-void ps_http1_req_set_data(struct ps_http1_req *req, void *data) { req->data = data; }
-void *ps_http1_req_data(const struct ps_http1_req *req) { return req->data; }
+void ps_http_server_req_set_data(struct ps_http_server_req *req, void *data) { req->data = data; }
+void *ps_http_server_req_data(const struct ps_http_server_req *req) { return req->data; }
 
-int ps_http1_respond(struct ps_http1_req *req, int status, const char *content_type, const void *body,
-                     size_t len, unsigned flags) {
+int ps_http_server_respond(struct ps_http_server_req *req, int status, const char *content_type,
+                           const void *body, size_t len, unsigned flags) {
   /* Owns `req` from here on, and frees it before returning whatever happens. */
-  struct ps_http1_conn *c = req->conn;
+  struct ps_http_server_conn *c = req->conn;
   if (c == NULL) {
     free(req); /* the connection closed while the answer was being prepared */
     return UV_EPIPE;
   }
   c->pending = NULL;
-  bool keep = req->keep_alive && (flags & PS_HTTP1_CLOSE) == 0;
+  bool keep = req->keep_alive && (flags & PS_HTTP_SERVER_CLOSE) == 0;
   int rc = send_response(c, status, content_type, body, len, req->method == HTTP_HEAD, keep, req->http_minor);
   free(req);
   if (rc != 0 || !keep) {
     shut(c);
     return rc;
   }
-  if (!c->has_timer) return 0; /* memory mode: the next ps_http1_mem_feed resumes */
+  if (!c->has_timer) return 0; /* memory mode: the next ps_http_server_mem_feed resumes */
   /* The connection is idle again from now on, unless requests pipelined behind this one wait: they are
    * parsed from the loop (the handler must not run inside the application's call to us), or, when the
    * client is not reading, once it has drained our answers (on_drain). */
@@ -346,9 +347,9 @@ int ps_http1_respond(struct ps_http1_req *req, int status, const char *content_t
 }
 
 /* A complete request: hand it to the handler. */
-static void dispatch(struct ps_http1_conn *c) {
+static void dispatch(struct ps_http_server_conn *c) {
   size_t n = c->url.len;
-  struct ps_http1_req *req = malloc(sizeof(*req) + n + 1);
+  struct ps_http_server_req *req = malloc(sizeof(*req) + n + 1);
   if (req == NULL) {
     reject(c, 500, "out of memory");
     return;
@@ -362,7 +363,7 @@ static void dispatch(struct ps_http1_conn *c) {
   req->target[n] = '\0';
   req->path = target_path(req->target, n, &req->path_len);
   c->pending = req;
-  /* The handler owns req from here on; ps_http1_respond, now or later, clears c->pending. */
+  /* The handler owns req from here on; ps_http_server_respond, now or later, clears c->pending. */
   c->cfg.handler(req, c->cfg.arg);
   /* Answered later: the connection is not idle meanwhile, it waits for us. */
   if (c->pending != NULL && c->has_timer && !c->closing) uv_timer_stop(&c->timer);
@@ -375,10 +376,10 @@ static void dispatch(struct ps_http1_conn *c) {
 /* Charges n bytes just consumed by llhttp to the head or the body of the current message, and enforces
  * the limits. Bytes between messages (the CRLFs RFC 9112 2.2 lets a server skip) are charged to neither.
  * false when the connection was rejected. */
-static bool charge(struct ps_http1_conn *c, size_t n) {
+static bool charge(struct ps_http_server_conn *c, size_t n) {
   if (c->in_head) {
     c->head_bytes += n;
-    if (c->head_bytes > PS_HTTP1_MAX_HEAD) {
+    if (c->head_bytes > PS_HTTP_SERVER_MAX_HEAD) {
       if (c->in_target)
         reject(c, 414, "request target too long"); /* RFC 9112 3 */
       else
@@ -387,7 +388,7 @@ static bool charge(struct ps_http1_conn *c, size_t n) {
     }
   } else if (c->in_message) {
     c->body_bytes += n;
-    if (c->body_bytes > PS_HTTP1_MAX_BODY) {
+    if (c->body_bytes > PS_HTTP_SERVER_MAX_BODY) {
       reject(c, 413, "request body too long");
       return false;
     }
@@ -399,7 +400,7 @@ static bool charge(struct ps_http1_conn *c, size_t n) {
  * 9112 9.3.2). Returns how many bytes were consumed: all of them, unless a request is left to be answered
  * later, or the client stopped reading and our responses piled up past PS_NET_HIGH_WATER; the rest then
  * waits in the stash. */
-static size_t process(struct ps_http1_conn *c, const char *data, size_t len) {
+static size_t process(struct ps_http_server_conn *c, const char *data, size_t len) {
   const char *p = data, *end = data + len;
   /* After a pause llhttp is run again even with no byte left: the steps that follow a callback (e.g.
    * completing a body-less message after its head) need no input, and must not wait for the next read. */
@@ -440,7 +441,7 @@ static size_t process(struct ps_http1_conn *c, const char *data, size_t len) {
       } else if (c->hosts > 1 || (c->http_minor >= 1 && c->hosts == 0)) {
         /* RFC 9112 3.2: an HTTP/1.1 request without Host, or any with several, MUST get a 400. */
         reject(c, 400, "missing or repeated Host header");
-      } else if ((c->parser.flags & F_CONTENT_LENGTH) && c->parser.content_length > PS_HTTP1_MAX_BODY) {
+      } else if ((c->parser.flags & F_CONTENT_LENGTH) && c->parser.content_length > PS_HTTP_SERVER_MAX_BODY) {
         /* Refused before reading it: the client learns at once (RFC 9110 15.5.14). */
         reject(c, 413, "Content-Length too large");
       }
@@ -458,10 +459,10 @@ static size_t process(struct ps_http1_conn *c, const char *data, size_t len) {
 
 /* Input path shared by sockets and memory mode. While a stash is held or a request waits for its
  * answer, newer bytes queue behind, so that requests are still answered in order. */
-static void feed(struct ps_http1_conn *c, const char *data, size_t len) {
+static void feed(struct ps_http_server_conn *c, const char *data, size_t len) {
   if (c->closing || len == 0) return;
   if (c->stash.len > 0 || c->pending != NULL) {
-    if (c->stash.len + len > PS_HTTP1_MAX_STASH || ps_buf_append(&c->stash, data, len) != 0) shut(c);
+    if (c->stash.len + len > PS_HTTP_SERVER_MAX_STASH || ps_buf_append(&c->stash, data, len) != 0) shut(c);
     return;
   }
   size_t used = process(c, data, len);
@@ -469,7 +470,7 @@ static void feed(struct ps_http1_conn *c, const char *data, size_t len) {
 }
 
 /* Parses what waited in the stash, if nothing holds it back any more. */
-static void resume(struct ps_http1_conn *c) {
+static void resume(struct ps_http_server_conn *c) {
   if (c->closing || c->pending != NULL || c->stash.len == 0 || backed_up(c)) return;
   /* Owns `held` here; feed() may stash a new remainder in the now empty c->stash. */
   size_t n;
@@ -483,14 +484,14 @@ static void resume(struct ps_http1_conn *c) {
 /* ------------------------------------------------------------------------------------------------ */
 
 static void idle_cb(uv_timer_t *t) {
-  struct ps_http1_conn *c = t->data;
+  struct ps_http_server_conn *c = t->data;
   log_debug(c, "connection idle, closing", NULL, NULL, NULL, NULL);
   shut(c);
 }
 
 /* Runs after a late answer, from the loop: the requests pipelined behind it are parsed now. */
 static void resume_cb(uv_timer_t *t) {
-  struct ps_http1_conn *c = t->data;
+  struct ps_http_server_conn *c = t->data;
   resume(c);
   /* A response armed the idle timeout again; if none was sent (a partial request, or input still held
    * back), the connection is idle from now. */
@@ -502,8 +503,9 @@ static void resume_cb(uv_timer_t *t) {
  * handle, and libuv may touch it until this callback. */
 static void timer_closed_cb(uv_handle_t *h) { conn_free(h->data); }
 
-struct ps_http1_conn *ps_http1_open(struct ps_net_conn *nc, const struct ps_http1_config *cfg) {
-  struct ps_http1_conn *c = conn_new(cfg);
+struct ps_http_server_conn *ps_http_server_open(struct ps_net_conn *nc,
+                                                const struct ps_http_server_config *cfg) {
+  struct ps_http_server_conn *c = conn_new(cfg);
   if (c == NULL) return NULL;
   if (uv_timer_init(ps_net_loop(nc), &c->timer) != 0) {
     conn_free(c);
@@ -516,15 +518,15 @@ struct ps_http1_conn *ps_http1_open(struct ps_net_conn *nc, const struct ps_http
   return c;
 }
 
-int ps_http1_on_read(void *conn, const uint8_t *data, size_t len) {
+int ps_http_server_on_read(void *conn, const uint8_t *data, size_t len) {
   feed(conn, (const char *)data, len);
   return 0;
 }
 
-void ps_http1_on_drain(void *conn) { resume(conn); }
+void ps_http_server_on_drain(void *conn) { resume(conn); }
 
-void ps_http1_on_close(void *conn) {
-  struct ps_http1_conn *c = conn;
+void ps_http_server_on_close(void *conn) {
+  struct ps_http_server_conn *c = conn;
   c->nc = NULL; /* net.c forgets the conn after this call */
   c->closing = true;
   cancel_pending(c);
@@ -535,35 +537,36 @@ void ps_http1_on_close(void *conn) {
 /* Memory mode                                                                                      */
 /* ------------------------------------------------------------------------------------------------ */
 
-struct ps_http1_conn *ps_http1_mem_new(const struct ps_http1_config *cfg, struct ps_buf *out) {
-  struct ps_http1_conn *c = conn_new(cfg);
+struct ps_http_server_conn *ps_http_server_mem_new(const struct ps_http_server_config *cfg,
+                                                   struct ps_buf *out) {
+  struct ps_http_server_conn *c = conn_new(cfg);
   if (c != NULL) c->sink = out;
   return c;
 }
 
-int ps_http1_mem_feed(struct ps_http1_conn *c, const uint8_t *data, size_t len) {
+int ps_http_server_mem_feed(struct ps_http_server_conn *c, const uint8_t *data, size_t len) {
   resume(c);
   feed(c, (const char *)data, len);
   return c->closing ? UV_EOF : 0;
 }
 
-void ps_http1_mem_free(struct ps_http1_conn *c) {
+void ps_http_server_mem_free(struct ps_http_server_conn *c) {
   c->closing = true;
   cancel_pending(c);
   conn_free(c);
 }
 
-int ps_http1_feed_mem(const struct ps_http1_config *cfg, const uint8_t *data, size_t len, size_t chunk,
-                      struct ps_buf *out) {
-  struct ps_http1_conn *c = ps_http1_mem_new(cfg, out);
+int ps_http_server_feed_mem(const struct ps_http_server_config *cfg, const uint8_t *data, size_t len,
+                            size_t chunk, struct ps_buf *out) {
+  struct ps_http_server_conn *c = ps_http_server_mem_new(cfg, out);
   if (c == NULL) return UV_ENOMEM;
   if (chunk == 0) chunk = len;
   int rc = 0;
   for (size_t off = 0; off < len && rc == 0;) {
     size_t n = len - off < chunk ? len - off : chunk;
-    rc = ps_http1_mem_feed(c, data + off, n);
+    rc = ps_http_server_mem_feed(c, data + off, n);
     off += n;
   }
-  ps_http1_mem_free(c);
+  ps_http_server_mem_free(c);
   return rc;
 }

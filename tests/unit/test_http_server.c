@@ -1,6 +1,6 @@
-/* Tests src/http1.c, the HTTP/1.1 server connection layer: in memory (no socket, no loop) for the limits,
- * framing, keep-alive and the order of late answers, then over real loopback sockets behind net.c, with
- * the client in the same loop, for what needs the loop: the resume after a late answer, the idle timeout
+/* Tests src/http_server.c, the HTTP/1.1 server connection layer: in memory (no socket, no loop) for the
+ * limits, framing, keep-alive and the order of late answers, then over real loopback sockets behind net.c,
+ * with the client in the same loop, for what needs the loop: the resume after a late answer, the idle timeout
  * and a client that goes away before its answer. */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <uv.h>
 
 #include "buf.h"
-#include "http1.h"
+#include "http_server.h"
 #include "loop_fixture.h"
 #include "net.h"
 #include "raw_client_fixture.h"
@@ -28,49 +28,49 @@ static struct {
   int last_reject;
   char reject_path[64];
   char method[16];
-  struct ps_http1_req *held[MAX_HELD]; /* requests to answer later, in arrival order */
+  struct ps_http_server_req *held[MAX_HELD]; /* requests to answer later, in arrival order */
   int nheld;
-  unsigned flags; /* passed to ps_http1_respond by the handler */
+  unsigned flags; /* passed to ps_http_server_respond by the handler */
 } h;
 
 /* Answers with the request's path as body, so that the order of responses is visible. */
-static int answer(struct ps_http1_req *req, unsigned flags) {
+static int answer(struct ps_http_server_req *req, unsigned flags) {
   size_t n;
-  const char *path = ps_http1_req_path(req, &n);
+  const char *path = ps_http_server_req_path(req, &n);
   char body[80];
   int len = snprintf(body, sizeof(body), "%.*s\n", (int)(n < 64 ? n : 64), path);
-  return ps_http1_respond(req, 200, "text/plain", body, (size_t)len, flags);
+  return ps_http_server_respond(req, 200, "text/plain", body, (size_t)len, flags);
 }
 
-static void handler(struct ps_http1_req *req, void *arg) {
+static void handler(struct ps_http_server_req *req, void *arg) {
   cr_assert_eq(arg, &h);
   h.calls++;
-  snprintf(h.method, sizeof(h.method), "%s", ps_http1_req_method(req));
+  snprintf(h.method, sizeof(h.method), "%s", ps_http_server_req_method(req));
   size_t n;
-  const char *path = ps_http1_req_path(req, &n);
+  const char *path = ps_http_server_req_path(req, &n);
   if (n >= 5 && memcmp(path, "/late", 5) == 0) {
     cr_assert_lt(h.nheld, MAX_HELD);
     h.held[h.nheld++] = req;
     return;
   }
   if (n == 4 && memcmp(path, "/405", 4) == 0) {
-    ps_http1_respond(req, 405, "text/plain", "no\n", 3, 0);
+    ps_http_server_respond(req, 405, "text/plain", "no\n", 3, 0);
     return;
   }
   answer(req, h.flags);
 }
 
 /* Takes the oldest held request (the application's pointer, owned by the test from here). */
-static struct ps_http1_req *take_held(void) {
+static struct ps_http_server_req *take_held(void) {
   cr_assert_gt(h.nheld, 0);
-  struct ps_http1_req *req = h.held[0];
+  struct ps_http_server_req *req = h.held[0];
   memmove(h.held, h.held + 1, (size_t)(h.nheld - 1) * sizeof(h.held[0]));
   h.nheld--;
   return req;
 }
 
 /* The client went away: answer at once (nothing can be sent) and forget the request. */
-static void on_cancel(struct ps_http1_req *req, void *arg) {
+static void on_cancel(struct ps_http_server_req *req, void *arg) {
   h.cancels++;
   for (int i = 0; i < h.nheld; i++)
     if (h.held[i] == req) {
@@ -87,17 +87,17 @@ static void on_reject(int status, const char *path, size_t n, void *arg) {
   snprintf(h.reject_path, sizeof(h.reject_path), "%.*s", (int)(n < 63 ? n : 63), path);
 }
 
-static struct ps_http1_config cfg;
+static struct ps_http_server_config cfg;
 
 static void reset(void) {
   memset(&h, 0, sizeof(h));
-  cfg = (struct ps_http1_config){.handler = handler,
-                                 .on_cancel = on_cancel,
-                                 .on_reject = on_reject,
-                                 .arg = &h,
-                                 .idle_ms = 5000,
-                                 .allow = "GET, HEAD",
-                                 .log_prefix = "test "};
+  cfg = (struct ps_http_server_config){.handler = handler,
+                                       .on_cancel = on_cancel,
+                                       .on_reject = on_reject,
+                                       .arg = &h,
+                                       .idle_ms = 5000,
+                                       .allow = "GET, HEAD",
+                                       .log_prefix = "test "};
 }
 
 #define REQ(s) (const uint8_t *)s, sizeof(s) - 1
@@ -108,7 +108,7 @@ static bool starts(const char *s, const char *prefix) { return strncmp(s, prefix
 /* In memory                                                                                        */
 /* ------------------------------------------------------------------------------------------------ */
 
-TestSuite(http1_mem, .init = reset);
+TestSuite(http_server_mem, .init = reset);
 
 static const size_t chunkings[] = {0, 1, 2, 7, 1000, 4096};
 #define NCHUNKINGS (sizeof(chunkings) / sizeof(chunkings[0]))
@@ -117,11 +117,11 @@ static const size_t chunkings[] = {0, 1, 2, 7, 1000, 4096};
 static int feed_every_way(const char *in, size_t len, struct ps_buf *out) {
   struct ps_buf first;
   ps_buf_init(&first);
-  int rc0 = ps_http1_feed_mem(&cfg, (const uint8_t *)in, len, 0, &first);
+  int rc0 = ps_http_server_feed_mem(&cfg, (const uint8_t *)in, len, 0, &first);
   for (size_t i = 1; i < NCHUNKINGS; i++) {
     struct ps_buf o;
     ps_buf_init(&o);
-    int rc = ps_http1_feed_mem(&cfg, (const uint8_t *)in, len, chunkings[i], &o);
+    int rc = ps_http_server_feed_mem(&cfg, (const uint8_t *)in, len, chunkings[i], &o);
     cr_assert_eq(rc, rc0, "chunk %zu", chunkings[i]);
     cr_assert_eq(o.len, first.len, "chunk %zu", chunkings[i]);
     cr_assert_eq(memcmp(o.data, first.data, o.len), 0, "chunk %zu", chunkings[i]);
@@ -151,7 +151,7 @@ static char *make_request(size_t target_len, size_t total, size_t *len) {
   return ps_buf_steal(&b, len);
 }
 
-Test(http1_mem, each_refusal_has_its_status_closes_and_is_reported) {
+Test(http_server_mem, each_refusal_has_its_status_closes_and_is_reported) {
   struct {
     const char *in;
     int status;
@@ -182,12 +182,12 @@ Test(http1_mem, each_refusal_has_its_status_closes_and_is_reported) {
   ps_buf_free(&out);
 }
 
-Test(http1_mem, head_limit_is_exact_431) {
+Test(http_server_mem, head_limit_is_exact_431) {
   struct ps_buf out;
   ps_buf_init(&out);
   for (size_t extra = 0; extra <= 1; extra++) {
     size_t len;
-    char *in = make_request(10, PS_HTTP1_MAX_HEAD + extra, &len);
+    char *in = make_request(10, PS_HTTP_SERVER_MAX_HEAD + extra, &len);
     int rc = feed_every_way(in, len, &out);
     if (extra == 0) {
       cr_assert_eq(rc, 0);
@@ -203,11 +203,11 @@ Test(http1_mem, head_limit_is_exact_431) {
 
 /* RFC 9112 3: a target longer than the server wants to parse MUST get 414. The head limit applies, and the
  * status says which part broke it, whatever the reads. */
-Test(http1_mem, target_too_long_414) {
+Test(http_server_mem, target_too_long_414) {
   struct ps_buf out;
   ps_buf_init(&out);
   size_t len;
-  char *in = make_request(PS_HTTP1_MAX_HEAD + 100, 0, &len);
+  char *in = make_request(PS_HTTP_SERVER_MAX_HEAD + 100, 0, &len);
   cr_assert_eq(feed_every_way(in, len, &out), UV_EOF);
   cr_assert(starts(out.data, "HTTP/1.1 414 URI Too Long\r\n"), "%s", out.data);
   cr_assert(strstr(out.data, "\r\n\r\nuri too long\n") != NULL);
@@ -216,7 +216,7 @@ Test(http1_mem, target_too_long_414) {
   /* Around the limit: 414 as long as the target alone breaks it, never a status that depends on the
    * reads (feed_every_way checks), and 431 once the target is whole and the rest breaks it. */
   int seen414 = 0, seen431 = 0;
-  for (size_t t = PS_HTTP1_MAX_HEAD - 8; t <= PS_HTTP1_MAX_HEAD + 2; t++) {
+  for (size_t t = PS_HTTP_SERVER_MAX_HEAD - 8; t <= PS_HTTP_SERVER_MAX_HEAD + 2; t++) {
     in = make_request(t, 0, &len);
     int rc = feed_every_way(in, len, &out);
     cr_assert_eq(rc, UV_EOF, "target %zu", t);
@@ -226,7 +226,7 @@ Test(http1_mem, target_too_long_414) {
       seen431++;
     else
       cr_assert_fail("target %zu: %s", t, out.data);
-    if (4 + t > PS_HTTP1_MAX_HEAD) cr_assert(starts(out.data, "HTTP/1.1 414 "), "target %zu", t);
+    if (4 + t > PS_HTTP_SERVER_MAX_HEAD) cr_assert(starts(out.data, "HTTP/1.1 414 "), "target %zu", t);
     free(in);
   }
   cr_assert_gt(seen414, 0);
@@ -234,7 +234,7 @@ Test(http1_mem, target_too_long_414) {
   ps_buf_free(&out);
 }
 
-Test(http1_mem, body_limit_is_exact_413) {
+Test(http_server_mem, body_limit_is_exact_413) {
   struct ps_buf in, out;
   ps_buf_init(&out);
   for (size_t extra = 0; extra <= 1; extra++) {
@@ -244,12 +244,12 @@ Test(http1_mem, body_limit_is_exact_413) {
     ps_buf_puts(&in, "POST /b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
     size_t head = in.len;
     static const size_t full = 6 + 4096 + 2; /* "1000\r\n" data "\r\n" */
-    while (in.len - head + full + 16 <= PS_HTTP1_MAX_BODY) {
+    while (in.len - head + full + 16 <= PS_HTTP_SERVER_MAX_BODY) {
       ps_buf_puts(&in, "1000\r\n");
       for (int j = 0; j < 4096; j++) ps_buf_puts(&in, "x");
       ps_buf_puts(&in, "\r\n");
     }
-    size_t left = PS_HTTP1_MAX_BODY + extra - (in.len - head) - 5; /* the last "0\r\n\r\n" */
+    size_t left = PS_HTTP_SERVER_MAX_BODY + extra - (in.len - head) - 5; /* the last "0\r\n\r\n" */
     size_t data = 0;
     for (size_t digits = 1; digits <= 4; digits++) {
       char hex[16];
@@ -259,7 +259,7 @@ Test(http1_mem, body_limit_is_exact_413) {
     ps_buf_printf(&in, "%zx\r\n", data);
     for (size_t j = 0; j < data; j++) ps_buf_puts(&in, "y");
     ps_buf_puts(&in, "\r\n0\r\n\r\n");
-    cr_assert_eq(in.len - head, PS_HTTP1_MAX_BODY + extra);
+    cr_assert_eq(in.len - head, PS_HTTP_SERVER_MAX_BODY + extra);
     int rc = feed_every_way(in.data, in.len, &out);
     if (extra == 0) {
       cr_assert_eq(rc, 0);
@@ -273,7 +273,7 @@ Test(http1_mem, body_limit_is_exact_413) {
   ps_buf_free(&out);
 }
 
-Test(http1_mem, framing_head_405_and_paths) {
+Test(http_server_mem, framing_head_405_and_paths) {
   struct ps_buf out;
   ps_buf_init(&out);
   static const char in[] = "HEAD /p?q=1 HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -292,7 +292,7 @@ Test(http1_mem, framing_head_405_and_paths) {
   ps_buf_free(&out);
 }
 
-Test(http1_mem, keep_alive_versus_close) {
+Test(http_server_mem, keep_alive_versus_close) {
   struct {
     const char *in;
     unsigned flags;
@@ -308,8 +308,8 @@ Test(http1_mem, keep_alive_versus_close) {
       /* HTTP/1.0 persistence must be announced (RFC 9112 C.2.2) */
       {"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 0, 0, 1, "Connection: keep-alive\r\n"},
       /* the application asks to close (e.g. draining) */
-      {"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n", PS_HTTP1_CLOSE, UV_EOF, 1,
-       "Connection: close\r\n"},
+      {"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n", PS_HTTP_SERVER_CLOSE, UV_EOF,
+       1, "Connection: close\r\n"},
       /* after an Upgrade the bytes would be another protocol (RFC 9110 7.8) */
       {"GET /a HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\nGET /b HTTP/1.1\r\n\r\n", 0,
        UV_EOF, 1, "Connection: close\r\n"},
@@ -333,49 +333,49 @@ Test(http1_mem, keep_alive_versus_close) {
 }
 
 /* A late answer keeps the order: nothing behind it is parsed until it is given, and giving it does not
- * run the handler from inside ps_http1_respond (the next feed, or the loop, resumes). */
-Test(http1_mem, pipelining_with_a_late_answer_keeps_order) {
+ * run the handler from inside ps_http_server_respond (the next feed, or the loop, resumes). */
+Test(http_server_mem, pipelining_with_a_late_answer_keeps_order) {
   struct ps_buf out;
   ps_buf_init(&out);
-  struct ps_http1_conn *c = ps_http1_mem_new(&cfg, &out);
+  struct ps_http_server_conn *c = ps_http_server_mem_new(&cfg, &out);
   cr_assert_not_null(c);
   static const char in[] = "GET /late1 HTTP/1.1\r\nHost: a\r\n\r\n"
                            "GET /now HTTP/1.1\r\nHost: a\r\n\r\n"
                            "GET /late2 HTTP/1.1\r\nHost: a\r\n\r\n"
                            "GET /last HTTP/1.1\r\nHost: a\r\n\r\n";
   /* the first read ends inside the second request */
-  cr_assert_eq(ps_http1_mem_feed(c, (const uint8_t *)in, 40), 0);
+  cr_assert_eq(ps_http_server_mem_feed(c, (const uint8_t *)in, 40), 0);
   cr_assert_eq(h.calls, 1);
   cr_assert_eq(out.len, 0);
-  cr_assert_eq(ps_http1_mem_feed(c, (const uint8_t *)in + 40, sizeof(in) - 1 - 40), 0);
+  cr_assert_eq(ps_http_server_mem_feed(c, (const uint8_t *)in + 40, sizeof(in) - 1 - 40), 0);
   cr_assert_eq(h.calls, 1, "parsed past a request waiting for its answer");
 
   cr_assert_eq(answer(take_held(), 0), 0);
-  cr_assert_eq(h.calls, 1, "the handler ran inside ps_http1_respond");
+  cr_assert_eq(h.calls, 1, "the handler ran inside ps_http_server_respond");
   cr_assert_eq(ps_test_count_responses(out.data), 1);
-  cr_assert_eq(ps_http1_mem_feed(c, NULL, 0), 0); /* resumes: /now at once, /late2 held */
+  cr_assert_eq(ps_http_server_mem_feed(c, NULL, 0), 0); /* resumes: /now at once, /late2 held */
   cr_assert_eq(h.calls, 3);
   cr_assert_eq(ps_test_count_responses(out.data), 2);
   cr_assert_eq(answer(take_held(), 0), 0);
-  cr_assert_eq(ps_http1_mem_feed(c, NULL, 0), 0);
+  cr_assert_eq(ps_http_server_mem_feed(c, NULL, 0), 0);
   cr_assert_eq(h.calls, 4);
   const char *r1 = strstr(out.data, "/late1\n"), *r2 = strstr(out.data, "/now\n"),
              *r3 = strstr(out.data, "/late2\n"), *r4 = strstr(out.data, "/last\n");
   cr_assert(r1 && r2 && r3 && r4 && r1 < r2 && r2 < r3 && r3 < r4, "%s", out.data);
   cr_assert_eq(ps_test_count_responses(out.data), 4);
-  ps_http1_mem_free(c);
+  ps_http_server_mem_free(c);
   cr_assert_eq(h.cancels, 0);
   ps_buf_free(&out);
 }
 
-Test(http1_mem, answer_after_the_client_closed) {
+Test(http_server_mem, answer_after_the_client_closed) {
   struct ps_buf out;
   ps_buf_init(&out);
   /* With on_cancel: the application hears of it at once and answers (nothing is sent). */
-  struct ps_http1_conn *c = ps_http1_mem_new(&cfg, &out);
-  cr_assert_eq(ps_http1_mem_feed(c, REQ("GET /late HTTP/1.1\r\nHost: a\r\n\r\n")), 0);
+  struct ps_http_server_conn *c = ps_http_server_mem_new(&cfg, &out);
+  cr_assert_eq(ps_http_server_mem_feed(c, REQ("GET /late HTTP/1.1\r\nHost: a\r\n\r\n")), 0);
   cr_assert_eq(h.nheld, 1);
-  ps_http1_mem_free(c);
+  ps_http_server_mem_free(c);
   cr_assert_eq(h.cancels, 1);
   cr_assert_eq(h.cancel_rc, UV_EPIPE);
   cr_assert_eq(h.nheld, 0);
@@ -385,30 +385,30 @@ Test(http1_mem, answer_after_the_client_closed) {
    * would see a use after free or a leak). */
   reset();
   cfg.on_cancel = NULL;
-  c = ps_http1_mem_new(&cfg, &out);
-  cr_assert_eq(ps_http1_mem_feed(c, REQ("HEAD /late HTTP/1.1\r\nHost: a\r\n\r\n")), 0);
-  ps_http1_mem_free(c);
+  c = ps_http_server_mem_new(&cfg, &out);
+  cr_assert_eq(ps_http_server_mem_feed(c, REQ("HEAD /late HTTP/1.1\r\nHost: a\r\n\r\n")), 0);
+  ps_http_server_mem_free(c);
   cr_assert_eq(answer(take_held(), 0), UV_EPIPE);
   cr_assert_eq(out.len, 0);
   ps_buf_free(&out);
 }
 
 /* A client pipelining without bound behind a slow request is closed; the late answer then sends nothing. */
-Test(http1_mem, stash_overflow_behind_a_late_answer_closes) {
+Test(http_server_mem, stash_overflow_behind_a_late_answer_closes) {
   struct ps_buf out;
   ps_buf_init(&out);
-  struct ps_http1_conn *c = ps_http1_mem_new(&cfg, &out);
-  cr_assert_eq(ps_http1_mem_feed(c, REQ("GET /late HTTP/1.1\r\nHost: a\r\n\r\n")), 0);
+  struct ps_http_server_conn *c = ps_http_server_mem_new(&cfg, &out);
+  cr_assert_eq(ps_http_server_mem_feed(c, REQ("GET /late HTTP/1.1\r\nHost: a\r\n\r\n")), 0);
   static char junk[64 << 10];
   memset(junk, 'G', sizeof(junk));
   int rc = 0;
-  for (size_t sent = 0; sent <= PS_HTTP1_MAX_STASH && rc == 0; sent += sizeof(junk))
-    rc = ps_http1_mem_feed(c, (const uint8_t *)junk, sizeof(junk));
+  for (size_t sent = 0; sent <= PS_HTTP_SERVER_MAX_STASH && rc == 0; sent += sizeof(junk))
+    rc = ps_http_server_mem_feed(c, (const uint8_t *)junk, sizeof(junk));
   cr_assert_eq(rc, UV_EOF);
   cr_assert_eq(h.calls, 1);
   cr_assert_eq(answer(take_held(), 0), UV_EPIPE);
   cr_assert_eq(out.len, 0);
-  ps_http1_mem_free(c);
+  ps_http_server_mem_free(c);
   cr_assert_eq(h.cancels, 0);
   ps_buf_free(&out);
 }
@@ -421,13 +421,13 @@ static uv_loop_t loop;
 static struct ps_net_listener *listener;
 static bool listener_closed;
 
-static void *test_open(struct ps_net_conn *nc, void *arg) { return ps_http1_open(nc, &cfg); }
+static void *test_open(struct ps_net_conn *nc, void *arg) { return ps_http_server_open(nc, &cfg); }
 
 static const struct ps_net_proto test_proto = {
     .on_open = test_open,
-    .on_read = ps_http1_on_read,
-    .on_drain = ps_http1_on_drain,
-    .on_close = ps_http1_on_close,
+    .on_read = ps_http_server_on_read,
+    .on_drain = ps_http_server_on_drain,
+    .on_close = ps_http_server_on_close,
 };
 
 static void net_setup(void) {
@@ -449,7 +449,7 @@ static void stop_server(void) {
   cr_assert_eq(h.nheld, 0);
 }
 
-TestSuite(http1_net, .init = net_setup, .timeout = 30);
+TestSuite(http_server_net, .init = net_setup, .timeout = 30);
 
 static void client_start(struct ps_test_client *c, const char *request) {
   ps_test_client_start(c, &loop, ps_net_listener_port(listener), request);
@@ -464,7 +464,7 @@ static bool held_is(void *arg) { return h.nheld == want; }
 static bool cancels_is(void *arg) { return h.cancels == want; }
 static bool no_conns(void *arg) { return ps_net_listener_conns(listener) == 0; }
 
-Test(http1_net, late_answers_resume_the_pipeline_from_the_loop) {
+Test(http_server_net, late_answers_resume_the_pipeline_from_the_loop) {
   struct ps_test_client c;
   client_start(&c, "GET /late1 HTTP/1.1\r\nHost: t\r\n\r\nGET /now HTTP/1.1\r\nHost: t\r\n\r\n"
                    "GET /late2 HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -493,7 +493,7 @@ static void fired_cb(uv_timer_t *t) { timer_fired = true; }
 static bool has_fired(void *arg) { return timer_fired; }
 
 /* The idle timeout does not run while a request waits for its answer, and starts again after it. */
-Test(http1_net, idle_timeout_suspended_while_an_answer_is_pending) {
+Test(http_server_net, idle_timeout_suspended_while_an_answer_is_pending) {
   cfg.idle_ms = 100;
   struct ps_test_client c;
   client_start(&c, "GET /late HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -519,7 +519,7 @@ Test(http1_net, idle_timeout_suspended_while_an_answer_is_pending) {
   PS_LOOP_END(&loop);
 }
 
-Test(http1_net, client_gone_before_the_answer_is_cancelled) {
+Test(http_server_net, client_gone_before_the_answer_is_cancelled) {
   struct ps_test_client c;
   client_start(&c, "GET /late HTTP/1.1\r\nHost: t\r\n\r\n");
   want = 1;
@@ -533,7 +533,7 @@ Test(http1_net, client_gone_before_the_answer_is_cancelled) {
   PS_LOOP_END(&loop);
 }
 
-Test(http1_net, answer_after_the_connection_is_freed_sends_nothing) {
+Test(http_server_net, answer_after_the_connection_is_freed_sends_nothing) {
   cfg.on_cancel = NULL;
   struct ps_test_client c;
   client_start(&c, "GET /late HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -548,7 +548,7 @@ Test(http1_net, answer_after_the_connection_is_freed_sends_nothing) {
   PS_LOOP_END(&loop);
 }
 
-Test(http1_net, listener_closed_with_an_answer_pending) {
+Test(http_server_net, listener_closed_with_an_answer_pending) {
   struct ps_test_client c;
   client_start(&c, "GET /late HTTP/1.1\r\nHost: t\r\n\r\n");
   want = 1;
@@ -564,7 +564,7 @@ Test(http1_net, listener_closed_with_an_answer_pending) {
   PS_LOOP_END(&loop);
 }
 
-Test(http1_net, connection_close_then_eof) {
+Test(http_server_net, connection_close_then_eof) {
   struct ps_test_client c;
   client_start(&c,
                "GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n");
