@@ -60,6 +60,9 @@ struct ps_grpc_reader {
 /* Called for each complete message; msg is valid only during the call. Return 0 to go on, or a negative
  * error to stop (ps_grpc_reader_feed returns it). */
 typedef int (*ps_grpc_msg_cb)(void *arg, const uint8_t *msg, size_t len);
+/* What a ps_grpc_msg_cb returns for a message beyond the one a unary call carries (INTERNAL): a code the
+ * reader itself never returns, so that a switch over ps_grpc_reader_feed's result tells it apart. */
+#define PS_GRPC_ERR_TOO_MANY_MESSAGES UV_EOVERFLOW
 
 void ps_grpc_reader_init(struct ps_grpc_reader *r, size_t max_msg);
 /* Feeds bytes. Returns 0 or: UV_E2BIG (a message announces more than max_msg: RESOURCE_EXHAUSTED),

@@ -18,8 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 
-#define WRITE_BATCH  (64u << 10)  /* frames are gathered up to this size per ps_net_write */
-#define ERR_TOO_MANY UV_EOVERFLOW /* from the message callback: a second request message */
+#define WRITE_BATCH (64u << 10) /* frames are gathered up to this size per ps_net_write */
 /* The opaque data of the PING that follows the shutdown notice; its ACK starts the final GOAWAY. */
 static const uint8_t drain_ping[8] = {'p', 's', 'd', 'r', 'a', 'i', 'n', '1'};
 
@@ -433,7 +432,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
  * at once instead of being buffered. */
 static int on_message(void *arg, const uint8_t *msg, size_t len) {
   struct ps_call *call = arg;
-  if (call->req != NULL) return ERR_TOO_MANY;
+  if (call->req != NULL) return PS_GRPC_ERR_TOO_MANY_MESSAGES;
   call->req = malloc(len ? len : 1);
   if (call->req == NULL) return UV_ENOMEM;
   memcpy(call->req, msg, len);
@@ -462,7 +461,9 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     respond_errorf(call, 200, PS_GRPC_INTERNAL, "invalid message compression flag %u",
                    call->reader.prefix[0]);
     break;
-  case ERR_TOO_MANY: respond_errorf(call, 200, PS_GRPC_INTERNAL, "too many request messages"); break;
+  case PS_GRPC_ERR_TOO_MANY_MESSAGES:
+    respond_errorf(call, 200, PS_GRPC_INTERNAL, "too many request messages");
+    break;
   default: respond_errorf(call, 200, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory"); break;
   }
   return 0;

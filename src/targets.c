@@ -395,7 +395,7 @@ int ps_targets_get_or_create(struct ps_targets *ts, const char *ns, const char *
   }
   if (ts->count >= ts->cfg->max_targets) {
     snprintf(err, errlen, "prescale tracks %zu targets already (--max-targets)", ts->count);
-    r = UV_ENOBUFS;
+    r = PS_TARGETS_ERR_FULL;
     goto done;
   }
   r = target_create(ts, ns, name, md, n, &key, h, out, err, errlen);
@@ -688,13 +688,13 @@ static void fetched_cb(void *arg, int err, const char *errmsg, const struct ps_s
   ps_metrics_observe("prescale_refresh_duration_seconds", "", secs);
   ps_metrics_add("prescale_refreshes_total", t->labels, 1);
   if (err == 0 && n == 0 && !t->cfg.ignore_null_values) {
-    err = UV_EPERM;
+    err = PS_TARGET_ERR_EMPTY_RESULT;
     errmsg = "the query returned no data and ignoreNullValues is false";
   }
   if (err != 0) {
     /* What a client can act on: a bad query (INVALID_ARGUMENT), no data (FAILED_PRECONDITION); anything
      * else means Prometheus is unreachable or failing (UNAVAILABLE, so KEDA's fallback can act). */
-    if (err != UV_EINVAL && err != UV_EPERM) err = UV_EAGAIN;
+    if (err != UV_EINVAL && err != PS_TARGET_ERR_EMPTY_RESULT) err = UV_EAGAIN;
     bool first = t->err == 0;
     t->err = err;
     snprintf(t->errmsg, sizeof t->errmsg, "%s", errmsg ? errmsg : "refresh failed");
@@ -746,7 +746,7 @@ int ps_target_read(struct ps_target *t, struct ps_target_reading *r, char *err, 
     snprintf(err, errlen, "no data from Prometheus yet: %s", t->errmsg);
     return t->err;
   }
-  if (t->err == UV_EPERM) {
+  if (t->err == PS_TARGET_ERR_EMPTY_RESULT) {
     snprintf(err, errlen, "%s", t->errmsg);
     return t->err;
   }

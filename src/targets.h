@@ -77,9 +77,15 @@ size_t ps_targets_count(const struct ps_targets *ts);
  * registry's sweep timer calls it; exposed so that tests can evict at a chosen moment. */
 void ps_targets_sweep(struct ps_targets *ts);
 
+/* Errors whose libuv code was chosen for the gRPC status it maps to (ps_grpc_status_from_error), not for
+ * its errno meaning. */
+#define PS_TARGETS_ERR_FULL        UV_ENOBUFS /* --max-targets targets exist already: RESOURCE_EXHAUSTED */
+#define PS_TARGET_ERR_EMPTY_RESULT UV_EPERM   /* no data and ignoreNullValues false: FAILED_PRECONDITION */
+
 /* Finds the target for (ns, name, metadata) or creates it and starts loading its history.
- * 0 with *out set; UV_EINVAL (bad metadata: err says which key and value); UV_ENOBUFS (more than
- * --max-targets). The target stays owned by the registry; it lives at least until the loop runs again. */
+ * 0 with *out set; UV_EINVAL (bad metadata: err says which key and value); PS_TARGETS_ERR_FULL (more
+ * than --max-targets). The target stays owned by the registry; it lives at least until the loop runs
+ * again. */
 int ps_targets_get_or_create(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md,
                              size_t n, struct ps_target **out, char *err, size_t errlen);
 
@@ -90,8 +96,9 @@ const struct ps_target_config *ps_target_config(const struct ps_target *t);
  *  1  - the first load has not finished (its fetch is in flight, or its samples are being fed to the
  *       engine a slice per loop turn): wait with ps_target_wait;
  *  <0 - the error to answer (err says why): UV_EINVAL (Prometheus rejected the query or it returns
- *       several series), UV_EPERM (empty result while ignoreNullValues is false), UV_EAGAIN (Prometheus
- *       unreachable or failing and no fresh data: nothing loaded yet, or older than --stale-after). */
+ *       several series), PS_TARGET_ERR_EMPTY_RESULT (empty result while ignoreNullValues is false),
+ *       UV_EAGAIN (Prometheus unreachable or failing and no fresh data: nothing loaded yet, or older than
+ *       --stale-after). */
 int ps_target_read(struct ps_target *t, struct ps_target_reading *r, char *err, size_t errlen);
 
 void ps_target_wait(struct ps_target *t, struct ps_target_waiter *w);

@@ -234,7 +234,7 @@ static int on_message(void *arg, const uint8_t *msg, size_t len) {
     call->on_msg(call->arg, msg, len);
     return call->ended ? ERR_STOP : 0; /* cancelled or closed from inside on_msg */
   }
-  if (call->reader.messages > 1) return UV_EOVERFLOW;
+  if (call->reader.messages > 1) return PS_GRPC_ERR_TOO_MANY_MESSAGES;
   return ps_buf_append(&call->unary, msg, len);
 }
 
@@ -259,7 +259,7 @@ static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t id, con
     call_endf(call, PS_GRPC_INTERNAL, NGHTTP2_CANCEL, "invalid message compression flag %u",
               call->reader.prefix[0]);
     break;
-  case UV_EOVERFLOW:
+  case PS_GRPC_ERR_TOO_MANY_MESSAGES:
     call_endf(call, PS_GRPC_INTERNAL, NGHTTP2_CANCEL, "unary call got more than one response message");
     break;
   default: call_endf(call, PS_GRPC_RESOURCE_EXHAUSTED, NGHTTP2_CANCEL, "out of memory"); break;

@@ -250,7 +250,8 @@ Test(targets, max_targets_is_enforced) {
   struct ps_target *t;
   char err[256] = "";
   cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", a, 3, &t, err, sizeof err), 0);
-  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", b, 3, &t, err, sizeof err), UV_ENOBUFS);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", b, 3, &t, err, sizeof err),
+               PS_TARGETS_ERR_FULL);
   cr_assert(strstr(err, "--max-targets"), "%s", err);
   stop_targets();
   PS_LOOP_END(&loop);
@@ -287,7 +288,7 @@ Test(targets, empty_result_depends_on_ignore_null_values) {
   struct ps_kv strict[] = {
       {"query", "vector(1) > 5"}, {"threshold", "2"}, {"model", "last"}, {"ignoreNullValues", "false"}};
   struct ps_target *t;
-  cr_assert_eq(load(strict, 4, &t), UV_EPERM);
+  cr_assert_eq(load(strict, 4, &t), PS_TARGET_ERR_EMPTY_RESULT);
   struct ps_kv lax[] = {{"query", "vector(1) > 5"}, {"threshold", "2"}, {"model", "last"}};
   cr_assert_eq(load(lax, 3, &t), 0);
   struct ps_target_reading rd;
