@@ -18,9 +18,10 @@
 /* The other defaults are the flag table's (config.c), which both --help and ps_server_config_defaults
  * read. */
 #define PS_MAX_SHUTDOWN_GRACE_MS  (10 * 60 * 1000) /* beyond this it is a typo, not a drain */
-#ifndef PS_VERSION /* meson passes -DPS_VERSION from project(); this covers builds without it */
-#define PS_VERSION "0.1.0"
-#endif
+
+/* PS_VERSION (a string) is defined in one place only: meson.build's project(version:), which meson passes
+ * to every C file as -DPS_VERSION. */
+
 #define PS_MIN_GRPC_MAX_MSG 1024u /* --grpc-max-msg bounds */
 #define PS_MAX_GRPC_MAX_MSG (1024u << 20)
 #define PS_MAX_MAX_TARGETS  1000000 /* --max-targets upper bound */

@@ -8,10 +8,6 @@
 
 #include "grpc_client_int.h"
 
-#ifndef PS_VERSION
-#define PS_VERSION "0.1.0"
-#endif
-
 /* ==== small helpers ================================================================================ */
 
 int ps_grpc_status_from_http(int s) {

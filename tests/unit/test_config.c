@@ -457,7 +457,7 @@ Test(config, help_and_version) {
   free(r.out);
   RUN(r, "--version");
   cr_assert_eq(r.rc, 2);
-  cr_assert_str_eq(r.out, "prescale 0.1.0\n");
+  cr_assert_str_eq(r.out, "prescale " PS_VERSION "\n"); /* meson.build's project version */
   free(r.out);
   RUN(r, "--version", "--bogus"); /* --version acts as soon as it is seen */
   cr_assert_eq(r.rc, 2);
