@@ -247,8 +247,6 @@ void ps_server_config_defaults(struct ps_server_config *c) {
   ps_flags_defaults(&server_spec, c);
 }
 
-void ps_server_config_usage(FILE *out) { ps_flags_usage(&server_spec, out); }
-
 int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FILE *out, char *err,
                            size_t errlen) {
   return ps_flags_parse(&server_spec, c, argc, argv, out, err, errlen);

@@ -50,7 +50,6 @@ void ps_server_config_defaults(struct ps_server_config *c);
  * UV_EINVAL with a one-line message in err naming the flag and the value. */
 int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FILE *out, char *err,
                            size_t errlen);
-void ps_server_config_usage(FILE *out);
 
 /* ---- trigger metadata --------------------------------------------------------------------------- */
 

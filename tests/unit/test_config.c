@@ -448,7 +448,7 @@ Test(config, help_and_version) {
                                       "prescale probe --addr"};
   for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
     cr_assert_not_null(strstr(r.out, lines[i]), "missing %s in:\n%s", lines[i], r.out);
-  /* the help is the same whether asked with -h, and printed by ps_server_config_usage */
+  /* the help is the same whether asked with --help or -h */
   char *first = r.out;
   RUN(r, "-h");
   cr_assert_eq(r.rc, 1);
