@@ -9,16 +9,18 @@
 #   ASAN_BUILD   a second build dir (e.g. ASan+UBSan) whose unit suites run too.
 #   unit         (or --unit-only, or RUN_TESTS=unit in the environment) runs the unit suites only.
 #
-# Unit suites are the criterion binaries meson registers in suite `unit` (meson introspect --tests), run
-# the way `meson test --suite unit` runs them (their args: --tap -j1; their timeout); every `ok`/`not ok`
-# TAP line is one case. Integration files are run with /usr/bin/python3 -m unittest -v and counted from
-# unittest's summary. A binary or file that crashes, times out or prints no result counts as failed.
+# Unit suites run under `meson test --suite unit` (one at a time unless MESON_TESTTHREADS says otherwise),
+# which parses their TAP; their cases are counted from its testlog.junit.xml. A suite that crashes or
+# times out counts its unreported cases as failed, and one that exits non-zero with no failed case, one.
+# Integration files run under unittest, a process each; one that crashes or times out is one failure.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=/usr/bin/python3
-UNIT_TIMEOUT_DEFAULT=120
-INTEGRATION_TIMEOUT=${INTEGRATION_TIMEOUT:-900}
+export MESON_TESTTHREADS=${MESON_TESTTHREADS:-1}
+# Sanitizers stop at the first error so that it fails the case it happened in (meson test does the same).
+export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_summary=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_summary=1:print_stacktrace=1}
 
 unit_only=false
 [[ "${RUN_TESTS:-}" == unit ]] && unit_only=true
@@ -26,202 +28,66 @@ dirs=()
 for a in "$@"; do
   case "$a" in
   --unit-only | unit) unit_only=true ;;
-  -h | --help)
-    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-  -*)
-    echo "run_tests: unknown option: $a" >&2
-    exit 2
-    ;;
+  -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' && exit 0 ;;
+  -*) echo "run_tests: unknown option: $a" >&2 && exit 2 ;;
   *) dirs+=("$a") ;;
   esac
 done
 [[ ${#dirs[@]} -eq 0 ]] && dirs=(build)
-if [[ ${#dirs[@]} -gt 2 ]]; then
-  echo "run_tests: at most two build dirs, got: ${dirs[*]}" >&2
-  exit 2
-fi
+[[ ${#dirs[@]} -gt 2 ]] && echo "run_tests: at most two build dirs, got: ${dirs[*]}" >&2 && exit 2
 
-total_pass=0
-total_fail=0
-total_skip=0
-failed_names=()
+passed=0 failed=0 skipped=0
+add() { passed=$((passed + $1)) failed=$((failed + $2)) skipped=$((skipped + $3)); }
 work=$(mktemp -d /tmp/prescale-tests.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-abs_dir() {
-  if [[ "$1" = /* ]]; then echo "$1"; else echo "$PWD/$1"; fi
+# Prints "PASSED FAILED SKIPPED" for the last `meson test` in build dir $1 (each failed suite on stderr).
+count_unit() {
+  "$PY" - "$1/meson-logs" <<'EOF'
+import json, re, sys, xml.etree.ElementTree as ET
+logs, passed, failed, skipped = sys.argv[1], 0, 0, 0
+suites = {s.get("name").split(".", 1)[-1]: s for s in ET.parse(f"{logs}/testlog.junit.xml").getroot()}
+for t in map(json.loads, open(f"{logs}/testlog.json")):
+    s = suites.get(t["name"], {})
+    n, skip = int(s.get("tests", 0)), int(s.get("skipped", 0))
+    bad = int(s.get("failures", 0)) + int(s.get("errors", 0))
+    plan = re.search(r"^1\.\.(\d+)", t.get("stdout") or "", re.M)
+    lost = max(int(plan.group(1)) - n, 0) if plan else 0  # never reported: a crash or a timeout
+    lost += t["result"] not in ("OK", "EXPECTEDFAIL") and bad + lost == 0  # a bad exit, or no result at all
+    if bad + lost:
+        print(f"run_tests: {logs}: {t['name']}: {t['result']}, {bad + lost} failed", file=sys.stderr)
+    passed, failed, skipped = passed + n - skip - bad, failed + bad + lost, skipped + skip
+print(passed, failed, skipped) if passed + failed else sys.exit(f"run_tests: {logs}: no unit suite ran")
+EOF
 }
-
-# Sanitizers stop at the first error so that it fails the case it happened in (meson test does the same).
-export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_summary=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_summary=1:print_stacktrace=1}
-
-# ---- unit suites ------------------------------------------------------------------------------------
-
-# Prints one line per unit test of build dir $1: name, timeout, workdir, cmd+args (JSON), env (JSON),
-# separated by \x1f (not a tab: read would merge the empty workdir field into its neighbours).
-list_unit_tests() {
-  local dir=$1
-  meson introspect --tests "$dir" 2>/dev/null | "$PY" -c '
-import json, sys
-for t in json.load(sys.stdin):
-    if not any(s == "unit" or s.endswith(":unit") for s in t.get("suite", [])):
-        continue
-    env = t.get("env") or {}
-    print("\x1f".join([t["name"], str(t.get("timeout") or 0), t.get("workdir") or "",
-                     json.dumps(t["cmd"]), json.dumps(env)]))
-'
-}
-
-# Runs one criterion binary, echoing its output, and adds its cases to the totals.
-run_unit() {
-  local label=$1 tmo=$2 wdir=$3 cmdjson=$4 envjson=$5
-  local out="$work/unit.out"
-  local -a cmd
-  mapfile -t cmd < <("$PY" -c 'import json,sys; print("\n".join(json.loads(sys.argv[1])))' "$cmdjson")
-  local -a envs=()
-  mapfile -t envs < <("$PY" -c 'import json,sys; [print(f"{k}={v}") for k,v in json.loads(sys.argv[1]).items()]' "$envjson")
-  echo "=== unit: $label"
-  if [[ ! -x "${cmd[0]}" ]]; then
-    echo "run_tests: $label: ${cmd[0]} is not built" >&2
-    total_fail=$((total_fail + 1))
-    failed_names+=("$label (not built)")
-    return
-  fi
-  [[ "$tmo" -gt 0 ]] || tmo=$UNIT_TIMEOUT_DEFAULT
-  (
-    cd "${wdir:-$REPO}" || exit 97
-    env "${envs[@]}" timeout --kill-after=10 "$tmo" "${cmd[@]}"
-  ) 2>&1 | tee "$out"
-  local rc=${PIPESTATUS[0]}
-
-  local plan ok notok skip
-  plan=$(grep -m1 -oE '^1\.\.[0-9]+' "$out" | cut -d. -f3)
-  ok=$(grep -cE '^ok ' "$out")
-  skip=$(grep -ciE '^ok .*# skip' "$out")
-  notok=$(grep -cE '^not ok' "$out")
-  local pass=$((ok - skip)) fail=$notok
-  if [[ -n "$plan" && $((ok + notok)) -lt $plan ]]; then
-    echo "run_tests: $label: only $((ok + notok)) of $plan cases reported (crash or timeout, exit $rc)" >&2
-    fail=$((fail + plan - ok - notok))
-  fi
-  if [[ $rc -ne 0 && $fail -eq 0 ]]; then
-    echo "run_tests: $label: exited with status $rc${plan:+ after all cases passed}" >&2
-    fail=1
-  fi
-  if [[ $rc -eq 124 || $rc -eq 137 ]]; then
-    echo "run_tests: $label: timed out after ${tmo}s" >&2
-  fi
-  total_pass=$((total_pass + pass))
-  total_fail=$((total_fail + fail))
-  total_skip=$((total_skip + skip))
-  if [[ $fail -gt 0 ]]; then
-    local names
-    names=$(grep -E '^not ok' "$out" | sed -E 's/^not ok( [0-9]+)? - ([^ ]+).*/\2/' | tr '\n' ' ')
-    failed_names+=("$label: ${names:-exit $rc}")
-  fi
-}
-
-run_unit_dir() {
-  local dir
-  dir=$(abs_dir "$1")
-  if [[ ! -f "$dir/meson-info/intro-tests.json" ]]; then
-    echo "run_tests: $1 is not a configured meson build dir (meson setup $1)" >&2
-    total_fail=$((total_fail + 1))
-    failed_names+=("$1 (no build dir)")
-    return
-  fi
-  local lines
-  lines=$(list_unit_tests "$dir")
-  if [[ -z "$lines" ]]; then
-    echo "run_tests: no unit suites registered in $1" >&2
-    total_fail=$((total_fail + 1))
-    failed_names+=("$1 (no unit suites)")
-    return
-  fi
-  local name tmo wdir cmdjson envjson
-  while IFS=$'\x1f' read -r name tmo wdir cmdjson envjson; do
-    run_unit "$1/$name" "$tmo" "${wdir:-$dir}" "$cmdjson" "$envjson" </dev/null
-  done <<<"$lines"
-}
-
-# ---- integration suites ----------------------------------------------------------------------------
-
-run_integration() {
-  local file=$1 bin=$2
-  local label="integration/${file##*/}"
-  local out="$work/integ.out"
-  echo "=== $label"
-  (
-    cd "$REPO" || exit 97
-    PRESCALE_BIN="$bin" timeout --kill-after=10 "$INTEGRATION_TIMEOUT" "$PY" -m unittest -v "$file"
-  ) 2>&1 | tee "$out"
-  local rc=${PIPESTATUS[0]}
-
-  # unittest's summary: "Ran N tests in T" then "OK [(skipped=S, ...)]" or "FAILED (failures=F, errors=E, ...)".
-  local ran status
-  ran=$(grep -oE '^Ran [0-9]+ tests?' "$out" | tail -1 | grep -oE '[0-9]+')
-  status=$(grep -E '^(OK|FAILED)( \(.*\))?$' "$out" | tail -1)
-  field() { echo "$status" | grep -oE "(^|[ (])$1=[0-9]+" | grep -oE '[0-9]+$' || echo 0; }
-  local f e s u pass fail
-  f=$(field failures)
-  e=$(field errors)
-  s=$(field skipped)
-  u=$(field "unexpected successes")
-  if [[ -z "$ran" || -z "$status" ]]; then
-    echo "run_tests: $label: no unittest summary (crash or timeout, exit $rc)" >&2
-    pass=0
-    fail=1
-  else
-    fail=$((f + e + u))
-    pass=$((ran - fail - s))
-    ((pass < 0)) && pass=0
-    if [[ $rc -ne 0 && $fail -eq 0 ]]; then
-      echo "run_tests: $label: exited with status $rc after reporting $status" >&2
-      fail=1
-    fi
-  fi
-  total_pass=$((total_pass + pass))
-  total_fail=$((total_fail + fail))
-  total_skip=$((total_skip + s))
-  [[ $fail -gt 0 ]] && failed_names+=("$label: ${status:-exit $rc}")
-}
-
-run_integration_all() {
-  local dir bin
-  dir=$(abs_dir "$1")
-  bin="$dir/src/prescale"
-  local files=()
-  for f in "$REPO"/tests/integration/test_*.py; do
-    [[ -e "$f" ]] && files+=("$f")
-  done
-  [[ ${#files[@]} -eq 0 ]] && return
-  if [[ ! -x "$bin" ]]; then
-    # The suites would skip themselves; a run that silently tests nothing must not pass.
-    echo "run_tests: $bin is not built: ${#files[@]} integration suites cannot run" >&2
-    total_fail=$((total_fail + ${#files[@]}))
-    failed_names+=("integration (prescale not built)")
-    return
-  fi
-  for f in "${files[@]}"; do
-    run_integration "$f" "$bin" </dev/null
-  done
-}
-
-# ---- main -------------------------------------------------------------------------------------------
 
 for d in "${dirs[@]}"; do
-  run_unit_dir "$d"
+  echo "=== unit suites of $d"
+  rm -f "$d/meson-logs/testlog.json" # a build that fails must not leave the last run's results behind
+  meson test -C "$d" --suite unit --print-errorlogs
+  [[ -s "$d/meson-logs/testlog.json" ]] && read -r p f s < <(count_unit "$d") || p=0 f=1 s=0
+  add "$p" "$f" "$s"
 done
-$unit_only || run_integration_all "${dirs[0]}"
 
-echo "==="
-if [[ ${#failed_names[@]} -gt 0 ]]; then
-  echo "failed:"
-  printf '  %s\n' "${failed_names[@]}"
+# Integration: unittest's own result object gives the counts.
+if ! $unit_only; then
+  bin=$(cd "${dirs[0]}" && pwd)/src/prescale
+  [[ -x "$bin" ]] || { echo "run_tests: $bin is not built: the integration suites cannot run" >&2 && add 0 1 0; }
+  for f in "$REPO"/tests/integration/test_*.py; do
+    [[ -x "$bin" ]] || break
+    echo "=== integration/${f##*/}"
+    rm -f "$work/result"
+    (cd "$REPO" && PRESCALE_BIN="$bin" timeout --kill-after=10 "${INTEGRATION_TIMEOUT:-900}" "$PY" -c '
+import sys, unittest
+r = unittest.main(module=None, argv=["unittest", "-v", sys.argv[1]], exit=False).result
+bad = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
+print(max(r.testsRun - bad - len(r.skipped), 0), bad, len(r.skipped), file=open(sys.argv[2], "w"))
+' "$f" "$work/result") </dev/null
+    read -r p n s 2>/dev/null <"$work/result" || { echo "run_tests: ${f##*/}: no result (crash or timeout)" >&2 && p=0 n=1 s=0; }
+    add "$p" "$n" "$s"
+  done
 fi
-[[ $total_skip -gt 0 ]] && echo "($total_skip skipped, not counted)"
-echo "$total_pass passed, $total_fail failed"
-[[ $total_fail -eq 0 ]]
+
+[[ $skipped -gt 0 ]] && echo "($skipped skipped, not counted)"
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
