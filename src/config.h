@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "duration.h" /* every duration here is in ps_duration_parse syntax */
 #include "forecast/models.h"
 #include "log.h"
 
@@ -120,13 +121,5 @@ void ps_target_config_free(struct ps_target_config *c);
  * PS_MAX_HISTORY_POINTS steps)); else max(3 x period_ms, 1h) (period_ms 0: no season, 1h); rounded up to
  * a multiple of the step, at most PS_MAX_HISTORY_POINTS steps. */
 int64_t ps_default_history_ms(int64_t step_ms, int64_t period_ms, bool detect);
-
-/* Durations: "30s", "5m", "1h30m", "250ms", "1.5s", "2d" or plain (possibly fractional) seconds "15".
- * Units ms, s, m, h, d (24h); fractions round to the nearest millisecond.
- * 0 or UV_EINVAL (empty, negative, unknown unit, overflow). */
-int ps_duration_parse(const char *s, int64_t *out_ms);
-/* Shortest form: 90000 -> "1m30s", 250 -> "250ms", 1500 -> "1.5s", 86400000 -> "1d", 0 -> "0s".
- * ps_duration_parse reads it back to the same value. Returns snprintf's count. */
-int ps_duration_format(int64_t ms, char *buf, size_t len);
 
 #endif

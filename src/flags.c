@@ -10,7 +10,7 @@
 #include <strings.h>
 #include <uv.h>
 
-#include "config.h" /* ps_duration_parse, ps_duration_format */
+#include "duration.h"
 #include "log.h"
 
 #define KIB           1024u
