@@ -147,31 +147,160 @@ int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FI
   return ps_flags_parse(&server_spec, c, argc, argv, out, err, errlen);
 }
 
-/* ---- trigger metadata ---------------------------------------------------------------------------- */
+/* ---- trigger metadata: the keys ------------------------------------------------------------------ */
 
+/* How a key's value is read, and the type of the ps_target_config field it is stored in. */
+enum key_type {
+  KT_TEXT,     /* char *, owned: checked by parse_text (serverAddress, query) or by the row's text_ok */
+  KT_NUMBER,   /* double: a finite decimal number (parse_number) in the row's range */
+  KT_DURATION, /* int64_t ms: ps_duration_parse, in [min_ms, max_ms] */
+  KT_PERIOD,   /* int64_t ms: "auto" (stored as 0) or a duration in [min_ms, max_ms] */
+  KT_BOOL,     /* bool: true/false, 1/0, yes/no, in any case */
+  KT_MODEL,    /* enum ps_model: ps_model_parse */
+  KT_MODE,     /* bool (shadow): "normal" or "shadow" */
+};
+
+/* KT_NUMBER ranges: which ends are open, and whether 0 stands apart from the range. */
+#define NUM_MIN_OPEN 1u /* > min rather than >= min */
+#define NUM_MAX_OPEN 2u /* < max rather than <= max */
+#define NUM_ZERO_OK  4u /* 0 is accepted too (quantile: 0 = none) */
+
+/* One row per trigger key: its type, where it goes, its default and its bounds, so that the server, the
+ * backtest (ps_trigger_value_check) and README's table cannot tell different stories. */
+struct key_rule {
+  const char *name;
+  enum key_type type;
+  size_t offset;          /* of the field in struct ps_target_config */
+  const char *def;        /* read as if given when the key is absent; NULL: required, computed or none */
+  const char *required;   /* when absent, `key: is required (<this>)`; NULL: optional */
+  double min, max;        /* KT_NUMBER */
+  unsigned num;           /* KT_NUMBER: NUM_* */
+  int64_t min_ms, max_ms; /* KT_DURATION, KT_PERIOD */
+  const char *words;      /* a refused value: `key: "v" <words>` */
+  const char *words_low;  /* KT_DURATION: a duration below min_ms, when that reads better */
+  bool (*text_ok)(const char *); /* KT_TEXT with a plain check (metricName) */
+};
+
+#define FIELD(f) offsetof(struct ps_target_config, f)
+#define STR_(x)  #x
+#define STR(x)   STR_(x)
+
+static bool valid_metric_name(const char *s);
+
+/* Rows in the order they are checked: the first wrong key is the one reported. */
 enum key_id {
   K_SERVER,
   K_QUERY,
   K_THRESHOLD,
   K_ACTIVATION,
-  K_LOOKAHEAD,
   K_STEP,
+  K_LOOKAHEAD,
   K_MODEL,
   K_PERIOD,
   K_HISTORY,
+  K_QUANTILE,
+  K_MODE,
   K_HEADROOM,
   K_IGNORE_NULL,
   K_METRIC_NAME,
   K_TIMEOUT,
-  K_QUANTILE,
-  K_MODE,
   NKEYS
 };
 
-static const char *const key_names[NKEYS] = {
-    "serverAddress", "query",   "threshold", "activationThreshold", "lookahead",  "step",    "model",
-    "period",        "history", "headroom",  "ignoreNullValues",    "metricName", "timeout", "quantile",
-    "mode"};
+static const struct key_rule keys[NKEYS] = {
+    /* serverAddress defaults to the server's --prometheus-url, known only at parse time. */
+    [K_SERVER] = {.name = "serverAddress", .type = KT_TEXT, .offset = FIELD(server_address)},
+    [K_QUERY] = {.name = "query", .type = KT_TEXT, .offset = FIELD(query), .required = "a PromQL expression"},
+    [K_THRESHOLD] = {.name = "threshold",
+                     .type = KT_NUMBER,
+                     .offset = FIELD(threshold),
+                     .required = "a number > 0",
+                     .min = 0,
+                     .max = INFINITY,
+                     .num = NUM_MIN_OPEN,
+                     .words = "is not a number > 0"},
+    [K_ACTIVATION] = {.name = "activationThreshold",
+                      .type = KT_NUMBER,
+                      .offset = FIELD(activation_threshold),
+                      .def = "0",
+                      .min = 0,
+                      .max = INFINITY,
+                      .words = "is not a number >= 0"},
+    [K_STEP] = {.name = "step",
+                .type = KT_DURATION,
+                .offset = FIELD(step_ms),
+                .def = PS_DEFAULT_STEP,
+                .min_ms = PS_MIN_STEP_MS,
+                .max_ms = PS_MAX_STEP_MS,
+                .words = "is not a duration from 1s to 1d (e.g. 15s, 1m)"},
+    [K_LOOKAHEAD] = {.name = "lookahead",
+                     .type = KT_DURATION,
+                     .offset = FIELD(lookahead_ms),
+                     .def = PS_DEFAULT_LOOKAHEAD,
+                     .min_ms = 0,
+                     .max_ms = PS_MAX_LOOKAHEAD_MS,
+                     .words = "is not a duration from 0s to 1d (e.g. 30s, 5m)"},
+    [K_MODEL] = {.name = "model",
+                 .type = KT_MODEL,
+                 .offset = FIELD(model),
+                 .def = PS_DEFAULT_MODEL,
+                 .words = "is not a model (auto, holtwinters, seasonal, linear or last)"},
+    /* 0 is a duration here; check_period refuses it against the step, in words that say why. */
+    [K_PERIOD] = {.name = "period",
+                  .type = KT_PERIOD,
+                  .offset = FIELD(period_ms),
+                  .def = PS_DEFAULT_PERIOD,
+                  .min_ms = 0,
+                  .max_ms = INT64_MAX,
+                  .words = "is not a duration or auto (e.g. 1d, 1h, 7d)"},
+    /* Default: ps_default_history_ms, from the step and the period. */
+    [K_HISTORY] = {.name = "history",
+                   .type = KT_DURATION,
+                   .offset = FIELD(history_ms),
+                   .min_ms = 1,
+                   .max_ms = INT64_MAX,
+                   .words = "is not a duration (e.g. 3d, 12h)",
+                   .words_low = "must be more than 0"},
+    [K_QUANTILE] = {.name = "quantile",
+                    .type = KT_NUMBER,
+                    .offset = FIELD(quantile),
+                    .def = STR(PS_DEFAULT_QUANTILE),
+                    .min = PS_MIN_QUANTILE,
+                    .max = 1,
+                    .num = NUM_MAX_OPEN | NUM_ZERO_OK,
+                    .words = "is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
+    [K_MODE] = {.name = "mode",
+                .type = KT_MODE,
+                .offset = FIELD(shadow),
+                .def = "normal",
+                .words = "is not a mode (normal or shadow)"},
+    [K_HEADROOM] = {.name = "headroom",
+                    .type = KT_NUMBER,
+                    .offset = FIELD(headroom),
+                    .def = PS_DEFAULT_HEADROOM,
+                    .min = 0,
+                    .max = INFINITY,
+                    .words = "is not a number >= 0 (e.g. 0.2 for +20%)"},
+    [K_IGNORE_NULL] = {.name = "ignoreNullValues",
+                       .type = KT_BOOL,
+                       .offset = FIELD(ignore_null_values),
+                       .def = "true",
+                       .words = "is not a boolean (true or false)"},
+    [K_METRIC_NAME] = {.name = "metricName",
+                       .type = KT_TEXT,
+                       .offset = FIELD(metric_name),
+                       .def = PS_DEFAULT_METRIC_NAME,
+                       .words =
+                           "must be 1 to " STR(PS_MAX_METRIC_NAME) " letters, digits, '_', '.', ':' or '-'",
+                       .text_ok = valid_metric_name},
+    [K_TIMEOUT] = {.name = "timeout",
+                   .type = KT_DURATION,
+                   .offset = FIELD(timeout_ms),
+                   .def = PS_DEFAULT_TIMEOUT,
+                   .min_ms = PS_MIN_TIMEOUT_MS,
+                   .max_ms = PS_MAX_TIMEOUT_MS,
+                   .words = "is not a duration from 100ms to 1m (e.g. 3s)"},
+};
 
 /* Keys of KEDA's own `external` trigger: KEDA passes the whole metadata map, its own keys included, in
  * ScaledObjectRef.scalerMetadata (keda-docs, scalers/external.md), so they are not ours to reject. */
@@ -235,28 +364,101 @@ int64_t ps_default_history_ms(int64_t step_ms, int64_t period_ms, bool detect) {
   return hist;
 }
 
-/* Parses the key's duration, which must lie in [min, max]; on error writes
- * `key: "v" is not a duration <what>`. */
-static int get_duration(int k, const char *v, const char *what, int64_t min, int64_t max, int64_t *out,
-                        char *err, size_t errlen) {
-  if (ps_duration_parse(v, out) != 0 || *out < min || *out > max) {
-    char q[PS_FLAGS_QUOTED_MAX];
-    ps_flags_quote(q, sizeof q, v);
-    return ps_flags_fail(err, errlen, "%s: %s is not a duration %s", key_names[k], q, what);
-  }
-  return 0;
+static bool in_range(const struct key_rule *k, double v) {
+  if ((k->num & NUM_ZERO_OK) && v == 0) return true;
+  bool above = (k->num & NUM_MIN_OPEN) ? v > k->min : v >= k->min;
+  bool below = (k->num & NUM_MAX_OPEN) ? v < k->max : v <= k->max;
+  return above && below;
 }
 
-static int parse_target(struct ps_target_config *c, const char *const val[NKEYS], const char *default_server,
-                        char *err, size_t errlen) {
-  char q[PS_FLAGS_QUOTED_MAX], d1[32], d2[32];
-  int r;
+/* Reads v by the row's type into `field`; NULL, or the row's words (nothing stored). */
+static const char *check_value(const struct key_rule *k, const char *v, void *field) {
+  double d;
+  int64_t ms;
+  bool b;
+  switch (k->type) {
+  case KT_NUMBER:
+    if (!parse_number(v, &d) || !in_range(k, d)) return k->words;
+    *(double *)field = d == 0 ? 0 : d; /* -0 reads as 0 (quantile: none) */
+    return NULL;
+  case KT_PERIOD:
+    if (strcmp(v, "auto") == 0) {
+      *(int64_t *)field = 0;
+      return NULL;
+    }
+    __attribute__((fallthrough)); /* any other period is a duration */
+  case KT_DURATION:
+    if (ps_duration_parse(v, &ms) != 0 || ms > k->max_ms) return k->words;
+    if (ms < k->min_ms) return k->words_low != NULL ? k->words_low : k->words;
+    *(int64_t *)field = ms;
+    return NULL;
+  case KT_BOOL:
+    if (!parse_bool(v, &b)) return k->words;
+    *(bool *)field = b;
+    return NULL;
+  case KT_MODEL: return ps_model_parse(v, (enum ps_model *)field) == 0 ? NULL : k->words;
+  case KT_MODE:
+    if (strcmp(v, "shadow") != 0 && strcmp(v, "normal") != 0) return k->words;
+    *(bool *)field = strcmp(v, "shadow") == 0;
+    return NULL;
+  case KT_TEXT: return k->text_ok != NULL && !k->text_ok(v) ? k->words : NULL;
+  }
+  return k->words;
+}
 
-  /* serverAddress, from the trigger or the server's --prometheus-url. */
+const char *ps_trigger_value_check(const char *key, const char *value, void *field) {
+  for (size_t i = 0; i < NKEYS; i++)
+    if (strcmp(keys[i].name, key) == 0 && keys[i].type != KT_TEXT) return check_value(&keys[i], value, field);
+  return "is not the value of a trigger key this parser knows"; /* a caller's mistake, caught by its tests */
+}
+
+static int key_fail(int id, const char *v, const char *words, char *err, size_t errlen) {
+  char q[PS_FLAGS_QUOTED_MAX];
+  ps_flags_quote(q, sizeof q, v);
+  return ps_flags_fail(err, errlen, "%s: %s %s", keys[id].name, q, words);
+}
+
+/* ---- trigger metadata: checks across keys ------------------------------------------------------- */
+
+const char *ps_trigger_period_problem(int64_t period_ms, int64_t step_ms, char *buf, size_t len) {
+  char d[32];
+  ps_duration_format(step_ms, d, sizeof d);
+  if (period_ms / 2 < step_ms)
+    snprintf(buf, len, "must be at least 2 steps (step is %s)", d);
+  else if (period_ms % step_ms != 0)
+    snprintf(buf, len, "is not a multiple of step (%s)", d);
+  else
+    return NULL;
+  return buf;
+}
+
+const char *ps_trigger_history_problem(int64_t history_ms, int64_t step_ms, int64_t period_ms,
+                                       int64_t *rounded, char *buf, size_t len) {
+  const int64_t max_history = (int64_t)PS_MAX_HISTORY_POINTS * step_ms;
+  char d1[32], d2[32];
+  if (!round_up(history_ms, step_ms, rounded) || *rounded > max_history) {
+    ps_duration_format(step_ms, d1, sizeof d1);
+    ps_duration_format(max_history, d2, sizeof d2);
+    snprintf(buf, len, "is more than %d points at step %s; the maximum is %s (raise step or shorten history)",
+             PS_MAX_HISTORY_POINTS, d1, d2);
+    return buf;
+  }
+  if (*rounded < period_ms) {
+    ps_duration_format(period_ms, d2, sizeof d2);
+    snprintf(buf, len, "is shorter than period (%s)", d2);
+    return buf;
+  }
+  return NULL;
+}
+
+/* serverAddress (from the trigger or the server's --prometheus-url) and query: each its own words. */
+static int parse_text(struct ps_target_config *c, const char *const val[NKEYS], const char *default_server,
+                      char *err, size_t errlen) {
   const char *server = val[K_SERVER] != NULL ? val[K_SERVER] : default_server;
   if (server == NULL) server = PS_DEFAULT_PROMETHEUS_URL;
   const char *why = ps_flags_url_problem(server);
   if (why != NULL) {
+    char q[PS_FLAGS_QUOTED_MAX];
     ps_flags_quote(q, sizeof q, server);
     return ps_flags_fail(err, errlen, "%s: %s %s",
                          val[K_SERVER] != NULL ? "serverAddress" : "--prometheus-url", q, why);
@@ -265,142 +467,65 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
   while (slen > 7 && server[slen - 1] == '/') slen--; /* "http://h/" and "http://h" are one server */
   if ((c->server_address = strndup(server, slen)) == NULL) return UV_ENOMEM;
 
-  if (val[K_QUERY] == NULL) return ps_flags_fail(err, errlen, "query: is required (a PromQL expression)");
-  if (is_blank(val[K_QUERY])) return ps_flags_fail(err, errlen, "query: must not be empty");
-  if ((c->query = strdup(val[K_QUERY])) == NULL) return UV_ENOMEM;
-
-  if (val[K_THRESHOLD] == NULL) return ps_flags_fail(err, errlen, "threshold: is required (a number > 0)");
-  if (!parse_number(val[K_THRESHOLD], &c->threshold) || !(c->threshold > 0)) {
-    ps_flags_quote(q, sizeof q, val[K_THRESHOLD]);
-    return ps_flags_fail(err, errlen, "threshold: %s is not a number > 0", q);
-  }
-
-  c->activation_threshold = 0;
-  if (val[K_ACTIVATION] != NULL &&
-      (!parse_number(val[K_ACTIVATION], &c->activation_threshold) || !(c->activation_threshold >= 0))) {
-    ps_flags_quote(q, sizeof q, val[K_ACTIVATION]);
-    return ps_flags_fail(err, errlen, "activationThreshold: %s is not a number >= 0", q);
-  }
-
-  c->step_ms = PS_DEFAULT_STEP_MS;
-  if (val[K_STEP] != NULL && (r = get_duration(K_STEP, val[K_STEP], "from 1s to 1d (e.g. 15s, 1m)",
-                                               PS_MIN_STEP_MS, PS_MAX_STEP_MS, &c->step_ms, err, errlen)))
-    return r;
-  const int64_t step = c->step_ms;
-  ps_duration_format(step, d1, sizeof d1);
-
-  c->lookahead_ms = PS_DEFAULT_LOOKAHEAD_MS;
-  if (val[K_LOOKAHEAD] != NULL &&
-      (r = get_duration(K_LOOKAHEAD, val[K_LOOKAHEAD], "from 0s to 1d (e.g. 30s, 5m)", 0, PS_MAX_LOOKAHEAD_MS,
-                        &c->lookahead_ms, err, errlen)))
-    return r;
-
-  c->model = PS_MODEL_AUTO;
-  if (val[K_MODEL] != NULL && ps_model_parse(val[K_MODEL], &c->model) != 0) {
-    ps_flags_quote(q, sizeof q, val[K_MODEL]);
-    return ps_flags_fail(err, errlen,
-                         "model: %s is not a model (auto, holtwinters, seasonal, linear or last)", q);
-  }
-  /* last and linear forecast without a season: a period given anyway is checked, then unused. */
-  const bool seasonless = c->model == PS_MODEL_LAST || c->model == PS_MODEL_LINEAR;
-
-  c->period_ms = 0; /* "auto": the engine detects it from the history */
-  bool period_auto = true;
-  if (val[K_PERIOD] != NULL && strcmp(val[K_PERIOD], "auto") != 0) {
-    int64_t period;
-    if ((r = get_duration(K_PERIOD, val[K_PERIOD], "or auto (e.g. 1d, 1h, 7d)", 0, INT64_MAX, &period, err,
-                          errlen)))
-      return r;
-    ps_flags_quote(q, sizeof q, val[K_PERIOD]);
-    if (!seasonless) {
-      if (period / 2 < step)
-        return ps_flags_fail(err, errlen, "period: %s must be at least 2 steps (step is %s)", q, d1);
-      if (period % step != 0)
-        return ps_flags_fail(err, errlen, "period: %s is not a multiple of step (%s)", q, d1);
-      c->period_ms = period;
-      period_auto = false;
-    }
-  }
-
-  /* history: enough points to look one period back (or to detect one), capped so one target costs at
-   * most PS_MAX_HISTORY_POINTS steps. */
-  const int64_t max_history = (int64_t)PS_MAX_HISTORY_POINTS * step;
-  if (val[K_HISTORY] != NULL) {
-    int64_t hist;
-    if ((r = get_duration(K_HISTORY, val[K_HISTORY], "(e.g. 3d, 12h)", 0, INT64_MAX, &hist, err, errlen)))
-      return r;
-    ps_flags_quote(q, sizeof q, val[K_HISTORY]);
-    if (hist <= 0) return ps_flags_fail(err, errlen, "history: %s must be more than 0", q);
-    if (!round_up(hist, step, &c->history_ms) || c->history_ms > max_history) {
-      ps_duration_format(max_history, d2, sizeof d2);
-      return ps_flags_fail(
-          err, errlen,
-          "history: %s is more than %d points at step %s; the maximum is %s (raise step or shorten "
-          "history)",
-          q, PS_MAX_HISTORY_POINTS, d1, d2);
-    }
-    if (c->history_ms < c->period_ms) {
-      ps_duration_format(c->period_ms, d2, sizeof d2);
-      return ps_flags_fail(err, errlen, "history: %s is shorter than period (%s)", q, d2);
-    }
-  } else {
-    int64_t hist = ps_default_history_ms(step, c->period_ms, period_auto && !seasonless);
-    if (hist < c->period_ms) {
-      ps_flags_quote(q, sizeof q, val[K_PERIOD]);
-      ps_duration_format(max_history, d2, sizeof d2);
-      return ps_flags_fail(
-          err, errlen, "period: %s needs more than %d points of history at step %s (at most %s); raise step",
-          q, PS_MAX_HISTORY_POINTS, d1, d2);
-    }
-    c->history_ms = hist;
-  }
-
-  c->quantile = PS_DEFAULT_QUANTILE;
-  if (val[K_QUANTILE] != NULL &&
-      (!parse_number(val[K_QUANTILE], &c->quantile) ||
-       !(c->quantile == 0 || (c->quantile >= PS_MIN_QUANTILE && c->quantile < 1)))) {
-    ps_flags_quote(q, sizeof q, val[K_QUANTILE]);
-    return ps_flags_fail(err, errlen,
-                         "quantile: %s is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)", q);
-  }
-  if (c->quantile == 0) c->quantile = 0; /* -0 reads as none too */
-
-  c->shadow = false;
-  if (val[K_MODE] != NULL) {
-    if (strcmp(val[K_MODE], "shadow") == 0) {
-      c->shadow = true;
-    } else if (strcmp(val[K_MODE], "normal") != 0) {
-      ps_flags_quote(q, sizeof q, val[K_MODE]);
-      return ps_flags_fail(err, errlen, "mode: %s is not a mode (normal or shadow)", q);
-    }
-  }
-
-  c->headroom = 0;
-  if (val[K_HEADROOM] != NULL && (!parse_number(val[K_HEADROOM], &c->headroom) || !(c->headroom >= 0))) {
-    ps_flags_quote(q, sizeof q, val[K_HEADROOM]);
-    return ps_flags_fail(err, errlen, "headroom: %s is not a number >= 0 (e.g. 0.2 for +20%%)", q);
-  }
-
-  c->ignore_null_values = true;
-  if (val[K_IGNORE_NULL] != NULL && !parse_bool(val[K_IGNORE_NULL], &c->ignore_null_values)) {
-    ps_flags_quote(q, sizeof q, val[K_IGNORE_NULL]);
-    return ps_flags_fail(err, errlen, "ignoreNullValues: %s is not a boolean (true or false)", q);
-  }
-
-  const char *mname = val[K_METRIC_NAME] != NULL ? val[K_METRIC_NAME] : PS_DEFAULT_METRIC_NAME;
-  if (!valid_metric_name(mname)) {
-    ps_flags_quote(q, sizeof q, mname);
-    return ps_flags_fail(err, errlen, "metricName: %s must be 1 to %d letters, digits, '_', '.', ':' or '-'",
-                         q, PS_MAX_METRIC_NAME);
-  }
-  if ((c->metric_name = strdup(mname)) == NULL) return UV_ENOMEM;
-
-  c->timeout_ms = PS_DEFAULT_TIMEOUT_MS;
-  if (val[K_TIMEOUT] != NULL &&
-      (r = get_duration(K_TIMEOUT, val[K_TIMEOUT], "from 100ms to 1m (e.g. 3s)", PS_MIN_TIMEOUT_MS,
-                        PS_MAX_TIMEOUT_MS, &c->timeout_ms, err, errlen)))
-    return r;
+  if (val[K_QUERY] != NULL && is_blank(val[K_QUERY]))
+    return ps_flags_fail(err, errlen, "query: must not be empty");
+  if (val[K_QUERY] != NULL && (c->query = strdup(val[K_QUERY])) == NULL) return UV_ENOMEM;
   return 0;
+}
+
+/* Every other key by its row, in table order: its value or its default. */
+static int parse_values(struct ps_target_config *c, const char *const val[NKEYS], char *err, size_t errlen) {
+  for (int id = 0; id < NKEYS; id++) {
+    const struct key_rule *k = &keys[id];
+    const char *v = val[id] != NULL ? val[id] : k->def;
+    if (val[id] == NULL && k->required != NULL)
+      return ps_flags_fail(err, errlen, "%s: is required (%s)", k->name, k->required);
+    if (v == NULL || id == K_SERVER || id == K_QUERY) continue;
+    void *field = (char *)c + k->offset;
+    const char *why = check_value(k, v, field);
+    if (why != NULL) return key_fail(id, v, why, err, errlen);
+    if (k->type == KT_TEXT && (*(char **)field = strdup(v)) == NULL) return UV_ENOMEM;
+  }
+  return 0;
+}
+
+/* period and history against the step: a period is a whole number of steps (at least 2) and fits the
+ * history; history is a whole number of steps, capped so one target costs at most PS_MAX_HISTORY_POINTS
+ * steps. last and linear forecast without a season: a period given anyway is checked, then unused. */
+static int check_season(struct ps_target_config *c, const char *const val[NKEYS], char *err, size_t errlen) {
+  const int64_t step = c->step_ms;
+  const bool seasonless = c->model == PS_MODEL_LAST || c->model == PS_MODEL_LINEAR;
+  const bool period_auto = val[K_PERIOD] == NULL || strcmp(val[K_PERIOD], "auto") == 0;
+  char words[160], d1[32], d2[32];
+  const char *why;
+  if (seasonless) c->period_ms = 0;
+  if (!seasonless && !period_auto &&
+      (why = ps_trigger_period_problem(c->period_ms, step, words, sizeof words)))
+    return key_fail(K_PERIOD, val[K_PERIOD], why, err, errlen);
+
+  if (val[K_HISTORY] != NULL) {
+    if ((why = ps_trigger_history_problem(c->history_ms, step, c->period_ms, &c->history_ms, words,
+                                          sizeof words)))
+      return key_fail(K_HISTORY, val[K_HISTORY], why, err, errlen);
+    return 0;
+  }
+  c->history_ms = ps_default_history_ms(step, c->period_ms, period_auto && !seasonless);
+  if (c->history_ms < c->period_ms) {
+    ps_duration_format(step, d1, sizeof d1);
+    ps_duration_format((int64_t)PS_MAX_HISTORY_POINTS * step, d2, sizeof d2);
+    snprintf(words, sizeof words, "needs more than %d points of history at step %s (at most %s); raise step",
+             PS_MAX_HISTORY_POINTS, d1, d2);
+    return key_fail(K_PERIOD, val[K_PERIOD], words, err, errlen);
+  }
+  return 0;
+}
+
+static int parse_target(struct ps_target_config *c, const char *const val[NKEYS], const char *default_server,
+                        char *err, size_t errlen) {
+  int r = parse_text(c, val, default_server, err, errlen);
+  if (r == 0) r = parse_values(c, val, err, errlen);
+  if (r == 0) r = check_season(c, val, err, errlen);
+  return r;
 }
 
 int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md, size_t n,
@@ -416,10 +541,10 @@ int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md,
     if (k == NULL) return ps_flags_fail(err, errlen, "metadata: a key is missing");
     int id = -1;
     for (int j = 0; j < NKEYS; j++)
-      if (strcmp(k, key_names[j]) == 0) id = j;
+      if (strcmp(k, keys[j].name) == 0) id = j;
     size_t vlen = strlen(v);
     if (id >= 0 && vlen > PS_MAX_METADATA_VALUE)
-      return ps_flags_fail(err, errlen, "%s: the value is %zu bytes; the maximum is %d", key_names[id], vlen,
+      return ps_flags_fail(err, errlen, "%s: the value is %zu bytes; the maximum is %d", keys[id].name, vlen,
                            PS_MAX_METADATA_VALUE);
     if (id >= 0) {
       val[id] = v;

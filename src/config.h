@@ -56,9 +56,14 @@ int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FI
 
 #define PS_MIN_STEP_MS            1000
 #define PS_MAX_STEP_MS            (24LL * 3600 * 1000)
-#define PS_DEFAULT_STEP_MS        15000
-#define PS_DEFAULT_LOOKAHEAD_MS   30000
-#define PS_DEFAULT_TIMEOUT_MS     3000
+/* Defaults are written as a user would write them: the trigger key table (config.c) reads them with the
+ * key's own rule, and `prescale backtest` shows and reads the same text for its flags. */
+#define PS_DEFAULT_STEP           "15s"
+#define PS_DEFAULT_LOOKAHEAD      "30s"
+#define PS_DEFAULT_TIMEOUT        "3s"
+#define PS_DEFAULT_MODEL          "auto"
+#define PS_DEFAULT_PERIOD         "auto"
+#define PS_DEFAULT_HEADROOM       "0"
 #define PS_DEFAULT_METRIC_NAME    "prescale"
 #define PS_MAX_METRIC_NAME        200 /* bytes of metricName */
 #define PS_MAX_LOOKAHEAD_MS       (24LL * 3600 * 1000)
@@ -116,6 +121,23 @@ struct ps_target_config {
 int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md, size_t n,
                            const char *default_server, char *err, size_t errlen);
 void ps_target_config_free(struct ps_target_config *c);
+
+/* One value of a trigger key that takes a number, a duration, a period, a boolean, a model or a mode
+ * (not serverAddress, query or metricName), checked by that key's row of the key table and stored
+ * into `field`, which has the type of the key's ps_target_config member (double; int64_t ms, the period
+ * "auto" as 0; bool; enum ps_model). Returns NULL, or what is wrong worded to follow the quoted value
+ * (`"x" is not a number > 0`), exactly as ps_target_config_parse words it; nothing is stored then.
+ * `prescale backtest` reads its trigger-like flags with it (a ps_flag_check_cb), so that bounds, defaults
+ * and words cannot drift apart. The checks against the step are ps_trigger_*_problem. */
+const char *ps_trigger_value_check(const char *key, const char *value, void *field);
+/* What is wrong with a period (> 0) at step_ms, written into buf and returned: not at least 2 steps, or not
+ * a multiple of the step; NULL when it is fine. Worded to follow the quoted period. */
+const char *ps_trigger_period_problem(int64_t period_ms, int64_t step_ms, char *buf, size_t len);
+/* Rounds history_ms (> 0) up to a multiple of step_ms into *rounded, and says (into buf, returned) what is
+ * wrong with it: more than PS_MAX_HISTORY_POINTS steps, or shorter than period_ms (0: none); NULL when it
+ * is fine. Worded to follow the quoted history. */
+const char *ps_trigger_history_problem(int64_t history_ms, int64_t step_ms, int64_t period_ms,
+                                       int64_t *rounded, char *buf, size_t len);
 /* The default history at step_ms (> 0), as ps_target_config_parse sets it and `prescale backtest` sizes
  * its engines: detect (period auto, with a seasonal model) -> max(1h, min(PS_AUTO_PERIOD_HISTORY_MS,
  * PS_MAX_HISTORY_POINTS steps)); else max(3 x period_ms, 1h) (period_ms 0: no season, 1h); rounded up to

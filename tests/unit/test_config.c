@@ -783,3 +783,47 @@ Test(config, target_error_truncates_and_escapes_long_values) {
   cr_assert_str_eq(small, "thresho");
   cr_assert_eq(ps_target_config_parse(&c, md, 3, NULL, NULL, 0), UV_EINVAL);
 }
+
+/* ---- one trigger value, for the backtest's flags ------------------------------------------------- */
+
+Test(config, trigger_value_check_reads_and_words_like_the_metadata) {
+  int64_t ms = -1;
+  cr_assert_null(ps_trigger_value_check("lookahead", "2m", &ms));
+  cr_assert_eq(ms, 120000);
+  cr_assert_str_eq(ps_trigger_value_check("lookahead", "25h", &ms),
+                   "is not a duration from 0s to 1d (e.g. 30s, 5m)");
+  cr_assert_eq(ms, 120000, "a refused value stores nothing");
+  cr_assert_null(ps_trigger_value_check("period", "auto", &ms));
+  cr_assert_eq(ms, 0);
+  cr_assert_str_eq(ps_trigger_value_check("history", "0", &ms), "must be more than 0");
+  double d = -1;
+  cr_assert_null(ps_trigger_value_check("quantile", "-0", &d));
+  cr_assert(d == 0 && !signbit(d), "-0 reads as none");
+  cr_assert_str_eq(ps_trigger_value_check("quantile", "1", &d),
+                   "is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)");
+  cr_assert_null(ps_trigger_value_check("headroom", "250", &d), "headroom has no upper bound");
+  cr_assert_float_eq(d, 250, 0);
+  cr_assert_str_eq(ps_trigger_value_check("threshold", " 5", &d), "is not a number > 0");
+  enum ps_model m = PS_MODEL_AUTO;
+  cr_assert_null(ps_trigger_value_check("model", "last", &m));
+  cr_assert_eq(m, PS_MODEL_LAST);
+  cr_assert_not_null(ps_trigger_value_check("query", "up", NULL), "text keys are not read here");
+  cr_assert_not_null(ps_trigger_value_check("nope", "1", &d));
+}
+
+Test(config, trigger_period_and_history_problems) {
+  char buf[160];
+  int64_t h;
+  cr_assert_str_eq(ps_trigger_period_problem(29000, 15000, buf, sizeof buf),
+                   "must be at least 2 steps (step is 15s)");
+  cr_assert_str_eq(ps_trigger_period_problem(100000, 15000, buf, sizeof buf),
+                   "is not a multiple of step (15s)");
+  cr_assert_null(ps_trigger_period_problem(3600000, 15000, buf, sizeof buf));
+  cr_assert_null(ps_trigger_history_problem(1000, 15000, 0, &h, buf, sizeof buf));
+  cr_assert_eq(h, 15000);
+  cr_assert_str_eq(ps_trigger_history_problem(3600000, 15000, 7200000, &h, buf, sizeof buf),
+                   "is shorter than period (2h)");
+  cr_assert_str_eq(ps_trigger_history_problem(100001000, 1000, 0, &h, buf, sizeof buf),
+                   "is more than 100000 points at step 1s; the maximum is 1d3h46m40s (raise step or shorten "
+                   "history)");
+}
