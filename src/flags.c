@@ -221,6 +221,7 @@ static int apply(const struct ps_flag *f, void *dst, const char *who, const char
     if (ps_log_format_parse(v, (enum ps_log_format *)field) != 0)
       return ps_flags_fail(err, errlen, "%s: %s is not a log format (text or json)", who, q);
     return 0;
+  case PS_FLAG_SWITCH: *(bool *)field = true; return 0;
   case PS_FLAG_CUSTOM:
     if (f->check == NULL) return ps_flags_fail(err, errlen, "%s: no check for this flag", who);
     if ((why = f->check(v, field)) != NULL) return ps_flags_fail(err, errlen, "%s: %s %s", who, q, why);
@@ -230,6 +231,12 @@ static int apply(const struct ps_flag *f, void *dst, const char *who, const char
 }
 
 /* ---- argv and the environment -------------------------------------------------------------------- */
+
+static const struct ps_flag *find_short(const struct ps_flags_spec *spec, char c) {
+  for (size_t k = 0; k < spec->nflags; k++)
+    if (spec->flags[k].short_name != '\0' && spec->flags[k].short_name == c) return &spec->flags[k];
+  return NULL;
+}
 
 static const struct ps_flag *find(const struct ps_flags_spec *spec, const char *name, size_t nlen) {
   for (size_t k = 0; k < spec->nflags; k++) {
@@ -245,6 +252,29 @@ static int unknown(const struct ps_flags_spec *spec, const char *a, size_t len, 
   snprintf(name, sizeof name, "%.*s", (int)(len < UNKNOWN_ECHO ? len : UNKNOWN_ECHO), a);
   ps_flags_quote(q, sizeof q, name);
   return ps_flags_fail(err, errlen, "unknown flag %s (see --help)", q);
+}
+
+/* An argument that is not a flag (argv[i]): the spec's operand, or an error that says what it may be. */
+static int operand(const struct ps_flags_spec *spec, void *dst, int i, const char *a, char *err,
+                   size_t errlen) {
+  char q[PS_FLAGS_QUOTED_MAX];
+  ps_flags_quote(q, sizeof q, a);
+  if (spec->operand != NULL) {
+    const char **slot = (const char **)(void *)((char *)dst + spec->operand_offset);
+    if (*slot == NULL) {
+      *slot = a;
+      return 0;
+    }
+    char first[PS_FLAGS_QUOTED_MAX];
+    ps_flags_quote(first, sizeof first, *slot);
+    return ps_flags_fail(err, errlen, "unexpected argument %s: one %s only, and %s came first (see --help)",
+                         q, spec->operand, first);
+  }
+  if (spec->subcommands != NULL && i == 1)
+    return ps_flags_fail(err, errlen, "unknown subcommand %s (known: %s; see --help)", q, spec->subcommands);
+  const char *note = spec->positional_note;
+  return ps_flags_fail(err, errlen, "unexpected argument %s%s%s (see --help)", q, note != NULL ? ": " : "",
+                       note != NULL ? note : "");
 }
 
 int ps_flags_parse(const struct ps_flags_spec *spec, void *dst, int argc, char **argv, FILE *out, char *err,
@@ -273,28 +303,35 @@ int ps_flags_parse(const struct ps_flags_spec *spec, void *dst, int argc, char *
       fprintf(out, "%s %s\n", spec->program, spec->version);
       return 2;
     }
-    if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
-      if (a[0] == '-') return unknown(spec, a, strlen(a), err, errlen);
-      char q[PS_FLAGS_QUOTED_MAX];
-      ps_flags_quote(q, sizeof q, a);
-      const char *note = spec->positional_note;
-      return ps_flags_fail(err, errlen, "unexpected argument %s%s%s (see --help)", q,
-                           note != NULL ? ": " : "", note != NULL ? note : "");
+    if (a[0] != '-') {
+      int r = operand(spec, dst, i, a, err, errlen);
+      if (r != 0) return r;
+      continue;
     }
-    const char *name = a + 2, *eq = strchr(name, '=');
-    size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
-    const struct ps_flag *f = find(spec, name, nlen);
-    if (f == NULL) return unknown(spec, a, nlen + 2, err, errlen);
+    const struct ps_flag *f;
+    const char *v = NULL; /* the value given in the same argument */
+    /* "-" (stdin) means nothing to these programs. */
+    if (a[1] == '\0') return unknown(spec, a, 1, err, errlen);
+    if (a[1] != '-') {
+      /* -x V, -x=V, -xV */
+      if ((f = find_short(spec, a[1])) == NULL) return unknown(spec, a, strlen(a), err, errlen);
+      if (a[2] != '\0') v = a[2] == '=' ? a + 3 : a + 2;
+    } else {
+      const char *name = a + 2, *eq = strchr(name, '=');
+      size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
+      if (nlen == 0 || (f = find(spec, name, nlen)) == NULL) return unknown(spec, a, nlen + 2, err, errlen);
+      if (eq != NULL) v = eq + 1;
+    }
     char who[WHO_MAX];
     snprintf(who, sizeof who, "--%s", f->name);
-    const char *v;
-    if (eq != NULL) {
-      v = eq + 1;
-    } else if (i + 1 < argc) {
+    if (f->kind == PS_FLAG_SWITCH) {
+      if (v != NULL) return ps_flags_fail(err, errlen, "%s: takes no value (see --help)", who);
+      v = "";
+    } else if (v == NULL && i + 1 < argc) {
       v = argv[++i];
-    } else if (f->def != NULL) {
+    } else if (v == NULL && f->def != NULL) {
       return ps_flags_fail(err, errlen, "%s: missing value (e.g. %s %s)", who, who, f->def);
-    } else {
+    } else if (v == NULL) {
       return ps_flags_fail(err, errlen, "%s: missing value (see --help)", who);
     }
     int r = apply(f, dst, who, v, err, errlen);
@@ -317,13 +354,18 @@ int ps_flags_defaults(const struct ps_flags_spec *spec, void *dst) {
 void ps_flags_usage(const struct ps_flags_spec *spec, FILE *out) {
   bool any_env = false;
   for (size_t k = 0; k < spec->nflags; k++) any_env = any_env || spec->flags[k].env != NULL;
-  fprintf(out, "Usage: %s [flags]\n\n%s\nFlags%s:\n", spec->program, spec->about != NULL ? spec->about : "",
+  fprintf(out, "Usage: %s%s%s [flags]\n\n%s\nFlags%s:\n", spec->program, spec->operand != NULL ? " " : "",
+          spec->operand != NULL ? spec->operand : "", spec->about != NULL ? spec->about : "",
           any_env ? " (each may also be set by the environment variable shown; a flag wins over its variable)"
                   : "");
   for (size_t k = 0; k < spec->nflags; k++) {
     const struct ps_flag *f = &spec->flags[k];
     char lhs[USAGE_LHS_MAX];
-    snprintf(lhs, sizeof lhs, "--%s %s", f->name, f->arg != NULL ? f->arg : "V");
+    int n = f->short_name != '\0' ? snprintf(lhs, sizeof lhs, "-%c, ", f->short_name) : 0;
+    if (f->kind == PS_FLAG_SWITCH)
+      snprintf(lhs + n, sizeof lhs - (size_t)n, "--%s", f->name);
+    else
+      snprintf(lhs + n, sizeof lhs - (size_t)n, "--%s %s", f->name, f->arg != NULL ? f->arg : "V");
     fprintf(out, "  %-*s %s", PS_FLAGS_HELP_WIDTH, lhs, f->help != NULL ? f->help : "");
     if (f->def != NULL && f->env != NULL)
       fprintf(out, " (default %s; $%s)", f->def, f->env);

@@ -1,6 +1,7 @@
 /* Command-line flags from a table: one parser over argv (and the environment, for flags that name a
- * variable) and one usage printer, shared by prescale's server flags (config.c) and prescale-demo-app
- * (demo_app/demo_flags.c), so the two accept the same syntax and word their errors the same way.
+ * variable) and one usage printer, shared by prescale's server flags (config.c), its subcommands
+ * `prescale backtest` (backtest/bt_flags.c) and `prescale probe` (client/probe.c), and prescale-demo-app
+ * (demo_app/demo_flags.c), so that they all accept the same syntax and word their errors the same way.
  *
  * A program describes its flags in a `struct ps_flag` table whose entries say where each value goes in
  * a struct of its own (offsetof), then calls ps_flags_parse with that struct. Pure: no I/O beyond
@@ -29,6 +30,7 @@ enum ps_flag_kind {
   PS_FLAG_COUNT,      /* a whole decimal number in [min, max]; stores size_t */
   PS_FLAG_LOG_LEVEL,  /* ps_log_level_parse; stores enum ps_log_level */
   PS_FLAG_LOG_FORMAT, /* ps_log_format_parse; stores enum ps_log_format */
+  PS_FLAG_SWITCH,     /* takes no value: `--json` stores true into a bool; `--json=V` is an error */
   PS_FLAG_CUSTOM,     /* the flag's check callback validates and stores */
 };
 
@@ -49,6 +51,7 @@ struct ps_flag {
   uint64_t min, max;      /* DURATION (ms), SIZE (bytes), COUNT: the accepted range; max 0 = no upper bound */
   const char *example;    /* shown in errors, e.g. "e.g. 5s; 0 = no drain"; NULL: the kind's own example */
   ps_flag_check_cb check; /* PS_FLAG_CUSTOM only */
+  char short_name;        /* a one-letter alias: 'm' reads `-m V`, `-m=V` and `-mV`; 0 for none */
 };
 
 struct ps_flags_spec {
@@ -59,6 +62,15 @@ struct ps_flags_spec {
   /* Said after `unexpected argument "x"` for an argument that is not a flag, e.g. "prescale has no
    * subcommands yet"; NULL says nothing more. */
   const char *positional_note;
+  /* The one argument that is not a flag, named in the usage line ("TRACE.csv") and stored as a
+   * const char * at operand_offset (which must hold NULL before the parse); a second one is an error.
+   * NULL: every such argument is an error. */
+  const char *operand;
+  size_t operand_offset;
+  /* For a program whose first argument may name a subcommand (main.c runs those before the flags are
+   * parsed): the known ones, "backtest, probe". A word in that place then reads
+   * `unknown subcommand "x" (known: backtest, probe; see --help)`. */
+  const char *subcommands;
   const struct ps_flag *flags;
   size_t nflags;
 };
@@ -66,7 +78,8 @@ struct ps_flags_spec {
 /* Reads each flag's environment variable (an empty one counts as unset: manifests often template
  * `value: ""`), then argv[1..argc-1], so a flag wins over its variable. Every source is checked: a bad
  * variable is an error even where its flag is given too. Flags are `--name V` or `--name=V`; -h/--help
- * prints the usage to `out` and --version "<program> <version>", each as soon as it is seen. Values are
+ * prints the usage to `out` and --version "<program> <version>", each as soon as it is seen. A flag with a
+ * short_name is also `-x V`, `-x=V` or `-xV`; a switch takes no value. Values are
  * stored into `dst` at each flag's offset; a value that fails leaves its field alone (earlier ones stay).
  * Returns 0; 1 after --help; 2 after --version; UV_EINVAL with one line in err naming the flag (or the
  * variable) and the offending value, quoted and bounded: `--log-level: "loud" is not a log level (...)`,
@@ -79,8 +92,10 @@ int ps_flags_parse(const struct ps_flags_spec *spec, void *dst, int argc, char *
  * refuses is a mistake in the table: 0, or UV_EINVAL after storing the others. */
 int ps_flags_defaults(const struct ps_flags_spec *spec, void *dst);
 
-/* "Usage: <program> [flags]", about, one line per flag (`--name ARG  help (default D; $ENV)`), -h/--help
- * and --version, then the footer. The flags header says that variables work too when a flag has one. */
+/* "Usage: <program> [<operand>] [flags]", about, one line per flag (`--name ARG  help (default D; $ENV)`,
+ * `-x, --name ARG ...` with a short name, no ARG for a switch; a help text may go on over more lines, each
+ * indented by the caller), -h/--help and --version, then the footer. The flags header says that variables
+ * work too when a flag has one. */
 void ps_flags_usage(const struct ps_flags_spec *spec, FILE *out);
 
 /* ---- helpers for every parser of user input (flags here, trigger metadata in config.c) ------------ */

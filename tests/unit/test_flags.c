@@ -833,3 +833,104 @@ Test(flags, help_and_version_act_when_seen) {
   cr_assert_str_eq(r.err, "unknown flag \"--version\" (see --help)");
   free(r.out);
 }
+
+/* ---- switches, short names, an operand, subcommands ------------------------------------------------ */
+
+struct cli {
+  const char *file; /* the operand */
+  bool json;
+  const char *tag;
+};
+
+static const struct ps_flag cli_table[] = {
+    {.name = "json", .kind = PS_FLAG_SWITCH, .offset = offsetof(struct cli, json), .help = "print JSON"},
+    {.name = "tag",
+     .kind = PS_FLAG_STRING,
+     .offset = offsetof(struct cli, tag),
+     .arg = "K=V",
+     .help = "a tag;\n                               said over two lines",
+     .short_name = 't'},
+};
+
+static const struct ps_flags_spec cli_spec = {.program = "tool run",
+                                              .version = "1",
+                                              .about = "runs.\n",
+                                              .operand = "FILE",
+                                              .operand_offset = offsetof(struct cli, file),
+                                              .flags = cli_table,
+                                              .nflags = 2};
+
+static int cli_parse(struct cli *c, char **argv, char *err, size_t errlen) {
+  memset(c, 0, sizeof *c);
+  int argc = 0;
+  while (argv[argc] != NULL) argc++;
+  return ps_flags_parse(&cli_spec, c, argc, argv, stdout, err, errlen);
+}
+
+Test(flags, switches_short_names_and_an_operand) {
+  struct cli c;
+  char err[256];
+  char *all[] = {"run", "--json", "f.csv", "-t", "a=1", NULL};
+  cr_assert_eq(cli_parse(&c, all, err, sizeof err), 0, "%s", err);
+  cr_assert(c.json);
+  cr_assert_str_eq(c.file, "f.csv");
+  cr_assert_str_eq(c.tag, "a=1");
+  char *glued[] = {"run", "-tb=2", NULL};
+  cr_assert_eq(cli_parse(&c, glued, err, sizeof err), 0, "%s", err);
+  cr_assert_str_eq(c.tag, "b=2");
+  cr_assert_null(c.file, "the operand is the caller's to require");
+  cr_assert(!c.json);
+  char *eq[] = {"run", "-t=c=3", NULL};
+  cr_assert_eq(cli_parse(&c, eq, err, sizeof err), 0, "%s", err);
+  cr_assert_str_eq(c.tag, "c=3");
+
+  char *two[] = {"run", "a.csv", "b.csv", NULL};
+  cr_assert_eq(cli_parse(&c, two, err, sizeof err), UV_EINVAL);
+  cr_assert_str_eq(err,
+                   "unexpected argument \"b.csv\": one FILE only, and \"a.csv\" came first (see --help)");
+  char *valued[] = {"run", "--json=yes", NULL};
+  cr_assert_eq(cli_parse(&c, valued, err, sizeof err), UV_EINVAL);
+  cr_assert_str_eq(err, "--json: takes no value (see --help)");
+  char *bare[] = {"run", "-t", NULL};
+  cr_assert_eq(cli_parse(&c, bare, err, sizeof err), UV_EINVAL);
+  cr_assert_str_eq(err, "--tag: missing value (see --help)");
+  char *unknown_short[] = {"run", "-x", NULL};
+  cr_assert_eq(cli_parse(&c, unknown_short, err, sizeof err), UV_EINVAL);
+  cr_assert_str_eq(err, "unknown flag \"-x\" (see --help)");
+  char *dash[] = {"run", "-", NULL};
+  cr_assert_eq(cli_parse(&c, dash, err, sizeof err), UV_EINVAL);
+  cr_assert_str_eq(err, "unknown flag \"-\" (see --help)");
+
+  char *usage;
+  size_t len;
+  FILE *f = open_memstream(&usage, &len);
+  ps_flags_usage(&cli_spec, f);
+  fclose(f);
+  cr_assert_str_eq(usage, "Usage: tool run FILE [flags]\n"
+                          "\n"
+                          "runs.\n"
+                          "\n"
+                          "Flags:\n"
+                          "  --json                       print JSON\n"
+                          "  -t, --tag K=V                a tag;\n"
+                          "                               said over two lines\n"
+                          "  -h, --help                   print this help and exit\n"
+                          "  --version                    print the version and exit\n");
+  free(usage);
+}
+
+Test(flags, a_first_word_is_an_unknown_subcommand) {
+  struct ps_flags_spec s = spec;
+  s.subcommands = "run, stop";
+  struct run r;
+  char *first[] = {"tool", "rnu", NULL};
+  run_spec(&r, &s, first);
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert_str_eq(r.err, "unknown subcommand \"rnu\" (known: run, stop; see --help)");
+  free(r.out);
+  /* Later on, a subcommand is no longer possible: the word is only out of place. */
+  char *later[] = {"tool", "--n", "3", "rnu", NULL};
+  run_spec(&r, &s, later);
+  cr_assert_str_eq(r.err, "unexpected argument \"rnu\" (see --help)");
+  free(r.out);
+}
