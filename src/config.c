@@ -132,7 +132,7 @@ static const struct ps_flags_spec server_spec = {
         "  prescale backtest TRACE.csv [flags]   replay a trace through the forecasts and an HPA model\n"
         "  prescale probe --addr HOST:PORT ...   ask a running scaler what KEDA asks it\n",
     /* main.c runs the subcommands before the server's flags are parsed, so a word here is a typo. */
-    .positional_note = "prescale has no subcommands yet",
+    .subcommands = "backtest, probe",
     .flags = server_flags,
     .nflags = sizeof server_flags / sizeof server_flags[0],
 };
