@@ -182,8 +182,6 @@ struct key_rule {
 };
 
 #define FIELD(f) offsetof(struct ps_target_config, f)
-#define STR_(x)  #x
-#define STR(x)   STR_(x)
 
 static bool valid_metric_name(const char *s);
 
@@ -264,7 +262,7 @@ static const struct key_rule keys[NKEYS] = {
     [K_QUANTILE] = {.name = "quantile",
                     .type = KT_NUMBER,
                     .offset = FIELD(quantile),
-                    .def = STR(PS_DEFAULT_QUANTILE),
+                    .def = PS_STR(PS_DEFAULT_QUANTILE),
                     .min = PS_MIN_QUANTILE,
                     .max = 1,
                     .num = NUM_MAX_OPEN | NUM_ZERO_OK,
@@ -290,8 +288,8 @@ static const struct key_rule keys[NKEYS] = {
                        .type = KT_TEXT,
                        .offset = FIELD(metric_name),
                        .def = PS_DEFAULT_METRIC_NAME,
-                       .words =
-                           "must be 1 to " STR(PS_MAX_METRIC_NAME) " letters, digits, '_', '.', ':' or '-'",
+                       .words = "must be 1 to " PS_STR(
+                           PS_MAX_METRIC_NAME) " letters, digits, '_', '.', ':' or '-'",
                        .text_ok = valid_metric_name},
     [K_TIMEOUT] = {.name = "timeout",
                    .type = KT_DURATION,

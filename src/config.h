@@ -82,6 +82,8 @@ int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FI
  * window's actual peak about half the time, and under-provisioning is what a proactive scaler is for.
  * With 0.9 the answer covers the peak about 9 times in 10 (docs/forecasting.md has the trade-off). */
 #define PS_DEFAULT_QUANTILE       0.9
+#define PS_STR_(x)                #x
+#define PS_STR(x)                 PS_STR_(x) /* PS_STR(PS_DEFAULT_QUANTILE): "0.9", for a flag table */
 
 struct ps_kv {
   const char *key;

@@ -1,5 +1,6 @@
 /* `prescale backtest` internals shared by its files: the options, the walk-forward replay and its
- * outputs. backtest.c parses flags and runs; report.c prints and writes the results. */
+ * outputs. backtest_flags.c reads the flags, replay.c replays, report.c prints and writes the results,
+ * backtest.c runs them in turn. */
 #ifndef PS_BACKTEST_RUN_H
 #define PS_BACKTEST_RUN_H
 
@@ -13,12 +14,12 @@
 #include "score.h"
 #include "trace.h"
 
-#define PS_BT_DEFAULT_LOOKAHEAD_MS 120000
-#define PS_BT_DEFAULT_STARTUP_MS   60000
-#define PS_BT_THRESHOLD_DIVISOR    5  /* default threshold: median demand rate / 5 (about 5 pods typical) */
-#define PS_BT_MIN_SCORED           10 /* a trace shorter than lookahead steps + this is refused */
-#define PS_BT_MAX_HEADROOM         100.0
+/* The flags' defaults are in their table (backtest_flags.c); those named like trigger keys are the
+ * keys' own (config.h). */
+#define PS_BT_THRESHOLD_DIVISOR 5  /* default threshold: median demand rate / 5 (about 5 pods typical) */
+#define PS_BT_MIN_SCORED        10 /* a trace shorter than lookahead steps + this is refused */
 
+/* The fields of the flags named like trigger keys have the type of the key's ps_target_config member. */
 struct ps_bt_options {
   const char *trace_path;
   int64_t lookahead_ms;
@@ -71,7 +72,12 @@ struct ps_bt_run {
   double seconds; /* wall time of the replay */
 };
 
-/* backtest.c: replays r->trace with r->opt (r zeroed but for opt and trace, which it takes over). 0, or
+/* backtest_flags.c: zeroes *o, sets every default, then reads argv (argv[0] is "backtest") as
+ * ps_flags_parse does: 0; 1 after --help, 2 after --version (printed to `out`); UV_EINVAL with one line
+ * in err, also when no trace is named. */
+int ps_bt_options_parse(struct ps_bt_options *o, int argc, char **argv, FILE *out, char *err, size_t errlen);
+
+/* replay.c: replays r->trace with r->opt (r zeroed but for opt and trace, which it takes over). 0, or
  * UV_EINVAL with one line in err (a trace too short for the lookahead, a period the interval does not
  * divide: exit status 2 for flag errors is the caller's call, see *usage), UV_ENOMEM. */
 int ps_bt_replay(struct ps_bt_run *r, bool *usage, char *err, size_t errlen);

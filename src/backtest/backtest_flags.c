@@ -1,0 +1,162 @@
+/* `prescale backtest`'s flags: one flags.c table, and the usage text around it.
+ *
+ * The flags that are trigger keys too (--lookahead, --threshold, --model, --period, --history,
+ * --quantile, --headroom) are read by the key's own row of the trigger key table
+ * (ps_trigger_value_check) and default to the key's default, so a backtest asks the engine what the
+ * server would, and refuses a value in the same words. */
+#include <stddef.h>
+#include <string.h>
+
+#include "config.h"
+#include "flags.h"
+#include "run.h"
+
+/* One check per trigger-like flag: the flag's name is the key's (flags.c hands a check the value only). */
+#define TRIGGER_KEY_CHECK(key)                                                                               \
+  static const char *check_##key(const char *v, void *field) {                                               \
+    return ps_trigger_value_check(#key, v, field);                                                           \
+  }
+TRIGGER_KEY_CHECK(lookahead)
+TRIGGER_KEY_CHECK(threshold)
+TRIGGER_KEY_CHECK(model)
+TRIGGER_KEY_CHECK(history)
+TRIGGER_KEY_CHECK(quantile)
+TRIGGER_KEY_CHECK(headroom)
+
+/* The trigger reads both "auto" and 0 as 0, and refuses a period of 0 only once it knows the step; the
+ * backtest knows its step only after reading the trace, when 0 already means auto, so it refuses 0 here,
+ * in the words of the trigger's own check. */
+static const char *check_period(const char *v, void *field) {
+  int64_t ms;
+  const char *why = ps_trigger_value_check("period", v, &ms);
+  if (why != NULL) return why;
+  if (ms == 0 && strcmp(v, "auto") != 0) return "must be at least 2 steps of the trace's interval";
+  *(int64_t *)field = ms;
+  return NULL;
+}
+
+/* Continuation lines of a help text start under the first one. */
+#define MORE "\n                               "
+
+static const struct ps_flag flags[] = {
+    {.name = "lookahead",
+     .kind = PS_FLAG_CUSTOM,
+     .offset = offsetof(struct ps_bt_options, lookahead_ms),
+     .arg = "DUR",
+     .help = "forecast window (now, now + DUR], as the trigger key",
+     .def = PS_DEFAULT_LOOKAHEAD,
+     .check = check_lookahead},
+    {.name = "startup",
+     .kind = PS_FLAG_DURATION,
+     .offset = offsetof(struct ps_bt_options, startup_ms),
+     .arg = "DUR",
+     .help = "time from a scale-up decision to the new pods being ready",
+     .def = "60s",
+     .max = PS_HPA_MAX_STARTUP_MS,
+     .example = "e.g. 60s"},
+    {.name = "threshold",
+     .kind = PS_FLAG_CUSTOM,
+     .offset = offsetof(struct ps_bt_options, threshold),
+     .arg = "X",
+     .help = "requests/s one pod serves (default: the trace's median rate / 5)",
+     .check = check_threshold},
+    {.name = "model",
+     .kind = PS_FLAG_CUSTOM,
+     .offset = offsetof(struct ps_bt_options, model),
+     .arg = "M",
+     .help = "auto, holtwinters, seasonal, linear or last",
+     .def = PS_DEFAULT_MODEL,
+     .check = check_model},
+    {.name = "period",
+     .kind = PS_FLAG_CUSTOM,
+     .offset = offsetof(struct ps_bt_options, period_ms),
+     .arg = "P",
+     .help = "auto (detected) or a duration, a multiple of the interval",
+     .def = PS_DEFAULT_PERIOD,
+     .check = check_period},
+    {.name = "history",
+     .kind = PS_FLAG_CUSTOM,
+     .offset = offsetof(struct ps_bt_options, history_ms),
+     .arg = "DUR",
+     .help = "history the engines keep (default as the server: max(3 x period, 1h), or 8d" MORE
+             "when the period is detected; at most 100000 steps)",
+     .check = check_history},
+    {.name = "quantile",
+     .kind = PS_FLAG_CUSTOM,
+     .offset = offsetof(struct ps_bt_options, quantile),
+     .arg = "Q",
+     .help = "add the Q quantile of the model's errors (0 = none, or 0.5 to <1)",
+     .def = PS_STR(PS_DEFAULT_QUANTILE),
+     .check = check_quantile},
+    {.name = "headroom",
+     .kind = PS_FLAG_CUSTOM,
+     .offset = offsetof(struct ps_bt_options, headroom),
+     .arg = "H",
+     .help = "multiply the model's answer by (1 + H)",
+     .def = PS_DEFAULT_HEADROOM,
+     .check = check_headroom},
+    {.name = "json",
+     .kind = PS_FLAG_SWITCH,
+     .offset = offsetof(struct ps_bt_options, json),
+     .help = "print the results as JSON instead of text"},
+    {.name = "svg",
+     .kind = PS_FLAG_STRING,
+     .offset = offsetof(struct ps_bt_options, svg_path),
+     .arg = "FILE",
+     .help = "draw demand, forecast and ready capacity (reactive vs prescale) as SVG"},
+    {.name = "csv",
+     .kind = PS_FLAG_STRING,
+     .offset = offsetof(struct ps_bt_options, csv_path),
+     .arg = "FILE",
+     .help = "write one row per trace row:" MORE
+             "timestamp,demand,forecast,value,replicas_reactive,replicas_prescale"},
+};
+
+static const struct ps_flags_spec spec = {
+    .program = "prescale backtest",
+    .version = PS_VERSION,
+    .about =
+        "Replays a request trace through prescale's forecasting engine and a model of the Kubernetes HPA,\n"
+        "for the chosen model and two baselines, and prints forecast errors and scaling outcomes.\n"
+        "TRACE.csv: `timestamp_seconds,value` per line after a header; value = requests in the interval\n"
+        "starting at the timestamp; evenly spaced rows. The interval is the engine's step.\n"
+        "Durations are written like 30s, 2m, 1h30m, 1d. The flags named like trigger keys take the\n"
+        "values the keys take, with the same defaults.\n",
+    .footer =
+        "\n"
+        "Approaches: reactive (the HPA reads the current rate), seed (seasonal naive with the period given\n"
+        "or detected, floored at the current rate), and the model (prescale's answer: max(current, forecast\n"
+        "+ margin) x (1 + headroom)).\n"
+        "\n"
+        "Forecast error: at each row t, the forecast of the max demand over (t, t + lookahead] against the\n"
+        "actual max over those rows (with a lookahead shorter than the interval, the current row); MAE, "
+        "RMSE\n"
+        "(requests/s) and MASE = MAE / MAE of the last-value forecast over the same points.\n"
+        "\n"
+        "HPA replay: demand rate = value / interval, constant within a row. Every 15 s the HPA reads the\n"
+        "metric (reactive: the current rate; seed and model: their answer, updated once per row) and "
+        "proposes\n"
+        "ceil(metric / threshold) replicas, or keeps the current ones when |metric / (replicas x threshold)\n"
+        "- 1| <= 0.1; the replicas set are the highest proposal of the last 300 s (scale-down "
+        "stabilization;\n"
+        "scale-up is immediate); at least 1. New pods are ready --startup after the decision; a scale-down\n"
+        "is immediate (starting pods go first). The replay starts with the replicas the first metric asks\n"
+        "for, all ready. Under-provisioned pod-seconds = integral of max(0, demand / threshold - ready "
+        "pods)\n"
+        "dt; pod-seconds count ready and starting pods; events = decisions that changed replicas.\n"
+        "\n"
+        "Exit status: 0 ok, 1 failure (unreadable or bad trace, unwritable output), 2 usage.\n",
+    .operand = "TRACE.csv",
+    .operand_offset = offsetof(struct ps_bt_options, trace_path),
+    .flags = flags,
+    .nflags = sizeof flags / sizeof flags[0],
+};
+
+int ps_bt_options_parse(struct ps_bt_options *o, int argc, char **argv, FILE *out, char *err, size_t errlen) {
+  memset(o, 0, sizeof *o);
+  ps_flags_defaults(&spec, o);
+  int r = ps_flags_parse(&spec, o, argc, argv, out, err, errlen);
+  if (r == 0 && o->trace_path == NULL)
+    return ps_flags_fail(err, errlen, "a trace file is required (prescale backtest TRACE.csv)");
+  return r;
+}
