@@ -22,12 +22,14 @@
 
 #include "config.h"
 #include "externalscaler.pb-c.h"
+#include "flags.h"
 #include "grpc.h"
 #include "grpc_client.h"
 #include "service.h" /* the service's path prefix and its metadata limit: more entries are refused there */
 
-#define PROBE_DEFAULT_TIMEOUT_MS 10000
-#define PROBE_DEFAULT_NAMESPACE  "default"
+#define PROBE_DEFAULT_TIMEOUT   "10s"
+#define PROBE_DEFAULT_NAMESPACE "default"
+#define PROBE_ERR_MAX           512 /* bytes of one flag error */
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
@@ -55,34 +57,96 @@ struct probe {
   double target; /* the spec's target per replica, for the replica estimate */
 };
 
-static void usage(FILE *f) {
-  fputs(
-      "Usage: prescale probe --addr HOST:PORT --name NAME [--namespace NS] -m KEY=VALUE [-m KEY=VALUE ...]\n"
-      "                      [--metric NAME] [--timeout D] [--watch] [--json]\n"
-      "\n"
-      "Asks a running scaler what KEDA asks it, over the same gRPC calls: GetMetricSpec, then GetMetrics\n"
-      "for the spec's metric, then IsActive, and prints the answers.\n"
-      "\n"
-      "  --addr HOST:PORT       the scaler's gRPC address (h2c), e.g. 127.0.0.1:6000 or [::1]:6000\n"
-      "  --name NAME            the ScaledObject's name\n"
-      "  --namespace NS         its namespace (default \"default\")\n"
-      "  -m, --metadata K=V     one entry of the trigger's metadata; repeat for each. The scaler keys\n"
-      "                         its targets by the whole map: to see the very target a ScaledObject\n"
-      "                         uses, pass its metadata exactly, scalerAddress included (KEDA sends it)\n"
-      "  --metric NAME          the metric asked for in GetMetrics (default: the spec's first one)\n"
-      "  --timeout D            deadline of connecting and of each call, e.g. 500ms, 10s (default 10s)\n"
-      "  --watch                then hold StreamIsActive open and print each update with a timestamp,\n"
-      "                         until Ctrl-C or until the scaler ends the stream\n"
-      "  --json                 print JSON: one object; with --watch, then one object per update, each\n"
-      "                         on its own line\n"
-      "  -h, --help             this help\n"
-      "\n"
-      "Exit status: 0 ok (also after Ctrl-C while watching); 1 the connection or a call failed, or the\n"
-      "scaler ended the watched stream; 2 bad usage.\n",
-      f);
+/* ==== flags ======================================================================================== */
+
+/* -m KEY=VALUE, once per entry: appended to the metadata of `field`'s struct opts. argv strings are the
+ * program's to modify (C11 5.1.2.2.1), and -m has no environment variable, so the '=' becomes the key's
+ * end in place. */
+static const char *check_metadata(const char *value, void *field) {
+  struct opts *o = (struct opts *)(void *)((char *)field - offsetof(struct opts, md));
+  char *kv = (char *)value, *eq = strchr(kv, '=');
+  if (eq == NULL || eq == kv) return "is not KEY=VALUE";
+  if (o->nmd >= PS_SERVICE_MAX_METADATA)
+    return "is one entry more than the scaler takes (" PS_STR(PS_SERVICE_MAX_METADATA) ")";
+  size_t klen = (size_t)(eq - kv);
+  for (size_t i = 0; i < o->nmd; i++)
+    if (strlen(o->md[i].key) == klen && strncmp(o->md[i].key, kv, klen) == 0)
+      return "repeats a key given before";
+  *eq = '\0';
+  o->md[o->nmd].key = kv;
+  o->md[o->nmd].value = eq + 1;
+  o->nmd++;
+  return NULL;
 }
 
-/* ==== flags ======================================================================================== */
+/* Continuation lines of a help text start under the first one. */
+#define MORE "\n                               "
+
+static const struct ps_flag probe_flags[] = {
+    {.name = "addr",
+     .kind = PS_FLAG_STRING,
+     .offset = offsetof(struct opts, addr),
+     .arg = "HOST:PORT",
+     .help = "the scaler's gRPC address (h2c), e.g. 127.0.0.1:6000 or [::1]:6000"},
+    {.name = "name",
+     .kind = PS_FLAG_STRING,
+     .offset = offsetof(struct opts, name),
+     .arg = "NAME",
+     .help = "the ScaledObject's name"},
+    {.name = "namespace",
+     .kind = PS_FLAG_STRING,
+     .offset = offsetof(struct opts, ns),
+     .arg = "NS",
+     .help = "its namespace",
+     .def = PROBE_DEFAULT_NAMESPACE},
+    {.name = "metadata",
+     .kind = PS_FLAG_CUSTOM,
+     .offset = offsetof(struct opts, md),
+     .arg = "K=V",
+     .help = "one entry of the trigger's metadata; repeat for each. The scaler keys" MORE
+             "its targets by the whole map: to see the very target a ScaledObject" MORE
+             "uses, pass its metadata exactly, scalerAddress included (KEDA sends it)",
+     .check = check_metadata,
+     .short_name = 'm'},
+    {.name = "metric",
+     .kind = PS_FLAG_STRING,
+     .offset = offsetof(struct opts, metric),
+     .arg = "NAME",
+     .help = "the metric asked for in GetMetrics (default: the spec's first one)"},
+    {.name = "timeout",
+     .kind = PS_FLAG_DURATION,
+     .offset = offsetof(struct opts, timeout_ms),
+     .arg = "DUR",
+     .help = "deadline of connecting and of each call",
+     .def = PROBE_DEFAULT_TIMEOUT,
+     .min = 1,
+     .max = PS_GRPC_CLIENT_MAX_TIMEOUT_MS,
+     .example = "e.g. 500ms, 10s"},
+    {.name = "watch",
+     .kind = PS_FLAG_SWITCH,
+     .offset = offsetof(struct opts, watch),
+     .help = "then hold StreamIsActive open and print each update with a timestamp," MORE
+             "until Ctrl-C or until the scaler ends the stream"},
+    {.name = "json",
+     .kind = PS_FLAG_SWITCH,
+     .offset = offsetof(struct opts, json),
+     .help = "print JSON: one object; with --watch, then one object per update, each" MORE "on its own line"},
+};
+
+static const struct ps_flags_spec probe_spec = {
+    .program = "prescale probe",
+    .version = PS_VERSION,
+    .about =
+        "Asks a running scaler what KEDA asks it, over the same gRPC calls: GetMetricSpec, then GetMetrics\n"
+        "for the spec's metric, then IsActive, and prints the answers. For example:\n"
+        "  prescale probe --addr 127.0.0.1:6000 --name web -m query='sum(rate(x[1m]))' -m threshold=10\n",
+    .footer =
+        "\n"
+        "Exit status: 0 ok (also after Ctrl-C while watching); 1 the connection or a call failed, or the\n"
+        "scaler ended the watched stream; 2 bad usage.\n",
+    .flags = probe_flags,
+    .nflags = sizeof probe_flags / sizeof probe_flags[0],
+};
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...) {
@@ -95,79 +159,21 @@ static int usage_error(const char *fmt, ...) {
   return EXIT_USAGE;
 }
 
-/* Matches "--flag V" and "--flag=V"; *i advances past what it consumed. */
-static bool flag_value(int argc, char **argv, int *i, const char *name, const char **val, bool *missing) {
-  size_t n = strlen(name);
-  if (strncmp(argv[*i], name, n) != 0) return false;
-  if (argv[*i][n] == '=') {
-    *val = argv[*i] + n + 1;
-    return true;
-  }
-  if (argv[*i][n] != '\0') return false;
-  if (*i + 1 >= argc) {
-    *missing = true;
-    return true;
-  }
-  *val = argv[++*i];
-  return true;
-}
-
-static int add_metadata(struct opts *o, char *kv) {
-  char *eq = strchr(kv, '=');
-  if (eq == NULL || eq == kv) return usage_error("-m \"%s\": expected KEY=VALUE", kv);
-  if (o->nmd >= PS_SERVICE_MAX_METADATA)
-    return usage_error("more than %d metadata entries", PS_SERVICE_MAX_METADATA);
-  *eq = '\0'; /* argv strings are ours to modify */
-  for (size_t i = 0; i < o->nmd; i++)
-    if (strcmp(o->md[i].key, kv) == 0) return usage_error("metadata key \"%s\" given twice", kv);
-  o->md[o->nmd].key = kv;
-  o->md[o->nmd].value = eq + 1;
-  o->nmd++;
-  return 0;
-}
-
-/* 0, 1 after --help, or EXIT_USAGE (already reported). */
+/* 0, 1 after --help or --version, or EXIT_USAGE (already reported). */
 static int parse_flags(struct opts *o, int argc, char **argv) {
   memset(o, 0, sizeof *o);
-  o->ns = PROBE_DEFAULT_NAMESPACE;
-  o->timeout_ms = PROBE_DEFAULT_TIMEOUT_MS;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = NULL;
-    bool missing = false;
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      usage(stdout);
-      return 1;
-    } else if (strcmp(a, "--watch") == 0) {
-      o->watch = true;
-    } else if (strcmp(a, "--json") == 0) {
-      o->json = true;
-    } else if (flag_value(argc, argv, &i, "--addr", &v, &missing)) {
-      o->addr = v;
-    } else if (flag_value(argc, argv, &i, "--name", &v, &missing)) {
-      o->name = v;
-    } else if (flag_value(argc, argv, &i, "--namespace", &v, &missing)) {
-      o->ns = v;
-    } else if (flag_value(argc, argv, &i, "--metric", &v, &missing)) {
-      o->metric = v;
-    } else if (flag_value(argc, argv, &i, "--timeout", &v, &missing)) {
-      if (!missing && (ps_duration_parse(v, &o->timeout_ms) != 0 || o->timeout_ms <= 0 ||
-                       (uint64_t)o->timeout_ms > PS_GRPC_CLIENT_MAX_TIMEOUT_MS))
-        return usage_error("--timeout \"%s\": expected a duration > 0 such as 500ms, 10s, 1m", v);
-    } else if (flag_value(argc, argv, &i, "--metadata", &v, &missing) ||
-               flag_value(argc, argv, &i, "-m", &v, &missing)) {
-      if (!missing && add_metadata(o, (char *)v) != 0) return EXIT_USAGE;
-    } else if (strncmp(a, "-m", 2) == 0 && a[2] != '\0' && a[2] != '=') {
-      if (add_metadata(o, argv[i] + 2) != 0) return EXIT_USAGE; /* -mKEY=VALUE */
-    } else {
-      return usage_error("unknown argument \"%s\"", a);
-    }
-    if (missing) return usage_error("%s needs a value", a);
-  }
-  if (o->addr == NULL || o->addr[0] == '\0') return usage_error("--addr HOST:PORT is required");
-  if (o->name == NULL || o->name[0] == '\0') return usage_error("--name is required");
-  if (o->ns[0] == '\0') return usage_error("--namespace must not be empty");
+  ps_flags_defaults(&probe_spec, o);
+  char err[PROBE_ERR_MAX];
+  int r = ps_flags_parse(&probe_spec, o, argc, argv, stdout, err, sizeof err);
+  if (r == 1 || r == 2) return 1;
+  if (r != 0) return usage_error("%s", err);
+  if (o->addr == NULL || o->addr[0] == '\0')
+    return usage_error("--addr: is required (HOST:PORT of the scaler)");
+  if (o->name == NULL || o->name[0] == '\0')
+    return usage_error("--name: is required (the ScaledObject's name)");
+  if (o->ns[0] == '\0') return usage_error("--namespace: must not be empty");
   if (o->metric != NULL && strlen(o->metric) > PS_MAX_METRIC_NAME)
-    return usage_error("--metric is longer than %d bytes", PS_MAX_METRIC_NAME);
+    return usage_error("--metric: is longer than %d bytes", PS_MAX_METRIC_NAME);
   return 0;
 }
 
