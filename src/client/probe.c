@@ -82,56 +82,34 @@ static const char *check_metadata(const char *value, void *field) {
 /* Continuation lines of a help text start under the first one. */
 #define MORE "\n                               "
 
+#define OPT(f) offsetof(struct opts, f)
+
+/* One row per flag, its identity first and its help under it, so that the table reads as one. */
+/* clang-format off */
 static const struct ps_flag probe_flags[] = {
-    {.name = "addr",
-     .kind = PS_FLAG_STRING,
-     .offset = offsetof(struct opts, addr),
-     .arg = "HOST:PORT",
+    {.name = "addr", .kind = PS_FLAG_STRING, .offset = OPT(addr), .arg = "HOST:PORT",
      .help = "the scaler's gRPC address (h2c), e.g. 127.0.0.1:6000 or [::1]:6000"},
-    {.name = "name",
-     .kind = PS_FLAG_STRING,
-     .offset = offsetof(struct opts, name),
-     .arg = "NAME",
+    {.name = "name", .kind = PS_FLAG_STRING, .offset = OPT(name), .arg = "NAME",
      .help = "the ScaledObject's name"},
-    {.name = "namespace",
-     .kind = PS_FLAG_STRING,
-     .offset = offsetof(struct opts, ns),
-     .arg = "NS",
-     .help = "its namespace",
-     .def = PROBE_DEFAULT_NAMESPACE},
-    {.name = "metadata",
-     .kind = PS_FLAG_CUSTOM,
-     .offset = offsetof(struct opts, md),
-     .arg = "K=V",
+    {.name = "namespace", .kind = PS_FLAG_STRING, .offset = OPT(ns), .arg = "NS",
+     .def = PROBE_DEFAULT_NAMESPACE, .help = "its namespace"},
+    {.name = "metadata", .short_name = 'm', .kind = PS_FLAG_CUSTOM, .check = check_metadata,
+     .offset = OPT(md), .arg = "K=V",
      .help = "one entry of the trigger's metadata; repeat for each. The scaler keys" MORE
              "its targets by the whole map: to see the very target a ScaledObject" MORE
-             "uses, pass its metadata exactly, scalerAddress included (KEDA sends it)",
-     .check = check_metadata,
-     .short_name = 'm'},
-    {.name = "metric",
-     .kind = PS_FLAG_STRING,
-     .offset = offsetof(struct opts, metric),
-     .arg = "NAME",
+             "uses, pass its metadata exactly, scalerAddress included (KEDA sends it)"},
+    {.name = "metric", .kind = PS_FLAG_STRING, .offset = OPT(metric), .arg = "NAME",
      .help = "the metric asked for in GetMetrics (default: the spec's first one)"},
-    {.name = "timeout",
-     .kind = PS_FLAG_DURATION,
-     .offset = offsetof(struct opts, timeout_ms),
-     .arg = "DUR",
-     .help = "deadline of connecting and of each call",
-     .def = PROBE_DEFAULT_TIMEOUT,
-     .min = 1,
-     .max = PS_GRPC_CLIENT_MAX_TIMEOUT_MS,
-     .example = "e.g. 500ms, 10s"},
-    {.name = "watch",
-     .kind = PS_FLAG_SWITCH,
-     .offset = offsetof(struct opts, watch),
+    {.name = "timeout", .kind = PS_FLAG_DURATION, .min = 1, .max = PS_GRPC_CLIENT_MAX_TIMEOUT_MS,
+     .example = "e.g. 500ms, 10s", .def = PROBE_DEFAULT_TIMEOUT, .offset = OPT(timeout_ms), .arg = "DUR",
+     .help = "deadline of connecting and of each call"},
+    {.name = "watch", .kind = PS_FLAG_SWITCH, .offset = OPT(watch),
      .help = "then hold StreamIsActive open and print each update with a timestamp," MORE
              "until Ctrl-C or until the scaler ends the stream"},
-    {.name = "json",
-     .kind = PS_FLAG_SWITCH,
-     .offset = offsetof(struct opts, json),
+    {.name = "json", .kind = PS_FLAG_SWITCH, .offset = OPT(json),
      .help = "print JSON: one object; with --watch, then one object per update, each" MORE "on its own line"},
 };
+/* clang-format on */
 
 static const struct ps_flags_spec probe_spec = {
     .program = "prescale probe",
