@@ -20,6 +20,9 @@
 #define PS_FLAGS_QUOTED_MAX (PS_FLAGS_QUOTE_MAX * 4 + 8)
 #define PS_FLAGS_MAX_NAME   48 /* bytes of a flag's name in a table, without the leading "--" */
 #define PS_FLAGS_HELP_WIDTH 28 /* usage: the column where help texts start */
+/* Between the lines of a help text that goes on over several: a newline, then the indent of the first
+ * line (two spaces, PS_FLAGS_HELP_WIDTH, one space), so that the text stays in its column. */
+#define PS_FLAGS_MORE       "\n                               "
 
 enum ps_flag_kind {
   PS_FLAG_STRING,     /* any value; stores the const char * (argv or environment, not copied) */

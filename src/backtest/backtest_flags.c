@@ -35,9 +35,6 @@ static const char *check_period(const char *v, void *field) {
   return NULL;
 }
 
-/* Continuation lines of a help text start under the first one. */
-#define MORE "\n                               "
-
 #define OPT(f) offsetof(struct ps_bt_options, f)
 
 /* One row per flag, its identity first and its help under it, so that the table reads as one. */
@@ -56,8 +53,9 @@ static const struct ps_flag flags[] = {
     {.name = "period", .kind = PS_FLAG_CUSTOM, .check = check_period, .def = PS_DEFAULT_PERIOD, .arg = "P",
      .offset = OPT(period_ms), .help = "auto (detected) or a duration, a multiple of the interval"},
     {.name = "history", .kind = PS_FLAG_CUSTOM, .check = check_history, .offset = OPT(history_ms),
-     .arg = "DUR", .help = "history the engines keep (default as the server: max(3 x period, 1h), or 8d" MORE
-                           "when the period is detected; at most 100000 steps)"},
+     .arg = "DUR",
+     .help = "history the engines keep (default as the server: max(3 x period, 1h), or 8d" PS_FLAGS_MORE
+             "when the period is detected; at most 100000 steps)"},
     {.name = "quantile", .kind = PS_FLAG_CUSTOM, .check = check_quantile, .def = PS_STR(PS_DEFAULT_QUANTILE),
      .arg = "Q", .offset = OPT(quantile),
      .help = "add the Q quantile of the model's errors (0 = none, or 0.5 to <1)"},
@@ -68,7 +66,7 @@ static const struct ps_flag flags[] = {
     {.name = "svg", .kind = PS_FLAG_STRING, .offset = OPT(svg_path), .arg = "FILE",
      .help = "draw demand, forecast and ready capacity (reactive vs prescale) as SVG"},
     {.name = "csv", .kind = PS_FLAG_STRING, .offset = OPT(csv_path), .arg = "FILE",
-     .help = "write one row per trace row:" MORE
+     .help = "write one row per trace row:" PS_FLAGS_MORE
              "timestamp,demand,forecast,value,replicas_reactive,replicas_prescale"},
 };
 /* clang-format on */

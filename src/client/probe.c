@@ -79,9 +79,6 @@ static const char *check_metadata(const char *value, void *field) {
   return NULL;
 }
 
-/* Continuation lines of a help text start under the first one. */
-#define MORE "\n                               "
-
 #define OPT(f) offsetof(struct opts, f)
 
 /* One row per flag, its identity first and its help under it, so that the table reads as one. */
@@ -95,8 +92,8 @@ static const struct ps_flag probe_flags[] = {
      .def = PROBE_DEFAULT_NAMESPACE, .help = "its namespace"},
     {.name = "metadata", .short_name = 'm', .kind = PS_FLAG_CUSTOM, .check = check_metadata,
      .offset = OPT(md), .arg = "K=V",
-     .help = "one entry of the trigger's metadata; repeat for each. The scaler keys" MORE
-             "its targets by the whole map: to see the very target a ScaledObject" MORE
+     .help = "one entry of the trigger's metadata; repeat for each. The scaler keys" PS_FLAGS_MORE
+             "its targets by the whole map: to see the very target a ScaledObject" PS_FLAGS_MORE
              "uses, pass its metadata exactly, scalerAddress included (KEDA sends it)"},
     {.name = "metric", .kind = PS_FLAG_STRING, .offset = OPT(metric), .arg = "NAME",
      .help = "the metric asked for in GetMetrics (default: the spec's first one)"},
@@ -104,10 +101,10 @@ static const struct ps_flag probe_flags[] = {
      .example = "e.g. 500ms, 10s", .def = PROBE_DEFAULT_TIMEOUT, .offset = OPT(timeout_ms), .arg = "DUR",
      .help = "deadline of connecting and of each call"},
     {.name = "watch", .kind = PS_FLAG_SWITCH, .offset = OPT(watch),
-     .help = "then hold StreamIsActive open and print each update with a timestamp," MORE
+     .help = "then hold StreamIsActive open and print each update with a timestamp," PS_FLAGS_MORE
              "until Ctrl-C or until the scaler ends the stream"},
-    {.name = "json", .kind = PS_FLAG_SWITCH, .offset = OPT(json),
-     .help = "print JSON: one object; with --watch, then one object per update, each" MORE "on its own line"},
+    {.name = "json", .kind = PS_FLAG_SWITCH, .offset = OPT(json), .help = "print JSON: one object; with"
+     " --watch, then one object per update, each" PS_FLAGS_MORE "on its own line"},
 };
 /* clang-format on */
 
