@@ -38,18 +38,18 @@ struct owned_timer {
 
 struct ps_h2_conn {
   struct ps_h2_server *srv;
-  struct ps_h2_conn *prev, *next; /* in srv->conns, from conn_new until conn_destroy */
-  struct owned_timer *preface;    /* until the client's preface and SETTINGS arrived; NULL after */
-  struct ps_net_conn *net;        /* NULL for a memory connection */
-  struct ps_buf *mem_out;         /* a memory connection's output */
+  struct ps_list node;         /* in srv->conns, from conn_new until conn_destroy */
+  struct owned_timer *preface; /* until the client's preface and SETTINGS arrived; NULL after */
+  struct ps_net_conn *net;     /* NULL for a memory connection */
+  struct ps_buf *mem_out;      /* a memory connection's output */
   nghttp2_session *session;
-  struct ps_call *calls; /* every live stream's call */
-  struct ps_buf batch;   /* frames waiting for one ps_net_write */
-  int in_session;        /* > 0 while inside nghttp2_session_mem_recv/mem_send */
-  bool closed;           /* being destroyed: the session must not be touched */
-  bool dead;             /* unusable session: close once what is queued is written */
-  bool fatal;            /* nghttp2 returned a fatal error: do not even send */
-  bool calm_down;        /* the client reset too many streams: GOAWAY once the recv returns */
+  struct ps_list calls; /* of ps_call.node: every live stream's call */
+  struct ps_buf batch;  /* frames waiting for one ps_net_write */
+  int in_session;       /* > 0 while inside nghttp2_session_mem_recv/mem_send */
+  bool closed;          /* being destroyed: the session must not be touched */
+  bool dead;            /* unusable session: close once what is queued is written */
+  bool fatal;           /* nghttp2 returned a fatal error: do not even send */
+  bool calm_down;       /* the client reset too many streams: GOAWAY once the recv returns */
   enum goaway_state goaway;
   double rst_tokens;
   uint64_t rst_last_ms;
@@ -57,7 +57,7 @@ struct ps_h2_conn {
 
 struct ps_call {
   struct ps_h2_conn *conn;
-  struct ps_call *prev, *next;
+  struct ps_list node; /* in conn->calls */
   int32_t stream_id;
   uint64_t start_ms;
   /* request headers, as received */
@@ -301,11 +301,7 @@ static void deadline_cb(uv_timer_t *t) {
 
 static void call_free(struct ps_call *call) {
   struct ps_h2_conn *c = call->conn;
-  if (call->prev != NULL)
-    call->prev->next = call->next;
-  else
-    c->calls = call->next;
-  if (call->next != NULL) call->next->prev = call->prev;
+  ps_list_remove(&call->node);
   timer_release(call->timer);
   ps_grpc_reader_free(&call->reader);
   free(call->req);
@@ -376,9 +372,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   ps_grpc_reader_init(&call->reader, c->srv->max_msg ? c->srv->max_msg : PS_GRPC_MAX_MSG_DEFAULT);
   ps_buf_init(&call->message);
   ps_buf_init(&call->out);
-  call->next = c->calls;
-  if (c->calls != NULL) c->calls->prev = call;
-  c->calls = call;
+  ps_list_insert_head(&c->calls, &call->node);
   c->srv->open_streams++;
   update_gauges(c->srv);
   nghttp2_session_set_stream_user_data(session, call->stream_id, call);
@@ -595,9 +589,7 @@ static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn 
     free(c);
     return NULL;
   }
-  c->next = srv->conns;
-  if (srv->conns != NULL) srv->conns->prev = c;
-  srv->conns = c;
+  ps_list_insert_head(&srv->conns, &c->node);
   srv->open_conns++;
   update_gauges(srv);
   /* Accepted while shutting down (it was in the accept queue): nothing of it has been processed, so the
@@ -611,16 +603,13 @@ static void conn_destroy(struct ps_h2_conn *c) {
   preface_timer_stop(c);
   /* Calls still open end here as CANCELLED. A cancel callback may finish other calls of this
    * connection: respond_end sees `closed` and only records them. */
-  for (struct ps_call *call = c->calls; call != NULL; call = call->next) cancel_call(call, PS_GRPC_CANCELLED);
+  ps_list_foreach(n, &c->calls) cancel_call(ps_list_entry(n, struct ps_call, node), PS_GRPC_CANCELLED);
   nghttp2_session_del(c->session);
-  while (c->calls != NULL) call_free(c->calls);
+  for (struct ps_list *n; (n = ps_list_first(&c->calls)) != NULL;)
+    call_free(ps_list_entry(n, struct ps_call, node));
   ps_buf_free(&c->batch);
   struct ps_h2_server *srv = c->srv;
-  if (c->prev != NULL)
-    c->prev->next = c->next;
-  else
-    srv->conns = c->next;
-  if (c->next != NULL) c->next->prev = c->prev;
+  ps_list_remove(&c->node);
   srv->open_conns--;
   update_gauges(srv);
   free(c);
@@ -733,16 +722,16 @@ void ps_h2_server_drain(struct ps_h2_server *srv) {
   srv->draining = true;
   /* flush never frees a connection (a socket's closes in net.c's close callback, later), so the list
    * stays intact while it is walked. */
-  for (struct ps_h2_conn *c = srv->conns; c != NULL; c = c->next) conn_drain(c);
+  ps_list_foreach(n, &srv->conns) conn_drain(ps_list_entry(n, struct ps_h2_conn, node));
 }
 
 size_t ps_h2_server_terminate(struct ps_h2_server *srv) {
   srv->draining = true;
   size_t open = 0;
-  for (struct ps_h2_conn *c = srv->conns; c != NULL; c = c->next) {
+  ps_list_foreach(n, &srv->conns) {
+    struct ps_h2_conn *c = ps_list_entry(n, struct ps_h2_conn, node);
     if (c->closed) continue;
-    for (struct ps_call *call = c->calls; call != NULL; call = call->next)
-      if (!call->ended) open++;
+    ps_list_foreach(m, &c->calls) if (!ps_list_entry(m, struct ps_call, node)->ended) open++;
     if (!c->dead && !c->fatal && c->goaway != GOAWAY_FINAL) {
       /* Names the same last stream as goaway_final, and makes nghttp2 stop reading and writing once
        * it is out (its TERM_ON_SEND), so nothing queued behind it delays the close. */

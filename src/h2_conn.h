@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "list.h"
 #include "net.h"
 
 #define PS_H2_MAX_CONCURRENT_STREAMS 256         /* SETTINGS_MAX_CONCURRENT_STREAMS we advertise */
@@ -74,8 +75,8 @@ struct ps_h2_server {
   /* statistics, kept current by h2_conn (also exported as metrics) */
   size_t open_conns;
   size_t open_streams;
-  /* kept by h2_conn: every connection not yet destroyed, memory ones included */
-  struct ps_h2_conn *conns;
+  /* kept by h2_conn: every connection not yet destroyed, memory ones included (zeroed: empty) */
+  struct ps_list conns;
   bool draining; /* ps_h2_server_drain or _terminate ran: new connections get GOAWAY at once */
 };
 

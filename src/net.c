@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "list.h"
 #include "log.h"
 
 struct ps_net_conn {
@@ -16,15 +17,15 @@ struct ps_net_conn {
   uv_timer_t linger; /* bounds a graceful close to PS_NET_CLOSE_LINGER_MS */
   uv_shutdown_t shutdown_req;
   struct ps_net_listener *listener;
-  struct ps_net_conn *prev, *next;
-  void *state;        /* the protocol's, from on_open; NULL until then */
-  size_t pending;     /* bytes handed to uv_write and not yet completed */
-  int open_handles;   /* handles whose close callback has not run yet */
-  bool opened;        /* on_open returned a state: on_close is owed */
-  bool counted;       /* counts against PS_NET_MAX_CONNS */
-  bool paused;        /* reading stopped for backpressure */
-  bool closing;       /* ps_net_close ran: no more reads or writes accepted */
-  bool shutting_down; /* uv_shutdown issued */
+  struct ps_list node; /* in listener->conns, from accept until freed */
+  void *state;         /* the protocol's, from on_open; NULL until then */
+  size_t pending;      /* bytes handed to uv_write and not yet completed */
+  int open_handles;    /* handles whose close callback has not run yet */
+  bool opened;         /* on_open returned a state: on_close is owed */
+  bool counted;        /* counts against PS_NET_MAX_CONNS */
+  bool paused;         /* reading stopped for backpressure */
+  bool closing;        /* ps_net_close ran: no more reads or writes accepted */
+  bool shutting_down;  /* uv_shutdown issued */
   bool handles_closing;
   char peer[64];
 };
@@ -34,10 +35,10 @@ struct ps_net_listener {
   uv_loop_t *loop;
   const struct ps_net_proto *proto;
   void *arg;
-  struct ps_net_conn *conns; /* every conn not yet freed, rejected ones included */
-  size_t nconns;             /* counted conns */
-  bool stopped;              /* the listening handle is closed or closing: nothing more is accepted */
-  bool closing;              /* ps_net_listener_close ran: freed once the handle and every conn closed */
+  struct ps_list conns; /* of ps_net_conn.node: every conn not yet freed, rejected ones included */
+  size_t nconns;        /* counted conns */
+  bool stopped;         /* the listening handle is closed or closing: nothing more is accepted */
+  bool closing;         /* ps_net_listener_close ran: freed once the handle and every conn closed */
   bool handle_closed;
   void (*done)(void *arg);
   void *done_arg;
@@ -119,7 +120,7 @@ static void format_addr(const struct sockaddr_storage *ss, char *out, size_t cap
 static void maybe_free_listener(struct ps_net_listener *l) {
   /* A stopped listener outlives its handle: its connections still refer to it, and its owner has yet
    * to call ps_net_listener_close. */
-  if (!l->closing || !l->handle_closed || l->conns != NULL) return;
+  if (!l->closing || !l->handle_closed || !ps_list_empty(&l->conns)) return;
   void (*done)(void *) = l->done;
   void *arg = l->done_arg;
   free(l);
@@ -134,11 +135,7 @@ static void conn_closed_cb(uv_handle_t *h) {
    * free its state (and an nghttp2 session) here safely. */
   if (c->opened) l->proto->on_close(c->state);
   if (c->counted) l->nconns--;
-  if (c->prev != NULL)
-    c->prev->next = c->next;
-  else
-    l->conns = c->next;
-  if (c->next != NULL) c->next->prev = c->prev;
+  ps_list_remove(&c->node);
   free(c);
   maybe_free_listener(l);
 }
@@ -296,9 +293,7 @@ static void connection_cb(uv_stream_t *server, int status) {
   c->tcp.data = c;
   c->linger.data = c;
   c->open_handles = 2;
-  c->next = l->conns;
-  if (l->conns != NULL) l->conns->prev = c;
-  l->conns = c;
+  ps_list_insert_head(&l->conns, &c->node);
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
     close_now(c);
     return;
@@ -358,6 +353,7 @@ int ps_net_listen(uv_loop_t *loop, const char *hostport, const struct ps_net_pro
   l->loop = loop;
   l->proto = proto;
   l->arg = arg;
+  ps_list_init(&l->conns);
   err = uv_tcp_init(loop, &l->tcp);
   if (err != 0) {
     free(l);
@@ -400,7 +396,7 @@ void ps_net_listener_close(struct ps_net_listener *l, void (*done)(void *arg), v
   l->done = done;
   l->done_arg = arg;
   /* Connections are unlinked only in their close callbacks, so walking the list here is safe. */
-  for (struct ps_net_conn *c = l->conns; c != NULL; c = c->next) ps_net_close(c);
+  ps_list_foreach(n, &l->conns) ps_net_close(ps_list_entry(n, struct ps_net_conn, node));
   if (!l->stopped) {
     ps_net_listener_stop(l);
     return;

@@ -14,6 +14,7 @@
 
 #include "externalscaler.pb-c.h"
 #include "grpc.h"
+#include "list.h"
 #include "log.h"
 
 enum method { M_IS_ACTIVE, M_STREAM_IS_ACTIVE, M_GET_METRIC_SPEC, M_GET_METRICS, M_STREAM_METRIC_SPEC };
@@ -33,7 +34,7 @@ static const struct {
  * timer (the first-load timeout) and is freed only in that timer's close callback. */
 struct op {
   struct ps_service *svc;
-  struct op *prev, *next;
+  struct ps_list node;  /* in svc->ops until released */
   struct ps_call *call; /* NULL once finished or cancelled */
   struct ps_target *target;
   enum method method;
@@ -48,7 +49,8 @@ struct ps_service {
   uv_loop_t *loop;
   struct ps_targets *targets;
   const struct ps_server_config *cfg;
-  struct op *ops;
+  /* every op not yet released (op.node), newest first */
+  struct ps_list ops;
   bool draining; /* ps_service_drain ran: streams are refused, unary calls still served */
   bool closing;
 };
@@ -158,11 +160,7 @@ static void op_release(struct op *op) {
   op->released = true;
   ps_target_unwait(&op->waiter);
   ps_target_unwatch(&op->watcher);
-  if (op->prev != NULL)
-    op->prev->next = op->next;
-  else
-    op->svc->ops = op->next;
-  if (op->next != NULL) op->next->prev = op->prev;
+  ps_list_remove(&op->node);
   uv_close((uv_handle_t *)&op->timer, op_free_cb);
 }
 
@@ -254,9 +252,7 @@ static struct op *op_new(struct ps_service *s, struct ps_call *call, struct ps_t
   op->call = call;
   op->target = t;
   op->method = m;
-  op->next = s->ops;
-  if (s->ops != NULL) s->ops->prev = op;
-  s->ops = op;
+  ps_list_insert_head(&s->ops, &op->node);
   ps_call_on_cancel(call, op_cancel_cb, op);
   return op;
 }
@@ -441,8 +437,8 @@ size_t ps_service_drain(struct ps_service *s) {
   size_t ended = 0;
   /* op_end unlinks the op it ends, and ending a call makes h2_conn send and close that stream only, so
    * the saved next is still in the list; an op's memory lasts until its timer's close callback anyway. */
-  for (struct op *op = s->ops, *next; op != NULL; op = next) {
-    next = op->next;
+  ps_list_foreach_safe(n, next, &s->ops) {
+    struct op *op = ps_list_entry(n, struct op, node);
     if (!is_stream(op->method) || op->call == NULL) continue;
     op_end(op, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
     ended++;
@@ -453,9 +449,10 @@ size_t ps_service_drain(struct ps_service *s) {
 size_t ps_service_close(struct ps_service *s) {
   s->draining = s->closing = true;
   size_t ended = 0;
-  while (s->ops != NULL) {
-    if (s->ops->call != NULL) ended++;
-    op_end(s->ops, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
+  for (struct ps_list *n; (n = ps_list_first(&s->ops)) != NULL;) {
+    struct op *op = ps_list_entry(n, struct op, node);
+    if (op->call != NULL) ended++;
+    op_end(op, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
   }
   return ended;
 }

@@ -196,7 +196,7 @@ static void stop_server(void) {
   uv_run(&loop, UV_RUN_NOWAIT);
   cr_assert_eq(server.open_conns, 0);
   cr_assert_eq(server.open_streams, 0);
-  cr_assert_null(server.conns);
+  cr_assert(ps_list_empty(&server.conns));
 }
 
 static void teardown(void) {
