@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "list.h"
 
 #define HOST_MAX             256 /* a DNS name is at most 253 characters (RFC 1035 2.3.4) */
 #define HOSTPORT_MAX         272 /* "[" host "]:" port */
@@ -37,7 +38,7 @@ struct conn {
   uv_connect_t connect_req;
   uv_write_t write_req;
   struct ps_http_client *client;
-  struct conn *prev, *next; /* client->conns, while not closing */
+  struct ps_list node; /* in client->conns, while not closing */
   enum conn_state state;
   int open_handles;        /* tcp + timer; the struct is freed when both are closed */
   char key[HOSTPORT_MAX];  /* "host:port" of the pool it belongs to */
@@ -52,7 +53,7 @@ struct conn {
 
 struct ps_http_req {
   struct ps_http_client *client;
-  struct ps_http_req *prev, *next; /* client->reqs, until finished */
+  struct ps_list node; /* in client->reqs, until finished */
   ps_http_cb cb;
   void *arg;
   uint64_t timeout_ms;
@@ -86,9 +87,9 @@ struct ps_http_req {
 
 struct ps_http_client {
   uv_loop_t *loop;
-  struct ps_http_req *reqs;
-  struct conn *conns;
-  size_t live; /* requests + connections not yet freed */
+  struct ps_list reqs;  /* of ps_http_req.node */
+  struct ps_list conns; /* of conn.node */
+  size_t live;          /* requests + connections not yet freed */
   bool closing;
 };
 
@@ -183,12 +184,13 @@ void ps_http_client_close(struct ps_http_client *c) {
   c->closing = true;
   /* Callbacks run from here may start new requests; ps_http_get refuses them once closing is set, so
    * this loop ends. */
-  while (c->reqs != NULL) {
-    struct ps_http_req *r = c->reqs;
+  for (struct ps_list *n; (n = ps_list_first(&c->reqs)) != NULL;) {
+    struct ps_http_req *r = ps_list_entry(n, struct ps_http_req, node);
     snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: cancelled: HTTP client closing", URL_IN_MSG_MAX, r->url);
     req_finish(r, UV_ECANCELED, NULL);
   }
-  while (c->conns != NULL) conn_close(c->conns);
+  for (struct ps_list *n; (n = ps_list_first(&c->conns)) != NULL;)
+    conn_close(ps_list_entry(n, struct conn, node));
   client_maybe_free(c); /* now, if nothing was open; otherwise in the last close callback */
 }
 
@@ -230,13 +232,7 @@ static void req_timer_closed(uv_handle_t *h) {
  * client (a new request, a cancel, closing the client) finds a consistent state. */
 static void req_detach(struct ps_http_req *r) {
   r->done = true;
-  struct ps_http_client *c = r->client;
-  if (r->prev != NULL)
-    r->prev->next = r->next;
-  else
-    c->reqs = r->next;
-  if (r->next != NULL) r->next->prev = r->prev;
-  r->prev = r->next = NULL;
+  ps_list_remove(&r->node);
   if (r->resolving) uv_cancel((uv_req_t *)&r->gai); /* may fail if already running; gai_cb checks done */
   if (r->conn != NULL) {
     struct conn *cn = r->conn;
@@ -298,8 +294,10 @@ void ps_http_cancel(struct ps_http_req *r) {
 /* ==== requests: start, DNS ========================================================================= */
 
 static struct conn *pool_take_idle(struct ps_http_client *c, const char *key) {
-  for (struct conn *cn = c->conns; cn != NULL; cn = cn->next)
+  ps_list_foreach(n, &c->conns) {
+    struct conn *cn = ps_list_entry(n, struct conn, node);
     if (cn->state == CONN_IDLE && strcmp(cn->key, key) == 0) return cn;
+  }
   return NULL;
 }
 
@@ -335,9 +333,7 @@ int ps_http_get(struct ps_http_client *c, const char *url, uint64_t timeout_ms, 
   uv_timer_init(c->loop, &r->timer); /* cannot fail for timers */
   r->timer.data = r;
   r->timer_open = true;
-  r->next = c->reqs;
-  if (c->reqs != NULL) c->reqs->prev = r;
-  c->reqs = r;
+  ps_list_insert_head(&c->reqs, &r->node);
   c->live++;
   uv_timer_start(&r->timer, req_timer_cb, timeout_ms, 0);
   if (out != NULL) *out = r;
@@ -407,13 +403,7 @@ static void conn_handle_closed(uv_handle_t *h) {
  * served, if any, must have been dealt with by the caller (it is only unlinked here). */
 static void conn_close(struct conn *cn) {
   if (cn->state == CONN_CLOSING) return;
-  struct ps_http_client *c = cn->client;
-  if (cn->prev != NULL)
-    cn->prev->next = cn->next;
-  else
-    c->conns = cn->next;
-  if (cn->next != NULL) cn->next->prev = cn->prev;
-  cn->prev = cn->next = NULL;
+  ps_list_remove(&cn->node);
   cn->state = CONN_CLOSING;
   if (cn->req != NULL) {
     cn->req->conn = NULL;
@@ -438,9 +428,7 @@ static struct conn *conn_new(struct ps_http_client *c, const char *key) {
   cn->state = CONN_CONNECTING;
   snprintf(cn->key, sizeof cn->key, "%s", key);
   ps_buf_init(&cn->wbuf);
-  cn->next = c->conns;
-  if (c->conns != NULL) c->conns->prev = cn;
-  c->conns = cn;
+  ps_list_insert_head(&c->conns, &cn->node);
   c->live++;
   return cn;
 }
@@ -528,8 +516,10 @@ static void idle_timer_cb(uv_timer_t *t) { conn_close(t->data); }
 static void conn_park(struct conn *cn) {
   struct ps_http_client *c = cn->client;
   int idle = 0;
-  for (struct conn *o = c->conns; o != NULL; o = o->next)
+  ps_list_foreach(n, &c->conns) {
+    const struct conn *o = ps_list_entry(n, struct conn, node);
     if (o->state == CONN_IDLE && strcmp(o->key, cn->key) == 0) idle++;
+  }
   if (c->closing || idle >= PS_HTTP_MAX_IDLE_PER_HOST) {
     conn_close(cn);
     return;

@@ -68,12 +68,7 @@ static void call_closed(uv_handle_t *h) {
 static void call_detach(struct ps_grpc_call *call, uint32_t rst) {
   struct ps_grpc_client *c = call->c;
   call->ended = true;
-  if (call->prev != NULL)
-    call->prev->next = call->next;
-  else
-    c->calls = call->next;
-  if (call->next != NULL) call->next->prev = call->prev;
-  call->prev = call->next = NULL;
+  ps_list_remove(&call->node);
   c->ncalls--;
   uv_timer_stop(&call->timer);
   if (call->stream_id <= 0 || c->session == NULL) return;
@@ -122,7 +117,8 @@ static void call_endf(struct ps_grpc_call *call, int status, uint32_t rst, const
 /* Ends every open call. A done callback may start new calls (refused: the state says so) or close the
  * client (which ends the rest itself), so the list is re-read each time. */
 void ps_gc_end_all(struct ps_grpc_client *c, int status, const char *message) {
-  while (c->calls != NULL) call_end(c->calls, status, message, NGHTTP2_CANCEL);
+  for (struct ps_list *n; (n = ps_list_first(&c->calls)) != NULL;)
+    call_end(ps_list_entry(n, struct ps_grpc_call, node), status, message, NGHTTP2_CANCEL);
 }
 
 /* The status of a call whose response ended (END_STREAM from the server), from what it received. */
@@ -406,8 +402,8 @@ static int call_submit(struct ps_grpc_call *call) {
 /* The connection is ready: the calls started while it was being made go out now (inside an nghttp2
  * callback: the frames leave when it returns). */
 void ps_gc_submit_pending(struct ps_grpc_client *c) {
-  for (struct ps_grpc_call *call = c->calls, *next; call != NULL; call = next) {
-    next = call->next;
+  ps_list_foreach_safe(n, next, &c->calls) {
+    struct ps_grpc_call *call = ps_list_entry(n, struct ps_grpc_call, node);
     if (call->stream_id != 0) continue;
     int err = call_submit(call);
     if (err != 0)
@@ -465,9 +461,7 @@ int ps_grpc_client_call(struct ps_grpc_client *c, const char *path, const uint8_
   uv_timer_init(c->loop, &call->timer);
   call->timer.data = call;
   if (timeout_ms > 0) uv_timer_start(&call->timer, deadline_cb, timeout_ms, 0);
-  call->next = c->calls;
-  if (c->calls != NULL) c->calls->prev = call;
-  c->calls = call;
+  ps_list_insert_head(&c->calls, &call->node);
   c->ncalls++;
   c->refs++;
   if (out != NULL) *out = call;

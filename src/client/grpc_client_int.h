@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "grpc.h"
 #include "grpc_client.h"
+#include "list.h"
 
 #define READ_BUF_SIZE    (64u << 10)
 #define WRITE_BATCH      (64u << 10) /* frames gathered per uv_write */
@@ -58,7 +59,7 @@ struct ps_grpc_client {
   int last_err;
   char errmsg[ERRMSG_MAX];
   nghttp2_session *session;
-  struct ps_grpc_call *calls; /* open calls, newest first */
+  struct ps_list calls; /* of ps_grpc_call.node: open calls, newest first */
   size_t ncalls;
   size_t unsent; /* bytes given to uv_write and not yet written */
   struct ps_buf batch;
@@ -67,7 +68,7 @@ struct ps_grpc_client {
 
 struct ps_grpc_call {
   struct ps_grpc_client *c;
-  struct ps_grpc_call *prev, *next;
+  struct ps_list node; /* in c->calls while open */
   char path[PS_GRPC_CLIENT_MAX_PATH + 1];
   struct ps_buf body; /* the framed request; read by nghttp2's data provider */
   size_t body_off;
