@@ -15,14 +15,16 @@
 #include <string.h>
 #include <uv.h>
 
+#include "list.h"
+
 static const double bucket_bounds[] = {PS_METRICS_BUCKETS};
 #define NBUCKETS (sizeof bucket_bounds / sizeof bucket_bounds[0])
 
 struct family;
 
 struct series {
-  struct series *hnext;       /* hash chain */
-  struct series *prev, *next; /* family order */
+  struct series *hnext; /* hash chain */
+  struct ps_list node;  /* in fam->series */
   struct family *fam;
   uint64_t hash;
   double value; /* counter, gauge */
@@ -37,7 +39,7 @@ struct family {
   char *name;
   char *help;
   enum ps_metric_type type;
-  struct series *head, *tail;
+  struct ps_list series; /* of series.node, in creation order (the exposition's order) */
 };
 
 static struct {
@@ -140,12 +142,7 @@ static struct series *get_series(const char *name, const char *labels) {
   memcpy(s->labels, labels, n + 1);
   s->hnext = *pp;
   *pp = s;
-  s->prev = f->tail;
-  if (f->tail != NULL)
-    f->tail->next = s;
-  else
-    f->head = s;
-  f->tail = s;
+  ps_list_insert_tail(&f->series, &s->node);
   g.nseries++;
   return s;
 }
@@ -213,15 +210,7 @@ static void free_series(struct series *s) {
   struct series **pp = &g.tab[s->hash & (g.tab_cap - 1)];
   while (*pp != s) pp = &(*pp)->hnext;
   *pp = s->hnext;
-  struct family *f = s->fam;
-  if (s->prev != NULL)
-    s->prev->next = s->next;
-  else
-    f->head = s->next;
-  if (s->next != NULL)
-    s->next->prev = s->prev;
-  else
-    f->tail = s->prev;
+  ps_list_remove(&s->node);
   g.nseries--;
   free(s);
 }
@@ -240,12 +229,7 @@ double ps_metrics_get(const char *name, const char *labels) {
 void ps_metrics_reset(void) {
   for (size_t i = 0; i < g.nfam; i++) {
     struct family *f = g.fams[i];
-    struct series *s = f->head;
-    while (s != NULL) {
-      struct series *next = s->next;
-      free(s);
-      s = next;
-    }
+    ps_list_foreach_safe(n, next, &f->series) free(ps_list_entry(n, struct series, node));
     free(f->name);
     free(f->help);
     free(f);
@@ -340,7 +324,9 @@ int ps_metrics_render(struct ps_buf *out) {
   for (size_t i = 0; i < g.nfam; i++) {
     const struct family *f = g.fams[i];
     int r = put_help(out, f);
-    for (const struct series *s = f->head; r == 0 && s != NULL; s = s->next) {
+    ps_list_foreach(n, &f->series) {
+      if (r != 0) break;
+      const struct series *s = ps_list_entry(n, const struct series, node);
       if (f->type == PS_METRIC_HISTOGRAM)
         r = put_histogram(out, f, s);
       else

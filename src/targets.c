@@ -25,8 +25,8 @@
 
 struct ps_target {
   struct ps_targets *owner;
-  struct ps_target *hnext;       /* hash chain */
-  struct ps_target *prev, *next; /* all targets, for sweeps and shutdown */
+  struct ps_target *hnext; /* hash chain */
+  struct ps_list node;     /* in owner->all, for sweeps and shutdown */
   uint64_t hash;
   char *key; /* canonical (namespace, name, sorted metadata) */
   char *ns, *name;
@@ -57,16 +57,16 @@ struct ps_target {
   bool have_result;
   enum ps_model chosen;
   int64_t period_ms;
-  const char *note;                /* static text from the engine, or NULL */
-  uint8_t mae_shown;               /* bit m: prescale_target_model_error{model=m} exists */
-  struct ps_target_link *waiters;  /* of struct ps_target_waiter */
-  struct ps_target_link *watchers; /* of struct ps_target_watcher */
+  const char *note;        /* static text from the engine, or NULL */
+  uint8_t mae_shown;       /* bit m: prescale_target_model_error{model=m} exists */
+  struct ps_list waiters;  /* of struct ps_target_waiter, by link.node */
+  struct ps_list watchers; /* of struct ps_target_watcher, by link.node */
   /* A sliced load in progress (load != NULL): the fetched samples, copied out of the Prometheus callback
    * (16 bytes a sample, at most 1.6 MB) and owned by the target until the last slice is in or the target
    * closes (load_end frees them); load_done of load_n are in the engine. No fetch runs meanwhile. */
   struct ps_sample *load;
   size_t load_n, load_done;
-  struct ps_target *load_prev, *load_next; /* the registry's loading queue */
+  struct ps_list load_node; /* in owner->load_queue while load != NULL */
 };
 
 struct ps_targets {
@@ -74,16 +74,16 @@ struct ps_targets {
   const struct ps_server_config *cfg;
   struct ps_http_client *http;
   struct ps_target *buckets[PS_TARGETS_BUCKETS];
-  struct ps_target *all;
+  struct ps_list all; /* of ps_target.node, newest first */
   size_t count;
   uv_timer_t sweep;
   /* Feeds the loading queue (the head until it is done, then the next) one slice per loop turn; active
    * only while the queue is not empty. An idle handle rather than a 0 ms timer: it also keeps the loop
    * polling for I/O without blocking between slices. */
   uv_idle_t loader;
-  struct ps_target *load_head, *load_tail;
-  size_t loading;      /* targets in the loading queue */
-  size_t open_handles; /* sweep, loader and the targets still closing; freed when it reaches 0 */
+  struct ps_list load_queue; /* of ps_target.load_node, first come first fed */
+  size_t loading;            /* targets in the loading queue */
+  size_t open_handles;       /* sweep, loader and the targets still closing; freed when it reaches 0 */
   bool closing;
 };
 
@@ -254,29 +254,21 @@ static void target_free_cb(uv_handle_t *h) {
   registry_maybe_free(ts);
 }
 
-static void link_add(struct ps_target_link **head, struct ps_target_link *l, struct ps_target *t) {
+static void link_add(struct ps_list *head, struct ps_target_link *l, struct ps_target *t) {
   l->target = t;
-  l->prev = NULL;
-  l->next = *head;
-  if (*head != NULL) (*head)->prev = l;
-  *head = l;
+  ps_list_insert_head(head, &l->node);
 }
 
-static void link_remove(struct ps_target_link **head, struct ps_target_link *l) {
-  if (l->prev != NULL)
-    l->prev->next = l->next;
-  else
-    *head = l->next;
-  if (l->next != NULL) l->next->prev = l->prev;
-  l->prev = l->next = NULL;
+static void link_remove(struct ps_target_link *l) {
+  ps_list_remove(&l->node);
   l->target = NULL;
 }
 
 static void notify_waiters(struct ps_target *t, int err) {
   /* Unlink each waiter before its callback: the callback may free it or read the target again. */
-  while (t->waiters != NULL) {
-    struct ps_target_waiter *w = (struct ps_target_waiter *)t->waiters;
-    link_remove(&t->waiters, &w->link);
+  for (struct ps_list *n; (n = ps_list_first(&t->waiters)) != NULL;) {
+    struct ps_target_waiter *w = ps_list_entry(n, struct ps_target_waiter, link.node);
+    link_remove(&w->link);
     w->cb(w, err);
   }
 }
@@ -324,21 +316,23 @@ static void target_close(struct ps_target *t, int waiter_err) {
   }
   load_end(t);
   notify_waiters(t, waiter_err);
-  while (t->watchers != NULL) link_remove(&t->watchers, t->watchers);
+  for (struct ps_list *n; (n = ps_list_first(&t->watchers)) != NULL;)
+    link_remove(ps_list_entry(n, struct ps_target_link, node));
   struct ps_target **pp = &ts->buckets[t->hash % PS_TARGETS_BUCKETS];
   while (*pp != t) pp = &(*pp)->hnext;
   *pp = t->hnext;
-  if (t->prev != NULL)
-    t->prev->next = t->next;
-  else
-    ts->all = t->next;
-  if (t->next != NULL) t->next->prev = t->prev;
+  ps_list_remove(&t->node);
   ts->count--;
   ps_metrics_set("prescale_targets", "", (double)ts->count);
   /* Another target may carry the same labels (the same trigger after a metadata edit): keep its series. */
   const struct ps_target *shared = NULL;
-  for (struct ps_target *o = ts->all; o != NULL && shared == NULL; o = o->next)
-    if (!strcmp(o->labels, t->labels)) shared = o;
+  ps_list_foreach(n, &ts->all) {
+    const struct ps_target *o = ps_list_entry(n, struct ps_target, node);
+    if (!strcmp(o->labels, t->labels)) {
+      shared = o;
+      break;
+    }
+  }
   if (shared == NULL)
     for (size_t i = 0; i < sizeof target_series / sizeof target_series[0]; i++)
       ps_metrics_remove(target_series[i], t->labels);
@@ -356,7 +350,9 @@ static void registry_handle_closed_cb(uv_handle_t *h) {
 void ps_targets_close(struct ps_targets *ts) {
   if (ts->closing) return;
   ts->closing = true;
-  while (ts->all != NULL) target_close(ts->all, UV_ECANCELED); /* empties the loading queue too */
+  /* target_close empties the loading queue too */
+  for (struct ps_list *n; (n = ps_list_first(&ts->all)) != NULL;)
+    target_close(ps_list_entry(n, struct ps_target, node), UV_ECANCELED);
   uv_close((uv_handle_t *)&ts->sweep, registry_handle_closed_cb);
   uv_close((uv_handle_t *)&ts->loader, registry_handle_closed_cb);
 }
@@ -365,14 +361,13 @@ static void sweep_cb(uv_timer_t *timer) { ps_targets_sweep(timer->data); }
 
 void ps_targets_sweep(struct ps_targets *ts) {
   uint64_t now = uv_now(ts->loop);
-  struct ps_target *t = ts->all;
-  while (t != NULL) {
-    struct ps_target *next = t->next;
-    if (t->waiters == NULL && t->watchers == NULL && now - t->last_used >= ts->cfg->target_idle_ms) {
+  ps_list_foreach_safe(n, next, &ts->all) {
+    struct ps_target *t = ps_list_entry(n, struct ps_target, node);
+    if (ps_list_empty(&t->waiters) && ps_list_empty(&t->watchers) &&
+        now - t->last_used >= ts->cfg->target_idle_ms) {
       ps_log(PS_LOG_INFO, "target idle, dropped", "namespace", t->ns, "name", t->name, NULL);
       target_close(t, UV_ECANCELED);
     }
-    t = next;
   }
 }
 
@@ -445,9 +440,7 @@ static int target_create(struct ps_targets *ts, const char *ns, const char *name
   t->last_used = uv_now(ts->loop);
   t->hnext = ts->buckets[h % PS_TARGETS_BUCKETS];
   ts->buckets[h % PS_TARGETS_BUCKETS] = t;
-  t->next = ts->all;
-  if (ts->all != NULL) ts->all->prev = t;
-  ts->all = t;
+  ps_list_insert_head(&ts->all, &t->node);
   ts->count++;
   ps_metrics_set("prescale_targets", "", (double)ts->count);
   /* Counters start at 0 so that rate() and alerts see the series before the first error. */
@@ -564,11 +557,9 @@ static void recompute(struct ps_target *t, int64_t now_ms) {
   ps_metrics_set("prescale_target_active", t->labels, active ? 1 : 0);
   if (changed) {
     /* A watcher's callback may unwatch itself (its stream failed): step with a saved next pointer. */
-    struct ps_target_link *l = t->watchers;
-    while (l != NULL) {
-      struct ps_target_link *next = l->next;
-      ((struct ps_target_watcher *)l)->cb((struct ps_target_watcher *)l, active);
-      l = next;
+    ps_list_foreach_safe(n, next, &t->watchers) {
+      struct ps_target_watcher *w = ps_list_entry(n, struct ps_target_watcher, link.node);
+      w->cb(w, active);
     }
   }
 }
@@ -622,13 +613,7 @@ static int load_begin(struct ps_target *t, const struct ps_sample *s, size_t n) 
   t->load = copy; /* owned by the target from here on; freed in load_end */
   t->load_n = n;
   t->load_done = 0;
-  t->load_next = NULL;
-  t->load_prev = ts->load_tail;
-  if (ts->load_tail != NULL)
-    ts->load_tail->load_next = t;
-  else
-    ts->load_head = t;
-  ts->load_tail = t;
+  ps_list_insert_tail(&ts->load_queue, &t->load_node);
   if (ts->loading++ == 0) uv_idle_start(&ts->loader, load_cb);
   ps_metrics_set("prescale_targets_loading", "", (double)ts->loading);
   return 0;
@@ -639,15 +624,7 @@ static int load_begin(struct ps_target *t, const struct ps_sample *s, size_t n) 
 static void load_end(struct ps_target *t) {
   struct ps_targets *ts = t->owner;
   if (t->load == NULL) return;
-  if (t->load_prev != NULL)
-    t->load_prev->load_next = t->load_next;
-  else
-    ts->load_head = t->load_next;
-  if (t->load_next != NULL)
-    t->load_next->load_prev = t->load_prev;
-  else
-    ts->load_tail = t->load_prev;
-  t->load_prev = t->load_next = NULL;
+  ps_list_remove(&t->load_node);
   free(t->load);
   t->load = NULL;
   t->load_n = t->load_done = 0;
@@ -659,11 +636,12 @@ static void load_end(struct ps_target *t) {
  * order, so the engine sees exactly the puts fetched_cb would have made at once: the same state. */
 static void load_cb(uv_idle_t *idle) {
   struct ps_targets *ts = idle->data;
-  struct ps_target *t = ts->load_head;
-  if (t == NULL) { /* not reached: load_end stops the handle with the last target */
+  struct ps_list *first = ps_list_first(&ts->load_queue);
+  if (first == NULL) { /* not reached: load_end stops the handle with the last target */
     uv_idle_stop(idle);
     return;
   }
+  struct ps_target *t = ps_list_entry(first, struct ps_target, load_node);
   size_t left = t->load_n - t->load_done;
   size_t k = left < PS_TARGET_LOAD_SLICE ? left : PS_TARGET_LOAD_SLICE;
   put_samples(t, t->load + t->load_done, k);
@@ -771,13 +749,13 @@ void ps_target_watch(struct ps_target *t, struct ps_target_watcher *w) {
 void ps_target_unwait(struct ps_target_waiter *w) {
   struct ps_target *t = w->link.target;
   if (t == NULL) return;
-  link_remove(&t->waiters, &w->link);
+  link_remove(&w->link);
   t->last_used = uv_now(t->owner->loop);
 }
 
 void ps_target_unwatch(struct ps_target_watcher *w) {
   struct ps_target *t = w->link.target;
   if (t == NULL) return;
-  link_remove(&t->watchers, &w->link);
+  link_remove(&w->link);
   t->last_used = uv_now(t->owner->loop);
 }

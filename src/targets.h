@@ -12,6 +12,7 @@
 #include "config.h"
 #include "forecast/models.h"
 #include "http_client.h"
+#include "list.h"
 
 #define PS_TARGETS_BUCKETS   4096 /* hash buckets; chains stay short up to --max-targets 10000 */
 #define PS_TARGET_MAX_ERROR  512  /* bytes of an error text kept per target */
@@ -39,7 +40,7 @@ struct ps_target;
 
 /* Private: the intrusive list node of waiters and watchers. */
 struct ps_target_link {
-  struct ps_target_link *prev, *next;
+  struct ps_list node;      /* in the target's waiters or watchers */
   struct ps_target *target; /* set while linked */
 };
 
@@ -47,13 +48,13 @@ struct ps_target_link {
  * waiter's own struct; cb runs once with 0 (a reading is available) or a negative error, after which the
  * waiter is unlinked. */
 struct ps_target_waiter {
-  struct ps_target_link link; /* first member: the list code casts between the two */
+  struct ps_target_link link;
   void (*cb)(struct ps_target_waiter *w, int err);
 };
 
 /* An activity watcher (StreamIsActive). cb runs each time the target's activity changes. */
 struct ps_target_watcher {
-  struct ps_target_link link; /* first member */
+  struct ps_target_link link;
   void (*cb)(struct ps_target_watcher *w, bool active);
 };
 
