@@ -21,9 +21,11 @@
 #include <string.h>
 
 #include "buf.h"
+#include "hostport.h"
 #include "list.h"
 
-#define HOST_MAX             256 /* a DNS name is at most 253 characters (RFC 1035 2.3.4) */
+#define HOST_MAX             PS_HOSTPORT_HOST_MAX
+#define HTTP_DEFAULT_PORT    80  /* RFC 9110 4.2.1 */
 #define HOSTPORT_MAX         272 /* "[" host "]:" port */
 #define ERRMSG_MAX           512
 #define URL_IN_MSG_MAX       200 /* URLs in error messages are cut here: a PromQL query can be 16 KiB */
@@ -102,12 +104,6 @@ static const llhttp_settings_t parser_settings;
 
 /* ==== URL splitting ================================================================================ */
 
-static bool is_host_char(char ch) {
-  return isalnum((unsigned char)ch) || ch == '-' || ch == '.' || ch == '_';
-}
-
-static bool is_v6_char(char ch) { return isxdigit((unsigned char)ch) || ch == ':' || ch == '.'; }
-
 int ps_http_url_split(const char *url, char *host, size_t hostlen, int *port, const char **path) {
   if (url == NULL || strncasecmp(url, "http://", 7) != 0) return UV_EINVAL;
   size_t ulen = strlen(url);
@@ -121,48 +117,12 @@ int ps_http_url_split(const char *url, char *host, size_t hostlen, int *port, co
   const char *aend = a + strcspn(a, "/?");
   if (*aend == '?') return UV_EINVAL; /* "http://h?x": a query needs a path to hang on */
   if (memchr(a, '@', (size_t)(aend - a)) != NULL) return UV_EINVAL; /* userinfo: never for Prometheus */
-  const char *h = a, *hend, *p;
-  if (*a == '[') {
-    const char *rb = memchr(a, ']', (size_t)(aend - a));
-    if (rb == NULL) return UV_EINVAL;
-    h = a + 1;
-    hend = rb;
-    for (const char *q = h; q < hend; q++)
-      if (!is_v6_char(*q)) return UV_EINVAL;
-    if (memchr(h, ':', (size_t)(hend - h)) == NULL) return UV_EINVAL;
-    p = rb + 1;
-    if (p != aend && *p != ':') return UV_EINVAL;
-  } else {
-    hend = memchr(a, ':', (size_t)(aend - a));
-    if (hend == NULL) hend = aend;
-    for (const char *q = h; q < hend; q++)
-      if (!is_host_char(*q)) return UV_EINVAL;
-    p = hend;
-  }
-  if (hend == h || (size_t)(hend - h) >= hostlen || (size_t)(hend - h) >= HOST_MAX) return UV_EINVAL;
-  int pt = 80;
-  if (p < aend) { /* ":port" */
-    p++;
-    if (p == aend || aend - p > 5) return UV_EINVAL;
-    pt = 0;
-    for (; p < aend; p++) {
-      if (!isdigit((unsigned char)*p)) return UV_EINVAL;
-      pt = pt * 10 + (*p - '0');
-    }
-    if (pt < 1 || pt > 65535) return UV_EINVAL;
-  }
-  memcpy(host, h, (size_t)(hend - h));
-  host[hend - h] = '\0';
-  *port = pt;
+  int pt;
+  if (ps_hostport_parse(a, (size_t)(aend - a), PS_HOSTPORT_PORT_OPTIONAL, host, hostlen, &pt) != 0)
+    return UV_EINVAL;
+  *port = pt == PS_HOSTPORT_NO_PORT ? HTTP_DEFAULT_PORT : pt;
   *path = *aend == '\0' ? "/" : aend;
   return 0;
-}
-
-static void format_hostport(char *out, size_t n, const char *host, int port) {
-  if (strchr(host, ':') != NULL)
-    snprintf(out, n, "[%s]:%d", host, port);
-  else
-    snprintf(out, n, "%s:%d", host, port);
 }
 
 /* ==== client lifecycle ============================================================================= */
@@ -324,7 +284,7 @@ int ps_http_get(struct ps_http_client *c, const char *url, uint64_t timeout_ms, 
     free(r);
     return UV_EINVAL;
   }
-  format_hostport(r->hostport, sizeof r->hostport, r->host, r->port);
+  ps_hostport_format(r->hostport, sizeof r->hostport, r->host, r->port);
   r->client = c;
   r->cb = cb;
   r->arg = arg;
@@ -490,7 +450,7 @@ static void req_connect_next(struct ps_http_req *r) {
       uv_ip4_name((const struct sockaddr_in *)ai->ai_addr, ip, sizeof ip);
     else
       uv_ip6_name((const struct sockaddr_in6 *)ai->ai_addr, ip, sizeof ip);
-    format_hostport(cn->peer, sizeof cn->peer, ip, port);
+    ps_hostport_format(cn->peer, sizeof cn->peer, ip, port);
     cn->req = r;
     r->conn = cn;
     cn->connect_req.data = cn;
@@ -589,7 +549,7 @@ static void conn_send(struct conn *cn, struct ps_http_req *r) {
   ps_buf_reset(&cn->wbuf);
   /* Host carries the port unless it is the default (RFC 9110 7.2). */
   char hosthdr[HOSTPORT_MAX];
-  if (r->port != 80)
+  if (r->port != HTTP_DEFAULT_PORT)
     snprintf(hosthdr, sizeof hosthdr, "%s", r->hostport);
   else if (strchr(r->host, ':') != NULL)
     snprintf(hosthdr, sizeof hosthdr, "[%s]", r->host);

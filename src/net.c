@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hostport.h"
 #include "list.h"
 #include "log.h"
 
@@ -59,57 +60,34 @@ struct wreq {
 
 int ps_net_parse_addr(const char *hostport, struct sockaddr_storage *ss) {
   char host[64];
-  const char *port;
-  if (hostport == NULL) return UV_EINVAL;
-  if (hostport[0] == '[') {
-    const char *end = strchr(hostport, ']');
-    if (end == NULL || end[1] != ':' || (size_t)(end - hostport - 1) >= sizeof host) return UV_EINVAL;
-    memcpy(host, hostport + 1, (size_t)(end - hostport - 1));
-    host[end - hostport - 1] = '\0';
-    if (strchr(host, ':') == NULL) return UV_EINVAL; /* brackets are for IPv6 literals only */
-    port = end + 2;
-  } else {
-    const char *colon = strrchr(hostport, ':');
-    if (colon == NULL || (size_t)(colon - hostport) >= sizeof host) return UV_EINVAL;
-    memcpy(host, hostport, (size_t)(colon - hostport));
-    host[colon - hostport] = '\0';
-    if (strchr(host, ':') != NULL) return UV_EINVAL; /* an IPv6 literal needs brackets */
-    port = colon + 1;
-  }
-  size_t plen = strlen(port);
-  if (plen == 0 || plen > 5) return UV_EINVAL;
-  unsigned p = 0;
-  for (size_t i = 0; i < plen; i++) {
-    if (port[i] < '0' || port[i] > '9') return UV_EINVAL;
-    p = p * 10 + (unsigned)(port[i] - '0');
-  }
-  if (p > 65535) return UV_EINVAL;
+  int p;
+  if (hostport == NULL ||
+      ps_hostport_parse(hostport, strlen(hostport), PS_HOSTPORT_PORT_ZERO | PS_HOSTPORT_EMPTY_HOST, host,
+                        sizeof host, &p) != 0)
+    return UV_EINVAL;
   memset(ss, 0, sizeof *ss);
   if (host[0] == '\0') {
     /* All addresses: the IPv6 wildcard is dual-stack on Linux; ps_net_listen falls back to 0.0.0.0
      * where IPv6 is disabled. */
-    return uv_ip6_addr("::", (int)p, (struct sockaddr_in6 *)ss);
+    return uv_ip6_addr("::", p, (struct sockaddr_in6 *)ss);
   }
-  if (strcmp(host, "localhost") == 0) return uv_ip4_addr("127.0.0.1", (int)p, (struct sockaddr_in *)ss);
-  if (uv_ip4_addr(host, (int)p, (struct sockaddr_in *)ss) == 0) return 0;
+  if (strcmp(host, "localhost") == 0) return uv_ip4_addr("127.0.0.1", p, (struct sockaddr_in *)ss);
+  if (uv_ip4_addr(host, p, (struct sockaddr_in *)ss) == 0) return 0;
   memset(ss, 0, sizeof *ss);
-  if (strchr(host, ':') != NULL && uv_ip6_addr(host, (int)p, (struct sockaddr_in6 *)ss) == 0) return 0;
+  if (strchr(host, ':') != NULL && uv_ip6_addr(host, p, (struct sockaddr_in6 *)ss) == 0) return 0;
   return UV_EINVAL;
 }
 
 static void format_addr(const struct sockaddr_storage *ss, char *out, size_t cap) {
   char ip[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
   if (ss->ss_family == AF_INET) {
     const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
     uv_ip4_name(a, ip, sizeof ip);
-    port = ntohs(a->sin_port);
-    snprintf(out, cap, "%s:%d", ip, port);
+    ps_hostport_format(out, cap, ip, ntohs(a->sin_port));
   } else if (ss->ss_family == AF_INET6) {
     const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
     uv_ip6_name(a, ip, sizeof ip);
-    port = ntohs(a->sin6_port);
-    snprintf(out, cap, "[%s]:%d", ip, port);
+    ps_hostport_format(out, cap, ip, ntohs(a->sin6_port));
   } else {
     snprintf(out, cap, "?");
   }

@@ -27,33 +27,10 @@ static void try_next_address(struct ps_grpc_client *c);
 /* "host:port" or "[v6]:port" -> host (unbracketed) and a numeric port string. 0 or UV_EINVAL. */
 static int parse_target(const char *t, char *host, char *port) {
   size_t len = strlen(t);
-  if (len == 0 || len > PS_GRPC_CLIENT_MAX_TARGET) return UV_EINVAL;
-  const char *colon, *h = t, *hend;
-  if (t[0] == '[') {
-    hend = strchr(t, ']');
-    if (hend == NULL || hend[1] != ':') return UV_EINVAL;
-    h = t + 1;
-    colon = hend + 1;
-    for (const char *p = h; p < hend; p++)
-      if (!strchr("0123456789abcdefABCDEF:.", *p)) return UV_EINVAL;
-  } else {
-    colon = strrchr(t, ':');
-    if (colon == NULL) return UV_EINVAL;
-    hend = colon;
-    for (const char *p = h; p < hend; p++)
-      if (!(strchr("-._", *p) || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
-            (*p >= 'A' && *p <= 'Z')))
-        return UV_EINVAL;
-  }
-  if (hend == h || (size_t)(hend - h) >= HOST_MAX) return UV_EINVAL;
-  const char *p = colon + 1;
-  size_t plen = strlen(p);
-  if (plen == 0 || plen > 5 || strspn(p, "0123456789") != plen) return UV_EINVAL;
-  long pn = strtol(p, NULL, 10);
-  if (pn < 1 || pn > 65535) return UV_EINVAL;
-  memcpy(host, h, (size_t)(hend - h));
-  host[hend - h] = '\0';
-  snprintf(port, PORT_MAX, "%ld", pn);
+  int pn;
+  if (len > PS_GRPC_CLIENT_MAX_TARGET || ps_hostport_parse(t, len, 0, host, HOST_MAX, &pn) != 0)
+    return UV_EINVAL;
+  snprintf(port, PORT_MAX, "%d", pn);
   return 0;
 }
 

@@ -12,12 +12,13 @@
 #include "buf.h"
 #include "grpc.h"
 #include "grpc_client.h"
+#include "hostport.h"
 #include "list.h"
 
 #define READ_BUF_SIZE    (64u << 10)
 #define WRITE_BATCH      (64u << 10) /* frames gathered per uv_write */
 #define ERRMSG_MAX       512
-#define HOST_MAX         256
+#define HOST_MAX         PS_HOSTPORT_HOST_MAX
 #define PORT_MAX         8
 #define CONTENT_TYPE_MAX 64
 #define ERR_STOP         UV_ECANCELED /* from the message callback: the call ended inside on_msg */
