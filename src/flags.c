@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "duration.h"
+#include "hostport.h"
 #include "log.h"
 
 #define KIB           1024u
@@ -18,7 +19,6 @@
 #define SIZE_DIGITS   32  /* bytes of the number in a size; longer ones overflow anyway */
 #define BOUND_MAX     32  /* bytes of a formatted range bound: "1024MiB", "10m", "1000000" */
 #define USAGE_LHS_MAX 128 /* "--" + name + " " + arg */
-#define PORT_MAX      65535
 #define WHO_MAX       (PS_FLAGS_MAX_NAME + 3) /* "--" + name + NUL */
 /* An unknown flag's name is cut one byte past what is echoed, so that the echo still ends in "...". */
 #define UNKNOWN_ECHO  (PS_FLAGS_QUOTE_MAX + 1)
@@ -85,17 +85,9 @@ static bool parse_uint(const char *s, uint64_t max, uint64_t *out) {
 /* host:port or [v6]:port with a decimal port <= 65535 (0 asks for an ephemeral port, which tests use).
  * The host is not resolved here: a name that does not resolve is an error of the listen call. */
 static bool valid_listen(const char *s) {
-  const char *colon;
-  if (*s == '[') {
-    const char *close = strchr(s, ']');
-    if (close == NULL || close == s + 1 || close[1] != ':') return false;
-    colon = close + 1;
-  } else {
-    colon = strrchr(s, ':');
-    if (colon == NULL || colon == s || memchr(s, ':', (size_t)(colon - s)) != NULL) return false;
-  }
-  uint64_t port;
-  return parse_uint(colon + 1, PORT_MAX, &port);
+  char host[PS_HOSTPORT_HOST_MAX];
+  int port;
+  return ps_hostport_parse(s, strlen(s), PS_HOSTPORT_PORT_ZERO, host, sizeof host, &port) == 0;
 }
 
 const char *ps_flags_url_problem(const char *s) {
