@@ -15,6 +15,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "fmt.h"
 #include "list.h"
 
 static const double bucket_bounds[] = {PS_METRICS_BUCKETS};
@@ -241,20 +242,6 @@ void ps_metrics_reset(void) {
 
 /* ---- exposition ---------------------------------------------------------------------------------- */
 
-int ps_metrics_format_value(char *dst, size_t cap, double v) {
-  if (isnan(v)) return snprintf(dst, cap, "NaN");
-  if (isinf(v)) return snprintf(dst, cap, v > 0 ? "+Inf" : "-Inf");
-  /* Integers print exactly and without an exponent while a double holds them exactly (2^53). */
-  if (v == trunc(v) && fabs(v) <= 9007199254740992.0) return snprintf(dst, cap, "%.0f", v == 0 ? 0.0 : v);
-  /* Otherwise the shortest decimal that reads back as the same double (%.17g always does). */
-  char tmp[40];
-  for (int prec = 15; prec <= 17; prec++) {
-    snprintf(tmp, sizeof tmp, "%.*g", prec, v);
-    if (prec == 17 || strtod(tmp, NULL) == v) break;
-  }
-  return snprintf(dst, cap, "%s", tmp);
-}
-
 size_t ps_metrics_escape_label(char *dst, size_t cap, const char *value) {
   size_t n = 0;
   for (const char *p = value != NULL ? value : ""; *p; p++) {
@@ -294,7 +281,7 @@ static int put_help(struct ps_buf *out, const struct family *f) {
 static int put_sample(struct ps_buf *out, const char *name, const char *suffix, const char *labels,
                       const char *le, double v) {
   char num[48];
-  ps_metrics_format_value(num, sizeof num, v);
+  ps_fmt_double(num, sizeof num, v);
   int r = ps_buf_printf(out, "%s%s", name, suffix);
   if (r == 0 && (*labels || le != NULL)) {
     r = ps_buf_printf(out, "{%s%s", labels, le != NULL && *labels ? "," : "");
@@ -310,7 +297,7 @@ static int put_histogram(struct ps_buf *out, const struct family *f, const struc
   int r = 0;
   for (size_t i = 0; r == 0 && i < NBUCKETS; i++) {
     char le[48];
-    ps_metrics_format_value(le, sizeof le, bucket_bounds[i]);
+    ps_fmt_double(le, sizeof le, bucket_bounds[i]);
     cum += s->buckets[i];
     r = put_sample(out, f->name, "_bucket", s->labels, le, (double)cum);
   }

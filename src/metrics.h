@@ -40,11 +40,6 @@ int ps_metrics_render(struct ps_buf *out);
 /* Drops every family and series (tests; shutdown frees memory). */
 void ps_metrics_reset(void);
 
-/* Formats a sample value so Prometheus parses it back to the same double: NaN, +Inf, -Inf, integers
- * (|v| <= 2^53) without exponent or fraction, else the shortest of %.15g..%.17g that round-trips.
- * Returns snprintf's count. */
-int ps_metrics_format_value(char *dst, size_t cap, double v);
-
 /* Escapes a label value per the exposition format (\\, \", \n) into dst (always NUL-terminated).
  * Returns the length it needed (like snprintf). */
 size_t ps_metrics_escape_label(char *dst, size_t cap, const char *value);

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "externalscaler.pb-c.h"
 #include "flags.h"
+#include "fmt.h"
 #include "grpc.h"
 #include "grpc_client.h"
 #include "service.h" /* the service's path prefix and its metadata limit: more entries are refused there */
@@ -153,18 +154,6 @@ static int parse_flags(struct opts *o, int argc, char **argv) {
 }
 
 /* ==== output ======================================================================================= */
-
-/* The shortest decimal that reads back as the same double, without an exponent for ordinary values
- * (10, not 1e+01: at least as many digits as the integer part has). */
-static void fmt_double(char *buf, size_t len, double v) {
-  int prec = 1;
-  double a = fabs(v);
-  if (a >= 1 && a < 1e15) prec = (int)floor(log10(a)) + 1;
-  for (; prec <= 17; prec++) {
-    snprintf(buf, len, "%.*g", prec, v);
-    if (strtod(buf, NULL) == v) return;
-  }
-}
 
 static void now_rfc3339(char *buf, size_t len) {
   struct timespec ts;
@@ -302,8 +291,8 @@ static void got_spec(struct probe *p, const uint8_t *msg, size_t len) {
       cJSON_AddNumberToObject(o, "targetSizeFloat", s->targetsizefloat);
       cJSON_AddItemToArray(arr, o);
     } else {
-      char f[40];
-      fmt_double(f, sizeof f, s->targetsizefloat);
+      char f[PS_FMT_DOUBLE_MAX];
+      ps_fmt_double(f, sizeof f, s->targetsizefloat);
       printf("spec      metric \"%s\", target %s per replica (targetSize %" PRId64 ", targetSizeFloat %s)\n",
              s->metricname, f, s->targetsize, f);
     }
@@ -335,8 +324,8 @@ static void got_metrics(struct probe *p, const uint8_t *msg, size_t len) {
       cJSON_AddItemToArray(arr, o);
       continue;
     }
-    char f[40];
-    fmt_double(f, sizeof f, v->metricvaluefloat);
+    char f[PS_FMT_DOUBLE_MAX];
+    ps_fmt_double(f, sizeof f, v->metricvaluefloat);
     printf("value     %s = %s (metricValue %" PRId64 ", metricValueFloat %s)\n", v->metricname, f,
            v->metricvalue, f);
     if (i == 0 && p->target > 0) {
