@@ -350,9 +350,22 @@ Test(targets, idle_targets_are_dropped) {
   cr_assert_eq(ps_targets_new(&loop, &cfg, http, &targets), 0);
   struct ps_kv md[] = {{"query", "vector(1)"}, {"threshold", "2"}, {"model", "last"}};
   struct ps_target *t;
-  cr_assert_eq(load(md, 3, &t), 0);
+  char err[256] = "";
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", md, 3, &t, err, sizeof err), 0, "%s", err);
+  /* A watcher holds the target however long its first load takes on a busy machine (a load longer than
+   * the idle time must not let a sweep drop it before the checks below); its idle time starts at the
+   * unwatch. */
+  struct flips f = {.w.cb = flips_cb};
+  ps_target_watch(t, &f.w);
+  struct ps_target_reading rd;
+  cr_assert_eq(ps_target_read(t, &rd, err, sizeof err), 1, "a new target is loading");
+  struct waited x = {.w.cb = waited_cb};
+  ps_target_wait(t, &x.w);
+  cr_assert(run_until(waited_done, &x, 15000), "first load did not end");
+  cr_assert_eq(x.err, 0);
   cr_assert_eq(ps_targets_count(targets), 1);
   cr_assert_eq(ps_metrics_get("prescale_target_model_info", LABELS ",model=\"last\""), 1);
+  ps_target_unwatch(&f.w);
   cr_assert(run_until(no_targets, NULL, 5000), "target not dropped");
   /* Its series go with it, the model-labelled ones too. */
   cr_assert(isnan(ps_metrics_get("prescale_target_model_info", LABELS ",model=\"last\"")));
