@@ -17,7 +17,9 @@ import harness as h  # noqa: E402
 
 import grpc  # noqa: E402
 
-STALE_AFTER = 5.0  # seconds: long enough that Prometheus's shutdown (~1 s) fits well inside it
+# seconds: long enough that Prometheus's shutdown (~1 s idle, several seconds on a busy machine) and the
+# next GetMetrics fit well inside it
+STALE_AFTER = 10.0
 TARGET_STEP = 1.0
 RPC_TIMEOUT = 10.0
 
