@@ -11,10 +11,10 @@ import csv
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import xml.etree.ElementTree as ET
 
@@ -216,13 +216,16 @@ class Backtest(unittest.TestCase):
 
     def test_long_trace_replays_in_seconds(self):
         p = self.write_trace(periodic(125_000, period_rows=1440))
-        start = time.monotonic()
+        # The CPU time the replay used, not the wall time: on a busy machine the wall time also counts the
+        # other processes' turns.
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         r = self.run_bt(p, "--json", timeout=300)
-        took = time.monotonic() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        took = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["rows"], 125_000)
         limit = 120 if "asan" in h.prescale_bin() else 30
-        self.assertLess(took, limit, f"125k rows took {took:.1f} s")
+        self.assertLess(took, limit, f"125k rows took {took:.1f} s of CPU")
 
 
 if __name__ == "__main__":
