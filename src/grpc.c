@@ -57,6 +57,24 @@ int ps_grpc_status_from_error(int err) {
   }
 }
 
+/* ---- budget --------------------------------------------------------------------------------- */
+
+int ps_grpc_budget_charge(struct ps_grpc_budget *b, size_t n, size_t msg_len) {
+  if (b == NULL) return 0;
+  if (b->limit != 0) {
+    size_t extra = msg_len <= b->small ? b->reserve : 0;
+    size_t cap = b->limit > SIZE_MAX - extra ? SIZE_MAX : b->limit + extra;
+    if (b->used > cap || n > cap - b->used) return UV_ENOBUFS;
+  }
+  b->used += n;
+  return 0;
+}
+
+void ps_grpc_budget_release(struct ps_grpc_budget *b, size_t n) {
+  if (b == NULL) return;
+  b->used = n > b->used ? 0 : b->used - n; /* never below 0, whatever a caller does wrong */
+}
+
 /* ---- message reader ------------------------------------------------------------------------- */
 
 void ps_grpc_reader_init(struct ps_grpc_reader *r, size_t max_msg) {
@@ -69,6 +87,37 @@ void ps_grpc_reader_init(struct ps_grpc_reader *r, size_t max_msg) {
 static int check_flag(uint8_t flag) {
   if (flag == 0) return 0;
   return flag == 1 ? UV_ENOTSUP : UV_EPROTO;
+}
+
+/* Makes room for `need` bytes of the message (need <= msg_len). The prefix's length is the peer's
+ * claim, not what it sent: the buffer grows with the bytes that actually arrive, doubling (so a message
+ * costs O(log n) reallocations) but never beyond the announced length. When the budget cannot cover
+ * the doubled size, exactly what arrived is tried before giving up. */
+static int reserve(struct ps_grpc_reader *r, size_t need) {
+  if (need <= r->cap) return 0;
+  size_t want = r->cap < PS_GRPC_READER_MIN_CAP / 2 ? PS_GRPC_READER_MIN_CAP : r->cap * 2;
+  if (want > r->msg_len) want = r->msg_len;
+  if (want < need) want = need;
+  if (ps_grpc_budget_charge(r->budget, want - r->cap, r->msg_len) != 0) {
+    want = need;
+    if (ps_grpc_budget_charge(r->budget, want - r->cap, r->msg_len) != 0) return UV_ENOBUFS;
+  }
+  uint8_t *p = realloc(r->msg, want);
+  if (p == NULL) {
+    ps_grpc_budget_release(r->budget, want - r->cap);
+    return UV_ENOMEM;
+  }
+  r->msg = p;
+  r->cap = want;
+  return 0;
+}
+
+/* Frees the buffer of the message being assembled and gives its charge back. */
+static void drop_msg(struct ps_grpc_reader *r) {
+  free(r->msg);
+  ps_grpc_budget_release(r->budget, r->cap);
+  r->msg = NULL;
+  r->cap = 0;
 }
 
 int ps_grpc_reader_feed(struct ps_grpc_reader *r, const uint8_t *data, size_t len, ps_grpc_msg_cb cb,
@@ -103,32 +152,38 @@ int ps_grpc_reader_feed(struct ps_grpc_reader *r, const uint8_t *data, size_t le
         len -= mlen;
         continue;
       }
-      r->msg = malloc(mlen);
-      if (r->msg == NULL) return UV_ENOMEM;
     }
+    if (len == 0) return 0; /* the chunk ended with the prefix: nothing to reserve yet */
     size_t n = r->msg_len - r->msg_have;
     if (n > len) n = len;
+    int err = reserve(r, r->msg_have + n);
+    if (err != 0) return err;
     memcpy(r->msg + r->msg_have, data, n);
     r->msg_have += (uint32_t)n;
     data += n;
     len -= n;
     if (r->msg_have < r->msg_len) return 0;
-    uint8_t *msg = r->msg; /* owned here until freed below, whatever cb returns */
-    r->msg = NULL;
     r->prefix_have = 0;
     r->messages++;
-    int err = cb(arg, msg, r->msg_len);
-    free(msg);
+    err = cb(arg, r->msg, r->msg_len); /* cb may take the buffer (ps_grpc_reader_take) */
+    drop_msg(r);                       /* freed here whatever cb returns, unless it took it */
     if (err != 0) return err;
   }
   return 0;
 }
 
+uint8_t *ps_grpc_reader_take(struct ps_grpc_reader *r, size_t *charged) {
+  uint8_t *p = r->msg;
+  *charged = p != NULL ? r->cap : 0;
+  r->msg = NULL;
+  r->cap = 0;
+  return p;
+}
+
 bool ps_grpc_reader_partial(const struct ps_grpc_reader *r) { return r->prefix_have > 0; }
 
 void ps_grpc_reader_free(struct ps_grpc_reader *r) {
-  free(r->msg);
-  r->msg = NULL;
+  drop_msg(r);
   r->prefix_have = 0;
   r->msg_have = 0;
 }

@@ -45,13 +45,37 @@ const char *ps_grpc_status_name(int status);
  * anything else -> INTERNAL; 0 -> OK. */
 int ps_grpc_status_from_error(int err);
 
+/* Bytes of memory that many holders (every stream of every connection of a server) draw from: each
+ * charges what it reserves before it reserves it, and gives it back when it frees it, so that `used`
+ * is the memory held. It never exceeds limit + reserve, and only messages of at most `small` bytes
+ * may take it beyond `limit`: big uploads that fill the budget leave room for small requests. */
+struct ps_grpc_budget {
+  size_t limit;   /* 0: no limit */
+  size_t small;   /* messages of at most this many bytes ... */
+  size_t reserve; /* ... may use this much beyond limit */
+  size_t used;
+};
+
+/* Charges n bytes for a message of msg_len bytes: 0, or UV_ENOBUFS (nothing charged) when used + n
+ * would exceed what that message may use. A NULL budget always accepts. */
+int ps_grpc_budget_charge(struct ps_grpc_budget *b, size_t n, size_t msg_len);
+/* Gives back n bytes charged earlier (NULL: nothing to do). */
+void ps_grpc_budget_release(struct ps_grpc_budget *b, size_t n);
+
+/* The smallest buffer the reader reserves for a message that spans chunks; it then doubles, never
+ * beyond the announced length, so it holds at most twice the bytes that arrived (and not what the
+ * prefix announces: a prefix alone costs nothing). */
+#define PS_GRPC_READER_MIN_CAP 4096
+
 /* Reassembles length-prefixed messages from DATA chunks of any size: a prefix or a message may span
  * chunks, and one chunk may hold several messages (PROTOCOL-HTTP2.md, "Length-Prefixed-Message"). */
 struct ps_grpc_reader {
-  size_t max_msg; /* larger messages are refused before any byte is buffered */
+  size_t max_msg;                /* larger messages are refused before any byte is buffered */
+  struct ps_grpc_budget *budget; /* NULL: none; set after ps_grpc_reader_init; charged with `cap` */
   uint8_t prefix[PS_GRPC_PREFIX_LEN];
   size_t prefix_have;
-  uint8_t *msg;     /* owned; the message being assembled */
+  uint8_t *msg;     /* owned; the message being assembled, grown as its bytes arrive */
+  size_t cap;       /* bytes reserved at msg, all charged to budget */
   uint32_t msg_len; /* announced length; still set when feed returns UV_E2BIG */
   uint32_t msg_have;
   uint32_t messages; /* complete messages delivered so far */
@@ -66,12 +90,18 @@ typedef int (*ps_grpc_msg_cb)(void *arg, const uint8_t *msg, size_t len);
 
 void ps_grpc_reader_init(struct ps_grpc_reader *r, size_t max_msg);
 /* Feeds bytes. Returns 0 or: UV_E2BIG (a message announces more than max_msg: RESOURCE_EXHAUSTED),
- * UV_ENOTSUP (compressed flag set: we only accept identity, UNIMPLEMENTED), UV_EPROTO (flag byte not 0/1),
- * UV_ENOMEM, or what cb returned. After an error the reader must not be fed again. */
+ * UV_ENOBUFS (the budget cannot cover the bytes that arrived: RESOURCE_EXHAUSTED), UV_ENOTSUP (compressed
+ * flag set: we only accept identity, UNIMPLEMENTED), UV_EPROTO (flag byte not 0/1), UV_ENOMEM, or what cb
+ * returned. After an error the reader must not be fed again (ps_grpc_reader_free it). */
 int ps_grpc_reader_feed(struct ps_grpc_reader *r, const uint8_t *data, size_t len, ps_grpc_msg_cb cb,
                         void *arg);
+/* Inside a ps_grpc_msg_cb only: hands the buffer the message was assembled in to the caller, with its
+ * charge of *charged bytes on the budget (the caller releases them when it frees the buffer), so that a
+ * message is kept without a copy. NULL when the message was delivered from the fed chunk itself. */
+uint8_t *ps_grpc_reader_take(struct ps_grpc_reader *r, size_t *charged);
 /* True when bytes of an unfinished message are held (END_STREAM now would truncate a message). */
 bool ps_grpc_reader_partial(const struct ps_grpc_reader *r);
+/* Frees the message being assembled and gives its bytes back to the budget. */
 void ps_grpc_reader_free(struct ps_grpc_reader *r);
 
 /* Appends prefix (uncompressed) + msg. 0 or UV_ENOMEM / UV_E2BIG (len > UINT32_MAX). */

@@ -294,3 +294,167 @@ Test(grpc, content_type) {
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_not(ps_grpc_content_type_ok(bad[i], strlen(bad[i])), "%s", bad[i]);
 }
+
+/* ---- request memory: growth with the bytes that arrive, and the shared budget ----------------- */
+
+static void prefix_of(uint8_t p[PS_GRPC_PREFIX_LEN], uint32_t len) {
+  p[0] = 0;
+  p[1] = (uint8_t)(len >> 24);
+  p[2] = (uint8_t)(len >> 16);
+  p[3] = (uint8_t)(len >> 8);
+  p[4] = (uint8_t)len;
+}
+
+Test(grpc, prefix_alone_reserves_nothing) {
+  struct ps_grpc_budget b = {.limit = 1u << 20};
+  struct ps_grpc_reader r[64];
+  uint8_t p[PS_GRPC_PREFIX_LEN];
+  prefix_of(p, PS_GRPC_MAX_MSG_DEFAULT - 1);
+  struct sink s = {0};
+  ps_buf_init(&s.all);
+  /* 64 prefixes announcing 4 MiB - 1 each: not a byte is reserved, and none is refused. */
+  for (int i = 0; i < 64; i++) {
+    ps_grpc_reader_init(&r[i], PS_GRPC_MAX_MSG_DEFAULT);
+    r[i].budget = &b;
+    cr_assert_eq(ps_grpc_reader_feed(&r[i], p, sizeof p, collect, &s), 0);
+    cr_assert(ps_grpc_reader_partial(&r[i]));
+    cr_assert_null(r[i].msg);
+    cr_assert_eq(r[i].cap, 0);
+  }
+  cr_assert_eq(b.used, 0);
+  for (int i = 0; i < 64; i++) ps_grpc_reader_free(&r[i]);
+  cr_assert_eq(b.used, 0);
+  cr_assert_eq(s.count, 0);
+  ps_buf_free(&s.all);
+}
+
+Test(grpc, buffer_grows_with_the_bytes_that_arrive) {
+  struct ps_grpc_budget b = {0}; /* no limit: only counted */
+  struct ps_grpc_reader r;
+  ps_grpc_reader_init(&r, 1u << 20);
+  r.budget = &b;
+  enum { LEN = 300000 };
+  static uint8_t body[PS_GRPC_PREFIX_LEN + LEN];
+  prefix_of(body, LEN);
+  for (size_t i = 0; i < LEN; i++) body[PS_GRPC_PREFIX_LEN + i] = (uint8_t)(i * 7);
+  struct sink s = {0};
+  ps_buf_init(&s.all);
+  size_t fed = 0, step = 1000;
+  while (fed < sizeof body) {
+    size_t n = sizeof body - fed < step ? sizeof body - fed : step;
+    cr_assert_eq(ps_grpc_reader_feed(&r, body + fed, n, collect, &s), 0);
+    fed += n;
+    if (s.count > 0) break;
+    size_t have = r.msg_have;
+    /* Never more than twice what arrived (or the first small block), never more than announced, and
+     * every reserved byte is counted. */
+    cr_assert_leq(r.cap, have * 2 > PS_GRPC_READER_MIN_CAP ? have * 2 : PS_GRPC_READER_MIN_CAP, "at %zu",
+                  have);
+    cr_assert_leq(r.cap, LEN);
+    cr_assert_geq(r.cap, have);
+    cr_assert_eq(b.used, r.cap);
+  }
+  cr_assert_eq(s.count, 1);
+  cr_assert_eq(s.all.len, strlen("300000:") + LEN + 1);
+  cr_assert_eq(memcmp(s.all.data + strlen("300000:"), body + PS_GRPC_PREFIX_LEN, LEN), 0);
+  cr_assert_eq(b.used, 0, "the delivered message's buffer was given back");
+  cr_assert_null(r.msg);
+  ps_grpc_reader_free(&r);
+  ps_buf_free(&s.all);
+}
+
+Test(grpc, budget_refuses_the_reader_whose_bytes_would_exceed_it) {
+  struct ps_grpc_budget b = {.limit = 100000};
+  struct ps_grpc_reader a, c;
+  ps_grpc_reader_init(&a, 1u << 20);
+  ps_grpc_reader_init(&c, 1u << 20);
+  a.budget = c.budget = &b;
+  static uint8_t chunk[10000];
+  uint8_t p[PS_GRPC_PREFIX_LEN];
+  prefix_of(p, (1u << 20) - 1);
+  struct sink s = {0};
+  ps_buf_init(&s.all);
+  cr_assert_eq(ps_grpc_reader_feed(&a, p, sizeof p, collect, &s), 0);
+  cr_assert_eq(ps_grpc_reader_feed(&c, p, sizeof p, collect, &s), 0);
+  /* a takes 60000 bytes; c then gets what is left and is refused on the bytes beyond it. */
+  for (int i = 0; i < 6; i++) cr_assert_eq(ps_grpc_reader_feed(&a, chunk, sizeof chunk, collect, &s), 0);
+  cr_assert_leq(b.used, b.limit);
+  int err = 0, fed = 0;
+  while (err == 0 && fed < 20) {
+    err = ps_grpc_reader_feed(&c, chunk, sizeof chunk, collect, &s);
+    fed++;
+    cr_assert_leq(b.used, b.limit);
+  }
+  cr_assert_eq(err, UV_ENOBUFS);
+  /* It held no more than the budget minus what a holds, and exactly what it arrived with fit. */
+  cr_assert_leq(a.cap + c.cap, b.limit);
+  cr_assert_eq(b.used, a.cap + c.cap);
+  cr_assert_lt(b.limit - a.cap, (size_t)fed * sizeof chunk); /* refused only once the bytes did not fit */
+  ps_grpc_reader_free(&c);
+  cr_assert_eq(b.used, a.cap, "the refused reader's bytes are back");
+  /* a goes on with what was released. */
+  cr_assert_eq(ps_grpc_reader_feed(&a, chunk, sizeof chunk, collect, &s), 0);
+  ps_grpc_reader_free(&a);
+  cr_assert_eq(b.used, 0);
+  cr_assert_eq(s.count, 0);
+  ps_buf_free(&s.all);
+}
+
+Test(grpc, budget_reserve_is_for_small_messages_only) {
+  struct ps_grpc_budget b = {.limit = 1000, .small = 100, .reserve = 300, .used = 1000};
+  cr_assert_eq(ps_grpc_budget_charge(&b, 1, 101), UV_ENOBUFS);
+  cr_assert_eq(ps_grpc_budget_charge(&b, 100, 100), 0);
+  cr_assert_eq(ps_grpc_budget_charge(&b, 100, 100), 0);
+  cr_assert_eq(ps_grpc_budget_charge(&b, 100, 100), 0);
+  cr_assert_eq(b.used, 1300);
+  cr_assert_eq(ps_grpc_budget_charge(&b, 1, 1), UV_ENOBUFS, "the reserve is bounded too");
+  ps_grpc_budget_release(&b, 1300);
+  cr_assert_eq(b.used, 0);
+  ps_grpc_budget_release(&b, 5); /* never below zero */
+  cr_assert_eq(b.used, 0);
+  cr_assert_eq(ps_grpc_budget_charge(NULL, SIZE_MAX, 0), 0);
+  struct ps_grpc_budget none = {0};
+  cr_assert_eq(ps_grpc_budget_charge(&none, 1u << 30, 0), 0, "limit 0: counted, never refused");
+}
+
+/* A callback that keeps the assembled message without a copy. */
+struct keeper {
+  struct ps_grpc_reader *r;
+  uint8_t *kept;
+  size_t charged, len;
+};
+
+static int keep(void *arg, const uint8_t *msg, size_t len) {
+  struct keeper *k = arg;
+  k->kept = ps_grpc_reader_take(k->r, &k->charged);
+  k->len = len;
+  if (k->kept == NULL) cr_assert_eq(k->charged, 0);
+  return 0;
+}
+
+Test(grpc, take_hands_over_the_buffer_and_its_charge) {
+  struct ps_grpc_budget b = {.limit = 1u << 20};
+  struct ps_grpc_reader r;
+  ps_grpc_reader_init(&r, 1000);
+  r.budget = &b;
+  struct keeper k = {.r = &r};
+  struct ps_buf in;
+  ps_buf_init(&in);
+  frame(&in, "assembled");
+  cr_assert_eq(ps_grpc_reader_feed(&r, (const uint8_t *)in.data, 8, keep, &k), 0);
+  cr_assert_eq(ps_grpc_reader_feed(&r, (const uint8_t *)in.data + 8, in.len - 8, keep, &k), 0);
+  cr_assert_not_null(k.kept);
+  cr_assert_eq(memcmp(k.kept, "assembled", 9), 0);
+  cr_assert_geq(k.charged, 9);
+  cr_assert_eq(b.used, k.charged, "the charge went with the buffer");
+  free(k.kept);
+  ps_grpc_budget_release(&b, k.charged);
+  /* Delivered in place: nothing to take, nothing charged. */
+  k = (struct keeper){.r = &r};
+  cr_assert_eq(ps_grpc_reader_feed(&r, (const uint8_t *)in.data, in.len, keep, &k), 0);
+  cr_assert_null(k.kept);
+  cr_assert_eq(k.len, 9);
+  cr_assert_eq(b.used, 0);
+  ps_grpc_reader_free(&r);
+  ps_buf_free(&in);
+}
