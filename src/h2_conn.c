@@ -8,6 +8,9 @@
 #include "h2_conn.h"
 
 #include <inttypes.h>
+#ifdef __GLIBC__
+#include <malloc.h> /* malloc_trim */
+#endif
 #include <nghttp2/nghttp2.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,11 +74,15 @@ struct ps_call {
   size_t header_bytes;
   uint64_t timeout_ms; /* valid when timeout_text[0] and !timeout_bad */
   uint64_t deadline;
+  uint64_t arrival_limit; /* loop time by which END_STREAM must have arrived (request_timeout_ms) */
+  /* Fires at the earlier of arrival_limit (until END_STREAM) and deadline: one timer per call. */
   struct owned_timer *timer;
   /* request body */
+  bool request_done; /* END_STREAM arrived */
   struct ps_grpc_reader reader;
   uint8_t *req; /* the one request message; owned */
   size_t req_len;
+  size_t req_charged; /* bytes of req charged to srv->buffered */
   /* response */
   bool dispatched, ended, headers_sent, trailers_due, data_deferred, rst_after_end;
   int status;
@@ -87,6 +94,8 @@ struct ps_call {
 };
 
 static void flush(struct ps_h2_conn *c);
+static void req_free(struct ps_call *call);
+static void buffered_update(struct ps_h2_server *srv, size_t before);
 
 #define NV(n, v, vlen)                                                                                       \
   { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vlen), NGHTTP2_NV_FLAG_NONE }
@@ -102,12 +111,26 @@ int ps_h2_metrics_declare(void) {
   if (err == 0)
     err = ps_metrics_declare("prescale_grpc_connections", PS_METRIC_GAUGE, "Open gRPC connections.");
   if (err == 0) err = ps_metrics_declare("prescale_grpc_streams", PS_METRIC_GAUGE, "Open gRPC streams.");
+  if (err == 0)
+    err = ps_metrics_declare("prescale_grpc_buffered_bytes", PS_METRIC_GAUGE,
+                             "Bytes of gRPC requests buffered until they are complete, on every connection.");
+  if (err == 0)
+    err = ps_metrics_declare("prescale_grpc_requests_refused_total", PS_METRIC_COUNTER,
+                             "gRPC requests refused before dispatch: too_large (--grpc-max-msg), memory "
+                             "(--grpc-max-buffered), request_timeout (--grpc-request-timeout).");
   return err;
+}
+
+static void count_refused(const char *reason) {
+  char labels[64];
+  snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
+  ps_metrics_add("prescale_grpc_requests_refused_total", labels, 1);
 }
 
 static void update_gauges(const struct ps_h2_server *srv) {
   ps_metrics_set("prescale_grpc_connections", "", (double)srv->open_conns);
   ps_metrics_set("prescale_grpc_streams", "", (double)srv->open_streams);
+  ps_metrics_set("prescale_grpc_buffered_bytes", "", (double)srv->buffered.used);
 }
 
 static const char *conn_peer(const struct ps_h2_conn *c) { return c->net ? ps_net_peer(c->net) : "mem"; }
@@ -210,7 +233,11 @@ static void respond_errorf(struct ps_call *call, int http_status, int status, co
   vsnprintf(text, sizeof text, fmt, ap);
   va_end(ap);
   respond_end(call, http_status, status, text);
+  /* An answered request is never dispatched: its bytes go back now rather than when the stream closes. */
+  size_t before = call->conn->srv->buffered.used;
   ps_grpc_reader_free(&call->reader);
+  req_free(call);
+  buffered_update(call->conn->srv, before);
 }
 
 /* ---- the call API --------------------------------------------------------------------------- */
@@ -290,21 +317,79 @@ static void timer_release(struct owned_timer *t) {
 
 static void *timer_owner(const uv_timer_t *t) { return ((const struct owned_timer *)t->data)->owner; }
 
-static void deadline_cb(uv_timer_t *t) {
+/* ---- request memory ------------------------------------------------------------------------- */
+
+/* Gives freed heap pages back to the system. Freed request buffers otherwise stay in glibc's heap: after
+ * an attack the process would keep the memory it made us allocate (issue 9 saw 1 GB stay). */
+static void trim_now(struct ps_h2_server *srv) {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+  srv->trim_freed = 0;
+  srv->trim_last_ms = uv_now(srv->loop);
+}
+
+static void trim_cb(uv_timer_t *t) {
+  struct ps_h2_server *srv = timer_owner(t);
+  if (srv == NULL) return;
+  timer_release(srv->trim_timer);
+  srv->trim_timer = NULL;
+  trim_now(srv);
+}
+
+/* Called with srv->buffered.used as it was before something may have been freed: counts what was
+ * released for the next trim (at most once per PS_H2_TRIM_INTERVAL_MS, from a timer, so that the loop
+ * never trims in a hot path), and keeps the gauge current. */
+static void buffered_update(struct ps_h2_server *srv, size_t before) {
+  size_t now_used = srv->buffered.used;
+  if (now_used == before) return;
+  ps_metrics_set("prescale_grpc_buffered_bytes", "", (double)now_used);
+  if (now_used > before) return;
+  srv->trim_freed += before - now_used;
+  if (srv->trim_freed < PS_H2_TRIM_AFTER || srv->trim_timer != NULL) return;
+  uint64_t now = uv_now(srv->loop), next = srv->trim_last_ms + PS_H2_TRIM_INTERVAL_MS;
+  /* NULL when out of memory: the next release tries again. */
+  srv->trim_timer = timer_start(srv->loop, srv, trim_cb, next > now ? next - now : 0);
+}
+
+/* The request message is no longer needed (dispatched, refused or cancelled): its bytes go back. */
+static void req_free(struct ps_call *call) {
+  free(call->req);
+  call->req = NULL;
+  ps_grpc_budget_release(&call->conn->srv->buffered, call->req_charged);
+  call->req_charged = 0;
+}
+
+/* The earlier of the request's arrival limit and the client's deadline has come. A request still
+ * incomplete at its arrival limit gets DEADLINE_EXCEEDED: statuscodes.md defines it as "the deadline
+ * expired before the operation could complete", and lists it for a deadline that expires on the server;
+ * CANCELLED is "typically by the caller", which would mislead the client about who ended the call. */
+static void call_timer_cb(uv_timer_t *t) {
   struct ps_call *call = timer_owner(t);
   if (call == NULL || call->ended) return;
-  respond_errorf(call, 200, PS_GRPC_DEADLINE_EXCEEDED, "deadline exceeded (grpc-timeout %s)",
-                 call->timeout_text);
-  if (call->dispatched && call->cancel_cb != NULL) call->cancel_cb(call, call->cancel_arg);
+  if (!call->request_done && (call->deadline == 0 || call->arrival_limit < call->deadline)) {
+    struct ps_h2_server *srv = call->conn->srv;
+    uint64_t ms = srv->request_timeout_ms ? srv->request_timeout_ms : PS_H2_REQUEST_TIMEOUT_MS;
+    count_refused("request_timeout");
+    respond_errorf(call, 200, PS_GRPC_DEADLINE_EXCEEDED,
+                   "request not received whole within %" PRIu64 " ms of its headers (--grpc-request-timeout)",
+                   ms);
+  } else {
+    respond_errorf(call, 200, PS_GRPC_DEADLINE_EXCEEDED, "deadline exceeded (grpc-timeout %s)",
+                   call->timeout_text);
+    if (call->dispatched && call->cancel_cb != NULL) call->cancel_cb(call, call->cancel_arg);
+  }
   flush(call->conn);
 }
 
 static void call_free(struct ps_call *call) {
   struct ps_h2_conn *c = call->conn;
+  size_t before = c->srv->buffered.used;
   ps_list_remove(&call->node);
   timer_release(call->timer);
   ps_grpc_reader_free(&call->reader);
-  free(call->req);
+  req_free(call);
+  buffered_update(c->srv, before);
   ps_buf_free(&call->message);
   ps_buf_free(&call->out);
   c->srv->open_streams--;
@@ -317,6 +402,14 @@ static void call_free(struct ps_call *call) {
 static void end_of_request(struct ps_call *call) {
   struct ps_h2_conn *c = call->conn;
   if (call->ended) return;
+  call->request_done = true;
+  if (call->timer != NULL && call->deadline == 0) {
+    timer_release(call->timer); /* the arrival limit no longer applies: a stream may live on */
+    call->timer = NULL;
+  } else if (call->timer != NULL && call->arrival_limit < call->deadline) {
+    uint64_t now = uv_now(c->srv->loop);
+    uv_timer_start(&call->timer->timer, call_timer_cb, call->deadline > now ? call->deadline - now : 0, 0);
+  }
   if (ps_grpc_reader_partial(&call->reader)) {
     respond_errorf(call, 200, PS_GRPC_INTERNAL,
                    "incomplete request message (%" PRIu32 " of %" PRIu32 " bytes)", call->reader.msg_have,
@@ -329,9 +422,15 @@ static void end_of_request(struct ps_call *call) {
   }
   call->dispatched = true;
   uint8_t *req = call->req; /* freed after dispatch: the dispatcher copies what it keeps */
+  size_t charged = call->req_charged;
   call->req = NULL;
-  c->srv->dispatch(call, call->path, req, call->req_len, c->srv->dispatch_arg);
+  call->req_charged = 0;
+  struct ps_h2_server *srv = c->srv; /* the call may end inside dispatch; the server stays */
+  srv->dispatch(call, call->path, req, call->req_len, srv->dispatch_arg);
   free(req);
+  size_t before = srv->buffered.used;
+  ps_grpc_budget_release(&srv->buffered, charged);
+  buffered_update(srv, before);
 }
 
 /* Checks the request headers once they are all in (PROTOCOL-HTTP2.md, "Requests"). Non-POST follows
@@ -352,9 +451,17 @@ static void headers_done(struct ps_call *call) {
     respond_errorf(call, 200, PS_GRPC_UNIMPLEMENTED, "method path longer than %d bytes", PS_H2_MAX_PATH);
   } else if (call->timeout_bad) {
     respond_errorf(call, 200, PS_GRPC_INVALID_ARGUMENT, "invalid grpc-timeout \"%s\"", call->timeout_text);
-  } else if (call->timeout_text[0] != '\0') {
-    call->deadline = uv_now(c->srv->loop) + call->timeout_ms;
-    call->timer = timer_start(c->srv->loop, call, deadline_cb, call->timeout_ms);
+  } else {
+    /* The request must arrive whole within request_timeout_ms whatever the client's grpc-timeout says:
+     * a client without one would otherwise hold the stream and its buffer forever. */
+    uint64_t now = uv_now(c->srv->loop);
+    uint64_t ms = c->srv->request_timeout_ms ? c->srv->request_timeout_ms : PS_H2_REQUEST_TIMEOUT_MS;
+    call->arrival_limit = now + ms;
+    if (call->timeout_text[0] != '\0') {
+      call->deadline = now + call->timeout_ms;
+      if (call->timeout_ms <= ms) ms = call->timeout_ms;
+    }
+    call->timer = timer_start(c->srv->loop, call, call_timer_cb, ms);
     if (call->timer == NULL) respond_errorf(call, 200, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
   }
 }
@@ -370,6 +477,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   call->stream_id = frame->hd.stream_id;
   call->start_ms = uv_now(c->srv->loop);
   ps_grpc_reader_init(&call->reader, c->srv->max_msg ? c->srv->max_msg : PS_GRPC_MAX_MSG_DEFAULT);
+  call->reader.budget = &c->srv->buffered;
   ps_buf_init(&call->message);
   ps_buf_init(&call->out);
   ps_list_insert_head(&c->calls, &call->node);
@@ -427,10 +535,23 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 static int on_message(void *arg, const uint8_t *msg, size_t len) {
   struct ps_call *call = arg;
   if (call->req != NULL) return PS_GRPC_ERR_TOO_MANY_MESSAGES;
-  call->req = malloc(len ? len : 1);
-  if (call->req == NULL) return UV_ENOMEM;
-  memcpy(call->req, msg, len);
+  struct ps_grpc_budget *budget = &call->conn->srv->buffered;
+  size_t charged;
+  uint8_t *req = ps_grpc_reader_take(&call->reader, &charged); /* assembled: kept as it is */
+  if (req == NULL) {
+    /* In nghttp2's input, valid only now: copied, and counted until END_STREAM dispatches it. */
+    if (ps_grpc_budget_charge(budget, len, len) != 0) return UV_ENOBUFS;
+    charged = len;
+    req = malloc(len ? len : 1);
+    if (req == NULL) {
+      ps_grpc_budget_release(budget, len);
+      return UV_ENOMEM;
+    }
+    memcpy(req, msg, len);
+  }
+  call->req = req;
   call->req_len = len;
+  call->req_charged = charged;
   return 0;
 }
 
@@ -438,13 +559,26 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
                               size_t len, void *user_data) {
   struct ps_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
   if (call == NULL || call->ended || !call->headers_done) return 0; /* flow control is still credited */
+  struct ps_h2_server *srv = call->conn->srv;
+  size_t before = srv->buffered.used;
   int err = ps_grpc_reader_feed(&call->reader, data, len, on_message, call);
   switch (err) {
   case 0: break;
   case UV_E2BIG:
+    count_refused("too_large");
     respond_errorf(call, 200, PS_GRPC_RESOURCE_EXHAUSTED,
                    "received message larger than max (%" PRIu32 " vs. %zu)", call->reader.msg_len,
                    call->reader.max_msg);
+    break;
+  case UV_ENOBUFS:
+    /* Over the budget shared by every connection: this stream's bytes are released (respond_errorf
+     * frees its reader) and the others go on. RESOURCE_EXHAUSTED: "some resource has been exhausted"
+     * (statuscodes.md); the client may retry once the uploads in progress are done. */
+    count_refused("memory");
+    respond_errorf(call, 200, PS_GRPC_RESOURCE_EXHAUSTED,
+                   "server is out of memory for requests: %zu bytes buffered (--grpc-max-buffered %zu); "
+                   "retry later",
+                   srv->buffered.used, srv->buffered.limit);
     break;
   case UV_ENOTSUP:
     respond_errorf(call, 200, PS_GRPC_UNIMPLEMENTED,
@@ -460,6 +594,7 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
     break;
   default: respond_errorf(call, 200, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory"); break;
   }
+  buffered_update(srv, before);
   return 0;
 }
 
@@ -564,6 +699,9 @@ static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn 
   struct ps_h2_conn *c = calloc(1, sizeof *c);
   if (c == NULL) return NULL;
   c->srv = srv;
+  srv->buffered.limit = srv->max_buffered ? srv->max_buffered : PS_H2_MAX_BUFFERED_DEFAULT;
+  srv->buffered.small = PS_H2_SMALL_REQUEST;
+  srv->buffered.reserve = PS_H2_BUFFER_RESERVE;
   c->net = net;
   c->mem_out = mem_out;
   c->rst_tokens = PS_H2_RST_BURST;
@@ -613,6 +751,13 @@ static void conn_destroy(struct ps_h2_conn *c) {
   srv->open_conns--;
   update_gauges(srv);
   free(c);
+  /* The trim timer never outlives the connections (so it never holds a loop that should end): the last
+   * one to go trims now what is due. */
+  if (srv->open_conns == 0 && srv->trim_timer != NULL) {
+    timer_release(srv->trim_timer);
+    srv->trim_timer = NULL;
+    trim_now(srv);
+  }
   if (srv->draining && srv->open_conns == 0 && srv->on_idle != NULL) srv->on_idle(srv->idle_arg);
 }
 

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "grpc.h"
 #include "list.h"
 #include "net.h"
 
@@ -34,6 +35,25 @@
  * keeps one open between polls that may be minutes apart). */
 #define PS_H2_PREFACE_TIMEOUT_MS 10000
 
+/* Request memory (docs/reliability.md, "Request memory"). The request bytes buffered by every stream of
+ * every connection, until the request is dispatched, are counted against one budget: a stream whose next
+ * bytes would exceed it is answered RESOURCE_EXHAUSTED and its bytes are released. Buffers grow with the
+ * bytes that arrive, not with the length a prefix announces. Small messages (at most
+ * PS_H2_SMALL_REQUEST, as KEDA's are) may use PS_H2_BUFFER_RESERVE beyond the budget, so that uploads
+ * that fill it do not lock KEDA out. */
+#define PS_H2_MAX_BUFFERED_DEFAULT (64u << 20) /* PS_H2_MAX_BUFFERED, --grpc-max-buffered */
+#define PS_H2_SMALL_REQUEST        (16u << 10) /* one DATA frame at the default SETTINGS_MAX_FRAME_SIZE */
+#define PS_H2_BUFFER_RESERVE       (1u << 20)
+/* A request must arrive whole (END_STREAM) this soon after its headers, with or without grpc-timeout,
+ * or it is answered DEADLINE_EXCEEDED and its buffer freed. Only the arrival of the request is timed:
+ * the response of a server stream may go on for as long as it likes. --grpc-request-timeout. */
+#define PS_H2_REQUEST_TIMEOUT_MS   10000
+/* glibc keeps freed memory in its heap (and raises its mmap threshold after a large free), so memory an
+ * attack made us allocate would stay with the process. After PS_H2_TRIM_AFTER bytes of request buffers
+ * were freed, malloc_trim(0) runs, at most once per PS_H2_TRIM_INTERVAL_MS, from a timer on the loop. */
+#define PS_H2_TRIM_AFTER           (1u << 20)
+#define PS_H2_TRIM_INTERVAL_MS     1000
+
 struct ps_call;
 
 /* Requests that never reach the dispatcher are answered here, as Trailers-Only responses:
@@ -42,6 +62,8 @@ struct ps_call;
  *   header list > MAX_HEADER_LIST -> RESOURCE_EXHAUSTED;  :path > PS_H2_MAX_PATH -> UNIMPLEMENTED
  *   malformed grpc-timeout      -> INVALID_ARGUMENT
  *   message > max_msg           -> RESOURCE_EXHAUSTED (at once, before buffering it)
+ *   request bytes over the budget -> RESOURCE_EXHAUSTED (max_buffered; the stream's bytes are released)
+ *   request incomplete after request_timeout_ms -> DEADLINE_EXCEEDED
  *   compressed message          -> UNIMPLEMENTED (we advertise grpc-accept-encoding: identity)
  *   0 messages / 2+ / truncated -> INTERNAL "missing request message" / "too many request messages" /
  *                                  "incomplete request message"
@@ -68,6 +90,8 @@ struct ps_h2_server {
   void *dispatch_arg;
   size_t max_msg;              /* PS_GRPC_MAX_MSG; 0 means PS_GRPC_MAX_MSG_DEFAULT */
   uint64_t preface_timeout_ms; /* 0 means PS_H2_PREFACE_TIMEOUT_MS */
+  size_t max_buffered;         /* 0 means PS_H2_MAX_BUFFERED_DEFAULT */
+  uint64_t request_timeout_ms; /* 0 means PS_H2_REQUEST_TIMEOUT_MS */
   /* Runs (may be NULL) when the last connection is gone after ps_h2_server_drain or _terminate, from
    * the connection's close path: it should only schedule work (e.g. start a timer), not close things. */
   void (*on_idle)(void *arg);
@@ -75,6 +99,10 @@ struct ps_h2_server {
   /* statistics, kept current by h2_conn (also exported as metrics) */
   size_t open_conns;
   size_t open_streams;
+  struct ps_grpc_budget buffered; /* request bytes held by every stream (limit: max_buffered) */
+  size_t trim_freed;              /* bytes of request buffers freed since the last malloc_trim */
+  uint64_t trim_last_ms;
+  void *trim_timer; /* a pending trim; it closes with the last connection */
   /* kept by h2_conn: every connection not yet destroyed, memory ones included (zeroed: empty) */
   struct ps_list conns;
   bool draining; /* ps_h2_server_drain or _terminate ran: new connections get GOAWAY at once */
@@ -85,8 +113,10 @@ extern const struct ps_net_proto ps_h2_net_proto;
 
 /* Declares the prescale_grpc_* metric families (idempotent; also done when a connection opens):
  * prescale_grpc_requests_total{method,code}, prescale_grpc_request_duration_seconds{method},
- * prescale_grpc_connections, prescale_grpc_streams. The method label is "unknown" unless the
- * dispatcher handled the call with a status other than UNIMPLEMENTED, so clients cannot mint series. */
+ * prescale_grpc_connections, prescale_grpc_streams, prescale_grpc_buffered_bytes,
+ * prescale_grpc_requests_refused_total{reason="too_large"|"memory"|"request_timeout"}. The method label is
+ * "unknown" unless the dispatcher handled the call with a status other than UNIMPLEMENTED, so clients cannot
+ * mint series. */
 int ps_h2_metrics_declare(void);
 
 /* ---- graceful shutdown ---------------------------------------------------------------------- */

@@ -1112,3 +1112,187 @@ Test(h2_conn, terminate_cuts_what_is_left_with_goaway_no_error) {
   stop_server();
   PS_LOOP_END(&loop);
 }
+
+/* ---- request memory: budget, growth, request timeout ------------------------------------------ */
+
+static double refused(const char *reason) {
+  char labels[64];
+  snprintf(labels, sizeof labels, "reason=\"%s\"", reason);
+  return ps_metrics_get("prescale_grpc_requests_refused_total", labels);
+}
+
+/* The body of an unfinished message: a prefix announcing `announce` bytes, then `have` of them. */
+static uint8_t *partial_body(uint32_t announce, size_t have, size_t *len) {
+  uint8_t *b = calloc(1, PS_GRPC_PREFIX_LEN + have);
+  b[1] = (uint8_t)(announce >> 24);
+  b[2] = (uint8_t)(announce >> 16);
+  b[3] = (uint8_t)(announce >> 8);
+  b[4] = (uint8_t)announce;
+  *len = PS_GRPC_PREFIX_LEN + have;
+  return b;
+}
+
+static bool all_sent(void *arg) {
+  for (int i = 0; i < cl.nst; i++)
+    if (!cl.st[i].closed && cl.st[i].body_off < cl.st[i].body_len) return false;
+  return true;
+}
+static size_t buffered_at_least;
+static bool buffered_reached(void *arg) { return server.buffered.used >= buffered_at_least; }
+
+Test(h2_conn, prefixes_alone_reserve_nothing) {
+  server.max_msg = 4u << 20;
+  client_start(65535);
+  size_t len;
+  uint8_t *body = partial_body((4u << 20) - 1, 0, &len);
+  for (int i = 0; i < MAX_STREAMS - 1; i++)
+    request(&(struct req){.path = "/test.Svc/Echo", .body = body, .body_len = len, .hold_open = true});
+  /* An Echo behind them on the same connection: once it is answered, every prefix was processed. */
+  struct stream *echo = request(&(struct req){.path = "/test.Svc/Echo", .msg = "after"});
+  wait_closed(echo);
+  cr_assert_eq(echo->grpc_status, PS_GRPC_OK);
+  cr_assert_eq(server.open_streams, MAX_STREAMS - 1);
+  cr_assert_eq(server.buffered.used, 0, "prefixes announcing 4 MiB reserved %zu bytes", server.buffered.used);
+  for (int i = 0; i < MAX_STREAMS - 1; i++) cr_assert_not(cl.st[i].closed);
+  free(body);
+  client_stop();
+  cr_assert(run_until(no_conns, NULL, 5000));
+  cr_assert_eq(server.buffered.used, 0);
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+Test(h2_conn, budget_refuses_the_stream_over_it_and_releases_its_bytes) {
+  server.max_msg = 1u << 20;
+  server.max_buffered = 64u << 10;
+  client_start(1u << 20);
+  size_t len;
+  /* Each stream sends 30000 bytes of a message announcing 1 MiB - 1, and never ends it. */
+  uint8_t *body = partial_body((1u << 20) - 1, 30000, &len);
+  for (int i = 0; i < 5; i++)
+    request(&(struct req){.path = "/test.Svc/Echo", .body = body, .body_len = len, .hold_open = true});
+  cr_assert(run_until(all_sent, NULL, 5000));
+  /* Once everything sent was read, a small call on the same connection still gets in (the reserve for
+   * small messages), and answers. */
+  struct stream *echo = request(&(struct req){.path = "/test.Svc/Echo", .msg = "small"});
+  wait_closed(echo);
+  cr_assert_eq(echo->grpc_status, PS_GRPC_OK);
+  int exhausted = 0, open = 0;
+  for (int i = 0; i < 5; i++) {
+    struct stream *st = &cl.st[i];
+    if (st->closed) {
+      exhausted++;
+      cr_assert(st->trailers_only);
+      cr_assert_eq(st->grpc_status, PS_GRPC_RESOURCE_EXHAUSTED);
+      cr_assert(strstr(st->grpc_message, "--grpc-max-buffered 65536") != NULL, "%s", st->grpc_message);
+      cr_assert_eq(st->close_error, NGHTTP2_NO_ERROR);
+    } else {
+      open++;
+    }
+  }
+  /* 30000 bytes take at most 32768 reserved: two streams fit in 64 KiB, the others were refused. */
+  cr_assert_eq(open, 2, "%d streams left open", open);
+  cr_assert_eq(exhausted, 3);
+  cr_assert_eq(refused("memory"), 3);
+  cr_assert_leq(server.buffered.used, server.buffered.limit);
+  cr_assert_geq(server.buffered.used, 2 * 30000);
+  cr_assert_eq(ps_metrics_get("prescale_grpc_buffered_bytes", ""), (double)server.buffered.used);
+  cr_assert_eq(metric("method=\"unknown\",code=\"RESOURCE_EXHAUSTED\""), 3);
+  /* The client goes away: every byte comes back. */
+  free(body);
+  client_stop();
+  cr_assert(run_until(no_conns, NULL, 5000));
+  cr_assert_eq(server.buffered.used, 0);
+  cr_assert_eq(ps_metrics_get("prescale_grpc_buffered_bytes", ""), 0);
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+Test(h2_conn, complete_message_without_end_stream_is_counted_until_dispatch) {
+  server.max_msg = 1u << 20;
+  client_start(1u << 20);
+  static char big[100000];
+  struct ps_buf whole = framed(big, sizeof big);
+  /* The whole message, split over DATA frames, but no END_STREAM: held, and counted. */
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo",
+                                            .body = (uint8_t *)whole.data,
+                                            .body_len = whole.len,
+                                            .chunk = 10000,
+                                            .hold_open = true});
+  buffered_at_least = sizeof big;
+  cr_assert(run_until(buffered_reached, NULL, 5000));
+  cr_assert_leq(server.buffered.used, 2 * sizeof big);
+  cr_assert_eq(d.dispatched, 0);
+  /* END_STREAM: dispatched, answered, and its bytes are back. */
+  st->hold_open = false;
+  nghttp2_session_resume_data(cl.peer.s, st->id);
+  client_flush();
+  wait_closed(st);
+  cr_assert_eq(st->grpc_status, PS_GRPC_OK);
+  cr_assert_eq(d.dispatched, 1);
+  cr_assert_eq(server.buffered.used, 0);
+  ps_buf_free(&whole);
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+Test(h2_conn, request_timeout_ends_an_incomplete_request_with_deadline_exceeded) {
+  server.request_timeout_ms = 100;
+  server.max_msg = 1u << 20;
+  client_start(1u << 20);
+  size_t len;
+  uint8_t *body = partial_body(50000, 20000, &len);
+  uint64_t t0 = uv_now(&loop);
+  /* No grpc-timeout; one longer than the limit; one shorter (the client's deadline comes first). */
+  struct stream *a =
+      request(&(struct req){.path = "/test.Svc/Echo", .body = body, .body_len = len, .hold_open = true});
+  struct stream *b = request(&(struct req){
+      .path = "/test.Svc/Echo", .timeout = "1M", .body = body, .body_len = len, .hold_open = true});
+  struct stream *c = request(&(struct req){
+      .path = "/test.Svc/Echo", .timeout = "30m", .body = body, .body_len = len, .hold_open = true});
+  /* A server-streaming call whose request is complete is not timed: it outlives the limit. */
+  struct stream *held = request(&(struct req){.path = "/test.Svc/Hold", .msg = "x"});
+  wait_closed(a);
+  wait_closed(b);
+  wait_closed(c);
+  cr_assert_geq(uv_now(&loop) - t0, 90, "ended before the request timeout");
+  for (int i = 0; i < 2; i++) {
+    struct stream *st = i == 0 ? a : b;
+    cr_assert(st->trailers_only);
+    cr_assert_eq(st->grpc_status, PS_GRPC_DEADLINE_EXCEEDED);
+    cr_assert(strstr(st->grpc_message, "within 100 ms of its headers (--grpc-request-timeout)") != NULL, "%s",
+              st->grpc_message);
+    cr_assert_eq(st->close_error, NGHTTP2_NO_ERROR);
+  }
+  cr_assert_eq(c->grpc_status, PS_GRPC_DEADLINE_EXCEEDED);
+  cr_assert(strstr(c->grpc_message, "grpc-timeout 30m") != NULL, "%s", c->grpc_message);
+  cr_assert_eq(refused("request_timeout"), 2);
+  cr_assert_eq(server.buffered.used, 0, "the timed-out requests' bytes are back");
+  cr_assert_eq(d.dispatched, 1);
+  /* Well past the limit, the held call is still open (a bounded wait for what must not happen). */
+  cr_assert_not(run_until(stream_closed, held, 300), "the request timeout ended a dispatched call");
+  cr_assert_eq(d.cancelled, 0);
+  free(body);
+  client_stop();
+  cr_assert(run_until(one_cancelled, NULL, 5000));
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+Test(h2_conn, request_timeout_holds_for_a_request_that_ends_in_time) {
+  server.request_timeout_ms = 200;
+  client_start(65535);
+  /* grpc-timeout longer than the limit: once the request is complete, the client's deadline rules. */
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Hold", .timeout = "400m", .msg = "x"});
+  uint64_t t0 = uv_now(&loop);
+  wait_closed(st);
+  cr_assert_geq(uv_now(&loop) - t0, 350, "the request limit cut a complete request");
+  cr_assert_eq(st->grpc_status, PS_GRPC_DEADLINE_EXCEEDED);
+  cr_assert(strstr(st->grpc_message, "grpc-timeout 400m") != NULL, "%s", st->grpc_message);
+  cr_assert_eq(d.cancelled, 1);
+  cr_assert(isnan(refused("request_timeout")), "no request was refused");
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
