@@ -27,6 +27,11 @@
 #define PS_MAX_GRPC_MAX_MSG (1024u << 20)
 #define PS_MAX_MAX_TARGETS  1000000 /* --max-targets upper bound */
 
+/* Request memory (docs/reliability.md): --grpc-max-buffered and --grpc-request-timeout bounds. */
+#define PS_MIN_GRPC_MAX_BUFFERED       (64u << 10)
+#define PS_MAX_GRPC_MAX_BUFFERED       ((size_t)64 << 30)
+#define PS_MAX_GRPC_REQUEST_TIMEOUT_MS (10 * 60 * 1000)
+
 struct ps_server_config {
   const char *grpc_listen; /* host:port, [v6]:port; not owned (argv/env/literal) */
   const char *http_listen;
@@ -39,13 +44,18 @@ struct ps_server_config {
   uint64_t shutdown_grace_ms; /* drain deadline after SIGTERM; 0 = end every call at once */
   enum ps_log_level log_level;
   enum ps_log_format log_format;
+
+  /* request memory (h2_conn.h: PS_H2_MAX_BUFFERED_DEFAULT, PS_H2_REQUEST_TIMEOUT_MS) */
+  size_t grpc_max_buffered;         /* request bytes buffered on all connections */
+  uint64_t grpc_request_timeout_ms; /* a request must arrive whole this soon after its headers */
 };
 
 /* Every field to its flag's default, as --help shows it. */
 void ps_server_config_defaults(struct ps_server_config *c);
 /* Reads PRESCALE_* environment variables (PRESCALE_GRPC_LISTEN, ...), then flags, which win.
  * Flags: --grpc-listen, --http-listen, --prometheus-url, --first-load-timeout, --stale-after,
- * --target-idle, --grpc-max-msg, --max-targets, --shutdown-grace, --log-level, --log-format (each
+ * --target-idle, --grpc-max-msg, --grpc-max-buffered, --grpc-request-timeout, --max-targets,
+ * --shutdown-grace, --log-level, --log-format (each
  * `--flag V` or `--flag=V`).
  * Returns 0; 1 when --help was given (usage already printed to `out`); 2 for --version (printed);
  * UV_EINVAL with a one-line message in err naming the flag and the value. */

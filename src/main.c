@@ -141,6 +141,8 @@ static int start(struct app *a) {
   a->h2.dispatch = ps_service_dispatch;
   a->h2.dispatch_arg = a->service;
   a->h2.max_msg = a->cfg.grpc_max_msg;
+  a->h2.max_buffered = a->cfg.grpc_max_buffered;
+  a->h2.request_timeout_ms = a->cfg.grpc_request_timeout_ms;
   a->h2.on_idle = h2_idle_cb;
   a->h2.idle_arg = a;
   a->health.loop = &a->loop;

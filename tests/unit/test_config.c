@@ -12,9 +12,12 @@ static const char *const env_names[] = {
     "PRESCALE_FIRST_LOAD_TIMEOUT", "PRESCALE_STALE_AFTER", "PRESCALE_TARGET_IDLE",
     "PRESCALE_GRPC_MAX_MSG",       "PRESCALE_MAX_TARGETS", "PRESCALE_SHUTDOWN_GRACE",
     "PRESCALE_LOG_LEVEL",          "PRESCALE_LOG_FORMAT"};
+static const char *const request_memory_env_names[] = {"PRESCALE_GRPC_MAX_BUFFERED",
+                                                       "PRESCALE_GRPC_REQUEST_TIMEOUT"};
 
 static void clear_env(void) {
   for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++) unsetenv(env_names[i]);
+  for (size_t i = 0; i < 2; i++) unsetenv(request_memory_env_names[i]);
 }
 
 TestSuite(config, .init = clear_env);
@@ -169,6 +172,47 @@ Test(config, grpc_max_msg_sizes) {
     cr_assert_str_eq(r.err, want);
     free(r.out);
   }
+}
+
+/* The request-memory flags (docs/reliability.md, "Request memory"): defaults, flag, variable, bounds. */
+Test(config, grpc_request_memory_flags) {
+  struct run r;
+  RUN(r, "--log-level=info");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.grpc_max_buffered, 64u << 20);
+  cr_assert_eq(r.c.grpc_request_timeout_ms, 10000);
+  free(r.out);
+  RUN(r, "--grpc-max-buffered", "8MiB", "--grpc-request-timeout=1.5s");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.grpc_max_buffered, 8u << 20);
+  cr_assert_eq(r.c.grpc_request_timeout_ms, 1500);
+  free(r.out);
+  setenv("PRESCALE_GRPC_MAX_BUFFERED", "128KiB", 1);
+  setenv("PRESCALE_GRPC_REQUEST_TIMEOUT", "250ms", 1);
+  RUN(r, "--log-level=info");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.grpc_max_buffered, 128u << 10);
+  cr_assert_eq(r.c.grpc_request_timeout_ms, 250);
+  free(r.out);
+  clear_env();
+  RUN(r, "--grpc-max-buffered", "1KiB");
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert(strstr(r.err, "--grpc-max-buffered: \"1KiB\" is not a size from 64KiB") != NULL, "%s", r.err);
+  free(r.out);
+  RUN(r, "--grpc-request-timeout", "0");
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert(strstr(r.err, "--grpc-request-timeout: \"0\"") != NULL, "%s", r.err);
+  free(r.out);
+  RUN(r, "--grpc-request-timeout", "11m");
+  cr_assert_eq(r.rc, UV_EINVAL);
+  free(r.out);
+  RUN(r, "--help");
+  cr_assert_eq(r.rc, 1);
+  cr_assert(strstr(r.out, "--grpc-max-buffered BYTES") != NULL);
+  cr_assert(strstr(r.out, "(default 64MiB; $PRESCALE_GRPC_MAX_BUFFERED)") != NULL);
+  cr_assert(strstr(r.out, "--grpc-request-timeout DUR") != NULL);
+  cr_assert(strstr(r.out, "(default 10s; $PRESCALE_GRPC_REQUEST_TIMEOUT)") != NULL);
+  free(r.out);
 }
 
 Test(config, shutdown_grace_values) {
