@@ -50,7 +50,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
   size_t chunk = (size_t)data[0] + 1;
   data++, size--;
-  struct ps_h2_server srv = {.loop = &loop, .dispatch = dispatch, .max_msg = 4096};
+  /* A budget smaller than two messages, so that refusals over it are reached too. */
+  struct ps_h2_server srv = {.loop = &loop, .dispatch = dispatch, .max_msg = 4096, .max_buffered = 6000};
   struct ps_buf out;
   ps_buf_init(&out);
   struct ps_h2_conn *c = ps_h2_conn_new_mem(&srv, &out);
@@ -66,6 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     data += n;
     size -= n;
     ps_buf_reset(&out);
+    if (srv.buffered.used > srv.buffered.limit + srv.buffered.reserve) abort();
     /* Let deadlines that are already due fire, as the loop would between reads. */
     uv_run(&loop, UV_RUN_NOWAIT);
   }
@@ -82,5 +84,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ps_buf_free(&out);
   uv_run(&loop, UV_RUN_NOWAIT); /* closes the deadline timers */
   if (srv.open_conns != 0 || srv.open_streams != 0) abort();
+  if (srv.buffered.used != 0) abort(); /* every request byte charged was given back */
   return 0;
 }
