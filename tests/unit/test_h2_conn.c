@@ -1296,3 +1296,25 @@ Test(h2_conn, request_timeout_holds_for_a_request_that_ends_in_time) {
   stop_server();
   PS_LOOP_END(&loop);
 }
+
+static bool buffered_empty(void *arg) { return server.buffered.used == 0; }
+
+Test(h2_conn, client_reset_mid_upload_gives_the_bytes_back) {
+  server.max_msg = 1u << 20;
+  client_start(1u << 20);
+  size_t len;
+  uint8_t *body = partial_body((1u << 20) - 1, 50000, &len);
+  struct stream *st =
+      request(&(struct req){.path = "/test.Svc/Echo", .body = body, .body_len = len, .hold_open = true});
+  buffered_at_least = 50000;
+  cr_assert(run_until(buffered_reached, NULL, 5000));
+  nghttp2_submit_rst_stream(cl.peer.s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+  client_flush();
+  cr_assert(run_until(buffered_empty, NULL, 5000), "%zu bytes still counted", server.buffered.used);
+  cr_assert_eq(server.open_conns, 1, "the connection stays");
+  cr_assert_eq(ps_metrics_get("prescale_grpc_buffered_bytes", ""), 0);
+  free(body);
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
