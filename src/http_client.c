@@ -48,6 +48,7 @@ struct conn {
   struct ps_http_req *req; /* the request it serves; NULL when idle */
   bool reused;             /* served a request before this one */
   bool writing;            /* write_req in flight: wbuf must not change */
+  size_t burst;            /* response bytes read since reading last paused (PS_HTTP_READ_BURST) */
   struct ps_buf wbuf;      /* request bytes; owned by the conn, referenced by write_req while writing */
   llhttp_t parser;
   char rbuf[READ_BUF_SIZE];
@@ -82,6 +83,10 @@ struct ps_http_req {
   int parse_err; /* set by a parser callback that refused the response (limits, status) */
   size_t header_bytes;
   int status;
+  size_t max_body;         /* body limit; 0: PS_HTTP_MAX_RESPONSE */
+  ps_http_body_cb body_cb; /* NULL: the body is collected in `body` */
+  void *body_arg;
+  size_t body_seen; /* body bytes of this response so far, collected or streamed */
   struct ps_buf body;
   struct ps_buf hname, hval; /* current header, accumulated across reads */
   struct ps_buf content_type;
@@ -243,6 +248,12 @@ static void req_timer_cb(uv_timer_t *t) {
   }
   req_fail(r, UV_ETIMEDOUT, "GET %.*s: timed out after %llu ms", URL_IN_MSG_MAX, r->url,
            (unsigned long long)r->timeout_ms);
+}
+
+void ps_http_set_body(struct ps_http_req *r, size_t max_body, ps_http_body_cb body_cb, void *body_arg) {
+  r->max_body = max_body;
+  r->body_cb = body_cb;
+  r->body_arg = body_arg;
 }
 
 void ps_http_cancel(struct ps_http_req *r) {
@@ -529,6 +540,7 @@ static void req_reset_response(struct ps_http_req *r) {
   r->parse_err = 0;
   r->header_bytes = 0;
   r->status = 0;
+  r->body_seen = 0;
   ps_buf_reset(&r->body);
   ps_buf_reset(&r->hname);
   ps_buf_reset(&r->hval);
@@ -541,6 +553,7 @@ static void conn_send(struct conn *cn, struct ps_http_req *r) {
   uv_timer_stop(&cn->timer);
   cn->state = CONN_BUSY;
   cn->req = r;
+  cn->burst = 0;
   r->conn = cn;
   req_reset_response(r);
   if (cn->peer[0] == '\0') snprintf(cn->peer, sizeof cn->peer, "%s", r->hostport);
@@ -594,6 +607,10 @@ static int count_header_bytes(struct ps_http_req *r, size_t n) {
   return 0;
 }
 
+static size_t body_limit(const struct ps_http_req *r) {
+  return r->max_body != 0 ? r->max_body : PS_HTTP_MAX_RESPONSE;
+}
+
 static int on_status(llhttp_t *p, const char *at, size_t n) { return count_header_bytes(parser_req(p), n); }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
@@ -629,11 +646,11 @@ static int on_headers_complete(llhttp_t *p) {
              r->url, r->status);
     return -1;
   }
-  /* Refuse a declared oversize body at once rather than after reading 32 MiB of it. */
-  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > PS_HTTP_MAX_RESPONSE) {
+  /* Refuse a declared oversize body at once rather than after reading the limit's worth of it. */
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > body_limit(r)) {
     r->parse_err = UV_E2BIG;
-    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: response body exceeds %u bytes (Content-Length %llu)",
-             URL_IN_MSG_MAX, r->url, PS_HTTP_MAX_RESPONSE, (unsigned long long)p->content_length);
+    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: response body exceeds %zu bytes (Content-Length %llu)",
+             URL_IN_MSG_MAX, r->url, body_limit(r), (unsigned long long)p->content_length);
     return -1;
   }
   return 0;
@@ -641,11 +658,22 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   struct ps_http_req *r = parser_req(p);
-  if (n > PS_HTTP_MAX_RESPONSE - r->body.len) {
+  if (n > body_limit(r) - r->body_seen) {
     r->parse_err = UV_E2BIG;
-    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: response body exceeds %u bytes", URL_IN_MSG_MAX, r->url,
-             PS_HTTP_MAX_RESPONSE);
+    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: response body exceeds %zu bytes", URL_IN_MSG_MAX, r->url,
+             body_limit(r));
     return -1;
+  }
+  r->body_seen += n;
+  if (r->body_cb != NULL) {
+    int err = r->body_cb(r->body_arg, at, n);
+    if (err != 0) {
+      r->parse_err = err;
+      snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: response body refused: %s", URL_IN_MSG_MAX, r->url,
+               uv_strerror(err));
+      return -1;
+    }
+    return 0;
   }
   if (ps_buf_append(&r->body, at, n) != 0) {
     r->parse_err = UV_ENOMEM;
@@ -725,6 +753,23 @@ static void read_failed(struct conn *cn, int nread) {
              cn->peer, nread == UV_EOF ? "EOF" : uv_strerror(nread));
 }
 
+static void resume_cb(uv_timer_t *t) {
+  struct conn *cn = t->data;
+  int err = uv_read_start((uv_stream_t *)&cn->tcp, alloc_cb, read_cb);
+  if (err != 0 && err != UV_EALREADY && cn->req != NULL)
+    req_fail(cn->req, err, "GET %.*s: read from %s: %s", URL_IN_MSG_MAX, cn->req->url, cn->peer,
+             uv_strerror(err));
+}
+
+/* Yields the loop after PS_HTTP_READ_BURST bytes: the poll phase goes on to other descriptors (gRPC,
+ * /healthz), and the conn's timer, unused while a request is served, resumes reading at the next turn. A
+ * request timeout or cancel meanwhile closes the conn with its timer, so nothing resumes a closed conn. */
+static void pause_reading(struct conn *cn) {
+  cn->burst = 0;
+  uv_read_stop((uv_stream_t *)&cn->tcp);
+  uv_timer_start(&cn->timer, resume_cb, 0, 0);
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct conn *cn = s->data;
   if (cn->state == CONN_CLOSING) return;
@@ -748,7 +793,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     deliver(cn, reusable);
     return;
   }
-  if (e == HPE_OK) return;
+  if (e == HPE_OK) {
+    cn->burst += (size_t)nread;
+    if (cn->burst >= PS_HTTP_READ_BURST) pause_reading(cn);
+    return;
+  }
   if (r->parse_err != 0) {
     req_finish(r, r->parse_err, NULL);
     return;

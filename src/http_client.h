@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define PS_HTTP_MAX_RESPONSE       (32u << 20) /* body bytes; more -> UV_E2BIG */
+#define PS_HTTP_MAX_RESPONSE       (32u << 20) /* body bytes by default; more -> UV_E2BIG (ps_http_set_body) */
 #define PS_HTTP_MAX_HEADER_BYTES   (64u << 10)
 #define PS_HTTP_MAX_URL            16384
 #define PS_HTTP_MAX_IDLE_PER_HOST  4     /* keep-alive connections kept per host:port */
@@ -16,14 +16,19 @@
 /* Each address of a host gets at most this long (or the request timeout, if shorter) to accept the
  * connection before the next address is tried. */
 #define PS_HTTP_CONNECT_TIMEOUT_MS 5000
+/* A connection that has read this many bytes of a response stops reading for one loop turn before it
+ * reads on, so that a large answer arriving faster than it is parsed (loopback, a full socket buffer)
+ * cannot hold the loop: libuv reads up to 32 buffers in one go, 2 MiB of READ_BUF_SIZE reads. Measured by
+ * tests/bench/prom_bench.c: 256 KiB of a Prometheus answer decode in about 1 ms. */
+#define PS_HTTP_READ_BURST         (256u << 10)
 
 struct ps_http_client;
 struct ps_http_req;
 
 struct ps_http_response {
   int status;       /* HTTP status code */
-  const char *body; /* NUL-terminated; valid only during the callback */
-  size_t body_len;
+  const char *body; /* NUL-terminated; valid only during the callback; "" when streamed (ps_http_set_body) */
+  size_t body_len;  /* 0 when streamed */
   const char *content_type; /* "" when absent */
 };
 
@@ -46,6 +51,15 @@ void ps_http_client_close(struct ps_http_client *c);
  * *out (may be NULL) receives a handle for ps_http_cancel, valid until cb runs. */
 int ps_http_get(struct ps_http_client *c, const char *url, uint64_t timeout_ms, ps_http_cb cb, void *arg,
                 struct ps_http_req **out);
+/* Receives the body of a response as it arrives, in the pieces the connection reads: 0, or a negative
+ * error that ends the request with it. It must not call into the client (cancel, close, get). */
+typedef int (*ps_http_body_cb)(void *arg, const char *data, size_t len);
+/* Sets r's limit on body bytes (instead of PS_HTTP_MAX_RESPONSE), checked against Content-Length as the
+ * headers arrive and against the bytes as they stream in: past it the request ends with UV_E2BIG. With
+ * body_cb, the body goes to body_cb(body_arg, ...) as it arrives instead of being collected, so that a
+ * caller can decode it without a copy of the whole. Call it right after ps_http_get returned r, before the
+ * loop runs again. */
+void ps_http_set_body(struct ps_http_req *r, size_t max_body, ps_http_body_cb body_cb, void *body_arg);
 /* The callback will not run; the connection it used is closed (its response is not awaited). */
 void ps_http_cancel(struct ps_http_req *r);
 
