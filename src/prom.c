@@ -1,10 +1,10 @@
 /* Prometheus HTTP API client (https://prometheus.io/docs/prometheus/latest/querying/api/).
- * The pure half builds query_range URLs and decodes JSON responses with cJSON (cJSON stays inside this
- * file); the asynchronous half splits a long range into requests Prometheus accepts and runs them one
- * after another on ps_http. */
+ * The pure half builds query_range URLs and decodes JSON responses with a streaming scanner of its own
+ * (no tree of the body is built); the asynchronous half splits a long range into requests Prometheus
+ * accepts, runs them one after another on ps_http, and decodes each answer as it arrives, straight into
+ * the array of samples it delivers. */
 #include "prom.h"
 
-#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
@@ -97,130 +97,699 @@ static int set_err(char *err, size_t errlen, int code, const char *fmt, ...) {
   return code;
 }
 
-/* [ <unix seconds as number>, "<value as string>" ] (the API's sample encoding). */
-static int decode_pair(const cJSON *pair, struct ps_sample *s) {
-  if (!cJSON_IsArray(pair) || cJSON_GetArraySize(pair) != 2) return UV_EPROTO;
-  const cJSON *t = cJSON_GetArrayItem(pair, 0), *v = cJSON_GetArrayItem(pair, 1);
-  if (!cJSON_IsNumber(t) || !cJSON_IsString(v) || v->valuestring == NULL) return UV_EPROTO;
-  double sec = t->valuedouble;
-  if (!isfinite(sec) || fabs(sec) > MAX_ABS_SECONDS) return UV_EPROTO;
-  s->t_ms = (int64_t)llround(sec * MS_PER_S);
-  const char *vs = v->valuestring;
-  /* Go's strconv.FormatFloat output, plus the three specials; strtod takes all of them. */
-  if (*vs == '\0' || isspace((unsigned char)*vs)) return UV_EPROTO;
-  char *end;
-  double d = strtod(vs, &end);
-  if (*end != '\0') return UV_EPROTO;
-  s->v = d;
+/* The decoder is a pushdown scanner of RFC 8259 JSON, fed any number of pieces, that builds no tree: it
+ * keeps the few things an answer is judged by (the envelope's strings, the kind of each value of
+ * interest, the series count) and writes the first series' samples to the output as their pairs close.
+ * Once the body has ended, ps_prom_dec_finish judges them in the order the checks have always run.
+ * It accepts what cJSON (which decoded answers before) accepts: any byte <= 0x20 as whitespace, a leading
+ * UTF-8 BOM, anything after the top value; numbers as a run of [0-9+-eE.] that strtod reads whole (of at
+ * most PS_PROM_JSON_MAX_NUMBER bytes: cJSON took any); the first of duplicate keys. Unlike cJSON, a \u
+ * escape must have 4 hex digits (cJSON read "\u12g4" as "\u0000"). Strings compare by their length, so a
+ * NUL escaped into "success\u0000x" does not make it "success". */
+
+#define HEAD_KEEP  80  /* bytes of the body kept for messages: 80 of an error page, 40 of a non-JSON body */
+#define KEY_MAX    15  /* the longest key looked for is "histograms" */
+#define NAME_MAX_  47  /* status and resultType are compared, and printed with %.40s */
+#define TYPE_MAX   127 /* errorType */
+#define ROLE_DEPTH 8   /* containers of interest sit at depths 1..6 */
+#define FIRST_CAP  64  /* samples of the first allocation; then doubling */
+
+enum lex {
+  L_BOM,
+  L_VALUE,
+  L_ARR_FIRST,
+  L_OBJ_FIRST,
+  L_KEY,
+  L_COLON,
+  L_AFTER,
+  L_STRING,
+  L_NUMBER,
+  L_LITERAL,
+  L_DONE,
+  L_ERROR
+};
+/* What a container is in the answer. R_PAIR is a [time, "value"] of data.result[0].values, R_VPAIR is
+ * data.result[0].value; data.result itself is also the pair of a scalar. */
+enum role { R_OTHER, R_ROOT, R_DATA, R_RESULT, R_SERIES0, R_VALUES, R_PAIR, R_VPAIR };
+/* Where a value sits. */
+enum slot {
+  S_OTHER,
+  S_ROOT,
+  S_STATUS,
+  S_ERRTYPE,
+  S_ERROR,
+  S_DATA,
+  S_RTYPE,
+  S_RESULT,
+  S_RES0,
+  S_RES1,
+  S_VALUE,
+  S_VALUES,
+  S_HIST,
+  S_PAIR,
+  S_PAIR_T,
+  S_PAIR_V,
+  S_PAIR_EXTRA
+};
+enum kind { K_ABSENT, K_STRING, K_NUMBER, K_OBJECT, K_ARRAY, K_LITERAL };
+
+/* A [time, "value"] being read: element 0 a number of seconds, element 1 a float as a string. */
+struct pair {
+  struct ps_sample s;
+  bool t_ok, v_ok, bad;
+  size_t count;
+};
+
+struct text {
+  size_t len;
+  bool over; /* longer than its buffer: cut */
+};
+
+struct ps_prom_dec {
+  struct ps_sample **out; /* the caller's array, appended from mark on */
+  size_t *n, *cap, mark;
+  bool sorted;
+  int err; /* UV_ENOMEM once an append failed */
+  size_t bytes;
+  char head[HEAD_KEEP + 1];
+  size_t head_len;
+  /* scanner */
+  enum lex st;
+  unsigned depth;
+  uint8_t is_arr[(PS_PROM_JSON_MAX_DEPTH + 7) / 8];
+  uint8_t role[ROLE_DEPTH];
+  enum slot key_slot; /* the slot of the value after the key just read */
+  enum slot str_slot; /* the slot of the string or number being read */
+  bool in_key;
+  unsigned bom, esc; /* BOM bytes matched; escape state (0: none, 1: after '\', 2.. \u digits) */
+  uint32_t unit, high;
+  char *cap_dst; /* where the string being read is kept, or NULL */
+  size_t cap_max;
+  struct text *cap_text;
+  struct text key_text, skip_text;
+  char key[KEY_MAX + 1];
+  char num[PS_PROM_JSON_MAX_NUMBER + 1];
+  size_t num_len;
+  const char *lit;
+  size_t lit_pos;
+  /* what the answer holds */
+  enum kind root_k, status_k, errtype_k, error_k, data_k, rtype_k, result_k, series0_k, values_k, hist_k;
+  bool seen_status, seen_errtype, seen_error, seen_data, seen_rtype, seen_result, seen_value, seen_values,
+      seen_hist;
+  char status[NAME_MAX_ + 1], rtype[NAME_MAX_ + 1], errtype[TYPE_MAX + 1], error[PS_PROM_MAX_ERROR_TEXT];
+  struct text status_text, rtype_text, errtype_text, error_text, value_text;
+  char value[PS_PROM_MAX_VALUE_TEXT + 1];
+  size_t series; /* elements of data.result */
+  struct pair pair, scalar;
+  struct ps_sample one; /* data.result[0].value */
+  bool one_ok, values_bad;
+};
+
+int ps_prom_dec_new(struct ps_sample **samples, size_t *n, size_t *cap, struct ps_prom_dec **out) {
+  struct ps_prom_dec *d = calloc(1, sizeof *d);
+  if (d == NULL) return UV_ENOMEM;
+  d->out = samples;
+  d->n = n;
+  d->cap = cap;
+  d->mark = *n;
+  d->sorted = true;
+  d->st = L_BOM;
+  *out = d;
   return 0;
 }
+
+void ps_prom_dec_free(struct ps_prom_dec *d) { free(d); }
+size_t ps_prom_dec_series(const struct ps_prom_dec *d) { return d->series; }
+size_t ps_prom_dec_bytes(const struct ps_prom_dec *d) { return d->bytes; }
+const char *ps_prom_dec_head(const struct ps_prom_dec *d) { return d->head; }
+
+/* ---- samples ---- */
 
 static int cmp_sample(const void *a, const void *b) {
   int64_t x = ((const struct ps_sample *)a)->t_ms, y = ((const struct ps_sample *)b)->t_ms;
   return (x > y) - (x < y);
 }
 
-static int decode_values(const cJSON *values, struct ps_sample **samples, size_t *n) {
-  if (!cJSON_IsArray(values)) return UV_EPROTO;
-  int cnt = cJSON_GetArraySize(values);
-  if (cnt == 0) return 0;
-  struct ps_sample *s = malloc((size_t)cnt * sizeof *s);
-  if (s == NULL) return UV_ENOMEM;
-  size_t i = 0;
-  bool sorted = true;
-  for (const cJSON *it = values->child; it != NULL; it = it->next, i++) {
-    if (decode_pair(it, &s[i]) != 0) {
-      free(s);
-      return UV_EPROTO;
+/* A timestamp in seconds, as the API writes it, to milliseconds. */
+static bool parse_time(const char *txt, int64_t *t_ms) {
+  double sec = strtod(txt, NULL);
+  if (!isfinite(sec) || fabs(sec) > MAX_ABS_SECONDS) return false;
+  *t_ms = (int64_t)llround(sec * MS_PER_S);
+  return true;
+}
+
+/* Go's strconv.FormatFloat output, plus the three specials; strtod takes all of them. */
+static bool parse_value(const char *vs, const struct text *t, double *v) {
+  if (t->over || t->len == 0 || isspace((unsigned char)*vs)) return false;
+  char *end;
+  double x = strtod(vs, &end);
+  if (end != vs + t->len) return false; /* trailing bytes, or a NUL inside */
+  *v = x;
+  return true;
+}
+
+static bool pair_ok(const struct pair *p) { return !p->bad && p->count == 2 && p->t_ok && p->v_ok; }
+
+static void push_sample(struct ps_prom_dec *d, struct ps_sample s) {
+  if (*d->n == *d->cap) {
+    size_t cap = *d->cap ? *d->cap * 2 : FIRST_CAP;
+    struct ps_sample *ns = realloc(*d->out, cap * sizeof *ns);
+    if (ns == NULL) {
+      d->err = UV_ENOMEM;
+      return;
     }
-    if (i > 0 && s[i].t_ms < s[i - 1].t_ms) sorted = false;
+    *d->out = ns;
+    *d->cap = cap;
   }
-  if (!sorted) qsort(s, i, sizeof *s, cmp_sample);
-  *samples = s;
-  *n = i;
-  return 0;
+  if (*d->n > d->mark && s.t_ms < (*d->out)[*d->n - 1].t_ms) d->sorted = false;
+  (*d->out)[(*d->n)++] = s;
+}
+
+/* ---- the scanner ---- */
+
+static bool top_is_arr(const struct ps_prom_dec *d) {
+  unsigned i = d->depth - 1;
+  return (d->is_arr[i / 8] >> (i % 8)) & 1;
+}
+
+static enum role top_role(const struct ps_prom_dec *d) {
+  return d->depth > 0 && d->depth <= ROLE_DEPTH ? (enum role)d->role[d->depth - 1] : R_OTHER;
+}
+
+static bool key_is(const struct ps_prom_dec *d, const char *name, bool *seen) {
+  size_t len = strlen(name);
+  if (*seen || d->key_text.over || d->key_text.len != len || memcmp(d->key, name, len) != 0) return false;
+  *seen = true;
+  return true;
+}
+
+/* After a key of an object of interest: where its value sits. The first of duplicate keys counts. */
+static void key_done(struct ps_prom_dec *d) {
+  enum slot s = S_OTHER;
+  switch (top_role(d)) {
+  case R_ROOT:
+    if (key_is(d, "status", &d->seen_status))
+      s = S_STATUS;
+    else if (key_is(d, "errorType", &d->seen_errtype))
+      s = S_ERRTYPE;
+    else if (key_is(d, "error", &d->seen_error))
+      s = S_ERROR;
+    else if (key_is(d, "data", &d->seen_data))
+      s = S_DATA;
+    break;
+  case R_DATA:
+    if (key_is(d, "resultType", &d->seen_rtype))
+      s = S_RTYPE;
+    else if (key_is(d, "result", &d->seen_result))
+      s = S_RESULT;
+    break;
+  case R_SERIES0:
+    if (key_is(d, "value", &d->seen_value))
+      s = S_VALUE;
+    else if (key_is(d, "values", &d->seen_values))
+      s = S_VALUES;
+    else if (key_is(d, "histograms", &d->seen_hist))
+      s = S_HIST;
+    break;
+  default: break;
+  }
+  d->key_slot = s;
+}
+
+/* The slot of the value that begins now, counting it among its array's elements. */
+static enum slot value_slot(struct ps_prom_dec *d) {
+  if (d->depth == 0) return S_ROOT;
+  switch (top_role(d)) {
+  case R_ROOT:
+  case R_DATA:
+  case R_SERIES0: return d->key_slot;
+  case R_RESULT: {
+    size_t i = d->series++;
+    d->scalar.count++;
+    return i == 0 ? S_RES0 : i == 1 ? S_RES1 : S_OTHER;
+  }
+  case R_VALUES: return S_PAIR;
+  case R_PAIR:
+  case R_VPAIR: {
+    size_t i = d->pair.count++;
+    return i == 0 ? S_PAIR_T : i == 1 ? S_PAIR_V : S_PAIR_EXTRA;
+  }
+  default: return S_OTHER;
+  }
+}
+
+/* Records the kind of a value that begins at slot s, and what it breaks. */
+static void note_kind(struct ps_prom_dec *d, enum slot s, enum kind k) {
+  switch (s) {
+  case S_ROOT: d->root_k = k; break;
+  case S_STATUS: d->status_k = k; break;
+  case S_ERRTYPE: d->errtype_k = k; break;
+  case S_ERROR: d->error_k = k; break;
+  case S_DATA: d->data_k = k; break;
+  case S_RTYPE: d->rtype_k = k; break;
+  case S_RESULT: d->result_k = k; break;
+  case S_RES0:
+    d->series0_k = k;
+    if (k != K_NUMBER) d->scalar.bad = true;
+    break;
+  case S_RES1:
+    if (k != K_STRING) d->scalar.bad = true;
+    break;
+  case S_VALUES: d->values_k = k; break;
+  case S_HIST: d->hist_k = k; break;
+  case S_PAIR:
+    if (k != K_ARRAY) d->values_bad = true;
+    break;
+  case S_PAIR_T:
+    if (k != K_NUMBER) d->pair.bad = true;
+    break;
+  case S_PAIR_V:
+    if (k != K_STRING) d->pair.bad = true;
+    break;
+  case S_PAIR_EXTRA: d->pair.bad = true; break;
+  default: break;
+  }
+}
+
+static void value_done(struct ps_prom_dec *d) { d->st = d->depth == 0 ? L_DONE : L_AFTER; }
+
+static void push(struct ps_prom_dec *d, bool arr, enum role r) {
+  if (d->depth >= PS_PROM_JSON_MAX_DEPTH) {
+    d->st = L_ERROR;
+    return;
+  }
+  unsigned i = d->depth;
+  if (arr)
+    d->is_arr[i / 8] |= (uint8_t)(1u << (i % 8));
+  else
+    d->is_arr[i / 8] &= (uint8_t) ~(1u << (i % 8));
+  if (i < ROLE_DEPTH) d->role[i] = (uint8_t)r;
+  d->depth++;
+  d->st = arr ? L_ARR_FIRST : L_OBJ_FIRST;
+}
+
+static void pop(struct ps_prom_dec *d) {
+  switch (top_role(d)) {
+  case R_PAIR:
+    if (!pair_ok(&d->pair))
+      d->values_bad = true;
+    else if (!d->values_bad)
+      push_sample(d, d->pair.s);
+    break;
+  case R_VPAIR:
+    d->one_ok = pair_ok(&d->pair);
+    d->one = d->pair.s;
+    break;
+  default: break;
+  }
+  d->depth--;
+  value_done(d);
+}
+
+static void capture(struct ps_prom_dec *d, char *dst, size_t max, struct text *t) {
+  d->cap_dst = dst;
+  d->cap_max = max;
+  d->cap_text = t;
+  t->len = 0;
+  t->over = false;
+}
+
+static void begin_value(struct ps_prom_dec *d, unsigned char c) {
+  enum slot s = value_slot(d);
+  if (c == '{') {
+    note_kind(d, s, K_OBJECT);
+    push(d, false, s == S_ROOT ? R_ROOT : s == S_DATA ? R_DATA : s == S_RES0 ? R_SERIES0 : R_OTHER);
+  } else if (c == '[') {
+    note_kind(d, s, K_ARRAY);
+    enum role r = R_OTHER;
+    if (s == S_RESULT) {
+      r = R_RESULT;
+      memset(&d->scalar, 0, sizeof d->scalar);
+    } else if (s == S_VALUE || s == S_PAIR) {
+      r = s == S_VALUE ? R_VPAIR : R_PAIR;
+      memset(&d->pair, 0, sizeof d->pair);
+    } else if (s == S_VALUES) {
+      r = R_VALUES;
+    }
+    push(d, true, r);
+  } else if (c == '"') {
+    note_kind(d, s, K_STRING);
+    d->in_key = false;
+    d->str_slot = s;
+    switch (s) {
+    case S_STATUS: capture(d, d->status, NAME_MAX_, &d->status_text); break;
+    case S_RTYPE: capture(d, d->rtype, NAME_MAX_, &d->rtype_text); break;
+    case S_ERRTYPE: capture(d, d->errtype, TYPE_MAX, &d->errtype_text); break;
+    case S_ERROR: capture(d, d->error, sizeof d->error - 1, &d->error_text); break;
+    case S_RES1:
+    case S_PAIR_V: capture(d, d->value, PS_PROM_MAX_VALUE_TEXT, &d->value_text); break;
+    default: capture(d, NULL, 0, &d->skip_text); break;
+    }
+    d->esc = 0;
+    d->st = L_STRING;
+  } else if (c == '-' || (c >= '0' && c <= '9')) {
+    note_kind(d, s, K_NUMBER);
+    d->str_slot = s;
+    d->num[0] = (char)c;
+    d->num_len = 1;
+    d->st = L_NUMBER;
+  } else if (c == 't' || c == 'f' || c == 'n') {
+    note_kind(d, s, K_LITERAL);
+    d->lit = c == 't' ? "true" : c == 'f' ? "false" : "null";
+    d->lit_pos = 1; /* c was its first letter */
+    d->st = L_LITERAL;
+  } else {
+    d->st = L_ERROR;
+  }
+}
+
+static void string_done(struct ps_prom_dec *d) {
+  if (d->cap_dst != NULL) d->cap_dst[d->cap_text->len] = '\0';
+  if (d->in_key) {
+    key_done(d);
+    d->st = L_COLON;
+    return;
+  }
+  if (d->str_slot == S_RES1 || d->str_slot == S_PAIR_V) {
+    struct pair *p = d->str_slot == S_RES1 ? &d->scalar : &d->pair;
+    p->v_ok = parse_value(d->value, &d->value_text, &p->s.v);
+  }
+  value_done(d);
+}
+
+static void number_done(struct ps_prom_dec *d) {
+  d->num[d->num_len] = '\0';
+  char *end;
+  strtod(d->num, &end);
+  /* At the top, what strtod leaves is trailing bytes, which cJSON ignored (the answer fails anyway). */
+  if (end != d->num + d->num_len && !(d->depth == 0 && end != d->num)) {
+    d->st = L_ERROR;
+    return;
+  }
+  if (d->str_slot == S_RES0 || d->str_slot == S_PAIR_T) {
+    struct pair *p = d->str_slot == S_RES0 ? &d->scalar : &d->pair;
+    p->t_ok = parse_time(d->num, &p->s.t_ms);
+  }
+  value_done(d);
+}
+
+static void put_byte(struct ps_prom_dec *d, unsigned char c) {
+  if (d->cap_dst == NULL) return;
+  if (d->cap_text->len < d->cap_max)
+    d->cap_dst[d->cap_text->len++] = (char)c;
+  else
+    d->cap_text->over = true;
+}
+
+static void put_code_point(struct ps_prom_dec *d, uint32_t cp) {
+  if (cp < 0x80) {
+    put_byte(d, (unsigned char)cp);
+  } else if (cp < 0x800) {
+    put_byte(d, (unsigned char)(0xc0 | (cp >> 6)));
+    put_byte(d, (unsigned char)(0x80 | (cp & 0x3f)));
+  } else if (cp < 0x10000) {
+    put_byte(d, (unsigned char)(0xe0 | (cp >> 12)));
+    put_byte(d, (unsigned char)(0x80 | ((cp >> 6) & 0x3f)));
+    put_byte(d, (unsigned char)(0x80 | (cp & 0x3f)));
+  } else {
+    put_byte(d, (unsigned char)(0xf0 | (cp >> 18)));
+    put_byte(d, (unsigned char)(0x80 | ((cp >> 12) & 0x3f)));
+    put_byte(d, (unsigned char)(0x80 | ((cp >> 6) & 0x3f)));
+    put_byte(d, (unsigned char)(0x80 | (cp & 0x3f)));
+  }
+}
+
+static int hex_digit(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* One byte of an escape (RFC 8259 7): esc 1 after '\'; 2-5 the 4 hex digits of \u; 6-7 the "\u" that must
+ * follow a high surrogate, 8-11 its low surrogate's digits. */
+static void escape_byte(struct ps_prom_dec *d, unsigned char c) {
+  static const char simple_in[] = "\"\\/bfnrt", simple_out[] = "\"\\/\b\f\n\r\t";
+  if (d->esc == 1) {
+    const char *e = c != '\0' ? strchr(simple_in, c) : NULL;
+    if (e != NULL) {
+      put_byte(d, (unsigned char)simple_out[e - simple_in]);
+      d->esc = 0;
+    } else if (c == 'u') {
+      d->unit = 0;
+      d->esc = 2;
+    } else {
+      d->st = L_ERROR;
+    }
+    return;
+  }
+  if (d->esc == 6 || d->esc == 7) {
+    if (c != (d->esc == 6 ? '\\' : 'u')) {
+      d->st = L_ERROR; /* a high surrogate alone */
+      return;
+    }
+    d->esc++;
+    d->unit = 0;
+    return;
+  }
+  int h = hex_digit(c);
+  if (h < 0) {
+    d->st = L_ERROR;
+    return;
+  }
+  d->unit = d->unit << 4 | (uint32_t)h;
+  if (d->esc != 5 && d->esc != 11) {
+    d->esc++;
+    return;
+  }
+  if (d->esc == 5) {
+    if (d->unit >= 0xdc00 && d->unit <= 0xdfff) {
+      d->st = L_ERROR; /* a low surrogate first */
+    } else if (d->unit >= 0xd800 && d->unit <= 0xdbff) {
+      d->high = d->unit;
+      d->esc = 6;
+    } else {
+      put_code_point(d, d->unit);
+      d->esc = 0;
+    }
+    return;
+  }
+  if (d->unit < 0xdc00 || d->unit > 0xdfff) {
+    d->st = L_ERROR;
+    return;
+  }
+  put_code_point(d, 0x10000 + ((d->high - 0xd800) << 10) + (d->unit - 0xdc00));
+  d->esc = 0;
+}
+
+static bool is_number_byte(unsigned char c) {
+  return (c >= '0' && c <= '9') || c == '+' || c == '-' || c == 'e' || c == 'E' || c == '.';
+}
+
+/* Runs the scanner over p[0..len) (no state beyond the struct: pieces may split anything). */
+static void scan(struct ps_prom_dec *d, const unsigned char *p, const unsigned char *end) {
+  while (p < end && d->st != L_DONE && d->st != L_ERROR) {
+    unsigned char c = *p;
+    switch (d->st) {
+    case L_STRING:
+      if (d->esc != 0) {
+        escape_byte(d, c);
+        p++;
+        break;
+      }
+      {
+        const unsigned char *q = p;
+        while (q < end && *q != '"' && *q != '\\') q++;
+        if (d->cap_dst != NULL) {
+          size_t k = (size_t)(q - p), room = d->cap_max - d->cap_text->len;
+          if (k > room) {
+            k = room;
+            d->cap_text->over = true;
+          }
+          memcpy(d->cap_dst + d->cap_text->len, p, k);
+          d->cap_text->len += k;
+        }
+        p = q;
+        if (p == end) break;
+        p++;
+        if (*(p - 1) == '"')
+          string_done(d);
+        else
+          d->esc = 1;
+      }
+      break;
+    case L_NUMBER:
+      if (!is_number_byte(c)) {
+        number_done(d); /* c is read again in the next state */
+        break;
+      }
+      if (d->num_len == PS_PROM_JSON_MAX_NUMBER) {
+        d->st = L_ERROR;
+        break;
+      }
+      d->num[d->num_len++] = (char)c;
+      p++;
+      break;
+    case L_LITERAL:
+      if (c != (unsigned char)d->lit[d->lit_pos]) {
+        d->st = L_ERROR;
+        break;
+      }
+      p++;
+      if (d->lit[++d->lit_pos] == '\0') value_done(d);
+      break;
+    case L_BOM:
+      if (c == (unsigned char)"\xEF\xBB\xBF"[d->bom]) {
+        p++;
+        if (++d->bom == 3) d->st = L_VALUE;
+      } else {
+        d->st = d->bom == 0 ? L_VALUE : L_ERROR;
+      }
+      break;
+    default:
+      if (c <= 0x20) { /* whitespace, as cJSON reads it */
+        p++;
+        break;
+      }
+      p++;
+      switch (d->st) {
+      case L_VALUE: begin_value(d, c); break;
+      case L_ARR_FIRST:
+        if (c == ']')
+          pop(d);
+        else
+          begin_value(d, c);
+        break;
+      case L_OBJ_FIRST:
+      case L_KEY:
+        if (c == '}' && d->st == L_OBJ_FIRST) {
+          pop(d);
+        } else if (c == '"') {
+          enum role r = top_role(d);
+          if (r == R_ROOT || r == R_DATA || r == R_SERIES0)
+            capture(d, d->key, KEY_MAX, &d->key_text);
+          else
+            capture(d, NULL, 0, &d->skip_text);
+          d->in_key = true;
+          d->esc = 0;
+          d->st = L_STRING;
+        } else {
+          d->st = L_ERROR;
+        }
+        break;
+      case L_COLON: d->st = c == ':' ? L_VALUE : L_ERROR; break;
+      case L_AFTER:
+        if (c == ',')
+          d->st = top_is_arr(d) ? L_VALUE : L_KEY;
+        else if (c == (top_is_arr(d) ? ']' : '}'))
+          pop(d);
+        else
+          d->st = L_ERROR;
+        break;
+      default: d->st = L_ERROR; break;
+      }
+      break;
+    }
+  }
+}
+
+int ps_prom_dec_feed(struct ps_prom_dec *d, const char *data, size_t len) {
+  if (d->head_len < HEAD_KEEP) {
+    size_t k = len < HEAD_KEEP - d->head_len ? len : HEAD_KEEP - d->head_len;
+    memcpy(d->head + d->head_len, data, k);
+    d->head_len += k;
+    d->head[d->head_len] = '\0';
+  }
+  d->bytes += len;
+  if (d->err == 0) scan(d, (const unsigned char *)data, (const unsigned char *)data + len);
+  return d->err;
 }
 
 /* One sample as the whole result (a scalar, or the one series of a vector); `bad` says what was malformed. */
-static int decode_one(const cJSON *pair, const char *bad, struct ps_sample **samples, size_t *n, char *err,
+static int finish_one(struct ps_prom_dec *d, bool ok, struct ps_sample one, const char *bad, char *err,
                       size_t errlen) {
-  struct ps_sample one;
-  if (decode_pair(pair, &one) != 0) return set_err(err, errlen, UV_EPROTO, "%s", bad);
-  *samples = malloc(sizeof one);
-  if (*samples == NULL) return set_err(err, errlen, UV_ENOMEM, "out of memory");
-  **samples = one;
-  *n = 1;
+  *d->n = d->mark;
+  if (!ok) return set_err(err, errlen, UV_EPROTO, "%s", bad);
+  push_sample(d, one);
+  if (d->err != 0) return set_err(err, errlen, UV_ENOMEM, "out of memory");
   return 0;
 }
 
-/* decode() past the JSON parse; root stays the caller's. */
-static int decode_root(const cJSON *root, struct ps_sample **samples, size_t *n, char *err, size_t errlen,
-                       bool *is_api_error) {
-  const cJSON *status = cJSON_GetObjectItemCaseSensitive(root, "status");
-  if (!cJSON_IsObject(root) || !cJSON_IsString(status))
+static bool text_is(const char *s, const struct text *t, const char *want) {
+  return !t->over && t->len == strlen(want) && memcmp(s, want, t->len) == 0;
+}
+
+/* The checks decode has always made, in their order, on what the scan kept. */
+static int judge(struct ps_prom_dec *d, char *err, size_t errlen, bool *api_error) {
+  if (d->err != 0) return set_err(err, errlen, UV_ENOMEM, "out of memory");
+  if (d->st == L_NUMBER && d->depth == 0) number_done(d); /* a bare number ends with the body */
+  if (d->st != L_DONE)
+    return set_err(err, errlen, UV_EPROTO, "response is not JSON (%zu bytes starting \"%.*s\")", d->bytes,
+                   (int)(d->head_len < 40 ? d->head_len : 40), d->head);
+  if (d->root_k != K_OBJECT || d->status_k != K_STRING)
     return set_err(err, errlen, UV_EPROTO, "response is not a Prometheus API response (no \"status\")");
-  if (strcmp(status->valuestring, "error") == 0) {
-    const cJSON *et = cJSON_GetObjectItemCaseSensitive(root, "errorType");
-    const cJSON *em = cJSON_GetObjectItemCaseSensitive(root, "error");
-    const char *type = cJSON_IsString(et) ? et->valuestring : "unknown";
-    const char *msg = cJSON_IsString(em) ? em->valuestring : "(no message)";
-    *is_api_error = true;
-    if (strcmp(type, "bad_data") == 0)
+  if (text_is(d->status, &d->status_text, "error")) {
+    const char *type = d->errtype_k == K_STRING ? d->errtype : "unknown";
+    const char *msg = d->error_k == K_STRING ? d->error : "(no message)";
+    *api_error = true;
+    if (d->errtype_k == K_STRING && text_is(d->errtype, &d->errtype_text, "bad_data"))
       return set_err(err, errlen, UV_EINVAL, "Prometheus rejected the query: %s", msg);
     return set_err(err, errlen, UV_EAGAIN, "Prometheus query failed (%s): %s", type, msg);
   }
-  if (strcmp(status->valuestring, "success") != 0)
-    return set_err(err, errlen, UV_EPROTO, "unknown response status \"%.40s\"", status->valuestring);
-  const cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
-  const cJSON *rtype = cJSON_GetObjectItemCaseSensitive(data, "resultType");
-  const cJSON *result = cJSON_GetObjectItemCaseSensitive(data, "result");
-  if (!cJSON_IsObject(data) || !cJSON_IsString(rtype) || result == NULL)
+  if (!text_is(d->status, &d->status_text, "success"))
+    return set_err(err, errlen, UV_EPROTO, "unknown response status \"%.40s\"", d->status);
+  if (d->data_k != K_OBJECT || d->rtype_k != K_STRING || d->result_k == K_ABSENT)
     return set_err(err, errlen, UV_EPROTO, "response has no data.resultType/data.result");
-  const char *rt = rtype->valuestring;
-  if (strcmp(rt, "scalar") == 0)
-    return decode_one(result, "scalar result is not [time, \"value\"]", samples, n, err, errlen);
-  bool matrix = strcmp(rt, "matrix") == 0;
-  if (!matrix && strcmp(rt, "vector") != 0)
+  const char *rt = d->rtype;
+  if (text_is(rt, &d->rtype_text, "scalar"))
+    return finish_one(d, d->result_k == K_ARRAY && pair_ok(&d->scalar), d->scalar.s,
+                      "scalar result is not [time, \"value\"]", err, errlen);
+  bool matrix = text_is(rt, &d->rtype_text, "matrix");
+  if (!matrix && !text_is(rt, &d->rtype_text, "vector"))
     return set_err(err, errlen, UV_EPROTO, "unsupported resultType \"%.40s\"", rt);
-  if (!cJSON_IsArray(result)) return set_err(err, errlen, UV_EPROTO, "%s result is not an array", rt);
-  int series = cJSON_GetArraySize(result);
-  if (series == 0) return 0;
-  if (series > 1)
+  if (d->result_k != K_ARRAY) return set_err(err, errlen, UV_EPROTO, "%s result is not an array", rt);
+  if (d->series == 0) return 0;
+  if (d->series > 1)
     return set_err(err, errlen, UV_EINVAL,
-                   "query returned %d series; prescale needs exactly one: aggregate it, e.g. sum(...)",
-                   series);
-  const cJSON *s0 = result->child;
-  if (!cJSON_IsObject(s0)) return set_err(err, errlen, UV_EPROTO, "%s series is not an object", rt);
-  if (!matrix)
-    return decode_one(cJSON_GetObjectItemCaseSensitive(s0, "value"), "vector sample has malformed \"value\"",
-                      samples, n, err, errlen);
-  const cJSON *values = cJSON_GetObjectItemCaseSensitive(s0, "values");
-  if (values == NULL && cJSON_GetObjectItemCaseSensitive(s0, "histograms") != NULL)
+                   "query returned %zu series; prescale needs exactly one: aggregate it, e.g. sum(...)",
+                   d->series);
+  if (d->series0_k != K_OBJECT) return set_err(err, errlen, UV_EPROTO, "%s series is not an object", rt);
+  if (!matrix) return finish_one(d, d->one_ok, d->one, "vector sample has malformed \"value\"", err, errlen);
+  if (d->values_k == K_ABSENT && d->hist_k != K_ABSENT)
     return set_err(err, errlen, UV_EINVAL,
                    "query returned native histograms; prescale needs a float series, e.g. "
                    "histogram_count(...) or histogram_quantile(...)");
-  int rc = decode_values(values, samples, n);
-  if (rc == UV_EPROTO)
-    set_err(err, errlen, rc, "matrix series has malformed \"values\"");
-  else if (rc == UV_ENOMEM)
-    set_err(err, errlen, rc, "out of memory");
+  if (d->values_k != K_ARRAY || d->values_bad)
+    return set_err(err, errlen, UV_EPROTO, "matrix series has malformed \"values\"");
+  if (!d->sorted) qsort(*d->out + d->mark, *d->n - d->mark, sizeof **d->out, cmp_sample);
+  return 0;
+}
+
+int ps_prom_dec_finish(struct ps_prom_dec *d, char *err, size_t errlen, bool *api_error) {
+  bool api = false;
+  int rc = judge(d, err, errlen, &api);
+  if (rc != 0) *d->n = d->mark;
+  if (api_error != NULL) *api_error = api;
   return rc;
 }
 
-/* Decodes body; *is_api_error tells whether the error came from an {"status":"error"} envelope, which is
- * what the asynchronous half needs to tell a Prometheus error from an unrelated error page. */
+/* Decodes body in one piece; *is_api_error as ps_prom_dec_finish's. */
 static int decode(const char *body, size_t len, struct ps_sample **samples, size_t *n, char *err,
                   size_t errlen, bool *is_api_error) {
   *samples = NULL;
   *n = 0;
   *is_api_error = false;
   if (body == NULL) return set_err(err, errlen, UV_EPROTO, "empty response from Prometheus");
-  cJSON *root = cJSON_ParseWithLength(body, len);
-  if (root == NULL)
-    return set_err(err, errlen, UV_EPROTO, "response is not JSON (%zu bytes starting \"%.*s\")", len,
-                   (int)(len < 40 ? len : 40), body);
-  int rc = decode_root(root, samples, n, err, errlen, is_api_error);
-  cJSON_Delete(root);
+  size_t cap = 0;
+  struct ps_prom_dec *d;
+  if (ps_prom_dec_new(samples, n, &cap, &d) != 0) return set_err(err, errlen, UV_ENOMEM, "out of memory");
+  ps_prom_dec_feed(d, body, len);
+  int rc = ps_prom_dec_finish(d, err, errlen, is_api_error);
+  ps_prom_dec_free(d);
+  if (rc != 0 || *n == 0) {
+    free(*samples);
+    *samples = NULL;
+  }
   return rc;
 }
 
@@ -243,10 +812,13 @@ struct ps_prom_req {
   void *arg;
   struct ps_sample *samples; /* the concatenation so far */
   size_t n, cap;
+  struct ps_prom_dec *dec; /* decodes the answer in flight into samples; owned */
+  size_t mark;             /* n before the answer in flight: its samples start here */
   struct ps_buf url;
 };
 
 static void prom_req_free(struct ps_prom_req *p) {
+  ps_prom_dec_free(p->dec);
   free(p->base);
   free(p->query);
   free(p->samples);
@@ -261,6 +833,13 @@ static void prom_finish(struct ps_prom_req *p, int err, const char *msg) {
 
 static void prom_http_cb(void *arg, int err, const char *errmsg, const struct ps_http_response *resp);
 
+/* The body of the answer in flight, as the connection reads it: decoded at once into p->samples, so that
+ * no answer is held whole, and no piece costs more than its bytes (PS_HTTP_READ_BURST a loop turn). */
+static int prom_body_cb(void *arg, const char *data, size_t len) {
+  struct ps_prom_req *p = arg;
+  return ps_prom_dec_feed(p->dec, data, len);
+}
+
 /* Issues the request for the next chunk: points [next_point, next_point + PS_PROM_MAX_POINTS) at most.
  * Chunk edges sit on start + k*step, so every chunk evaluates exactly the instants one big query would,
  * and consecutive chunks share no instant. */
@@ -273,41 +852,64 @@ static int prom_next(struct ps_prom_req *p) {
   int err = ps_prom_range_url(&p->url, p->base, p->query, p->start_ms + first * p->step_ms,
                               p->start_ms + last * p->step_ms, p->step_ms);
   if (err != 0) return err;
-  return ps_http_get(p->http, p->url.data, (uint64_t)p->timeout_ms, prom_http_cb, p, &p->hreq);
+  ps_prom_dec_free(p->dec);
+  p->dec = NULL;
+  p->mark = p->n;
+  err = ps_prom_dec_new(&p->samples, &p->n, &p->cap, &p->dec);
+  if (err != 0) return err;
+  err = ps_http_get(p->http, p->url.data, (uint64_t)p->timeout_ms, prom_http_cb, p, &p->hreq);
+  if (err == 0) ps_http_set_body(p->hreq, PS_PROM_MAX_RESPONSE, prom_body_cb, p);
+  return err;
 }
 
-static int prom_append(struct ps_prom_req *p, const struct ps_sample *s, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    /* Chunks are disjoint and in order; a sample not after the last one would be a server bug. */
-    if (p->n > 0 && s[i].t_ms <= p->samples[p->n - 1].t_ms) continue;
-    if (p->n == p->cap) {
-      size_t cap = p->cap ? p->cap * 2 : 1024;
-      struct ps_sample *ns = realloc(p->samples, cap * sizeof *ns);
-      if (ns == NULL) return UV_ENOMEM;
-      p->samples = ns;
-      p->cap = cap;
-    }
-    p->samples[p->n++] = s[i];
+/* Keeps, of the samples of the answer just decoded (from `mark` on, sorted), only those after the last
+ * one kept. Chunks are disjoint and in order; a sample not after the last one would be a server bug. */
+static void prom_keep_increasing(struct ps_prom_req *p, size_t mark) {
+  size_t w = mark;
+  for (size_t i = mark; i < p->n; i++) {
+    if (w > 0 && p->samples[i].t_ms <= p->samples[w - 1].t_ms) continue;
+    p->samples[w++] = p->samples[i];
   }
-  return 0;
+  p->n = w;
+}
+
+/* An answer over PS_PROM_MAX_RESPONSE: cut short by the HTTP client (announced by Content-Length, or read
+ * to the limit). When the part read already held several series, that is the answer's fault. */
+static void prom_too_big(struct ps_prom_req *p) {
+  char msg[2 * PS_PROM_MAX_ERROR_TEXT];
+  size_t series = ps_prom_dec_series(p->dec);
+  if (series > 1) {
+    snprintf(msg, sizeof msg,
+             "query %.*s: query returned at least %zu series in the first %zu bytes of its answer; prescale "
+             "needs exactly one: aggregate it, e.g. sum(...)",
+             BASE_IN_MSG_MAX, p->base, series, ps_prom_dec_bytes(p->dec));
+    prom_finish(p, UV_EINVAL, msg);
+    return;
+  }
+  snprintf(msg, sizeof msg,
+           "query %.*s: the answer exceeds %zu bytes, the most one series of %d points can take "
+           "(PS_PROM_MAX_RESPONSE); if the query returns several series, aggregate it, e.g. sum(...)",
+           BASE_IN_MSG_MAX, p->base, (size_t)PS_PROM_MAX_RESPONSE, PS_PROM_MAX_POINTS);
+  prom_finish(p, UV_E2BIG, msg);
 }
 
 static void prom_http_cb(void *arg, int err, const char *errmsg, const struct ps_http_response *resp) {
   struct ps_prom_req *p = arg;
   p->hreq = NULL;
+  if (err == UV_E2BIG) {
+    prom_too_big(p);
+    return;
+  }
   if (err != 0) {
     prom_finish(p, err, errmsg);
     return;
   }
   char msg[2 * PS_PROM_MAX_ERROR_TEXT], derr[PS_PROM_MAX_ERROR_TEXT];
-  struct ps_sample *s = NULL;
-  size_t n = 0;
   bool api_error = false;
-  int rc = decode(resp->body, resp->body_len, &s, &n, derr, sizeof derr, &api_error);
+  int rc = ps_prom_dec_finish(p->dec, derr, sizeof derr, &api_error);
   if (resp->status != 200 && !(rc != 0 && api_error)) {
     /* Prometheus answers its own errors with 400/422/503 and a JSON envelope; anything else (a proxy's
      * 502 page, a 404 from a wrong base path) is not the API we expected. */
-    free(s);
     char host[256];
     int port;
     const char *path;
@@ -315,7 +917,7 @@ static void prom_http_cb(void *arg, int err, const char *errmsg, const struct ps
       snprintf(host, sizeof host, "?");
     bool v6 = strchr(host, ':') != NULL;
     snprintf(msg, sizeof msg, "HTTP %d from %s%s%s:%d (expected a Prometheus API response): %.80s",
-             resp->status, v6 ? "[" : "", host, v6 ? "]" : "", port, resp->body);
+             resp->status, v6 ? "[" : "", host, v6 ? "]" : "", port, ps_prom_dec_head(p->dec));
     one_line(msg);
     prom_finish(p, UV_EPROTO, msg);
     return;
@@ -325,12 +927,7 @@ static void prom_http_cb(void *arg, int err, const char *errmsg, const struct ps
     prom_finish(p, rc, msg);
     return;
   }
-  rc = prom_append(p, s, n);
-  free(s);
-  if (rc != 0) {
-    prom_finish(p, rc, "out of memory collecting Prometheus samples");
-    return;
-  }
+  prom_keep_increasing(p, p->mark);
   if (p->next_point >= p->points) {
     prom_finish(p, 0, NULL);
     return;

@@ -230,6 +230,221 @@ Test(prom, decode_not_json_and_truncated) {
   cr_assert_eq(ps_prom_decode(buf, sizeof buf - 1, &s, &n, NULL, 0), UV_EPROTO);
 }
 
+/* ==== the streaming decoder ======================================================================== */
+
+/* Decodes json fed in pieces cut at cuts[0..ncuts) (increasing offsets), into an array that already holds
+ * `pre` samples (times 1 and 2 ms), and checks the decoder's promises about that array. */
+static struct dec decode_split(const char *json, size_t len, const size_t *cuts, size_t ncuts, size_t pre) {
+  struct dec d;
+  memset(&d, 0, sizeof d);
+  struct ps_sample *arr = NULL;
+  size_t n = 0, cap = 0;
+  if (pre > 0) {
+    cap = pre;
+    arr = malloc(pre * sizeof *arr);
+    for (size_t i = 0; i < pre; i++) arr[i] = (struct ps_sample){.t_ms = (int64_t)i + 1, .v = -1};
+    n = pre;
+  }
+  struct ps_prom_dec *dec;
+  cr_assert_eq(ps_prom_dec_new(&arr, &n, &cap, &dec), 0);
+  size_t off = 0;
+  for (size_t i = 0; i <= ncuts; i++) {
+    size_t to = i < ncuts ? cuts[i] : len;
+    cr_assert_eq(ps_prom_dec_feed(dec, json + off, to - off), 0);
+    off = to;
+  }
+  cr_assert_eq(ps_prom_dec_bytes(dec), len);
+  bool api = false;
+  d.rc = ps_prom_dec_finish(dec, d.err, sizeof d.err, &api);
+  ps_prom_dec_free(dec);
+  for (size_t i = 0; i < pre; i++) cr_assert_eq(arr[i].t_ms, (int64_t)i + 1); /* what was there stays */
+  if (d.rc != 0) cr_assert_eq(n, pre, "an error leaves the array at its mark");
+  d.n = n - pre;
+  if (d.n > 0) {
+    d.s = malloc(d.n * sizeof *d.s);
+    memcpy(d.s, arr + pre, d.n * sizeof *d.s);
+  }
+  free(arr);
+  return d;
+}
+
+static void expect_same(const struct dec *a, const struct dec *b, const char *what) {
+  cr_assert_eq(a->rc, b->rc, "%s: %d vs %d (%s | %s)", what, a->rc, b->rc, a->err, b->err);
+  cr_assert_str_eq(a->err, b->err, "%s", what);
+  cr_assert_eq(a->n, b->n, "%s", what);
+  for (size_t i = 0; i < a->n; i++) {
+    cr_assert_eq(a->s[i].t_ms, b->s[i].t_ms, "%s: sample %zu", what, i);
+    cr_assert(a->s[i].v == b->s[i].v || (isnan(a->s[i].v) && isnan(b->s[i].v)), "%s: sample %zu", what, i);
+  }
+}
+
+/* Answers of every shape the decoder tells apart, each small enough to be cut at every place. */
+static const char *split_cases[] = {
+    "\xEF\xBB\xBF {\"status\" : "
+    "\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{\"j\\u00e9"
+    "\\ud83d\\ude00\":\"a\\\"b\\\\\"},\"values\":[ [1700000000,\"1.5\"] "
+    ",[1700000015.5,\"NaN\"],[1700000030.123,"
+    "\"+Inf\"],[1700000045,\"-Inf\"],[1700000001e0,\"-2e3\"]]}]},\"warnings\":[\"w\",{\"x\":[null,true,false,"
+    "-0.5e-3]}]}  trailing",
+    "{\"data\":{\"result\":[{\"values\":[[3,\"3\"],[1,\"1\"]],\"metric\":{}}],\"resultType\":\"matrix\"},"
+    "\"status\":\"success\"}",
+    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":"
+    "[1700000000.25,\"42\"]}]}}",
+    "{\"status\":\"success\",\"data\":{\"resultType\":\"scalar\",\"result\":[1700000001,\"0.5\"]}}",
+    "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"1:5: parse error\\nunexpected\"}",
+    "{\"status\":\"error\",\"errorType\":\"timeout\",\"error\":\"query timed out\"}",
+    "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[[1,\"1\"]]},"
+    "{\"values\":[[1,\"1\"]]},{}]}}",
+    "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"histograms\":[]}]}}",
+    "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[[1,\"2x\"]]}]}}",
+    "{\"status\":\"success\",\"status\":\"error\",\"data\":{\"resultType\":\"matrix\",\"resultType\":\"x\","
+    "\"result\":[]}}",
+    "{\"st\\u0061tus\":\"maybe\"}",
+    "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[[1,\"1\"],]}]}}",
+    "<html>502 Bad Gateway</html>",
+    "{\"status\":\"success\",\"data\":{\"resultType\":\"scalar\",\"result\":[1,\"1\",2]}}",
+    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"value\":[1,\"1\"]}]},\"x\":"
+    "\"\\ud800\"}",
+};
+
+Test(prom, dec_every_split_gives_the_one_piece_result) {
+  for (size_t c = 0; c < sizeof split_cases / sizeof split_cases[0]; c++) {
+    const char *json = split_cases[c];
+    size_t len = strlen(json);
+    struct dec whole = decode(json); /* ps_prom_decode: the reference */
+    char what[64];
+    for (size_t cut = 0; cut <= len; cut++) { /* two pieces, cut everywhere */
+      struct dec d = decode_split(json, len, &cut, 1, 0);
+      snprintf(what, sizeof what, "case %zu cut at %zu", c, cut);
+      expect_same(&whole, &d, what);
+      free(d.s);
+    }
+    size_t *bytes = malloc(len * sizeof *bytes); /* a byte at a time */
+    for (size_t i = 0; i < len; i++) bytes[i] = i + 1;
+    struct dec d = decode_split(json, len, bytes, len ? len - 1 : 0, 3);
+    snprintf(what, sizeof what, "case %zu byte by byte", c);
+    expect_same(&whole, &d, what);
+    free(d.s);
+    free(bytes);
+    free(whole.s);
+  }
+}
+
+Test(prom, dec_results_of_the_split_cases) {
+  struct dec d = decode(split_cases[0]);
+  cr_assert_eq(d.rc, 0, "%s", d.err);
+  cr_assert_eq(d.n, 5);
+  cr_assert_eq(d.s[0].t_ms, 1700000000000); /* sorted: 1700000001e0 came last */
+  cr_assert_eq(d.s[1].t_ms, 1700000001000);
+  cr_assert_eq(d.s[1].v, -2000.0);
+  cr_assert(isnan(d.s[2].v));
+  cr_assert(isinf(d.s[3].v) && d.s[3].v > 0);
+  free(d.s);
+  d = decode(split_cases[1]); /* keys in any order */
+  cr_assert_eq(d.rc, 0, "%s", d.err);
+  cr_assert_eq(d.n, 2);
+  cr_assert_eq(d.s[0].t_ms, 1000);
+  free(d.s);
+  d = decode(split_cases[6]);
+  cr_assert_eq(d.rc, UV_EINVAL);
+  cr_assert(strstr(d.err, "query returned 3 series") != NULL, "%s", d.err);
+  d = decode(split_cases[7]);
+  cr_assert_eq(d.rc, UV_EINVAL);
+  cr_assert(strstr(d.err, "native histograms") != NULL, "%s", d.err);
+  d = decode(split_cases[9]); /* the first of duplicate keys counts, as with cJSON */
+  cr_assert_eq(d.rc, 0, "%s", d.err);
+  d = decode(split_cases[10]); /* escapes in keys are decoded */
+  cr_assert_eq(d.rc, UV_EPROTO);
+  cr_assert_str_eq(d.err, "unknown response status \"maybe\"");
+  d = decode(split_cases[11]);
+  cr_assert(strstr(d.err, "not JSON") != NULL, "%s", d.err);
+  d = decode(split_cases[14]); /* a lone surrogate is not JSON */
+  cr_assert(strstr(d.err, "not JSON") != NULL, "%s", d.err);
+}
+
+Test(prom, dec_json_edges) {
+  /* As cJSON read them: numbers are runs strtod reads whole; nesting 1000 deep. */
+  const char *ok_time[] = {"1", "-1", "1.5e3", "1E3", "0.001", "+1" /* not JSON: below */};
+  for (size_t i = 0; i < 5; i++) {
+    char j[256];
+    snprintf(j, sizeof j,
+             "{\"status\":\"success\",\"data\":{\"resultType\":\"scalar\",\"result\":[%s,\"7\"]}}",
+             ok_time[i]);
+    struct dec d = decode(j);
+    cr_expect_eq(d.rc, 0, "%s: %s", ok_time[i], d.err);
+    free(d.s);
+  }
+  const char *bad_json[] = {
+      "{\"status\":\"success\",\"x\":+1}",  "{\"status\":\"success\",\"x\":1-2}",
+      "{\"status\":\"success\",\"x\":.5}",  "{\"status\":\"success\",\"x\":\"\\x\"}",
+      "{\"status\":\"success\",\"x\":tru}", "{\"status\":\"success\",\"x\":\"\\udc00\"}",
+      "{\"status\":\"success\" \"x\":1}",   "{\"status\":\"success\",\"x\":[1}",
+      "{\"status\":\"success\",}",          "{\"status\":\"success\",\"x\":\"\\u12g4\"}",
+  };
+  for (size_t i = 0; i < sizeof bad_json / sizeof bad_json[0]; i++) {
+    struct dec d = decode(bad_json[i]);
+    cr_expect(d.rc == UV_EPROTO && strstr(d.err, "not JSON") != NULL, "%s: %s", bad_json[i], d.err);
+  }
+  char num[PS_PROM_JSON_MAX_NUMBER + 64];
+  snprintf(num, sizeof num, "{\"status\":\"maybe\",\"x\":1%0*d}", PS_PROM_JSON_MAX_NUMBER - 1, 0);
+  cr_assert_str_eq(decode(num).err, "unknown response status \"maybe\"");
+  snprintf(num, sizeof num, "{\"status\":\"maybe\",\"x\":1%0*d}", PS_PROM_JSON_MAX_NUMBER, 0);
+  cr_assert(strstr(decode(num).err, "not JSON") != NULL);
+  struct ps_buf deep;
+  ps_buf_init(&deep);
+  ps_buf_puts(&deep, "{\"status\":\"maybe\",\"x\":");
+  for (int i = 1; i < PS_PROM_JSON_MAX_DEPTH; i++) ps_buf_puts(&deep, "[");
+  for (int i = 1; i < PS_PROM_JSON_MAX_DEPTH; i++) ps_buf_puts(&deep, "]");
+  ps_buf_puts(&deep, "}");
+  cr_assert_str_eq(decode(deep.data).err, "unknown response status \"maybe\"");
+  ps_buf_reset(&deep);
+  ps_buf_puts(&deep, "{\"status\":\"maybe\",\"x\":");
+  for (int i = 0; i < PS_PROM_JSON_MAX_DEPTH; i++) ps_buf_puts(&deep, "[");
+  for (int i = 0; i < PS_PROM_JSON_MAX_DEPTH; i++) ps_buf_puts(&deep, "]");
+  ps_buf_puts(&deep, "}");
+  cr_assert(strstr(decode(deep.data).err, "not JSON") != NULL);
+  ps_buf_free(&deep);
+  /* A NUL inside a string is part of it: "success\u0000x" is not "success". */
+  struct dec d = decode("{\"status\":\"success\\u0000x\"}");
+  cr_assert(strstr(d.err, "unknown response status") != NULL, "%s", d.err);
+  /* A value string longer than any float's text is malformed, not cut. */
+  char longv[400];
+  snprintf(longv, sizeof longv,
+           "{\"status\":\"success\",\"data\":{\"resultType\":\"scalar\",\"result\":[1,\"1.%0*d\"]}}",
+           PS_PROM_MAX_VALUE_TEXT, 0);
+  cr_assert_eq(decode(longv).rc, UV_EPROTO);
+}
+
+Test(prom, dec_state_is_bounded_whatever_the_body) {
+  /* A 4 MiB error text, an 8 MiB ignored member: the decoder keeps its fixed state, cuts the text it
+   * reports, and its array stays empty. */
+  size_t big = 4u << 20;
+  struct ps_buf b;
+  ps_buf_init(&b);
+  ps_buf_puts(&b, "{\"status\":\"error\",\"errorType\":\"execution\",\"ignored\":[\"");
+  for (size_t i = 0; i < 2 * big; i += 64)
+    ps_buf_puts(&b, "0123456789012345678901234567890123456789012345678901234567890123");
+  ps_buf_puts(&b, "\"],\"error\":\"");
+  for (size_t i = 0; i < big; i += 8) ps_buf_puts(&b, "boom... ");
+  ps_buf_puts(&b, "\"}");
+  struct ps_sample *arr = NULL;
+  size_t n = 0, cap = 0;
+  struct ps_prom_dec *dec;
+  cr_assert_eq(ps_prom_dec_new(&arr, &n, &cap, &dec), 0);
+  for (size_t off = 0; off < b.len; off += 65536)
+    cr_assert_eq(ps_prom_dec_feed(dec, b.data + off, b.len - off < 65536 ? b.len - off : 65536), 0);
+  char err[PS_PROM_MAX_ERROR_TEXT];
+  bool api = false;
+  cr_assert_eq(ps_prom_dec_finish(dec, err, sizeof err, &api), UV_EAGAIN);
+  cr_assert(api);
+  cr_assert(strncmp(err, "Prometheus query failed (execution): boom... boom", 49) == 0, "%s", err);
+  cr_assert_eq(strlen(err), sizeof err - 1); /* cut to the buffer */
+  cr_assert_null(arr);
+  cr_assert_eq(cap, 0);
+  ps_prom_dec_free(dec);
+  ps_buf_free(&b);
+}
+
 /* ==== loop harness ================================================================================= */
 
 static uv_loop_t loop;
@@ -275,6 +490,9 @@ struct fake {
   int accepted, requests;
   int status;       /* reply status; 200 generates a matrix from the query's start/end/step */
   const char *body; /* fixed body when status != 200 (or when set) */
+  int series;       /* series in a generated matrix (0: 1) */
+  bool fat;         /* generated samples padded to PS_PROM_MAX_SAMPLE_BYTES, as big as a sample may be */
+  bool chunked;     /* Transfer-Encoding: chunked, no Content-Length */
   int64_t starts[16], ends[16];
 };
 
@@ -312,17 +530,30 @@ static void fake_reply(struct fconn *fc, const char *req) {
       fake.starts[i] = s;
       fake.ends[i] = e;
     }
-    ps_buf_puts(&body,
-                "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},"
-                "\"values\":[");
-    for (int64_t t = s; t <= e; t += step)
-      ps_buf_printf(&body, "%s[%lld.%03lld,\"%lld\"]", t == s ? "" : ",", (long long)(t / 1000),
-                    (long long)(t % 1000), (long long)(t / step));
-    ps_buf_puts(&body, "]}]}}");
+    ps_buf_puts(&body, "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[");
+    for (int k = 0; k < (fake.series > 0 ? fake.series : 1); k++) {
+      ps_buf_printf(&body, "%s{\"metric\":{\"k\":\"%d\"},\"values\":[", k ? "," : "", k);
+      for (int64_t t = s; t <= e; t += step) {
+        size_t at = body.len;
+        ps_buf_printf(&body, "%s[%lld.%03lld,\"%lld\"]", t == s ? "" : ",", (long long)(t / 1000),
+                      (long long)(t % 1000), (long long)(t / step));
+        while (fake.fat && body.len - at < PS_PROM_MAX_SAMPLE_BYTES) ps_buf_puts(&body, " ");
+      }
+      ps_buf_puts(&body, "]}");
+    }
+    ps_buf_puts(&body, "]}}");
   }
-  ps_buf_printf(&out, "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n", fake.status,
-                body.len && body.data[0] == '{' ? "application/json" : "text/html", body.len);
-  ps_buf_append(&out, body.data, body.len);
+  const char *ctype = body.len && body.data[0] == '{' ? "application/json" : "text/html";
+  if (fake.chunked) {
+    ps_buf_printf(&out, "HTTP/1.1 %d X\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n",
+                  fake.status, ctype, body.len);
+    ps_buf_append(&out, body.data, body.len);
+    ps_buf_puts(&out, "\r\n0\r\n\r\n");
+  } else {
+    ps_buf_printf(&out, "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\n\r\n", fake.status,
+                  ctype, body.len);
+    ps_buf_append(&out, body.data, body.len);
+  }
   ps_buf_free(&body);
   uv_write_t *w = malloc(sizeof *w);
   w->data = out.data;
@@ -540,6 +771,101 @@ Test(prom_loop, http_errors) {
     uv_run(&loop, UV_RUN_NOWAIT); /* the close completes before fake_start reuses the handle */
     fake_open = false;
   }
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
+static void count_turn(uv_prepare_t *h) { (*(uint64_t *)h->data)++; }
+
+/* The largest answer a chunk may be: PS_PROM_MAX_POINTS samples each as big as PS_PROM_MAX_SAMPLE_BYTES.
+ * It is accepted whole, and read over many loop turns (PS_HTTP_READ_BURST at most a turn), not in one. */
+Test(prom_loop, largest_legitimate_answer_is_accepted_over_many_turns) {
+  fake_start(200, NULL);
+  fake.fat = true;
+  uv_prepare_t turns;
+  uint64_t n_turns = 0;
+  uv_prepare_init(&loop, &turns);
+  turns.data = &n_turns;
+  uv_prepare_start(&turns, count_turn);
+  struct qres q;
+  int64_t step = 15000, start = 1700000000000;
+  query(fake_base(), "up", start, start + (PS_PROM_MAX_POINTS - 1) * step, step, &q);
+  cr_assert_eq(q.err, 0, "%s", q.msg);
+  cr_assert_eq(q.n, PS_PROM_MAX_POINTS);
+  for (size_t i = 0; i < q.n; i++) cr_assert_eq(q.s[i].t_ms, start + (int64_t)i * step);
+  size_t body = (size_t)PS_PROM_MAX_POINTS * PS_PROM_MAX_SAMPLE_BYTES;
+  cr_assert_geq(n_turns, body / (PS_HTTP_READ_BURST + 65536), "%llu turns", (unsigned long long)n_turns);
+  free(q.s);
+  uv_close((uv_handle_t *)&turns, NULL);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
+/* An answer of at least `bytes`: one series with a label that long, or series of 100 samples until it is. */
+static void make_big_body(struct ps_buf *b, int one_series, size_t bytes) {
+  ps_buf_init(b);
+  ps_buf_puts(b, "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[");
+  if (one_series) {
+    ps_buf_puts(b, "{\"metric\":{\"big\":\"");
+    while (b->len < bytes) ps_buf_puts(b, "0123456789abcdef");
+    ps_buf_puts(b, "\"},\"values\":[[1,\"1\"]]}");
+  } else {
+    for (int k = 0; b->len < bytes; k++) {
+      ps_buf_printf(b, "%s{\"metric\":{\"k\":\"%d\"},\"values\":[", k ? "," : "", k);
+      for (int i = 0; i < 100; i++) ps_buf_printf(b, "%s[%d,\"%d.25\"]", i ? "," : "", 1700000000 + i, k);
+      ps_buf_puts(b, "]}");
+    }
+  }
+  ps_buf_puts(b, "]}}");
+}
+
+/* Over PS_PROM_MAX_RESPONSE: refused as the body streams in (or at once for a Content-Length), with a
+ * message that names the limit; when the part read held several series, the query is to blame. */
+Test(prom_loop, answers_over_the_limit) {
+  char limit[64];
+  snprintf(limit, sizeof limit, "the answer exceeds %zu bytes", (size_t)PS_PROM_MAX_RESPONSE);
+  struct {
+    int one_series;
+    bool chunked;
+    int err;
+    const char *needle;
+  } cases[] = {
+      {1, false, UV_E2BIG, limit}, /* declared too long by Content-Length: refused before any byte */
+      {1, true, UV_E2BIG, limit},  /* streamed past the limit */
+      {0, true, UV_EINVAL, "query returned at least "},
+      {0, false, UV_E2BIG, limit},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct ps_buf big;
+    make_big_body(&big, cases[i].one_series, (size_t)PS_PROM_MAX_RESPONSE + 1);
+    fake_start(200, big.data);
+    fake.chunked = cases[i].chunked;
+    struct qres q;
+    query(fake_base(), "up", 0, 60000, 15000, &q);
+    cr_expect_eq(q.err, cases[i].err, "case %zu: %s", i, q.msg);
+    cr_expect(strstr(q.msg, cases[i].needle) != NULL, "case %zu: \"%s\" lacks \"%s\"", i, q.msg,
+              cases[i].needle);
+    cr_expect(strstr(q.msg, "aggregate it, e.g. sum(...)") != NULL, "case %zu: %s", i, q.msg);
+    cr_expect(strchr(q.msg, '\n') == NULL);
+    uv_close((uv_handle_t *)&fake.listener, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    fake_open = false;
+    ps_buf_free(&big);
+  }
+  /* The same many series within the limit get the exact count. */
+  struct ps_buf some;
+  make_big_body(&some, 0, 100000);
+  fake_start(200, some.data);
+  struct qres q;
+  query(fake_base(), "up", 0, 60000, 15000, &q);
+  cr_assert_eq(q.err, UV_EINVAL, "%s", q.msg);
+  int series = 0;
+  for (const char *m = some.data; (m = strstr(m, "{\"metric\"")) != NULL; m++) series++;
+  char want[64];
+  snprintf(want, sizeof want, "query returned %d series;", series);
+  cr_assert_gt(series, 1);
+  cr_assert(strstr(q.msg, want) != NULL, "%s lacks %s", q.msg, want);
+  ps_buf_free(&some);
   stop_fake_and_client();
   PS_LOOP_END(&loop);
 }
