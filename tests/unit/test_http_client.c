@@ -611,6 +611,105 @@ Test(http_loop, streamed_body_over_limit) {
   PS_LOOP_END(&loop);
 }
 
+/* ---- streamed bodies (ps_http_set_body) ---- */
+
+struct sink {
+  size_t total;
+  char head[128];
+  int fail_with;      /* returned from the first call when set */
+  uint64_t turn;      /* loop turns so far (a prepare handle counts them) */
+  uint64_t last_turn; /* the turn of the last piece */
+  size_t in_turn;     /* bytes received in that turn */
+  size_t max_in_turn; /* the most bytes received in one turn */
+};
+
+static void count_turn(uv_prepare_t *h) { ((struct sink *)h->data)->turn++; }
+
+static int sink_cb(void *arg, const char *data, size_t len) {
+  struct sink *k = arg;
+  if (k->fail_with != 0) return k->fail_with;
+  if (k->total < sizeof k->head - 1) {
+    size_t n = len < sizeof k->head - 1 - k->total ? len : sizeof k->head - 1 - k->total;
+    memcpy(k->head + k->total, data, n);
+  }
+  k->total += len;
+  if (k->turn != k->last_turn) k->in_turn = 0;
+  k->last_turn = k->turn;
+  k->in_turn += len;
+  if (k->in_turn > k->max_in_turn) k->max_in_turn = k->in_turn;
+  return 0;
+}
+
+static void get_streamed(const char *url, size_t max_body, struct sink *k, struct result *r) {
+  struct ps_http_req *req;
+  cr_assert_eq(get(url, 20000, r, &req), 0);
+  ps_http_set_body(req, max_body, sink_cb, k);
+  cr_assert(ps_test_run_until(&loop, is_set, &r->done, 30000), "no callback for %s", url);
+  cr_assert_eq(r->calls, 1);
+}
+
+Test(http_loop, streamed_body_goes_to_the_sink) {
+  const char *url = fake_start(M_OK, "/s");
+  struct sink k = {0};
+  struct result r;
+  get_streamed(url, 1000, &k, &r);
+  cr_assert_eq(r.err, 0, "%s", r.msg);
+  cr_assert_eq(r.body_len, 0); /* nothing collected */
+  cr_assert_str_eq(r.body, "");
+  cr_assert_str_eq(k.head, "{\"conn\":1,\"req\":1}");
+  free(r.body);
+  get_ok(url, &r); /* the connection is reused, and the next request collects as before */
+  cr_assert_str_eq(r.body, "{\"conn\":1,\"req\":2}");
+  free(r.body);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
+Test(http_loop, per_request_body_limit) {
+  const char *url = fake_start(M_BIG_CL, "/");
+  struct sink k = {0};
+  struct result r;
+  get_streamed(url, 1000, &k, &r);
+  cr_assert_eq(r.err, UV_E2BIG);
+  cr_assert(strstr(r.msg, "response body exceeds 1000 bytes (Content-Length 40000000)") != NULL, "%s", r.msg);
+  cr_assert_eq(k.total, 0); /* refused at the headers */
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
+Test(http_loop, sink_error_ends_the_request) {
+  const char *url = fake_start(M_OK, "/");
+  struct sink k = {.fail_with = UV_ENOMEM};
+  struct result r;
+  get_streamed(url, 1000, &k, &r);
+  cr_assert_eq(r.err, UV_ENOMEM);
+  cr_assert(strstr(r.msg, "response body refused") != NULL, "%s", r.msg);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
+/* A body that arrives faster than it is consumed is read PS_HTTP_READ_BURST (plus one read) a loop turn
+ * at most, and cut at the request's own limit as it streams. */
+Test(http_loop, streamed_body_is_read_a_burst_per_turn) {
+  const char *url = fake_start(M_BIG_CHUNKED, "/");
+  uv_prepare_t turns;
+  struct sink k = {0};
+  uv_prepare_init(&loop, &turns);
+  turns.data = &k;
+  uv_prepare_start(&turns, count_turn);
+  struct result r;
+  size_t limit = 8u << 20;
+  get_streamed(url, limit, &k, &r);
+  cr_assert_eq(r.err, UV_E2BIG, "%s", r.msg);
+  cr_assert(strstr(r.msg, "response body exceeds 8388608 bytes") != NULL, "%s", r.msg);
+  cr_assert(k.total <= limit && k.total > limit - 65536, "%zu bytes", k.total);
+  cr_assert_leq(k.max_in_turn, PS_HTTP_READ_BURST + 65536, "%zu bytes in one turn", k.max_in_turn);
+  cr_assert_geq(k.turn, limit / (PS_HTTP_READ_BURST + 65536));
+  uv_close((uv_handle_t *)&turns, NULL);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
 Test(http_loop, headers_over_limit) {
   const char *url = fake_start(M_BIG_HEADER, "/");
   get_fails(url, 3000, UV_E2BIG, "response headers exceed 65536 bytes");
