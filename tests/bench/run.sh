@@ -4,6 +4,8 @@
 # 1. grpc_bench.py: the RPC path beside nghttpd, and memory per target;
 # 2. engine_bench.c: the forecasting engine per target (refresh, refit, first load, bytes per sample),
 #    compiled here against BUILD's libprescale.a, so it measures the very objects the server runs.
+# 3. prom_bench.c: a 30 MB Prometheus answer read as before (cJSON, one go) and now (streaming, capped):
+#    the longest loop stall and the peak RSS; compiled the same way.
 set -euo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/../.."
@@ -16,3 +18,7 @@ if [[ ! -f "$lib" ]]; then
 fi
 ${CC:-cc} -O2 -g -std=gnu11 -Isrc -Isrc/forecast tests/bench/engine_bench.c "$lib" -lm -o "$build/engine_bench"
 "$build/engine_bench" ${ENGINE_BENCH_ARGS:-}
+echo
+${CC:-cc} -O2 -g -std=gnu11 -Isrc tests/bench/prom_bench.c "$lib" "$build/third_party/libllhttp.a" -luv -lcjson -lm \
+  -lpthread -o "$build/prom_bench"
+"$build/prom_bench"
