@@ -984,3 +984,141 @@ Test(prom_loop, real_prometheus) {
   stop_fake_and_client();
   PS_LOOP_END(&loop);
 }
+
+/* ==== a large answer from a real Prometheus, with backfilled history ================================= */
+
+#define BIG_POINTS  (4 * PS_PROM_MAX_POINTS) /* ps_big_load: one sample a second, four chunks' worth */
+#define MANY_SERIES 200                      /* ps_many_load: more than one answer may hold together */
+#define MANY_POINTS 300
+
+/* The value of ps_big_load at second i: 15 significant digits, so that an answer is about 33 bytes a
+ * sample, as real gauges are. */
+static double big_value(int64_t i) { return 1000.0 + (double)i * 0.001234567; }
+
+/* Writes the OpenMetrics history (ending at end_s) and turns it into TSDB blocks with promtool, in the
+ * data folder Prometheus is then started on. */
+static void backfill(const char *dir, int64_t end_s) {
+  if (access("/usr/bin/promtool", X_OK) != 0) cr_skip_test("/usr/bin/promtool not found");
+  char om[320], cmd[1024];
+  snprintf(om, sizeof om, "%s/backfill.om", dir);
+  FILE *f = fopen(om, "w");
+  cr_assert_not_null(f);
+  fputs("# TYPE ps_big_load gauge\n", f);
+  for (int64_t i = 0; i < BIG_POINTS; i++)
+    fprintf(f, "ps_big_load{job=\"big\"} %.17g %lld\n", big_value(i),
+            (long long)(end_s - BIG_POINTS + 1 + i));
+  fputs("# TYPE ps_many_load gauge\n", f);
+  for (int k = 0; k < MANY_SERIES; k++)
+    for (int i = 0; i < MANY_POINTS; i++)
+      fprintf(f, "ps_many_load{job=\"many\",k=\"%d\"} %.17g %lld\n", k, big_value(i + k),
+              (long long)(end_s - MANY_POINTS + 1 + i));
+  fputs("# EOF\n", f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd,
+           "/usr/bin/promtool tsdb create-blocks-from openmetrics '%s' '%s/data' > '%s/promtool.log' 2>&1",
+           om, dir, dir);
+  cr_assert_eq(system(cmd), 0, "promtool failed; see %s/promtool.log", dir);
+  unlink(om);
+}
+
+struct turns {
+  uint64_t turn, last_turn;
+  size_t in_turn, max_in_turn, total;
+  struct ps_prom_dec *dec;
+};
+
+static void count_prom_turn(uv_prepare_t *h) { ((struct turns *)h->data)->turn++; }
+
+static int decode_sink(void *arg, const char *data, size_t len) {
+  struct turns *t = arg;
+  if (t->turn != t->last_turn) t->in_turn = 0;
+  t->last_turn = t->turn;
+  t->in_turn += len;
+  t->total += len;
+  if (t->in_turn > t->max_in_turn) t->max_in_turn = t->in_turn;
+  return ps_prom_dec_feed(t->dec, data, len);
+}
+
+struct got {
+  bool done;
+  int err, status;
+};
+
+static void got_cb(void *arg, int err, const char *msg, const struct ps_http_response *resp) {
+  struct got *g = arg;
+  g->done = true;
+  g->err = err;
+  g->status = err == 0 ? resp->status : 0;
+}
+
+Test(prom_loop, large_answers_from_a_real_prometheus) {
+  if (access(PS_TEST_PROMETHEUS_BIN, X_OK) != 0) cr_skip_test("%s not found", PS_TEST_PROMETHEUS_BIN);
+  strcpy(prom.dir, "/tmp/ps-prom-big-XXXXXX");
+  cr_assert_not_null(mkdtemp(prom.dir));
+  int64_t end_s = now_ms() / 1000 - 3600; /* an hour ago: whole blocks, well inside the retention */
+  backfill(prom.dir, end_s);
+  char why[512];
+  cr_assert_eq(ps_test_prom_start(&prom, ps_test_free_port(), why, sizeof why), 0, "%s", why);
+
+  /* Four chunks of 11,000 samples of 33 bytes, decoded as they stream in: every value exact, and the
+   * loop turned all along (a prepare handle counts the turns). */
+  uv_prepare_t prep;
+  struct turns t = {0};
+  uv_prepare_init(&loop, &prep);
+  prep.data = &t;
+  uv_prepare_start(&prep, count_prom_turn);
+  int64_t start = (end_s - BIG_POINTS + 1) * 1000, end = end_s * 1000;
+  struct qres q;
+  uint64_t before = t.turn;
+  query(prom.url, "ps_big_load", start, end, 1000, &q);
+  cr_assert_eq(q.err, 0, "%s", q.msg);
+  cr_assert_eq(q.n, BIG_POINTS);
+  for (int64_t i = 0; i < BIG_POINTS; i++) {
+    cr_assert_eq(q.s[i].t_ms, start + i * 1000, "sample %lld", (long long)i);
+    cr_assert_eq(q.s[i].v, big_value(i), "sample %lld: %.17g", (long long)i, q.s[i].v);
+  }
+  free(q.s);
+  cr_assert_geq(t.turn - before, 4 * 2, "%llu turns", (unsigned long long)(t.turn - before));
+
+  /* One chunk through the client's sink: its 360 KB are decoded over several turns, never more than a
+   * burst and a read in one. */
+  struct ps_buf url;
+  ps_buf_init(&url);
+  cr_assert_eq(
+      ps_prom_range_url(&url, prom.url, "ps_big_load", start, start + (PS_PROM_MAX_POINTS - 1) * 1000, 1000),
+      0);
+  struct ps_sample *arr = NULL;
+  size_t n = 0, cap = 0;
+  cr_assert_eq(ps_prom_dec_new(&arr, &n, &cap, &t.dec), 0);
+  struct ps_http_req *hr;
+  struct got g = {0};
+  cr_assert_eq(ps_http_get(http, url.data, 30000, got_cb, &g, &hr), 0);
+  ps_http_set_body(hr, PS_PROM_MAX_RESPONSE, decode_sink, &t);
+  cr_assert(ps_test_run_until(&loop, is_set, &g.done, 30000));
+  cr_assert_eq(g.err, 0);
+  cr_assert_eq(g.status, 200);
+  char err[PS_PROM_MAX_ERROR_TEXT];
+  cr_assert_eq(ps_prom_dec_finish(t.dec, err, sizeof err, NULL), 0, "%s", err);
+  ps_prom_dec_free(t.dec);
+  cr_assert_eq(n, PS_PROM_MAX_POINTS);
+  cr_assert_gt(t.total, PS_HTTP_READ_BURST, "%zu bytes", t.total);
+  cr_assert_leq(t.max_in_turn, PS_HTTP_READ_BURST + 65536, "%zu bytes in one turn", t.max_in_turn);
+  free(arr);
+  ps_buf_free(&url);
+
+  /* 200 series: more than an answer may hold. Refused as it streams in, naming the series. */
+  int64_t mstart = (end_s - MANY_POINTS + 1) * 1000;
+  query(prom.url, "ps_many_load", mstart, end, 1000, &q);
+  cr_assert_eq(q.err, UV_EINVAL, "%s", q.msg);
+  cr_assert(strstr(q.msg, "query returned at least ") != NULL && strstr(q.msg, "sum(...)") != NULL, "%s",
+            q.msg);
+  /* Aggregated, it is one series again. */
+  query(prom.url, "sum(ps_many_load)", mstart, end, 1000, &q);
+  cr_assert_eq(q.err, 0, "%s", q.msg);
+  cr_assert_eq(q.n, MANY_POINTS);
+  free(q.s);
+
+  uv_close((uv_handle_t *)&prep, NULL);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
