@@ -194,8 +194,7 @@ struct ps_prom_dec {
   size_t lit_pos;
   /* what the answer holds */
   enum kind root_k, status_k, errtype_k, error_k, data_k, rtype_k, result_k, series0_k, values_k, hist_k;
-  bool seen_status, seen_errtype, seen_error, seen_data, seen_rtype, seen_result, seen_value, seen_values,
-      seen_hist;
+  unsigned seen; /* bit i: known_keys[i] was read in its object */
   char status[NAME_MAX_ + 1], rtype[NAME_MAX_ + 1], errtype[TYPE_MAX + 1], error[PS_PROM_MAX_ERROR_TEXT];
   struct text status_text, rtype_text, errtype_text, error_text, value_text;
   char value[PS_PROM_MAX_VALUE_TEXT + 1];
@@ -276,44 +275,30 @@ static enum role top_role(const struct ps_prom_dec *d) {
   return d->depth > 0 && d->depth <= ROLE_DEPTH ? (enum role)d->role[d->depth - 1] : R_OTHER;
 }
 
-static bool key_is(const struct ps_prom_dec *d, const char *name, bool *seen) {
-  size_t len = strlen(name);
-  if (*seen || d->key_text.over || d->key_text.len != len || memcmp(d->key, name, len) != 0) return false;
-  *seen = true;
-  return true;
-}
+/* The keys looked for, by the object they are in. The first of duplicate keys counts (d->seen). */
+static const struct {
+  enum role in;
+  const char *name;
+  enum slot slot;
+} known_keys[] = {
+    {R_ROOT, "status", S_STATUS},  {R_ROOT, "errorType", S_ERRTYPE}, {R_ROOT, "error", S_ERROR},
+    {R_ROOT, "data", S_DATA},      {R_DATA, "resultType", S_RTYPE},  {R_DATA, "result", S_RESULT},
+    {R_SERIES0, "value", S_VALUE}, {R_SERIES0, "values", S_VALUES},  {R_SERIES0, "histograms", S_HIST},
+};
 
-/* After a key of an object of interest: where its value sits. The first of duplicate keys counts. */
+/* After a key of an object of interest: where its value sits. */
 static void key_done(struct ps_prom_dec *d) {
-  enum slot s = S_OTHER;
-  switch (top_role(d)) {
-  case R_ROOT:
-    if (key_is(d, "status", &d->seen_status))
-      s = S_STATUS;
-    else if (key_is(d, "errorType", &d->seen_errtype))
-      s = S_ERRTYPE;
-    else if (key_is(d, "error", &d->seen_error))
-      s = S_ERROR;
-    else if (key_is(d, "data", &d->seen_data))
-      s = S_DATA;
-    break;
-  case R_DATA:
-    if (key_is(d, "resultType", &d->seen_rtype))
-      s = S_RTYPE;
-    else if (key_is(d, "result", &d->seen_result))
-      s = S_RESULT;
-    break;
-  case R_SERIES0:
-    if (key_is(d, "value", &d->seen_value))
-      s = S_VALUE;
-    else if (key_is(d, "values", &d->seen_values))
-      s = S_VALUES;
-    else if (key_is(d, "histograms", &d->seen_hist))
-      s = S_HIST;
-    break;
-  default: break;
+  enum role r = top_role(d);
+  d->key_slot = S_OTHER;
+  for (unsigned i = 0; i < sizeof known_keys / sizeof known_keys[0]; i++) {
+    size_t len = strlen(known_keys[i].name);
+    if (known_keys[i].in != r || d->key_text.over || d->key_text.len != len ||
+        memcmp(d->key, known_keys[i].name, len) != 0)
+      continue;
+    if (!(d->seen & 1u << i)) d->key_slot = known_keys[i].slot;
+    d->seen |= 1u << i;
+    return;
   }
-  d->key_slot = s;
 }
 
 /* The slot of the value that begins now, counting it among its array's elements. */
