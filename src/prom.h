@@ -29,7 +29,7 @@
 #define PS_PROM_MAX_ENVELOPE_BYTES (256u << 10)
 #define PS_PROM_MAX_RESPONSE                                                                                 \
   ((size_t)PS_PROM_MAX_POINTS * PS_PROM_MAX_SAMPLE_BYTES + PS_PROM_MAX_ENVELOPE_BYTES)
-/* The streaming decoder's bounds (its state is fixed-size, about 3 KiB; only the samples grow). Nesting as
+/* The streaming decoder's bounds (its state is fixed-size, 2.5 KiB; only the samples grow). Nesting as
  * cJSON's CJSON_NESTING_LIMIT; a number longer than PS_PROM_JSON_MAX_NUMBER bytes (a double's longest exact
  * decimal is 767 digits) is not JSON it reads, and a sample value string longer than any float Prometheus
  * writes is malformed; texts kept for messages are cut. */
@@ -62,7 +62,7 @@ int ps_prom_decode(const char *body, size_t len, struct ps_sample **samples, siz
                    size_t errlen);
 
 /* A streaming decoder of one response body: fed the body in pieces of any size as they arrive, with
- * bounded state (about 2 KiB), it writes the one series' samples straight into the caller's array. Its
+ * bounded state (2.5 KiB), it writes the one series' samples straight into the caller's array. Its
  * result and messages are exactly ps_prom_decode's for the concatenation of the pieces.
  * ps_prom_dec_new: the samples are appended at (*samples)[*n] on, growing *samples with realloc and
  * updating *samples, *n and *cap in place; the array stays the caller's, and must not be touched until
