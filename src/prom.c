@@ -109,7 +109,7 @@ static int set_err(char *err, size_t errlen, int code, const char *fmt, ...) {
 
 #define HEAD_KEEP  80  /* bytes of the body kept for messages: 80 of an error page, 40 of a non-JSON body */
 #define KEY_MAX    15  /* the longest key looked for is "histograms" */
-#define NAME_MAX_  47  /* status and resultType are compared, and printed with %.40s */
+#define SHORT_TEXT 47  /* status and resultType are compared, and printed with %.40s */
 #define TYPE_MAX   127 /* errorType */
 #define ROLE_DEPTH 8   /* containers of interest sit at depths 1..6 */
 #define FIRST_CAP  64  /* samples of the first allocation; then doubling */
@@ -195,7 +195,7 @@ struct ps_prom_dec {
   /* what the answer holds */
   enum kind root_k, status_k, errtype_k, error_k, data_k, rtype_k, result_k, series0_k, values_k, hist_k;
   unsigned seen; /* bit i: known_keys[i] was read in its object */
-  char status[NAME_MAX_ + 1], rtype[NAME_MAX_ + 1], errtype[TYPE_MAX + 1], error[PS_PROM_MAX_ERROR_TEXT];
+  char status[SHORT_TEXT + 1], rtype[SHORT_TEXT + 1], errtype[TYPE_MAX + 1], error[PS_PROM_MAX_ERROR_TEXT];
   struct text status_text, rtype_text, errtype_text, error_text, value_text;
   char value[PS_PROM_MAX_VALUE_TEXT + 1];
   size_t series; /* elements of data.result */
@@ -422,8 +422,8 @@ static void begin_value(struct ps_prom_dec *d, unsigned char c) {
     d->in_key = false;
     d->str_slot = s;
     switch (s) {
-    case S_STATUS: capture(d, d->status, NAME_MAX_, &d->status_text); break;
-    case S_RTYPE: capture(d, d->rtype, NAME_MAX_, &d->rtype_text); break;
+    case S_STATUS: capture(d, d->status, SHORT_TEXT, &d->status_text); break;
+    case S_RTYPE: capture(d, d->rtype, SHORT_TEXT, &d->rtype_text); break;
     case S_ERRTYPE: capture(d, d->errtype, TYPE_MAX, &d->errtype_text); break;
     case S_ERROR: capture(d, d->error, sizeof d->error - 1, &d->error_text); break;
     case S_RES1:
@@ -679,6 +679,7 @@ static void scan(struct ps_prom_dec *d, const unsigned char *p, const unsigned c
 }
 
 int ps_prom_dec_feed(struct ps_prom_dec *d, const char *data, size_t len) {
+  if (len == 0) return d->err;
   if (d->head_len < HEAD_KEEP) {
     size_t k = len < HEAD_KEEP - d->head_len ? len : HEAD_KEEP - d->head_len;
     memcpy(d->head + d->head_len, data, k);
