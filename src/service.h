@@ -3,6 +3,7 @@
 #ifndef PS_SERVICE_H
 #define PS_SERVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -30,6 +31,13 @@ size_t ps_service_drain(struct ps_service *s);
  * new calls so; per-call memory is freed in close callbacks, so run the loop afterwards. Returns how
  * many calls it ended. */
 size_t ps_service_close(struct ps_service *s);
+/* The integer field of an answer: the ceiling of v, INT64_MAX from 2^63 up (+Inf included), 0 for NaN and
+ * v <= 0. */
+int64_t ps_service_ceil_i64(double v);
+/* Protobuf strings may hold NUL bytes, which protobuf-c's C strings would cut silently. 0 when no string
+ * of the request message msg[0..len) (a GetMetricsRequest when get_metrics, else a ScaledObjectRef) holds
+ * one; else UV_EINVAL with text naming the field or metadata key (INVALID_ARGUMENT). */
+int ps_service_nul_check(bool get_metrics, const uint8_t *msg, size_t len, char *text, size_t tlen);
 /* Frees the service once no connection can dispatch to it any more (after the listener closed). */
 void ps_service_free(struct ps_service *s);
 

@@ -2,7 +2,9 @@
  * messages and final status are checked exactly, with real targets and a real Prometheus behind them.
  * (h2_conn.o is not linked into this binary: these definitions take its place.) */
 #include <criterion/criterion.h>
+#include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
@@ -333,6 +335,122 @@ Test(service, stream_metric_spec_stays_open_until_shutdown) {
   struct ps_call d;
   call(&d, "GetMetricSpec", seven, 4, NULL);
   cr_assert_eq(d.status, PS_GRPC_UNAVAILABLE, "new calls after close are refused");
+  stop_service();
+  PS_LOOP_END(&loop);
+}
+
+/* ---- the answer at the extremes --------------------------------------------------------------- */
+
+Test(service, the_integer_field_saturates_without_undefined_behaviour) {
+  cr_assert_eq(ps_service_ceil_i64(NAN), 0);
+  cr_assert_eq(ps_service_ceil_i64(-1), 0);
+  cr_assert_eq(ps_service_ceil_i64(-INFINITY), 0);
+  cr_assert_eq(ps_service_ceil_i64(0), 0);
+  cr_assert_eq(ps_service_ceil_i64(0.5), 1);
+  cr_assert_eq(ps_service_ceil_i64(9.2e18), INT64_C(9200000000000000000));
+  cr_assert_eq(ps_service_ceil_i64(nextafter(0x1p63, 0)), INT64_C(9223372036854774784));
+  cr_assert_eq(ps_service_ceil_i64(0x1p63), INT64_MAX);
+  cr_assert_eq(ps_service_ceil_i64(1.797e308), INT64_MAX);
+  cr_assert_eq(ps_service_ceil_i64(PS_TARGET_VALUE_MAX), INT64_MAX);
+  cr_assert_eq(ps_service_ceil_i64(INFINITY), INT64_MAX);
+}
+
+/* +Inf from Prometheus (1/0) is the highest load there is: both fields saturate and the target is
+ * active, so that the HPA goes to its maximum (it answered 0 and inactive: scale to the minimum). */
+Test(service, an_infinite_load_saturates_both_fields_and_is_active) {
+  const struct md inf[] = {{"query", "vector(1) / 0"}, {"threshold", "2"}, {"model", "last"}};
+  struct ps_call c;
+  call(&c, "GetMetrics", inf, 3, "prescale");
+  cr_assert(run_until(finished, &c, 15000));
+  cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
+  Externalscaler__GetMetricsResponse *r =
+      externalscaler__get_metrics_response__unpack(NULL, c.lens[0], c.msgs[0]);
+  cr_assert_not_null(r);
+  cr_assert_eq(r->metricvalues[0]->metricvalue, INT64_MAX);
+  cr_assert_eq(r->metricvalues[0]->metricvaluefloat, DBL_MAX);
+  externalscaler__get_metrics_response__free_unpacked(r, NULL);
+  call(&c, "IsActive", inf, 3, NULL);
+  cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
+  Externalscaler__IsActiveResponse *a =
+      externalscaler__is_active_response__unpack(NULL, c.lens[0], c.msgs[0]);
+  cr_assert_not_null(a);
+  cr_assert(a->result);
+  externalscaler__is_active_response__free_unpacked(a, NULL);
+  stop_service();
+  PS_LOOP_END(&loop);
+}
+
+/* Raw protobuf, since protobuf-c packs C strings and so cannot put a NUL inside one. */
+static size_t put_len(uint8_t *out, unsigned field, const void *data, size_t len) {
+  size_t n = 0;
+  out[n++] = (uint8_t)(field << 3 | 2);
+  for (size_t v = len;; v >>= 7) {
+    out[n++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+    if (v < 0x80) break;
+  }
+  memcpy(out + n, data, len);
+  return n + len;
+}
+
+struct raw_kv {
+  const char *k;
+  size_t klen;
+  const char *v;
+  size_t vlen;
+};
+
+static size_t raw_ref(uint8_t *out, const char *name, size_t name_len, const struct raw_kv *md, size_t n) {
+  size_t len = put_len(out, 1, name, name_len);
+  len += put_len(out + len, 2, "shop", 4);
+  for (size_t i = 0; i < n; i++) {
+    uint8_t e[512];
+    size_t elen = put_len(e, 1, md[i].k, md[i].klen);
+    elen += put_len(e + elen, 2, md[i].v, md[i].vlen);
+    len += put_len(out + len, 3, e, elen);
+  }
+  return len;
+}
+
+#define S(lit) lit, sizeof(lit) - 1
+
+Test(service, a_nul_byte_in_any_string_is_invalid_argument_naming_the_key) {
+  struct ps_call c;
+  uint8_t msg[2048], gm[2048];
+  size_t len;
+  const struct raw_kv value_nul[] = {{S("query"), S("vector(1)")}, {S("threshold"), S("10\0junk")}};
+  len = raw_ref(msg, S("web"), value_nul, 2);
+  dispatch(&c, "/externalscaler.ExternalScaler/IsActive", msg, len);
+  cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT, "%s", c.message);
+  cr_assert_str_eq(c.message,
+                   "metadata \"threshold\": the value holds a NUL byte at offset 2; keys and values "
+                   "are text without NUL");
+  const struct raw_kv query_nul[] = {{S("query"), S("bars_load\0x")}, {S("threshold"), S("10")}};
+  len = raw_ref(msg, S("web"), query_nul, 2);
+  size_t glen = put_len(gm, 1, msg, len);
+  glen += put_len(gm + glen, 2, S("prescale"));
+  dispatch(&c, "/externalscaler.ExternalScaler/GetMetrics", gm, glen);
+  cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT, "%s", c.message);
+  cr_assert(strstr(c.message, "metadata \"query\": the value holds a NUL byte at offset 9"), "%s", c.message);
+  const struct raw_kv key_nul[] = {{S("query"), S("vector(1)")}, {S("thres\0hold"), S("10")}};
+  len = raw_ref(msg, S("web"), key_nul, 2);
+  dispatch(&c, "/externalscaler.ExternalScaler/GetMetricSpec", msg, len);
+  cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT, "%s", c.message);
+  cr_assert(strstr(c.message, "metadata key \"thres\" holds a NUL byte at offset 5"), "%s", c.message);
+  const struct raw_kv fine[] = {{S("query"), S("vector(1)")}, {S("threshold"), S("10")}};
+  len = raw_ref(msg, S("w\0eb"), fine, 2);
+  dispatch(&c, "/externalscaler.ExternalScaler/GetMetricSpec", msg, len);
+  cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT, "%s", c.message);
+  cr_assert(strstr(c.message, "scaledObjectRef.name \"w\" holds a NUL byte at offset 1"), "%s", c.message);
+  len = raw_ref(msg, S("web"), fine, 2);
+  glen = put_len(gm, 1, msg, len);
+  glen += put_len(gm + glen, 2, S("pre\0scale"));
+  dispatch(&c, "/externalscaler.ExternalScaler/GetMetrics", gm, glen);
+  cr_assert_eq(c.status, PS_GRPC_INVALID_ARGUMENT, "%s", c.message);
+  cr_assert(strstr(c.message, "metricName \"pre\" holds a NUL byte at offset 3"), "%s", c.message);
+  cr_assert_eq(ps_targets_count(targets), 0, "no target was made of a cut value");
+  /* The same bytes without the NUL are served. */
+  dispatch(&c, "/externalscaler.ExternalScaler/GetMetricSpec", msg, len);
+  cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
   stop_service();
   PS_LOOP_END(&loop);
 }
