@@ -17,9 +17,32 @@
 
 /* ---- helpers ------------------------------------------------------------------------------------- */
 
-/* strtod over the whole string, finite only ("nan", "inf", "", " 1", "1x" are not numbers). */
+/* Decimal syntax only: [+-] digits [. digits] [e [+-] digits], with at least one digit before the
+ * exponent. strtod alone would also read hexadecimal ("0x10" as 16, "0x1p4"), "inf", "infinity" and
+ * "nan", none of which a trigger value means. */
+static bool is_decimal(const char *s) {
+  size_t digits = 0;
+  if (*s == '+' || *s == '-') s++;
+  for (; isdigit((unsigned char)*s); s++) digits++;
+  if (*s == '.')
+    for (s++; isdigit((unsigned char)*s); s++) digits++;
+  if (digits == 0) return false;
+  if (*s == 'e' || *s == 'E') {
+    s++;
+    if (*s == '+' || *s == '-') s++;
+    if (!isdigit((unsigned char)*s)) return false;
+    while (isdigit((unsigned char)*s)) s++;
+  }
+  return *s == '\0';
+}
+
+/* What strtod reads but a trigger number is not: hexadecimal, inf, nan. */
+#define NOT_DECIMAL_WORDS "is not a decimal number (hexadecimal, inf and nan are refused)"
+
+/* strtod over the whole string, decimal and finite only ("0x10", "nan", "inf", "", " 1", "1x", "1e999"
+ * are not numbers). */
 static bool parse_number(const char *s, double *out) {
-  if (s == NULL || *s == '\0' || isspace((unsigned char)*s)) return false;
+  if (s == NULL || !is_decimal(s)) return false;
   char *end;
   errno = 0;
   double v = strtod(s, &end);
@@ -346,7 +369,15 @@ static const char *check_value(const struct key_rule *k, const char *v, void *fi
   bool b;
   switch (k->type) {
   case KT_NUMBER:
-    if (!parse_number(v, &d) || !in_range(k, d)) return k->words;
+    if (!parse_number(v, &d)) {
+      /* A value strtod would take (0x10, inf, nan) gets words that say why it is refused. */
+      char *end;
+      double x = strtod(v, &end);
+      (void)x;
+      return *v != '\0' && !isspace((unsigned char)*v) && *end == '\0' && !is_decimal(v) ? NOT_DECIMAL_WORDS
+                                                                                         : k->words;
+    }
+    if (!in_range(k, d)) return k->words;
     *(double *)field = d == 0 ? 0 : d; /* -0 reads as 0 (quantile: none) */
     return NULL;
   case KT_PERIOD:

@@ -689,8 +689,10 @@ Test(config, target_errors) {
       {"threshold", "abc", "threshold: \"abc\" is not a number > 0"},
       {"threshold", "0", "threshold: \"0\" is not a number > 0"},
       {"threshold", "-1", "threshold: \"-1\" is not a number > 0"},
-      {"threshold", "nan", "threshold: \"nan\" is not a number > 0"},
-      {"threshold", "inf", "threshold: \"inf\" is not a number > 0"},
+      {"threshold", "nan",
+       "threshold: \"nan\" is not a decimal number (hexadecimal, inf and nan are refused)"},
+      {"threshold", "inf",
+       "threshold: \"inf\" is not a decimal number (hexadecimal, inf and nan are refused)"},
       {"threshold", "1e999", "threshold: \"1e999\" is not a number > 0"},
       {"threshold", "", "threshold: \"\" is not a number > 0"},
       {"threshold", " 5", "threshold: \" 5\" is not a number > 0"},
@@ -698,7 +700,8 @@ Test(config, target_errors) {
       {"threshold", "5x", "threshold: \"5x\" is not a number > 0"},
       {"activationThreshold", "-0.1", "activationThreshold: \"-0.1\" is not a number >= 0"},
       {"activationThreshold", "x", "activationThreshold: \"x\" is not a number >= 0"},
-      {"activationThreshold", "infinity", "activationThreshold: \"infinity\" is not a number >= 0"},
+      {"activationThreshold", "infinity",
+       "activationThreshold: \"infinity\" is not a decimal number (hexadecimal, inf and nan are refused)"},
       {"headroom", "-0.2", "headroom: \"-0.2\" is not a number >= 0 (e.g. 0.2 for +20%)"},
       {"headroom", "20%", "headroom: \"20%\" is not a number >= 0 (e.g. 0.2 for +20%)"},
       {"lookahead", "x", "lookahead: \"x\" is not a duration from 0s to 1d (e.g. 30s, 5m)"},
@@ -717,7 +720,7 @@ Test(config, target_errors) {
       {"quantile", "0.4", "quantile: \"0.4\" is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
       {"quantile", "1", "quantile: \"1\" is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
       {"quantile", "90%", "quantile: \"90%\" is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
-      {"quantile", "nan", "quantile: \"nan\" is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
+      {"quantile", "nan", "quantile: \"nan\" is not a decimal number (hexadecimal, inf and nan are refused)"},
       {"quantile", "-0.9", "quantile: \"-0.9\" is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
       {"mode", "Shadow", "mode: \"Shadow\" is not a mode (normal or shadow)"},
       {"mode", "", "mode: \"\" is not a mode (normal or shadow)"},
@@ -874,4 +877,36 @@ Test(config, trigger_period_and_history_problems) {
   cr_assert_str_eq(ps_trigger_history_problem(100001000, 1000, 0, &h, buf, sizeof buf),
                    "is more than 100000 points at step 1s; the maximum is 1d3h46m40s (raise step or shorten "
                    "history)");
+}
+
+/* Numbers are decimal only: strtod would read 0x10 as 16 and take inf and nan. */
+Test(config, trigger_numbers_are_decimal_only) {
+  const char *bad[] = {"0x10",   "0X10",  "0x1p4", "inf", "-inf", "Infinity", "nan", "NAN",
+                       "nan(1)", "1e999", "1e",    ".",   "+",    "1.2.3",    "1_0", "١"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    struct ps_target_config c;
+    char err[256];
+    struct ps_kv md[] = {{"query", "up"}, {"threshold", bad[i]}};
+    cr_assert_eq(ps_target_config_parse(&c, md, 2, NULL, err, sizeof err), UV_EINVAL, "%s", bad[i]);
+    cr_assert(strncmp(err, "threshold: ", 11) == 0, "%s: %s", bad[i], err);
+  }
+  struct ps_target_config c;
+  char err[256];
+  struct ps_kv hex[] = {{"query", "up"}, {"threshold", "0x10"}};
+  cr_assert_eq(ps_target_config_parse(&c, hex, 2, NULL, err, sizeof err), UV_EINVAL);
+  cr_assert_str_eq(err, "threshold: \"0x10\" is not a decimal number (hexadecimal, inf and nan are refused)");
+  struct ps_kv inf[] = {{"query", "up"}, {"headroom", "inf"}, {"threshold", "1"}};
+  cr_assert_eq(ps_target_config_parse(&c, inf, 3, NULL, err, sizeof err), UV_EINVAL);
+  cr_assert_str_eq(err, "headroom: \"inf\" is not a decimal number (hexadecimal, inf and nan are refused)");
+  struct ps_kv word[] = {{"query", "up"}, {"threshold", "ten"}};
+  cr_assert_eq(ps_target_config_parse(&c, word, 2, NULL, err, sizeof err), UV_EINVAL);
+  cr_assert_str_eq(err, "threshold: \"ten\" is not a number > 0");
+  const char *good[] = {"10", "+10", "10.", ".5", "1e3", "1E+3", "2.5e-1", "0010"};
+  const double want[] = {10, 10, 10, 0.5, 1000, 1000, 0.25, 10};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    struct ps_kv md[] = {{"query", "up"}, {"threshold", good[i]}};
+    cr_assert_eq(ps_target_config_parse(&c, md, 2, NULL, err, sizeof err), 0, "%s: %s", good[i], err);
+    cr_assert_float_eq(c.threshold, want[i], 1e-12, "%s", good[i]);
+    ps_target_config_free(&c);
+  }
 }
