@@ -577,3 +577,30 @@ Test(http_server_net, connection_close_then_eof) {
   stop_server();
   PS_LOOP_END(&loop);
 }
+
+/* RFC 9110 5.1: a field name is a token; RFC 9112 5.1: a server MUST answer 400 to whitespace between a
+ * field name and its colon. llhttp passes both of these on, so http_server checks the names itself. */
+Test(http_server_mem, whitespace_in_a_header_name_is_400_and_closes) {
+  const char *cases[] = {
+      "GET /healthz HTTP/1.1\r\nHost: a\r\nX Y: z\r\n\r\n", /* a space inside */
+      "GET /healthz HTTP/1.1\r\nHost : a\r\n\r\n",          /* before the colon */
+      "GET /healthz HTTP/1.1\r\nHost: a\r\nX-A : b\r\n\r\n",
+  };
+  struct ps_buf out;
+  ps_buf_init(&out);
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    reset();
+    cr_assert_eq(feed_every_way(cases[i], strlen(cases[i]), &out), UV_EOF, "case %zu", i);
+    cr_assert(starts(out.data, "HTTP/1.1 400 "), "case %zu: %s", i, out.data);
+    cr_assert_not_null(strstr(out.data, "\r\nConnection: close\r\n"), "case %zu", i);
+    cr_assert_eq(h.calls, 0, "case %zu: the handler saw the request", i);
+    cr_assert_eq(h.last_reject, 400, "case %zu", i);
+  }
+  /* Every tchar is still a name. */
+  reset();
+  const char *ok = "GET /healthz HTTP/1.1\r\nHost: a\r\nX-!#$%&'*+.^_`|~09az: b\r\n\r\n";
+  feed_every_way(ok, strlen(ok), &out);
+  cr_assert(starts(out.data, "HTTP/1.1 200 "), "%s", out.data);
+  cr_assert_eq(h.calls, (int)NCHUNKINGS, "one call per chunking");
+  ps_buf_free(&out);
+}
