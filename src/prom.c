@@ -49,8 +49,9 @@ static int append_seconds(struct ps_buf *out, int64_t ms) {
                        (unsigned)(a % MS_PER_S));
 }
 
-int ps_prom_range_url(struct ps_buf *out, const char *base, const char *query, int64_t start_ms,
-                      int64_t end_ms, int64_t step_ms) {
+/* ps_prom_range_url with the URL limit as a parameter (SIZE_MAX: none, to measure a refused URL). */
+static int range_url(struct ps_buf *out, const char *base, const char *query, int64_t start_ms,
+                     int64_t end_ms, int64_t step_ms, size_t max_url) {
   if (base == NULL || query == NULL || *base == '\0' || *query == '\0' || step_ms <= 0 || end_ms < start_ms)
     return UV_EINVAL;
   size_t blen = strlen(base);
@@ -68,12 +69,36 @@ int ps_prom_range_url(struct ps_buf *out, const char *base, const char *query, i
   if (err == 0)
     err = step_ms % MS_PER_S == 0 ? ps_buf_printf(out, "%lld", (long long)(step_ms / MS_PER_S))
                                   : append_seconds(out, step_ms);
-  if (err == 0 && out->len - mark > PS_HTTP_MAX_URL) err = UV_EINVAL;
+  if (err == 0 && out->len - mark > max_url) err = UV_EINVAL;
   if (err != 0) {
     out->len = mark;
     if (out->data != NULL) out->data[mark] = '\0';
   }
   return err;
+}
+
+int ps_prom_range_url(struct ps_buf *out, const char *base, const char *query, int64_t start_ms,
+                      int64_t end_ms, int64_t step_ms) {
+  return range_url(out, base, query, start_ms, end_ms, step_ms, PS_HTTP_MAX_URL);
+}
+
+int ps_prom_url_problem(char *buf, size_t len, const char *base, const char *query, int64_t start_ms,
+                        int64_t end_ms, int64_t step_ms) {
+  struct ps_buf url, q;
+  ps_buf_init(&url);
+  ps_buf_init(&q);
+  int err = range_url(&url, base, query, start_ms, end_ms, step_ms, SIZE_MAX);
+  if (err == 0) err = append_pct(&q, query);
+  bool over = err == 0 && url.len > PS_HTTP_MAX_URL;
+  if (over)
+    snprintf(
+        buf, len,
+        "the Prometheus request URL would be %zu bytes, %zu over the limit of %d bytes (PS_HTTP_MAX_URL): "
+        "the query is %zu bytes, %zu once percent-encoded; shorten it (e.g. with a recording rule)",
+        url.len, url.len - PS_HTTP_MAX_URL, PS_HTTP_MAX_URL, strlen(query), q.len);
+  ps_buf_free(&url);
+  ps_buf_free(&q);
+  return over ? UV_E2BIG : 0;
 }
 
 /* ==== decoding ===================================================================================== */

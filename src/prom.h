@@ -50,6 +50,12 @@ struct ps_sample {
 int ps_prom_range_url(struct ps_buf *out, const char *base, const char *query, int64_t start_ms,
                       int64_t end_ms, int64_t step_ms);
 
+/* Why ps_prom_range_url refuses these arguments for the length of the URL: UV_E2BIG with a one-line text
+ * in buf (the length, by how much it exceeds PS_HTTP_MAX_URL, the query's size), or 0 when that is not
+ * the reason. */
+int ps_prom_url_problem(char *buf, size_t len, const char *base, const char *query, int64_t start_ms,
+                        int64_t end_ms, int64_t step_ms);
+
 /* Decodes a query_range (matrix) or query (vector/scalar) response body (in one piece: ps_prom_dec_*).
  * Success: 0, *samples malloc'd (caller frees) sorted by time, *n may be 0 (empty result).
  * Errors (err gets a one-line reason, Prometheus's own `error` text when it sent one):

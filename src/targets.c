@@ -527,26 +527,43 @@ static void report_engine(struct ps_target *t, const struct ps_engine_result *re
   }
 }
 
+/* The answer at the extremes. A load too large for a double (+Inf from Prometheus, or an overflow of
+ * value x (1 + headroom)) saturates at PS_TARGET_VALUE_MAX, so that the HPA goes to its maximum: mapping it
+ * to 0 would scale the workload to its minimum at its highest load. NaN (not reached: the caller falls back
+ * to the observation first) and a negative load answer 0. */
+double ps_target_saturate(double v) {
+  if (isnan(v) || v < 0) return 0;
+  return v > PS_TARGET_VALUE_MAX ? PS_TARGET_VALUE_MAX : v;
+}
+
 static void recompute(struct ps_target *t, int64_t now_ms) {
   struct ps_engine_result res;
   struct ps_target_reading *rd = &t->reading;
+  /* The engine keeps an infinite sample as a missing one (it must not poison the models), so an infinite
+   * newest observation is taken from here: +Inf saturates the answer below. */
+  bool newest_inf = t->have_obs && isinf(t->obs);
   if (ps_engine_forecast(t->engine, now_ms, &res) == 0) {
     bool exact = t->have_obs && t->obs_ms == res.current_ms;
-    rd->observed = exact ? t->obs : res.current;
-    rd->observed_ms = res.current_ms;
+    newest_inf = newest_inf && t->obs_ms >= res.current_ms;
+    rd->observed = exact || newest_inf ? t->obs : res.current;
+    rd->observed_ms = newest_inf ? t->obs_ms : res.current_ms;
     rd->predicted = res.predicted;
-    /* The engine's value is max(current, predicted + margin) over its float copy of current. */
+    /* The engine's value is max(current, predicted + margin) over its float copy of current. fmax skips
+     * a NaN, so a garbage forecast never takes the value below the observation. */
     double value = fmax(rd->observed, res.predicted + res.margin);
-    if (!isfinite(value)) value = res.value;
+    if (isnan(value)) value = res.value;
     /* Shadow mode answers exactly what a reactive scaler would (the observation, without headroom), so
      * that switching it on changes nothing for the workload while /metrics shows the forecast. */
     rd->value = t->cfg.shadow ? rd->observed : value * (1.0 + t->cfg.headroom);
     report_engine(t, &res);
   } else {
-    rd->observed = rd->predicted = rd->value = 0;
-    rd->observed_ms = now_ms;
+    /* No finite value held: only an infinite observation (all +Inf so far) has anything to say. */
+    rd->observed = newest_inf ? t->obs : 0;
+    rd->predicted = 0;
+    rd->value = newest_inf ? t->obs : 0;
+    rd->observed_ms = newest_inf ? t->obs_ms : now_ms;
   }
-  if (!isfinite(rd->value) || rd->value < 0) rd->value = 0; /* never answer NaN or a negative load */
+  rd->value = ps_target_saturate(rd->value); /* never NaN, negative or infinite */
   bool active = rd->value > t->cfg.activation_threshold;
   bool changed = !t->have_activity || active != rd->active;
   rd->active = active;
@@ -564,13 +581,22 @@ static void recompute(struct ps_target *t, int64_t now_ms) {
   }
 }
 
-/* Keeps the newest finite sample put (a re-read of the newest step replaces it). */
+/* Keeps the newest sample put that holds a value (a re-read of the newest step replaces it): finite, or
+ * infinite (+Inf saturates the answer). NaN is a missing sample. */
 static void note_observation(struct ps_target *t, int64_t t_ms, double v) {
   t_ms = t_ms / t->cfg.step_ms * t->cfg.step_ms; /* the engine's slot time (times here are > 0) */
-  if (!isfinite(v) || (t->have_obs && t_ms < t->obs_ms)) return;
+  if (isnan(v) || (t->have_obs && t_ms < t->obs_ms)) return;
   t->obs = v;
   t->obs_ms = t_ms;
   t->have_obs = true;
+}
+
+/* The time of the newest sample that holds a value, INT64_MIN when none does. Prometheus answers NaN for
+ * an undefined result (0/0); such a sample is a missing one, under the ignoreNullValues rules. */
+static int64_t newest_present(const struct ps_sample *s, size_t n) {
+  for (size_t i = n; i-- > 0;)
+    if (!isnan(s[i].v)) return s[i].t_ms;
+  return INT64_MIN;
 }
 
 /* Samples come oldest first; one older than the engine can revise is ignored (UV_ERANGE). */
@@ -581,7 +607,8 @@ static void put_samples(struct ps_target *t, const struct ps_sample *s, size_t n
 }
 
 /* What a successful fetch does once its samples are in the engine (in fetched_cb, or after the last
- * slice in load_cb). newest_ms is the time of the newest sample fetched, INT64_MIN when there was none.
+ * slice in load_cb). newest_ms is the time of the newest sample fetched that holds a value (not NaN),
+ * INT64_MIN when there was none.
  * The caller then notifies the waiters and schedules the next refresh. */
 static void fetch_succeeded(struct ps_target *t, int64_t newest_ms) {
   struct ps_targets *ts = t->owner;
@@ -647,7 +674,7 @@ static void load_cb(uv_idle_t *idle) {
   put_samples(t, t->load + t->load_done, k);
   t->load_done += k;
   if (t->load_done < t->load_n) return;
-  int64_t newest_ms = t->load[t->load_n - 1].t_ms;
+  int64_t newest_ms = newest_present(t->load, t->load_n);
   /* Out of the queue before any callback runs: a waiter or watcher may close targets or the registry. The
    * target's memory stays valid until its timer's close callback, whatever they do. */
   load_end(t);
@@ -665,9 +692,11 @@ static void fetched_cb(void *arg, int err, const char *errmsg, const struct ps_s
   double secs = (double)(uv_now(ts->loop) - t->fetch_began) / 1000.0;
   ps_metrics_observe("prescale_refresh_duration_seconds", "", secs);
   ps_metrics_add("prescale_refreshes_total", t->labels, 1);
-  if (err == 0 && n == 0 && !t->cfg.ignore_null_values) {
+  int64_t newest_ms = err == 0 ? newest_present(s, n) : INT64_MIN;
+  if (err == 0 && newest_ms == INT64_MIN && !t->cfg.ignore_null_values) {
     err = PS_TARGET_ERR_EMPTY_RESULT;
-    errmsg = "the query returned no data and ignoreNullValues is false";
+    errmsg = n == 0 ? "the query returned no data and ignoreNullValues is false"
+                    : "the query returned only NaN (no value) and ignoreNullValues is false";
   }
   if (err != 0) {
     /* What a client can act on: a bad query (INVALID_ARGUMENT), no data (FAILED_PRECONDITION); anything
@@ -684,7 +713,7 @@ static void fetched_cb(void *arg, int err, const char *errmsg, const struct ps_s
      * scheduled until it is in). Should the copy fail, the batch goes in at once, as it did before. */
     if (n > PS_TARGET_LOAD_DIRECT_MAX && load_begin(t, s, n) == 0) return;
     put_samples(t, s, n);
-    fetch_succeeded(t, n > 0 ? s[n - 1].t_ms : INT64_MIN);
+    fetch_succeeded(t, newest_ms);
   }
   notify_waiters(t, t->loaded ? 0 : t->err);
   schedule_refresh(t);
@@ -708,7 +737,11 @@ static void start_fetch(struct ps_target *t) {
                               t->cfg.timeout_ms, fetched_cb, t, &t->req);
   if (r != 0) {
     t->req = NULL;
-    fetched_cb(t, r, "cannot build the Prometheus request (bad serverAddress or query?)", NULL, 0);
+    char why[PS_TARGET_MAX_ERROR];
+    if (r != UV_EINVAL ||
+        ps_prom_url_problem(why, sizeof why, t->cfg.server_address, t->cfg.query, start, end, step) == 0)
+      snprintf(why, sizeof why, "cannot build the Prometheus request (bad serverAddress or query?)");
+    fetched_cb(t, r, why, NULL, 0);
   }
 }
 

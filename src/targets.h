@@ -4,6 +4,7 @@
 #ifndef PS_TARGETS_H
 #define PS_TARGETS_H
 
+#include <float.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +36,10 @@
  * refreshes) are put at once in the fetch callback, under 0.1 ms of puts. */
 #define PS_TARGET_LOAD_DIRECT_MAX 64
 
+/* The largest value answered: a load beyond it (+Inf from Prometheus, an overflow of headroom) saturates
+ * here, and the integer field of GetMetrics at INT64_MAX, so that the HPA scales to its maximum. */
+#define PS_TARGET_VALUE_MAX DBL_MAX
+
 struct ps_targets;
 struct ps_target;
 
@@ -60,7 +65,8 @@ struct ps_target_watcher {
 
 struct ps_target_reading {
   double value;        /* what GetMetrics answers: max(current, predicted + margin) x (1 + headroom); in
-                        * shadow mode the observation itself (what a reactive scaler would answer) */
+                        * shadow mode the observation itself (what a reactive scaler would answer);
+                        * always in [0, PS_TARGET_VALUE_MAX] (ps_target_saturate) */
   double observed;     /* the latest observation */
   double predicted;    /* the forecast's max over (now, now + lookahead], before margin and headroom */
   bool active;         /* value > activationThreshold */
@@ -101,6 +107,9 @@ const struct ps_target_config *ps_target_config(const struct ps_target *t);
  *       UV_EAGAIN (Prometheus unreachable or failing and no fresh data: nothing loaded yet, or older than
  *       --stale-after). */
 int ps_target_read(struct ps_target *t, struct ps_target_reading *r, char *err, size_t errlen);
+
+/* The value a reading answers for a computed v: v clamped to [0, PS_TARGET_VALUE_MAX], NaN as 0. */
+double ps_target_saturate(double v);
 
 void ps_target_wait(struct ps_target *t, struct ps_target_waiter *w);
 void ps_target_unwait(struct ps_target_waiter *w); /* no-op when not linked */

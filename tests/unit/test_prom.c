@@ -68,6 +68,37 @@ Test(prom, range_url_rejects) {
   ps_buf_free(&b);
 }
 
+/* A URL refused for its length is explained: its size, by how much it is over, and the query's size. */
+Test(prom, url_problem_says_which_limit_and_by_how_much) {
+  char why[512];
+  size_t qlen = 6000;
+  char *q = malloc(qlen + 1);
+  memcpy(q, "sum(x)", 6);
+  memset(q + 6, ' ', qlen - 6); /* a space encodes as %20: 3 bytes */
+  q[qlen] = '\0';
+  struct ps_buf b;
+  ps_buf_init(&b);
+  cr_assert_eq(ps_prom_range_url(&b, "http://h:9090", q, 0, 1000, 1000), UV_EINVAL);
+  ps_buf_free(&b);
+  cr_assert_eq(ps_prom_url_problem(why, sizeof why, "http://h:9090", q, 0, 1000, 1000), UV_E2BIG);
+  /* "http://h:9090/api/v1/query_range?query=" + "sum%28x%29" + 3 x 5994 + "&start=0.000&end=1.000&step=1" */
+  size_t want = strlen("http://h:9090/api/v1/query_range?query=") + 10 + 3 * (qlen - 6) +
+                strlen("&start=0.000&end=1.000&step=1");
+  char expect[512];
+  snprintf(
+      expect, sizeof expect,
+      "the Prometheus request URL would be %zu bytes, %zu over the limit of %d bytes (PS_HTTP_MAX_URL): the "
+      "query is %zu bytes, %zu once percent-encoded; shorten it (e.g. with a recording rule)",
+      want, want - PS_HTTP_MAX_URL, PS_HTTP_MAX_URL, qlen, 10 + 3 * (qlen - 6));
+  cr_assert_str_eq(why, expect);
+  /* Not the reason: 0, and buf untouched. */
+  why[0] = '\0';
+  cr_assert_eq(ps_prom_url_problem(why, sizeof why, "http://h:9090", "up", 0, 1000, 1000), 0);
+  cr_assert_eq(ps_prom_url_problem(why, sizeof why, "http://h:9090", "up", 5, 1, 1000), 0);
+  cr_assert_str_eq(why, "");
+  free(q);
+}
+
 /* ==== decoding ===================================================================================== */
 
 struct dec {

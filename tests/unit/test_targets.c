@@ -2,6 +2,7 @@
  * errors as Prometheus reports them, staleness and recovery, watchers, eviction, limits, and long histories
  * fed to the engine a slice per loop turn. */
 #include <criterion/criterion.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -666,6 +667,148 @@ Test(targets, closing_the_registry_mid_load_is_clean) {
   cr_assert(x.done);
   cr_assert_eq(x.err, UV_ECANCELED);
   cr_assert_eq(ps_metrics_get("prescale_targets_loading", ""), 0);
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
+/* ---- the answer at the extremes --------------------------------------------------------------- */
+
+Test(targets, saturate_clamps_to_the_largest_finite_value) {
+  cr_assert_eq(ps_target_saturate(INFINITY), DBL_MAX);
+  cr_assert_eq(ps_target_saturate(DBL_MAX), DBL_MAX);
+  cr_assert_eq(ps_target_saturate(1.797e308), 1.797e308);
+  cr_assert_eq(ps_target_saturate(NAN), 0);
+  cr_assert_eq(ps_target_saturate(-INFINITY), 0);
+  cr_assert_eq(ps_target_saturate(-1), 0);
+  cr_assert_eq(ps_target_saturate(2.5), 2.5);
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
+/* A query whose value crosses from one side to the other T seconds ago: `when` < T before, >= T after. */
+static char *crossing(char *buf, size_t len, const char *fmt) {
+  long long t = (long long)time(NULL) - 30;
+  snprintf(buf, len, fmt, t, t);
+  return buf;
+}
+
+Test(targets, plus_inf_saturates_and_is_active) {
+  struct ps_kv md[] = {{"query", "vector(1) / 0"}, {"threshold", "2"}, {"model", "last"}, {"step", "1s"}};
+  struct ps_target_reading rd;
+  load_read(md, 4, &rd);
+  cr_assert_eq(rd.value, DBL_MAX);
+  cr_assert(rd.active);
+  cr_assert(isinf(rd.observed) && rd.observed > 0, "observed %g", rd.observed);
+  cr_assert_eq(ps_metrics_get("prescale_target_value", LABELS), DBL_MAX);
+  /* The default model (auto) too: the engine never sees the infinite samples, the answer does. */
+  struct ps_kv dflt[] = {{"query", "vector(1) / 0"}, {"threshold", "2"}, {"history", "1h"}};
+  load_read(dflt, 3, &rd);
+  cr_assert_eq(rd.value, DBL_MAX);
+  cr_assert(rd.active);
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
+Test(targets, plus_inf_after_finite_saturates_and_finite_after_inf_does_not) {
+  char q1[160], q2[160];
+  struct ps_kv now_inf[] = {{"query", crossing(q1, sizeof q1, "vector(5) / (time() < bool %lld)")},
+                            {"threshold", "2"},
+                            {"step", "1s"},
+                            {"history", "5m"}};
+  struct ps_target_reading rd;
+  load_read(now_inf, 4, &rd);
+  cr_assert_eq(rd.value, DBL_MAX, "value %g", rd.value);
+  cr_assert(rd.active);
+  /* +Inf in the history is missing to the models: the answer follows the finite values after it. */
+  struct ps_kv was_inf[] = {{"query", crossing(q2, sizeof q2, "vector(5) / (time() >= bool %lld)")},
+                            {"threshold", "2"},
+                            {"model", "last"},
+                            {"step", "1s"},
+                            {"history", "5m"}};
+  load_read(was_inf, 5, &rd);
+  cr_assert_float_eq(rd.value, 5, 1e-9);
+  cr_assert_float_eq(rd.observed, 5, 1e-9);
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
+/* 1.797e308 is finite; x 2 overflows: the answer saturates rather than falling to 0. */
+Test(targets, headroom_overflow_saturates) {
+  struct ps_kv md[] = {{"query", "vector(1.797e308)"},
+                       {"threshold", "2"},
+                       {"model", "last"},
+                       {"step", "1s"},
+                       {"headroom", "1"}};
+  struct ps_target_reading rd;
+  load_read(md, 5, &rd);
+  cr_assert_eq(rd.value, DBL_MAX);
+  cr_assert(rd.active);
+  cr_assert_eq(rd.observed, 1.797e308);
+  struct ps_kv plain[] = {
+      {"query", "vector(1.797e308)"}, {"threshold", "2"}, {"model", "last"}, {"step", "1s"}};
+  load_read(plain, 4, &rd);
+  cr_assert_eq(rd.value, 1.797e308, "the observation itself, exactly");
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
+/* NaN (0/0) is a missing sample: only NaN is an empty result under ignoreNullValues false, and 0 under
+ * true; a NaN after finite values keeps the last finite one when missing samples are not zero. */
+Test(targets, nan_is_a_missing_sample) {
+  struct ps_kv strict[] = {
+      {"query", "vector(0) / 0"}, {"threshold", "2"}, {"model", "last"}, {"ignoreNullValues", "false"}};
+  struct ps_target *t;
+  cr_assert_eq(load(strict, 4, &t), PS_TARGET_ERR_EMPTY_RESULT);
+  char err[256];
+  struct ps_target_reading rd;
+  cr_assert_lt(ps_target_read(t, &rd, err, sizeof err), 0);
+  cr_assert(strstr(err, "only NaN"), "%s", err);
+  struct ps_kv lax[] = {{"query", "vector(0) / 0"}, {"threshold", "2"}, {"model", "last"}};
+  load_read(lax, 3, &rd);
+  cr_assert_eq(rd.value, 0);
+  cr_assert_not(rd.active);
+  char q1[200], q2[200];
+  const char *fmt = "vector(5) * (time() < bool %lld) / (time() < bool %lld)";
+  struct ps_kv keep[] = {{"query", crossing(q1, sizeof q1, fmt)},
+                         {"threshold", "2"},
+                         {"model", "last"},
+                         {"step", "1s"},
+                         {"history", "5m"},
+                         {"ignoreNullValues", "false"}};
+  load_read(keep, 6, &rd);
+  cr_assert_float_eq(rd.value, 5, 1e-9, "the last finite observation");
+  cr_assert(rd.active);
+  struct ps_kv zero[] = {{"query", crossing(q2, sizeof q2, fmt)},
+                         {"threshold", "2"},
+                         {"model", "last"},
+                         {"step", "1s"},
+                         {"history", "5m"}};
+  load_read(zero, 5, &rd);
+  cr_assert_eq(rd.value, 0, "a missing newest sample counts as 0 under ignoreNullValues true");
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
+/* A query too long for a request URL: the error says which limit and by how much. */
+Test(targets, a_query_over_the_url_limit_says_which_limit) {
+  static char q[7001];
+  memcpy(q, "sum(x)", 6);
+  memset(q + 6, ' ', sizeof q - 7);
+  struct ps_kv md[] = {{"query", q}, {"threshold", "2"}, {"model", "last"}};
+  struct ps_target *t;
+  char err[512] = "";
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "app", md, 3, &t, err, sizeof err), 0, "%s", err);
+  struct ps_target_reading rd;
+  int r = ps_target_read(t, &rd, err, sizeof err);
+  if (r == 1) { /* should the fetch fail later rather than at once */
+    struct waited x = {.w.cb = waited_cb};
+    ps_target_wait(t, &x.w);
+    cr_assert(run_until(waited_done, &x, 15000));
+    r = ps_target_read(t, &rd, err, sizeof err);
+  }
+  cr_assert_eq(r, UV_EINVAL, "%s", err);
+  cr_assert(strstr(err, "over the limit of 16384 bytes (PS_HTTP_MAX_URL)"), "%s", err);
+  cr_assert(strstr(err, "the query is 7000 bytes, 20992 once percent-encoded"), "%s", err);
   stop_targets();
   PS_LOOP_END(&loop);
 }
