@@ -15,12 +15,39 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "metrics.h"
 
 static struct {
   enum ps_log_level level;
   enum ps_log_format format;
   FILE *out; /* NULL: stderr (resolved at write time, so tests may swap stderr) */
 } g_log = {PS_LOG_INFO, PS_LOG_TEXT, NULL};
+
+/* One (level, msg) pair under the rate limit: the window it is in, the lines written in it, and those
+ * suppressed since the last suppression line. */
+struct rate_slot {
+  bool used;
+  enum ps_log_level level;
+  uint64_t hash; /* of msg */
+  uint64_t start_ms;
+  unsigned lines;
+  uint64_t suppressed;
+  char msg[PS_LOG_RATE_MSG_MAX];
+};
+
+static uint64_t monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct {
+  unsigned burst; /* 0: no limit */
+  uint64_t window_ms;
+  uint64_t (*now_ms)(void);
+  uint64_t total;
+  struct rate_slot slots[PS_LOG_RATE_KEYS];
+} g_rate = {PS_LOG_RATE_BURST, PS_LOG_RATE_WINDOW_MS, monotonic_ms, 0, {{0}}};
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -58,7 +85,22 @@ void ps_log_setup(enum ps_log_level level, enum ps_log_format format, FILE *out)
   g_log.level = level;
   g_log.format = format;
   g_log.out = out;
+  ps_log_set_rate(PS_LOG_RATE_BURST, PS_LOG_RATE_WINDOW_MS, NULL);
+  g_rate.total = 0;
+  if (ps_metrics_declare(
+          PS_LOG_SUPPRESSED_METRIC, PS_METRIC_COUNTER,
+          "Log lines suppressed by the rate limit of repeated lines (README, Signals and logs).") == 0)
+    ps_metrics_add(PS_LOG_SUPPRESSED_METRIC, "", 0);
 }
+
+void ps_log_set_rate(unsigned burst, uint64_t window_ms, uint64_t (*now_ms)(void)) {
+  g_rate.burst = burst;
+  g_rate.window_ms = window_ms;
+  g_rate.now_ms = now_ms != NULL ? now_ms : monotonic_ms;
+  memset(g_rate.slots, 0, sizeof g_rate.slots);
+}
+
+uint64_t ps_log_suppressed_total(void) { return g_rate.total; }
 
 bool ps_log_enabled(enum ps_log_level level) { return level >= g_log.level; }
 
@@ -214,9 +256,98 @@ static void format_ts(char *dst, size_t cap) {
            tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 }
 
+static void vlog(enum ps_log_level level, const char *msg, va_list ap);
+
+static void emit(enum ps_log_level level, const char *msg, ...) {
+  va_list ap;
+  va_start(ap, msg);
+  vlog(level, msg, ap);
+  va_end(ap);
+}
+
+/* ---- rate limit ---------------------------------------------------------------------------------- */
+
+static uint64_t fnv1a(const char *s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+  return h;
+}
+
+/* Writes the slot's suppression line, if it has one, and starts its count again. */
+static void report(struct rate_slot *r, uint64_t now) {
+  if (r->suppressed == 0) return;
+  char text[PS_LOG_RATE_MSG_MAX + 96], n[24];
+  uint64_t secs = (now - r->start_ms + 999) / 1000;
+  snprintf(n, sizeof n, "%llu", (unsigned long long)r->suppressed);
+  snprintf(text, sizeof text, "%s (suppressed %llu similar lines in the last %llus)", r->msg,
+           (unsigned long long)r->suppressed, (unsigned long long)(secs > 0 ? secs : 1));
+  r->suppressed = 0;
+  emit(r->level, text, "suppressed", n, NULL);
+}
+
+void ps_log_flush_suppressed(bool all) {
+  if (g_rate.burst == 0) return;
+  uint64_t now = g_rate.now_ms();
+  for (size_t i = 0; i < PS_LOG_RATE_KEYS; i++) {
+    struct rate_slot *r = &g_rate.slots[i];
+    if (r->used && r->suppressed > 0 && (all || now - r->start_ms >= g_rate.window_ms)) report(r, now);
+  }
+}
+
+/* The slot of (level, msg): its own, else a free one, else the one whose window began first (whose count
+ * is reported before it is taken). */
+static struct rate_slot *slot_of(enum ps_log_level level, const char *msg, uint64_t h, uint64_t now) {
+  struct rate_slot *oldest = NULL;
+  for (size_t i = 0; i < PS_LOG_RATE_KEYS; i++) {
+    struct rate_slot *r = &g_rate.slots[i];
+    if (r->used && r->hash == h && r->level == level && strncmp(r->msg, msg, sizeof r->msg - 1) == 0)
+      return r;
+    if (!r->used) {
+      if (oldest == NULL || oldest->used) oldest = r;
+    } else if (oldest == NULL || (oldest->used && r->start_ms < oldest->start_ms)) {
+      oldest = r;
+    }
+  }
+  if (oldest->used) report(oldest, now);
+  *oldest = (struct rate_slot){.used = true, .level = level, .hash = h, .start_ms = now};
+  snprintf(oldest->msg, sizeof oldest->msg, "%s", msg);
+  return oldest;
+}
+
+/* True when this line is one too many for its (level, msg) in the current window: it is counted instead. */
+static bool rate_limited(enum ps_log_level level, const char *msg) {
+  if (g_rate.burst == 0 || level == PS_LOG_DEBUG) return false;
+  uint64_t now = g_rate.now_ms();
+  ps_log_flush_suppressed(false); /* windows that ended, whatever their key */
+  struct rate_slot *r = slot_of(level, msg, fnv1a(msg), now);
+  if (now - r->start_ms >= g_rate.window_ms) {
+    r->start_ms = now;
+    r->lines = 0;
+  }
+  if (r->lines < g_rate.burst) {
+    r->lines++;
+    return false;
+  }
+  r->suppressed++;
+  g_rate.total++;
+  ps_metrics_add(PS_LOG_SUPPRESSED_METRIC, "", 1);
+  return true;
+}
+
+/* ---- lines --------------------------------------------------------------------------------------- */
+
 void ps_log(enum ps_log_level level, const char *msg, ...) {
   if (!ps_log_enabled(level)) return;
   if ((unsigned)level > PS_LOG_ERROR) level = PS_LOG_ERROR;
+  if (msg == NULL) msg = "";
+  if (rate_limited(level, msg)) return;
+  va_list ap;
+  va_start(ap, msg);
+  vlog(level, msg, ap);
+  va_end(ap);
+}
+
+static void vlog(enum ps_log_level level, const char *msg, va_list ap) {
   bool json = g_log.format == PS_LOG_JSON;
   char ts[64];
   format_ts(ts, sizeof ts);
@@ -229,8 +360,6 @@ void ps_log(enum ps_log_level level, const char *msg, ...) {
     l_printf(&b, "ts=%s level=%s msg=", ts, level_names[level]);
   put_value(&b, msg, json);
 
-  va_list ap;
-  va_start(ap, msg);
   for (;;) {
     const char *k = va_arg(ap, const char *);
     if (k == NULL) break;
@@ -238,7 +367,6 @@ void ps_log(enum ps_log_level level, const char *msg, ...) {
     put_key(&b, k, json);
     put_value(&b, v, json);
   }
-  va_end(ap);
   l_puts(&b, json ? "}\n" : "\n");
 
   /* Out of memory somewhere in the line: drop it rather than write it with a hole, which a log shipper

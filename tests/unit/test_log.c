@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "log.h"
+#include "metrics.h"
 
 static char *mem;
 static size_t memlen;
@@ -149,6 +150,7 @@ Test(log, json_rejects_overlong_and_surrogates) {
 
 Test(log, many_lines_each_whole) {
   ps_log_setup(PS_LOG_INFO, PS_LOG_JSON, out);
+  ps_log_set_rate(0, 0, NULL); /* 100 lines of one kind: without the rate limit (see rate_limit_*) */
   char big[10000];
   memset(big, 'x', sizeof big - 1);
   big[sizeof big - 1] = '\0';
@@ -182,4 +184,97 @@ Test(log, null_out_means_stderr) {
   cr_assert_not_null(fgets(line, sizeof line, tmp));
   cr_assert_not_null(strstr(line, " level=info msg=\"to stderr\"\n"));
   fclose(tmp);
+}
+
+/* ---- rate limit ---------------------------------------------------------------------------------- */
+
+static uint64_t fake_now = 1000000;
+static uint64_t fake_clock(void) { return fake_now; }
+
+/* The lines written so far, counted, and whether one of them holds `needle`. */
+static int count_lines(const char *needle, int *with) {
+  fflush(out);
+  int n = 0;
+  *with = 0;
+  for (const char *p = mem; p != NULL && *p; n++) {
+    const char *nl = strchr(p, '\n');
+    cr_assert_not_null(nl);
+    if (needle != NULL && memmem(p, (size_t)(nl - p), needle, strlen(needle)) != NULL) (*with)++;
+    p = nl + 1;
+  }
+  return n;
+}
+
+Test(log, rate_limit_keeps_a_burst_per_window_then_counts_what_it_dropped) {
+  ps_log_setup(PS_LOG_DEBUG, PS_LOG_TEXT, out);
+  ps_log_set_rate(3, 10000, fake_clock);
+  int with;
+  for (int i = 0; i < 50; i++) ps_log(PS_LOG_WARN, "client resets streams too fast", "peer", "p", NULL);
+  cr_assert_eq(count_lines("msg=\"client resets streams too fast\"", &with), 3);
+  cr_assert_eq(ps_log_suppressed_total(), 47);
+  cr_assert_float_eq(ps_metrics_get(PS_LOG_SUPPRESSED_METRIC, ""), 47, 1e-9);
+  /* Another message, or the same at another level, has its own count; debug lines are never limited. */
+  for (int i = 0; i < 5; i++) ps_log(PS_LOG_INFO, "client resets streams too fast", NULL);
+  for (int i = 0; i < 20; i++) ps_log(PS_LOG_DEBUG, "chatty", NULL);
+  cr_assert_eq(count_lines("level=debug msg=chatty", &with), 3 + 3 + 20);
+  cr_assert_eq(with, 20);
+  cr_assert_eq(ps_log_suppressed_total(), 49);
+  /* Within the window nothing is reported yet; once it is over, the next line of any kind first says
+   * what was suppressed, with the count and how long the window ran. */
+  fake_now += 9999;
+  ps_log_flush_suppressed(false);
+  cr_assert_eq(count_lines(NULL, &with), 26);
+  fake_now += 1;
+  ps_log(PS_LOG_WARN, "client resets streams too fast", "peer", "p", NULL);
+  count_lines(
+      "level=warn msg=\"client resets streams too fast (suppressed 47 similar lines in the last 10s)\" "
+      "suppressed=47",
+      &with);
+  cr_assert_eq(with, 1, "%s", mem);
+  count_lines(
+      "level=info msg=\"client resets streams too fast (suppressed 2 similar lines in the last 10s)\"",
+      &with);
+  cr_assert_eq(with, 1, "%s", mem);
+  /* The new window lets a burst through again. */
+  cr_assert_eq(count_lines(NULL, &with), 26 + 2 + 1);
+  ps_metrics_reset();
+}
+
+Test(log, rate_limit_flush_reports_a_count_no_line_follows) {
+  ps_log_setup(PS_LOG_INFO, PS_LOG_JSON, out);
+  ps_log_set_rate(1, 1000, fake_clock);
+  for (int i = 0; i < 4; i++) ps_log(PS_LOG_ERROR, "accept failed", "error", "EMFILE", NULL);
+  int with;
+  cr_assert_eq(count_lines(NULL, &with), 1);
+  ps_log_flush_suppressed(true); /* at exit: whatever the window */
+  count_lines("\"level\":\"error\",\"msg\":\"accept failed (suppressed 3 similar lines in the last 1s)\","
+              "\"suppressed\":\"3\"}",
+              &with);
+  cr_assert_eq(with, 1, "%s", mem);
+  cr_assert_eq(count_lines(NULL, &with), 2, "%s", mem);
+  ps_log_flush_suppressed(true); /* reported once */
+  cr_assert_eq(count_lines(NULL, &with), 2);
+  ps_metrics_reset();
+}
+
+Test(log, rate_limit_more_kinds_than_slots_reports_the_evicted_count) {
+  ps_log_setup(PS_LOG_INFO, PS_LOG_TEXT, out);
+  ps_log_set_rate(1, 60000, fake_clock);
+  char msg[32];
+  /* Two lines of each of PS_LOG_RATE_KEYS kinds, one ms apart: one written, one counted, each. */
+  for (int k = 0; k < PS_LOG_RATE_KEYS; k++) {
+    snprintf(msg, sizeof msg, "kind %d", k);
+    fake_now++;
+    ps_log(PS_LOG_WARN, msg, NULL);
+    ps_log(PS_LOG_WARN, msg, NULL);
+  }
+  int with;
+  cr_assert_eq(count_lines(NULL, &with), PS_LOG_RATE_KEYS);
+  /* One kind more takes the oldest slot, whose count is reported first. */
+  fake_now++;
+  ps_log(PS_LOG_WARN, "kind new", NULL);
+  count_lines("msg=\"kind 0 (suppressed 1 similar lines in the last 1s)\"", &with);
+  cr_assert_eq(with, 1, "%s", mem);
+  cr_assert_eq(count_lines(NULL, &with), PS_LOG_RATE_KEYS + 2);
+  ps_metrics_reset();
 }
