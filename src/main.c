@@ -5,6 +5,11 @@
  * finish until --shutdown-grace; then, or as soon as no gRPC connection is left, or on a second signal,
  * finish_shutdown ends the rest and closes every handle, and uv_run returns once they are closed.
  *
+ * Other signals (README, "Signals"): SIGHUP asks for a reload (reload(), logged); SIGUSR1 logs a
+ * one-line state summary; SIGUSR2 and SIGALRM are ignored, and so is SIGPIPE (a write to a vanished peer
+ * is an EPIPE error, not a death). Their default action would end the process with no log line and no
+ * drain.
+ *
  * Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT) or --help/--version; 1 when the server cannot
  * start (e.g. a port in use) or could not shut down cleanly; 2 for a bad flag or environment value. */
 #include <inttypes.h>
@@ -37,7 +42,10 @@ struct app {
   struct ps_health_http health;
   struct ps_net_listener *grpc_listener;
   struct ps_net_listener *http_listener;
-  uv_signal_t sigterm, sigint;
+  uv_signal_t sigterm, sigint, sighup, sigusr1;
+  /* Writes the count of log lines suppressed by the rate limit (log.h) when no line of their kind
+   * follows; unreferenced, so it never keeps the loop alive. Closed in finish_shutdown. */
+  uv_timer_t log_timer;
   /* Bounds the drain to cfg.shutdown_grace_ms, or (restarted at 0) ends it early once every gRPC
    * connection is gone. Initialised with the signals, closed in finish_shutdown (never freed: it is part
    * of the static app). */
@@ -71,7 +79,11 @@ static void finish_shutdown(struct app *a, const char *why) {
   if (a->http != NULL) ps_http_client_close(a->http);
   uv_close((uv_handle_t *)&a->sigterm, NULL);
   uv_close((uv_handle_t *)&a->sigint, NULL);
+  uv_close((uv_handle_t *)&a->sighup, NULL);
+  uv_close((uv_handle_t *)&a->sigusr1, NULL);
   uv_close((uv_handle_t *)&a->drain_timer, NULL);
+  uv_close((uv_handle_t *)&a->log_timer, NULL);
+  ps_log_flush_suppressed(true);
   if (a->stopping) {
     char ms[24], ncut[24], nstreams[24];
     snprintf(ms, sizeof ms, "%" PRIu64, a->draining ? uv_now(&a->loop) - a->drain_start_ms : 0);
@@ -127,6 +139,40 @@ static void signal_cb(uv_signal_t *h, int signum) {
   /* A second signal during the drain: the operator (or a Ctrl-C twice) wants out now. */
   ps_log(PS_LOG_INFO, "second signal during the drain; stopping now", "signal", name, NULL);
   finish_shutdown(a, "second signal");
+}
+
+/* SIGHUP: reload what prescale reads from files. Today it reads none after it starts (flags and the
+ * environment are read once, and a change of them needs a restart), so this re-reads nothing and says so.
+ * It is the hook where the TLS certificates and the --prometheus-config file (DESIGN.md: tls.c,
+ * prom_config.c) will be re-read, each keeping what it has when the new version does not load. */
+static void reload(struct app *a) {
+  (void)a;
+  ps_log(PS_LOG_INFO, "reload requested", "signal", "SIGHUP", "reloaded",
+         "nothing: no file is read after start (TLS certificates and --prometheus-config will be)", NULL);
+}
+
+/* SIGUSR1: one line of state, to look at a running server without /metrics. */
+static void log_state(struct app *a) {
+  char targets[24], conns[24], suppressed[24];
+  snprintf(targets, sizeof targets, "%zu", a->targets != NULL ? ps_targets_count(a->targets) : 0);
+  snprintf(conns, sizeof conns, "%zu", (size_t)a->h2.open_conns);
+  snprintf(suppressed, sizeof suppressed, "%" PRIu64, ps_log_suppressed_total());
+  ps_log(PS_LOG_INFO, "state", "signal", "SIGUSR1", "targets", targets, "grpc_connections", conns, "ready",
+         is_ready(a) ? "true" : "false", "draining", a->stopping ? "true" : "false", "log_suppressed",
+         suppressed, NULL);
+}
+
+static void other_signal_cb(uv_signal_t *h, int signum) {
+  struct app *a = h->data;
+  if (signum == SIGHUP)
+    reload(a);
+  else
+    log_state(a);
+}
+
+static void log_timer_cb(uv_timer_t *t) {
+  (void)t;
+  ps_log_flush_suppressed(false);
 }
 
 static int start(struct app *a) {
@@ -186,14 +232,24 @@ int main(int argc, char **argv) {
   }
   ps_log_setup(a.cfg.log_level, a.cfg.log_format, NULL);
   signal(SIGPIPE, SIG_IGN); /* a peer that vanished is an EPIPE from write, not a death */
+  /* Their default action ends the process, without a log line or a drain; nothing here uses them. */
+  signal(SIGUSR2, SIG_IGN);
+  signal(SIGALRM, SIG_IGN);
 
   if (uv_loop_init(&a.loop) != 0) return 1;
   uv_signal_init(&a.loop, &a.sigterm);
   uv_signal_init(&a.loop, &a.sigint);
+  uv_signal_init(&a.loop, &a.sighup);
+  uv_signal_init(&a.loop, &a.sigusr1);
   uv_timer_init(&a.loop, &a.drain_timer);
-  a.sigterm.data = a.sigint.data = a.drain_timer.data = &a;
+  uv_timer_init(&a.loop, &a.log_timer);
+  a.sigterm.data = a.sigint.data = a.sighup.data = a.sigusr1.data = a.drain_timer.data = &a;
   uv_signal_start(&a.sigterm, signal_cb, SIGTERM);
   uv_signal_start(&a.sigint, signal_cb, SIGINT);
+  uv_signal_start(&a.sighup, other_signal_cb, SIGHUP);
+  uv_signal_start(&a.sigusr1, other_signal_cb, SIGUSR1);
+  uv_timer_start(&a.log_timer, log_timer_cb, PS_LOG_RATE_WINDOW_MS, PS_LOG_RATE_WINDOW_MS);
+  uv_unref((uv_handle_t *)&a.log_timer);
 
   int status = 0;
   if (start(&a) != 0) {
