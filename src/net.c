@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "hostport.h"
 #include "list.h"
 #include "log.h"
+#include "metrics.h"
 
 struct ps_net_conn {
   uv_tcp_t tcp;
@@ -23,12 +25,16 @@ struct ps_net_conn {
   size_t pending;      /* bytes handed to uv_write and not yet completed */
   int open_handles;    /* handles whose close callback has not run yet */
   bool opened;         /* on_open returned a state: on_close is owed */
-  bool counted;        /* counts against PS_NET_MAX_CONNS */
+  bool counted;        /* counts against the listener's max_conns */
   bool paused;         /* reading stopped for backpressure */
   bool closing;        /* ps_net_close ran: no more reads or writes accepted */
   bool shutting_down;  /* uv_shutdown issued */
   bool handles_closing;
   char peer[64];
+
+  /* In listener->idle while the protocol says the connection is idle (ps_net_set_idle) and it is not
+   * closing; self-linked otherwise. */
+  struct ps_list idle_node;
 };
 
 struct ps_net_listener {
@@ -38,11 +44,15 @@ struct ps_net_listener {
   void *arg;
   struct ps_list conns; /* of ps_net_conn.node: every conn not yet freed, rejected ones included */
   size_t nconns;        /* counted conns */
+  size_t max_conns;     /* PS_NET_MAX_CONNS unless set */
   bool stopped;         /* the listening handle is closed or closing: nothing more is accepted */
   bool closing;         /* ps_net_listener_close ran: freed once the handle and every conn closed */
   bool handle_closed;
   void (*done)(void *arg);
   void *done_arg;
+  /* Of ps_net_conn.idle_node: the idle connections, longest idle first (eviction takes the head). */
+  struct ps_list idle;
+  size_t evicted, refused; /* connections evicted, and refused with none idle, at the limit */
   /* Connections read into this buffer in turn: the loop is single-threaded and on_read consumes the
    * bytes before returning, so one buffer per listener replaces one per connection. */
   uint8_t rbuf[PS_NET_READ_BUF];
@@ -123,6 +133,7 @@ static void close_now(struct ps_net_conn *c) {
   if (c->handles_closing) return;
   c->handles_closing = true;
   c->closing = true;
+  ps_list_remove(&c->idle_node);
   uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
   uv_close((uv_handle_t *)&c->linger, conn_closed_cb);
 }
@@ -147,6 +158,8 @@ static void linger_cb(uv_timer_t *t) {
 void ps_net_close(struct ps_net_conn *c) {
   if (c->closing) return;
   c->closing = true;
+  /* A closing connection is on its way out: evicting it would free nothing. */
+  ps_list_remove(&c->idle_node);
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_timer_start(&c->linger, linger_cb, PS_NET_CLOSE_LINGER_MS, 0);
   if (c->pending == 0) start_shutdown(c);
@@ -251,6 +264,65 @@ bool ps_net_paused(const struct ps_net_conn *c) { return c->paused; }
 uv_loop_t *ps_net_loop(const struct ps_net_conn *c) { return c->tcp.loop; }
 const char *ps_net_peer(const struct ps_net_conn *c) { return c->peer; }
 
+/* ---- connection slots ----------------------------------------------------------------------- */
+
+void ps_net_set_idle(struct ps_net_conn *c, bool idle) {
+  if (c->closing) return;
+  ps_list_remove(&c->idle_node);
+  if (idle) ps_list_insert_tail(&c->listener->idle, &c->idle_node);
+}
+
+static void count_slot_event(const struct ps_net_listener *l, const char *family, const char *help) {
+  if (l->proto->name == NULL) return;
+  /* Declared on use: idempotent, and it survives a registry reset (tests). */
+  ps_metrics_declare(family, PS_METRIC_COUNTER, help);
+  char labels[64];
+  snprintf(labels, sizeof labels, "listener=\"%s\"", l->proto->name);
+  ps_metrics_add(family, labels, 1);
+}
+
+/* Frees the slot of the longest-idle connection for a new one (`for_peer`, for the log). The evicted
+ * connection stops counting at once and is closed now, not after a graceful flush: its descriptor must be
+ * free before the next accept, since a burst of connections is accepted in one loop turn. Its goodbye
+ * (on_evict) is in the kernel's send buffer by then and is still delivered, followed by a FIN. */
+static void evict(struct ps_net_listener *l, struct ps_net_conn *v, const char *for_peer) {
+  ps_list_remove(&v->idle_node);
+  v->counted = false;
+  l->nconns--;
+  l->evicted++;
+  count_slot_event(l, "prescale_connections_evicted_total",
+                   "Idle connections closed to make room for a new one at the connection limit.");
+  ps_log(PS_LOG_DEBUG, "connection limit reached; evicting the longest-idle connection", "peer", v->peer,
+         "for", for_peer, NULL);
+  if (v->opened && l->proto->on_evict != NULL) l->proto->on_evict(v->state);
+  close_now(v);
+}
+
+void ps_net_fd_budget(uint64_t nofile, size_t listeners, size_t max_conns, struct ps_net_fd_budget *out) {
+  uint64_t usable = nofile > PS_NET_FD_RESERVE ? nofile - PS_NET_FD_RESERVE : 0;
+  uint64_t share = usable / PS_NET_FD_SHARE;
+  uint64_t per = max_conns < share ? max_conns : share;
+  if (per == 0) per = 1;
+  uint64_t taken = per * listeners;
+  uint64_t rest = usable > taken ? usable - taken : 0;
+  out->listener_conns = (size_t)per;
+  out->outgoing_conns = rest > 0 ? (size_t)(rest < SIZE_MAX ? rest : SIZE_MAX) : 1;
+}
+
+uint64_t ps_net_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return UINT64_MAX;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < PS_NET_NOFILE_WANT) {
+    rlim_t want =
+        rl.rlim_max == RLIM_INFINITY || rl.rlim_max > PS_NET_NOFILE_WANT ? PS_NET_NOFILE_WANT : rl.rlim_max;
+    if (want > rl.rlim_cur) {
+      struct rlimit raised = {want, rl.rlim_max};
+      if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl.rlim_cur = want;
+    }
+  }
+  return rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+}
+
 /* ---- listener ------------------------------------------------------------------------------- */
 
 static void connection_cb(uv_stream_t *server, int status) {
@@ -271,6 +343,7 @@ static void connection_cb(uv_stream_t *server, int status) {
   c->tcp.data = c;
   c->linger.data = c;
   c->open_handles = 2;
+  ps_list_init(&c->idle_node);
   ps_list_insert_head(&l->conns, &c->node);
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
     close_now(c);
@@ -282,10 +355,18 @@ static void connection_cb(uv_stream_t *server, int status) {
     format_addr(&ss, c->peer, sizeof c->peer);
   else
     snprintf(c->peer, sizeof c->peer, "?");
-  if (l->nconns >= PS_NET_MAX_CONNS) {
-    ps_log(PS_LOG_WARN, "too many connections; closing the new one", "peer", c->peer, NULL);
-    close_now(c);
-    return;
+  if (l->nconns >= l->max_conns) {
+    struct ps_list *oldest = ps_list_first(&l->idle);
+    if (oldest == NULL) {
+      /* Every connection has a request in progress: those are never cut for a newcomer. */
+      l->refused++;
+      count_slot_event(l, "prescale_connections_refused_total",
+                       "New connections closed at once at the connection limit (no idle one to evict).");
+      ps_log(PS_LOG_WARN, "too many connections, none idle; closing the new one", "peer", c->peer, NULL);
+      close_now(c);
+      return;
+    }
+    evict(l, ps_list_entry(oldest, struct ps_net_conn, idle_node), c->peer);
   }
   c->counted = true;
   l->nconns++;
@@ -331,7 +412,9 @@ int ps_net_listen(uv_loop_t *loop, const char *hostport, const struct ps_net_pro
   l->loop = loop;
   l->proto = proto;
   l->arg = arg;
+  l->max_conns = PS_NET_MAX_CONNS;
   ps_list_init(&l->conns);
+  ps_list_init(&l->idle);
   err = uv_tcp_init(loop, &l->tcp);
   if (err != 0) {
     free(l);
@@ -359,6 +442,12 @@ int ps_net_listener_port(const struct ps_net_listener *l) {
 }
 
 size_t ps_net_listener_conns(const struct ps_net_listener *l) { return l->nconns; }
+size_t ps_net_listener_evicted(const struct ps_net_listener *l) { return l->evicted; }
+size_t ps_net_listener_refused(const struct ps_net_listener *l) { return l->refused; }
+
+void ps_net_listener_set_max_conns(struct ps_net_listener *l, size_t max) {
+  l->max_conns = max > 0 ? max : 1;
+}
 
 void ps_net_listener_stop(struct ps_net_listener *l) {
   if (l->stopped) return;

@@ -13,12 +13,24 @@
  * (then on_drain is called), so a client that does not read cannot make us buffer without bound. */
 #define PS_NET_HIGH_WATER      (1u << 20)
 #define PS_NET_LOW_WATER       (256u << 10)
-#define PS_NET_MAX_CONNS       1024 /* per listener; beyond it new connections are closed at once */
+/* Connections per listener (--max-conns). At the limit a new connection evicts the listener's longest-idle
+ * connection (see ps_net_set_idle); only when none is idle is the new one closed at once. */
+#define PS_NET_MAX_CONNS       1024
 #define PS_NET_BACKLOG         128
 /* A closing connection gets this long to flush its queued writes to a peer that may not be reading;
  * then it is closed anyway and the rest is dropped. */
 #define PS_NET_CLOSE_LINGER_MS 5000
 #define PS_NET_READ_BUF        (64u << 10) /* one per listener, shared by its connections (one thread) */
+/* Descriptors that no connection budget may use (ps_net_fd_budget): stdio, the loop's own (epoll, the
+ * signal pipe, the async eventfd, libuv's EMFILE reserve), the listeners, the threadpool's DNS sockets, and
+ * what a moment's churn holds. So accept() finds a descriptor even when every budget is spent. */
+#define PS_NET_FD_RESERVE      64
+/* Each listener gets at most this share of the descriptors left after the reserve (1/PS_NET_FD_SHARE), so
+ * that two listeners together never take more than half and outgoing connections keep the rest. */
+#define PS_NET_FD_SHARE        4
+/* ps_net_nofile raises the soft RLIMIT_NOFILE toward the hard one up to this, as Go's runtime does: the
+ * usual soft default of 1024 would cut the budgets below for no reason when the hard limit allows more. */
+#define PS_NET_NOFILE_WANT     65536
 
 struct ps_net_conn;
 struct ps_net_listener;
@@ -34,6 +46,13 @@ struct ps_net_proto {
   /* The peer closed, an error happened, or ps_net_close completed. Called exactly once; the protocol
    * frees `state` here and must not use the conn afterwards. */
   void (*on_close)(void *state);
+  /* May be NULL. The connection is being evicted to make room for a new one (it was idle, see
+   * ps_net_set_idle): say goodbye with ps_net_write if the protocol has a way (HTTP/2 GOAWAY). net.c closes
+   * it right after this returns, at once, so that its descriptor is free for the new connection; the bytes
+   * already written are still delivered by the kernel. on_close follows as usual. */
+  void (*on_evict)(void *state);
+  /* The listener's name in metrics ("grpc", "http"); NULL: not counted. */
+  const char *name;
 };
 
 /* Parses "host:port", "[v6]:port" or ":port" (all addresses) into ss. Numeric hosts and "localhost"
@@ -46,6 +65,12 @@ int ps_net_listen(uv_loop_t *loop, const char *hostport, const struct ps_net_pro
 /* The port actually bound (useful with port 0). */
 int ps_net_listener_port(const struct ps_net_listener *l);
 size_t ps_net_listener_conns(const struct ps_net_listener *l);
+/* The connection limit of the listener (PS_NET_MAX_CONNS until set; at least 1). */
+void ps_net_listener_set_max_conns(struct ps_net_listener *l, size_t max);
+/* Connections evicted and refused at the limit since the listener started (also counted in
+ * prescale_connections_evicted_total / prescale_connections_refused_total{listener=proto->name}). */
+size_t ps_net_listener_evicted(const struct ps_net_listener *l);
+size_t ps_net_listener_refused(const struct ps_net_listener *l);
 /* Stops accepting and leaves the open connections alone (a graceful shutdown drains them): the
  * listening socket is closed at once, so connection attempts from here on are refused. The listener
  * stays allocated (and its port reads 0) until ps_net_listener_close. Idempotent. */
@@ -66,5 +91,32 @@ bool ps_net_paused(const struct ps_net_conn *c);
 uv_loop_t *ps_net_loop(const struct ps_net_conn *c);
 /* "127.0.0.1:53122", for logs. */
 const char *ps_net_peer(const struct ps_net_conn *c);
+
+/* ---- connection slots --------------------------------------------------------------------------- */
+
+/* The protocol says whether the connection is idle, i.e. may be evicted for a new one: it has no request in
+ * progress (HTTP/2: no call dispatched and not ended; HTTP/1: no request waiting for its answer). Marking it
+ * idle again makes it the most recently idle: at the limit the connection evicted is the one that has been
+ * idle longest, so call this when the connection makes progress (a call ends, a response is sent), not on
+ * every byte, or a client trickling bytes would stay young. A connection starts not idle (a protocol that
+ * never calls this keeps the old refuse-at-the-limit behaviour). O(1): the listener keeps its idle
+ * connections in a list in the order they became idle. Ignored once the connection is closing. */
+void ps_net_set_idle(struct ps_net_conn *c, bool idle);
+
+/* How RLIMIT_NOFILE is shared out: each listener gets at most `listener_conns` connections, and outgoing
+ * connections (the Prometheus client) at most `outgoing_conns`, so that together with PS_NET_FD_RESERVE
+ * they fit in `nofile` and accept() never meets EMFILE. */
+struct ps_net_fd_budget {
+  size_t listener_conns;
+  size_t outgoing_conns;
+};
+/* The budget for `nofile` descriptors, `listeners` listeners and a wanted `max_conns` per listener:
+ * listener_conns = min(max_conns, (nofile - PS_NET_FD_RESERVE) / PS_NET_FD_SHARE), and outgoing_conns is what
+ * is left after the reserve and the listeners. Both are at least 1, even for a tiny nofile (then nothing
+ * fits and accept() relies on libuv's EMFILE handling, which closes the connections it cannot take). */
+void ps_net_fd_budget(uint64_t nofile, size_t listeners, size_t max_conns, struct ps_net_fd_budget *out);
+/* Raises the soft RLIMIT_NOFILE to min(hard, PS_NET_NOFILE_WANT) when it is lower, and returns the soft limit
+ * then in effect (UINT64_MAX when unlimited or unknown). */
+uint64_t ps_net_nofile(void);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "buf.h"
 #include "loop_fixture.h"
+#include "metrics.h"
 #include "net.h"
 
 static uv_loop_t loop;
@@ -17,8 +18,17 @@ TestSuite(net, .init = setup, .timeout = 60);
 
 /* ---- the server side: a small protocol whose behaviour each test picks ----------------------- */
 
-enum mode { M_ECHO, M_FLOOD, M_SAY_BYE, M_FAIL };
+/* M_SLOTS: each connection is idle from its open (ps_net_set_idle) and reads commands: "busy" marks it not
+ * idle, "idle" idle again (the most recently idle). An evicted one is sent "bye" by on_evict. */
+enum mode { M_ECHO, M_FLOOD, M_SAY_BYE, M_FAIL, M_SLOTS };
 #define FLOOD_BYTES (16u << 20)
+#define MAX_SLOTS   8
+
+struct slot {
+  struct ps_net_conn *c;
+  int index; /* in order of open */
+  bool evicted, closed;
+};
 
 static struct {
   enum mode mode;
@@ -28,16 +38,30 @@ static struct {
   bool paused_seen;
   struct ps_net_conn *last;
   struct ps_buf rx;
+  struct slot slots[MAX_SLOTS];
+  int nslots, evictions;
 } srv;
 
 static void *on_open(struct ps_net_conn *c, void *arg) {
   cr_assert_eq(arg, &srv);
   srv.opens++;
   srv.last = c;
-  return c;
+  if (srv.mode != M_SLOTS) return c;
+  cr_assert_lt(srv.nslots, MAX_SLOTS);
+  struct slot *sl = &srv.slots[srv.nslots];
+  *sl = (struct slot){.c = c, .index = srv.nslots++};
+  ps_net_set_idle(c, true);
+  return sl;
 }
 
 static int on_read(void *state, const uint8_t *data, size_t len) {
+  if (srv.mode == M_SLOTS) {
+    struct slot *sl = state;
+    srv.reads++;
+    if (len == 4 && memcmp(data, "busy", 4) == 0) ps_net_set_idle(sl->c, false);
+    if (len == 4 && memcmp(data, "idle", 4) == 0) ps_net_set_idle(sl->c, true);
+    return ps_net_write(sl->c, (const uint8_t *)"ok", 2);
+  }
   struct ps_net_conn *c = state;
   srv.reads++;
   ps_buf_append(&srv.rx, data, len);
@@ -65,6 +89,7 @@ static int on_read(void *state, const uint8_t *data, size_t len) {
     return 0;
   }
   case M_FAIL: ps_net_write(c, (const uint8_t *)"err", 3); return UV_EPROTO;
+  case M_SLOTS: break; /* answered above */
   }
   return 0;
 }
@@ -74,9 +99,21 @@ static void on_drain(void *state) {
   srv.reads_at_drain = srv.reads;
 }
 
-static void on_close(void *state) { srv.closes++; }
+static void on_close(void *state) {
+  srv.closes++;
+  if (srv.mode == M_SLOTS) ((struct slot *)state)->closed = true;
+}
 
-static const struct ps_net_proto proto = {on_open, on_read, on_drain, on_close};
+static void on_evict(void *state) {
+  srv.evictions++;
+  cr_assert_eq(srv.mode, M_SLOTS, "a connection never marked idle was evicted");
+  struct slot *sl = state;
+  cr_assert_not(sl->closed);
+  sl->evicted = true;
+  cr_assert_eq(ps_net_write(sl->c, (const uint8_t *)"bye", 3), 0);
+}
+
+static const struct ps_net_proto proto = {on_open, on_read, on_drain, on_close, on_evict, "test"};
 
 static struct ps_net_listener *listener;
 static int listener_done;
@@ -390,6 +427,9 @@ Test(net, connections_beyond_the_limit_are_closed) {
   cr_assert(ps_test_run_until(&loop, all_opened_and_one_refused, NULL, 20000), "opens %d, refused %d",
             srv.opens, many_eof);
   cr_assert_eq(ps_net_listener_conns(listener), PS_NET_MAX_CONNS);
+  /* This protocol never marks a connection idle: nothing may be evicted, the newcomer is refused. */
+  cr_assert_eq(ps_net_listener_refused(listener), 1);
+  cr_assert_eq(ps_net_listener_evicted(listener), 0);
   for (int i = 0; i <= PS_NET_MAX_CONNS; i++) client_close(&many[i]);
   uv_run(&loop, UV_RUN_NOWAIT);
   want_closes = PS_NET_MAX_CONNS;
@@ -402,4 +442,108 @@ Test(net, connections_beyond_the_limit_are_closed) {
   free(many);
   stop_server();
   PS_LOOP_END(&loop);
+}
+
+/* ---- connection slots ----------------------------------------------------------------------- */
+
+/* Connects `cl` and waits until the server has opened it, so that srv.slots[n] is its server side. */
+static void connect_slot(struct client *cl, int port) {
+  want_opens = srv.opens + 1;
+  client_connect(cl, port);
+  client_read(cl);
+  cr_assert(ps_test_run_until(&loop, srv_opens, NULL, 5000), "connection %d not opened", want_opens);
+}
+
+/* Sends a command and waits for its "ok". */
+static void say(struct client *cl, const char *cmd) {
+  want_len = cl->rx.len + 2;
+  client_write(cl, cmd);
+  cr_assert(ps_test_run_until(&loop, cl_has_bytes, cl, 5000), "no answer to %s", cmd);
+}
+
+static void assert_evicted(struct client *cl, int slot, const char *all_it_read) {
+  cr_assert(ps_test_run_until(&loop, cl_eof, cl, 5000), "slot %d not closed", slot);
+  cr_assert(srv.slots[slot].evicted, "slot %d closed without on_evict", slot);
+  cr_assert_eq(cl->rx.len, strlen(all_it_read), "slot %d", slot);
+  cr_assert_eq(memcmp(cl->rx.data, all_it_read, cl->rx.len), 0, "slot %d read %.*s", slot, (int)cl->rx.len,
+               cl->rx.data);
+}
+
+static double slot_metric(const char *family) { return ps_metrics_get(family, "listener=\"test\""); }
+
+Test(net, at_the_limit_the_longest_idle_connection_is_evicted) {
+  ps_metrics_reset();
+  int port = start_server(M_SLOTS);
+  ps_net_listener_set_max_conns(listener, 3);
+  struct client cl[7];
+  for (int i = 0; i < 3; i++) connect_slot(&cl[i], port); /* idle since open: 0, 1, 2 */
+  say(&cl[0], "idle");                                    /* progress: 0 is now the most recent: 1, 2, 0 */
+  say(&cl[1], "busy");                                    /* a request in progress: idle are 2, 0 */
+
+  connect_slot(&cl[3], port); /* evicts 2, idle longest; idle: 0, 3 */
+  assert_evicted(&cl[2], 2, "bye");
+  cr_assert_eq(ps_net_listener_conns(listener), 3);
+  cr_assert_eq(ps_net_listener_evicted(listener), 1);
+  for (int i = 0; i < 4; i++) cr_assert_eq(srv.slots[i].evicted, i == 2, "slot %d", i);
+
+  connect_slot(&cl[4], port); /* evicts 0; idle: 3, 4 */
+  assert_evicted(&cl[0], 0, "okbye");
+
+  /* An idle connection that its client closes leaves the idle list: it is never picked afterwards. */
+  close_client_and_wait(&cl[3]);
+  want_closes = 3; /* 2, 0 and 3 */
+  cr_assert(ps_test_run_until(&loop, srv_closes, NULL, 5000));
+  cr_assert_eq(ps_net_listener_conns(listener), 2);
+  say(&cl[4], "busy"); /* 1 and 4 busy, nothing idle */
+  connect_slot(&cl[5], port);
+  say(&cl[5], "busy"); /* three busy connections: the limit, none idle */
+
+  /* Nothing to evict: the new connection is closed at once, never opened, and nobody else is touched. */
+  int opens = srv.opens;
+  client_connect(&cl[6], port);
+  client_read(&cl[6]);
+  cr_assert(ps_test_run_until(&loop, cl_eof, &cl[6], 5000));
+  cr_assert_eq(cl[6].rx.len, 0);
+  cr_assert_eq(srv.opens, opens);
+  cr_assert_eq(ps_net_listener_refused(listener), 1);
+  cr_assert_eq(srv.evictions, 2);
+  close_client_and_wait(&cl[6]);
+
+  /* A connection idle again is evictable again. */
+  say(&cl[1], "idle");
+  connect_slot(&cl[6], port);
+  assert_evicted(&cl[1], 1, "okokbye");
+  cr_assert_eq(ps_net_listener_conns(listener), 3);
+
+  cr_assert_eq(slot_metric("prescale_connections_evicted_total"), 3);
+  cr_assert_eq(slot_metric("prescale_connections_refused_total"), 1);
+  for (int i = 0; i < 7; i++)
+    if (i != 3) close_client_and_wait(&cl[i]);
+  stop_server();
+  ps_metrics_reset();
+  PS_LOOP_END(&loop);
+}
+
+Test(net, fd_budget_shares_the_descriptor_limit) {
+  struct ps_net_fd_budget b;
+  /* Plenty: every listener gets what it asks, outgoing connections the rest. */
+  ps_net_fd_budget(20000, 2, 1024, &b);
+  cr_assert_eq(b.listener_conns, 1024);
+  cr_assert_eq(b.outgoing_conns, 20000 - PS_NET_FD_RESERVE - 2 * 1024);
+  /* A common soft limit: the listeners take a quarter each, outgoing connections the other half. */
+  ps_net_fd_budget(1024, 2, 1024, &b);
+  cr_assert_eq(b.listener_conns, (1024 - PS_NET_FD_RESERVE) / PS_NET_FD_SHARE);
+  cr_assert_eq(b.outgoing_conns, 1024 - PS_NET_FD_RESERVE - 2 * b.listener_conns);
+  cr_assert_leq(PS_NET_FD_RESERVE + 2 * b.listener_conns + b.outgoing_conns, 1024);
+  ps_net_fd_budget(256, 2, 1024, &b);
+  cr_assert_eq(b.listener_conns, 48);
+  cr_assert_eq(b.outgoing_conns, 96);
+  /* Too little to share: one each, and libuv's EMFILE handling for the rest. */
+  ps_net_fd_budget(10, 2, 1024, &b);
+  cr_assert_eq(b.listener_conns, 1);
+  cr_assert_eq(b.outgoing_conns, 1);
+  /* Unlimited. */
+  ps_net_fd_budget(UINT64_MAX, 2, 1024, &b);
+  cr_assert_eq(b.listener_conns, 1024);
+  cr_assert_gt(b.outgoing_conns, 1u << 30);
 }
