@@ -32,7 +32,7 @@ enum goaway_state {
   GOAWAY_FINAL,  /* GOAWAY with the real last stream id submitted: no new streams are processed */
 };
 
-/* A one-shot timer of a call (its grpc-timeout) or of a connection (the preface). Its memory is freed
+/* A one-shot timer of a call (its grpc-timeout) or of a connection (preface, idle). Its memory is freed
  * in its close callback, which may run after the owner is gone, so the owner lets go with timer_release. */
 struct owned_timer {
   uv_timer_t timer;
@@ -42,7 +42,7 @@ struct owned_timer {
 struct ps_h2_conn {
   struct ps_h2_server *srv;
   struct ps_list node;         /* in srv->conns, from conn_new until conn_destroy */
-  struct owned_timer *preface; /* until the client's preface and SETTINGS arrived; NULL after */
+  struct owned_timer *timeout; /* the preface's, then the idle one (idle_again); NULL for memory */
   struct ps_net_conn *net;     /* NULL for a memory connection */
   struct ps_buf *mem_out;      /* a memory connection's output */
   nghttp2_session *session;
@@ -53,6 +53,8 @@ struct ps_h2_conn {
   bool dead;            /* unusable session: close once what is queued is written */
   bool fatal;           /* nghttp2 returned a fatal error: do not even send */
   bool calm_down;       /* the client reset too many streams: GOAWAY once the recv returns */
+  bool greeted;         /* the client's preface and first SETTINGS arrived */
+  size_t busy;          /* calls dispatched whose stream is not closed yet */
   enum goaway_state goaway;
   double rst_tokens;
   uint64_t rst_last_ms;
@@ -96,6 +98,8 @@ struct ps_call {
 static void flush(struct ps_h2_conn *c);
 static void req_free(struct ps_call *call);
 static void buffered_update(struct ps_h2_server *srv, size_t before);
+static void busy_begin(struct ps_h2_conn *c);
+static void busy_end(struct ps_h2_conn *c);
 
 #define NV(n, v, vlen)                                                                                       \
   { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vlen), NGHTTP2_NV_FLAG_NONE }
@@ -385,6 +389,7 @@ static void call_timer_cb(uv_timer_t *t) {
 static void call_free(struct ps_call *call) {
   struct ps_h2_conn *c = call->conn;
   size_t before = c->srv->buffered.used;
+  if (call->dispatched) busy_end(c);
   ps_list_remove(&call->node);
   timer_release(call->timer);
   ps_grpc_reader_free(&call->reader);
@@ -421,6 +426,7 @@ static void end_of_request(struct ps_call *call) {
     return;
   }
   call->dispatched = true;
+  busy_begin(c);
   uint8_t *req = call->req; /* freed after dispatch: the dispatcher copies what it keeps */
   size_t charged = call->req_charged;
   call->req = NULL;
@@ -612,10 +618,12 @@ static void rst_budget(struct ps_h2_conn *c) {
   c->calm_down = true;
 }
 
-static void preface_timer_stop(struct ps_h2_conn *c) {
-  timer_release(c->preface);
-  c->preface = NULL;
+static void conn_timer_release(struct ps_h2_conn *c) {
+  timer_release(c->timeout);
+  c->timeout = NULL;
 }
+
+static void greeted(struct ps_h2_conn *c);
 
 /* Submits the final GOAWAY(NO_ERROR) naming the last stream whose request headers were processed
  * (RFC 9113 6.8); nghttp2 then ignores HEADERS of new streams, and once every stream left is done,
@@ -638,7 +646,7 @@ static void goaway_final(struct ps_h2_conn *c) {
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
   struct ps_h2_conn *c = user_data;
   /* nghttp2 delivers the client's first SETTINGS only after a valid preface (RFC 9113 3.4). */
-  if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) preface_timer_stop(c);
+  if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) greeted(c);
   if (frame->hd.type == NGHTTP2_RST_STREAM) {
     rst_budget(c);
     return 0;
@@ -738,7 +746,7 @@ static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn 
 
 static void conn_destroy(struct ps_h2_conn *c) {
   c->closed = true;
-  preface_timer_stop(c);
+  conn_timer_release(c);
   /* Calls still open end here as CANCELLED. A cancel callback may finish other calls of this
    * connection: respond_end sees `closed` and only records them. */
   ps_list_foreach(n, &c->calls) cancel_call(ps_list_entry(n, struct ps_call, node), PS_GRPC_CANCELLED);
@@ -820,23 +828,96 @@ static void preface_timeout_cb(uv_timer_t *t) {
   struct ps_h2_conn *c = timer_owner(t);
   if (c == NULL) return;
   ps_log(PS_LOG_INFO, "no HTTP/2 preface in time; closing the connection", "peer", conn_peer(c), NULL);
-  preface_timer_stop(c);
+  conn_timer_release(c);
   c->dead = true;
   ps_net_close(c->net); /* asynchronous: on_close frees the connection later */
+}
+
+/* ---- connection slots: the idle timeout and eviction ------------------------------------------- */
+
+static uint64_t idle_timeout_ms(const struct ps_h2_server *srv) {
+  return srv->idle_timeout_ms ? srv->idle_timeout_ms : PS_H2_IDLE_TIMEOUT_MS;
+}
+
+/* Writes GOAWAY(NO_ERROR) naming the last stream processed, with `why` as its debug data, before the
+ * connection is closed under a client that did nothing wrong (RFC 9113 9.1: a server may close an idle
+ * connection, and SHOULD send GOAWAY first so that the client knows nothing of it was lost). NO_ERROR, not
+ * ENHANCE_YOUR_CALM: that code says the peer generates excessive load (RFC 9113 7), which an idle
+ * connection does not, and the connection closed may well be KEDA's own, which must simply reconnect
+ * (grpc-go treats NO_ERROR as a graceful close and redials on its next RPC). A connection error, where
+ * RFC 9113 5.4.1 wants GOAWAY with the error's code, is not what this is. The caller closes the socket. */
+static void goodbye(struct ps_h2_conn *c, const char *why) {
+  if (c->closed || c->dead || c->fatal) return;
+  if (c->goaway != GOAWAY_FINAL) {
+    c->goaway = GOAWAY_FINAL;
+    nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->session),
+                          NGHTTP2_NO_ERROR, (const uint8_t *)why, strlen(why));
+  }
+  flush(c);
+}
+
+static void idle_timeout_cb(uv_timer_t *t) {
+  struct ps_h2_conn *c = timer_owner(t);
+  if (c == NULL || c->closed) return;
+  ps_log(PS_LOG_DEBUG, "gRPC connection idle; closing it", "peer", conn_peer(c), NULL);
+  c->srv->idle_closed++;
+  goodbye(c, "idle");
+  c->dead = true;
+  ps_net_close(c->net); /* flushes the GOAWAY, then FIN; on_close frees the connection later */
+}
+
+/* The connection has no call in progress from now on: the idle timeout starts over, and the connection
+ * becomes the listener's most recently idle one (evicted last). As grpc-go's MaxConnectionIdle counts it,
+ * idleness starts when the connection is established or its last call ends. Nothing else restarts it: not
+ * PINGs, not bytes of a request that never completes, so a client that trickles bytes is closed on time. */
+static void idle_again(struct ps_h2_conn *c) {
+  if (c->closed || c->net == NULL || c->timeout == NULL || !c->greeted) return;
+  uv_timer_start(&c->timeout->timer, idle_timeout_cb, idle_timeout_ms(c->srv), 0);
+  ps_net_set_idle(c->net, true);
+}
+
+/* The preface and SETTINGS arrived: the preface timeout gives way to the idle timeout. */
+static void greeted(struct ps_h2_conn *c) {
+  if (c->greeted) return;
+  c->greeted = true;
+  if (c->busy == 0) idle_again(c);
+}
+
+/* A call was dispatched: the connection is busy (not idle, never evicted) until that call's stream closes.
+ * Streams still receiving their request do not count: they are not work yet, and a client that opens
+ * them and never finishes them must not keep its connection. */
+static void busy_begin(struct ps_h2_conn *c) {
+  if (c->busy++ > 0 || c->net == NULL) return;
+  if (c->timeout != NULL) uv_timer_stop(&c->timeout->timer);
+  ps_net_set_idle(c->net, false);
+}
+
+static void busy_end(struct ps_h2_conn *c) {
+  if (--c->busy == 0) idle_again(c);
 }
 
 static void *net_on_open(struct ps_net_conn *net, void *arg) {
   struct ps_h2_conn *c = conn_new(arg, net, NULL);
   if (c == NULL) return NULL;
   struct ps_h2_server *srv = arg;
-  c->preface = timer_start(srv->loop, c, preface_timeout_cb,
+  c->timeout = timer_start(srv->loop, c, preface_timeout_cb,
                            srv->preface_timeout_ms ? srv->preface_timeout_ms : PS_H2_PREFACE_TIMEOUT_MS);
-  if (c->preface == NULL) {
+  if (c->timeout == NULL) {
     conn_destroy(c);
     return NULL;
   }
+  /* Evictable from the start: a client that has not even greeted holds a slot for nothing. */
+  ps_net_set_idle(net, true);
   flush(c); /* our SETTINGS go first (RFC 9113 3.4: the server preface) */
   return c;
+}
+
+/* At the connection limit, net.c closes this idle connection for a new one right after this returns. */
+static void net_on_evict(void *state) {
+  struct ps_h2_conn *c = state;
+  c->srv->evicted++;
+  goodbye(c, "evicted: connection limit");
+  c->dead = true;
 }
 
 static int net_on_read(void *state, const uint8_t *data, size_t len) { return conn_recv(state, data, len); }
@@ -848,6 +929,8 @@ const struct ps_net_proto ps_h2_net_proto = {
     .on_read = net_on_read,
     .on_drain = net_on_drain,
     .on_close = net_on_close,
+    .on_evict = net_on_evict,
+    .name = "grpc",
 };
 
 /* ---- graceful shutdown ---------------------------------------------------------------------- */

@@ -31,9 +31,17 @@
 
 /* A client must send the HTTP/2 connection preface and its SETTINGS this soon after connecting, or the
  * connection is closed: otherwise clients that connect and say nothing could hold every one of
- * PS_NET_MAX_CONNS slots and lock KEDA out. Idle connections that did greet are never timed out (KEDA
- * keeps one open between polls that may be minutes apart). */
+ * PS_NET_MAX_CONNS slots and lock KEDA out. */
 #define PS_H2_PREFACE_TIMEOUT_MS 10000
+/* A connection that greeted is closed, with GOAWAY(NO_ERROR), after this long without a call in progress
+ * (--grpc-idle-timeout): counted from the greeting or from the end of its last call, as grpc-go's
+ * MaxConnectionIdle counts. PINGs and the bytes of a request that never completes do not count, so a client
+ * that trickles bytes is closed too. KEDA keeps one connection and calls on it every polling interval (30 s
+ * by default) and every HPA sync (15 s), so it is never idle this long; a client with a longer interval just
+ * reconnects. While busy (a call dispatched and not closed, e.g. a StreamIsActive watch) there is no limit.
+ * At the connection limit, the idle connection idle longest is evicted for a new one, with the same
+ * GOAWAY; a busy one never is. */
+#define PS_H2_IDLE_TIMEOUT_MS    (5 * 60 * 1000)
 
 /* Request memory (docs/reliability.md, "Request memory"). The request bytes buffered by every stream of
  * every connection, until the request is dispatched, are counted against one budget: a stream whose next
@@ -92,6 +100,7 @@ struct ps_h2_server {
   uint64_t preface_timeout_ms; /* 0 means PS_H2_PREFACE_TIMEOUT_MS */
   size_t max_buffered;         /* 0 means PS_H2_MAX_BUFFERED_DEFAULT */
   uint64_t request_timeout_ms; /* 0 means PS_H2_REQUEST_TIMEOUT_MS */
+  uint64_t idle_timeout_ms;    /* 0 means PS_H2_IDLE_TIMEOUT_MS */
   /* Runs (may be NULL) when the last connection is gone after ps_h2_server_drain or _terminate, from
    * the connection's close path: it should only schedule work (e.g. start a timer), not close things. */
   void (*on_idle)(void *arg);
@@ -103,6 +112,8 @@ struct ps_h2_server {
   size_t trim_freed;              /* bytes of request buffers freed since the last malloc_trim */
   uint64_t trim_last_ms;
   void *trim_timer; /* a pending trim; it closes with the last connection */
+  size_t idle_closed; /* connections closed by the idle timeout */
+  size_t evicted;     /* idle connections evicted at the connection limit */
   /* kept by h2_conn: every connection not yet destroyed, memory ones included (zeroed: empty) */
   struct ps_list conns;
   bool draining; /* ps_h2_server_drain or _terminate ran: new connections get GOAWAY at once */

@@ -231,6 +231,8 @@ static struct client {
   int ngoaway;      /* GOAWAYs the client session processed, with their fields in order */
   int32_t goaway_last[4];
   uint32_t goaway_code[4];
+  char goaway_debug[64]; /* of the first GOAWAY */
+  int ping_acks;
   struct stream st[MAX_STREAMS];
   int nst;
 } cl;
@@ -278,7 +280,14 @@ static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t
 }
 
 static int c_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *u) {
-  if (f->hd.type == NGHTTP2_GOAWAY && cl.goaway_error < 0) cl.goaway_error = (int)f->goaway.error_code;
+  if (f->hd.type == NGHTTP2_GOAWAY && cl.goaway_error < 0) {
+    cl.goaway_error = (int)f->goaway.error_code;
+    size_t n = f->goaway.opaque_data_len < sizeof cl.goaway_debug - 1 ? f->goaway.opaque_data_len
+                                                                      : sizeof cl.goaway_debug - 1;
+    memcpy(cl.goaway_debug, f->goaway.opaque_data, n);
+    cl.goaway_debug[n] = '\0';
+  }
+  if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) cl.ping_acks++;
   if (f->hd.type == NGHTTP2_GOAWAY && cl.ngoaway < 4) {
     cl.goaway_last[cl.ngoaway] = f->goaway.last_stream_id;
     cl.goaway_code[cl.ngoaway++] = f->goaway.error_code;
@@ -880,6 +889,227 @@ Test(h2_conn, greeting_client_outlives_the_preface_timeout) {
   wait_closed(again);
   cr_assert_eq(again->grpc_status, 0);
   client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+/* ---- connection slots: the idle timeout and eviction -------------------------------------------- */
+
+Test(h2_conn, idle_connection_gets_goaway_no_error_after_the_idle_timeout) {
+  server.idle_timeout_ms = 300;
+  client_start(65535);
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .msg = "ping"});
+  wait_closed(st);
+  cr_assert_eq(st->grpc_status, 0);
+  uint64_t t0 = uv_now(&loop);
+  cr_assert(run_until(got_goaway, NULL, 5000), "an idle connection was never closed");
+  /* Counted from the end of the last call, not from the connection's start. */
+  cr_assert_geq(uv_now(&loop) - t0, 250, "closed before the idle timeout");
+  cr_assert_eq(cl.goaway_error, NGHTTP2_NO_ERROR);
+  cr_assert_str_eq(cl.goaway_debug, "idle");
+  cr_assert_eq(cl.goaway_last[0], st->id, "the GOAWAY must name the last stream processed");
+  cr_assert(run_until(no_conns, NULL, 5000));
+  cr_assert_eq(server.idle_closed, 1);
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+static bool one_held(void *arg);
+static void finish_held(int i);
+static uint32_t be32(const uint8_t *p);
+
+Test(h2_conn, a_call_in_progress_suspends_the_idle_timeout) {
+  server.idle_timeout_ms = 200;
+  client_start(65535);
+  struct stream *held = request(&(struct req){.path = "/test.Svc/Hold", .msg = "x"});
+  cr_assert(run_until(one_held, NULL, 5000));
+  /* Several idle timeouts long, with a call held (a StreamIsActive watch is one): no GOAWAY may come. A
+   * bounded wait for an event that must not happen; the timer it would come from has a fixed delay. */
+  cr_assert_not(run_until(got_goaway, NULL, 700), "closed with a call in progress");
+  finish_held(0);
+  wait_closed(held);
+  cr_assert_eq(held->grpc_status, 0);
+  cr_assert(run_until(got_goaway, NULL, 5000), "idle after its call and never closed");
+  cr_assert_str_eq(cl.goaway_debug, "idle");
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+/* A client that sends a PING every 40 ms: pings are no progress. */
+static uv_timer_t ping_timer;
+static int pings_sent;
+static void ping_tick(uv_timer_t *t) {
+  if (cl.peer.eof) return;
+  nghttp2_submit_ping(cl.peer.s, NGHTTP2_FLAG_NONE, NULL);
+  pings_sent++;
+  client_flush();
+}
+
+Test(h2_conn, pings_do_not_keep_an_idle_connection) {
+  server.idle_timeout_ms = 300;
+  client_start(65535);
+  pings_sent = 0;
+  uv_timer_init(&loop, &ping_timer);
+  uv_timer_start(&ping_timer, ping_tick, 40, 40);
+  cr_assert(run_until(got_goaway, NULL, 5000), "a pinging client without calls was never closed");
+  uv_close((uv_handle_t *)&ping_timer, NULL);
+  cr_assert_eq(cl.goaway_error, NGHTTP2_NO_ERROR);
+  cr_assert_gt(cl.ping_acks, 1, "the pings were answered meanwhile");
+  cr_assert(run_until(no_conns, NULL, 5000));
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+/* ---- raw HTTP/2 clients: a socket, the preface and SETTINGS written by hand, frames read back ---- */
+
+struct raw {
+  int fd;
+  struct ps_buf in;
+  bool eof;
+};
+
+static const char preface_and_settings[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"      /* RFC 9113 3.4 */
+                                           "\x00\x00\x00\x04\x00\x00\x00\x00\x00"; /* empty SETTINGS */
+
+static void raw_connect(struct raw *r, bool greet) {
+  memset(r, 0, sizeof *r);
+  ps_buf_init(&r->in);
+  r->fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(connect(r->fd, (struct sockaddr *)&a, sizeof a), 0);
+  if (greet) cr_assert_eq(send(r->fd, preface_and_settings, sizeof preface_and_settings - 1, 0), 33);
+}
+
+static void raw_read(struct raw *r) {
+  char buf[4096];
+  while (!r->eof) {
+    ssize_t n = recv(r->fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) ps_buf_append(&r->in, buf, (size_t)n);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) r->eof = true;
+    if (n <= 0) return;
+  }
+}
+
+/* The first frame of `type` (and with ACK when `ack`) the server sent, or NULL; *len gets its length. */
+static const uint8_t *raw_frame(const struct raw *r, uint8_t type, bool ack, size_t *len) {
+  const uint8_t *p = (const uint8_t *)r->in.data, *end = p + r->in.len;
+  while (p != NULL && end - p >= 9) {
+    size_t n = (size_t)p[0] << 16 | (size_t)p[1] << 8 | p[2];
+    if ((size_t)(end - p) < 9 + n) return NULL;
+    if (p[3] == type && (!ack || (p[4] & NGHTTP2_FLAG_ACK))) {
+      *len = n;
+      return p + 9;
+    }
+    p += 9 + n;
+  }
+  return NULL;
+}
+
+/* The server acknowledged our SETTINGS: it has processed the greeting. */
+static bool raw_greeted(void *arg) {
+  size_t n;
+  raw_read(arg);
+  return raw_frame(arg, NGHTTP2_SETTINGS, true, &n) != NULL;
+}
+
+static bool raw_closed(void *arg) {
+  raw_read(arg);
+  return ((struct raw *)arg)->eof;
+}
+
+/* The connection was closed after a GOAWAY(NO_ERROR) carrying `debug`. */
+static void assert_raw_goaway(struct raw *r, const char *debug) {
+  cr_assert(run_until(raw_closed, r, 5000), "not closed");
+  size_t n;
+  const uint8_t *g = raw_frame(r, NGHTTP2_GOAWAY, false, &n);
+  cr_assert_not_null(g, "closed without GOAWAY");
+  cr_assert_geq(n, 8);
+  cr_assert_eq(be32(g + 4), NGHTTP2_NO_ERROR);
+  cr_assert_eq(n - 8, strlen(debug));
+  cr_assert_eq(memcmp(g + 8, debug, n - 8), 0, "debug data %.*s", (int)(n - 8), g + 8);
+}
+
+static void raw_free(struct raw *r) {
+  close(r->fd);
+  ps_buf_free(&r->in);
+}
+
+static bool two_conns(void *arg) { return server.open_conns == 2; }
+
+Test(h2_conn, at_the_limit_the_longest_idle_connection_is_evicted_with_goaway) {
+  ps_net_listener_set_max_conns(listener, 2);
+  /* A connection with a call in progress is never evicted, however long it has been open. */
+  client_start(65535);
+  struct stream *held = request(&(struct req){.path = "/test.Svc/Hold", .msg = "x"});
+  cr_assert(run_until(one_held, NULL, 5000));
+  struct raw r1, r2, r3;
+  raw_connect(&r1, true);
+  cr_assert(run_until(raw_greeted, &r1, 5000));
+  /* The limit: the newcomer evicts r1, the only idle one. */
+  raw_connect(&r2, true);
+  assert_raw_goaway(&r1, "evicted: connection limit");
+  cr_assert(run_until(raw_greeted, &r2, 5000), "the newcomer was not served");
+  cr_assert(run_until(two_conns, NULL, 5000));
+  cr_assert_eq(d.cancelled, 0);
+  cr_assert_lt(cl.goaway_error, 0);
+  /* The call ends: the client's connection is idle from now, more recently than r2, which goes next. */
+  finish_held(0);
+  wait_closed(held);
+  cr_assert_eq(held->grpc_status, 0);
+  raw_connect(&r3, true);
+  assert_raw_goaway(&r2, "evicted: connection limit");
+  cr_assert(run_until(raw_greeted, &r3, 5000));
+  cr_assert_lt(cl.goaway_error, 0, "the most recently active connection was evicted");
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .msg = "still here"});
+  wait_closed(st);
+  cr_assert_eq(st->grpc_status, 0);
+  cr_assert_eq(server.evicted, 2);
+  cr_assert_eq(ps_net_listener_evicted(listener), 2);
+  cr_assert_eq(ps_net_listener_refused(listener), 0);
+  raw_free(&r1);
+  raw_free(&r2);
+  raw_free(&r3);
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+/* A client that greets, opens a stream with a HEADERS frame of 200 bytes, and sends its block one byte
+ * every 40 ms: bytes keep coming, a frame never completes. */
+static struct raw slow;
+static uv_timer_t slow_timer;
+static size_t slow_sent;
+static uint64_t slow_first_ms;
+static void slow_tick(uv_timer_t *t) {
+  if (slow.eof) return;
+  if (slow_sent == 0) slow_first_ms = uv_now(&loop);
+  if (send(slow.fd, "a", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) slow_sent++;
+}
+
+Test(h2_conn, a_client_trickling_bytes_without_a_complete_request_is_closed) {
+  server.idle_timeout_ms = 400;
+  raw_connect(&slow, true);
+  /* HEADERS, 200 bytes, END_HEADERS, stream 1: the server opens the stream and waits for its block. */
+  static const char headers[] = "\x00\x00\xc8\x01\x04\x00\x00\x00\x01";
+  cr_assert_eq(send(slow.fd, headers, sizeof headers - 1, 0), 9);
+  slow_sent = 0;
+  uv_timer_init(&loop, &slow_timer);
+  uv_timer_start(&slow_timer, slow_tick, 40, 40);
+  cr_assert(run_until(raw_closed, &slow, 10000), "a client trickling bytes was never closed");
+  uv_close((uv_handle_t *)&slow_timer, NULL);
+  cr_assert_geq(slow_sent, 2, "bytes kept coming");
+  cr_assert_lt(slow_sent, 200, "the frame was completed");
+  cr_assert_geq(uv_now(&loop) - slow_first_ms, 300, "closed before the idle timeout");
+  size_t n;
+  const uint8_t *g = raw_frame(&slow, NGHTTP2_GOAWAY, false, &n);
+  cr_assert_not_null(g, "closed without GOAWAY");
+  cr_assert_eq(be32(g + 4), NGHTTP2_NO_ERROR);
+  cr_assert(run_until(no_conns, NULL, 5000));
+  raw_free(&slow);
   stop_server();
   PS_LOOP_END(&loop);
 }
