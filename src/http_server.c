@@ -352,6 +352,8 @@ int ps_http_server_respond(struct ps_http_server_req *req, int status, const cha
     return rc;
   }
   if (!c->has_timer) return 0; /* memory mode: the next ps_http_server_mem_feed resumes */
+  /* Progress: the connection is evictable again, and now the most recently idle of its listener. */
+  if (c->nc != NULL) ps_net_set_idle(c->nc, true);
   /* The connection is idle again from now on, unless requests pipelined behind this one wait: they are
    * parsed from the loop (the handler must not run inside the application's call to us), or, when the
    * client is not reading, once it has drained our answers (on_drain). */
@@ -381,8 +383,11 @@ static void dispatch(struct ps_http_server_conn *c) {
   c->pending = req;
   /* The handler owns req from here on; ps_http_server_respond, now or later, clears c->pending. */
   c->cfg.handler(req, c->cfg.arg);
-  /* Answered later: the connection is not idle meanwhile, it waits for us. */
-  if (c->pending != NULL && c->has_timer && !c->closing) uv_timer_stop(&c->timer);
+  /* Answered later: the connection is not idle meanwhile, it waits for us (and is not evicted). */
+  if (c->pending != NULL && c->has_timer && !c->closing) {
+    uv_timer_stop(&c->timer);
+    ps_net_set_idle(c->nc, false);
+  }
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -531,6 +536,9 @@ struct ps_http_server_conn *ps_http_server_open(struct ps_net_conn *nc,
   c->has_timer = true;
   c->timer.data = c;
   uv_timer_start(&c->timer, idle_cb, c->cfg.idle_ms, 0);
+  /* Idle (evictable at the connection limit) whenever no request waits for its answer, even in the middle
+   * of a request's bytes: a client that sends them slowly must not hold a slot that the kubelet needs. */
+  ps_net_set_idle(nc, true);
   return c;
 }
 

@@ -53,8 +53,11 @@ struct ps_http_server_config {
   void (*on_reject)(int status, const char *path, size_t path_len, void *arg);
   void *arg;
   /* A connection is closed after this long without a request to answer: counted from the accept and
-   * from each response, which also bounds slow request heads; suspended while a request is answered
-   * later. Must be > 0 (ignored in memory mode). */
+   * from each response, which also bounds slow request heads (bytes do not restart it, so a request must be
+   * complete within it, however it trickles in); suspended while a request is answered later. Must be > 0
+   * (ignored in memory mode). Whenever no request waits for its answer the connection is also idle for
+   * net.c (ps_net_set_idle): at the listener's connection limit, the one idle longest, counted from its
+   * accept or its last response, is closed (no response) to let a new connection in. */
   uint64_t idle_ms;
   /* The value of the Allow header sent with every 405 (RFC 9110 15.5.6 requires one), e.g. "GET, HEAD". */
   const char *allow;

@@ -604,3 +604,89 @@ Test(http_server_mem, whitespace_in_a_header_name_is_400_and_closes) {
   cr_assert_eq(h.calls, (int)NCHUNKINGS, "one call per chunking");
   ps_buf_free(&out);
 }
+
+/* ---- connection slots ----------------------------------------------------------------------------- */
+
+static size_t want_conns;
+static bool conns_are(void *arg) { return ps_net_listener_conns(listener) == want_conns; }
+
+/* Starts a client and waits until the server has accepted it (so that accepts happen in this order). */
+static void client_start_counted(struct ps_test_client *c, const char *request) {
+  want_conns = ps_net_listener_conns(listener) + 1;
+  client_start(c, request);
+  cr_assert(ps_test_run_until(&loop, conns_are, NULL, 5000));
+}
+
+static void wait_responses(struct ps_test_client *c, int n) {
+  want = n;
+  cr_assert(ps_test_run_until(&loop, has_responses, c, 5000), "%d responses expected: %s", n, c->in);
+}
+
+Test(http_server_net, at_the_limit_the_longest_idle_connection_is_evicted_never_a_pending_one) {
+  ps_net_listener_set_max_conns(listener, 3);
+  struct ps_test_client c[6];
+  /* c0 waits for its answer: not idle, never evicted. */
+  client_start_counted(&c[0], "GET /late HTTP/1.1\r\nHost: t\r\n\r\n");
+  want = 1;
+  cr_assert(ps_test_run_until(&loop, held_is, NULL, 5000));
+  /* c1 sends half a request head and nothing more: idle since its accept (bytes are no progress). */
+  client_start_counted(&c[1], "GET /slow HTTP/1.1\r\nHos");
+  /* c2 is answered: idle since that answer, more recently than c1. */
+  client_start_counted(&c[2], "GET /two HTTP/1.1\r\nHost: t\r\n\r\n");
+  wait_responses(&c[2], 1);
+
+  client_start(&c[3], "GET /three HTTP/1.1\r\nHost: t\r\n\r\n"); /* the limit: c1 goes */
+  cr_assert(ps_test_run_until(&loop, ps_test_client_eof, &c[1], 5000), "the longest-idle one was kept");
+  cr_assert_eq(c[1].in_len, 0);
+  wait_responses(&c[3], 1);
+  client_start(&c[4], "GET /four HTTP/1.1\r\nHost: t\r\n\r\n"); /* c2 goes: answered before c3 */
+  cr_assert(ps_test_run_until(&loop, ps_test_client_eof, &c[2], 5000));
+  cr_assert_eq(ps_test_count_responses(c[2].in), 1);
+  wait_responses(&c[4], 1);
+  cr_assert_not(c[0].eof, "a connection waiting for its answer was evicted");
+  cr_assert_not(c[3].eof);
+  cr_assert_eq(h.cancels, 0);
+
+  /* c0 is answered: idle from now, the most recent. Next to go is c3. */
+  cr_assert_eq(answer(take_held(), 0), 0);
+  wait_responses(&c[0], 1);
+  client_start(&c[5], "GET /five HTTP/1.1\r\nHost: t\r\n\r\n");
+  cr_assert(ps_test_run_until(&loop, ps_test_client_eof, &c[3], 5000));
+  wait_responses(&c[5], 1);
+  cr_assert_not(c[0].eof);
+  cr_assert_not(c[4].eof);
+  cr_assert_eq(ps_net_listener_evicted(listener), 3);
+  cr_assert_eq(ps_net_listener_refused(listener), 0);
+  for (int i = 0; i < 6; i++) ps_test_client_close(&c[i]);
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+/* A client that sends its request head one byte every 20 ms and never ends it (slowloris). */
+static struct ps_test_client slow;
+static size_t slow_sent;
+static void slow_tick(uv_timer_t *t) {
+  if (slow.eof) return;
+  uv_buf_t b = uv_buf_init("a", 1);
+  if (uv_try_write((uv_stream_t *)&slow.tcp, &b, 1) == 1) slow_sent++;
+}
+
+Test(http_server_net, a_request_head_trickled_byte_by_byte_is_closed_at_the_idle_timeout) {
+  cfg.idle_ms = 300;
+  slow_sent = 0;
+  client_start(&slow, "GET /slow HTTP/1.1\r\nHost: t\r\nX-Pad: ");
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  uv_timer_start(&t, slow_tick, 20, 20);
+  cr_assert(ps_test_run_until(&loop, ps_test_client_eof, &slow, 5000), "a trickling client was never closed");
+  uv_close((uv_handle_t *)&t, NULL);
+  /* Bytes kept arriving, yet the connection closed once the idle timeout passed since its accept. */
+  cr_assert_geq(slow_sent, 2);
+  cr_assert_geq(slow.eof_at - slow.sent_at, cfg.idle_ms - 5, "closed %llu ms after the accept",
+                (unsigned long long)(slow.eof_at - slow.sent_at));
+  cr_assert_eq(slow.in_len, 0);
+  cr_assert_eq(h.calls, 0);
+  ps_test_client_close(&slow);
+  stop_server();
+  PS_LOOP_END(&loop);
+}
