@@ -96,6 +96,8 @@ struct ps_http_client {
   uv_loop_t *loop;
   struct ps_list reqs;  /* of ps_http_req.node */
   struct ps_list conns; /* of conn.node */
+  size_t nconns;        /* in conns: each holds a descriptor (or will, once connecting) */
+  size_t max_conns;     /* 0: no limit (ps_http_client_set_max_conns) */
   size_t live;          /* requests + connections not yet freed */
   bool closing;
 };
@@ -143,6 +145,8 @@ int ps_http_client_new(uv_loop_t *loop, struct ps_http_client **out) {
 static void client_maybe_free(struct ps_http_client *c) {
   if (c->closing && c->live == 0) free(c);
 }
+
+void ps_http_client_set_max_conns(struct ps_http_client *c, size_t max) { c->max_conns = max; }
 
 void ps_http_client_close(struct ps_http_client *c) {
   if (c == NULL || c->closing) return;
@@ -375,6 +379,7 @@ static void conn_handle_closed(uv_handle_t *h) {
 static void conn_close(struct conn *cn) {
   if (cn->state == CONN_CLOSING) return;
   ps_list_remove(&cn->node);
+  cn->client->nconns--; /* uv_close gives the descriptor back at once */
   cn->state = CONN_CLOSING;
   if (cn->req != NULL) {
     cn->req->conn = NULL;
@@ -400,6 +405,7 @@ static struct conn *conn_new(struct ps_http_client *c, const char *key) {
   snprintf(cn->key, sizeof cn->key, "%s", key);
   ps_buf_init(&cn->wbuf);
   ps_list_insert_head(&c->conns, &cn->node);
+  c->nconns++;
   c->live++;
   return cn;
 }
@@ -443,6 +449,20 @@ static void connect_cb(uv_connect_t *creq, int status) {
   conn_send(cn, cn->req);
 }
 
+/* Room for one more connection under max_conns: true when there is, or when an idle keep-alive connection
+ * (the one idle longest, to any host) was closed to make it. */
+static bool conn_slot(struct ps_http_client *c) {
+  if (c->max_conns == 0 || c->nconns < c->max_conns) return true;
+  struct conn *oldest = NULL;
+  ps_list_foreach(n, &c->conns) { /* newest first */
+    struct conn *cn = ps_list_entry(n, struct conn, node);
+    if (cn->state == CONN_IDLE) oldest = cn;
+  }
+  if (oldest == NULL) return false;
+  conn_close(oldest);
+  return true;
+}
+
 /* Tries the addresses left from resolution in order (RFC 6724 order from getaddrinfo), so a host whose
  * first address refuses or blackholes still works through the next. */
 static void req_connect_next(struct ps_http_req *r) {
@@ -450,6 +470,15 @@ static void req_connect_next(struct ps_http_req *r) {
     struct addrinfo *ai = r->next_addr;
     r->next_addr = ai->ai_next;
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    if (!conn_slot(r->client)) {
+      /* Every descriptor this client may use is taken by a request in flight: failing this one (its target
+       * retries at its next refresh) keeps the rest for the listeners (ps_net_fd_budget). */
+      req_fail(r, UV_EMFILE,
+               "connect %s: %zu outgoing connections are open, all that the descriptor limit leaves them "
+               "(raise ulimit -n)",
+               r->hostport, r->client->max_conns);
+      return;
+    }
     struct conn *cn = conn_new(r->client, r->hostport);
     if (cn == NULL) {
       req_fail(r, UV_ENOMEM, "GET %.*s: out of memory", URL_IN_MSG_MAX, r->url);

@@ -34,9 +34,9 @@ struct ps_http_response {
 };
 
 /* Exactly one call per request, unless cancelled first. err is 0 (resp set, whatever the HTTP status) or
- * negative: UV_ECONNREFUSED, UV_ETIMEDOUT (connect or whole-request timeout), UV_EAI_* (DNS),
- * UV_E2BIG (response over limits), UV_EPROTO (not HTTP), UV_ECONNRESET (closed mid-response),
- * UV_ECANCELED (client closing). errmsg says what happened in words, naming host:port
+ * negative: UV_ECONNREFUSED, UV_ETIMEDOUT (connect or whole-request timeout), UV_EAI_* (DNS), UV_EMFILE
+ * (ps_http_client_set_max_conns), UV_E2BIG (response over limits), UV_EPROTO (not HTTP), UV_ECONNRESET
+ * (closed mid-response), UV_ECANCELED (client closing). errmsg says what happened in words, naming host:port
  * ("connect 127.0.0.1:9090: connection refused"); NULL when err is 0. */
 typedef void (*ps_http_cb)(void *arg, int err, const char *errmsg, const struct ps_http_response *resp);
 
@@ -44,6 +44,12 @@ int ps_http_client_new(uv_loop_t *loop, struct ps_http_client **out);
 /* Cancels pending requests (their callbacks run with UV_ECANCELED), closes every connection; the memory
  * goes in the close callbacks, so run the loop afterwards until it is empty. */
 void ps_http_client_close(struct ps_http_client *c);
+
+/* At most `max` connections open at once (connecting, busy or idle; 0: no limit, the default). A request
+ * that needs one more closes the longest-idle keep-alive connection, or, when none is idle, fails at once
+ * with UV_EMFILE. main.c sets it from RLIMIT_NOFILE (ps_net_fd_budget), so that outgoing connections can
+ * never take the descriptors the listeners need: /healthz and KEDA's connection still get in. */
+void ps_http_client_set_max_conns(struct ps_http_client *c, size_t max);
 
 /* GET url (http://host[:port]/path?query). timeout_ms bounds connect + request + response.
  * Returns 0 (cb will be called later, never from inside this call) or UV_EINVAL (bad URL, timeout_ms 0) /
