@@ -26,6 +26,9 @@
 #define PS_MIN_GRPC_MAX_MSG 1024u /* --grpc-max-msg bounds */
 #define PS_MAX_GRPC_MAX_MSG (1024u << 20)
 #define PS_MAX_MAX_TARGETS  1000000 /* --max-targets upper bound */
+#define PS_MAX_MAX_CONNS    1000000 /* --max-conns upper bound (the descriptor limit lowers it further) */
+#define PS_MIN_GRPC_IDLE_MS 1000    /* --grpc-idle-timeout bounds */
+#define PS_MAX_GRPC_IDLE_MS (24LL * 3600 * 1000)
 
 /* Request memory (docs/reliability.md): --grpc-max-buffered and --grpc-request-timeout bounds. */
 #define PS_MIN_GRPC_MAX_BUFFERED       (64u << 10)
@@ -42,6 +45,8 @@ struct ps_server_config {
   size_t grpc_max_msg;
   size_t max_targets;         /* beyond it new targets get RESOURCE_EXHAUSTED */
   uint64_t shutdown_grace_ms; /* drain deadline after SIGTERM; 0 = end every call at once */
+  size_t max_conns;           /* per listener (PS_NET_MAX_CONNS), lowered to fit RLIMIT_NOFILE */
+  uint64_t grpc_idle_ms;      /* PS_H2_IDLE_TIMEOUT_MS: a gRPC connection without a call is closed */
   enum ps_log_level log_level;
   enum ps_log_format log_format;
 
@@ -55,7 +60,7 @@ void ps_server_config_defaults(struct ps_server_config *c);
 /* Reads PRESCALE_* environment variables (PRESCALE_GRPC_LISTEN, ...), then flags, which win.
  * Flags: --grpc-listen, --http-listen, --prometheus-url, --first-load-timeout, --stale-after,
  * --target-idle, --grpc-max-msg, --grpc-max-buffered, --grpc-request-timeout, --max-targets,
- * --shutdown-grace, --log-level, --log-format (each
+ * --shutdown-grace, --max-conns, --grpc-idle-timeout, --log-level, --log-format (each
  * `--flag V` or `--flag=V`).
  * Returns 0; 1 when --help was given (usage already printed to `out`); 2 for --version (printed);
  * UV_EINVAL with a one-line message in err naming the flag and the value. */

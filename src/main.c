@@ -191,6 +191,23 @@ static int start(struct app *a) {
   a->h2.request_timeout_ms = a->cfg.grpc_request_timeout_ms;
   a->h2.on_idle = h2_idle_cb;
   a->h2.idle_arg = a;
+  a->h2.idle_timeout_ms = a->cfg.grpc_idle_ms;
+  /* Descriptors are shared out so that accept() never meets EMFILE: each listener holds at most
+   * budget.listener_conns connections (evicting idle ones beyond), Prometheus connections at most
+   * budget.outgoing_conns, and PS_NET_FD_RESERVE stays for the rest. */
+  uint64_t nofile = ps_net_nofile();
+  struct ps_net_fd_budget budget;
+  ps_net_fd_budget(nofile, 2, a->cfg.max_conns, &budget);
+  ps_http_client_set_max_conns(a->http, budget.outgoing_conns);
+  char nofile_s[24], conns_s[24], out_s[24];
+  snprintf(nofile_s, sizeof nofile_s, "%" PRIu64, nofile);
+  snprintf(conns_s, sizeof conns_s, "%zu", budget.listener_conns);
+  snprintf(out_s, sizeof out_s, "%zu", budget.outgoing_conns);
+  ps_log(budget.listener_conns < a->cfg.max_conns ? PS_LOG_WARN : PS_LOG_DEBUG,
+         budget.listener_conns < a->cfg.max_conns
+             ? "the descriptor limit lowers --max-conns; raise ulimit -n to allow more connections"
+             : "descriptor budget",
+         "nofile", nofile_s, "max_conns", conns_s, "outgoing_conns", out_s, NULL);
   a->health.loop = &a->loop;
   a->health.ready = is_ready;
   a->health.ready_arg = a;
@@ -201,12 +218,14 @@ static int start(struct app *a) {
            NULL);
     return r;
   }
+  ps_net_listener_set_max_conns(a->http_listener, budget.listener_conns);
   r = ps_net_listen(&a->loop, a->cfg.grpc_listen, &ps_h2_net_proto, &a->h2, &a->grpc_listener);
   if (r != 0) {
     ps_log(PS_LOG_ERROR, "cannot listen for gRPC", "address", a->cfg.grpc_listen, "error", uv_strerror(r),
            NULL);
     return r;
   }
+  ps_net_listener_set_max_conns(a->grpc_listener, budget.listener_conns);
   a->grpc_ready = true;
   char gport[16], hport[16];
   snprintf(gport, sizeof gport, "%d", ps_net_listener_port(a->grpc_listener));

@@ -910,3 +910,45 @@ Test(config, trigger_numbers_are_decimal_only) {
     ps_target_config_free(&c);
   }
 }
+
+/* --max-conns and --grpc-idle-timeout (docs/reliability.md, Connection slots). */
+Test(config, connection_slot_flags) {
+  unsetenv("PRESCALE_MAX_CONNS");
+  unsetenv("PRESCALE_GRPC_IDLE_TIMEOUT");
+  struct run r;
+  char *none[] = {"prescale", NULL};
+  run_args(&r, none);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.max_conns, 1024);
+  cr_assert_eq(r.c.grpc_idle_ms, 5 * 60 * 1000);
+  free(r.out);
+  RUN(r, "--max-conns", "16", "--grpc-idle-timeout=2s");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.max_conns, 16);
+  cr_assert_eq(r.c.grpc_idle_ms, 2000);
+  free(r.out);
+  setenv("PRESCALE_MAX_CONNS", "3", 1);
+  setenv("PRESCALE_GRPC_IDLE_TIMEOUT", "1h", 1);
+  run_args(&r, none);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.max_conns, 3);
+  cr_assert_eq(r.c.grpc_idle_ms, 3600 * 1000);
+  free(r.out);
+  unsetenv("PRESCALE_MAX_CONNS");
+  unsetenv("PRESCALE_GRPC_IDLE_TIMEOUT");
+  static const char *const bad[][2] = {{"--max-conns", "0"},
+                                       {"--max-conns", "many"},
+                                       {"--grpc-idle-timeout", "0"},
+                                       {"--grpc-idle-timeout", "2d"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    RUN(r, (char *)bad[i][0], (char *)bad[i][1]);
+    cr_assert_eq(r.rc, UV_EINVAL, "%s %s", bad[i][0], bad[i][1]);
+    cr_assert(strstr(r.err, bad[i][0]) != NULL, "%s", r.err);
+    free(r.out);
+  }
+  RUN(r, "--help");
+  cr_assert_eq(r.rc, 1);
+  cr_assert(strstr(r.out, "--max-conns N") != NULL, "%s", r.out);
+  cr_assert(strstr(r.out, "--grpc-idle-timeout DUR") != NULL, "%s", r.out);
+  free(r.out);
+}
