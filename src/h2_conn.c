@@ -924,14 +924,11 @@ static int net_on_read(void *state, const uint8_t *data, size_t len) { return co
 static void net_on_drain(void *state) { flush(state); }
 static void net_on_close(void *state) { conn_destroy(state); }
 
-const struct ps_net_proto ps_h2_net_proto = {
-    .on_open = net_on_open,
-    .on_read = net_on_read,
-    .on_drain = net_on_drain,
-    .on_close = net_on_close,
-    .on_evict = net_on_evict,
-    .name = "grpc",
-};
+const struct ps_net_proto ps_h2_net_proto = {.on_open = net_on_open,
+                                             .on_read = net_on_read,
+                                             .on_drain = net_on_drain,
+                                             .on_close = net_on_close,
+                                             .on_evict = net_on_evict};
 
 /* ---- graceful shutdown ---------------------------------------------------------------------- */
 

@@ -113,7 +113,6 @@ const struct ps_net_proto ps_health_http_net_proto = {
     .on_read = ps_http_server_on_read,
     .on_drain = ps_http_server_on_drain,
     .on_close = ps_http_server_on_close,
-    .name = "http",
 };
 
 int ps_health_http_feed_mem(struct ps_health_http *srv, const uint8_t *data, size_t len, size_t chunk,

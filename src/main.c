@@ -175,6 +175,19 @@ static void log_timer_cb(uv_timer_t *t) {
   ps_log_flush_suppressed(false);
 }
 
+/* Binds one listener with its share of the descriptors (max_conns) and its name in the slot metrics, or
+ * logs `what` and returns the error. */
+static int listen_on(struct app *a, const char *addr, const struct ps_net_proto *proto, void *arg,
+                     size_t max_conns, const char *name, const char *what, struct ps_net_listener **out) {
+  int r = ps_net_listen(&a->loop, addr, proto, arg, out);
+  if (r != 0) {
+    ps_log(PS_LOG_ERROR, what, "address", addr, "error", uv_strerror(r), NULL);
+    return r;
+  }
+  ps_net_listener_set_slots(*out, max_conns, name);
+  return 0;
+}
+
 static int start(struct app *a) {
   int r = ps_http_client_new(&a->loop, &a->http);
   if (r == 0) r = ps_targets_new(&a->loop, &a->cfg, a->http, &a->targets);
@@ -212,20 +225,12 @@ static int start(struct app *a) {
   a->health.ready = is_ready;
   a->health.ready_arg = a;
   /* Health first: a liveness probe may come before the gRPC port is bound, and /readyz then says 503. */
-  r = ps_net_listen(&a->loop, a->cfg.http_listen, &ps_health_http_net_proto, &a->health, &a->http_listener);
-  if (r != 0) {
-    ps_log(PS_LOG_ERROR, "cannot listen for HTTP", "address", a->cfg.http_listen, "error", uv_strerror(r),
-           NULL);
-    return r;
-  }
-  ps_net_listener_set_max_conns(a->http_listener, budget.listener_conns);
-  r = ps_net_listen(&a->loop, a->cfg.grpc_listen, &ps_h2_net_proto, &a->h2, &a->grpc_listener);
-  if (r != 0) {
-    ps_log(PS_LOG_ERROR, "cannot listen for gRPC", "address", a->cfg.grpc_listen, "error", uv_strerror(r),
-           NULL);
-    return r;
-  }
-  ps_net_listener_set_max_conns(a->grpc_listener, budget.listener_conns);
+  r = listen_on(a, a->cfg.http_listen, &ps_health_http_net_proto, &a->health, budget.listener_conns, "http",
+                "cannot listen for HTTP", &a->http_listener);
+  if (r != 0) return r;
+  r = listen_on(a, a->cfg.grpc_listen, &ps_h2_net_proto, &a->h2, budget.listener_conns, "grpc",
+                "cannot listen for gRPC", &a->grpc_listener);
+  if (r != 0) return r;
   a->grpc_ready = true;
   char gport[16], hport[16];
   snprintf(gport, sizeof gport, "%d", ps_net_listener_port(a->grpc_listener));

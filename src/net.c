@@ -53,6 +53,7 @@ struct ps_net_listener {
   /* Of ps_net_conn.idle_node: the idle connections, longest idle first (eviction takes the head). */
   struct ps_list idle;
   size_t evicted, refused; /* connections evicted, and refused with none idle, at the limit */
+  const char *name;        /* in the slot metrics; NULL: not counted */
   /* Connections read into this buffer in turn: the loop is single-threaded and on_read consumes the
    * bytes before returning, so one buffer per listener replaces one per connection. */
   uint8_t rbuf[PS_NET_READ_BUF];
@@ -273,11 +274,11 @@ void ps_net_set_idle(struct ps_net_conn *c, bool idle) {
 }
 
 static void count_slot_event(const struct ps_net_listener *l, const char *family, const char *help) {
-  if (l->proto->name == NULL) return;
+  if (l->name == NULL) return;
   /* Declared on use: idempotent, and it survives a registry reset (tests). */
   ps_metrics_declare(family, PS_METRIC_COUNTER, help);
   char labels[64];
-  snprintf(labels, sizeof labels, "listener=\"%s\"", l->proto->name);
+  snprintf(labels, sizeof labels, "listener=\"%s\"", l->name);
   ps_metrics_add(family, labels, 1);
 }
 
@@ -412,9 +413,9 @@ int ps_net_listen(uv_loop_t *loop, const char *hostport, const struct ps_net_pro
   l->loop = loop;
   l->proto = proto;
   l->arg = arg;
-  l->max_conns = PS_NET_MAX_CONNS;
   ps_list_init(&l->conns);
   ps_list_init(&l->idle);
+  l->max_conns = PS_NET_MAX_CONNS;
   err = uv_tcp_init(loop, &l->tcp);
   if (err != 0) {
     free(l);
@@ -445,8 +446,9 @@ size_t ps_net_listener_conns(const struct ps_net_listener *l) { return l->nconns
 size_t ps_net_listener_evicted(const struct ps_net_listener *l) { return l->evicted; }
 size_t ps_net_listener_refused(const struct ps_net_listener *l) { return l->refused; }
 
-void ps_net_listener_set_max_conns(struct ps_net_listener *l, size_t max) {
-  l->max_conns = max > 0 ? max : 1;
+void ps_net_listener_set_slots(struct ps_net_listener *l, size_t max_conns, const char *name) {
+  l->max_conns = max_conns > 0 ? max_conns : 1;
+  l->name = name;
 }
 
 void ps_net_listener_stop(struct ps_net_listener *l) {

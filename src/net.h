@@ -51,8 +51,6 @@ struct ps_net_proto {
    * it right after this returns, at once, so that its descriptor is free for the new connection; the bytes
    * already written are still delivered by the kernel. on_close follows as usual. */
   void (*on_evict)(void *state);
-  /* The listener's name in metrics ("grpc", "http"); NULL: not counted. */
-  const char *name;
 };
 
 /* Parses "host:port", "[v6]:port" or ":port" (all addresses) into ss. Numeric hosts and "localhost"
@@ -65,10 +63,11 @@ int ps_net_listen(uv_loop_t *loop, const char *hostport, const struct ps_net_pro
 /* The port actually bound (useful with port 0). */
 int ps_net_listener_port(const struct ps_net_listener *l);
 size_t ps_net_listener_conns(const struct ps_net_listener *l);
-/* The connection limit of the listener (PS_NET_MAX_CONNS until set; at least 1). */
-void ps_net_listener_set_max_conns(struct ps_net_listener *l, size_t max);
+/* The connection slots of the listener: its connection limit (PS_NET_MAX_CONNS until set; at least 1) and
+ * its name in the slot metrics ("grpc", "http"; NULL, the default: not counted). `name` is not copied. */
+void ps_net_listener_set_slots(struct ps_net_listener *l, size_t max_conns, const char *name);
 /* Connections evicted and refused at the limit since the listener started (also counted in
- * prescale_connections_evicted_total / prescale_connections_refused_total{listener=proto->name}). */
+ * prescale_connections_evicted_total / prescale_connections_refused_total{listener=name}). */
 size_t ps_net_listener_evicted(const struct ps_net_listener *l);
 size_t ps_net_listener_refused(const struct ps_net_listener *l);
 /* Stops accepting and leaves the open connections alone (a graceful shutdown drains them): the

@@ -1041,7 +1041,7 @@ static void raw_free(struct raw *r) {
 static bool two_conns(void *arg) { return server.open_conns == 2; }
 
 Test(h2_conn, at_the_limit_the_longest_idle_connection_is_evicted_with_goaway) {
-  ps_net_listener_set_max_conns(listener, 2);
+  ps_net_listener_set_slots(listener, 2, NULL);
   /* A connection with a call in progress is never evicted, however long it has been open. */
   client_start(65535);
   struct stream *held = request(&(struct req){.path = "/test.Svc/Hold", .msg = "x"});

@@ -623,7 +623,7 @@ static void wait_responses(struct ps_test_client *c, int n) {
 }
 
 Test(http_server_net, at_the_limit_the_longest_idle_connection_is_evicted_never_a_pending_one) {
-  ps_net_listener_set_max_conns(listener, 3);
+  ps_net_listener_set_slots(listener, 3, NULL);
   struct ps_test_client c[6];
   /* c0 waits for its answer: not idle, never evicted. */
   client_start_counted(&c[0], "GET /late HTTP/1.1\r\nHost: t\r\n\r\n");

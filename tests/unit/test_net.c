@@ -113,7 +113,7 @@ static void on_evict(void *state) {
   cr_assert_eq(ps_net_write(sl->c, (const uint8_t *)"bye", 3), 0);
 }
 
-static const struct ps_net_proto proto = {on_open, on_read, on_drain, on_close, on_evict, "test"};
+static const struct ps_net_proto proto = {on_open, on_read, on_drain, on_close, on_evict};
 
 static struct ps_net_listener *listener;
 static int listener_done;
@@ -474,7 +474,7 @@ static double slot_metric(const char *family) { return ps_metrics_get(family, "l
 Test(net, at_the_limit_the_longest_idle_connection_is_evicted) {
   ps_metrics_reset();
   int port = start_server(M_SLOTS);
-  ps_net_listener_set_max_conns(listener, 3);
+  ps_net_listener_set_slots(listener, 3, "test");
   struct client cl[7];
   for (int i = 0; i < 3; i++) connect_slot(&cl[i], port); /* idle since open: 0, 1, 2 */
   say(&cl[0], "idle");                                    /* progress: 0 is now the most recent: 1, 2, 0 */
