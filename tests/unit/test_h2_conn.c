@@ -284,7 +284,7 @@ static int c_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *u) 
     cl.goaway_error = (int)f->goaway.error_code;
     size_t n = f->goaway.opaque_data_len < sizeof cl.goaway_debug - 1 ? f->goaway.opaque_data_len
                                                                       : sizeof cl.goaway_debug - 1;
-    memcpy(cl.goaway_debug, f->goaway.opaque_data, n);
+    if (n > 0) memcpy(cl.goaway_debug, f->goaway.opaque_data, n); /* NULL when there is none */
     cl.goaway_debug[n] = '\0';
   }
   if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) cl.ping_acks++;
