@@ -5,6 +5,9 @@
  *  - struct ps_http_req: one GET. Owns its whole-request timer (also used, armed at 0 ms, to deliver errors
  *    found while ps_http_get runs) and, while resolving, a uv_getaddrinfo_t. Freed when its timer is closed
  *    and no resolution is in flight.
+ *  - struct pool: the fan-out state of one host:port (slots in use, FIFO queues per class); exists while a
+ *    request of that host:port is queued or holds a slot. Connections are not tied to it (idle ones are
+ *    found by their key).
  *  - struct conn: one TCP connection. Owns the socket, a timer (connect timeout while connecting, idle
  *    timeout while pooled), the request bytes being written and the read buffer. Freed in the close
  *    callbacks of both handles.
@@ -23,6 +26,7 @@
 #include "buf.h"
 #include "hostport.h"
 #include "list.h"
+#include "metrics.h"
 
 #define HOST_MAX             PS_HOSTPORT_HOST_MAX
 #define HTTP_DEFAULT_PORT    80  /* RFC 9110 4.2.1 */
@@ -54,13 +58,29 @@ struct conn {
   char rbuf[READ_BUF_SIZE];
 };
 
+struct pool {
+  struct ps_list node; /* in client->pools */
+  char key[HOSTPORT_MAX];
+  char labels[2 * HOSTPORT_MAX + 16]; /* server="host:port", escaped */
+  size_t inflight;                    /* slots held by its requests */
+  size_t queued;
+  struct ps_list queue[PS_HTTP_NCLASSES]; /* of ps_http_req.qnode, oldest first */
+};
+
 struct ps_http_req {
   struct ps_http_client *client;
   struct ps_list node; /* in client->reqs, until finished */
   ps_http_cb cb;
   void *arg;
   uint64_t timeout_ms;
-  char *url; /* owned copy; path points into it */
+  uint64_t queue_timeout_ms;
+  enum ps_http_class cls;
+  struct pool *pool;    /* set while queued or holding a slot */
+  struct ps_list qnode; /* in pool->queue[cls] while queued */
+  bool queued;
+  bool has_slot;
+  uint64_t queued_at; /* uv_now when it joined the queue */
+  char *url;          /* owned copy; path points into it */
   const char *path;
   char host[HOST_MAX];
   int port;
@@ -96,9 +116,11 @@ struct ps_http_client {
   uv_loop_t *loop;
   struct ps_list reqs;  /* of ps_http_req.node */
   struct ps_list conns; /* of conn.node */
-  size_t nconns;        /* in conns: each holds a descriptor (or will, once connecting) */
-  size_t max_conns;     /* 0: no limit (ps_http_client_set_max_conns) */
+  struct ps_list pools; /* of pool.node; served round-robin when the connection budget binds */
   size_t live;          /* requests + connections not yet freed */
+  size_t max_inflight, max_conns;
+  size_t inflight, queued, nconns; /* slots held, requests waiting, connections open (in conns) */
+  size_t peak_inflight, peak_conns;
   bool closing;
 };
 
@@ -107,6 +129,9 @@ static void req_finish(struct ps_http_req *r, int err, const struct ps_http_resp
 static void req_resolve(struct ps_http_req *r);
 static void req_connect_next(struct ps_http_req *r);
 static void conn_send(struct conn *cn, struct ps_http_req *r);
+static void client_pump(struct ps_http_client *c);
+static void queue_leave(struct ps_http_req *r);
+static void slot_release(struct ps_http_req *r);
 static const llhttp_settings_t parser_settings;
 
 /* ==== URL splitting ================================================================================ */
@@ -138,15 +163,50 @@ int ps_http_client_new(uv_loop_t *loop, struct ps_http_client **out) {
   struct ps_http_client *c = calloc(1, sizeof *c);
   if (c == NULL) return UV_ENOMEM;
   c->loop = loop;
+  c->max_inflight = PS_HTTP_DEFAULT_MAX_INFLIGHT;
+  c->max_conns = PS_HTTP_MAX_CONNS;
+  ps_metrics_declare("prescale_prometheus_inflight", PS_METRIC_GAUGE,
+                     "Requests to a Prometheus server in flight (at most --prometheus-max-inflight).");
+  ps_metrics_declare(
+      "prescale_prometheus_queued", PS_METRIC_GAUGE,
+      "Requests to a Prometheus server waiting for one of its --prometheus-max-inflight slots.");
+  ps_metrics_declare("prescale_prometheus_connections", PS_METRIC_GAUGE,
+                     "Open connections to Prometheus servers (busy, connecting and idle), all servers.");
+  ps_metrics_declare("prescale_prometheus_connections_limit", PS_METRIC_GAUGE,
+                     "Budget of connections to Prometheus servers (a share of RLIMIT_NOFILE).");
+  ps_metrics_declare("prescale_prometheus_request_timeouts_total", PS_METRIC_COUNTER,
+                     "Requests to Prometheus that timed out after being sent.");
+  ps_metrics_declare("prescale_prometheus_queue_timeouts_total", PS_METRIC_COUNTER,
+                     "Requests to Prometheus dropped after waiting their bound in the queue, never sent.");
+  ps_metrics_add("prescale_prometheus_request_timeouts_total", "", 0);
+  ps_metrics_add("prescale_prometheus_queue_timeouts_total", "", 0);
+  ps_metrics_set("prescale_prometheus_connections", "", 0);
+  ps_metrics_set("prescale_prometheus_connections_limit", "", (double)c->max_conns);
   *out = c;
   return 0;
+}
+
+void ps_http_client_set_limits(struct ps_http_client *c, size_t max_inflight, size_t max_conns) {
+  if (max_inflight < 1) max_inflight = 1;
+  if (max_inflight > PS_HTTP_MAX_MAX_INFLIGHT) max_inflight = PS_HTTP_MAX_MAX_INFLIGHT;
+  if (max_conns < 1) max_conns = 1;
+  if (max_conns > PS_HTTP_MAX_CONNS) max_conns = PS_HTTP_MAX_CONNS;
+  c->max_inflight = max_inflight;
+  c->max_conns = max_conns;
+  ps_metrics_set("prescale_prometheus_connections_limit", "", (double)max_conns);
+}
+
+void ps_http_client_stats(const struct ps_http_client *c, struct ps_http_stats *out) {
+  out->inflight = c->inflight;
+  out->queued = c->queued;
+  out->conns = c->nconns;
+  out->peak_inflight = c->peak_inflight;
+  out->peak_conns = c->peak_conns;
 }
 
 static void client_maybe_free(struct ps_http_client *c) {
   if (c->closing && c->live == 0) free(c);
 }
-
-void ps_http_client_set_max_conns(struct ps_http_client *c, size_t max) { c->max_conns = max; }
 
 void ps_http_client_close(struct ps_http_client *c) {
   if (c == NULL || c->closing) return;
@@ -202,6 +262,7 @@ static void req_timer_closed(uv_handle_t *h) {
 static void req_detach(struct ps_http_req *r) {
   r->done = true;
   ps_list_remove(&r->node);
+  queue_leave(r);
   if (r->resolving) uv_cancel((uv_req_t *)&r->gai); /* may fail if already running; gai_cb checks done */
   if (r->conn != NULL) {
     struct conn *cn = r->conn;
@@ -210,6 +271,11 @@ static void req_detach(struct ps_http_req *r) {
     conn_close(cn);
   }
   uv_timer_stop(&r->timer);
+  /* Its slot goes to the next request waiting (none is started from here while the client closes). */
+  if (r->has_slot) {
+    slot_release(r);
+    client_pump(r->client);
+  }
 }
 
 static void req_release(struct ps_http_req *r) {
@@ -250,6 +316,16 @@ static void req_timer_cb(uv_timer_t *t) {
     req_finish(r, r->pending_err, NULL);
     return;
   }
+  if (r->queued) {
+    ps_metrics_add("prescale_prometheus_queue_timeouts_total", "", 1);
+    req_fail(r, PS_HTTP_ERR_QUEUE_TIMEOUT,
+             "GET %.*s: not sent: waited %llu ms for one of the %zu request slots of %s "
+             "(--prometheus-max-inflight), %zu requests queued",
+             URL_IN_MSG_MAX, r->url, (unsigned long long)(uv_now(r->client->loop) - r->queued_at),
+             r->client->max_inflight, r->hostport, r->pool->queued);
+    return;
+  }
+  ps_metrics_add("prescale_prometheus_request_timeouts_total", "", 1);
   req_fail(r, UV_ETIMEDOUT, "GET %.*s: timed out after %llu ms", URL_IN_MSG_MAX, r->url,
            (unsigned long long)r->timeout_ms);
 }
@@ -276,10 +352,151 @@ static struct conn *pool_take_idle(struct ps_http_client *c, const char *key) {
   return NULL;
 }
 
+/* ==== fan-out: slots and queues ==================================================================== */
+
+static void pool_metrics(const struct pool *p) {
+  ps_metrics_set("prescale_prometheus_inflight", p->labels, (double)p->inflight);
+  ps_metrics_set("prescale_prometheus_queued", p->labels, (double)p->queued);
+}
+
+/* The pool of key, created when absent; NULL when out of memory. */
+static struct pool *pool_get(struct ps_http_client *c, const char *key) {
+  ps_list_foreach(n, &c->pools) {
+    struct pool *p = ps_list_entry(n, struct pool, node);
+    if (strcmp(p->key, key) == 0) return p;
+  }
+  struct pool *p = calloc(1, sizeof *p);
+  if (p == NULL) return NULL;
+  snprintf(p->key, sizeof p->key, "%s", key);
+  char esc[2 * HOSTPORT_MAX];
+  ps_metrics_escape_label(esc, sizeof esc, key);
+  snprintf(p->labels, sizeof p->labels, "server=\"%s\"", esc);
+  ps_list_insert_tail(&c->pools, &p->node);
+  return p;
+}
+
+/* A pool with nothing queued and no slot held goes (idle connections are found by key, not by pool). */
+static void pool_maybe_free(struct pool *p) {
+  if (p->inflight > 0 || p->queued > 0) return;
+  ps_metrics_remove("prescale_prometheus_inflight", p->labels);
+  ps_metrics_remove("prescale_prometheus_queued", p->labels);
+  ps_list_remove(&p->node);
+  free(p);
+}
+
+static bool slot_free(const struct ps_http_client *c, const struct pool *p) {
+  /* Each slot holds at most one connection, so c->inflight bounds the busy connections in all. */
+  return p->inflight < c->max_inflight && c->inflight < c->max_conns;
+}
+
+static void slot_take(struct ps_http_req *r, struct pool *p) {
+  struct ps_http_client *c = r->client;
+  r->pool = p;
+  r->has_slot = true;
+  p->inflight++;
+  c->inflight++;
+  if (p->inflight > c->peak_inflight) c->peak_inflight = p->inflight;
+  pool_metrics(p);
+}
+
+static void slot_release(struct ps_http_req *r) {
+  struct pool *p = r->pool;
+  r->has_slot = false;
+  r->pool = NULL;
+  p->inflight--;
+  r->client->inflight--;
+  pool_metrics(p);
+  pool_maybe_free(p);
+}
+
+static void queue_join(struct ps_http_req *r, struct pool *p) {
+  struct ps_http_client *c = r->client;
+  r->pool = p;
+  r->queued = true;
+  r->queued_at = uv_now(c->loop);
+  ps_list_insert_tail(&p->queue[r->cls], &r->qnode);
+  p->queued++;
+  c->queued++;
+  pool_metrics(p);
+  uv_timer_start(&r->timer, req_timer_cb, r->queue_timeout_ms, 0);
+}
+
+/* Leaves the queue, keeping r->pool (it is about to take a slot there). */
+static void queue_unlink(struct ps_http_req *r) {
+  struct pool *p = r->pool;
+  ps_list_remove(&r->qnode);
+  r->queued = false;
+  p->queued--;
+  r->client->queued--;
+}
+
+/* Leaves the queue for good (cancel, failure, client closing); a no-op when not queued. */
+static void queue_leave(struct ps_http_req *r) {
+  if (!r->queued) return;
+  struct pool *p = r->pool;
+  queue_unlink(r);
+  r->pool = NULL;
+  pool_metrics(p);
+  pool_maybe_free(p);
+}
+
+/* Sends a request that holds a slot: its whole-request timeout starts now, so time spent queued never
+ * counts against it. Errors are deferred (this may run inside ps_http_get). */
+static void req_start(struct ps_http_req *r) {
+  uv_timer_stop(&r->timer);
+  uv_timer_start(&r->timer, req_timer_cb, r->timeout_ms, 0);
+  struct conn *cn = pool_take_idle(r->client, r->hostport);
+  if (cn != NULL) {
+    conn_send(cn, r); /* failures there are deferred */
+    return;
+  }
+  req_resolve(r);
+}
+
+/* The oldest request of p's highest class waiting, moved from the queue to a slot and started. */
+static void pool_start_one(struct pool *p, struct ps_http_client *c) {
+  for (int k = 0; k < PS_HTTP_NCLASSES; k++) {
+    struct ps_list *n = ps_list_first(&p->queue[k]);
+    if (n == NULL) continue;
+    struct ps_http_req *r = ps_list_entry(n, struct ps_http_req, qnode);
+    queue_unlink(r);
+    slot_take(r, p);
+    req_start(r);
+    return;
+  }
+}
+
+/* Starts waiting requests while slots are free: one per pool per round, so that when the connection
+ * budget (not the per-server cap) binds, the servers share it round-robin. Nothing here calls a request's
+ * callback or frees a pool (req_start defers its errors), so the walk is safe. */
+static void client_pump(struct ps_http_client *c) {
+  if (c->closing) return;
+  bool started = true;
+  while (started && c->queued > 0 && c->inflight < c->max_conns) {
+    started = false;
+    ps_list_foreach(n, &c->pools) {
+      struct pool *p = ps_list_entry(n, struct pool, node);
+      if (p->queued > 0 && slot_free(c, p)) {
+        pool_start_one(p, c);
+        started = true;
+      }
+    }
+  }
+}
+
 int ps_http_get(struct ps_http_client *c, const char *url, uint64_t timeout_ms, ps_http_cb cb, void *arg,
                 struct ps_http_req **out) {
+  struct ps_http_opts o = {.timeout_ms = timeout_ms, .queue_timeout_ms = 0, .cls = PS_HTTP_URGENT};
+  return ps_http_get_opts(c, url, &o, cb, arg, out);
+}
+
+int ps_http_get_opts(struct ps_http_client *c, const char *url, const struct ps_http_opts *o, ps_http_cb cb,
+                     void *arg, struct ps_http_req **out) {
   if (out != NULL) *out = NULL;
-  if (c == NULL || url == NULL || cb == NULL || timeout_ms == 0) return UV_EINVAL;
+  if (c == NULL || url == NULL || cb == NULL || o == NULL || o->timeout_ms == 0 || o->cls < 0 ||
+      o->cls >= PS_HTTP_NCLASSES)
+    return UV_EINVAL;
+  uint64_t timeout_ms = o->timeout_ms;
   /* A scheme other than http (RFC 3986 3.1: a letter, then letters, digits, '+', '-', '.') is refused as
    * unsupported rather than malformed, so "https://" gets the clearer error. */
   size_t slen = strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
@@ -300,25 +517,33 @@ int ps_http_get(struct ps_http_client *c, const char *url, uint64_t timeout_ms, 
     return UV_EINVAL;
   }
   ps_hostport_format(r->hostport, sizeof r->hostport, r->host, r->port);
+  struct pool *p = c->queued < PS_HTTP_MAX_QUEUED ? pool_get(c, r->hostport) : NULL;
+  if (p == NULL) {
+    free(r->url);
+    free(r);
+    return c->queued < PS_HTTP_MAX_QUEUED ? UV_ENOMEM : UV_ENOBUFS;
+  }
   r->client = c;
   r->cb = cb;
   r->arg = arg;
   r->timeout_ms = timeout_ms;
+  r->queue_timeout_ms = o->queue_timeout_ms != 0 ? o->queue_timeout_ms : timeout_ms;
+  r->cls = o->cls;
+  ps_list_init(&r->qnode);
   req_bufs_init(r);
   uv_timer_init(c->loop, &r->timer); /* cannot fail for timers */
   r->timer.data = r;
   r->timer_open = true;
   ps_list_insert_head(&c->reqs, &r->node);
   c->live++;
-  uv_timer_start(&r->timer, req_timer_cb, timeout_ms, 0);
   if (out != NULL) *out = r;
-
-  struct conn *cn = pool_take_idle(c, r->hostport);
-  if (cn != NULL) {
-    conn_send(cn, r); /* failures there are deferred */
-    return 0;
+  /* Straight to a slot only when nobody of this server waits: the queue is first come, first served. */
+  if (p->queued == 0 && slot_free(c, p)) {
+    slot_take(r, p);
+    req_start(r);
+  } else {
+    queue_join(r, p);
   }
-  req_resolve(r);
   return 0;
 }
 
@@ -379,7 +604,9 @@ static void conn_handle_closed(uv_handle_t *h) {
 static void conn_close(struct conn *cn) {
   if (cn->state == CONN_CLOSING) return;
   ps_list_remove(&cn->node);
-  cn->client->nconns--; /* uv_close gives the descriptor back at once */
+  /* uv_close closes a stream's descriptor at once (the handle's memory waits for the callback). */
+  cn->client->nconns--;
+  ps_metrics_set("prescale_prometheus_connections", "", (double)cn->client->nconns);
   cn->state = CONN_CLOSING;
   if (cn->req != NULL) {
     cn->req->conn = NULL;
@@ -405,9 +632,23 @@ static struct conn *conn_new(struct ps_http_client *c, const char *key) {
   snprintf(cn->key, sizeof cn->key, "%s", key);
   ps_buf_init(&cn->wbuf);
   ps_list_insert_head(&c->conns, &cn->node);
-  c->nconns++;
   c->live++;
+  if (++c->nconns > c->peak_conns) c->peak_conns = c->nconns;
+  ps_metrics_set("prescale_prometheus_connections", "", (double)c->nconns);
   return cn;
+}
+
+/* At the connection budget, the idle connection parked longest ago (any server) makes room: busy ones
+ * are bounded by the slots, which stay under the budget, so there is always one when the budget is full. */
+static void conns_make_room(struct ps_http_client *c) {
+  if (c->nconns < c->max_conns) return;
+  for (struct ps_list *n = c->conns.prev; n != NULL && n != &c->conns; n = n->prev) {
+    struct conn *cn = ps_list_entry(n, struct conn, node);
+    if (cn->state == CONN_IDLE) {
+      conn_close(cn);
+      return;
+    }
+  }
 }
 
 static void connect_failed(struct conn *cn, int err, const char *what) {
@@ -449,20 +690,6 @@ static void connect_cb(uv_connect_t *creq, int status) {
   conn_send(cn, cn->req);
 }
 
-/* Room for one more connection under max_conns: true when there is, or when an idle keep-alive connection
- * (the one idle longest, to any host) was closed to make it. */
-static bool conn_slot(struct ps_http_client *c) {
-  if (c->max_conns == 0 || c->nconns < c->max_conns) return true;
-  struct conn *oldest = NULL;
-  ps_list_foreach(n, &c->conns) { /* newest first */
-    struct conn *cn = ps_list_entry(n, struct conn, node);
-    if (cn->state == CONN_IDLE) oldest = cn;
-  }
-  if (oldest == NULL) return false;
-  conn_close(oldest);
-  return true;
-}
-
 /* Tries the addresses left from resolution in order (RFC 6724 order from getaddrinfo), so a host whose
  * first address refuses or blackholes still works through the next. */
 static void req_connect_next(struct ps_http_req *r) {
@@ -470,15 +697,7 @@ static void req_connect_next(struct ps_http_req *r) {
     struct addrinfo *ai = r->next_addr;
     r->next_addr = ai->ai_next;
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
-    if (!conn_slot(r->client)) {
-      /* Every descriptor this client may use is taken by a request in flight: failing this one (its target
-       * retries at its next refresh) keeps the rest for the listeners (ps_net_fd_budget). */
-      req_fail(r, UV_EMFILE,
-               "connect %s: %zu outgoing connections are open, all that the descriptor limit leaves them "
-               "(raise ulimit -n)",
-               r->hostport, r->client->max_conns);
-      return;
-    }
+    conns_make_room(r->client);
     struct conn *cn = conn_new(r->client, r->hostport);
     if (cn == NULL) {
       req_fail(r, UV_ENOMEM, "GET %.*s: out of memory", URL_IN_MSG_MAX, r->url);
@@ -526,6 +745,8 @@ static void conn_park(struct conn *cn) {
   }
   cn->state = CONN_IDLE;
   cn->reused = true;
+  ps_list_remove(&cn->node); /* newest parked first: conns_make_room takes from the other end */
+  ps_list_insert_head(&c->conns, &cn->node);
   uv_timer_start(&cn->timer, idle_timer_cb, PS_HTTP_IDLE_TIMEOUT_MS, 0);
   /* Reading continues while idle: an EOF then means the server closed it, and it leaves the pool. */
 }

@@ -23,6 +23,41 @@
  * ms, and a 30 MB answer never more than 3 ms a turn (it was 860 ms in one callback). */
 #define PS_HTTP_READ_BURST         (256u << 10)
 
+/* Fan-out limits (docs/reliability.md, "Prometheus fan-out"). A request holds one slot of its host:port
+ * from the moment it leaves the queue (resolution, connect, send, response) until its callback; at most
+ * max_inflight slots per host:port (--prometheus-max-inflight), so at most that many connections to one
+ * server are busy, and a black-hole server holds at most that many descriptors. The others wait in a FIFO
+ * queue per host:port and class. */
+#define PS_HTTP_DEFAULT_MAX_INFLIGHT 16    /* --prometheus-max-inflight default */
+#define PS_HTTP_MAX_MAX_INFLIGHT     1024  /* --prometheus-max-inflight upper bound */
+#define PS_HTTP_MAX_QUEUED           65536 /* requests waiting, all servers together; more -> UV_ENOBUFS */
+/* Outgoing connections in all (busy, connecting and idle), whatever RLIMIT_NOFILE allows; main.c lowers it
+ * to what ps_net_fd_budget leaves outgoing connections, so that the listeners, accepted connections and the
+ * health port keep the rest of the descriptors. */
+#define PS_HTTP_MAX_CONNS            256
+/* A request that waited PS_HTTP_ERR_QUEUE_TIMEOUT's bound in the queue fails with this (nothing was sent). */
+#define PS_HTTP_ERR_QUEUE_TIMEOUT    UV_EBUSY
+
+/* Queue classes, served in this order (strict priority): requests someone waits for (a target's first
+ * load, with KEDA's RPC waiting) go before background refreshes. Within a class, first come first served. */
+enum ps_http_class { PS_HTTP_URGENT, PS_HTTP_BACKGROUND, PS_HTTP_NCLASSES };
+
+struct ps_http_opts {
+  uint64_t timeout_ms;       /* connect + request + response, counted from when the request leaves the
+                              * queue: waiting never eats into it */
+  uint64_t queue_timeout_ms; /* longest wait for a slot (then PS_HTTP_ERR_QUEUE_TIMEOUT); 0: timeout_ms */
+  enum ps_http_class cls;
+};
+
+/* Occupancy, for /metrics and tests. */
+struct ps_http_stats {
+  size_t inflight;      /* slots held, all servers */
+  size_t queued;        /* requests waiting, all servers */
+  size_t conns;         /* open outgoing connections (busy, connecting, idle) */
+  size_t peak_inflight; /* the most slots one host:port ever held at once */
+  size_t peak_conns;    /* the most open connections at once */
+};
+
 struct ps_http_client;
 struct ps_http_req;
 
@@ -34,22 +69,21 @@ struct ps_http_response {
 };
 
 /* Exactly one call per request, unless cancelled first. err is 0 (resp set, whatever the HTTP status) or
- * negative: UV_ECONNREFUSED, UV_ETIMEDOUT (connect or whole-request timeout), UV_EAI_* (DNS), UV_EMFILE
- * (ps_http_client_set_max_conns), UV_E2BIG (response over limits), UV_EPROTO (not HTTP), UV_ECONNRESET
- * (closed mid-response), UV_ECANCELED (client closing). errmsg says what happened in words, naming host:port
+ * negative: UV_ECONNREFUSED, UV_ETIMEDOUT (connect or whole-request timeout), UV_EAI_* (DNS),
+ * UV_E2BIG (response over limits), UV_EPROTO (not HTTP), UV_ECONNRESET (closed mid-response),
+ * UV_ECANCELED (client closing), PS_HTTP_ERR_QUEUE_TIMEOUT (never sent: no slot within its queue bound).
+ * errmsg says what happened in words, naming host:port
  * ("connect 127.0.0.1:9090: connection refused"); NULL when err is 0. */
 typedef void (*ps_http_cb)(void *arg, int err, const char *errmsg, const struct ps_http_response *resp);
 
 int ps_http_client_new(uv_loop_t *loop, struct ps_http_client **out);
+/* Sets the slots per host:port (1..PS_HTTP_MAX_MAX_INFLIGHT; default PS_HTTP_DEFAULT_MAX_INFLIGHT) and the
+ * connections in all (1..PS_HTTP_MAX_CONNS; default PS_HTTP_MAX_CONNS). Call before the first request. */
+void ps_http_client_set_limits(struct ps_http_client *c, size_t max_inflight, size_t max_conns);
+void ps_http_client_stats(const struct ps_http_client *c, struct ps_http_stats *out);
 /* Cancels pending requests (their callbacks run with UV_ECANCELED), closes every connection; the memory
  * goes in the close callbacks, so run the loop afterwards until it is empty. */
 void ps_http_client_close(struct ps_http_client *c);
-
-/* At most `max` connections open at once (connecting, busy or idle; 0: no limit, the default). A request
- * that needs one more closes the longest-idle keep-alive connection, or, when none is idle, fails at once
- * with UV_EMFILE. main.c sets it from RLIMIT_NOFILE (ps_net_fd_budget), so that outgoing connections can
- * never take the descriptors the listeners need: /healthz and KEDA's connection still get in. */
-void ps_http_client_set_max_conns(struct ps_http_client *c, size_t max);
 
 /* GET url (http://host[:port]/path?query). timeout_ms bounds connect + request + response.
  * Returns 0 (cb will be called later, never from inside this call) or UV_EINVAL (bad URL, timeout_ms 0) /
@@ -58,6 +92,10 @@ void ps_http_client_set_max_conns(struct ps_http_client *c, size_t max);
  * *out (may be NULL) receives a handle for ps_http_cancel, valid until cb runs. */
 int ps_http_get(struct ps_http_client *c, const char *url, uint64_t timeout_ms, ps_http_cb cb, void *arg,
                 struct ps_http_req **out);
+/* The same with a class and a queue bound: ps_http_get is {timeout_ms, 0, PS_HTTP_URGENT}. Also
+ * UV_ENOBUFS (PS_HTTP_MAX_QUEUED requests wait already; cb never called). */
+int ps_http_get_opts(struct ps_http_client *c, const char *url, const struct ps_http_opts *o, ps_http_cb cb,
+                     void *arg, struct ps_http_req **out);
 /* Receives the body of a response as it arrives, in the pieces the connection reads: 0, or a negative
  * error that ends the request with it. It must not call into the client (cancel, close, get). */
 typedef int (*ps_http_body_cb)(void *arg, const char *data, size_t len);
@@ -65,7 +103,8 @@ typedef int (*ps_http_body_cb)(void *arg, const char *data, size_t len);
  * headers arrive and against the bytes as they stream in: past it the request ends with UV_E2BIG. With
  * body_cb, the body goes to body_cb(body_arg, ...) as it arrives instead of being collected, so that a
  * caller can decode it without a copy of the whole. Call it right after ps_http_get returned r, before the
- * loop runs again. */
+ * loop runs again (ps_http_get_opts too: the request may wait in the queue, the limit and sink wait with it).
+ */
 void ps_http_set_body(struct ps_http_req *r, size_t max_body, ps_http_body_cb body_cb, void *body_arg);
 /* The callback will not run; the connection it used is closed (its response is not awaited). */
 void ps_http_cancel(struct ps_http_req *r);
