@@ -816,7 +816,7 @@ struct ps_prom_req {
   struct ps_http_client *http;
   struct ps_http_req *hreq; /* the request in flight */
   char *base, *query;       /* owned copies */
-  int64_t start_ms, step_ms, timeout_ms;
+  int64_t start_ms, step_ms;
   int64_t points;     /* total points in the range: floor((end - start) / step) + 1 */
   int64_t next_point; /* index of the first point of the next chunk */
   ps_prom_cb cb;
@@ -826,6 +826,7 @@ struct ps_prom_req {
   struct ps_prom_dec *dec; /* decodes the answer in flight into samples; owned */
   size_t mark;             /* n before the answer in flight: its samples start here */
   struct ps_buf url;
+  struct ps_http_opts opts; /* every chunk's: timeout, queue bound and class */
 };
 
 static void prom_req_free(struct ps_prom_req *p) {
@@ -868,7 +869,7 @@ static int prom_next(struct ps_prom_req *p) {
   p->mark = p->n;
   err = ps_prom_dec_new(&p->samples, &p->n, &p->cap, &p->dec);
   if (err != 0) return err;
-  err = ps_http_get(p->http, p->url.data, (uint64_t)p->timeout_ms, prom_http_cb, p, &p->hreq);
+  err = ps_http_get_opts(p->http, p->url.data, &p->opts, prom_http_cb, p, &p->hreq);
   if (err == 0) ps_http_set_body(p->hreq, PS_PROM_MAX_RESPONSE, prom_body_cb, p);
   return err;
 }
@@ -954,9 +955,16 @@ static void prom_http_cb(void *arg, int err, const char *errmsg, const struct ps
 int ps_prom_query_range(struct ps_http_client *http, const char *base, const char *query, int64_t start_ms,
                         int64_t end_ms, int64_t step_ms, int64_t timeout_ms, ps_prom_cb cb, void *arg,
                         struct ps_prom_req **out) {
+  struct ps_http_opts o = {.timeout_ms = timeout_ms > 0 ? (uint64_t)timeout_ms : 0, .cls = PS_HTTP_URGENT};
+  return ps_prom_query_range_opts(http, base, query, start_ms, end_ms, step_ms, &o, cb, arg, out);
+}
+
+int ps_prom_query_range_opts(struct ps_http_client *http, const char *base, const char *query,
+                             int64_t start_ms, int64_t end_ms, int64_t step_ms, const struct ps_http_opts *o,
+                             ps_prom_cb cb, void *arg, struct ps_prom_req **out) {
   if (out != NULL) *out = NULL;
   if (http == NULL || base == NULL || query == NULL || cb == NULL || step_ms <= 0 || end_ms < start_ms ||
-      timeout_ms <= 0)
+      o == NULL || o->timeout_ms == 0)
     return UV_EINVAL;
   /* (end - start) may overflow int64 for absurd inputs: compute in unsigned. */
   uint64_t span = (uint64_t)end_ms - (uint64_t)start_ms;
@@ -974,7 +982,7 @@ int ps_prom_query_range(struct ps_http_client *http, const char *base, const cha
   p->http = http;
   p->start_ms = start_ms;
   p->step_ms = step_ms;
-  p->timeout_ms = timeout_ms;
+  p->opts = *o;
   p->points = (int64_t)points;
   p->cb = cb;
   p->arg = arg;

@@ -108,6 +108,11 @@ typedef void (*ps_prom_cb)(void *arg, int err, const char *errmsg, const struct 
 int ps_prom_query_range(struct ps_http_client *http, const char *base, const char *query, int64_t start_ms,
                         int64_t end_ms, int64_t step_ms, int64_t timeout_ms, ps_prom_cb cb, void *arg,
                         struct ps_prom_req **out);
+/* The same with the HTTP client's class and queue bound for every request (ps_http_get_opts); the
+ * plain call is {timeout_ms, 0, PS_HTTP_URGENT}. */
+int ps_prom_query_range_opts(struct ps_http_client *http, const char *base, const char *query,
+                             int64_t start_ms, int64_t end_ms, int64_t step_ms, const struct ps_http_opts *o,
+                             ps_prom_cb cb, void *arg, struct ps_prom_req **out);
 void ps_prom_cancel(struct ps_prom_req *r);
 
 #endif
