@@ -14,6 +14,7 @@
 
 #include "duration.h"
 #include "flags.h"
+#include "http_client.h"
 
 /* ---- helpers ------------------------------------------------------------------------------------- */
 
@@ -135,6 +136,16 @@ static const struct ps_flag server_flags[] = {
      .def = "10000",
      .min = 1,
      .max = PS_MAX_MAX_TARGETS},
+    {.name = "prometheus-max-inflight",
+     .env = "PRESCALE_PROMETHEUS_MAX_INFLIGHT",
+     .kind = PS_FLAG_COUNT,
+     .offset = offsetof(struct ps_server_config, prometheus_max_inflight),
+     .arg = "N",
+     .help = "most requests in flight to one Prometheus server (connections to it); the rest queue, first "
+             "loads first",
+     .def = "16", /* PS_HTTP_DEFAULT_MAX_INFLIGHT */
+     .min = 1,
+     .max = PS_HTTP_MAX_MAX_INFLIGHT},
     {.name = "shutdown-grace",
      .env = "PRESCALE_SHUTDOWN_GRACE",
      .kind = PS_FLAG_DURATION,

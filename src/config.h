@@ -43,10 +43,11 @@ struct ps_server_config {
   uint64_t stale_after_ms; /* 0: 3 x the target's step */
   uint64_t target_idle_ms;
   size_t grpc_max_msg;
-  size_t max_targets;         /* beyond it new targets get RESOURCE_EXHAUSTED */
-  uint64_t shutdown_grace_ms; /* drain deadline after SIGTERM; 0 = end every call at once */
-  size_t max_conns;           /* per listener (PS_NET_MAX_CONNS), lowered to fit RLIMIT_NOFILE */
-  uint64_t grpc_idle_ms;      /* PS_H2_IDLE_TIMEOUT_MS: a gRPC connection without a call is closed */
+  size_t max_targets;             /* beyond it new targets get RESOURCE_EXHAUSTED */
+  uint64_t shutdown_grace_ms;     /* drain deadline after SIGTERM; 0 = end every call at once */
+  size_t prometheus_max_inflight; /* requests in flight per Prometheus server; the rest queue */
+  size_t max_conns;               /* per listener (PS_NET_MAX_CONNS), lowered to fit RLIMIT_NOFILE */
+  uint64_t grpc_idle_ms;          /* PS_H2_IDLE_TIMEOUT_MS: a gRPC connection without a call is closed */
   enum ps_log_level log_level;
   enum ps_log_format log_format;
 
@@ -60,8 +61,8 @@ void ps_server_config_defaults(struct ps_server_config *c);
 /* Reads PRESCALE_* environment variables (PRESCALE_GRPC_LISTEN, ...), then flags, which win.
  * Flags: --grpc-listen, --http-listen, --prometheus-url, --first-load-timeout, --stale-after,
  * --target-idle, --grpc-max-msg, --grpc-max-buffered, --grpc-request-timeout, --max-targets,
- * --shutdown-grace, --max-conns, --grpc-idle-timeout, --log-level, --log-format (each
- * `--flag V` or `--flag=V`).
+ * --prometheus-max-inflight, --shutdown-grace, --max-conns, --grpc-idle-timeout, --log-level,
+ * --log-format (each `--flag V` or `--flag=V`).
  * Returns 0; 1 when --help was given (usage already printed to `out`); 2 for --version (printed);
  * UV_EINVAL with a one-line message in err naming the flag and the value. */
 int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FILE *out, char *err,

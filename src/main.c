@@ -211,7 +211,7 @@ static int start(struct app *a) {
   uint64_t nofile = ps_net_nofile();
   struct ps_net_fd_budget budget;
   ps_net_fd_budget(nofile, 2, a->cfg.max_conns, &budget);
-  ps_http_client_set_limits(a->http, PS_HTTP_DEFAULT_MAX_INFLIGHT, budget.outgoing_conns);
+  ps_http_client_set_limits(a->http, a->cfg.prometheus_max_inflight, budget.outgoing_conns);
   char nofile_s[24], conns_s[24], out_s[24];
   snprintf(nofile_s, sizeof nofile_s, "%" PRIu64, nofile);
   snprintf(conns_s, sizeof conns_s, "%zu", budget.listener_conns);

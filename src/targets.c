@@ -36,7 +36,9 @@ struct ps_target {
   struct ps_target_config cfg;
   struct ps_engine *engine;             /* history and models; owned */
   uv_timer_t timer;                     /* refresh; the target is freed in its close callback */
-  struct ps_prom_req *req;              /* the fetch in flight, or NULL */
+  struct fetch *fetch;                  /* the (shared) fetch in flight, or NULL */
+  struct ps_list fetch_node;            /* in fetch->sharers while fetch != NULL */
+  int64_t refresh_offset_ms;            /* jitter: into each step, after the settle time */
   int64_t fetch_start_ms, fetch_end_ms; /* the range of the fetch in flight */
   int64_t fetched_end_ms;               /* end of the last range fetched successfully */
   uint64_t fetch_began;                 /* uv_now when the fetch in flight began */
@@ -69,8 +71,24 @@ struct ps_target {
   struct ps_list load_node; /* in owner->load_queue while load != NULL */
 };
 
+/* A query_range in flight (or queued in the HTTP client) for every target that asked exactly the same
+ * (server, query, step, start, end): one request, its samples delivered to each sharer in turn. Targets
+ * with the same Prometheus inputs and different thresholds, models or names fetch once. It goes when it
+ * delivers, or when its last sharer leaves (evicted, closed): then the request is cancelled. */
+struct fetch {
+  struct ps_targets *owner;
+  struct fetch *hnext; /* chain in owner->fetches */
+  uint64_t hash;
+  char *key;               /* server \x1f query \x1f step \x1f start \x1f end */
+  struct ps_prom_req *req; /* NULL once delivering */
+  struct ps_list sharers;  /* of ps_target.fetch_node */
+  bool delivering;         /* in fetch_done_cb: sharers leaving must not free it */
+};
+
 struct ps_targets {
   uv_loop_t *loop;
+  struct fetch *fetches[PS_TARGETS_FETCH_BUCKETS];
+  size_t nfetches;
   const struct ps_server_config *cfg;
   struct ps_http_client *http;
   struct ps_target *buckets[PS_TARGETS_BUCKETS];
@@ -131,6 +149,11 @@ static void declare_metrics(void) {
                      "Refreshes of target history that failed.");
   ps_metrics_declare("prescale_refresh_duration_seconds", PS_METRIC_HISTOGRAM,
                      "Time taken by one refresh (one or more query_range requests).");
+  ps_metrics_declare("prescale_refreshes_superseded_total", PS_METRIC_COUNTER,
+                     "Refreshes dropped after waiting a whole step for a Prometheus request slot.");
+  ps_metrics_declare(
+      "prescale_refreshes_shared_total", PS_METRIC_COUNTER,
+      "Refreshes that joined another target's identical request instead of sending their own.");
 }
 
 /* ---- keys ---------------------------------------------------------------------------------------- */
@@ -190,6 +213,8 @@ static void refresh_cb(uv_timer_t *timer);
 static void load_cb(uv_idle_t *idle);
 static void load_end(struct ps_target *t);
 static void start_fetch(struct ps_target *t);
+static void fetch_leave(struct ps_target *t);
+static int64_t refresh_offset(const struct ps_target_config *c);
 
 /* A refresh re-reads the newest points; the engine must accept them as revisions. */
 _Static_assert(PS_REFRESH_OVERLAP_STEPS <= PS_ENGINE_REVISABLE,
@@ -231,6 +256,8 @@ int ps_targets_new(uv_loop_t *loop, const struct ps_server_config *cfg, struct p
 }
 
 size_t ps_targets_count(const struct ps_targets *ts) { return ts->count; }
+
+size_t ps_targets_fetches(const struct ps_targets *ts) { return ts->nfetches; }
 
 const struct ps_target_config *ps_target_config(const struct ps_target *t) { return &t->cfg; }
 
@@ -310,10 +337,7 @@ static void target_close(struct ps_target *t, int waiter_err) {
   struct ps_targets *ts = t->owner;
   if (t->closing) return;
   t->closing = true;
-  if (t->req != NULL) {
-    ps_prom_cancel(t->req);
-    t->req = NULL;
-  }
+  fetch_leave(t);
   load_end(t);
   notify_waiters(t, waiter_err);
   for (struct ps_list *n; (n = ps_list_first(&t->watchers)) != NULL;)
@@ -436,6 +460,8 @@ static int target_create(struct ps_targets *ts, const char *ns, const char *name
     return r;
   }
   t->timer.data = t;
+  t->refresh_offset_ms = refresh_offset(&t->cfg);
+  ps_list_init(&t->fetch_node);
   ts->open_handles++;
   t->last_used = uv_now(ts->loop);
   t->hnext = ts->buckets[h % PS_TARGETS_BUCKETS];
@@ -464,23 +490,48 @@ static int target_create(struct ps_targets *ts, const char *ns, const char *name
 
 /* ---- refresh ------------------------------------------------------------------------------------- */
 
-/* Refreshes run just after each step boundary (plus a settle time for the scrape to land), so the newest
- * point of every fetch is as fresh as Prometheus can make it. */
+/* Refreshes run after each step boundary plus a settle time for the scrape to land (so the newest point
+ * of every fetch is as fresh as Prometheus can make it), plus the target's offset. */
+static int64_t refresh_settle_ms(int64_t step) {
+  return PS_REFRESH_SETTLE_MS < step / 2 ? PS_REFRESH_SETTLE_MS : step / 2;
+}
+
+/* Each target refreshes at its own offset into the step (plus the settle time), so that 10,000 targets
+ * do not all ask at the boundary. The offset comes from a hash of what it asks Prometheus, not a random
+ * draw: stable across refreshes and restarts, and equal for targets that can share one request. */
+static int64_t refresh_offset(const struct ps_target_config *c) {
+  struct ps_buf k;
+  ps_buf_init(&k);
+  uint64_t h = 0;
+  if (ps_buf_printf(&k, "%s\x1f%s\x1f%lld", c->server_address, c->query, (long long)c->step_ms) == 0)
+    h = fnv1a(k.data, k.len);
+  ps_buf_free(&k);
+  int64_t span = (c->step_ms - refresh_settle_ms(c->step_ms)) * PS_REFRESH_JITTER_PCT / 100;
+  return span > 0 ? (int64_t)((h >> 16) % (uint64_t)span) : 0;
+}
+
 static void schedule_refresh(struct ps_target *t) {
   if (t->closing) return;
   int64_t step = t->cfg.step_ms;
-  int64_t settle = PS_REFRESH_SETTLE_MS < step / 2 ? PS_REFRESH_SETTLE_MS : step / 2;
   int64_t now = wall_ms();
-  int64_t next = (now / step + 1) * step + settle;
-  if (next - now > step + settle) next = now + step; /* clock jumps: never wait more than one step */
+  /* The next instant at the target's offset into a step: within one step from now. */
+  int64_t next = now / step * step + refresh_settle_ms(step) + t->refresh_offset_ms;
+  while (next <= now) next += step;
+  if (next - now > step) next = now + step; /* clock jumps: never wait more than one step */
   uv_timer_start(&t->timer, refresh_cb, (uint64_t)(next - now), 0);
+}
+
+int64_t ps_target_refresh_offset_ms(const struct ps_target *t) { return t->refresh_offset_ms; }
+
+int64_t ps_target_refresh_due_ms(const struct ps_target *t) {
+  return uv_is_active((const uv_handle_t *)&t->timer) ? (int64_t)uv_timer_get_due_in(&t->timer) : -1;
 }
 
 static void refresh_cb(uv_timer_t *timer) {
   struct ps_target *t = timer->data;
   /* Not while a sliced load is in: newer samples put first would make the engine refuse the older ones
    * (UV_ERANGE). The timer is not armed then anyway; load_cb schedules the next refresh. */
-  if (t->req == NULL && t->load == NULL) start_fetch(t);
+  if (t->fetch == NULL && t->load == NULL) start_fetch(t);
 }
 
 /* Logs (once each) a change of the chosen model, of the period in use and of the engine's fallback note,
@@ -606,7 +657,7 @@ static void put_samples(struct ps_target *t, const struct ps_sample *s, size_t n
   }
 }
 
-/* What a successful fetch does once its samples are in the engine (in fetched_cb, or after the last
+/* What a successful fetch does once its samples are in the engine (in target_fetched, or after the last
  * slice in load_cb). newest_ms is the time of the newest sample fetched that holds a value (not NaN),
  * INT64_MIN when there was none.
  * The caller then notifies the waiters and schedules the next refresh. */
@@ -660,7 +711,7 @@ static void load_end(struct ps_target *t) {
 }
 
 /* One slice of the target at the head of the queue. A slice is a contiguous run of the samples in their
- * order, so the engine sees exactly the puts fetched_cb would have made at once: the same state. */
+ * order, so the engine sees exactly the puts target_fetched would have made at once: the same state. */
 static void load_cb(uv_idle_t *idle) {
   struct ps_targets *ts = idle->data;
   struct ps_list *first = ps_list_first(&ts->load_queue);
@@ -685,10 +736,20 @@ static void load_cb(uv_idle_t *idle) {
 
 /* ---- fetches ------------------------------------------------------------------------------------- */
 
-static void fetched_cb(void *arg, int err, const char *errmsg, const struct ps_sample *s, size_t n) {
-  struct ps_target *t = arg;
+/* What a fetch's result does to one of its sharers. */
+static void target_fetched(struct ps_target *t, int err, const char *errmsg, const struct ps_sample *s,
+                           size_t n) {
   struct ps_targets *ts = t->owner;
-  t->req = NULL;
+  if (err == PS_HTTP_ERR_QUEUE_TIMEOUT && t->loaded) {
+    /* Waited a whole step for a slot and nothing was sent: not Prometheus' fault, and the next refresh
+     * reads from the same point, so it supersedes this one. Staleness still bounds how long the cached
+     * prediction is served. */
+    ps_metrics_add("prescale_refreshes_superseded_total", "", 1);
+    snprintf(t->errmsg, sizeof t->errmsg, "%s", errmsg ? errmsg : "refresh superseded");
+    ps_log(PS_LOG_DEBUG, "refresh superseded", "namespace", t->ns, "name", t->name, "error", t->errmsg, NULL);
+    schedule_refresh(t);
+    return;
+  }
   double secs = (double)(uv_now(ts->loop) - t->fetch_began) / 1000.0;
   ps_metrics_observe("prescale_refresh_duration_seconds", "", secs);
   ps_metrics_add("prescale_refreshes_total", t->labels, 1);
@@ -719,6 +780,53 @@ static void fetched_cb(void *arg, int err, const char *errmsg, const struct ps_s
   schedule_refresh(t);
 }
 
+/* ---- shared fetches ------------------------------------------------------------------------------ */
+
+static void fetch_unlink(struct fetch *f) {
+  struct ps_targets *ts = f->owner;
+  struct fetch **pp = &ts->fetches[f->hash % PS_TARGETS_FETCH_BUCKETS];
+  while (*pp != NULL && *pp != f) pp = &(*pp)->hnext;
+  if (*pp == f) {
+    *pp = f->hnext;
+    ts->nfetches--;
+  }
+  f->hnext = NULL;
+}
+
+static void fetch_free(struct fetch *f) {
+  free(f->key);
+  free(f);
+}
+
+/* t stops sharing its fetch (evicted or closing mid-flight); the last sharer to leave cancels it. */
+static void fetch_leave(struct ps_target *t) {
+  struct fetch *f = t->fetch;
+  if (f == NULL) return;
+  ps_list_remove(&t->fetch_node);
+  t->fetch = NULL;
+  if (!ps_list_empty(&f->sharers) || f->delivering) return;
+  fetch_unlink(f);
+  ps_prom_cancel(f->req);
+  fetch_free(f);
+}
+
+/* Hands the result to each sharer in the order they joined. It leaves the table first, so that a
+ * callback starting a new fetch never joins this one; each sharer is unlinked before its turn, and one
+ * closed by an earlier sharer's callback (a waiter that closes targets) has left the list already. */
+static void fetch_done_cb(void *arg, int err, const char *errmsg, const struct ps_sample *s, size_t n) {
+  struct fetch *f = arg;
+  f->req = NULL;
+  f->delivering = true;
+  fetch_unlink(f);
+  for (struct ps_list *node; (node = ps_list_first(&f->sharers)) != NULL;) {
+    struct ps_target *t = ps_list_entry(node, struct ps_target, fetch_node);
+    ps_list_remove(&t->fetch_node);
+    t->fetch = NULL;
+    target_fetched(t, err, errmsg, s, n);
+  }
+  fetch_free(f);
+}
+
 static void start_fetch(struct ps_target *t) {
   struct ps_targets *ts = t->owner;
   int64_t step = t->cfg.step_ms;
@@ -733,16 +841,53 @@ static void start_fetch(struct ps_target *t) {
   t->fetch_start_ms = start;
   t->fetch_end_ms = end;
   t->fetch_began = uv_now(ts->loop);
-  int r = ps_prom_query_range(ts->http, t->cfg.server_address, t->cfg.query, start, end, step,
-                              t->cfg.timeout_ms, fetched_cb, t, &t->req);
+  struct ps_buf key;
+  ps_buf_init(&key);
+  int r = ps_buf_printf(&key, "%s\x1f%s\x1f%lld\x1f%lld\x1f%lld", t->cfg.server_address, t->cfg.query,
+                        (long long)step, (long long)start, (long long)end);
+  uint64_t h = r == 0 ? fnv1a(key.data, key.len) : 0;
+  for (struct fetch *f = r == 0 ? ts->fetches[h % PS_TARGETS_FETCH_BUCKETS] : NULL; f != NULL; f = f->hnext) {
+    if (f->hash == h && strcmp(f->key, key.data) == 0) {
+      t->fetch = f;
+      ps_list_insert_tail(&f->sharers, &t->fetch_node);
+      ps_metrics_add("prescale_refreshes_shared_total", "", 1);
+      ps_buf_free(&key);
+      return;
+    }
+  }
+  struct fetch *f = r == 0 ? calloc(1, sizeof *f) : NULL;
+  if (f == NULL) {
+    ps_buf_free(&key);
+    target_fetched(t, UV_ENOMEM, "out of memory starting a Prometheus request", NULL, 0);
+    return;
+  }
+  f->owner = ts;
+  f->hash = h;
+  f->key = ps_buf_steal(&key, NULL);
+  ps_list_init(&f->sharers);
+  /* A first load (or a reload) has KEDA waiting, or soon asking: it goes before background refreshes.
+   * The request's own timeout starts when it is sent; the wait for a slot has its own bound. */
+  struct ps_http_opts o = {
+      .timeout_ms = (uint64_t)t->cfg.timeout_ms,
+      .queue_timeout_ms = t->loaded ? (uint64_t)step : PS_TARGET_LOAD_QUEUE_MAX_MS,
+      .cls = t->loaded ? PS_HTTP_BACKGROUND : PS_HTTP_URGENT,
+  };
+  r = ps_prom_query_range_opts(ts->http, t->cfg.server_address, t->cfg.query, start, end, step, &o,
+                               fetch_done_cb, f, &f->req);
   if (r != 0) {
-    t->req = NULL;
+    fetch_free(f);
     char why[PS_TARGET_MAX_ERROR];
     if (r != UV_EINVAL ||
         ps_prom_url_problem(why, sizeof why, t->cfg.server_address, t->cfg.query, start, end, step) == 0)
       snprintf(why, sizeof why, "cannot build the Prometheus request (bad serverAddress or query?)");
-    fetched_cb(t, r, why, NULL, 0);
+    target_fetched(t, r, why, NULL, 0);
+    return;
   }
+  f->hnext = ts->fetches[h % PS_TARGETS_FETCH_BUCKETS];
+  ts->fetches[h % PS_TARGETS_FETCH_BUCKETS] = f;
+  ts->nfetches++;
+  t->fetch = f;
+  ps_list_insert_tail(&f->sharers, &t->fetch_node);
 }
 
 /* ---- reads, waiters, watchers -------------------------------------------------------------------- */

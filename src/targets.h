@@ -38,7 +38,17 @@
 
 /* The largest value answered: a load beyond it (+Inf from Prometheus, an overflow of headroom) saturates
  * here, and the integer field of GetMetrics at INT64_MAX, so that the HPA scales to its maximum. */
-#define PS_TARGET_VALUE_MAX DBL_MAX
+#define PS_TARGET_VALUE_MAX         DBL_MAX
+/* Refreshes are spread over the step (docs/reliability.md, "Prometheus fan-out"): each target refreshes
+ * at a fixed offset into (settle, step] after each step boundary, a fraction of the step drawn from a hash
+ * of (server, query, step), so that a target keeps its offset and targets with the same Prometheus inputs
+ * refresh together and share one request. */
+#define PS_REFRESH_JITTER_PCT       100 /* of (step - settle) */
+/* A refresh that waited a whole step for one of the server's --prometheus-max-inflight slots is dropped
+ * as superseded: the next step's refresh reads from the same point. First loads (and reloads) wait up to
+ * PS_TARGET_LOAD_QUEUE_MAX_MS, then fail like an unreachable Prometheus (UNAVAILABLE). */
+#define PS_TARGET_LOAD_QUEUE_MAX_MS 60000
+#define PS_TARGETS_FETCH_BUCKETS    4096 /* hash buckets of the fetches in flight, shared by targets */
 
 struct ps_targets;
 struct ps_target;
@@ -83,6 +93,8 @@ size_t ps_targets_count(const struct ps_targets *ts);
 /* Drops every target no RPC has asked about for --target-idle (and none waits on or watches). The
  * registry's sweep timer calls it; exposed so that tests can evict at a chosen moment. */
 void ps_targets_sweep(struct ps_targets *ts);
+/* Fetches in flight or queued (each shared by every target that asked the same range); for tests. */
+size_t ps_targets_fetches(const struct ps_targets *ts);
 
 /* Errors whose libuv code was chosen for the gRPC status it maps to (ps_grpc_status_from_error), not for
  * its errno meaning. */
@@ -97,6 +109,10 @@ int ps_targets_get_or_create(struct ps_targets *ts, const char *ns, const char *
                              size_t n, struct ps_target **out, char *err, size_t errlen);
 
 const struct ps_target_config *ps_target_config(const struct ps_target *t);
+/* The target's refresh offset into each step (after the settle time), in [0, step); for tests. */
+int64_t ps_target_refresh_offset_ms(const struct ps_target *t);
+/* Milliseconds until the target's refresh timer fires, or -1 when it is not armed; for tests. */
+int64_t ps_target_refresh_due_ms(const struct ps_target *t);
 
 /* Reads the cached answer and marks the target used. Returns:
  *  0  - *r filled;

@@ -6,12 +6,13 @@
 #include <uv.h>
 
 #include "config.h"
+#include "http_client.h"
 
 static const char *const env_names[] = {
     "PRESCALE_GRPC_LISTEN",        "PRESCALE_HTTP_LISTEN", "PRESCALE_PROMETHEUS_URL",
     "PRESCALE_FIRST_LOAD_TIMEOUT", "PRESCALE_STALE_AFTER", "PRESCALE_TARGET_IDLE",
     "PRESCALE_GRPC_MAX_MSG",       "PRESCALE_MAX_TARGETS", "PRESCALE_SHUTDOWN_GRACE",
-    "PRESCALE_LOG_LEVEL",          "PRESCALE_LOG_FORMAT"};
+    "PRESCALE_LOG_LEVEL",          "PRESCALE_LOG_FORMAT",  "PRESCALE_PROMETHEUS_MAX_INFLIGHT"};
 static const char *const request_memory_env_names[] = {"PRESCALE_GRPC_MAX_BUFFERED",
                                                        "PRESCALE_GRPC_REQUEST_TIMEOUT"};
 
@@ -63,6 +64,7 @@ Test(config, server_defaults) {
   cr_assert_eq(r.c.target_idle_ms, 600000);
   cr_assert_eq(r.c.grpc_max_msg, 4u << 20);
   cr_assert_eq(r.c.max_targets, 10000);
+  cr_assert_eq(r.c.prometheus_max_inflight, PS_HTTP_DEFAULT_MAX_INFLIGHT);
   cr_assert_eq(r.c.shutdown_grace_ms, 5000);
   cr_assert_eq(r.c.log_level, PS_LOG_INFO);
   cr_assert_eq(r.c.log_format, PS_LOG_TEXT);
@@ -950,5 +952,27 @@ Test(config, connection_slot_flags) {
   cr_assert_eq(r.rc, 1);
   cr_assert(strstr(r.out, "--max-conns N") != NULL, "%s", r.out);
   cr_assert(strstr(r.out, "--grpc-idle-timeout DUR") != NULL, "%s", r.out);
+  free(r.out);
+}
+
+/* --prometheus-max-inflight: flag, environment, bounds (docs/reliability.md, "Prometheus fan-out"). */
+Test(config, prometheus_max_inflight) {
+  struct run r;
+  RUN(r, "--prometheus-max-inflight", "4");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.prometheus_max_inflight, 4);
+  free(r.out);
+  setenv("PRESCALE_PROMETHEUS_MAX_INFLIGHT", "9", 1);
+  RUN(r, "--max-targets", "3");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.prometheus_max_inflight, 9);
+  free(r.out);
+  unsetenv("PRESCALE_PROMETHEUS_MAX_INFLIGHT");
+  RUN(r, "--prometheus-max-inflight", "0");
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert(strstr(r.err, "--prometheus-max-inflight") != NULL, "%s", r.err);
+  free(r.out);
+  RUN(r, "--prometheus-max-inflight", "1025");
+  cr_assert_eq(r.rc, UV_EINVAL);
   free(r.out);
 }
