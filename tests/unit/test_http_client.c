@@ -2,6 +2,8 @@
  * here (on the same libuv loop) that injects the faults a real server would not: garbage, stalls, resets,
  * odd chunk splits, oversize bodies, dropped keep-alive connections. */
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -11,6 +13,7 @@
 #include "buf.h"
 #include "http_client.h"
 #include "loop_fixture.h"
+#include "metrics.h"
 
 /* ==== URL splitting ================================================================================ */
 
@@ -150,6 +153,7 @@ enum mode {
   M_DROP_SECOND,     /* closes a connection on its second request without answering */
   M_HTTP10,          /* HTTP/1.0 answer without keep-alive */
   M_DROP_ALL,        /* closes every connection on its first request without answering */
+  M_STALL_FIRST,     /* never answers on the first connection accepted; M_OK on the others */
 };
 
 struct fake {
@@ -159,6 +163,7 @@ struct fake {
   int accepted;
   int requests;
   int open_conns;
+  int peak_open; /* the most connections open at once */
   char last_req[4096];
   char url[256]; /* what fake_start returned */
   bool listener_open;
@@ -312,6 +317,9 @@ static void handle_request(struct fconn *fc) {
       respond_ok(fc, "", 0);
     break;
   case M_DROP_ALL: fconn_close(fc); break;
+  case M_STALL_FIRST:
+    if (fc != fconns[0]) respond_ok(fc, "", 0);
+    break;
   case M_HTTP10: fsend_str(fc, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 0); break;
   }
 }
@@ -357,6 +365,7 @@ static void on_conn(uv_stream_t *srv, int status) {
   }
   f->accepted++;
   f->open_conns++;
+  if (f->open_conns > f->peak_open) f->peak_open = f->open_conns;
   uv_read_start((uv_stream_t *)&fc->tcp, falloc, fread_cb);
 }
 
@@ -978,6 +987,215 @@ Test(http_loop, connection_budget_closes_an_idle_connection_for_a_new_one) {
   free(ok.body);
   cr_assert_eq(fake.accepted, 2);
   cr_assert(ps_test_run_until(&loop, open_conns_is, &(int){1}, 5000), "%d open", fake.open_conns);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
+/* ==== fan-out: the per-server cap, the queue, the connection budget ================================ */
+
+static bool all_done(void *arg) {
+  struct result *r = arg;
+  for (; r->calls >= 0 && r->status != -1; r++)
+    if (!r->done) return false;
+  return true;
+}
+
+/* 40 requests at once with --prometheus-max-inflight 4: the server never sees more than 4 connections,
+ * the client never holds more than 4 slots, and every request is answered (the rest queued meanwhile). */
+Test(http_loop, cap_is_never_exceeded) {
+  ps_http_client_set_limits(client, 4, PS_HTTP_MAX_CONNS);
+  const char *url = fake_start(M_OK, "/");
+  enum { N = 40 };
+  struct result r[N + 1];
+  for (int i = 0; i < N; i++) cr_assert_eq(get(url, 5000, &r[i], NULL), 0);
+  memset(&r[N], 0, sizeof r[N]);
+  r[N].status = -1; /* end mark for all_done */
+  struct ps_http_stats st;
+  ps_http_client_stats(client, &st);
+  cr_assert_eq(st.inflight, 4);
+  cr_assert_eq(st.queued, N - 4);
+  char labels[64];
+  snprintf(labels, sizeof labels, "server=\"127.0.0.1:%d\"", fake.port);
+  cr_assert_eq(ps_metrics_get("prescale_prometheus_inflight", labels), 4);
+  cr_assert_eq(ps_metrics_get("prescale_prometheus_queued", labels), N - 4);
+  cr_assert(ps_test_run_until(&loop, all_done, r, 20000));
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(r[i].err, 0, "%d: %s", i, r[i].msg);
+    cr_assert_eq(r[i].status, 200);
+    free(r[i].body);
+  }
+  ps_http_client_stats(client, &st);
+  cr_assert_eq(st.peak_inflight, 4, "the cap was reached and never passed");
+  cr_assert_leq(st.peak_conns, 4);
+  cr_assert_leq(fake.peak_open, 4, "the server saw %d connections at once", fake.peak_open);
+  cr_assert_leq(fake.accepted, 4, "connections are reused, not churned: %d", fake.accepted);
+  cr_assert_eq(st.inflight, 0);
+  cr_assert_eq(st.queued, 0);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
+static int order[16], norder;
+struct ordered {
+  struct result r;
+  int id;
+};
+static void ordered_cb(void *arg, int err, const char *errmsg, const struct ps_http_response *resp) {
+  struct ordered *o = arg;
+  o->r.done = true;
+  o->r.calls++;
+  o->r.err = err;
+  if (norder < 16) order[norder++] = o->id;
+}
+
+static void get_class(const char *url, struct ordered *o, int id, enum ps_http_class cls) {
+  memset(o, 0, sizeof *o);
+  o->id = id;
+  struct ps_http_opts opts = {.timeout_ms = 5000, .queue_timeout_ms = 10000, .cls = cls};
+  cr_assert_eq(ps_http_get_opts(client, url, &opts, ordered_cb, o, NULL), 0);
+}
+
+static bool ordered_all(void *arg) { return norder == *(int *)arg; }
+
+/* With one slot: requests are served first come first served within a class, and urgent ones (first
+ * loads) before background ones (refreshes) queued earlier. */
+Test(http_loop, queue_is_fifo_and_urgent_first) {
+  ps_http_client_set_limits(client, 1, PS_HTTP_MAX_CONNS);
+  const char *url = fake_start(M_OK, "/");
+  struct ordered o[7];
+  norder = 0;
+  get_class(url, &o[0], 0, PS_HTTP_BACKGROUND); /* takes the slot at once */
+  get_class(url, &o[1], 1, PS_HTTP_BACKGROUND);
+  get_class(url, &o[2], 2, PS_HTTP_BACKGROUND);
+  get_class(url, &o[3], 3, PS_HTTP_URGENT);
+  get_class(url, &o[4], 4, PS_HTTP_BACKGROUND);
+  get_class(url, &o[5], 5, PS_HTTP_URGENT);
+  get_class(url, &o[6], 6, PS_HTTP_URGENT);
+  cr_assert(ps_test_run_until(&loop, ordered_all, &(int){7}, 20000));
+  int want[] = {0, 3, 5, 6, 1, 2, 4};
+  for (int i = 0; i < 7; i++) {
+    cr_assert_eq(o[i].r.err, 0);
+    cr_assert_eq(order[i], want[i], "position %d: request %d, want %d", i, order[i], want[i]);
+  }
+  cr_assert_eq(fake.accepted, 1, "one slot, one connection");
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
+/* The request timeout starts when the request leaves the queue. r1 holds the only slot until it times
+ * out (300 ms, the fake never answers on the first connection); r2, with a 250 ms timeout, waits longer
+ * than that for the slot and still succeeds on a fresh connection. */
+Test(http_loop, queue_wait_does_not_count_against_the_timeout) {
+  ps_http_client_set_limits(client, 1, PS_HTTP_MAX_CONNS);
+  const char *url = fake_start(M_STALL_FIRST, "/");
+  struct result r1, r2;
+  cr_assert_eq(get(url, 300, &r1, NULL), 0);
+  memset(&r2, 0, sizeof r2);
+  struct ps_http_opts o = {.timeout_ms = 250, .queue_timeout_ms = 20000, .cls = PS_HTTP_URGENT};
+  cr_assert_eq(ps_http_get_opts(client, url, &o, result_cb, &r2, NULL), 0);
+  cr_assert(ps_test_run_until(&loop, is_set, &r2.done, 20000));
+  cr_assert(r1.done);
+  cr_assert_eq(r1.err, UV_ETIMEDOUT);
+  cr_assert_eq(r2.err, 0, "%s", r2.msg);
+  cr_assert_eq(r2.status, 200);
+  free(r2.body);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
+/* A request that waits its queue bound fails with PS_HTTP_ERR_QUEUE_TIMEOUT and is never sent. */
+Test(http_loop, queue_bound_drops_unsent) {
+  ps_http_client_set_limits(client, 1, PS_HTTP_MAX_CONNS);
+  const char *url = fake_start(M_STALL, "/");
+  struct result r1, r2;
+  cr_assert_eq(get(url, 20000, &r1, NULL), 0);
+  memset(&r2, 0, sizeof r2);
+  struct ps_http_opts o = {.timeout_ms = 20000, .queue_timeout_ms = 100, .cls = PS_HTTP_BACKGROUND};
+  cr_assert_eq(ps_http_get_opts(client, url, &o, result_cb, &r2, NULL), 0);
+  cr_assert(ps_test_run_until(&loop, is_set, &r2.done, 20000));
+  cr_assert_eq(r2.err, PS_HTTP_ERR_QUEUE_TIMEOUT);
+  cr_assert(strstr(r2.msg, "--prometheus-max-inflight") != NULL, "%s", r2.msg);
+  cr_assert(strstr(r2.msg, "not sent") != NULL, "%s", r2.msg);
+  cr_assert_eq(fake.requests, 1, "only r1 reached the server");
+  cr_assert(!r1.done);
+  cr_assert_geq(ps_metrics_get("prescale_prometheus_queue_timeouts_total", ""), 1);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
+/* Sockets open in this process (libuv keeps a /dev/null of its own once, which is not counted). */
+static int count_sockets(void) {
+  DIR *d = opendir("/proc/self/fd");
+  cr_assert_not_null(d);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    char path[300], target[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+    ssize_t k = readlink(path, target, sizeof target - 1);
+    if (k > 0 && strncmp(target, "socket:", 7) == 0) n++;
+  }
+  closedir(d);
+  return n;
+}
+
+static bool conns_are(void *arg) {
+  struct ps_http_stats st;
+  ps_http_client_stats(client, &st);
+  return st.conns == (size_t) * (int *)arg;
+}
+
+/* A black-hole server (a listening socket that never accepts, so connects hang or stall): 30 requests
+ * with a cap of 4 hold 4 descriptors, not 30; the others wait in the queue. */
+Test(http_loop, black_hole_holds_at_most_cap_descriptors) {
+  ps_http_client_set_limits(client, 4, PS_HTTP_MAX_CONNS);
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert_geq(ls, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
+  cr_assert_eq(listen(ls, 1), 0);
+  socklen_t sl = sizeof sa;
+  getsockname(ls, (struct sockaddr *)&sa, &sl);
+  char url[64];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/", ntohs(sa.sin_port));
+  int before = count_sockets();
+  enum { N = 30 };
+  struct result r[N];
+  for (int i = 0; i < N; i++) cr_assert_eq(get(url, 20000, &r[i], NULL), 0);
+  cr_assert(ps_test_run_until(&loop, conns_are, &(int){4}, 10000));
+  struct ps_http_stats st;
+  ps_http_client_stats(client, &st);
+  cr_assert_eq(st.inflight, 4);
+  cr_assert_eq(st.queued, N - 4);
+  int during = count_sockets();
+  cr_assert_leq(during - before, 4, "%d sockets for %d requests", during - before, N);
+  ps_http_client_close(client);
+  client = NULL;
+  for (int i = 0; i < N; i++) cr_assert_eq(r[i].err, UV_ECANCELED);
+  close(ls);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+  cr_assert_eq(count_sockets(), before - 1, "every socket went back (and the listener)");
+}
+
+/* The connection budget (what ps_net_fd_budget leaves outgoing connections, test_net): capped at
+ * PS_HTTP_MAX_CONNS, at least 1; and at the budget no more connections open than it allows, whatever the
+ * per-server cap. */
+Test(http_loop, connection_budget) {
+  ps_http_client_set_limits(client, 16, 1u << 20);
+  cr_assert_eq(ps_metrics_get("prescale_prometheus_connections_limit", ""), PS_HTTP_MAX_CONNS);
+  ps_http_client_set_limits(client, 16, 0);
+  cr_assert_eq(ps_metrics_get("prescale_prometheus_connections_limit", ""), 1);
+  ps_http_client_set_limits(client, 16, 2);
+  const char *url = fake_start(M_STALL, "/");
+  struct result r[6];
+  for (int i = 0; i < 6; i++) cr_assert_eq(get(url, 20000, &r[i], NULL), 0);
+  cr_assert(ps_test_run_until(&loop, requests_is, &(int){2}, 10000));
+  struct ps_http_stats st;
+  ps_http_client_stats(client, &st);
+  cr_assert_eq(st.inflight, 2);
+  cr_assert_eq(st.queued, 4);
+  cr_assert_leq(st.peak_conns, 2);
+  cr_assert_eq(fake.open_conns, 2);
   stop_fake_and_client();
   PS_LOOP_END(&loop);
 }
