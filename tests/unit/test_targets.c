@@ -812,3 +812,143 @@ Test(targets, a_query_over_the_url_limit_says_which_limit) {
   stop_targets();
   PS_LOOP_END(&loop);
 }
+
+/* ---- fan-out: shared fetches, jitter (docs/reliability.md, "Prometheus fan-out") ------------------ */
+
+static bool all_waited(void *arg) {
+  struct waited *x = arg;
+  for (; x->w.cb != NULL; x++)
+    if (!x->done) return false;
+  return true;
+}
+
+/* Targets with the same Prometheus inputs (server, query, step, history) but different names and
+ * thresholds: one request, and every one of them gets the answer. */
+Test(targets, identical_inputs_share_one_request) {
+  enum { N = 4 };
+  struct ps_target *t[N];
+  struct waited x[N + 1];
+  memset(x, 0, sizeof x);
+  char err[256];
+  for (int i = 0; i < N; i++) {
+    char name[16], thr[16];
+    snprintf(name, sizeof name, "app%d", i);
+    snprintf(thr, sizeof thr, "%d", i + 1);
+    struct ps_kv md[] = {
+        {"query", "vector(5)"}, {"threshold", thr}, {"model", "last"}, {"step", "1s"}, {"history", "1m"}};
+    cr_assert_eq(ps_targets_get_or_create(targets, "ns", name, md, 5, &t[i], err, sizeof err), 0, "%s", err);
+    x[i].w.cb = waited_cb;
+    ps_target_wait(t[i], &x[i].w);
+  }
+  cr_assert_eq(ps_targets_fetches(targets), 1, "one fetch for %d targets", N);
+  cr_assert_eq(ps_metrics_get("prescale_refreshes_shared_total", ""), N - 1);
+  cr_assert(run_until(all_waited, x, 15000));
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(x[i].err, 0);
+    struct ps_target_reading rd;
+    cr_assert_eq(ps_target_read(t[i], &rd, err, sizeof err), 0, "%s", err);
+    cr_assert_float_eq(rd.value, 5, 1e-12);
+  }
+  struct ps_http_stats st;
+  ps_http_client_stats(http, &st);
+  cr_assert_eq(st.peak_inflight, 1, "one request was sent, not %zu at once", st.peak_inflight);
+  cr_assert_eq(ps_targets_fetches(targets), 0);
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
+/* A sharer evicted while the shared fetch is in flight leaves it; the others still get their answer.
+ * When the last sharer goes, the request is cancelled. */
+Test(targets, a_sharer_evicted_mid_flight_leaves_the_others_answered) {
+  struct ps_kv md[] = {
+      {"query", "vector(3)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"}, {"history", "1m"}};
+  struct ps_target *a, *b, *c;
+  char err[256];
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "a", md, 5, &a, err, sizeof err), 0);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "b", md, 5, &b, err, sizeof err), 0);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "c", md, 5, &c, err, sizeof err), 0);
+  struct waited x[3];
+  memset(x, 0, sizeof x);
+  x[0].w.cb = x[1].w.cb = waited_cb;
+  ps_target_wait(b, &x[0].w);
+  ps_target_wait(c, &x[1].w);
+  cr_assert_eq(ps_targets_fetches(targets), 1);
+  cfg.target_idle_ms = 0; /* the sweep drops every target nobody waits on: a, mid-flight */
+  ps_targets_sweep(targets);
+  cr_assert_eq(ps_targets_count(targets), 2);
+  cr_assert_eq(ps_targets_fetches(targets), 1, "b and c still share it");
+  cr_assert(run_until(all_waited, x, 15000));
+  struct ps_target_reading rd;
+  cr_assert_eq(x[0].err, 0);
+  cr_assert_eq(x[1].err, 0);
+  cr_assert_eq(ps_target_read(b, &rd, err, sizeof err), 0, "%s", err);
+  cr_assert_float_eq(rd.value, 3, 1e-12);
+  cr_assert_eq(ps_target_read(c, &rd, err, sizeof err), 0, "%s", err);
+  cr_assert_float_eq(rd.value, 3, 1e-12);
+  /* Two new sharers, both evicted before the answer: the request goes with them. */
+  struct ps_kv md2[] = {
+      {"query", "vector(4)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"}, {"history", "1m"}};
+  struct ps_target *d, *e;
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "d", md2, 5, &d, err, sizeof err), 0);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "e", md2, 5, &e, err, sizeof err), 0);
+  struct ps_http_stats st;
+  ps_http_client_stats(http, &st);
+  cr_assert_eq(st.inflight + st.queued, 1);
+  ps_targets_sweep(targets);
+  cr_assert_eq(ps_targets_count(targets), 0);
+  cr_assert_eq(ps_targets_fetches(targets), 0);
+  ps_http_client_stats(http, &st);
+  cr_assert_eq(st.inflight + st.queued, 0, "the request was cancelled");
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
+/* Refresh offsets spread over the step: 200 targets with distinct queries at a 15 s step fall in every
+ * tenth of (settle, step]; targets with the same inputs get the same offset (so they share); and the
+ * armed timer fires at the target's offset into the step. */
+Test(targets, jitter_spreads_refreshes_over_the_step) {
+  enum { N = 200, BINS = 10 };
+  int bins[BINS] = {0};
+  char err[256];
+  const int64_t step = 15000, span = step - PS_REFRESH_SETTLE_MS;
+  cfg.max_targets = N + 10;
+  for (int i = 0; i < N; i++) {
+    char q[64], name[16];
+    snprintf(q, sizeof q, "vector(1) + %d*0", i);
+    snprintf(name, sizeof name, "t%d", i);
+    struct ps_kv md[] = {{"query", q}, {"threshold", "1"}, {"model", "last"}, {"step", "15s"}};
+    struct ps_target *t;
+    cr_assert_eq(ps_targets_get_or_create(targets, "ns", name, md, 4, &t, err, sizeof err), 0, "%s", err);
+    int64_t off = ps_target_refresh_offset_ms(t);
+    cr_assert(off >= 0 && off < span, "offset %lld", (long long)off);
+    bins[off * BINS / span]++;
+  }
+  for (int b = 0; b < BINS; b++) cr_assert_geq(bins[b], N / BINS / 4, "tenth %d has %d of %d", b, bins[b], N);
+  /* Same inputs, another threshold and name: the same offset. */
+  struct ps_kv same[] = {
+      {"query", "vector(1) + 7*0"}, {"threshold", "9"}, {"model", "last"}, {"step", "15s"}};
+  struct ps_target *s7, *t7;
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "other", same, 4, &s7, err, sizeof err), 0);
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "t7", same, 4, &t7, err, sizeof err), 0);
+  cr_assert_eq(ps_target_refresh_offset_ms(s7), ps_target_refresh_offset_ms(t7));
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
+Test(targets, the_refresh_timer_fires_at_the_offset) {
+  struct ps_kv md[] = {
+      {"query", "vector(2)"}, {"threshold", "1"}, {"model", "last"}, {"step", "10s"}, {"history", "2m"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 5, &t), 0);
+  int64_t due = ps_target_refresh_due_ms(t);
+  cr_assert(due > 0 && due <= 10000, "due in %lld ms", (long long)due);
+  uv_update_time(&loop);
+  due = ps_target_refresh_due_ms(t);
+  int64_t at = (wall_now_ms() + due) % 10000;
+  int64_t want = PS_REFRESH_SETTLE_MS + ps_target_refresh_offset_ms(t);
+  int64_t diff = ((at - want) % 10000 + 10000) % 10000;
+  if (diff > 5000) diff = 10000 - diff;
+  cr_assert_leq(diff, 500, "fires %lld ms into the step, want %lld", (long long)at, (long long)want);
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
