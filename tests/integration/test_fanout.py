@@ -1,0 +1,105 @@
+"""Prometheus fan-out (docs/reliability.md, "Prometheus fan-out"): 200 targets with distinct queries
+against a real Prometheus with --prometheus-max-inflight 4. Every target gets its own answer, while
+/metrics never shows more than 4 requests in flight and the process never holds more than 4 connections
+to Prometheus (sampled from /proc/<pid>/fd and /proc/net/tcp throughout)."""
+import os
+import sys
+import threading
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+N = 200
+CAP = 4
+ENV = None
+PB2 = PB2_GRPC = None
+
+
+def setUpModule():  # noqa: N802 - unittest's naming
+    global ENV, PB2, PB2_GRPC
+    if not os.access(h.prescale_bin(), os.X_OK):
+        raise unittest.SkipTest(f"prescale binary not built: {h.prescale_bin()}")
+    PB2, PB2_GRPC = h.grpc_modules()
+    ENV = h.Env(tmp_prefix="prescale-fanout-")
+    try:
+        # A Prometheus with no scrapes: vector(i) needs no data, and every query is distinct.
+        with open(os.path.join(ENV.tmp, "prometheus.yml"), "w") as f:
+            f.write("global:\n  scrape_interval: 15s\n")
+        ENV.prom_port = h.free_port()
+        ENV.start_prometheus()
+        ENV.start_prescale("--prometheus-max-inflight", str(CAP), "--log-level=info")
+    except BaseException:
+        ENV.close()
+        raise
+
+
+def tearDownModule():  # noqa: N802
+    h.stop_module_env(ENV)
+
+
+def prom_sockets(pid, prom_port):
+    """Established TCP sockets of pid whose peer is 127.0.0.1:prom_port (from /proc/net/tcp and fds)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    n = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            rem_port = int(cols[2].split(":")[1], 16)
+            if rem_port == prom_port and cols[3] == "01" and cols[9] in inodes:
+                n += 1
+    return n
+
+
+class TestFanout(unittest.TestCase):
+    def test_200_targets_with_a_cap_of_4(self):
+        stub = PB2_GRPC.ExternalScalerStub(h.grpc_channel(ENV.grpc_addr))
+        stop = threading.Event()
+        seen = {"inflight": 0.0, "sockets": 0, "samples": 0}
+
+        def sample():
+            pid = ENV.prescale.proc.pid
+            while not stop.is_set():
+                m = ENV.prescale_metrics()
+                inflight = max([v for (name, _), v in m.items() if name == "prescale_prometheus_inflight"],
+                               default=0.0)
+                seen["inflight"] = max(seen["inflight"], inflight)
+                seen["sockets"] = max(seen["sockets"], prom_sockets(pid, ENV.prom_port))
+                seen["samples"] += 1
+                stop.wait(0.02)
+
+        def one(i):
+            ref = h.scaled_ref(PB2, name=f"fan{i}", namespace="fanout", query=f"vector({i})", threshold="1",
+                               step="5s", history="1m", model="last")
+            r = stub.GetMetrics(PB2.GetMetricsRequest(scaledObjectRef=ref, metricName="prescale"), timeout=60)
+            return i, r.metricValues[0].metricValueFloat
+
+        t = threading.Thread(target=sample)
+        t.start()
+        try:
+            with ThreadPoolExecutor(32) as ex:
+                results = list(ex.map(one, range(N)))
+        finally:
+            stop.set()
+            t.join()
+        for i, v in results:
+            self.assertEqual(v, float(i), f"target {i} answered {v}")
+        self.assertGreater(seen["samples"], 0)
+        self.assertLessEqual(seen["inflight"], CAP, f"/metrics showed {seen['inflight']} requests in flight")
+        self.assertLessEqual(seen["sockets"], CAP, f"{seen['sockets']} connections to Prometheus at once")
+        m = ENV.prescale_metrics()
+        self.assertEqual(h.metric_value(m, "prescale_prometheus_request_timeouts_total"), 0)
+        self.assertEqual(h.metric_value(m, "prescale_prometheus_connections_limit") > 0, True)
+
+
+if __name__ == "__main__":
+    unittest.main()
