@@ -6,6 +6,9 @@
 #    compiled here against BUILD's libprescale.a, so it measures the very objects the server runs.
 # 3. prom_bench.c: a 30 MB Prometheus answer read as before (cJSON, one go) and now (streaming, capped):
 #    the longest loop stall and the peak RSS; compiled the same way.
+# 4. fanout_bench.py: FANOUT_TARGETS (10000) targets with distinct queries against a real Prometheus for
+#    FANOUT_SECONDS (120; e.g. FANOUT_SECONDS=20 for a quick run): refresh timeouts, connections to
+#    Prometheus, /healthz p99.
 set -euo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/../.."
@@ -22,3 +25,6 @@ echo
 ${CC:-cc} -O2 -g -std=gnu11 -Isrc tests/bench/prom_bench.c "$lib" "$build/third_party/libllhttp.a" -luv -lcjson -lm \
   -lpthread -o "$build/prom_bench"
 "$build/prom_bench"
+
+/usr/bin/python3 tests/bench/fanout_bench.py --prescale "$build/src/prescale" --targets "${FANOUT_TARGETS:-10000}" \
+  --duration "${FANOUT_SECONDS:-120}"
