@@ -515,8 +515,12 @@ static void schedule_refresh(struct ps_target *t) {
   int64_t step = t->cfg.step_ms;
   int64_t now = wall_ms();
   /* The next instant at the target's offset into a step: within one step from now. */
-  int64_t next = now / step * step + refresh_settle_ms(step) + t->refresh_offset_ms;
-  while (next <= now) next += step;
+  int64_t lead = refresh_settle_ms(step) + t->refresh_offset_ms;
+  int64_t next = now / step * step + lead;
+  /* Later than now, and in a later step than the fetch just made: the timer runs on the loop's cached
+   * clock, so it may fire a little before its wall-clock instant, and "the next instant at the offset"
+   * would then be the same step again (two refreshes of one step). */
+  while (next <= now || next - lead <= t->fetch_end_ms) next += step;
   if (next - now > step) next = now + step; /* clock jumps: never wait more than one step */
   uv_timer_start(&t->timer, refresh_cb, (uint64_t)(next - now), 0);
 }
