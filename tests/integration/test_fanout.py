@@ -3,6 +3,7 @@ against a real Prometheus with --prometheus-max-inflight 4. Every target gets it
 /metrics never shows more than 4 requests in flight and the process never holds more than 4 connections
 to Prometheus (sampled from /proc/<pid>/fd and /proc/net/tcp throughout)."""
 import os
+import socket
 import sys
 import threading
 import unittest
@@ -10,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+
+import grpc  # noqa: E402
 
 N = 200
 CAP = 4
@@ -39,8 +42,8 @@ def tearDownModule():  # noqa: N802
     h.stop_module_env(ENV)
 
 
-def prom_sockets(pid, prom_port):
-    """Established TCP sockets of pid whose peer is 127.0.0.1:prom_port (from /proc/net/tcp and fds)."""
+def prom_sockets(pid, prom_port, states=("01",)):
+    """TCP sockets of pid (established by default) whose peer is 127.0.0.1:prom_port (/proc/net/tcp)."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
@@ -55,7 +58,7 @@ def prom_sockets(pid, prom_port):
         for line in f:
             cols = line.split()
             rem_port = int(cols[2].split(":")[1], 16)
-            if rem_port == prom_port and cols[3] == "01" and cols[9] in inodes:
+            if rem_port == prom_port and cols[3] in states and cols[9] in inodes:
                 n += 1
     return n
 
@@ -99,6 +102,63 @@ class TestFanout(unittest.TestCase):
         m = ENV.prescale_metrics()
         self.assertEqual(h.metric_value(m, "prescale_prometheus_request_timeouts_total"), 0)
         self.assertEqual(h.metric_value(m, "prescale_prometheus_connections_limit") > 0, True)
+
+
+class TestBlackHoleUnderLowNofile(unittest.TestCase):
+    """The issue's case: `ulimit -n 256` and a black-hole serverAddress (a socket that never accepts, so
+    connects hang) for 300 targets. Connections to it stay at the cap, /healthz answers and new gRPC
+    connections get in while the first loads wait."""
+
+    def test_black_hole_with_ulimit_256(self):
+        cap = 16  # --prometheus-max-inflight's default
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        hole_port = hole.getsockname()[1]
+        env = h.Env(tmp_prefix="prescale-blackhole-")
+        try:
+            env.grpc_port, env.http_port = h.free_port(), h.free_port()
+            argv = ["bash", "-c", 'ulimit -n 256 && exec "$@"', "bash",
+                    *h.prescale_argv(env.grpc_port, env.http_port, f"http://127.0.0.1:{hole_port}",
+                                     "--first-load-timeout=1s")]
+            env.prescale = h.Process("prescale", argv, os.path.join(env.tmp, "prescale.log"))
+            h.wait_http_ok(env.prescale, env.http_url + "/readyz", 15, "prescale /readyz")
+            pid = env.prescale.proc.pid
+            stub = PB2_GRPC.ExternalScalerStub(h.grpc_channel(env.grpc_addr))
+
+            def one(i):
+                ref = h.scaled_ref(PB2, name=f"hole{i}", namespace="fanout", query=f"vector({i})",
+                                   threshold="1", step="15s", history="1m", model="last")
+                try:
+                    stub.GetMetrics(PB2.GetMetricsRequest(scaledObjectRef=ref, metricName="prescale"),
+                                    timeout=30)
+                    return "ok"
+                except grpc.RpcError as e:  # the load cannot finish against a black hole
+                    return e.code().name
+
+            with ThreadPoolExecutor(100) as ex:
+                futs = [ex.submit(one, i) for i in range(300)]
+                most, health, fresh = 0, [], []
+                while not all(f.done() for f in futs):
+                    most = max(most, prom_sockets(pid, hole_port, states=("01", "02")))
+                    health.append(h.http_get(env.http_url + "/healthz")[0])
+                    ch = h.grpc_channel(env.grpc_addr)
+                    ref = h.scaled_ref(PB2, name="spec", namespace="fanout", query="vector(1)", threshold="3")
+                    r = PB2_GRPC.ExternalScalerStub(ch).GetMetricSpec(ref, timeout=10)
+                    fresh.append(r.metricSpecs[0].targetSize)
+                    ch.close()
+                codes = [f.result() for f in futs]
+            print(f"black hole: at most {most} sockets, {len(health)} health checks", file=sys.stderr)
+            self.assertLessEqual(most, cap, f"{most} sockets to the black hole at once (cap {cap})")
+            self.assertGreater(most, 0, "the black hole was never connected to")
+            self.assertGreater(len(health), 0)
+            self.assertTrue(all(s == 200 for s in health), health)
+            self.assertTrue(all(v == 3 for v in fresh), fresh)
+            self.assertNotIn("ok", codes)
+        finally:
+            problems = env.close()
+            hole.close()
+        self.assertEqual(problems, [])
 
 
 if __name__ == "__main__":
