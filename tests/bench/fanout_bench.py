@@ -26,25 +26,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness as h  # noqa: E402
 
 
-def prom_sockets(pid, prom_port):
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    n = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                cols = line.split()
-                if int(cols[2].split(":")[-1], 16) == prom_port and cols[3] == "01" and cols[9] in inodes:
-                    n += 1
-    return n
-
 
 def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
@@ -126,7 +107,7 @@ scrape_configs:
         def sample():
             k = 0
             while not stop.is_set():
-                socks.append(prom_sockets(pid, env.prom_port))
+                socks.append(h.tcp_sockets_to(pid, env.prom_port))
                 if k % 30 == 0:
                     m = env.prescale_metrics()
                     gauges.append((family_max(m, "prescale_prometheus_inflight"),

@@ -163,6 +163,28 @@ def wait_until(cond, timeout, interval=0.1, what="condition"):
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def tcp_sockets_to(pid, port, states=("01",)):
+    """TCP sockets of process pid whose peer port is `port`, in `states` (/proc/net/tcp codes: 01
+    established, 02 SYN sent), matched by inode between /proc/<pid>/fd and /proc/net/tcp{,6}."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if int(cols[2].split(":")[-1], 16) == port and cols[3] in states and cols[9] in inodes:
+                    n += 1
+    return n
+
+
 def http_get(url, timeout=5.0):
     """Returns (status, body text, headers) and never raises for an HTTP status."""
     u = urllib.parse.urlsplit(url)

@@ -42,26 +42,6 @@ def tearDownModule():  # noqa: N802
     h.stop_module_env(ENV)
 
 
-def prom_sockets(pid, prom_port, states=("01",)):
-    """TCP sockets of pid (established by default) whose peer is 127.0.0.1:prom_port (/proc/net/tcp)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[8:-1])
-    n = 0
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for line in f:
-            cols = line.split()
-            rem_port = int(cols[2].split(":")[1], 16)
-            if rem_port == prom_port and cols[3] in states and cols[9] in inodes:
-                n += 1
-    return n
-
 
 class TestFanout(unittest.TestCase):
     def test_200_targets_with_a_cap_of_4(self):
@@ -76,7 +56,7 @@ class TestFanout(unittest.TestCase):
                 inflight = max([v for (name, _), v in m.items() if name == "prescale_prometheus_inflight"],
                                default=0.0)
                 seen["inflight"] = max(seen["inflight"], inflight)
-                seen["sockets"] = max(seen["sockets"], prom_sockets(pid, ENV.prom_port))
+                seen["sockets"] = max(seen["sockets"], h.tcp_sockets_to(pid, ENV.prom_port))
                 seen["samples"] += 1
                 stop.wait(0.02)
 
@@ -140,7 +120,7 @@ class TestBlackHoleUnderLowNofile(unittest.TestCase):
                 futs = [ex.submit(one, i) for i in range(300)]
                 most, health, fresh = 0, [], []
                 while not all(f.done() for f in futs):
-                    most = max(most, prom_sockets(pid, hole_port, states=("01", "02")))
+                    most = max(most, h.tcp_sockets_to(pid, hole_port, states=("01", "02")))
                     health.append(h.http_get(env.http_url + "/healthz")[0])
                     ch = h.grpc_channel(env.grpc_addr)
                     ref = h.scaled_ref(PB2, name="spec", namespace="fanout", query="vector(1)", threshold="3")

@@ -1082,18 +1082,26 @@ Test(http_loop, queue_is_fifo_and_urgent_first) {
   PS_LOOP_END(&loop);
 }
 
+/* With one slot: r1 (timeout r1_ms) takes it on a fake in `mode`; r2 queues behind it with its own
+ * timeout, queue bound and class, and the loop runs until r2's callback. */
+static void one_slot_then_second(enum mode mode, uint64_t r1_ms, struct result *r1, struct result *r2,
+                                 struct ps_http_opts o) {
+  ps_http_client_set_limits(client, 1, PS_HTTP_MAX_CONNS);
+  const char *url = fake_start(mode, "/");
+  cr_assert_eq(get(url, r1_ms, r1, NULL), 0);
+  memset(r2, 0, sizeof *r2);
+  cr_assert_eq(ps_http_get_opts(client, url, &o, result_cb, r2, NULL), 0);
+  cr_assert(ps_test_run_until(&loop, is_set, &r2->done, 20000));
+}
+
 /* The request timeout starts when the request leaves the queue. r1 holds the only slot until it times
  * out (300 ms, the fake never answers on the first connection); r2, with a 250 ms timeout, waits longer
  * than that for the slot and still succeeds on a fresh connection. */
 Test(http_loop, queue_wait_does_not_count_against_the_timeout) {
-  ps_http_client_set_limits(client, 1, PS_HTTP_MAX_CONNS);
-  const char *url = fake_start(M_STALL_FIRST, "/");
   struct result r1, r2;
-  cr_assert_eq(get(url, 300, &r1, NULL), 0);
-  memset(&r2, 0, sizeof r2);
-  struct ps_http_opts o = {.timeout_ms = 250, .queue_timeout_ms = 20000, .cls = PS_HTTP_URGENT};
-  cr_assert_eq(ps_http_get_opts(client, url, &o, result_cb, &r2, NULL), 0);
-  cr_assert(ps_test_run_until(&loop, is_set, &r2.done, 20000));
+  one_slot_then_second(
+      M_STALL_FIRST, 300, &r1, &r2,
+      (struct ps_http_opts){.timeout_ms = 250, .queue_timeout_ms = 20000, .cls = PS_HTTP_URGENT});
   cr_assert(r1.done);
   cr_assert_eq(r1.err, UV_ETIMEDOUT);
   cr_assert_eq(r2.err, 0, "%s", r2.msg);
@@ -1105,14 +1113,10 @@ Test(http_loop, queue_wait_does_not_count_against_the_timeout) {
 
 /* A request that waits its queue bound fails with PS_HTTP_ERR_QUEUE_TIMEOUT and is never sent. */
 Test(http_loop, queue_bound_drops_unsent) {
-  ps_http_client_set_limits(client, 1, PS_HTTP_MAX_CONNS);
-  const char *url = fake_start(M_STALL, "/");
   struct result r1, r2;
-  cr_assert_eq(get(url, 20000, &r1, NULL), 0);
-  memset(&r2, 0, sizeof r2);
-  struct ps_http_opts o = {.timeout_ms = 20000, .queue_timeout_ms = 100, .cls = PS_HTTP_BACKGROUND};
-  cr_assert_eq(ps_http_get_opts(client, url, &o, result_cb, &r2, NULL), 0);
-  cr_assert(ps_test_run_until(&loop, is_set, &r2.done, 20000));
+  one_slot_then_second(
+      M_STALL, 20000, &r1, &r2,
+      (struct ps_http_opts){.timeout_ms = 20000, .queue_timeout_ms = 100, .cls = PS_HTTP_BACKGROUND});
   cr_assert_eq(r2.err, PS_HTTP_ERR_QUEUE_TIMEOUT);
   cr_assert(strstr(r2.msg, "--prometheus-max-inflight") != NULL, "%s", r2.msg);
   cr_assert(strstr(r2.msg, "not sent") != NULL, "%s", r2.msg);
