@@ -39,6 +39,7 @@ struct ps_target {
   struct fetch *fetch;                  /* the (shared) fetch in flight, or NULL */
   struct ps_list fetch_node;            /* in fetch->sharers while fetch != NULL */
   int64_t refresh_offset_ms;            /* jitter: into each step, after the settle time */
+  int64_t refresh_at_ms;                /* wall time the refresh timer was last armed for */
   int64_t fetch_start_ms, fetch_end_ms; /* the range of the fetch in flight */
   int64_t fetched_end_ms;               /* end of the last range fetched successfully */
   uint64_t fetch_began;                 /* uv_now when the fetch in flight began */
@@ -514,14 +515,16 @@ static void schedule_refresh(struct ps_target *t) {
   if (t->closing) return;
   int64_t step = t->cfg.step_ms;
   int64_t now = wall_ms();
-  /* The next instant at the target's offset into a step: within one step from now. */
+  /* The next instant at the target's offset into a step. */
   int64_t lead = refresh_settle_ms(step) + t->refresh_offset_ms;
   int64_t next = now / step * step + lead;
-  /* Later than now, and in a later step than the fetch just made: the timer runs on the loop's cached
+  /* Later than now, and later than the instant the timer last fired for: it runs on the loop's cached
    * clock, so it may fire a little before its wall-clock instant, and "the next instant at the offset"
-   * would then be the same step again (two refreshes of one step). */
-  while (next <= now || next - lead <= t->fetch_end_ms) next += step;
-  if (next - now > step) next = now + step; /* clock jumps: never wait more than one step */
+   * would then be that same instant again (two refreshes in one step). */
+  int64_t floor_ms = now > t->refresh_at_ms ? now : t->refresh_at_ms;
+  if (next <= floor_ms) next += ((floor_ms - next) / step + 1) * step; /* no loop over a clock jump */
+  if (next - now > step + lead) next = now + step; /* clock jumps: never wait much more than one step */
+  t->refresh_at_ms = next;
   uv_timer_start(&t->timer, refresh_cb, (uint64_t)(next - now), 0);
 }
 
