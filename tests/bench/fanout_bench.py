@@ -93,7 +93,7 @@ scrape_configs:
 
         m0 = env.prescale_metrics()
         stop = threading.Event()
-        lat, socks, gauges = [], [], []
+        lat, socks, gauges, scrape = [], [], [], []
 
         def poll_health():
             url = env.http_url + "/healthz"
@@ -109,7 +109,9 @@ scrape_configs:
             while not stop.is_set():
                 socks.append(h.tcp_sockets_to(pid, env.prom_port))
                 if k % 30 == 0:
+                    w = time.monotonic()
                     m = env.prescale_metrics()
+                    scrape.append(time.monotonic() - w)
                     gauges.append((family_max(m, "prescale_prometheus_inflight"),
                                    family_sum(m, "prescale_prometheus_queued"),
                                    family_max(m, "prescale_prometheus_connections")))
@@ -144,6 +146,8 @@ scrape_configs:
               f"{family_max(m1, 'prescale_prometheus_connections_limit'):.0f})")
         print(f"  /metrics gauges (every 15 s): inflight max {max(g[0] for g in gauges):.0f}, queued max "
               f"{max(g[1] for g in gauges):.0f}, connections max {max(g[2] for g in gauges):.0f}")
+        print(f"  /metrics scrape by the sampler ({len(scrape)}, its {len(m1)} series parsed too): max "
+              f"{max(scrape) * 1000:.0f} ms")
         print(f"  /healthz every 100 ms: {len(lat)} polls, p50 {statistics.median(lat) * 1000:.1f} ms, "
               f"p99 {p99:.1f} ms, max {lat[-1] * 1000:.1f} ms")
         print(f"  prescale CPU {100 * (c1 - c0) / hz / (w1 - w0):.0f} % of a core, RSS {rss_mib(pid):.0f} MiB")
