@@ -31,7 +31,7 @@ enum ps_grpc_status {
 };
 
 #define PS_GRPC_PREFIX_LEN       5
-#define PS_GRPC_MAX_MSG_DEFAULT  (4u << 20) /* PS_GRPC_MAX_MSG: 4 MiB, grpc's default receive limit */
+#define PS_GRPC_MAX_MSG_DEFAULT  (4u << 20) /* --grpc-max-msg: 4 MiB, grpc's default receive limit */
 #define PS_GRPC_MAX_MESSAGE_TEXT 1024       /* grpc-message is truncated beyond this (before encoding) */
 
 /* "OK", "INVALID_ARGUMENT", ... (the names metrics and logs use). */

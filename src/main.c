@@ -143,12 +143,12 @@ static void signal_cb(uv_signal_t *h, int signum) {
 
 /* SIGHUP: reload what prescale reads from files. Today it reads none after it starts (flags and the
  * environment are read once, and a change of them needs a restart), so this re-reads nothing and says so.
- * It is the hook where the TLS certificates and the --prometheus-config file (DESIGN.md: tls.c,
- * prom_config.c) will be re-read, each keeping what it has when the new version does not load. */
+ * It is the hook where files read at start (TLS certificates, Prometheus credentials, once prescale has
+ * them) are to be re-read, each keeping what it has when the new version does not load. */
 static void reload(struct app *a) {
   (void)a;
   ps_log(PS_LOG_INFO, "reload requested", "signal", "SIGHUP", "reloaded",
-         "nothing: no file is read after start (TLS certificates and --prometheus-config will be)", NULL);
+         "nothing: no file is read after start", NULL);
 }
 
 /* SIGUSR1: one line of state, to look at a running server without /metrics. */
@@ -212,6 +212,7 @@ static int start(struct app *a) {
   struct ps_net_fd_budget budget;
   ps_net_fd_budget(nofile, 2, a->cfg.max_conns, &budget);
   ps_http_client_set_limits(a->http, a->cfg.prometheus_max_inflight, budget.outgoing_conns);
+  if (budget.outgoing_conns > PS_HTTP_MAX_CONNS) budget.outgoing_conns = PS_HTTP_MAX_CONNS; /* as applied */
   char nofile_s[24], conns_s[24], out_s[24];
   snprintf(nofile_s, sizeof nofile_s, "%" PRIu64, nofile);
   snprintf(conns_s, sizeof conns_s, "%zu", budget.listener_conns);
