@@ -48,6 +48,7 @@ static struct {
   size_t nfam, capfam;
   struct series **tab; /* tab_cap is a power of two */
   size_t tab_cap, nseries;
+  uint64_t dropped; /* series not created at PS_METRICS_MAX_SERIES */
 } g;
 
 /* ---- helpers ------------------------------------------------------------------------------------- */
@@ -130,7 +131,10 @@ static struct series *get_series(const char *name, const char *labels) {
   if (f == NULL) return NULL;
   /* A raw newline would end the sample line early and break every scrape after it. */
   if (n > PS_METRICS_MAX_LABELS_LEN || memchr(labels, '\n', n) != NULL) return NULL;
-  if (g.nseries >= PS_METRICS_MAX_SERIES) return NULL;
+  if (g.nseries >= PS_METRICS_MAX_SERIES) {
+    g.dropped++;
+    return NULL;
+  }
   if (g.nseries + 1 > g.tab_cap / 4 * 3) {
     if (grow_table() != 0) return NULL;
     pp = find_slot(name, labels, n, h);
@@ -321,5 +325,13 @@ int ps_metrics_render(struct ps_buf *out) {
     }
     if (r != 0) return r;
   }
-  return 0;
+  /* Not a family of the registry (it must exist when the registry is full), and written only once a series
+   * was dropped, so that a registry that never filled renders exactly what was declared. */
+  if (g.dropped == 0) return 0;
+  int r =
+      ps_buf_printf(out,
+                    "# HELP %s Series not created: the registry held %d already (PS_METRICS_MAX_SERIES).\n"
+                    "# TYPE %s counter\n",
+                    PS_METRICS_DROPPED, PS_METRICS_MAX_SERIES, PS_METRICS_DROPPED);
+  return r != 0 ? r : put_sample(out, PS_METRICS_DROPPED, "", "", NULL, (double)g.dropped);
 }

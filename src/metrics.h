@@ -16,9 +16,12 @@ enum ps_metric_type { PS_METRIC_COUNTER, PS_METRIC_GAUGE, PS_METRIC_HISTOGRAM };
 /* Histogram buckets, in seconds, for every histogram (durations of refreshes and RPCs). */
 #define PS_METRICS_BUCKETS 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 
-/* Limits that bound the registry whatever callers do; a series beyond them is silently not created. */
+/* Limits that bound the registry whatever callers do; a series beyond them is not created. Series not
+ * created for want of room are counted in PS_METRICS_DROPPED, rendered once there is one, so that a
+ * --max-targets raised past what the registry holds (about 11,000 targets) shows on /metrics. */
 #define PS_METRICS_MAX_SERIES     200000 /* max_targets (10000) x a handful of per-target series, with room */
-#define PS_METRICS_MAX_LABELS_LEN 4096   /* bytes of one series' label string */
+#define PS_METRICS_DROPPED        "prescale_metrics_series_dropped_total"
+#define PS_METRICS_MAX_LABELS_LEN 4096 /* bytes of one series' label string */
 
 /* Declares a family once (name, type, HELP). Declaring it again with the same type is a no-op.
  * 0, UV_EINVAL (bad name or type clash) or UV_ENOMEM. */

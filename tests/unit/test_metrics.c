@@ -222,10 +222,16 @@ Test(metrics, limits_bound_the_registry) {
   ps_metrics_set("g", labels, 1);
   cr_assert_eq(ps_metrics_get("g", labels), 1);
   char l[32];
+  cr_assert_null(strstr(render(), PS_METRICS_DROPPED), "nothing dropped yet");
   for (int i = 0; i < PS_METRICS_MAX_SERIES + 10; i++) {
     snprintf(l, sizeof l, "i=\"%d\"", i);
     ps_metrics_set("g", l, i);
   }
+  /* 11 series found the registry full (the long-labels one holds a place): counted, and rendered last. */
+  const char *text = render();
+  const char *tail = "# TYPE " PS_METRICS_DROPPED " counter\n" PS_METRICS_DROPPED " 11\n";
+  cr_assert(strlen(text) > strlen(tail) && strcmp(text + strlen(text) - strlen(tail), tail) == 0, "%s",
+            text + strlen(text) - strlen(tail));
   snprintf(l, sizeof l, "i=\"%d\"", PS_METRICS_MAX_SERIES - 2);
   cr_assert_eq(ps_metrics_get("g", l), PS_METRICS_MAX_SERIES - 2);
   snprintf(l, sizeof l, "i=\"%d\"", PS_METRICS_MAX_SERIES - 1); /* the long-labels series took one place */
