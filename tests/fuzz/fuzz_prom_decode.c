@@ -1,5 +1,5 @@
-/* libFuzzer target for the Prometheus answer decoder (src/prom.c): any bytes a Prometheus, a proxy or an
- * attacker on the path may send as a query response. Checks the decoder's promises, not only that it does
+/* libFuzzer target for the Prometheus answer decoder (src/prom_decode.c): any bytes a Prometheus, a proxy or
+ * an attacker on the path may send as a query response. Checks the decoder's promises, not only that it does
  * not crash: ps_prom_decode's (sorted samples, one-line errors, the documented codes), and that the
  * streaming decoder fed the same bytes in pieces cut at pseudo-random places (derived from the input, so a
  * crash replays) gives exactly the one-piece result, appending after what its array held. */
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prom.h"
+#include "prom_decode.h"
 
 #define PRE 2 /* samples already in the array the streaming decoder appends to */
 
