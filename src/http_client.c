@@ -1,21 +1,9 @@
-/* HTTP/1.1 client on libuv (RFC 9110, RFC 9112) for talking to Prometheus.
+/* HTTP/1.1 client on libuv (RFC 9110, RFC 9112) for talking to Prometheus: the connection half.
  *
- * Objects:
- *  - struct ps_http_client: the pool. Lists every live request and every open connection.
- *  - struct ps_http_req: one GET. Owns its whole-request timer (also used, armed at 0 ms, to deliver errors
- *    found while ps_http_get runs) and, while resolving, a uv_getaddrinfo_t. Freed when its timer is closed
- *    and no resolution is in flight.
- *  - struct pool: the fan-out state of one host:port (slots in use, FIFO queues per class); exists while a
- *    request of that host:port is queued or holds a slot. Connections are not tied to it (idle ones are
- *    found by their key).
- *  - struct conn: one TCP connection. Owns the socket, a timer (connect timeout while connecting, idle
- *    timeout while pooled), the request bytes being written and the read buffer. Freed in the close
- *    callbacks of both handles.
- * The client itself is freed when it has been closed and its last request and connection are gone. */
-#include "http_client.h"
-
-#include <ctype.h>
-#include <llhttp.h>
+ * Here: URL splitting, the client's lifecycle, each request's lifetime and timer, DNS, connections
+ * (connect with a timeout per address, the keep-alive pool, the budget's eviction of idle ones), writing
+ * requests and reading responses. The fan-out (slots, queues) is in http_client_queue.c, the llhttp
+ * callbacks in http_client_parse.c; the objects they share are described in http_client_int.h. */
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,116 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "hostport.h"
-#include "list.h"
+#include "http_client_int.h"
 #include "metrics.h"
-
-#define HOST_MAX             PS_HOSTPORT_HOST_MAX
-#define HTTP_DEFAULT_PORT    80  /* RFC 9110 4.2.1 */
-#define HOSTPORT_MAX         272 /* "[" host "]:" port */
-#define ERRMSG_MAX           512
-#define URL_IN_MSG_MAX       200 /* URLs in error messages are cut here: a PromQL query can be 16 KiB */
-#define READ_BUF_SIZE        65536
-#define HEADER_LINE_OVERHEAD 4 /* ": " and CRLF, counted per header toward PS_HTTP_MAX_HEADER_BYTES */
-
-enum conn_state { CONN_CONNECTING, CONN_BUSY, CONN_IDLE, CONN_CLOSING };
-
-struct conn {
-  uv_tcp_t tcp;
-  uv_timer_t timer; /* connect timeout, then idle timeout */
-  uv_connect_t connect_req;
-  uv_write_t write_req;
-  struct ps_http_client *client;
-  struct ps_list node; /* in client->conns, while not closing */
-  enum conn_state state;
-  int open_handles;        /* tcp + timer; the struct is freed when both are closed */
-  char key[HOSTPORT_MAX];  /* "host:port" of the pool it belongs to */
-  char peer[HOSTPORT_MAX]; /* the address connected to, for messages */
-  struct ps_http_req *req; /* the request it serves; NULL when idle */
-  bool reused;             /* served a request before this one */
-  bool writing;            /* write_req in flight: wbuf must not change */
-  size_t burst;            /* response bytes read since reading last paused (PS_HTTP_READ_BURST) */
-  struct ps_buf wbuf;      /* request bytes; owned by the conn, referenced by write_req while writing */
-  llhttp_t parser;
-  char rbuf[READ_BUF_SIZE];
-};
-
-struct pool {
-  struct ps_list node; /* in client->pools */
-  char key[HOSTPORT_MAX];
-  char labels[2 * HOSTPORT_MAX + 16]; /* server="host:port", escaped */
-  size_t inflight;                    /* slots held by its requests */
-  size_t queued;
-  struct ps_list queue[PS_HTTP_NCLASSES]; /* of ps_http_req.qnode, oldest first */
-};
-
-struct ps_http_req {
-  struct ps_http_client *client;
-  struct ps_list node; /* in client->reqs, until finished */
-  ps_http_cb cb;
-  void *arg;
-  uint64_t timeout_ms;
-  uint64_t queue_timeout_ms;
-  enum ps_http_class cls;
-  struct pool *pool;    /* set while queued or holding a slot */
-  struct ps_list qnode; /* in pool->queue[cls] while queued */
-  bool queued;
-  bool has_slot;
-  uint64_t queued_at; /* uv_now when it joined the queue */
-  char *url;          /* owned copy; path points into it */
-  const char *path;
-  char host[HOST_MAX];
-  int port;
-  char hostport[HOSTPORT_MAX]; /* pool key and Host header value source */
-  uv_timer_t timer;            /* whole-request timeout, or 0 ms for a deferred error */
-  uv_getaddrinfo_t gai;
-  bool resolving; /* gai in flight: the struct must outlive its callback */
-  bool timer_open;
-  struct addrinfo *addrs;     /* owned; freed with uv_freeaddrinfo */
-  struct addrinfo *next_addr; /* next address to try */
-  struct conn *conn;
-  bool done;               /* callback ran, or cancelled: nothing more may happen */
-  bool retried;            /* already retried once after a stale keep-alive connection */
-  int pending_err;         /* deferred error, delivered by the 0 ms timer */
-  char errmsg[ERRMSG_MAX]; /* pending_err's message, or the last connect error */
-  int last_connect_err;
-  /* response being parsed */
-  bool got_bytes;
-  bool complete;
-  int parse_err; /* set by a parser callback that refused the response (limits, status) */
-  size_t header_bytes;
-  int status;
-  size_t max_body;         /* body limit; 0: PS_HTTP_MAX_RESPONSE */
-  ps_http_body_cb body_cb; /* NULL: the body is collected in `body` */
-  void *body_arg;
-  size_t body_seen; /* body bytes of this response so far, collected or streamed */
-  struct ps_buf body;
-  struct ps_buf hname, hval; /* current header, accumulated across reads */
-  struct ps_buf content_type;
-};
-
-struct ps_http_client {
-  uv_loop_t *loop;
-  struct ps_list reqs;  /* of ps_http_req.node */
-  struct ps_list conns; /* of conn.node */
-  struct ps_list pools; /* of pool.node; served round-robin when the connection budget binds */
-  size_t live;          /* requests + connections not yet freed */
-  size_t max_inflight, max_conns;
-  size_t inflight, queued, nconns; /* slots held, requests waiting, connections open (in conns) */
-  size_t peak_inflight, peak_conns;
-  bool closing;
-};
 
 static void conn_close(struct conn *cn);
 static void req_finish(struct ps_http_req *r, int err, const struct ps_http_response *resp);
 static void req_resolve(struct ps_http_req *r);
 static void req_connect_next(struct ps_http_req *r);
 static void conn_send(struct conn *cn, struct ps_http_req *r);
-static void client_pump(struct ps_http_client *c);
-static void queue_leave(struct ps_http_req *r);
-static void slot_release(struct ps_http_req *r);
-static const llhttp_settings_t parser_settings;
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 /* ==== URL splitting ================================================================================ */
 
@@ -186,24 +73,6 @@ int ps_http_client_new(uv_loop_t *loop, struct ps_http_client **out) {
   return 0;
 }
 
-void ps_http_client_set_limits(struct ps_http_client *c, size_t max_inflight, size_t max_conns) {
-  if (max_inflight < 1) max_inflight = 1;
-  if (max_inflight > PS_HTTP_MAX_MAX_INFLIGHT) max_inflight = PS_HTTP_MAX_MAX_INFLIGHT;
-  if (max_conns < 1) max_conns = 1;
-  if (max_conns > PS_HTTP_MAX_CONNS) max_conns = PS_HTTP_MAX_CONNS;
-  c->max_inflight = max_inflight;
-  c->max_conns = max_conns;
-  ps_metrics_set("prescale_prometheus_connections_limit", "", (double)max_conns);
-}
-
-void ps_http_client_stats(const struct ps_http_client *c, struct ps_http_stats *out) {
-  out->inflight = c->inflight;
-  out->queued = c->queued;
-  out->conns = c->nconns;
-  out->peak_inflight = c->peak_inflight;
-  out->peak_conns = c->peak_conns;
-}
-
 static void client_maybe_free(struct ps_http_client *c) {
   if (c->closing && c->live == 0) free(c);
 }
@@ -225,27 +94,12 @@ void ps_http_client_close(struct ps_http_client *c) {
 
 /* ==== requests: lifetime =========================================================================== */
 
-/* The buffers a response is parsed into (ps_http_get's requests and ps_http_parse_response's). */
-static void req_bufs_init(struct ps_http_req *r) {
-  ps_buf_init(&r->body);
-  ps_buf_init(&r->hname);
-  ps_buf_init(&r->hval);
-  ps_buf_init(&r->content_type);
-}
-
-static void req_bufs_free(struct ps_http_req *r) {
-  ps_buf_free(&r->body);
-  ps_buf_free(&r->hname);
-  ps_buf_free(&r->hval);
-  ps_buf_free(&r->content_type);
-}
-
 static void req_free_if_unused(struct ps_http_req *r) {
   if (r->timer_open || r->resolving) return;
   struct ps_http_client *c = r->client;
   if (r->addrs != NULL) uv_freeaddrinfo(r->addrs);
   free(r->url);
-  req_bufs_free(r);
+  ps_hc_req_bufs_free(r);
   free(r);
   c->live--;
   client_maybe_free(c);
@@ -262,7 +116,7 @@ static void req_timer_closed(uv_handle_t *h) {
 static void req_detach(struct ps_http_req *r) {
   r->done = true;
   ps_list_remove(&r->node);
-  queue_leave(r);
+  ps_hc_queue_leave(r);
   if (r->resolving) uv_cancel((uv_req_t *)&r->gai); /* may fail if already running; gai_cb checks done */
   if (r->conn != NULL) {
     struct conn *cn = r->conn;
@@ -273,8 +127,8 @@ static void req_detach(struct ps_http_req *r) {
   uv_timer_stop(&r->timer);
   /* Its slot goes to the next request waiting (none is started from here while the client closes). */
   if (r->has_slot) {
-    slot_release(r);
-    client_pump(r->client);
+    ps_hc_slot_release(r);
+    ps_hc_client_pump(r->client);
   }
 }
 
@@ -303,14 +157,13 @@ static void req_fail(struct ps_http_req *r, int err, const char *fmt, ...) {
 
 /* Errors found while ps_http_get is still on the stack go through a 0 ms timer: the contract promises
  * the callback never runs from inside ps_http_get. */
-static void req_timer_cb(uv_timer_t *t);
 static void req_defer_error(struct ps_http_req *r, int err) {
   r->pending_err = err;
   uv_timer_stop(&r->timer);
-  uv_timer_start(&r->timer, req_timer_cb, 0, 0);
+  uv_timer_start(&r->timer, ps_hc_req_timer_cb, 0, 0);
 }
 
-static void req_timer_cb(uv_timer_t *t) {
+void ps_hc_req_timer_cb(uv_timer_t *t) {
   struct ps_http_req *r = t->data;
   if (r->pending_err != 0) {
     req_finish(r, r->pending_err, NULL);
@@ -352,199 +205,17 @@ static struct conn *pool_take_idle(struct ps_http_client *c, const char *key) {
   return NULL;
 }
 
-/* ==== fan-out: slots and queues ==================================================================== */
-
-static void pool_metrics(const struct pool *p) {
-  ps_metrics_set("prescale_prometheus_inflight", p->labels, (double)p->inflight);
-  ps_metrics_set("prescale_prometheus_queued", p->labels, (double)p->queued);
-}
-
-/* The pool of key, created when absent; NULL when out of memory. */
-static struct pool *pool_get(struct ps_http_client *c, const char *key) {
-  ps_list_foreach(n, &c->pools) {
-    struct pool *p = ps_list_entry(n, struct pool, node);
-    if (strcmp(p->key, key) == 0) return p;
-  }
-  struct pool *p = calloc(1, sizeof *p);
-  if (p == NULL) return NULL;
-  snprintf(p->key, sizeof p->key, "%s", key);
-  char esc[2 * HOSTPORT_MAX];
-  ps_metrics_escape_label(esc, sizeof esc, key);
-  snprintf(p->labels, sizeof p->labels, "server=\"%s\"", esc);
-  ps_list_insert_tail(&c->pools, &p->node);
-  return p;
-}
-
-/* A pool with nothing queued and no slot held goes (idle connections are found by key, not by pool). */
-static void pool_maybe_free(struct pool *p) {
-  if (p->inflight > 0 || p->queued > 0) return;
-  ps_metrics_remove("prescale_prometheus_inflight", p->labels);
-  ps_metrics_remove("prescale_prometheus_queued", p->labels);
-  ps_list_remove(&p->node);
-  free(p);
-}
-
-static bool slot_free(const struct ps_http_client *c, const struct pool *p) {
-  /* Each slot holds at most one connection, so c->inflight bounds the busy connections in all. */
-  return p->inflight < c->max_inflight && c->inflight < c->max_conns;
-}
-
-static void slot_take(struct ps_http_req *r, struct pool *p) {
-  struct ps_http_client *c = r->client;
-  r->pool = p;
-  r->has_slot = true;
-  p->inflight++;
-  c->inflight++;
-  if (p->inflight > c->peak_inflight) c->peak_inflight = p->inflight;
-  pool_metrics(p);
-}
-
-static void slot_release(struct ps_http_req *r) {
-  struct pool *p = r->pool;
-  r->has_slot = false;
-  r->pool = NULL;
-  p->inflight--;
-  r->client->inflight--;
-  pool_metrics(p);
-  pool_maybe_free(p);
-}
-
-static void queue_join(struct ps_http_req *r, struct pool *p) {
-  struct ps_http_client *c = r->client;
-  r->pool = p;
-  r->queued = true;
-  r->queued_at = uv_now(c->loop);
-  ps_list_insert_tail(&p->queue[r->cls], &r->qnode);
-  p->queued++;
-  c->queued++;
-  pool_metrics(p);
-  uv_timer_start(&r->timer, req_timer_cb, r->queue_timeout_ms, 0);
-}
-
-/* Leaves the queue, keeping r->pool (it is about to take a slot there). */
-static void queue_unlink(struct ps_http_req *r) {
-  struct pool *p = r->pool;
-  ps_list_remove(&r->qnode);
-  r->queued = false;
-  p->queued--;
-  r->client->queued--;
-}
-
-/* Leaves the queue for good (cancel, failure, client closing); a no-op when not queued. */
-static void queue_leave(struct ps_http_req *r) {
-  if (!r->queued) return;
-  struct pool *p = r->pool;
-  queue_unlink(r);
-  r->pool = NULL;
-  pool_metrics(p);
-  pool_maybe_free(p);
-}
-
 /* Sends a request that holds a slot: its whole-request timeout starts now, so time spent queued never
  * counts against it. Errors are deferred (this may run inside ps_http_get). */
-static void req_start(struct ps_http_req *r) {
+void ps_hc_req_start(struct ps_http_req *r) {
   uv_timer_stop(&r->timer);
-  uv_timer_start(&r->timer, req_timer_cb, r->timeout_ms, 0);
+  uv_timer_start(&r->timer, ps_hc_req_timer_cb, r->timeout_ms, 0);
   struct conn *cn = pool_take_idle(r->client, r->hostport);
   if (cn != NULL) {
     conn_send(cn, r); /* failures there are deferred */
     return;
   }
   req_resolve(r);
-}
-
-/* The oldest request of p's highest class waiting, moved from the queue to a slot and started. */
-static void pool_start_one(struct pool *p, struct ps_http_client *c) {
-  for (int k = 0; k < PS_HTTP_NCLASSES; k++) {
-    struct ps_list *n = ps_list_first(&p->queue[k]);
-    if (n == NULL) continue;
-    struct ps_http_req *r = ps_list_entry(n, struct ps_http_req, qnode);
-    queue_unlink(r);
-    slot_take(r, p);
-    req_start(r);
-    return;
-  }
-}
-
-/* Starts waiting requests while slots are free: one per pool per round, so that when the connection
- * budget (not the per-server cap) binds, the servers share it round-robin. Nothing here calls a request's
- * callback or frees a pool (req_start defers its errors), so the walk is safe. */
-static void client_pump(struct ps_http_client *c) {
-  if (c->closing) return;
-  bool started = true;
-  while (started && c->queued > 0 && c->inflight < c->max_conns) {
-    started = false;
-    ps_list_foreach(n, &c->pools) {
-      struct pool *p = ps_list_entry(n, struct pool, node);
-      if (p->queued > 0 && slot_free(c, p)) {
-        pool_start_one(p, c);
-        started = true;
-      }
-    }
-  }
-}
-
-int ps_http_get(struct ps_http_client *c, const char *url, uint64_t timeout_ms, ps_http_cb cb, void *arg,
-                struct ps_http_req **out) {
-  struct ps_http_opts o = {.timeout_ms = timeout_ms, .queue_timeout_ms = 0, .cls = PS_HTTP_URGENT};
-  return ps_http_get_opts(c, url, &o, cb, arg, out);
-}
-
-int ps_http_get_opts(struct ps_http_client *c, const char *url, const struct ps_http_opts *o, ps_http_cb cb,
-                     void *arg, struct ps_http_req **out) {
-  if (out != NULL) *out = NULL;
-  if (c == NULL || url == NULL || cb == NULL || o == NULL || o->timeout_ms == 0 || o->cls < 0 ||
-      o->cls >= PS_HTTP_NCLASSES)
-    return UV_EINVAL;
-  uint64_t timeout_ms = o->timeout_ms;
-  /* A scheme other than http (RFC 3986 3.1: a letter, then letters, digits, '+', '-', '.') is refused as
-   * unsupported rather than malformed, so "https://" gets the clearer error. */
-  size_t slen = strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
-  if (slen > 0 && isalpha((unsigned char)url[0]) && strncmp(url + slen, "://", 3) == 0 &&
-      !(slen == 4 && strncasecmp(url, "http", 4) == 0))
-    return UV_EPROTONOSUPPORT;
-  if (c->closing) return UV_ECANCELED;
-  struct ps_http_req *r = calloc(1, sizeof *r);
-  if (r == NULL) return UV_ENOMEM;
-  r->url = strdup(url);
-  if (r->url == NULL) {
-    free(r);
-    return UV_ENOMEM;
-  }
-  if (ps_http_url_split(r->url, r->host, sizeof r->host, &r->port, &r->path) != 0) {
-    free(r->url);
-    free(r);
-    return UV_EINVAL;
-  }
-  ps_hostport_format(r->hostport, sizeof r->hostport, r->host, r->port);
-  struct pool *p = c->queued < PS_HTTP_MAX_QUEUED ? pool_get(c, r->hostport) : NULL;
-  if (p == NULL) {
-    free(r->url);
-    free(r);
-    return c->queued < PS_HTTP_MAX_QUEUED ? UV_ENOMEM : UV_ENOBUFS;
-  }
-  r->client = c;
-  r->cb = cb;
-  r->arg = arg;
-  r->timeout_ms = timeout_ms;
-  r->queue_timeout_ms = o->queue_timeout_ms != 0 ? o->queue_timeout_ms : timeout_ms;
-  r->cls = o->cls;
-  ps_list_init(&r->qnode);
-  req_bufs_init(r);
-  uv_timer_init(c->loop, &r->timer); /* cannot fail for timers */
-  r->timer.data = r;
-  r->timer_open = true;
-  ps_list_insert_head(&c->reqs, &r->node);
-  c->live++;
-  if (out != NULL) *out = r;
-  /* Straight to a slot only when nobody of this server waits: the queue is first come, first served. */
-  if (p->queued == 0 && slot_free(c, p)) {
-    slot_take(r, p);
-    req_start(r);
-  } else {
-    queue_join(r, p);
-  }
-  return 0;
 }
 
 static void gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
@@ -782,21 +453,6 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = sizeof cn->rbuf;
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-
-static void req_reset_response(struct ps_http_req *r) {
-  r->got_bytes = false;
-  r->complete = false;
-  r->parse_err = 0;
-  r->header_bytes = 0;
-  r->status = 0;
-  r->body_seen = 0;
-  ps_buf_reset(&r->body);
-  ps_buf_reset(&r->hname);
-  ps_buf_reset(&r->hval);
-  ps_buf_reset(&r->content_type);
-}
-
 /* Sends r on cn (fresh or idle). Errors are deferred through the request timer, because this runs from
  * inside ps_http_get when an idle connection is reused. */
 static void conn_send(struct conn *cn, struct ps_http_req *r) {
@@ -805,9 +461,9 @@ static void conn_send(struct conn *cn, struct ps_http_req *r) {
   cn->req = r;
   cn->burst = 0;
   r->conn = cn;
-  req_reset_response(r);
+  ps_hc_req_reset_response(r);
   if (cn->peer[0] == '\0') snprintf(cn->peer, sizeof cn->peer, "%s", r->hostport);
-  llhttp_init(&cn->parser, HTTP_RESPONSE, &parser_settings);
+  llhttp_init(&cn->parser, HTTP_RESPONSE, &ps_hc_parser_settings);
   cn->parser.data = r;
   ps_buf_reset(&cn->wbuf);
   /* Host carries the port unless it is the default (RFC 9110 7.2). */
@@ -841,122 +497,6 @@ static void conn_send(struct conn *cn, struct ps_http_req *r) {
   }
 }
 
-/* ==== response parsing (llhttp callbacks) ========================================================== */
-
-/* The parser's data is the request it parses for: a connection's, or ps_http_parse_response's. */
-static struct ps_http_req *parser_req(llhttp_t *p) { return p->data; }
-
-static int count_header_bytes(struct ps_http_req *r, size_t n) {
-  r->header_bytes += n;
-  if (r->header_bytes > PS_HTTP_MAX_HEADER_BYTES) {
-    r->parse_err = UV_E2BIG;
-    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: response headers exceed %u bytes", URL_IN_MSG_MAX,
-             r->url, PS_HTTP_MAX_HEADER_BYTES);
-    return -1;
-  }
-  return 0;
-}
-
-static size_t body_limit(const struct ps_http_req *r) {
-  return r->max_body != 0 ? r->max_body : PS_HTTP_MAX_RESPONSE;
-}
-
-static int on_status(llhttp_t *p, const char *at, size_t n) { return count_header_bytes(parser_req(p), n); }
-
-static int on_header_field(llhttp_t *p, const char *at, size_t n) {
-  struct ps_http_req *r = parser_req(p);
-  if (count_header_bytes(r, n) != 0) return -1;
-  return ps_buf_append(&r->hname, at, n) == 0 ? 0 : -1;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t n) {
-  struct ps_http_req *r = parser_req(p);
-  if (count_header_bytes(r, n) != 0) return -1;
-  return ps_buf_append(&r->hval, at, n) == 0 ? 0 : -1;
-}
-
-static int on_header_value_complete(llhttp_t *p) {
-  struct ps_http_req *r = parser_req(p);
-  if (count_header_bytes(r, HEADER_LINE_OVERHEAD) != 0) return -1;
-  if (r->hname.len == 12 && strncasecmp(r->hname.data, "content-type", 12) == 0) {
-    ps_buf_reset(&r->content_type);
-    if (ps_buf_append(&r->content_type, r->hval.data ? r->hval.data : "", r->hval.len) != 0) return -1;
-  }
-  ps_buf_reset(&r->hname);
-  ps_buf_reset(&r->hval);
-  return 0;
-}
-
-static int on_headers_complete(llhttp_t *p) {
-  struct ps_http_req *r = parser_req(p);
-  r->status = llhttp_get_status_code(p);
-  if (r->status < 100 || r->status > 999) { /* status-code = 3DIGIT (RFC 9112 4) */
-    r->parse_err = UV_EPROTO;
-    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: malformed HTTP response: status code %d", URL_IN_MSG_MAX,
-             r->url, r->status);
-    return -1;
-  }
-  /* Refuse a declared oversize body at once rather than after reading the limit's worth of it. */
-  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > body_limit(r)) {
-    r->parse_err = UV_E2BIG;
-    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: response body exceeds %zu bytes (Content-Length %llu)",
-             URL_IN_MSG_MAX, r->url, body_limit(r), (unsigned long long)p->content_length);
-    return -1;
-  }
-  return 0;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t n) {
-  struct ps_http_req *r = parser_req(p);
-  if (n > body_limit(r) - r->body_seen) {
-    r->parse_err = UV_E2BIG;
-    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: response body exceeds %zu bytes", URL_IN_MSG_MAX, r->url,
-             body_limit(r));
-    return -1;
-  }
-  r->body_seen += n;
-  if (r->body_cb != NULL) {
-    int err = r->body_cb(r->body_arg, at, n);
-    if (err != 0) {
-      r->parse_err = err;
-      snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: response body refused: %s", URL_IN_MSG_MAX, r->url,
-               uv_strerror(err));
-      return -1;
-    }
-    return 0;
-  }
-  if (ps_buf_append(&r->body, at, n) != 0) {
-    r->parse_err = UV_ENOMEM;
-    snprintf(r->errmsg, sizeof r->errmsg, "GET %.*s: out of memory", URL_IN_MSG_MAX, r->url);
-    return -1;
-  }
-  return 0;
-}
-
-static int on_message_complete(llhttp_t *p) {
-  struct ps_http_req *r = parser_req(p);
-  /* Interim 1xx responses precede the real one (RFC 9110 15.2): forget them and keep parsing. */
-  if (r->status >= 100 && r->status < 200) {
-    size_t hb = r->header_bytes; /* interim headers still count: a stream of 1xx must hit the limit */
-    req_reset_response(r);
-    r->header_bytes = hb;
-    r->got_bytes = true;
-    return 0;
-  }
-  r->complete = true;
-  return HPE_PAUSED; /* stop at the end of this response; anything after it is not ours */
-}
-
-static const llhttp_settings_t parser_settings = {
-    .on_status = on_status,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_header_value_complete = on_header_value_complete,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
 /* ==== reading ====================================================================================== */
 
 static void deliver(struct conn *cn, bool reusable) {
@@ -976,13 +516,6 @@ static void deliver(struct conn *cn, bool reusable) {
   req_finish(r, 0, &resp);
 }
 
-/* At EOF: whether the response is complete, a body delimited by the close of the connection (RFC 9112
- * 6.3 item 8) ending here. */
-static bool complete_at_eof(llhttp_t *p, const struct ps_http_req *r) {
-  llhttp_errno_t e = llhttp_finish(p);
-  return (e == HPE_OK || e == HPE_PAUSED) && r->complete;
-}
-
 static void read_failed(struct conn *cn, int nread) {
   struct ps_http_req *r = cn->req;
   if (r == NULL) { /* idle: the server closed it, or reset it */
@@ -990,7 +523,7 @@ static void read_failed(struct conn *cn, int nread) {
     return;
   }
   if (maybe_retry(cn)) return;
-  if (nread == UV_EOF && r->got_bytes && !r->parse_err && complete_at_eof(&cn->parser, r)) {
+  if (nread == UV_EOF && r->got_bytes && !r->parse_err && ps_hc_complete_at_eof(&cn->parser, r)) {
     deliver(cn, false);
     return;
   }
@@ -1054,42 +587,4 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   req_fail(r, UV_EPROTO, "GET %.*s: malformed HTTP response from %s: %s", URL_IN_MSG_MAX, r->url, cn->peer,
            llhttp_get_error_reason(&cn->parser));
-}
-
-/* ==== pure response parsing (tests, fuzzing) ======================================================= */
-
-int ps_http_parse_response(const char *data, size_t len, size_t piece, int *status, struct ps_buf *body) {
-  struct ps_http_req *r = calloc(1, sizeof *r);
-  if (r == NULL) return UV_ENOMEM;
-  r->url = (char *)"(parse)";
-  req_bufs_init(r);
-  llhttp_t parser;
-  llhttp_init(&parser, HTTP_RESPONSE, &parser_settings);
-  parser.data = r;
-  if (piece == 0) piece = len ? len : 1;
-  int err = UV_ECONNRESET; /* what a connection reports when the bytes end before the response */
-  size_t off = 0;
-  while (off < len) {
-    size_t n = len - off < piece ? len - off : piece;
-    r->got_bytes = true;
-    llhttp_errno_t e = llhttp_execute(&parser, data + off, n);
-    off += n;
-    if (e == HPE_PAUSED && r->complete) {
-      err = 0;
-      break;
-    }
-    if (e != HPE_OK) {
-      err = r->parse_err != 0 ? r->parse_err : UV_EPROTO;
-      break;
-    }
-  }
-  if (off >= len && err == UV_ECONNRESET && r->got_bytes && complete_at_eof(&parser, r)) err = 0;
-  if (err == 0) {
-    if (status != NULL) *status = r->status;
-    if (body != NULL && ps_buf_append(body, r->body.data ? r->body.data : "", r->body.len) != 0)
-      err = UV_ENOMEM;
-  }
-  req_bufs_free(r);
-  free(r);
-  return err;
 }
