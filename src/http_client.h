@@ -19,8 +19,8 @@
 /* A connection that has read this many bytes of a response stops reading for one loop turn before it
  * reads on, so that a large answer arriving faster than it is parsed (loopback, a full socket buffer)
  * cannot hold the loop: libuv reads up to 32 buffers in one go, 2 MiB of READ_BUF_SIZE reads. Measured by
- * tests/bench/prom_bench.c (2-core machine): prom.c decodes 130-330 MB/s, so a turn of 256 KiB costs 1-2
- * ms, and a 30 MB answer never more than 3 ms a turn (it was 860 ms in one callback). */
+ * tests/bench/prom_bench.c (2-core machine): prom_decode.c decodes 130-330 MB/s, so a turn of 256 KiB costs
+ * 1-2 ms, and a 30 MB answer never more than 3 ms a turn (it was 860 ms in one callback). */
 #define PS_HTTP_READ_BURST         (256u << 10)
 
 /* Fan-out limits (docs/reliability.md, "Prometheus fan-out"). A request holds one slot of its host:port

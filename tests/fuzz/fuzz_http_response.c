@@ -1,6 +1,6 @@
-/* libFuzzer target for the HTTP/1.1 response path of src/http_client.c, through ps_http_parse_response:
- * the first byte picks how the bytes are split across reads (as TCP may split them), the rest is what the
- * server sent before closing. */
+/* libFuzzer target for the HTTP/1.1 response path of src/http_client_parse.c, through
+ * ps_http_parse_response: the first byte picks how the bytes are split across reads (as TCP may split
+ * them), the rest is what the server sent before closing. */
 #include <stdint.h>
 #include <stdlib.h>
 

@@ -1,6 +1,6 @@
-/* Tests src/http_client.c: URL splitting, and real requests on loopback against a fake HTTP server written
- * here (on the same libuv loop) that injects the faults a real server would not: garbage, stalls, resets,
- * odd chunk splits, oversize bodies, dropped keep-alive connections. */
+/* Tests src/http_client*.c (one API, http_client.h): URL splitting, and real requests on loopback against a
+ * fake HTTP server written here (on the same libuv loop) that injects the faults a real server would not:
+ * garbage, stalls, resets, odd chunk splits, oversize bodies, dropped keep-alive connections. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <netinet/in.h>
