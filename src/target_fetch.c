@@ -1,0 +1,301 @@
+/* Fetching a target's history: refresh timers at a per-target offset into each step (jitter), shared
+ * fetches (one query_range for every target asking the same server, query, step and range), what a
+ * fetch's result does to each sharer, and first loads fed to the engine a slice per loop turn (see
+ * targets.c for why in order). The registry and the targets' lifecycle are in targets.c. */
+#include "targets.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forecast/engine.h"
+#include "log.h"
+#include "metrics.h"
+#include "prom.h"
+#include "targets_int.h"
+
+static void refresh_cb(uv_timer_t *timer);
+static void load_cb(uv_idle_t *idle);
+
+/* A query_range in flight (or queued in the HTTP client) for every target that asked exactly the same
+ * (server, query, step, start, end): one request, its samples delivered to each sharer in turn. Targets
+ * with the same Prometheus inputs and different thresholds, models or names fetch once. It goes when it
+ * delivers, or when its last sharer leaves (evicted, closed): then the request is cancelled. */
+struct fetch {
+  struct ps_targets *owner;
+  struct fetch *hnext; /* chain in owner->fetches */
+  uint64_t hash;
+  char *key;               /* server \x1f query \x1f step \x1f start \x1f end */
+  struct ps_prom_req *req; /* NULL once delivering */
+  struct ps_list sharers;  /* of ps_target.fetch_node */
+  bool delivering;         /* in fetch_done_cb: sharers leaving must not free it */
+};
+
+/* A refresh re-reads the newest points; the engine must accept them as revisions. */
+_Static_assert(PS_REFRESH_OVERLAP_STEPS <= PS_ENGINE_REVISABLE,
+               "the refresh overlap exceeds what the engine revises");
+/* A batch put at once must not cost more than a slice. */
+_Static_assert(PS_TARGET_LOAD_DIRECT_MAX <= PS_TARGET_LOAD_SLICE, "a direct batch exceeds a slice");
+
+/* ---- refresh ------------------------------------------------------------------------------------- */
+
+/* Refreshes run after each step boundary plus a settle time for the scrape to land (so the newest point
+ * of every fetch is as fresh as Prometheus can make it), plus the target's offset. */
+static int64_t refresh_settle_ms(int64_t step) {
+  return PS_REFRESH_SETTLE_MS < step / 2 ? PS_REFRESH_SETTLE_MS : step / 2;
+}
+
+/* Each target refreshes at its own offset into the step (plus the settle time), so that 10,000 targets
+ * do not all ask at the boundary. The offset comes from a hash of what it asks Prometheus, not a random
+ * draw: stable across refreshes and restarts, and equal for targets that can share one request. */
+int64_t ps_tg_refresh_offset(const struct ps_target_config *c) {
+  struct ps_buf k;
+  ps_buf_init(&k);
+  uint64_t h = 0;
+  if (ps_buf_printf(&k, "%s\x1f%s\x1f%lld", c->server_address, c->query, (long long)c->step_ms) == 0)
+    h = ps_tg_fnv1a(k.data, k.len);
+  ps_buf_free(&k);
+  int64_t span = (c->step_ms - refresh_settle_ms(c->step_ms)) * PS_REFRESH_JITTER_PCT / 100;
+  return span > 0 ? (int64_t)((h >> 16) % (uint64_t)span) : 0;
+}
+
+static void schedule_refresh(struct ps_target *t) {
+  if (t->closing) return;
+  int64_t step = t->cfg.step_ms;
+  int64_t now = ps_tg_wall_ms();
+  /* The next instant at the target's offset into a step. */
+  int64_t lead = refresh_settle_ms(step) + t->refresh_offset_ms;
+  int64_t next = now / step * step + lead;
+  /* Later than now, and later than the instant the timer last fired for: it runs on the loop's cached
+   * clock, so it may fire a little before its wall-clock instant, and "the next instant at the offset"
+   * would then be that same instant again (two refreshes in one step). */
+  int64_t floor_ms = now > t->refresh_at_ms ? now : t->refresh_at_ms;
+  if (next <= floor_ms) next += ((floor_ms - next) / step + 1) * step; /* no loop over a clock jump */
+  if (next - now > step + lead) next = now + step; /* clock jumps: never wait much more than one step */
+  t->refresh_at_ms = next;
+  uv_timer_start(&t->timer, refresh_cb, (uint64_t)(next - now), 0);
+}
+
+int64_t ps_target_refresh_offset_ms(const struct ps_target *t) { return t->refresh_offset_ms; }
+
+int64_t ps_target_refresh_due_ms(const struct ps_target *t) {
+  return uv_is_active((const uv_handle_t *)&t->timer) ? (int64_t)uv_timer_get_due_in(&t->timer) : -1;
+}
+
+static void refresh_cb(uv_timer_t *timer) {
+  struct ps_target *t = timer->data;
+  /* Not while a sliced load is in: newer samples put first would make the engine refuse the older ones
+   * (UV_ERANGE). The timer is not armed then anyway; load_cb schedules the next refresh. */
+  if (t->fetch == NULL && t->load == NULL) ps_tg_start_fetch(t);
+}
+
+/* ---- sliced loads -------------------------------------------------------------------------------- */
+
+/* Starts feeding s[0..n) to the engine a slice per loop turn: copies them (prom.c owns s only during its
+ * callback) and queues the target at the back. 0, or UV_ENOMEM (nothing queued). */
+static int load_begin(struct ps_target *t, const struct ps_sample *s, size_t n) {
+  struct ps_targets *ts = t->owner;
+  struct ps_sample *copy = malloc(n * sizeof *copy);
+  if (copy == NULL) return UV_ENOMEM;
+  memcpy(copy, s, n * sizeof *copy);
+  t->load = copy; /* owned by the target from here on; freed in load_end */
+  t->load_n = n;
+  t->load_done = 0;
+  ps_list_insert_tail(&ts->load_queue, &t->load_node);
+  if (ts->loading++ == 0) uv_idle_start(&ts->loader, load_cb);
+  ps_metrics_set("prescale_targets_loading", "", (double)ts->loading);
+  return 0;
+}
+
+/* Leaves the loading queue and frees the copy; a no-op when the target is not loading. Called when the
+ * last slice is in, and by target_close (eviction, shutdown) mid-load. */
+void ps_tg_load_end(struct ps_target *t) {
+  struct ps_targets *ts = t->owner;
+  if (t->load == NULL) return;
+  ps_list_remove(&t->load_node);
+  free(t->load);
+  t->load = NULL;
+  t->load_n = t->load_done = 0;
+  if (--ts->loading == 0) uv_idle_stop(&ts->loader);
+  ps_metrics_set("prescale_targets_loading", "", (double)ts->loading);
+}
+
+/* One slice of the target at the head of the queue. A slice is a contiguous run of the samples in their
+ * order, so the engine sees exactly the puts target_fetched would have made at once: the same state. */
+static void load_cb(uv_idle_t *idle) {
+  struct ps_targets *ts = idle->data;
+  struct ps_list *first = ps_list_first(&ts->load_queue);
+  if (first == NULL) { /* not reached: load_end stops the handle with the last target */
+    uv_idle_stop(idle);
+    return;
+  }
+  struct ps_target *t = ps_list_entry(first, struct ps_target, load_node);
+  size_t left = t->load_n - t->load_done;
+  size_t k = left < PS_TARGET_LOAD_SLICE ? left : PS_TARGET_LOAD_SLICE;
+  ps_tg_put_samples(t, t->load + t->load_done, k);
+  t->load_done += k;
+  if (t->load_done < t->load_n) return;
+  int64_t newest_ms = ps_tg_newest_present(t->load, t->load_n);
+  /* Out of the queue before any callback runs: a waiter or watcher may close targets or the registry. The
+   * target's memory stays valid until its timer's close callback, whatever they do. */
+  ps_tg_load_end(t);
+  ps_tg_fetch_succeeded(t, newest_ms);
+  ps_tg_notify_waiters(t, 0);
+  schedule_refresh(t);
+}
+
+/* ---- fetches ------------------------------------------------------------------------------------- */
+
+/* What a fetch's result does to one of its sharers. */
+static void target_fetched(struct ps_target *t, int err, const char *errmsg, const struct ps_sample *s,
+                           size_t n) {
+  struct ps_targets *ts = t->owner;
+  if (err == PS_HTTP_ERR_QUEUE_TIMEOUT && t->loaded) {
+    /* Waited a whole step for a slot and nothing was sent: not Prometheus' fault, and the next refresh
+     * reads from the same point, so it supersedes this one. Staleness still bounds how long the cached
+     * prediction is served. */
+    ps_metrics_add("prescale_refreshes_superseded_total", "", 1);
+    snprintf(t->errmsg, sizeof t->errmsg, "%s", errmsg ? errmsg : "refresh superseded");
+    ps_log(PS_LOG_DEBUG, "refresh superseded", "namespace", t->ns, "name", t->name, "error", t->errmsg, NULL);
+    schedule_refresh(t);
+    return;
+  }
+  double secs = (double)(uv_now(ts->loop) - t->fetch_began) / 1000.0;
+  ps_metrics_observe("prescale_refresh_duration_seconds", "", secs);
+  ps_metrics_add("prescale_refreshes_total", t->labels, 1);
+  int64_t newest_ms = err == 0 ? ps_tg_newest_present(s, n) : INT64_MIN;
+  if (err == 0 && newest_ms == INT64_MIN && !t->cfg.ignore_null_values) {
+    err = PS_TARGET_ERR_EMPTY_RESULT;
+    errmsg = n == 0 ? "the query returned no data and ignoreNullValues is false"
+                    : "the query returned only NaN (no value) and ignoreNullValues is false";
+  }
+  if (err != 0) {
+    /* What a client can act on: a bad query (INVALID_ARGUMENT), no data (FAILED_PRECONDITION); anything
+     * else means Prometheus is unreachable or failing (UNAVAILABLE, so KEDA's fallback can act). */
+    if (err != UV_EINVAL && err != PS_TARGET_ERR_EMPTY_RESULT) err = UV_EAGAIN;
+    bool first = t->err == 0;
+    t->err = err;
+    snprintf(t->errmsg, sizeof t->errmsg, "%s", errmsg ? errmsg : "refresh failed");
+    ps_metrics_add("prescale_refresh_errors_total", t->labels, 1);
+    ps_log(first ? PS_LOG_WARN : PS_LOG_DEBUG, "refresh failed", "namespace", t->ns, "name", t->name, "error",
+           t->errmsg, NULL);
+  } else {
+    /* A whole history goes in slices (load_cb finishes the fetch: waiters keep waiting, and no refresh is
+     * scheduled until it is in). Should the copy fail, the batch goes in at once, as it did before. */
+    if (n > PS_TARGET_LOAD_DIRECT_MAX && load_begin(t, s, n) == 0) return;
+    ps_tg_put_samples(t, s, n);
+    ps_tg_fetch_succeeded(t, newest_ms);
+  }
+  ps_tg_notify_waiters(t, t->loaded ? 0 : t->err);
+  schedule_refresh(t);
+}
+
+/* ---- shared fetches ------------------------------------------------------------------------------ */
+
+static void fetch_unlink(struct fetch *f) {
+  struct ps_targets *ts = f->owner;
+  struct fetch **pp = &ts->fetches[f->hash % PS_TARGETS_FETCH_BUCKETS];
+  while (*pp != NULL && *pp != f) pp = &(*pp)->hnext;
+  if (*pp == f) {
+    *pp = f->hnext;
+    ts->nfetches--;
+  }
+  f->hnext = NULL;
+}
+
+static void fetch_free(struct fetch *f) {
+  free(f->key);
+  free(f);
+}
+
+/* t stops sharing its fetch (evicted or closing mid-flight); the last sharer to leave cancels it. */
+void ps_tg_fetch_leave(struct ps_target *t) {
+  struct fetch *f = t->fetch;
+  if (f == NULL) return;
+  ps_list_remove(&t->fetch_node);
+  t->fetch = NULL;
+  if (!ps_list_empty(&f->sharers) || f->delivering) return;
+  fetch_unlink(f);
+  ps_prom_cancel(f->req);
+  fetch_free(f);
+}
+
+/* Hands the result to each sharer in the order they joined. It leaves the table first, so that a
+ * callback starting a new fetch never joins this one; each sharer is unlinked before its turn, and one
+ * closed by an earlier sharer's callback (a waiter that closes targets) has left the list already. */
+static void fetch_done_cb(void *arg, int err, const char *errmsg, const struct ps_sample *s, size_t n) {
+  struct fetch *f = arg;
+  f->req = NULL;
+  f->delivering = true;
+  fetch_unlink(f);
+  for (struct ps_list *node; (node = ps_list_first(&f->sharers)) != NULL;) {
+    struct ps_target *t = ps_list_entry(node, struct ps_target, fetch_node);
+    ps_list_remove(&t->fetch_node);
+    t->fetch = NULL;
+    target_fetched(t, err, errmsg, s, n);
+  }
+  fetch_free(f);
+}
+
+void ps_tg_start_fetch(struct ps_target *t) {
+  struct ps_targets *ts = t->owner;
+  int64_t step = t->cfg.step_ms;
+  int64_t end = ps_tg_wall_ms() / step * step;
+  int64_t oldest = end - t->cfg.history_ms + step;
+  /* Incremental: only the points since the last fetch, plus a small overlap because the newest points
+   * of a range may still change (a scrape lands after its evaluation time). After a long outage the
+   * whole history window is read again. */
+  int64_t start = t->loaded ? t->fetched_end_ms - PS_REFRESH_OVERLAP_STEPS * step : oldest;
+  if (start < oldest) start = oldest;
+  if (start > end) start = end;
+  t->fetch_start_ms = start;
+  t->fetch_end_ms = end;
+  t->fetch_began = uv_now(ts->loop);
+  struct ps_buf key;
+  ps_buf_init(&key);
+  int r = ps_buf_printf(&key, "%s\x1f%s\x1f%lld\x1f%lld\x1f%lld", t->cfg.server_address, t->cfg.query,
+                        (long long)step, (long long)start, (long long)end);
+  uint64_t h = r == 0 ? ps_tg_fnv1a(key.data, key.len) : 0;
+  for (struct fetch *f = r == 0 ? ts->fetches[h % PS_TARGETS_FETCH_BUCKETS] : NULL; f != NULL; f = f->hnext) {
+    if (f->hash == h && strcmp(f->key, key.data) == 0) {
+      t->fetch = f;
+      ps_list_insert_tail(&f->sharers, &t->fetch_node);
+      ps_metrics_add("prescale_refreshes_shared_total", "", 1);
+      ps_buf_free(&key);
+      return;
+    }
+  }
+  struct fetch *f = r == 0 ? calloc(1, sizeof *f) : NULL;
+  if (f == NULL) {
+    ps_buf_free(&key);
+    target_fetched(t, UV_ENOMEM, "out of memory starting a Prometheus request", NULL, 0);
+    return;
+  }
+  f->owner = ts;
+  f->hash = h;
+  f->key = ps_buf_steal(&key, NULL);
+  ps_list_init(&f->sharers);
+  /* A first load (or a reload) has KEDA waiting, or soon asking: it goes before background refreshes.
+   * The request's own timeout starts when it is sent; the wait for a slot has its own bound. */
+  struct ps_http_opts o = {
+      .timeout_ms = (uint64_t)t->cfg.timeout_ms,
+      .queue_timeout_ms = t->loaded ? (uint64_t)step : PS_TARGET_LOAD_QUEUE_MAX_MS,
+      .cls = t->loaded ? PS_HTTP_BACKGROUND : PS_HTTP_URGENT,
+  };
+  r = ps_prom_query_range_opts(ts->http, t->cfg.server_address, t->cfg.query, start, end, step, &o,
+                               fetch_done_cb, f, &f->req);
+  if (r != 0) {
+    fetch_free(f);
+    char why[PS_TARGET_MAX_ERROR];
+    if (r != UV_EINVAL ||
+        ps_prom_url_problem(why, sizeof why, t->cfg.server_address, t->cfg.query, start, end, step) == 0)
+      snprintf(why, sizeof why, "cannot build the Prometheus request (bad serverAddress or query?)");
+    target_fetched(t, r, why, NULL, 0);
+    return;
+  }
+  f->hnext = ts->fetches[h % PS_TARGETS_FETCH_BUCKETS];
+  ts->fetches[h % PS_TARGETS_FETCH_BUCKETS] = f;
+  ts->nfetches++;
+  t->fetch = f;
+  ps_list_insert_tail(&f->sharers, &t->fetch_node);
+}
