@@ -255,6 +255,8 @@ static void req_free(struct ps_call *call) {
   call->req_charged = 0;
 }
 
+/* ---- calls: lifecycle ----------------------------------------------------------------------- */
+
 /* The earlier of the request's arrival limit and the client's deadline has come. A request still
  * incomplete at its arrival limit gets DEADLINE_EXCEEDED: statuscodes.md defines it as "the deadline
  * expired before the operation could complete", and lists it for a deadline that expires on the server;

@@ -50,6 +50,8 @@ void ps_h2c_timer_release(struct owned_timer *t) {
 
 void *ps_h2c_timer_owner(const uv_timer_t *t) { return ((const struct owned_timer *)t->data)->owner; }
 
+/* ---- nghttp2 callbacks of the connection (the stream ones are in h2_call.c) -------------------- */
+
 static void rst_budget(struct ps_h2_conn *c) {
   uint64_t now = uv_now(c->srv->loop);
   c->rst_tokens += (double)(now - c->rst_last_ms) * PS_H2_RST_PER_SEC / 1000.0;

@@ -1,4 +1,5 @@
-/* Target lifecycle: registry, first load, refresh timers, staleness, idle eviction, waiters, watchers.
+/* Target lifecycle: registry, keys, creation, staleness, idle eviction, readings, waiters, watchers. How
+ * a target's history is fetched (refresh timers, shared fetches, first loads in slices) is target_fetch.c.
  *
  * Every target owns one uv_timer_t (its refresh timer) and is freed only in that timer's close callback,
  * so a target that is evicted while a callback is still on the stack stays valid until the loop turns.
@@ -6,10 +7,11 @@
  * A large fetch (a first load: up to PS_MAX_HISTORY_POINTS samples, tens of milliseconds of puts and
  * refits) is not fed to the engine inside the fetch callback: the samples are copied and the target joins
  * the registry's loading queue, which one uv_idle_t shared by all targets serves in order, one slice of
- * PS_TARGET_LOAD_SLICE samples per loop turn (see "sliced loads" below). In order, not round-robin: first
- * loads are all about the same size (the history window), so serving them one after the other finishes
- * each as early as possible, and those asked first beat their first-load timeout, where round-robin would
- * finish all of them near the end of the queue (10,000 targets after a restart: minutes). */
+ * PS_TARGET_LOAD_SLICE samples per loop turn (see "sliced loads" in target_fetch.c). In order, not
+ * round-robin: first loads are all about the same size (the history window), so serving them one after the
+ * other finishes each as early as possible, and those asked first beat their first-load timeout, where
+ * round-robin would finish all of them near the end of the queue (10,000 targets after a restart: minutes).
+ */
 #include "targets.h"
 
 #include <math.h>
