@@ -111,7 +111,7 @@ struct ps_h2_server {
   struct ps_grpc_budget buffered; /* request bytes held by every stream (limit: max_buffered) */
   size_t trim_freed;              /* bytes of request buffers freed since the last malloc_trim */
   uint64_t trim_last_ms;
-  void *trim_timer; /* a pending trim; it closes with the last connection */
+  void *trim_timer;   /* a pending trim; it closes with the last connection */
   size_t idle_closed; /* connections closed by the idle timeout */
   size_t evicted;     /* idle connections evicted at the connection limit */
   /* kept by h2_conn: every connection not yet destroyed, memory ones included (zeroed: empty) */
