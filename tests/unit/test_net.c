@@ -546,4 +546,5 @@ Test(net, fd_budget_shares_the_descriptor_limit) {
   ps_net_fd_budget(UINT64_MAX, 2, 1024, &b);
   cr_assert_eq(b.listener_conns, 1024);
   cr_assert_gt(b.outgoing_conns, 1u << 30);
+  PS_LOOP_END(&loop);
 }

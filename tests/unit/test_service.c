@@ -353,6 +353,8 @@ Test(service, the_integer_field_saturates_without_undefined_behaviour) {
   cr_assert_eq(ps_service_ceil_i64(1.797e308), INT64_MAX);
   cr_assert_eq(ps_service_ceil_i64(PS_TARGET_VALUE_MAX), INT64_MAX);
   cr_assert_eq(ps_service_ceil_i64(INFINITY), INT64_MAX);
+  stop_service();
+  PS_LOOP_END(&loop);
 }
 
 /* +Inf from Prometheus (1/0) is the highest load there is: both fields saturate and the target is
