@@ -4,7 +4,7 @@
 criterion cannot fail a test after its body (assertions in .fini are ignored), so the leak check has to be
 written in each test; this lint finds one that forgot it. A test runs on a loop when its suite's .init
 calls uv_loop_init, or when its own body does; test_loop_fixture's own tests may call the function behind
-the macro, ps_test_loop_end, instead. Prints TAP, one line per such test; fails when one lacks it.
+the macro, ps_test_loop_end, instead. Prints one TAP case, which fails naming every test that lacks it.
 
   tests/unit/loop_end_lint.py [DIR]     (DIR: the folder of the test_*.c files, this one by default)"""
 import pathlib
@@ -33,12 +33,15 @@ def loop_tests(path):
 def main(argv):
     root = pathlib.Path(argv[1] if len(argv) > 1 else pathlib.Path(__file__).parent)
     results = [r for f in sorted(root.glob("test_*.c")) for r in loop_tests(f)]
-    print(f"1..{len(results)}")
-    bad = 0
-    for i, (name, ok) in enumerate(results, 1):
-        print(f"{'ok' if ok else 'not ok'} {i} - {name}" + ("" if ok else ": no PS_LOOP_END in its body"))
-        bad += not ok
-    return 1 if bad or not results else 0
+    missing = [name for name, ok in results if not ok]
+    print("1..1")
+    if results and not missing:
+        print(f"ok 1 - all {len(results)} tests that run on a loop end with PS_LOOP_END")
+        return 0
+    print(f"not ok 1 - {len(missing)} of {len(results)} tests that run on a loop do not end with PS_LOOP_END")
+    for name in missing:
+        print(f"# {name}")
+    return 1
 
 
 if __name__ == "__main__":
