@@ -391,19 +391,18 @@ static int ref_nul_check(const uint8_t *p, size_t len, char *text, size_t tlen) 
       if (e.num == ENTRY_KEY) key = e; /* the last occurrence wins, as protobuf-c does */
       if (e.num == ENTRY_VALUE) value = e;
     }
+    bool in_key = (at = nul_at(&key)) >= 0;
+    if (!in_key && (at = nul_at(&value)) < 0) continue; /* the common case: nothing to quote */
     quote_bytes(q, sizeof q, key.data != NULL ? key.data : (const uint8_t *)"", key.len);
-    if ((at = nul_at(&key)) >= 0) {
+    if (in_key) {
       snprintf(text, tlen,
                "metadata key %s holds a NUL byte at offset %td; keys and values are text without NUL", q, at);
       return UV_EINVAL;
     }
-    if ((at = nul_at(&value)) >= 0) {
-      snprintf(text, tlen,
-               "metadata %s: the value holds a NUL byte at offset %td; keys and values are text "
-               "without NUL",
-               q, at);
-      return UV_EINVAL;
-    }
+    snprintf(text, tlen,
+             "metadata %s: the value holds a NUL byte at offset %td; keys and values are text without NUL", q,
+             at);
+    return UV_EINVAL;
   }
   return 0;
 malformed:
