@@ -64,7 +64,7 @@ class HealthPoller:
         return [a for a in self.answers if a[0] >= t0 and a[1] <= t1]
 
 
-class TestPromAnswers(unittest.TestCase):
+class TestPromAnswers(h.ScalerCase):
     @classmethod
     def setUpClass(cls):
         if not os.access(h.prescale_bin(), os.X_OK):
@@ -108,18 +108,7 @@ class TestPromAnswers(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        problems = cls.env.close()
-        if problems:
-            raise AssertionError("prescale at shutdown: " + "; ".join(problems))
-
-    def setUp(self):
-        self.channel = h.grpc_channel(self.env.grpc_addr)
-        self.stub = self.pb2_grpc.ExternalScalerStub(self.channel)
-
-    def tearDown(self):
-        self.channel.close()
-        if not self.env.prescale.alive():
-            self.fail("prescale died: " + self.env.prescale.describe())
+        h.stop_module_env(cls.env)
 
     def get_metrics(self, name, query, **md):
         ref = h.scaled_ref(self.pb2, name=name, namespace="answers", query=query, threshold="10", step="1s",
