@@ -11,7 +11,8 @@ set -euo pipefail
 PACKAGES=(
   libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler libcjson-dev libcriterion-dev
   meson ninja-build pkg-config node-llhttp
-  prometheus
+  libssl-dev libyaml-dev openssl ca-certificates
+  prometheus apache2-utils
   python3-grpcio python3-grpc-tools python3-yaml python3-jsonschema python3-h2
   nghttp2-client nghttp2-server
   clang gcc make
