@@ -23,6 +23,7 @@
 #include "config.h"
 #include "grpc.h"
 #include "h2_conn.h"
+#include "health_grpc.h"
 #include "health_http.h"
 #include "http_client.h"
 #include "log.h"
@@ -38,6 +39,7 @@ struct app {
   struct ps_http_client *http;
   struct ps_targets *targets;
   struct ps_service *service;
+  struct ps_health_grpc *health_grpc; /* grpc.health.v1.Health, in front of service on the gRPC port */
   struct ps_h2_server h2;
   struct ps_health_http health;
   struct ps_net_listener *grpc_listener;
@@ -71,6 +73,7 @@ static void finish_shutdown(struct app *a, const char *why) {
   a->finished = true;
   size_t cut = 0;
   if (a->service != NULL) cut += ps_service_close(a->service);
+  if (a->health_grpc != NULL) cut += ps_health_grpc_close(a->health_grpc);
   cut += ps_h2_server_terminate(&a->h2); /* calls the service did not hold, e.g. still uploading */
   if (a->grpc_listener != NULL) ps_net_listener_close(a->grpc_listener, NULL, NULL);
   if (a->http_listener != NULL) ps_net_listener_close(a->http_listener, NULL, NULL);
@@ -125,6 +128,8 @@ static void begin_shutdown(struct app *a, const char *why) {
    * as a dead process, and the kubelet could restart it mid-drain. */
   /* Streams never end by themselves: end them now, so that KEDA reopens them elsewhere at once. */
   a->streams_ended = ps_service_drain(a->service);
+  /* Health watches get NOT_SERVING, then end the same way. */
+  a->streams_ended += ps_health_grpc_drain(a->health_grpc);
   ps_h2_server_drain(&a->h2);
   uv_timer_start(&a->drain_timer, drain_timer_cb, a->h2.open_conns == 0 ? 0 : a->cfg.shutdown_grace_ms, 0);
 }
@@ -192,13 +197,17 @@ static int start(struct app *a) {
   int r = ps_http_client_new(&a->loop, &a->http);
   if (r == 0) r = ps_targets_new(&a->loop, &a->cfg, a->http, &a->targets);
   if (r == 0) r = ps_service_new(&a->loop, a->targets, &a->cfg, &a->service);
+  /* grpc.health.v1.Health answers what /readyz answers; every other call goes on to the ExternalScaler. */
+  struct ps_health_grpc_config hcfg = {
+      .ready = is_ready, .ready_arg = a, .next = ps_service_dispatch, .next_arg = a->service};
+  if (r == 0) r = ps_health_grpc_new(&hcfg, &a->health_grpc);
   if (r != 0) {
     ps_log(PS_LOG_ERROR, "cannot start", "error", uv_strerror(r), NULL);
     return r;
   }
   a->h2.loop = &a->loop;
-  a->h2.dispatch = ps_service_dispatch;
-  a->h2.dispatch_arg = a->service;
+  a->h2.dispatch = ps_health_grpc_dispatch;
+  a->h2.dispatch_arg = a->health_grpc;
   a->h2.max_msg = a->cfg.grpc_max_msg;
   a->h2.max_buffered = a->cfg.grpc_max_buffered;
   a->h2.request_timeout_ms = a->cfg.grpc_request_timeout_ms;
@@ -233,6 +242,7 @@ static int start(struct app *a) {
                 "cannot listen for gRPC", &a->grpc_listener);
   if (r != 0) return r;
   a->grpc_ready = true;
+  ps_health_grpc_notify(a->health_grpc); /* readiness changed (no Watch can be open yet, but say so) */
   char gport[16], hport[16];
   snprintf(gport, sizeof gport, "%d", ps_net_listener_port(a->grpc_listener));
   snprintf(hport, sizeof hport, "%d", ps_net_listener_port(a->http_listener));
@@ -283,6 +293,7 @@ int main(int argc, char **argv) {
   }
   uv_run(&a.loop, UV_RUN_DEFAULT);
   if (a.service != NULL) ps_service_free(a.service);
+  if (a.health_grpc != NULL) ps_health_grpc_free(a.health_grpc);
   if (uv_loop_close(&a.loop) != 0) {
     ps_log(PS_LOG_ERROR, "handles left open at exit", NULL);
     status = 1;

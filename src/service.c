@@ -285,8 +285,10 @@ static bool decode_method(struct ps_call *call, const char *path, enum method *m
   char text[TEXT_MAX];
   size_t plen = strlen(PS_SERVICE_PREFIX);
   if (strncmp(path, PS_SERVICE_PREFIX, plen) != 0) {
-    snprintf(text, sizeof text, "unknown service in %.200s (prescale serves externalscaler.ExternalScaler)",
-             path);
+    snprintf(
+        text, sizeof text,
+        "unknown service in %.200s (prescale serves externalscaler.ExternalScaler and grpc.health.v1.Health)",
+        path);
     ps_call_finish(call, PS_GRPC_UNIMPLEMENTED, text);
     return false;
   }
