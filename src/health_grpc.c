@@ -20,9 +20,10 @@
 
 #define STATUS(s) GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__##s
 
-_Static_assert(PS_HEALTH_SERVING == STATUS(SERVING) && PS_HEALTH_NOT_SERVING == STATUS(NOT_SERVING) &&
-                   PS_HEALTH_SERVICE_UNKNOWN == STATUS(SERVICE_UNKNOWN) &&
-                   PS_HEALTH_UNKNOWN == STATUS(UNKNOWN),
+_Static_assert((int)PS_HEALTH_SERVING == (int)STATUS(SERVING) &&
+                   (int)PS_HEALTH_NOT_SERVING == (int)STATUS(NOT_SERVING) &&
+                   (int)PS_HEALTH_SERVICE_UNKNOWN == (int)STATUS(SERVICE_UNKNOWN) &&
+                   (int)PS_HEALTH_UNKNOWN == (int)STATUS(UNKNOWN),
                "enum ps_health_status follows proto/health.proto");
 
 /* One open Watch. Freed when its call ends: by us (ps_call_finish), or by the h2 layer (the cancel

@@ -18,10 +18,12 @@
  * NOT_FOUND, Watch SERVICE_UNKNOWN. */
 #define PS_HEALTH_GRPC_SCALER      "externalscaler.ExternalScaler"
 /* Watch streams open at once, on every connection together. A Watch beyond it is answered
- * RESOURCE_EXHAUSTED at once. Each costs a stream of its connection (PS_H2_MAX_CONCURRENT_STREAMS) and a
- * few dozen bytes here; a client health-checks a server with one Watch per connection and service name
- * (gRFC A17), so 1024 is one per connection at --max-conns' default. */
-#define PS_HEALTH_GRPC_MAX_WATCHES 1024
+ * RESOURCE_EXHAUSTED at once. A Watch costs a stream of its connection and a few dozen bytes here, but it
+ * also keeps its connection busy, and a busy connection is never closed idle nor evicted at --max-conns
+ * (h2_conn.h): without a bound well below --max-conns' default (1024), Watches of any name, which need
+ * no valid trigger, could hold every slot and lock KEDA out. A client health-checks with one Watch per
+ * connection and service name (gRFC A17); KEDA uses none and probes use Check, so 128 is plenty. */
+#define PS_HEALTH_GRPC_MAX_WATCHES 128
 
 /* HealthCheckResponse.ServingStatus (proto/health.proto), for callers that do not include the protobuf-c
  * header. */
