@@ -167,6 +167,35 @@ class TestHealthGrpc(unittest.TestCase):
                                             method="Watch", code="CANCELLED") >= 1,
                      RPC_TIMEOUT, what="the cancelled Watch counted")
 
+    def test_watches_are_bounded_by_ps_health_grpc_max_watches(self):
+        # PS_HEALTH_GRPC_MAX_WATCHES (health_grpc.h) with the default build: 128 open Watches, then the next
+        # is refused at once. Unknown names count as well (they stay open); Check is not limited.
+        limit = 128
+        calls = []
+        try:
+            for i in range(limit):
+                call = self.stub.Watch(HPB2.HealthCheckRequest(service="" if i % 2 else "foo"), timeout=120)
+                calls.append(call)
+                self.assertIn(next(call).status, (HPB2.HealthCheckResponse.SERVING,
+                                                  HPB2.HealthCheckResponse.SERVICE_UNKNOWN))
+            with self.assertRaises(grpc.RpcError) as cm:
+                next(self.stub.Watch(HPB2.HealthCheckRequest(), timeout=RPC_TIMEOUT))
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED, cm.exception.details())
+            self.assertEqual(cm.exception.details(), "too many health watches open (128, PS_HEALTH_GRPC_MAX_WATCHES)")
+            self.assertEqual(self.check(""), HPB2.HealthCheckResponse.SERVING)
+            before = h.metric_value(ENV.prescale_metrics(), "prescale_grpc_requests_total", method="Watch",
+                                    code="CANCELLED") or 0
+        finally:
+            for call in calls:
+                call.cancel()
+        # Every slot comes back once the cancels are in.
+        h.wait_until(lambda: h.metric_value(ENV.prescale_metrics(), "prescale_grpc_requests_total",
+                                            method="Watch", code="CANCELLED") >= before + limit,
+                     RPC_TIMEOUT, what="the cancelled Watches counted")
+        call = self.stub.Watch(HPB2.HealthCheckRequest(), timeout=RPC_TIMEOUT)
+        self.assertEqual(next(call).status, HPB2.HealthCheckResponse.SERVING)
+        call.cancel()
+
     def test_other_methods_of_health_are_unimplemented(self):
         # List is in newer versions of grpc-proto's health.proto; prescale serves Check and Watch only.
         method = self.channel.unary_unary("/grpc.health.v1.Health/List")
