@@ -449,6 +449,7 @@ static struct {
   bool hold;                                       /* answer nothing */
   int rst_count;
   uint32_t rst_code;
+  int requests; /* request HEADERS received */
 } fk;
 
 static int fk_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *u) {
@@ -456,6 +457,7 @@ static int fk_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *u)
     fk.rst_count++;
     fk.rst_code = f->rst_stream.error_code;
   }
+  if (f->hd.type == NGHTTP2_HEADERS) fk.requests++;
   if (fk.hold) return 0;
   if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
       (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
@@ -538,10 +540,13 @@ Test(grpc_client, deadline_resets_the_stream_with_cancel) {
   snprintf(t, sizeof t, "127.0.0.1:%d", fk_start());
   struct result cr = {0}, r = {0};
   struct ps_grpc_client *c = client_new(t, &cr, 0);
-  cr_assert_eq(ps_grpc_client_call(c, "/test.Svc/Hold", NULL, 0, 100, NULL, on_done, &r, NULL), 0);
+  /* The deadline must pass after the stream reached the peer (only then is there a stream to reset), so it
+   * is long enough for a slow machine or valgrind to connect and send the HEADERS first. */
+  cr_assert_eq(ps_grpc_client_call(c, "/test.Svc/Hold", NULL, 0, 2000, NULL, on_done, &r, NULL), 0);
   wait_done(&r);
   cr_assert_eq(r.status, PS_GRPC_DEADLINE_EXCEEDED);
-  cr_assert(ps_test_run_until(&loop, fk_got_rst, NULL, 3000), "no RST_STREAM after the deadline");
+  cr_assert_eq(fk.requests, 1, "the request never reached the peer before its deadline");
+  cr_assert(ps_test_run_until(&loop, fk_got_rst, NULL, 20000), "no RST_STREAM after the deadline");
   cr_assert_eq(fk.rst_count, 1);
   cr_assert_eq(fk.rst_code, NGHTTP2_CANCEL, "PROTOCOL-HTTP2.md: a client cancels with RST_STREAM(CANCEL)");
   client_close(c);
