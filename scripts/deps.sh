@@ -15,7 +15,7 @@ PACKAGES=(
   prometheus apache2-utils
   python3-grpcio python3-grpc-tools python3-yaml python3-jsonschema python3-h2
   nghttp2-client nghttp2-server
-  clang gcc make
+  clang gcc make valgrind
 )
 
 installed() {
