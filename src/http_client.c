@@ -99,6 +99,7 @@ static void req_free_if_unused(struct ps_http_req *r) {
   struct ps_http_client *c = r->client;
   if (r->addrs != NULL) uv_freeaddrinfo(r->addrs);
   free(r->url);
+  free(r->headers);
   ps_hc_req_bufs_free(r);
   free(r);
   c->live--;
@@ -476,8 +477,8 @@ static void conn_send(struct conn *cn, struct ps_http_req *r) {
     snprintf(hosthdr, sizeof hosthdr, "%s", r->host);
   int err = ps_buf_printf(&cn->wbuf,
                           "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: prescale/0.1\r\n"
-                          "Accept: application/json\r\nAccept-Encoding: identity\r\n\r\n",
-                          r->path, hosthdr);
+                          "Accept: application/json\r\nAccept-Encoding: identity\r\n%s\r\n",
+                          r->path, hosthdr, r->headers != NULL ? r->headers : "");
   if (err == 0) {
     err = uv_read_start((uv_stream_t *)&cn->tcp, alloc_cb, read_cb);
     if (err == UV_EALREADY) err = 0; /* idle connections keep reading */

@@ -4,6 +4,7 @@
 #ifndef PS_HTTP_CLIENT_H
 #define PS_HTTP_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -11,6 +12,9 @@
 #define PS_HTTP_MAX_RESPONSE       (32u << 20) /* body bytes by default; more -> UV_E2BIG (ps_http_set_body) */
 #define PS_HTTP_MAX_HEADER_BYTES   (64u << 10)
 #define PS_HTTP_MAX_URL            16384
+/* Extra request header lines (struct ps_http_opts.headers), all together: room for a bearer token (a
+ * Kubernetes service-account JWT is 1-2 KiB) and a few custom headers; more -> UV_EINVAL. */
+#define PS_HTTP_MAX_EXTRA_HEADERS  16384
 #define PS_HTTP_MAX_IDLE_PER_HOST  4     /* keep-alive connections kept per host:port */
 #define PS_HTTP_IDLE_TIMEOUT_MS    30000 /* idle keep-alive connections are closed after this */
 /* Each address of a host gets at most this long (or the request timeout, if shorter) to accept the
@@ -47,7 +51,20 @@ struct ps_http_opts {
                               * queue: waiting never eats into it */
   uint64_t queue_timeout_ms; /* longest wait for a slot (then PS_HTTP_ERR_QUEUE_TIMEOUT); 0: timeout_ms */
   enum ps_http_class cls;
+  /* Extra request header lines, written after the client's own (Host, User-Agent, Accept,
+   * Accept-Encoding): "Name: value\r\n" each, NULL or "" for none. Copied (the request may wait in the
+   * queue). Checked by ps_http_headers_check; a bad one makes ps_http_get_opts return UV_EINVAL. */
+  const char *headers;
 };
+
+/* Whether headers (as in ps_http_opts.headers) is safe to send: at most PS_HTTP_MAX_EXTRA_HEADERS bytes,
+ * each line "name: value\r\n" with a token name (RFC 9110 5.6.2), a value without CR, LF, NUL or other
+ * control bytes but HTAB (RFC 9110 5.5), and no name the client sets itself or that changes the message
+ * framing or the connection (ps_http_header_reserved). 0 or UV_EINVAL. */
+int ps_http_headers_check(const char *headers);
+/* Whether the header name (len bytes, any case) is one the client owns: Host, Content-Length,
+ * Transfer-Encoding, Connection, Keep-Alive, Upgrade, TE, Trailer, Accept-Encoding. */
+bool ps_http_header_reserved(const char *name, size_t len);
 
 /* Occupancy, for /metrics and tests. */
 struct ps_http_stats {
@@ -86,7 +103,8 @@ void ps_http_client_stats(const struct ps_http_client *c, struct ps_http_stats *
 void ps_http_client_close(struct ps_http_client *c);
 
 /* GET url (http://host[:port]/path?query). timeout_ms bounds connect + request + response.
- * Returns 0 (cb will be called later, never from inside this call) or UV_EINVAL (bad URL, timeout_ms 0) /
+ * Returns 0 (cb will be called later, never from inside this call) or UV_EINVAL (bad URL, timeout_ms 0,
+ * bad extra headers) /
  * UV_EPROTONOSUPPORT (not http) / UV_ENOMEM / UV_ECANCELED (client closing), in which case cb is never
  * called.
  * *out (may be NULL) receives a handle for ps_http_cancel, valid until cb runs. */

@@ -82,6 +82,7 @@ struct ps_http_req {
   bool has_slot;
   uint64_t queued_at; /* uv_now when it joined the queue */
   char *url;          /* owned copy; path points into it */
+  char *headers;      /* owned copy of ps_http_opts.headers, checked; NULL: none */
   const char *path;
   char host[HOST_MAX];
   int port;

@@ -154,6 +154,42 @@ void ps_hc_client_pump(struct ps_http_client *c) {
 
 /* ==== requests: admission ========================================================================== */
 
+bool ps_http_header_reserved(const char *name, size_t len) {
+  /* The client frames the message and manages the connection itself (RFC 9112 6, 9.6; RFC 9110 7.2,
+   * 7.8, 10.1.4, 7.6.1) and decodes only the identity coding: a second Host or Content-Length could make
+   * a proxy and the server see two different requests (request smuggling), and the others would change
+   * what the response looks like under the parser. */
+  static const char *const reserved[] = {"Host",       "Content-Length", "Transfer-Encoding",
+                                         "Connection", "Keep-Alive",     "Upgrade",
+                                         "TE",         "Trailer",        "Accept-Encoding"};
+  for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+    if (strlen(reserved[i]) == len && strncasecmp(reserved[i], name, len) == 0) return true;
+  return false;
+}
+
+/* tchar of RFC 9110 5.6.2. */
+static bool is_tchar(unsigned char ch) {
+  return isalnum(ch) || (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+int ps_http_headers_check(const char *headers) {
+  if (headers == NULL) return 0;
+  size_t total = strnlen(headers, PS_HTTP_MAX_EXTRA_HEADERS + 1);
+  if (total > PS_HTTP_MAX_EXTRA_HEADERS) return UV_EINVAL;
+  const char *p = headers;
+  while (*p != '\0') {
+    size_t nlen = 0;
+    while (is_tchar((unsigned char)p[nlen])) nlen++;
+    if (nlen == 0 || p[nlen] != ':' || ps_http_header_reserved(p, nlen)) return UV_EINVAL;
+    const char *v = p + nlen + 1;
+    /* field-value: visible bytes, SP, HTAB and obs-text; no CR, LF or other controls (RFC 9110 5.5). */
+    while (*v != '\0' && *v != '\r' && ((unsigned char)*v >= 0x20 || *v == '\t') && *v != 0x7f) v++;
+    if (v[0] != '\r' || v[1] != '\n') return UV_EINVAL;
+    p = v + 2;
+  }
+  return 0;
+}
+
 int ps_http_get(struct ps_http_client *c, const char *url, uint64_t timeout_ms, ps_http_cb cb, void *arg,
                 struct ps_http_req **out) {
   struct ps_http_opts o = {.timeout_ms = timeout_ms, .queue_timeout_ms = 0, .cls = PS_HTTP_URGENT};
@@ -173,16 +209,21 @@ int ps_http_get_opts(struct ps_http_client *c, const char *url, const struct ps_
   if (slen > 0 && isalpha((unsigned char)url[0]) && strncmp(url + slen, "://", 3) == 0 &&
       !(slen == 4 && strncasecmp(url, "http", 4) == 0))
     return UV_EPROTONOSUPPORT;
+  if (ps_http_headers_check(o->headers) != 0) return UV_EINVAL;
   if (c->closing) return UV_ECANCELED;
   struct ps_http_req *r = calloc(1, sizeof *r);
   if (r == NULL) return UV_ENOMEM;
   r->url = strdup(url);
-  if (r->url == NULL) {
+  if (o->headers != NULL && o->headers[0] != '\0') r->headers = strdup(o->headers);
+  if (r->url == NULL || (o->headers != NULL && o->headers[0] != '\0' && r->headers == NULL)) {
+    free(r->url);
+    free(r->headers);
     free(r);
     return UV_ENOMEM;
   }
   if (ps_http_url_split(r->url, r->host, sizeof r->host, &r->port, &r->path) != 0) {
     free(r->url);
+    free(r->headers);
     free(r);
     return UV_EINVAL;
   }
@@ -190,6 +231,7 @@ int ps_http_get_opts(struct ps_http_client *c, const char *url, const struct ps_
   struct pool *p = c->queued < PS_HTTP_MAX_QUEUED ? pool_get(c, r->hostport) : NULL;
   if (p == NULL) {
     free(r->url);
+    free(r->headers);
     free(r);
     return c->queued < PS_HTTP_MAX_QUEUED ? UV_ENOMEM : UV_ENOBUFS;
   }

@@ -163,9 +163,9 @@ struct fake {
   int accepted;
   int requests;
   int open_conns;
-  int peak_open; /* the most connections open at once */
-  char last_req[4096];
-  char url[256]; /* what fake_start returned */
+  int peak_open;        /* the most connections open at once */
+  char last_req[32768]; /* room for PS_HTTP_MAX_EXTRA_HEADERS */
+  char url[256];        /* what fake_start returned */
   bool listener_open;
 };
 
@@ -173,7 +173,7 @@ struct fconn {
   uv_tcp_t tcp;
   uv_timer_t timer;
   struct fake *f;
-  char buf[8192];
+  char buf[32768];
   size_t len;
   int nreq;
   int piece;
@@ -512,6 +512,95 @@ Test(http_loop, content_length_response_and_request_headers) {
   cr_assert(strstr(fake.last_req, "\r\nAccept: application/json\r\n") != NULL);
   cr_assert(strstr(fake.last_req, "\r\nAccept-Encoding: identity\r\n") != NULL);
   free(r.body);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
+static int get_with_headers(const char *url, const char *headers, struct result *r) {
+  memset(r, 0, sizeof *r);
+  struct ps_http_opts o = {.timeout_ms = 5000, .cls = PS_HTTP_URGENT, .headers = headers};
+  return ps_http_get_opts(client, url, &o, result_cb, r, NULL);
+}
+
+/* Extra header lines go after the client's own, as given, and are copied: the second request waits in the
+ * queue (one slot) while the caller's buffer is overwritten and freed. */
+Test(http_loop, extra_headers_are_sent_after_the_clients_own) {
+  ps_http_client_set_limits(client, 1, 4);
+  const char *url = fake_start(M_OK, "/q");
+  const char *want = "X-Scope-OrgID: team-a\r\nAuthorization: Bearer t0k\r\n";
+  char *h1 = strdup("X-First: 1\r\n"), *h2 = strdup(want);
+  struct result r1, r2;
+  cr_assert_eq(get_with_headers(url, h1, &r1), 0);
+  cr_assert_eq(get_with_headers(url, h2, &r2), 0);
+  struct ps_http_stats st;
+  ps_http_client_stats(client, &st);
+  cr_assert_eq(st.queued, 1, "the second request waits for the slot");
+  memset(h1, 'x', strlen(h1));
+  memset(h2, 'x', strlen(h2));
+  free(h1);
+  free(h2);
+  cr_assert(ps_test_run_until(&loop, is_set, &r2.done, 10000));
+  cr_assert_eq(r1.err, 0, "%s", r1.msg);
+  cr_assert_eq(r2.err, 0, "%s", r2.msg);
+  cr_assert_eq(fake.requests, 2);
+  char tail[256];
+  snprintf(tail, sizeof tail, "\r\nAccept-Encoding: identity\r\n%s\r\n", want);
+  size_t n = strlen(fake.last_req), tl = strlen(tail);
+  cr_assert(n > tl && strcmp(fake.last_req + n - tl, tail) == 0, "%s", fake.last_req);
+  cr_assert(strstr(fake.last_req, "X-First") == NULL);
+  free(r1.body);
+  free(r2.body);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
+/* Header lines that could smuggle a header or a request, or take over the framing, are refused before
+ * anything is sent; so is a block over PS_HTTP_MAX_EXTRA_HEADERS, while one of exactly that size goes. */
+Test(http_loop, extra_headers_are_checked) {
+  const char *url = fake_start(M_OK, "/");
+  static const char *const bad[] = {
+      "X-A: b",                           /* no CRLF at the end */
+      "X-A: b\nX-B: c\r\n",               /* bare LF */
+      "X-A: b\rX-B: c\r\n",               /* bare CR */
+      "X-A: b\0\r\n",                     /* NUL: the line ends there, without CRLF */
+      "X-A: b\r\n\r\nGET / HTTP/1.1\r\n", /* an empty line, then a second request */
+      "X-A: \x01\r\n",                    /* a control byte */
+      ": v\r\n",                          /* empty name */
+      "X A: v\r\n",                       /* not a token */
+      "X-A v\r\n",                        /* no colon */
+      "Host: evil\r\n",
+      "content-length: 5\r\n",
+      "Transfer-Encoding: chunked\r\n",
+      "CONNECTION: close\r\n",
+      "Accept-Encoding: gzip\r\n",
+      "X-Ok: 1\r\nUpgrade: h2c\r\n", /* a good line does not excuse the next */
+  };
+  struct result r;
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_eq(ps_http_headers_check(bad[i]), UV_EINVAL, "case %zu", i);
+    cr_assert_eq(get_with_headers(url, bad[i], &r), UV_EINVAL, "case %zu", i);
+  }
+  cr_assert_eq(ps_http_headers_check(NULL), 0);
+  cr_assert_eq(ps_http_headers_check(""), 0);
+  cr_assert_eq(ps_http_headers_check("X-Tab: a\tb \x80\r\nx-Scope-orgid:team-a\r\n"), 0);
+  /* the bound: a header of exactly PS_HTTP_MAX_EXTRA_HEADERS bytes, then one byte more */
+  char *big = malloc(PS_HTTP_MAX_EXTRA_HEADERS + 2);
+  size_t hl = (size_t)sprintf(big, "X-Big: ");
+  memset(big + hl, 'v', PS_HTTP_MAX_EXTRA_HEADERS - hl - 2);
+  strcpy(big + PS_HTTP_MAX_EXTRA_HEADERS - 2, "\r\n");
+  cr_assert_eq(strlen(big), PS_HTTP_MAX_EXTRA_HEADERS);
+  cr_assert_eq(get_with_headers(url, big, &r), 0);
+  cr_assert(ps_test_run_until(&loop, is_set, &r.done, 10000));
+  cr_assert_eq(r.err, 0, "%s", r.msg);
+  cr_assert(strstr(fake.last_req, big) != NULL);
+  cr_assert_eq(fake.requests, 1, "only the good request was sent");
+  free(r.body);
+  memmove(big + 1, big, PS_HTTP_MAX_EXTRA_HEADERS + 1);
+  big[0] = 'X';
+  cr_assert_eq(get_with_headers(url, big, &r), UV_EINVAL);
+  free(big);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  cr_assert_eq(fake.requests, 1);
   stop_fake_and_client();
   PS_LOOP_END(&loop);
 }
