@@ -249,6 +249,8 @@ struct key_rule {
   int64_t min_ms, max_ms; /* KT_DURATION, KT_PERIOD */
   const char *words;      /* a refused value: `key: "v" <words>` */
   const char *words_low;  /* KT_DURATION: a duration below min_ms, when that reads better */
+  bool keda_ms;           /* KT_DURATION: digits alone are milliseconds and 0 is the default, as KEDA's
+                           * typed config reads a time.Duration (scalersconfig/typed_config.go) */
   bool (*text_ok)(const char *); /* KT_TEXT with a plain check (metricName) */
 };
 
@@ -273,6 +275,10 @@ enum key_id {
   K_IGNORE_NULL,
   K_METRIC_NAME,
   K_TIMEOUT,
+  K_NAMESPACE,
+  K_QUERY_PARAMS,
+  K_CUSTOM_HEADERS,
+  K_UNSAFE_SSL,
   NKEYS
 };
 
@@ -319,14 +325,22 @@ static const struct key_rule keys[NKEYS] = {
                                 " letters, digits, '_', '.', ':' or '-'"},
     [K_TIMEOUT] = {.name = "timeout", .type = KT_DURATION, .offset = FIELD(timeout_ms),
                    .def = PS_DEFAULT_TIMEOUT, .min_ms = PS_MIN_TIMEOUT_MS, .max_ms = PS_MAX_TIMEOUT_MS,
-                   .words = "is not a duration from 100ms to 1m (e.g. 3s)"},
+                   .keda_ms = true, .words = "is not a duration from 100ms to 1m (e.g. 3s)"},
+    /* KEDA's prometheus scaler keys, read by ps_trigger_prom_keys_parse (config_prom.c). */
+    [K_NAMESPACE] = {.name = "namespace", .type = KT_TEXT, .offset = FIELD(prom_namespace)},
+    [K_QUERY_PARAMS] = {.name = "queryParameters", .type = KT_TEXT, .offset = FIELD(query_params)},
+    [K_CUSTOM_HEADERS] = {.name = "customHeaders", .type = KT_TEXT, .offset = FIELD(custom_headers)},
+    [K_UNSAFE_SSL] = {.name = "unsafeSsl", .type = KT_BOOL, .offset = FIELD(unsafe_ssl), .def = "false",
+                      .words = "is not a boolean (true or false)"},
 };
 /* clang-format on */
 
 /* Keys of KEDA's own `external` trigger: KEDA passes the whole metadata map, its own keys included, in
- * ScaledObjectRef.scalerMetadata (keda-docs, scalers/external.md), so they are not ours to reject. */
-static const char *const keda_keys[] = {"scalerAddress", "tlsCertFile", "caCert",   "tlsClientCert",
-                                        "tlsClientKey",  "unsafeSsl",   "enableTLS"};
+ * ScaledObjectRef.scalerMetadata (keda-docs, scalers/external.md), so they are not ours to reject.
+ * unsafeSsl is one of them too, but it is also the prometheus scaler's key, read above: a trigger moved
+ * from `prometheus` keeps its meaning (do not verify Prometheus's certificate). */
+static const char *const keda_keys[] = {"scalerAddress", "tlsCertFile",  "caCert",
+                                        "tlsClientCert", "tlsClientKey", "enableTLS"};
 
 static bool parse_bool(const char *s, bool *out) {
   static const char *const yes[] = {"true", "1", "yes"}, *const no[] = {"false", "0", "no"};
@@ -385,6 +399,21 @@ int64_t ps_default_history_ms(int64_t step_ms, int64_t period_ms, bool detect) {
   return hist;
 }
 
+/* KEDA reads a time.Duration as Go's time.ParseDuration, or else as whole milliseconds, and a timeout of
+ * 0 as "the default" (prometheus_scaler.go): digits alone are milliseconds here, 0 the default def.
+ * False when v is not all digits (then it is read as a duration). */
+static bool keda_millis(const char *v, const char *def, int64_t *ms) {
+  size_t n = strspn(v, "0123456789");
+  if (n == 0 || v[n] != '\0') return false;
+  if (n > 15) { /* past any bound, and far from int64_t overflow */
+    *ms = INT64_MAX;
+    return true;
+  }
+  *ms = strtoll(v, NULL, 10);
+  if (*ms == 0 && def != NULL && ps_duration_parse(def, ms) != 0) *ms = INT64_MAX;
+  return true;
+}
+
 static bool in_range(const struct key_rule *k, double v) {
   if ((k->num & NUM_ZERO_OK) && v == 0) return true;
   bool above = (k->num & NUM_MIN_OPEN) ? v > k->min : v >= k->min;
@@ -417,7 +446,11 @@ static const char *check_value(const struct key_rule *k, const char *v, void *fi
     }
     __attribute__((fallthrough)); /* any other period is a duration */
   case KT_DURATION:
-    if (ps_duration_parse(v, &ms) != 0 || ms > k->max_ms) return k->words;
+    if (k->keda_ms && keda_millis(v, k->def, &ms)) {
+      if (ms > k->max_ms) return k->words;
+    } else if (ps_duration_parse(v, &ms) != 0 || ms > k->max_ms) {
+      return k->words;
+    }
     if (ms < k->min_ms) return k->words_low != NULL ? k->words_low : k->words;
     *(int64_t *)field = ms;
     return NULL;
@@ -509,7 +542,9 @@ static int parse_values(struct ps_target_config *c, const char *const val[NKEYS]
     const char *v = val[id] != NULL ? val[id] : k->def;
     if (val[id] == NULL && k->required != NULL)
       return ps_flags_fail(err, errlen, "%s: is required (%s)", k->name, k->required);
-    if (v == NULL || id == K_SERVER || id == K_QUERY) continue;
+    if (v == NULL || id == K_SERVER || id == K_QUERY || id == K_NAMESPACE || id == K_QUERY_PARAMS ||
+        id == K_CUSTOM_HEADERS)
+      continue;
     void *field = (char *)c + k->offset;
     const char *why = check_value(k, v, field);
     if (why != NULL) return key_fail(id, v, why, err, errlen);
@@ -552,6 +587,9 @@ static int check_season(struct ps_target_config *c, const char *const val[NKEYS]
 static int parse_target(struct ps_target_config *c, const char *const val[NKEYS], const char *default_server,
                         char *err, size_t errlen) {
   int r = parse_text(c, val, default_server, err, errlen);
+  if (r == 0)
+    r = ps_trigger_prom_keys_parse(c, val[K_NAMESPACE], val[K_QUERY_PARAMS], val[K_CUSTOM_HEADERS], err,
+                                   errlen);
   if (r == 0) r = parse_values(c, val, err, errlen);
   if (r == 0) r = check_season(c, val, err, errlen);
   return r;
@@ -588,7 +626,7 @@ int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md,
         err, errlen,
         "unknown metadata key %s (known: serverAddress, query, threshold, activationThreshold, "
         "lookahead, step, model, period, history, headroom, quantile, mode, ignoreNullValues, "
-        "metricName, timeout)",
+        "metricName, timeout, namespace, queryParameters, customHeaders, unsafeSsl)",
         q);
   }
 
@@ -602,4 +640,5 @@ void ps_target_config_free(struct ps_target_config *c) {
   free(c->query);
   free(c->metric_name);
   c->server_address = c->query = c->metric_name = NULL;
+  ps_trigger_prom_keys_free(c);
 }

@@ -9,6 +9,7 @@
 
 #include "duration.h" /* every duration here is in ps_duration_parse syntax */
 #include "forecast/models.h"
+#include "kv_list.h"
 #include "log.h"
 
 /* ---- server options ---------------------------------------------------------------------------- */
@@ -88,6 +89,12 @@ int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FI
 #define PS_MIN_TIMEOUT_MS         100
 #define PS_MAX_TIMEOUT_MS         60000
 #define PS_MAX_METADATA_VALUE     8192 /* bytes; longer values are rejected */
+/* KEDA's prometheus scaler keys (config_prom.c). customHeaders' lines together are at most this many
+ * bytes, half of what the HTTP client takes (PS_HTTP_MAX_EXTRA_HEADERS), so that the credentials and
+ * headers of --prometheus-config always fit beside them; entries and their sizes are bounded by
+ * kv_list.h (PS_KV_LIST_MAX_*). */
+#define PS_MAX_CUSTOM_HEADERS     8192 /* bytes of customHeaders as header lines */
+#define PS_MAX_NAMESPACE          253  /* bytes of `namespace` (a DNS subdomain's length) */
 /* History loaded by default when the period is detected ("period: auto"): a daily season needs two
  * whole days to be told apart from noise, and a week plus a day holds every weekday once with one day
  * to compare it with, so weekend days do not pass for a broken season. Capped at PS_MAX_HISTORY_POINTS
@@ -124,13 +131,21 @@ struct ps_target_config {
                         * (default PS_DEFAULT_QUANTILE) */
   bool shadow;         /* mode: shadow: answer the current value, export the forecast in /metrics only */
   bool ignore_null_values;
+  /* KEDA's prometheus scaler keys (config_prom.c); all of them are part of what is asked of Prometheus,
+   * so of a fetch's identity (target_fetch.c). */
+  char *prom_namespace; /* namespace: the `namespace` query parameter (Thanos tenancy); NULL: none */
+  struct ps_kv_list query_params; /* queryParameters: extra query parameters, sorted by key */
+  char *custom_headers; /* customHeaders as "Name: value\r\n" lines (ps_http_opts.headers); NULL: none */
+  bool unsafe_ssl;      /* unsafeSsl: do not verify an https Prometheus's certificate */
 };
 
 /* Validates the metadata into `out` (zeroed first). Keys are KEDA's trigger metadata keys (README).
  * On error returns UV_EINVAL (or UV_ENOMEM) and writes one line to err naming the key and the value,
- * e.g. `threshold: "abc" is not a number > 0`; `out` is then left freed. Unknown keys are errors, except
- * the keys of KEDA's own `external` trigger (scalerAddress, tlsCertFile, caCert, tlsClientCert,
- * tlsClientKey, unsafeSsl, enableTLS), which KEDA passes along in scalerMetadata and which are ignored.
+ * e.g. `threshold: "abc" is not a number > 0` (customHeaders and queryParameters name the entry and its
+ * key, never a value: a header may carry a token); `out` is then left freed. Unknown keys are errors,
+ * except the keys of KEDA's own `external` trigger (scalerAddress, tlsCertFile, caCert, tlsClientCert,
+ * tlsClientKey, enableTLS), which KEDA passes along in scalerMetadata and which are ignored; unsafeSsl,
+ * which the external trigger shares with the prometheus scaler, is read as the prometheus scaler's.
  * default_server (normally --prometheus-url) is used when serverAddress is absent; NULL means
  * PS_DEFAULT_PROMETHEUS_URL. history_ms defaults to max(3 x period, 1h) for a given period, 1h for models
  * last and linear (no season), and max(1h, min(PS_AUTO_PERIOD_HISTORY_MS, PS_MAX_HISTORY_POINTS steps))
@@ -139,6 +154,12 @@ struct ps_target_config {
 int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md, size_t n,
                            const char *default_server, char *err, size_t errlen);
 void ps_target_config_free(struct ps_target_config *c);
+
+/* config_prom.c: namespace, queryParameters and customHeaders (each NULL when absent) into c's fields,
+ * with KEDA's syntax (kv_list.h); 0, or UV_EINVAL / UV_ENOMEM with one line in err naming the key. */
+int ps_trigger_prom_keys_parse(struct ps_target_config *c, const char *ns, const char *query_params,
+                               const char *custom_headers, char *err, size_t errlen);
+void ps_trigger_prom_keys_free(struct ps_target_config *c);
 
 /* One value of a trigger key that takes a number, a duration, a period, a boolean, a model or a mode
  * (not serverAddress, query or metricName), checked by that key's row of the key table and stored

@@ -765,11 +765,11 @@ Test(config, target_errors) {
       {"Query", "x",
        "unknown metadata key \"Query\" (known: serverAddress, query, threshold, activationThreshold, "
        "lookahead, step, model, period, history, headroom, quantile, mode, ignoreNullValues, metricName, "
-       "timeout)"},
+       "timeout, namespace, queryParameters, customHeaders, unsafeSsl)"},
       {"bogus\"key", "x",
        "unknown metadata key \"bogus\\\"key\" (known: serverAddress, query, threshold, activationThreshold, "
        "lookahead, step, model, period, history, headroom, quantile, mode, ignoreNullValues, metricName, "
-       "timeout)"},
+       "timeout, namespace, queryParameters, customHeaders, unsafeSsl)"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     struct tc t;
