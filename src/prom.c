@@ -43,9 +43,28 @@ static int append_seconds(struct ps_buf *out, int64_t ms) {
                        (unsigned)(a % MS_PER_S));
 }
 
-/* ps_prom_range_url with the URL limit as a parameter (SIZE_MAX: none, to measure a refused URL). */
+/* What pp adds to the query string, appended to out: "&namespace=...&k=v..." (RFC 3986 3.4; each part
+ * percent-encoded, so '&', '=', '#', '+' and non-ASCII bytes in a value stay in it). */
+static int params_encode(struct ps_buf *out, const struct ps_prom_params *pp) {
+  int err = 0;
+  if (pp == NULL) return 0;
+  if (pp->ns != NULL) {
+    err = ps_buf_puts(out, "&namespace=");
+    if (err == 0) err = append_pct(out, pp->ns);
+  }
+  for (size_t i = 0; err == 0 && pp->query_params != NULL && i < pp->query_params->n; i++) {
+    err = ps_buf_puts(out, "&");
+    if (err == 0) err = append_pct(out, pp->query_params->items[i].key);
+    if (err == 0) err = ps_buf_puts(out, "=");
+    if (err == 0) err = append_pct(out, pp->query_params->items[i].value);
+  }
+  return err;
+}
+
+/* ps_prom_range_url with the encoded parameters (params_encode; "" for none) and the URL limit as a
+ * parameter (SIZE_MAX: none, to measure a refused URL). */
 static int range_url(struct ps_buf *out, const char *base, const char *query, int64_t start_ms,
-                     int64_t end_ms, int64_t step_ms, size_t max_url) {
+                     int64_t end_ms, int64_t step_ms, const char *extra, size_t max_url) {
   if (base == NULL || query == NULL || *base == '\0' || *query == '\0' || step_ms <= 0 || end_ms < start_ms)
     return UV_EINVAL;
   size_t blen = strlen(base);
@@ -63,6 +82,7 @@ static int range_url(struct ps_buf *out, const char *base, const char *query, in
   if (err == 0)
     err = step_ms % MS_PER_S == 0 ? ps_buf_printf(out, "%lld", (long long)(step_ms / MS_PER_S))
                                   : append_seconds(out, step_ms);
+  if (err == 0) err = ps_buf_puts(out, extra);
   if (err == 0 && out->len - mark > max_url) err = UV_EINVAL;
   if (err != 0) {
     out->len = mark;
@@ -72,26 +92,39 @@ static int range_url(struct ps_buf *out, const char *base, const char *query, in
 }
 
 int ps_prom_range_url(struct ps_buf *out, const char *base, const char *query, int64_t start_ms,
-                      int64_t end_ms, int64_t step_ms) {
-  return range_url(out, base, query, start_ms, end_ms, step_ms, PS_HTTP_MAX_URL);
+                      int64_t end_ms, int64_t step_ms, const struct ps_prom_params *pp) {
+  struct ps_buf extra;
+  ps_buf_init(&extra);
+  int err = params_encode(&extra, pp);
+  if (err == 0)
+    err =
+        range_url(out, base, query, start_ms, end_ms, step_ms, extra.data ? extra.data : "", PS_HTTP_MAX_URL);
+  ps_buf_free(&extra);
+  return err;
 }
 
 int ps_prom_url_problem(char *buf, size_t len, const char *base, const char *query, int64_t start_ms,
-                        int64_t end_ms, int64_t step_ms) {
-  struct ps_buf url, q;
+                        int64_t end_ms, int64_t step_ms, const struct ps_prom_params *pp) {
+  struct ps_buf url, q, extra;
   ps_buf_init(&url);
   ps_buf_init(&q);
-  int err = range_url(&url, base, query, start_ms, end_ms, step_ms, SIZE_MAX);
+  ps_buf_init(&extra);
+  int err = params_encode(&extra, pp);
+  if (err == 0)
+    err = range_url(&url, base, query, start_ms, end_ms, step_ms, extra.data ? extra.data : "", SIZE_MAX);
   if (err == 0) err = append_pct(&q, query);
   bool over = err == 0 && url.len > PS_HTTP_MAX_URL;
+  char added[96] = "";
+  if (extra.len > 0) snprintf(added, sizeof added, ", and namespace and queryParameters add %zu", extra.len);
   if (over)
     snprintf(
         buf, len,
         "the Prometheus request URL would be %zu bytes, %zu over the limit of %d bytes (PS_HTTP_MAX_URL): "
-        "the query is %zu bytes, %zu once percent-encoded; shorten it (e.g. with a recording rule)",
-        url.len, url.len - PS_HTTP_MAX_URL, PS_HTTP_MAX_URL, strlen(query), q.len);
+        "the query is %zu bytes, %zu once percent-encoded%s; shorten it (e.g. with a recording rule)",
+        url.len, url.len - PS_HTTP_MAX_URL, PS_HTTP_MAX_URL, strlen(query), q.len, added);
   ps_buf_free(&url);
   ps_buf_free(&q);
+  ps_buf_free(&extra);
   return over ? UV_E2BIG : 0;
 }
 
@@ -118,13 +151,17 @@ struct ps_prom_req {
   struct ps_prom_dec *dec; /* decodes the answer in flight into samples; owned */
   size_t mark;             /* n before the answer in flight: its samples start here */
   struct ps_buf url;
-  struct ps_http_opts opts; /* every chunk's: timeout, queue bound and class */
+  struct ps_http_opts opts; /* every chunk's: timeout, queue bound, class; headers point to `headers` */
+  char *headers;            /* owned copy of the caller's extra header lines; NULL: none */
+  char *extra;              /* owned: the encoded namespace and queryParameters (params_encode), or "" */
 };
 
 static void prom_req_free(struct ps_prom_req *p) {
   ps_prom_dec_free(p->dec);
   free(p->base);
   free(p->query);
+  free(p->headers);
+  free(p->extra);
   free(p->samples);
   ps_buf_free(&p->url);
   free(p);
@@ -153,8 +190,8 @@ static int prom_next(struct ps_prom_req *p) {
   if (last > p->points - 1) last = p->points - 1;
   p->next_point = last + 1;
   ps_buf_reset(&p->url);
-  int err = ps_prom_range_url(&p->url, p->base, p->query, p->start_ms + first * p->step_ms,
-                              p->start_ms + last * p->step_ms, p->step_ms);
+  int err = range_url(&p->url, p->base, p->query, p->start_ms + first * p->step_ms,
+                      p->start_ms + last * p->step_ms, p->step_ms, p->extra, PS_HTTP_MAX_URL);
   if (err != 0) return err;
   ps_prom_dec_free(p->dec);
   p->dec = NULL;
@@ -248,12 +285,13 @@ int ps_prom_query_range(struct ps_http_client *http, const char *base, const cha
                         int64_t end_ms, int64_t step_ms, int64_t timeout_ms, ps_prom_cb cb, void *arg,
                         struct ps_prom_req **out) {
   struct ps_http_opts o = {.timeout_ms = timeout_ms > 0 ? (uint64_t)timeout_ms : 0, .cls = PS_HTTP_URGENT};
-  return ps_prom_query_range_opts(http, base, query, start_ms, end_ms, step_ms, &o, cb, arg, out);
+  return ps_prom_query_range_opts(http, base, query, start_ms, end_ms, step_ms, &o, NULL, cb, arg, out);
 }
 
 int ps_prom_query_range_opts(struct ps_http_client *http, const char *base, const char *query,
                              int64_t start_ms, int64_t end_ms, int64_t step_ms, const struct ps_http_opts *o,
-                             ps_prom_cb cb, void *arg, struct ps_prom_req **out) {
+                             const struct ps_prom_params *pp, ps_prom_cb cb, void *arg,
+                             struct ps_prom_req **out) {
   if (out != NULL) *out = NULL;
   if (http == NULL || base == NULL || query == NULL || cb == NULL || step_ms <= 0 || end_ms < start_ms ||
       o == NULL || o->timeout_ms == 0)
@@ -267,7 +305,14 @@ int ps_prom_query_range_opts(struct ps_http_client *http, const char *base, cons
   p->base = strdup(base);
   p->query = strdup(query);
   ps_buf_init(&p->url);
-  if (p->base == NULL || p->query == NULL) {
+  struct ps_buf extra;
+  ps_buf_init(&extra);
+  int err = params_encode(&extra, pp);
+  p->extra = err == 0 ? (extra.len > 0 ? ps_buf_steal(&extra, NULL) : strdup("")) : NULL;
+  ps_buf_free(&extra);
+  if (o->headers != NULL && o->headers[0] != '\0') p->headers = strdup(o->headers);
+  if (p->base == NULL || p->query == NULL || p->extra == NULL ||
+      (o->headers != NULL && o->headers[0] != '\0' && p->headers == NULL)) {
     prom_req_free(p);
     return UV_ENOMEM;
   }
@@ -275,10 +320,11 @@ int ps_prom_query_range_opts(struct ps_http_client *http, const char *base, cons
   p->start_ms = start_ms;
   p->step_ms = step_ms;
   p->opts = *o;
+  p->opts.headers = p->headers;
   p->points = (int64_t)points;
   p->cb = cb;
   p->arg = arg;
-  int err = prom_next(p);
+  err = prom_next(p);
   if (err != 0) {
     prom_req_free(p);
     return err;

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "http_client.h"
+#include "kv_list.h"
 #include "prom_decode.h"
 
 /* Prometheus refuses a query_range that would return more than 11,000 points per series. */
@@ -33,17 +34,26 @@
 
 /* ---- pure parts (unit tested, fuzzed) -------------------------------------------------------- */
 
+/* What a trigger adds to the query string of each request: KEDA's prometheus scaler keys. NULL (or NULL
+ * fields) adds nothing. */
+struct ps_prom_params {
+  const char *ns;                        /* `namespace`: &namespace=ns, as Thanos querier's tenancy expects */
+  const struct ps_kv_list *query_params; /* `queryParameters`: &k=v each, in the list's (sorted) order */
+};
+
 /* Appends base + "/api/v1/query_range?query=...&start=...&end=...&step=..." with the query
- * percent-encoded (RFC 3986 unreserved kept) and times in seconds with millisecond decimals.
+ * percent-encoded (RFC 3986 unreserved kept) and times in seconds with millisecond decimals, then what
+ * pp (may be NULL) adds: &namespace=..., then each query parameter, keys and values percent-encoded the
+ * same way (Prometheus ignores parameters it does not know; a proxy in front of it reads them).
  * base may carry a path prefix ("http://h:9090/prom"); a trailing '/' is not doubled. */
 int ps_prom_range_url(struct ps_buf *out, const char *base, const char *query, int64_t start_ms,
-                      int64_t end_ms, int64_t step_ms);
+                      int64_t end_ms, int64_t step_ms, const struct ps_prom_params *pp);
 
 /* Why ps_prom_range_url refuses these arguments for the length of the URL: UV_E2BIG with a one-line text
- * in buf (the length, by how much it exceeds PS_HTTP_MAX_URL, the query's size), or 0 when that is not
- * the reason. */
+ * in buf (the length, by how much it exceeds PS_HTTP_MAX_URL, the query's size and what namespace and
+ * queryParameters add), or 0 when that is not the reason. */
 int ps_prom_url_problem(char *buf, size_t len, const char *base, const char *query, int64_t start_ms,
-                        int64_t end_ms, int64_t step_ms);
+                        int64_t end_ms, int64_t step_ms, const struct ps_prom_params *pp);
 
 /* ---- the asynchronous client ------------------------------------------------------------------ */
 
@@ -64,11 +74,13 @@ typedef void (*ps_prom_cb)(void *arg, int err, const char *errmsg, const struct 
 int ps_prom_query_range(struct ps_http_client *http, const char *base, const char *query, int64_t start_ms,
                         int64_t end_ms, int64_t step_ms, int64_t timeout_ms, ps_prom_cb cb, void *arg,
                         struct ps_prom_req **out);
-/* The same with the HTTP client's class and queue bound for every request (ps_http_get_opts); the
- * plain call is {timeout_ms, 0, PS_HTTP_URGENT}. */
+/* The same with the HTTP client's options for every request (ps_http_get_opts: class, queue bound,
+ * extra header lines) and what pp (may be NULL) adds to the query string; the plain call is
+ * {timeout_ms, 0, PS_HTTP_URGENT} and no pp. o's headers and pp are copied: the request may outlive them. */
 int ps_prom_query_range_opts(struct ps_http_client *http, const char *base, const char *query,
                              int64_t start_ms, int64_t end_ms, int64_t step_ms, const struct ps_http_opts *o,
-                             ps_prom_cb cb, void *arg, struct ps_prom_req **out);
+                             const struct ps_prom_params *pp, ps_prom_cb cb, void *arg,
+                             struct ps_prom_req **out);
 void ps_prom_cancel(struct ps_prom_req *r);
 
 #endif

@@ -18,14 +18,16 @@ static void refresh_cb(uv_timer_t *timer);
 static void load_cb(uv_idle_t *idle);
 
 /* A query_range in flight (or queued in the HTTP client) for every target that asked exactly the same
- * (server, query, step, start, end): one request, its samples delivered to each sharer in turn. Targets
- * with the same Prometheus inputs and different thresholds, models or names fetch once. It goes when it
- * delivers, or when its last sharer leaves (evicted, closed): then the request is cancelled. */
+ * (server, query, step, start, end, and what KEDA's prometheus keys add: namespace, queryParameters,
+ * customHeaders, unsafeSsl): one request, its samples delivered to each sharer in turn. Targets with the
+ * same Prometheus inputs and different thresholds, models or names fetch once; a different tenant
+ * (namespace, X-Scope-OrgID) or certificate check is a different request, which must not be shared. It goes
+ * when it delivers, or when its last sharer leaves (evicted, closed): then the request is cancelled. */
 struct fetch {
   struct ps_targets *owner;
   struct fetch *hnext; /* chain in owner->fetches */
   uint64_t hash;
-  char *key;               /* server \x1f query \x1f step \x1f start \x1f end */
+  char *key;               /* server \x1f query \x1f step \x1f start \x1f end [\x1f extras] */
   struct ps_prom_req *req; /* NULL once delivering */
   struct ps_list sharers;  /* of ps_target.fetch_node */
   bool delivering;         /* in fetch_done_cb: sharers leaving must not free it */
@@ -38,6 +40,19 @@ _Static_assert(PS_REFRESH_OVERLAP_STEPS <= PS_ENGINE_REVISABLE,
 _Static_assert(PS_TARGET_LOAD_DIRECT_MAX <= PS_TARGET_LOAD_SLICE, "a direct batch exceeds a slice");
 
 /* ---- refresh ------------------------------------------------------------------------------------- */
+
+/* Appends what KEDA's prometheus keys add to a request, for the keys of fetches and offsets: nothing
+ * when none is set (so keys without them are as they always were). Their values hold no control byte
+ * (config_prom.c), so the \x1e/\x1d separators cannot be forged by a value. */
+static int append_extras(struct ps_buf *k, const struct ps_target_config *c) {
+  const struct ps_kv_list *qp = &c->query_params;
+  if (c->prom_namespace == NULL && qp->n == 0 && c->custom_headers == NULL && !c->unsafe_ssl) return 0;
+  int r = ps_buf_printf(k, "\x1f%s\x1e%s\x1e%d\x1e", c->prom_namespace ? c->prom_namespace : "",
+                        c->custom_headers ? c->custom_headers : "", c->unsafe_ssl);
+  for (size_t i = 0; r == 0 && i < qp->n; i++)
+    r = ps_buf_printf(k, "%s\x1d%s\x1d", qp->items[i].key, qp->items[i].value);
+  return r;
+}
 
 /* Refreshes run after each step boundary plus a settle time for the scrape to land (so the newest point
  * of every fetch is as fresh as Prometheus can make it), plus the target's offset. */
@@ -52,7 +67,8 @@ int64_t ps_tg_refresh_offset(const struct ps_target_config *c) {
   struct ps_buf k;
   ps_buf_init(&k);
   uint64_t h = 0;
-  if (ps_buf_printf(&k, "%s\x1f%s\x1f%lld", c->server_address, c->query, (long long)c->step_ms) == 0)
+  if (ps_buf_printf(&k, "%s\x1f%s\x1f%lld", c->server_address, c->query, (long long)c->step_ms) == 0 &&
+      append_extras(&k, c) == 0)
     h = ps_tg_fnv1a(k.data, k.len);
   ps_buf_free(&k);
   int64_t span = (c->step_ms - refresh_settle_ms(c->step_ms)) * PS_REFRESH_JITTER_PCT / 100;
@@ -255,6 +271,7 @@ void ps_tg_start_fetch(struct ps_target *t) {
   ps_buf_init(&key);
   int r = ps_buf_printf(&key, "%s\x1f%s\x1f%lld\x1f%lld\x1f%lld", t->cfg.server_address, t->cfg.query,
                         (long long)step, (long long)start, (long long)end);
+  if (r == 0) r = append_extras(&key, &t->cfg);
   uint64_t h = r == 0 ? ps_tg_fnv1a(key.data, key.len) : 0;
   for (struct fetch *f = r == 0 ? ts->fetches[h % PS_TARGETS_FETCH_BUCKETS] : NULL; f != NULL; f = f->hnext) {
     if (f->hash == h && strcmp(f->key, key.data) == 0) {
@@ -281,14 +298,17 @@ void ps_tg_start_fetch(struct ps_target *t) {
       .timeout_ms = (uint64_t)t->cfg.timeout_ms,
       .queue_timeout_ms = t->loaded ? (uint64_t)step : PS_TARGET_LOAD_QUEUE_MAX_MS,
       .cls = t->loaded ? PS_HTTP_BACKGROUND : PS_HTTP_URGENT,
+      .headers = t->cfg.custom_headers,
   };
-  r = ps_prom_query_range_opts(ts->http, t->cfg.server_address, t->cfg.query, start, end, step, &o,
+  /* unsafe_ssl is carried in the fetch's key; the HTTP client's TLS (h-client) reads it from t->cfg. */
+  const struct ps_prom_params pp = {.ns = t->cfg.prom_namespace, .query_params = &t->cfg.query_params};
+  r = ps_prom_query_range_opts(ts->http, t->cfg.server_address, t->cfg.query, start, end, step, &o, &pp,
                                fetch_done_cb, f, &f->req);
   if (r != 0) {
     fetch_free(f);
     char why[PS_TARGET_MAX_ERROR];
     if (r != UV_EINVAL ||
-        ps_prom_url_problem(why, sizeof why, t->cfg.server_address, t->cfg.query, start, end, step) == 0)
+        ps_prom_url_problem(why, sizeof why, t->cfg.server_address, t->cfg.query, start, end, step, &pp) == 0)
       snprintf(why, sizeof why, "cannot build the Prometheus request (bad serverAddress or query?)");
     target_fetched(t, r, why, NULL, 0);
     return;

@@ -20,7 +20,7 @@
 static char *url_of(const char *base, const char *q, int64_t s, int64_t e, int64_t step) {
   static struct ps_buf b;
   ps_buf_free(&b);
-  int err = ps_prom_range_url(&b, base, q, s, e, step);
+  int err = ps_prom_range_url(&b, base, q, s, e, step, NULL);
   return err == 0 ? b.data : NULL;
 }
 
@@ -63,9 +63,59 @@ Test(prom, range_url_rejects) {
   struct ps_buf b;
   ps_buf_init(&b);
   ps_buf_puts(&b, "keep");
-  cr_assert_eq(ps_prom_range_url(&b, "http://h", "up", 5, 1, 1), UV_EINVAL);
+  cr_assert_eq(ps_prom_range_url(&b, "http://h", "up", 5, 1, 1, NULL), UV_EINVAL);
   cr_assert_str_eq(b.data, "keep");
   ps_buf_free(&b);
+}
+
+/* namespace and queryParameters (KEDA's prometheus keys) follow prescale's own parameters, every key and
+ * value percent-encoded (RFC 3986 2.1): '&', '=', '#', '+', spaces and UTF-8 stay inside their part. */
+Test(prom, range_url_params) {
+  struct ps_kv_list l;
+  char err[128];
+  cr_assert_eq(ps_kv_list_parse("tenant=a&b, x=1+1=2", &l, err, sizeof err), UV_EINVAL); /* two '=' */
+  cr_assert_eq(ps_kv_list_parse("tenant=a&b #c, dedup=true, é=ü", &l, err, sizeof err), 0, "%s", err);
+  struct ps_prom_params pp = {.ns = "team a", .query_params = &l};
+  struct ps_buf b;
+  ps_buf_init(&b);
+  cr_assert_eq(ps_prom_range_url(&b, "http://h:9090", "up", 0, 1000, 1000, &pp), 0);
+  cr_assert_str_eq(b.data, "http://h:9090/api/v1/query_range?query=up&start=0.000&end=1.000&step=1"
+                           "&namespace=team%20a&dedup=true&tenant=a%26b%20%23c&%C3%A9=%C3%BC");
+  ps_buf_reset(&b);
+  pp.ns = NULL; /* each part alone */
+  cr_assert_eq(ps_prom_range_url(&b, "http://h", "up", 0, 0, 1000, &pp), 0);
+  cr_assert(strstr(b.data, "&step=1&dedup=true&tenant=") != NULL, "%s", b.data);
+  ps_buf_reset(&b);
+  pp = (struct ps_prom_params){.ns = "ns1"};
+  cr_assert_eq(ps_prom_range_url(&b, "http://h", "up", 0, 0, 1000, &pp), 0);
+  cr_assert_str_eq(b.data, "http://h/api/v1/query_range?query=up&start=0.000&end=0.000&step=1&namespace=ns1");
+  ps_buf_free(&b);
+  ps_kv_list_free(&l);
+}
+
+/* What namespace and queryParameters add counts toward PS_HTTP_MAX_URL, and the refusal says so. */
+Test(prom, url_problem_counts_the_params) {
+  char *v = malloc(PS_KV_LIST_MAX_VALUE + 1), *list = malloc(4 * (PS_KV_LIST_MAX_VALUE + 8));
+  memset(v, ' ', PS_KV_LIST_MAX_VALUE);
+  v[0] = v[PS_KV_LIST_MAX_VALUE - 1] = 'x'; /* not trimmed: 4096 bytes, 12 KiB encoded */
+  v[PS_KV_LIST_MAX_VALUE] = '\0';
+  sprintf(list, "a=%s,b=%s", v, v);
+  struct ps_kv_list l;
+  char why[512];
+  cr_assert_eq(ps_kv_list_parse(list, &l, why, sizeof why), 0, "%s", why);
+  struct ps_prom_params pp = {.query_params = &l};
+  struct ps_buf b;
+  ps_buf_init(&b);
+  cr_assert_eq(ps_prom_range_url(&b, "http://h", "up", 0, 0, 1000, &pp), UV_EINVAL);
+  cr_assert_eq(ps_prom_url_problem(why, sizeof why, "http://h", "up", 0, 0, 1000, &pp), UV_E2BIG);
+  cr_assert(
+      strstr(why, "the query is 2 bytes, 2 once percent-encoded, and namespace and queryParameters add") !=
+          NULL,
+      "%s", why);
+  ps_buf_free(&b);
+  ps_kv_list_free(&l);
+  free(v);
+  free(list);
 }
 
 /* A URL refused for its length is explained: its size, by how much it is over, and the query's size. */
@@ -78,9 +128,9 @@ Test(prom, url_problem_says_which_limit_and_by_how_much) {
   q[qlen] = '\0';
   struct ps_buf b;
   ps_buf_init(&b);
-  cr_assert_eq(ps_prom_range_url(&b, "http://h:9090", q, 0, 1000, 1000), UV_EINVAL);
+  cr_assert_eq(ps_prom_range_url(&b, "http://h:9090", q, 0, 1000, 1000, NULL), UV_EINVAL);
   ps_buf_free(&b);
-  cr_assert_eq(ps_prom_url_problem(why, sizeof why, "http://h:9090", q, 0, 1000, 1000), UV_E2BIG);
+  cr_assert_eq(ps_prom_url_problem(why, sizeof why, "http://h:9090", q, 0, 1000, 1000, NULL), UV_E2BIG);
   /* "http://h:9090/api/v1/query_range?query=" + "sum%28x%29" + 3 x 5994 + "&start=0.000&end=1.000&step=1" */
   size_t want = strlen("http://h:9090/api/v1/query_range?query=") + 10 + 3 * (qlen - 6) +
                 strlen("&start=0.000&end=1.000&step=1");
@@ -93,8 +143,8 @@ Test(prom, url_problem_says_which_limit_and_by_how_much) {
   cr_assert_str_eq(why, expect);
   /* Not the reason: 0, and buf untouched. */
   why[0] = '\0';
-  cr_assert_eq(ps_prom_url_problem(why, sizeof why, "http://h:9090", "up", 0, 1000, 1000), 0);
-  cr_assert_eq(ps_prom_url_problem(why, sizeof why, "http://h:9090", "up", 5, 1, 1000), 0);
+  cr_assert_eq(ps_prom_url_problem(why, sizeof why, "http://h:9090", "up", 0, 1000, 1000, NULL), 0);
+  cr_assert_eq(ps_prom_url_problem(why, sizeof why, "http://h:9090", "up", 5, 1, 1000, NULL), 0);
   cr_assert_str_eq(why, "");
   free(q);
 }
@@ -148,6 +198,7 @@ struct fake {
   bool fat;         /* generated samples padded to PS_PROM_MAX_SAMPLE_BYTES, as big as a sample may be */
   bool chunked;     /* Transfer-Encoding: chunked, no Content-Length */
   int64_t starts[16], ends[16];
+  char last_req[32768]; /* the request line and headers of the last request */
 };
 
 struct fconn {
@@ -176,6 +227,7 @@ static void fake_reply(struct fconn *fc, const char *req) {
   ps_buf_init(&body);
   ps_buf_init(&out);
   int i = fake.requests++;
+  snprintf(fake.last_req, sizeof fake.last_req, "%s", req);
   if (fake.body != NULL) {
     ps_buf_puts(&body, fake.body);
   } else {
@@ -425,6 +477,39 @@ Test(prom_loop, http_errors) {
     uv_run(&loop, UV_RUN_NOWAIT); /* the close completes before fake_start reuses the handle */
     fake_open = false;
   }
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
+/* A range query carries the trigger's extra header lines and parameters on every request, copies of
+ * them: the caller's strings are gone before the request is even sent. */
+Test(prom_loop, headers_and_params_are_sent_and_copied) {
+  fake_start(200, NULL);
+  struct ps_kv_list l;
+  char err[128];
+  cr_assert_eq(ps_kv_list_parse("dedup=false", &l, err, sizeof err), 0);
+  char *ns = strdup("team-a"), *headers = strdup("X-Scope-OrgID: team-a\r\n");
+  struct ps_prom_params pp = {.ns = ns, .query_params = &l};
+  struct ps_http_opts o = {.timeout_ms = 10000, .cls = PS_HTTP_URGENT, .headers = headers};
+  struct qres q;
+  memset(&q, 0, sizeof q);
+  int64_t step = 1000, points = PS_PROM_MAX_POINTS + 10; /* two requests */
+  cr_assert_eq(
+      ps_prom_query_range_opts(http, fake_base(), "up", 0, (points - 1) * step, step, &o, &pp, qcb, &q, NULL),
+      0);
+  ps_kv_list_free(&l);
+  memset(ns, 'x', strlen(ns));
+  memset(headers, 'x', strlen(headers));
+  free(ns);
+  free(headers);
+  cr_assert(ps_test_run_until(&loop, is_set, &q.done, 30000));
+  cr_assert_eq(q.err, 0, "%s", q.msg);
+  cr_assert_eq(fake.requests, 2);
+  cr_assert(strstr(fake.last_req, "&step=1&namespace=team-a&dedup=false HTTP/1.1\r\n") != NULL, "%s",
+            fake.last_req);
+  cr_assert(strstr(fake.last_req, "\r\nAccept-Encoding: identity\r\nX-Scope-OrgID: team-a") != NULL, "%s",
+            fake.last_req);
+  free(q.s);
   stop_fake_and_client();
   PS_LOOP_END(&loop);
 }
@@ -738,9 +823,9 @@ Test(prom_loop, large_answers_from_a_real_prometheus) {
    * burst and a read in one. */
   struct ps_buf url;
   ps_buf_init(&url);
-  cr_assert_eq(
-      ps_prom_range_url(&url, prom.url, "ps_big_load", start, start + (PS_PROM_MAX_POINTS - 1) * 1000, 1000),
-      0);
+  cr_assert_eq(ps_prom_range_url(&url, prom.url, "ps_big_load", start,
+                                 start + (PS_PROM_MAX_POINTS - 1) * 1000, 1000, NULL),
+               0);
   struct ps_sample *arr = NULL;
   size_t n = 0, cap = 0;
   cr_assert_eq(ps_prom_dec_new(&arr, &n, &cap, &t.dec), 0);

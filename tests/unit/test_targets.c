@@ -857,6 +857,56 @@ Test(targets, identical_inputs_share_one_request) {
   PS_LOOP_END(&loop);
 }
 
+/* KEDA's prometheus keys are part of what is asked: two triggers with the same query but another
+ * namespace, customHeaders (a tenant's X-Scope-OrgID), queryParameters or unsafeSsl must neither share a
+ * target nor a fetch (another tenant's answer would be served). Two spellings of the same list do share.
+ * Every one of them loads from the real Prometheus, which ignores parameters and headers it does not
+ * know. */
+Test(targets, prometheus_keys_are_part_of_a_fetchs_identity) {
+  static const struct {
+    const char *key, *value;
+  } extra[] = {
+      {NULL, NULL},
+      {"namespace", "team-a"},
+      {"namespace", "team-b"},
+      {"customHeaders", "X-Scope-OrgID=team-a"},
+      {"customHeaders", "X-Scope-OrgID=team-b"},
+      {"queryParameters", "dedup=false"},
+      {"unsafeSsl", "true"},
+      {"customHeaders", "X-A=1, X-B=2"},
+      {"customHeaders", "X-B=2,X-A=1"}, /* the same list as the one before: shares its fetch */
+  };
+  enum { N = sizeof extra / sizeof extra[0] };
+  struct ps_target *t[N];
+  struct waited x[N + 1];
+  memset(x, 0, sizeof x);
+  char err[256];
+  for (int i = 0; i < N; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "app%d", i);
+    struct ps_kv md[] = {{"query", "vector(5)"}, {"threshold", "1"}, {"model", "last"},
+                         {"step", "1s"},         {"history", "1m"},  {extra[i].key, extra[i].value}};
+    cr_assert_eq(
+        ps_targets_get_or_create(targets, "ns", name, md, extra[i].key ? 6 : 5, &t[i], err, sizeof err), 0,
+        "%s", err);
+    for (int j = 0; j < i; j++) cr_assert_neq(t[i], t[j]);
+    x[i].w.cb = waited_cb;
+    ps_target_wait(t[i], &x[i].w);
+  }
+  cr_assert_eq(ps_targets_fetches(targets), N - 1, "%zu fetches", ps_targets_fetches(targets));
+  cr_assert_eq(ps_metrics_get("prescale_refreshes_shared_total", ""), 1);
+  cr_assert_eq(ps_target_refresh_offset_ms(t[N - 1]), ps_target_refresh_offset_ms(t[N - 2]));
+  cr_assert(run_until(all_waited, x, 15000));
+  for (int i = 0; i < N; i++) {
+    cr_assert_eq(x[i].err, 0, "%s=%s", extra[i].key, extra[i].value);
+    struct ps_target_reading rd;
+    cr_assert_eq(ps_target_read(t[i], &rd, err, sizeof err), 0, "%s", err);
+    cr_assert_float_eq(rd.value, 5, 1e-12);
+  }
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
 /* A sharer evicted while the shared fetch is in flight leaves it; the others still get their answer.
  * When the last sharer goes, the request is cancelled. */
 Test(targets, a_sharer_evicted_mid_flight_leaves_the_others_answered) {
