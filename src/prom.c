@@ -135,6 +135,37 @@ static void one_line(char *s) {
     if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
 }
 
+/* " " and the reason phrase of the statuses a Prometheus or a proxy in front of it answers (RFC 9110
+ * 15), for messages; "" for others (the number says it all). */
+static const char *reason_phrase(int status) {
+  static const struct {
+    int status;
+    const char *phrase;
+  } phrases[] = {
+      {400, " Bad Request"},
+      {401, " Unauthorized"},
+      {403, " Forbidden"},
+      {404, " Not Found"},
+      {405, " Method Not Allowed"},
+      {406, " Not Acceptable"},
+      {407, " Proxy Authentication Required"},
+      {408, " Request Timeout"},
+      {413, " Content Too Large"},
+      {414, " URI Too Long"},
+      {422, " Unprocessable Content"},
+      {429, " Too Many Requests"},
+      {431, " Request Header Fields Too Large"},
+      {500, " Internal Server Error"},
+      {501, " Not Implemented"},
+      {502, " Bad Gateway"},
+      {503, " Service Unavailable"},
+      {504, " Gateway Timeout"},
+  };
+  for (size_t i = 0; i < sizeof phrases / sizeof phrases[0]; i++)
+    if (phrases[i].status == status) return phrases[i].phrase;
+  return "";
+}
+
 /* ==== asynchronous range queries =================================================================== */
 
 struct ps_prom_req {
@@ -248,17 +279,21 @@ static void prom_http_cb(void *arg, int err, const char *errmsg, const struct ps
   char msg[2 * PS_PROM_MAX_ERROR_TEXT], derr[PS_PROM_MAX_ERROR_TEXT];
   bool api_error = false;
   int rc = ps_prom_dec_finish(p->dec, derr, sizeof derr, &api_error);
+  if (resp->status == 401 || resp->status == 403) {
+    /* Prometheus itself never says 401/403: its --web.config.file, or a proxy in front (OpenShift's
+     * kube-rbac-proxy, Mimir's gateway), refused prescale's credentials. Named as such, at once, and
+     * without the body: some gateways echo the request, headers and tokens included. */
+    snprintf(msg, sizeof msg, "prometheus %.*s answered %d%s (check its credentials: --prometheus-config)",
+             BASE_IN_MSG_MAX, p->base, resp->status, reason_phrase(resp->status));
+    one_line(msg);
+    prom_finish(p, UV_EACCES, msg);
+    return;
+  }
   if (resp->status != 200 && !(rc != 0 && api_error)) {
     /* Prometheus answers its own errors with 400/422/503 and a JSON envelope; anything else (a proxy's
      * 502 page, a 404 from a wrong base path) is not the API we expected. */
-    char host[256];
-    int port;
-    const char *path;
-    if (ps_http_url_split(p->url.data, host, sizeof host, &port, &path) != 0)
-      snprintf(host, sizeof host, "?");
-    bool v6 = strchr(host, ':') != NULL;
-    snprintf(msg, sizeof msg, "HTTP %d from %s%s%s:%d (expected a Prometheus API response): %.80s",
-             resp->status, v6 ? "[" : "", host, v6 ? "]" : "", port, ps_prom_dec_head(p->dec));
+    snprintf(msg, sizeof msg, "prometheus %.*s answered %d%s (expected a Prometheus API response): %.80s",
+             BASE_IN_MSG_MAX, p->base, resp->status, reason_phrase(resp->status), ps_prom_dec_head(p->dec));
     one_line(msg);
     prom_finish(p, UV_EPROTO, msg);
     return;

@@ -187,7 +187,13 @@ static void target_fetched(struct ps_target *t, int err, const char *errmsg, con
   }
   if (err != 0) {
     /* What a client can act on: a bad query (INVALID_ARGUMENT), no data (FAILED_PRECONDITION); anything
-     * else means Prometheus is unreachable or failing (UNAVAILABLE, so KEDA's fallback can act). */
+     * else means Prometheus is unreachable or failing (UNAVAILABLE, so KEDA's fallback can act).
+     * A 401/403 (UV_EACCES) is UNAVAILABLE too, with prom.c's message naming the status and the server:
+     * gRPC's UNAUTHENTICATED and PERMISSION_DENIED speak of the caller's own credentials
+     * (grpc/doc/statuscodes.md), which would send the operator to KEDA's TLS settings, while the refusal
+     * is of prescale's credentials for a dependency; it can heal without the caller doing anything (a
+     * rotated token is re-read), which is what UNAVAILABLE says; and KEDA treats every status alike
+     * (external_scaler.go returns the error; the ScaledObject's fallback counts it). */
     if (err != UV_EINVAL && err != PS_TARGET_ERR_EMPTY_RESULT) err = UV_EAGAIN;
     bool first = t->err == 0;
     t->err = err;

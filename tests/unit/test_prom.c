@@ -454,11 +454,19 @@ Test(prom_loop, http_errors) {
        UV_EAGAIN, "expanding series: boom"},
       {503, "{\"status\":\"error\",\"errorType\":\"unavailable\",\"error\":\"TSDB not ready\"}", UV_EAGAIN,
        "TSDB not ready"},
-      {502, "<html><body>Bad Gateway</body></html>", UV_EPROTO, "HTTP 502 from 127.0.0.1:"},
-      {404, "404 page not found\n", UV_EPROTO, "HTTP 404 from 127.0.0.1:"},
-      {503, "upstream connect error", UV_EPROTO, "HTTP 503 from"},
+      /* Not the API: the status, its reason and the server, then the head of the body. */
+      {502, "<html><body>Bad Gateway</body></html>", UV_EPROTO,
+       "answered 502 Bad Gateway (expected a Prometheus API response): <html>"},
+      {404, "404 page not found\n", UV_EPROTO, "answered 404 Not Found"},
+      {503, "upstream connect error", UV_EPROTO, "answered 503 Service Unavailable"},
       {500, "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[]}}", UV_EPROTO,
-       "HTTP 500"},
+       "answered 500 Internal Server Error"},
+      {418, "teapot", UV_EPROTO, "answered 418 (expected"},
+      /* Credentials refused: UV_EACCES, named as such, and the body is not repeated (a gateway may echo
+       * the request's headers, tokens included). */
+      {401, "Unauthorized: Authorization: Bearer s3cret", UV_EACCES, "answered 401 Unauthorized (check"},
+      {403, "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"tenant X-Scope-OrgID s3cret\"}",
+       UV_EACCES, "answered 403 Forbidden (check its credentials"},
       {200, "not json", UV_EPROTO, "not JSON"},
       {200,
        "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[[1,\"1\"]]},"
@@ -473,6 +481,13 @@ Test(prom_loop, http_errors) {
     cr_expect(strstr(q.msg, cases[i].needle) != NULL, "case %zu: \"%s\" lacks \"%s\"", i, q.msg,
               cases[i].needle);
     cr_expect(strchr(q.msg, '\n') == NULL);
+    if ((cases[i].status != 200 && cases[i].err == UV_EPROTO) || cases[i].err == UV_EACCES) {
+      char server[128];
+      snprintf(server, sizeof server, "prometheus %s answered %d", fake_base(), cases[i].status);
+      cr_expect(strncmp(q.msg, server, strlen(server)) == 0, "case %zu: \"%s\" does not start with \"%s\"", i,
+                q.msg, server);
+    }
+    cr_expect(strstr(q.msg, "s3cret") == NULL, "case %zu: %s", i, q.msg);
     uv_close((uv_handle_t *)&fake.listener, NULL);
     uv_run(&loop, UV_RUN_NOWAIT); /* the close completes before fake_start reuses the handle */
     fake_open = false;
