@@ -291,9 +291,11 @@ static void prom_http_cb(void *arg, int err, const char *errmsg, const struct ps
   }
   if (resp->status != 200 && !(rc != 0 && api_error)) {
     /* Prometheus answers its own errors with 400/422/503 and a JSON envelope; anything else (a proxy's
-     * 502 page, a 404 from a wrong base path) is not the API we expected. */
-    snprintf(msg, sizeof msg, "prometheus %.*s answered %d%s (expected a Prometheus API response): %.80s",
-             BASE_IN_MSG_MAX, p->base, resp->status, reason_phrase(resp->status), ps_prom_dec_head(p->dec));
+     * 502 page, a 404 from a wrong base path) is not the API we expected. The head of its body helps,
+     * unless the request carried header lines (customHeaders, credentials) a proxy may have echoed. */
+    snprintf(msg, sizeof msg, "prometheus %.*s answered %d%s (expected a Prometheus API response)%s%.80s",
+             BASE_IN_MSG_MAX, p->base, resp->status, reason_phrase(resp->status), p->headers ? "" : ": ",
+             p->headers ? "" : ps_prom_dec_head(p->dec));
     one_line(msg);
     prom_finish(p, UV_EPROTO, msg);
     return;

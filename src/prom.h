@@ -63,7 +63,8 @@ struct ps_prom_req;
  * n == 0. Otherwise err is from ps_prom_decode or the HTTP client (UV_ECONNREFUSED, UV_ETIMEDOUT, ...,
  * UV_EACCES for a 401 or 403, whatever the body: "prometheus <base> answered 403 Forbidden", nothing of
  * the request's headers; UV_EPROTO for another HTTP status than 200/400/422/503 with no Prometheus error
- * body, "prometheus <base> answered 502 Bad Gateway (...)"; an answer over PS_PROM_MAX_RESPONSE:
+ * body, "prometheus <base> answered 502 Bad Gateway (...)" and the head of the body unless o carried
+ * header lines; an answer over PS_PROM_MAX_RESPONSE:
  * UV_EINVAL when the part read held several series, else UV_E2BIG), and errmsg is one line fit for a log
  * and a grpc-message. */
 typedef void (*ps_prom_cb)(void *arg, int err, const char *errmsg, const struct ps_sample *samples, size_t n);

@@ -529,6 +529,25 @@ Test(prom_loop, headers_and_params_are_sent_and_copied) {
   PS_LOOP_END(&loop);
 }
 
+/* A request that carried header lines (customHeaders, credentials) does not repeat a non-API answer's
+ * body: a proxy may echo the request, and its tokens with it. */
+Test(prom_loop, an_error_page_is_not_repeated_when_headers_were_sent) {
+  fake_start(502, "Bad Gateway: you sent Authorization: Bearer s3cret");
+  struct ps_http_opts o = {
+      .timeout_ms = 10000, .cls = PS_HTTP_URGENT, .headers = "Authorization: Bearer s3cret\r\n"};
+  struct qres q;
+  memset(&q, 0, sizeof q);
+  cr_assert_eq(ps_prom_query_range_opts(http, fake_base(), "up", 0, 1000, 1000, &o, NULL, qcb, &q, NULL), 0);
+  cr_assert(ps_test_run_until(&loop, is_set, &q.done, 30000));
+  cr_assert_eq(q.err, UV_EPROTO);
+  char want[160];
+  snprintf(want, sizeof want, "prometheus %s answered 502 Bad Gateway (expected a Prometheus API response)",
+           fake_base());
+  cr_assert_str_eq(q.msg, want);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
 static void count_turn(uv_prepare_t *h) { (*(uint64_t *)h->data)++; }
 
 /* The largest answer a chunk may be: PS_PROM_MAX_POINTS samples each as big as PS_PROM_MAX_SAMPLE_BYTES.
