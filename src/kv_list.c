@@ -2,24 +2,16 @@
  * may be a credential (customHeaders: "Authorization=Bearer ..."). */
 #include "kv_list.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(int code, char *err, size_t errlen, const char *fmt, ...) {
-  if (err != NULL && errlen > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
+#include "flags.h"
+
+/* An error: the words into err (ps_flags_fail), code returned. */
+#define FAIL(code, ...) (ps_flags_fail(err, errlen, __VA_ARGS__), (code))
 
 /* Go's strings.TrimSpace trims Unicode space; ASCII space and tab are what a YAML value can carry here
  * (other controls are refused below, and non-ASCII space is kept as text). */
@@ -69,30 +61,28 @@ static size_t find(const struct ps_kv_list *l, const char *k, size_t klen) {
 static int parse_entry(struct ps_kv_list *out, size_t entry, const char *p, const char *end, char *err,
                        size_t errlen) {
   const char *eq = memchr(p, '=', (size_t)(end - p));
-  if (eq == NULL) return fail(UV_EINVAL, err, errlen, "entry %zu is not key=value", entry);
+  if (eq == NULL) return FAIL(UV_EINVAL, "entry %zu is not key=value", entry);
   const char *kb = p, *ke = eq, *vb = eq + 1, *ve = end;
   trim(&kb, &ke);
   trim(&vb, &ve);
   size_t klen = (size_t)(ke - kb), vlen = (size_t)(ve - vb);
-  if (klen == 0) return fail(UV_EINVAL, err, errlen, "entry %zu has an empty key", entry);
+  if (klen == 0) return FAIL(UV_EINVAL, "entry %zu has an empty key", entry);
   if (klen > PS_KV_LIST_MAX_KEY)
-    return fail(UV_E2BIG, err, errlen, "entry %zu: the key is %zu bytes; the maximum is %d", entry, klen,
+    return FAIL(UV_E2BIG, "entry %zu: the key is %zu bytes; the maximum is %d", entry, klen,
                 PS_KV_LIST_MAX_KEY);
   if (has_control(kb, ke))
-    return fail(UV_EINVAL, err, errlen, "entry %zu: the key holds a control byte (CR, LF, ...)", entry);
+    return FAIL(UV_EINVAL, "entry %zu: the key holds a control byte (CR, LF, ...)", entry);
   if (memchr(vb, '=', vlen) != NULL) /* KEDA splits on every '=' and wants exactly two parts */
-    return fail(UV_EINVAL, err, errlen, "entry %zu (key \"%.*s\") has more than one '='", entry, (int)klen,
-                kb);
+    return FAIL(UV_EINVAL, "entry %zu (key \"%.*s\") has more than one '='", entry, (int)klen, kb);
   if (vlen > PS_KV_LIST_MAX_VALUE)
-    return fail(UV_E2BIG, err, errlen, "entry %zu (key \"%.*s\"): the value is %zu bytes; the maximum is %d",
-                entry, (int)klen, kb, vlen, PS_KV_LIST_MAX_VALUE);
+    return FAIL(UV_E2BIG, "entry %zu (key \"%.*s\"): the value is %zu bytes; the maximum is %d", entry,
+                (int)klen, kb, vlen, PS_KV_LIST_MAX_VALUE);
   if (has_control(vb, ve))
-    return fail(UV_EINVAL, err, errlen,
-                "entry %zu (key \"%.*s\"): the value holds a control byte (CR, LF, ...)", entry, (int)klen,
-                kb);
+    return FAIL(UV_EINVAL, "entry %zu (key \"%.*s\"): the value holds a control byte (CR, LF, ...)", entry,
+                (int)klen, kb);
   size_t i = find(out, kb, klen);
   if (i == out->n && out->n == PS_KV_LIST_MAX_ITEMS)
-    return fail(UV_E2BIG, err, errlen, "more than %d entries", PS_KV_LIST_MAX_ITEMS);
+    return FAIL(UV_E2BIG, "more than %d entries", PS_KV_LIST_MAX_ITEMS);
   char *value = strndup(vb, vlen), *key = i == out->n ? strndup(kb, klen) : NULL;
   if (value == NULL || (i == out->n && key == NULL)) {
     free(value);
@@ -136,7 +126,7 @@ int ps_kv_list_parse(const char *s, struct ps_kv_list *out, char *err, size_t er
   int r = parse(s, out, err, errlen);
   if (r != 0) {
     ps_kv_list_free(out);
-    if (r == UV_ENOMEM) fail(r, err, errlen, "out of memory");
+    if (r == UV_ENOMEM) ps_flags_fail(err, errlen, "out of memory");
   }
   return r;
 }
