@@ -3,8 +3,10 @@
  * poll interval is 20 ms so that a poll comes often. Where a test must show that NOTHING was delivered, it
  * waits for the read that decided so (ps_filewatch_group_reads), never for a time to pass. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,8 +221,8 @@ Test(filewatch, a_kubelet_symlink_swap_delivers_both_files_of_the_group_together
   struct stat before;
   cr_assert_eq(lstat(path_of("tls.crt"), &before), 0);
   cr_assert_eq(mkdir(path_of("..2026_12_06_02"), 0700), 0);
-  write_str("..2026_12_06_02/tls.crt", "CERT-B, renewed");
-  write_str("..2026_12_06_02/tls.key", "KEY-B, renewed");
+  write_str("..2026_12_06_02/tls.crt", "CERT-B"); /* the same sizes: the inode and times tell */
+  write_str("..2026_12_06_02/tls.key", "KEY-B");
   cr_assert_eq(symlink("..2026_12_06_02", path_of("..data_tmp")), 0);
   cr_assert_eq(rename(path_of("..data_tmp"), path_of("..data")), 0);
 
@@ -228,8 +230,8 @@ Test(filewatch, a_kubelet_symlink_swap_delivers_both_files_of_the_group_together
   cr_assert_eq(r.n, 2);
   cr_assert_eq(r.err[0], 0);
   cr_assert_eq(r.err[1], 0);
-  cr_assert_str_eq(r.data[0], "CERT-B, renewed");
-  cr_assert_str_eq(r.data[1], "KEY-B, renewed", "the key arrives in the same call as its certificate");
+  cr_assert_str_eq(r.data[0], "CERT-B");
+  cr_assert_str_eq(r.data[1], "KEY-B", "the key arrives in the same call as its certificate");
   struct stat after;
   cr_assert_eq(lstat(path_of("tls.crt"), &after), 0);
   cr_assert_eq(before.st_ino, after.st_ino, "the visible path itself did not change: only what it leads to");
@@ -242,6 +244,37 @@ Test(filewatch, a_kubelet_symlink_swap_delivers_both_files_of_the_group_together
   cr_assert(until_reads(g, reads + 1));
   cr_assert_eq(r.calls, 1, "removing the old directory is no change");
 
+  ps_filewatch_close(w);
+  PS_LOOP_END(&loop);
+}
+
+/* What is compared at each poll is stat(2) of the path (through the symlinks) against the fstat(2) of the
+ * descriptor last read, so a quiet file is stat'ed and never read again. Another group of the same watcher,
+ * changed three times, is the clock: its three deliveries need three polls, each of which stat'ed the quiet
+ * files too. (A poll comparing lstat(2), or anything else than what the read saw, reads them every time.) */
+Test(filewatch, a_quiet_file_is_stated_at_each_poll_and_not_read_again) {
+  cr_assert_eq(mkdir(path_of("..2026_12_06_01"), 0700), 0);
+  write_str("..2026_12_06_01/token", "TOKEN");
+  cr_assert_eq(symlink("..2026_12_06_01", path_of("..data")), 0);
+  cr_assert_eq(symlink("..data/token", path_of("token")), 0);
+  write_str("plain", "PLAIN");
+  write_str("clock", "0");
+  struct rec r = {0}, rc = {0};
+  struct ps_filewatch *w;
+  const char *names[] = {"token", "plain"};
+  struct ps_filewatch_group *g = watch(&w, POLL_MS, names, 2, &r);
+  const char *pc[] = {path_of("clock")};
+  struct ps_filewatch_group *gc = NULL;
+  cr_assert_eq(ps_filewatch_add(w, pc, 1, rec_cb, &rc, &gc), 0);
+  cr_assert(until_reads(gc, 1));
+  for (int i = 1; i <= 3; i++) {
+    char v[8];
+    snprintf(v, sizeof v, "%d", i);
+    write_str("clock", v);
+    cr_assert(until_calls(&rc, i), "change %d of the clock file was not delivered", i);
+  }
+  cr_assert_eq(ps_filewatch_group_reads(g), 1, "the quiet group was read again without a change");
+  cr_assert_eq(r.calls, 0);
   ps_filewatch_close(w);
   PS_LOOP_END(&loop);
 }
@@ -363,6 +396,47 @@ Test(filewatch, close_with_a_read_in_flight_never_calls_back) {
   ps_filewatch_close(w);     /* before any of it came back */
   PS_LOOP_END(&loop);        /* runs the loop dry: the read returns, and must not call back */
   cr_assert_eq(r.calls, 0, "a callback ran after ps_filewatch_close");
+}
+
+/* How many of this process's descriptors are open on path (their /proc/self/fd link names it). */
+static int fds_on(const char *path) {
+  DIR *d = opendir("/proc/self/fd");
+  cr_assert_not_null(d);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    char link[300], target[300];
+    snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+    ssize_t k = readlink(link, target, sizeof target - 1);
+    if (k <= 0) continue;
+    target[k] = '\0';
+    if (strcmp(target, path) == 0) n++;
+  }
+  closedir(d);
+  return n;
+}
+
+/* The close comes after the thread pool opened the file but before the loop ran the open's callback (so
+ * it cannot be cancelled): that callback must close the descriptor it is handed, and call nothing back. */
+Test(filewatch, close_after_the_open_ran_closes_its_descriptor) {
+  write_str("a", "one");
+  struct rec r = {0};
+  struct ps_filewatch *w;
+  const char *names[] = {"a"};
+  watch(&w, LONG_MS, names, 1, &r);
+  write_str("a", "two");
+  char file[300];
+  cr_assert_not_null(realpath(path_of("a"), file));
+  cr_assert_eq(fds_on(file), 0);
+  ps_filewatch_check_now(w);
+  /* The loop does not run here, so the open's callback cannot; the thread pool's open shows in
+   * /proc/self/fd. A bounded wait on that state, yielding the CPU. */
+  uint64_t end = uv_hrtime() + (uint64_t)WAIT_MS * 1000000;
+  while (fds_on(file) == 0 && uv_hrtime() < end) sched_yield();
+  cr_assert_eq(fds_on(file), 1, "the thread pool did not open the file");
+  ps_filewatch_close(w);
+  PS_LOOP_END(&loop);
+  cr_assert_eq(r.calls, 0, "a callback ran after ps_filewatch_close");
+  cr_assert_eq(fds_on(file), 0, "the descriptor opened before the close was leaked");
 }
 
 Test(filewatch, close_during_the_baseline_read_and_from_the_callback) {
