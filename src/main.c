@@ -21,6 +21,7 @@
 
 #include "backtest.h"
 #include "config.h"
+#include "filewatch.h"
 #include "grpc.h"
 #include "h2_conn.h"
 #include "health_grpc.h"
@@ -40,6 +41,9 @@ struct app {
   struct ps_targets *targets;
   struct ps_service *service;
   struct ps_health_grpc *health_grpc; /* grpc.health.v1.Health, in front of service on the gRPC port */
+  /* The one watcher of the files reloaded while running (TLS, Prometheus credentials): each adds its group
+   * at start; SIGHUP reads them all at once. Closed in finish_shutdown. */
+  struct ps_filewatch *watch;
   struct ps_h2_server h2;
   struct ps_health_http health;
   struct ps_net_listener *grpc_listener;
@@ -80,6 +84,8 @@ static void finish_shutdown(struct app *a, const char *why) {
   a->grpc_listener = a->http_listener = NULL;
   if (a->targets != NULL) ps_targets_close(a->targets);
   if (a->http != NULL) ps_http_client_close(a->http);
+  ps_filewatch_close(a->watch);
+  a->watch = NULL;
   uv_close((uv_handle_t *)&a->sigterm, NULL);
   uv_close((uv_handle_t *)&a->sigint, NULL);
   uv_close((uv_handle_t *)&a->sighup, NULL);
@@ -146,14 +152,13 @@ static void signal_cb(uv_signal_t *h, int signum) {
   finish_shutdown(a, "second signal");
 }
 
-/* SIGHUP: reload what prescale reads from files. Today it reads none after it starts (flags and the
- * environment are read once, and a change of them needs a restart), so this re-reads nothing and says so.
- * It is the hook where files read at start (TLS certificates, Prometheus credentials, once prescale has
- * them) are to be re-read, each keeping what it has when the new version does not load. */
+/* SIGHUP: re-read now every file the watcher has (they are also polled every PS_FILEWATCH_INTERVAL_MS);
+ * each group whose content changed is reloaded by its owner, which keeps what it has when the new version
+ * does not load. Flags and the environment are read once: a change of them needs a restart. */
 static void reload(struct app *a) {
-  (void)a;
   ps_log(PS_LOG_INFO, "reload requested", "signal", "SIGHUP", "reloaded",
-         "nothing: no file is read after start", NULL);
+         "every watched file is read now; a changed one is reloaded", NULL);
+  ps_filewatch_check_now(a->watch);
 }
 
 /* SIGUSR1: one line of state, to look at a running server without /metrics. */
@@ -194,7 +199,8 @@ static int listen_on(struct app *a, const char *addr, const struct ps_net_proto 
 }
 
 static int start(struct app *a) {
-  int r = ps_http_client_new(&a->loop, &a->http);
+  int r = ps_filewatch_new(&a->loop, PS_FILEWATCH_INTERVAL_MS, &a->watch);
+  if (r == 0) r = ps_http_client_new(&a->loop, &a->http);
   if (r == 0) r = ps_targets_new(&a->loop, &a->cfg, a->http, &a->targets);
   if (r == 0) r = ps_service_new(&a->loop, a->targets, &a->cfg, &a->service);
   /* grpc.health.v1.Health answers what /readyz answers; every other call goes on to the ExternalScaler. */
