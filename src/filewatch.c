@@ -226,6 +226,19 @@ static void finish_read(struct wfile *f, int err) {
   file_done(f);
 }
 
+/* The start of every read step's callback: the request is done (uncounted, cleaned up). NULL when the
+ * watcher is closing: the read is abandoned (a descriptor it holds is closed) and nothing else happens. */
+static struct wfile *step_returned(uv_fs_t *req) {
+  struct wfile *f = req->data;
+  struct ps_filewatch *w = f->g->w;
+  w->inflight--;
+  f->req_cancelable = false;
+  uv_fs_req_cleanup(req);
+  if (!w->closing) return f;
+  abandon(f);
+  return NULL;
+}
+
 static void on_read(uv_fs_t *req);
 
 /* Reads into the rest of the buffer at offset f->got (pread: the descriptor's offset is not shared). */
@@ -242,16 +255,9 @@ static void read_more(struct wfile *f) {
 }
 
 static void on_read(uv_fs_t *req) {
-  struct wfile *f = req->data;
-  struct ps_filewatch *w = f->g->w;
   ssize_t res = req->result;
-  w->inflight--;
-  f->req_cancelable = false;
-  uv_fs_req_cleanup(req);
-  if (w->closing) {
-    abandon(f);
-    return;
-  }
+  struct wfile *f = step_returned(req);
+  if (f == NULL) return;
   if (res < 0) {
     finish_read(f, (int)res);
     return;
@@ -283,17 +289,10 @@ static void on_read(uv_fs_t *req) {
 }
 
 static void on_fstat(uv_fs_t *req) {
-  struct wfile *f = req->data;
-  struct ps_filewatch *w = f->g->w;
   int res = (int)req->result;
   uv_stat_t st = req->statbuf;
-  w->inflight--;
-  f->req_cancelable = false;
-  uv_fs_req_cleanup(req);
-  if (w->closing) {
-    abandon(f);
-    return;
-  }
+  struct wfile *f = step_returned(req);
+  if (f == NULL) return;
   if (res < 0) {
     finish_read(f, res);
     return;
@@ -324,17 +323,11 @@ static void on_fstat(uv_fs_t *req) {
 }
 
 static void on_open(uv_fs_t *req) {
-  struct wfile *f = req->data;
-  struct ps_filewatch *w = f->g->w;
   int res = (int)req->result;
-  w->inflight--;
-  f->req_cancelable = false;
-  uv_fs_req_cleanup(req);
-  if (res >= 0) f->fd = res;
-  if (w->closing) {
-    abandon(f);
-    return;
-  }
+  if (res >= 0) ((struct wfile *)req->data)->fd = res; /* so that a close now closes it */
+  struct wfile *f = step_returned(req);
+  if (f == NULL) return;
+  struct ps_filewatch *w = f->g->w;
   if (res < 0) {
     key_of(&f->rkey, res, NULL); /* a poll that gets the same error from stat reads nothing */
     finish_read(f, res);
