@@ -532,6 +532,7 @@ Test(filewatch, read_sync_reads_a_whole_file_through_a_symlink) {
   cr_assert_eq(ps_file_read_sync(path_of("ten"), 10, &data, &len, err, sizeof err), 0, "exactly max fits");
   cr_assert_eq(len, 10);
   free(data);
+  PS_LOOP_END(&loop); /* the suite's loop, unused here */
 }
 
 Test(filewatch, read_sync_errors_name_the_file_and_the_reason) {
@@ -574,6 +575,7 @@ Test(filewatch, read_sync_errors_name_the_file_and_the_reason) {
     snprintf(want, sizeof want, "read %s: permission denied", path_of("secret"));
     cr_assert_str_eq(err, want);
   }
+  PS_LOOP_END(&loop); /* the suite's loop, unused here */
 }
 
 Test(filewatch, a_fifo_and_a_directory_are_errors_for_the_watcher_too) {
