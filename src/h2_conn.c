@@ -389,25 +389,30 @@ void ps_h2_server_drain(struct ps_h2_server *srv) {
   ps_list_foreach(n, &srv->conns) conn_drain(ps_list_entry(n, struct ps_h2_conn, node));
 }
 
+/* The end of one connection's drain (the shutdown's, or its age's grace): the final GOAWAY(NO_ERROR) if it
+ * has not had it, then the close once its queued bytes are written. Returns how many of its calls were
+ * still open; they are cancelled when net.c's on_close destroys the connection. */
+static size_t conn_terminate(struct ps_h2_conn *c) {
+  if (c->closed) return 0;
+  size_t open = 0;
+  ps_list_foreach(m, &c->calls) if (!ps_list_entry(m, struct ps_call, node)->ended) open++;
+  if (!c->dead && !c->fatal && c->goaway != GOAWAY_FINAL) {
+    /* Names the same last stream as goaway_final, and makes nghttp2 stop reading and writing once
+     * it is out (its TERM_ON_SEND), so nothing queued behind it delays the close. */
+    c->goaway = GOAWAY_FINAL;
+    nghttp2_session_terminate_session(c->session, NGHTTP2_NO_ERROR);
+  }
+  ps_h2c_flush(c);
+  /* Whatever flush could not send (a peer that stopped reading) is dropped: this is the deadline. */
+  c->dead = true;
+  if (c->net != NULL) ps_net_close(c->net);
+  return open;
+}
+
 size_t ps_h2_server_terminate(struct ps_h2_server *srv) {
   srv->draining = true;
   size_t open = 0;
-  ps_list_foreach(n, &srv->conns) {
-    struct ps_h2_conn *c = ps_list_entry(n, struct ps_h2_conn, node);
-    if (c->closed) continue;
-    ps_list_foreach(m, &c->calls) if (!ps_list_entry(m, struct ps_call, node)->ended) open++;
-    if (!c->dead && !c->fatal && c->goaway != GOAWAY_FINAL) {
-      /* Names the same last stream as goaway_final, and makes nghttp2 stop reading and writing once
-       * it is out (its TERM_ON_SEND), so nothing queued behind it delays the close. */
-      c->goaway = GOAWAY_FINAL;
-      nghttp2_session_terminate_session(c->session, NGHTTP2_NO_ERROR);
-    }
-    ps_h2c_flush(c);
-    /* Whatever flush could not send (a peer that stopped reading) is dropped: this is the deadline. The
-     * calls still open are cancelled when net.c's on_close destroys the connection. */
-    c->dead = true;
-    if (c->net != NULL) ps_net_close(c->net);
-  }
+  ps_list_foreach(n, &srv->conns) open += conn_terminate(ps_list_entry(n, struct ps_h2_conn, node));
   return open;
 }
 
