@@ -41,6 +41,20 @@ int ps_h2_metrics_declare(void) {
     err = ps_metrics_declare("prescale_grpc_requests_refused_total", PS_METRIC_COUNTER,
                              "gRPC requests refused before dispatch: too_large (--grpc-max-msg), memory "
                              "(--grpc-max-buffered), request_timeout (--grpc-request-timeout).");
+  /* Connection counters, from 0 so that rate() and the first event show. */
+  static const struct {
+    const char *name, *help;
+  } counters[] = {
+      {"prescale_grpc_connections_opened_total", "gRPC connections accepted."},
+      {"prescale_grpc_connections_aged_total",
+       "gRPC connections told to go away (GOAWAY) at --max-connection-age."},
+      {"prescale_grpc_connections_age_cut_total",
+       "Aged gRPC connections still open when --max-connection-age-grace ended, closed then."},
+  };
+  for (size_t i = 0; err == 0 && i < sizeof counters / sizeof counters[0]; i++) {
+    err = ps_metrics_declare(counters[i].name, PS_METRIC_COUNTER, counters[i].help);
+    if (err == 0) ps_metrics_add(counters[i].name, "", 0);
+  }
   return err;
 }
 

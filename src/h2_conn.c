@@ -10,11 +10,13 @@
 #include "h2_conn.h"
 
 #include <nghttp2/nghttp2.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "h2_conn_int.h"
 #include "log.h"
+#include "metrics.h"
 
 #define WRITE_BATCH (64u << 10) /* frames are gathered up to this size per ps_net_write */
 /* The opaque data of the PING that follows the shutdown notice; its ACK starts the final GOAWAY. */
@@ -271,10 +273,30 @@ static void preface_timeout_cb(uv_timer_t *t) {
   ps_net_close(c->net); /* asynchronous: on_close frees the connection later */
 }
 
-/* ---- connection slots: the idle timeout and eviction ------------------------------------------- */
+/* ---- the connection's timer: the idle timeout, the age, eviction ----------------------------------- */
 
 static uint64_t idle_timeout_ms(const struct ps_h2_server *srv) {
   return srv->idle_timeout_ms ? srv->idle_timeout_ms : PS_H2_IDLE_TIMEOUT_MS;
+}
+
+static void conn_timer_cb(uv_timer_t *t);
+static void conn_drain(struct ps_h2_conn *c);
+static size_t conn_terminate(struct ps_h2_conn *c);
+
+/* From the greeting on, one timer per connection serves both limits: it fires at the earlier of the idle
+ * deadline (while no call is in progress) and the age's next step. With 1,024 connections that is 1,024
+ * entries in libuv's timer heap, as the idle timeout alone had, and a call that begins or ends re-arms it
+ * (O(log n)) where it used to stop or start it. */
+static void conn_timer_arm(struct ps_h2_conn *c) {
+  if (c->closed || c->timeout == NULL || !c->greeted) return;
+  uint64_t due = c->busy == 0 ? c->idle_since + idle_timeout_ms(c->srv) : 0;
+  if (c->age_due != 0 && (due == 0 || c->age_due < due)) due = c->age_due;
+  if (due == 0) {
+    uv_timer_stop(&c->timeout->timer);
+    return;
+  }
+  uint64_t now = uv_now(c->srv->loop);
+  uv_timer_start(&c->timeout->timer, conn_timer_cb, due > now ? due - now : 0, 0);
 }
 
 /* Writes GOAWAY(NO_ERROR) naming the last stream processed, with `why` as its debug data, before the
@@ -294,14 +316,82 @@ static void goodbye(struct ps_h2_conn *c, const char *why) {
   ps_h2c_flush(c);
 }
 
-static void idle_timeout_cb(uv_timer_t *t) {
-  struct ps_h2_conn *c = ps_h2c_timer_owner(t);
-  if (c == NULL || c->closed) return;
+static void idle_close(struct ps_h2_conn *c) {
   ps_log(PS_LOG_DEBUG, "gRPC connection idle; closing it", "peer", ps_h2c_peer(c), NULL);
   c->srv->idle_closed++;
   goodbye(c, "idle");
   c->dead = true;
   ps_net_close(c->net); /* flushes the GOAWAY, then FIN; on_close frees the connection later */
+}
+
+uint64_t ps_h2_age_jitter(uint64_t age_ms, uint32_t random) {
+  /* PCT % of age_ms without overflow, then an offset into [0, 2 x span] (random / 2^32 < 1). */
+  uint64_t span = age_ms / 100 * PS_H2_AGE_JITTER_PCT + age_ms % 100 * PS_H2_AGE_JITTER_PCT / 100;
+  uint64_t offset = (uint64_t)((double)(2 * span) * ((double)random / 4294967296.0));
+  return age_ms - span + offset;
+}
+
+/* The next draw of splitmix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators",
+ * 2014): a good spread from a counter, which is all jitter needs (nothing here is a secret). Seeded from
+ * the clock on first use, so that replicas started apart draw apart. */
+static uint32_t age_random(struct ps_h2_server *srv) {
+  if (srv->age_rng == 0) srv->age_rng = uv_hrtime() | 1;
+  uint64_t z = srv->age_rng += 0x9e3779b97f4a7c15u;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+  return (uint32_t)((z ^ (z >> 31)) >> 32);
+}
+
+/* The connection reached its age: the same two-step GOAWAY as a shutdown (conn_drain), so that its calls in
+ * flight finish and its client opens the next ones on a new connection, resolving the Service's name again
+ * (grpc-go re-resolves only when a connection goes; kedacore/keda#8192). Not when it is going already (a
+ * drain, an eviction). The grace starts now. */
+static void conn_age(struct ps_h2_conn *c) {
+  struct ps_h2_server *srv = c->srv;
+  c->aged = true;
+  c->age_due = 0;
+  if (c->dead || c->fatal || c->goaway != GOAWAY_NONE) return;
+  srv->aged++;
+  ps_metrics_add("prescale_grpc_connections_aged_total", "", 1);
+  ps_log(PS_LOG_DEBUG, "gRPC connection reached its max age; asking the client to reconnect", "peer",
+         ps_h2c_peer(c), NULL);
+  c->age_due = uv_now(srv->loop) + srv->max_age_grace_ms;
+  conn_drain(c);
+}
+
+/* The grace is over and the connection is still here: whatever it has open is cut off now, calls cancelled
+ * (their cancel callbacks run) and the connection closed, long StreamIsActive watches included (KEDA opens
+ * its watch again on its new connection). grpc-go's server does the same: at MaxConnectionAge it drains the
+ * transport, and after MaxConnectionAgeGrace it closes it, which cancels every stream left (keepalive() in
+ * internal/transport/http2_server.go). A client that never acknowledged the PING ends here too. */
+static void conn_age_cut(struct ps_h2_conn *c) {
+  struct ps_h2_server *srv = c->srv;
+  c->age_due = 0;
+  srv->age_cut++;
+  ps_metrics_add("prescale_grpc_connections_age_cut_total", "", 1);
+  char calls[24];
+  snprintf(calls, sizeof calls, "%zu", conn_terminate(c));
+  ps_log(PS_LOG_INFO, "gRPC connection still open after its max age grace; closing it", "peer",
+         ps_h2c_peer(c), "calls_cut", calls, NULL);
+}
+
+static void conn_timer_cb(uv_timer_t *t) {
+  struct ps_h2_conn *c = ps_h2c_timer_owner(t);
+  if (c == NULL || c->closed || c->dead) return;
+  uint64_t now = uv_now(c->srv->loop);
+  if (c->age_due != 0 && now >= c->age_due) {
+    if (c->aged) {
+      conn_age_cut(c);
+      return;
+    }
+    conn_age(c);
+    if (c->dead) return;
+  }
+  if (c->busy == 0 && now >= c->idle_since + idle_timeout_ms(c->srv)) {
+    idle_close(c);
+    return;
+  }
+  conn_timer_arm(c);
 }
 
 /* The connection has no call in progress from now on: the idle timeout starts over, and the connection
@@ -310,23 +400,29 @@ static void idle_timeout_cb(uv_timer_t *t) {
  * PINGs, not bytes of a request that never completes, so a client that trickles bytes is closed on time. */
 static void idle_again(struct ps_h2_conn *c) {
   if (c->closed || c->net == NULL || c->timeout == NULL || !c->greeted) return;
-  uv_timer_start(&c->timeout->timer, idle_timeout_cb, idle_timeout_ms(c->srv), 0);
+  c->idle_since = uv_now(c->srv->loop);
+  conn_timer_arm(c);
   ps_net_set_idle(c->net, true);
 }
 
-/* The preface and SETTINGS arrived: the preface timeout gives way to the idle timeout. */
+/* The preface and SETTINGS arrived: the preface timeout gives way to the idle timeout and the age. The age
+ * counts from here, not from the accept: before it the connection is not HTTP/2 yet (nothing could be told
+ * to go away) and its one timer is the preface's, which bounds the difference to PS_H2_PREFACE_TIMEOUT_MS;
+ * grpc-go too starts its age timer once it has read the client's preface and SETTINGS (newHTTP2Server). */
 static void greeted(struct ps_h2_conn *c) {
   if (c->greeted) return;
   c->greeted = true;
+  if (c->net != NULL && c->srv->max_age_ms != 0)
+    c->age_due = uv_now(c->srv->loop) + ps_h2_age_jitter(c->srv->max_age_ms, age_random(c->srv));
   if (c->busy == 0) idle_again(c);
 }
 
-/* A call was dispatched: the connection is busy (not idle, never evicted) until that call's stream closes.
- * Streams still receiving their request do not count: they are not work yet, and a client that opens
- * them and never finishes them must not keep its connection. */
+/* A call was dispatched: the connection is busy (not idle, never evicted) until that call's stream closes;
+ * only the age still applies. Streams still receiving their request do not count: they are not work yet,
+ * and a client that opens them and never finishes them must not keep its connection. */
 void ps_h2c_busy_begin(struct ps_h2_conn *c) {
   if (c->busy++ > 0 || c->net == NULL) return;
-  if (c->timeout != NULL) uv_timer_stop(&c->timeout->timer);
+  conn_timer_arm(c);
   ps_net_set_idle(c->net, false);
 }
 
@@ -338,6 +434,8 @@ static void *net_on_open(struct ps_net_conn *net, void *arg) {
   struct ps_h2_conn *c = conn_new(arg, net, NULL);
   if (c == NULL) return NULL;
   struct ps_h2_server *srv = arg;
+  srv->opened++;
+  ps_metrics_add("prescale_grpc_connections_opened_total", "", 1);
   c->timeout =
       ps_h2c_timer_start(srv->loop, c, preface_timeout_cb,
                          srv->preface_timeout_ms ? srv->preface_timeout_ms : PS_H2_PREFACE_TIMEOUT_MS);

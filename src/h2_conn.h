@@ -42,6 +42,17 @@
  * At the connection limit, the idle connection idle longest is evicted for a new one, with the same
  * GOAWAY; a busy one never is. */
 #define PS_H2_IDLE_TIMEOUT_MS    (5 * 60 * 1000)
+/* Connection ageing (docs/reliability.md, "Connection ageing"), grpc-go's MaxConnectionAge and
+ * MaxConnectionAgeGrace: a connection that greeted this long ago (--max-connection-age, each connection's
+ * age within +-PS_H2_AGE_JITTER_PCT % of it, so that connections opened together do not all reconnect
+ * together) gets the two-step GOAWAY(NO_ERROR) of a drain: its calls in flight finish, its client opens the
+ * next ones on a new connection, resolving the Service's name again, so that replicas behind a headless
+ * Service share KEDA's calls (kedacore/keda#8192). Whatever the connection still has open after the grace
+ * (--max-connection-age-grace) is cut off, watches included. In struct ps_h2_server, 0 = never: the
+ * defaults below are the flags'. */
+#define PS_H2_MAX_AGE_MS         (30 * 60 * 1000)
+#define PS_H2_MAX_AGE_GRACE_MS   (30 * 1000)
+#define PS_H2_AGE_JITTER_PCT     10
 
 /* Request memory (docs/reliability.md, "Request memory"). The request bytes buffered by every stream of
  * every connection, until the request is dispatched, are counted against one budget: a stream whose next
@@ -114,10 +125,22 @@ struct ps_h2_server {
   void *trim_timer;   /* a pending trim; it closes with the last connection */
   size_t idle_closed; /* connections closed by the idle timeout */
   size_t evicted;     /* idle connections evicted at the connection limit */
+  /* Connection ageing (PS_H2_MAX_AGE_MS): max_age_ms 0 = never; max_age_grace_ms 0 = what is open is cut
+   * off as soon as the age is reached (the GOAWAY still goes first). */
+  uint64_t max_age_ms;
+  uint64_t max_age_grace_ms;
+  uint64_t age_rng; /* the jitter's random state (seeded on first use) */
+  size_t opened;    /* connections accepted on a socket */
+  size_t aged;      /* connections told to go away because of their age */
+  size_t age_cut;   /* aged connections still open at the end of the grace, closed */
   /* kept by h2_conn: every connection not yet destroyed, memory ones included (zeroed: empty) */
   struct ps_list conns;
   bool draining; /* ps_h2_server_drain or _terminate ran: new connections get GOAWAY at once */
 };
+
+/* The age of one connection: age_ms moved by random (uniform over 0..UINT32_MAX) within
+ * +-PS_H2_AGE_JITTER_PCT % of it, from age_ms - 10 % for 0 to age_ms + 10 % for UINT32_MAX. */
+uint64_t ps_h2_age_jitter(uint64_t age_ms, uint32_t random);
 
 /* Plug into ps_net_listen with the struct ps_h2_server as listener arg. */
 extern const struct ps_net_proto ps_h2_net_proto;
@@ -125,9 +148,10 @@ extern const struct ps_net_proto ps_h2_net_proto;
 /* Declares the prescale_grpc_* metric families (idempotent; also done when a connection opens):
  * prescale_grpc_requests_total{method,code}, prescale_grpc_request_duration_seconds{method},
  * prescale_grpc_connections, prescale_grpc_streams, prescale_grpc_buffered_bytes,
- * prescale_grpc_requests_refused_total{reason="too_large"|"memory"|"request_timeout"}. The method label is
- * "unknown" unless the dispatcher handled the call with a status other than UNIMPLEMENTED, so clients cannot
- * mint series. */
+ * prescale_grpc_requests_refused_total{reason="too_large"|"memory"|"request_timeout"},
+ * prescale_grpc_connections_opened_total, prescale_grpc_connections_aged_total and
+ * prescale_grpc_connections_age_cut_total. The method label is "unknown" unless the dispatcher handled the
+ * call with a status other than UNIMPLEMENTED, so clients cannot mint series. */
 int ps_h2_metrics_declare(void);
 
 /* ---- graceful shutdown ---------------------------------------------------------------------- */
@@ -141,7 +165,8 @@ int ps_h2_metrics_declare(void);
  * a connection closes itself once the final GOAWAY is out and its last call has ended, and on_idle runs
  * when the last one is gone (not when none was open to begin with: check open_conns). A client that
  * never acknowledges the PING keeps its connection until ps_h2_server_terminate. A connection opened
- * from here on gets the final GOAWAY at once. Idempotent. */
+ * from here on gets the final GOAWAY at once. Idempotent. A connection that reaches its age
+ * (PS_H2_MAX_AGE_MS) gets the same two steps, alone. */
 void ps_h2_server_drain(struct ps_h2_server *srv);
 /* The end of a drain (or a shutdown without one): every connection gets the final GOAWAY(NO_ERROR) now,
  * if it has not yet, and is closed once its queued bytes are written. Calls still open are cancelled

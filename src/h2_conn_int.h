@@ -32,7 +32,7 @@ struct owned_timer {
 struct ps_h2_conn {
   struct ps_h2_server *srv;
   struct ps_list node;         /* in srv->conns, from conn_new until conn_destroy */
-  struct owned_timer *timeout; /* the preface's, then the idle one (idle_again); NULL for memory */
+  struct owned_timer *timeout; /* the preface's, then the idle and age one (conn_timer_arm); NULL: memory */
   struct ps_net_conn *net;     /* NULL for a memory connection */
   struct ps_buf *mem_out;      /* a memory connection's output */
   nghttp2_session *session;
@@ -45,6 +45,9 @@ struct ps_h2_conn {
   bool calm_down;       /* the client reset too many streams: GOAWAY once the recv returns */
   bool greeted;         /* the client's preface and first SETTINGS arrived */
   size_t busy;          /* calls dispatched whose stream is not closed yet */
+  uint64_t idle_since;  /* loop time (ms) the last call ended, or of the greeting; valid while busy == 0 */
+  uint64_t age_due;     /* loop time of the age, then (aged) of the end of its grace; 0: none */
+  bool aged;            /* told to go away because of its age (conn_age) */
   enum goaway_state goaway;
   double rst_tokens;
   uint64_t rst_last_ms;
