@@ -31,6 +31,10 @@
 #define PS_MIN_GRPC_IDLE_MS 1000    /* --grpc-idle-timeout bounds */
 #define PS_MAX_GRPC_IDLE_MS (24LL * 3600 * 1000)
 
+/* --max-connection-age and --max-connection-age-grace upper bounds (0 is accepted by both). */
+#define PS_MAX_CONN_AGE_MS       (24LL * 3600 * 1000)
+#define PS_MAX_CONN_AGE_GRACE_MS (3600 * 1000)
+
 /* Request memory (docs/reliability.md): --grpc-max-buffered and --grpc-request-timeout bounds. */
 #define PS_MIN_GRPC_MAX_BUFFERED       (64u << 10)
 #define PS_MAX_GRPC_MAX_BUFFERED       ((size_t)64 << 30)
@@ -49,6 +53,8 @@ struct ps_server_config {
   size_t prometheus_max_inflight; /* requests in flight per Prometheus server; the rest queue */
   size_t max_conns;               /* per listener (PS_NET_MAX_CONNS), lowered to fit RLIMIT_NOFILE */
   uint64_t grpc_idle_ms;          /* PS_H2_IDLE_TIMEOUT_MS: a gRPC connection without a call is closed */
+  uint64_t max_conn_age_ms;       /* PS_H2_MAX_AGE_MS: a gRPC connection this old gets GOAWAY; 0 = never */
+  uint64_t max_conn_age_grace_ms; /* PS_H2_MAX_AGE_GRACE_MS: then what it still has open is cut off */
   enum ps_log_level log_level;
   enum ps_log_format log_format;
 
@@ -62,8 +68,8 @@ void ps_server_config_defaults(struct ps_server_config *c);
 /* Reads PRESCALE_* environment variables (PRESCALE_GRPC_LISTEN, ...), then flags, which win.
  * Flags: --grpc-listen, --http-listen, --prometheus-url, --first-load-timeout, --stale-after,
  * --target-idle, --grpc-max-msg, --grpc-max-buffered, --grpc-request-timeout, --max-targets,
- * --prometheus-max-inflight, --shutdown-grace, --max-conns, --grpc-idle-timeout, --log-level,
- * --log-format (each `--flag V` or `--flag=V`).
+ * --prometheus-max-inflight, --shutdown-grace, --max-conns, --grpc-idle-timeout, --max-connection-age,
+ * --max-connection-age-grace, --log-level, --log-format (each `--flag V` or `--flag=V`).
  * Returns 0; 1 when --help was given (usage already printed to `out`); 2 for --version (printed);
  * UV_EINVAL with a one-line message in err naming the flag and the value. */
 int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FILE *out, char *err,

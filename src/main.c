@@ -220,6 +220,8 @@ static int start(struct app *a) {
   a->h2.on_idle = h2_idle_cb;
   a->h2.idle_arg = a;
   a->h2.idle_timeout_ms = a->cfg.grpc_idle_ms;
+  a->h2.max_age_ms = a->cfg.max_conn_age_ms;
+  a->h2.max_age_grace_ms = a->cfg.max_conn_age_grace_ms;
   /* Descriptors are shared out so that accept() never meets EMFILE: each listener holds at most
    * budget.listener_conns connections (evicting idle ones beyond), Prometheus connections at most
    * budget.outgoing_conns, and PS_NET_FD_RESERVE stays for the rest. */

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "h2_conn.h"
 #include "http_client.h"
 
 static const char *const env_names[] = {
@@ -952,6 +953,61 @@ Test(config, connection_slot_flags) {
   cr_assert_eq(r.rc, 1);
   cr_assert(strstr(r.out, "--max-conns N") != NULL, "%s", r.out);
   cr_assert(strstr(r.out, "--grpc-idle-timeout DUR") != NULL, "%s", r.out);
+  free(r.out);
+}
+
+/* --max-connection-age and --max-connection-age-grace (docs/reliability.md, "Connection ageing"): the
+ * defaults are h2_conn.h's, 0 is accepted by both (never; cut off at once), and the environment works. */
+Test(config, connection_age_flags) {
+  unsetenv("PRESCALE_MAX_CONNECTION_AGE");
+  unsetenv("PRESCALE_MAX_CONNECTION_AGE_GRACE");
+  struct run r;
+  char *none[] = {"prescale", NULL};
+  run_args(&r, none);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.max_conn_age_ms, PS_H2_MAX_AGE_MS);
+  cr_assert_eq(r.c.max_conn_age_ms, 30 * 60 * 1000);
+  cr_assert_eq(r.c.max_conn_age_grace_ms, PS_H2_MAX_AGE_GRACE_MS);
+  cr_assert_eq(r.c.max_conn_age_grace_ms, 30 * 1000);
+  free(r.out);
+  RUN(r, "--max-connection-age", "0", "--max-connection-age-grace=0");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.max_conn_age_ms, 0);
+  cr_assert_eq(r.c.max_conn_age_grace_ms, 0);
+  free(r.out);
+  setenv("PRESCALE_MAX_CONNECTION_AGE", "2h", 1);
+  setenv("PRESCALE_MAX_CONNECTION_AGE_GRACE", "1m", 1);
+  run_args(&r, none);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.max_conn_age_ms, 2 * 3600 * 1000);
+  cr_assert_eq(r.c.max_conn_age_grace_ms, 60 * 1000);
+  free(r.out);
+  RUN(r, "--max-connection-age", "90s");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.max_conn_age_ms, 90 * 1000, "the flag wins over the environment");
+  free(r.out);
+  unsetenv("PRESCALE_MAX_CONNECTION_AGE");
+  unsetenv("PRESCALE_MAX_CONNECTION_AGE_GRACE");
+  static const char *const bad[][2] = {{"--max-connection-age", "2d"},
+                                       {"--max-connection-age", "-1s"},
+                                       {"--max-connection-age", "soon"},
+                                       {"--max-connection-age-grace", "2h"},
+                                       {"--max-connection-age-grace", "x"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    RUN(r, (char *)bad[i][0], (char *)bad[i][1]);
+    cr_assert_eq(r.rc, UV_EINVAL, "%s %s", bad[i][0], bad[i][1]);
+    cr_assert(strstr(r.err, bad[i][0]) != NULL, "%s", r.err);
+    free(r.out);
+  }
+  RUN(r, "--max-connection-age", "2d");
+  cr_assert_str_eq(r.err,
+                   "--max-connection-age: \"2d\" is not a duration from 0 to 1d (e.g. 30m; 0 = never)");
+  free(r.out);
+  RUN(r, "--help");
+  cr_assert_eq(r.rc, 1);
+  cr_assert(strstr(r.out, "--max-connection-age DUR") != NULL, "%s", r.out);
+  cr_assert(strstr(r.out, "--max-connection-age-grace DUR") != NULL, "%s", r.out);
+  cr_assert(strstr(r.out, "PRESCALE_MAX_CONNECTION_AGE_GRACE") != NULL, "%s", r.out);
   free(r.out);
 }
 
