@@ -233,6 +233,7 @@ static struct client {
   uint32_t goaway_code[4];
   char goaway_debug[64]; /* of the first GOAWAY */
   int ping_acks;
+  int pings; /* PINGs from the server (not ACKs) */
   struct stream st[MAX_STREAMS];
   int nst;
 } cl;
@@ -288,6 +289,7 @@ static int c_on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *u) 
     cl.goaway_debug[n] = '\0';
   }
   if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) cl.ping_acks++;
+  if (f->hd.type == NGHTTP2_PING && !(f->hd.flags & NGHTTP2_FLAG_ACK)) cl.pings++;
   if (f->hd.type == NGHTTP2_GOAWAY && cl.ngoaway < 4) {
     cl.goaway_last[cl.ngoaway] = f->goaway.last_stream_id;
     cl.goaway_code[cl.ngoaway++] = f->goaway.error_code;
@@ -1544,6 +1546,233 @@ Test(h2_conn, client_reset_mid_upload_gives_the_bytes_back) {
   cr_assert_eq(server.open_conns, 1, "the connection stays");
   cr_assert_eq(ps_metrics_get("prescale_grpc_buffered_bytes", ""), 0);
   free(body);
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+/* ---- connection ageing (--max-connection-age) ------------------------------------------------------- */
+
+static double age_metric(const char *name) { return ps_metrics_get(name, ""); }
+static bool client_eof(void *arg) { return cl.peer.eof; }
+
+Test(h2_conn, the_age_jitter_stays_within_ten_percent) {
+  /* A fixed random source: the ends of the range, its middle, and a sweep over it. */
+  cr_assert_eq(ps_h2_age_jitter(1000, 0), 900);
+  cr_assert_eq(ps_h2_age_jitter(1000, 1u << 31), 1000);
+  cr_assert_geq(ps_h2_age_jitter(1000, UINT32_MAX), 1099);
+  cr_assert_leq(ps_h2_age_jitter(1000, UINT32_MAX), 1100);
+  const uint64_t ages[] = {1, 9, 10, 250, 1000, 30 * 60 * 1000, 24ull * 3600 * 1000};
+  for (size_t i = 0; i < sizeof ages / sizeof ages[0]; i++) {
+    uint64_t age = ages[i], lo = age - age / 10, hi = age + age / 10, prev = 0, min = UINT64_MAX, max = 0;
+    for (uint64_t r = 0; r <= UINT32_MAX; r += (1u << 22) - 1) {
+      uint64_t j = ps_h2_age_jitter(age, (uint32_t)r);
+      cr_assert(j >= lo && j <= hi, "age %llu, random %llu: %llu", (unsigned long long)age,
+                (unsigned long long)r, (unsigned long long)j);
+      cr_assert_geq(j, prev, "not monotonic in the random draw");
+      prev = j;
+      min = j < min ? j : min;
+      max = j > max ? j : max;
+    }
+    /* The whole range is used, so that connections opened together spread over +-10 %. */
+    cr_assert_leq(min, lo + age / 100, "age %llu: lowest %llu", (unsigned long long)age,
+                  (unsigned long long)min);
+    cr_assert_geq(max + age / 100 + 1, hi, "age %llu: highest %llu", (unsigned long long)age,
+                  (unsigned long long)max);
+  }
+  stop_server(); /* the suite's listener */
+  PS_LOOP_END(&loop);
+}
+
+/* The GOAWAYs a raw client has read, in order: their last-stream-id and error code. */
+static int raw_goaways(const struct raw *r, int32_t *last, uint32_t *code, int max) {
+  const uint8_t *p = (const uint8_t *)r->in.data, *end = p + r->in.len;
+  int n = 0;
+  while (end - p >= 9) {
+    size_t len = (size_t)p[0] << 16 | (size_t)p[1] << 8 | p[2];
+    if ((size_t)(end - p) < 9 + len) break;
+    if (p[3] == NGHTTP2_GOAWAY && len >= 8 && n < max) {
+      last[n] = (int32_t)(be32(p + 9) & 0x7fffffffu);
+      code[n++] = be32(p + 13);
+    }
+    p += 9 + len;
+  }
+  return n;
+}
+
+static bool raw_pinged(void *arg) {
+  size_t n;
+  raw_read(arg);
+  return raw_frame(arg, NGHTTP2_PING, false, &n) != NULL;
+}
+
+/* A raw client, so that the test sees every frame on the wire and acknowledges the PING itself (an
+ * nghttp2 client with no stream open ignores what follows a GOAWAY). */
+Test(h2_conn, an_aged_connection_gets_the_two_step_goaway_then_closes) {
+  server.max_age_ms = 300;
+  server.max_age_grace_ms = 10000;
+  struct raw r;
+  raw_connect(&r, true);
+  uint64_t t0 = uv_now(&loop);
+  cr_assert(run_until(raw_greeted, &r, 5000));
+  cr_assert(run_until(raw_pinged, &r, 5000), "the connection never aged");
+  /* Counted from the greeting, which came after t0: at least the age less its jitter. */
+  cr_assert_geq(uv_now(&loop) - t0, 270, "aged before its time");
+  /* Step one: GOAWAY(NO_ERROR, 2^31-1) and a PING, as in a shutdown (RFC 9113 6.8). */
+  int32_t last[4];
+  uint32_t code[4];
+  cr_assert_eq(raw_goaways(&r, last, code, 4), 1, "the final GOAWAY came before the PING's ACK");
+  cr_assert_eq(last[0], LAST_STREAM_MAX);
+  cr_assert_eq(code[0], NGHTTP2_NO_ERROR);
+  size_t n;
+  const uint8_t *opaque = raw_frame(&r, NGHTTP2_PING, false, &n);
+  cr_assert_eq(n, 8);
+  uint8_t ack[17] = {0, 0, 8, NGHTTP2_PING, NGHTTP2_FLAG_ACK, 0, 0, 0, 0};
+  memcpy(ack + 9, opaque, 8);
+  cr_assert_eq(send(r.fd, ack, sizeof ack, 0), (ssize_t)sizeof ack);
+  /* Step two once the ACK is in: the final GOAWAY names the last stream processed (none: 0), and with
+   * nothing open the connection closes, long before the grace. */
+  cr_assert(run_until(raw_closed, &r, 5000), "the aged connection stayed open after the ACK");
+  cr_assert_eq(raw_goaways(&r, last, code, 4), 2);
+  cr_assert_eq(last[1], 0);
+  cr_assert_eq(code[1], NGHTTP2_NO_ERROR);
+  cr_assert(run_until(no_conns, NULL, 5000));
+  cr_assert_eq(server.aged, 1);
+  cr_assert_eq(server.age_cut, 0);
+  cr_assert_eq(age_metric("prescale_grpc_connections_aged_total"), 1);
+  cr_assert_eq(age_metric("prescale_grpc_connections_age_cut_total"), 0);
+  cr_assert_eq(age_metric("prescale_grpc_connections_opened_total"), 1);
+  cr_assert_eq(server.idle_closed, 0, "closed by the idle timeout, not by its age");
+  raw_free(&r);
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+Test(h2_conn, a_client_that_never_acknowledges_the_ping_is_closed_at_the_end_of_the_grace) {
+  server.max_age_ms = 200;
+  server.max_age_grace_ms = 300;
+  struct raw r;
+  raw_connect(&r, true);
+  cr_assert(run_until(raw_pinged, &r, 5000), "the connection never aged");
+  uint64_t t_aged = uv_now(&loop);
+  cr_assert(run_until(raw_closed, &r, 5000), "a client that ignores the notice kept its connection");
+  cr_assert_geq(uv_now(&loop) - t_aged, 250, "closed before the grace was over");
+  int32_t last[4];
+  uint32_t code[4];
+  cr_assert_eq(raw_goaways(&r, last, code, 4), 2, "closed without the final GOAWAY");
+  cr_assert_eq(last[1], 0);
+  cr_assert_eq(code[1], NGHTTP2_NO_ERROR);
+  cr_assert(run_until(no_conns, NULL, 5000));
+  cr_assert_eq(server.aged, 1);
+  cr_assert_eq(server.age_cut, 1);
+  raw_free(&r);
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+Test(h2_conn, a_call_in_flight_when_the_connection_ages_completes) {
+  server.max_age_ms = 200;
+  server.max_age_grace_ms = 10000;
+  client_start(65535);
+  struct stream *held = request(&(struct req){.path = "/test.Svc/Hold", .msg = "x"});
+  cr_assert(run_until(one_held, NULL, 5000));
+  cr_assert(run_until(two_goaways, NULL, 5000), "a busy connection never aged");
+  cr_assert_eq(cl.goaway_last[0], LAST_STREAM_MAX);
+  cr_assert_eq(cl.goaway_last[1], held->id);
+  /* The call goes on: the connection waits for it. */
+  cr_assert_eq(server.open_conns, 1);
+  cr_assert_not(held->closed);
+  cr_assert_eq(d.cancelled, 0);
+  finish_held(0);
+  wait_closed(held);
+  assert_done_ok(held);
+  cr_assert_eq(held->close_error, NGHTTP2_NO_ERROR);
+  /* Its last call done after the final GOAWAY, the connection closes, well inside the grace. */
+  cr_assert(run_until(no_conns, NULL, 5000), "the aged connection stayed open after its last call");
+  cr_assert_eq(d.cancelled, 0);
+  cr_assert_eq(server.aged, 1);
+  cr_assert_eq(server.age_cut, 0);
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+Test(h2_conn, a_watch_still_open_after_the_grace_is_cancelled_and_the_connection_closed) {
+  server.max_age_ms = 200;
+  server.max_age_grace_ms = 300;
+  client_start(65535);
+  /* A server stream that has sent one message and never ends, as a StreamIsActive watch. */
+  struct stream *watch = request(&(struct req){.path = "/test.Svc/Hold", .msg = "send"});
+  cr_assert(run_until(one_held, NULL, 5000));
+  cr_assert(run_until(stream_has_data, watch, 5000));
+  cr_assert(run_until(first_goaway, NULL, 5000), "the connection never aged");
+  uint64_t t_aged = uv_now(&loop);
+  cr_assert(run_until(two_goaways, NULL, 5000));
+  cr_assert_eq(cl.goaway_last[1], watch->id, "the watch was accepted before the notice");
+  cr_assert(run_until(no_conns, NULL, 5000), "the watch kept its aged connection past the grace");
+  cr_assert_geq(uv_now(&loop) - t_aged, 250, "cut off before the grace was over");
+  cr_assert(run_until(client_eof, NULL, 5000), "the client's socket was not closed");
+  cr_assert_eq(d.cancelled, 1, "the watch was not cancelled");
+  cr_assert_null(d.held[0]);
+  cr_assert_not(watch->closed && watch->grpc_status == PS_GRPC_OK, "the watch ended as if it had finished");
+  cr_assert_eq(server.aged, 1);
+  cr_assert_eq(server.age_cut, 1);
+  cr_assert_eq(age_metric("prescale_grpc_connections_age_cut_total"), 1);
+  cr_assert_eq(metric("method=\"Hold\",code=\"CANCELLED\""), 1);
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+Test(h2_conn, age_zero_never_ages_a_connection) {
+  server.max_age_ms = 0;
+  server.max_age_grace_ms = 0;
+  client_start(65535);
+  struct stream *held = request(&(struct req){.path = "/test.Svc/Hold", .msg = "x"});
+  cr_assert(run_until(one_held, NULL, 5000));
+  /* A bounded wait for what must not come: 0 is "never", not "at once" (nor after a grace of 0). */
+  cr_assert_not(run_until(got_goaway, NULL, 500), "a connection with max age 0 was told to go away");
+  finish_held(0);
+  wait_closed(held);
+  assert_done_ok(held);
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .msg = "still here"});
+  wait_closed(st);
+  cr_assert_eq(st->grpc_status, PS_GRPC_OK);
+  cr_assert_eq(server.aged, 0);
+  cr_assert_eq(server.open_conns, 1);
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+Test(h2_conn, the_age_and_the_idle_timeout_share_one_timer) {
+  /* Idle sooner than aged: the idle timeout closes it ("idle"), and the age never fires afterwards. */
+  server.idle_timeout_ms = 200;
+  server.max_age_ms = 5000;
+  client_start(65535);
+  cr_assert(run_until(got_goaway, NULL, 5000));
+  cr_assert_str_eq(cl.goaway_debug, "idle");
+  cr_assert(run_until(no_conns, NULL, 5000));
+  cr_assert_eq(server.idle_closed, 1);
+  cr_assert_eq(server.aged, 0);
+  client_stop();
+  /* Aged sooner than idle, with calls coming and going (each re-arms the timer): the age still comes, and
+   * the connection closes once the PING is acknowledged, not at the end of the grace. */
+  server.idle_timeout_ms = 60000;
+  server.max_age_ms = 400;
+  server.max_age_grace_ms = 60000;
+  client_start(65535);
+  for (int i = 0; i < 3; i++) {
+    struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .msg = "x"});
+    wait_closed(st);
+    cr_assert_eq(st->grpc_status, PS_GRPC_OK);
+  }
+  cr_assert(run_until(first_goaway, NULL, 5000), "calls that come and go postponed the age for ever");
+  cr_assert_eq(cl.goaway_last[0], LAST_STREAM_MAX);
+  cr_assert(run_until(no_conns, NULL, 5000));
+  cr_assert_eq(server.aged, 1);
+  cr_assert_eq(server.age_cut, 0);
+  cr_assert_eq(server.idle_closed, 1);
   client_stop();
   stop_server();
   PS_LOOP_END(&loop);
