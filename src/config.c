@@ -543,8 +543,7 @@ static int parse_text(struct ps_target_config *c, const char *const val[NKEYS], 
     return ps_flags_fail(err, errlen, "%s: %s %s",
                          val[K_SERVER] != NULL ? "serverAddress" : "--prometheus-url", q, why);
   }
-  size_t slen = strlen(server);
-  while (slen > 7 && server[slen - 1] == '/') slen--; /* "http://h/" and "http://h" are one server */
+  size_t slen = ps_flags_url_len(server); /* "http://h/" and "http://h" are one server */
   if ((c->server_address = strndup(server, slen)) == NULL) return UV_ENOMEM;
 
   if (val[K_QUERY] != NULL && is_blank(val[K_QUERY]))

@@ -102,6 +102,14 @@ const char *ps_flags_url_problem(const char *s) {
   return NULL;
 }
 
+size_t ps_flags_url_len(const char *s) {
+  size_t n = strlen(s);
+  const char *sep = strstr(s, "://");
+  size_t keep = sep != NULL ? (size_t)(sep - s) + 4 : 1;
+  while (n > keep && s[n - 1] == '/') n--;
+  return n;
+}
+
 /* Sizes: plain bytes, or a whole number of KiB or MiB (binary multiples, IEC 80000-13), at most max. */
 static bool parse_size(const char *s, uint64_t max, uint64_t *out) {
   size_t n = strlen(s);

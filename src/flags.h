@@ -112,5 +112,8 @@ __attribute__((format(printf, 3, 4))) int ps_flags_fail(char *err, size_t errlen
 /* What is wrong with s as prescale's Prometheus URL (http:// only, a host, no query or fragment, no
  * spaces or control bytes), worded to follow the quoted value; NULL when it is fine. */
 const char *ps_flags_url_problem(const char *s);
+/* The length of a Prometheus URL without its trailing '/'s, which name no other server ("http://h/" and
+ * "http://h" are one server); the "scheme://" and the first byte after it always stay. */
+size_t ps_flags_url_len(const char *s);
 
 #endif

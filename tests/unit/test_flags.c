@@ -465,6 +465,27 @@ Test(flags, url_values) {
   cr_assert_null(ps_flags_url_problem("http://prom.monitoring:9090/x"));
 }
 
+/* One server, however many '/' end its URL; the scheme and the byte after it always stay. */
+Test(flags, url_len_drops_trailing_slashes) {
+  static const struct {
+    const char *v;
+    size_t want;
+  } cases[] = {{"http://p", 8},
+               {"http://p/", 8},
+               {"http://p///", 8},
+               {"https://p:9090/", 14},
+               {"http://p/a/", 10},
+               {"http:///", 8},
+               {"http://", 7},
+               {"p/", 1},
+               {"/", 1},
+               {"", 0},
+               {"https://p/x//y//", 14}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    cr_assert_eq(ps_flags_url_len(cases[i].v), cases[i].want, "%s: %zu", cases[i].v,
+                 ps_flags_url_len(cases[i].v));
+}
+
 Test(flags, duration_values) {
   static const struct {
     const char *flag, *v;
