@@ -5,7 +5,6 @@
  * and every error names the file, the line and the key path. */
 #include "prom_config.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -20,9 +19,7 @@
 #include <yaml.h>
 
 #include "flags.h"
-
-#define PATH_BUF 64  /* a key path: "servers[63].authorization.credentials_file" */
-#define WHAT_BUF 512 /* the part of an error after the path */
+#include "prom_config_int.h"
 
 /* ---- the schema ---------------------------------------------------------------------------------- */
 
@@ -34,9 +31,6 @@ enum vkind {
   V_SECTION, /* a nested mapping with its own table */
   V_HEADERS, /* a mapping of header names to values */
 };
-
-/* The sections whose presence matters after the server's mapping ends (their line, for messages). */
-enum section_id { S_SERVER, S_AUTH, S_BASIC, S_TLS, NSECTIONS };
 
 struct section;
 struct key {
@@ -53,7 +47,7 @@ struct unsupported {
   const char *hint; /* NULL or " (use ...)" */
 };
 struct section {
-  enum section_id id;
+  enum ps_pc_section id;
   const struct key *keys;
   size_t nkeys;
   const struct unsupported *no;
@@ -117,65 +111,13 @@ static const struct unsupported server_no[] = {
 static const struct section server_section =
     SEC(S_SERVER, server_keys, server_no, "url, authorization, basic_auth, tls_config, headers");
 
-/* Headers prescale writes itself, or that change the framing or the connection of a request (RFC 9110
- * 7.6.1, 8.6, 11.6.2; RFC 9112 6.1): Prometheus refuses most of them in its own headers too
- * (ReservedHeaders, config/http_config.go). Credentials go through authorization or basic_auth. */
-static const char *const reserved_headers[] = {"Accept",
-                                               "Accept-Encoding",
-                                               "Authorization",
-                                               "Connection",
-                                               "Content-Encoding",
-                                               "Content-Length",
-                                               "Content-Type",
-                                               "Expect",
-                                               "Host",
-                                               "Keep-Alive",
-                                               "Proxy-Authenticate",
-                                               "Proxy-Authorization",
-                                               "Proxy-Connection",
-                                               "TE",
-                                               "Trailer",
-                                               "Transfer-Encoding",
-                                               "Upgrade",
-                                               "User-Agent",
-                                               "WWW-Authenticate"};
-#define RESERVED_WORDS                                                                                       \
-  "Accept, Accept-Encoding, Authorization, Connection, Content-Encoding, Content-Length, Content-Type, "     \
-  "Expect, Host, Keep-Alive, Proxy-Authenticate, Proxy-Authorization, Proxy-Connection, TE, Trailer, "       \
-  "Transfer-Encoding, Upgrade, User-Agent, WWW-Authenticate"
-
 /* ---- parser state and errors --------------------------------------------------------------------- */
-
-struct pc {
-  yaml_parser_t yp;
-  yaml_event_t ev;
-  bool held; /* ev holds an event to delete */
-  const char *yaml;
-  size_t len;
-  const char *file;
-  size_t dirlen; /* bytes of file up to its last '/' included; 0: relative paths stay as written */
-  bool check_files;
-  size_t events;
-  int depth;
-  char path[PATH_BUF];
-  char *err;
-  size_t errlen;
-};
-
-/* One server as it is read: its config and where its sections were (0: absent). */
-struct srv {
-  struct ps_prom_server_cfg *cfg;
-  size_t idx;
-  size_t line[NSECTIONS];
-  size_t url_line;
-  size_t header_bytes;
-};
 
 static size_t ev_line(const struct pc *p) { return p->ev.start_mark.line + 1; }
 
 /* `prometheus-config FILE:LINE: PATH: what`; returns UV_EINVAL. */
-__attribute__((format(printf, 3, 4))) static int fail(struct pc *p, size_t line, const char *fmt, ...) {
-  char what[WHAT_BUF];
+int ps_pc_fail(struct pc *p, size_t line, const char *fmt, ...) {
+  char what[PS_PC_WHAT_BUF];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
@@ -185,7 +127,7 @@ __attribute__((format(printf, 3, 4))) static int fail(struct pc *p, size_t line,
 }
 
 /* The path becomes path[..base] + "." + name (or name at the top). */
-static void push(struct pc *p, size_t base, const char *name) {
+void ps_pc_push(struct pc *p, size_t base, const char *name) {
   snprintf(p->path + base, sizeof p->path - base, "%s%s", base > 0 ? "." : "", name);
 }
 
@@ -208,8 +150,8 @@ static int syntax_error(struct pc *p) {
     for (size_t i = 0; i < p->yp.problem_offset && i < p->len; i++) line += p->yaml[i] == '\n';
   }
   const char *ctx = p->yp.context;
-  return fail(p, line, "not valid YAML: %s%s%s", ctx != NULL ? ctx : "", ctx != NULL ? ", " : "",
-              p->yp.problem != NULL ? p->yp.problem : "unknown error");
+  return ps_pc_fail(p, line, "not valid YAML: %s%s%s", ctx != NULL ? ctx : "", ctx != NULL ? ", " : "",
+                    p->yp.problem != NULL ? p->yp.problem : "unknown error");
 }
 
 /* The next event into p->ev, within the bounds: events, depth, no anchor, alias or tag. */
@@ -219,12 +161,12 @@ static int next(struct pc *p) {
   if (!yaml_parser_parse(&p->yp, &p->ev)) return syntax_error(p);
   p->held = true;
   if (++p->events > PS_PROM_CONFIG_MAX_EVENTS)
-    return fail(p, ev_line(p),
-                "more than %d YAML events (keys, values, starts and ends of mappings and sequences)",
-                PS_PROM_CONFIG_MAX_EVENTS);
+    return ps_pc_fail(p, ev_line(p),
+                      "more than %d YAML events (keys, values, starts and ends of mappings and sequences)",
+                      PS_PROM_CONFIG_MAX_EVENTS);
   const yaml_char_t *anchor = NULL, *tag = NULL;
   switch (p->ev.type) {
-  case YAML_ALIAS_EVENT: return fail(p, ev_line(p), "YAML aliases (*name) are not supported");
+  case YAML_ALIAS_EVENT: return ps_pc_fail(p, ev_line(p), "YAML aliases (*name) are not supported");
   case YAML_SCALAR_EVENT:
     anchor = p->ev.data.scalar.anchor;
     tag = p->ev.data.scalar.tag;
@@ -236,16 +178,16 @@ static int next(struct pc *p) {
     tag =
         p->ev.type == YAML_MAPPING_START_EVENT ? p->ev.data.mapping_start.tag : p->ev.data.sequence_start.tag;
     if (++p->depth > PS_PROM_CONFIG_MAX_DEPTH)
-      return fail(p, ev_line(p), "expected a string, got %s (nothing nests deeper than %d levels)",
-                  event_noun(p->ev.type), PS_PROM_CONFIG_MAX_DEPTH);
+      return ps_pc_fail(p, ev_line(p), "expected a string, got %s (nothing nests deeper than %d levels)",
+                        event_noun(p->ev.type), PS_PROM_CONFIG_MAX_DEPTH);
     break;
   case YAML_SEQUENCE_END_EVENT:
   case YAML_MAPPING_END_EVENT: p->depth--; break;
   default: break;
   }
   /* Anchors and aliases are what a billion-laughs file is made of, and no schema here needs them. */
-  if (anchor != NULL) return fail(p, ev_line(p), "YAML anchors (&name) are not supported");
-  if (tag != NULL) return fail(p, ev_line(p), "YAML tags (!tag) are not supported");
+  if (anchor != NULL) return ps_pc_fail(p, ev_line(p), "YAML anchors (&name) are not supported");
+  if (tag != NULL) return ps_pc_fail(p, ev_line(p), "YAML tags (!tag) are not supported");
   return 0;
 }
 
@@ -263,22 +205,16 @@ static bool is_null(const yaml_event_t *e) {
 static int scalar(struct pc *p, const char *want, char **out) {
   *out = NULL;
   if (p->ev.type != YAML_SCALAR_EVENT)
-    return fail(p, ev_line(p), "expected %s, got %s", want, event_noun(p->ev.type));
+    return ps_pc_fail(p, ev_line(p), "expected %s, got %s", want, event_noun(p->ev.type));
   size_t len = p->ev.data.scalar.length;
   const char *v = (const char *)p->ev.data.scalar.value;
   if (len > PS_PROM_CONFIG_MAX_SCALAR)
-    return fail(p, ev_line(p), "the value is %zu bytes; the maximum is %u", len, PS_PROM_CONFIG_MAX_SCALAR);
+    return ps_pc_fail(p, ev_line(p), "the value is %zu bytes; the maximum is %u", len,
+                      PS_PROM_CONFIG_MAX_SCALAR);
   /* A double-quoted "\0" is a NUL inside the value: C strings would cut it short. */
-  if (memchr(v, '\0', len) != NULL) return fail(p, ev_line(p), "the value must not contain a NUL byte");
+  if (memchr(v, '\0', len) != NULL) return ps_pc_fail(p, ev_line(p), "the value must not contain a NUL byte");
   if (is_null(&p->ev)) return 0;
   return (*out = strndup(v, len)) == NULL ? UV_ENOMEM : 0;
-}
-
-/* Control bytes (RFC 5234 CTL) other than HTAB: what would end or split a header line. */
-static bool has_ctl(const char *s) {
-  for (; *s; s++)
-    if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f) return true;
-  return false;
 }
 
 /* A path as written, or joined to the config file's directory when relative. */
@@ -300,9 +236,9 @@ static int check_file(struct pc *p, const char *path, size_t line) {
   char q[PS_FLAGS_QUOTED_MAX];
   ps_flags_quote(q, sizeof q, path);
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) return fail(p, line, "cannot read %s: %s", q, strerror(errno));
+  if (fd < 0) return ps_pc_fail(p, line, "cannot read %s: %s", q, strerror(errno));
   struct stat st;
-  int r = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? 0 : fail(p, line, "%s is not a regular file", q);
+  int r = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? 0 : ps_pc_fail(p, line, "%s is not a regular file", q);
   close(fd);
   return r;
 }
@@ -316,9 +252,9 @@ static int unknown_key(struct pc *p, const struct section *sec, const char *k, s
   ps_flags_quote(q, sizeof q, k);
   for (size_t i = 0; i < sec->nno; i++)
     if (strcmp(k, sec->no[i].name) == 0)
-      return fail(p, line, "%s is not supported by prescale%s", q,
-                  sec->no[i].hint != NULL ? sec->no[i].hint : "");
-  return fail(p, line, "unknown key %s (known: %s)", q, sec->known);
+      return ps_pc_fail(p, line, "%s is not supported by prescale%s", q,
+                        sec->no[i].hint != NULL ? sec->no[i].hint : "");
+  return ps_pc_fail(p, line, "unknown key %s (known: %s)", q, sec->known);
 }
 
 /* The current event is the section's MAPPING_START: reads its keys up to MAPPING_END. */
@@ -331,34 +267,26 @@ static int section(struct pc *p, const struct section *sec, struct srv *s) {
     if (p->ev.type == YAML_MAPPING_END_EVENT) return 0;
     size_t line = ev_line(p);
     if (p->ev.type != YAML_SCALAR_EVENT)
-      return fail(p, line, "a key must be a scalar, got %s", event_noun(p->ev.type));
+      return ps_pc_fail(p, line, "a key must be a scalar, got %s", event_noun(p->ev.type));
     const char *name = (const char *)p->ev.data.scalar.value;
     size_t i = 0;
     while (i < sec->nkeys && strcmp(name, sec->keys[i].name) != 0) i++;
     if (i == sec->nkeys) return unknown_key(p, sec, name, line);
-    if (seen & (1u << i)) return fail(p, line, "key \"%s\" is given twice", sec->keys[i].name);
+    if (seen & (1u << i)) return ps_pc_fail(p, line, "key \"%s\" is given twice", sec->keys[i].name);
     seen |= 1u << i;
-    push(p, base, sec->keys[i].name);
+    ps_pc_push(p, base, sec->keys[i].name);
     if ((r = next(p)) != 0 || (r = value(p, &sec->keys[i], s, line)) != 0) return r;
     p->path[base] = '\0';
   }
 }
 
-static bool is_token(const char *s) {
-  if (*s == '\0') return false;
-  for (; *s; s++)
-    if (!isalnum((unsigned char)*s) && strchr("!#$%&'*+-.^_`|~", *s) == NULL) return false;
-  return true;
-}
-
-/* headers: {Name: value, ...}. Names are tokens (RFC 9110 5.6.2), neither reserved nor repeated (in any
- * case: field names are case-insensitive, 5.1); values hold no control byte but HTAB (5.5). A name that
- * is not a token is not quoted: it may be a pasted "Authorization: Bearer ..." line. Values never are. */
+/* headers: {Name: value, ...}. Names by ps_pc_header_name; values hold no control byte but HTAB (RFC 9110
+ * 5.5) and are never quoted (an API key is a header value); all of them together are bounded. */
 static int headers(struct pc *p, struct srv *s) {
   struct ps_prom_server_cfg *c = s->cfg;
   if (p->ev.type != YAML_MAPPING_START_EVENT)
-    return fail(p, ev_line(p), "expected a mapping of header names to values, got %s",
-                event_noun(p->ev.type));
+    return ps_pc_fail(p, ev_line(p), "expected a mapping of header names to values, got %s",
+                      event_noun(p->ev.type));
   for (;;) {
     int r = next(p);
     if (r != 0) return r;
@@ -366,35 +294,25 @@ static int headers(struct pc *p, struct srv *s) {
     size_t line = ev_line(p);
     char *name;
     if ((r = scalar(p, "a header name", &name)) != 0) return r;
-    if (name == NULL || !is_token(name)) {
-      free(name);
-      return fail(p, line, "a header name must be an HTTP token: letters, digits and !#$%%&'*+-.^_`|~");
-    }
-    struct ps_prom_header *h = NULL;
-    for (size_t i = 0; i < N(reserved_headers) && r == 0; i++)
-      if (strcasecmp(name, reserved_headers[i]) == 0)
-        r = fail(p, line, "header \"%s\" cannot be set here (reserved: " RESERVED_WORDS ")", name);
-    for (size_t i = 0; i < c->nheaders && r == 0; i++)
-      if (strcasecmp(name, c->headers[i].name) == 0) r = fail(p, line, "header \"%s\" is given twice", name);
-    if (r == 0 && c->nheaders == PS_PROM_CONFIG_MAX_HEADERS)
-      r = fail(p, line, "more than %d headers", PS_PROM_CONFIG_MAX_HEADERS);
-    if (r == 0 && c->headers == NULL &&
+    if ((r = ps_pc_header_name(p, c, name != NULL ? name : "", line)) == 0 && c->headers == NULL &&
         (c->headers = calloc(PS_PROM_CONFIG_MAX_HEADERS, sizeof *c->headers)) == NULL)
       r = UV_ENOMEM;
     if (r != 0) {
       free(name);
       return r;
     }
-    h = &c->headers[c->nheaders++];
+    struct ps_prom_header *h = &c->headers[c->nheaders++];
     h->name = name;
     if ((r = next(p)) != 0 || (r = scalar(p, "a header value", &h->value)) != 0) return r;
     if (h->value == NULL && (h->value = strdup("")) == NULL) return UV_ENOMEM;
-    if (has_ctl(h->value))
-      return fail(p, ev_line(p),
-                  "header \"%s\": the value must not contain control characters (CR, LF, NUL, ...)", name);
+    if (ps_pc_has_ctl(h->value))
+      return ps_pc_fail(p, ev_line(p),
+                        "header \"%s\": the value must not contain control characters (CR, LF, NUL, ...)",
+                        name);
     s->header_bytes += strlen(name) + strlen(h->value) + 4; /* "Name: value\r\n" */
     if (s->header_bytes > PS_PROM_CONFIG_MAX_HEADER_BYTES)
-      return fail(p, ev_line(p), "the headers come to more than %u bytes", PS_PROM_CONFIG_MAX_HEADER_BYTES);
+      return ps_pc_fail(p, ev_line(p), "the headers come to more than %u bytes",
+                        PS_PROM_CONFIG_MAX_HEADER_BYTES);
   }
 }
 
@@ -406,7 +324,7 @@ static int value(struct pc *p, const struct key *k, struct srv *s, size_t key_li
   switch (k->kind) {
   case V_SECTION:
     if (p->ev.type != YAML_MAPPING_START_EVENT)
-      return fail(p, ev_line(p), "expected a mapping, got %s", event_noun(p->ev.type));
+      return ps_pc_fail(p, ev_line(p), "expected a mapping, got %s", event_noun(p->ev.type));
     s->line[k->sub->id] = key_line;
     return section(p, k->sub, s);
   case V_HEADERS: return headers(p, s);
@@ -421,18 +339,18 @@ static int value(struct pc *p, const struct key *k, struct srv *s, size_t key_li
       return 0;
     }
     if (p->ev.type != YAML_SCALAR_EVENT)
-      return fail(p, ev_line(p), "expected true or false, got %s", event_noun(p->ev.type));
+      return ps_pc_fail(p, ev_line(p), "expected true or false, got %s", event_noun(p->ev.type));
     char q[PS_FLAGS_QUOTED_MAX];
     ps_flags_quote(q, sizeof q, v);
-    return fail(p, ev_line(p), "expected true or false, got %s", q);
+    return ps_pc_fail(p, ev_line(p), "expected true or false, got %s", q);
   }
   case V_STRING:
   case V_SECRET:
   case V_FILE:
     if ((r = scalar(p, "a string", field)) != 0 || *field == NULL) return r;
     if (field == &c->url) s->url_line = ev_line(p);
-    if (k->kind == V_SECRET && has_ctl(*field))
-      return fail(p, ev_line(p), "must not contain control characters (CR, LF, NUL, ...)");
+    if (k->kind == V_SECRET && ps_pc_has_ctl(*field))
+      return ps_pc_fail(p, ev_line(p), "must not contain control characters (CR, LF, NUL, ...)");
     if (k->kind != V_FILE) return 0;
     if ((r = resolve(p, field)) != 0) return r;
     return p->check_files ? check_file(p, *field, ev_line(p)) : 0;
@@ -440,139 +358,27 @@ static int value(struct pc *p, const struct key *k, struct srv *s, size_t key_li
   return UV_EINVAL;
 }
 
-/* ---- one server: checks across keys -------------------------------------------------------------- */
-
-/* What is wrong with a server's url, worded to follow the quoted value; *quiet when the value must not
- * be quoted at all (it holds a password). */
-static const char *url_problem(const char *u, bool *quiet) {
-  size_t scheme = strncasecmp(u, "https://", 8) == 0 ? 8 : strncasecmp(u, "http://", 7) == 0 ? 7 : 0;
-  const char *sep = strstr(u, "://"), *host = scheme > 0 ? u + scheme : sep != NULL ? sep + 3 : u;
-  size_t hostlen = strcspn(host, "/?#");
-  *quiet = memchr(host, '@', hostlen) != NULL;
-  if (*quiet) return "must not hold user:password@ (use basic_auth)";
-  if (scheme == 0) return "is not an http:// or https:// URL";
-  if (hostlen == 0) return "has no host";
-  if (strpbrk(u, "?#") != NULL) return "must not have a query or fragment";
-  return has_ctl(u) || strchr(u, ' ') != NULL ? "must not contain spaces or control characters" : NULL;
-}
-
-/* Bytes of url's scheme://host:port, compared without regard to case (RFC 3986 6.2.2.1). */
-static size_t authority_len(const char *url) {
-  const char *sep = strstr(url, "://");
-  if (sep == NULL) return 0;
-  return (size_t)(sep + 3 - url) + strcspn(sep + 3, "/");
-}
-
-/* Whether the first n bytes of server_url are url (n = strlen(url)). */
-static bool same_prefix(const char *url, size_t n, const char *server_url) {
-  size_t a = authority_len(url);
-  if (a > n) a = n;
-  return strncasecmp(url, server_url, a) == 0 && strncmp(url + a, server_url + a, n - a) == 0;
-}
-
-static int check_auth(struct pc *p, struct srv *s) {
-  struct ps_prom_server_cfg *c = s->cfg;
-  char q[PS_FLAGS_QUOTED_MAX];
-  size_t line = s->line[S_AUTH];
-  if (c->auth_type == NULL && (c->auth_type = strdup("Bearer")) == NULL) return UV_ENOMEM;
-  ps_flags_quote(q, sizeof q, c->auth_type);
-  /* The type is the auth-scheme of the Authorization header (RFC 9110 11.4): a token. */
-  if (!is_token(c->auth_type)) return fail(p, line, "type: %s is not an HTTP authentication scheme", q);
-  if (strcasecmp(c->auth_type, "Basic") == 0)
-    return fail(p, line, "type: %s is not allowed; use basic_auth: {username, password_file}", q);
-  if (c->credentials != NULL && c->credentials_file != NULL)
-    return fail(p, line, "credentials and credentials_file are mutually exclusive");
-  if (c->credentials == NULL && c->credentials_file == NULL)
-    return fail(p, line, "needs credentials_file (or credentials)");
-  return 0;
-}
-
-static int check_basic(struct pc *p, struct srv *s) {
-  struct ps_prom_server_cfg *c = s->cfg;
-  size_t line = s->line[S_BASIC];
-  if (c->username == NULL || c->username[0] == '\0') return fail(p, line, "username is required");
-  /* RFC 7617 2: the user-id holds no colon, and neither part a control character. */
-  if (strchr(c->username, ':') != NULL || has_ctl(c->username))
-    return fail(p, line, "username must not contain ':' or control characters");
-  if (c->password != NULL && c->password_file != NULL)
-    return fail(p, line, "password and password_file are mutually exclusive");
-  return 0;
-}
-
-static int check_tls(struct pc *p, struct srv *s) {
-  struct ps_prom_server_cfg *c = s->cfg;
-  size_t line = s->line[S_TLS];
-  if (strncasecmp(c->url, "https://", 8) != 0)
-    return fail(p, line, "is for https:// servers; this url is http://");
-  if ((c->cert_file == NULL) != (c->key_file == NULL))
-    return fail(p, line,
-                "cert_file and key_file go together (a client certificate and its key); %s is missing",
-                c->cert_file == NULL ? "cert_file" : "key_file");
-  /* A DNS name (RFC 1035 2.3.4: at most 253 bytes written out) or an address, for SNI and verification. */
-  if (c->server_name != NULL &&
-      (c->server_name[0] == '\0' || strlen(c->server_name) > 253 ||
-       strcspn(c->server_name, " /@?#") != strlen(c->server_name) || has_ctl(c->server_name)))
-    return fail(p, line, "server_name must be a host name");
-  return 0;
-}
-
-/* After the server's mapping: the url, each section, then the pairs Prometheus refuses too. */
-static int check_server(struct pc *p, struct srv *s, const struct ps_prom_config *cfg, size_t map_line) {
-  struct ps_prom_server_cfg *c = s->cfg;
-  snprintf(p->path, sizeof p->path, "servers[%zu]", s->idx);
-  if (c->url == NULL) return fail(p, map_line, "url is required (e.g. url: https://prometheus:9090)");
-  bool quiet;
-  const char *why = url_problem(c->url, &quiet);
-  size_t base = strlen(p->path);
-  push(p, base, "url");
-  char q[PS_FLAGS_QUOTED_MAX];
-  ps_flags_quote(q, sizeof q, c->url);
-  if (why != NULL && quiet) return fail(p, s->url_line, "%s", why);
-  if (why != NULL) return fail(p, s->url_line, "%s %s", q, why);
-  c->url[ps_flags_url_len(c->url)] = '\0'; /* "https://p/" and "https://p" are one server */
-  for (size_t i = 0; i < s->idx; i++)
-    if (strlen(cfg->servers[i].url) == strlen(c->url) &&
-        same_prefix(cfg->servers[i].url, strlen(c->url), c->url))
-      return fail(p, s->url_line, "%s is already the url of servers[%zu]", q, i);
-  p->path[base] = '\0';
-  if (s->line[S_AUTH] != 0 && s->line[S_BASIC] != 0)
-    return fail(p, s->line[S_AUTH] > s->line[S_BASIC] ? s->line[S_AUTH] : s->line[S_BASIC],
-                "authorization and basic_auth are mutually exclusive");
-  static const struct {
-    enum section_id id;
-    const char *name;
-    int (*check)(struct pc *, struct srv *);
-  } checks[] = {{S_AUTH, "authorization", check_auth},
-                {S_BASIC, "basic_auth", check_basic},
-                {S_TLS, "tls_config", check_tls}};
-  for (size_t i = 0; i < N(checks); i++) {
-    if (s->line[checks[i].id] == 0) continue;
-    push(p, base, checks[i].name);
-    int r = checks[i].check(p, s);
-    if (r != 0) return r;
-  }
-  return 0;
-}
-
 /* ---- the document -------------------------------------------------------------------------------- */
 
 static int servers(struct pc *p, struct ps_prom_config *cfg) {
   if (p->ev.type != YAML_SEQUENCE_START_EVENT)
-    return fail(p, ev_line(p), "expected a sequence of servers (- url: ...), got %s", event_noun(p->ev.type));
+    return ps_pc_fail(p, ev_line(p), "expected a sequence of servers (- url: ...), got %s",
+                      event_noun(p->ev.type));
   if ((cfg->servers = calloc(PS_PROM_CONFIG_MAX_SERVERS, sizeof *cfg->servers)) == NULL) return UV_ENOMEM;
   for (;;) {
     int r = next(p);
     if (r != 0) return r;
     if (p->ev.type == YAML_SEQUENCE_END_EVENT) return 0;
     if (cfg->nservers == PS_PROM_CONFIG_MAX_SERVERS)
-      return fail(p, ev_line(p), "more than %d servers", PS_PROM_CONFIG_MAX_SERVERS);
+      return ps_pc_fail(p, ev_line(p), "more than %d servers", PS_PROM_CONFIG_MAX_SERVERS);
     struct srv s = {.cfg = &cfg->servers[cfg->nservers], .idx = cfg->nservers};
     cfg->nservers++; /* from here on ps_prom_config_free frees what it holds */
     snprintf(p->path, sizeof p->path, "servers[%zu]", s.idx);
     size_t map_line = ev_line(p);
     if (p->ev.type != YAML_MAPPING_START_EVENT)
-      return fail(p, map_line, "expected a mapping (url: ...), got %s", event_noun(p->ev.type));
-    if ((r = section(p, &server_section, &s)) != 0 || (r = check_server(p, &s, cfg, map_line)) != 0) return r;
+      return ps_pc_fail(p, map_line, "expected a mapping (url: ...), got %s", event_noun(p->ev.type));
+    if ((r = section(p, &server_section, &s)) != 0 || (r = ps_pc_check_server(p, &s, cfg, map_line)) != 0)
+      return r;
     snprintf(p->path, sizeof p->path, "servers");
   }
 }
@@ -580,33 +386,35 @@ static int servers(struct pc *p, struct ps_prom_config *cfg) {
 static int document(struct pc *p, struct ps_prom_config *cfg) {
   int r;
   if ((r = next(p)) != 0 || (r = next(p)) != 0) return r; /* STREAM_START, then a document or the end */
-  if (p->ev.type == YAML_STREAM_END_EVENT) return fail(p, 1, "the file is empty (expected servers: ...)");
+  if (p->ev.type == YAML_STREAM_END_EVENT)
+    return ps_pc_fail(p, 1, "the file is empty (expected servers: ...)");
   if ((r = next(p)) != 0) return r;
   if (p->ev.type != YAML_MAPPING_START_EVENT)
-    return fail(p, ev_line(p), "expected a mapping with servers:, got %s", event_noun(p->ev.type));
+    return ps_pc_fail(p, ev_line(p), "expected a mapping with servers:, got %s", event_noun(p->ev.type));
   bool seen = false;
   for (;;) {
     if ((r = next(p)) != 0) return r;
     if (p->ev.type == YAML_MAPPING_END_EVENT) break;
     size_t line = ev_line(p);
     if (p->ev.type != YAML_SCALAR_EVENT)
-      return fail(p, line, "a key must be a scalar, got %s", event_noun(p->ev.type));
+      return ps_pc_fail(p, line, "a key must be a scalar, got %s", event_noun(p->ev.type));
     const char *name = (const char *)p->ev.data.scalar.value;
     if (strcmp(name, "servers") != 0) {
       char q[PS_FLAGS_QUOTED_MAX];
       ps_flags_quote(q, sizeof q, name);
-      return fail(p, line, "unknown key %s (known: servers)", q);
+      return ps_pc_fail(p, line, "unknown key %s (known: servers)", q);
     }
-    if (seen) return fail(p, line, "key \"servers\" is given twice");
+    if (seen) return ps_pc_fail(p, line, "key \"servers\" is given twice");
     seen = true;
     snprintf(p->path, sizeof p->path, "servers");
     if ((r = next(p)) != 0 || (r = servers(p, cfg)) != 0) return r;
     p->path[0] = '\0';
   }
-  if (!seen) return fail(p, ev_line(p), "servers: is required");
+  if (!seen) return ps_pc_fail(p, ev_line(p), "servers: is required");
   if ((r = next(p)) != 0 || (r = next(p)) != 0) return r; /* DOCUMENT_END, then the end */
   if (p->ev.type != YAML_STREAM_END_EVENT)
-    return fail(p, ev_line(p), "more than one YAML document (---): put every server under one servers:");
+    return ps_pc_fail(p, ev_line(p),
+                      "more than one YAML document (---): put every server under one servers:");
   return 0;
 }
 
@@ -661,22 +469,6 @@ int ps_prom_config_load(const char *path, struct ps_prom_config *out, char *err,
   if (r == 0) r = parse(buf, n, path, true, out, err, errlen);
   free(buf);
   return r;
-}
-
-const struct ps_prom_server_cfg *ps_prom_config_match(const struct ps_prom_config *c,
-                                                      const char *server_url) {
-  if (c == NULL || server_url == NULL) return NULL;
-  size_t n = ps_flags_url_len(server_url);
-  const struct ps_prom_server_cfg *best = NULL;
-  size_t best_len = 0;
-  for (size_t i = 0; i < c->nservers; i++) {
-    const char *u = c->servers[i].url;
-    size_t len = strlen(u);
-    /* At a boundary: the url ends where server_url does, or where a path segment of it starts. */
-    if (len > n || (len < n && server_url[len] != '/') || !same_prefix(u, len, server_url)) continue;
-    if (best == NULL || len > best_len) best = &c->servers[i], best_len = len;
-  }
-  return best;
 }
 
 void ps_prom_config_free(struct ps_prom_config *c) {

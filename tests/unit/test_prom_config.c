@@ -447,6 +447,22 @@ Test(prom_config, bounds_servers_headers_events) {
   cr_assert_eq(c.servers[0].nheaders, PS_PROM_CONFIG_MAX_HEADERS);
   ps_prom_config_free(&c);
   free(s);
+  /* All the headers of a server, written out, within PS_PROM_CONFIG_MAX_HEADER_BYTES. */
+  char hb[3 * 4096 + 128];
+  int n = snprintf(hb, sizeof hb, "servers:\n- url: http://a\n  headers:\n    X-A: ");
+  memset(hb + n, 'a', 4000); /* "X-A: " + 4000 + "\r\n": 4007 bytes */
+  n += 4000;
+  n += snprintf(hb + n, sizeof hb - (size_t)n, "\n    X-B: ");
+  memset(hb + n, 'b', 4000); /* 8014 in all */
+  n += 4000;
+  hb[n] = '\0';
+  parse_ok(hb, &c);
+  ps_prom_config_free(&c);
+  n += snprintf(hb + n, sizeof hb - (size_t)n, "\n    X-C: %0*d", 180, 0); /* 8014 + 187 > 8192 */
+  cr_assert_str_eq(
+      parse_err(hb, strlen(hb)),
+      "prometheus-config /etc/p.yaml:6: servers[0].headers: the headers come to more than 8192 bytes");
+
   s = many(1, PS_PROM_CONFIG_MAX_HEADERS + 1);
   cr_assert_str_eq(parse_err(s, strlen(s)),
                    "prometheus-config /etc/p.yaml:36: servers[0].headers: more than 32 headers");
