@@ -77,6 +77,13 @@ static const struct ps_flag server_flags[] = {
      .arg = "URL",
      .help = "Prometheus base URL for triggers without serverAddress",
      .def = PS_DEFAULT_PROMETHEUS_URL},
+    {.name = "prometheus-config",
+     .env = "PRESCALE_PROMETHEUS_CONFIG",
+     .kind = PS_FLAG_STRING, /* read and checked at startup by main.c (ps_prom_config_load) */
+     .offset = offsetof(struct ps_server_config, prometheus_config),
+     .arg = "FILE",
+     .help = "YAML: TLS, credentials and headers per Prometheus server, by url prefix" PS_FLAGS_MORE
+             "(docs/prometheus-config.md)"},
     {.name = "first-load-timeout",
      .env = "PRESCALE_FIRST_LOAD_TIMEOUT",
      .kind = PS_FLAG_DURATION,

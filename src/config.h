@@ -40,10 +40,16 @@
 #define PS_MAX_GRPC_MAX_BUFFERED       ((size_t)64 << 30)
 #define PS_MAX_GRPC_REQUEST_TIMEOUT_MS (10 * 60 * 1000)
 
+struct ps_prom_config;
+
 struct ps_server_config {
   const char *grpc_listen; /* host:port, [v6]:port; not owned (argv/env/literal) */
   const char *http_listen;
   const char *prometheus_url; /* default serverAddress */
+  /* --prometheus-config: the file's path (NULL: none), and what main.c loaded from it before the loop
+   * runs (prom_config.h; owned by main.c, NULL without a file): TLS, credentials and headers per server. */
+  const char *prometheus_config;
+  const struct ps_prom_config *prom_config;
   uint64_t first_load_timeout_ms;
   uint64_t stale_after_ms; /* 0: 3 x the target's step */
   uint64_t target_idle_ms;
@@ -66,7 +72,8 @@ struct ps_server_config {
 /* Every field to its flag's default, as --help shows it. */
 void ps_server_config_defaults(struct ps_server_config *c);
 /* Reads PRESCALE_* environment variables (PRESCALE_GRPC_LISTEN, ...), then flags, which win.
- * Flags: --grpc-listen, --http-listen, --prometheus-url, --first-load-timeout, --stale-after,
+ * Flags: --grpc-listen, --http-listen, --prometheus-url, --prometheus-config, --first-load-timeout,
+ * --stale-after,
  * --target-idle, --grpc-max-msg, --grpc-max-buffered, --grpc-request-timeout, --max-targets,
  * --prometheus-max-inflight, --shutdown-grace, --max-conns, --grpc-idle-timeout, --max-connection-age,
  * --max-connection-age-grace, --log-level, --log-format (each `--flag V` or `--flag=V`).

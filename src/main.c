@@ -11,7 +11,8 @@
  * drain.
  *
  * Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT) or --help/--version; 1 when the server cannot
- * start (e.g. a port in use) or could not shut down cleanly; 2 for a bad flag or environment value. */
+ * start (e.g. a port in use) or could not shut down cleanly; 2 for a bad flag or environment value, or a
+ * --prometheus-config file that does not load. */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,12 +32,15 @@
 #include "metrics.h"
 #include "net.h"
 #include "probe.h"
+#include "prom_config.h"
 #include "service.h"
 #include "targets.h"
 
 struct app {
   uv_loop_t loop;
   struct ps_server_config cfg;
+  /* --prometheus-config, loaded before the loop runs; cfg.prom_config points here when there is one. */
+  struct ps_prom_config prom_config;
   struct ps_http_client *http;
   struct ps_targets *targets;
   struct ps_service *service;
@@ -259,6 +263,19 @@ static int start(struct app *a) {
   return 0;
 }
 
+/* What --prometheus-config holds, without a secret: the file, how many servers, and each server that has
+ * certificate verification off (its url never holds credentials: prom_config.c refuses user:password@). */
+static void log_prom_config(const struct app *a) {
+  if (a->cfg.prom_config == NULL) return;
+  char n[24];
+  snprintf(n, sizeof n, "%zu", a->prom_config.nservers);
+  ps_log(PS_LOG_INFO, "prometheus config loaded", "file", a->cfg.prometheus_config, "servers", n, NULL);
+  for (size_t i = 0; i < a->prom_config.nservers; i++)
+    if (a->prom_config.servers[i].insecure_skip_verify)
+      ps_log(PS_LOG_WARN, "TLS certificate verification is off (insecure_skip_verify)", "url",
+             a->prom_config.servers[i].url, NULL);
+}
+
 int main(int argc, char **argv) {
   /* Subcommands share the binary (and so the code paths) of the server. */
   if (argc > 1 && strcmp(argv[1], "backtest") == 0) return ps_backtest_main(argc - 1, argv + 1);
@@ -273,7 +290,18 @@ int main(int argc, char **argv) {
     fprintf(stderr, "Run 'prescale --help' for the flags.\n");
     return 2;
   }
+  /* Read now, before the loop runs (blocking reads are fine here): a file that does not load stops the
+   * start with the file, the line and the key, before anything listens. */
+  if (a.cfg.prometheus_config != NULL) {
+    if (ps_prom_config_load(a.cfg.prometheus_config, &a.prom_config, err, sizeof err) != 0) {
+      fprintf(stderr, "prescale: %s\n", err);
+      fprintf(stderr, "See docs/prometheus-config.md for the file's format.\n");
+      return 2;
+    }
+    a.cfg.prom_config = &a.prom_config;
+  }
   ps_log_setup(a.cfg.log_level, a.cfg.log_format, NULL);
+  log_prom_config(&a);
   signal(SIGPIPE, SIG_IGN); /* a peer that vanished is an EPIPE from write, not a death */
   /* Their default action ends the process, without a log line or a drain; nothing here uses them. */
   signal(SIGUSR2, SIG_IGN);
@@ -307,6 +335,7 @@ int main(int argc, char **argv) {
     status = 1;
   }
   ps_metrics_reset();
+  ps_prom_config_free(&a.prom_config);
   if (status == 0) ps_log(PS_LOG_INFO, "stopped", NULL);
   return status;
 }

@@ -1032,3 +1032,32 @@ Test(config, prometheus_max_inflight) {
   cr_assert_eq(r.rc, UV_EINVAL);
   free(r.out);
 }
+
+/* --prometheus-config: a path, from the flag or the environment, read by main.c at startup (its parsing is
+ * test_prom_config.c's; its start-up errors test_prom_config.py's). */
+Test(config, prometheus_config_flag) {
+  struct run r;
+  RUN(r, "--max-targets", "3");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_null(r.c.prometheus_config, "no file by default");
+  cr_assert_null(r.c.prom_config);
+  free(r.out);
+  RUN(r, "--prometheus-config", "/etc/prescale/prometheus.yaml");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_str_eq(r.c.prometheus_config, "/etc/prescale/prometheus.yaml");
+  free(r.out);
+  setenv("PRESCALE_PROMETHEUS_CONFIG", "/env.yaml", 1);
+  RUN(r, "--max-targets", "3");
+  cr_assert_str_eq(r.c.prometheus_config, "/env.yaml");
+  free(r.out);
+  RUN(r, "--prometheus-config=/flag.yaml");
+  cr_assert_str_eq(r.c.prometheus_config, "/flag.yaml", "the flag wins over its variable");
+  free(r.out);
+  unsetenv("PRESCALE_PROMETHEUS_CONFIG");
+  RUN(r, "--help");
+  cr_assert_eq(r.rc, 1);
+  cr_assert_not_null(strstr(r.out, "--prometheus-config FILE"), "%s", r.out);
+  cr_assert_not_null(strstr(r.out, "($PRESCALE_PROMETHEUS_CONFIG)"), "%s", r.out);
+  cr_assert_not_null(strstr(r.out, "(docs/prometheus-config.md)"), "%s", r.out);
+  free(r.out);
+}
