@@ -31,8 +31,9 @@
  * billion-laughs file fails at its first anchor; these bound everything else a file can make the parser
  * do. Past any of them the file is refused with an error naming the bound. */
 #define PS_PROM_CONFIG_MAX_BYTES        (256u << 10) /* the file; a real one is a few KiB */
-#define PS_PROM_CONFIG_MAX_EVENTS       4096 /* libyaml events: a real file has ~10 per server */
-#define PS_PROM_CONFIG_MAX_DEPTH        4    /* the schema's: the file > servers > a server > its sections */
+#define PS_PROM_CONFIG_MAX_EVENTS       4096         /* libyaml events; a real file has about 10 per server */
+/* Nested mappings and sequences: the schema's own depth (the file > servers > a server > its sections). */
+#define PS_PROM_CONFIG_MAX_DEPTH        4
 #define PS_PROM_CONFIG_MAX_SERVERS      64
 #define PS_PROM_CONFIG_MAX_HEADERS      32          /* headers: entries per server */
 #define PS_PROM_CONFIG_MAX_SCALAR       (16u << 10) /* bytes of one value (an inline token, a path) */
