@@ -21,13 +21,10 @@ import harness as h  # noqa: E402
 SECRET = "s3cr3t-do-not-log"
 
 
-def setUpModule():  # noqa: N802
-    if not os.access(h.prescale_bin(), os.X_OK):
-        raise unittest.SkipTest(f"prescale binary not built: {h.prescale_bin()} (build it or set PRESCALE_BIN)")
-
-
 class TestPromConfig(unittest.TestCase):
     def setUp(self):
+        if not os.access(h.prescale_bin(), os.X_OK):
+            self.skipTest(f"prescale binary not built: {h.prescale_bin()} (build it or set PRESCALE_BIN)")
         self.tmp = tempfile.mkdtemp(prefix="prescale-pcfg-")
         self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
 
