@@ -35,7 +35,7 @@ struct ps_tls {
   void *arg;
   bool server, insecure, done, failed, shut;
   char *name;          /* client: the name verified, for the error message */
-  char names[160];     /* client: the names the refused certificate is valid for (verify_cb) */
+  char names[128];     /* client: the names the refused certificate is valid for (verify_cb) */
   struct ps_buf early; /* plaintext written before the handshake completed */
   char alpn[ALPN_MAX + 1];
   char err[PS_TLS_ERR_MAX];
