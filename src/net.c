@@ -1,7 +1,10 @@
 /* TCP listeners and connections on libuv: the only code that reads and writes server sockets.
  * Lifetimes: a connection owns a uv_tcp_t and a uv_timer_t (the close linger) embedded in it and is
  * freed only when both close callbacks have run; a listener is freed once its own handle and every
- * connection it accepted are closed. The protocol sees only struct ps_net_conn and its callbacks. */
+ * connection it accepted are closed. The protocol sees only struct ps_net_conn and its callbacks.
+ * On a TLS listener (ps_net_listener_set_tls) every connection runs its bytes through a ps_tls: reads are
+ * decrypted before on_read and ps_net_write encrypts, so the protocol never knows (the glue is in
+ * net_tls.c). */
 #include "net.h"
 
 #include <netinet/in.h>
@@ -14,10 +17,12 @@
 #include "list.h"
 #include "log.h"
 #include "metrics.h"
+#include "net_int.h"
+#include "tls.h"
 
 struct ps_net_conn {
   uv_tcp_t tcp;
-  uv_timer_t linger; /* bounds a graceful close to PS_NET_CLOSE_LINGER_MS */
+  uv_timer_t linger; /* bounds a graceful close to PS_NET_CLOSE_LINGER_MS, and before it a TLS handshake */
   uv_shutdown_t shutdown_req;
   struct ps_net_listener *listener;
   struct ps_list node; /* in listener->conns, from accept until freed */
@@ -31,6 +36,8 @@ struct ps_net_conn {
   bool shutting_down;  /* uv_shutdown issued */
   bool handles_closing;
   char peer[64];
+  struct ps_tls *tls; /* on a TLS listener; freed with the connection */
+  bool tls_counted;   /* its handshake's result is counted */
 
   /* In listener->idle while the protocol says the connection is idle (ps_net_set_idle) and it is not
    * closing; self-linked otherwise. */
@@ -54,6 +61,8 @@ struct ps_net_listener {
   struct ps_list idle;
   size_t evicted, refused; /* connections evicted, and refused with none idle, at the limit */
   const char *name;        /* in the slot metrics; NULL: not counted */
+  struct ps_tls_ctx *tls;  /* not owned; NULL: plain TCP */
+  uint64_t handshake_ms;
   /* Connections read into this buffer in turn: the loop is single-threaded and on_read consumes the
    * bytes before returning, so one buffer per listener replaces one per connection. */
   uint8_t rbuf[PS_NET_READ_BUF];
@@ -123,6 +132,10 @@ static void conn_closed_cb(uv_handle_t *h) {
   /* on_close runs from a close callback, never from inside a protocol callback, so the protocol may
    * free its state (and an nghttp2 session) here safely. */
   if (c->opened) l->proto->on_close(c->state);
+  if (c->tls != NULL) {
+    if (!c->tls_counted) ps_net_tls_count(l->name, "closed");
+    ps_tls_free(c->tls);
+  }
   if (c->counted) l->nconns--;
   ps_list_remove(&c->node);
   free(c);
@@ -162,6 +175,8 @@ void ps_net_close(struct ps_net_conn *c) {
   /* A closing connection is on its way out: evicting it would free nothing. */
   ps_list_remove(&c->idle_node);
   uv_read_stop((uv_stream_t *)&c->tcp);
+  /* close_notify before the FIN, so the peer knows it got everything (RFC 8446 section 6.1). */
+  if (c->tls != NULL) (void)ps_tls_shutdown(c->tls);
   uv_timer_start(&c->linger, linger_cb, PS_NET_CLOSE_LINGER_MS, 0);
   if (c->pending == 0) start_shutdown(c);
 }
@@ -172,6 +187,34 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   struct ps_net_conn *c = h->data;
   buf->base = (char *)c->listener->rbuf;
   buf->len = sizeof c->listener->rbuf;
+}
+
+/* The handshake did not complete in time: the slot goes back at once (nothing useful is queued). */
+static void handshake_timeout_cb(uv_timer_t *t) {
+  struct ps_net_conn *c = t->data;
+  c->tls_counted = true;
+  ps_net_tls_count(c->listener->name, "timeout");
+  ps_log(PS_LOG_DEBUG, "TLS handshake timed out; closing", "peer", c->peer, NULL);
+  close_now(c);
+}
+
+/* Decrypts; the plaintext reaches on_read through ps_net_deliver. */
+static int read_tls(struct ps_net_conn *c, const uint8_t *data, size_t len) {
+  int err = ps_tls_feed(c->tls, data, len);
+  if (!c->tls_counted && (err == UV_EPROTO || ps_tls_handshake_done(c->tls))) {
+    c->tls_counted = true;
+    if (!c->closing) uv_timer_stop(&c->linger); /* the handshake timer; a closing conn's is the linger */
+    ps_net_tls_handshake_done(c->listener->name, c->peer, err == UV_EPROTO ? ps_tls_error(c->tls) : NULL);
+  } else if (err == UV_EPROTO) {
+    ps_log(PS_LOG_DEBUG, "TLS record failed; closing", "peer", c->peer, "error", ps_tls_error(c->tls), NULL);
+  }
+  return err;
+}
+
+int ps_net_deliver(struct ps_net_conn *c, const uint8_t *data, size_t len) {
+  /* The protocol asked to close while a read was being decrypted: what follows is not for it. */
+  if (c->closing) return UV_ECANCELED;
+  return c->listener->proto->on_read(c->state, data, len);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -187,7 +230,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     close_now(c);
     return;
   }
-  int err = c->listener->proto->on_read(c->state, (const uint8_t *)buf->base, (size_t)nread);
+  const uint8_t *data = (const uint8_t *)buf->base;
+  int err = c->tls != NULL ? read_tls(c, data, (size_t)nread)
+                           : c->listener->proto->on_read(c->state, data, (size_t)nread);
   if (err != 0) ps_net_close(c);
 }
 
@@ -220,6 +265,19 @@ static void write_cb(uv_write_t *req, int status) {
 
 int ps_net_write(struct ps_net_conn *c, const uint8_t *data, size_t len) {
   if (c->closing) return UV_EPIPE;
+  if (len == 0) return 0;
+  if (c->tls != NULL) {
+    /* Encrypted records come back through ps_net_write_cipher. */
+    int err = ps_tls_write(c->tls, data, len);
+    return err == 0 ? 0 : err == UV_ENOMEM || err == UV_ENOBUFS ? UV_ENOMEM : UV_EPIPE;
+  }
+  return ps_net_write_cipher(c, data, len);
+}
+
+/* Bytes as they go on the wire (ciphertext on a TLS connection): pending and the water marks count these.
+ * A closing connection still writes (its TLS close_notify); only closed handles refuse. */
+int ps_net_write_cipher(struct ps_net_conn *c, const uint8_t *data, size_t len) {
+  if (c->handles_closing) return UV_EPIPE;
   if (len == 0) return 0;
   if (len > UINT32_MAX) return UV_ENOMEM; /* a uv_buf_t holds at most 4 GiB; nothing sends that much */
   if (c->pending == 0) {
@@ -296,6 +354,7 @@ static void evict(struct ps_net_listener *l, struct ps_net_conn *v, const char *
   ps_log(PS_LOG_DEBUG, "connection limit reached; evicting the longest-idle connection", "peer", v->peer,
          "for", for_peer, NULL);
   if (v->opened && l->proto->on_evict != NULL) l->proto->on_evict(v->state);
+  if (v->tls != NULL) (void)ps_tls_shutdown(v->tls);
   close_now(v);
 }
 
@@ -373,6 +432,13 @@ static void connection_cb(uv_stream_t *server, int status) {
   l->nconns++;
   /* gRPC answers are small and latency-bound: do not let Nagle hold them back. */
   uv_tcp_nodelay(&c->tcp, 1);
+  if (l->tls != NULL) {
+    if (ps_net_tls_new(l->tls, c, &c->tls) != 0) {
+      close_now(c);
+      return;
+    }
+    uv_timer_start(&c->linger, handshake_timeout_cb, l->handshake_ms, 0);
+  }
   c->state = l->proto->on_open(c, l->arg);
   if (c->state == NULL) {
     close_now(c);
@@ -449,6 +515,12 @@ size_t ps_net_listener_refused(const struct ps_net_listener *l) { return l->refu
 void ps_net_listener_set_slots(struct ps_net_listener *l, size_t max_conns, const char *name) {
   l->max_conns = max_conns > 0 ? max_conns : 1;
   l->name = name;
+}
+
+void ps_net_listener_set_tls(struct ps_net_listener *l, struct ps_tls_ctx *ctx,
+                             uint64_t handshake_timeout_ms) {
+  l->tls = ctx;
+  l->handshake_ms = handshake_timeout_ms > 0 ? handshake_timeout_ms : PS_TLS_HANDSHAKE_TIMEOUT_MS;
 }
 
 void ps_net_listener_stop(struct ps_net_listener *l) {

@@ -70,6 +70,14 @@ void ps_net_listener_set_slots(struct ps_net_listener *l, size_t max_conns, cons
  * prescale_connections_evicted_total / prescale_connections_refused_total{listener=name}). */
 size_t ps_net_listener_evicted(const struct ps_net_listener *l);
 size_t ps_net_listener_refused(const struct ps_net_listener *l);
+/* Makes the listener speak TLS with `ctx` (not owned: it must outlive the listener; ps_tls_ctx_reload it in
+ * place and new connections get the new certificate). Each connection's handshake must complete within
+ * handshake_timeout_ms (0: PS_TLS_HANDSHAKE_TIMEOUT_MS) or it is closed. Outcomes are counted in
+ * prescale_tls_handshakes_total{listener=name,result=ok|failed|timeout|closed}. Call before the loop
+ * accepts connections. */
+struct ps_tls_ctx;
+void ps_net_listener_set_tls(struct ps_net_listener *l, struct ps_tls_ctx *ctx,
+                             uint64_t handshake_timeout_ms);
 /* Stops accepting and leaves the open connections alone (a graceful shutdown drains them): the
  * listening socket is closed at once, so connection attempts from here on are refused. The listener
  * stays allocated (and its port reads 0) until ps_net_listener_close. Idempotent. */
