@@ -63,6 +63,26 @@ static const struct ps_flag server_flags[] = {
      .arg = "ADDR",
      .help = "gRPC (KEDA external scaler) listen address, host:port or [v6]:port",
      .def = PS_DEFAULT_GRPC_LISTEN},
+    {.name = "tls-cert",
+     .env = "PRESCALE_TLS_CERT",
+     .kind = PS_FLAG_STRING,
+     .offset = offsetof(struct ps_server_config, tls_cert),
+     .arg = "FILE",
+     .help = "PEM certificate (chain) for TLS on the gRPC port, with --tls-key; reloaded when it "
+             "changes" PS_FLAGS_MORE "(unset: h2c, no TLS)"},
+    {.name = "tls-key",
+     .env = "PRESCALE_TLS_KEY",
+     .kind = PS_FLAG_STRING,
+     .offset = offsetof(struct ps_server_config, tls_key),
+     .arg = "FILE",
+     .help = "PEM private key of --tls-cert (not encrypted)"},
+    {.name = "tls-client-ca",
+     .env = "PRESCALE_TLS_CLIENT_CA",
+     .kind = PS_FLAG_STRING,
+     .offset = offsetof(struct ps_server_config, tls_client_ca),
+     .arg = "FILE",
+     .help =
+         "PEM CA certificate(s): require a client certificate signed by one (mTLS; KEDA's tlsClientCert)"},
     {.name = "http-listen",
      .env = "PRESCALE_HTTP_LISTEN",
      .kind = PS_FLAG_LISTEN,
@@ -240,7 +260,22 @@ void ps_server_config_defaults(struct ps_server_config *c) {
 
 int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FILE *out, char *err,
                            size_t errlen) {
-  return ps_flags_parse(&server_spec, c, argc, argv, out, err, errlen);
+  int r = ps_flags_parse(&server_spec, c, argc, argv, out, err, errlen);
+  if (r != 0) return r;
+  /* A certificate is useless without its key and the other way round; TLS half set up is a mistake to
+   * report, not to start as h2c. */
+  if ((c->tls_cert != NULL) != (c->tls_key != NULL)) {
+    snprintf(err, errlen, "%s is set without %s: give both (TLS on the gRPC port) or neither (h2c)",
+             c->tls_cert != NULL ? "--tls-cert" : "--tls-key",
+             c->tls_cert != NULL ? "--tls-key" : "--tls-cert");
+    return UV_EINVAL;
+  }
+  if (c->tls_client_ca != NULL && c->tls_cert == NULL) {
+    snprintf(err, errlen,
+             "--tls-client-ca needs --tls-cert and --tls-key (client certificates are a TLS feature)");
+    return UV_EINVAL;
+  }
+  return 0;
 }
 
 /* ---- trigger metadata: the keys ------------------------------------------------------------------ */

@@ -50,6 +50,9 @@ struct ps_server_config {
    * runs (prom_config.h; owned by main.c, NULL without a file): TLS, credentials and headers per server. */
   const char *prometheus_config;
   const struct ps_prom_config *prom_config;
+  const char *tls_cert;       /* --tls-cert, --tls-key: both or neither; NULL: the gRPC port is h2c */
+  const char *tls_key;
+  const char *tls_client_ca; /* --tls-client-ca: NULL, or client certificates are required (mTLS) */
   uint64_t first_load_timeout_ms;
   uint64_t stale_after_ms; /* 0: 3 x the target's step */
   uint64_t target_idle_ms;
@@ -73,12 +76,13 @@ struct ps_server_config {
 void ps_server_config_defaults(struct ps_server_config *c);
 /* Reads PRESCALE_* environment variables (PRESCALE_GRPC_LISTEN, ...), then flags, which win.
  * Flags: --grpc-listen, --http-listen, --prometheus-url, --prometheus-config, --first-load-timeout,
- * --stale-after,
- * --target-idle, --grpc-max-msg, --grpc-max-buffered, --grpc-request-timeout, --max-targets,
- * --prometheus-max-inflight, --shutdown-grace, --max-conns, --grpc-idle-timeout, --max-connection-age,
- * --max-connection-age-grace, --log-level, --log-format (each `--flag V` or `--flag=V`).
+ * --stale-after, --target-idle, --tls-cert, --tls-key, --tls-client-ca, --grpc-max-msg, --grpc-max-buffered,
+ * --grpc-request-timeout, --max-targets, --prometheus-max-inflight, --shutdown-grace, --max-conns,
+ * --grpc-idle-timeout, --max-connection-age, --max-connection-age-grace, --log-level, --log-format (each
+ * `--flag V` or `--flag=V`).
  * Returns 0; 1 when --help was given (usage already printed to `out`); 2 for --version (printed);
- * UV_EINVAL with a one-line message in err naming the flag and the value. */
+ * UV_EINVAL with a one-line message in err naming the flag and the value (--tls-cert without --tls-key, or
+ * the other way round, too; the files are read later, by tls_files.c). */
 int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FILE *out, char *err,
                            size_t errlen);
 

@@ -151,6 +151,42 @@ Test(config, empty_env_is_unset) {
   free(r.out);
 }
 
+/* TLS on the gRPC port: the paths are stored (tls_files.c reads them); half a pair is an error. */
+Test(config, tls_flags_come_in_pairs) {
+  struct run r;
+  RUN(r, "--tls-cert", "/c.pem", "--tls-key=/k.pem", "--tls-client-ca", "/ca.pem");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_str_eq(r.c.tls_cert, "/c.pem");
+  cr_assert_str_eq(r.c.tls_key, "/k.pem");
+  cr_assert_str_eq(r.c.tls_client_ca, "/ca.pem");
+  free(r.out);
+  RUN(r, "--grpc-listen", "127.0.0.1:0");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_null(r.c.tls_cert, "no TLS by default: the port stays h2c");
+  cr_assert_null(r.c.tls_key);
+  cr_assert_null(r.c.tls_client_ca);
+  free(r.out);
+  RUN(r, "--tls-cert", "/c.pem");
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert_str_eq(r.err,
+                   "--tls-cert is set without --tls-key: give both (TLS on the gRPC port) or neither (h2c)");
+  free(r.out);
+  setenv("PRESCALE_TLS_KEY", "/k.pem", 1);
+  RUN(r, "--grpc-listen", "127.0.0.1:0");
+  unsetenv("PRESCALE_TLS_KEY");
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert_str_eq(r.err,
+                   "--tls-key is set without --tls-cert: give both (TLS on the gRPC port) or neither (h2c)");
+  free(r.out);
+  setenv("PRESCALE_TLS_CLIENT_CA", "/ca.pem", 1);
+  RUN(r, "--grpc-listen", "127.0.0.1:0");
+  unsetenv("PRESCALE_TLS_CLIENT_CA");
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert_str_eq(r.err,
+                   "--tls-client-ca needs --tls-cert and --tls-key (client certificates are a TLS feature)");
+  free(r.out);
+}
+
 Test(config, grpc_max_msg_sizes) {
   static const struct {
     const char *v;
