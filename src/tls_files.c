@@ -28,12 +28,16 @@ static size_t culprit(const char *words) {
   return 0;
 }
 
+/* The gauge, and a warning when the certificate is already out of date: it loads (a renewal may be on its
+ * way), but every verifying client will refuse it. */
 static void set_expiry(const struct ps_tls_files *f) {
   int64_t t;
   ps_metrics_declare(PS_TLS_EXPIRY_METRIC, PS_METRIC_GAUGE,
                      "notAfter of the certificate served on the gRPC port (seconds since the epoch).");
-  if (ps_tls_ctx_not_after(f->ctx, &t) == 0)
-    ps_metrics_set(PS_TLS_EXPIRY_METRIC, "listener=\"grpc\"", (double)t);
+  if (ps_tls_ctx_not_after(f->ctx, &t) != 0) return;
+  ps_metrics_set(PS_TLS_EXPIRY_METRIC, "listener=\"grpc\"", (double)t);
+  if (t < (int64_t)time(NULL))
+    ps_log(PS_LOG_WARN, "the TLS certificate has expired; clients will refuse it", "file", f->paths[0], NULL);
 }
 
 static void count_reload(const char *result) {
