@@ -12,7 +12,8 @@
  *
  * Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT) or --help/--version; 1 when the server cannot
  * start (e.g. a port in use) or could not shut down cleanly; 2 for a bad flag or environment value, or a
- * --prometheus-config file that does not load. */
+ * --prometheus-config file that does not load, or a file named by --tls-cert, --tls-key or --tls-client-ca
+ * that does not load. */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,6 +36,7 @@
 #include "prom_config.h"
 #include "service.h"
 #include "targets.h"
+#include "tls_files.h"
 
 struct app {
   uv_loop_t loop;
@@ -52,6 +54,7 @@ struct app {
   struct ps_health_http health;
   struct ps_net_listener *grpc_listener;
   struct ps_net_listener *http_listener;
+  struct ps_tls_files *tls; /* --tls-cert: the gRPC port's TLS, loaded before the loop runs; NULL: h2c */
   uv_signal_t sigterm, sigint, sighup, sigusr1;
   /* Writes the count of log lines suppressed by the rate limit (log.h) when no line of their kind
    * follows; unreferenced, so it never keeps the loop alive. Closed in finish_shutdown. */
@@ -253,13 +256,26 @@ static int start(struct app *a) {
   r = listen_on(a, a->cfg.grpc_listen, &ps_h2_net_proto, &a->h2, budget.listener_conns, "grpc",
                 "cannot listen for gRPC", &a->grpc_listener);
   if (r != 0) return r;
+  if (a->tls != NULL) {
+    /* Only the gRPC port: the health port stays plain HTTP for the kubelet and for Prometheus. */
+    ps_net_listener_set_tls(a->grpc_listener, ps_tls_files_ctx(a->tls), PS_TLS_HANDSHAKE_TIMEOUT_MS);
+    r = ps_tls_files_watch(a->tls, a->watch, NULL);
+    if (r != 0) {
+      ps_log(PS_LOG_ERROR, "cannot watch the TLS files", "error", uv_strerror(r), NULL);
+      return r;
+    }
+  }
   a->grpc_ready = true;
   ps_health_grpc_notify(a->health_grpc); /* readiness changed (no Watch can be open yet, but say so) */
   char gport[16], hport[16];
   snprintf(gport, sizeof gport, "%d", ps_net_listener_port(a->grpc_listener));
   snprintf(hport, sizeof hport, "%d", ps_net_listener_port(a->http_listener));
   ps_log(PS_LOG_INFO, "prescale started", "version", PS_VERSION, "grpc", a->cfg.grpc_listen, "grpc_port",
-         gport, "http", a->cfg.http_listen, "http_port", hport, "prometheus", a->cfg.prometheus_url, NULL);
+         gport, "grpc_tls",
+         a->tls == NULL                 ? "off"
+         : a->cfg.tls_client_ca != NULL ? "mtls"
+                                        : "on",
+         "http", a->cfg.http_listen, "http_port", hport, "prometheus", a->cfg.prometheus_url, NULL);
   return 0;
 }
 
@@ -306,6 +322,13 @@ int main(int argc, char **argv) {
   /* Their default action ends the process, without a log line or a drain; nothing here uses them. */
   signal(SIGUSR2, SIG_IGN);
   signal(SIGALRM, SIG_IGN);
+  /* The files of the flags are read now, before the loop runs: one that is missing or does not load is a
+   * startup error naming the flag and the file, like a bad flag. */
+  if (a.cfg.tls_cert != NULL &&
+      ps_tls_files_load(a.cfg.tls_cert, a.cfg.tls_key, a.cfg.tls_client_ca, &a.tls, err, sizeof err) != 0) {
+    ps_log(PS_LOG_ERROR, "cannot load the TLS files", "error", err, NULL);
+    return 2;
+  }
 
   if (uv_loop_init(&a.loop) != 0) return 1;
   uv_signal_init(&a.loop, &a.sigterm);
@@ -330,6 +353,7 @@ int main(int argc, char **argv) {
   uv_run(&a.loop, UV_RUN_DEFAULT);
   if (a.service != NULL) ps_service_free(a.service);
   if (a.health_grpc != NULL) ps_health_grpc_free(a.health_grpc);
+  ps_tls_files_free(a.tls); /* the listener and every connection are closed: nothing refers to it */
   if (uv_loop_close(&a.loop) != 0) {
     ps_log(PS_LOG_ERROR, "handles left open at exit", NULL);
     status = 1;
