@@ -647,7 +647,7 @@ class TestContainerfile(unittest.TestCase):
     def test_build_stage_uses_debian_packages_and_meson(self):
         pkgs = set(apt_packages(self.build))
         for p in ("meson", "ninja-build", "pkg-config", "node-llhttp", "libuv1-dev", "libnghttp2-dev",
-                  "libprotobuf-c-dev", "protobuf-c-compiler", "libcjson-dev", "libyaml-dev"):
+                  "libprotobuf-c-dev", "protobuf-c-compiler", "libcjson-dev", "libyaml-dev", "libssl-dev"):
             self.assertIn(p, pkgs)
         self.assertNotIn("libcriterion-dev", pkgs, "tests are not built in the image")
         run = " ".join(self.lines(self.build, "RUN"))
@@ -682,8 +682,8 @@ class TestContainerfile(unittest.TestCase):
                     pkg = package_of_library(b, soname)
                     self.assertIn(pkg, pkgs | self.BASE_PACKAGES, f"{soname} comes from {pkg}")
         # Nothing more than the libraries either (the brief's runtime set, and libyaml for
-        # --prometheus-config since issue 10).
-        self.assertEqual(pkgs, {"libuv1", "libnghttp2-14", "libprotobuf-c1", "libcjson1", "libyaml-0-2"})
+        # --prometheus-config and libssl for TLS since issue 10).
+        self.assertEqual(pkgs, {"libuv1", "libnghttp2-14", "libprotobuf-c1", "libcjson1", "libyaml-0-2", "libssl3"})
 
     def test_user_ports_entrypoint(self):
         [user] = self.lines(self.runtime, "USER")
