@@ -154,6 +154,19 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *x) {
   return preverify_ok;
 }
 
+/* The system CAs, read now. SSL_CTX_set_default_verify_paths would also register the hashed certificate
+ * directory, which OpenSSL reads lazily, with blocking file reads during a handshake, i.e. on the loop,
+ * whenever an issuer is not in the store (any unknown CA). So the bundle file (SSL_CERT_FILE, or Debian's
+ * /usr/lib/ssl/cert.pem -> /etc/ssl/certs/ca-certificates.crt) is loaded when the context is made, and the
+ * directory (SSL_CERT_DIR) is used only on a system without a bundle. */
+static int load_system_cas(SSL_CTX *c) {
+  const char *file = getenv(X509_get_default_cert_file_env());
+  if (SSL_CTX_load_verify_file(c, file && *file ? file : X509_get_default_cert_file()) == 1) return 1;
+  ERR_clear_error();
+  const char *dir = getenv(X509_get_default_cert_dir_env());
+  return SSL_CTX_load_verify_dir(c, dir && *dir ? dir : X509_get_default_cert_dir());
+}
+
 static SSL_CTX *build(const struct ps_tls_ctx *t, const struct ps_tls_pem *pem, char *err, size_t errlen) {
   SSL_CTX *c = SSL_CTX_new(t->server ? TLS_server_method() : TLS_client_method());
   if (!c) {
@@ -172,7 +185,7 @@ static SSL_CTX *build(const struct ps_tls_ctx *t, const struct ps_tls_pem *pem, 
   if (has_cert && use_cert_and_key(c, pem, err, errlen) != 0) goto bad;
   if (pem->ca && pem->ca_len) {
     if (use_ca(c, pem, t->server, err, errlen) != 0) goto bad;
-  } else if (!t->server && !t->insecure && !SSL_CTX_set_default_verify_paths(c)) {
+  } else if (!t->server && !t->insecure && !load_system_cas(c)) {
     fail(err, errlen, "ca: the system CA certificates could not be loaded");
     goto bad;
   }

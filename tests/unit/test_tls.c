@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "buf.h"
@@ -415,4 +416,27 @@ Test(tls, system_cas_by_default) {
   side_free(&s);
   ps_tls_ctx_free(cctx);
   ps_tls_ctx_free(sctx);
+}
+
+/* The system bundle is read when the context is made (SSL_CERT_FILE points at it, as OpenSSL reads it): a
+ * CA in it is trusted, and removing the file afterwards changes nothing, so no handshake reads a file. */
+Test(tls, system_bundle_is_read_when_the_context_is_made) {
+  char dir[] = "/tmp/ps_tls_cas_XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char *bundle = ps_test_write_file(dir, "bundle.pem", ca.cert);
+  cr_assert_eq(setenv("SSL_CERT_FILE", bundle, 1), 0);
+  struct ps_tls_ctx *sctx = server_ctx(&leaf, NULL), *cctx = NULL;
+  char err[PS_TLS_ERR_MAX];
+  cr_assert_eq(ps_tls_ctx_client(NULL, false, &cctx, err, sizeof err), 0, "%s", err);
+  unsetenv("SSL_CERT_FILE");
+  cr_assert_eq(remove(bundle), 0);
+  cr_assert_eq(rmdir(dir), 0);
+  struct side c, s;
+  connect_pair(cctx, sctx, "localhost", &c, &s);
+  cr_assert(ps_tls_handshake_done(c.t), "%s", ps_tls_error(c.t));
+  side_free(&c);
+  side_free(&s);
+  ps_tls_ctx_free(cctx);
+  ps_tls_ctx_free(sctx);
+  free(bundle);
 }
