@@ -411,6 +411,10 @@ static int failed(struct ps_tls *t) {
     verify_words(t, vr);
   } else if (e && ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
     snprintf(t->err, sizeof t->err, "tls: client certificate required");
+  } else if (e && t->server && !t->done &&
+             (ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER || ERR_GET_REASON(e) == SSL_R_HTTP_REQUEST)) {
+    /* The usual mistake on a TLS port: a client speaking h2c (KEDA without TLS) or plain HTTP. */
+    snprintf(t->err, sizeof t->err, "tls: not a TLS handshake (a plaintext client: h2c or HTTP?)");
   } else if (e && ERR_GET_REASON(e) == SSL_R_NO_APPLICATION_PROTOCOL) {
     snprintf(t->err, sizeof t->err, "tls: no application protocol in common (ALPN h2 expected)");
   } else if (e && ERR_reason_error_string(e)) {

@@ -293,8 +293,21 @@ Test(tls, garbage_fails_the_server_handshake_in_words) {
   cr_assert_eq(ps_tls_new(sctx, NULL, &io, &s, &s.t), 0);
   const char *http = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   cr_assert_eq(ps_tls_feed(s.t, (const uint8_t *)http, strlen(http)), UV_EPROTO);
-  cr_assert(strncmp(ps_tls_error(s.t), "tls: ", 5) == 0, "%s", ps_tls_error(s.t));
+  cr_assert_str_eq(ps_tls_error(s.t), "tls: not a TLS handshake (a plaintext client: h2c or HTTP?)");
   cr_assert_eq(ps_tls_feed(s.t, (const uint8_t *)"x", 1), UV_EPROTO, "a failed connection stays failed");
+  side_free(&s);
+  /* The HTTP/2 connection preface of an h2c client (RFC 9113 section 3.4). */
+  memset(&s, 0, sizeof s);
+  cr_assert_eq(ps_tls_new(sctx, NULL, &io, &s, &s.t), 0);
+  const char *preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  cr_assert_eq(ps_tls_feed(s.t, (const uint8_t *)preface, strlen(preface)), UV_EPROTO);
+  cr_assert_str_eq(ps_tls_error(s.t), "tls: not a TLS handshake (a plaintext client: h2c or HTTP?)");
+  side_free(&s);
+  /* A record of the right kind holding a ClientHello that does not parse. */
+  memset(&s, 0, sizeof s);
+  cr_assert_eq(ps_tls_new(sctx, NULL, &io, &s, &s.t), 0);
+  cr_assert_eq(ps_tls_feed(s.t, (const uint8_t *)"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00", 10), UV_EPROTO);
+  cr_assert(strncmp(ps_tls_error(s.t), "tls: ", 5) == 0, "%s", ps_tls_error(s.t));
   side_free(&s);
   ps_tls_ctx_free(sctx);
 }
