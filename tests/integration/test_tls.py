@@ -192,6 +192,8 @@ class TestTls(unittest.TestCase):
         with h.grpc_channel(self.env.grpc_addr) as ch:
             assert_refused(self, ch)
         h.wait_until(lambda: handshakes(self.env, "failed") > failed, WAIT_S, what="the h2c preface counted as failed")
+        self.assertIn('error="tls: not a TLS handshake (a plaintext client: h2c or HTTP?)"',
+                      h.log_tail(self.env.prescale.log_path, 1000))
         self.assertEqual(h.http_get(self.env.http_url + "/healthz")[0], 200)
         self.assertEqual(h.http_get(self.env.http_url + "/readyz")[0], 200)
 
