@@ -91,9 +91,9 @@ static bool valid_listen(const char *s) {
 }
 
 const char *ps_flags_url_problem(const char *s) {
-  if (strncasecmp(s, "https://", 8) == 0) return "uses https, which is not supported yet (use http://)";
-  if (strncmp(s, "http://", 7) != 0) return "is not an http:// URL";
-  const char *host = s + 7;
+  size_t skip = strncmp(s, "http://", 7) == 0 ? 7 : strncmp(s, "https://", 8) == 0 ? 8 : 0;
+  if (skip == 0) return "is not an http:// or https:// URL";
+  const char *host = s + skip;
   if (*host == '\0' || *host == '/' || *host == '?' || *host == '#') return "has no host";
   for (const char *p = s; *p; p++) {
     if (*p == '?' || *p == '#') return "must not have a query or fragment";

@@ -27,7 +27,7 @@
 enum ps_flag_kind {
   PS_FLAG_STRING,     /* any value; stores the const char * (argv or environment, not copied) */
   PS_FLAG_LISTEN,     /* host:port or [v6]:port, decimal port <= 65535; stores the const char * */
-  PS_FLAG_URL,        /* an http:// URL (ps_flags_url_problem); stores the const char * */
+  PS_FLAG_URL,        /* an http:// or https:// URL (ps_flags_url_problem); stores the const char * */
   PS_FLAG_DURATION,   /* ps_duration_parse syntax, in [min, max] ms; stores uint64_t milliseconds */
   PS_FLAG_SIZE,       /* bytes, or a whole number of KiB or MiB, in [min, max]; stores size_t */
   PS_FLAG_COUNT,      /* a whole decimal number in [min, max]; stores size_t */

@@ -316,9 +316,9 @@ Test(config, flag_errors) {
        "--http-listen: \"[::1]80\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
       {"--http-listen", "[]:80",
        "--http-listen: \"[]:80\" is not host:port or [v6]:port (e.g. 0.0.0.0:6000)"},
-      {"--prometheus-url", "https://p:9090",
-       "--prometheus-url: \"https://p:9090\" uses https, which is not supported yet (use http://)"},
-      {"--prometheus-url", "prom:9090", "--prometheus-url: \"prom:9090\" is not an http:// URL"},
+      {"--prometheus-url", "ftp://p:9090",
+       "--prometheus-url: \"ftp://p:9090\" is not an http:// or https:// URL"},
+      {"--prometheus-url", "prom:9090", "--prometheus-url: \"prom:9090\" is not an http:// or https:// URL"},
       {"--prometheus-url", "http://", "--prometheus-url: \"http://\" has no host"},
       {"--prometheus-url", "http://p/?x=1",
        "--prometheus-url: \"http://p/?x=1\" must not have a query or fragment"},
@@ -521,9 +521,11 @@ Test(config, target_default_server_variants) {
   cr_assert_eq(ps_target_config_parse(&c, md, 3, "http://p:1/", err, sizeof err), 0);
   cr_assert_str_eq(c.server_address, "http://p:1");
   ps_target_config_free(&c);
-  cr_assert_eq(ps_target_config_parse(&c, md, 3, "https://p:1", err, sizeof err), UV_EINVAL);
-  cr_assert_str_eq(err,
-                   "--prometheus-url: \"https://p:1\" uses https, which is not supported yet (use http://)");
+  cr_assert_eq(ps_target_config_parse(&c, md, 3, "https://p:1/", err, sizeof err), 0, "%s", err);
+  cr_assert_str_eq(c.server_address, "https://p:1");
+  ps_target_config_free(&c);
+  cr_assert_eq(ps_target_config_parse(&c, md, 3, "ftp://p:1", err, sizeof err), UV_EINVAL);
+  cr_assert_str_eq(err, "--prometheus-url: \"ftp://p:1\" is not an http:// or https:// URL");
   cr_assert_null(c.server_address);
 }
 
@@ -786,16 +788,17 @@ Test(config, target_errors) {
       {"timeout", "50ms", "timeout: \"50ms\" is not a duration from 100ms to 1m (e.g. 3s)"},
       {"timeout", "61s", "timeout: \"61s\" is not a duration from 100ms to 1m (e.g. 3s)"},
       {"timeout", "soon", "timeout: \"soon\" is not a duration from 100ms to 1m (e.g. 3s)"},
-      {"serverAddress", "https://prom:9090",
-       "serverAddress: \"https://prom:9090\" uses https, which is not supported yet (use http://)"},
-      {"serverAddress", "prom:9090", "serverAddress: \"prom:9090\" is not an http:// URL"},
+      {"serverAddress", "ftp://prom:9090",
+       "serverAddress: \"ftp://prom:9090\" is not an http:// or https:// URL"},
+      {"serverAddress", "prom:9090", "serverAddress: \"prom:9090\" is not an http:// or https:// URL"},
+      {"serverAddress", "https://", "serverAddress: \"https://\" has no host"},
       {"serverAddress", "http://", "serverAddress: \"http://\" has no host"},
       {"serverAddress", "http:///x", "serverAddress: \"http:///x\" has no host"},
       {"serverAddress", "http://p?x=1", "serverAddress: \"http://p?x=1\" must not have a query or fragment"},
       {"serverAddress", "http://p/#x", "serverAddress: \"http://p/#x\" must not have a query or fragment"},
       {"serverAddress", "http://p\n",
        "serverAddress: \"http://p\\x0a\" must not contain spaces or control characters"},
-      {"serverAddress", "", "serverAddress: \"\" is not an http:// URL"},
+      {"serverAddress", "", "serverAddress: \"\" is not an http:// or https:// URL"},
       {"query", "", "query: must not be empty"},
       {"query", " \t", "query: must not be empty"},
       {"query", long_value, "query: the value is 8193 bytes; the maximum is 8192"},

@@ -394,7 +394,7 @@ Test(flags, variable_errors_name_the_variable) {
   clear_env();
   setenv("PSTEST_URL", "ftp://x", 1);
   run_spec(&r, &spec, argv);
-  cr_assert_str_eq(r.err, "PSTEST_URL: \"ftp://x\" is not an http:// URL");
+  cr_assert_str_eq(r.err, "PSTEST_URL: \"ftp://x\" is not an http:// or https:// URL");
   free(r.out);
 }
 
@@ -425,8 +425,11 @@ Test(flags, listen_values) {
 }
 
 Test(flags, url_values) {
-  static const char *const ok[] = {"http://p", "http://p:9090/prefix/", "http://[::1]:9090", "HTTP://x"};
-  static const char *const why[] = {NULL, NULL, NULL, "is not an http:// URL"};
+  static const char *const ok[] = {"http://p",  "http://p:9090/prefix/",  "http://[::1]:9090",
+                                   "https://p", "https://p:9091/prefix/", "HTTP://x",
+                                   "HTTPS://x"};
+  static const char *const why[] = {
+      NULL, NULL, NULL, NULL, NULL, "is not an http:// or https:// URL", "is not an http:// or https:// URL"};
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
     struct run r;
     RUN(r, "--url", (char *)ok[i]);
@@ -441,11 +444,12 @@ Test(flags, url_values) {
   static const struct {
     const char *v, *why;
   } bad[] = {
-      {"https://p", "uses https, which is not supported yet (use http://)"},
-      {"HTTPS://p", "uses https, which is not supported yet (use http://)"},
-      {"p:9090", "is not an http:// URL"},
-      {"", "is not an http:// URL"},
+      {"ftp://p", "is not an http:// or https:// URL"},
+      {"p:9090", "is not an http:// or https:// URL"},
+      {"", "is not an http:// or https:// URL"},
       {"http://", "has no host"},
+      {"https://", "has no host"},
+      {"https://p?x=1", "must not have a query or fragment"},
       {"http:///x", "has no host"},
       {"http://?x", "has no host"},
       {"http://p?x=1", "must not have a query or fragment"},
