@@ -1,9 +1,10 @@
 /* HTTP/1.1 client on libuv (RFC 9110, RFC 9112) for talking to Prometheus: the connection half.
  *
- * Here: URL splitting, the client's lifecycle, each request's lifetime and timer, DNS, connections
+ * Here: the client's lifecycle, each request's lifetime and timer, DNS, connections
  * (connect with a timeout per address, the keep-alive pool, the budget's eviction of idle ones), writing
  * requests and reading responses. The fan-out (slots, queues) is in http_client_queue.c, the llhttp
- * callbacks in http_client_parse.c; the objects they share are described in http_client_int.h. */
+ * callbacks and URL splitting in http_client_parse.c, TLS (https) in http_client_tls.c; the objects they
+ * share are described in http_client_int.h. */
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -13,36 +14,13 @@
 
 #include "http_client_int.h"
 #include "metrics.h"
+#include "tls.h"
 
 static void conn_close(struct conn *cn);
 static void req_finish(struct ps_http_req *r, int err, const struct ps_http_response *resp);
 static void req_resolve(struct ps_http_req *r);
 static void req_connect_next(struct ps_http_req *r);
 static void conn_send(struct conn *cn, struct ps_http_req *r);
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-
-/* ==== URL splitting ================================================================================ */
-
-int ps_http_url_split(const char *url, char *host, size_t hostlen, int *port, const char **path) {
-  if (url == NULL || strncasecmp(url, "http://", 7) != 0) return UV_EINVAL;
-  size_t ulen = strlen(url);
-  if (ulen > PS_HTTP_MAX_URL) return UV_EINVAL;
-  /* Bytes that may never appear raw in a request line (RFC 3986 2, RFC 9112 3): refuse rather than send. */
-  for (size_t i = 0; i < ulen; i++) {
-    unsigned char ch = (unsigned char)url[i];
-    if (ch <= 0x20 || ch >= 0x7f || ch == '#') return UV_EINVAL;
-  }
-  const char *a = url + 7;
-  const char *aend = a + strcspn(a, "/?");
-  if (*aend == '?') return UV_EINVAL; /* "http://h?x": a query needs a path to hang on */
-  if (memchr(a, '@', (size_t)(aend - a)) != NULL) return UV_EINVAL; /* userinfo: never for Prometheus */
-  int pt;
-  if (ps_hostport_parse(a, (size_t)(aend - a), PS_HOSTPORT_PORT_OPTIONAL, host, hostlen, &pt) != 0)
-    return UV_EINVAL;
-  *port = pt == PS_HOSTPORT_NO_PORT ? HTTP_DEFAULT_PORT : pt;
-  *path = *aend == '\0' ? "/" : aend;
-  return 0;
-}
 
 /* ==== client lifecycle ============================================================================= */
 
@@ -74,7 +52,9 @@ int ps_http_client_new(uv_loop_t *loop, struct ps_http_client **out) {
 }
 
 static void client_maybe_free(struct ps_http_client *c) {
-  if (c->closing && c->live == 0) free(c);
+  if (!c->closing || c->live != 0) return;
+  ps_tls_ctx_free(c->tls_default);
+  free(c);
 }
 
 void ps_http_client_close(struct ps_http_client *c) {
@@ -146,9 +126,7 @@ static void req_finish(struct ps_http_req *r, int err, const struct ps_http_resp
   req_release(r);
 }
 
-static void req_fail(struct ps_http_req *r, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void req_fail(struct ps_http_req *r, int err, const char *fmt, ...) {
+void ps_hc_req_fail(struct ps_http_req *r, int err, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(r->errmsg, sizeof r->errmsg, fmt, ap);
@@ -172,16 +150,21 @@ void ps_hc_req_timer_cb(uv_timer_t *t) {
   }
   if (r->queued) {
     ps_metrics_add("prescale_prometheus_queue_timeouts_total", "", 1);
-    req_fail(r, PS_HTTP_ERR_QUEUE_TIMEOUT,
-             "GET %.*s: not sent: waited %llu ms for one of the %zu request slots of %s "
-             "(--prometheus-max-inflight), %zu requests queued",
-             URL_IN_MSG_MAX, r->url, (unsigned long long)(uv_now(r->client->loop) - r->queued_at),
-             r->client->max_inflight, r->hostport, r->pool->queued);
+    ps_hc_req_fail(r, PS_HTTP_ERR_QUEUE_TIMEOUT,
+                   "GET %.*s: not sent: waited %llu ms for one of the %zu request slots of %s "
+                   "(--prometheus-max-inflight), %zu requests queued",
+                   URL_IN_MSG_MAX, r->url, (unsigned long long)(uv_now(r->client->loop) - r->queued_at),
+                   r->client->max_inflight, r->hostport, r->pool->queued);
     return;
   }
   ps_metrics_add("prescale_prometheus_request_timeouts_total", "", 1);
-  req_fail(r, UV_ETIMEDOUT, "GET %.*s: timed out after %llu ms", URL_IN_MSG_MAX, r->url,
-           (unsigned long long)r->timeout_ms);
+  if (r->conn != NULL && r->conn->tls != NULL && !r->conn->tls_ready) {
+    ps_hc_req_fail(r, UV_ETIMEDOUT, "tls %s: no TLS handshake within the request's %llu ms", r->conn->peer,
+                   (unsigned long long)r->timeout_ms);
+    return;
+  }
+  ps_hc_req_fail(r, UV_ETIMEDOUT, "GET %.*s: timed out after %llu ms", URL_IN_MSG_MAX, r->url,
+                 (unsigned long long)r->timeout_ms);
 }
 
 void ps_http_set_body(struct ps_http_req *r, size_t max_body, ps_http_body_cb body_cb, void *body_arg) {
@@ -198,10 +181,15 @@ void ps_http_cancel(struct ps_http_req *r) {
 
 /* ==== requests: start, DNS ========================================================================= */
 
-static struct conn *pool_take_idle(struct ps_http_client *c, const char *key) {
+/* Whether cn may carry r: the same host:port and, for https, the same TLS context and server name. */
+static bool conn_fits(const struct conn *cn, const char *key, const struct ps_tls_ctx *tls, const char *sni) {
+  return strcmp(cn->key, key) == 0 && cn->tls_ctx == tls && (tls == NULL || strcmp(cn->sni, sni) == 0);
+}
+
+static struct conn *pool_take_idle(struct ps_http_client *c, const struct ps_http_req *r) {
   ps_list_foreach(n, &c->conns) {
     struct conn *cn = ps_list_entry(n, struct conn, node);
-    if (cn->state == CONN_IDLE && strcmp(cn->key, key) == 0) return cn;
+    if (cn->state == CONN_IDLE && conn_fits(cn, r->hostport, r->tls_ctx, r->sni)) return cn;
   }
   return NULL;
 }
@@ -211,7 +199,7 @@ static struct conn *pool_take_idle(struct ps_http_client *c, const char *key) {
 void ps_hc_req_start(struct ps_http_req *r) {
   uv_timer_stop(&r->timer);
   uv_timer_start(&r->timer, ps_hc_req_timer_cb, r->timeout_ms, 0);
-  struct conn *cn = pool_take_idle(r->client, r->hostport);
+  struct conn *cn = pool_take_idle(r->client, r);
   if (cn != NULL) {
     conn_send(cn, r); /* failures there are deferred */
     return;
@@ -228,7 +216,7 @@ static void gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
     return;
   }
   if (status != 0) {
-    req_fail(r, status, "resolve %s: %s", r->hostport, uv_strerror(status));
+    ps_hc_req_fail(r, status, "resolve %s: %s", r->hostport, uv_strerror(status));
     return;
   }
   if (r->addrs != NULL) uv_freeaddrinfo(r->addrs);
@@ -265,6 +253,7 @@ static void conn_handle_closed(uv_handle_t *h) {
   struct conn *cn = h->data;
   if (--cn->open_handles > 0) return;
   struct ps_http_client *c = cn->client;
+  ps_hc_tls_free(cn);
   ps_buf_free(&cn->wbuf);
   free(cn);
   c->live--;
@@ -279,6 +268,7 @@ static void conn_close(struct conn *cn) {
   /* uv_close closes a stream's descriptor at once (the handle's memory waits for the callback). */
   cn->client->nconns--;
   ps_metrics_set("prescale_prometheus_connections", "", (double)cn->client->nconns);
+  ps_hc_tls_close(cn); /* close_notify while the socket is open */
   cn->state = CONN_CLOSING;
   if (cn->req != NULL) {
     cn->req->conn = NULL;
@@ -288,7 +278,7 @@ static void conn_close(struct conn *cn) {
   uv_close((uv_handle_t *)&cn->timer, conn_handle_closed);
 }
 
-static struct conn *conn_new(struct ps_http_client *c, const char *key) {
+static struct conn *conn_new(struct ps_http_client *c, const struct ps_http_req *r) {
   struct conn *cn = malloc(sizeof *cn);
   if (cn == NULL) return NULL;
   memset(cn, 0, offsetof(struct conn, rbuf));
@@ -301,7 +291,9 @@ static struct conn *conn_new(struct ps_http_client *c, const char *key) {
   cn->open_handles = 2;
   cn->client = c;
   cn->state = CONN_CONNECTING;
-  snprintf(cn->key, sizeof cn->key, "%s", key);
+  snprintf(cn->key, sizeof cn->key, "%s", r->hostport);
+  cn->tls_ctx = r->tls_ctx;
+  snprintf(cn->sni, sizeof cn->sni, "%s", r->sni);
   ps_buf_init(&cn->wbuf);
   ps_list_insert_head(&c->conns, &cn->node);
   c->live++;
@@ -359,6 +351,10 @@ static void connect_cb(uv_connect_t *creq, int status) {
     return;
   }
   uv_tcp_nodelay(&cn->tcp, 1);
+  if (cn->tls_ctx != NULL) {
+    ps_hc_tls_begin(cn); /* sends the request once the handshake is done */
+    return;
+  }
   conn_send(cn, cn->req);
 }
 
@@ -370,9 +366,9 @@ static void req_connect_next(struct ps_http_req *r) {
     r->next_addr = ai->ai_next;
     if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
     conns_make_room(r->client);
-    struct conn *cn = conn_new(r->client, r->hostport);
+    struct conn *cn = conn_new(r->client, r);
     if (cn == NULL) {
-      req_fail(r, UV_ENOMEM, "GET %.*s: out of memory", URL_IN_MSG_MAX, r->url);
+      ps_hc_req_fail(r, UV_ENOMEM, "GET %.*s: out of memory", URL_IN_MSG_MAX, r->url);
       return;
     }
     char ip[64] = "?";
@@ -409,7 +405,7 @@ static void conn_park(struct conn *cn) {
   int idle = 0;
   ps_list_foreach(n, &c->conns) {
     const struct conn *o = ps_list_entry(n, struct conn, node);
-    if (o->state == CONN_IDLE && strcmp(o->key, cn->key) == 0) idle++;
+    if (o->state == CONN_IDLE && conn_fits(o, cn->key, cn->tls_ctx, cn->sni)) idle++;
   }
   if (c->closing || idle >= PS_HTTP_MAX_IDLE_PER_HOST) {
     conn_close(cn);
@@ -437,18 +433,22 @@ static bool maybe_retry(struct conn *cn) {
 
 /* ==== request writing ============================================================================== */
 
-static void write_cb(uv_write_t *w, int status) {
-  struct conn *cn = w->data;
-  cn->writing = false;
+void ps_hc_write_failed(struct conn *cn, int status) {
   if (status == UV_ECANCELED || cn->state == CONN_CLOSING) return;
   if (status != 0 && cn->req != NULL) {
     if (maybe_retry(cn)) return;
     struct ps_http_req *r = cn->req;
-    req_fail(r, status, "send to %s: %s", cn->peer, uv_strerror(status));
+    ps_hc_req_fail(r, status, "send to %s: %s", cn->peer, uv_strerror(status));
   }
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+static void write_cb(uv_write_t *w, int status) {
+  struct conn *cn = w->data;
+  cn->writing = false;
+  ps_hc_write_failed(cn, status);
+}
+
+void ps_hc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   struct conn *cn = h->data;
   buf->base = cn->rbuf;
   buf->len = sizeof cn->rbuf;
@@ -467,9 +467,9 @@ static void conn_send(struct conn *cn, struct ps_http_req *r) {
   llhttp_init(&cn->parser, HTTP_RESPONSE, &ps_hc_parser_settings);
   cn->parser.data = r;
   ps_buf_reset(&cn->wbuf);
-  /* Host carries the port unless it is the default (RFC 9110 7.2). */
+  /* Host carries the port unless it is the scheme's default (RFC 9110 7.2). */
   char hosthdr[HOSTPORT_MAX];
-  if (r->port != HTTP_DEFAULT_PORT)
+  if (r->port != (r->tls_ctx != NULL ? HTTPS_DEFAULT_PORT : HTTP_DEFAULT_PORT))
     snprintf(hosthdr, sizeof hosthdr, "%s", r->hostport);
   else if (strchr(r->host, ':') != NULL)
     snprintf(hosthdr, sizeof hosthdr, "[%s]", r->host);
@@ -480,10 +480,12 @@ static void conn_send(struct conn *cn, struct ps_http_req *r) {
                           "Accept: application/json\r\nAccept-Encoding: identity\r\n%s\r\n",
                           r->path, hosthdr, r->headers != NULL ? r->headers : "");
   if (err == 0) {
-    err = uv_read_start((uv_stream_t *)&cn->tcp, alloc_cb, read_cb);
+    err = uv_read_start((uv_stream_t *)&cn->tcp, ps_hc_alloc_cb, ps_hc_read_cb);
     if (err == UV_EALREADY) err = 0; /* idle connections keep reading */
   }
-  if (err == 0) {
+  if (err == 0 && cn->tls != NULL) {
+    err = ps_hc_tls_send(cn);
+  } else if (err == 0) {
     uv_buf_t b = uv_buf_init(cn->wbuf.data, (unsigned)cn->wbuf.len);
     cn->write_req.data = cn;
     err = uv_write(&cn->write_req, (uv_stream_t *)&cn->tcp, &b, 1, write_cb);
@@ -517,7 +519,7 @@ static void deliver(struct conn *cn, bool reusable) {
   req_finish(r, 0, &resp);
 }
 
-static void read_failed(struct conn *cn, int nread) {
+void ps_hc_read_failed(struct conn *cn, int nread) {
   struct ps_http_req *r = cn->req;
   if (r == NULL) { /* idle: the server closed it, or reset it */
     conn_close(cn);
@@ -530,19 +532,19 @@ static void read_failed(struct conn *cn, int nread) {
   }
   int err = nread == UV_EOF ? UV_ECONNRESET : nread;
   if (r->got_bytes)
-    req_fail(r, err, "GET %.*s: connection to %s closed in the middle of the response (%s)", URL_IN_MSG_MAX,
-             r->url, cn->peer, nread == UV_EOF ? "EOF" : uv_strerror(nread));
+    ps_hc_req_fail(r, err, "GET %.*s: connection to %s closed in the middle of the response (%s)",
+                   URL_IN_MSG_MAX, r->url, cn->peer, nread == UV_EOF ? "EOF" : uv_strerror(nread));
   else
-    req_fail(r, err, "GET %.*s: %s closed the connection without responding (%s)", URL_IN_MSG_MAX, r->url,
-             cn->peer, nread == UV_EOF ? "EOF" : uv_strerror(nread));
+    ps_hc_req_fail(r, err, "GET %.*s: %s closed the connection without responding (%s)", URL_IN_MSG_MAX,
+                   r->url, cn->peer, nread == UV_EOF ? "EOF" : uv_strerror(nread));
 }
 
 static void resume_cb(uv_timer_t *t) {
   struct conn *cn = t->data;
-  int err = uv_read_start((uv_stream_t *)&cn->tcp, alloc_cb, read_cb);
+  int err = uv_read_start((uv_stream_t *)&cn->tcp, ps_hc_alloc_cb, ps_hc_read_cb);
   if (err != 0 && err != UV_EALREADY && cn->req != NULL)
-    req_fail(cn->req, err, "GET %.*s: read from %s: %s", URL_IN_MSG_MAX, cn->req->url, cn->peer,
-             uv_strerror(err));
+    ps_hc_req_fail(cn->req, err, "GET %.*s: read from %s: %s", URL_IN_MSG_MAX, cn->req->url, cn->peer,
+                   uv_strerror(err));
 }
 
 /* Yields the loop after PS_HTTP_READ_BURST bytes: the poll phase goes on to other descriptors (gRPC,
@@ -554,38 +556,56 @@ static void pause_reading(struct conn *cn) {
   uv_timer_start(&cn->timer, resume_cb, 0, 0);
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+/* Response bytes of cn's request (read, or decrypted): 0 to read on; otherwise the response was delivered
+ * or the request failed, and cn is parked or closed. */
+int ps_hc_conn_response_bytes(struct conn *cn, const char *data, size_t len) {
+  struct ps_http_req *r = cn->req;
+  if (r == NULL) { /* bytes on an idle connection: nothing was asked, so it is out of step; drop it */
+    conn_close(cn);
+    return UV_ECANCELED;
+  }
+  r->got_bytes = true;
+  llhttp_errno_t e = llhttp_execute(&cn->parser, data, len);
+  if (e == HPE_PAUSED && r->complete) {
+    /* Reuse only when the server allows it (Connection: close, HTTP/1.0, close-delimited bodies say no)
+     * and sent nothing past the response. */
+    bool reusable = llhttp_should_keep_alive(&cn->parser) && llhttp_get_error_pos(&cn->parser) == data + len;
+    deliver(cn, reusable);
+    return UV_ECANCELED;
+  }
+  if (e == HPE_OK) return 0;
+  if (r->parse_err != 0) {
+    req_finish(r, r->parse_err, NULL);
+    return UV_ECANCELED;
+  }
+  ps_hc_req_fail(r, UV_EPROTO, "GET %.*s: malformed HTTP response from %s: %s", URL_IN_MSG_MAX, r->url,
+                 cn->peer, llhttp_get_error_reason(&cn->parser));
+  return UV_ECANCELED;
+}
+
+void ps_hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct conn *cn = s->data;
   if (cn->state == CONN_CLOSING) return;
   if (nread == 0) return;
   if (nread < 0) {
-    read_failed(cn, (int)nread);
+    if (cn->tls != NULL && !cn->tls_ready && cn->req != NULL)
+      ps_hc_req_fail(cn->req, PS_HTTP_ERR_TLS, "tls %s: connection closed during the handshake (%s)",
+                     cn->peer, nread == UV_EOF ? "EOF" : uv_strerror((int)nread));
+    else
+      ps_hc_read_failed(cn, (int)nread);
     return;
   }
-  struct ps_http_req *r = cn->req;
-  if (r == NULL) { /* bytes on an idle connection: nothing was asked, so it is out of step; drop it */
-    conn_close(cn);
+  if (cn->tls != NULL) {
+    ps_hc_tls_read(cn, buf->base, (size_t)nread);
+  } else if (ps_hc_conn_response_bytes(cn, buf->base, (size_t)nread) != 0) {
     return;
   }
-  r->got_bytes = true;
-  llhttp_errno_t e = llhttp_execute(&cn->parser, buf->base, (size_t)nread);
-  if (e == HPE_PAUSED && r->complete) {
-    /* Reuse only when the server allows it (Connection: close, HTTP/1.0, close-delimited bodies say no)
-     * and sent nothing past the response. */
-    bool reusable =
-        llhttp_should_keep_alive(&cn->parser) && llhttp_get_error_pos(&cn->parser) == buf->base + nread;
-    deliver(cn, reusable);
-    return;
-  }
-  if (e == HPE_OK) {
-    cn->burst += (size_t)nread;
-    if (cn->burst >= PS_HTTP_READ_BURST) pause_reading(cn);
-    return;
-  }
-  if (r->parse_err != 0) {
-    req_finish(r, r->parse_err, NULL);
-    return;
-  }
-  req_fail(r, UV_EPROTO, "GET %.*s: malformed HTTP response from %s: %s", URL_IN_MSG_MAX, r->url, cn->peer,
-           llhttp_get_error_reason(&cn->parser));
+  /* still reading this response (TLS: the conn may have gone idle or closed meanwhile) */
+  if (cn->state != CONN_BUSY) return;
+  cn->burst += (size_t)nread;
+  if (cn->burst >= PS_HTTP_READ_BURST) pause_reading(cn);
 }
+
+/* For http_client_tls.c. */
+void ps_hc_conn_close(struct conn *cn) { conn_close(cn); }
+void ps_hc_conn_send(struct conn *cn, struct ps_http_req *r) { conn_send(cn, r); }

@@ -11,8 +11,9 @@
  *  - struct pool: the fan-out state of one host:port (slots in use, FIFO queues per class); exists while a
  *    request of that host:port is queued or holds a slot. Connections are not tied to it (idle ones are
  *    found by their key).
- *  - struct conn: one TCP connection. Owns the socket, a timer (connect timeout while connecting, idle
- *    timeout while pooled), the request bytes being written and the read buffer. Freed in the close
+ *  - struct conn: one TCP connection. Owns the socket, a timer (connect timeout while connecting, TLS
+ *    handshake timeout, idle timeout while pooled), the request bytes being written, the read buffer and,
+ *    for https, its TLS session and the encrypted writes in flight (http_client_tls.c). Freed in the close
  *    callbacks of both handles.
  * The client itself is freed when it has been closed and its last request and connection are gone. */
 #ifndef PS_HTTP_CLIENT_INT_H
@@ -31,6 +32,7 @@
 
 #define HOST_MAX             PS_HOSTPORT_HOST_MAX
 #define HTTP_DEFAULT_PORT    80  /* RFC 9110 4.2.1 */
+#define HTTPS_DEFAULT_PORT   443 /* RFC 9110 4.2.2 */
 #define HOSTPORT_MAX         272 /* "[" host "]:" port */
 #define ERRMSG_MAX           512
 #define URL_IN_MSG_MAX       200 /* URLs in error messages are cut here: a PromQL query can be 16 KiB */
@@ -56,6 +58,16 @@ struct conn {
   size_t burst;            /* response bytes read since reading last paused (PS_HTTP_READ_BURST) */
   struct ps_buf wbuf;      /* request bytes; owned by the conn, referenced by write_req while writing */
   llhttp_t parser;
+  /* https only (tls_ctx NULL: plain). Connections are reused only by requests of the same host:port,
+   * context and server name. */
+  struct ps_tls_ctx *tls_ctx; /* not owned */
+  char sni[HOST_MAX];         /* the name verified and sent as SNI */
+  struct ps_tls *tls;         /* the session, from the TCP connect on; freed with the conn */
+  bool tls_ready;             /* handshake done: request bytes go through ps_tls_write */
+  bool tls_quiet;             /* closing: encrypted bytes (close_notify) are tried once, never queued */
+  bool tls_stopped;           /* the bytes being decrypted are not for anyone any more (on_plain) */
+  size_t tls_writes;          /* encrypted writes in flight */
+  size_t tls_pending;         /* their bytes, at most PS_HTTP_TLS_MAX_PENDING */
   char rbuf[READ_BUF_SIZE];
 };
 
@@ -87,6 +99,8 @@ struct ps_http_req {
   char host[HOST_MAX];
   int port;
   char hostport[HOSTPORT_MAX]; /* pool key and Host header value source */
+  struct ps_tls_ctx *tls_ctx;  /* https: the context (not owned); NULL: plain http */
+  char sni[HOST_MAX];          /* https: the server name to verify */
   uv_timer_t timer;            /* whole-request timeout, or 0 ms for a deferred error */
   uv_getaddrinfo_t gai;
   bool resolving; /* gai in flight: the struct must outlive its callback */
@@ -123,6 +137,8 @@ struct ps_http_client {
   size_t max_inflight, max_conns;
   size_t inflight, queued, nconns; /* slots held, requests waiting, connections open (in conns) */
   size_t peak_inflight, peak_conns;
+  size_t tls_handshakes;
+  struct ps_tls_ctx *tls_default; /* owned: https without ps_http_opts.tls (ps_http_client_tls_init) */
   bool closing;
 };
 
@@ -132,6 +148,34 @@ struct ps_http_client {
 void ps_hc_req_start(struct ps_http_req *r);
 /* The request timer's callback: a deferred error, the queue bound, or the whole-request timeout. */
 void ps_hc_req_timer_cb(uv_timer_t *t);
+/* For http_client_tls.c: the request's end with a message; closing a connection; sending r's bytes on a
+ * connection ready for them; response bytes (decrypted) of cn's request: 0 to read on, else cn was
+ * handed back or closed; the end of reading (nread < 0); a write that failed. */
+void ps_hc_req_fail(struct ps_http_req *r, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ps_hc_conn_close(struct conn *cn);
+void ps_hc_conn_send(struct conn *cn, struct ps_http_req *r);
+int ps_hc_conn_response_bytes(struct conn *cn, const char *data, size_t len);
+void ps_hc_read_failed(struct conn *cn, int nread);
+void ps_hc_write_failed(struct conn *cn, int status);
+void ps_hc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+void ps_hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* ---- http_client_tls.c ---- */
+
+/* The TCP connection of an https request is up: starts the handshake (ClientHello, handshake timer). The
+ * request is sent once it completes. Errors end cn's request. */
+void ps_hc_tls_begin(struct conn *cn);
+/* Encrypted bytes read from cn's socket. */
+void ps_hc_tls_read(struct conn *cn, const char *data, size_t len);
+/* Encrypts and writes cn->wbuf (the request). 0 or a negative error (nothing deferred). */
+int ps_hc_tls_send(struct conn *cn);
+/* Before the socket closes: close_notify (RFC 8446 6.1), best effort, never waited for. */
+void ps_hc_tls_close(struct conn *cn);
+/* Frees the session (the conn's memory goes). */
+void ps_hc_tls_free(struct conn *cn);
+/* The client's default context, loaded now if it was not. NULL when the system CAs fail to load. */
+struct ps_tls_ctx *ps_hc_tls_default(struct ps_http_client *c, char *err, size_t errlen);
 
 /* ---- http_client_queue.c ---- */
 
@@ -143,6 +187,9 @@ void ps_hc_slot_release(struct ps_http_req *r);
 void ps_hc_client_pump(struct ps_http_client *c);
 
 /* ---- http_client_parse.c ---- */
+
+/* ps_http_url_split, also saying whether the scheme is https. */
+int ps_hc_url_split(const char *url, char *host, size_t hostlen, int *port, const char **path, bool *https);
 
 /* The llhttp callbacks: the parser's data is the request it parses for. */
 extern const llhttp_settings_t ps_hc_parser_settings;

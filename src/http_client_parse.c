@@ -1,13 +1,45 @@
 /* The HTTP/1.1 response parser of the client (RFC 9112), as llhttp callbacks on a struct ps_http_req: the
  * status, headers (counted toward PS_HTTP_MAX_HEADER_BYTES, Content-Type kept), the body (collected or
  * streamed to the request's sink, bounded) and interim 1xx responses. No socket here: the connection half
- * (http_client.c) feeds it what it reads, and ps_http_parse_response feeds it bytes (tests, fuzzing). */
+ * (http_client.c) feeds it what it reads, and ps_http_parse_response feeds it bytes (tests, fuzzing). The
+ * URL splitting of requests is here too (pure). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http_client_int.h"
+
+/* ==== URL splitting ================================================================================ */
+
+int ps_hc_url_split(const char *url, char *host, size_t hostlen, int *port, const char **path, bool *https) {
+  if (url == NULL) return UV_EINVAL;
+  size_t skip = strncasecmp(url, "http://", 7) == 0 ? 7 : strncasecmp(url, "https://", 8) == 0 ? 8 : 0;
+  if (skip == 0) return UV_EINVAL;
+  size_t ulen = strlen(url);
+  if (ulen > PS_HTTP_MAX_URL) return UV_EINVAL;
+  /* Bytes that may never appear raw in a request line (RFC 3986 2, RFC 9112 3): refuse rather than send. */
+  for (size_t i = 0; i < ulen; i++) {
+    unsigned char ch = (unsigned char)url[i];
+    if (ch <= 0x20 || ch >= 0x7f || ch == '#') return UV_EINVAL;
+  }
+  const char *a = url + skip;
+  const char *aend = a + strcspn(a, "/?");
+  if (*aend == '?') return UV_EINVAL; /* "http://h?x": a query needs a path to hang on */
+  if (memchr(a, '@', (size_t)(aend - a)) != NULL) return UV_EINVAL; /* userinfo: never for Prometheus */
+  int pt;
+  if (ps_hostport_parse(a, (size_t)(aend - a), PS_HOSTPORT_PORT_OPTIONAL, host, hostlen, &pt) != 0)
+    return UV_EINVAL;
+  *port = pt != PS_HOSTPORT_NO_PORT ? pt : skip == 8 ? HTTPS_DEFAULT_PORT : HTTP_DEFAULT_PORT;
+  *path = *aend == '\0' ? "/" : aend;
+  if (https != NULL) *https = skip == 8;
+  return 0;
+}
+
+int ps_http_url_split(const char *url, char *host, size_t hostlen, int *port, const char **path) {
+  return ps_hc_url_split(url, host, hostlen, port, path, NULL);
+}
 
 /* ==== response buffers ============================================================================= */
 

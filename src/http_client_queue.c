@@ -31,6 +31,7 @@ void ps_http_client_stats(const struct ps_http_client *c, struct ps_http_stats *
   out->conns = c->nconns;
   out->peak_inflight = c->peak_inflight;
   out->peak_conns = c->peak_conns;
+  out->tls_handshakes = c->tls_handshakes;
 }
 
 /* ==== fan-out: slots and queues ==================================================================== */
@@ -203,11 +204,11 @@ int ps_http_get_opts(struct ps_http_client *c, const char *url, const struct ps_
       o->cls >= PS_HTTP_NCLASSES)
     return UV_EINVAL;
   uint64_t timeout_ms = o->timeout_ms;
-  /* A scheme other than http (RFC 3986 3.1: a letter, then letters, digits, '+', '-', '.') is refused as
-   * unsupported rather than malformed, so "https://" gets the clearer error. */
+  /* A scheme other than http and https (RFC 3986 3.1: a letter, then letters, digits, '+', '-', '.') is
+   * refused as unsupported rather than malformed, so "ftp://" gets the clearer error. */
   size_t slen = strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
   if (slen > 0 && isalpha((unsigned char)url[0]) && strncmp(url + slen, "://", 3) == 0 &&
-      !(slen == 4 && strncasecmp(url, "http", 4) == 0))
+      !(slen == 4 && strncasecmp(url, "http", 4) == 0) && !(slen == 5 && strncasecmp(url, "https", 5) == 0))
     return UV_EPROTONOSUPPORT;
   if (ps_http_headers_check(o->headers) != 0) return UV_EINVAL;
   if (c->closing) return UV_ECANCELED;
@@ -221,11 +222,25 @@ int ps_http_get_opts(struct ps_http_client *c, const char *url, const struct ps_
     free(r);
     return UV_ENOMEM;
   }
-  if (ps_http_url_split(r->url, r->host, sizeof r->host, &r->port, &r->path) != 0) {
+  bool https = false;
+  if (ps_hc_url_split(r->url, r->host, sizeof r->host, &r->port, &r->path, &https) != 0) {
     free(r->url);
     free(r->headers);
     free(r);
     return UV_EINVAL;
+  }
+  if (https) {
+    char why[256];
+    r->tls_ctx = o->tls != NULL ? o->tls : ps_hc_tls_default(c, why, sizeof why);
+    const char *sni =
+        o->tls_server_name != NULL && *o->tls_server_name != '\0' ? o->tls_server_name : r->host;
+    int bad = r->tls_ctx == NULL ? UV_EPROTONOSUPPORT : strlen(sni) >= sizeof r->sni ? UV_EINVAL : 0;
+    if (bad != 0) {
+      free(r->url);
+      free(r);
+      return bad;
+    }
+    snprintf(r->sni, sizeof r->sni, "%s", sni);
   }
   ps_hostport_format(r->hostport, sizeof r->hostport, r->host, r->port);
   struct pool *p = c->queued < PS_HTTP_MAX_QUEUED ? pool_get(c, r->hostport) : NULL;
