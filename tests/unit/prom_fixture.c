@@ -72,8 +72,8 @@ int ps_test_prom_start(struct ps_test_prom *p, int port, char *why, size_t whyle
     port = ps_test_free_port();
   }
   p->port = port;
-  snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d", port);
-  char cfg[320], data[320], listen[64], log[320];
+  snprintf(p->url, sizeof p->url, "%s://127.0.0.1:%d", p->web_config != NULL ? "https" : "http", port);
+  char cfg[320], data[320], listen[64], log[320], web[340] = "";
   snprintf(cfg, sizeof cfg, "%s/prometheus.yml", p->dir);
   snprintf(data, sizeof data, "--storage.tsdb.path=%s/data", p->dir);
   snprintf(listen, sizeof listen, "--web.listen-address=127.0.0.1:%d", port);
@@ -87,6 +87,7 @@ int ps_test_prom_start(struct ps_test_prom *p, int port, char *why, size_t whyle
   fclose(f);
   char cfgflag[340];
   snprintf(cfgflag, sizeof cfgflag, "--config.file=%s", cfg);
+  if (p->web_config != NULL) snprintf(web, sizeof web, "--web.config.file=%s", p->web_config);
   pid_t pid = fork();
   if (pid < 0) {
     snprintf(why, whylen, "fork: %s", strerror(errno));
@@ -101,14 +102,22 @@ int ps_test_prom_start(struct ps_test_prom *p, int port, char *why, size_t whyle
       dup2(fd, 1);
       dup2(fd, 2);
     }
-    execl(PS_TEST_PROMETHEUS_BIN, "prometheus", cfgflag, data, listen, "--log.level=warn",
-          "--web.enable-lifecycle", (char *)NULL);
+    char *argv[] = {"prometheus",
+                    cfgflag,
+                    data,
+                    listen,
+                    "--log.level=warn",
+                    "--web.enable-lifecycle",
+                    web[0] != '\0' ? web : NULL,
+                    NULL};
+    execv(PS_TEST_PROMETHEUS_BIN, argv);
     _exit(127);
   }
   p->pid = pid;
   /* Poll readiness; Prometheus answers /-/ready with 200 once its TSDB is open. */
   for (int waited = 0; waited < PS_TEST_PROM_READY_MS; waited += 100) {
-    if (ps_test_http_status(port, "/-/ready") == 200) return 0;
+    int status = p->ready_status != NULL ? p->ready_status(p) : ps_test_http_status(port, "/-/ready");
+    if (status == 200) return 0;
     int st;
     if (waitpid(pid, &st, WNOHANG) == pid) {
       p->pid = 0;

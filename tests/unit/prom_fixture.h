@@ -13,7 +13,13 @@ struct ps_test_prom {
   pid_t pid;
   int port;
   char dir[256];
-  char url[64]; /* http://127.0.0.1:PORT */
+  char url[64]; /* http://127.0.0.1:PORT (https:// with a web_config) */
+  /* Optional, set before ps_test_prom_start: a --web.config.file (TLS, basic auth; the url is then
+   * https://) and the readiness check to poll instead of a plain GET /-/ready: the HTTP status it got, or
+   * -1 (see prom_tls_fixture.h). */
+  const char *web_config;
+  int (*ready_status)(const struct ps_test_prom *p);
+  void *ready_arg;
 };
 
 /* A port that was free a moment ago on 127.0.0.1 (bind to 0, read it, close). */
