@@ -1,0 +1,50 @@
+/* The Prometheus servers of --prometheus-config (src/prom_config.h) while prescale runs: per server, the TLS
+ * context built from its tls_config, its credentials (authorization or basic_auth) and its headers; what a
+ * request to a serverAddress needs, found by the server's url (longest prefix).
+ *
+ * At startup (before the loop runs) every file is read synchronously and checked: a bad PEM, an unreadable
+ * or empty credentials file is an error naming the file and the key, and prescale does not start. Then one
+ * ps_filewatch group per server watches its files (credentials_file or password_file, ca_file, cert_file,
+ * key_file): when they change (a service-account token rotates every hour, cert-manager renews a
+ * certificate) they are re-read off the loop and the next request uses them. A file that fails to read or
+ * to load keeps what was loaded before and logs why, naming the server and the file, never the secret.
+ *
+ * Secrets (a token, a password, the Authorization value) live only in this module's memory and in the bytes
+ * of a request being written; they reach no log line, error message or metric. */
+#ifndef PS_PROM_SERVERS_H
+#define PS_PROM_SERVERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "filewatch.h"
+#include "http_client.h"
+#include "prom_config.h"
+
+struct ps_prom_servers;
+
+/* Builds every configured server from cfg (copied: cfg may be freed afterwards) and, when watch is not
+ * NULL, watches their files. Startup only: reads files synchronously. 0; UV_EINVAL with err naming the
+ * server, the key and the file ("servers[1].tls_config.ca_file /etc/ca.pem: no certificate in it"); or
+ * UV_ENOMEM. *out is freed by ps_prom_servers_free. */
+int ps_prom_servers_new(const struct ps_prom_config *cfg, struct ps_filewatch *watch,
+                        struct ps_prom_servers **out, char *err, size_t errlen);
+
+/* What a request to server_url needs: o->tls and o->tls_server_name (the matching server's context, or
+ * its context without verification when unsafe_ssl; for a server not listed, NULL, i.e. the HTTP client's
+ * default, or a shared context without verification when unsafe_ssl), and appended to headers the
+ * server's Authorization line and its headers ("Name: value\r\n" each). o->headers is not touched: the
+ * caller points it at headers once complete. s may be NULL (no --prometheus-config). 0 or UV_ENOMEM. */
+int ps_prom_servers_apply(struct ps_prom_servers *s, const char *server_url, bool unsafe_ssl,
+                          struct ps_http_opts *o, struct ps_buf *headers);
+
+/* Reloads (credentials and TLS files) that succeeded and failed since start, for tests. */
+void ps_prom_servers_reloads(const struct ps_prom_servers *s, size_t *ok, size_t *failed);
+
+/* Frees the servers and their contexts (connections made with them keep working). The filewatch groups
+ * belong to the watcher: close it first (ps_filewatch_close), so that no callback reaches freed memory. */
+void ps_prom_servers_free(struct ps_prom_servers *s);
+
+#endif
