@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -91,10 +92,11 @@ static char *auth_line(const struct server *sv, const char *secret, size_t len, 
     free(plain);
     free(b64);
   }
-  if (err != 0) {
+  if (err != 0 || b.len > PS_PROM_SERVERS_MAX_AUTH) {
     if (b.data != NULL) OPENSSL_cleanse(b.data, b.len);
     ps_buf_free(&b);
-    *why = "out of memory";
+    *why = err != 0 ? "out of memory"
+                    : "makes an Authorization header longer than PS_PROM_SERVERS_MAX_AUTH bytes";
     return NULL;
   }
   return ps_buf_steal(&b, NULL);
@@ -334,23 +336,47 @@ int ps_prom_servers_new(const struct ps_prom_config *cfg, struct ps_filewatch *w
 
 /* ---- requests -------------------------------------------------------------------------------------- */
 
-int ps_prom_servers_apply(struct ps_prom_servers *s, const char *server_url, bool unsafe_ssl,
-                          struct ps_http_opts *o, struct ps_buf *headers) {
-  if (s == NULL) return 0;
-  const struct ps_prom_server_cfg *m = ps_prom_config_match(&s->match, server_url);
-  if (m == NULL) {
-    if (unsafe_ssl) o->tls = s->insecure_default;
-    return 0;
+/* Whether the header line at line (up to its ':') has a name that `lines` ("Name: value\r\n"...) sets. */
+static bool name_in(const char *line, size_t nlen, const char *lines) {
+  for (const char *l = lines; l != NULL && *l != '\0';) {
+    size_t n = strcspn(l, ":");
+    if (n == nlen && strncasecmp(l, line, n) == 0) return true;
+    const char *next = strstr(l, "\r\n");
+    l = next != NULL ? next + 2 : NULL;
   }
-  struct server *sv = &s->v[m - s->match.servers];
-  if (sv->tls != NULL)
-    o->tls = unsafe_ssl ? sv->tls_insecure : sv->tls;
-  else if (unsafe_ssl)
-    o->tls = s->insecure_default;
-  if (sv->server_name != NULL) o->tls_server_name = sv->server_name;
-  int rc = sv->auth != NULL ? ps_buf_puts(headers, sv->auth) : 0;
-  if (rc == 0) rc = ps_buf_puts(headers, sv->headers);
+  return false;
+}
+
+int ps_prom_servers_apply(struct ps_prom_servers *s, const char *server_url, bool unsafe_ssl,
+                          const char *custom, struct ps_http_opts *o, struct ps_buf *headers) {
+  ps_buf_reset(headers);
+  const struct ps_prom_server_cfg *m = s != NULL ? ps_prom_config_match(&s->match, server_url) : NULL;
+  struct server *sv = m != NULL ? &s->v[m - s->match.servers] : NULL;
+  if (s != NULL && unsafe_ssl)
+    o->tls = sv != NULL && sv->tls_insecure != NULL ? sv->tls_insecure : s->insecure_default;
+  else if (sv != NULL && sv->tls != NULL)
+    o->tls = sv->tls;
+  if (sv != NULL && sv->server_name != NULL) o->tls_server_name = sv->server_name;
+  int rc = ps_buf_puts(headers, "");
+  for (const char *l = custom; rc == 0 && l != NULL && *l != '\0';) {
+    const char *end = strstr(l, "\r\n");
+    size_t len = end != NULL ? (size_t)(end - l) + 2 : strlen(l), nlen = strcspn(l, ":");
+    bool overridden =
+        sv != NULL && ((sv->auth != NULL && nlen == 13 && strncasecmp(l, "Authorization", 13) == 0) ||
+                       name_in(l, nlen, sv->headers));
+    if (!overridden) rc = ps_buf_append(headers, l, len);
+    l += len;
+  }
+  if (rc == 0 && sv != NULL && sv->auth != NULL) rc = ps_buf_puts(headers, sv->auth);
+  if (rc == 0 && sv != NULL) rc = ps_buf_puts(headers, sv->headers);
+  if (rc == 0 && headers->len > PS_HTTP_MAX_EXTRA_HEADERS) rc = UV_E2BIG;
+  o->headers = rc == 0 ? headers->data : NULL;
   return rc;
+}
+
+void ps_prom_servers_wipe(struct ps_buf *headers) {
+  if (headers->data != NULL) OPENSSL_cleanse(headers->data, headers->len);
+  ps_buf_free(headers);
 }
 
 void ps_prom_servers_reloads(const struct ps_prom_servers *s, size_t *ok, size_t *failed) {

@@ -23,6 +23,12 @@
 #include "http_client.h"
 #include "prom_config.h"
 
+/* The longest Authorization line a credential may make (a service-account token, a JWT, is 1-2 KiB): a
+ * longer one is refused at startup and at a reload (which keeps the previous). With customHeaders
+ * (PS_MAX_CUSTOM_HEADERS) and the configured headers (PS_PROM_CONFIG_MAX_HEADER_BYTES) a request may still
+ * exceed PS_HTTP_MAX_EXTRA_HEADERS: ps_prom_servers_apply then says UV_E2BIG. */
+#define PS_PROM_SERVERS_MAX_AUTH 8192
+
 struct ps_prom_servers;
 
 /* Builds every configured server from cfg (copied: cfg may be freed afterwards) and, when watch is not
@@ -34,11 +40,17 @@ int ps_prom_servers_new(const struct ps_prom_config *cfg, struct ps_filewatch *w
 
 /* What a request to server_url needs: o->tls and o->tls_server_name (the matching server's context, or
  * its context without verification when unsafe_ssl; for a server not listed, NULL, i.e. the HTTP client's
- * default, or a shared context without verification when unsafe_ssl), and appended to headers the
- * server's Authorization line and its headers ("Name: value\r\n" each). o->headers is not touched: the
- * caller points it at headers once complete. s may be NULL (no --prometheus-config). 0 or UV_ENOMEM. */
+ * default, or a shared context without verification when unsafe_ssl), and o->headers, pointed at
+ * `headers` (reset first): the trigger's `custom` lines ("Name: value\r\n" each, may be NULL) but those
+ * whose name the server's configuration sets (its Authorization, its headers: the operator's
+ * configuration wins, so a ScaledObject cannot pick another tenant's X-Scope-OrgID), then the server's
+ * Authorization line and headers. headers holds a secret: free it with ps_prom_servers_wipe once the
+ * request was made (ps_http_get_opts copies it). s may be NULL (no --prometheus-config servers).
+ * 0, UV_E2BIG (more than PS_HTTP_MAX_EXTRA_HEADERS bytes in all) or UV_ENOMEM. */
 int ps_prom_servers_apply(struct ps_prom_servers *s, const char *server_url, bool unsafe_ssl,
-                          struct ps_http_opts *o, struct ps_buf *headers);
+                          const char *custom, struct ps_http_opts *o, struct ps_buf *headers);
+/* Overwrites and frees what apply put in headers. */
+void ps_prom_servers_wipe(struct ps_buf *headers);
 
 /* Reloads (credentials and TLS files) that succeeded and failed since start, for tests. */
 void ps_prom_servers_reloads(const struct ps_prom_servers *s, size_t *ok, size_t *failed);
