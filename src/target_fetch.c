@@ -12,6 +12,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "prom.h"
+#include "prom_servers.h"
 #include "targets_int.h"
 
 static void refresh_cb(uv_timer_t *timer);
@@ -304,17 +305,28 @@ void ps_tg_start_fetch(struct ps_target *t) {
       .timeout_ms = (uint64_t)t->cfg.timeout_ms,
       .queue_timeout_ms = t->loaded ? (uint64_t)step : PS_TARGET_LOAD_QUEUE_MAX_MS,
       .cls = t->loaded ? PS_HTTP_BACKGROUND : PS_HTTP_URGENT,
-      .headers = t->cfg.custom_headers,
   };
-  /* unsafe_ssl is carried in the fetch's key; the HTTP client's TLS (h-client) reads it from t->cfg. */
+  /* The server's TLS context (unsafe_ssl: one without verification; it is part of the fetch's key) and
+   * headers: customHeaders, then its --prometheus-config credentials and headers (prom_servers.c). */
+  struct ps_buf hdr;
+  ps_buf_init(&hdr);
+  r = ps_prom_servers_apply(ts->servers, t->cfg.server_address, t->cfg.unsafe_ssl, t->cfg.custom_headers, &o,
+                            &hdr);
   const struct ps_prom_params pp = {.ns = t->cfg.prom_namespace, .query_params = &t->cfg.query_params};
-  r = ps_prom_query_range_opts(ts->http, t->cfg.server_address, t->cfg.query, start, end, step, &o, &pp,
-                               fetch_done_cb, f, &f->req);
+  if (r == 0)
+    r = ps_prom_query_range_opts(ts->http, t->cfg.server_address, t->cfg.query, start, end, step, &o, &pp,
+                                 fetch_done_cb, f, &f->req);
+  ps_prom_servers_wipe(&hdr); /* copied by the request */
   if (r != 0) {
     fetch_free(f);
     char why[PS_TARGET_MAX_ERROR];
-    if (r != UV_EINVAL ||
-        ps_prom_url_problem(why, sizeof why, t->cfg.server_address, t->cfg.query, start, end, step, &pp) == 0)
+    if (r == UV_E2BIG)
+      snprintf(why, sizeof why,
+               "the request's extra headers (customHeaders, and the --prometheus-config server's credentials "
+               "and headers) exceed %u bytes (PS_HTTP_MAX_EXTRA_HEADERS)",
+               (unsigned)PS_HTTP_MAX_EXTRA_HEADERS);
+    else if (r != UV_EINVAL || ps_prom_url_problem(why, sizeof why, t->cfg.server_address, t->cfg.query,
+                                                   start, end, step, &pp) == 0)
       snprintf(why, sizeof why, "cannot build the Prometheus request (bad serverAddress or query?)");
     target_fetched(t, r, why, NULL, 0);
     return;

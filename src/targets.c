@@ -264,6 +264,10 @@ static void registry_handle_closed_cb(uv_handle_t *h) {
   registry_maybe_free(ts);
 }
 
+void ps_targets_set_prom_servers(struct ps_targets *ts, struct ps_prom_servers *servers) {
+  ts->servers = servers;
+}
+
 void ps_targets_close(struct ps_targets *ts) {
   if (ts->closing) return;
   ts->closing = true;

@@ -89,6 +89,10 @@ int ps_targets_new(uv_loop_t *loop, const struct ps_server_config *cfg, struct p
 /* Cancels loads, fails waiters with UV_ECANCELED, drops watchers (without callbacks), stops timers; the
  * memory is freed in close callbacks, so run the loop afterwards. */
 void ps_targets_close(struct ps_targets *ts);
+/* The --prometheus-config servers (TLS contexts, credentials, headers) every fetch goes through; NULL:
+ * none (the default). Not owned; it must outlive ts. Call before the first target. */
+struct ps_prom_servers;
+void ps_targets_set_prom_servers(struct ps_targets *ts, struct ps_prom_servers *servers);
 size_t ps_targets_count(const struct ps_targets *ts);
 /* Drops every target no RPC has asked about for --target-idle (and none waits on or watches). The
  * registry's sweep timer calls it; exposed so that tests can evict at a chosen moment. */

@@ -72,6 +72,7 @@ struct ps_targets {
   size_t nfetches;
   const struct ps_server_config *cfg;
   struct ps_http_client *http;
+  struct ps_prom_servers *servers; /* --prometheus-config (not owned); NULL: none */
   struct ps_target *buckets[PS_TARGETS_BUCKETS];
   struct ps_list all; /* of ps_target.node, newest first */
   size_t count;
