@@ -34,6 +34,7 @@
 #include "net.h"
 #include "probe.h"
 #include "prom_config.h"
+#include "prom_servers.h"
 #include "service.h"
 #include "targets.h"
 #include "tls_files.h"
@@ -43,6 +44,8 @@ struct app {
   struct ps_server_config cfg;
   /* --prometheus-config, loaded before the loop runs; cfg.prom_config points here when there is one. */
   struct ps_prom_config prom_config;
+  /* Its servers' TLS contexts, credentials and headers (built before the loop runs, watched from start). */
+  struct ps_prom_servers *prom_servers;
   struct ps_http_client *http;
   struct ps_targets *targets;
   struct ps_service *service;
@@ -205,6 +208,20 @@ static int listen_on(struct app *a, const char *addr, const struct ps_net_proto 
   return 0;
 }
 
+/* The Prometheus side's TLS and credentials: the HTTP client's default context (the system CAs, read now
+ * rather than on the loop at the first https:// request) and the --prometheus-config servers, whose files
+ * are watched from now on. */
+static int start_prometheus_tls(struct app *a) {
+  char err[1024];
+  if (ps_http_client_tls_init(a->http, err, sizeof err) != 0)
+    ps_log(PS_LOG_WARN, "the system CAs did not load: https:// to a server without tls_config.ca_file fails",
+           "error", err, NULL);
+  ps_targets_set_prom_servers(a->targets, a->prom_servers);
+  int r = ps_prom_servers_watch(a->prom_servers, a->watch, err, sizeof err);
+  if (r != 0) ps_log(PS_LOG_ERROR, "cannot start", "error", err, NULL);
+  return r;
+}
+
 static int start(struct app *a) {
   int r = ps_filewatch_new(&a->loop, PS_FILEWATCH_INTERVAL_MS, &a->watch);
   if (r == 0) r = ps_http_client_new(&a->loop, &a->http);
@@ -218,6 +235,8 @@ static int start(struct app *a) {
     ps_log(PS_LOG_ERROR, "cannot start", "error", uv_strerror(r), NULL);
     return r;
   }
+  r = start_prometheus_tls(a);
+  if (r != 0) return r;
   a->h2.loop = &a->loop;
   a->h2.dispatch = ps_health_grpc_dispatch;
   a->h2.dispatch_arg = a->health_grpc;
@@ -316,6 +335,11 @@ int main(int argc, char **argv) {
     }
     a.cfg.prom_config = &a.prom_config;
   }
+  /* Its files (TLS, credentials) too: a bad PEM or an unreadable token stops the start, naming the key. */
+  if (ps_prom_servers_new(a.cfg.prom_config, &a.prom_servers, err, sizeof err) != 0) {
+    fprintf(stderr, "prescale: %s\n", err);
+    return 2;
+  }
   ps_log_setup(a.cfg.log_level, a.cfg.log_format, NULL);
   log_prom_config(&a);
   signal(SIGPIPE, SIG_IGN); /* a peer that vanished is an EPIPE from write, not a death */
@@ -359,6 +383,7 @@ int main(int argc, char **argv) {
     status = 1;
   }
   ps_metrics_reset();
+  ps_prom_servers_free(a.prom_servers); /* after the loop: the watcher and the connections are gone */
   ps_prom_config_free(&a.prom_config);
   if (status == 0) ps_log(PS_LOG_INFO, "stopped", NULL);
   return status;

@@ -288,8 +288,8 @@ static int server_init(struct server *sv, const struct ps_prom_server_cfg *c, ch
   return rc;
 }
 
-int ps_prom_servers_new(const struct ps_prom_config *cfg, struct ps_filewatch *watch,
-                        struct ps_prom_servers **out, char *err, size_t errlen) {
+int ps_prom_servers_new(const struct ps_prom_config *cfg, struct ps_prom_servers **out, char *err,
+                        size_t errlen) {
   *out = NULL;
   ps_metrics_declare("prescale_prometheus_config_reloads_total", PS_METRIC_COUNTER,
                      "Reloads of the files of --prometheus-config servers (credentials, TLS) by result.");
@@ -312,18 +312,6 @@ int ps_prom_servers_new(const struct ps_prom_config *cfg, struct ps_filewatch *w
     s->match.servers[i].url = sv->url;
     s->match.nservers = i + 1;
   }
-  for (size_t i = 0; rc == 0 && watch != NULL && i < n; i++) {
-    struct server *sv = &s->v[i];
-    const char *paths[NFILES];
-    size_t np = 0;
-    for (int f = 0; f < NFILES; f++)
-      if (sv->path[f] != NULL) paths[np++] = sv->path[f];
-    if (np == 0) continue;
-    rc = ps_filewatch_add(watch, paths, np, files_changed, sv, NULL);
-    if (rc != 0)
-      snprintf(err, errlen, "prometheus-config: servers[%zu] (%s): cannot watch its files: %s", i, sv->url,
-               uv_strerror(rc));
-  }
   if (rc != 0) {
     ps_prom_servers_free(s);
     return rc;
@@ -331,6 +319,24 @@ int ps_prom_servers_new(const struct ps_prom_config *cfg, struct ps_filewatch *w
   ps_metrics_add("prescale_prometheus_config_reloads_total", "result=\"ok\"", 0);
   ps_metrics_add("prescale_prometheus_config_reloads_total", "result=\"failed\"", 0);
   *out = s;
+  return 0;
+}
+
+int ps_prom_servers_watch(struct ps_prom_servers *s, struct ps_filewatch *w, char *err, size_t errlen) {
+  for (size_t i = 0; s != NULL && i < s->n; i++) {
+    struct server *sv = &s->v[i];
+    const char *paths[NFILES];
+    size_t np = 0;
+    for (int f = 0; f < NFILES; f++)
+      if (sv->path[f] != NULL) paths[np++] = sv->path[f];
+    if (np == 0) continue;
+    int rc = ps_filewatch_add(w, paths, np, files_changed, sv, NULL);
+    if (rc != 0) {
+      snprintf(err, errlen, "prometheus-config: servers[%zu] (%s): cannot watch its files: %s", i, sv->url,
+               uv_strerror(rc));
+      return rc;
+    }
+  }
   return 0;
 }
 

@@ -31,12 +31,15 @@
 
 struct ps_prom_servers;
 
-/* Builds every configured server from cfg (copied: cfg may be freed afterwards) and, when watch is not
- * NULL, watches their files. Startup only: reads files synchronously. 0; UV_EINVAL with err naming the
- * server, the key and the file ("servers[1].tls_config.ca_file /etc/ca.pem: no certificate in it"); or
+/* Builds every configured server from cfg (copied: cfg may be freed afterwards; NULL: none). Startup only,
+ * before the loop runs: reads files synchronously. 0; UV_EINVAL with err naming the server, the key and
+ * the file ("prometheus-config: servers[1] (https://p:9090): tls_config.ca_file /etc/ca.pem: ..."); or
  * UV_ENOMEM. *out is freed by ps_prom_servers_free. */
-int ps_prom_servers_new(const struct ps_prom_config *cfg, struct ps_filewatch *watch,
-                        struct ps_prom_servers **out, char *err, size_t errlen);
+int ps_prom_servers_new(const struct ps_prom_config *cfg, struct ps_prom_servers **out, char *err,
+                        size_t errlen);
+/* Watches every server's files with w (one group per server that has files): a change is re-read off the
+ * loop and used by the next request. 0, or the error of ps_filewatch_add with err saying which server. */
+int ps_prom_servers_watch(struct ps_prom_servers *s, struct ps_filewatch *w, char *err, size_t errlen);
 
 /* What a request to server_url needs: o->tls and o->tls_server_name (the matching server's context, or
  * its context without verification when unsafe_ssl; for a server not listed, NULL, i.e. the HTTP client's
