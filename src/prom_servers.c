@@ -394,15 +394,12 @@ void ps_prom_servers_free(struct ps_prom_servers *s) {
   if (s == NULL) return;
   for (size_t i = 0; i < s->n; i++) {
     struct server *sv = &s->v[i];
-    free(sv->url);
-    free(sv->headers);
-    free_secret(sv->auth);
-    free(sv->auth_type);
-    free(sv->username);
-    free(sv->server_name);
-    for (int f = 0; f < NFILES; f++) free(sv->path[f]);
     ps_tls_ctx_free(sv->tls);
     ps_tls_ctx_free(sv->tls_insecure);
+    free_secret(sv->auth);
+    for (int f = 0; f < NFILES; f++) free(sv->path[f]);
+    char *owned[] = {sv->url, sv->headers, sv->auth_type, sv->username, sv->server_name};
+    for (size_t k = 0; k < sizeof owned / sizeof owned[0]; k++) free(owned[k]);
   }
   free(s->v);
   free(s->match.servers);
