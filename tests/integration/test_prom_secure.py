@@ -279,6 +279,20 @@ class TestBearerToken(Base):
         self.assert_no_secret(token3)
 
 
+class TestUnsafeSsl(Base):
+    def test_unsafe_ssl_skips_the_verification(self):
+        """The fake API at localhost is not listed: without unsafeSsl its certificate (test CA) does not
+        verify against the system CAs; with unsafeSsl "true" the handshake passes, and the fake refuses the
+        request that carries no token (its 401), which shows the TLS went through."""
+        addr = f"https://localhost:{FAKE.port}"
+        md = {"serverAddress": addr, "query": "fake_load", "threshold": "10", "step": "5s", "model": "last",
+              "quantile": "0"}
+        self.assert_fails_at_once(h.scaled_ref(PB2, name="safe", namespace="secure", **md),
+                                  f"tls 127.0.0.1:{FAKE.port}: x509: unknown authority")
+        self.assert_fails_at_once(h.scaled_ref(PB2, name="unsafe", namespace="secure", unsafeSsl="true", **md),
+                                  "401", f"localhost:{FAKE.port}")
+
+
 class TestStartupErrors(unittest.TestCase):
     def run_prescale(self, cfg_text):
         d = os.path.join(ENV.tmp, f"startup-{time.monotonic_ns()}")
