@@ -44,6 +44,13 @@ static void tls_write_cb(uv_write_t *w, int status) {
   cn->tls_writes--;
   cn->tls_pending -= tw->len;
   free(tw);
+  /* A write that fails (EPIPE, ECONNRESET) on a TLS connection is left to the reading side, which is
+   * always on: a server that refuses the handshake after it completed on our side (TLS 1.3: a client
+   * certificate refused after the client's Finished) sends its alert and closes, and our request may hit
+   * the closed socket before we read the alert, which says why. The read ends the request either way. */
+  if (status != 0 && status != UV_ECANCELED && cn->state != CONN_CLOSING && cn->req != NULL &&
+      !cn->req->got_bytes)
+    return;
   ps_hc_write_failed(cn, status); /* nothing when it went well, or the conn is closing */
 }
 
