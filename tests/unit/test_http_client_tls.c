@@ -346,3 +346,110 @@ Test(http_tls, handshake_timeout_against_a_silent_server) {
   silent_stop();
   end_test(tls, NULL);
 }
+
+/* ---- close_notify, seen by a TLS server of the test's own (ps_tls, server side) -------------------- */
+
+struct tsrv {
+  uv_tcp_t listener, conn;
+  struct ps_tls_ctx *ctx;
+  struct ps_tls *tls;
+  char req[4096];
+  size_t rlen;
+  bool answered, close_notify, eof, conn_open;
+};
+static struct tsrv ts;
+
+static void ts_write_cb(uv_write_t *w, int status) {
+  (void)status;
+  free(w);
+}
+
+static int ts_cipher(void *arg, const uint8_t *data, size_t len) {
+  (void)arg;
+  uv_write_t *w = malloc(sizeof *w + len);
+  memcpy(w + 1, data, len);
+  uv_buf_t b = uv_buf_init((char *)(w + 1), (unsigned)len);
+  return uv_write(w, (uv_stream_t *)&ts.conn, &b, 1, ts_write_cb);
+}
+
+static int ts_plain(void *arg, const uint8_t *data, size_t len) {
+  (void)arg;
+  cr_assert_lt(ts.rlen + len, sizeof ts.req);
+  memcpy(ts.req + ts.rlen, data, len);
+  ts.rlen += len;
+  ts.req[ts.rlen] = '\0';
+  if (!ts.answered && strstr(ts.req, "\r\n\r\n") != NULL) {
+    ts.answered = true;
+    static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    return ps_tls_write(ts.tls, (const uint8_t *)resp, sizeof resp - 1);
+  }
+  return 0;
+}
+
+static const struct ps_tls_io ts_io = {.on_plain = ts_plain, .on_cipher = ts_cipher};
+
+static void ts_alloc(uv_handle_t *h, size_t n, uv_buf_t *b) {
+  (void)h;
+  static char buf[65536];
+  (void)n;
+  *b = uv_buf_init(buf, sizeof buf);
+}
+
+static void ts_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  if (n < 0) {
+    ts.eof = true;
+    uv_read_stop(s);
+    return;
+  }
+  if (n > 0 && ps_tls_feed(ts.tls, (const uint8_t *)b->base, (size_t)n) == UV_EOF) ts.close_notify = true;
+}
+
+static void ts_accept(uv_stream_t *l, int status) {
+  cr_assert_eq(status, 0);
+  cr_assert(!ts.conn_open, "one connection expected");
+  uv_tcp_init(&loop, &ts.conn);
+  cr_assert_eq(uv_accept(l, (uv_stream_t *)&ts.conn), 0);
+  ts.conn_open = true;
+  cr_assert_eq(ps_tls_new(ts.ctx, NULL, &ts_io, NULL, &ts.tls), 0);
+  uv_read_start((uv_stream_t *)&ts.conn, ts_alloc, ts_read);
+}
+
+static bool ts_eof(void *unused) {
+  (void)unused;
+  return ts.eof;
+}
+
+Test(http_tls, close_notify_when_the_connection_closes) {
+  memset(&ts, 0, sizeof ts);
+  struct ps_tls_pem pem = {
+      .cert = server.cert, .cert_len = server.cert_len, .key = server.key, .key_len = server.key_len};
+  char err[256];
+  cr_assert_eq(ps_tls_ctx_server(&pem, &ts.ctx, err, sizeof err), 0, "%s", err);
+  uv_tcp_init(&loop, &ts.listener);
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  cr_assert_eq(uv_tcp_bind(&ts.listener, (const struct sockaddr *)&a, 0), 0);
+  cr_assert_eq(uv_listen((uv_stream_t *)&ts.listener, 8, ts_accept), 0);
+  int len = sizeof a;
+  uv_tcp_getsockname(&ts.listener, (struct sockaddr *)&a, &len);
+  prom.port = ntohs(a.sin_port);
+  char url[128];
+  snprintf(url, sizeof url, "https://localhost:%d/x", prom.port);
+  struct ps_tls_ctx *tls = client_ctx(&ca, NULL, false);
+  struct result r;
+  get(url, tls, NULL, NULL, 10000, &r);
+  cr_assert_eq(r.err, 0, "%s", r.msg);
+  cr_assert_str_eq(r.body, "ok");
+  cr_assert(strstr(ts.req, "GET /x HTTP/1.1\r\nHost: localhost:") != NULL, "%s", ts.req);
+  cr_assert(!ts.close_notify && !ts.eof, "the connection stays open for keep-alive");
+  /* closing the client closes the idle connection: close_notify first, then the FIN */
+  ps_http_client_close(client);
+  cr_assert(ps_test_run_until(&loop, ts_eof, NULL, 10000), "the connection was not closed");
+  cr_assert(ts.close_notify, "the client closed without close_notify (RFC 8446 6.1)");
+  ps_tls_free(ts.tls);
+  ps_tls_ctx_free(ts.ctx);
+  uv_close((uv_handle_t *)&ts.conn, NULL);
+  uv_close((uv_handle_t *)&ts.listener, NULL);
+  ps_tls_ctx_free(tls);
+  PS_LOOP_END(&loop);
+}
