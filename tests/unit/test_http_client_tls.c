@@ -174,11 +174,11 @@ static void expect_tls_failure(const struct result *r, const char *needle) {
                (unsigned long long)r->took_ms);
 }
 
+/* Closes the client and frees the contexts; the test then ends its loop (PS_LOOP_END). */
 static void end_test(struct ps_tls_ctx *a, struct ps_tls_ctx *b) {
   ps_http_client_close(client);
   ps_tls_ctx_free(a);
   ps_tls_ctx_free(b);
-  PS_LOOP_END(&loop);
 }
 
 /* ==== tests ========================================================================================= */
@@ -206,6 +206,7 @@ Test(http_tls, get_with_basic_auth_and_keep_alive) {
   get("/api/v1/query?query=vector(7)", tls, NULL, auth_bad, 10000, &r);
   cr_assert_eq(r.status, 401);
   end_test(tls, NULL);
+  PS_LOOP_END(&loop);
 }
 
 Test(http_tls, unknown_authority_fails_at_once) {
@@ -223,6 +224,7 @@ Test(http_tls, unknown_authority_fails_at_once) {
   cr_assert_eq(r.err, 0, "%s", r.msg);
   cr_assert_eq(r.status, 200);
   end_test(tls, insecure);
+  PS_LOOP_END(&loop);
 }
 
 Test(http_tls, server_name_is_verified) {
@@ -244,6 +246,7 @@ Test(http_tls, server_name_is_verified) {
   ps_http_client_stats(client, &st);
   cr_assert_eq(st.tls_handshakes, 2);
   end_test(tls, NULL);
+  PS_LOOP_END(&loop);
 }
 
 Test(http_tls, expired_certificate_fails_at_once) {
@@ -256,6 +259,7 @@ Test(http_tls, expired_certificate_fails_at_once) {
   get("/-/ready", tls, NULL, NULL, LONG_MS, &r);
   expect_tls_failure(&r, "expired");
   end_test(tls, NULL);
+  PS_LOOP_END(&loop);
 }
 
 Test(http_tls, client_certificate_required) {
@@ -276,6 +280,7 @@ Test(http_tls, client_certificate_required) {
   get("/api/v1/query?query=vector(3)", none, NULL, auth_ok, LONG_MS, &r);
   expect_tls_failure(&r, "");
   end_test(mine, none);
+  PS_LOOP_END(&loop);
 }
 
 Test(http_tls, plain_http_server_is_a_tls_error) {
@@ -288,6 +293,7 @@ Test(http_tls, plain_http_server_is_a_tls_error) {
   get(url, tls, NULL, NULL, LONG_MS, &r);
   expect_tls_failure(&r, "");
   end_test(tls, NULL);
+  PS_LOOP_END(&loop);
 }
 
 /* ---- a server that accepts and says nothing ------------------------------------------------------- */
@@ -345,6 +351,7 @@ Test(http_tls, handshake_timeout_against_a_silent_server) {
   cr_assert_eq(st.conns, 0); /* both connections were closed */
   silent_stop();
   end_test(tls, NULL);
+  PS_LOOP_END(&loop);
 }
 
 /* ---- close_notify, seen by a TLS server of the test's own (ps_tls, server side) -------------------- */
