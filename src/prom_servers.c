@@ -28,9 +28,10 @@ struct server {
   char *path[NFILES];         /* owned; NULL when the server has no such file */
   bool https, insecure;
   char *server_name;
-  struct ps_tls_ctx *tls;          /* from tls_config (https only) */
-  struct ps_tls_ctx *tls_insecure; /* the same without verification: a trigger's unsafeSsl */
-  unsigned char tls_digest[32];    /* of the TLS files last loaded, to reload only when they change */
+  struct ps_tls_ctx *tls;           /* from tls_config (https only) */
+  struct ps_tls_ctx *tls_insecure;  /* the same without verification: a trigger's unsafeSsl */
+  unsigned char tls_digest[32];     /* of the TLS files last loaded, to reload only when they change */
+  struct ps_filewatch_group *group; /* its files' watch (the watcher's); NULL when not watched */
 };
 
 struct ps_prom_servers {
@@ -330,7 +331,7 @@ int ps_prom_servers_watch(struct ps_prom_servers *s, struct ps_filewatch *w, cha
     for (int f = 0; f < NFILES; f++)
       if (sv->path[f] != NULL) paths[np++] = sv->path[f];
     if (np == 0) continue;
-    int rc = ps_filewatch_add(w, paths, np, files_changed, sv, NULL);
+    int rc = ps_filewatch_add(w, paths, np, files_changed, sv, &sv->group);
     if (rc != 0) {
       snprintf(err, errlen, "prometheus-config: servers[%zu] (%s): cannot watch its files: %s", i, sv->url,
                uv_strerror(rc));
@@ -383,6 +384,12 @@ int ps_prom_servers_apply(struct ps_prom_servers *s, const char *server_url, boo
 void ps_prom_servers_wipe(struct ps_buf *headers) {
   if (headers->data != NULL) OPENSSL_cleanse(headers->data, headers->len);
   ps_buf_free(headers);
+}
+
+bool ps_prom_servers_watch_ready(const struct ps_prom_servers *s) {
+  for (size_t i = 0; s != NULL && i < s->n; i++)
+    if (s->v[i].group != NULL && !ps_filewatch_group_ready(s->v[i].group)) return false;
+  return true;
 }
 
 void ps_prom_servers_reloads(const struct ps_prom_servers *s, size_t *ok, size_t *failed) {

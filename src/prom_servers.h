@@ -40,6 +40,9 @@ int ps_prom_servers_new(const struct ps_prom_config *cfg, struct ps_prom_servers
 /* Watches every server's files with w (one group per server that has files): a change is re-read off the
  * loop and used by the next request. 0, or the error of ps_filewatch_add with err saying which server. */
 int ps_prom_servers_watch(struct ps_prom_servers *s, struct ps_filewatch *w, char *err, size_t errlen);
+/* Whether every group's first read finished (ps_filewatch_group_ready): a change from then on is
+ * delivered; one between the startup read and that first read is not (filewatch.h, "The baseline"). */
+bool ps_prom_servers_watch_ready(const struct ps_prom_servers *s);
 
 /* What a request to server_url needs: o->tls and o->tls_server_name (the matching server's context, or
  * its context without verification when unsafe_ssl; for a server not listed, NULL, i.e. the HTTP client's

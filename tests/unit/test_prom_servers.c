@@ -205,6 +205,11 @@ static size_t nfailed(void) {
   return failed;
 }
 
+static bool watch_ready(void *unused) {
+  (void)unused;
+  return ps_prom_servers_watch_ready(srv);
+}
+
 static size_t failed_before;
 
 static bool failed_again(void *unused) {
@@ -232,6 +237,8 @@ Test(prom_servers, a_rewritten_token_is_used_and_a_missing_one_keeps_the_old) {
   cr_assert_eq(ps_prom_servers_watch(srv, w, err, sizeof err), 0, "%s", err);
   want = "Authorization: Bearer tok-1\r\n";
   cr_assert(header_is(NULL));
+  /* a change is delivered once the watcher's first read is in (filewatch.h, "The baseline") */
+  cr_assert(ps_test_run_until(&loop, watch_ready, NULL, 10000));
   replace("token", "tok-2\n");
   want = "Authorization: Bearer tok-2\r\n";
   cr_assert(ps_test_run_until(&loop, header_is, NULL, 10000), "the rotated token was not used");
