@@ -29,7 +29,6 @@ struct server {
   bool https, insecure;
   char *server_name;
   struct ps_tls_ctx *tls;           /* from tls_config (https only) */
-  struct ps_tls_ctx *tls_insecure;  /* the same without verification: a trigger's unsafeSsl */
   unsigned char tls_digest[32];     /* of the TLS files last loaded, to reload only when they change */
   struct ps_filewatch_group *group; /* its files' watch (the watcher's); NULL when not watched */
 };
@@ -117,7 +116,7 @@ static void digest(const char *const data[NFILES], const size_t len[NFILES], uns
   EVP_MD_CTX_free(m);
 }
 
-/* Builds (ctx NULL) or reloads the server's two contexts from the TLS files' bytes. err names the key. */
+/* Builds (ctx NULL) or reloads the server's context from the TLS files' bytes. err names the key. */
 static int load_tls(struct server *sv, const char *const data[NFILES], const size_t len[NFILES], char *err,
                     size_t errlen) {
   char why[PS_TLS_ERR_MAX];
@@ -138,10 +137,8 @@ static int load_tls(struct server *sv, const char *const data[NFILES], const siz
   int rc;
   if (sv->tls == NULL) {
     rc = ps_tls_ctx_client(&pem, sv->insecure, &sv->tls, why, sizeof why);
-    if (rc == 0) rc = ps_tls_ctx_client(&pem, true, &sv->tls_insecure, why, sizeof why);
   } else {
     rc = ps_tls_ctx_reload(sv->tls, &pem, why, sizeof why);
-    if (rc == 0) rc = ps_tls_ctx_reload(sv->tls_insecure, &pem, why, sizeof why);
   }
   if (rc != 0) {
     if (data[F_CERT] != NULL)
@@ -359,10 +356,12 @@ int ps_prom_servers_apply(struct ps_prom_servers *s, const char *server_url, boo
   ps_buf_reset(headers);
   const struct ps_prom_server_cfg *m = s != NULL ? ps_prom_config_match(&s->match, server_url) : NULL;
   struct server *sv = m != NULL ? &s->v[m - s->match.servers] : NULL;
-  if (s != NULL && unsafe_ssl)
-    o->tls = sv != NULL && sv->tls_insecure != NULL ? sv->tls_insecure : s->insecure_default;
-  else if (sv != NULL && sv->tls != NULL)
+  /* A listed server's own tls_config decides (its insecure_skip_verify), never a trigger's unsafeSsl: the
+   * credentials it carries go only where the operator's configuration says they may. */
+  if (sv != NULL && sv->tls != NULL)
     o->tls = sv->tls;
+  else if (sv == NULL && s != NULL && unsafe_ssl)
+    o->tls = s->insecure_default;
   if (sv != NULL && sv->server_name != NULL) o->tls_server_name = sv->server_name;
   int rc = ps_buf_puts(headers, "");
   for (const char *l = custom; rc == 0 && l != NULL && *l != '\0';) {
@@ -402,7 +401,6 @@ void ps_prom_servers_free(struct ps_prom_servers *s) {
   for (size_t i = 0; i < s->n; i++) {
     struct server *sv = &s->v[i];
     ps_tls_ctx_free(sv->tls);
-    ps_tls_ctx_free(sv->tls_insecure);
     free_secret(sv->auth);
     for (int f = 0; f < NFILES; f++) free(sv->path[f]);
     char *owned[] = {sv->url, sv->headers, sv->auth_type, sv->username, sv->server_name};

@@ -44,8 +44,9 @@ int ps_prom_servers_watch(struct ps_prom_servers *s, struct ps_filewatch *w, cha
  * delivered; one between the startup read and that first read is not (filewatch.h, "The baseline"). */
 bool ps_prom_servers_watch_ready(const struct ps_prom_servers *s);
 
-/* What a request to server_url needs: o->tls and o->tls_server_name (the matching server's context, or
- * its context without verification when unsafe_ssl; for a server not listed, NULL, i.e. the HTTP client's
+/* What a request to server_url needs: o->tls and o->tls_server_name (the matching server's context, from
+ * its tls_config: a trigger's unsafe_ssl does not change it, so that a ScaledObject cannot turn off the
+ * verification of a server that gets credentials; for a server not listed, NULL, i.e. the HTTP client's
  * default, or a shared context without verification when unsafe_ssl), and o->headers, pointed at
  * `headers` (reset first): the trigger's `custom` lines ("Name: value\r\n" each, may be NULL) but those
  * whose name the server's configuration sets (its Authorization, its headers: the operator's

@@ -306,7 +306,7 @@ void ps_tg_start_fetch(struct ps_target *t) {
       .queue_timeout_ms = t->loaded ? (uint64_t)step : PS_TARGET_LOAD_QUEUE_MAX_MS,
       .cls = t->loaded ? PS_HTTP_BACKGROUND : PS_HTTP_URGENT,
   };
-  /* The server's TLS context (unsafe_ssl: one without verification; it is part of the fetch's key) and
+  /* The server's TLS context (unsafe_ssl, part of the fetch's key: none verified, for servers not listed) and
    * headers: customHeaders, then its --prometheus-config credentials and headers (prom_servers.c). */
   struct ps_buf hdr;
   ps_buf_init(&hdr);

@@ -292,6 +292,13 @@ class TestUnsafeSsl(Base):
         self.assert_fails_at_once(h.scaled_ref(PB2, name="unsafe", namespace="secure", unsafeSsl="true", **md),
                                   "401", f"localhost:{FAKE.port}")
 
+    def test_unsafe_ssl_does_not_change_a_listed_server(self):
+        """A server of --prometheus-config gets credentials: its tls_config decides, not a trigger."""
+        port = self.env.prom_port
+        self.assert_fails_at_once(self.ref("unsafe-listed", serverAddress=f"{self.env.prom_url}/untrusted",
+                                           unsafeSsl="true"),
+                                  f"tls 127.0.0.1:{port}: x509: unknown authority")
+
 
 class TestStartupErrors(unittest.TestCase):
     def run_prescale(self, cfg_text):
