@@ -15,6 +15,7 @@ PACKAGES=(
   prometheus apache2-utils
   python3-grpcio python3-grpc-tools python3-yaml python3-jsonschema python3-h2
   nghttp2-client nghttp2-server
+  golang-go golang-google-grpc-dev
   clang gcc make valgrind
 )
 
