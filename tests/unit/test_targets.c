@@ -823,7 +823,9 @@ static bool all_waited(void *arg) {
 }
 
 /* Targets with the same Prometheus inputs (server, query, step, history) but different names and
- * thresholds: one request, and every one of them gets the answer. */
+ * thresholds: one request, and every one of them gets the answer. The fetch key holds the range's end, the
+ * wall clock rounded down to the step, so the step is a minute: with 1s, a slow build (ASan, valgrind)
+ * crossed a second between two creates now and then and made two fetches. */
 Test(targets, identical_inputs_share_one_request) {
   enum { N = 4 };
   struct ps_target *t[N];
@@ -835,7 +837,7 @@ Test(targets, identical_inputs_share_one_request) {
     snprintf(name, sizeof name, "app%d", i);
     snprintf(thr, sizeof thr, "%d", i + 1);
     struct ps_kv md[] = {
-        {"query", "vector(5)"}, {"threshold", thr}, {"model", "last"}, {"step", "1s"}, {"history", "1m"}};
+        {"query", "vector(5)"}, {"threshold", thr}, {"model", "last"}, {"step", "1m"}, {"history", "1h"}};
     cr_assert_eq(ps_targets_get_or_create(targets, "ns", name, md, 5, &t[i], err, sizeof err), 0, "%s", err);
     x[i].w.cb = waited_cb;
     ps_target_wait(t[i], &x[i].w);
@@ -885,7 +887,7 @@ Test(targets, prometheus_keys_are_part_of_a_fetchs_identity) {
     char name[16];
     snprintf(name, sizeof name, "app%d", i);
     struct ps_kv md[] = {{"query", "vector(5)"}, {"threshold", "1"}, {"model", "last"},
-                         {"step", "1s"},         {"history", "1m"},  {extra[i].key, extra[i].value}};
+                         {"step", "1m"},         {"history", "1h"},  {extra[i].key, extra[i].value}};
     cr_assert_eq(
         ps_targets_get_or_create(targets, "ns", name, md, extra[i].key ? 6 : 5, &t[i], err, sizeof err), 0,
         "%s", err);
@@ -911,7 +913,7 @@ Test(targets, prometheus_keys_are_part_of_a_fetchs_identity) {
  * When the last sharer goes, the request is cancelled. */
 Test(targets, a_sharer_evicted_mid_flight_leaves_the_others_answered) {
   struct ps_kv md[] = {
-      {"query", "vector(3)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"}, {"history", "1m"}};
+      {"query", "vector(3)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1m"}, {"history", "1h"}};
   struct ps_target *a, *b, *c;
   char err[256];
   cr_assert_eq(ps_targets_get_or_create(targets, "ns", "a", md, 5, &a, err, sizeof err), 0);
@@ -937,7 +939,7 @@ Test(targets, a_sharer_evicted_mid_flight_leaves_the_others_answered) {
   cr_assert_float_eq(rd.value, 3, 1e-12);
   /* Two new sharers, both evicted before the answer: the request goes with them. */
   struct ps_kv md2[] = {
-      {"query", "vector(4)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"}, {"history", "1m"}};
+      {"query", "vector(4)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1m"}, {"history", "1h"}};
   struct ps_target *d, *e;
   cr_assert_eq(ps_targets_get_or_create(targets, "ns", "d", md2, 5, &d, err, sizeof err), 0);
   cr_assert_eq(ps_targets_get_or_create(targets, "ns", "e", md2, 5, &e, err, sizeof err), 0);
