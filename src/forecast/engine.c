@@ -197,16 +197,9 @@ static void margin_error(struct ps_engine *e, double err) {
 
 static double mae(const struct series *s) { return s->count > 0 ? s->abs_sum / s->count : NAN; }
 
-/* The q-quantile of the ring (nearest rank), by selection (Lomuto partitions) on a copy: O(n) on average,
- * run once per new error at most (the caller caches it). */
-static double quantile(const struct series *s, double q) {
-  float a[PS_ENGINE_ERRORS];
-  size_t n = s->count;
-  memcpy(a, s->err, n * sizeof *a);
-  size_t k = (size_t)ceil(q * (double)n);
-  k = k == 0 ? 0 : k - 1;
-  if (k >= n) k = n - 1;
-  size_t lo = 0, hi = n - 1;
+/* The element of rank k of a[lo..hi] (ranks count from a[0]; a[..lo) is below and a(hi..] above it),
+ * by selection (Lomuto partitions) in place: O(hi - lo) on average. Leaves a(k..hi] >= a[k]. */
+static double select_rank(float *a, size_t lo, size_t hi, size_t k) {
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
     float pv = a[mid];
@@ -228,6 +221,18 @@ static double quantile(const struct series *s, double q) {
       lo = st + 1;
   }
   return a[k];
+}
+
+/* The q-quantile of the ring (nearest rank), by selection on a copy: O(n) on average, run once per new
+ * error at most (the caller caches it). */
+static double quantile(const struct series *s, double q) {
+  float a[PS_ENGINE_ERRORS];
+  size_t n = s->count;
+  memcpy(a, s->err, n * sizeof *a);
+  size_t k = (size_t)ceil(q * (double)n);
+  k = k == 0 ? 0 : k - 1;
+  if (k >= n) k = n - 1;
+  return select_rank(a, 0, n - 1, k);
 }
 
 /* ---- origins and model forecasts ----------------------------------------------------------------- */
@@ -604,6 +609,19 @@ static const char *note_for(const struct ps_engine *e, int answering) {
   return NULL;
 }
 
+/* The margin of a quantile qv of the standardized errors: in units of their scale now (VOL_DECAY). */
+static double scaled_margin(const struct ps_engine *e, double qv) {
+  double m = qv * fmax(e->vol, VOL_FLOOR);
+  return m > 0 && m <= MAX_VALUE ? m : 0;
+}
+
+/* max(current, predicted + margin), finite and >= 0 whatever the inputs (engine.h). */
+static double answer(double pred, double margin, double last) {
+  double v = pred + margin;
+  if (!(v >= last)) v = last;
+  return v > 0 && isfinite(v) ? v : (isfinite(v) ? 0 : (last > 0 ? last : 0));
+}
+
 int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_result *out) {
   memset(out, 0, sizeof *out);
   for (int i = 0; i < PS_MODEL_COUNT; i++) {
@@ -640,12 +658,9 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
       e->q_total = e->z.total;
       e->q_val = quantile(&e->z, e->cfg.quantile);
     }
-    double m = e->q_val * fmax(e->vol, VOL_FLOOR);
-    out->margin = m > 0 && m <= MAX_VALUE ? m : 0;
+    out->margin = scaled_margin(e, e->q_val);
   }
-  double v = pred + out->margin;
-  if (!(v >= o.last)) v = o.last;
-  out->value = v > 0 && isfinite(v) ? v : (isfinite(v) ? 0 : (o.last > 0 ? o.last : 0));
+  out->value = answer(pred, out->margin, o.last);
 
   int chosen = a == PS_MODEL_AUTO ? e->sel : a;
   if (chosen == C_BLEND) {
@@ -667,4 +682,28 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
 size_t ps_engine_memory(const struct ps_engine *e) {
   return sizeof *e + e->cap * sizeof *e->v + e->hw.period * sizeof *e->hw.season +
          (e->h + 1) * (P_WIDTH * sizeof *e->pend + sizeof *e->pend_at);
+}
+
+/* The quantiles by successive selections on one copy of the ring: each selection leaves the elements
+ * above rank k to its right, so the next (higher) quantile is selected among those only. */
+int ps_engine_margins(const struct ps_engine *e, const struct ps_engine_result *r, const double *q, size_t nq,
+                      double *margin, double *value) {
+  float a[PS_ENGINE_ERRORS];
+  size_t n = e->z.count, lo = 0;
+  for (size_t j = 0; j < nq; j++)
+    if (!(q[j] == 0 || (q[j] >= 0.5 && q[j] < 1)) || (j > 0 && !(q[j] >= q[j - 1]))) return UV_EINVAL;
+  memcpy(a, e->z.err, n * sizeof *a);
+  for (size_t j = 0; j < nq; j++) {
+    margin[j] = 0;
+    if (q[j] > 0 && n >= PS_ENGINE_MIN_ERRORS) {
+      size_t k = (size_t)ceil(q[j] * (double)n);
+      k = k == 0 ? 0 : k - 1;
+      if (k >= n) k = n - 1;
+      if (k < lo) k = lo; /* equal quantiles */
+      margin[j] = scaled_margin(e, select_rank(a, lo, n - 1, k));
+      lo = k;
+    }
+    value[j] = answer(r->predicted, margin[j], r->current);
+  }
+  return 0;
 }

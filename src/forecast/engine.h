@@ -74,6 +74,14 @@ struct ps_engine_result {
 /* Forecasts the window (now_ms, now_ms + lookahead]. 0, or UV_ENOENT when nothing was observed yet. */
 int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_result *out);
 
+/* The margins and values the last ps_engine_forecast (whose result is r) would have given with each
+ * quantile q[j] in place of the configured one (0, or in [0.5, 1); ascending): nothing else the engine
+ * does depends on the quantile, so `prescale backtest --sweep` replays one engine for every margin.
+ * margin[j] and value[j] as ps_engine_result's. 0, or UV_EINVAL (a bad or unsorted quantile). O(size of
+ * the error ring) on average. */
+int ps_engine_margins(const struct ps_engine *e, const struct ps_engine_result *r, const double *q, size_t nq,
+                      double *margin, double *value);
+
 /* Bytes held by the engine (history + model state), for the benchmark's bytes-per-sample figure. */
 size_t ps_engine_memory(const struct ps_engine *e);
 

@@ -309,3 +309,41 @@ Test(engine, auto_stays_bounded_at_a_long_horizon_on_noise) {
   cr_assert_lt(worst, 30, "the forecast ran away to %g on data within 0..9", worst);
   ps_engine_free(e);
 }
+
+/* ps_engine_margins gives, from one engine, what an engine configured with each quantile answers: the
+ * forecasts and errors do not depend on the quantile (what `prescale backtest --sweep` relies on). */
+Test(engine, margins_equal_engines_configured_with_each_quantile) {
+  static const double q[] = {0, 0.5, 0.5, 0.7, 0.9, 0.99};
+  enum { NQ = sizeof q / sizeof q[0], N = 1500 };
+  struct ps_engine *one = mk_q(PS_MODEL_AUTO, 0, 3 * STEP, 2000, 0.8), *each[NQ];
+  for (int j = 0; j < NQ; j++) each[j] = mk_q(PS_MODEL_AUTO, 0, 3 * STEP, 2000, q[j]);
+  rng = 77;
+  int with_margin = 0;
+  for (int i = 0; i < N; i++) {
+    double x = 200 + 40 * sin(2 * M_PI * i / 90) + (i / 300 % 2 ? 15 : 2) * noise();
+    struct ps_engine_result r, rj;
+    double margin[NQ], value[NQ];
+    ps_engine_put(one, (int64_t)i * STEP, x);
+    cr_assert_eq(ps_engine_forecast(one, (int64_t)i * STEP, &r), 0);
+    cr_assert_eq(ps_engine_margins(one, &r, q, NQ, margin, value), 0);
+    for (int j = 0; j < NQ; j++) {
+      ps_engine_put(each[j], (int64_t)i * STEP, x);
+      cr_assert_eq(ps_engine_forecast(each[j], (int64_t)i * STEP, &rj), 0);
+      cr_assert_eq(rj.predicted, r.predicted, "row %d q %g", i, q[j]);
+      cr_assert_eq(margin[j], rj.margin, "row %d q %g: %g vs %g", i, q[j], margin[j], rj.margin);
+      cr_assert_eq(value[j], rj.value, "row %d q %g", i, q[j]);
+      if (j > 0) cr_assert_geq(margin[j], margin[j - 1], "row %d: ascending quantiles", i);
+    }
+    with_margin += margin[NQ - 1] > 0;
+  }
+  cr_assert_gt(with_margin, N / 2);
+  double m[2], v[2];
+  struct ps_engine_result r;
+  cr_assert_eq(ps_engine_forecast(one, (int64_t)(N - 1) * STEP, &r), 0);
+  cr_assert_eq(ps_engine_margins(one, &r, (const double[]){0.9, 0.5}, 2, m, v), UV_EINVAL, "unsorted");
+  cr_assert_eq(ps_engine_margins(one, &r, (const double[]){0.3}, 1, m, v), UV_EINVAL,
+               "as the config refuses");
+  cr_assert_eq(ps_engine_margins(one, &r, (const double[]){1}, 1, m, v), UV_EINVAL);
+  ps_engine_free(one);
+  for (int j = 0; j < NQ; j++) ps_engine_free(each[j]);
+}
