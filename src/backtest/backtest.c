@@ -22,14 +22,18 @@ static int report_error(const char *err, int status) {
 static int write_outputs(const struct ps_bt_run *r) {
   char err[ERR_MAX];
   int status = EXIT_OK;
-  if (r->opt.csv_path != NULL && ps_bt_write_csv(r, r->opt.csv_path, err, sizeof err) != 0)
+  bool sw = r->opt.sweep; /* --csv and --svg write the cost curve instead of the rows */
+  if (r->opt.csv_path != NULL &&
+      (sw ? ps_bt_sweep_write_csv : ps_bt_write_csv)(r, r->opt.csv_path, err, sizeof err) != 0)
     status = report_error(err, EXIT_FAIL);
-  if (r->opt.svg_path != NULL && ps_bt_write_svg(r, r->opt.svg_path, err, sizeof err) != 0)
+  if (r->opt.svg_path != NULL &&
+      (sw ? ps_bt_sweep_write_svg : ps_bt_write_svg)(r, r->opt.svg_path, err, sizeof err) != 0)
     status = report_error(err, EXIT_FAIL);
   if (r->opt.json) {
     if (ps_bt_print_json(r, stdout) != 0) status = EXIT_FAIL;
   } else {
     ps_bt_print_text(r, stdout);
+    if (sw) ps_bt_sweep_print_text(r, stdout);
   }
   if (fflush(stdout) != 0) status = EXIT_FAIL;
   return status;

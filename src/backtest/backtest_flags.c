@@ -61,6 +61,10 @@ static const struct ps_flag flags[] = {
      .help = "add the Q quantile of the model's errors (0 = none, or 0.5 to <1)"},
     {.name = "headroom", .kind = PS_FLAG_CUSTOM, .check = check_headroom, .def = PS_DEFAULT_HEADROOM,
      .arg = "H", .offset = OPT(headroom), .help = "multiply the model's answer by (1 + H)"},
+    {.name = "sweep", .kind = PS_FLAG_SWITCH, .offset = OPT(sweep),
+     .help = "replay the model at the quantiles 0, 0.5 .. 0.99 (and --quantile) and print" PS_FLAGS_MORE
+             "the cost curve (pod-s vs under-provisioned pod-s, seed and reactive points," PS_FLAGS_MORE
+             "the curve at seed's pod-s and at reactive's + 10 %); --csv and --svg write the curve"},
     {.name = "json", .kind = PS_FLAG_SWITCH, .offset = OPT(json),
      .help = "print the results as JSON instead of text"},
     {.name = "svg", .kind = PS_FLAG_STRING, .offset = OPT(svg_path), .arg = "FILE",

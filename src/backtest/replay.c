@@ -94,6 +94,7 @@ void ps_bt_run_free(struct ps_bt_run *r) {
     free(r->replicas[w]);
     free(r->min_ready[w]);
   }
+  ps_bt_sweep_free(&r->sweep);
   memset(r, 0, sizeof *r);
 }
 
@@ -151,27 +152,28 @@ static int64_t floor_mod(int64_t a, int64_t b) {
   return m < 0 ? m + b : m;
 }
 
-/* Row i of the walk for every approach: what the HPA reads, then the HPA's syncs within the row. */
-static int walk_row(struct ps_bt_run *r, struct ps_hpa hpa[PS_BT_COUNT], size_t i, int64_t *next_sync,
-                    char *err, size_t errlen) {
+void ps_bt_hpa_row(struct ps_hpa *h, const struct ps_bt_run *r, size_t i, double metric) {
   int64_t step = r->trace.step_ms, t = r->trace.t0_ms + (int64_t)i * step;
-  double rate = r->rate[i];
+  /* The demand is constant within the row; the HPA syncs every 15 s from the trace's start (several times
+   * per row at a 60 s interval, once every 15 rows at 1 s), reading the metric of the row. */
+  int64_t since = (int64_t)i * step,
+          sync = r->trace.t0_ms + (since + PS_HPA_SYNC_MS - 1) / PS_HPA_SYNC_MS * PS_HPA_SYNC_MS;
+  ps_hpa_mark_min(h);
+  for (; sync < t + step; sync += PS_HPA_SYNC_MS) {
+    ps_hpa_advance(h, sync, r->rate[i]);
+    ps_hpa_sync(h, metric);
+  }
+  ps_hpa_advance(h, t + step, r->rate[i]);
+}
+
+/* Row i of the walk for every approach: what the HPA reads, then the HPA's syncs within the row. */
+static int walk_row(struct ps_bt_run *r, struct ps_hpa hpa[PS_BT_COUNT], size_t i, char *err, size_t errlen) {
+  int64_t t = r->trace.t0_ms + (int64_t)i * r->trace.step_ms;
   int rc;
   for (int w = 0; w < PS_BT_COUNT; w++) {
     if (i == 0 && (rc = ps_hpa_init(&hpa[w], r->threshold, r->opt.startup_ms, t, r->metric[w][0])) != 0)
       return fail(err, errlen, rc, "cannot start the HPA replay: %s", uv_strerror(rc));
-    ps_hpa_mark_min(&hpa[w]);
-  }
-  /* The demand is constant within the row; the HPA syncs every 15 s (several times per row at a 60 s
-   * interval, once every 15 rows at 1 s), reading the metric of the row. */
-  for (; *next_sync < t + step; *next_sync += PS_HPA_SYNC_MS) {
-    for (int w = 0; w < PS_BT_COUNT; w++) {
-      ps_hpa_advance(&hpa[w], *next_sync, rate);
-      ps_hpa_sync(&hpa[w], r->metric[w][i]);
-    }
-  }
-  for (int w = 0; w < PS_BT_COUNT; w++) {
-    ps_hpa_advance(&hpa[w], t + step, rate);
+    ps_bt_hpa_row(&hpa[w], r, i, r->metric[w][i]);
     r->replicas[w][i] = hpa[w].replicas;
     r->min_ready[w][i] = (double)hpa[w].min_ready;
   }
@@ -206,7 +208,6 @@ static int walk(struct ps_bt_run *r, struct ps_hpa hpa[PS_BT_COUNT], char *err, 
   /* Engine times are the trace's shifted onto the step grid (the engine rounds down otherwise): the
    * window (now, now + lookahead] then holds rows i+1 .. i+horizon exactly. */
   int64_t off = floor_mod(tr->t0_ms, step);
-  int64_t next_sync = tr->t0_ms; /* the HPA syncs every PS_HPA_SYNC_MS from the trace's start */
   struct timespec t_start, t_end;
   clock_gettime(CLOCK_MONOTONIC, &t_start);
   for (size_t i = 0; i < tr->n && rc == 0; i++) {
@@ -231,7 +232,8 @@ static int walk(struct ps_bt_run *r, struct ps_hpa hpa[PS_BT_COUNT], char *err, 
     r->res[PS_BT_SEED].period_ms = fs.period_ms;
     r->res[PS_BT_MODEL].note = fm.note; /* the state at the end, like period_ms */
     r->res[PS_BT_SEED].note = fs.note;
-    rc = walk_row(r, hpa, i, &next_sync, err, errlen);
+    rc = walk_row(r, hpa, i, err, errlen);
+    if (rc == 0 && o->sweep) rc = ps_bt_sweep_row(r, i, em, &fm, err, errlen);
   }
   clock_gettime(CLOCK_MONOTONIC, &t_end);
   r->seconds = (double)(t_end.tv_sec - t_start.tv_sec) + (double)(t_end.tv_nsec - t_start.tv_nsec) / 1e9;
@@ -287,6 +289,7 @@ int ps_bt_replay(struct ps_bt_run *r, bool *usage_err, char *err, size_t errlen)
   memset(hpa, 0, sizeof hpa);
   rc = walk(r, hpa, err, errlen);
   if (rc == 0) rc = score(r, hpa, err, errlen);
+  if (rc == 0 && o->sweep) ps_bt_sweep_finish(r);
   for (int w = 0; w < PS_BT_COUNT; w++) ps_hpa_free(&hpa[w]);
   return rc;
 }

@@ -150,6 +150,7 @@ int ps_bt_print_json(const struct ps_bt_run *r, FILE *out) {
   cJSON_AddItemToObject(res, "reactive", result_json(r, &r->res[PS_BT_REACTIVE], false));
   cJSON_AddItemToObject(res, "seed", result_json(r, &r->res[PS_BT_SEED], true));
   cJSON_AddItemToObject(res, "model", result_json(r, &r->res[PS_BT_MODEL], true));
+  if (o->sweep) cJSON_AddItemToObject(root, "sweep", ps_bt_sweep_json(r));
   char *text = cJSON_Print(root);
   cJSON_Delete(root);
   if (text == NULL) return UV_ENOMEM;
@@ -181,10 +182,14 @@ int ps_bt_write_csv(const struct ps_bt_run *r, const char *path, char *err, size
             r->metric[PS_BT_MODEL][i], (long long)r->replicas[PS_BT_REACTIVE][i],
             (long long)r->replicas[PS_BT_MODEL][i]);
   }
+  return ps_bt_close_output(f, "csv", path, err, errlen);
+}
+
+int ps_bt_close_output(FILE *f, const char *flag, const char *path, char *err, size_t errlen) {
   bool bad = ferror(f) != 0;
   if (fclose(f) != 0) bad = true;
   if (bad) {
-    snprintf(err, errlen, "--csv: writing %s failed", path);
+    snprintf(err, errlen, "--%s: writing %s failed", flag, path);
     return UV_EIO;
   }
   return 0;

@@ -33,6 +33,7 @@ struct ps_bt_options {
   bool json;
   const char *svg_path;
   const char *csv_path;
+  bool sweep; /* replay the model across margins (sweep.c); --csv and --svg then write the curve */
 };
 
 /* The three approaches replayed. */
@@ -48,6 +49,35 @@ struct ps_bt_result {
   int64_t period_ms;               /* engines: the season in use at the end (0 = none); reactive: 0 */
   size_t answered[PS_MODEL_COUNT]; /* engines: rows answered by each model */
   const char *note;                /* engines: the note of the last forecast, if any */
+};
+
+/* --sweep: the margin settings replayed, each a point of the cost curve. */
+#define PS_BT_SWEEP_MAX 16 /* settings in a sweep: the quantiles of PS_BT_SWEEP_QUANTILES and --quantile */
+#define PS_BT_SWEEP_QUANTILES                                                                                \
+  { 0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99 }
+#define PS_BT_SWEEP_ABOVE_REACTIVE 0.10 /* the curve is read at reactive's pod-seconds + 10 % */
+
+/* What sets the margin of a point. Hook for the SLO settings (issue 13, section 2): a target coverage is
+ * another kind, replayed by the same engine (the forecasts do not depend on the margin); its points join
+ * the curve in sweep.c's settings() and sweep_values(). */
+enum ps_bt_margin_kind { PS_BT_MARGIN_QUANTILE };
+
+struct ps_bt_point {
+  enum ps_bt_margin_kind kind;
+  double setting; /* the quantile (0 = no margin) */
+  double pod_seconds, under_pod_seconds, under_fraction;
+  int64_t events;
+};
+
+struct ps_bt_sweep {
+  size_t n; /* points, in the order of their settings */
+  struct ps_bt_point pt[PS_BT_SWEEP_MAX];
+  double q[PS_BT_SWEEP_MAX];          /* the quantiles, ascending (ps_engine_margins) */
+  struct ps_hpa hpa[PS_BT_SWEEP_MAX]; /* one HPA replay per point */
+  /* Read on the curve (ps_bt_curve_at): the under-provisioned pod-seconds at the seed's pod-seconds and at
+   * reactive's + PS_BT_SWEEP_ABOVE_REACTIVE; NaN when that many pod-seconds are off the curve. */
+  double at_seed_pods, at_seed_under;
+  double at_reactive_pods, at_reactive_under;
 };
 
 struct ps_bt_run {
@@ -69,7 +99,8 @@ struct ps_bt_run {
   double *min_ready[PS_BT_COUNT]; /* lowest ready pods during the row */
 
   struct ps_bt_result res[PS_BT_COUNT];
-  double seconds; /* wall time of the replay */
+  struct ps_bt_sweep sweep; /* with --sweep */
+  double seconds;           /* wall time of the replay */
 };
 
 /* backtest_flags.c: zeroes *o, sets every default, then reads argv (argv[0] is "backtest") as
@@ -83,9 +114,34 @@ int ps_bt_options_parse(struct ps_bt_options *o, int argc, char **argv, FILE *ou
 int ps_bt_replay(struct ps_bt_run *r, bool *usage, char *err, size_t errlen);
 void ps_bt_run_free(struct ps_bt_run *r);
 
+/* replay.c: the HPA h through row i of r's trace (the syncs every PS_HPA_SYNC_MS from the trace's start
+ * that fall in the row read `metric`), its lowest ready count in the row from ps_hpa_mark_min. */
+void ps_bt_hpa_row(struct ps_hpa *h, const struct ps_bt_run *r, size_t i, double metric);
+
+/* sweep.c: during the walk, after the model's forecast fm of row i by engine em: the answer of every
+ * setting, through its own HPA (started at row 0). 0, or an error with one line in err. */
+struct ps_engine;
+struct ps_engine_result;
+int ps_bt_sweep_row(struct ps_bt_run *r, size_t i, const struct ps_engine *em,
+                    const struct ps_engine_result *fm, char *err, size_t errlen);
+/* After the walk and the score: each point's outcome, and the curve read at seed's and reactive's pods. */
+void ps_bt_sweep_finish(struct ps_bt_run *r);
+void ps_bt_sweep_free(struct ps_bt_sweep *sw);
+/* The under-provisioned pod-seconds of the curve through pt[0..n) at `pod_seconds`: linear between the
+ * two points (by pod-seconds) around it; NaN outside the curve's span or for n == 0. */
+double ps_bt_curve_at(const struct ps_bt_point *pt, size_t n, double pod_seconds);
+
+/* sweep_report.c: the curve as text, in the JSON document, as CSV and as SVG. */
+void ps_bt_sweep_print_text(const struct ps_bt_run *r, FILE *out);
+struct cJSON *ps_bt_sweep_json(const struct ps_bt_run *r);
+int ps_bt_sweep_write_csv(const struct ps_bt_run *r, const char *path, char *err, size_t errlen);
+int ps_bt_sweep_write_svg(const struct ps_bt_run *r, const char *path, char *err, size_t errlen);
+
 /* report.c */
 void ps_bt_print_text(const struct ps_bt_run *r, FILE *out);
 int ps_bt_print_json(const struct ps_bt_run *r, FILE *out);
+/* Closes an output file of --flag: 0, or UV_EIO with one line in err when writing or closing failed. */
+int ps_bt_close_output(FILE *f, const char *flag, const char *path, char *err, size_t errlen);
 int ps_bt_write_csv(const struct ps_bt_run *r, const char *path, char *err, size_t errlen);
 int ps_bt_write_svg(const struct ps_bt_run *r, const char *path, char *err, size_t errlen);
 

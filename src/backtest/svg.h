@@ -27,4 +27,38 @@ struct ps_svg_series {
 int ps_svg_write(FILE *f, const char *title, const char *y_label, int64_t t0_ms, int64_t step_ms, size_t n,
                  const struct ps_svg_series *s, size_t ns);
 
+/* An XY chart of a cost curve: pod-seconds across, under-provisioning up. Bounded: at most
+ * PS_SVG_XY_MAX_POINTS points on the curve and PS_SVG_XY_MAX_MARKS marks. */
+#define PS_SVG_XY_MAX_POINTS 64
+#define PS_SVG_XY_MAX_MARKS  5  /* the legend holds the curve and 5 marks */
+#define PS_SVG_XY_MAX_LABEL  64 /* bytes of a point's label (longer ones are cut) */
+
+enum ps_svg_shape { PS_SVG_DOT, PS_SVG_SQUARE, PS_SVG_DIAMOND, PS_SVG_RING };
+
+struct ps_svg_point {
+  double x, y;                     /* finite; a point that is not is left out */
+  char label[PS_SVG_XY_MAX_LABEL]; /* drawn beside the point (escaped); "" for none */
+};
+
+struct ps_svg_mark {
+  struct ps_svg_point p;
+  const char *name;  /* legend text (escaped) */
+  const char *color; /* trusted SVG color literal */
+  enum ps_svg_shape shape;
+  int guide; /* a dashed line from the x axis up to the mark */
+};
+
+struct ps_svg_xy {
+  const char *title, *subtitle, *x_label, *y_label; /* escaped on output */
+  const char *curve_name, *curve_color;             /* legend text (escaped); trusted color */
+  const struct ps_svg_point *curve;                 /* joined in the order given */
+  size_t ncurve;
+  const struct ps_svg_mark *marks;
+  size_t nmarks;
+};
+
+/* Writes the chart. 0, UV_EIO when the stream failed, UV_EINVAL past the bounds or with nothing finite
+ * to draw. */
+int ps_svg_xy_write(FILE *f, const struct ps_svg_xy *c);
+
 #endif

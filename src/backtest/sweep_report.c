@@ -1,0 +1,183 @@
+/* `prescale backtest --sweep` outputs (run.h): the cost curve as a text table, in the JSON document,
+ * as CSV and as an SVG chart (svg.h). */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <uv.h>
+
+#include "config.h"
+#include "run.h"
+#include "svg.h"
+
+static double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
+
+/* ---- text ---------------------------------------------------------------------------------------- */
+
+/* "x0.28 seed's", or why there is no figure. */
+static void put_read(FILE *out, const char *what, double pods, double under, double base, const char *who,
+                     const struct ps_bt_sweep *sw) {
+  double lo = INFINITY, hi = -INFINITY;
+  for (size_t k = 0; k < sw->n; k++) {
+    lo = fmin(lo, sw->pt[k].pod_seconds);
+    hi = fmax(hi, sw->pt[k].pod_seconds);
+  }
+  fprintf(out, "at %s (%.4g pod-s): ", what, pods);
+  if (isnan(under)) {
+    fprintf(out, "off the curve (it spans %.4g to %.4g pod-s)\n", lo, hi);
+  } else {
+    fprintf(out, "under-provisioned %.0f pod-s, x%.2f %s's\n", under, ratio(under, base), who);
+  }
+}
+
+void ps_bt_sweep_print_text(const struct ps_bt_run *r, FILE *out) {
+  const struct ps_bt_sweep *sw = &r->sweep;
+  const struct ps_bt_result *s = &r->res[PS_BT_SEED], *re = &r->res[PS_BT_REACTIVE];
+  fprintf(out, "\ncost curve: %s replayed at each margin (one engine, one HPA replay per setting)\n",
+          r->res[PS_BT_MODEL].name);
+  fprintf(out, "%-14s %12s %14s %11s %8s %10s %10s\n", "setting", "pod-s", "under pod-s", "under time",
+          "events", "pods/seed", "under/seed");
+  for (size_t k = 0; k < sw->n; k++) {
+    const struct ps_bt_point *p = &sw->pt[k];
+    char name[32];
+    snprintf(name, sizeof name, "quantile %g", p->setting);
+    fprintf(out, "%-14s %12.4g %14.0f %10.2f%% %8lld %10.2f %10.2f\n", name, p->pod_seconds,
+            p->under_pod_seconds, 100 * p->under_fraction, (long long)p->events,
+            ratio(p->pod_seconds, s->pod_seconds), ratio(p->under_pod_seconds, s->under_pod_seconds));
+  }
+  for (int w = PS_BT_REACTIVE; w <= PS_BT_SEED; w++) {
+    const struct ps_bt_result *x = &r->res[w];
+    fprintf(out, "%-14s %12.4g %14.0f %10.2f%% %8lld %10.2f %10.2f\n", x->name, x->pod_seconds,
+            x->under_pod_seconds, 100 * x->under_fraction, (long long)x->events,
+            ratio(x->pod_seconds, s->pod_seconds), ratio(x->under_pod_seconds, s->under_pod_seconds));
+  }
+  put_read(out, "seed's pod-seconds", sw->at_seed_pods, sw->at_seed_under, s->under_pod_seconds, "seed", sw);
+  put_read(out, "reactive's pod-seconds + 10%", sw->at_reactive_pods, sw->at_reactive_under,
+           re->under_pod_seconds, "reactive", sw);
+}
+
+/* ---- JSON ---------------------------------------------------------------------------------------- */
+
+static cJSON *read_json(double pods, double under, double base) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "pod_seconds", pods);
+  cJSON_AddNumberToObject(o, "under_provisioned_pod_seconds", under); /* NaN prints null: off the curve */
+  cJSON_AddNumberToObject(o, "ratio", ratio(under, base));
+  return o;
+}
+
+cJSON *ps_bt_sweep_json(const struct ps_bt_run *r) {
+  const struct ps_bt_sweep *sw = &r->sweep;
+  cJSON *o = cJSON_CreateObject();
+  cJSON *pts = cJSON_AddArrayToObject(o, "points");
+  for (size_t k = 0; k < sw->n; k++) {
+    const struct ps_bt_point *p = &sw->pt[k];
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "setting", "quantile");
+    cJSON_AddNumberToObject(j, "quantile", p->setting);
+    cJSON_AddNumberToObject(j, "pod_seconds", p->pod_seconds);
+    cJSON_AddNumberToObject(j, "under_provisioned_pod_seconds", p->under_pod_seconds);
+    cJSON_AddNumberToObject(j, "under_provisioned_fraction", p->under_fraction);
+    cJSON_AddNumberToObject(j, "scaling_events", (double)p->events);
+    cJSON_AddItemToArray(pts, j);
+  }
+  /* "at_seed_pod_seconds": the curve at seed's pod-seconds, ratio to seed's under-provisioning;
+   * "at_reactive_pod_seconds_plus_10pct": at reactive's + 10 %, ratio to reactive's. */
+  cJSON_AddItemToObject(o, "at_seed_pod_seconds",
+                        read_json(sw->at_seed_pods, sw->at_seed_under, r->res[PS_BT_SEED].under_pod_seconds));
+  cJSON_AddItemToObject(
+      o, "at_reactive_pod_seconds_plus_10pct",
+      read_json(sw->at_reactive_pods, sw->at_reactive_under, r->res[PS_BT_REACTIVE].under_pod_seconds));
+  return o;
+}
+
+/* ---- CSV ----------------------------------------------------------------------------------------- */
+
+int ps_bt_sweep_write_csv(const struct ps_bt_run *r, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL) {
+    snprintf(err, errlen, "--csv: cannot write %s: %s", path, strerror(errno));
+    return UV_EIO;
+  }
+  const struct ps_bt_sweep *sw = &r->sweep;
+  fputs("approach,quantile,pod_seconds,under_provisioned_pod_seconds,under_provisioned_fraction,scaling_"
+        "events\n",
+        f);
+  for (size_t k = 0; k < sw->n; k++) {
+    const struct ps_bt_point *p = &sw->pt[k];
+    fprintf(f, "%s,%g,%.10g,%.10g,%.10g,%lld\n", r->res[PS_BT_MODEL].name, p->setting, p->pod_seconds,
+            p->under_pod_seconds, p->under_fraction, (long long)p->events);
+  }
+  for (int w = PS_BT_REACTIVE; w <= PS_BT_SEED; w++) {
+    const struct ps_bt_result *x = &r->res[w];
+    fprintf(f, "%s,,%.10g,%.10g,%.10g,%lld\n", x->name, x->pod_seconds, x->under_pod_seconds,
+            x->under_fraction, (long long)x->events);
+  }
+  return ps_bt_close_output(f, "csv", path, err, errlen);
+}
+
+/* ---- SVG ----------------------------------------------------------------------------------------- */
+
+static void label(struct ps_svg_point *p, const char *fmt, double a, double b) {
+  snprintf(p->label, sizeof p->label, fmt, a, b);
+}
+
+int ps_bt_sweep_write_svg(const struct ps_bt_run *r, const char *path, char *err, size_t errlen) {
+  const struct ps_bt_sweep *sw = &r->sweep;
+  const struct ps_bt_result *s = &r->res[PS_BT_SEED], *re = &r->res[PS_BT_REACTIVE];
+  struct ps_svg_point curve[PS_BT_SWEEP_MAX];
+  for (size_t k = 0; k < sw->n; k++) {
+    curve[k].x = sw->pt[k].pod_seconds;
+    curve[k].y = sw->pt[k].under_pod_seconds;
+    label(&curve[k], "q%g", sw->pt[k].setting, 0);
+  }
+  struct ps_svg_mark m[4] = {
+      {.name = "seed (seasonal naive)", .color = "#d62728", .shape = PS_SVG_SQUARE},
+      {.name = "reactive (HPA on the current rate)", .color = "#1f77b4", .shape = PS_SVG_DIAMOND},
+      {.name = "the curve at seed's pod-seconds", .color = "#d62728", .shape = PS_SVG_RING, .guide = 1},
+      {.name = "the curve at reactive's pod-seconds + 10%",
+       .color = "#1f77b4",
+       .shape = PS_SVG_RING,
+       .guide = 1},
+  };
+  m[0].p = (struct ps_svg_point){.x = s->pod_seconds, .y = s->under_pod_seconds};
+  label(&m[0].p, "seed", 0, 0);
+  m[1].p = (struct ps_svg_point){.x = re->pod_seconds, .y = re->under_pod_seconds};
+  label(&m[1].p, "reactive", 0, 0);
+  m[2].p = (struct ps_svg_point){.x = sw->at_seed_pods, .y = sw->at_seed_under};
+  label(&m[2].p, "x%.2f seed's under-prov.", ratio(sw->at_seed_under, s->under_pod_seconds), 0);
+  m[3].p = (struct ps_svg_point){.x = sw->at_reactive_pods, .y = sw->at_reactive_under};
+  label(&m[3].p, "x%.2f reactive's under-prov.", ratio(sw->at_reactive_under, re->under_pod_seconds), 0);
+
+  char title[512], sub[256], la[32], su[32], curve_name[96];
+  const char *base = strrchr(r->opt.trace_path, '/');
+  base = base != NULL ? base + 1 : r->opt.trace_path;
+  ps_duration_format(r->opt.lookahead_ms, la, sizeof la);
+  ps_duration_format(r->opt.startup_ms, su, sizeof su);
+  snprintf(title, sizeof title, "Cost curve: %s, lookahead %s, startup %s", base, la, su);
+  snprintf(sub, sizeof sub,
+           "one pod = %.4g requests/s; each point one quantile of the margin; lower left is better",
+           r->threshold);
+  snprintf(curve_name, sizeof curve_name, "prescale (%s), by quantile", r->res[PS_BT_MODEL].name);
+  const struct ps_svg_xy c = {
+      .title = title,
+      .subtitle = sub,
+      .x_label = "pod-seconds paid (ready and starting pods over the trace)",
+      .y_label = "under-provisioned pod-seconds (demand beyond ready pods)",
+      .curve_name = curve_name,
+      .curve_color = "#2ca02c",
+      .curve = curve,
+      .ncurve = sw->n,
+      .marks = m,
+      .nmarks = 4,
+  };
+  FILE *f = fopen(path, "w");
+  if (f == NULL) {
+    snprintf(err, errlen, "--svg: cannot write %s: %s", path, strerror(errno));
+    return UV_EIO;
+  }
+  int rc = ps_svg_xy_write(f, &c);
+  if (fclose(f) != 0 && rc == 0) rc = UV_EIO;
+  if (rc != 0) snprintf(err, errlen, "--svg: writing %s failed", path);
+  return rc;
+}
