@@ -1,0 +1,282 @@
+/* src/backtest/sweep.c and sweep_report.c (`prescale backtest --sweep`): the settings, the replay of one
+ * engine across margins on a synthetic trace, the reading of the curve, and the JSON and CSV schemas.
+ * The SVG chart's writer (svg.c) is tested at the end; the command end to end in
+ * tests/integration/test_backtest.py. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "backtest/run.h"
+#include "backtest/svg.h"
+
+#define STEP 60000
+
+static struct ps_bt_run r;
+static char err[1024];
+static bool usage_err;
+
+static void setup(void) {
+  memset(&r, 0, sizeof r);
+  r.opt.trace_path = "synthetic";
+  r.opt.lookahead_ms = 120000;
+  r.opt.startup_ms = 60000;
+  r.opt.model = PS_MODEL_AUTO;
+  r.opt.period_ms = 60 * STEP;
+  r.opt.quantile = 0.9;
+  r.opt.sweep = true;
+}
+
+static void teardown(void) { ps_bt_run_free(&r); }
+
+TestSuite(sweep, .init = setup, .fini = teardown);
+
+static uint64_t rng = 1;
+static double unif(void) {
+  rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+  return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+/* A daily-like shape with a period of 60 rows, ramps and noise: requests per 60 s row. */
+static void set_trace(size_t n) {
+  r.trace.t0_ms = 1000 * STEP;
+  r.trace.step_ms = STEP;
+  r.trace.n = n;
+  r.trace.v = malloc(n * sizeof *r.trace.v);
+  cr_assert_not_null(r.trace.v);
+  rng = 5;
+  for (size_t i = 0; i < n; i++) {
+    double phase = (double)(i % 60) / 60, rate = 40 + 60 * fmax(0, sin(2 * M_PI * phase));
+    r.trace.v[i] = fmax(0, 60 * rate * (1 + 0.3 * (unif() - 0.5)));
+  }
+}
+
+/* ---- settings and the replay --------------------------------------------------------------------- */
+
+Test(sweep, settings_are_the_fixed_quantiles_and_the_flags_own) {
+  set_trace(400);
+  cr_assert_eq(ps_bt_replay(&r, &usage_err, err, sizeof err), 0, "%s", err);
+  static const double fixed[] = PS_BT_SWEEP_QUANTILES;
+  cr_assert_eq(r.sweep.n, sizeof fixed / sizeof fixed[0], "0.9 is among them: once");
+  for (size_t k = 0; k < r.sweep.n; k++) {
+    cr_assert_eq(r.sweep.pt[k].setting, fixed[k]);
+    cr_assert_eq(r.sweep.pt[k].kind, PS_BT_MARGIN_QUANTILE);
+  }
+  ps_bt_run_free(&r);
+  setup();
+  set_trace(400);
+  r.opt.quantile = 0.75;
+  cr_assert_eq(ps_bt_replay(&r, &usage_err, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(r.sweep.n, sizeof fixed / sizeof fixed[0] + 1);
+  cr_assert_eq(r.sweep.pt[4].setting, 0.75);
+  for (size_t k = 1; k < r.sweep.n; k++) cr_assert_gt(r.sweep.pt[k].setting, r.sweep.pt[k - 1].setting);
+}
+
+/* More margin, more pods and less under-provisioning; the point of --quantile is the model's own replay,
+ * exactly (the same engine answers, through ps_engine_margins), and the curve is read where it should be. */
+Test(sweep, the_curve_is_monotone_and_holds_the_models_own_point) {
+  set_trace(3000);
+  r.opt.threshold = 1;
+  cr_assert_eq(ps_bt_replay(&r, &usage_err, err, sizeof err), 0, "%s", err);
+  const struct ps_bt_sweep *sw = &r.sweep;
+  cr_assert_eq(sw->n, 9);
+  for (size_t k = 1; k < sw->n; k++) {
+    const struct ps_bt_point *a = &sw->pt[k - 1], *b = &sw->pt[k];
+    cr_assert_geq(b->pod_seconds, a->pod_seconds, "q %g: %g < q %g: %g", b->setting, b->pod_seconds,
+                  a->setting, a->pod_seconds);
+    cr_assert_leq(b->under_pod_seconds, a->under_pod_seconds, "q %g: %g > q %g: %g", b->setting,
+                  b->under_pod_seconds, a->setting, a->under_pod_seconds);
+  }
+  cr_assert_gt(sw->pt[8].pod_seconds, sw->pt[0].pod_seconds * 1.05, "the margin costs pods");
+  cr_assert_lt(sw->pt[8].under_pod_seconds, sw->pt[0].under_pod_seconds / 2, "and buys capacity");
+  const struct ps_bt_point *q9 = &sw->pt[6];
+  const struct ps_bt_result *m = &r.res[PS_BT_MODEL];
+  cr_assert_eq(q9->setting, 0.9);
+  cr_assert_eq(q9->pod_seconds, m->pod_seconds);
+  cr_assert_eq(q9->under_pod_seconds, m->under_pod_seconds);
+  cr_assert_eq(q9->under_fraction, m->under_fraction);
+  cr_assert_eq(q9->events, m->events);
+  cr_assert_eq(sw->at_seed_pods, r.res[PS_BT_SEED].pod_seconds);
+  cr_assert_float_eq(sw->at_reactive_pods, 1.1 * r.res[PS_BT_REACTIVE].pod_seconds, 1e-6);
+  double at_seed = ps_bt_curve_at(sw->pt, sw->n, sw->at_seed_pods);
+  cr_assert(isnan(at_seed) ? isnan(sw->at_seed_under) : at_seed == sw->at_seed_under);
+}
+
+/* A sweep over a quantile of 0 is the plain forecast: the same as the model with --quantile 0. */
+Test(sweep, quantile_zero_is_the_plain_forecast) {
+  set_trace(1000);
+  r.opt.quantile = 0;
+  cr_assert_eq(ps_bt_replay(&r, &usage_err, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(r.sweep.pt[0].setting, 0);
+  cr_assert_eq(r.sweep.pt[0].pod_seconds, r.res[PS_BT_MODEL].pod_seconds);
+  cr_assert_eq(r.sweep.pt[0].under_pod_seconds, r.res[PS_BT_MODEL].under_pod_seconds);
+}
+
+/* ---- reading the curve --------------------------------------------------------------------------- */
+
+static struct ps_bt_point pt(double pods, double under) {
+  return (struct ps_bt_point){.pod_seconds = pods, .under_pod_seconds = under};
+}
+
+Test(sweep, curve_at_interpolates_between_the_points_around) {
+  /* given out of pod order: read by pod-seconds */
+  struct ps_bt_point c[] = {pt(300, 10), pt(100, 50), pt(200, 30), pt(400, 0)};
+  cr_assert_float_eq(ps_bt_curve_at(c, 4, 100), 50, 1e-12, "at a point");
+  cr_assert_float_eq(ps_bt_curve_at(c, 4, 200), 30, 1e-12);
+  cr_assert_float_eq(ps_bt_curve_at(c, 4, 400), 0, 1e-12, "the last point");
+  cr_assert_float_eq(ps_bt_curve_at(c, 4, 150), 40, 1e-12, "half way");
+  cr_assert_float_eq(ps_bt_curve_at(c, 4, 275), 15, 1e-12, "three quarters of 200..300");
+  cr_assert_float_eq(ps_bt_curve_at(c, 4, 390), 1, 1e-12);
+  cr_assert(isnan(ps_bt_curve_at(c, 4, 99.9)), "fewer pods than any point: off the curve");
+  cr_assert(isnan(ps_bt_curve_at(c, 4, 400.1)), "more than any");
+  cr_assert(isnan(ps_bt_curve_at(c, 0, 100)));
+  cr_assert(isnan(ps_bt_curve_at(c, 4, NAN)));
+  struct ps_bt_point one[] = {pt(100, 7)};
+  cr_assert_float_eq(ps_bt_curve_at(one, 1, 100), 7, 1e-12);
+  cr_assert(isnan(ps_bt_curve_at(one, 1, 101)));
+}
+
+/* ---- JSON and CSV -------------------------------------------------------------------------------- */
+
+Test(sweep, json_schema) {
+  set_trace(600);
+  cr_assert_eq(ps_bt_replay(&r, &usage_err, err, sizeof err), 0, "%s", err);
+  cJSON *o = ps_bt_sweep_json(&r);
+  cr_assert_not_null(o);
+  const cJSON *pts = cJSON_GetObjectItem(o, "points");
+  cr_assert(cJSON_IsArray(pts));
+  cr_assert_eq(cJSON_GetArraySize(pts), (int)r.sweep.n);
+  static const char *keys[] = {"quantile", "pod_seconds", "under_provisioned_pod_seconds",
+                               "under_provisioned_fraction", "scaling_events"};
+  int k = 0;
+  const cJSON *p;
+  cJSON_ArrayForEach(p, pts) {
+    cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(p, "setting")), "quantile");
+    for (size_t j = 0; j < sizeof keys / sizeof keys[0]; j++)
+      cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(p, keys[j])), "%s", keys[j]);
+    cr_assert_eq(cJSON_GetObjectItem(p, "pod_seconds")->valuedouble, r.sweep.pt[k].pod_seconds);
+    k++;
+  }
+  const cJSON *s = cJSON_GetObjectItem(o, "at_seed_pod_seconds");
+  const cJSON *re = cJSON_GetObjectItem(o, "at_reactive_pod_seconds_plus_10pct");
+  cr_assert(cJSON_IsObject(s) && cJSON_IsObject(re));
+  cr_assert_eq(cJSON_GetObjectItem(s, "pod_seconds")->valuedouble, r.res[PS_BT_SEED].pod_seconds);
+  for (int j = 0; j < 2; j++) {
+    const cJSON *x = j ? re : s;
+    const cJSON *u = cJSON_GetObjectItem(x, "under_provisioned_pod_seconds"),
+                *q = cJSON_GetObjectItem(x, "ratio");
+    cr_assert(cJSON_IsNumber(u) || cJSON_IsNull(u));
+    cr_assert(cJSON_IsNumber(q) || cJSON_IsNull(q));
+  }
+  cJSON_Delete(o);
+}
+
+Test(sweep, csv_schema) {
+  set_trace(600);
+  cr_assert_eq(ps_bt_replay(&r, &usage_err, err, sizeof err), 0, "%s", err);
+  char dir[] = "/tmp/test_sweep_XXXXXX", path[64], line[256];
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/curve.csv", dir);
+  cr_assert_eq(ps_bt_sweep_write_csv(&r, path, err, sizeof err), 0, "%s", err);
+  FILE *f = fopen(path, "r");
+  cr_assert_not_null(f);
+  cr_assert_not_null(fgets(line, sizeof line, f));
+  cr_assert_str_eq(line,
+                   "approach,quantile,pod_seconds,under_provisioned_pod_seconds,under_provisioned_fraction,"
+                   "scaling_events\n");
+  for (size_t k = 0; k < r.sweep.n + 2; k++) {
+    cr_assert_not_null(fgets(line, sizeof line, f), "row %zu", k);
+    char name[32], q[32];
+    double pods, under, frac;
+    long long ev;
+    if (k < r.sweep.n) {
+      cr_assert_eq(sscanf(line, "%31[^,],%31[^,],%lf,%lf,%lf,%lld", name, q, &pods, &under, &frac, &ev), 6,
+                   "%s", line);
+      cr_assert_str_eq(name, "auto");
+      cr_assert_float_eq(strtod(q, NULL), r.sweep.pt[k].setting, 1e-12);
+      cr_assert_float_eq(pods, r.sweep.pt[k].pod_seconds, 1e-3);
+    } else {
+      cr_assert_eq(sscanf(line, "%31[^,],,%lf,%lf,%lf,%lld", name, &pods, &under, &frac, &ev), 5, "%s", line);
+      cr_assert_str_eq(name, k == r.sweep.n ? "reactive" : "seed");
+    }
+  }
+  cr_assert_null(fgets(line, sizeof line, f));
+  fclose(f);
+  cr_assert_eq(ps_bt_sweep_write_csv(&r, "/nonexistent/dir/c.csv", err, sizeof err), UV_EIO);
+  cr_assert(strstr(err, "--csv") != NULL, "%s", err);
+  unlink(path);
+  rmdir(dir);
+}
+
+/* ---- the SVG chart (svg.c) ----------------------------------------------------------------------- */
+
+static char *xy_svg(const struct ps_svg_xy *c, int *rc) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  cr_assert_not_null(f);
+  *rc = ps_svg_xy_write(f, c);
+  fclose(f);
+  return buf;
+}
+
+Test(sweep, svg_xy_escapes_text_and_draws_every_point) {
+  struct ps_svg_point curve[3] = {{.x = 100, .y = 50, .label = "q<0>"},
+                                  {.x = 200, .y = 20, .label = "q&1"},
+                                  {.x = NAN, .y = 1, .label = "gone"}};
+  struct ps_svg_mark m[1] = {{.p = {.x = 150, .y = 60, .label = "seed"},
+                              .name = "a \"mark\"",
+                              .color = "#d62728",
+                              .shape = PS_SVG_SQUARE,
+                              .guide = 1}};
+  const struct ps_svg_xy c = {.title = "t <&> \x01",
+                              .subtitle = "s",
+                              .x_label = "x's",
+                              .y_label = "y",
+                              .curve_name = "c",
+                              .curve_color = "#2ca02c",
+                              .curve = curve,
+                              .ncurve = 3,
+                              .marks = m,
+                              .nmarks = 1};
+  int rc;
+  char *s = xy_svg(&c, &rc);
+  cr_assert_eq(rc, 0);
+  cr_assert(strstr(s, "t &lt;&amp;&gt; </text>") != NULL, "escaped, control byte dropped: %s", s);
+  cr_assert(strstr(s, ">q&lt;0&gt;<") != NULL && strstr(s, ">q&amp;1<") != NULL);
+  cr_assert(strstr(s, "a &quot;mark&quot;") != NULL);
+  cr_assert_null(strstr(s, "gone"), "a point that is not finite is left out");
+  cr_assert_null(strstr(s, "nan"));
+  cr_assert(strstr(s, "<polyline") != NULL && strstr(s, "stroke-dasharray") != NULL);
+  cr_assert(strncmp(s, "<?xml", 5) == 0);
+  cr_assert(strstr(s, "</svg>\n") != NULL);
+  free(s);
+}
+
+Test(sweep, svg_xy_bounds) {
+  static struct ps_svg_point many[PS_SVG_XY_MAX_POINTS + 1];
+  for (size_t k = 0; k <= PS_SVG_XY_MAX_POINTS; k++) many[k] = (struct ps_svg_point){.x = (double)k, .y = 1};
+  struct ps_svg_xy c = {.title = "",
+                        .subtitle = "",
+                        .x_label = "",
+                        .y_label = "",
+                        .curve_name = "",
+                        .curve_color = "#000",
+                        .curve = many,
+                        .ncurve = PS_SVG_XY_MAX_POINTS + 1};
+  int rc;
+  free(xy_svg(&c, &rc));
+  cr_assert_eq(rc, UV_EINVAL, "past PS_SVG_XY_MAX_POINTS");
+  c.ncurve = PS_SVG_XY_MAX_POINTS;
+  free(xy_svg(&c, &rc));
+  cr_assert_eq(rc, 0);
+  struct ps_svg_point none = {.x = NAN, .y = NAN};
+  c.curve = &none;
+  c.ncurve = 1;
+  free(xy_svg(&c, &rc));
+  cr_assert_eq(rc, UV_EINVAL, "nothing to draw");
+}
