@@ -1,6 +1,6 @@
 """End-to-end: `prescale backtest` on small synthetic traces this test writes itself.
 
-Checks the text, JSON, CSV and SVG outputs (the SVG parsed with xml.etree), the errors for bad files
+Checks the text, JSON, CSV and SVG outputs (the SVG parsed with xml.etree), the cost curve of --sweep, the errors for bad files
 (line number and content), non-fixed intervals and short traces, the exit codes, and that a trace as
 long as the WorldCup one (125k rows) replays in seconds.
 
@@ -162,6 +162,115 @@ class Backtest(unittest.TestCase):
         root = ET.parse(out).getroot()
         self.assertIn("a&b<c>.csv", "".join(t.text or "" for t in root.iter(SVG_NS + "text")))
 
+    # ---- --sweep --------------------------------------------------------------------------------------
+
+    SWEEP_QUANTILES = [0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99]
+
+    @staticmethod
+    def curve_at(points, pods):
+        """The curve read at `pods` as the backtest reads it: linear between the points around, by pod-s."""
+        pts = sorted((p["pod_seconds"], p["under_provisioned_pod_seconds"]) for p in points)
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+            if x0 <= pods <= x1:
+                return y0 + (pods - x0) / (x1 - x0) * (y1 - y0) if x1 > x0 else y0
+        return None
+
+    def test_sweep_json(self):
+        p = self.write_trace(periodic(2000))
+        r = self.run_bt(p, "--sweep", "--json", "--lookahead", "2m", "--startup", "60s", "--period", "1h")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        doc = json.loads(r.stdout)
+        self.assertEqual(set(doc["results"]), {"reactive", "seed", "model"}, "the usual results stay")
+        sw = doc["sweep"]
+        pts = sw["points"]
+        self.assertEqual([pt["quantile"] for pt in pts], self.SWEEP_QUANTILES)
+        for pt in pts:
+            self.assertEqual(pt["setting"], "quantile")
+            self.assertEqual(set(pt), {"setting", "quantile", "pod_seconds", "under_provisioned_pod_seconds",
+                                       "under_provisioned_fraction", "scaling_events"})
+            self.assertGreaterEqual(pt["pod_seconds"], 2000 * 60)
+        # The point of the default quantile (0.9) is the model's own replay.
+        q9 = pts[self.SWEEP_QUANTILES.index(0.9)]
+        for key in ("pod_seconds", "under_provisioned_pod_seconds", "scaling_events"):
+            self.assertEqual(q9[key], doc["results"]["model"][key], key)
+        # More margin costs pods and buys capacity, end to end.
+        self.assertGreater(pts[-1]["pod_seconds"], pts[0]["pod_seconds"])
+        self.assertLess(pts[-1]["under_provisioned_pod_seconds"], pts[0]["under_provisioned_pod_seconds"])
+        seed, rea = doc["results"]["seed"], doc["results"]["reactive"]
+        at_s, at_r = sw["at_seed_pod_seconds"], sw["at_reactive_pod_seconds_plus_10pct"]
+        self.assertEqual(at_s["pod_seconds"], seed["pod_seconds"])
+        self.assertAlmostEqual(at_r["pod_seconds"], 1.1 * rea["pod_seconds"], delta=1e-6 * rea["pod_seconds"])
+        for at, base in ((at_s, seed), (at_r, rea)):
+            want = self.curve_at(pts, at["pod_seconds"])
+            if want is None:
+                self.assertIsNone(at["under_provisioned_pod_seconds"])
+                self.assertIsNone(at["ratio"])
+            else:
+                self.assertAlmostEqual(at["under_provisioned_pod_seconds"], want, delta=1e-6 * max(want, 1))
+                self.assertAlmostEqual(at["ratio"], want / base["under_provisioned_pod_seconds"], places=6)
+
+    def test_sweep_adds_the_flags_quantile(self):
+        p = self.write_trace(periodic(300))
+        r = self.run_bt(p, "--sweep", "--json", "--quantile", "0.75")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        qs = [pt["quantile"] for pt in json.loads(r.stdout)["sweep"]["points"]]
+        self.assertEqual(qs, sorted(self.SWEEP_QUANTILES + [0.75]))
+
+    def test_sweep_text_csv_and_svg(self):
+        p = self.write_trace(periodic(1500), name="we<b&b>.csv")
+        csv_out, svg_out = self.path("curve.csv"), self.path("curve.svg")
+        r = self.run_bt(p, "--sweep", "--csv", csv_out, "--svg", svg_out, "--period", "1h")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("cost curve", r.stdout)
+        for q in self.SWEEP_QUANTILES:
+            self.assertIn(f"quantile {q:g} ", r.stdout)
+        self.assertIn("at seed's pod-seconds", r.stdout)
+        self.assertIn("at reactive's pod-seconds + 10%", r.stdout)
+        with open(csv_out) as f:
+            data = list(csv.reader(f))
+        self.assertEqual(data[0], ["approach", "quantile", "pod_seconds", "under_provisioned_pod_seconds",
+                                   "under_provisioned_fraction", "scaling_events"])
+        self.assertEqual([row[0] for row in data[1:]], ["auto"] * 9 + ["reactive", "seed"])
+        self.assertEqual([float(row[1]) for row in data[1:10]], self.SWEEP_QUANTILES)
+        self.assertEqual([row[1] for row in data[10:]], ["", ""])
+        root = ET.parse(svg_out).getroot()
+        self.assertEqual(root.tag, SVG_NS + "svg")
+        lines = root.findall(f".//{SVG_NS}polyline")
+        self.assertEqual(len(lines), 1, "the curve")
+        pts = lines[0].get("points").split()
+        self.assertEqual(len(pts), 9)
+        w, hgt = float(root.get("width")), float(root.get("height"))
+        xs = []
+        for pt in pts:
+            x, y = (float(c) for c in pt.split(","))
+            self.assertTrue(0 <= x <= w and 0 <= y <= hgt, pt)
+            xs.append(x)
+        texts = [t.text or "" for t in root.iter(SVG_NS + "text")]
+        joined = "\n".join(texts)
+        for word in ("we<b&b>.csv", "seed", "reactive", "q0.9", "pod-seconds paid", "under-provisioned pod-seconds",
+                     "the curve at seed's pod-seconds"):
+            self.assertIn(word, joined)
+        # the seed and reactive marks are drawn (a square and a diamond)
+        self.assertGreaterEqual(len(root.findall(f".//{SVG_NS}rect")), 3)
+        self.assertGreaterEqual(len(root.findall(f".//{SVG_NS}polygon")), 1)
+
+    def test_sweep_output_errors(self):
+        p = self.write_trace(periodic(100))
+        r = self.run_bt(p, "--sweep", "--svg", "/nonexistent/dir/c.svg")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--svg", r.stderr)
+
+    def test_sweep_of_a_long_trace_takes_seconds(self):
+        p = self.write_trace(periodic(125_000, period_rows=1440))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        r = self.run_bt(p, "--sweep", "--json", timeout=300)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        took = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(json.loads(r.stdout)["sweep"]["points"]), 9)
+        limit = 120 if "asan" in h.prescale_bin() else 30
+        self.assertLess(took, limit, f"a sweep over 125k rows took {took:.1f} s of CPU")
+
     # ---- errors ---------------------------------------------------------------------------------------
 
     def test_bad_line_names_line_and_content(self):
@@ -208,7 +317,7 @@ class Backtest(unittest.TestCase):
     def test_help(self):
         r = self.run_bt("--help")
         self.assertEqual(r.returncode, 0)
-        for word in ("--lookahead", "--startup", "--threshold", "--svg", "--csv", "0.1",
+        for word in ("--lookahead", "--startup", "--threshold", "--svg", "--csv", "--sweep", "0.1",
                      "300 s", "Under-provisioned"):
             self.assertIn(word, r.stdout)
 
