@@ -69,15 +69,22 @@ struct ps_bt_point {
   int64_t events;
 };
 
+/* The curve read at some pod-seconds (ps_bt_curve_read). */
+struct ps_bt_reading {
+  double pods;
+  double under; /* under-provisioned pod-seconds on the curve there; NaN off the curve */
+  int side;     /* 0 on the curve; -1: fewer pods than any point; +1: more pods than any point */
+  double bound; /* side +1: the under-provisioning of the point with the most pods, an upper bound of what
+                 * a larger margin would give there; else NaN */
+};
+
 struct ps_bt_sweep {
   size_t n; /* points, in the order of their settings */
   struct ps_bt_point pt[PS_BT_SWEEP_MAX];
   double q[PS_BT_SWEEP_MAX];          /* the quantiles, ascending (ps_engine_margins) */
   struct ps_hpa hpa[PS_BT_SWEEP_MAX]; /* one HPA replay per point */
-  /* Read on the curve (ps_bt_curve_at): the under-provisioned pod-seconds at the seed's pod-seconds and at
-   * reactive's + PS_BT_SWEEP_ABOVE_REACTIVE; NaN when that many pod-seconds are off the curve. */
-  double at_seed_pods, at_seed_under;
-  double at_reactive_pods, at_reactive_under;
+  /* The curve read at the seed's pod-seconds and at reactive's + PS_BT_SWEEP_ABOVE_REACTIVE. */
+  struct ps_bt_reading at_seed, at_reactive;
 };
 
 struct ps_bt_run {
@@ -130,6 +137,8 @@ void ps_bt_sweep_free(struct ps_bt_sweep *sw);
 /* The under-provisioned pod-seconds of the curve through pt[0..n) at `pod_seconds`: linear between the
  * two points (by pod-seconds) around it; NaN outside the curve's span or for n == 0. */
 double ps_bt_curve_at(const struct ps_bt_point *pt, size_t n, double pod_seconds);
+/* ps_bt_curve_at, and where the pod-seconds are when off the curve (struct ps_bt_reading). */
+void ps_bt_curve_read(const struct ps_bt_point *pt, size_t n, double pod_seconds, struct ps_bt_reading *out);
 
 /* sweep_report.c: the curve as text, in the JSON document, as CSV and as SVG. */
 void ps_bt_sweep_print_text(const struct ps_bt_run *r, FILE *out);

@@ -76,6 +76,23 @@ double ps_bt_curve_at(const struct ps_bt_point *pt, size_t n, double pod_seconds
   return NAN;
 }
 
+void ps_bt_curve_read(const struct ps_bt_point *pt, size_t n, double pod_seconds, struct ps_bt_reading *out) {
+  out->pods = pod_seconds;
+  out->under = ps_bt_curve_at(pt, n, pod_seconds);
+  out->side = 0;
+  out->bound = NAN;
+  if (!isnan(out->under) || n == 0) return;
+  size_t most = 0;
+  for (size_t k = 1; k < n; k++)
+    if (pt[k].pod_seconds > pt[most].pod_seconds) most = k;
+  if (pod_seconds > pt[most].pod_seconds) {
+    out->side = 1;
+    out->bound = pt[most].under_pod_seconds;
+  } else {
+    out->side = -1;
+  }
+}
+
 void ps_bt_sweep_finish(struct ps_bt_run *r) {
   struct ps_bt_sweep *sw = &r->sweep;
   for (size_t k = 0; k < sw->n; k++) {
@@ -86,10 +103,9 @@ void ps_bt_sweep_finish(struct ps_bt_run *r) {
     p->under_fraction = h->elapsed_ms > 0 ? (double)h->under_ms / (double)h->elapsed_ms : 0;
     p->events = h->events;
   }
-  sw->at_seed_pods = r->res[PS_BT_SEED].pod_seconds;
-  sw->at_seed_under = ps_bt_curve_at(sw->pt, sw->n, sw->at_seed_pods);
-  sw->at_reactive_pods = r->res[PS_BT_REACTIVE].pod_seconds * (1 + PS_BT_SWEEP_ABOVE_REACTIVE);
-  sw->at_reactive_under = ps_bt_curve_at(sw->pt, sw->n, sw->at_reactive_pods);
+  ps_bt_curve_read(sw->pt, sw->n, r->res[PS_BT_SEED].pod_seconds, &sw->at_seed);
+  ps_bt_curve_read(sw->pt, sw->n, r->res[PS_BT_REACTIVE].pod_seconds * (1 + PS_BT_SWEEP_ABOVE_REACTIVE),
+                   &sw->at_reactive);
 }
 
 void ps_bt_sweep_free(struct ps_bt_sweep *sw) {

@@ -15,18 +15,23 @@ static double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
 /* ---- text ---------------------------------------------------------------------------------------- */
 
 /* "x0.28 seed's", or why there is no figure. */
-static void put_read(FILE *out, const char *what, double pods, double under, double base, const char *who,
-                     const struct ps_bt_sweep *sw) {
+static void put_read(FILE *out, const char *what, const struct ps_bt_reading *at, double base,
+                     const char *who, const struct ps_bt_sweep *sw) {
   double lo = INFINITY, hi = -INFINITY;
   for (size_t k = 0; k < sw->n; k++) {
     lo = fmin(lo, sw->pt[k].pod_seconds);
     hi = fmax(hi, sw->pt[k].pod_seconds);
   }
-  fprintf(out, "at %s (%.4g pod-s): ", what, pods);
-  if (isnan(under)) {
-    fprintf(out, "off the curve (it spans %.4g to %.4g pod-s)\n", lo, hi);
+  fprintf(out, "at %s (%.4g pod-s): ", what, at->pods);
+  if (at->side > 0) {
+    fprintf(out,
+            "more pods than the curve's last point (%.4g pod-s), which has %.0f under-provisioned pod-s, "
+            "x%.2f %s's: at most that\n",
+            hi, at->bound, ratio(at->bound, base), who);
+  } else if (at->side < 0) {
+    fprintf(out, "fewer pods than any point of the curve (the least: %.4g pod-s): no figure\n", lo);
   } else {
-    fprintf(out, "under-provisioned %.0f pod-s, x%.2f %s's\n", under, ratio(under, base), who);
+    fprintf(out, "under-provisioned %.0f pod-s, x%.2f %s's\n", at->under, ratio(at->under, base), who);
   }
 }
 
@@ -51,18 +56,25 @@ void ps_bt_sweep_print_text(const struct ps_bt_run *r, FILE *out) {
             x->under_pod_seconds, 100 * x->under_fraction, (long long)x->events,
             ratio(x->pod_seconds, s->pod_seconds), ratio(x->under_pod_seconds, s->under_pod_seconds));
   }
-  put_read(out, "seed's pod-seconds", sw->at_seed_pods, sw->at_seed_under, s->under_pod_seconds, "seed", sw);
-  put_read(out, "reactive's pod-seconds + 10%", sw->at_reactive_pods, sw->at_reactive_under,
-           re->under_pod_seconds, "reactive", sw);
+  put_read(out, "seed's pod-seconds", &sw->at_seed, s->under_pod_seconds, "seed", sw);
+  put_read(out, "reactive's pod-seconds + 10%", &sw->at_reactive, re->under_pod_seconds, "reactive", sw);
 }
 
 /* ---- JSON ---------------------------------------------------------------------------------------- */
 
-static cJSON *read_json(double pods, double under, double base) {
+/* NaN prints null: under_provisioned_pod_seconds and ratio off the curve, the bound on it. */
+static cJSON *read_json(const struct ps_bt_reading *at, double base) {
   cJSON *o = cJSON_CreateObject();
-  cJSON_AddNumberToObject(o, "pod_seconds", pods);
-  cJSON_AddNumberToObject(o, "under_provisioned_pod_seconds", under); /* NaN prints null: off the curve */
-  cJSON_AddNumberToObject(o, "ratio", ratio(under, base));
+  cJSON_AddNumberToObject(o, "pod_seconds", at->pods);
+  cJSON_AddNumberToObject(o, "under_provisioned_pod_seconds", at->under);
+  cJSON_AddNumberToObject(o, "ratio", ratio(at->under, base));
+  if (at->side == 0) {
+    cJSON_AddNullToObject(o, "off_curve");
+  } else {
+    cJSON_AddStringToObject(o, "off_curve", at->side > 0 ? "more_pods" : "fewer_pods");
+  }
+  cJSON_AddNumberToObject(o, "at_most_under_provisioned_pod_seconds", at->bound);
+  cJSON_AddNumberToObject(o, "at_most_ratio", ratio(at->bound, base));
   return o;
 }
 
@@ -82,12 +94,12 @@ cJSON *ps_bt_sweep_json(const struct ps_bt_run *r) {
     cJSON_AddItemToArray(pts, j);
   }
   /* "at_seed_pod_seconds": the curve at seed's pod-seconds, ratio to seed's under-provisioning;
-   * "at_reactive_pod_seconds_plus_10pct": at reactive's + 10 %, ratio to reactive's. */
+   * "at_reactive_pod_seconds_plus_10pct": at reactive's + 10 %, ratio to reactive's. Off the curve,
+   * "off_curve" says on which side; beyond its last point, "at_most_..." bound it. */
   cJSON_AddItemToObject(o, "at_seed_pod_seconds",
-                        read_json(sw->at_seed_pods, sw->at_seed_under, r->res[PS_BT_SEED].under_pod_seconds));
-  cJSON_AddItemToObject(
-      o, "at_reactive_pod_seconds_plus_10pct",
-      read_json(sw->at_reactive_pods, sw->at_reactive_under, r->res[PS_BT_REACTIVE].under_pod_seconds));
+                        read_json(&sw->at_seed, r->res[PS_BT_SEED].under_pod_seconds));
+  cJSON_AddItemToObject(o, "at_reactive_pod_seconds_plus_10pct",
+                        read_json(&sw->at_reactive, r->res[PS_BT_REACTIVE].under_pod_seconds));
   return o;
 }
 
@@ -122,6 +134,16 @@ static void label(struct ps_svg_point *p, const char *fmt, double a, double b) {
   snprintf(p->label, sizeof p->label, fmt, a, b);
 }
 
+/* A reading of the curve as a mark: on the curve, or beyond its last point at the bound (at most); not
+ * drawn with fewer pods than any point. */
+static void reading_mark(struct ps_svg_point *p, const struct ps_bt_reading *at, double base,
+                         const char *who) {
+  p->x = at->pods;
+  p->y = at->side > 0 ? at->bound : at->under;
+  snprintf(p->label, sizeof p->label, "%sx%.2f %s's under-prov.", at->side > 0 ? "at most " : "",
+           ratio(p->y, base), who);
+}
+
 int ps_bt_sweep_write_svg(const struct ps_bt_run *r, const char *path, char *err, size_t errlen) {
   const struct ps_bt_sweep *sw = &r->sweep;
   const struct ps_bt_result *s = &r->res[PS_BT_SEED], *re = &r->res[PS_BT_REACTIVE];
@@ -144,10 +166,8 @@ int ps_bt_sweep_write_svg(const struct ps_bt_run *r, const char *path, char *err
   label(&m[0].p, "seed", 0, 0);
   m[1].p = (struct ps_svg_point){.x = re->pod_seconds, .y = re->under_pod_seconds};
   label(&m[1].p, "reactive", 0, 0);
-  m[2].p = (struct ps_svg_point){.x = sw->at_seed_pods, .y = sw->at_seed_under};
-  label(&m[2].p, "x%.2f seed's under-prov.", ratio(sw->at_seed_under, s->under_pod_seconds), 0);
-  m[3].p = (struct ps_svg_point){.x = sw->at_reactive_pods, .y = sw->at_reactive_under};
-  label(&m[3].p, "x%.2f reactive's under-prov.", ratio(sw->at_reactive_under, re->under_pod_seconds), 0);
+  reading_mark(&m[2].p, &sw->at_seed, s->under_pod_seconds, "seed");
+  reading_mark(&m[3].p, &sw->at_reactive, re->under_pod_seconds, "reactive");
 
   char title[512], sub[256], la[32], su[32], curve_name[96];
   const char *base = strrchr(r->opt.trace_path, '/');

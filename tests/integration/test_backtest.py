@@ -205,7 +205,15 @@ class Backtest(unittest.TestCase):
             if want is None:
                 self.assertIsNone(at["under_provisioned_pod_seconds"])
                 self.assertIsNone(at["ratio"])
+                most = max(pts, key=lambda pt: pt["pod_seconds"])
+                if at["pod_seconds"] > most["pod_seconds"]:
+                    self.assertEqual(at["off_curve"], "more_pods")
+                    self.assertEqual(at["at_most_under_provisioned_pod_seconds"], most["under_provisioned_pod_seconds"])
+                else:
+                    self.assertEqual(at["off_curve"], "fewer_pods")
+                    self.assertIsNone(at["at_most_under_provisioned_pod_seconds"])
             else:
+                self.assertIsNone(at["off_curve"])
                 self.assertAlmostEqual(at["under_provisioned_pod_seconds"], want, delta=1e-6 * max(want, 1))
                 self.assertAlmostEqual(at["ratio"], want / base["under_provisioned_pod_seconds"], places=6)
 

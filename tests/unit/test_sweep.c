@@ -100,10 +100,10 @@ Test(sweep, the_curve_is_monotone_and_holds_the_models_own_point) {
   cr_assert_eq(q9->under_pod_seconds, m->under_pod_seconds);
   cr_assert_eq(q9->under_fraction, m->under_fraction);
   cr_assert_eq(q9->events, m->events);
-  cr_assert_eq(sw->at_seed_pods, r.res[PS_BT_SEED].pod_seconds);
-  cr_assert_float_eq(sw->at_reactive_pods, 1.1 * r.res[PS_BT_REACTIVE].pod_seconds, 1e-6);
-  double at_seed = ps_bt_curve_at(sw->pt, sw->n, sw->at_seed_pods);
-  cr_assert(isnan(at_seed) ? isnan(sw->at_seed_under) : at_seed == sw->at_seed_under);
+  cr_assert_eq(sw->at_seed.pods, r.res[PS_BT_SEED].pod_seconds);
+  cr_assert_float_eq(sw->at_reactive.pods, 1.1 * r.res[PS_BT_REACTIVE].pod_seconds, 1e-6);
+  double at_seed = ps_bt_curve_at(sw->pt, sw->n, sw->at_seed.pods);
+  cr_assert(isnan(at_seed) ? isnan(sw->at_seed.under) : at_seed == sw->at_seed.under);
 }
 
 /* A sweep over a quantile of 0 is the plain forecast: the same as the model with --quantile 0. */
@@ -140,6 +140,25 @@ Test(sweep, curve_at_interpolates_between_the_points_around) {
   cr_assert(isnan(ps_bt_curve_at(one, 1, 101)));
 }
 
+/* Off the curve, the reading says on which side; beyond the last point, the point with the most pods
+ * bounds the under-provisioning (a larger margin only adds pods). */
+Test(sweep, curve_read_off_the_curve) {
+  struct ps_bt_point c[] = {pt(300, 10), pt(100, 50), pt(200, 30)};
+  struct ps_bt_reading at;
+  ps_bt_curve_read(c, 3, 250, &at);
+  cr_assert_eq(at.side, 0);
+  cr_assert_float_eq(at.under, 20, 1e-12);
+  cr_assert(isnan(at.bound));
+  ps_bt_curve_read(c, 3, 350, &at);
+  cr_assert_eq(at.side, 1);
+  cr_assert(isnan(at.under));
+  cr_assert_eq(at.bound, 10);
+  cr_assert_eq(at.pods, 350);
+  ps_bt_curve_read(c, 3, 50, &at);
+  cr_assert_eq(at.side, -1);
+  cr_assert(isnan(at.under) && isnan(at.bound));
+}
+
 /* ---- JSON and CSV -------------------------------------------------------------------------------- */
 
 Test(sweep, json_schema) {
@@ -171,6 +190,11 @@ Test(sweep, json_schema) {
                 *q = cJSON_GetObjectItem(x, "ratio");
     cr_assert(cJSON_IsNumber(u) || cJSON_IsNull(u));
     cr_assert(cJSON_IsNumber(q) || cJSON_IsNull(q));
+    const cJSON *off = cJSON_GetObjectItem(x, "off_curve");
+    cr_assert(cJSON_IsNull(off) || cJSON_IsString(off));
+    cr_assert_eq(cJSON_IsNull(off), cJSON_IsNumber(u), "a figure on the curve, or a side off it");
+    cr_assert_not_null(cJSON_GetObjectItem(x, "at_most_under_provisioned_pod_seconds"));
+    cr_assert_not_null(cJSON_GetObjectItem(x, "at_most_ratio"));
   }
   cJSON_Delete(o);
 }
