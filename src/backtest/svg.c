@@ -131,12 +131,14 @@ int ps_svg_write(FILE *f, const char *title, const char *y_label, int64_t t0_ms,
 
 /* ---- XY chart (the cost curve) ------------------------------------------------------------------ */
 
-#define XY_W  900
-#define XY_H  600
-#define XY_ML 90 /* room for the y tick labels and the axis label */
-#define XY_MR 30
-#define XY_MT 70  /* title and subtitle */
-#define XY_MB 130 /* x tick labels, axis label and the legend */
+#define XY_W    900
+#define XY_H    600
+#define XY_ML   90 /* room for the y tick labels and the axis label */
+#define XY_MR   30
+#define XY_MT   70  /* title and subtitle */
+#define XY_MB   130 /* x tick labels, axis label and the legend */
+#define LABEL_W 40  /* px: labels of points closer than this across and LABEL_H up would overlap */
+#define LABEL_H 13
 
 /* A tick label: 2.5M, 150k, 12. */
 static void put_tick(FILE *f, double v) {
@@ -237,22 +239,39 @@ int ps_svg_xy_write(FILE *f, const struct ps_svg_xy *c) {
     any = true;
   }
   fprintf(f, "\"/>\n");
+  /* A point's label is left out when it would overwrite the last one drawn (points bunched together). */
+  double last_x = -INFINITY, last_y = -INFINITY;
   for (size_t k = 0; k < c->ncurve; k++) {
     const struct ps_svg_point *p = &c->curve[k];
     if (!finite_point(p)) continue;
-    put_shape(f, PS_SVG_DOT, PX(p->x), PY(p->y), c->curve_color);
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"%s\">", PX(p->x) + 6, PY(p->y) - 6,
-            c->curve_color);
+    double px = PX(p->x), py = PY(p->y);
+    if (p->emphasis)
+      fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"7\" fill=\"%s\"/>\n", px, py, c->curve_color);
+    put_shape(f, PS_SVG_DOT, px, py, c->curve_color);
+    if (!p->emphasis && fabs(px - last_x) < LABEL_W && fabs(py - last_y) < LABEL_H) continue;
+    last_x = px;
+    last_y = py;
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"%s\">", px + 6, py - 6, c->curve_color);
     put_escaped(f, p->label);
     fprintf(f, "</text>\n");
   }
+  /* A mark's label moves down a line while it would overwrite another mark's (marks at the same place). */
+  double lab_y[PS_SVG_XY_MAX_MARKS], lab_x[PS_SVG_XY_MAX_MARKS];
+  size_t nlab = 0;
   for (size_t k = 0; k < c->nmarks; k++) {
     const struct ps_svg_mark *m = &c->marks[k];
     if (!finite_point(&m->p)) continue;
     put_shape(f, m->shape, PX(m->p.x), PY(m->p.y), m->color);
     /* A mark with a guide sits on the curve, which falls to the right: its label goes below left. */
-    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"%s\"%s>",
-            PX(m->p.x) + (m->guide ? -9 : 9), PY(m->p.y) + 16, m->color,
+    double lx = PX(m->p.x) + (m->guide ? -9 : 9), ly = PY(m->p.y) + 16;
+    for (size_t j = 0; j < nlab; j++)
+      if (fabs(lab_x[j] - lx) < 2 * LABEL_W && fabs(lab_y[j] - ly) < LABEL_H) {
+        ly += LABEL_H;
+        j = (size_t)-1; /* and check them all again: at most nmarks moves */
+      }
+    lab_x[nlab] = lx;
+    lab_y[nlab++] = ly;
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"%s\"%s>", lx, ly, m->color,
             m->guide ? " text-anchor=\"end\"" : "");
     put_escaped(f, m->p.label);
     fprintf(f, "</text>\n");

@@ -38,6 +38,7 @@ enum ps_svg_shape { PS_SVG_DOT, PS_SVG_SQUARE, PS_SVG_DIAMOND, PS_SVG_RING };
 struct ps_svg_point {
   double x, y;                     /* finite; a point that is not is left out */
   char label[PS_SVG_XY_MAX_LABEL]; /* drawn beside the point (escaped); "" for none */
+  int emphasis; /* a curve point drawn larger and always labelled (others' labels give way when crowded) */
 };
 
 struct ps_svg_mark {

@@ -151,7 +151,8 @@ int ps_bt_sweep_write_svg(const struct ps_bt_run *r, const char *path, char *err
   for (size_t k = 0; k < sw->n; k++) {
     curve[k].x = sw->pt[k].pod_seconds;
     curve[k].y = sw->pt[k].under_pod_seconds;
-    label(&curve[k], "q%g", sw->pt[k].setting, 0);
+    curve[k].emphasis = sw->pt[k].setting == r->opt.quantile;
+    label(&curve[k], curve[k].emphasis ? "q%g (--quantile)" : "q%g", sw->pt[k].setting, 0);
   }
   struct ps_svg_mark m[4] = {
       {.name = "seed (seasonal naive)", .color = "#d62728", .shape = PS_SVG_SQUARE},

@@ -304,3 +304,38 @@ Test(sweep, svg_xy_bounds) {
   free(xy_svg(&c, &rc));
   cr_assert_eq(rc, UV_EINVAL, "nothing to draw");
 }
+
+/* Points bunched together keep the first label only, but the emphasized one (--quantile's) always has
+ * its own; marks at the same place get their labels on separate lines. */
+Test(sweep, svg_xy_labels_give_way_when_crowded) {
+  struct ps_svg_point curve[4] = {{.x = 100, .y = 50, .label = "first"},
+                                  {.x = 100.01, .y = 50, .label = "hidden"},
+                                  {.x = 100.02, .y = 50, .label = "kept", .emphasis = 1},
+                                  {.x = 200, .y = 0, .label = "far"}};
+  struct ps_svg_mark m[2] = {{.p = {.x = 150, .y = 60, .label = "one"}, .name = "a", .color = "#000"},
+                             {.p = {.x = 150, .y = 60, .label = "two"}, .name = "b", .color = "#000"}};
+  const struct ps_svg_xy c = {.title = "",
+                              .subtitle = "",
+                              .x_label = "",
+                              .y_label = "",
+                              .curve_name = "",
+                              .curve_color = "#000",
+                              .curve = curve,
+                              .ncurve = 4,
+                              .marks = m,
+                              .nmarks = 2};
+  int rc;
+  char *s = xy_svg(&c, &rc);
+  cr_assert_eq(rc, 0);
+  cr_assert(strstr(s, ">first<") && strstr(s, ">kept<") && strstr(s, ">far<"));
+  cr_assert_null(strstr(s, ">hidden<"));
+  double y1, y2;
+  const char *a = strstr(s, ">one<"), *b = strstr(s, ">two<");
+  cr_assert(a && b);
+  while (a > s && strncmp(a, " y=\"", 4) != 0) a--;
+  while (b > s && strncmp(b, " y=\"", 4) != 0) b--;
+  cr_assert_eq(sscanf(a, " y=\"%lf\"", &y1), 1);
+  cr_assert_eq(sscanf(b, " y=\"%lf\"", &y2), 1);
+  cr_assert_geq(fabs(y2 - y1), 13, "%g %g", y1, y2);
+  free(s);
+}
