@@ -64,7 +64,8 @@ static const struct ps_flag flags[] = {
     {.name = "sweep", .kind = PS_FLAG_SWITCH, .offset = OPT(sweep),
      .help = "replay the model at the quantiles 0, 0.5 .. 0.99 (and --quantile) and print" PS_FLAGS_MORE
              "the cost curve (pod-s vs under-provisioned pod-s, seed and reactive points," PS_FLAGS_MORE
-             "the curve at seed's pod-s and at reactive's + 10 %); --csv and --svg write the curve"},
+             "the curve at seed's pod-s and at reactive's + 10 %);" PS_FLAGS_MORE
+             "--csv and --svg then write the curve instead"},
     {.name = "json", .kind = PS_FLAG_SWITCH, .offset = OPT(json),
      .help = "print the results as JSON instead of text"},
     {.name = "svg", .kind = PS_FLAG_STRING, .offset = OPT(svg_path), .arg = "FILE",
