@@ -58,8 +58,9 @@ struct ps_bt_result {
 #define PS_BT_SWEEP_ABOVE_REACTIVE 0.10 /* the curve is read at reactive's pod-seconds + 10 % */
 
 /* What sets the margin of a point. Hook for the SLO settings (issue 13, section 2): a target coverage is
- * another kind, replayed by the same engine (the forecasts do not depend on the margin); its points join
- * the curve in sweep.c's settings() and sweep_values(). */
+ * another kind, its points added by sweep.c's settings() and answered in ps_bt_sweep_row(). The forecasts
+ * stay shared (they do not depend on the margin), but a coverage's margin adapts to its own hits and
+ * misses, so each such point needs its own adaptive state beside the engine's. */
 enum ps_bt_margin_kind { PS_BT_MARGIN_QUANTILE };
 
 struct ps_bt_point {
