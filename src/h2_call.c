@@ -64,10 +64,41 @@ static void count_refused(const char *reason) {
   ps_metrics_add("prescale_grpc_requests_refused_total", labels, 1);
 }
 
+/* The series updated on every call, resolved once (metrics.h: a ref re-resolves after a reset). */
+static struct ps_metric_ref conns_ref, streams_ref, buffered_ref;
+
 void ps_h2c_update_gauges(const struct ps_h2_server *srv) {
-  ps_metrics_set("prescale_grpc_connections", "", (double)srv->open_conns);
-  ps_metrics_set("prescale_grpc_streams", "", (double)srv->open_streams);
-  ps_metrics_set("prescale_grpc_buffered_bytes", "", (double)srv->buffered.used);
+  ps_metrics_ref_set(&conns_ref, "prescale_grpc_connections", "", (double)srv->open_conns);
+  ps_metrics_ref_set(&streams_ref, "prescale_grpc_streams", "", (double)srv->open_streams);
+  ps_metrics_ref_set(&buffered_ref, "prescale_grpc_buffered_bytes", "", (double)srv->buffered.used);
+}
+
+/* The (method, code) label pairs seen so far, each with its counter and histogram series, so that the
+ * end of a call formats and escapes no label. The methods that reach a label are the dispatcher's
+ * (a bounded set), yet the cache is bounded by itself: a pair that finds no room, or a method name
+ * longer than the slot, takes the slow path (ps_metrics_add with formatted labels), counting the same. */
+#define END_CACHE_SLOTS  32
+#define END_CACHE_METHOD 32
+static struct end_slot {
+  char method[END_CACHE_METHOD]; /* "" for a free slot */
+  int status;
+  struct ps_metric_ref requests, duration;
+} end_cache[END_CACHE_SLOTS];
+
+static struct end_slot *end_slot(const char *method, int status) {
+  size_t n = strlen(method);
+  if (n == 0 || n >= END_CACHE_METHOD) return NULL;
+  for (size_t i = 0; i < END_CACHE_SLOTS; i++) {
+    struct end_slot *e = &end_cache[i];
+    if (e->method[0] == '\0') {
+      memcpy(e->method, method, n + 1);
+      e->status = status;
+      e->requests = e->duration = (struct ps_metric_ref){0};
+      return e;
+    }
+    if (e->status == status && strcmp(e->method, method) == 0) return e;
+  }
+  return NULL;
 }
 
 /* Counts and logs the end of a call. The method label is the client's choice, so only a method the
@@ -76,14 +107,26 @@ static void record_end(struct ps_call *call) {
   const char *code = ps_grpc_status_name(call->status);
   const char *method =
       call->dispatched && call->status != PS_GRPC_UNIMPLEMENTED && call->method ? call->method : "unknown";
-  char esc[2 * PS_H2_MAX_PATH + 1];
-  ps_metrics_escape_label(esc, sizeof esc, method);
-  char labels[sizeof esc + 64];
-  snprintf(labels, sizeof labels, "method=\"%s\",code=\"%s\"", esc, code);
-  ps_metrics_add("prescale_grpc_requests_total", labels, 1);
   uint64_t ms = uv_now(call->conn->srv->loop) - call->start_ms;
-  snprintf(labels, sizeof labels, "method=\"%s\"", esc);
-  ps_metrics_observe("prescale_grpc_request_duration_seconds", labels, (double)ms / 1000.0);
+  struct end_slot *e = end_slot(method, call->status);
+  /* A ref of the slot resolves on its first use only: its labels are formatted then (or always, with no
+   * slot), and never again for the pair. */
+  bool fresh = e == NULL || !ps_metrics_ref_resolved(&e->requests) || !ps_metrics_ref_resolved(&e->duration);
+  char esc[2 * PS_H2_MAX_PATH + 1];
+  char labels[sizeof esc + 64], labels_m[sizeof esc + 64];
+  if (fresh) {
+    ps_metrics_escape_label(esc, sizeof esc, method);
+    snprintf(labels, sizeof labels, "method=\"%s\",code=\"%s\"", esc, code);
+    snprintf(labels_m, sizeof labels_m, "method=\"%s\"", esc);
+  }
+  if (e == NULL) {
+    ps_metrics_add("prescale_grpc_requests_total", labels, 1);
+    ps_metrics_observe("prescale_grpc_request_duration_seconds", labels_m, (double)ms / 1000.0);
+  } else {
+    ps_metrics_ref_add(&e->requests, "prescale_grpc_requests_total", labels, 1);
+    ps_metrics_ref_observe(&e->duration, "prescale_grpc_request_duration_seconds", labels_m,
+                           (double)ms / 1000.0);
+  }
   if (ps_log_enabled(PS_LOG_DEBUG)) {
     char dur[32];
     snprintf(dur, sizeof dur, "%" PRIu64, ms);
@@ -252,7 +295,7 @@ static void trim_cb(uv_timer_t *t) {
 static void buffered_update(struct ps_h2_server *srv, size_t before) {
   size_t now_used = srv->buffered.used;
   if (now_used == before) return;
-  ps_metrics_set("prescale_grpc_buffered_bytes", "", (double)now_used);
+  ps_metrics_ref_set(&buffered_ref, "prescale_grpc_buffered_bytes", "", (double)now_used);
   if (now_used > before) return;
   srv->trim_freed += before - now_used;
   if (srv->trim_freed < PS_H2_TRIM_AFTER || srv->trim_timer != NULL) return;

@@ -51,6 +51,10 @@ static struct {
   uint64_t dropped; /* series not created at PS_METRICS_MAX_SERIES */
 } g;
 
+/* Bumped whenever a series is freed, so that a struct ps_metric_ref resolved before re-resolves. Outside
+ * g: ps_metrics_reset clears g, and a generation must never come back to a value a ref holds. */
+static unsigned long long generation = 1;
+
 /* ---- helpers ------------------------------------------------------------------------------------- */
 
 static bool valid_name(const char *s) {
@@ -182,22 +186,30 @@ int ps_metrics_declare(const char *name, enum ps_metric_type type, const char *h
   return 0;
 }
 
-void ps_metrics_add(const char *name, const char *labels, double delta) {
-  struct series *s = get_series(name, labels);
+bool ps_metrics_ref_resolved(const struct ps_metric_ref *ref) {
+  return ref->series != NULL && ref->gen == generation;
+}
+
+static struct series *ref_series(struct ps_metric_ref *ref, const char *name, const char *labels) {
+  if (ps_metrics_ref_resolved(ref)) return ref->series;
+  ref->series = get_series(name, labels);
+  ref->gen = generation;
+  return ref->series;
+}
+
+static void series_add(struct series *s, double delta) {
   if (s == NULL || s->fam->type == PS_METRIC_HISTOGRAM) return;
   /* A counter only goes up (a decrease reads as a process restart to rate()). */
   if (s->fam->type == PS_METRIC_COUNTER && !(delta >= 0)) return;
   s->value += delta;
 }
 
-void ps_metrics_set(const char *name, const char *labels, double value) {
-  struct series *s = get_series(name, labels);
+static void series_set(struct series *s, double value) {
   if (s == NULL || s->fam->type != PS_METRIC_GAUGE) return;
   s->value = value;
 }
 
-void ps_metrics_observe(const char *name, const char *labels, double value) {
-  struct series *s = get_series(name, labels);
+static void series_observe(struct series *s, double value) {
   if (s == NULL || s->fam->type != PS_METRIC_HISTOGRAM) return;
   /* NaN falls in no finite bucket: it shows in +Inf (count) and in the sum, as client_golang does. */
   for (size_t i = 0; i < NBUCKETS; i++) {
@@ -210,6 +222,30 @@ void ps_metrics_observe(const char *name, const char *labels, double value) {
   s->sum += value;
 }
 
+void ps_metrics_add(const char *name, const char *labels, double delta) {
+  series_add(get_series(name, labels), delta);
+}
+
+void ps_metrics_set(const char *name, const char *labels, double value) {
+  series_set(get_series(name, labels), value);
+}
+
+void ps_metrics_observe(const char *name, const char *labels, double value) {
+  series_observe(get_series(name, labels), value);
+}
+
+void ps_metrics_ref_add(struct ps_metric_ref *ref, const char *name, const char *labels, double delta) {
+  series_add(ref_series(ref, name, labels), delta);
+}
+
+void ps_metrics_ref_set(struct ps_metric_ref *ref, const char *name, const char *labels, double value) {
+  series_set(ref_series(ref, name, labels), value);
+}
+
+void ps_metrics_ref_observe(struct ps_metric_ref *ref, const char *name, const char *labels, double value) {
+  series_observe(ref_series(ref, name, labels), value);
+}
+
 /* Unlinks s from its hash chain and its family, and frees it. */
 static void free_series(struct series *s) {
   struct series **pp = &g.tab[s->hash & (g.tab_cap - 1)];
@@ -217,6 +253,7 @@ static void free_series(struct series *s) {
   *pp = s->hnext;
   ps_list_remove(&s->node);
   g.nseries--;
+  generation++;
   free(s);
 }
 
@@ -242,6 +279,7 @@ void ps_metrics_reset(void) {
   free(g.fams);
   free(g.tab);
   memset(&g, 0, sizeof g);
+  generation++;
 }
 
 /* ---- exposition ---------------------------------------------------------------------------------- */

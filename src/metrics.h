@@ -3,6 +3,7 @@
 #ifndef PS_METRICS_H
 #define PS_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "buf.h"
@@ -35,6 +36,21 @@ void ps_metrics_set(const char *name, const char *labels, double value);     /* 
 void ps_metrics_observe(const char *name, const char *labels, double value); /* histograms */
 /* Removes one series (e.g. the gauges of an evicted target). */
 void ps_metrics_remove(const char *name, const char *labels);
+/* A series resolved once and kept by a caller on a hot path (one per RPC): updating it through the ref
+ * costs no label formatting, hashing or lookup. name and labels must be the same at every call with the
+ * same ref; they are read only when the ref is (re)resolved: at first use, and after any series was
+ * removed or the registry reset (a generation count says so), so a ref never points at freed memory. A
+ * series that cannot be created is not cached, so every use is tried (and counted as dropped) as with
+ * ps_metrics_add. Zero-initialise a ref. */
+struct ps_metric_ref {
+  void *series; /* metrics.c's struct series */
+  unsigned long long gen;
+};
+void ps_metrics_ref_add(struct ps_metric_ref *ref, const char *name, const char *labels, double delta);
+void ps_metrics_ref_set(struct ps_metric_ref *ref, const char *name, const char *labels, double value);
+void ps_metrics_ref_observe(struct ps_metric_ref *ref, const char *name, const char *labels, double value);
+/* Whether a use of ref would not read its name and labels (a caller that formats labels can skip it). */
+bool ps_metrics_ref_resolved(const struct ps_metric_ref *ref);
 /* Value of a counter/gauge series, or NaN if absent (tests and the readiness logic read it). */
 double ps_metrics_get(const char *name, const char *labels);
 

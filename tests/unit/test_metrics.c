@@ -240,3 +240,44 @@ Test(metrics, limits_bound_the_registry) {
   ps_metrics_set("g", l, 5);
   cr_assert_eq(ps_metrics_get("g", l), 5);
 }
+
+/* A ref updates the very series ps_metrics_add does, and re-resolves after a removal or a reset, so it
+ * never writes into a freed series (ASan would see it) and never loses a count to a stale pointer. */
+Test(metrics, ref_follows_removal_and_reset) {
+  static struct ps_metric_ref c, h, gg;
+  cr_assert_eq(ps_metrics_declare("r_total", PS_METRIC_COUNTER, "h"), 0);
+  cr_assert_eq(ps_metrics_declare("r_seconds", PS_METRIC_HISTOGRAM, "h"), 0);
+  cr_assert_eq(ps_metrics_declare("r_gauge", PS_METRIC_GAUGE, "h"), 0);
+  cr_assert(!ps_metrics_ref_resolved(&c));
+  ps_metrics_ref_add(&c, "r_total", "m=\"a\"", 2);
+  cr_assert(ps_metrics_ref_resolved(&c));
+  ps_metrics_add("r_total", "m=\"a\"", 1);
+  ps_metrics_ref_add(&c, "r_total", "m=\"a\"", 1);
+  cr_assert_float_eq(ps_metrics_get("r_total", "m=\"a\""), 4, 0);
+  ps_metrics_ref_add(&c, "r_total", "m=\"a\"", -1); /* a counter never goes down, by ref either */
+  cr_assert_float_eq(ps_metrics_get("r_total", "m=\"a\""), 4, 0);
+  ps_metrics_ref_set(&gg, "r_gauge", "", 7);
+  ps_metrics_ref_observe(&h, "r_seconds", "", 0.002);
+  ps_metrics_remove("r_total", "m=\"a\"");
+  cr_assert(!ps_metrics_ref_resolved(&c));
+  ps_metrics_ref_add(&c, "r_total", "m=\"a\"", 1); /* created again, from 0 */
+  cr_assert_float_eq(ps_metrics_get("r_total", "m=\"a\""), 1, 0);
+  cr_assert_str_eq(render(), "# HELP r_total h\n# TYPE r_total counter\nr_total{m=\"a\"} 1\n"
+                             "# HELP r_seconds h\n# TYPE r_seconds histogram\n"
+                             "r_seconds_bucket{le=\"0.001\"} 0\nr_seconds_bucket{le=\"0.005\"} 1\n"
+                             "r_seconds_bucket{le=\"0.01\"} 1\nr_seconds_bucket{le=\"0.025\"} 1\n"
+                             "r_seconds_bucket{le=\"0.05\"} 1\nr_seconds_bucket{le=\"0.1\"} 1\n"
+                             "r_seconds_bucket{le=\"0.25\"} 1\nr_seconds_bucket{le=\"0.5\"} 1\n"
+                             "r_seconds_bucket{le=\"1\"} 1\nr_seconds_bucket{le=\"2.5\"} 1\n"
+                             "r_seconds_bucket{le=\"5\"} 1\nr_seconds_bucket{le=\"10\"} 1\n"
+                             "r_seconds_bucket{le=\"+Inf\"} 1\nr_seconds_sum 0.002\nr_seconds_count 1\n"
+                             "# HELP r_gauge h\n# TYPE r_gauge gauge\nr_gauge 7\n");
+  ps_metrics_reset();
+  cr_assert(!ps_metrics_ref_resolved(&gg));
+  ps_metrics_ref_set(&gg, "r_gauge", "", 1); /* undeclared after the reset: ignored, nothing cached */
+  cr_assert(!ps_metrics_ref_resolved(&gg));
+  cr_assert(isnan(ps_metrics_get("r_gauge", "")));
+  cr_assert_eq(ps_metrics_declare("r_gauge", PS_METRIC_GAUGE, "h"), 0);
+  ps_metrics_ref_set(&gg, "r_gauge", "", 3);
+  cr_assert_float_eq(ps_metrics_get("r_gauge", ""), 3, 0);
+}
