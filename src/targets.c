@@ -72,6 +72,9 @@ static void declare_metrics(void) {
 
 /* ---- keys ---------------------------------------------------------------------------------------- */
 
+/* Metadata entries sorted on the stack when building a key; more take a heap array. */
+#define KEY_SORT_STACK 32
+
 static int kv_cmp(const void *a, const void *b) {
   const struct ps_kv *x = a, *y = b;
   return strcmp(x->key, y->key);
@@ -82,17 +85,24 @@ static int kv_cmp(const void *a, const void *b) {
  * only makes two ScaledObjects share one target with identical settings, never a wrong answer, because
  * the whole key is compared, not only its hash. */
 static int make_key(struct ps_buf *out, const char *ns, const char *name, const struct ps_kv *md, size_t n) {
-  struct ps_kv *sorted = NULL;
+  /* Every RPC builds its target's key, so the common case allocates nothing: the sort works on the stack
+   * and the key goes into the registry's scratch buffer, whose memory is kept from call to call. */
+  struct ps_kv stack[KEY_SORT_STACK], *sorted = stack;
+  if (n > KEY_SORT_STACK && (sorted = malloc(n * sizeof *sorted)) == NULL) return UV_ENOMEM;
   if (n > 0) {
-    sorted = malloc(n * sizeof *sorted);
-    if (sorted == NULL) return UV_ENOMEM;
     memcpy(sorted, md, n * sizeof *sorted);
     qsort(sorted, n, sizeof *sorted, kv_cmp);
   }
-  int r = ps_buf_printf(out, "%s\x1f%s", ns, name);
-  for (size_t i = 0; r == 0 && i < n; i++)
-    r = ps_buf_printf(out, "\x1f%s\x1e%s", sorted[i].key, sorted[i].value);
-  free(sorted);
+  int r = ps_buf_puts(out, ns);
+  if (r == 0) r = ps_buf_append(out, "\x1f", 1);
+  if (r == 0) r = ps_buf_puts(out, name);
+  for (size_t i = 0; r == 0 && i < n; i++) {
+    r = ps_buf_append(out, "\x1f", 1);
+    if (r == 0) r = ps_buf_puts(out, sorted[i].key);
+    if (r == 0) r = ps_buf_append(out, "\x1e", 1);
+    if (r == 0) r = ps_buf_puts(out, sorted[i].value);
+  }
+  if (sorted != stack) free(sorted);
   return r;
 }
 
@@ -116,7 +126,9 @@ static char *make_labels(const char *ns, const char *name, const char *metric) {
 static void sweep_cb(uv_timer_t *timer);
 
 static void registry_maybe_free(struct ps_targets *ts) {
-  if (ts->closing && ts->open_handles == 0) free(ts);
+  if (!ts->closing || ts->open_handles != 0) return;
+  ps_buf_free(&ts->key_scratch);
+  free(ts);
 }
 
 int ps_targets_new(uv_loop_t *loop, const struct ps_server_config *cfg, struct ps_http_client *http,
@@ -298,26 +310,23 @@ static int target_create(struct ps_targets *ts, const char *ns, const char *name
 
 int ps_targets_get_or_create(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md,
                              size_t n, struct ps_target **out, char *err, size_t errlen) {
-  struct ps_buf key;
-  ps_buf_init(&key);
-  int r = make_key(&key, ns, name, md, n);
-  if (r != 0) goto done;
-  uint64_t h = ps_tg_fnv1a(key.data, key.len);
+  struct ps_buf *key = &ts->key_scratch;
+  ps_buf_reset(key);
+  int r = make_key(key, ns, name, md, n);
+  if (r != 0) return r;
+  uint64_t h = ps_tg_fnv1a(key->data, key->len);
   for (struct ps_target *t = ts->buckets[h % PS_TARGETS_BUCKETS]; t != NULL; t = t->hnext) {
-    if (t->hash == h && strcmp(t->key, key.data) == 0) {
+    if (t->hash == h && strcmp(t->key, key->data) == 0) {
       *out = t;
-      goto done;
+      return 0;
     }
   }
   if (ts->count >= ts->cfg->max_targets) {
     snprintf(err, errlen, "prescale tracks %zu targets already (--max-targets)", ts->count);
-    r = PS_TARGETS_ERR_FULL;
-    goto done;
+    return PS_TARGETS_ERR_FULL;
   }
-  r = target_create(ts, ns, name, md, n, &key, h, out, err, errlen);
-done:
-  ps_buf_free(&key);
-  return r;
+  /* On success the target steals the buffer's memory (the next key allocates afresh). */
+  return target_create(ts, ns, name, md, n, key, h, out, err, errlen);
 }
 
 /* Creates the target of key (hash h): validates the metadata, builds its engine and timer, links it into

@@ -85,6 +85,7 @@ struct ps_targets {
   size_t loading;            /* targets in the loading queue */
   size_t open_handles;       /* sweep, loader and the targets still closing; freed when it reaches 0 */
   bool closing;
+  struct ps_buf key_scratch; /* the key of the target being looked up (make_key); memory kept */
 };
 
 static inline int64_t ps_tg_wall_ms(void) {
