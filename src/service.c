@@ -18,6 +18,7 @@
 #include "grpc.h"
 #include "list.h"
 #include "log.h"
+#include "pb_arena.h"
 
 enum method { M_IS_ACTIVE, M_STREAM_IS_ACTIVE, M_GET_METRIC_SPEC, M_GET_METRICS, M_STREAM_METRIC_SPEC };
 
@@ -443,6 +444,7 @@ int ps_service_nul_check(bool get_metrics, const uint8_t *msg, size_t len, char 
  * GetMetricsRequest (which then owns it), the others' as the whole message. */
 struct request {
   enum method method;
+  struct ps_pb_arena *arena;                /* where protobuf-c puts the message's pieces */
   Externalscaler__GetMetricsRequest *gm;    /* GetMetrics only; owned */
   Externalscaler__ScaledObjectRef *ref;     /* owned unless gm is set */
   struct ps_kv md[PS_SERVICE_MAX_METADATA]; /* borrows ref's strings */
@@ -450,22 +452,22 @@ struct request {
 
 static void request_free(struct request *req) {
   if (req->gm != NULL)
-    externalscaler__get_metrics_request__free_unpacked(req->gm, NULL);
+    externalscaler__get_metrics_request__free_unpacked(req->gm, &req->arena->alloc);
   else if (req->ref != NULL)
-    externalscaler__scaled_object_ref__free_unpacked(req->ref, NULL);
+    externalscaler__scaled_object_ref__free_unpacked(req->ref, &req->arena->alloc);
 }
 
 /* Unpacks the message of method m into req; false when the call was answered (INVALID_ARGUMENT). Free
  * req with request_free either way. */
 static bool decode_request(struct ps_call *call, enum method m, const uint8_t *msg, size_t len,
-                           struct request *req) {
+                           struct ps_pb_arena *arena, struct request *req) {
   char text[TEXT_MAX];
-  *req = (struct request){.method = m};
+  *req = (struct request){.method = m, .arena = arena};
   if (m == M_GET_METRICS) {
-    req->gm = externalscaler__get_metrics_request__unpack(NULL, len, msg);
+    req->gm = externalscaler__get_metrics_request__unpack(&req->arena->alloc, len, msg);
     req->ref = req->gm != NULL ? req->gm->scaledobjectref : NULL;
   } else {
-    req->ref = externalscaler__scaled_object_ref__unpack(NULL, len, msg);
+    req->ref = externalscaler__scaled_object_ref__unpack(&req->arena->alloc, len, msg);
   }
   const Externalscaler__ScaledObjectRef *ref = req->ref;
   if (ref == NULL) {
@@ -573,8 +575,12 @@ void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *
     fail(call, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
     return;
   }
+  /* The request lives only for this dispatch (whatever outlives it is copied), so its decoded pieces
+   * live on this stack frame. */
+  struct ps_pb_arena arena;
+  ps_pb_arena_init(&arena);
   struct request req;
-  if (decode_request(call, m, msg, len, &req)) {
+  if (decode_request(call, m, msg, len, &arena, &req)) {
     const char *metric_name = NULL;
     struct ps_target *t = look_up(s, call, &req, &metric_name);
     if (t != NULL) respond(s, call, t, m, metric_name);
