@@ -341,6 +341,7 @@ void ps_h2c_call_free(struct ps_call *call) {
   size_t before = c->srv->buffered.used;
   if (call->dispatched) ps_h2c_busy_end(c);
   ps_list_remove(&call->node);
+  if (call->arm_pending) ps_list_remove(&call->arm_node);
   ps_h2c_timer_release(call->timer);
   ps_grpc_reader_free(&call->reader);
   req_free(call);
@@ -413,11 +414,27 @@ void ps_h2c_headers_done(struct ps_call *call) {
     uint64_t now = uv_now(c->srv->loop);
     uint64_t ms = c->srv->request_timeout_ms ? c->srv->request_timeout_ms : PS_H2_REQUEST_TIMEOUT_MS;
     call->arrival_limit = now + ms;
-    if (call->timeout_text[0] != '\0') {
-      call->deadline = now + call->timeout_ms;
-      if (call->timeout_ms <= ms) ms = call->timeout_ms;
-    }
-    call->timer = ps_h2c_timer_start(c->srv->loop, call, call_timer_cb, ms);
+    if (call->timeout_text[0] != '\0') call->deadline = now + call->timeout_ms;
+    /* Most requests arrive whole in the read that carries their headers, and a call without grpc-timeout
+     * needs no timer once END_STREAM is in: the timer starts only if the call still needs one when this
+     * input is consumed (ps_h2c_arm_timers, the same loop turn, so the same uv_now), at the same due time. */
+    call->arm_pending = true;
+    ps_list_insert_tail(&c->to_arm, &call->arm_node);
+  }
+}
+
+void ps_h2c_arm_timers(struct ps_h2_conn *c) {
+  for (struct ps_list *n; (n = ps_list_first(&c->to_arm)) != NULL;) {
+    struct ps_call *call = ps_list_entry(n, struct ps_call, arm_node);
+    ps_list_remove(n);
+    call->arm_pending = false;
+    /* After END_STREAM only the client's deadline is left (ps_h2c_end_of_request); before it, the
+     * earlier of the deadline and the arrival limit. */
+    uint64_t due = call->request_done ? call->deadline : call->arrival_limit;
+    if (!call->request_done && call->deadline != 0 && call->deadline < due) due = call->deadline;
+    if (call->ended || due == 0) continue;
+    uint64_t now = uv_now(c->srv->loop);
+    call->timer = ps_h2c_timer_start(c->srv->loop, call, call_timer_cb, due > now ? due - now : 0);
     if (call->timer == NULL) respond_errorf(call, 200, PS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
   }
 }

@@ -155,6 +155,7 @@ static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn 
   c->rst_tokens = PS_H2_RST_BURST;
   c->rst_last_ms = uv_now(srv->loop);
   ps_buf_init(&c->batch);
+  ps_list_init(&c->to_arm);
   nghttp2_session_callbacks *cbs = make_callbacks();
   if (cbs == NULL || nghttp2_session_server_new(&c->session, cbs, c) != 0) {
     if (cbs != NULL) nghttp2_session_callbacks_del(cbs);
@@ -258,6 +259,7 @@ static int conn_recv(struct ps_h2_conn *c, const uint8_t *data, size_t len) {
   } else if (c->calm_down) {
     nghttp2_session_terminate_session(c->session, NGHTTP2_ENHANCE_YOUR_CALM);
   }
+  ps_h2c_arm_timers(c);
   ps_h2c_flush(c);
   return c->dead ? UV_EPROTO : 0;
 }

@@ -36,18 +36,19 @@ struct ps_h2_conn {
   struct ps_net_conn *net;     /* NULL for a memory connection */
   struct ps_buf *mem_out;      /* a memory connection's output */
   nghttp2_session *session;
-  struct ps_list calls; /* of ps_call.node: every live stream's call */
-  struct ps_buf batch;  /* frames waiting for one ps_net_write */
-  int in_session;       /* > 0 while inside nghttp2_session_mem_recv/mem_send */
-  bool closed;          /* being destroyed: the session must not be touched */
-  bool dead;            /* unusable session: close once what is queued is written */
-  bool fatal;           /* nghttp2 returned a fatal error: do not even send */
-  bool calm_down;       /* the client reset too many streams: GOAWAY once the recv returns */
-  bool greeted;         /* the client's preface and first SETTINGS arrived */
-  size_t busy;          /* calls dispatched whose stream is not closed yet */
-  uint64_t idle_since;  /* loop time (ms) the last call ended, or of the greeting; valid while busy == 0 */
-  uint64_t age_due;     /* loop time of the age, then (aged) of the end of its grace; 0: none */
-  bool aged;            /* told to go away because of its age (conn_age) */
+  struct ps_list calls;  /* of ps_call.node: every live stream's call */
+  struct ps_list to_arm; /* of ps_call.arm_node: calls whose timer is due to start after this input */
+  struct ps_buf batch;   /* frames waiting for one ps_net_write */
+  int in_session;        /* > 0 while inside nghttp2_session_mem_recv/mem_send */
+  bool closed;           /* being destroyed: the session must not be touched */
+  bool dead;             /* unusable session: close once what is queued is written */
+  bool fatal;            /* nghttp2 returned a fatal error: do not even send */
+  bool calm_down;        /* the client reset too many streams: GOAWAY once the recv returns */
+  bool greeted;          /* the client's preface and first SETTINGS arrived */
+  size_t busy;           /* calls dispatched whose stream is not closed yet */
+  uint64_t idle_since;   /* loop time (ms) the last call ended, or of the greeting; valid while busy == 0 */
+  uint64_t age_due;      /* loop time of the age, then (aged) of the end of its grace; 0: none */
+  bool aged;             /* told to go away because of its age (conn_age) */
   enum goaway_state goaway;
   double rst_tokens;
   uint64_t rst_last_ms;
@@ -70,8 +71,11 @@ struct ps_call {
   uint64_t timeout_ms; /* valid when timeout_text[0] and !timeout_bad */
   uint64_t deadline;
   uint64_t arrival_limit; /* loop time by which END_STREAM must have arrived (request_timeout_ms) */
-  /* Fires at the earlier of arrival_limit (until END_STREAM) and deadline: one timer per call. */
+  /* Fires at the earlier of arrival_limit (until END_STREAM) and deadline: one timer per call, started
+   * only if the call still needs it once the input that carried its headers is consumed (arm_node). */
   struct owned_timer *timer;
+  struct ps_list arm_node; /* in conn->to_arm while arm_pending */
+  bool arm_pending;
   /* request body */
   bool request_done; /* END_STREAM arrived */
   struct ps_grpc_reader reader;
@@ -119,6 +123,8 @@ int ps_h2c_on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
 int ps_h2c_on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *user_data);
 /* From on_frame_recv: the request headers are all in (validates them, starts the call's timer). */
 void ps_h2c_headers_done(struct ps_call *call);
+/* After an input is consumed: starts the timer of each call of c->to_arm that still needs one. */
+void ps_h2c_arm_timers(struct ps_h2_conn *c);
 /* From on_frame_recv: END_STREAM arrived (answers a malformed request, or dispatches it). */
 void ps_h2c_end_of_request(struct ps_call *call);
 /* The call ended without ps_call_finish (status, e.g. CANCELLED); tells the dispatcher, exactly once. */
