@@ -19,6 +19,7 @@
 #include "list.h"
 #include "log.h"
 #include "pb_arena.h"
+#include "req_cache.h"
 
 enum method { M_IS_ACTIVE, M_STREAM_IS_ACTIVE, M_GET_METRIC_SPEC, M_GET_METRICS, M_STREAM_METRIC_SPEC };
 
@@ -54,7 +55,8 @@ struct ps_service {
   const struct ps_server_config *cfg;
   /* every op not yet released (op.node), newest first */
   struct ps_list ops;
-  bool draining; /* ps_service_drain ran: streams are refused, unary calls still served */
+  struct ps_req_cache *cache; /* requests answered before (NULL: out of memory, none) */
+  bool draining;              /* ps_service_drain ran: streams are refused, unary calls still served */
   bool closing;
 };
 
@@ -65,6 +67,7 @@ int ps_service_new(uv_loop_t *loop, struct ps_targets *targets, const struct ps_
   s->loop = loop;
   s->targets = targets;
   s->cfg = cfg;
+  s->cache = ps_req_cache_new();
   *out = s;
   return 0;
 }
@@ -575,6 +578,14 @@ void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *
     fail(call, PS_GRPC_UNAVAILABLE, "prescale is shutting down");
     return;
   }
+  /* A request seen before, byte for byte, with no target gone since: it passed every check then and
+   * would find the same target now, so only the answer is left to give. */
+  struct ps_req_hit hit;
+  if (ps_req_cache_get(s->cache, m, msg, len, ps_targets_epoch(s->targets), &hit)) {
+    respond(s, call, hit.target, m,
+            hit.metric_name != NULL ? hit.metric_name : ps_target_config(hit.target)->metric_name);
+    return;
+  }
   /* The request lives only for this dispatch (whatever outlives it is copied), so its decoded pieces
    * live on this stack frame. */
   struct ps_pb_arena arena;
@@ -583,7 +594,12 @@ void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *
   if (decode_request(call, m, msg, len, &arena, &req)) {
     const char *metric_name = NULL;
     struct ps_target *t = look_up(s, call, &req, &metric_name);
-    if (t != NULL) respond(s, call, t, m, metric_name);
+    if (t != NULL) {
+      const char *own = ps_target_config(t)->metric_name;
+      ps_req_cache_put(s->cache, m, msg, len, ps_targets_epoch(s->targets), t,
+                       metric_name != own ? metric_name : NULL);
+      respond(s, call, t, m, metric_name);
+    }
   }
   request_free(&req);
 }
@@ -613,4 +629,8 @@ size_t ps_service_close(struct ps_service *s) {
   return ended;
 }
 
-void ps_service_free(struct ps_service *s) { free(s); }
+void ps_service_free(struct ps_service *s) {
+  if (s == NULL) return;
+  ps_req_cache_free(s->cache);
+  free(s);
+}

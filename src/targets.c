@@ -252,6 +252,7 @@ static void target_close(struct ps_target *t, int waiter_err) {
   *pp = t->hnext;
   ps_list_remove(&t->node);
   ts->count--;
+  ts->epoch++;
   ps_metrics_set("prescale_targets", "", (double)ts->count);
   /* Another target may carry the same labels (the same trigger after a metadata edit): keep its series. */
   const struct ps_target *shared = NULL;
@@ -307,6 +308,8 @@ void ps_targets_sweep(struct ps_targets *ts) {
 static int target_create(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md,
                          size_t n, struct ps_buf *key, uint64_t h, struct ps_target **out, char *err,
                          size_t errlen);
+
+unsigned long long ps_targets_epoch(const struct ps_targets *ts) { return ts->epoch; }
 
 int ps_targets_get_or_create(struct ps_targets *ts, const char *ns, const char *name, const struct ps_kv *md,
                              size_t n, struct ps_target **out, char *err, size_t errlen) {

@@ -105,6 +105,10 @@ size_t ps_targets_fetches(const struct ps_targets *ts);
 #define PS_TARGETS_ERR_FULL        UV_ENOBUFS /* --max-targets targets exist already: RESOURCE_EXHAUSTED */
 #define PS_TARGET_ERR_EMPTY_RESULT UV_EPERM   /* no data and ignoreNullValues false: FAILED_PRECONDITION */
 
+/* A count that changes whenever a target leaves the registry: a caller that keeps a target pointer across
+ * loop turns (the service's request cache) keeps it only while the count is the one it saw. */
+unsigned long long ps_targets_epoch(const struct ps_targets *ts);
+
 /* Finds the target for (ns, name, metadata) or creates it and starts loading its history.
  * 0 with *out set; UV_EINVAL (bad metadata: err says which key and value); PS_TARGETS_ERR_FULL (more
  * than --max-targets). The target stays owned by the registry; it lives at least until the loop runs

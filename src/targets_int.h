@@ -86,6 +86,7 @@ struct ps_targets {
   size_t open_handles;       /* sweep, loader and the targets still closing; freed when it reaches 0 */
   bool closing;
   struct ps_buf key_scratch; /* the key of the target being looked up (make_key); memory kept */
+  unsigned long long epoch;  /* bumped when a target leaves (ps_targets_epoch) */
 };
 
 static inline int64_t ps_tg_wall_ms(void) {

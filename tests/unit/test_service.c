@@ -204,6 +204,45 @@ Test(service, get_metrics_waits_for_first_load_then_answers) {
   PS_LOOP_END(&loop);
 }
 
+static const char *answered_name(const struct ps_call *c) {
+  static char name[64];
+  Externalscaler__GetMetricsResponse *r =
+      externalscaler__get_metrics_response__unpack(NULL, c->lens[0], c->msgs[0]);
+  cr_assert_not_null(r);
+  snprintf(name, sizeof name, "%s", r->metricvalues[0]->metricname);
+  externalscaler__get_metrics_response__free_unpacked(r, NULL);
+  return name;
+}
+
+/* A request repeated byte for byte is answered from the request cache: the same answer, the name asked
+ * for; a request that differs takes the full path (NOT_FOUND for another metric); and once the target was
+ * dropped, the same bytes find a new target (it waits for its own first load) rather than the old one. */
+Test(service, a_repeated_request_answers_as_the_first_and_follows_a_dropped_target) {
+  struct ps_call c;
+  call(&c, "GetMetrics", seven, 4, "s0-prescale");
+  cr_assert(run_until(finished, &c, 15000));
+  cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
+  for (int i = 0; i < 3; i++) {
+    call(&c, "GetMetrics", seven, 4, "s0-prescale");
+    cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
+    cr_assert_str_eq(answered_name(&c), "s0-prescale");
+  }
+  call(&c, "GetMetrics", seven, 4, "");
+  cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
+  cr_assert_str_eq(answered_name(&c), "prescale");
+  call(&c, "GetMetrics", seven, 4, "other");
+  cr_assert_eq(c.status, PS_GRPC_NOT_FOUND);
+  cfg.target_idle_ms = 0; /* every target is idle now */
+  ps_targets_sweep(targets);
+  call(&c, "GetMetrics", seven, 4, "s0-prescale");
+  cr_assert_eq(c.status, -1, "a new target: it waits for its first load");
+  cr_assert(run_until(finished, &c, 15000));
+  cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
+  cr_assert_str_eq(answered_name(&c), "s0-prescale");
+  stop_service();
+  PS_LOOP_END(&loop);
+}
+
 Test(service, get_metrics_for_another_metric_is_not_found) {
   struct ps_call c;
   call(&c, "GetMetrics", seven, 4, "other");

@@ -1,0 +1,74 @@
+/* See req_cache.h. One allocation per entry (the request's bytes, then the metric name), made on a miss
+ * only; the slots themselves are allocated at the first put, so an idle process pays nothing. */
+#include "req_cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct slot {
+  uint64_t hash;
+  unsigned long long epoch;
+  struct ps_target *target;
+  uint8_t *bytes; /* len bytes of the request, then the metric name's NUL-terminated copy if any; owned */
+  uint32_t len;
+  int method;
+  bool has_name;
+};
+
+struct ps_req_cache {
+  struct slot *slots; /* PS_REQ_CACHE_SLOTS, NULL until the first put */
+};
+
+/* FNV-1a over the method and the bytes. */
+static uint64_t req_hash(int method, const uint8_t *msg, size_t len) {
+  uint64_t h = 1469598103934665603ull;
+  h = (h ^ (uint8_t)method) * 1099511628211ull;
+  for (size_t i = 0; i < len; i++) h = (h ^ msg[i]) * 1099511628211ull;
+  return h ^ (h >> 32);
+}
+
+struct ps_req_cache *ps_req_cache_new(void) {
+  return calloc(1, sizeof(struct ps_req_cache));
+}
+
+void ps_req_cache_free(struct ps_req_cache *c) {
+  if (c == NULL) return;
+  if (c->slots != NULL)
+    for (size_t i = 0; i < PS_REQ_CACHE_SLOTS; i++) free(c->slots[i].bytes);
+  free(c->slots);
+  free(c);
+}
+
+bool ps_req_cache_get(struct ps_req_cache *c, int method, const uint8_t *msg, size_t len,
+                      unsigned long long epoch, struct ps_req_hit *hit) {
+  if (c == NULL || c->slots == NULL || len > PS_REQ_CACHE_MAX_MSG) return false;
+  uint64_t h = req_hash(method, msg, len);
+  const struct slot *s = &c->slots[h & (PS_REQ_CACHE_SLOTS - 1)];
+  if (s->bytes == NULL || s->hash != h || s->epoch != epoch || s->method != method || s->len != len ||
+      memcmp(s->bytes, msg, len) != 0)
+    return false;
+  hit->target = s->target;
+  hit->metric_name = s->has_name ? (const char *)s->bytes + len : NULL;
+  return true;
+}
+
+void ps_req_cache_put(struct ps_req_cache *c, int method, const uint8_t *msg, size_t len,
+                      unsigned long long epoch, struct ps_target *t, const char *metric_name) {
+  if (c == NULL || len > PS_REQ_CACHE_MAX_MSG) return;
+  if (c->slots == NULL && (c->slots = calloc(PS_REQ_CACHE_SLOTS, sizeof *c->slots)) == NULL) return;
+  size_t nlen = metric_name != NULL ? strlen(metric_name) + 1 : 0;
+  uint8_t *bytes = malloc(len + nlen + 1);
+  if (bytes == NULL) return;
+  memcpy(bytes, msg, len);
+  if (nlen > 0) memcpy(bytes + len, metric_name, nlen);
+  uint64_t h = req_hash(method, msg, len);
+  struct slot *s = &c->slots[h & (PS_REQ_CACHE_SLOTS - 1)];
+  free(s->bytes);
+  *s = (struct slot){.hash = h,
+                     .epoch = epoch,
+                     .target = t,
+                     .bytes = bytes,
+                     .len = (uint32_t)len,
+                     .method = method,
+                     .has_name = nlen > 0};
+}
