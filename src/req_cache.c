@@ -11,6 +11,7 @@ struct slot {
   struct ps_target *target;
   uint8_t *bytes; /* len bytes of the request, then the metric name's NUL-terminated copy if any; owned */
   uint32_t len;
+  uint32_t cap; /* bytes allocated, kept when the slot changes hands */
   int method;
   bool has_name;
 };
@@ -57,18 +58,25 @@ void ps_req_cache_put(struct ps_req_cache *c, int method, const uint8_t *msg, si
   if (c == NULL || len > PS_REQ_CACHE_MAX_MSG) return;
   if (c->slots == NULL && (c->slots = calloc(PS_REQ_CACHE_SLOTS, sizeof *c->slots)) == NULL) return;
   size_t nlen = metric_name != NULL ? strlen(metric_name) + 1 : 0;
-  uint8_t *bytes = malloc(len + nlen + 1);
-  if (bytes == NULL) return;
-  memcpy(bytes, msg, len);
-  if (nlen > 0) memcpy(bytes + len, metric_name, nlen);
+  if (nlen > PS_REQ_CACHE_MAX_MSG) return;
   uint64_t h = req_hash(method, msg, len);
   struct slot *s = &c->slots[h & (PS_REQ_CACHE_SLOTS - 1)];
-  free(s->bytes);
-  *s = (struct slot){.hash = h,
-                     .epoch = epoch,
-                     .target = t,
-                     .bytes = bytes,
-                     .len = (uint32_t)len,
-                     .method = method,
-                     .has_name = nlen > 0};
+  /* More requests than slots (many targets) make slots change hands on every miss: the memory is reused,
+   * so that costs a copy, not a malloc and a free. */
+  size_t need = len + nlen + 1;
+  if (need > s->cap) {
+    uint8_t *bytes = malloc(need);
+    if (bytes == NULL) return;
+    free(s->bytes);
+    s->bytes = bytes;
+    s->cap = (uint32_t)need;
+  }
+  memcpy(s->bytes, msg, len);
+  if (nlen > 0) memcpy(s->bytes + len, metric_name, nlen);
+  s->hash = h;
+  s->epoch = epoch;
+  s->target = t;
+  s->len = (uint32_t)len;
+  s->method = method;
+  s->has_name = nlen > 0;
 }

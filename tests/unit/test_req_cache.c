@@ -2,6 +2,7 @@
  * registry epoch; the name asked for comes back as it was put; a long request is never kept; a collision
  * replaces. The targets are opaque to the cache, so plain addresses stand for them here. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "req_cache.h"
@@ -53,17 +54,34 @@ Test(req_cache, long_requests_are_not_kept) {
   cr_assert(ps_req_cache_get(c, 3, big, PS_REQ_CACHE_MAX_MSG, 1, &hit), "the longest kept");
 }
 
+/* Request i: its number, then i % 7 more bytes, so that a slot changes hands between lengths (its memory
+ * grows or is reused). */
+static size_t numbered(uint8_t *out, unsigned i) {
+  memcpy(out, &i, sizeof i);
+  memset(out + sizeof i, 'z', i % 7);
+  return sizeof i + i % 7;
+}
+
 Test(req_cache, many_requests_stay_bounded_and_correct) {
-  /* Four times as many distinct requests as slots: every hit returns its own target (collisions
+  /* Four times as many distinct requests as slots: every hit returns its own target and name (collisions
    * replaced, never confused), and what is found is at most one per slot. */
   static int targets[4 * PS_REQ_CACHE_SLOTS];
-  for (unsigned i = 0; i < 4 * PS_REQ_CACHE_SLOTS; i++)
-    ps_req_cache_put(c, 3, (const uint8_t *)&i, sizeof i, 1, (struct ps_target *)&targets[i], NULL);
+  uint8_t req[16];
+  char name[16];
+  for (unsigned i = 0; i < 4 * PS_REQ_CACHE_SLOTS; i++) {
+    snprintf(name, sizeof name, "n%u", i);
+    ps_req_cache_put(c, 3, req, numbered(req, i), 1, (struct ps_target *)&targets[i], i % 2 ? name : NULL);
+  }
   size_t found = 0;
   for (unsigned i = 0; i < 4 * PS_REQ_CACHE_SLOTS; i++) {
     struct ps_req_hit hit;
-    if (!ps_req_cache_get(c, 3, (const uint8_t *)&i, sizeof i, 1, &hit)) continue;
+    if (!ps_req_cache_get(c, 3, req, numbered(req, i), 1, &hit)) continue;
     cr_assert_eq(hit.target, (struct ps_target *)&targets[i]);
+    snprintf(name, sizeof name, "n%u", i);
+    if (i % 2)
+      cr_assert_str_eq(hit.metric_name, name);
+    else
+      cr_assert_null(hit.metric_name);
     found++;
   }
   cr_assert_gt(found, 0);
