@@ -20,12 +20,27 @@ struct ps_req_cache {
   struct slot *slots; /* PS_REQ_CACHE_SLOTS, NULL until the first put */
 };
 
-/* FNV-1a over the method and the bytes. */
+/* Eight bytes a step, each folded in with a multiply and a shift (the finaliser of MurmurHash3's 64-bit
+ * variant): every request is hashed, so a byte-at-a-time hash showed in the profile. A collision only
+ * costs a miss: the bytes are compared before an entry is used. */
+static uint64_t mix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h;
+}
+
 static uint64_t req_hash(int method, const uint8_t *msg, size_t len) {
-  uint64_t h = 1469598103934665603ull;
-  h = (h ^ (uint8_t)method) * 1099511628211ull;
-  for (size_t i = 0; i < len; i++) h = (h ^ msg[i]) * 1099511628211ull;
-  return h ^ (h >> 32);
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)(unsigned)method ^ ((uint64_t)len << 16);
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, msg + i, 8);
+    h = mix(h ^ w) * 0xc4ceb9fe1a85ec53ull;
+  }
+  uint64_t w = 0;
+  if (len > i) memcpy(&w, msg + i, len - i);
+  return mix(h ^ w);
 }
 
 struct ps_req_cache *ps_req_cache_new(void) {
