@@ -306,7 +306,7 @@ static void buffered_update(struct ps_h2_server *srv, size_t before) {
 
 /* The request message is no longer needed (dispatched, refused or cancelled): its bytes go back. */
 static void req_free(struct ps_call *call) {
-  free(call->req);
+  if (call->req != call->req_inline) free(call->req);
   call->req = NULL;
   ps_grpc_budget_release(&call->conn->srv->buffered, call->req_charged);
   call->req_charged = 0;
@@ -347,10 +347,45 @@ void ps_h2c_call_free(struct ps_call *call) {
   req_free(call);
   buffered_update(c->srv, before);
   ps_buf_free(&call->message);
-  ps_buf_free(&call->out);
   c->srv->open_streams--;
   ps_h2c_update_gauges(c->srv);
-  free(call);
+  if (c->closed || c->nspare >= PS_H2_SPARE_CALLS) {
+    ps_buf_free(&call->out);
+    free(call);
+    return;
+  }
+  if (call->out.cap > PS_H2_SPARE_OUT_MAX) ps_buf_free(&call->out);
+  ps_list_insert_head(&c->spare, &call->node);
+  c->nspare++;
+}
+
+void ps_h2c_spare_free(struct ps_h2_conn *c) {
+  for (struct ps_list *n; (n = ps_list_first(&c->spare)) != NULL;) {
+    struct ps_call *call = ps_list_entry(n, struct ps_call, node);
+    ps_list_remove(n);
+    ps_buf_free(&call->out);
+    free(call);
+  }
+  c->nspare = 0;
+}
+
+/* A call for a new stream: a spare one of the connection, cleared as calloc would (its response buffer's
+ * memory kept, emptied), or a new one; NULL when out of memory. */
+static struct ps_call *call_alloc(struct ps_h2_conn *c) {
+  struct ps_list *n = ps_list_first(&c->spare);
+  if (n == NULL) {
+    struct ps_call *call = calloc(1, sizeof *call);
+    if (call != NULL) ps_buf_init(&call->out);
+    return call;
+  }
+  ps_list_remove(n);
+  c->nspare--;
+  struct ps_call *call = ps_list_entry(n, struct ps_call, node);
+  struct ps_buf out = call->out;
+  memset(call, 0, sizeof *call);
+  call->out = out;
+  ps_buf_reset(&call->out);
+  return call;
 }
 
 /* The request is complete (END_STREAM): a unary or server-streaming call carries exactly one message,
@@ -379,12 +414,15 @@ void ps_h2c_end_of_request(struct ps_call *call) {
   call->dispatched = true;
   ps_h2c_busy_begin(c);
   uint8_t *req = call->req; /* freed after dispatch: the dispatcher copies what it keeps */
+  bool inline_req = req == call->req_inline;
   size_t charged = call->req_charged;
   call->req = NULL;
   call->req_charged = 0;
   struct ps_h2_server *srv = c->srv; /* the call may end inside dispatch; the server stays */
+  /* The call, and req_inline with it, outlives the dispatch: it is freed only when nghttp2 closes the
+   * stream, which happens in a later mem_send, not inside this callback. */
   srv->dispatch(call, call->path, req, call->req_len, srv->dispatch_arg);
-  free(req);
+  if (!inline_req) free(req);
   size_t before = srv->buffered.used;
   ps_grpc_budget_release(&srv->buffered, charged);
   buffered_update(srv, before);
@@ -444,7 +482,7 @@ void ps_h2c_arm_timers(struct ps_h2_conn *c) {
 int ps_h2c_on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
   struct ps_h2_conn *c = user_data;
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  struct ps_call *call = calloc(1, sizeof *call);
+  struct ps_call *call = call_alloc(c);
   if (call == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream only */
   call->conn = c;
   call->stream_id = frame->hd.stream_id;
@@ -452,7 +490,6 @@ int ps_h2c_on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   ps_grpc_reader_init(&call->reader, c->srv->max_msg ? c->srv->max_msg : PS_GRPC_MAX_MSG_DEFAULT);
   call->reader.budget = &c->srv->buffered;
   ps_buf_init(&call->message);
-  ps_buf_init(&call->out);
   ps_list_insert_head(&c->calls, &call->node);
   c->srv->open_streams++;
   ps_h2c_update_gauges(c->srv);
@@ -515,7 +552,7 @@ static int on_message(void *arg, const uint8_t *msg, size_t len) {
     /* In nghttp2's input, valid only now: copied, and counted until END_STREAM dispatches it. */
     if (ps_grpc_budget_charge(budget, len, len) != 0) return UV_ENOBUFS;
     charged = len;
-    req = malloc(len ? len : 1);
+    req = len <= sizeof call->req_inline ? call->req_inline : malloc(len ? len : 1);
     if (req == NULL) {
       ps_grpc_budget_release(budget, len);
       return UV_ENOMEM;

@@ -156,6 +156,7 @@ static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn 
   c->rst_last_ms = uv_now(srv->loop);
   ps_buf_init(&c->batch);
   ps_list_init(&c->to_arm);
+  ps_list_init(&c->spare);
   nghttp2_session_callbacks *cbs = make_callbacks();
   if (cbs == NULL || nghttp2_session_server_new(&c->session, cbs, c) != 0) {
     if (cbs != NULL) nghttp2_session_callbacks_del(cbs);
@@ -194,6 +195,7 @@ static void conn_destroy(struct ps_h2_conn *c) {
   nghttp2_session_del(c->session);
   for (struct ps_list *n; (n = ps_list_first(&c->calls)) != NULL;)
     ps_h2c_call_free(ps_list_entry(n, struct ps_call, node));
+  ps_h2c_spare_free(c);
   ps_buf_free(&c->batch);
   struct ps_h2_server *srv = c->srv;
   ps_list_remove(&c->node);

@@ -72,6 +72,14 @@
  * were freed, malloc_trim(0) runs, at most once per PS_H2_TRIM_INTERVAL_MS, from a timer on the loop. */
 #define PS_H2_TRIM_AFTER           (1u << 20)
 #define PS_H2_TRIM_INTERVAL_MS     1000
+/* The steady path allocates nothing of its own per call: a connection keeps up to PS_H2_SPARE_CALLS calls
+ * whose streams closed for its next streams (with their response buffer, if at most PS_H2_SPARE_OUT_MAX
+ * bytes), freed with the connection; a request message of at most PS_H2_CALL_INLINE_REQ bytes that
+ * arrived in one piece is copied into its call instead of a buffer of its own (it is still charged to the
+ * request-memory budget). */
+#define PS_H2_SPARE_CALLS          16
+#define PS_H2_SPARE_OUT_MAX        4096
+#define PS_H2_CALL_INLINE_REQ      512
 
 struct ps_call;
 

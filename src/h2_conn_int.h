@@ -38,17 +38,19 @@ struct ps_h2_conn {
   nghttp2_session *session;
   struct ps_list calls;  /* of ps_call.node: every live stream's call */
   struct ps_list to_arm; /* of ps_call.arm_node: calls whose timer is due to start after this input */
-  struct ps_buf batch;   /* frames waiting for one ps_net_write */
-  int in_session;        /* > 0 while inside nghttp2_session_mem_recv/mem_send */
-  bool closed;           /* being destroyed: the session must not be touched */
-  bool dead;             /* unusable session: close once what is queued is written */
-  bool fatal;            /* nghttp2 returned a fatal error: do not even send */
-  bool calm_down;        /* the client reset too many streams: GOAWAY once the recv returns */
-  bool greeted;          /* the client's preface and first SETTINGS arrived */
-  size_t busy;           /* calls dispatched whose stream is not closed yet */
-  uint64_t idle_since;   /* loop time (ms) the last call ended, or of the greeting; valid while busy == 0 */
-  uint64_t age_due;      /* loop time of the age, then (aged) of the end of its grace; 0: none */
-  bool aged;             /* told to go away because of its age (conn_age) */
+  struct ps_list spare;  /* of ps_call.node: calls kept for reuse (PS_H2_SPARE_CALLS) */
+  size_t nspare;
+  struct ps_buf batch; /* frames waiting for one ps_net_write */
+  int in_session;      /* > 0 while inside nghttp2_session_mem_recv/mem_send */
+  bool closed;         /* being destroyed: the session must not be touched */
+  bool dead;           /* unusable session: close once what is queued is written */
+  bool fatal;          /* nghttp2 returned a fatal error: do not even send */
+  bool calm_down;      /* the client reset too many streams: GOAWAY once the recv returns */
+  bool greeted;        /* the client's preface and first SETTINGS arrived */
+  size_t busy;         /* calls dispatched whose stream is not closed yet */
+  uint64_t idle_since; /* loop time (ms) the last call ended, or of the greeting; valid while busy == 0 */
+  uint64_t age_due;    /* loop time of the age, then (aged) of the end of its grace; 0: none */
+  bool aged;           /* told to go away because of its age (conn_age) */
   enum goaway_state goaway;
   double rst_tokens;
   uint64_t rst_last_ms;
@@ -79,7 +81,8 @@ struct ps_call {
   /* request body */
   bool request_done; /* END_STREAM arrived */
   struct ps_grpc_reader reader;
-  uint8_t *req; /* the one request message; owned */
+  uint8_t *req; /* the one request message; owned unless it is req_inline */
+  uint8_t req_inline[PS_H2_CALL_INLINE_REQ];
   size_t req_len;
   size_t req_charged; /* bytes of req charged to srv->buffered */
   /* response */
@@ -112,6 +115,8 @@ void ps_h2c_timer_release(struct owned_timer *t);
 void *ps_h2c_timer_owner(const uv_timer_t *t);
 
 /* h2_call.c */
+/* Frees the calls kept for reuse (the connection is going). */
+void ps_h2c_spare_free(struct ps_h2_conn *c);
 /* Sets the connection, stream and buffered-bytes gauges from srv's counts. */
 void ps_h2c_update_gauges(const struct ps_h2_server *srv);
 /* The nghttp2 callbacks of streams: a call is created in on_begin_headers and freed in on_stream_close. */

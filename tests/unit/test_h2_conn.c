@@ -507,6 +507,46 @@ Test(h2_conn, unary_success) {
   PS_LOOP_END(&loop);
 }
 
+/* Calls of closed streams are reused by the connection's next streams (PS_H2_SPARE_CALLS), and small
+ * requests live inside their call (PS_H2_CALL_INLINE_REQ): each answer is still its own request's, with
+ * nothing left over from the call's previous life, whether its request was inline or on the heap. */
+Test(h2_conn, reused_calls_answer_only_their_own_request) {
+  server.max_msg = 1u << 20;
+  client_start(65535);
+  static char msgs[7][4000];
+  const size_t lens[7] = {3, PS_H2_CALL_INLINE_REQ - 5, PS_H2_CALL_INLINE_REQ - 4, 3000, 700, 1, 40};
+  struct stream *st[7];
+  for (int round = 0; round < 2; round++) {
+    int from = round == 0 ? 0 : 4, to = round == 0 ? 4 : 7;
+    for (int i = from; i < to; i++) {
+      memset(msgs[i], 'a' + i, lens[i]);
+      msgs[i][lens[i]] = '\0';
+      st[i] = request(&(struct req){.path = "/test.Svc/Echo", .msg = msgs[i]});
+    }
+    for (int i = from; i < to; i++) {
+      wait_closed(st[i]);
+      cr_assert_eq(st[i]->grpc_status, 0, "request %d: %s", i, st[i]->grpc_message);
+      assert_data_msg(st[i], msgs[i]);
+    }
+  }
+  /* A reused call whose last answer was 3000 bytes now streams three short messages. */
+  struct stream *three = request(&(struct req){.path = "/test.Svc/Stream", .msg = "go"});
+  wait_closed(three);
+  struct ps_buf want;
+  ps_buf_init(&want);
+  ps_grpc_frame(&want, (const uint8_t *)"one", 3);
+  ps_grpc_frame(&want, (const uint8_t *)"two", 3);
+  ps_grpc_frame(&want, (const uint8_t *)"three", 5);
+  assert_data(three, &want);
+  ps_buf_free(&want);
+  cr_assert_eq(d.dispatched, 8);
+  cr_assert_eq(server.open_streams, 0);
+  cr_assert_eq(server.buffered.used, 0, "every request's bytes are back, inline or not");
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
 Test(h2_conn, server_streaming_three_messages) {
   client_start(65535);
   struct stream *st = request(&(struct req){.path = "/test.Svc/Stream", .msg = ""});
