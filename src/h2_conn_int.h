@@ -114,11 +114,19 @@ void ps_h2c_timer_release(struct owned_timer *t);
 /* The owner of a timer started by ps_h2c_timer_start, NULL once released. */
 void *ps_h2c_timer_owner(const uv_timer_t *t);
 
+/* h2_metrics.c */
+/* Sets the connection, stream and buffered-bytes gauges from srv's counts. */
+void ps_h2c_update_gauges(const struct ps_h2_server *srv);
+/* Sets the buffered-bytes gauge alone. */
+void ps_h2c_buffered_gauge(size_t used);
+/* Counts a request refused before dispatch (prescale_grpc_requests_refused_total{reason}). */
+void ps_h2c_count_refused(const char *reason);
+/* Counts and logs the end of a call (prescale_grpc_requests_total, the duration histogram). */
+void ps_h2c_record_end(struct ps_call *call);
+
 /* h2_call.c */
 /* Frees the calls kept for reuse (the connection is going). */
 void ps_h2c_spare_free(struct ps_h2_conn *c);
-/* Sets the connection, stream and buffered-bytes gauges from srv's counts. */
-void ps_h2c_update_gauges(const struct ps_h2_server *srv);
 /* The nghttp2 callbacks of streams: a call is created in on_begin_headers and freed in on_stream_close. */
 int ps_h2c_on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data);
 int ps_h2c_on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
