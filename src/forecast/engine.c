@@ -102,6 +102,7 @@ struct ps_engine {
   uint64_t next_refit; /* n_learned at which the next refit runs */
   uint32_t refits, hash;
   struct ps_hw hw;
+  double *damp; /* damp[k] = ps_hw_damp_sum(k) for k <= h: the window forecasts' trend weights */
 
   /* h-step errors */
   float *pend;      /* (h + 1) x P_WIDTH window forecasts waiting for their window's end */
@@ -314,7 +315,9 @@ static double model_at(const struct ps_engine *e, const struct origin *o, int m,
     float s = ps_hw_season(&e->hw, t);
     for (int i = 0; i < o->n_over; i++)
       if (e->hw.period > 0 && pmod(o->over_at[i], e->hw.period) == pmod(t, e->hw.period)) s = o->over[i];
-    f = ps_hw_forecast(&o->hw, s, t);
+    int64_t k = t - o->hw.at;
+    f = k >= 0 && (uint64_t)k <= e->h ? ps_hw_forecast_damped(&o->hw, s, e->damp[k])
+                                      : ps_hw_forecast(&o->hw, s, t);
     break;
   }
   case PS_MODEL_LINEAR:
@@ -520,10 +523,12 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   e->v = malloc(e->cap * sizeof *e->v);
   e->pend = malloc((e->h + 1) * P_WIDTH * sizeof *e->pend);
   e->pend_at = malloc((e->h + 1) * sizeof *e->pend_at);
-  if (e->v == NULL || e->pend == NULL || e->pend_at == NULL) {
+  e->damp = malloc((e->h + 1) * sizeof *e->damp);
+  if (e->v == NULL || e->pend == NULL || e->pend_at == NULL || e->damp == NULL) {
     ps_engine_free(e);
     return UV_ENOMEM;
   }
+  for (size_t k = 0; k <= e->h; k++) e->damp[k] = ps_hw_damp_sum((int64_t)k);
   ps_hw_init(&e->hw);
   e->hash = mix(2166136261u, c->seed);
   e->sel = PS_MODEL_LAST;
@@ -539,6 +544,7 @@ void ps_engine_free(struct ps_engine *e) {
   free(e->v);
   free(e->pend);
   free(e->pend_at);
+  free(e->damp);
   free(e);
 }
 
@@ -681,7 +687,7 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
 
 size_t ps_engine_memory(const struct ps_engine *e) {
   return sizeof *e + e->cap * sizeof *e->v + e->hw.period * sizeof *e->hw.season +
-         (e->h + 1) * (P_WIDTH * sizeof *e->pend + sizeof *e->pend_at);
+         (e->h + 1) * (P_WIDTH * sizeof *e->pend + sizeof *e->pend_at + sizeof *e->damp);
 }
 
 /* The quantiles by successive selections on one copy of the ring: each selection leaves the elements

@@ -31,8 +31,7 @@ static float to_float(double v) {
   return (float)v;
 }
 
-/* phi + phi^2 + ... + phi^k, for k >= 0 */
-static double damp_sum(int64_t k) {
+double ps_hw_damp_sum(int64_t k) {
   if (k <= 0) return 0;
   if (k <= 4) { /* the common short horizons without pow(), which dominates a refit's cost otherwise */
     double s = 0, f = 1;
@@ -64,7 +63,12 @@ float ps_hw_season(const struct ps_hw *m, int64_t t) {
 
 double ps_hw_forecast(const struct ps_hw_core *c, float season_t, int64_t t) {
   if (!c->ready) return NAN;
-  return c->level + damp_sum(t - c->at) * c->trend + season_t;
+  return c->level + ps_hw_damp_sum(t - c->at) * c->trend + season_t;
+}
+
+double ps_hw_forecast_damped(const struct ps_hw_core *c, float season_t, double damp) {
+  if (!c->ready) return NAN;
+  return c->level + damp * c->trend + season_t;
 }
 
 void ps_hw_step(const struct ps_hw_params *p, struct ps_hw_core *c, float *slot, int64_t t, double y) {
@@ -83,7 +87,7 @@ void ps_hw_step(const struct ps_hw_params *p, struct ps_hw_core *c, float *slot,
     return;
   }
   /* Skipped steps (gaps) advance level and trend as the forecast would. */
-  double prev = c->level + damp_sum(k - 1) * c->trend;
+  double prev = c->level + ps_hw_damp_sum(k - 1) * c->trend;
   double btr = k == 1 ? c->trend : c->trend * pow(PS_HW_PHI, (double)(k - 1 < 4096 ? k - 1 : 4096));
   c->at = t;
   if (!(y == y)) {
@@ -179,6 +183,7 @@ static double run(const struct ps_hw_params *p, const float *x, size_t n, int64_
   c->at = t0 - 1;
   if (period > 0) memcpy(season, season0, period * sizeof *season);
   size_t burn = period > 0 ? period : 8;
+  double damp_h = ps_hw_damp_sum((int64_t)h); /* every forecast below is h steps past c->at */
   double err = 0;
   size_t cnt = 0;
   for (size_t i = 0; i <= h; i++) pend[i] = NAN;
@@ -195,7 +200,7 @@ static double run(const struct ps_hw_params *p, const float *x, size_t n, int64_
     ps_hw_step(p, c, slot, t, y);
     if (!was && c->ready) c->trend = trend0;
     float sf = period > 0 ? season[pmod(t + (int64_t)h, period)] : 0;
-    pend[(i + h) % (h + 1)] = ps_hw_forecast(c, sf, t + (int64_t)h);
+    pend[(i + h) % (h + 1)] = ps_hw_forecast_damped(c, sf, damp_h); /* ps_hw_step set c->at = t */
   }
   return cnt > 0 ? err / (double)cnt : INFINITY;
 }

@@ -43,6 +43,12 @@ void ps_hw_free(struct ps_hw *m);
 void ps_hw_step(const struct ps_hw_params *p, struct ps_hw_core *c, float *slot, int64_t t, double y);
 /* Forecast for step t > c->at given the season entry of t (0 without a season). */
 double ps_hw_forecast(const struct ps_hw_core *c, float season_t, int64_t t);
+/* phi + phi^2 + ... + phi^k (0 for k <= 0): the trend's weight k steps ahead. A caller forecasting the
+ * same k again and again (h steps ahead every step) computes it once and passes it to
+ * ps_hw_forecast_damped: the pow() inside is most of a refit's cost otherwise. */
+double ps_hw_damp_sum(int64_t k);
+/* ps_hw_forecast(c, season_t, t) given damp = ps_hw_damp_sum(t - c->at): the same value, bit for bit. */
+double ps_hw_forecast_damped(const struct ps_hw_core *c, float season_t, double damp);
 /* The season entry of step t (0 without a season). */
 float ps_hw_season(const struct ps_hw *m, int64_t t);
 
