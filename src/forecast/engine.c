@@ -101,6 +101,8 @@ struct ps_engine {
   int searched;        /* period detection ran at least once (period auto) */
   uint64_t next_refit; /* n_learned at which the next refit runs */
   uint32_t refits, hash;
+  uint64_t refits_total, learns_total; /* ps_engine_counts */
+  int bulk;                            /* between ps_engine_bulk_begin and _end: puts only store */
   struct ps_hw hw;
   double *damp; /* damp[k] = ps_hw_damp_sum(k) for k <= h: the window forecasts' trend weights */
 
@@ -399,7 +401,7 @@ static void choose(struct ps_engine *e) {
 
 /* Period detection (period auto) and the Holt-Winters parameter search over the learned history. The
  * only allocations after ps_engine_new happen here; on failure the models keep their state. */
-static void refit(struct ps_engine *e) {
+static void refit(struct ps_engine *e, int bulk) {
   int64_t first = e->newest - (int64_t)e->len + 1;
   int64_t from = e->learned - (int64_t)(e->n_learned < e->cap ? e->n_learned : e->cap) + 1;
   if (from < first) from = first;
@@ -419,10 +421,15 @@ static void refit(struct ps_engine *e) {
       e->period = ps_period_detect(x, n, e->cap / 3, prefer, np, NULL);
       e->searched = 1;
     }
-    ps_hw_fit(&e->hw, x, n, from, e->period, e->h);
+    /* A bulk load's fit scores the parameters on the newest periods only (engine.h). */
+    size_t search = !bulk           ? n
+                    : e->period > 0 ? PS_ENGINE_BULK_FIT_PERIODS * e->period
+                                    : PS_ENGINE_BULK_FIT_FLAT;
+    ps_hw_fit_tail(&e->hw, x, n, from, e->period, e->h, search);
     free(x);
   }
   e->refits++;
+  e->refits_total++;
   size_t hist = e->n_learned < e->cap ? (size_t)e->n_learned : e->cap;
   uint64_t base = e->period > 0 ? e->period : PS_ENGINE_REFIT_MIN_STEPS;
   if (base < hist / 2) base = hist / 2;
@@ -434,6 +441,7 @@ static void refit(struct ps_engine *e) {
 
 static void learn(struct ps_engine *e, int64_t t) {
   double y = at(e, t);
+  e->learns_total++;
   size_t row = pmod(t, e->h + 1);
   if (e->pend_at[row] == t) {
     /* The window (t - h, t] is complete: score every forecast made for it h steps ago. */
@@ -469,7 +477,7 @@ static void learn(struct ps_engine *e, int64_t t) {
   }
   e->learned = t;
   e->n_learned++;
-  if (e->n_learned >= e->next_refit) refit(e);
+  if (e->n_learned >= e->next_refit) refit(e, 0);
   choose(e);
 
   int64_t target = t + (int64_t)e->h;
@@ -594,9 +602,59 @@ int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
   }
   e->v[e->head] = (float)v;
   e->newest = t;
-  /* Learn every step that is now older than the provisional ones (a gap learns its missing steps). */
-  while (e->newest - e->learned > PROVISIONAL) learn(e, e->learned + 1);
+  /* Learn every step that is now older than the provisional ones (a gap learns its missing steps);
+   * a bulk load leaves them to ps_engine_bulk_end. */
+  if (!e->bulk)
+    while (e->newest - e->learned > PROVISIONAL) learn(e, e->learned + 1);
   return 0;
+}
+
+void ps_engine_bulk_begin(struct ps_engine *e) { e->bulk = 1; }
+
+/* The steps a bulk load learns one by one at its end: enough for every error ring to fill
+ * (PS_ENGINE_ERRORS), for auto's scores to forget their start (1/SCORE_DECAY = 64 errors, 16 times over)
+ * and for the biases to walk to their medians (BIAS_RATE x score / h a step: 32 h steps move one by
+ * 1.6 scores, near BIAS_CAP). */
+static uint64_t bulk_replay(const struct ps_engine *e) {
+  uint64_t r = PS_ENGINE_BULK_REPLAY, hr = 32 * (uint64_t)e->h;
+  return hr > r ? hr : r;
+}
+
+void ps_engine_bulk_end(struct ps_engine *e) {
+  if (!e->bulk) return;
+  e->bulk = 0;
+  if (e->len == 0) return;
+  int64_t upto = e->newest - PROVISIONAL; /* the step the puts would have learned up to */
+  uint64_t m = upto > e->learned ? (uint64_t)(upto - e->learned) : 0, replay = bulk_replay(e);
+  if (m > replay + PS_ENGINE_FIRST_REFIT) {
+    /* The older steps: what learn keeps of them besides the models' state (the refit below rebuilds
+     * that from the whole history: its last run ends at the newest step it saw). Their errors would be
+     * forgotten by the end of the replay, so none is computed. */
+    int64_t skip_to = upto - (int64_t)replay;
+    for (int64_t t = e->learned + 1; t <= skip_to; t++) {
+      double y = at(e, t);
+      if (y == y) {
+        if (e->n_learned < 16) { /* the data's part of the refit jitter, as learn takes it */
+          float f = (float)y;
+          uint32_t bits;
+          memcpy(&bits, &f, sizeof bits);
+          e->hash = mix(e->hash, bits ^ (uint32_t)t);
+        }
+        e->last_valid = y;
+        e->last_valid_at = t;
+        e->has_last_valid = 1;
+      }
+      e->n_learned++;
+    }
+    e->learned = skip_to;
+    refit(e, 1);
+  }
+  while (e->newest - e->learned > PROVISIONAL) learn(e, e->learned + 1);
+}
+
+void ps_engine_counts(const struct ps_engine *e, struct ps_engine_counts *out) {
+  out->refits = e->refits_total;
+  out->learns = e->learns_total;
 }
 
 static const char *note_for(const struct ps_engine *e, int answering) {

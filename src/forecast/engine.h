@@ -55,6 +55,31 @@ void ps_engine_free(struct ps_engine *e);
  * per period (or once per PS_ENGINE_REFIT_MIN_STEPS steps without a season) inside this call. */
 int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v);
 
+/* A first load (or any long batch of history): between ps_engine_bulk_begin and ps_engine_bulk_end, puts
+ * only store their samples (same rules and answers as ps_engine_put); bulk_end then learns them at once:
+ * one refit (period detection, parameter search) over all but the newest replay steps, then those steps
+ * learned one by one as puts would (their h-step errors fill the error rings and auto's scores). The
+ * replay is max(PS_ENGINE_BULK_REPLAY, 32 x h) steps; a batch not longer than that plus
+ * PS_ENGINE_FIRST_REFIT learns step by step, as puts would have. Cost: O(history) plain stores, one refit,
+ * and the replay, against a refit every half history for puts. The forecast that follows is not bit for
+ * bit that of the puts (whose last refit saw less of the history): tests/unit/test_engine_bulk.c pins
+ * the difference and docs/performance.md the backtests. A forecast between begin and end sees no
+ * learned step of the batch. */
+#define PS_ENGINE_BULK_REPLAY      2048
+/* The bulk load's refit scores Holt-Winters parameters on the newest PS_ENGINE_BULK_FIT_PERIODS periods
+ * (the first one is burn-in), or the newest PS_ENGINE_BULK_FIT_FLAT steps without a season: the search's
+ * cost grows with the period, not the history (ps_hw_fit_tail). */
+#define PS_ENGINE_BULK_FIT_PERIODS 3
+#define PS_ENGINE_BULK_FIT_FLAT    1440
+void ps_engine_bulk_begin(struct ps_engine *e);
+void ps_engine_bulk_end(struct ps_engine *e);
+
+/* Work done so far, for tests and benchmarks: refits run and steps learned one by one. */
+struct ps_engine_counts {
+  uint64_t refits, learns;
+};
+void ps_engine_counts(const struct ps_engine *e, struct ps_engine_counts *out);
+
 struct ps_engine_result {
   double current; /* the latest observation (0 when none) */
   int64_t current_ms;

@@ -206,6 +206,11 @@ static double run(const struct ps_hw_params *p, const float *x, size_t n, int64_
 }
 
 int ps_hw_fit(struct ps_hw *m, const float *x, size_t n, int64_t t0, size_t period, size_t h) {
+  return ps_hw_fit_tail(m, x, n, t0, period, h, n);
+}
+
+int ps_hw_fit_tail(struct ps_hw *m, const float *x, size_t n, int64_t t0, size_t period, size_t h,
+                   size_t search_n) {
   static const float alphas[] = {0.02f, 0.05f, 0.1f, 0.2f, 0.35f, 0.5f, 0.7f, 0.9f};
   static const float betas[] = {0.0f, 0.01f, 0.05f, 0.2f};
   static const float gammas[] = {0.02f, 0.1f, 0.25f, 0.5f};
@@ -230,7 +235,12 @@ int ps_hw_fit(struct ps_hw *m, const float *x, size_t n, int64_t t0, size_t peri
 
   struct ps_hw_params p = m->p, best = m->p;
   struct ps_hw_core c;
-  double be = run(&p, x, n, t0, period, h, season0, trend0, season, pend, &c);
+  /* The search runs on the newest search_n steps (at least two periods: one of burn-in, one scored). */
+  size_t sn = search_n < n ? search_n : n;
+  if (period > 0 && sn < 2 * period) sn = 2 * period;
+  const float *sx = x + (n - sn);
+  int64_t st0 = t0 + (int64_t)(n - sn);
+  double be = run(&p, sx, sn, st0, period, h, season0, trend0, season, pend, &c);
   /* Coordinate search: alpha, beta, gamma (only with a season), alpha again. */
   for (int pass = 0; pass < 4; pass++) {
     const float *grid = pass == 1 ? betas : pass == 2 ? gammas : alphas;
@@ -247,7 +257,7 @@ int ps_hw_fit(struct ps_hw *m, const float *x, size_t n, int64_t t0, size_t peri
       else
         p.alpha = grid[i];
       if (p.alpha == best.alpha && p.beta == best.beta && p.gamma == best.gamma) continue;
-      double err = run(&p, x, n, t0, period, h, season0, trend0, season, pend, &c);
+      double err = run(&p, sx, sn, st0, period, h, season0, trend0, season, pend, &c);
       if (err < be) {
         be = err;
         best = p;

@@ -56,5 +56,10 @@ float ps_hw_season(const struct ps_hw *m, int64_t t);
  * (0 = none): a coordinate search of alpha, beta, gamma minimising the mean absolute h-step error,
  * then the state after x. O(n * ~24). 0 or UV_ENOMEM (m is then unchanged). */
 int ps_hw_fit(struct ps_hw *m, const float *x, size_t n, int64_t t0, size_t period, size_t h);
+/* ps_hw_fit with the search scored on the newest search_n steps of x only (at least two periods), from a
+ * fresh state there: the initial season and trend still come from all of x, and the final state from a
+ * run over all of x. O(n + search_n * ~24): a cost that grows with the period, not the history. */
+int ps_hw_fit_tail(struct ps_hw *m, const float *x, size_t n, int64_t t0, size_t period, size_t h,
+                   size_t search_n);
 
 #endif

@@ -62,3 +62,33 @@ Test(holtwinters, gaps_and_no_season) {
   cr_assert(fabs(f - (50 + 0.2 * (N + 2))) < 3, "f=%f", f);
   ps_hw_free(&m);
 }
+
+/* ps_hw_fit_tail: over all of x it is ps_hw_fit, to the bit; over the newest three periods it still ends
+ * in the state after all of x (the final run covers it) and forecasts the next period within 3 %; the
+ * damped forecast with ps_hw_damp_sum is ps_hw_forecast's value, to the bit, at every horizon. */
+Test(holtwinters, fit_tail_searches_the_newest_periods_and_ends_after_all) {
+  enum { P = 24, N = 480 };
+  float x[N];
+  for (int t = 0; t < N; t++) x[t] = (float)(truth(t) + 2 * noise());
+  struct ps_hw a, b, c;
+  ps_hw_init(&a);
+  ps_hw_init(&b);
+  ps_hw_init(&c);
+  cr_assert_eq(ps_hw_fit(&a, x, N, 0, P, 3), 0);
+  cr_assert_eq(ps_hw_fit_tail(&b, x, N, 0, P, 3, N), 0);
+  cr_assert(a.p.alpha == b.p.alpha && a.p.beta == b.p.beta && a.p.gamma == b.p.gamma);
+  cr_assert(a.c.level == b.c.level && a.c.trend == b.c.trend && a.c.at == b.c.at);
+  for (int j = 0; j < P; j++) cr_assert(a.season[j] == b.season[j]);
+  cr_assert_eq(ps_hw_fit_tail(&c, x, N, 0, P, 3, 3 * P), 0);
+  cr_assert_eq(c.period, P);
+  cr_assert_eq(c.c.at, N - 1);
+  for (int64_t t = N; t < N + P; t++) {
+    double f = ps_hw_forecast(&c.c, ps_hw_season(&c, t), t);
+    cr_assert(fabs(f - truth(t)) < 0.03 * truth(t), "t=%lld f=%f truth=%f", (long long)t, f, truth(t));
+    double g = ps_hw_forecast_damped(&c.c, ps_hw_season(&c, t), ps_hw_damp_sum(t - c.c.at));
+    cr_assert(f == g, "t=%lld: %.17g vs %.17g", (long long)t, f, g);
+  }
+  ps_hw_free(&a);
+  ps_hw_free(&b);
+  ps_hw_free(&c);
+}
