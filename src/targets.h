@@ -25,12 +25,11 @@
 #define PS_TARGETS_SWEEP_MAX_MS   60000 /* idle targets are looked for at least this often */
 /* A fetch of more samples than PS_TARGET_LOAD_DIRECT_MAX (a first load, or a reload after an outage
  * longer than the history: up to PS_MAX_HISTORY_POINTS) is fed to the engine at most PS_TARGET_LOAD_SLICE
- * samples per loop turn, so that other RPCs are served between slices. Measured by
- * tests/bench/engine_bench.c ("first load in slices", a week of 1-minute history, 2-core machine): 2048
- * puts take about 3 ms, less than the one refit a slice may hold and cannot split (5-10 ms, inside one
- * ps_engine_put), so the longest stall of such a load falls from the whole load (20-30 ms) to about one
- * refit plus 3 ms. 512 would save 2 ms a slice for 4 times the turns; 8192 adds 6 ms of puts to the
- * refit. */
+ * samples per loop turn, so that other RPCs are served between slices, as one bulk load
+ * (ps_engine_bulk_begin/end): the slices only store, and the last one learns the batch with one refit.
+ * Measured by tests/bench/engine_bench.c (a week of 1-minute history, 2-core machine): a bulk load of the
+ * week costs about 2.5 ms in all, most of it in the last slice; put by put, 2048 puts took about 3 ms
+ * besides the one refit a slice could hold (5-10 ms). */
 #define PS_TARGET_LOAD_SLICE      2048
 /* Batches up to this size (a refresh: PS_REFRESH_OVERLAP_STEPS + 1 points, a few more after missed
  * refreshes) are put at once in the fetch callback, under 0.1 ms of puts. */
@@ -97,6 +96,10 @@ size_t ps_targets_count(const struct ps_targets *ts);
 /* Drops every target no RPC has asked about for --target-idle (and none waits on or watches). The
  * registry's sweep timer calls it; exposed so that tests can evict at a chosen moment. */
 void ps_targets_sweep(struct ps_targets *ts);
+/* For tests: while held, no slice of any load is fed (the queue keeps its targets, in order, and the loop
+ * turns as usual); released, the loads go on. A bulk load's slices are so cheap that a test could not
+ * otherwise catch two loads in the queue at once. */
+void ps_targets_hold_loads(struct ps_targets *ts, bool hold);
 /* Fetches in flight or queued (each shared by every target that asked the same range); for tests. */
 size_t ps_targets_fetches(const struct ps_targets *ts);
 

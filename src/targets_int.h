@@ -83,6 +83,7 @@ struct ps_targets {
   uv_idle_t loader;
   struct ps_list load_queue; /* of ps_target.load_node, first come first fed */
   size_t loading;            /* targets in the loading queue */
+  bool loads_held;           /* ps_targets_hold_loads: the loader stays stopped */
   size_t open_handles;       /* sweep, loader and the targets still closing; freed when it reaches 0 */
   bool closing;
   struct ps_buf key_scratch; /* the key of the target being looked up (make_key); memory kept */

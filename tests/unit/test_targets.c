@@ -525,11 +525,12 @@ static int64_t wall_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The sliced load leaves the engine exactly as the whole batch put at once did before: an engine fed the
- * same samples directly (time() % 180 at 1 s steps is known exactly) with the same settings and seed
- * answers, to the bit, what the target answers. Model and period auto, so that every model, the period
- * detection and the refits take part. The target forecast at the wall time its load ended, which the test
- * does not know to the step: one of the steps since the newest sample must match. */
+/* The sliced load leaves the engine exactly as the whole batch loaded at once in bulk: an engine fed the
+ * same samples directly (time() % 180 at 1 s steps is known exactly) between ps_engine_bulk_begin and
+ * ps_engine_bulk_end with the same settings and seed answers, to the bit, what the target answers. Model and
+ * period auto, so that every model, the period detection and the refits take part. The target forecast at the
+ * wall time its load ended, which the test does not know to the step: one of the steps since the newest
+ * sample must match. */
 Test(targets, a_sliced_load_answers_what_the_whole_batch_answered) {
   struct ps_kv md[] = {{"query", "vector(time() % 180)"},
                        {"threshold", "10"},
@@ -554,8 +555,14 @@ Test(targets, a_sliced_load_answers_what_the_whole_batch_answered) {
   /* The range start_fetch asked for: the newest step back over the history. */
   int64_t end = rd.observed_ms, start = end - c->history_ms + c->step_ms;
   cr_assert_eq((end - start) / c->step_ms + 1, LONG_SAMPLES);
+  ps_engine_bulk_begin(e);
   for (int64_t ms = start; ms <= end; ms += c->step_ms)
     cr_assert_eq(ps_engine_put(e, ms, (double)(ms / 1000 % 180)), 0);
+  ps_engine_bulk_end(e);
+  struct ps_engine_counts n;
+  ps_engine_counts(e, &n);
+  cr_assert_eq(n.refits, 1, "a bulk load of %d samples refits once, not %llu times", LONG_SAMPLES,
+               (unsigned long long)n.refits);
   struct ps_engine_result res;
   bool matched = false;
   for (int64_t now = end; now <= until && !matched; now += c->step_ms) {
@@ -596,8 +603,8 @@ static bool one_loading(void *arg) {
 }
 
 /* A target evicted while it loads leaves the queue (ASan checks its copy is not read after), and the
- * other loads in the queue go on. The huge history keeps the first target loading for about 50 loop
- * turns, far longer than the second target's fetch takes. */
+ * other loads in the queue go on. The loads are held (ps_targets_hold_loads) until both are queued: a
+ * bulk load's slices take microseconds, less than the second target's fetch. */
 Test(targets, a_target_evicted_mid_load_leaves_the_others_loading) {
   struct ps_kv huge[] = {{"query", "vector(time() % 180)"},
                          {"threshold", "10"},
@@ -613,6 +620,7 @@ Test(targets, a_target_evicted_mid_load_leaves_the_others_loading) {
                          {"quantile", "0"}};
   struct ps_target *ta, *tb;
   char err[256] = "";
+  ps_targets_hold_loads(targets, true);
   cr_assert_eq(ps_targets_get_or_create(targets, "ns", "evicted", huge, 5, &ta, err, sizeof err), 0, "%s",
                err);
   cr_assert(run_until(one_loading, NULL, 15000), "the huge history never started loading");
@@ -625,6 +633,8 @@ Test(targets, a_target_evicted_mid_load_leaves_the_others_loading) {
   ps_targets_sweep(targets);
   cr_assert_eq(ps_targets_count(targets), 1);
   cr_assert_eq(ps_metrics_get("prescale_targets_loading", ""), 1);
+  cr_assert_not(x.done, "held");
+  ps_targets_hold_loads(targets, false);
   cr_assert(run_until(waited_done, &x, 15000), "the remaining load did not end");
   cr_assert_eq(x.err, 0);
   cr_assert_eq(ps_metrics_get("prescale_targets_loading", ""), 0);
