@@ -66,6 +66,12 @@ static const struct ps_flag flags[] = {
              "the cost curve (pod-s vs under-provisioned pod-s, seed and reactive points," PS_FLAGS_MORE
              "the curve at seed's pod-s and at reactive's + 10 %);" PS_FLAGS_MORE
              "--csv and --svg then write the curve instead"},
+    {.name = "reload", .kind = PS_FLAG_DURATION, .example = "e.g. 1d", .offset = OPT(reload_ms),
+     .arg = "DUR",
+     .help = "restart the engines every DUR of the trace, each loaded with the history it holds" PS_FLAGS_MORE
+             "in bulk as the server's first load (default 0: never)"},
+    {.name = "reload-puts", .kind = PS_FLAG_SWITCH, .offset = OPT(reload_puts),
+     .help = "with --reload: load put by put instead of in bulk, to compare the two"},
     {.name = "json", .kind = PS_FLAG_SWITCH, .offset = OPT(json),
      .help = "print the results as JSON instead of text"},
     {.name = "svg", .kind = PS_FLAG_STRING, .offset = OPT(svg_path), .arg = "FILE",

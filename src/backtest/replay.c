@@ -180,6 +180,28 @@ static int walk_row(struct ps_bt_run *r, struct ps_hpa hpa[PS_BT_COUNT], size_t 
   return 0;
 }
 
+/* --reload at row i: fresh engines loaded with the rows their history holds before i, as a restart's
+ * first load does (in bulk, or put by put with --reload-puts). On failure the old engines stay. */
+static int reload(struct ps_bt_run *r, const struct ps_engine_config *mc, const struct ps_engine_config *sc,
+                  struct ps_engine *eng[2], size_t i, int64_t off) {
+  struct ps_engine *fresh[2] = {NULL, NULL};
+  int rc;
+  if ((rc = ps_engine_new(mc, &fresh[0])) != 0 || (rc = ps_engine_new(sc, &fresh[1])) != 0) {
+    ps_engine_free(fresh[0]);
+    return rc;
+  }
+  size_t from = i > r->capacity ? i - r->capacity : 0;
+  for (int k = 0; k < 2; k++) {
+    if (!r->opt.reload_puts) ps_engine_bulk_begin(fresh[k]);
+    for (size_t j = from; j < i; j++)
+      ps_engine_put(fresh[k], r->trace.t0_ms + (int64_t)j * r->trace.step_ms - off, r->rate[j]);
+    if (!r->opt.reload_puts) ps_engine_bulk_end(fresh[k]);
+    ps_engine_free(eng[k]);
+    eng[k] = fresh[k];
+  }
+  return 0;
+}
+
 /* The engines (the model, and the seasonal naive seed with the same period setting) and the HPA models
  * over every row. hpa[] is the caller's to free, whatever this returns. */
 static int walk(struct ps_bt_run *r, struct ps_hpa hpa[PS_BT_COUNT], char *err, size_t errlen) {
@@ -214,6 +236,15 @@ static int walk(struct ps_bt_run *r, struct ps_hpa hpa[PS_BT_COUNT], char *err, 
     int64_t et = tr->t0_ms + (int64_t)i * step - off;
     double rate = r->rate[i];
     struct ps_engine_result fm, fs;
+    if (o->reload_ms > 0 && i > 0 && (uint64_t)i * (uint64_t)step % o->reload_ms == 0) {
+      struct ps_engine *eng[2] = {em, es};
+      if ((rc = reload(r, &mc, &sc, eng, i, off)) != 0) {
+        rc = fail(err, errlen, rc, "cannot create the forecasting engine: %s", uv_strerror(rc));
+        break;
+      }
+      em = eng[0];
+      es = eng[1];
+    }
     ps_engine_put(em, et, rate);
     ps_engine_put(es, et, rate);
     if ((rc = ps_engine_forecast(em, et, &fm)) != 0 || (rc = ps_engine_forecast(es, et, &fs)) != 0) {

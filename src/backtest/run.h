@@ -30,6 +30,8 @@ struct ps_bt_options {
   int64_t history_ms; /* 0 = the server's default for the model and period */
   double quantile;
   double headroom;
+  uint64_t reload_ms; /* 0 = never; else the engines restart every reload_ms of the trace (a first load) */
+  bool reload_puts;   /* that first load put by put instead of in bulk (ps_engine_bulk_begin) */
   bool json;
   const char *svg_path;
   const char *csv_path;
