@@ -9,6 +9,11 @@
 # 4. fanout_bench.py: FANOUT_TARGETS (10000) targets with distinct queries against a real Prometheus for
 #    FANOUT_SECONDS (120; e.g. FANOUT_SECONDS=20 for a quick run): refresh timeouts, connections to
 #    Prometheus, /healthz p99.
+# 5. restart_bench.py: RESTART_TARGETS (1000) series of a week at 1 minute backfilled with promtool into a
+#    real Prometheus, prescale started fresh, one GetMetrics per target: time from the first RPC to the last
+#    target ready, prescale's CPU, the longest /healthz wait. RESTART_BASELINE=path/to/an/older/prescale
+#    runs that binary the same way first and prints the ratios (e.g. a build of main before the bulk load:
+#    git worktree add /tmp/base 683ef92 && meson setup /tmp/base/build && ninja -C /tmp/base/build).
 set -euo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/../.."
@@ -28,3 +33,7 @@ ${CC:-cc} -O2 -g -std=gnu11 -Isrc tests/bench/prom_bench.c "$lib" "$build/third_
 
 /usr/bin/python3 tests/bench/fanout_bench.py --prescale "$build/src/prescale" --targets "${FANOUT_TARGETS:-10000}" \
   --duration "${FANOUT_SECONDS:-120}"
+
+echo
+/usr/bin/python3 tests/bench/restart_bench.py --prescale "$build/src/prescale" --targets "${RESTART_TARGETS:-1000}" \
+  ${RESTART_BASELINE:+--baseline "$RESTART_BASELINE"}
