@@ -1,6 +1,7 @@
 /* The forecasting engine of one target: history, models, period detection, model choice and error
  * quantiles, over samples at a fixed step. Pure C: no I/O, no loop, no globals, no allocation after
- * ps_engine_new except in ps_engine_put's occasional refit (bounded, documented below).
+ * ps_engine_new except in the occasional refit of ps_engine_put or ps_engine_bulk_end (bounded, documented
+ * below).
  *
  * The server (targets.c) and `prescale backtest` drive it the same way: put each new sample, then ask
  * for a forecast. Nothing in it may peek at samples newer than those put. */
