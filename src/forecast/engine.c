@@ -439,6 +439,21 @@ static void refit(struct ps_engine *e, int bulk) {
 
 /* ---- learning ------------------------------------------------------------------------------------ */
 
+/* What learning step t keeps of its value y besides the models: the newest valid value, and the data's
+ * part of the refit jitter (from the first 16 steps). */
+static void note_value(struct ps_engine *e, int64_t t, double y) {
+  if (!(y == y)) return;
+  if (e->n_learned < 16) {
+    float f = (float)y;
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    e->hash = mix(e->hash, bits ^ (uint32_t)t);
+  }
+  e->last_valid = y;
+  e->last_valid_at = t;
+  e->has_last_valid = 1;
+}
+
 static void learn(struct ps_engine *e, int64_t t) {
   double y = at(e, t);
   e->learns_total++;
@@ -464,17 +479,7 @@ static void learn(struct ps_engine *e, int64_t t) {
   }
   float *slot = e->hw.period > 0 ? &e->hw.season[pmod(t, e->hw.period)] : NULL;
   ps_hw_step(&e->hw.p, &e->hw.c, slot, t, y);
-  if (y == y) {
-    if (e->n_learned < 16) { /* the data's part of the refit jitter */
-      float f = (float)y;
-      uint32_t bits;
-      memcpy(&bits, &f, sizeof bits);
-      e->hash = mix(e->hash, bits ^ (uint32_t)t);
-    }
-    e->last_valid = y;
-    e->last_valid_at = t;
-    e->has_last_valid = 1;
-  }
+  note_value(e, t, y);
   e->learned = t;
   e->n_learned++;
   if (e->n_learned >= e->next_refit) refit(e, 0);
@@ -632,18 +637,7 @@ void ps_engine_bulk_end(struct ps_engine *e) {
      * forgotten by the end of the replay, so none is computed. */
     int64_t skip_to = upto - (int64_t)replay;
     for (int64_t t = e->learned + 1; t <= skip_to; t++) {
-      double y = at(e, t);
-      if (y == y) {
-        if (e->n_learned < 16) { /* the data's part of the refit jitter, as learn takes it */
-          float f = (float)y;
-          uint32_t bits;
-          memcpy(&bits, &f, sizeof bits);
-          e->hash = mix(e->hash, bits ^ (uint32_t)t);
-        }
-        e->last_valid = y;
-        e->last_valid_at = t;
-        e->has_last_valid = 1;
-      }
+      note_value(e, t, at(e, t));
       e->n_learned++;
     }
     e->learned = skip_to;
