@@ -4,7 +4,7 @@
 //   k6 run -e TARGETS=http://127.0.0.1:30080/ -e CYCLES=5 k6/periodic.js
 //
 // One cycle is 3 minutes: 30 s at LOW_VUS (10), 2 min at HIGH_VUS (50), 30 s at LOW_VUS, repeated CYCLES
-// times (default 10, i.e. 30 minutes). The period (3m) is the `period` of k8s/scaledobject-proactive.yaml.
+// times (default 10, i.e. 30 minutes). The period (3m) is the `period` of k8s/base/scaledobject-proactive.yaml.
 //
 // Every iteration sends one GET to each URL of TARGETS at once (default: demo-proactive and
 // demo-reactive through the KinD port mappings), so both copies of the app see the same load and the

@@ -3,9 +3,10 @@
 No container engine or cluster runs on the development machines, so what can be checked without one is
 checked here, each against the real thing rather than a copy of it:
 
-- every YAML file under k8s/ parses; every object has apiVersion, kind and metadata.name, and sits in the
-  namespace of namespace.yaml; kustomization.yaml lists files that exist, and every manifest is listed
-  (or is one of the documented exceptions); `kubectl kustomize` renders it when kubectl is installed;
+- every YAML file under k8s/ parses; every object of k8s/base/ has apiVersion, kind and metadata.name, and
+  sits in the namespace of namespace.yaml; base/kustomization.yaml lists files that exist, and every manifest
+  is listed (or is one of the documented exceptions); k8s/kustomization.yaml is base/; `kubectl kustomize`
+  renders it when kubectl is installed;
 - every ScaledObject validates against KEDA's own CRD schema (openAPIV3Schema of the served version, from
   ../shared/reference/keda.sh_scaledobjects.yaml or $KEDA_CRD), with unknown fields rejected as kubectl's
   strict field validation does;
@@ -53,12 +54,14 @@ except ImportError:  # pragma: no cover - Debian's python3-yaml is a dependency 
 
 REPO = h.REPO_ROOT
 K8S = os.path.join(REPO, "k8s")
+# The manifests: k8s/kustomization.yaml lists base/, which overlays (k8s/overlays/*) build on too.
+BASE = os.path.join(K8S, "base")
 K6 = os.path.join(REPO, "k6")
 CONTAINERFILE = os.path.join(REPO, "Containerfile")
 NAMESPACE = "prescale"
-# Files in k8s/ that are not Kubernetes objects applied by `kubectl apply -k`: KinD's own config, the
-# kustomization itself, and an optional replacement applied by hand (k8s/README.md).
-NOT_OBJECTS = {"kind-config.yaml", "kustomization.yaml"}
+# Files in k8s/base/ that are not Kubernetes objects applied by `kubectl apply -k`: the kustomization
+# itself, and an optional replacement applied by hand (k8s/README.md). KinD's own config is in k8s/.
+NOT_OBJECTS = {"kustomization.yaml"}
 OPTIONAL = {"scaledobject-proactive-push.yaml"}
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 
@@ -81,11 +84,17 @@ def load_docs(path):
 
 
 def manifest_files():
-    return sorted(glob.glob(os.path.join(K8S, "*.yaml")) + glob.glob(os.path.join(K8S, "*.yml")))
+    return sorted(glob.glob(os.path.join(BASE, "*.yaml")) + glob.glob(os.path.join(BASE, "*.yml")))
+
+
+def all_yaml_files():
+    """Every YAML file under k8s/: the base, kind-config.yaml, the kustomizations and the overlays."""
+    return sorted(glob.glob(os.path.join(K8S, "**", "*.yaml"), recursive=True)
+                  + glob.glob(os.path.join(K8S, "**", "*.yml"), recursive=True))
 
 
 def objects(include_optional=False):
-    """[(file name, object)] of every Kubernetes object in k8s/."""
+    """[(file name, object)] of every Kubernetes object in k8s/base/."""
     out = []
     for path in manifest_files():
         name = os.path.basename(path)
@@ -99,7 +108,7 @@ def find(kind, name, include_optional=False):
     for _, o in objects(include_optional):
         if o.get("kind") == kind and o.get("metadata", {}).get("name") == name:
             return o
-    raise AssertionError(f"no {kind} {name} in k8s/")
+    raise AssertionError(f"no {kind} {name} in k8s/base/")
 
 
 def flags_of(args):
@@ -152,10 +161,11 @@ class TestManifests(unittest.TestCase):
             raise unittest.SkipTest("python3-yaml is not installed (/usr/bin/python3 has it on Debian)")
 
     def test_every_yaml_parses(self):
-        files = manifest_files()
+        files = all_yaml_files()
         self.assertGreater(len(files), 5)
+        self.assertTrue(set(manifest_files()) < set(files))
         for path in files:
-            with self.subTest(file=os.path.basename(path)):
+            with self.subTest(file=os.path.relpath(path, K8S)):
                 self.assertTrue(load_docs(path), "no document")
 
     def test_objects_have_apiversion_kind_metadata_and_namespace(self):
@@ -181,16 +191,21 @@ class TestManifests(unittest.TestCase):
         self.assertEqual(node_ports, mapped, "every NodePort is reachable from the host, and only those")
 
     def test_kustomization_lists_existing_files_and_every_manifest(self):
-        [k] = load_docs(os.path.join(K8S, "kustomization.yaml"))
+        # `kubectl apply -k k8s/` applies exactly base/.
+        [top] = load_docs(os.path.join(K8S, "kustomization.yaml"))
+        self.assertEqual(top["kind"], "Kustomization")
+        self.assertEqual(top["resources"], ["base"])
+        self.assertEqual(set(top), {"apiVersion", "kind", "resources"})
+        [k] = load_docs(os.path.join(BASE, "kustomization.yaml"))
         self.assertEqual(k["kind"], "Kustomization")
         listed = k["resources"]
         self.assertEqual(len(listed), len(set(listed)), "listed twice")
         for r in listed:
-            self.assertTrue(os.path.isfile(os.path.join(K8S, r)), f"kustomization lists missing file {r}")
+            self.assertTrue(os.path.isfile(os.path.join(BASE, r)), f"kustomization lists missing file {r}")
         on_disk = {os.path.basename(p) for p in manifest_files()} - NOT_OBJECTS - OPTIONAL
         self.assertEqual(set(listed), on_disk)
         for name in OPTIONAL:
-            self.assertTrue(os.path.isfile(os.path.join(K8S, name)))
+            self.assertTrue(os.path.isfile(os.path.join(BASE, name)))
         # The image the manifests use is the one kustomize rewrites.
         images = {i["name"] for i in k.get("images", [])}
         used = {c["image"].split(":")[0] for _, o in objects() if o["kind"] == "Deployment"
