@@ -31,6 +31,7 @@ Binaries: $PRESCALE_BIN (default build/src/prescale) and prescale-demo-app next 
 Run: /usr/bin/python3 -m unittest -v tests/integration/test_deploy.py
 """
 
+import base64
 import copy
 import glob
 import json
@@ -149,6 +150,55 @@ def strip_extensions(node):
     if isinstance(node, list):
         return [strip_extensions(v) for v in node]
     return node
+
+
+def mounted_files(deployment, container_name, objs, tmp, made_elsewhere=None):
+    """Writes the Secret volumes that the container mounts as the kubelet would (a folder per mount, a file
+    per key of the Secret's data or stringData, with the volume's defaultMode) under tmp, and returns
+    {mountPath: that folder}. Secrets that are not in objs (cert-manager makes them) come from
+    made_elsewhere: {secretName: {key: bytes}}."""
+    pod = deployment["spec"]["template"]["spec"]
+    c = container(deployment, container_name)
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    out = {}
+    for m in c.get("volumeMounts", []):
+        v = volumes[m["name"]]
+        assert "secret" in v, f"volume {m['name']}: only Secret volumes are written here"
+        name = v["secret"]["secretName"]
+        secrets = [o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"] == name]
+        if secrets:
+            [sec] = secrets
+            data = {k: base64.b64decode(val) for k, val in sec.get("data", {}).items()}
+            data.update({k: val.encode() for k, val in sec.get("stringData", {}).items()})
+        else:
+            data = (made_elsewhere or {})[name]
+        folder = os.path.join(tmp, "mount-" + m["name"])
+        os.makedirs(folder)
+        for key, content in data.items():
+            path = os.path.join(folder, key)
+            with open(path, "wb") as f:
+                f.write(content)
+            os.chmod(path, v["secret"].get("defaultMode", 0o644))
+        out[m["mountPath"]] = folder
+    return out
+
+
+def local_argv(binary, args, mounts, grpc_port, http_port):
+    """The container's args, in order, with the listen addresses moved to loopback ports and the paths
+    under a mount moved to the folder mounted_files wrote."""
+    argv = [binary]
+    for a in args:
+        if a.startswith("--grpc-listen"):
+            a = f"--grpc-listen=127.0.0.1:{grpc_port}"
+        elif a.startswith("--http-listen"):
+            a = f"--http-listen=127.0.0.1:{http_port}"
+        elif "=" in a:
+            k, v = a.split("=", 1)
+            for mount, folder in mounts.items():
+                if v.startswith(mount.rstrip("/") + "/"):
+                    a = f"{k}={folder}{v[len(mount.rstrip('/')):]}"
+        argv.append(a)
+    return argv
 
 
 # ---- YAML and kustomize -------------------------------------------------------------------------------
@@ -377,14 +427,10 @@ class TestPrescaleBinary(unittest.TestCase):
         cls.flags = flags_of(cls.c["args"])
         cls.tmp = tempfile.mkdtemp(prefix="prescale-deploy-")
         cls.grpc_port, cls.http_port = h.free_port(), h.free_port()
-        # The manifest's args, in order, with only the listen addresses moved to free loopback ports.
-        argv = [h.prescale_bin()]
-        for a in cls.c["args"]:
-            if a.startswith("--grpc-listen"):
-                a = f"--grpc-listen=127.0.0.1:{cls.grpc_port}"
-            elif a.startswith("--http-listen"):
-                a = f"--http-listen=127.0.0.1:{cls.http_port}"
-            argv.append(a)
+        # The manifest's args, in order, with only the listen addresses moved to free loopback ports and
+        # the mounted Secrets (the --prometheus-config file) written to the temp dir.
+        cls.mounts = mounted_files(cls.dep, "prescale", [o for _, o in objects()], cls.tmp)
+        argv = local_argv(h.prescale_bin(), cls.c["args"], cls.mounts, cls.grpc_port, cls.http_port)
         cls.proc = h.Process("prescale", argv, os.path.join(cls.tmp, "prescale.log"))
 
         def up():
@@ -413,6 +459,20 @@ class TestPrescaleBinary(unittest.TestCase):
         for flag in self.flags:
             self.assertIn(flag, known)
         self.assertEqual(self.flags["--prometheus-url"], f"http://prometheus.{NAMESPACE}.svc.cluster.local:9090")
+
+    def test_prometheus_config_from_the_secret_is_loaded(self):
+        """prescale started with the Secret's config.yaml (which it refuses when anything is wrong: exit 2)
+        and says how many servers it holds."""
+        path = self.flags["--prometheus-config"]
+        self.assertTrue(any(path.startswith(m + "/") for m in self.mounts), "not a file of a mounted Secret")
+        [sec] = [o for _, o in objects() if o["kind"] == "Secret"]
+        servers = yaml.safe_load(sec["stringData"][os.path.basename(path)])["servers"]
+        h.wait_until(lambda: "prometheus config loaded" in h.log_tail(self.proc.log_path, 100000), 10,
+                     what="the prometheus config line")
+        line = next(json.loads(ln) for ln in h.log_tail(self.proc.log_path, 100000).splitlines()
+                    if "prometheus config loaded" in ln)
+        self.assertEqual(line["servers"], str(len(servers)))
+        self.assertTrue(line["file"].endswith("/config.yaml"))
 
     def test_container_ports_match_listen_flags(self):
         ports = {p["name"]: p["containerPort"] for p in self.c["ports"]}
@@ -470,6 +530,107 @@ class TestPrescaleBinary(unittest.TestCase):
                 pb2_grpc.ExternalScalerStub(ch).GetMetricSpec(ref, timeout=10)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("lookahed", cm.exception.details())
+
+
+def url_prefix_of(prefix, address):
+    """docs/prometheus-config.md: an entry applies to addresses it is a prefix of, ending at a boundary."""
+    p, a = prefix.rstrip("/"), address.rstrip("/")
+    return a == p or a.startswith(p + "/")
+
+
+class TestPrometheusConfigSecret(unittest.TestCase):
+    """The Secret with prescale's --prometheus-config: mounted read-only for prescale's user only, its entry
+    applies to the walkthrough's Prometheus, and what it says reaches Prometheus."""
+
+    @classmethod
+    def setUpClass(cls):
+        if yaml is None:
+            raise unittest.SkipTest("python3-yaml is not installed")
+        cls.secret = find("Secret", "prescale-prometheus")
+        cls.dep = find("Deployment", "prescale")
+        cls.c = container(cls.dep, "prescale")
+        cls.flags = flags_of(cls.c["args"])
+
+    def test_secret_is_mounted_read_only_for_prescale_only(self):
+        self.assertEqual(self.secret.get("type"), "Opaque")
+        pod = self.dep["spec"]["template"]["spec"]
+        [vol] = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "prescale-prometheus"]
+        [mount] = [m for m in self.c["volumeMounts"] if m["name"] == vol["name"]]
+        self.assertIs(mount.get("readOnly"), True)
+        self.assertNotIn("subPath", mount, "a subPath mount never sees the kubelet's updates")
+        mode = vol["secret"]["defaultMode"]
+        self.assertIn(mode, (0o400, 0o440), "no access for other users")
+        sc = pod["securityContext"]
+        if mode == 0o440:
+            # Files are root:fsGroup: the group must be prescale's, the only member of it.
+            self.assertEqual(sc["fsGroup"], sc["runAsGroup"])
+        self.assertEqual(self.flags["--prometheus-config"],
+                         mount["mountPath"] + "/" + next(iter(self.secret["stringData"])))
+        self.assertEqual(list(self.secret["stringData"]), ["config.yaml"])
+
+    def test_entry_applies_to_the_walkthroughs_prometheus(self):
+        cfg = yaml.safe_load(self.secret["stringData"]["config.yaml"])
+        self.assertEqual(set(cfg), {"servers"})
+        urls = [srv["url"] for srv in cfg["servers"]]
+        addresses = [self.flags["--prometheus-url"]] + [
+            t["metadata"].get("serverAddress", self.flags["--prometheus-url"])
+            for _, so in objects(include_optional=True) if so["kind"] == "ScaledObject"
+            for t in so["spec"]["triggers"] if t["type"].startswith("external")]
+        self.assertEqual(len(addresses), 3)
+        for a in addresses:
+            self.assertTrue(any(url_prefix_of(u, a) for u in urls), f"no entry of config.yaml applies to {a}")
+        # The boundary rule is the one prescale applies (a port that merely starts alike is another server).
+        self.assertFalse(url_prefix_of(urls[0], urls[0] + "1"))
+        # Nothing secret: the walkthrough's Prometheus needs no credentials, the example holds none.
+        for srv in cfg["servers"]:
+            self.assertFalse({"authorization", "basic_auth"} & set(srv))
+
+    def test_headers_reach_prometheus(self):
+        """prescale started with the Secret's file sends its headers to the server the entry names (a
+        recording stand-in for Prometheus on loopback at the entry's url: a real one does not show headers)."""
+        if not os.access(h.prescale_bin(), os.X_OK):
+            self.skipTest(f"prescale not built: {h.prescale_bin()}")
+        from test_prom_keys import FakeApi
+        pb2, pb2_grpc = h.grpc_modules()
+        cfg = yaml.safe_load(self.secret["stringData"]["config.yaml"])
+        [srv] = cfg["servers"]
+        self.assertTrue(srv["headers"])
+        fake = FakeApi()
+        tmp = tempfile.mkdtemp(prefix="prescale-deploy-cfg-")
+        try:
+            # The same file and args, with the cluster's Prometheus address moved to the stand-in.
+            moved = copy.deepcopy(self.secret)
+            moved["stringData"]["config.yaml"] = moved["stringData"]["config.yaml"].replace(srv["url"], fake.url)
+            dep = copy.deepcopy(self.dep)
+            c = container(dep, "prescale")
+            c["args"] = [a.replace(srv["url"], fake.url) for a in c["args"]]
+            grpc_port, http_port = h.free_port(), h.free_port()
+            mounts = mounted_files(dep, "prescale", [moved], tmp)
+            proc = h.Process("prescale", local_argv(h.prescale_bin(), c["args"], mounts, grpc_port, http_port),
+                             os.path.join(tmp, "prescale.log"))
+            try:
+                h.wait_until(lambda: proc.alive() and h.http_get(f"http://127.0.0.1:{http_port}/healthz", 1)[0]
+                             == 200, 15, what="prescale /healthz")
+                so = find("ScaledObject", "demo-proactive")
+                md = dict(so["spec"]["triggers"][0]["metadata"])
+                md["serverAddress"] = md["serverAddress"].replace(srv["url"], fake.url)
+                ref = pb2.ScaledObjectRef(name=so["metadata"]["name"], namespace=NAMESPACE, scalerMetadata=md)
+                with h.grpc_channel(f"127.0.0.1:{grpc_port}") as ch:
+                    pb2_grpc.ExternalScalerStub(ch).GetMetricSpec(ref, timeout=30)
+                    try:
+                        pb2_grpc.ExternalScalerStub(ch).GetMetrics(
+                            pb2.GetMetricsRequest(scaledObjectRef=ref, metricName="prescale"), timeout=30)
+                    except Exception:  # noqa: BLE001 - only what reached the stand-in matters here
+                        pass
+                h.wait_until(lambda: fake.seen("/api/v1/query"), 30, what="a query at the stand-in")
+                for path, headers in fake.seen("/api/v1/query"):
+                    for name, value in srv["headers"].items():
+                        self.assertEqual(headers.get(name.lower()), value, path)
+            finally:
+                self.assertEqual(proc.stop(), 0, h.log_tail(proc.log_path))
+        finally:
+            fake.close()
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class TestDemoAppBinary(unittest.TestCase):
