@@ -46,6 +46,7 @@ import textwrap
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import certs as certs_mod  # noqa: E402
 import harness as h  # noqa: E402
 
 try:
@@ -150,6 +151,78 @@ def strip_extensions(node):
     if isinstance(node, list):
         return [strip_extensions(v) for v in node]
     return node
+
+
+def pointer_tokens(path):
+    """A JSON pointer (RFC 6901) -> its tokens, ~1 and ~0 unescaped."""
+    assert path.startswith("/"), path
+    return [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
+
+
+def json_patch(doc, op):
+    """Applies one JSON patch operation (RFC 6902: add, replace, remove; what k8s/overlays use) in place."""
+    *parents, last = pointer_tokens(op["path"])
+    node = doc
+    for t in parents:
+        node = node[int(t)] if isinstance(node, list) else node[t]
+    kind = op["op"]
+    assert kind in ("add", "replace", "remove"), f"operation this renderer does not know: {kind}"
+    if isinstance(node, list):
+        if kind == "add":
+            node.insert(len(node) if last == "-" else int(last), copy.deepcopy(op["value"]))
+        elif kind == "replace":
+            node[int(last)] = copy.deepcopy(op["value"])
+        else:
+            del node[int(last)]
+    else:
+        assert kind == "add" or last in node, f"{kind} of a missing {op['path']}"
+        if kind == "remove":
+            del node[last]
+        else:
+            node[last] = copy.deepcopy(op["value"])
+
+
+def target_matches(obj, target):
+    group, _, version = obj["apiVersion"].rpartition("/")
+    return (obj["kind"] == target["kind"] and obj["metadata"]["name"] == target["name"]
+            and target.get("group", group) == group and target.get("version", version) == version)
+
+
+def render(folder):
+    """The part of kustomize that k8s/ uses: resources (files, or folders with a kustomization.yaml),
+    JSON 6902 patches given by path and target, images' newTag. Each patch must match exactly one object.
+    Checked against `kubectl kustomize` where kubectl is installed (TestTlsOverlay)."""
+    [k] = load_docs(os.path.join(folder, "kustomization.yaml"))
+    unknown = set(k) - {"apiVersion", "kind", "resources", "patches", "images"}
+    assert not unknown, f"{folder}/kustomization.yaml: fields this renderer does not know: {unknown}"
+    out = []
+    for r in k.get("resources", []):
+        path = os.path.normpath(os.path.join(folder, r))
+        out += render(path) if os.path.isdir(path) else load_docs(path)
+    for patch in k.get("patches", []):
+        assert set(patch) == {"path", "target"}, patch
+        [ops] = load_docs(os.path.join(folder, patch["path"]))
+        assert isinstance(ops, list), f"{patch['path']}: not a JSON 6902 patch"
+        hits = [o for o in out if target_matches(o, patch["target"])]
+        assert len(hits) == 1, f"{patch['path']}: target {patch['target']} matches {len(hits)} objects"
+        for op in ops:
+            json_patch(hits[0], op)
+    for img in k.get("images", []):
+        for o in out:
+            for c in o.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+                if c["image"].split(":")[0] == img["name"]:
+                    c["image"] = f"{img.get('newName', img['name'])}:{img['newTag']}"
+    return out
+
+
+def object_key(o):
+    return (o["apiVersion"], o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])
+
+
+def pick(objs, kind, name):
+    hits = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(hits) == 1, f"{len(hits)} {kind} {name}"
+    return hits[0]
 
 
 def mounted_files(deployment, container_name, objs, tmp, made_elsewhere=None):
@@ -631,6 +704,255 @@ class TestPrometheusConfigSecret(unittest.TestCase):
         finally:
             fake.close()
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+OVERLAY_TLS = os.path.join(K8S, "overlays", "tls")
+# What KEDA's external and external-push scalers read from a TriggerAuthentication for the gRPC connection
+# (KEDA's docs, scalers/external.md "Authentication Parameters"; pkg/scalers/external_scaler.go reads
+# config.AuthParams["caCert"], ["tlsClientCert"], ["tlsClientKey"] as PEM contents).
+KEDA_EXTERNAL_TLS_PARAMS = {"caCert", "tlsClientCert", "tlsClientKey"}
+# The keys cert-manager writes into a Certificate's Secret (kubernetes.io/tls, plus the issuing CA).
+CERT_MANAGER_KEYS = {"tls.crt", "tls.key", "ca.crt"}
+# Metadata keys of KEDA's external trigger that KEDA also passes on to prescale, which refuses what it does
+# not know: TLS must come from the TriggerAuthentication, not from these.
+KEDA_TLS_METADATA = {"enableTLS", "unsafeSsl", "tlsCertFile", "caCert", "tlsClientCert", "tlsClientKey"}
+
+
+class TestTlsOverlay(unittest.TestCase):
+    """k8s/overlays/tls: kustomize renders it, cert-manager gets what it needs, KEDA what it reads, and
+    prescale started with the overlay's args and files (certificates made by openssl as the Certificates
+    say) answers over TLS only to a client with KEDA's certificate."""
+
+    @classmethod
+    def setUpClass(cls):
+        if yaml is None:
+            raise unittest.SkipTest("python3-yaml is not installed")
+        cls.base = render(K8S)
+        cls.objs = render(OVERLAY_TLS)
+        cls.dep = pick(cls.objs, "Deployment", "prescale")
+        cls.c = container(cls.dep, "prescale")
+        cls.flags = flags_of(cls.c["args"])
+        certs = [o for o in cls.objs if o["kind"] == "Certificate"]
+        cls.server_cert = next(o for o in certs if "server auth" in o["spec"].get("usages", []))
+        cls.client_cert = next(o for o in certs if "client auth" in o["spec"].get("usages", []))
+        cls.ta = pick(cls.objs, "TriggerAuthentication", "prescale-tls")
+
+    def test_renders_as_kubectl_kustomize_does(self):
+        """The renderer of this file against the real kustomize (kubectl's), for the base and the overlay."""
+        kubectl = shutil.which("kubectl")
+        if kubectl is None:
+            self.skipTest("kubectl not installed: the overlay is checked through this file's renderer only")
+        for folder, mine in ((K8S, self.base), (OVERLAY_TLS, self.objs)):
+            with self.subTest(folder=os.path.relpath(folder, REPO)):
+                r = subprocess.run([kubectl, "kustomize", folder], capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                theirs = [d for d in yaml.safe_load_all(r.stdout) if d]
+                self.assertEqual(sorted(map(object_key, theirs)), sorted(map(object_key, mine)))
+                by_key = {object_key(o): o for o in theirs}
+                for o in mine:
+                    self.assertEqual(by_key[object_key(o)], o, object_key(o))
+
+    def test_overlay_adds_to_the_base_and_patches_existing_objects(self):
+        [k] = load_docs(os.path.join(OVERLAY_TLS, "kustomization.yaml"))
+        self.assertIn("../../base", k["resources"])
+        for r in k["resources"] + [p["path"] for p in k["patches"]]:
+            self.assertTrue(os.path.exists(os.path.join(OVERLAY_TLS, r)), r)
+        # Every YAML file of the overlay is used.
+        used = {os.path.basename(r) for r in k["resources"] + [p["path"] for p in k["patches"]]}
+        on_disk = {os.path.basename(p) for p in glob.glob(os.path.join(OVERLAY_TLS, "*.yaml"))}
+        self.assertEqual(on_disk - {"kustomization.yaml"}, used - {"base"})
+        base_keys = {object_key(o) for o in self.base}
+        mine = {object_key(o) for o in self.objs}
+        self.assertTrue(base_keys < mine)
+        added = [o for o in self.objs if object_key(o) not in base_keys]
+        self.assertEqual(sorted(o["kind"] for o in added),
+                         ["Certificate", "Certificate", "Certificate", "Issuer", "Issuer", "TriggerAuthentication"])
+        for o in added:
+            self.assertEqual(o["metadata"].get("namespace"), NAMESPACE, object_key(o))
+            self.assertRegex(o["metadata"]["name"], r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        # The renderer refuses a patch whose target is missing (so the check above is not vacuous).
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(OVERLAY_TLS, os.path.join(tmp, "tls"))
+            os.symlink(BASE, os.path.join(tmp, "base"))
+            path = os.path.join(tmp, "tls", "kustomization.yaml")
+            with open(path) as f:
+                text = f.read().replace("../../base", "../base").replace("name: demo-proactive", "name: demo-proactve")
+            with open(path, "w") as f:
+                f.write(text)
+            with self.assertRaisesRegex(AssertionError, "matches 0 objects"):
+                render(os.path.join(tmp, "tls"))
+
+    def test_cert_manager_chain(self):
+        """selfSigned Issuer -> CA Certificate -> CA Issuer -> server and client Certificates, with the fields
+        cert-manager.io/v1 requires (no CRD here: checked by hand)."""
+        cm = [o for o in self.objs if o["apiVersion"].startswith("cert-manager.io/")]
+        self.assertTrue(cm)
+        for o in cm:
+            self.assertEqual(o["apiVersion"], "cert-manager.io/v1")
+            self.assertIn(o["kind"], ("Issuer", "Certificate"))
+        issuers = {o["metadata"]["name"]: o["spec"] for o in cm if o["kind"] == "Issuer"}
+        certs = {o["metadata"]["name"]: o["spec"] for o in cm if o["kind"] == "Certificate"}
+        for name, spec in certs.items():
+            with self.subTest(certificate=name):
+                self.assertTrue(spec["secretName"])
+                ref = spec["issuerRef"]
+                self.assertEqual(ref.get("kind", "Issuer"), "Issuer")
+                self.assertEqual(ref.get("group", "cert-manager.io"), "cert-manager.io")
+                self.assertIn(ref["name"], issuers)
+                self.assertTrue(spec.get("commonName") or spec.get("dnsNames"))
+        self.assertEqual(len({s["secretName"] for s in certs.values()}), len(certs), "a Secret shared")
+        [root] = [n for n, s in issuers.items() if "selfSigned" in s]
+        [ca_cert] = [n for n, s in certs.items() if s.get("isCA")]
+        self.assertEqual(certs[ca_cert]["issuerRef"]["name"], root)
+        [ca_issuer] = [n for n, s in issuers.items() if "ca" in s]
+        self.assertEqual(issuers[ca_issuer]["ca"]["secretName"], certs[ca_cert]["secretName"])
+        for leaf in (self.server_cert, self.client_cert):
+            self.assertEqual(leaf["spec"]["issuerRef"]["name"], ca_issuer)
+            self.assertFalse(leaf["spec"].get("isCA", False))
+        self.assertNotIn("client auth", self.server_cert["spec"]["usages"])
+        self.assertNotIn("server auth", self.client_cert["spec"]["usages"])
+
+    def test_server_certificate_names_what_keda_dials(self):
+        """KEDA's gRPC client verifies the host of scalerAddress: the Service's names are in dnsNames."""
+        svc = pick(self.objs, "Service", "prescale-grpc")
+        names = set(self.server_cert["spec"]["dnsNames"])
+        svc_name = f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc"
+        self.assertEqual(names, {svc_name, svc_name + ".cluster.local"})
+        hosts = {external_host(t) for so in self.objs if so["kind"] == "ScaledObject"
+                 for t in so["spec"]["triggers"] if t["type"].startswith("external")}
+        self.assertTrue(hosts)
+        self.assertLessEqual(hosts, names)
+
+    def test_service_app_protocol(self):
+        [port] = pick(self.objs, "Service", "prescale-grpc")["spec"]["ports"]
+        self.assertEqual(port["appProtocol"], "https", "TLS, with HTTP/2 chosen by ALPN")
+        [base_port] = pick(self.base, "Service", "prescale-grpc")["spec"]["ports"]
+        self.assertEqual(base_port["appProtocol"], "kubernetes.io/h2c")
+
+    def test_trigger_authentication_gives_keda_what_it_reads(self):
+        self.assertEqual(self.ta["apiVersion"], "keda.sh/v1alpha1")
+        refs = self.ta["spec"]["secretTargetRef"]
+        self.assertEqual({r["parameter"] for r in refs}, KEDA_EXTERNAL_TLS_PARAMS)
+        self.assertEqual(len(refs), len(KEDA_EXTERNAL_TLS_PARAMS))
+        self.assertEqual(set(self.ta["spec"]), {"secretTargetRef"})
+        want = {"caCert": "ca.crt", "tlsClientCert": "tls.crt", "tlsClientKey": "tls.key"}
+        for r in refs:
+            self.assertEqual(r["name"], self.client_cert["spec"]["secretName"], r)
+            self.assertEqual(r["key"], want[r["parameter"]], r)
+            self.assertIn(r["key"], CERT_MANAGER_KEYS)
+        # Every external trigger (the polling one, which the overlay keeps) uses it, and passes no TLS key in
+        # its metadata (KEDA would send it to prescale, which refuses keys it does not know).
+        triggers = [(so, t) for so in self.objs if so["kind"] == "ScaledObject" for t in so["spec"]["triggers"]
+                    if t["type"].startswith("external")]
+        self.assertEqual(len(triggers), 1)
+        for so, t in triggers:
+            self.assertEqual(t["authenticationRef"], {"name": self.ta["metadata"]["name"]})
+            self.assertEqual(so["metadata"]["namespace"], self.ta["metadata"]["namespace"])
+            self.assertFalse(KEDA_TLS_METADATA & set(t["metadata"]))
+
+    def test_scaled_object_validates_against_keda_crd(self):
+        try:
+            import jsonschema
+        except ImportError:
+            self.skipTest("python3-jsonschema is not installed")
+        if not os.path.isfile(keda_crd_path()):
+            self.skipTest(f"KEDA's ScaledObject CRD not found at {keda_crd_path()} (set KEDA_CRD)")
+        [crd] = load_docs(keda_crd_path())
+        [version] = [v for v in crd["spec"]["versions"] if v.get("served")]
+        schema = strip_extensions(version["schema"]["openAPIV3Schema"])
+        v = jsonschema.validators.validator_for(schema, default=jsonschema.Draft4Validator)(schema)
+        so = pick(self.objs, "ScaledObject", "demo-proactive")
+        self.assertEqual([e.message for e in v.iter_errors(so)], [])
+        bad = copy.deepcopy(so)
+        bad["spec"]["triggers"][0]["authenticationRef"] = {"nmae": "prescale-tls"}
+        self.assertTrue(list(v.iter_errors(bad)), "a misspelt authenticationRef validated")
+
+    def test_deployment_mounts_the_server_secret(self):
+        known = help_flags(h.prescale_bin()) if os.access(h.prescale_bin(), os.X_OK) else None
+        if known is not None:
+            for flag in self.flags:
+                self.assertIn(flag, known)
+        base_args = container(pick(self.base, "Deployment", "prescale"), "prescale")["args"]
+        self.assertEqual(self.c["args"][:len(base_args)], base_args, "the base's args are kept")
+        pod = self.dep["spec"]["template"]["spec"]
+        [vol] = [v for v in pod["volumes"]
+                 if v.get("secret", {}).get("secretName") == self.server_cert["spec"]["secretName"]]
+        [mount] = [m for m in self.c["volumeMounts"] if m["name"] == vol["name"]]
+        self.assertIs(mount.get("readOnly"), True)
+        self.assertNotIn("subPath", mount, "a subPath mount never sees cert-manager's renewals")
+        self.assertIn(vol["secret"]["defaultMode"], (0o400, 0o440))
+        if vol["secret"]["defaultMode"] == 0o440:
+            self.assertEqual(pod["securityContext"]["fsGroup"], pod["securityContext"]["runAsGroup"])
+        for flag, key in (("--tls-cert", "tls.crt"), ("--tls-key", "tls.key"), ("--tls-client-ca", "ca.crt")):
+            self.assertEqual(self.flags[flag], f"{mount['mountPath']}/{key}")
+        # The probes stay on the plain HTTP port.
+        self.assertEqual(self.c["readinessProbe"]["httpGet"]["port"], "http")
+
+    def test_prescale_serves_tls_to_keda_only(self):
+        if not os.access(h.prescale_bin(), os.X_OK):
+            self.skipTest(f"prescale not built: {h.prescale_bin()}")
+        if shutil.which(certs_mod.OPENSSL) is None:
+            self.skipTest("openssl not installed")
+        import grpc
+        pb2, pb2_grpc = h.grpc_modules()
+        so = pick(self.objs, "ScaledObject", "demo-proactive")
+        trigger = so["spec"]["triggers"][0]
+        host = external_host(trigger)
+        with certs_mod.Certs(tmp_prefix="prescale-deploy-tls-") as c:
+            # As cert-manager would issue them from the two Certificates (names and usages), by one CA.
+            srv_spec, cli_spec = self.server_cert["spec"], self.client_cert["spec"]
+            server = c.issue_server("prescale-grpc", sans=tuple("DNS:" + n for n in srv_spec["dnsNames"]),
+                                    cn=srv_spec["commonName"])
+            client = c.issue_client("keda-client", cn=cli_spec["commonName"])
+            secrets = {
+                srv_spec["secretName"]: {"tls.crt": c.read(server.cert), "tls.key": c.read(server.key),
+                                         "ca.crt": c.read(c.ca.cert)},
+                cli_spec["secretName"]: {"tls.crt": c.read(client.cert), "tls.key": c.read(client.key),
+                                         "ca.crt": c.read(c.ca.cert)},
+            }
+            grpc_port, http_port = h.free_port(), h.free_port()
+            mounts = mounted_files(self.dep, "prescale", self.objs, c.dir, secrets)
+            proc = h.Process("prescale", local_argv(h.prescale_bin(), self.c["args"], mounts, grpc_port, http_port),
+                             os.path.join(c.dir, "prescale.log"))
+            try:
+                h.wait_until(lambda: proc.alive() and h.http_get(f"http://127.0.0.1:{http_port}/readyz", 1)[0]
+                             == 200, 15, what="prescale /readyz (plain HTTP)")
+                # KEDA's side: the TriggerAuthentication's parameters, read from the client Certificate's Secret.
+                auth = {r["parameter"]: secrets[r["name"]][r["key"]] for r in self.ta["spec"]["secretTargetRef"]}
+                md = dict(trigger["metadata"], serverAddress="http://127.0.0.1:9")
+                ref = pb2.ScaledObjectRef(name=so["metadata"]["name"], namespace=NAMESPACE, scalerMetadata=md)
+                # grpc-go checks the scalerAddress's host against the certificate: so does this channel.
+                options = [("grpc.ssl_target_name_override", host)]
+
+                def call(creds):
+                    with grpc.secure_channel(f"127.0.0.1:{grpc_port}", creds, options=options) as ch:
+                        return pb2_grpc.ExternalScalerStub(ch).GetMetricSpec(ref, timeout=20)
+
+                resp = call(grpc.ssl_channel_credentials(auth["caCert"], auth["tlsClientKey"], auth["tlsClientCert"]))
+                self.assertEqual(resp.metricSpecs[0].targetSizeFloat, float(trigger["metadata"]["threshold"]))
+                # mTLS: without KEDA's client certificate the handshake fails.
+                with self.assertRaises(grpc.RpcError) as cm:
+                    call(grpc.ssl_channel_credentials(auth["caCert"]))
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+                # h2c, as the base's KEDA would speak, gets nothing.
+                with h.grpc_channel(f"127.0.0.1:{grpc_port}") as ch:
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        pb2_grpc.ExternalScalerStub(ch).GetMetricSpec(ref, timeout=20)
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            finally:
+                rc = proc.stop()
+                text = h.log_tail(proc.log_path, 100000)
+                self.assertEqual(rc, 0, text[-3000:])
+                self.assertNotIn("Sanitizer", text)
+            started = [json.loads(ln) for ln in text.splitlines() if '"prescale started"' in ln]
+            self.assertEqual([ln["grpc_tls"] for ln in started], ["mtls"])
+
+
+def external_host(trigger):
+    """The host KEDA's gRPC client dials and verifies: scalerAddress without dns:/// and the port."""
+    addr = trigger["metadata"]["scalerAddress"]
+    addr = re.sub(r"^dns:(//[^/]*)?/", "", addr)
+    return addr.rsplit(":", 1)[0]
 
 
 class TestDemoAppBinary(unittest.TestCase):
