@@ -15,6 +15,12 @@ checked here, each against the real thing rather than a copy of it:
   free loopback ports) and answer the probe paths with 200, container ports match the listen flags,
   Service targetPorts name container ports, and the metadata of every external trigger is accepted by a
   running prescale (GetMetricSpec answers OK with the threshold and metricName given);
+- the Secret with prescale's --prometheus-config is mounted read-only for prescale's group only, its entry
+  applies to the walkthrough's Prometheus, prescale starts with it, and its headers reach the server named;
+- k8s/overlays/tls renders (a small kustomize here, compared with `kubectl kustomize` when installed), adds
+  the cert-manager chain and KEDA's TriggerAuthentication with the fields and keys each reads, and prescale
+  started with the overlay's args and openssl-made certificates answers grpcio over TLS only with KEDA's
+  client certificate;
 - Prometheus's configuration passes `promtool check config`, every trigger query passes `promtool check
   rules`, and the scrape jobs and DNS names match the Services and the queries;
 - the Containerfile has a Debian bookworm build stage and a bookworm-slim runtime stage whose packages
