@@ -9,14 +9,14 @@ static void expired_cb(uv_timer_t *t) { *(bool *)t->data = true; }
 /* PS_TEST_TIMEOUT_SCALE (a whole number, default 1) multiplies every bound of ps_test_run_until: the
  * valgrind test setup sets it, since memcheck runs code 20-50 times slower and a bound that is generous on a
  * busy machine is not under it. Bounds only end a wait that failed; they never make a test pass. */
-static uint64_t timeout_scale(void) {
+uint64_t ps_test_timeout_scale(void) {
   const char *s = getenv("PS_TEST_TIMEOUT_SCALE");
   long v = s != NULL ? strtol(s, NULL, 10) : 1;
   return v >= 1 && v <= 100 ? (uint64_t)v : 1;
 }
 
 bool ps_test_run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, uint64_t timeout_ms) {
-  timeout_ms *= timeout_scale();
+  timeout_ms *= ps_test_timeout_scale();
   uv_timer_t timer;
   bool expired = false;
   uv_timer_init(loop, &timer);

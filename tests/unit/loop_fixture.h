@@ -18,6 +18,9 @@
 
 /* Runs `loop` one turn at a time until cond(arg) holds or timeout_ms passes; returns cond(arg). The
  * bounding timer is closed before returning, so it never shows up in uv_loop_close. */
+/* PS_TEST_TIMEOUT_SCALE (default 1; 10 under the valgrind setup): what ps_test_run_until multiplies its
+ * bounds by, for a test whose own short timers must also stretch under memcheck. */
+uint64_t ps_test_timeout_scale(void);
 bool ps_test_run_until(uv_loop_t *loop, bool (*cond)(void *), void *arg, uint64_t timeout_ms);
 
 /* Ends a test's loop: runs it dry (at most PS_TEST_LOOP_DRAIN_MS), names in `what` every handle still
