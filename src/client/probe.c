@@ -265,6 +265,17 @@ static void start_step(struct probe *p, enum step s) {
   if (s == S_WATCH) p->stream = call;
 }
 
+/* cJSON prints a number with 15 digits and keeps them when they read back within an epsilon, so a value
+ * like 91.19999694824219 (a float widened) came out as 91.1999969482422: another double than the one
+ * received. The shortest round-trip form (fmt.c) is exact; a non-finite value stays cJSON's null. */
+static void add_exact_number(cJSON *o, const char *key, double v) {
+  char f[PS_FMT_DOUBLE_MAX];
+  if (isfinite(v) && ps_fmt_double(f, sizeof f, v) > 0)
+    cJSON_AddRawToObject(o, key, f);
+  else
+    cJSON_AddNumberToObject(o, key, v);
+}
+
 static void got_spec(struct probe *p, const uint8_t *msg, size_t len) {
   Externalscaler__GetMetricSpecResponse *r = externalscaler__get_metric_spec_response__unpack(NULL, len, msg);
   if (r == NULL) {
@@ -288,7 +299,7 @@ static void got_spec(struct probe *p, const uint8_t *msg, size_t len) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "metricName", s->metricname);
       cJSON_AddNumberToObject(o, "targetSize", (double)s->targetsize);
-      cJSON_AddNumberToObject(o, "targetSizeFloat", s->targetsizefloat);
+      add_exact_number(o, "targetSizeFloat", s->targetsizefloat);
       cJSON_AddItemToArray(arr, o);
     } else {
       char f[PS_FMT_DOUBLE_MAX];
@@ -320,7 +331,7 @@ static void got_metrics(struct probe *p, const uint8_t *msg, size_t len) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "metricName", v->metricname);
       cJSON_AddNumberToObject(o, "metricValue", (double)v->metricvalue);
-      cJSON_AddNumberToObject(o, "metricValueFloat", v->metricvaluefloat);
+      add_exact_number(o, "metricValueFloat", v->metricvaluefloat);
       cJSON_AddItemToArray(arr, o);
       continue;
     }
