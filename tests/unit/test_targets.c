@@ -437,8 +437,9 @@ _Static_assert(LONG_SAMPLES > 3 * PS_TARGET_LOAD_SLICE, "the long history must t
  * load is still going on when something else happens. */
 #define HUGE_HISTORY "100000s"
 
-/* A run of the loop from a target's fetch callback to the end of its load, seen from outside: a 1 ms
- * timer's ticks and the loop's turns (a check handle) while the fetch is done and the waiter not yet. */
+/* A run of the loop from a target's fetch callback to the end of its load, seen from outside: a zero
+ * timer armed at each turn, and the loop's turns (a check handle), while the fetch is done and the waiter not
+ * yet. */
 struct load_watch {
   struct waited x;
   uv_timer_t tick;
@@ -453,7 +454,13 @@ static void watch_tick_cb(uv_timer_t *h) {
 }
 static void watch_turn_cb(uv_check_t *h) {
   struct load_watch *lw = h->data;
-  if (fetched() && !lw->x.done) lw->turns++;
+  if (fetched() && !lw->x.done) {
+    lw->turns++;
+    /* A timer due at once, armed at the end of this turn, runs in the next turn's timer phase: it counts
+     * only if that comes before the load ends, i.e. timers run between slices. No wall clock involved (a
+     * bulk slice takes microseconds, so a 1 ms timer may never come due during the load). */
+    if (!uv_is_active((uv_handle_t *)&lw->tick)) uv_timer_start(&lw->tick, watch_tick_cb, 0, 0);
+  }
   double l = ps_metrics_get("prescale_targets_loading", "");
   if (l > lw->max_loading) lw->max_loading = l;
 }
@@ -474,7 +481,6 @@ Test(targets, a_long_history_loads_while_the_loop_turns) {
   uv_timer_init(&loop, &lw.tick);
   uv_check_init(&loop, &lw.turn);
   lw.tick.data = lw.turn.data = &lw;
-  uv_timer_start(&lw.tick, watch_tick_cb, 1, 1);
   uv_check_start(&lw.turn, watch_turn_cb);
   bool ended = run_until(waited_done, &lw.x, 15000);
   uv_close((uv_handle_t *)&lw.tick, NULL);
@@ -485,7 +491,7 @@ Test(targets, a_long_history_loads_while_the_loop_turns) {
   /* The first slice goes in one turn after the fetch callback, each further slice one turn later. */
   int slices = (LONG_SAMPLES + PS_TARGET_LOAD_SLICE - 1) / PS_TARGET_LOAD_SLICE;
   cr_assert_geq(lw.turns, slices, "the loop turned %d times during a load of %d slices", lw.turns, slices);
-  cr_assert_gt(lw.ticks, 0, "a 1 ms timer never ran during the load (%d turns)", lw.turns);
+  cr_assert_gt(lw.ticks, 0, "no timer ran between the slices of the load (%d turns)", lw.turns);
   cr_assert_eq(lw.max_loading, 1, "prescale_targets_loading %g", lw.max_loading);
   cr_assert_eq(ps_metrics_get("prescale_targets_loading", ""), 0);
   struct ps_target_reading rd;
