@@ -615,6 +615,19 @@ def start_module_env(*prescale_args, prescale=True):
     return env, pb2, pb2_grpc
 
 
+def start_prescale_beside(module_env, *flags, tmp_prefix="prescale-"):
+    """A prescale of its own, with extra flags, on the Prometheus of module_env (start_module_env's), ready.
+    Close it with its close(); it is closed here if it fails to start."""
+    env = Env(tmp_prefix=tmp_prefix)
+    env.prom_port = module_env.prom_port
+    try:
+        env.start_prescale(*flags)
+    except BaseException:
+        env.close()
+        raise
+    return env
+
+
 class ScalerCase(unittest.TestCase):
     """Base of the suites that share one prescale per module: a channel to it and an ExternalScaler stub
     per test, and a test after which prescale is dead fails. The module's setUpModule sets `env` on its

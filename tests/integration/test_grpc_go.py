@@ -62,14 +62,7 @@ def tearDownModule():  # noqa: N802
 
 def start_prescale(*flags):
     """A prescale of its own (the module's Prometheus), ready."""
-    env = h.Env(tmp_prefix="prescale-grpcgo-")
-    env.prom_port = ENV.prom_port
-    try:
-        env.start_prescale(*flags)
-    except BaseException:
-        env.close()
-        raise
-    return env
+    return h.start_prescale_beside(ENV, *flags, tmp_prefix="prescale-grpcgo-")
 
 
 def tls_flags(client_ca=None):
