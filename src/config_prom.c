@@ -13,6 +13,7 @@
 #include "config.h"
 #include "flags.h"
 #include "http_client.h"
+#include "http_token.h"
 
 /* Query parameters prescale sets itself (/api/v1/query_range): a second one would be ignored by
  * Prometheus (Go's url.Values.Get takes the first), silently. */
@@ -45,16 +46,6 @@ static int parse_query_params(struct ps_target_config *c, const char *s, char *e
   return 0;
 }
 
-/* A header name is a token (RFC 9110 5.6.2). */
-static bool is_token(const char *s) {
-  if (*s == '\0') return false;
-  for (; *s; s++)
-    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-          strchr("!#$%&'*+-.^_`|~", *s) != NULL))
-      return false;
-  return true;
-}
-
 static int parse_custom_headers(struct ps_target_config *c, const char *s, char *err, size_t errlen) {
   char why[256], q[PS_FLAGS_QUOTED_MAX];
   struct ps_kv_list l;
@@ -67,7 +58,7 @@ static int parse_custom_headers(struct ps_target_config *c, const char *s, char 
   for (size_t i = 0; r == 0 && i < l.n; i++) {
     const char *name = l.items[i].key;
     ps_flags_quote(q, sizeof q, name);
-    if (!is_token(name))
+    if (!ps_http_token(name))
       r = ps_flags_fail(err, errlen, "customHeaders: header name %s is not a token (RFC 9110 5.6.2)", q);
     else if (ps_http_header_reserved(name, strlen(name)))
       r = ps_flags_fail(err, errlen, "customHeaders: header %s is set by prescale's HTTP client itself", q);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "http_client_int.h"
+#include "http_token.h"
 #include "metrics.h"
 
 /* ==== limits and statistics ======================================================================== */
@@ -168,11 +169,6 @@ bool ps_http_header_reserved(const char *name, size_t len) {
   return false;
 }
 
-/* tchar of RFC 9110 5.6.2. */
-static bool is_tchar(unsigned char ch) {
-  return isalnum(ch) || (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
 int ps_http_headers_check(const char *headers) {
   if (headers == NULL) return 0;
   size_t total = strnlen(headers, PS_HTTP_MAX_EXTRA_HEADERS + 1);
@@ -180,7 +176,7 @@ int ps_http_headers_check(const char *headers) {
   const char *p = headers;
   while (*p != '\0') {
     size_t nlen = 0;
-    while (is_tchar((unsigned char)p[nlen])) nlen++;
+    while (ps_http_tchar((unsigned char)p[nlen])) nlen++;
     if (nlen == 0 || p[nlen] != ':' || ps_http_header_reserved(p, nlen)) return UV_EINVAL;
     const char *v = p + nlen + 1;
     /* field-value: visible bytes, SP, HTAB and obs-text; no CR, LF or other controls (RFC 9110 5.5). */

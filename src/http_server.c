@@ -27,6 +27,7 @@
 #include <strings.h>
 #include <uv.h>
 
+#include "http_token.h"
 #include "log.h"
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -176,12 +177,6 @@ static int on_url_complete(llhttp_t *p) {
   return HPE_PAUSED;
 }
 
-/* tchar of RFC 9110 5.6.2: a field name is a token (RFC 9110 5.1). */
-static bool is_tchar(unsigned char ch) {
-  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-         (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
 /* Header names may arrive split across reads; only their first bytes and length are kept. llhttp hands
  * over a name with a space inside or before the colon ("X Y: z", "Host : a") even when strict; RFC 9112
  * 5.1 says a server MUST answer 400 to whitespace between a field name and its colon (a proxy in front
@@ -189,7 +184,7 @@ static bool is_tchar(unsigned char ch) {
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   struct ps_http_server_conn *c = p->data;
   for (size_t i = 0; i < n; i++) {
-    if (!is_tchar((unsigned char)at[i])) {
+    if (!ps_http_tchar((unsigned char)at[i])) {
       c->cb_status = 400;
       llhttp_set_error_reason(p, "invalid character in a header name (RFC 9110 5.1: a token)");
       return HPE_USER;

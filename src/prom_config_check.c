@@ -1,7 +1,6 @@
 /* The rules on what prom_config.c read from a --prometheus-config file (prom_config.h): a server's url,
  * its authorization, basic_auth and tls_config sections, the names of its headers, and the lookup of a
  * trigger's serverAddress. The words of every refusal follow the key path; none quotes a secret. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include <uv.h>
 
 #include "flags.h"
+#include "http_token.h"
 #include "prom_config_int.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -35,18 +35,11 @@ bool ps_pc_has_ctl(const char *s) {
   return false;
 }
 
-static bool is_token(const char *s) {
-  if (*s == '\0') return false;
-  for (; *s; s++)
-    if (!isalnum((unsigned char)*s) && strchr("!#$%&'*+-.^_`|~", *s) == NULL) return false;
-  return true;
-}
-
 /* Names are tokens (RFC 9110 5.6.2), neither reserved nor repeated (in any case: field names are
  * case-insensitive, 5.1). A name that is not a token is not quoted: it may be a pasted
  * "Authorization: Bearer ..." line. */
 int ps_pc_header_name(struct pc *p, const struct ps_prom_server_cfg *c, const char *name, size_t line) {
-  if (!is_token(name))
+  if (!ps_http_token(name))
     return ps_pc_fail(p, line, "a header name must be an HTTP token: letters, digits and !#$%%&'*+-.^_`|~");
   for (size_t i = 0; i < N(reserved_headers); i++)
     if (strcasecmp(name, reserved_headers[i]) == 0)
@@ -96,7 +89,8 @@ static int check_auth(struct pc *p, struct srv *s) {
   if (c->auth_type == NULL && (c->auth_type = strdup("Bearer")) == NULL) return UV_ENOMEM;
   ps_flags_quote(q, sizeof q, c->auth_type);
   /* The type is the auth-scheme of the Authorization header (RFC 9110 11.4): a token. */
-  if (!is_token(c->auth_type)) return ps_pc_fail(p, line, "type: %s is not an HTTP authentication scheme", q);
+  if (!ps_http_token(c->auth_type))
+    return ps_pc_fail(p, line, "type: %s is not an HTTP authentication scheme", q);
   if (strcasecmp(c->auth_type, "Basic") == 0)
     return ps_pc_fail(p, line, "type: %s is not allowed; use basic_auth: {username, password_file}", q);
   if (c->credentials != NULL && c->credentials_file != NULL)
