@@ -160,11 +160,24 @@ static int verify_cb(int preverify_ok, X509_STORE_CTX *x) {
  * /usr/lib/ssl/cert.pem -> /etc/ssl/certs/ca-certificates.crt) is loaded when the context is made, and the
  * directory (SSL_CERT_DIR) is used only on a system without a bundle. */
 static int load_system_cas(SSL_CTX *c) {
+  /* Read once, by the first client context (at startup: ps_http_client_tls_init), then shared by reference
+   * by every context that has no CA of its own: a context rebuilt on the loop (a rotated client certificate
+   * of a --prometheus-config server) then reads no file. Nothing is ever added to this store. */
+  static X509_STORE *system_store;
+  if (system_store != NULL) {
+    SSL_CTX_set1_cert_store(c, system_store);
+    return 1;
+  }
   const char *file = getenv(X509_get_default_cert_file_env());
-  if (SSL_CTX_load_verify_file(c, file && *file ? file : X509_get_default_cert_file()) == 1) return 1;
-  ERR_clear_error();
-  const char *dir = getenv(X509_get_default_cert_dir_env());
-  return SSL_CTX_load_verify_dir(c, dir && *dir ? dir : X509_get_default_cert_dir());
+  if (SSL_CTX_load_verify_file(c, file && *file ? file : X509_get_default_cert_file()) != 1) {
+    ERR_clear_error();
+    const char *dir = getenv(X509_get_default_cert_dir_env());
+    if (SSL_CTX_load_verify_dir(c, dir && *dir ? dir : X509_get_default_cert_dir()) != 1) return 0;
+  }
+  X509_STORE *st = SSL_CTX_get_cert_store(c);
+  if (X509_STORE_up_ref(st) != 1) return 0;
+  system_store = st;
+  return 1;
 }
 
 static SSL_CTX *build(const struct ps_tls_ctx *t, const struct ps_tls_pem *pem, char *err, size_t errlen) {
