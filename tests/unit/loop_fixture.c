@@ -1,8 +1,9 @@
 #include "loop_fixture.h"
-#include <stdlib.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 static void expired_cb(uv_timer_t *t) { *(bool *)t->data = true; }
 
@@ -84,4 +85,18 @@ int ps_test_loop_end(uv_loop_t *loop, char *what, size_t len) {
   else
     snprintf(what, len, "nothing left open");
   return l.n > 0 ? UV_EBUSY : rc;
+}
+
+/* ---- probe programs -------------------------------------------------------------------------------- */
+
+int ps_test_run_probe(const char *program, const char *test, char *out, size_t len) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "env -u BXFI_MAP '%s' --filter='probe/%s' -j1 2>&1", program, test);
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p, "popen %s", cmd);
+  size_t n = fread(out, 1, len - 1, p);
+  out[n] = '\0';
+  int st = pclose(p);
+  cr_assert(WIFEXITED(st), "%s: status %d\n%s", test, st, out);
+  return WEXITSTATUS(st);
 }

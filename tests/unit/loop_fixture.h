@@ -39,4 +39,10 @@ int ps_test_loop_end(uv_loop_t *loop, char *what, size_t len);
     cr_assert_eq(ps_loop_rc_, 0, "the test did not leave its loop clean: %s", ps_loop_what_);                \
   } while (0)
 
+/* Runs one test ("probe/<test>") of a criterion program that fails on purpose (loop_fixture_probe.c,
+ * leak_check_probe.c) and returns its exit status, its output (criterion's report) in out. BXFI_MAP is how
+ * criterion tells the worker process it runs a test in that it is a worker: the probe must not inherit it,
+ * or it takes itself for one of our workers and aborts. */
+int ps_test_run_probe(const char *program, const char *test, char *out, size_t len);
+
 #endif

@@ -6,8 +6,9 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <valgrind/valgrind.h>
+
+#include "loop_fixture.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define PS_HAVE_LSAN 1
@@ -28,18 +29,8 @@ TestSuite(leak_check, .timeout = 120);
 /* Room for the probe's report: criterion's verdict with the quoted leak report. */
 #define PROBE_OUT_MAX 16384
 
-/* Runs one test of the probe program; returns its exit status and its output. BXFI_MAP is how criterion
- * tells its worker process that it is one: the probe must not inherit it (see test_loop_fixture.c). */
 static int run_probe(const char *test, char *out, size_t len) {
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "env -u BXFI_MAP '%s' --filter='probe/%s' -j1 2>&1", PS_TEST_LEAK_PROBE, test);
-  FILE *p = popen(cmd, "r");
-  cr_assert_not_null(p, "popen %s", cmd);
-  size_t n = fread(out, 1, len - 1, p);
-  out[n] = '\0';
-  int st = pclose(p);
-  cr_assert(WIFEXITED(st), "%s: status %d\n%s", test, st, out);
-  return WEXITSTATUS(st);
+  return ps_test_run_probe(PS_TEST_LEAK_PROBE, test, out, len);
 }
 
 /* A leaking test fails, and the failure quotes the report naming the function that allocated. */

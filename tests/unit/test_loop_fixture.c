@@ -5,7 +5,6 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <uv.h>
 
 #include "loop_fixture.h"
@@ -111,19 +110,8 @@ Test(loop_fixture, a_long_description_is_cut) {
 
 /* ---- PS_LOOP_END fails the test itself ---------------------------------------------------------------- */
 
-/* Runs one test of the probe program; returns its exit status and its output (criterion's report).
- * BXFI_MAP is how criterion tells the worker process it runs this test in that it is a worker: the probe
- * must not inherit it, or it takes itself for one of our workers and aborts. */
 static int run_probe(const char *test, char *out, size_t len) {
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "env -u BXFI_MAP '%s' --filter='probe/%s' -j1 2>&1", PS_TEST_LOOP_PROBE, test);
-  FILE *p = popen(cmd, "r");
-  cr_assert_not_null(p, "popen %s", cmd);
-  size_t n = fread(out, 1, len - 1, p);
-  out[n] = '\0';
-  int st = pclose(p);
-  cr_assert(WIFEXITED(st), "%s: status %d\n%s", test, st, out);
-  return WEXITSTATUS(st);
+  return ps_test_run_probe(PS_TEST_LOOP_PROBE, test, out, len);
 }
 
 Test(loop_fixture, the_macro_fails_a_test_that_leaks_a_timer) {
