@@ -16,6 +16,8 @@ PACKAGES=(
   python3-grpcio python3-grpc-tools python3-yaml python3-jsonschema python3-h2
   nghttp2-client nghttp2-server
   golang-go golang-google-grpc-dev
+  golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
+  podman runc mmdebstrap uidmap
   clang gcc make valgrind
 )
 
