@@ -1186,8 +1186,9 @@ class TestContainerfile(unittest.TestCase):
                     pkg = package_of_library(b, soname)
                     self.assertIn(pkg, pkgs | self.BASE_PACKAGES, f"{soname} comes from {pkg}")
         # Nothing more than the libraries either (the brief's runtime set, and libyaml for
-        # --prometheus-config and libssl for TLS since issue 10).
-        self.assertEqual(pkgs, {"libuv1", "libnghttp2-14", "libprotobuf-c1", "libcjson1", "libyaml-0-2", "libssl3"})
+        # --prometheus-config and libssl for TLS since issue 10), and the system CAs TLS verifies with.
+        self.assertEqual(pkgs, {"libuv1", "libnghttp2-14", "libprotobuf-c1", "libcjson1", "libyaml-0-2", "libssl3",
+                                "ca-certificates"})
 
     def test_user_ports_entrypoint(self):
         [user] = self.lines(self.runtime, "USER")
