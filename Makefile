@@ -4,7 +4,7 @@ ASAN  ?= build-asan
 FUZZ  ?= build-fuzz
 PY    := /usr/bin/python3
 
-.PHONY: all deps build asan fuzz-build test unit valgrind demo bench fuzz clean
+.PHONY: all deps build asan fuzz-build test unit valgrind demo bench fuzz image clean
 
 all: build
 
@@ -30,7 +30,8 @@ fuzz-build: deps $(FUZZ)/build.ninja
 	ninja -C $(FUZZ)
 
 # Every suite: the fuzz targets replay their seed corpora, then the unit suites run plain and under
-# ASan+UBSan, then the integration suites against real Prometheus and a real gRPC client.
+# ASan+UBSan, then the integration suites against real Prometheus and a real gRPC client (test_image.py
+# builds the image with scripts/image.sh and runs it with podman).
 # Ends with one line `N passed, N failed`.
 test: build asan fuzz-build
 	meson test -C $(FUZZ) --suite fuzz --print-errorlogs
@@ -54,6 +55,12 @@ bench: build
 # Each fuzz target for FUZZ_SECONDS (default 30) from its seed corpus.
 fuzz: fuzz-build
 	bash tests/fuzz/run.sh $(FUZZ)
+
+# The container image prescale:latest and prescale:<version> with podman (scripts/image.sh says how, and
+# what this host needs): the Debian base images are made with mmdebstrap unless local storage has them
+# (PRESCALE_IMAGE_PULL=1 pulls them instead).
+image: deps
+	bash scripts/image.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZ)
