@@ -33,9 +33,10 @@
 #     CAP_SYS_RESOURCE to raise them), so every container fails with "error setting rlimit type 7 (or 6):
 #     operation not permitted". We pass limits the host allows: nofile at our own hard limit, nproc 4096
 #     (conmon itself runs with at most 32768 here, and a build or prescale needs a few threads).
-#   - `--network=host` for the build: apt in the RUN steps must reach the Debian mirror, and the build
-#     containers' default (netavark bridge) network cannot be relied on in a sandbox; host networking
-#     uses the host's own route and resolver, and the image does not depend on it.
+#   - `--network=host` for the build: apt in the RUN steps must reach the Debian mirror. The build
+#     containers' default network (a netavark bridge: a veth, iptables rules, forwarding) did not reach it
+#     on some of the sandboxed hosts this was built on; the host's own network namespace, route and
+#     resolver always do. Only the build steps use it, and nothing of it ends up in the image.
 #   - mmdebstrap runs in its "root" mode when we are root (chroot, no user namespace); as a user it needs
 #     the subuid/subgid ranges of `uidmap` (its "unshare" mode) and podman rootless storage.
 set -euo pipefail
