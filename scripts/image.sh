@@ -140,6 +140,7 @@ make_base() {
   # shellcheck disable=SC2064 # expand now: $work is local
   trap "rm -rf '$work'" RETURN
   write_image_config "$work/config" "$slim"
+  # shellcheck disable=SC2016 # "$1" in a hook is the new root, expanded by mmdebstrap's shell
   local hooks=(
     # Merged /usr the way debootstrap (and so the official images) set it up: /bin, /lib, /sbin are
     # symlinks into /usr, and usr-is-merged is installed.
@@ -155,6 +156,7 @@ make_base() {
     --customize-hook='rm -f "$1/etc/apt/sources.list"'
   )
   if $slim; then
+    # shellcheck disable=SC2016 # as above
     # What was unpacked before the filter existed (mmdebstrap's own extraction of the Essential set).
     hooks+=(--customize-hook='chroot "$1" sh -c "
       for d in doc groff info linda lintian/overrides locale man; do
