@@ -17,6 +17,8 @@ health checks (made from this test's python through nsenter, as the kubelet's pr
 `prescale probe` run from a second container of the image joined to the first one's namespace
 (--network container:...), as a sidecar would. No traffic leaves those namespaces.
 
+Needs root, as `make test` runs (rootful podman; nsenter into the container's namespace).
+
 Run: /usr/bin/python3 -m unittest -v tests/integration/test_image.py
 """
 
@@ -87,6 +89,9 @@ class TestImage(unittest.TestCase):
         if shutil.which("podman") is None:
             raise AssertionError("podman is not installed, so the image cannot be built or run: install podman, "
                                  "runc and mmdebstrap (scripts/deps.sh)")
+        if os.geteuid() != 0:
+            raise AssertionError("the image test runs podman rootful and enters the container's network namespace "
+                                 "with nsenter: run it as root, as `make test` is run")
         info = subprocess.run(["podman", "info"], capture_output=True, text=True, timeout=120)
         if info.returncode != 0:
             raise AssertionError(f"podman does not work on this machine (`podman info` exited with "
