@@ -24,6 +24,7 @@
 #                                 security updates from .../debian-security on the same host)
 #   PRESCALE_IMAGE=NAME           the image name (default prescale)
 #   SOURCE_DATE_EPOCH=SECONDS     the image's `created` label (default: now)
+#   PODMAN=PATH                   the podman binary (default podman)
 #
 # Host quirks handled here (each seen on Debian 12's podman 4.3 in a sandboxed VM; harmless elsewhere):
 #   - `--runtime runc`: crun 1.8.1 (podman's preferred runtime when installed) refuses to run on a host with
@@ -37,8 +38,9 @@
 #     containers' default network (a netavark bridge: a veth, iptables rules, forwarding) did not reach it
 #     on some of the sandboxed hosts this was built on; the host's own network namespace, route and
 #     resolver always do. Only the build steps use it, and nothing of it ends up in the image.
-#   - mmdebstrap runs in its "root" mode when we are root (chroot, no user namespace); as a user it needs
-#     the subuid/subgid ranges of `uidmap` (its "unshare" mode) and podman rootless storage.
+#   - mmdebstrap runs in its "root" mode when we are root (chroot, no user namespace). As a user it would
+#     pick its "unshare" mode, which needs the subuid/subgid ranges of `uidmap`; rootless use of this
+#     script has not been tried.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
