@@ -92,3 +92,21 @@ makes KEDA's gRPC client (grpc-go) resolve every ready pod and balance round rob
 {{- printf "%s-prometheus" (include "prescale.fullname" .) }}
 {{- end }}
 {{- end }}
+
+{{/* A flag value as prescale reads it: numbers without an exponent or ".0" (values are float64 in Helm). */}}
+{{- define "prescale.flagValue" -}}
+{{- if kindIs "float64" . }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
+{{- end }}
+
+{{/* A duration as prescale writes it ("5s", "1h30m", "250ms", "1.5s", "2d", or plain seconds "15") in
+seconds, for the check of terminationGracePeriodSeconds against --shutdown-grace (src/duration.h). */}}
+{{- define "prescale.durationSeconds" -}}
+{{- $total := 0.0 }}
+{{- $units := dict "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 "d" 86400.0 "" 1.0 }}
+{{- range regexFindAll "[0-9.]+(ms|s|m|h|d)?" (toString .) -1 }}
+{{- $num := regexFind "^[0-9.]+" . }}
+{{- $unit := trimPrefix $num . }}
+{{- $total = addf $total (mulf (float64 $num) (get $units $unit)) }}
+{{- end }}
+{{- $total }}
+{{- end }}
