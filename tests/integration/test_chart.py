@@ -472,6 +472,26 @@ class TestAllEnabled(unittest.TestCase):
     def test_objects_validate(self):
         validate(self, self.objs)
 
+    def test_kubectl_kustomize_reads_it_the_same(self):
+        """kustomize (kubectl's) parses every rendered document into the same objects as this test does."""
+        kubectl = shutil.which("kubectl")
+        if kubectl is None:
+            self.skipTest("kubectl not installed (not a Debian package): parsed by python3-yaml only")
+        r = run_render(ALL_VALUES)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with tempfile.TemporaryDirectory(prefix="prescale-chart-kustomize-") as tmp:
+            with open(os.path.join(tmp, "chart.yaml"), "w") as f:
+                f.write(r.stdout)
+            with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
+                f.write("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [chart.yaml]\n")
+            k = subprocess.run([kubectl, "kustomize", tmp], capture_output=True, text=True, timeout=60)
+        self.assertEqual(k.returncode, 0, k.stderr)
+        theirs = [d for d in yaml.safe_load_all(k.stdout) if d]
+        self.assertEqual(sorted(map(deploy.object_key, theirs)), sorted(map(deploy.object_key, self.objs)))
+        by_key = {deploy.object_key(o): o for o in theirs}
+        for o in self.objs:
+            self.assertEqual(by_key[deploy.object_key(o)], o, deploy.object_key(o))
+
     def test_example_points_at_the_release(self):
         so = pick(self.objs, "ScaledObject")
         trigger = so["spec"]["triggers"][0]

@@ -1,7 +1,7 @@
 // chartrender renders a Helm chart the way `helm template` does, without Helm (not in Debian): Go's
 // text/template with Sprig's TxtFuncMap (the template language Helm uses) and the few functions Helm adds
 // that the chart uses: include, tpl, toYaml, fromYaml, toJson, required (and Sprig's fail), plus the objects
-// .Values, .Release, .Chart, .Capabilities, .Template and .Files (Get, GetBytes, Glob-free).
+// .Values, .Release, .Chart, .Capabilities, .Template and .Files (Get and GetBytes).
 //
 //	chartrender -chart charts/prescale [-f extra.yaml ...] [-name R] [-namespace N] [-notes] [-strict]
 //
@@ -224,8 +224,11 @@ func (r *renderer) funcs() template.FuncMap {
 	return f
 }
 
-// readFiles collects the chart's files outside templates/ for .Files (Helm leaves out templates/ and
-// Chart.yaml/values.yaml stay readable too).
+// helmOwn are the chart's files that Helm keeps out of .Files (with templates/ and charts/).
+var helmOwn = map[string]bool{"Chart.yaml": true, "values.yaml": true, "values.schema.json": true,
+	"Chart.lock": true, "requirements.yaml": true}
+
+// readFiles collects the chart's other files for .Files, by path relative to the chart, as Helm does.
 func readFiles(chart string) (Files, error) {
 	files := Files{}
 	err := filepath.Walk(chart, func(p string, info os.FileInfo, err error) error {
@@ -234,9 +237,12 @@ func readFiles(chart string) (Files, error) {
 		}
 		rel, _ := filepath.Rel(chart, p)
 		if info.IsDir() {
-			if rel == "templates" {
+			if rel == "templates" || rel == "charts" {
 				return filepath.SkipDir
 			}
+			return nil
+		}
+		if helmOwn[rel] {
 			return nil
 		}
 		data, err := os.ReadFile(p)
