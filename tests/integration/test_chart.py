@@ -182,6 +182,12 @@ def pick(objs, kind, name=None):
     return hits[0]
 
 
+def certificate(objs, usage):
+    """The one cert-manager Certificate with this usage ("server auth", "client auth")."""
+    [c] = [o for o in objs if o["kind"] == "Certificate" and usage in o["spec"].get("usages", [])]
+    return c
+
+
 def selects(selector, labels):
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
@@ -500,13 +506,23 @@ class TestAllEnabled(unittest.TestCase):
                          f"dns:///{RELEASE}-grpc.{NAMESPACE}.svc.cluster.local:{grpc['spec']['ports'][0]['port']}")
         self.assertEqual(grpc["spec"]["ports"][0]["appProtocol"], "https")
         ta = pick(self.objs, "TriggerAuthentication", trigger["authenticationRef"]["name"])
-        client = next(o for o in self.objs if o["kind"] == "Certificate" and "client auth" in o["spec"].get("usages", []))
+        client = certificate(self.objs, "client auth")
         self.assertEqual({r["parameter"] for r in ta["spec"]["secretTargetRef"]}, {"caCert", "tlsClientCert",
                                                                                    "tlsClientKey"})
         for r in ta["spec"]["secretTargetRef"]:
             self.assertEqual(r["name"], client["spec"]["secretName"])
-        server = next(o for o in self.objs if o["kind"] == "Certificate" and "server auth" in o["spec"].get("usages", []))
+        server = certificate(self.objs, "server auth")
         self.assertIn(deploy.external_host(trigger), server["spec"]["dnsNames"])
+
+    def test_cert_manager_with_an_issuer_of_yours(self):
+        ref = {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+        objs = render(ALL_VALUES, values={"tls": {"certManager": {"issuerRef": ref}}})
+        validate(self, objs)
+        self.assertEqual([o for o in objs if o["kind"] == "Issuer"], [])  # no chain of its own then
+        certs = [o for o in objs if o["kind"] == "Certificate"]
+        self.assertEqual(len(certs), 2)
+        for c in certs:
+            self.assertEqual(c["spec"]["issuerRef"], ref)
 
     def test_notes_name_keda_tls_keys(self):
         r = run_render(ALL_VALUES, notes=True)
@@ -525,8 +541,7 @@ class TestAllEnabled(unittest.TestCase):
         so = pick(self.objs, "ScaledObject")
         trigger = so["spec"]["triggers"][0]
         certs = [o for o in self.objs if o["kind"] == "Certificate"]
-        srv = next(o for o in certs if "server auth" in o["spec"].get("usages", []))["spec"]
-        cli = next(o for o in certs if "client auth" in o["spec"].get("usages", []))["spec"]
+        srv, cli = certificate(certs, "server auth")["spec"], certificate(certs, "client auth")["spec"]
         ta = pick(self.objs, "TriggerAuthentication")
         with certs_mod.Certs(tmp_prefix="prescale-chart-tls-") as c:
             server = c.issue_server("prescale-grpc", sans=tuple("DNS:" + n for n in srv["dnsNames"]),
@@ -667,7 +682,8 @@ class TestKustomizeInSync(unittest.TestCase):
         for dep, pod in ((theirs, tp), (mine, mp)):
             [term] = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
             self.assertEqual((term["weight"], term["podAffinityTerm"]["topologyKey"]), (100, "kubernetes.io/hostname"))
-            self.assertTrue(selects(term["podAffinityTerm"]["labelSelector"], dep["spec"]["template"]["metadata"]["labels"]))
+            pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+            self.assertTrue(selects(term["podAffinityTerm"]["labelSelector"], pod_labels))
 
     def test_deployment(self):
         self.compare_deployments(pick(self.base, "Deployment", "prescale"), pick(self.chart, "Deployment", "prescale"))
@@ -691,7 +707,8 @@ class TestKustomizeInSync(unittest.TestCase):
     def test_tls_overlay_with_an_existing_secret(self):
         tls = {"tls": {"enabled": True, "existingSecret": "prescale-grpc-tls"}}
         chart = render(KUSTOMIZE_VALUES, values=tls)
-        self.compare_deployments(pick(self.tls_overlay, "Deployment", "prescale"), pick(chart, "Deployment", "prescale"))
+        self.compare_deployments(pick(self.tls_overlay, "Deployment", "prescale"),
+                                 pick(chart, "Deployment", "prescale"))
         self.assertEqual(pick(chart, "Service", "prescale-grpc")["spec"]["ports"],
                          pick(self.tls_overlay, "Service", "prescale-grpc")["spec"]["ports"])
 
@@ -699,7 +716,8 @@ class TestKustomizeInSync(unittest.TestCase):
         """With tls.certManager the chart makes the overlay's cert-manager chain and TriggerAuthentication."""
         cm = {"tls": {"enabled": True, "certManager": {"enabled": True}}}
         chart = render(KUSTOMIZE_VALUES, values=cm)
-        self.compare_deployments(pick(self.tls_overlay, "Deployment", "prescale"), pick(chart, "Deployment", "prescale"))
+        self.compare_deployments(pick(self.tls_overlay, "Deployment", "prescale"),
+                                 pick(chart, "Deployment", "prescale"))
         added = [o for o in self.tls_overlay if o["kind"] in ("Certificate", "Issuer", "TriggerAuthentication")]
         self.assertEqual(len(added), 6)
         for theirs in added:
