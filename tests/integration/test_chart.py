@@ -501,6 +501,9 @@ class TestAllEnabled(unittest.TestCase):
     def test_example_points_at_the_release(self):
         so = pick(self.objs, "ScaledObject")
         trigger = so["spec"]["triggers"][0]
+        # Values as written: 0 stays 0 (scale to zero), numbers become the strings KEDA's metadata holds.
+        self.assertEqual(so["spec"]["minReplicaCount"], 0)
+        self.assertEqual((trigger["metadata"]["headroom"], trigger["metadata"]["history"]), ("0.1", "1000000"))
         grpc = pick(self.objs, "Service", f"{RELEASE}-grpc")
         self.assertEqual(trigger["metadata"]["scalerAddress"],
                          f"dns:///{RELEASE}-grpc.{NAMESPACE}.svc.cluster.local:{grpc['spec']['ports'][0]['port']}")

@@ -93,9 +93,10 @@ makes KEDA's gRPC client (grpc-go) resolve every ready pod and balance round rob
 {{- end }}
 {{- end }}
 
-{{/* A flag value as prescale reads it: numbers without an exponent or ".0" (values are float64 in Helm). */}}
+{{/* A value as prescale reads it: whole numbers without an exponent (Helm reads values as float64, which
+prints 1000000 as 1e+06); others as they are. */}}
 {{- define "prescale.flagValue" -}}
-{{- if kindIs "float64" . }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
+{{- if and (kindIs "float64" .) (eq (float64 (int64 .)) .) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
 {{- end }}
 
 {{/* A duration as prescale writes it ("5s", "1h30m", "250ms", "1.5s", "2d", or plain seconds "15") in
