@@ -264,7 +264,8 @@ class Rules(unittest.TestCase):
         """The unit tests can fail: the rules with PrescaleTargetStale's threshold moved from 300 s to 900 s
         no longer fire where the tests expect it."""
         with tempfile.TemporaryDirectory() as tmp:
-            text = open(RULES).read()
+            with open(RULES) as f:
+                text = f.read()
             self.assertIn("prescale_target_last_success_timestamp_seconds{job=\"prescale\"} > 300", text)
             os.makedirs(os.path.join(tmp, "deploy"))
             os.makedirs(os.path.join(tmp, "tests", "integration", "operations"))
