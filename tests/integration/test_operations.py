@@ -11,6 +11,8 @@
   docs/operations.md parses (promtool, after Grafana's variables are replaced), and every metric each one
   names is one that a running prescale serves on /metrics (a real prescale on a real Prometheus, after a
   GetMetrics made its per-target series), except the names of the two lists below.
+- The rules on real series: a second real Prometheus scrapes that prescale and evaluates the rules; a target
+  whose Prometheus is unreachable and one with less than two periods of history make their alerts pending.
 
 The chart tests need tests/integration/chartrender (the chart's renderer, issue 12 section 2) and skip
 without it.
@@ -23,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import unittest
+import urllib.parse
 
 import yaml
 
@@ -394,29 +397,77 @@ class Dashboard(unittest.TestCase):
         self.assertEqual(metric_names("time() - up{job=\"prescale\"} > 300"), {"up"})
 
 
-class LiveMetrics(unittest.TestCase):
-    """A real prescale on the harness' Prometheus: after one GetMetrics, its /metrics declares every family
-    the dashboard and the rules read."""
+class Live(unittest.TestCase):
+    """A real prescale on the harness' Prometheus, and a second real Prometheus that scrapes prescale every
+    second as job "prescale" and evaluates deploy/prometheus-rules.yaml every second."""
 
     env = None
+    rules_prom = None
 
     @classmethod
     def setUpClass(cls):
         cls.env, cls.pb2, cls.pb2_grpc = harness.start_module_env()
+        try:
+            cls.rules_prom = cls.start_rules_prometheus(cls.env)
+        except BaseException:
+            harness.stop_module_env(cls.env)
+            raise
 
     @classmethod
     def tearDownClass(cls):
+        if cls.rules_prom is not None:
+            cls.rules_prom[0].stop()
         harness.stop_module_env(cls.env)
 
-    def test_every_metric_is_served(self):
+    @staticmethod
+    def start_rules_prometheus(env):
+        port = harness.free_port()
+        config = os.path.join(env.tmp, "rules-prometheus.yml")
+        with open(config, "w") as f:
+            yaml.safe_dump({"global": {"scrape_interval": "1s", "scrape_timeout": "1s",
+                                       "evaluation_interval": "1s"},
+                            "rule_files": [RULES],
+                            "scrape_configs": [{"job_name": "prescale", "static_configs": [
+                                {"targets": [f"127.0.0.1:{env.http_port}"]}]}]}, f)
+        argv = [harness.PROMETHEUS_BIN, f"--config.file={config}",
+                f"--storage.tsdb.path={os.path.join(env.tmp, 'rules-tsdb')}",
+                f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+        proc = harness.Process("rules-prometheus", argv, os.path.join(env.tmp, "rules-prometheus.log"))
+        harness.wait_http_ok(proc, f"http://127.0.0.1:{port}/-/ready", 60, "the rules' Prometheus /-/ready")
+        return proc, f"http://127.0.0.1:{port}"
+
+    def get_metrics(self, name, **metadata):
+        """One GetMetrics for target default/<name>; returns the gRPC status code's name."""
+        import grpc
         channel = harness.grpc_channel(self.env.grpc_addr)
         try:
             stub = self.pb2_grpc.ExternalScalerStub(channel)
-            ref = harness.scaled_ref(self.pb2, **harness.metadata(model="auto", period="auto"))
-            r = stub.GetMetrics(self.pb2.GetMetricsRequest(scaledObjectRef=ref, metricName="prescale"), timeout=60)
-            self.assertEqual(len(r.metricValues), 1)
+            ref = harness.scaled_ref(self.pb2, name=name, **harness.metadata(**metadata))
+            stub.GetMetrics(self.pb2.GetMetricsRequest(scaledObjectRef=ref, metricName="prescale"), timeout=60)
+            return "OK"
+        except grpc.RpcError as e:
+            return e.code().name
         finally:
             channel.close()
+
+    def rules_query(self, query):
+        url = self.rules_prom[1] + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        status, body, _ = harness.http_get(url)
+        self.assertEqual(status, 200, body)
+        return json.loads(body)["data"]["result"]
+
+    def alerts(self):
+        """{(alertname, target name or method): state} of the rules' Prometheus now."""
+        status, body, _ = harness.http_get(self.rules_prom[1] + "/api/v1/alerts")
+        self.assertEqual(status, 200)
+        out = {}
+        for a in json.loads(body)["data"]["alerts"]:
+            lb = a["labels"]
+            out[(lb["alertname"], lb.get("name") or lb.get("method") or lb.get("instance"))] = a["state"]
+        return out
+
+    def test_every_metric_is_served(self):
+        self.assertEqual(self.get_metrics("web", model="auto", period="auto"), "OK")
         status, body, _ = harness.http_get(self.env.http_url + "/metrics")
         self.assertEqual(status, 200)
         served = served_families(body)
@@ -440,6 +491,33 @@ class LiveMetrics(unittest.TestCase):
         self.assertEqual(stale, set(), "prescale serves these now: remove them from EXPECTED_FROM_ISSUE_13")
         self.assertEqual(EXPECTED_FROM_ISSUE_13 - set(used), set(), "allowlisted but unused")
         self.assertEqual(set(NOT_PRESCALE_METRICS) - set(used), set(), "allowlisted but unused")
+
+    def test_rules_match_real_series(self):
+        """The rules' expressions on prescale's real series: a target whose Prometheus refuses connections
+        (PrescaleFirstLoadFailing, and PrescaleGrpcErrors for GetMetrics UNAVAILABLE) and a target whose
+        history is shorter than two periods (PrescaleTargetFallback) make their alerts pending (their `for`
+        is minutes; pending means the expression holds); a healthy target and a healthy replica make none."""
+        self.assertEqual(self.get_metrics("healthy"), "OK")
+        # 75 minutes of history against a 1h period: fewer than two periods, the seasonal models wait.
+        self.assertEqual(self.get_metrics("young", model="auto", period="1h"), "OK")
+        for _ in range(3):
+            self.assertEqual(self.get_metrics("unreachable", serverAddress="http://127.0.0.1:9"), "UNAVAILABLE")
+        # A (method, code) series appears at its first call, so rate() counts the calls after Prometheus has
+        # seen it: more failures once it has.
+        harness.wait_until(lambda: self.rules_query('prescale_grpc_requests_total{code="UNAVAILABLE"}'), 30,
+                           interval=0.25, what="the UNAVAILABLE series scraped by the rules' Prometheus")
+        for _ in range(3):
+            self.assertEqual(self.get_metrics("unreachable", serverAddress="http://127.0.0.1:9"), "UNAVAILABLE")
+        want = {("PrescaleFirstLoadFailing", "unreachable"), ("PrescaleTargetFallback", "young"),
+                ("PrescaleGrpcErrors", "GetMetrics")}
+        harness.wait_until(lambda: want <= set(self.alerts()), 90, interval=0.5,
+                           what=f"alerts {sorted(want)} pending on the rules' Prometheus")
+        alerts = self.alerts()
+        for key in want:
+            self.assertIn(alerts[key], ("pending", "firing"), key)
+        for key in alerts:
+            self.assertNotIn("healthy", key, alerts)
+        self.assertFalse(any(name in ("PrescaleDown", "PrescaleAbsent") for name, _ in alerts), alerts)
 
 
 if __name__ == "__main__":
