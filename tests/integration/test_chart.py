@@ -478,6 +478,14 @@ class TestAllEnabled(unittest.TestCase):
     def test_objects_validate(self):
         validate(self, self.objs)
 
+    def test_monitors_keep_prescales_namespace_label(self):
+        """prescale's per-target series carry the ScaledObject's namespace as `namespace`; without honorLabels
+        the Prometheus Operator's target label would rename it exported_namespace (docs/operations.md)."""
+        for kind, key in (("ServiceMonitor", "endpoints"), ("PodMonitor", "podMetricsEndpoints")):
+            [ep] = pick(self.objs, kind)["spec"][key]
+            self.assertIs(ep["honorLabels"], True, kind)
+            self.assertEqual((ep["port"], ep["path"]), ("http", "/metrics"))
+
     def test_kubectl_kustomize_reads_it_the_same(self):
         """kustomize (kubectl's) parses every rendered document into the same objects as this test does."""
         kubectl = shutil.which("kubectl")
