@@ -219,8 +219,8 @@ def chartrender():
     return _chartrender
 
 
-def render_chart(values, name="prescale", namespace="prescale"):
-    """The chart's objects as `helm template` would make them, with values over values.yaml."""
+def render_chart_text(values, name="prescale", namespace="prescale"):
+    """The chart rendered as `helm template` would, with values over values.yaml: the text."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(values, f)
     try:
@@ -230,7 +230,22 @@ def render_chart(values, name="prescale", namespace="prescale"):
         os.unlink(f.name)
     if r.returncode != 0:
         raise AssertionError(f"chartrender failed: {r.stderr}")
-    return [d for d in yaml.safe_load_all(r.stdout) if d]
+    return r.stdout
+
+
+def render_chart(values, name="prescale", namespace="prescale"):
+    """The chart's objects, parsed."""
+    return [d for d in yaml.safe_load_all(render_chart_text(values, name, namespace)) if d]
+
+
+def deploy_rules_text():
+    """deploy/prometheus-rules.yaml as it should be: the PrometheusRule's spec rendered with k8s/'s values
+    (templates/prometheusrule.yaml indents the file's text by two spaces under spec:)."""
+    text = render_chart_text(K8S_VALUES)
+    doc = next(d for d in text.split("\n---\n") if "\nkind: PrometheusRule\n" in d)
+    spec = doc.split("\nspec:\n", 1)[1]
+    return "".join(line[2:] if line.startswith("  ") else line.lstrip(" ")
+                   for line in spec.splitlines(keepends=True)).rstrip("\n") + "\n"
 
 
 def one_of_kind(objects, kind):
@@ -302,7 +317,10 @@ class Chart(unittest.TestCase):
         self.assertEqual(rule["apiVersion"], "monitoring.coreos.com/v1")
         self.assertEqual(rule["spec"], load_rules(),
                          "deploy/prometheus-rules.yaml differs from charts/prescale/files/prometheus-rules.yaml "
-                         "rendered with k8s/'s values: render it again")
+                         "rendered with k8s/'s values: python3 tests/integration/test_operations.py "
+                         "--write-deploy-rules")
+        with open(RULES) as f:
+            self.assertEqual(f.read(), deploy_rules_text(), "the same, byte for byte (comments included)")
 
     def test_thresholds_and_selector_come_from_values(self):
         values = {"prometheusRule": {"enabled": True, "alerts": {
@@ -523,4 +541,9 @@ class Live(unittest.TestCase):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--write-deploy-rules"]:
+        # Regenerates deploy/prometheus-rules.yaml from the chart after an edit of its rules or defaults.
+        with open(RULES, "w") as f:
+            f.write(deploy_rules_text())
+        sys.exit(0)
     unittest.main()
