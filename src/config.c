@@ -154,6 +154,17 @@ static const struct ps_flag server_flags[] = {
      .def = "10s", /* PS_H2_REQUEST_TIMEOUT_MS (h2_conn.h) */
      .min = 1,
      .max = PS_MAX_GRPC_REQUEST_TIMEOUT_MS},
+    {.name = "grpc-max-streams",
+     .env = "PRESCALE_GRPC_MAX_STREAMS",
+     .kind = PS_FLAG_COUNT,
+     .offset = offsetof(struct ps_server_config, grpc_max_streams),
+     .arg = "N",
+     .help =
+         "streams open at once per gRPC connection (SETTINGS_MAX_CONCURRENT_STREAMS); each StreamIsActive "
+         "watch holds one",
+     .def = "256", /* PS_H2_MAX_CONCURRENT_STREAMS (h2_conn.h) */
+     .min = 1,
+     .max = PS_MAX_GRPC_MAX_STREAMS},
     {.name = "max-targets",
      .env = "PRESCALE_MAX_TARGETS",
      .kind = PS_FLAG_COUNT,

@@ -39,6 +39,8 @@
 #define PS_MIN_GRPC_MAX_BUFFERED       (64u << 10)
 #define PS_MAX_GRPC_MAX_BUFFERED       ((size_t)64 << 30)
 #define PS_MAX_GRPC_REQUEST_TIMEOUT_MS (10 * 60 * 1000)
+/* --grpc-max-streams upper bound: each open stream holds a call (~1.5 KiB) and nghttp2's stream. */
+#define PS_MAX_GRPC_MAX_STREAMS        65536
 
 struct ps_prom_config;
 
@@ -70,6 +72,7 @@ struct ps_server_config {
   /* request memory (h2_conn.h: PS_H2_MAX_BUFFERED_DEFAULT, PS_H2_REQUEST_TIMEOUT_MS) */
   size_t grpc_max_buffered;         /* request bytes buffered on all connections */
   uint64_t grpc_request_timeout_ms; /* a request must arrive whole this soon after its headers */
+  size_t grpc_max_streams;          /* PS_H2_MAX_CONCURRENT_STREAMS: streams open per connection */
 };
 
 /* Every field to its flag's default, as --help shows it. */
@@ -77,7 +80,7 @@ void ps_server_config_defaults(struct ps_server_config *c);
 /* Reads PRESCALE_* environment variables (PRESCALE_GRPC_LISTEN, ...), then flags, which win.
  * Flags: --grpc-listen, --http-listen, --prometheus-url, --prometheus-config, --first-load-timeout,
  * --stale-after, --target-idle, --tls-cert, --tls-key, --tls-client-ca, --grpc-max-msg, --grpc-max-buffered,
- * --grpc-request-timeout, --max-targets, --prometheus-max-inflight, --shutdown-grace, --max-conns,
+ * --grpc-request-timeout, --grpc-max-streams, --max-targets, --prometheus-max-inflight, --shutdown-grace, --max-conns,
  * --grpc-idle-timeout, --max-connection-age, --max-connection-age-grace, --log-level, --log-format (each
  * `--flag V` or `--flag=V`).
  * Returns 0; 1 when --help was given (usage already printed to `out`); 2 for --version (printed);

@@ -165,7 +165,8 @@ static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn 
   }
   nghttp2_session_callbacks_del(cbs);
   nghttp2_settings_entry iv[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, PS_H2_MAX_CONCURRENT_STREAMS},
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+       srv->max_streams ? (uint32_t)srv->max_streams : PS_H2_MAX_CONCURRENT_STREAMS},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, PS_H2_INITIAL_WINDOW},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, PS_H2_MAX_HEADER_LIST},
   };

@@ -13,7 +13,7 @@
 #include "list.h"
 #include "net.h"
 
-#define PS_H2_MAX_CONCURRENT_STREAMS 256         /* SETTINGS_MAX_CONCURRENT_STREAMS we advertise */
+#define PS_H2_MAX_CONCURRENT_STREAMS 256         /* SETTINGS_MAX_CONCURRENT_STREAMS (--grpc-max-streams) */
 #define PS_H2_INITIAL_WINDOW         (1u << 20)  /* per-stream receive window we advertise */
 #define PS_H2_CONN_WINDOW            (4u << 20)  /* connection receive window */
 #define PS_H2_MAX_HEADER_LIST        (64u << 10) /* SETTINGS_MAX_HEADER_LIST_SIZE */
@@ -120,6 +120,7 @@ struct ps_h2_server {
   size_t max_buffered;         /* 0 means PS_H2_MAX_BUFFERED_DEFAULT */
   uint64_t request_timeout_ms; /* 0 means PS_H2_REQUEST_TIMEOUT_MS */
   uint64_t idle_timeout_ms;    /* 0 means PS_H2_IDLE_TIMEOUT_MS */
+  size_t max_streams;          /* per connection; 0 means PS_H2_MAX_CONCURRENT_STREAMS */
   /* Runs (may be NULL) when the last connection is gone after ps_h2_server_drain or _terminate, from
    * the connection's close path: it should only schedule work (e.g. start a timer), not close things. */
   void (*on_idle)(void *arg);

@@ -243,6 +243,7 @@ static int start(struct app *a) {
   a->h2.max_msg = a->cfg.grpc_max_msg;
   a->h2.max_buffered = a->cfg.grpc_max_buffered;
   a->h2.request_timeout_ms = a->cfg.grpc_request_timeout_ms;
+  a->h2.max_streams = a->cfg.grpc_max_streams;
   a->h2.on_idle = h2_idle_cb;
   a->h2.idle_arg = a;
   a->h2.idle_timeout_ms = a->cfg.grpc_idle_ms;

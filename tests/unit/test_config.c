@@ -254,6 +254,37 @@ Test(config, grpc_request_memory_flags) {
   free(r.out);
 }
 
+/* --grpc-max-streams: 10,000 StreamIsActive watches over 10 connections need 1,000 streams a connection. */
+Test(config, grpc_max_streams_flag) {
+  struct run r;
+  RUN(r, "--log-level=info");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.grpc_max_streams, 256);
+  free(r.out);
+  RUN(r, "--grpc-max-streams", "1000");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.grpc_max_streams, 1000);
+  free(r.out);
+  setenv("PRESCALE_GRPC_MAX_STREAMS", "4096", 1);
+  RUN(r, "--log-level=info");
+  unsetenv("PRESCALE_GRPC_MAX_STREAMS");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_assert_eq(r.c.grpc_max_streams, 4096);
+  free(r.out);
+  RUN(r, "--grpc-max-streams", "0");
+  cr_assert_eq(r.rc, UV_EINVAL);
+  cr_assert(strstr(r.err, "--grpc-max-streams") != NULL, "%s", r.err);
+  free(r.out);
+  RUN(r, "--grpc-max-streams", "65537");
+  cr_assert_eq(r.rc, UV_EINVAL);
+  free(r.out);
+  RUN(r, "--help");
+  cr_assert_eq(r.rc, 1);
+  cr_assert(strstr(r.out, "--grpc-max-streams N") != NULL);
+  cr_assert(strstr(r.out, "(default 256; $PRESCALE_GRPC_MAX_STREAMS)") != NULL);
+  free(r.out);
+}
+
 Test(config, shutdown_grace_values) {
   static const struct {
     const char *v;

@@ -1363,6 +1363,18 @@ Test(h2_conn, drain_over_a_socket_closes_once_the_last_call_ends) {
   PS_LOOP_END(&loop);
 }
 
+/* --grpc-max-streams: what a connection advertises in SETTINGS_MAX_CONCURRENT_STREAMS. */
+Test(h2_conn, max_streams_is_advertised) {
+  server.max_streams = 1000;
+  client_start(65535);
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .msg = "ping"});
+  wait_closed(st);
+  cr_assert_eq(nghttp2_session_get_remote_settings(cl.peer.s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), 1000);
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
 Test(h2_conn, terminate_cuts_what_is_left_with_goaway_no_error) {
   client_start(65535);
   request(&(struct req){.path = "/test.Svc/Hold", .msg = "x"});
