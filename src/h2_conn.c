@@ -215,6 +215,7 @@ static void conn_destroy(struct ps_h2_conn *c) {
 
 static void write_batch(struct ps_h2_conn *c) {
   if (c->batch.len == 0) return;
+  c->srv->writes++;
   int err = c->net ? ps_net_write(c->net, (const uint8_t *)c->batch.data, c->batch.len)
                    : ps_buf_append(c->mem_out, c->batch.data, c->batch.len);
   ps_buf_reset(&c->batch);
@@ -222,7 +223,11 @@ static void write_batch(struct ps_h2_conn *c) {
 }
 
 /* Moves frames from nghttp2 to the socket while it keeps up. Reading pauses in net.c when too much is
- * queued, and on_drain calls back here, so a client that does not read stalls only itself. */
+ * queued, and on_drain calls back here, so a client that does not read stalls only itself.
+ * Every stream's frames of one input go out in one write: calls answered inside nghttp2's callbacks only
+ * queue their frames (in_session), and the flush after the input gathers them all into c->batch, which
+ * net.c hands to the kernel at once (uv_try_write). libuv reads a socket once per loop turn unless the
+ * read fills its buffer (64 KiB), so this is one write per connection per loop turn. */
 void ps_h2c_flush(struct ps_h2_conn *c) {
   if (c->closed || c->in_session > 0) return; /* the outer recv/send loop will pick the frames up */
   c->in_session++;

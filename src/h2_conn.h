@@ -132,6 +132,7 @@ struct ps_h2_server {
   size_t trim_freed;              /* bytes of request buffers freed since the last malloc_trim */
   uint64_t trim_last_ms;
   void *trim_timer;   /* a pending trim; it closes with the last connection */
+  size_t writes;      /* batches of frames written (one ps_net_write each: see ps_h2c_flush) */
   size_t idle_closed; /* connections closed by the idle timeout */
   size_t evicted;     /* idle connections evicted at the connection limit */
   /* Connection ageing (PS_H2_MAX_AGE_MS): max_age_ms 0 = never; max_age_grace_ms 0 = what is open is cut

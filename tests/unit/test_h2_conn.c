@@ -50,6 +50,8 @@ static struct {
   struct ps_h2_conn *conn; /* NULL: the client talks over its socket */
   struct ps_buf out;       /* the server's bytes not yet given to the client */
   int feed_err;            /* the last ps_h2_conn_feed result */
+  bool gather;             /* client_flush keeps the client's bytes in `gathered` instead of feeding them */
+  struct ps_buf gathered;
   /* With hold_goaway, GOAWAY frames are kept back in `held` (in flight, as seen from the client) and
    * their fields recorded here: the client then behaves as one that has not received them yet. */
   bool hold_goaway;
@@ -255,7 +257,10 @@ static void client_flush(void) {
     ssize_t n = nghttp2_session_mem_send(cl.peer.s, &p);
     cr_assert_geq(n, 0);
     if (n == 0) break;
-    mem.feed_err = ps_h2_conn_feed(mem.conn, p, (size_t)n);
+    if (mem.gather)
+      ps_buf_append(&mem.gathered, p, (size_t)n);
+    else
+      mem.feed_err = ps_h2_conn_feed(mem.conn, p, (size_t)n);
   }
 }
 
@@ -1232,6 +1237,35 @@ static void assert_done_ok(const struct stream *st) {
   cr_assert(st->closed, "stream %d still open", st->id);
   cr_assert_eq(st->grpc_status, PS_GRPC_OK, "stream %d: %d %s", st->id, st->grpc_status, st->grpc_message);
   assert_data_msg(st, "done");
+}
+
+/* Many streams' requests in one input (as KEDA's and h2load's arrive in one read): every answer (headers,
+ * data, trailers of each stream) goes out in one write, not one per stream or per frame. */
+Test(h2_conn, the_answers_to_one_input_go_out_in_one_write) {
+  mem_start();
+  enum { N = 8 }; /* MAX_STREAMS */
+  char msgs[N][8];
+  struct stream *st[N];
+  mem.gather = true;
+  for (int i = 0; i < N; i++) {
+    snprintf(msgs[i], sizeof msgs[i], "m%d", i);
+    st[i] = request(&(struct req){.path = "/test.Svc/Echo", .msg = msgs[i]});
+  }
+  mem.gather = false;
+  size_t writes = server.writes;
+  cr_assert_eq(ps_h2_conn_feed(mem.conn, (const uint8_t *)mem.gathered.data, mem.gathered.len), 0);
+  cr_assert_eq(d.dispatched, N);
+  cr_assert_eq(server.writes, writes + 1, "%zu writes for %d answers", server.writes - writes, N);
+  mem_pump();
+  for (int i = 0; i < N; i++) {
+    cr_assert(st[i]->closed, "stream %d", st[i]->id);
+    cr_assert_eq(st[i]->grpc_status, PS_GRPC_OK);
+    assert_data_msg(st[i], msgs[i]);
+  }
+  ps_buf_free(&mem.gathered);
+  mem_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
 }
 
 Test(h2_conn, drain_sends_notice_then_goaway_with_last_stream_and_lets_calls_finish) {
