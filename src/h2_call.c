@@ -130,14 +130,14 @@ int ps_call_send(struct ps_call *call, const uint8_t *msg, size_t len) {
     call->data_deferred = false;
     nghttp2_session_resume_data(c->session, call->stream_id);
   }
-  ps_h2c_flush(c);
+  ps_h2c_flush_soon(c);
   return 0;
 }
 
 void ps_call_finish(struct ps_call *call, int grpc_status, const char *message) {
   if (call->ended) return;
   respond_end(call, 200, grpc_status, message);
-  ps_h2c_flush(call->conn);
+  ps_h2c_flush_soon(call->conn);
 }
 
 void ps_call_on_cancel(struct ps_call *call, ps_call_cancel_cb cb, void *arg) {

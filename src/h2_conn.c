@@ -19,6 +19,8 @@
 #include "metrics.h"
 
 #define WRITE_BATCH (64u << 10) /* frames are gathered up to this size per ps_net_write */
+
+static void flusher_close(struct ps_h2_server *srv);
 /* The opaque data of the PING that follows the shutdown notice; its ACK starts the final GOAWAY. */
 static const uint8_t drain_ping[8] = {'p', 's', 'd', 'r', 'a', 'i', 'n', '1'};
 
@@ -199,8 +201,10 @@ static void conn_destroy(struct ps_h2_conn *c) {
   ps_h2c_spare_free(c);
   ps_buf_free(&c->batch);
   struct ps_h2_server *srv = c->srv;
+  if (c->flush_due) ps_list_remove(&c->flush_node);
   ps_list_remove(&c->node);
   srv->open_conns--;
+  if (srv->open_conns == 0) flusher_close(srv); /* like the trim timer: never outlives the connections */
   ps_h2c_update_gauges(srv);
   free(c);
   /* The trim timer never outlives the connections (so it never holds a loop that should end): the last
@@ -229,6 +233,10 @@ static void write_batch(struct ps_h2_conn *c) {
  * net.c hands to the kernel at once (uv_try_write). libuv reads a socket once per loop turn unless the
  * read fills its buffer (64 KiB), so this is one write per connection per loop turn. */
 void ps_h2c_flush(struct ps_h2_conn *c) {
+  if (c->flush_due) { /* whoever flushes now takes what was due at the end of the turn too */
+    ps_list_remove(&c->flush_node);
+    c->flush_due = false;
+  }
   if (c->closed || c->in_session > 0) return; /* the outer recv/send loop will pick the frames up */
   c->in_session++;
   while (!c->fatal && !c->dead && !(c->net && ps_net_paused(c->net))) {
@@ -250,6 +258,68 @@ void ps_h2c_flush(struct ps_h2_conn *c) {
       !nghttp2_session_want_write(c->session))
     c->dead = true;                                    /* GOAWAY exchanged and every stream done */
   if (c->dead && c->net != NULL) ps_net_close(c->net); /* asynchronous: on_close frees us later */
+}
+
+/* ---- flushing at the end of a loop turn ---------------------------------------------------------- */
+
+/* A check handle runs right after the poll phase, where the Prometheus answers that change a target
+ * arrive, so that a refresh's updates to 1,000 streams of a connection leave in one write instead of
+ * 1,000 (each a nghttp2_session_mem_send and a write syscall). An idle handle runs meanwhile only so
+ * that the poll does not block when the sends came from a timer or an idle callback (libuv runs idle
+ * handles before the poll, which then does not wait; uv_run in libuv's docs, "Design overview"). */
+struct flusher {
+  uv_check_t check;
+  uv_idle_t idle;
+  struct ps_h2_server *srv; /* NULL once the handles are closing */
+  int open;                 /* handles not yet closed; the struct is freed when both are */
+};
+
+static void flusher_closed(uv_handle_t *h) {
+  struct flusher *f = h->data;
+  if (--f->open == 0) free(f);
+}
+
+static void flusher_close(struct ps_h2_server *srv) {
+  struct flusher *f = srv->flusher;
+  if (f == NULL) return;
+  srv->flusher = NULL;
+  f->srv = NULL;
+  uv_close((uv_handle_t *)&f->check, flusher_closed);
+  uv_close((uv_handle_t *)&f->idle, flusher_closed);
+}
+
+static void flush_due_cb(uv_check_t *h) {
+  struct flusher *f = h->data;
+  uv_check_stop(&f->check);
+  uv_idle_stop(&f->idle);
+  /* ps_h2c_flush takes each off the list; closing a socket is asynchronous, so none is freed meanwhile. */
+  for (struct ps_list *n; f->srv != NULL && (n = ps_list_first(&f->srv->flush_due)) != NULL;)
+    ps_h2c_flush(ps_list_entry(n, struct ps_h2_conn, flush_node));
+}
+
+static void flusher_idle_cb(uv_idle_t *h) { (void)h; }
+
+void ps_h2c_flush_soon(struct ps_h2_conn *c) {
+  if (c->closed || c->in_session > 0 || c->flush_due) return;
+  struct ps_h2_server *srv = c->srv;
+  struct flusher *f = srv->flusher;
+  if (f == NULL) {
+    f = calloc(1, sizeof *f);
+    if (f == NULL) {
+      ps_h2c_flush(c);
+      return;
+    }
+    uv_check_init(srv->loop, &f->check);
+    uv_idle_init(srv->loop, &f->idle);
+    f->check.data = f->idle.data = f;
+    f->srv = srv;
+    f->open = 2;
+    srv->flusher = f;
+  }
+  c->flush_due = true;
+  ps_list_insert_tail(&srv->flush_due, &c->flush_node);
+  uv_check_start(&f->check, flush_due_cb);
+  uv_idle_start(&f->idle, flusher_idle_cb);
 }
 
 static int conn_recv(struct ps_h2_conn *c, const uint8_t *data, size_t len) {
@@ -508,6 +578,9 @@ static size_t conn_terminate(struct ps_h2_conn *c) {
     /* Names the same last stream as goaway_final, and makes nghttp2 stop reading and writing once
      * it is out (its TERM_ON_SEND), so nothing queued behind it delays the close. */
     c->goaway = GOAWAY_FINAL;
+    /* What calls sent in this loop turn (ps_h2c_flush_soon) goes out first: nothing queued behind the
+     * GOAWAY is sent, and a call finished just before the terminate would lose its answer. */
+    ps_h2c_flush(c);
     nghttp2_session_terminate_session(c->session, NGHTTP2_NO_ERROR);
   }
   ps_h2c_flush(c);

@@ -145,6 +145,12 @@ struct ps_h2_server {
   size_t age_cut;   /* aged connections still open at the end of the grace, closed */
   /* kept by h2_conn: every connection not yet destroyed, memory ones included (zeroed: empty) */
   struct ps_list conns;
+  /* Frames a call submits outside the connection's input (a StreamIsActive update from a refresh, an answer
+   * after a first load) are written at the end of the loop turn, one write per connection for all its
+   * streams: kept by h2_conn, the connections with frames due (zeroed: empty), and the handles that flush
+   * them (created with the first such send, closed with the last connection). */
+  struct ps_list flush_due;
+  void *flusher;
   bool draining; /* ps_h2_server_drain or _terminate ran: new connections get GOAWAY at once */
 };
 

@@ -40,7 +40,9 @@ struct ps_h2_conn {
   struct ps_list to_arm; /* of ps_call.arm_node: calls whose timer is due to start after this input */
   struct ps_list spare;  /* of ps_call.node: calls kept for reuse (PS_H2_SPARE_CALLS) */
   size_t nspare;
-  struct ps_buf batch; /* frames waiting for one ps_net_write */
+  struct ps_buf batch;       /* frames waiting for one ps_net_write */
+  struct ps_list flush_node; /* in srv->flush_due while flush_due */
+  bool flush_due;
   int in_session;      /* > 0 while inside nghttp2_session_mem_recv/mem_send */
   bool closed;         /* being destroyed: the session must not be touched */
   bool dead;           /* unusable session: close once what is queued is written */
@@ -104,6 +106,10 @@ const char *ps_h2c_peer(const struct ps_h2_conn *c);
 /* Moves frames from nghttp2 to the socket; a no-op while nghttp2 is on the stack (the outer recv/send
  * flushes) and once the connection is being destroyed. */
 void ps_h2c_flush(struct ps_h2_conn *c);
+/* Flushes c at the end of this loop turn (after the poll phase), together with every other stream of c
+ * that sends meanwhile: one write for all of them. Inside nghttp2 it does nothing (the outer recv/send
+ * flushes). Falls back to ps_h2c_flush when out of memory. */
+void ps_h2c_flush_soon(struct ps_h2_conn *c);
 /* A call was dispatched / its stream closed: the connection is busy (never idle, never evicted) between. */
 void ps_h2c_busy_begin(struct ps_h2_conn *c);
 void ps_h2c_busy_end(struct ps_h2_conn *c);

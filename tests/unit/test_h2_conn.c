@@ -810,7 +810,12 @@ Test(h2_conn, slow_reader_gets_enobufs_then_everything) {
   PS_LOOP_END(&loop);
 }
 
-static bool server_blocked(void *arg) { return d.net != NULL && ps_net_paused(d.net) && d.big_enobufs > 0; }
+/* Sends outside the input are written at the end of the loop turn (ps_h2c_flush_soon), after big_tick
+ * returns: the socket's queue is looked at here too, after each turn. */
+static bool server_blocked(void *arg) {
+  if (d.net != NULL && ps_net_pending(d.net) > d.max_pending) d.max_pending = ps_net_pending(d.net);
+  return d.net != NULL && ps_net_paused(d.net) && d.big_enobufs > 0;
+}
 
 Test(h2_conn, client_that_stops_reading_bounds_server_memory) {
   client_start((1u << 31) - 1);
@@ -1172,6 +1177,7 @@ static uint32_t be32(const uint8_t *p) {
 /* Gives the server's bytes to the client session frame by frame (holding GOAWAYs back when asked),
  * then sends the client's answers (SETTINGS and PING ACKs) straight to the server. */
 static void mem_to_client(void) {
+  uv_run(&loop, UV_RUN_NOWAIT); /* the end of the loop turn: frames sent outside the input are written */
   size_t off = 0;
   while (off < mem.out.len) {
     const uint8_t *f = (const uint8_t *)mem.out.data + off;
@@ -1195,6 +1201,7 @@ static void mem_to_client(void) {
 
 /* Until neither side has anything left to say (bounded: a handful of round trips at most). */
 static void mem_pump(void) {
+  uv_run(&loop, UV_RUN_NOWAIT); /* the end of the loop turn: frames sent outside the input are written */
   for (int i = 0; i < 16 && mem.out.len > 0; i++) mem_to_client();
   cr_assert_eq(mem.out.len, 0, "the two sessions kept talking");
 }
@@ -1392,6 +1399,48 @@ Test(h2_conn, drain_over_a_socket_closes_once_the_last_call_ends) {
   assert_done_ok(held);
   cr_assert_eq(d.cancelled, 0);
   cr_assert_eq(d.idle, 1);
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+static bool all_held(void *arg) { return d.nheld == MAX_HELD; }
+
+static bool every_held_stream_has(void *arg) {
+  for (int i = 0; i < MAX_HELD; i++)
+    if (cl.st[i].data.len < *(size_t *)arg) return false;
+  return true;
+}
+
+/* A refresh that changes a target sends to every stream watching it, from a Prometheus answer (outside
+ * the connection's input): the frames of all the streams of one connection leave in one write at the end
+ * of the loop turn, not one write each. */
+Test(h2_conn, sends_outside_the_input_leave_in_one_write_per_loop_turn) {
+  client_start(65535);
+  for (int i = 0; i < MAX_HELD; i++) request(&(struct req){.path = "/test.Svc/Hold", .msg = "x"});
+  cr_assert(run_until(all_held, NULL, 5000));
+  size_t w0 = server.writes;
+  for (int i = 0; i < MAX_HELD; i++) cr_assert_eq(ps_call_send(d.held[i], (const uint8_t *)"on", 2), 0);
+  cr_assert_eq(server.writes, w0, "written before the end of the loop turn");
+  size_t want = PS_GRPC_PREFIX_LEN + 2;
+  cr_assert(run_until(every_held_stream_has, &want, 5000));
+  cr_assert_eq(server.writes, w0 + 1, "%zu writes for %d streams", server.writes - w0, MAX_HELD);
+  for (int i = 0; i < MAX_HELD; i++) assert_data_msg(&cl.st[i], "on");
+  /* The same again, then every call finished: the trailers of all of them go in one write too. */
+  for (int i = 0; i < MAX_HELD; i++) cr_assert_eq(ps_call_send(d.held[i], (const uint8_t *)"off", 3), 0);
+  for (int i = 0; i < MAX_HELD; i++) {
+    ps_call_finish(d.held[i], PS_GRPC_OK, NULL);
+    d.held[i] = NULL;
+  }
+  for (int i = 0; i < MAX_HELD; i++) wait_closed(&cl.st[i]);
+  cr_assert_eq(server.writes, w0 + 2, "%zu writes", server.writes - w0);
+  for (int i = 0; i < MAX_HELD; i++) {
+    cr_assert_eq(cl.st[i].grpc_status, PS_GRPC_OK);
+    struct ps_buf want2 = framed("on", 2);
+    ps_buf_append(&want2, "\0\0\0\0\3off", 8);
+    assert_data(&cl.st[i], &want2);
+    ps_buf_free(&want2);
+  }
   client_stop();
   stop_server();
   PS_LOOP_END(&loop);
