@@ -191,8 +191,9 @@ static void target_fetched(struct ps_target *t, int err, const char *errmsg, con
     return;
   }
   double secs = (double)(uv_now(ts->loop) - t->fetch_began) / 1000.0;
-  ps_metrics_observe("prescale_refresh_duration_seconds", "", secs);
-  ps_metrics_add("prescale_refreshes_total", t->labels, 1);
+  static struct ps_metric_ref duration; /* one series, kept across refreshes (metrics.h) */
+  ps_metrics_ref_observe(&duration, "prescale_refresh_duration_seconds", "", secs);
+  ps_metrics_ref_add(&t->ref.refreshes, "prescale_refreshes_total", t->labels, 1);
   int64_t newest_ms = err == 0 ? ps_tg_newest_present(s, n) : INT64_MIN;
   if (err == 0 && newest_ms == INT64_MIN && !t->cfg.ignore_null_values) {
     err = PS_TARGET_ERR_EMPTY_RESULT;

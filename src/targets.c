@@ -408,6 +408,7 @@ static void report_engine(struct ps_target *t, const struct ps_engine_result *re
            ps_model_name(res->chosen), NULL);
   } else if (res->chosen != t->chosen) {
     ps_metrics_remove("prescale_target_model_info", model_labels(t, t->chosen));
+    t->ref.model_info = (struct ps_metric_ref){0}; /* the next set resolves the new model's series */
     ps_log(PS_LOG_INFO, "model changed", "namespace", t->ns, "name", t->name, "model",
            ps_model_name(res->chosen), "was", ps_model_name(t->chosen), NULL);
   }
@@ -427,14 +428,21 @@ static void report_engine(struct ps_target *t, const struct ps_engine_result *re
   t->chosen = res->chosen;
   t->period_ms = res->period_ms;
   t->note = res->note;
-  ps_metrics_set("prescale_target_fallback", t->labels, res->note != NULL ? 1 : 0);
-  ps_metrics_set("prescale_target_model_info", model_labels(t, res->chosen), 1);
-  ps_metrics_set("prescale_target_period_seconds", t->labels, (double)res->period_ms / 1000.0);
-  ps_metrics_set("prescale_target_quantile_margin", t->labels, res->margin);
+  ps_metrics_ref_set(&t->ref.fallback, "prescale_target_fallback", t->labels, res->note != NULL ? 1 : 0);
+  /* The model labels are formatted only when a ref (re)resolves. */
+  if (ps_metrics_ref_resolved(&t->ref.model_info))
+    ps_metrics_ref_set(&t->ref.model_info, "prescale_target_model_info", NULL, 1);
+  else
+    ps_metrics_ref_set(&t->ref.model_info, "prescale_target_model_info", model_labels(t, res->chosen), 1);
+  ps_metrics_ref_set(&t->ref.period, "prescale_target_period_seconds", t->labels,
+                     (double)res->period_ms / 1000.0);
+  ps_metrics_ref_set(&t->ref.margin, "prescale_target_quantile_margin", t->labels, res->margin);
   /* mae[PS_MODEL_AUTO] is the error of the answers auto gave (its choices or blends). */
   for (int m = 0; m < PS_MODEL_COUNT; m++) {
     if (isfinite(res->mae[m])) {
-      ps_metrics_set("prescale_target_model_error", model_labels(t, m), res->mae[m]);
+      struct ps_metric_ref *r = &t->ref.mae[m];
+      ps_metrics_ref_set(r, "prescale_target_model_error",
+                         ps_metrics_ref_resolved(r) ? NULL : model_labels(t, m), res->mae[m]);
       t->mae_shown |= (uint8_t)(1u << m);
     } else if (t->mae_shown & (1u << m)) {
       ps_metrics_remove("prescale_target_model_error", model_labels(t, m));
@@ -484,10 +492,10 @@ static void recompute(struct ps_target *t, int64_t now_ms) {
   bool changed = !t->have_activity || active != rd->active;
   rd->active = active;
   t->have_activity = true;
-  ps_metrics_set("prescale_target_observed", t->labels, rd->observed);
-  ps_metrics_set("prescale_target_predicted", t->labels, rd->predicted);
-  ps_metrics_set("prescale_target_value", t->labels, rd->value);
-  ps_metrics_set("prescale_target_active", t->labels, active ? 1 : 0);
+  ps_metrics_ref_set(&t->ref.observed, "prescale_target_observed", t->labels, rd->observed);
+  ps_metrics_ref_set(&t->ref.predicted, "prescale_target_predicted", t->labels, rd->predicted);
+  ps_metrics_ref_set(&t->ref.value, "prescale_target_value", t->labels, rd->value);
+  ps_metrics_ref_set(&t->ref.active, "prescale_target_active", t->labels, active ? 1 : 0);
   if (changed) {
     /* A watcher's callback may unwatch itself (its stream failed): step with a saved next pointer. */
     ps_list_foreach_safe(n, next, &t->watchers) {
@@ -540,7 +548,8 @@ void ps_tg_fetch_succeeded(struct ps_target *t, int64_t newest_ms) {
   t->fetched_end_ms = t->fetch_end_ms;
   t->last_ok = uv_now(ts->loop);
   int64_t now_ms = ps_tg_wall_ms();
-  ps_metrics_set("prescale_target_last_success_timestamp_seconds", t->labels, (double)now_ms / 1000.0);
+  ps_metrics_ref_set(&t->ref.last_success, "prescale_target_last_success_timestamp_seconds", t->labels,
+                     (double)now_ms / 1000.0);
   recompute(t, now_ms);
 }
 

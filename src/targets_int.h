@@ -54,8 +54,15 @@ struct ps_target {
   bool have_result;
   enum ps_model chosen;
   int64_t period_ms;
-  const char *note;        /* static text from the engine, or NULL */
-  uint8_t mae_shown;       /* bit m: prescale_target_model_error{model=m} exists */
+  const char *note;  /* static text from the engine, or NULL */
+  uint8_t mae_shown; /* bit m: prescale_target_model_error{model=m} exists */
+  /* Its series updated at every refresh, resolved once (metrics.h, struct ps_metric_ref): 10,000 targets
+   * refreshed by one shared answer cost no label formatting or registry look-up each. model_info follows
+   * the chosen model (zeroed when it changes); mae[m] is model m's prescale_target_model_error. */
+  struct {
+    struct ps_metric_ref observed, predicted, value, active, last_success, refreshes, fallback, model_info,
+        period, margin, mae[PS_MODEL_COUNT];
+  } ref;
   struct ps_list waiters;  /* of struct ps_target_waiter, by link.node */
   struct ps_list watchers; /* of struct ps_target_watcher, by link.node */
   /* A sliced load in progress (load != NULL): the fetched samples, copied out of the Prometheus callback
