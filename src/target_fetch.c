@@ -76,6 +76,16 @@ int64_t ps_tg_refresh_offset(const struct ps_target_config *c) {
   return span > 0 ? (int64_t)((h >> 16) % (uint64_t)span) : 0;
 }
 
+/* How long this loop turn has run: a timer's due time counts from the loop's time, cached when the turn
+ * began (uv_timer_start), while `now` above is read at each call. Without it, the targets that share one
+ * answer, scheduled one after the other in the same turn (10,000 of them: tens of ms), would get due
+ * times spread by that work, fire in different turns and no longer share one request. Both clocks are
+ * CLOCK_MONOTONIC (libuv's uv_now reads its coarse variant, a tick behind at most). */
+static uint64_t turn_elapsed_ms(uv_loop_t *loop) {
+  uint64_t hr = uv_hrtime() / 1000000, cached = uv_now(loop);
+  return hr > cached ? hr - cached : 0;
+}
+
 static void schedule_refresh(struct ps_target *t) {
   if (t->closing) return;
   int64_t step = t->cfg.step_ms;
@@ -90,7 +100,7 @@ static void schedule_refresh(struct ps_target *t) {
   if (next <= floor_ms) next += ((floor_ms - next) / step + 1) * step; /* no loop over a clock jump */
   if (next - now > step + lead) next = now + step; /* clock jumps: never wait much more than one step */
   t->refresh_at_ms = next;
-  uv_timer_start(&t->timer, refresh_cb, (uint64_t)(next - now), 0);
+  uv_timer_start(&t->timer, refresh_cb, (uint64_t)(next - now) + turn_elapsed_ms(t->owner->loop), 0);
 }
 
 int64_t ps_target_refresh_offset_ms(const struct ps_target *t) { return t->refresh_offset_ms; }

@@ -5,6 +5,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <uv.h>
@@ -999,6 +1000,45 @@ Test(targets, jitter_spreads_refreshes_over_the_step) {
   cr_assert_eq(ps_targets_get_or_create(targets, "ns", "other", same, 4, &s7, err, sizeof err), 0);
   cr_assert_eq(ps_targets_get_or_create(targets, "ns", "t7", same, 4, &t7, err, sizeof err), 0);
   cr_assert_eq(ps_target_refresh_offset_ms(s7), ps_target_refresh_offset_ms(t7));
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The second sharer's waiter works for 100 ms, as the callbacks of 10,000 targets fed by one answer do. */
+static void slow_waited_cb(struct ps_target_waiter *w, int err) {
+  int64_t until = mono_ms() + 100;
+  while (mono_ms() < until) {
+  }
+  waited_cb(w, err);
+}
+
+/* Targets that share an answer are rescheduled one after the other in the loop turn that delivers it:
+ * their next refreshes must still be due at the same time (and share a request again), however long that
+ * turn ran. Before, the due times drifted apart by the work done in between. */
+Test(targets, sharers_rescheduled_in_one_long_turn_stay_due_together) {
+  struct ps_target *t[2];
+  struct waited x[3];
+  memset(x, 0, sizeof x);
+  char err[256];
+  for (int i = 0; i < 2; i++) {
+    struct ps_kv md[] = {
+        {"query", "vector(5)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1m"}, {"history", "1h"}};
+    cr_assert_eq(ps_targets_get_or_create(targets, "ns", i ? "b" : "a", md, 5, &t[i], err, sizeof err), 0,
+                 "%s", err);
+    x[i].w.cb = i ? slow_waited_cb : waited_cb;
+    ps_target_wait(t[i], &x[i].w);
+  }
+  cr_assert_eq(ps_targets_fetches(targets), 1);
+  cr_assert(run_until(all_waited, x, 15000));
+  int64_t a = ps_target_refresh_due_ms(t[0]), b = ps_target_refresh_due_ms(t[1]);
+  cr_assert(a > 0 && b > 0);
+  cr_assert_leq(llabs(a - b), 20, "due in %lld and %lld ms", (long long)a, (long long)b);
   stop_targets();
   PS_LOOP_END(&loop);
 }
