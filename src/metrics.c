@@ -33,6 +33,7 @@ struct series {
   uint64_t count;
   uint64_t buckets[NBUCKETS]; /* per bucket, not cumulative; rendering accumulates */
   size_t labels_len;
+  bool referenced; /* a struct ps_metric_ref was resolved to it: freeing it must invalidate the refs */
   char labels[];
 };
 
@@ -194,6 +195,7 @@ static struct series *ref_series(struct ps_metric_ref *ref, const char *name, co
   if (ps_metrics_ref_resolved(ref)) return ref->series;
   ref->series = get_series(name, labels);
   ref->gen = generation;
+  if (ref->series != NULL) ((struct series *)ref->series)->referenced = true;
   return ref->series;
 }
 
@@ -253,7 +255,9 @@ static void free_series(struct series *s) {
   *pp = s->hnext;
   ps_list_remove(&s->node);
   g.nseries--;
-  generation++;
+  /* Only a series some ref points at invalidates the refs: a server's inflight gauge, removed after each
+   * Prometheus request, must not make 10,000 targets look up every series again at their next refresh. */
+  if (s->referenced) generation++;
   free(s);
 }
 

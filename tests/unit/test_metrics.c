@@ -281,3 +281,27 @@ Test(metrics, ref_follows_removal_and_reset) {
   ps_metrics_ref_set(&gg, "r_gauge", "", 3);
   cr_assert_float_eq(ps_metrics_get("r_gauge", ""), 3, 0);
 }
+
+/* Removing a series no ref points at (a Prometheus server's inflight gauge, after each request) leaves
+ * every ref resolved: with 10,000 targets, each such removal made every target look all its series up
+ * again at its next refresh. A series a ref does point at still invalidates them. */
+Test(metrics, removing_a_series_no_ref_points_at_keeps_the_refs) {
+  static struct ps_metric_ref a;
+  cr_assert_eq(ps_metrics_declare("k_gauge", PS_METRIC_GAUGE, "h"), 0);
+  ps_metrics_ref_set(&a, "k_gauge", "t=\"a\"", 1);
+  ps_metrics_set("k_gauge", "server=\"p\"", 1);
+  ps_metrics_remove("k_gauge", "server=\"p\"");
+  cr_assert(ps_metrics_ref_resolved(&a));
+  ps_metrics_ref_set(&a, "k_gauge", "t=\"a\"", 2);
+  cr_assert_float_eq(ps_metrics_get("k_gauge", "t=\"a\""), 2, 0);
+  /* A series set by name first and by ref later is a referenced one. */
+  static struct ps_metric_ref b;
+  ps_metrics_set("k_gauge", "t=\"b\"", 1);
+  ps_metrics_ref_set(&b, "k_gauge", "t=\"b\"", 5);
+  ps_metrics_remove("k_gauge", "t=\"b\"");
+  cr_assert(!ps_metrics_ref_resolved(&a));
+  cr_assert(!ps_metrics_ref_resolved(&b));
+  ps_metrics_ref_set(&a, "k_gauge", "t=\"a\"", 3);
+  cr_assert_float_eq(ps_metrics_get("k_gauge", "t=\"a\""), 3, 0);
+  cr_assert(isnan(ps_metrics_get("k_gauge", "t=\"b\"")));
+}
