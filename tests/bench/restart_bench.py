@@ -65,6 +65,27 @@ def backfill(tmp, tsdb, n, end_s):
     os.unlink(om)
 
 
+def start_backfilled_prometheus(env, n):
+    """n series of a week at 1 minute, ending two minutes ago, backfilled into env's TSDB; Prometheus started
+    on it (no scrape) and waited for until they are queryable. Returns the end (s)."""
+    end_s = (int(time.time()) // 60 - 2) * 60
+    t0 = time.monotonic()
+    os.makedirs(env.tsdb, exist_ok=True)
+    backfill(env.tmp, env.tsdb, n, end_s)
+    print(f"{n} series x a week at 1 minute backfilled in {time.monotonic() - t0:.0f} s", flush=True)
+    env.prom_port = h.free_port()
+    with open(os.path.join(env.tmp, "prometheus.yml"), "w") as f:
+        f.write("global:\n  scrape_interval: 1m\nscrape_configs: []\n")
+    env.prometheus = h.Process("prometheus", [
+        h.PROMETHEUS_BIN, f"--config.file={os.path.join(env.tmp, 'prometheus.yml')}",
+        f"--storage.tsdb.path={env.tsdb}", f"--web.listen-address=127.0.0.1:{env.prom_port}",
+        "--storage.tsdb.retention.time=30d", "--log.level=warn"], os.path.join(env.tmp, "prometheus.log"))
+    h.wait_http_ok(env.prometheus, env.prom_url + "/-/ready", 120, "Prometheus /-/ready")
+    h.wait_until(lambda: env.prom_instant(f'{METRIC}{{target="t0"}}', end_s - 3600) is not None, 120,
+                 what="the backfilled series to be queryable")
+    return end_s
+
+
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         parts = f.read().rsplit(")", 1)[1].split()
@@ -131,21 +152,8 @@ def main():
     pb2, pb2_grpc = h.grpc_modules()
     env = h.Env(tmp_prefix="prescale-restart-bench-")
     try:
-        end_s = (int(time.time()) // 60 - 2) * 60
-        t0 = time.monotonic()
-        os.makedirs(env.tsdb, exist_ok=True)
-        backfill(env.tmp, env.tsdb, a.targets, end_s)
-        print(f"restart: {a.targets} series x a week at 1 minute backfilled in {time.monotonic() - t0:.0f} s")
-        env.prom_port = h.free_port()
-        with open(os.path.join(env.tmp, "prometheus.yml"), "w") as f:
-            f.write("global:\n  scrape_interval: 1m\nscrape_configs: []\n")
-        env.prometheus = h.Process("prometheus", [
-            h.PROMETHEUS_BIN, f"--config.file={os.path.join(env.tmp, 'prometheus.yml')}",
-            f"--storage.tsdb.path={env.tsdb}", f"--web.listen-address=127.0.0.1:{env.prom_port}",
-            "--storage.tsdb.retention.time=30d", "--log.level=warn"], os.path.join(env.tmp, "prometheus.log"))
-        h.wait_http_ok(env.prometheus, env.prom_url + "/-/ready", 120, "Prometheus /-/ready")
-        h.wait_until(lambda: env.prom_instant(f'{METRIC}{{target="t0"}}', end_s - 3600) is not None, 120,
-                     what="the backfilled series to be queryable")
+        print("restart: ", end="")
+        start_backfilled_prometheus(env, a.targets)
         runs = []
         if a.baseline:
             runs.append(("baseline", a.baseline))

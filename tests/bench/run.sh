@@ -14,6 +14,13 @@
 #    target ready, prescale's CPU, the longest /healthz wait. RESTART_BASELINE=path/to/an/older/prescale
 #    runs that binary the same way first and prints the ratios (e.g. a build of main before the bulk load:
 #    git worktree add /tmp/base 683ef92 && meson setup /tmp/base/build && ninja -C /tmp/base/build).
+# 6. stream_bench.py: STREAM_STREAMS (10000) StreamIsActive streams over 10 connections (raw HTTP/2, a
+#    process of its own), one target each, all flipped by one Prometheus answer: change -> first and last
+#    stream, first -> last, prescale's CPU time in between, STREAM_ROUNDS (5) rounds. STREAM_BASELINE=path
+#    runs an older prescale (with --grpc-max-streams) the same way first.
+# 7. scale_bench.py: SCALE_SERIES (1000) series of a week backfilled; RSS at rest; Prometheus bytes per
+#    target per refresh for a history of a day and of a week; RSS with SCALE_TARGETS (10000) targets of a
+#    week at 1 minute, in bytes per stored sample.
 set -euo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/../.."
@@ -37,3 +44,9 @@ ${CC:-cc} -O2 -g -std=gnu11 -Isrc tests/bench/prom_bench.c "$lib" "$build/third_
 echo
 /usr/bin/python3 tests/bench/restart_bench.py --prescale "$build/src/prescale" --targets "${RESTART_TARGETS:-1000}" \
   ${RESTART_BASELINE:+--baseline "$RESTART_BASELINE"}
+
+echo
+/usr/bin/python3 tests/bench/stream_bench.py --prescale "$build/src/prescale" ${STREAM_BASELINE:+--baseline "$STREAM_BASELINE"}
+
+echo
+/usr/bin/python3 tests/bench/scale_bench.py --prescale "$build/src/prescale"
