@@ -109,6 +109,11 @@ int64_t ps_target_refresh_due_ms(const struct ps_target *t) {
   return uv_is_active((const uv_handle_t *)&t->timer) ? (int64_t)uv_timer_get_due_in(&t->timer) : -1;
 }
 
+void ps_target_fetch_range(const struct ps_target *t, int64_t *start_ms, int64_t *end_ms) {
+  *start_ms = t->fetch_start_ms;
+  *end_ms = t->fetch_end_ms;
+}
+
 static void refresh_cb(uv_timer_t *timer) {
   struct ps_target *t = timer->data;
   /* Not while a sliced load is in: newer samples put first would make the engine refuse the older ones

@@ -124,6 +124,8 @@ const struct ps_target_config *ps_target_config(const struct ps_target *t);
 int64_t ps_target_refresh_offset_ms(const struct ps_target *t);
 /* Milliseconds until the target's refresh timer fires, or -1 when it is not armed; for tests. */
 int64_t ps_target_refresh_due_ms(const struct ps_target *t);
+/* The range (ms) of the target's last query_range started; for tests. */
+void ps_target_fetch_range(const struct ps_target *t, int64_t *start_ms, int64_t *end_ms);
 
 /* Reads the cached answer and marks the target used. Returns:
  *  0  - *r filled;

@@ -1043,6 +1043,32 @@ Test(targets, sharers_rescheduled_in_one_long_turn_stay_due_together) {
   PS_LOOP_END(&loop);
 }
 
+static bool refreshed_twice(void *arg) { return ps_metrics_get("prescale_refreshes_total", LABELS) >= 3; }
+
+/* Refreshes are incremental (issue 11, "Fan-out and scale"): after the first load of the whole history,
+ * each asks Prometheus only for the points since the last success plus PS_REFRESH_OVERLAP_STEPS (points
+ * Prometheus may still revise), so their bytes do not grow with the history. */
+Test(targets, refreshes_ask_only_for_the_new_points) {
+  struct ps_kv md[] = {
+      {"query", "vector(2)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"}, {"history", "1h"}};
+  struct ps_target *t;
+  cr_assert_eq(load(md, 5, &t), 0);
+  int64_t s0, e0;
+  ps_target_fetch_range(t, &s0, &e0);
+  cr_assert_eq(e0 - s0, 3600 * 1000 - 1000, "the first load reads the history: %lld ms",
+               (long long)(e0 - s0));
+  cr_assert(run_until(refreshed_twice, NULL, 20000), "two refreshes after the load");
+  int64_t s, e;
+  ps_target_fetch_range(t, &s, &e);
+  cr_assert_gt(e, e0);
+  /* From the previous refresh's end (it succeeded: vector(2) always answers), minus the overlap: a few
+   * steps (more only if a busy machine made refreshes late), not the hour of history. */
+  cr_assert_geq(e - s, PS_REFRESH_OVERLAP_STEPS * 1000);
+  cr_assert_leq(e - s, (PS_REFRESH_OVERLAP_STEPS + 60) * 1000, "a refresh read %lld ms", (long long)(e - s));
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
 Test(targets, the_refresh_timer_fires_at_the_offset) {
   struct ps_kv md[] = {
       {"query", "vector(2)"}, {"threshold", "1"}, {"model", "last"}, {"step", "10s"}, {"history", "2m"}};
