@@ -1010,9 +1010,9 @@ static int64_t mono_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The second sharer's waiter works for 100 ms, as the callbacks of 10,000 targets fed by one answer do. */
+/* The second sharer's waiter works for 300 ms, as the callbacks of many targets fed by one answer do. */
 static void slow_waited_cb(struct ps_target_waiter *w, int err) {
-  int64_t until = mono_ms() + 100;
+  int64_t until = mono_ms() + 300;
   while (mono_ms() < until) {
   }
   waited_cb(w, err);
@@ -1038,7 +1038,8 @@ Test(targets, sharers_rescheduled_in_one_long_turn_stay_due_together) {
   cr_assert(run_until(all_waited, x, 15000));
   int64_t a = ps_target_refresh_due_ms(t[0]), b = ps_target_refresh_due_ms(t[1]);
   cr_assert(a > 0 && b > 0);
-  cr_assert_leq(llabs(a - b), 20, "due in %lld and %lld ms", (long long)a, (long long)b);
+  /* Before, 300 ms apart; the margin is for a busy machine preempting the scheduling itself. */
+  cr_assert_leq(llabs(a - b), 100, "due in %lld and %lld ms", (long long)a, (long long)b);
   stop_targets();
   PS_LOOP_END(&loop);
 }
