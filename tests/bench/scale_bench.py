@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import fanout_bench  # noqa: E402
 import harness as h  # noqa: E402
 import restart_bench  # noqa: E402
 import stream_bench  # noqa: E402
@@ -74,7 +75,7 @@ def main():
         env.start_prescale("--max-targets", str(a.targets + 2 * a.bytes_targets + 10), "--first-load-timeout",
                            "600s", "--log-level=warn", binary=a.prescale)
         pid = env.prescale.proc.pid
-        rest = stream_bench.rss_mib(pid)
+        rest = fanout_bench.rss_mib(pid)
         print(f"  RSS at rest (started, ready, no target): {rest:.1f} MiB   (target < 10 MB = 9.5 MiB)", flush=True)
         stub = pb2_grpc.ExternalScalerStub(h.grpc_channel(env.grpc_addr))
         errors = []
@@ -131,7 +132,7 @@ def main():
         h.wait_until(lambda: h.metric_value(env.prescale_metrics(), "prescale_targets_loading") == 0, 300,
                      interval=1.0, what="every first load in")
         stored += a.targets * WEEK
-        rss = stream_bench.rss_mib(pid)
+        rss = fanout_bench.rss_mib(pid)
         per = (rss - rest) * 2**20 / stored
         limit = (10e6 + 8.5 * stored) / 2**20
         print(f"  {a.targets} targets of a week at 1 minute loaded in {time.monotonic() - t0:.0f} s ({len(errors)} "

@@ -35,6 +35,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import harness as h  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fanout_bench import rss_mib  # noqa: E402
+
 SWITCH = "prescale_bench_switch"
 PATH = b"/externalscaler.ExternalScaler/StreamIsActive"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY = 0, 1, 3, 4, 6, 7
@@ -288,14 +291,6 @@ def client_main(port, conns, msgs, pipe):
 
 
 # ---- one binary -----------------------------------------------------------------------------------------
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return -1.0
 
 
 def one_binary(a, env, binary, switch, proxy_port, proxy_ctl, pb2):
