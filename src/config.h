@@ -80,9 +80,9 @@ void ps_server_config_defaults(struct ps_server_config *c);
 /* Reads PRESCALE_* environment variables (PRESCALE_GRPC_LISTEN, ...), then flags, which win.
  * Flags: --grpc-listen, --http-listen, --prometheus-url, --prometheus-config, --first-load-timeout,
  * --stale-after, --target-idle, --tls-cert, --tls-key, --tls-client-ca, --grpc-max-msg, --grpc-max-buffered,
- * --grpc-request-timeout, --grpc-max-streams, --max-targets, --prometheus-max-inflight, --shutdown-grace, --max-conns,
- * --grpc-idle-timeout, --max-connection-age, --max-connection-age-grace, --log-level, --log-format (each
- * `--flag V` or `--flag=V`).
+ * --grpc-request-timeout, --grpc-max-streams, --max-targets, --prometheus-max-inflight, --shutdown-grace,
+ * --max-conns, --grpc-idle-timeout, --max-connection-age, --max-connection-age-grace, --log-level,
+ * --log-format (each `--flag V` or `--flag=V`).
  * Returns 0; 1 when --help was given (usage already printed to `out`); 2 for --version (printed);
  * UV_EINVAL with a one-line message in err naming the flag and the value (--tls-cert without --tls-key, or
  * the other way round, too; the files are read later, by tls_files.c). */
