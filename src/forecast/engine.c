@@ -16,6 +16,7 @@
 
 #include "holtwinters.h"
 #include "period.h"
+#include "phase_margin.h"
 
 /* ---- constants ----------------------------------------------------------------------------------- */
 
@@ -40,7 +41,9 @@
  * now. A ring of raw errors spans PS_ENGINE_ERRORS steps (4 h at 1 min) and lags the daily swing of
  * their size: too small a margin on the morning ramp, too large in the evening. Measured on the public
  * traces (docs/forecasting.md), this cuts under-provisioning by a quarter on worldcup98 for the same pods.
- * VOL_FLOOR keeps a constant series (MAE 0) from dividing by zero. */
+ * VOL_FLOOR keeps a constant series (MAE 0) from dividing by zero. The scale is further multiplied by
+ * the factor of the forecast's phase in the season and the hour (phase_margin.h): the recent size learns
+ * a daily ramp only once it is under way, the phase's factor from the ramps of the days before. */
 #define VOL_DECAY    (1.0 / 32)
 #define VOL_FLOOR    1e-9
 /* Samples beyond this magnitude are saturated: the ring stores float, and no load is that large. */
@@ -59,6 +62,7 @@
 #define LINEAR_MAX   64
 #define PROVISIONAL  (PS_ENGINE_REVISABLE + 1)
 #define TIME_LIMIT   ((int64_t)1 << 62)
+#define HOUR_MS      3600000 /* the phase margin's second cycle, when whole in steps */
 
 /* ---- state --------------------------------------------------------------------------------------- */
 
@@ -120,6 +124,8 @@ struct ps_engine {
   uint32_t vol_n;
   uint64_t q_total;
   double q_val;
+  struct ps_phase_margin pm; /* the scale's factor by the phase of a forecast's origin */
+  double pm_now;             /* that factor at the last ps_engine_forecast's origin */
 };
 
 /* A forecast origin: the models' state as of step idx. */
@@ -192,8 +198,14 @@ static void cand_error(struct cand *c, double err, size_t h, double cap) {
   if (isfinite(cap)) c->bias = fmax(-cap, fmin(cap, c->bias));
 }
 
-static void margin_error(struct ps_engine *e, double err) {
-  if (e->vol_n > 0) push_error(&e->z, err / fmax(e->vol, VOL_FLOOR));
+/* err is of the forecast made at step `origin`: it is standardized by the scale then times the factor of
+ * that origin's phase (phase_margin.h), which learns from it in turn. */
+static void margin_error(struct ps_engine *e, double err, int64_t origin) {
+  if (e->vol_n > 0) {
+    double s = fmax(e->vol, VOL_FLOOR) * ps_pm_factor(&e->pm, origin);
+    push_error(&e->z, err / s);
+    ps_pm_learn(&e->pm, origin, fabs(err) / s);
+  }
   e->vol = e->vol_n == 0 ? fabs(err) : e->vol + VOL_DECAY * (fabs(err) - e->vol);
   if (e->vol_n < UINT32_MAX) e->vol_n++;
 }
@@ -426,6 +438,7 @@ static void refit(struct ps_engine *e, int bulk) {
                     : e->period > 0 ? PS_ENGINE_BULK_FIT_PERIODS * e->period
                                     : PS_ENGINE_BULK_FIT_FLAT;
     ps_hw_fit_tail(&e->hw, x, n, from, e->period, e->h, search);
+    ps_pm_set(&e->pm, e->period, HOUR_MS % e->step == 0 ? (size_t)(HOUR_MS / e->step) : 0);
     free(x);
   }
   e->refits++;
@@ -470,7 +483,7 @@ static void learn(struct ps_engine *e, int64_t t) {
       for (int m = 0; m <= P_AUTO; m++)
         if (p[m] == p[m]) push_error(&e->s[m], act - p[m]);
       int a = e->cfg.model == PS_MODEL_AUTO ? P_AUTO : (int)e->cfg.model;
-      if (p[a] == p[a]) margin_error(e, act - p[a]);
+      if (p[a] == p[a]) margin_error(e, act - p[a], t - (int64_t)e->h);
       for (int c = 0; c < N_CANDS; c++) {
         double cap = c < PS_MODEL_AUTO && e->s[c].count > 0 ? BIAS_CAP * mae(&e->s[c]) : INFINITY;
         if (p[P_CAND + c] == p[P_CAND + c]) cand_error(&e->c[c], act - p[P_CAND + c], e->h, cap);
@@ -545,6 +558,8 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   ps_hw_init(&e->hw);
   e->hash = mix(2166136261u, c->seed);
   e->sel = PS_MODEL_LAST;
+  ps_pm_init(&e->pm);
+  e->pm_now = 1;
   restart(e, 0);
   e->exact_at = INT64_MIN;
   *out = e;
@@ -669,7 +684,7 @@ static const char *note_for(const struct ps_engine *e, int answering) {
 
 /* The margin of a quantile qv of the standardized errors: in units of their scale now (VOL_DECAY). */
 static double scaled_margin(const struct ps_engine *e, double qv) {
-  double m = qv * fmax(e->vol, VOL_FLOOR);
+  double m = qv * fmax(e->vol, VOL_FLOOR) * e->pm_now;
   return m > 0 && m <= MAX_VALUE ? m : 0;
 }
 
@@ -711,6 +726,7 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
   if (!isfinite(pred)) pred = o.last;
   out->predicted = pred;
 
+  e->pm_now = ps_pm_factor(&e->pm, e->newest);
   if (e->cfg.quantile > 0 && e->z.count >= PS_ENGINE_MIN_ERRORS) {
     if (e->q_total != e->z.total) {
       e->q_total = e->z.total;
