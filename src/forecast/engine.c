@@ -117,6 +117,9 @@ struct ps_engine {
   struct cand c[N_CANDS];
   int sel;                  /* the candidate auto answers with */
   double w[PS_MODEL_COUNT]; /* blend weights */
+  /* the quantile margin's scale by the phase of a forecast's origin, and its factor at the last forecast */
+  struct ps_phase_margin pm;
+  double pm_now;
 
   /* the quantile margin: standardized errors of the answering series, their scale, a cached quantile */
   struct series z;
@@ -124,8 +127,6 @@ struct ps_engine {
   uint32_t vol_n;
   uint64_t q_total;
   double q_val;
-  struct ps_phase_margin pm; /* the scale's factor by the phase of a forecast's origin */
-  double pm_now;             /* that factor at the last ps_engine_forecast's origin */
 };
 
 /* A forecast origin: the models' state as of step idx. */
@@ -709,6 +710,7 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
   out->current = o.last;
   out->current_ms = o.last_at * e->step;
   out->period_ms = (int64_t)e->period * e->step;
+  e->pm_now = ps_pm_factor(&e->pm, e->newest);
   int a = (int)e->cfg.model; /* the answering series */
 
   /* The window (now, now + lookahead] in steps (engine.h); steps not after the
@@ -726,7 +728,6 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
   if (!isfinite(pred)) pred = o.last;
   out->predicted = pred;
 
-  e->pm_now = ps_pm_factor(&e->pm, e->newest);
   if (e->cfg.quantile > 0 && e->z.count >= PS_ENGINE_MIN_ERRORS) {
     if (e->q_total != e->z.total) {
       e->q_total = e->z.total;
