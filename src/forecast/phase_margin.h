@@ -17,22 +17,33 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Buckets per cycle: a day at 1 minute has 24-minute buckets, an hour at 1 minute 1-minute ones; a cycle
- * of fewer steps has one bucket per step. */
-#define PS_PM_BUCKETS 60
+/* Buckets per cycle: the season's (a day then has 24-minute buckets) and the hour's (3-minute ones); a
+ * cycle of fewer steps has one bucket per step. The hour's are wider than a step: a spike that starts at
+ * a minute of the hour starts a minute early or late as often as not. Both were chosen on the first half
+ * of the public traces (the season's among 24, 60, 120; the hour's among 12, 20, 30, 60) and checked on
+ * the second (docs/forecasting.md, "Moving the curve"). PS_PM_BUCKETS sizes the tables. */
+#define PS_PM_SEASON_BUCKETS 60
+#define PS_PM_HOUR_BUCKETS   20
+#define PS_PM_BUCKETS        60
 /* Memory of the factors, in seasons: each bucket's factor moves towards its errors with a weight such
  * that the errors of about the last PS_PM_MEMORY seasons count (3 days for a daily season), the same for
- * the hour's buckets (which see 24 times as many visits, each holding 1/24 of the errors). Tuned on the
- * first half of the public traces among 1, 3 and 7 (docs/forecasting.md, "Moving the curve"). */
-#define PS_PM_MEMORY  3
+ * the hour's buckets (which see 24 times as many visits, each holding 1/24 of the errors). Until a cycle
+ * has seen about that many, the weight is that of a mean of the errors the bucket saw and of one season's
+ * worth of errors of the expected size there (a prior at factor 1), if larger: a first load, which learns
+ * errors from its last PS_ENGINE_BULK_REPLAY steps only (1.4 days at 1 minute), starts from what those steps
+ * show instead of near 1, without trusting one day's bucket alone (on the public traces, a first load then
+ * under- provisions within 3 % of puts; docs/performance.md). Tuned on the first half of the public traces
+ * among 1, 3 and 7 (docs/forecasting.md, "Moving the curve"). */
+#define PS_PM_MEMORY         3
 /* The factors stay within [1 / PS_PM_LIMIT, PS_PM_LIMIT]: a bucket that saw one freak error does not
  * multiply the margin without bound, nor does a calm one zero it. */
-#define PS_PM_LIMIT   4.0
+#define PS_PM_LIMIT          4.0
 
 struct ps_pm_cycle {
-  uint32_t steps;         /* the cycle in steps; 0 = not in use */
-  uint32_t nb;            /* buckets in use, <= PS_PM_BUCKETS */
-  float f[PS_PM_BUCKETS]; /* each bucket's factor (1: the recent size is right there) */
+  uint32_t steps;            /* the cycle in steps; 0 = not in use */
+  uint32_t nb;               /* buckets in use, <= PS_PM_BUCKETS */
+  float f[PS_PM_BUCKETS];    /* each bucket's factor (1: the recent size is right there) */
+  uint16_t k[PS_PM_BUCKETS]; /* errors each bucket learned since the cycle's last reset (saturating) */
 };
 
 struct ps_phase_margin {
