@@ -14,6 +14,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "coverage.h"
 #include "holtwinters.h"
 #include "period.h"
 #include "phase_margin.h"
@@ -127,6 +128,9 @@ struct ps_engine {
   uint32_t vol_n;
   uint64_t q_total;
   double q_val;
+
+  /* target coverage: the margin's tuner and the answers waiting for their window's peak (coverage.h) */
+  struct ps_coverage cov;
 };
 
 /* A forecast origin: the models' state as of step idx. */
@@ -468,17 +472,32 @@ static void note_value(struct ps_engine *e, int64_t t, double y) {
   e->has_last_valid = 1;
 }
 
+/* The actual peak of steps lo..t; -INFINITY when all are missing. */
+static double window_peak(const struct ps_engine *e, int64_t lo, int64_t t) {
+  double act = -INFINITY;
+  for (int64_t k = lo; k <= t; k++) {
+    double x = at(e, k);
+    if (x > act) act = x;
+  }
+  return act;
+}
+
+/* The answer given for the window that ends at t, if any, against the window's actual peak. */
+static void learn_coverage(struct ps_engine *e, int64_t t) {
+  int64_t lo;
+  if (!ps_cov_due(&e->cov, t, &lo)) return;
+  double act = window_peak(e, lo, t);
+  ps_cov_observe(&e->cov, t, act > -INFINITY ? act : NAN);
+}
+
 static void learn(struct ps_engine *e, int64_t t) {
   double y = at(e, t);
   e->learns_total++;
   size_t row = pmod(t, e->h + 1);
+  learn_coverage(e, t);
   if (e->pend_at[row] == t) {
     /* The window (t - h, t] is complete: score every forecast made for it h steps ago. */
-    double act = -INFINITY;
-    for (size_t k = 0; k < e->h; k++) {
-      double x = at(e, t - (int64_t)k);
-      if (x > act) act = x;
-    }
+    double act = window_peak(e, t - (int64_t)e->h + 1, t);
     const float *p = &e->pend[row * P_WIDTH];
     if (act > -INFINITY) {
       for (int m = 0; m <= P_AUTO; m++)
@@ -530,6 +549,7 @@ static void restart(struct ps_engine *e, int64_t t) {
   e->hw.c.at = t - 1;
   e->next_refit = PS_ENGINE_FIRST_REFIT;
   for (size_t i = 0; i <= e->h; i++) e->pend_at[i] = INT64_MIN;
+  ps_cov_forget(&e->cov);
 }
 
 /* ---- API ----------------------------------------------------------------------------------------- */
@@ -538,7 +558,9 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   *out = NULL;
   if (c->step_ms <= 0 || c->lookahead_ms < 0 || c->period_ms < 0 || c->capacity == 0 ||
       c->capacity > SIZE_MAX / 8 || (c->period_ms > 0 && c->period_ms % c->step_ms != 0) ||
-      (unsigned)c->model >= PS_MODEL_COUNT || !(c->quantile == 0 || (c->quantile >= 0.5 && c->quantile < 1)))
+      (unsigned)c->model >= PS_MODEL_COUNT ||
+      !(c->quantile == 0 || (c->quantile >= 0.5 && c->quantile < 1)) ||
+      !(c->target_coverage == 0 || (c->target_coverage > 0 && c->target_coverage < 1)))
     return UV_EINVAL;
   struct ps_engine *e = calloc(1, sizeof *e);
   if (e == NULL) return UV_ENOMEM;
@@ -551,7 +573,8 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   e->pend = malloc((e->h + 1) * P_WIDTH * sizeof *e->pend);
   e->pend_at = malloc((e->h + 1) * sizeof *e->pend_at);
   e->damp = malloc((e->h + 1) * sizeof *e->damp);
-  if (e->v == NULL || e->pend == NULL || e->pend_at == NULL || e->damp == NULL) {
+  int cov_rc = ps_cov_init(&e->cov, c->target_coverage, e->h, c->step_ms);
+  if (e->v == NULL || e->pend == NULL || e->pend_at == NULL || e->damp == NULL || cov_rc != 0) {
     ps_engine_free(e);
     return UV_ENOMEM;
   }
@@ -574,6 +597,7 @@ void ps_engine_free(struct ps_engine *e) {
   free(e->pend);
   free(e->pend_at);
   free(e->damp);
+  ps_cov_free(&e->cov);
   free(e);
 }
 
@@ -698,6 +722,7 @@ static double answer(double pred, double margin, double last) {
 
 int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_result *out) {
   memset(out, 0, sizeof *out);
+  out->coverage = NAN;
   for (int i = 0; i < PS_MODEL_COUNT; i++) {
     out->mae[i] = NAN;
     out->weight[i] = 0;
@@ -728,14 +753,19 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
   if (!isfinite(pred)) pred = o.last;
   out->predicted = pred;
 
-  if (e->cfg.quantile > 0 && e->z.count >= PS_ENGINE_MIN_ERRORS) {
-    if (e->q_total != e->z.total) {
-      e->q_total = e->z.total;
-      e->q_val = quantile(&e->z, e->cfg.quantile);
-    }
-    out->margin = scaled_margin(e, e->q_val);
+  double level = e->cfg.target_coverage > 0 ? e->cfg.target_coverage : e->cfg.quantile;
+  if (level > 0 && e->z.count >= PS_ENGINE_MIN_ERRORS && e->q_total != e->z.total) {
+    e->q_total = e->z.total;
+    e->q_val = quantile(&e->z, level);
   }
+  if (e->cfg.target_coverage > 0)
+    out->margin = ps_cov_margin(&e->cov, e->z.count >= PS_ENGINE_MIN_ERRORS ? e->q_val : NAN, e->vol);
+  else if (e->cfg.quantile > 0 && e->z.count >= PS_ENGINE_MIN_ERRORS)
+    out->margin = scaled_margin(e, e->q_val);
   out->value = answer(pred, out->margin, o.last);
+  /* The window's outcome is known once its last step is learned (coverage.h). */
+  if (lo <= hi) ps_cov_answer(&e->cov, lo, hi, out->value);
+  out->coverage = e->cov.realised;
 
   int chosen = a == PS_MODEL_AUTO ? e->sel : a;
   if (chosen == C_BLEND) {
@@ -756,7 +786,13 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
 
 size_t ps_engine_memory(const struct ps_engine *e) {
   return sizeof *e + e->cap * sizeof *e->v + e->hw.period * sizeof *e->hw.season +
-         (e->h + 1) * (P_WIDTH * sizeof *e->pend + sizeof *e->pend_at + sizeof *e->damp);
+         (e->h + 1) * (P_WIDTH * sizeof *e->pend + sizeof *e->pend_at + sizeof *e->damp) +
+         e->cov.n * sizeof *e->cov.ring;
+}
+
+void ps_engine_coverage_basis(const struct ps_engine *e, double level, double *qz, double *vol) {
+  *vol = e->vol;
+  *qz = e->z.count >= PS_ENGINE_MIN_ERRORS ? quantile(&e->z, level) : NAN;
 }
 
 /* The quantiles by successive selections on one copy of the ring: each selection leaves the elements

@@ -25,6 +25,8 @@ struct ps_engine_config {
   int64_t lookahead_ms; /* >= 0 */
   size_t capacity;      /* history steps kept (history / step + 1) */
   double quantile;      /* 0 = none; else in [0.5, 1): add this quantile of the model's own errors */
+  double target_coverage; /* 0 = none; else in (0, 1): tune the margin online so that this fraction of
+                           * the windows is covered (coverage.h); `quantile` is then not used */
   uint32_t seed;        /* spreads the refits of targets started together (e.g. a hash of the target's
                          * key); any value works, 0 included. Results depend on it only through when
                          * refits happen. */
@@ -95,6 +97,10 @@ struct ps_engine_result {
                                   * the blend's weights when auto answers with a blend (sum 1) */
   const char *note; /* NULL, or a static sentence on a fallback ("history shorter than two periods:
                      * seasonal models wait"), for the log and /metrics */
+  double coverage;  /* realised coverage: the share of the answers (value, before headroom) whose window
+                     * ended that were at least its actual peak, over about the last PS_COVERAGE_SPAN_MS
+                     * of windows (coverage.h); NaN until one was scored. Measured with or without
+                     * target_coverage. */
 };
 
 /* Forecasts the window (now_ms, now_ms + lookahead]. 0, or UV_ENOENT when nothing was observed yet. */
@@ -107,6 +113,12 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
  * the error ring) on average. */
 int ps_engine_margins(const struct ps_engine *e, const struct ps_engine_result *r, const double *q, size_t nq,
                       double *margin, double *value);
+
+/* The basis of a target coverage's margin (coverage.h) after the last forecast: *qz the quantile at
+ * `level` (in (0, 1)) of the answering series' standardized errors (NaN while fewer than
+ * PS_ENGINE_MIN_ERRORS), *vol their size now. `prescale backtest --sweep` tunes a margin per coverage
+ * setting from it, beside the engine's own. O(size of the error ring). */
+void ps_engine_coverage_basis(const struct ps_engine *e, double level, double *qz, double *vol);
 
 /* Bytes held by the engine (history + model state), for the benchmark's bytes-per-sample figure. */
 size_t ps_engine_memory(const struct ps_engine *e);

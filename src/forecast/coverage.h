@@ -1,0 +1,83 @@
+/* Target coverage (trigger key targetCoverage): the margin tuned online so that a stated fraction of the
+ * lookahead windows is covered, i.e. the answer is at least the window's actual peak.
+ *
+ * The margin is (Q + theta) x vol: Q is the engine's quantile, at the target level, of its own recent
+ * h-step errors in units of their recent size (the same ring as `quantile`), vol that size now, and theta
+ * an offset in the same units that an online quantile tracker drives from the answers' own hits and
+ * misses: theta += rate x (miss - (1 - target)) after each window whose peak is known (adaptive conformal
+ * inference, Gibbs & Candes, NeurIPS 2021, in its additive form: Angelopoulos, Barber & Bates, "Conformal
+ * PID control", 2023, "quantile tracking"). Q follows the errors' shape within minutes; theta corrects
+ * what Q alone gets wrong (the answer's floor at the current value, forecasts from the newest step rather
+ * than the learned one, a shift of the error's distribution). The sum of (miss - (1 - target)) over any
+ * stretch of windows is (theta at its end - theta at its start) / rate, so the miss rate over a day is
+ * off the target by at most the swing of theta within that day over rate x windows in a day (the bound
+ * the unit tests check).
+ *
+ * A window's hit is known only once its last step is learned, lookahead + PS_ENGINE_REVISABLE + 1 steps
+ * after the answer: the answers wait in a ring (struct ps_cov_answer) keyed by their window's end. State
+ * is per target: the ring has lookahead / step + PS_COVERAGE_RING_EXTRA entries, O(1) work per step.
+ *
+ * Pure C, no I/O, no allocation but in ps_cov_init. */
+#ifndef PS_COVERAGE_H
+#define PS_COVERAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* targetCoverage: in (0, 1), exclusive. */
+#define PS_COVERAGE_MIN        0.0
+#define PS_COVERAGE_MAX        1.0
+/* theta's step per window, in units of the errors' recent size (their exponentially weighted MAE). */
+#define PS_COVERAGE_RATE       0.1
+/* theta stays within +-PS_COVERAGE_THETA_MAX (units of the errors' size): a long run of covered windows
+ * (the answer held up by its floor at the current value) cannot push it so far down that a rise then
+ * takes days to climb back. */
+#define PS_COVERAGE_THETA_MAX  16.0
+/* The realised coverage shown (/metrics, ps_engine_result.coverage) is the mean of the hits over about
+ * the last PS_COVERAGE_SPAN_MS of windows (exponentially weighted; the plain mean until that many
+ * windows were scored). */
+#define PS_COVERAGE_SPAN_MS    (24LL * 3600 * 1000)
+/* Ring entries beyond h: the answers whose window ended but whose last steps are still provisional. */
+#define PS_COVERAGE_RING_EXTRA 4
+/* A hit is actual <= value x (1 + PS_COVERAGE_TIE): the history holds floats, the answer a double. */
+#define PS_COVERAGE_TIE        1e-6
+
+struct ps_cov_answer {
+  int64_t end;  /* the step that ends the window (INT64_MIN: free) */
+  uint32_t len; /* steps in the window: end - len + 1 .. end */
+  float value;  /* the answer */
+};
+
+struct ps_coverage {
+  double target; /* 0: off (the realised coverage is still measured) */
+  double theta;
+  double realised; /* NaN until a window was scored */
+  uint64_t scored, misses;
+  double span; /* windows in PS_COVERAGE_SPAN_MS */
+  struct ps_cov_answer *ring;
+  size_t n;
+};
+
+/* target: 0 or in (0, 1); h: steps in the lookahead (>= 1); 0, UV_EINVAL or UV_ENOMEM. */
+int ps_cov_init(struct ps_coverage *c, double target, size_t h, int64_t step_ms);
+void ps_cov_free(struct ps_coverage *c);
+/* Forgets the waiting answers (the engine's restart); theta and the realised coverage stay. */
+void ps_cov_forget(struct ps_coverage *c);
+
+/* The margin for the quantile qz of the standardized errors (NaN: too few errors yet, then theta alone)
+ * and their size vol (>= 0): (qz + theta) x vol. Negative when the forecast alone covers more often than
+ * the target asks; the answer is still floored at the current value by the engine. */
+double ps_cov_margin(const struct ps_coverage *c, double qz, double vol);
+
+/* The answer `value` given for the window of steps lo..hi (lo <= hi): waits for its outcome. A second
+ * answer for the same window replaces the first (the server may answer several times in a step). */
+void ps_cov_answer(struct ps_coverage *c, int64_t lo, int64_t hi, double value);
+
+/* Whether an answer waits for the window that ends at step `end`; *lo its first step. */
+int ps_cov_due(const struct ps_coverage *c, int64_t end, int64_t *lo);
+
+/* The window ending at `end` peaked at `actual` (NaN: every step missing, not scored): scores the answer
+ * waiting for it, moves theta, updates the realised coverage. No-op when none waits. */
+void ps_cov_observe(struct ps_coverage *c, int64_t end, double actual);
+
+#endif
