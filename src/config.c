@@ -341,6 +341,7 @@ enum key_id {
   K_PERIOD,
   K_HISTORY,
   K_QUANTILE,
+  K_COVERAGE,
   K_MODE,
   K_HEADROOM,
   K_IGNORE_NULL,
@@ -383,6 +384,10 @@ static const struct key_rule keys[NKEYS] = {
                     .def = PS_STR(PS_DEFAULT_QUANTILE), .min = PS_MIN_QUANTILE, .max = 1,
                     .num = NUM_MAX_OPEN | NUM_ZERO_OK,
                     .words = "is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
+    [K_COVERAGE] = {.name = "targetCoverage", .type = KT_NUMBER, .offset = FIELD(target_coverage),
+                    .min = 0, .max = 1, .num = NUM_MIN_OPEN | NUM_MAX_OPEN,
+                    .words = "is not a number between 0 and 1, both excluded (e.g. 0.99: the answer covers "
+                             "99% of the lookahead windows' peaks)"},
     [K_MODE] = {.name = "mode", .type = KT_MODE, .offset = FIELD(shadow), .def = "normal",
                 .words = "is not a mode (normal or shadow)"},
     [K_HEADROOM] = {.name = "headroom", .type = KT_NUMBER, .offset = FIELD(headroom),
@@ -654,6 +659,15 @@ static int check_season(struct ps_target_config *c, const char *const val[NKEYS]
   return 0;
 }
 
+/* targetCoverage tunes the margin that quantile sets: one of them, not both (README, docs/forecasting.md). */
+static int check_margin(struct ps_target_config *c, const char *const val[NKEYS], char *err, size_t errlen) {
+  if (val[K_COVERAGE] == NULL) return 0;
+  if (val[K_QUANTILE] != NULL)
+    return key_fail(K_QUANTILE, val[K_QUANTILE], PS_COVERAGE_BOTH_WORDS, err, errlen);
+  c->quantile = 0;
+  return 0;
+}
+
 static int parse_target(struct ps_target_config *c, const char *const val[NKEYS], const char *default_server,
                         char *err, size_t errlen) {
   int r = parse_text(c, val, default_server, err, errlen);
@@ -661,6 +675,7 @@ static int parse_target(struct ps_target_config *c, const char *const val[NKEYS]
     r = ps_trigger_prom_keys_parse(c, val[K_NAMESPACE], val[K_QUERY_PARAMS], val[K_CUSTOM_HEADERS], err,
                                    errlen);
   if (r == 0) r = parse_values(c, val, err, errlen);
+  if (r == 0) r = check_margin(c, val, err, errlen);
   if (r == 0) r = check_season(c, val, err, errlen);
   return r;
 }
@@ -695,7 +710,8 @@ int ps_target_config_parse(struct ps_target_config *out, const struct ps_kv *md,
     return ps_flags_fail(
         err, errlen,
         "unknown metadata key %s (known: serverAddress, query, threshold, activationThreshold, "
-        "lookahead, step, model, period, history, headroom, quantile, mode, ignoreNullValues, "
+        "lookahead, step, model, period, history, headroom, quantile, targetCoverage, mode, "
+        "ignoreNullValues, "
         "metricName, timeout, namespace, queryParameters, customHeaders, unsafeSsl)",
         q);
   }

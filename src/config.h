@@ -125,6 +125,10 @@ int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FI
  * window's actual peak about half the time, and under-provisioning is what a proactive scaler is for.
  * With 0.9 the answer covers the peak about 9 times in 10 (docs/forecasting.md has the trade-off). */
 #define PS_DEFAULT_QUANTILE       0.9
+/* targetCoverage: in (0, 1), exclusive (forecast/coverage.h); none by default. Set with `quantile` too,
+ * the trigger is refused in these words (`quantile: "0.9" <words>`; the backtest's flags alike). */
+#define PS_COVERAGE_BOTH_WORDS                                                                               \
+  "cannot be set with targetCoverage, which tunes the same margin itself (set one of them)"
 #define PS_STR_(x)                #x
 #define PS_STR(x)                 PS_STR_(x) /* PS_STR(PS_DEFAULT_QUANTILE): "0.9", for a flag table */
 
@@ -148,7 +152,9 @@ struct ps_target_config {
   int64_t timeout_ms;
   enum ps_model model; /* default PS_MODEL_AUTO */
   double quantile;     /* 0 = none; else in [0.5, 1): add that quantile of the model's own errors
-                        * (default PS_DEFAULT_QUANTILE) */
+                        * (default PS_DEFAULT_QUANTILE); 0 when target_coverage is set */
+  double target_coverage; /* 0 = none; else in (0, 1): the margin is tuned online so that this fraction
+                           * of the lookahead windows is covered (forecast/coverage.h) */
   bool shadow;         /* mode: shadow: answer the current value, export the forecast in /metrics only */
   bool ignore_null_values;
   /* KEDA's prometheus scaler keys (config_prom.c); all of them are part of what is asked of Prometheus,

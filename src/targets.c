@@ -359,6 +359,7 @@ static int target_create(struct ps_targets *ts, const char *ns, const char *name
       .lookahead_ms = t->cfg.lookahead_ms,
       .capacity = (size_t)(t->cfg.history_ms / t->cfg.step_ms) + 1,
       .quantile = t->cfg.quantile,
+      .target_coverage = t->cfg.target_coverage,
       .seed = (uint32_t)(h ^ (h >> 32)), /* targets created together refit at different steps */
   };
   r = t->ns && t->name && t->labels && t->mlabels ? ps_engine_new(&ec, &t->engine) : UV_ENOMEM;

@@ -835,11 +835,13 @@ Test(config, target_errors) {
       {"query", long_value, "query: the value is 8193 bytes; the maximum is 8192"},
       {"Query", "x",
        "unknown metadata key \"Query\" (known: serverAddress, query, threshold, activationThreshold, "
-       "lookahead, step, model, period, history, headroom, quantile, mode, ignoreNullValues, metricName, "
+       "lookahead, step, model, period, history, headroom, quantile, targetCoverage, mode, ignoreNullValues, "
+       "metricName, "
        "timeout, namespace, queryParameters, customHeaders, unsafeSsl)"},
       {"bogus\"key", "x",
        "unknown metadata key \"bogus\\\"key\" (known: serverAddress, query, threshold, activationThreshold, "
-       "lookahead, step, model, period, history, headroom, quantile, mode, ignoreNullValues, metricName, "
+       "lookahead, step, model, period, history, headroom, quantile, targetCoverage, mode, ignoreNullValues, "
+       "metricName, "
        "timeout, namespace, queryParameters, customHeaders, unsafeSsl)"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
