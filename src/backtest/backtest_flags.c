@@ -4,7 +4,9 @@
  * --quantile, --headroom) are read by the key's own row of the trigger key table
  * (ps_trigger_value_check) and default to the key's default, so a backtest asks the engine what the
  * server would, and refuses a value in the same words. */
+#include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config.h"
@@ -22,6 +24,10 @@ TRIGGER_KEY_CHECK(model)
 TRIGGER_KEY_CHECK(history)
 TRIGGER_KEY_CHECK(quantile)
 TRIGGER_KEY_CHECK(headroom)
+
+static const char *check_target_coverage(const char *v, void *field) {
+  return ps_trigger_value_check("targetCoverage", v, field);
+}
 
 /* The trigger reads both "auto" and 0 as 0, and refuses a period of 0 only once it knows the step; the
  * backtest knows its step only after reading the trace, when 0 already means auto, so it refuses 0 here,
@@ -59,6 +65,10 @@ static const struct ps_flag flags[] = {
     {.name = "quantile", .kind = PS_FLAG_CUSTOM, .check = check_quantile, .def = PS_STR(PS_DEFAULT_QUANTILE),
      .arg = "Q", .offset = OPT(quantile),
      .help = "add the Q quantile of the model's errors (0 = none, or 0.5 to <1)"},
+    {.name = "target-coverage", .kind = PS_FLAG_CUSTOM, .check = check_target_coverage, .arg = "C",
+     .offset = OPT(target_coverage),
+     .help = "tune the margin online so that the answer covers the peak of a fraction C" PS_FLAGS_MORE
+             "of the lookahead windows (0 < C < 1; as targetCoverage; not with --quantile)"},
     {.name = "headroom", .kind = PS_FLAG_CUSTOM, .check = check_headroom, .def = PS_DEFAULT_HEADROOM,
      .arg = "H", .offset = OPT(headroom), .help = "multiply the model's answer by (1 + H)"},
     {.name = "sweep", .kind = PS_FLAG_SWITCH, .offset = OPT(sweep),
@@ -125,7 +135,18 @@ static const struct ps_flags_spec spec = {
 int ps_bt_options_parse(struct ps_bt_options *o, int argc, char **argv, FILE *out, char *err, size_t errlen) {
   memset(o, 0, sizeof *o);
   ps_flags_defaults(&spec, o);
+  /* --quantile and --target-coverage set the same margin: one of them, as the trigger's keys. */
+  double quantile_default = o->quantile;
+  o->quantile = NAN;
   int r = ps_flags_parse(&spec, o, argc, argv, out, err, errlen);
+  bool quantile_given = !isnan(o->quantile);
+  if (!quantile_given) o->quantile = quantile_default;
+  if (r == 0 && quantile_given && o->target_coverage > 0) {
+    char q[32];
+    snprintf(q, sizeof q, "%g", o->quantile);
+    return ps_flags_fail(err, errlen, "--quantile: \"%s\" %s", q, PS_COVERAGE_BOTH_WORDS);
+  }
+  if (r == 0 && o->target_coverage > 0) o->quantile = 0;
   if (r == 0 && o->trace_path == NULL)
     return ps_flags_fail(err, errlen, "a trace file is required (prescale backtest TRACE.csv)");
   return r;

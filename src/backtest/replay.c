@@ -213,10 +213,12 @@ static int walk(struct ps_bt_run *r, struct ps_hpa hpa[PS_BT_COUNT], char *err, 
                                 .period_ms = o->period_ms,
                                 .lookahead_ms = o->lookahead_ms,
                                 .capacity = r->capacity,
-                                .quantile = o->quantile};
+                                .quantile = o->quantile,
+                                .target_coverage = o->target_coverage};
   struct ps_engine_config sc = mc;
   sc.model = PS_MODEL_SEASONAL;
   sc.quantile = 0;
+  sc.target_coverage = 0;
   struct ps_engine *em = NULL, *es = NULL;
   int rc;
   if ((rc = ps_engine_new(&mc, &em)) != 0 || (rc = ps_engine_new(&sc, &es)) != 0) {

@@ -29,6 +29,7 @@ struct ps_bt_options {
   int64_t period_ms;  /* 0 = auto (detected by the engine) */
   int64_t history_ms; /* 0 = the server's default for the model and period */
   double quantile;
+  double target_coverage; /* 0 = none (--quantile answers); else the engine's target_coverage */
   double headroom;
   uint64_t reload_ms; /* 0 = never; else the engines restart every reload_ms of the trace (a first load) */
   bool reload_puts;   /* that first load put by put instead of in bulk (ps_engine_bulk_begin) */
