@@ -12,6 +12,7 @@ int ps_cov_init(struct ps_coverage *c, double target, size_t h, int64_t step_ms)
   c->span = (double)(PS_COVERAGE_SPAN_MS / step_ms);
   if (c->span < 1) c->span = 1;
   c->n = h + PS_COVERAGE_RING_EXTRA;
+  c->rate = PS_COVERAGE_RATE / sqrt((double)c->n);
   c->ring = malloc(c->n * sizeof *c->ring);
   if (c->ring == NULL) return UV_ENOMEM;
   ps_cov_forget(c);
@@ -71,7 +72,7 @@ void ps_cov_observe(struct ps_coverage *c, int64_t end, double actual) {
   double w = (double)c->scored < c->span ? 1.0 / (double)c->scored : 1.0 / c->span;
   c->realised = c->scored == 1 ? 1.0 - miss : c->realised + w * ((1.0 - miss) - c->realised);
   if (c->target > 0) {
-    c->theta += PS_COVERAGE_RATE * ((double)miss - (1 - c->target));
+    c->theta += c->rate * ((double)miss - (1 - c->target));
     c->theta = fmax(-PS_COVERAGE_THETA_MAX, fmin(PS_COVERAGE_THETA_MAX, c->theta));
   }
 }

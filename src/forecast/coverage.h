@@ -27,12 +27,16 @@
 /* targetCoverage: in (0, 1), exclusive. */
 #define PS_COVERAGE_MIN        0.0
 #define PS_COVERAGE_MAX        1.0
-/* theta's step per window, in units of the errors' recent size (their exponentially weighted MAE). */
-#define PS_COVERAGE_RATE       0.1
+/* theta's step per window, in units of the errors' recent size (their exponentially weighted MAE), is
+ * PS_COVERAGE_RATE / sqrt(h + PS_COVERAGE_RING_EXTRA): the tracker is a feedback loop whose outcome shows
+ * only about h steps later, so it moves about h steps' worth before it sees the effect of the first and
+ * overshoots (on the 1 s azure trace at h = 120, a step of 0.1 asked for 3 to 7 times the seed's pods;
+ * dividing by h instead adapts too slowly to meet the target there). 0.25 gives about 0.1 at h = 2. */
+#define PS_COVERAGE_RATE       0.25
 /* theta stays within +-PS_COVERAGE_THETA_MAX (units of the errors' size): a long run of covered windows
  * (the answer held up by its floor at the current value) cannot push it so far down that a rise then
  * takes days to climb back. */
-#define PS_COVERAGE_THETA_MAX  16.0
+#define PS_COVERAGE_THETA_MAX  64.0
 /* The realised coverage shown (/metrics, ps_engine_result.coverage) is the mean of the hits over about
  * the last PS_COVERAGE_SPAN_MS of windows (exponentially weighted; the plain mean until that many
  * windows were scored). */
@@ -54,6 +58,7 @@ struct ps_coverage {
   double realised; /* NaN until a window was scored */
   uint64_t scored, misses;
   double span; /* windows in PS_COVERAGE_SPAN_MS */
+  double rate; /* theta's step per window */
   struct ps_cov_answer *ring;
   size_t n;
 };
