@@ -95,6 +95,7 @@ void ps_bt_run_free(struct ps_bt_run *r) {
     free(r->min_ready[w]);
   }
   ps_bt_sweep_free(&r->sweep);
+  ps_bt_coverage_free(&r->coverage);
   memset(r, 0, sizeof *r);
 }
 
@@ -322,6 +323,8 @@ int ps_bt_replay(struct ps_bt_run *r, bool *usage_err, char *err, size_t errlen)
   memset(hpa, 0, sizeof hpa);
   rc = walk(r, hpa, err, errlen);
   if (rc == 0) rc = score(r, hpa, err, errlen);
+  if (rc == 0 && (rc = ps_bt_coverage_compute(r)) != 0)
+    rc = fail(err, errlen, rc, "out of memory for %zu rows", n);
   if (rc == 0 && o->sweep) ps_bt_sweep_finish(r);
   for (int w = 0; w < PS_BT_COUNT; w++) ps_hpa_free(&hpa[w]);
   return rc;

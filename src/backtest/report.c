@@ -53,8 +53,10 @@ void ps_bt_print_text(const struct ps_bt_run *r, FILE *out) {
   } else {
     snprintf(d, sizeof d, "auto: none");
   }
-  fprintf(out, "model     %s, period %s, quantile %g, headroom %g; answered by ", m->name, d, o->quantile,
-          o->headroom);
+  char margin[48];
+  snprintf(margin, sizeof margin, o->target_coverage > 0 ? "target coverage %g" : "quantile %g",
+           o->target_coverage > 0 ? o->target_coverage : o->quantile);
+  fprintf(out, "model     %s, period %s, %s, headroom %g; answered by ", m->name, d, margin, o->headroom);
   print_answered(m, r->trace.n, out);
   fprintf(out, "\n");
   if (s->period_ms > 0) {
@@ -86,6 +88,7 @@ void ps_bt_print_text(const struct ps_bt_run *r, FILE *out) {
           s->pod_seconds > 0 ? m->pod_seconds / s->pod_seconds : NAN,
           re->under_pod_seconds > 0 ? m->under_pod_seconds / re->under_pod_seconds : NAN,
           re->pod_seconds > 0 ? m->pod_seconds / re->pod_seconds : NAN);
+  ps_bt_coverage_print_text(r, out);
   if (m->note != NULL) fprintf(out, "note      %s: %s\n", m->name, m->note);
   fprintf(out, "replayed in %.2f s\n", r->seconds);
 }
@@ -104,6 +107,7 @@ static cJSON *result_json(const struct ps_bt_run *r, const struct ps_bt_result *
   cJSON_AddNumberToObject(o, "under_provisioned_fraction", x->under_fraction);
   cJSON_AddNumberToObject(o, "pod_seconds", x->pod_seconds);
   cJSON_AddNumberToObject(o, "scaling_events", (double)x->events);
+  cJSON_AddNumberToObject(o, "coverage", x->coverage);
   if (engine) {
     cJSON_AddNumberToObject(o, "period_seconds", (double)x->period_ms / 1000.0);
     cJSON *ans = cJSON_AddObjectToObject(o, "answered");
@@ -144,12 +148,17 @@ int ps_bt_print_json(const struct ps_bt_run *r, FILE *out) {
   }
   cJSON_AddNumberToObject(root, "history_seconds", (double)r->history_ms / 1000.0);
   cJSON_AddNumberToObject(root, "quantile", o->quantile);
+  if (o->target_coverage > 0)
+    cJSON_AddNumberToObject(root, "target_coverage", o->target_coverage);
+  else
+    cJSON_AddNullToObject(root, "target_coverage");
   cJSON_AddNumberToObject(root, "headroom", o->headroom);
   cJSON_AddNumberToObject(root, "replay_seconds", r->seconds);
   cJSON *res = cJSON_AddObjectToObject(root, "results");
   cJSON_AddItemToObject(res, "reactive", result_json(r, &r->res[PS_BT_REACTIVE], false));
   cJSON_AddItemToObject(res, "seed", result_json(r, &r->res[PS_BT_SEED], true));
   cJSON_AddItemToObject(res, "model", result_json(r, &r->res[PS_BT_MODEL], true));
+  cJSON_AddItemToObject(root, "coverage", ps_bt_coverage_json(r));
   if (o->sweep) cJSON_AddItemToObject(root, "sweep", ps_bt_sweep_json(r));
   char *text = cJSON_Print(root);
   cJSON_Delete(root);

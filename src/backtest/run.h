@@ -52,6 +52,18 @@ struct ps_bt_result {
   int64_t period_ms;               /* engines: the season in use at the end (0 = none); reactive: 0 */
   size_t answered[PS_MODEL_COUNT]; /* engines: rows answered by each model */
   const char *note;                /* engines: the note of the last forecast, if any */
+  double coverage; /* share of the scored rows whose answer (the model's before headroom) was at least the
+                    * max demand over its window (coverage_report.c); NaN when none */
+};
+
+/* The model's realised coverage day by day: days of PS_BT_DAY_MS from the trace's first row (not the
+ * calendar's: a trace may start anywhere, or at 0). */
+#define PS_BT_DAY_MS (24LL * 3600 * 1000)
+#define PS_BT_NO_DAY ((size_t)-1)
+struct ps_bt_coverage {
+  size_t ndays;
+  size_t *windows, *covered; /* per day (owned): rows scored, rows covered */
+  size_t worst, best;        /* among days with at least half a day of windows; PS_BT_NO_DAY: none */
 };
 
 /* --sweep: the margin settings replayed, each a point of the cost curve. */
@@ -111,7 +123,8 @@ struct ps_bt_run {
 
   struct ps_bt_result res[PS_BT_COUNT];
   struct ps_bt_sweep sweep; /* with --sweep */
-  double seconds;           /* wall time of the replay */
+  struct ps_bt_coverage coverage;
+  double seconds; /* wall time of the replay */
 };
 
 /* backtest_flags.c: zeroes *o, sets every default, then reads argv (argv[0] is "backtest") as
@@ -149,6 +162,14 @@ void ps_bt_sweep_print_text(const struct ps_bt_run *r, FILE *out);
 struct cJSON *ps_bt_sweep_json(const struct ps_bt_run *r);
 int ps_bt_sweep_write_csv(const struct ps_bt_run *r, const char *path, char *err, size_t errlen);
 int ps_bt_sweep_write_svg(const struct ps_bt_run *r, const char *path, char *err, size_t errlen);
+
+/* coverage_report.c: after the score, each approach's coverage and the model's by day (0 or UV_ENOMEM);
+ * the text lines and the JSON object ("coverage") that report them. */
+int ps_bt_coverage_compute(struct ps_bt_run *r);
+double ps_bt_day_coverage(const struct ps_bt_coverage *c, size_t day); /* NaN: no window that day */
+void ps_bt_coverage_free(struct ps_bt_coverage *c);
+void ps_bt_coverage_print_text(const struct ps_bt_run *r, FILE *out);
+struct cJSON *ps_bt_coverage_json(const struct ps_bt_run *r);
 
 /* report.c */
 void ps_bt_print_text(const struct ps_bt_run *r, FILE *out);
