@@ -17,7 +17,7 @@ static double answer(const struct ps_bt_run *r, int w, size_t i) {
 
 /* As the engine scores a window (ps_cov_observe): covered when the peak is at most the answer, within
  * the float rounding of the engine's history. */
-static bool covered(double answer, double peak) { return !(peak > answer + fabs(answer) * PS_COVERAGE_TIE); }
+bool ps_bt_covered(double answer, double peak) { return !(peak > answer + fabs(answer) * PS_COVERAGE_TIE); }
 
 int ps_bt_coverage_compute(struct ps_bt_run *r) {
   size_t n = r->trace.n;
@@ -26,7 +26,7 @@ int ps_bt_coverage_compute(struct ps_bt_run *r) {
     for (size_t i = 0; i < n; i++) {
       if (isnan(r->target[i])) continue;
       all++;
-      hit += covered(answer(r, w, i), r->target[i]);
+      hit += ps_bt_covered(answer(r, w, i), r->target[i]);
     }
     r->res[w].coverage = all > 0 ? (double)hit / (double)all : NAN;
   }
@@ -41,7 +41,7 @@ int ps_bt_coverage_compute(struct ps_bt_run *r) {
     if (isnan(r->target[i])) continue;
     size_t d = i / (size_t)day_rows;
     c->windows[d]++;
-    c->covered[d] += covered(answer(r, PS_BT_MODEL, i), r->target[i]);
+    c->covered[d] += ps_bt_covered(answer(r, PS_BT_MODEL, i), r->target[i]);
   }
   /* The worst and best days among those with at least half a day of windows (a trace's last, partial
    * day may hold a few); the whole trace when none has. */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "forecast/coverage.h"
 #include "forecast/models.h"
 #include "hpa.h"
 #include "score.h"
@@ -67,20 +68,25 @@ struct ps_bt_coverage {
 };
 
 /* --sweep: the margin settings replayed, each a point of the cost curve. */
-#define PS_BT_SWEEP_MAX 16 /* settings in a sweep: the quantiles of PS_BT_SWEEP_QUANTILES and --quantile */
+#define PS_BT_SWEEP_MAX                                                                                      \
+  16 /* settings in a sweep: PS_BT_SWEEP_QUANTILES and --quantile, then                                      \
+        PS_BT_SWEEP_COVERAGES and --target-coverage */
 #define PS_BT_SWEEP_QUANTILES                                                                                \
   { 0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99 }
+/* The target coverages (SLO settings, targetCoverage) of every sweep. */
+#define PS_BT_SWEEP_COVERAGES                                                                                \
+  { 0.8, 0.9, 0.95, 0.99 }
 #define PS_BT_SWEEP_ABOVE_REACTIVE 0.10 /* the curve is read at reactive's pod-seconds + 10 % */
 
-/* What sets the margin of a point. Hook for the SLO settings (issue 13, section 2): a target coverage is
- * another kind, its points added by sweep.c's settings() and answered in ps_bt_sweep_row(). The forecasts
- * stay shared (they do not depend on the margin), but a coverage's margin adapts to its own hits and
- * misses, so each such point needs its own adaptive state beside the engine's. */
-enum ps_bt_margin_kind { PS_BT_MARGIN_QUANTILE };
+/* What sets the margin of a point: a fixed quantile, or a target coverage (forecast/coverage.h). The
+ * forecasts stay shared (they do not depend on the margin), but a coverage's margin adapts to its own hits
+ * and misses, so each such point has its own tuner (ps_bt_sweep.cov) beside the engine's. */
+enum ps_bt_margin_kind { PS_BT_MARGIN_QUANTILE, PS_BT_MARGIN_COVERAGE };
 
 struct ps_bt_point {
   enum ps_bt_margin_kind kind;
-  double setting; /* the quantile (0 = no margin) */
+  double setting;  /* the quantile (0 = no margin), or the target coverage */
+  double coverage; /* realised: the share of rows whose answer covered its window's peak */
   double pod_seconds, under_pod_seconds, under_fraction;
   int64_t events;
 };
@@ -95,10 +101,13 @@ struct ps_bt_reading {
 };
 
 struct ps_bt_sweep {
-  size_t n; /* points, in the order of their settings */
+  size_t n; /* points: the nq quantiles, ascending, then the target coverages, ascending */
+  size_t nq;
   struct ps_bt_point pt[PS_BT_SWEEP_MAX];
-  double q[PS_BT_SWEEP_MAX];          /* the quantiles, ascending (ps_engine_margins) */
-  struct ps_hpa hpa[PS_BT_SWEEP_MAX]; /* one HPA replay per point */
+  double q[PS_BT_SWEEP_MAX];               /* the quantiles, ascending (ps_engine_margins) */
+  struct ps_coverage cov[PS_BT_SWEEP_MAX]; /* each coverage point's tuner, as the engine's own */
+  double *value[PS_BT_SWEEP_MAX];          /* each point's answer per row, before headroom (owned) */
+  struct ps_hpa hpa[PS_BT_SWEEP_MAX];      /* one HPA replay per point */
   /* The curve read at the seed's pod-seconds and at reactive's + PS_BT_SWEEP_ABOVE_REACTIVE. */
   struct ps_bt_reading at_seed, at_reactive;
 };
@@ -166,6 +175,8 @@ int ps_bt_sweep_write_svg(const struct ps_bt_run *r, const char *path, char *err
 /* coverage_report.c: after the score, each approach's coverage and the model's by day (0 or UV_ENOMEM);
  * the text lines and the JSON object ("coverage") that report them. */
 int ps_bt_coverage_compute(struct ps_bt_run *r);
+/* A window of peak `peak` covered by `answer`, as the engine scores one (ps_cov_observe). */
+bool ps_bt_covered(double answer, double peak);
 double ps_bt_day_coverage(const struct ps_bt_coverage *c, size_t day); /* NaN: no window that day */
 void ps_bt_coverage_free(struct ps_bt_coverage *c);
 void ps_bt_coverage_print_text(const struct ps_bt_run *r, FILE *out);

@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
@@ -40,21 +41,23 @@ void ps_bt_sweep_print_text(const struct ps_bt_run *r, FILE *out) {
   const struct ps_bt_result *s = &r->res[PS_BT_SEED], *re = &r->res[PS_BT_REACTIVE];
   fprintf(out, "\ncost curve: %s replayed at each margin (one engine, one HPA replay per setting)\n",
           r->res[PS_BT_MODEL].name);
-  fprintf(out, "%-14s %12s %14s %11s %8s %10s %10s\n", "setting", "pod-s", "under pod-s", "under time",
-          "events", "pods/seed", "under/seed");
+  fprintf(out, "%-14s %12s %14s %11s %8s %10s %10s %9s\n", "setting", "pod-s", "under pod-s", "under time",
+          "events", "pods/seed", "under/seed", "coverage");
   for (size_t k = 0; k < sw->n; k++) {
     const struct ps_bt_point *p = &sw->pt[k];
     char name[32];
-    snprintf(name, sizeof name, "quantile %g", p->setting);
-    fprintf(out, "%-14s %12.4g %14.0f %10.2f%% %8lld %10.2f %10.2f\n", name, p->pod_seconds,
+    snprintf(name, sizeof name, p->kind == PS_BT_MARGIN_COVERAGE ? "coverage %g" : "quantile %g", p->setting);
+    fprintf(out, "%-14s %12.4g %14.0f %10.2f%% %8lld %10.2f %10.2f %8.2f%%\n", name, p->pod_seconds,
             p->under_pod_seconds, 100 * p->under_fraction, (long long)p->events,
-            ratio(p->pod_seconds, s->pod_seconds), ratio(p->under_pod_seconds, s->under_pod_seconds));
+            ratio(p->pod_seconds, s->pod_seconds), ratio(p->under_pod_seconds, s->under_pod_seconds),
+            100 * p->coverage);
   }
   for (int w = PS_BT_REACTIVE; w <= PS_BT_SEED; w++) {
     const struct ps_bt_result *x = &r->res[w];
-    fprintf(out, "%-14s %12.4g %14.0f %10.2f%% %8lld %10.2f %10.2f\n", x->name, x->pod_seconds,
+    fprintf(out, "%-14s %12.4g %14.0f %10.2f%% %8lld %10.2f %10.2f %8.2f%%\n", x->name, x->pod_seconds,
             x->under_pod_seconds, 100 * x->under_fraction, (long long)x->events,
-            ratio(x->pod_seconds, s->pod_seconds), ratio(x->under_pod_seconds, s->under_pod_seconds));
+            ratio(x->pod_seconds, s->pod_seconds), ratio(x->under_pod_seconds, s->under_pod_seconds),
+            100 * x->coverage);
   }
   put_read(out, "seed's pod-seconds", &sw->at_seed, s->under_pod_seconds, "seed", sw);
   put_read(out, "reactive's pod-seconds + 10%", &sw->at_reactive, re->under_pod_seconds, "reactive", sw);
@@ -85,8 +88,10 @@ cJSON *ps_bt_sweep_json(const struct ps_bt_run *r) {
   for (size_t k = 0; k < sw->n; k++) {
     const struct ps_bt_point *p = &sw->pt[k];
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "setting", "quantile");
-    cJSON_AddNumberToObject(j, "quantile", p->setting);
+    bool cov = p->kind == PS_BT_MARGIN_COVERAGE;
+    cJSON_AddStringToObject(j, "setting", cov ? "target_coverage" : "quantile");
+    cJSON_AddNumberToObject(j, cov ? "target_coverage" : "quantile", p->setting);
+    cJSON_AddNumberToObject(j, "coverage", p->coverage);
     cJSON_AddNumberToObject(j, "pod_seconds", p->pod_seconds);
     cJSON_AddNumberToObject(j, "under_provisioned_pod_seconds", p->under_pod_seconds);
     cJSON_AddNumberToObject(j, "under_provisioned_fraction", p->under_fraction);
@@ -113,22 +118,30 @@ int ps_bt_sweep_write_csv(const struct ps_bt_run *r, const char *path, char *err
   }
   const struct ps_bt_sweep *sw = &r->sweep;
   fputs("approach,quantile,pod_seconds,under_provisioned_pod_seconds,under_provisioned_fraction,scaling_"
-        "events\n",
+        "events,target_coverage,coverage\n",
         f);
+  /* A point's setting is in the column of its kind; the other is empty. */
   for (size_t k = 0; k < sw->n; k++) {
     const struct ps_bt_point *p = &sw->pt[k];
-    fprintf(f, "%s,%g,%.10g,%.10g,%.10g,%lld\n", r->res[PS_BT_MODEL].name, p->setting, p->pod_seconds,
-            p->under_pod_seconds, p->under_fraction, (long long)p->events);
+    char q[32] = "", c[32] = "";
+    snprintf(p->kind == PS_BT_MARGIN_COVERAGE ? c : q, 32, "%g", p->setting);
+    fprintf(f, "%s,%s,%.10g,%.10g,%.10g,%lld,%s,%.10g\n", r->res[PS_BT_MODEL].name, q, p->pod_seconds,
+            p->under_pod_seconds, p->under_fraction, (long long)p->events, c, p->coverage);
   }
   for (int w = PS_BT_REACTIVE; w <= PS_BT_SEED; w++) {
     const struct ps_bt_result *x = &r->res[w];
-    fprintf(f, "%s,,%.10g,%.10g,%.10g,%lld\n", x->name, x->pod_seconds, x->under_pod_seconds,
-            x->under_fraction, (long long)x->events);
+    fprintf(f, "%s,,%.10g,%.10g,%.10g,%lld,,%.10g\n", x->name, x->pod_seconds, x->under_pod_seconds,
+            x->under_fraction, (long long)x->events, x->coverage);
   }
   return ps_bt_close_output(f, "csv", path, err, errlen);
 }
 
 /* ---- SVG ----------------------------------------------------------------------------------------- */
+
+static int by_x(const void *a, const void *b) {
+  double x = ((const struct ps_svg_point *)a)->x, y = ((const struct ps_svg_point *)b)->x;
+  return (x > y) - (x < y);
+}
 
 static void label(struct ps_svg_point *p, const char *fmt, double a, double b) {
   snprintf(p->label, sizeof p->label, fmt, a, b);
@@ -148,12 +161,21 @@ int ps_bt_sweep_write_svg(const struct ps_bt_run *r, const char *path, char *err
   const struct ps_bt_sweep *sw = &r->sweep;
   const struct ps_bt_result *s = &r->res[PS_BT_SEED], *re = &r->res[PS_BT_REACTIVE];
   struct ps_svg_point curve[PS_BT_SWEEP_MAX];
+  /* Every point, quantiles and target coverages, joined by pod-seconds: one curve. The emphasised one is
+   * the replay's own setting (--target-coverage, else --quantile). */
+  bool by_cov = r->opt.target_coverage > 0;
   for (size_t k = 0; k < sw->n; k++) {
-    curve[k].x = sw->pt[k].pod_seconds;
-    curve[k].y = sw->pt[k].under_pod_seconds;
-    curve[k].emphasis = sw->pt[k].setting == r->opt.quantile;
-    label(&curve[k], curve[k].emphasis ? "q%g (--quantile)" : "q%g", sw->pt[k].setting, 0);
+    const struct ps_bt_point *p = &sw->pt[k];
+    bool cov = p->kind == PS_BT_MARGIN_COVERAGE;
+    curve[k].x = p->pod_seconds;
+    curve[k].y = p->under_pod_seconds;
+    curve[k].emphasis = cov == by_cov && p->setting == (cov ? r->opt.target_coverage : r->opt.quantile);
+    label(&curve[k],
+          cov ? (curve[k].emphasis ? "c%g (--target-coverage)" : "c%g")
+              : (curve[k].emphasis ? "q%g (--quantile)" : "q%g"),
+          p->setting, 0);
   }
+  qsort(curve, sw->n, sizeof curve[0], by_x);
   struct ps_svg_mark m[4] = {
       {.name = "seed (seasonal naive)", .color = "#d62728", .shape = PS_SVG_SQUARE},
       {.name = "reactive (HPA on the current rate)", .color = "#1f77b4", .shape = PS_SVG_DIAMOND},
@@ -177,9 +199,10 @@ int ps_bt_sweep_write_svg(const struct ps_bt_run *r, const char *path, char *err
   ps_duration_format(r->opt.startup_ms, su, sizeof su);
   snprintf(title, sizeof title, "Cost curve: %s, lookahead %s, startup %s", base, la, su);
   snprintf(sub, sizeof sub,
-           "one pod = %.4g requests/s; each point one quantile of the margin; lower left is better",
+           "one pod = %.4g requests/s; each point one margin setting (q: quantile, c: target coverage); "
+           "lower left is better",
            r->threshold);
-  snprintf(curve_name, sizeof curve_name, "prescale (%s), by quantile", r->res[PS_BT_MODEL].name);
+  snprintf(curve_name, sizeof curve_name, "prescale (%s), by margin setting", r->res[PS_BT_MODEL].name);
   const struct ps_svg_xy c = {
       .title = title,
       .subtitle = sub,

@@ -720,6 +720,10 @@ static double answer(double pred, double margin, double last) {
   return v > 0 && isfinite(v) ? v : (isfinite(v) ? 0 : (last > 0 ? last : 0));
 }
 
+double ps_engine_answer(double predicted, double margin, double current) {
+  return answer(predicted, margin, current);
+}
+
 int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_result *out) {
   memset(out, 0, sizeof *out);
   out->coverage = NAN;

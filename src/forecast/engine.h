@@ -19,17 +19,17 @@
 #define PS_ENGINE_REVISABLE 2
 
 struct ps_engine_config {
-  enum ps_model model;  /* PS_MODEL_AUTO chooses among the others by their own recent errors */
-  int64_t step_ms;      /* > 0 */
-  int64_t period_ms;    /* a multiple of step; 0 = detect it from the history ("period: auto") */
-  int64_t lookahead_ms; /* >= 0 */
-  size_t capacity;      /* history steps kept (history / step + 1) */
-  double quantile;      /* 0 = none; else in [0.5, 1): add this quantile of the model's own errors */
+  enum ps_model model;    /* PS_MODEL_AUTO chooses among the others by their own recent errors */
+  int64_t step_ms;        /* > 0 */
+  int64_t period_ms;      /* a multiple of step; 0 = detect it from the history ("period: auto") */
+  int64_t lookahead_ms;   /* >= 0 */
+  size_t capacity;        /* history steps kept (history / step + 1) */
+  double quantile;        /* 0 = none; else in [0.5, 1): add this quantile of the model's own errors */
   double target_coverage; /* 0 = none; else in (0, 1): tune the margin online so that this fraction of
                            * the windows is covered (coverage.h); `quantile` is then not used */
-  uint32_t seed;        /* spreads the refits of targets started together (e.g. a hash of the target's
-                         * key); any value works, 0 included. Results depend on it only through when
-                         * refits happen. */
+  uint32_t seed;          /* spreads the refits of targets started together (e.g. a hash of the target's
+                           * key); any value works, 0 included. Results depend on it only through when
+                           * refits happen. */
 };
 
 /* Refits (period detection, parameter search) run after PS_ENGINE_FIRST_REFIT learned steps, then every
@@ -113,6 +113,10 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
  * the error ring) on average. */
 int ps_engine_margins(const struct ps_engine *e, const struct ps_engine_result *r, const double *q, size_t nq,
                       double *margin, double *value);
+
+/* max(current, predicted + margin), finite and >= 0 whatever the inputs: the engine's value for a margin
+ * (ps_engine_result), for a caller that tunes a margin of its own (`prescale backtest --sweep`). */
+double ps_engine_answer(double predicted, double margin, double current);
 
 /* The basis of a target coverage's margin (coverage.h) after the last forecast: *qz the quantile at
  * `level` (in (0, 1)) of the answering series' standardized errors (NaN while fewer than
