@@ -48,7 +48,14 @@ static void declare_metrics(void) {
   ps_metrics_declare("prescale_target_model_error", PS_METRIC_GAUGE,
                      "Rolling mean absolute error of each model at the lookahead, in the query's unit.");
   ps_metrics_declare("prescale_target_quantile_margin", PS_METRIC_GAUGE,
-                     "Margin added to the forecast: the `quantile` of the model's own errors (0 without).");
+                     "Margin added to the forecast: the `quantile` of the model's own errors, or the margin "
+                     "tuned for `targetCoverage` (0 without either).");
+  ps_metrics_declare("prescale_target_coverage", PS_METRIC_GAUGE,
+                     "Realised coverage: the share of lookahead windows whose actual peak the answer (before "
+                     "headroom) covered, over about the last day of windows (exponentially weighted); absent "
+                     "until a window has ended.");
+  ps_metrics_declare("prescale_target_coverage_target", PS_METRIC_GAUGE,
+                     "The trigger's targetCoverage, which the margin is tuned to meet; absent without it.");
   ps_metrics_declare(
       "prescale_target_fallback", PS_METRIC_GAUGE,
       "1 while the forecast falls back (e.g. history shorter than two periods: seasonal models "
@@ -215,6 +222,8 @@ static const char *const target_series[] = {
     "prescale_refresh_errors_total",
     "prescale_target_period_seconds",
     "prescale_target_quantile_margin",
+    "prescale_target_coverage",
+    "prescale_target_coverage_target",
     "prescale_target_shadow",
     "prescale_target_fallback",
 };
@@ -383,6 +392,10 @@ static int target_create(struct ps_targets *ts, const char *ns, const char *name
   ps_metrics_add("prescale_refreshes_total", t->labels, 0);
   ps_metrics_add("prescale_refresh_errors_total", t->labels, 0);
   ps_metrics_set("prescale_target_shadow", t->labels, t->cfg.shadow ? 1 : 0);
+  if (t->cfg.target_coverage > 0)
+    ps_metrics_set("prescale_target_coverage_target", t->labels, t->cfg.target_coverage);
+  else /* a trigger edited to drop targetCoverage: the same labels, no target any more */
+    ps_metrics_remove("prescale_target_coverage_target", t->labels);
   char dur[32], per[32];
   ps_duration_format(t->cfg.history_ms, dur, sizeof dur);
   bool seasonless = t->cfg.model == PS_MODEL_LAST || t->cfg.model == PS_MODEL_LINEAR;
@@ -438,6 +451,8 @@ static void report_engine(struct ps_target *t, const struct ps_engine_result *re
   ps_metrics_ref_set(&t->ref.period, "prescale_target_period_seconds", t->labels,
                      (double)res->period_ms / 1000.0);
   ps_metrics_ref_set(&t->ref.margin, "prescale_target_quantile_margin", t->labels, res->margin);
+  if (isfinite(res->coverage))
+    ps_metrics_ref_set(&t->ref.coverage, "prescale_target_coverage", t->labels, res->coverage);
   /* mae[PS_MODEL_AUTO] is the error of the answers auto gave (its choices or blends). */
   for (int m = 0; m < PS_MODEL_COUNT; m++) {
     if (isfinite(res->mae[m])) {

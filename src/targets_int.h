@@ -61,7 +61,7 @@ struct ps_target {
    * the chosen model (zeroed when it changes); mae[m] is model m's prescale_target_model_error. */
   struct {
     struct ps_metric_ref observed, predicted, value, active, last_success, refreshes, fallback, model_info,
-        period, margin, mae[PS_MODEL_COUNT];
+        period, margin, coverage, mae[PS_MODEL_COUNT];
   } ref;
   struct ps_list waiters;  /* of struct ps_target_waiter, by link.node */
   struct ps_list watchers; /* of struct ps_target_watcher, by link.node */
