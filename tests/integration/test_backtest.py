@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -165,6 +166,7 @@ class Backtest(unittest.TestCase):
     # ---- --sweep --------------------------------------------------------------------------------------
 
     SWEEP_QUANTILES = [0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99]
+    SWEEP_COVERAGES = [0.8, 0.9, 0.95, 0.99]
 
     @staticmethod
     def curve_at(points, pods):
@@ -182,13 +184,17 @@ class Backtest(unittest.TestCase):
         doc = json.loads(r.stdout)
         self.assertEqual(set(doc["results"]), {"reactive", "seed", "model"}, "the usual results stay")
         sw = doc["sweep"]
-        pts = sw["points"]
+        every = sw["points"]
+        pts = [pt for pt in every if pt["setting"] == "quantile"]
+        cov = [pt for pt in every if pt["setting"] == "target_coverage"]
+        self.assertEqual(every, pts + cov, "the quantiles, then the target coverages")
         self.assertEqual([pt["quantile"] for pt in pts], self.SWEEP_QUANTILES)
-        for pt in pts:
-            self.assertEqual(pt["setting"], "quantile")
-            self.assertEqual(set(pt), {"setting", "quantile", "pod_seconds", "under_provisioned_pod_seconds",
-                                       "under_provisioned_fraction", "scaling_events"})
+        self.assertEqual([pt["target_coverage"] for pt in cov], self.SWEEP_COVERAGES)
+        for pt in every:
+            self.assertEqual(set(pt), {"setting", pt["setting"], "pod_seconds", "under_provisioned_pod_seconds",
+                                       "under_provisioned_fraction", "scaling_events", "coverage"})
             self.assertGreaterEqual(pt["pod_seconds"], 2000 * 60)
+            self.assertTrue(0 <= pt["coverage"] <= 1)
         # The point of the default quantile (0.9) is the model's own replay.
         q9 = pts[self.SWEEP_QUANTILES.index(0.9)]
         for key in ("pod_seconds", "under_provisioned_pod_seconds", "scaling_events"):
@@ -201,11 +207,11 @@ class Backtest(unittest.TestCase):
         self.assertEqual(at_s["pod_seconds"], seed["pod_seconds"])
         self.assertAlmostEqual(at_r["pod_seconds"], 1.1 * rea["pod_seconds"], delta=1e-6 * rea["pod_seconds"])
         for at, base in ((at_s, seed), (at_r, rea)):
-            want = self.curve_at(pts, at["pod_seconds"])
+            want = self.curve_at(every, at["pod_seconds"])
             if want is None:
                 self.assertIsNone(at["under_provisioned_pod_seconds"])
                 self.assertIsNone(at["ratio"])
-                most = max(pts, key=lambda pt: pt["pod_seconds"])
+                most = max(every, key=lambda pt: pt["pod_seconds"])
                 if at["pod_seconds"] > most["pod_seconds"]:
                     self.assertEqual(at["off_curve"], "more_pods")
                     self.assertEqual(at["at_most_under_provisioned_pod_seconds"], most["under_provisioned_pod_seconds"])
@@ -217,11 +223,43 @@ class Backtest(unittest.TestCase):
                 self.assertAlmostEqual(at["under_provisioned_pod_seconds"], want, delta=1e-6 * max(want, 1))
                 self.assertAlmostEqual(at["ratio"], want / base["under_provisioned_pod_seconds"], places=6)
 
+    def test_target_coverage(self):
+        """--target-coverage: the report and --json show the realised coverage, whole and day by day."""
+        # A forecast of a noiseless trace is exact and covers every window whatever the margin: noise.
+        rnd = random.Random(7)
+        p = self.write_trace([(t, round(v * (0.7 + 0.6 * rnd.random()))) for t, v in periodic(3 * 1440 + 100)])
+        r = self.run_bt(p, "--json", "--lookahead", "2m", "--target-coverage", "0.9", "--period", "1h")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        doc = json.loads(r.stdout)
+        self.assertEqual(doc["target_coverage"], 0.9)
+        self.assertEqual(doc["quantile"], 0)
+        c = doc["coverage"]
+        self.assertEqual(c["target"], 0.9)
+        self.assertEqual(c["realised"], doc["results"]["model"]["coverage"])
+        self.assertLess(abs(c["realised"] - 0.9), 0.02, c)
+        self.assertEqual([d["day"] for d in c["days"]], [1, 2, 3, 4])
+        self.assertEqual(sum(d["windows"] for d in c["days"]), 3 * 1440 + 100 - 2)
+        self.assertEqual(c["days"][1]["start"] - c["days"][0]["start"], 86400)
+        full = [d for d in c["days"] if d["windows"] >= 720]
+        self.assertEqual(c["worst_day_coverage"], min(d["coverage"] for d in full))
+        self.assertEqual(c["best_day_coverage"], max(d["coverage"] for d in full))
+        for who in ("reactive", "seed"):
+            self.assertTrue(0 <= doc["results"][who]["coverage"] <= 1)
+        r = self.run_bt(p, "--lookahead", "2m", "--target-coverage", "0.9", "--period", "1h")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("target coverage 0.9", r.stdout)
+        self.assertRegex(r.stdout, r"coverage  the answer covered its window's peak in \d+\.\d\d% of the windows "
+                                   r"\(target 90%\)")
+        self.assertRegex(r.stdout, r"by day of the trace \(4\): worst \d+\.\d\d% \(day \d\)")
+        r = self.run_bt(p, "--target-coverage", "0.9", "--quantile", "0.8")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--quantile: \"0.8\" cannot be set with targetCoverage", r.stderr)
+
     def test_sweep_adds_the_flags_quantile(self):
         p = self.write_trace(periodic(300))
         r = self.run_bt(p, "--sweep", "--json", "--quantile", "0.75")
         self.assertEqual(r.returncode, 0, r.stderr)
-        qs = [pt["quantile"] for pt in json.loads(r.stdout)["sweep"]["points"]]
+        qs = [pt["quantile"] for pt in json.loads(r.stdout)["sweep"]["points"] if pt["setting"] == "quantile"]
         self.assertEqual(qs, sorted(self.SWEEP_QUANTILES + [0.75]))
 
     def test_sweep_text_csv_and_svg(self):
@@ -237,16 +275,22 @@ class Backtest(unittest.TestCase):
         with open(csv_out) as f:
             data = list(csv.reader(f))
         self.assertEqual(data[0], ["approach", "quantile", "pod_seconds", "under_provisioned_pod_seconds",
-                                   "under_provisioned_fraction", "scaling_events"])
-        self.assertEqual([row[0] for row in data[1:]], ["auto"] * 9 + ["reactive", "seed"])
-        self.assertEqual([float(row[1]) for row in data[1:10]], self.SWEEP_QUANTILES)
-        self.assertEqual([row[1] for row in data[10:]], ["", ""])
+                                   "under_provisioned_fraction", "scaling_events", "target_coverage", "coverage"])
+        nq, nc = len(self.SWEEP_QUANTILES), len(self.SWEEP_COVERAGES)
+        self.assertEqual([row[0] for row in data[1:]], ["auto"] * (nq + nc) + ["reactive", "seed"])
+        self.assertEqual([float(row[1]) for row in data[1:nq + 1]], self.SWEEP_QUANTILES)
+        self.assertEqual([float(row[6]) for row in data[nq + 1:nq + nc + 1]], self.SWEEP_COVERAGES)
+        self.assertEqual([row[1] for row in data[nq + 1:]], [""] * (nc + 2))
+        for row in data[1:]:
+            self.assertTrue(0 <= float(row[7]) <= 1, row)
+        for q in self.SWEEP_COVERAGES:
+            self.assertIn(f"coverage {q:g} ", r.stdout)
         root = ET.parse(svg_out).getroot()
         self.assertEqual(root.tag, SVG_NS + "svg")
         lines = root.findall(f".//{SVG_NS}polyline")
         self.assertEqual(len(lines), 1, "the curve")
         pts = lines[0].get("points").split()
-        self.assertEqual(len(pts), 9)
+        self.assertEqual(len(pts), nq + nc, "every setting, joined by pod-seconds")
         w, hgt = float(root.get("width")), float(root.get("height"))
         xs = []
         for pt in pts:
@@ -255,7 +299,7 @@ class Backtest(unittest.TestCase):
             xs.append(x)
         texts = [t.text or "" for t in root.iter(SVG_NS + "text")]
         joined = "\n".join(texts)
-        for word in ("we<b&b>.csv", "seed", "reactive", "q0.9", "pod-seconds paid", "under-provisioned pod-seconds",
+        for word in ("we<b&b>.csv", "seed", "reactive", "q0.9", "c: target coverage", "pod-seconds paid", "under-provisioned pod-seconds",
                      "the curve at seed's pod-seconds"):
             self.assertIn(word, joined)
         # the seed and reactive marks are drawn (a square and a diamond)
@@ -275,7 +319,7 @@ class Backtest(unittest.TestCase):
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         took = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(len(json.loads(r.stdout)["sweep"]["points"]), 9)
+        self.assertEqual(len(json.loads(r.stdout)["sweep"]["points"]), 9 + 4, "9 quantiles, 4 target coverages")
         limit = 120 if "asan" in h.prescale_bin() else 30
         self.assertLess(took, limit, f"a sweep over 125k rows took {took:.1f} s of CPU")
 

@@ -47,6 +47,7 @@ Test(backtest_flags, defaults_are_the_triggers) {
   cr_assert_eq(p.o.model, c.model);
   cr_assert_eq(p.o.period_ms, c.period_ms);
   cr_assert_eq(p.o.quantile, c.quantile);
+  cr_assert_eq(p.o.target_coverage, c.target_coverage);
   cr_assert_eq(p.o.headroom, c.headroom);
   ps_target_config_free(&c);
   cr_assert_eq(p.o.startup_ms, 60000);
@@ -94,6 +95,9 @@ Test(backtest_flags, errors_are_the_trigger_keys_words) {
       {"--history", "long", "--history: \"long\" is not a duration (e.g. 3d, 12h)"},
       {"--quantile", "0.3", "--quantile: \"0.3\" is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
       {"--headroom", "-1", "--headroom: \"-1\" is not a number >= 0 (e.g. 0.2 for +20%)"},
+      {"--target-coverage", "1",
+       "--target-coverage: \"1\" is not a number between 0 and 1, both excluded (e.g. 0.99: the answer "
+       "covers 99% of the lookahead windows' peaks)"},
       {"--startup", "2d", "--startup: \"2d\" is not a duration from 0 to 1d (e.g. 60s)"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -120,4 +124,24 @@ Test(backtest_flags, the_trace) {
   cr_assert_str_eq(p.err, "--startup: missing value (e.g. --startup 60s)");
   PARSE(p, "--help");
   cr_assert_eq(p.rc, 1);
+}
+
+/* --target-coverage sets the margin (the quantile is then 0), as targetCoverage does; with --quantile it is
+ * refused in the trigger's words, whichever comes first. */
+Test(backtest_flags, target_coverage) {
+  struct parsed p;
+  PARSE(p, "t.csv", "--target-coverage", "0.95");
+  cr_assert_eq(p.rc, 0, "%s", p.err);
+  cr_assert_eq(p.o.target_coverage, 0.95);
+  cr_assert_eq(p.o.quantile, 0);
+  PARSE(p, "t.csv", "--quantile", "0.8", "--target-coverage", "0.95");
+  cr_assert_eq(p.rc, UV_EINVAL);
+  cr_assert_str_eq(p.err, "--quantile: \"0.8\" " PS_COVERAGE_BOTH_WORDS);
+  PARSE(p, "t.csv", "--target-coverage=0.9", "--quantile=0");
+  cr_assert_eq(p.rc, UV_EINVAL);
+  cr_assert_str_eq(p.err, "--quantile: \"0\" " PS_COVERAGE_BOTH_WORDS);
+  PARSE(p, "t.csv", "--quantile", "0.8");
+  cr_assert_eq(p.rc, 0, "%s", p.err);
+  cr_assert_eq(p.o.quantile, 0.8);
+  cr_assert_eq(p.o.target_coverage, 0);
 }

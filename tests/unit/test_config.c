@@ -1133,3 +1133,39 @@ Test(config, prometheus_config_flag) {
   cr_assert_not_null(strstr(r.out, "(docs/prometheus-config.md)"), "%s", r.out);
   free(r.out);
 }
+
+/* targetCoverage: a fraction strictly between 0 and 1; it sets the margin, so quantile is then 0; set
+ * with quantile the trigger is refused (one margin, two knobs). */
+Test(config, target_coverage) {
+  struct tc t;
+  MD(t, "query", "q", "threshold", "1", "targetCoverage", "0.99");
+  cr_assert_eq(t.rc, 0, "%s", t.err);
+  cr_assert_eq(t.c.target_coverage, 0.99);
+  cr_assert_eq(t.c.quantile, 0, "the quantile's default is not used");
+  ps_target_config_free(&t.c);
+  MD(t, "query", "q", "threshold", "1");
+  cr_assert_eq(t.rc, 0, "%s", t.err);
+  cr_assert_eq(t.c.target_coverage, 0, "none by default");
+  cr_assert_eq(t.c.quantile, PS_DEFAULT_QUANTILE);
+  ps_target_config_free(&t.c);
+  MD(t, "query", "q", "threshold", "1", "targetCoverage", "0.9", "quantile", "0.8");
+  cr_assert_eq(t.rc, UV_EINVAL);
+  cr_assert_str_eq(t.err, "quantile: \"0.8\" " PS_COVERAGE_BOTH_WORDS);
+  MD(t, "query", "q", "threshold", "1", "quantile", "0", "targetCoverage", "0.9");
+  cr_assert_eq(t.rc, UV_EINVAL, "quantile 0 is a setting too");
+  static const char *const bad[] = {"0", "1", "1.5", "-0.1", "99%", "0x1p-1", ""};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    MD(t, "query", "q", "threshold", "1", "targetCoverage", bad[i]);
+    cr_assert_eq(t.rc, UV_EINVAL, "%s", bad[i]);
+    char want[256];
+    snprintf(want, sizeof want, "targetCoverage: \"%s\" %s", bad[i],
+             strcmp(bad[i], "0x1p-1") == 0
+                 ? "is not a decimal number (hexadecimal, inf and nan are refused)"
+                 : "is not a number between 0 and 1, both excluded (e.g. 0.99: the answer covers 99% of the "
+                   "lookahead windows' peaks)");
+    cr_assert_str_eq(t.err, want);
+  }
+  double d = 0;
+  cr_assert_null(ps_trigger_value_check("targetCoverage", "0.95", &d));
+  cr_assert_eq(d, 0.95);
+}

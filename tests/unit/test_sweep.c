@@ -60,20 +60,56 @@ static void set_trace(size_t n) {
 Test(sweep, settings_are_the_fixed_quantiles_and_the_flags_own) {
   set_trace(400);
   cr_assert_eq(ps_bt_replay(&r, &usage_err, err, sizeof err), 0, "%s", err);
-  static const double fixed[] = PS_BT_SWEEP_QUANTILES;
-  cr_assert_eq(r.sweep.n, sizeof fixed / sizeof fixed[0], "0.9 is among them: once");
+  static const double fixed[] = PS_BT_SWEEP_QUANTILES, cover[] = PS_BT_SWEEP_COVERAGES;
+  size_t nf = sizeof fixed / sizeof fixed[0], nc = sizeof cover / sizeof cover[0];
+  cr_assert_eq(r.sweep.nq, nf, "0.9 is among them: once");
+  cr_assert_eq(r.sweep.n, nf + nc, "then every target coverage");
   for (size_t k = 0; k < r.sweep.n; k++) {
-    cr_assert_eq(r.sweep.pt[k].setting, fixed[k]);
-    cr_assert_eq(r.sweep.pt[k].kind, PS_BT_MARGIN_QUANTILE);
+    cr_assert_eq(r.sweep.pt[k].setting, k < nf ? fixed[k] : cover[k - nf]);
+    cr_assert_eq(r.sweep.pt[k].kind, k < nf ? PS_BT_MARGIN_QUANTILE : PS_BT_MARGIN_COVERAGE);
   }
   ps_bt_run_free(&r);
   setup();
   set_trace(400);
   r.opt.quantile = 0.75;
   cr_assert_eq(ps_bt_replay(&r, &usage_err, err, sizeof err), 0, "%s", err);
-  cr_assert_eq(r.sweep.n, sizeof fixed / sizeof fixed[0] + 1);
+  cr_assert_eq(r.sweep.nq, nf + 1);
   cr_assert_eq(r.sweep.pt[4].setting, 0.75);
-  for (size_t k = 1; k < r.sweep.n; k++) cr_assert_gt(r.sweep.pt[k].setting, r.sweep.pt[k - 1].setting);
+  for (size_t k = 1; k < r.sweep.nq; k++) cr_assert_gt(r.sweep.pt[k].setting, r.sweep.pt[k - 1].setting);
+  /* --target-coverage: its own point among the coverages (the quantile is then 0, one of the fixed). */
+  ps_bt_run_free(&r);
+  setup();
+  set_trace(400);
+  r.opt.quantile = 0;
+  r.opt.target_coverage = 0.97;
+  cr_assert_eq(ps_bt_replay(&r, &usage_err, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(r.sweep.nq, nf);
+  cr_assert_eq(r.sweep.n, nf + nc + 1);
+  cr_assert_eq(r.sweep.pt[nf + 3].setting, 0.97);
+  cr_assert_eq(r.sweep.pt[nf + 3].kind, PS_BT_MARGIN_COVERAGE);
+}
+
+/* A target coverage's point is exactly the replay of --target-coverage (its tuner is fed as the engine's
+ * own), and its realised coverage is the model's; the tuned points lie near their targets. */
+Test(sweep, coverage_points_are_the_models_own_replay) {
+  set_trace(3000);
+  r.opt.threshold = 1;
+  r.opt.quantile = 0;
+  r.opt.target_coverage = 0.9;
+  cr_assert_eq(ps_bt_replay(&r, &usage_err, err, sizeof err), 0, "%s", err);
+  const struct ps_bt_sweep *sw = &r.sweep;
+  const struct ps_bt_result *m = &r.res[PS_BT_MODEL];
+  size_t k = sw->nq + 1;
+  cr_assert_eq(sw->pt[k].kind, PS_BT_MARGIN_COVERAGE);
+  cr_assert_eq(sw->pt[k].setting, 0.9);
+  cr_assert_eq(sw->pt[k].pod_seconds, m->pod_seconds);
+  cr_assert_eq(sw->pt[k].under_pod_seconds, m->under_pod_seconds);
+  cr_assert_eq(sw->pt[k].events, m->events);
+  cr_assert_eq(sw->pt[k].coverage, m->coverage);
+  for (size_t j = sw->nq; j < sw->n; j++)
+    cr_assert_lt(fabs(sw->pt[j].coverage - sw->pt[j].setting), 0.02, "c %g: realised %g", sw->pt[j].setting,
+                 sw->pt[j].coverage);
+  for (size_t j = 0; j < sw->nq; j++) cr_assert(sw->pt[j].coverage >= 0 && sw->pt[j].coverage <= 1);
 }
 
 /* More margin, more pods and less under-provisioning; the point of --quantile is the model's own replay,
@@ -83,8 +119,8 @@ Test(sweep, the_curve_is_monotone_and_holds_the_models_own_point) {
   r.opt.threshold = 1;
   cr_assert_eq(ps_bt_replay(&r, &usage_err, err, sizeof err), 0, "%s", err);
   const struct ps_bt_sweep *sw = &r.sweep;
-  cr_assert_eq(sw->n, 9);
-  for (size_t k = 1; k < sw->n; k++) {
+  cr_assert_eq(sw->nq, 9);
+  for (size_t k = 1; k < sw->nq; k++) {
     const struct ps_bt_point *a = &sw->pt[k - 1], *b = &sw->pt[k];
     cr_assert_geq(b->pod_seconds, a->pod_seconds, "q %g: %g < q %g: %g", b->setting, b->pod_seconds,
                   a->setting, a->pod_seconds);
@@ -169,12 +205,14 @@ Test(sweep, json_schema) {
   const cJSON *pts = cJSON_GetObjectItem(o, "points");
   cr_assert(cJSON_IsArray(pts));
   cr_assert_eq(cJSON_GetArraySize(pts), (int)r.sweep.n);
-  static const char *keys[] = {"quantile", "pod_seconds", "under_provisioned_pod_seconds",
-                               "under_provisioned_fraction", "scaling_events"};
+  static const char *keys[] = {"pod_seconds", "under_provisioned_pod_seconds", "under_provisioned_fraction",
+                               "scaling_events", "coverage"};
   int k = 0;
   const cJSON *p;
   cJSON_ArrayForEach(p, pts) {
-    cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(p, "setting")), "quantile");
+    const char *kind = (size_t)k < r.sweep.nq ? "quantile" : "target_coverage";
+    cr_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(p, "setting")), kind);
+    cr_assert_eq(cJSON_GetObjectItem(p, kind)->valuedouble, r.sweep.pt[k].setting);
     for (size_t j = 0; j < sizeof keys / sizeof keys[0]; j++)
       cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(p, keys[j])), "%s", keys[j]);
     cr_assert_eq(cJSON_GetObjectItem(p, "pod_seconds")->valuedouble, r.sweep.pt[k].pod_seconds);
@@ -211,20 +249,29 @@ Test(sweep, csv_schema) {
   cr_assert_not_null(fgets(line, sizeof line, f));
   cr_assert_str_eq(line,
                    "approach,quantile,pod_seconds,under_provisioned_pod_seconds,under_provisioned_fraction,"
-                   "scaling_events\n");
+                   "scaling_events,target_coverage,coverage\n");
   for (size_t k = 0; k < r.sweep.n + 2; k++) {
     cr_assert_not_null(fgets(line, sizeof line, f), "row %zu", k);
     char name[32], q[32];
     double pods, under, frac;
     long long ev;
-    if (k < r.sweep.n) {
-      cr_assert_eq(sscanf(line, "%31[^,],%31[^,],%lf,%lf,%lf,%lld", name, q, &pods, &under, &frac, &ev), 6,
-                   "%s", line);
+    double cov;
+    if (k < r.sweep.nq) {
+      cr_assert_eq(
+          sscanf(line, "%31[^,],%31[^,],%lf,%lf,%lf,%lld,,%lf", name, q, &pods, &under, &frac, &ev, &cov), 7,
+          "%s", line);
       cr_assert_str_eq(name, "auto");
       cr_assert_float_eq(strtod(q, NULL), r.sweep.pt[k].setting, 1e-12);
       cr_assert_float_eq(pods, r.sweep.pt[k].pod_seconds, 1e-3);
+    } else if (k < r.sweep.n) {
+      cr_assert_eq(
+          sscanf(line, "%31[^,],,%lf,%lf,%lf,%lld,%31[^,],%lf", name, &pods, &under, &frac, &ev, q, &cov), 7,
+          "%s", line);
+      cr_assert_float_eq(strtod(q, NULL), r.sweep.pt[k].setting, 1e-12, "the target coverage's column");
+      cr_assert_float_eq(cov, r.sweep.pt[k].coverage, 1e-9);
     } else {
-      cr_assert_eq(sscanf(line, "%31[^,],,%lf,%lf,%lf,%lld", name, &pods, &under, &frac, &ev), 5, "%s", line);
+      cr_assert_eq(sscanf(line, "%31[^,],,%lf,%lf,%lf,%lld,,%lf", name, &pods, &under, &frac, &ev, &cov), 6,
+                   "%s", line);
       cr_assert_str_eq(name, k == r.sweep.n ? "reactive" : "seed");
     }
   }
