@@ -381,11 +381,12 @@ static const struct key_rule keys[NKEYS] = {
                    .min_ms = 1, .max_ms = INT64_MAX, .words = "is not a duration (e.g. 3d, 12h)",
                    .words_low = "must be more than 0"},
     [K_QUANTILE] = {.name = "quantile", .type = KT_NUMBER, .offset = FIELD(quantile),
-                    .def = PS_STR(PS_DEFAULT_QUANTILE), .min = PS_MIN_QUANTILE, .max = 1,
+                    .min = PS_MIN_QUANTILE, .max = 1,
                     .num = NUM_MAX_OPEN | NUM_ZERO_OK,
                     .words = "is not 0 (none) or a number from 0.5 to below 1 (e.g. 0.9)"},
+    /* The default margin, unless quantile is set (check_margin). */
     [K_COVERAGE] = {.name = "targetCoverage", .type = KT_NUMBER, .offset = FIELD(target_coverage),
-                    .min = 0, .max = 1, .num = NUM_MIN_OPEN | NUM_MAX_OPEN,
+                    .def = PS_STR(PS_DEFAULT_TARGET_COVERAGE), .min = 0, .max = 1, .num = NUM_MIN_OPEN | NUM_MAX_OPEN,
                     .words = "is not a number between 0 and 1, both excluded (e.g. 0.99: the answer covers "
                              "99% of the lookahead windows' peaks)"},
     [K_MODE] = {.name = "mode", .type = KT_MODE, .offset = FIELD(shadow), .def = "normal",
@@ -659,12 +660,13 @@ static int check_season(struct ps_target_config *c, const char *const val[NKEYS]
   return 0;
 }
 
-/* targetCoverage tunes the margin that quantile sets: one of them, not both (README, docs/forecasting.md). */
+/* targetCoverage tunes the margin that quantile sets: one of them, not both (README, docs/forecasting.md).
+ * The default is a target coverage; a quantile given replaces it. */
 static int check_margin(struct ps_target_config *c, const char *const val[NKEYS], char *err, size_t errlen) {
-  if (val[K_COVERAGE] == NULL) return 0;
-  if (val[K_QUANTILE] != NULL)
+  if (val[K_QUANTILE] == NULL) return 0;
+  if (val[K_COVERAGE] != NULL)
     return key_fail(K_QUANTILE, val[K_QUANTILE], PS_COVERAGE_BOTH_WORDS, err, errlen);
-  c->quantile = 0;
+  c->target_coverage = 0;
   return 0;
 }
 

@@ -52,7 +52,7 @@ struct ps_server_config {
    * runs (prom_config.h; owned by main.c, NULL without a file): TLS, credentials and headers per server. */
   const char *prometheus_config;
   const struct ps_prom_config *prom_config;
-  const char *tls_cert;       /* --tls-cert, --tls-key: both or neither; NULL: the gRPC port is h2c */
+  const char *tls_cert; /* --tls-cert, --tls-key: both or neither; NULL: the gRPC port is h2c */
   const char *tls_key;
   const char *tls_client_ca; /* --tls-client-ca: NULL, or client certificates are required (mTLS) */
   uint64_t first_load_timeout_ms;
@@ -91,46 +91,49 @@ int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FI
 
 /* ---- trigger metadata --------------------------------------------------------------------------- */
 
-#define PS_MIN_STEP_MS            1000
-#define PS_MAX_STEP_MS            (24LL * 3600 * 1000)
+#define PS_MIN_STEP_MS             1000
+#define PS_MAX_STEP_MS             (24LL * 3600 * 1000)
 /* Defaults are written as a user would write them: the trigger key table (config.c) reads them with the
  * key's own rule, and `prescale backtest` shows and reads the same text for its flags. */
-#define PS_DEFAULT_STEP           "15s"
-#define PS_DEFAULT_LOOKAHEAD      "30s"
-#define PS_DEFAULT_TIMEOUT        "3s"
-#define PS_DEFAULT_MODEL          "auto"
-#define PS_DEFAULT_PERIOD         "auto"
-#define PS_DEFAULT_HEADROOM       "0"
-#define PS_DEFAULT_METRIC_NAME    "prescale"
-#define PS_MAX_METRIC_NAME        200 /* bytes of metricName */
-#define PS_MAX_LOOKAHEAD_MS       (24LL * 3600 * 1000)
-#define PS_MAX_HISTORY_POINTS     100000 /* per target: 8 bytes each, so at most 800 KB of history */
-#define PS_MIN_HISTORY_MS         (3600 * 1000)
-#define PS_MIN_TIMEOUT_MS         100
-#define PS_MAX_TIMEOUT_MS         60000
-#define PS_MAX_METADATA_VALUE     8192 /* bytes; longer values are rejected */
+#define PS_DEFAULT_STEP            "15s"
+#define PS_DEFAULT_LOOKAHEAD       "30s"
+#define PS_DEFAULT_TIMEOUT         "3s"
+#define PS_DEFAULT_MODEL           "auto"
+#define PS_DEFAULT_PERIOD          "auto"
+#define PS_DEFAULT_HEADROOM        "0"
+#define PS_DEFAULT_METRIC_NAME     "prescale"
+#define PS_MAX_METRIC_NAME         200 /* bytes of metricName */
+#define PS_MAX_LOOKAHEAD_MS        (24LL * 3600 * 1000)
+#define PS_MAX_HISTORY_POINTS      100000 /* per target: 8 bytes each, so at most 800 KB of history */
+#define PS_MIN_HISTORY_MS          (3600 * 1000)
+#define PS_MIN_TIMEOUT_MS          100
+#define PS_MAX_TIMEOUT_MS          60000
+#define PS_MAX_METADATA_VALUE      8192 /* bytes; longer values are rejected */
 /* KEDA's prometheus scaler keys (config_prom.c). customHeaders' lines together are at most this many
  * bytes, half of what the HTTP client takes (PS_HTTP_MAX_EXTRA_HEADERS), so that the credentials and
  * headers of --prometheus-config always fit beside them; entries and their sizes are bounded by
  * kv_list.h (PS_KV_LIST_MAX_*). */
-#define PS_MAX_CUSTOM_HEADERS     8192 /* bytes of customHeaders as header lines */
-#define PS_MAX_NAMESPACE          253  /* bytes of `namespace` (a DNS subdomain's length) */
+#define PS_MAX_CUSTOM_HEADERS      8192 /* bytes of customHeaders as header lines */
+#define PS_MAX_NAMESPACE           253  /* bytes of `namespace` (a DNS subdomain's length) */
 /* History loaded by default when the period is detected ("period: auto"): a daily season needs two
  * whole days to be told apart from noise, and a week plus a day holds every weekday once with one day
  * to compare it with, so weekend days do not pass for a broken season. Capped at PS_MAX_HISTORY_POINTS
  * steps (8d needs a step of at least 7s); never less than PS_MIN_HISTORY_MS. */
-#define PS_AUTO_PERIOD_HISTORY_MS (8LL * 24 * 3600 * 1000)
-#define PS_MIN_QUANTILE           0.5 /* quantile: 0 (none) or in [PS_MIN_QUANTILE, 1) */
-/* The default `quantile` of the server and the backtest: a forecast right on average is below the
- * window's actual peak about half the time, and under-provisioning is what a proactive scaler is for.
- * With 0.9 the answer covers the peak about 9 times in 10 (docs/forecasting.md has the trade-off). */
-#define PS_DEFAULT_QUANTILE       0.9
-/* targetCoverage: in (0, 1), exclusive (forecast/coverage.h); none by default. Set with `quantile` too,
- * the trigger is refused in these words (`quantile: "0.9" <words>`; the backtest's flags alike). */
+#define PS_AUTO_PERIOD_HISTORY_MS  (8LL * 24 * 3600 * 1000)
+#define PS_MIN_QUANTILE            0.5 /* quantile: 0 (none) or in [PS_MIN_QUANTILE, 1) */
+/* The default margin of the server and the backtest is a target coverage (targetCoverage): a forecast
+ * right on average is below the window's actual peak about half the time, and under-provisioning is what a
+ * proactive scaler is for. 0.82 is read off the cost curves of the shared traces (docs/forecasting.md,
+ * "Choosing the default"): at or below the seed's pod-seconds with at most half its under-provisioning on
+ * nasa and worldcup98 (no setting gets there on twitter and azure). `quantile`, when set, replaces it. */
+#define PS_DEFAULT_TARGET_COVERAGE 0.82
+/* targetCoverage: in (0, 1), exclusive (forecast/coverage.h); PS_DEFAULT_TARGET_COVERAGE unless `quantile`
+ * is set. Both set, the trigger is refused in these words (`quantile: "0.9" <words>`; the backtest's flags
+ * alike). */
 #define PS_COVERAGE_BOTH_WORDS                                                                               \
   "cannot be set with targetCoverage, which tunes the same margin itself (set one of them)"
-#define PS_STR_(x)                #x
-#define PS_STR(x)                 PS_STR_(x) /* PS_STR(PS_DEFAULT_QUANTILE): "0.9", for a flag table */
+#define PS_STR_(x) #x
+#define PS_STR(x)  PS_STR_(x) /* PS_STR(PS_DEFAULT_TARGET_COVERAGE): "0.82", for a flag table */
 
 struct ps_kv {
   const char *key;
@@ -150,12 +153,13 @@ struct ps_target_config {
                        * last and linear ignore the period) */
   int64_t history_ms; /* a multiple of step */
   int64_t timeout_ms;
-  enum ps_model model; /* default PS_MODEL_AUTO */
-  double quantile;     /* 0 = none; else in [0.5, 1): add that quantile of the model's own errors
-                        * (default PS_DEFAULT_QUANTILE); 0 when target_coverage is set */
-  double target_coverage; /* 0 = none; else in (0, 1): the margin is tuned online so that this fraction
-                           * of the lookahead windows is covered (forecast/coverage.h) */
-  bool shadow;         /* mode: shadow: answer the current value, export the forecast in /metrics only */
+  enum ps_model model;    /* default PS_MODEL_AUTO */
+  double quantile;        /* 0 = none (the default); else in [0.5, 1): add that quantile of the model's own
+                           * errors; target_coverage is then 0 */
+  double target_coverage; /* 0 = none (quantile given); else in (0, 1): the margin is tuned online so that
+                           * this fraction of the lookahead windows is covered (forecast/coverage.h);
+                           * default PS_DEFAULT_TARGET_COVERAGE */
+  bool shadow;            /* mode: shadow: answer the current value, export the forecast in /metrics only */
   bool ignore_null_values;
   /* KEDA's prometheus scaler keys (config_prom.c); all of them are part of what is asked of Prometheus,
    * so of a fetch's identity (target_fetch.c). */

@@ -62,11 +62,11 @@ static const struct ps_flag flags[] = {
      .arg = "DUR",
      .help = "history the engines keep (default as the server: max(3 x period, 1h), or 8d" PS_FLAGS_MORE
              "when the period is detected; at most 100000 steps)"},
-    {.name = "quantile", .kind = PS_FLAG_CUSTOM, .check = check_quantile, .def = PS_STR(PS_DEFAULT_QUANTILE),
-     .arg = "Q", .offset = OPT(quantile),
-     .help = "add the Q quantile of the model's errors (0 = none, or 0.5 to <1)"},
+    {.name = "quantile", .kind = PS_FLAG_CUSTOM, .check = check_quantile, .arg = "Q", .offset = OPT(quantile),
+     .help = "add the Q quantile of the model's errors (0 = none, or 0.5 to <1)," PS_FLAGS_MORE
+             "in place of the default --target-coverage"},
     {.name = "target-coverage", .kind = PS_FLAG_CUSTOM, .check = check_target_coverage, .arg = "C",
-     .offset = OPT(target_coverage),
+     .offset = OPT(target_coverage), .def = PS_STR(PS_DEFAULT_TARGET_COVERAGE),
      .help = "tune the margin online so that the answer covers the peak of a fraction C" PS_FLAGS_MORE
              "of the lookahead windows (0 < C < 1; as targetCoverage; not with --quantile)"},
     {.name = "headroom", .kind = PS_FLAG_CUSTOM, .check = check_headroom, .def = PS_DEFAULT_HEADROOM,
@@ -135,18 +135,19 @@ static const struct ps_flags_spec spec = {
 int ps_bt_options_parse(struct ps_bt_options *o, int argc, char **argv, FILE *out, char *err, size_t errlen) {
   memset(o, 0, sizeof *o);
   ps_flags_defaults(&spec, o);
-  /* --quantile and --target-coverage set the same margin: one of them, as the trigger's keys. */
-  double quantile_default = o->quantile;
-  o->quantile = NAN;
+  /* --quantile and --target-coverage set the same margin: one of them, as the trigger's keys; a
+   * --quantile replaces the default target coverage. */
+  double coverage_default = o->target_coverage;
+  o->quantile = o->target_coverage = NAN;
   int r = ps_flags_parse(&spec, o, argc, argv, out, err, errlen);
-  bool quantile_given = !isnan(o->quantile);
-  if (!quantile_given) o->quantile = quantile_default;
-  if (r == 0 && quantile_given && o->target_coverage > 0) {
+  bool quantile_given = !isnan(o->quantile), coverage_given = !isnan(o->target_coverage);
+  if (!quantile_given) o->quantile = 0;
+  if (!coverage_given) o->target_coverage = quantile_given ? 0 : coverage_default;
+  if (r == 0 && quantile_given && coverage_given) {
     char q[32];
     snprintf(q, sizeof q, "%g", o->quantile);
     return ps_flags_fail(err, errlen, "--quantile: \"%s\" %s", q, PS_COVERAGE_BOTH_WORDS);
   }
-  if (r == 0 && o->target_coverage > 0) o->quantile = 0;
   if (r == 0 && o->trace_path == NULL)
     return ps_flags_fail(err, errlen, "a trace file is required (prescale backtest TRACE.csv)");
   return r;

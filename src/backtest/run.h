@@ -75,7 +75,7 @@ struct ps_bt_coverage {
   { 0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99 }
 /* The target coverages (SLO settings, targetCoverage) of every sweep. */
 #define PS_BT_SWEEP_COVERAGES                                                                                \
-  { 0.8, 0.9, 0.95, 0.99 }
+  { 0.8, 0.82, 0.9, 0.95, 0.99 }        /* 0.82: the default (PS_DEFAULT_TARGET_COVERAGE) */
 #define PS_BT_SWEEP_ABOVE_REACTIVE 0.10 /* the curve is read at reactive's pod-seconds + 10 % */
 
 /* What sets the margin of a point: a fixed quantile, or a target coverage (forecast/coverage.h). The

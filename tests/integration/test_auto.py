@@ -5,8 +5,11 @@
   model is named in prescale_target_model_info, and the log says so;
 - mode shadow: GetMetrics answers the observation itself (what a reactive scaler would, headroom left
   out) while prescale_target_predicted carries the seasonal forecast;
-- quantile: by default (0.9) the value gains the margin exported in prescale_target_quantile_margin,
-  and is never below the value of the same trigger with `quantile: "0"`, whose margin is 0.
+- quantile: with `quantile: "0.9"` the value gains the margin exported in prescale_target_quantile_margin,
+  and is never below the value of the same trigger with `quantile: "0"`, whose margin is 0;
+- targetCoverage (the default margin, 0.82): prescale_target_coverage_target shows it, and
+  prescale_target_coverage, the realised share of covered windows (0..1), appears once the first
+  lookahead window of the live refreshes has ended; without a target (a quantile) only the latter.
 
 Run: /usr/bin/python3 -m unittest -v tests/integration/test_auto.py   (PRESCALE_BIN overrides the binary)
 """
@@ -131,13 +134,37 @@ class TestAuto(Base):
             time.sleep(2.1)
         self.assertEqual(self.model_info(ENV.prescale_metrics(), "shadow"), {"seasonal": 1.0})
 
-    def test_default_quantile_adds_a_margin(self):
+    def test_default_target_coverage_is_exported(self):
+        md = {"query": h.QUERY, "threshold": "10", "step": "5s", "lookahead": "30s"}
+        self.value("cov", **md)
+        self.value("covq", quantile="0.9", **md)
+
+        def realised():
+            m = ENV.prescale_metrics()
+            self.value("cov", **md)  # keep both targets in use
+            self.value("covq", quantile="0.9", **md)
+            got = [self.gauge(m, "prescale_target_coverage", n) for n in ("cov", "covq")]
+            return m if None not in got else None
+
+        # A window's outcome is known lookahead + 3 steps after the answer: 45 s here.
+        m = h.wait_until(realised, 120, interval=1, what="prescale_target_coverage of both targets")
+        self.assertEqual(self.gauge(m, "prescale_target_coverage_target", "cov"), 0.82)
+        self.assertIsNone(self.gauge(m, "prescale_target_coverage_target", "covq"), "a quantile: no target")
+        for n in ("cov", "covq"):
+            c = self.gauge(m, "prescale_target_coverage", n)
+            self.assertTrue(0 <= c <= 1, f"{n}: {c}")
+            self.assertTrue(h.close_to(self.gauge(m, "prescale_target_value", n),
+                                       max(self.gauge(m, "prescale_target_observed", n),
+                                           self.gauge(m, "prescale_target_predicted", n)
+                                           + self.gauge(m, "prescale_target_quantile_margin", n))))
+
+    def test_quantile_adds_a_margin(self):
         # A component the 3 m season does not explain (time() % 7), so the seasonal errors are not 0.
         q = f"{h.QUERY} + 3 * (time() % 7)"
         base = {"query": q, "threshold": "10", "step": "5s", "lookahead": "30s", "model": "seasonal",
                 "period": "3m"}
         self.value("noq", quantile="0", **base)
-        self.value("q90", **base)  # the default quantile, 0.9
+        self.value("q90", quantile="0.9", **base)
         compared = 0
         deadline = time.monotonic() + 60
         while compared < 3 and time.monotonic() < deadline:
@@ -156,7 +183,7 @@ class TestAuto(Base):
                 self.assertGreaterEqual(g["q90"]["value"], g["noq"]["value"], g)
                 compared += 1
             self.value("noq", quantile="0", **base)  # keep both targets in use
-            self.value("q90", **base)
+            self.value("q90", quantile="0.9", **base)
             time.sleep(1.3)
         self.assertGreaterEqual(compared, 3, "the two targets never held the same slot")
 

@@ -166,7 +166,7 @@ class Backtest(unittest.TestCase):
     # ---- --sweep --------------------------------------------------------------------------------------
 
     SWEEP_QUANTILES = [0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99]
-    SWEEP_COVERAGES = [0.8, 0.9, 0.95, 0.99]
+    SWEEP_COVERAGES = [0.8, 0.82, 0.9, 0.95, 0.99]
 
     @staticmethod
     def curve_at(points, pods):
@@ -195,10 +195,11 @@ class Backtest(unittest.TestCase):
                                        "under_provisioned_fraction", "scaling_events", "coverage"})
             self.assertGreaterEqual(pt["pod_seconds"], 2000 * 60)
             self.assertTrue(0 <= pt["coverage"] <= 1)
-        # The point of the default quantile (0.9) is the model's own replay.
-        q9 = pts[self.SWEEP_QUANTILES.index(0.9)]
-        for key in ("pod_seconds", "under_provisioned_pod_seconds", "scaling_events"):
-            self.assertEqual(q9[key], doc["results"]["model"][key], key)
+        # The point of the default target coverage (0.82) is the model's own replay.
+        c82 = cov[self.SWEEP_COVERAGES.index(0.82)]
+        self.assertEqual(doc["target_coverage"], 0.82)
+        for key in ("pod_seconds", "under_provisioned_pod_seconds", "scaling_events", "coverage"):
+            self.assertEqual(c82[key], doc["results"]["model"][key], key)
         # More margin costs pods and buys capacity, end to end.
         self.assertGreater(pts[-1]["pod_seconds"], pts[0]["pod_seconds"])
         self.assertLess(pts[-1]["under_provisioned_pod_seconds"], pts[0]["under_provisioned_pod_seconds"])
@@ -299,7 +300,8 @@ class Backtest(unittest.TestCase):
             xs.append(x)
         texts = [t.text or "" for t in root.iter(SVG_NS + "text")]
         joined = "\n".join(texts)
-        for word in ("we<b&b>.csv", "seed", "reactive", "q0.9", "c: target coverage", "pod-seconds paid", "under-provisioned pod-seconds",
+        for word in ("we<b&b>.csv", "seed", "reactive", "c0.82 (--target-coverage)", "c: target coverage",
+                     "pod-seconds paid", "under-provisioned pod-seconds",
                      "the curve at seed's pod-seconds"):
             self.assertIn(word, joined)
         # the seed and reactive marks are drawn (a square and a diamond)
@@ -319,7 +321,7 @@ class Backtest(unittest.TestCase):
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         took = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(len(json.loads(r.stdout)["sweep"]["points"]), 9 + 4, "9 quantiles, 4 target coverages")
+        self.assertEqual(len(json.loads(r.stdout)["sweep"]["points"]), 9 + 5, "9 quantiles, 5 target coverages")
         limit = 120 if "asan" in h.prescale_bin() else 30
         self.assertLess(took, limit, f"a sweep over 125k rows took {took:.1f} s of CPU")
 

@@ -143,5 +143,8 @@ Test(backtest_flags, target_coverage) {
   PARSE(p, "t.csv", "--quantile", "0.8");
   cr_assert_eq(p.rc, 0, "%s", p.err);
   cr_assert_eq(p.o.quantile, 0.8);
-  cr_assert_eq(p.o.target_coverage, 0);
+  cr_assert_eq(p.o.target_coverage, 0, "a quantile replaces the default target coverage");
+  PARSE(p, "t.csv");
+  cr_assert_eq(p.o.quantile, 0);
+  cr_assert_eq(p.o.target_coverage, PS_DEFAULT_TARGET_COVERAGE);
 }

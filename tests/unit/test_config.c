@@ -510,7 +510,8 @@ Test(config, target_defaults) {
   cr_assert_eq(t.c.period_ms, 86400000);
   cr_assert_eq(t.c.history_ms, 3 * 86400000);
   cr_assert_eq(t.c.timeout_ms, 3000);
-  cr_assert_eq(t.c.quantile, PS_DEFAULT_QUANTILE);
+  cr_assert_eq(t.c.quantile, 0, "the default margin is a target coverage");
+  cr_assert_eq(t.c.target_coverage, PS_DEFAULT_TARGET_COVERAGE);
   cr_assert_eq(t.c.shadow, false);
   cr_assert_eq(t.c.ignore_null_values, true);
   ps_target_config_free(&t.c);
@@ -657,13 +658,9 @@ Test(config, target_quantile_and_mode) {
     double quantile;
     bool shadow;
   } cases[] = {
-      {"quantile", "0", 0, false},
-      {"quantile", "0.5", 0.5, false},
-      {"quantile", "0.9", 0.9, false},
-      {"quantile", "0.999", 0.999, false},
-      {"quantile", "-0", 0, false},
-      {"mode", "normal", PS_DEFAULT_QUANTILE, false},
-      {"mode", "shadow", PS_DEFAULT_QUANTILE, true},
+      {"quantile", "0", 0, false},         {"quantile", "0.5", 0.5, false}, {"quantile", "0.9", 0.9, false},
+      {"quantile", "0.999", 0.999, false}, {"quantile", "-0", 0, false},    {"mode", "normal", 0, false},
+      {"mode", "shadow", 0, true},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     struct tc t;
@@ -1134,8 +1131,9 @@ Test(config, prometheus_config_flag) {
   free(r.out);
 }
 
-/* targetCoverage: a fraction strictly between 0 and 1; it sets the margin, so quantile is then 0; set
- * with quantile the trigger is refused (one margin, two knobs). */
+/* targetCoverage: a fraction strictly between 0 and 1, PS_DEFAULT_TARGET_COVERAGE by default; it sets the
+ * margin, so quantile is then 0; a quantile given replaces the default; both given, the trigger is refused
+ * (one margin, two knobs). */
 Test(config, target_coverage) {
   struct tc t;
   MD(t, "query", "q", "threshold", "1", "targetCoverage", "0.99");
@@ -1145,8 +1143,13 @@ Test(config, target_coverage) {
   ps_target_config_free(&t.c);
   MD(t, "query", "q", "threshold", "1");
   cr_assert_eq(t.rc, 0, "%s", t.err);
-  cr_assert_eq(t.c.target_coverage, 0, "none by default");
-  cr_assert_eq(t.c.quantile, PS_DEFAULT_QUANTILE);
+  cr_assert_eq(t.c.target_coverage, PS_DEFAULT_TARGET_COVERAGE, "the default margin");
+  cr_assert_eq(t.c.quantile, 0);
+  ps_target_config_free(&t.c);
+  MD(t, "query", "q", "threshold", "1", "quantile", "0.9");
+  cr_assert_eq(t.rc, 0, "%s", t.err);
+  cr_assert_eq(t.c.target_coverage, 0, "a quantile given replaces the default target coverage");
+  cr_assert_eq(t.c.quantile, 0.9);
   ps_target_config_free(&t.c);
   MD(t, "query", "q", "threshold", "1", "targetCoverage", "0.9", "quantile", "0.8");
   cr_assert_eq(t.rc, UV_EINVAL);
