@@ -21,7 +21,7 @@ def reading(at):
     if at["off_curve"] is None:
         return f"{at['under_provisioned_pod_seconds']:.0f} (x{at['ratio']:.2f})"
     if at["off_curve"] == "more_pods":
-        return f"beyond q0.99: at most {at['at_most_under_provisioned_pod_seconds']:.0f} (x{at['at_most_ratio']:.2f})"
+        return f"beyond the last point: at most {at['at_most_under_provisioned_pod_seconds']:.0f} (x{at['at_most_ratio']:.2f})"
     return "fewer pods than q0: none"
 
 
@@ -41,18 +41,20 @@ def main():
         seed, rea = d["results"]["seed"], d["results"]["reactive"]
         sp, su = seed["pod_seconds"], seed["under_provisioned_pod_seconds"]
         for p in d["sweep"]["points"]:
-            points.append(f"| {short} | q {p['quantile']:g} | {p['pod_seconds']:.4g} | "
+            label = f"q {p['quantile']:g}" if p["setting"] == "quantile" else f"coverage {p['target_coverage']:g}"
+            points.append(f"| {short} | {label} | {p['pod_seconds']:.4g} | "
                           f"{p['under_provisioned_pod_seconds']:.0f} | {p['pod_seconds'] / sp:.2f} | "
-                          f"{p['under_provisioned_pod_seconds'] / su:.2f} |")
+                          f"{p['under_provisioned_pod_seconds'] / su:.2f} | {100 * p['coverage']:.2f}% |")
         for label, r in (("seed", seed), ("reactive", rea)):
             points.append(f"| {short} | {label} | {r['pod_seconds']:.4g} | {r['under_provisioned_pod_seconds']:.0f} | "
-                          f"{r['pod_seconds'] / sp:.2f} | {r['under_provisioned_pod_seconds'] / su:.2f} |")
+                          f"{r['pod_seconds'] / sp:.2f} | {r['under_provisioned_pod_seconds'] / su:.2f} | "
+                          f"{100 * r['coverage']:.2f}% |")
         sw = d["sweep"]
         reads.append(f"| {short} | {sp:.4g} | {reading(sw['at_seed_pod_seconds'])} | "
                      f"{sw['at_reactive_pod_seconds_plus_10pct']['pod_seconds']:.4g} | "
                      f"{reading(sw['at_reactive_pod_seconds_plus_10pct'])} |")
-    print("| trace | setting | pod-s | under-prov. pod-s | pod-s vs seed | under vs seed |")
-    print("|---|---|---|---|---|---|")
+    print("| trace | setting | pod-s | under-prov. pod-s | pod-s vs seed | under vs seed | coverage |")
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(points))
     print()
     print("| trace | seed's pod-s | under-prov. pod-s there (x seed's) | reactive's pod-s + 10 % "

@@ -72,7 +72,8 @@ static const struct ps_flag flags[] = {
     {.name = "headroom", .kind = PS_FLAG_CUSTOM, .check = check_headroom, .def = PS_DEFAULT_HEADROOM,
      .arg = "H", .offset = OPT(headroom), .help = "multiply the model's answer by (1 + H)"},
     {.name = "sweep", .kind = PS_FLAG_SWITCH, .offset = OPT(sweep),
-     .help = "replay the model at the quantiles 0, 0.5 .. 0.99 (and --quantile) and print" PS_FLAGS_MORE
+     .help = "replay the model at the quantiles 0, 0.5 .. 0.99 and the target coverages" PS_FLAGS_MORE
+             "0.8 .. 0.99 (and --quantile or --target-coverage) and print" PS_FLAGS_MORE
              "the cost curve (pod-s vs under-provisioned pod-s, seed and reactive points," PS_FLAGS_MORE
              "the curve at seed's pod-s and at reactive's + 10 %);" PS_FLAGS_MORE
              "--csv and --svg then write the curve instead"},
