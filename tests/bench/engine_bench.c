@@ -125,6 +125,8 @@ struct target {
   double last[PS_ENGINE_REVISABLE + 1]; /* the newest values, for the revisions a refresh re-puts */
 };
 
+static double target_coverage; /* --target-coverage: 0 = the quantile (0) answers, as before */
+
 static int target_new(struct target *t, uint64_t id) {
   struct ps_engine_config c = {
       .model = PS_MODEL_AUTO,
@@ -133,6 +135,7 @@ static int target_new(struct target *t, uint64_t id) {
       .lookahead_ms = LOOKAHEAD_MS,
       .capacity = WEEK_STEPS + 1,
       .quantile = 0,
+      .target_coverage = target_coverage,
       .seed = (uint32_t)(id * 2654435761u),
   };
   load_init(&t->l, id);
@@ -241,7 +244,7 @@ static int bench_bulk(size_t first_id, size_t sub) {
 /* ---- main --------------------------------------------------------------------------------------- */
 
 static void usage(void) {
-  fprintf(stderr, "usage: engine_bench [--targets N] [--rounds N] [--runs N]\n");
+  fprintf(stderr, "usage: engine_bench [--targets N] [--rounds N] [--runs N] [--target-coverage C]\n");
   exit(2);
 }
 
@@ -249,6 +252,11 @@ int main(int argc, char **argv) {
   size_t n = DEFAULT_TARGETS, rounds = DEFAULT_ROUNDS, runs = DEFAULT_RUNS;
   for (int i = 1; i < argc; i++) {
     if (i + 1 >= argc) usage();
+    if (!strcmp(argv[i], "--target-coverage")) {
+      target_coverage = strtod(argv[++i], NULL);
+      if (!(target_coverage > 0 && target_coverage < 1)) usage();
+      continue;
+    }
     long v = strtol(argv[i + 1], NULL, 10);
     if (v <= 0) usage();
     if (!strcmp(argv[i], "--targets"))
@@ -266,8 +274,8 @@ int main(int argc, char **argv) {
   double *round_ns = malloc(rounds * sizeof *round_ns);
   if (ts == NULL || per_target == NULL || round_ns == NULL) return 1;
   printf("engine bench: %zu targets, one week of 1-minute history (%d samples each), model auto, period "
-         "auto, lookahead 5m\n",
-         n, WEEK_STEPS);
+         "auto, lookahead 5m, target coverage %g\n",
+         n, WEEK_STEPS, target_coverage);
 
   /* First load of every target (each timed on its own). */
   double t0 = now_ns();
