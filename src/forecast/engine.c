@@ -592,12 +592,12 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
 
 void ps_engine_free(struct ps_engine *e) {
   if (e == NULL) return;
+  ps_cov_free(&e->cov);
   ps_hw_free(&e->hw);
   free(e->v);
   free(e->pend);
   free(e->pend_at);
   free(e->damp);
-  ps_cov_free(&e->cov);
   free(e);
 }
 
