@@ -1,8 +1,10 @@
 /* Fuzzes the forecasting engine with arbitrary samples (NaN, +-Inf, huge, negative), times (gaps,
  * revisions, times far back or far ahead) and configurations. Asserts what KEDA relies on: every
- * forecast is finite and >= 0, with a finite margin >= 0 and a chosen model that is not auto.
+ * forecast is finite and >= 0, with a finite margin (>= 0 but for a target coverage's, which may be
+ * negative), a realised coverage NaN or within [0, 1], and a chosen model that is not auto.
  *
- * Input: model(1) cap(1) step(1) period_steps(1) lookahead_steps(1) quantile(1), then records of
+ * Input: model(1) cap(1) step(1) period_steps(1) lookahead_steps(1) quantile(1; with a remainder of 1 by
+ * 3, a target coverage as well, which then sets the margin), then records of
  * dt(1, signed: steps from the previous time; -128 jumps far) value(4, raw float bits) or value(8) when
  * the record's dt is odd. */
 #include <math.h>
@@ -23,6 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   c.period_ms = c.step_ms * (data[3] % 50);
   c.lookahead_ms = c.step_ms * (data[4] % 40) + (data[4] & 0x40 ? 123 : 0);
   c.quantile = data[5] % 3 == 0 ? 0 : 0.5 + (data[5] % 50) / 100.0;
+  c.target_coverage = data[5] % 3 == 1 ? (1 + data[5] % 99) / 100.0 : 0;
   c.seed = data[5];
   struct ps_engine *e;
   if (ps_engine_new(&c, &e) != 0) abort();
@@ -52,7 +55,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct ps_engine_result r;
     rc = ps_engine_forecast(e, t + (dt & 2 ? c.step_ms / 2 : 0), &r);
     if (rc == 0) {
-      if (!isfinite(r.value) || r.value < 0 || !isfinite(r.margin) || r.margin < 0) abort();
+      if (!isfinite(r.value) || r.value < 0 || !isfinite(r.margin)) abort();
+      if (r.margin < 0 && c.target_coverage == 0) abort();
+      if (!isnan(r.coverage) && !(r.coverage >= 0 && r.coverage <= 1)) abort();
       if (r.chosen == PS_MODEL_AUTO) abort();
     } else if (rc != UV_ENOENT) {
       abort();
