@@ -388,3 +388,21 @@ Test(sweep, svg_xy_labels_give_way_when_crowded) {
   cr_assert_geq(fabs(y2 - y1), 13, "%g %g", y1, y2);
   free(s);
 }
+
+/* With --reload the engine restarts, and so does each coverage point's tuner: the point of
+ * --target-coverage is still the model's own replay. */
+Test(sweep, coverage_points_restart_with_the_engine) {
+  set_trace(3000);
+  r.opt.threshold = 1;
+  r.opt.quantile = 0;
+  r.opt.target_coverage = 0.95;
+  r.opt.reload_ms = 500 * STEP;
+  cr_assert_eq(ps_bt_replay(&r, &usage_err, err, sizeof err), 0, "%s", err);
+  const struct ps_bt_sweep *sw = &r.sweep;
+  size_t k = sw->nq;
+  while (k < sw->n && sw->pt[k].setting != 0.95) k++;
+  cr_assert_lt(k, sw->n);
+  cr_assert_eq(sw->pt[k].pod_seconds, r.res[PS_BT_MODEL].pod_seconds);
+  cr_assert_eq(sw->pt[k].under_pod_seconds, r.res[PS_BT_MODEL].under_pod_seconds);
+  cr_assert_eq(sw->pt[k].coverage, r.res[PS_BT_MODEL].coverage);
+}
