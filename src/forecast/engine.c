@@ -763,7 +763,10 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
     e->q_val = quantile(&e->z, level);
   }
   if (e->cfg.target_coverage > 0)
-    out->margin = ps_cov_margin(&e->cov, e->z.count >= PS_ENGINE_MIN_ERRORS ? e->q_val : NAN, e->vol);
+    /* The phase factor scales the tuned margin as it scales the quantile's (the error ring is standardised
+     * by the same product, phase_margin.h). */
+    out->margin =
+        ps_cov_margin(&e->cov, e->z.count >= PS_ENGINE_MIN_ERRORS ? e->q_val : NAN, e->vol * e->pm_now);
   else if (e->cfg.quantile > 0 && e->z.count >= PS_ENGINE_MIN_ERRORS)
     out->margin = scaled_margin(e, e->q_val);
   out->value = answer(pred, out->margin, o.last);
@@ -795,7 +798,7 @@ size_t ps_engine_memory(const struct ps_engine *e) {
 }
 
 void ps_engine_coverage_basis(const struct ps_engine *e, double level, double *qz, double *vol) {
-  *vol = e->vol;
+  *vol = e->vol * e->pm_now;
   *qz = e->z.count >= PS_ENGINE_MIN_ERRORS ? quantile(&e->z, level) : NAN;
 }
 
