@@ -56,14 +56,10 @@ NOT_PRESCALE_METRICS = {
     "kube_deployment_status_replicas_unavailable": "kube-state-metrics",
 }
 
-# EXPECTED FROM ISSUE 13, TO REMOVE WHEN IT IS MERGED: the realised and target coverage per target (helper
-# "coverage", branch h-coverage) are not on main yet. The test fails once prescale serves one of them, so
-# that this list does not outlive its reason.
-EXPECTED_FROM_ISSUE_13 = {"prescale_target_coverage", "prescale_target_coverage_target"}
 
 # Grafana's variables, replaced by values of their kind so that the expression is PromQL.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "30s", "$__range": "1h",
-                     "$job": ".*", "$namespace": ".*", "$target": ".*", "$threshold": "50"}
+                     "$job": ".*", "$namespace": ".*", "$target": ".*"}
 
 
 def promtool(*args, timeout=120):
@@ -392,7 +388,7 @@ class Dashboard(unittest.TestCase):
                      "prescale_target_model_info", "prescale_target_period_seconds", "prescale_target_model_error",
                      "prescale_refresh_duration_seconds_bucket", "prescale_grpc_requests_total"):
             self.assertIn(name, exprs)
-        self.assertIn("/ $threshold)", exprs)  # the replicas each would ask for
+        self.assertIn("/ max by (namespace, name, metric) (prescale_target_threshold", exprs)  # the replicas
 
     def test_every_expression_parses(self):
         """Every PromQL of the dashboard (Grafana's variables replaced), of the rules and of docs/operations.md
@@ -505,11 +501,8 @@ class Live(unittest.TestCase):
                 used.setdefault(name, []).append(where)
         self.assertGreater(len(used), 20)
         missing = {n: w for n, w in used.items()
-                   if n not in served and n not in NOT_PRESCALE_METRICS and n not in EXPECTED_FROM_ISSUE_13}
+                   if n not in served and n not in NOT_PRESCALE_METRICS}
         self.assertEqual(missing, {}, "metrics the dashboard or the rules name that prescale does not serve")
-        stale = EXPECTED_FROM_ISSUE_13 & set(served)
-        self.assertEqual(stale, set(), "prescale serves these now: remove them from EXPECTED_FROM_ISSUE_13")
-        self.assertEqual(EXPECTED_FROM_ISSUE_13 - set(used), set(), "allowlisted but unused")
         self.assertEqual(set(NOT_PRESCALE_METRICS) - set(used), set(), "allowlisted but unused")
 
     def test_rules_match_real_series(self):
