@@ -60,6 +60,9 @@ static void declare_metrics(void) {
       "prescale_target_fallback", PS_METRIC_GAUGE,
       "1 while the forecast falls back (e.g. history shorter than two periods: seasonal models "
       "wait); the log line `forecast fallback` says why.");
+  ps_metrics_declare("prescale_target_threshold", PS_METRIC_GAUGE,
+                     "The trigger's threshold: the load one replica takes, so that value / threshold, rounded "
+                     "up, is the replicas KEDA's HPA asks for.");
   ps_metrics_declare("prescale_target_shadow", PS_METRIC_GAUGE,
                      "1 in shadow mode: KEDA gets the observed value, the forecast is only exported.");
   ps_metrics_declare("prescale_target_last_success_timestamp_seconds", PS_METRIC_GAUGE,
@@ -225,6 +228,7 @@ static const char *const target_series[] = {
     "prescale_target_coverage",
     "prescale_target_coverage_target",
     "prescale_target_shadow",
+    "prescale_target_threshold",
     "prescale_target_fallback",
 };
 
@@ -392,6 +396,7 @@ static int target_create(struct ps_targets *ts, const char *ns, const char *name
   ps_metrics_add("prescale_refreshes_total", t->labels, 0);
   ps_metrics_add("prescale_refresh_errors_total", t->labels, 0);
   ps_metrics_set("prescale_target_shadow", t->labels, t->cfg.shadow ? 1 : 0);
+  ps_metrics_set("prescale_target_threshold", t->labels, t->cfg.threshold);
   if (t->cfg.target_coverage > 0)
     ps_metrics_set("prescale_target_coverage_target", t->labels, t->cfg.target_coverage);
   else /* a trigger edited to drop targetCoverage: the same labels, no target any more */

@@ -132,6 +132,7 @@ Test(targets, seasonal_matches_known_series_with_headroom) {
   cr_assert_eq(ps_metrics_get("prescale_target_model_info", LABELS ",model=\"seasonal\""), 1);
   cr_assert_eq(ps_metrics_get("prescale_target_period_seconds", LABELS), 180);
   cr_assert_eq(ps_metrics_get("prescale_target_shadow", LABELS), 0);
+  cr_assert_eq(ps_metrics_get("prescale_target_threshold", LABELS), 10, "the trigger's threshold");
   cr_assert_eq(ps_metrics_get("prescale_target_quantile_margin", LABELS), 0);
   cr_assert_eq(ps_metrics_get("prescale_target_fallback", LABELS), 0, "a given period, history for 20 of it");
   stop_targets();
@@ -373,6 +374,7 @@ Test(targets, idle_targets_are_dropped) {
   cr_assert(isnan(ps_metrics_get("prescale_target_model_info", LABELS ",model=\"last\"")));
   cr_assert(isnan(ps_metrics_get("prescale_target_value", LABELS)));
   cr_assert(isnan(ps_metrics_get("prescale_target_shadow", LABELS)));
+  cr_assert(isnan(ps_metrics_get("prescale_target_threshold", LABELS)));
   stop_targets();
   PS_LOOP_END(&loop);
 }
