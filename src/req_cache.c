@@ -1,5 +1,6 @@
 /* See req_cache.h. One allocation per entry (the request's bytes, then the metric name), made on a miss
- * only; the slots themselves are allocated at the first put, so an idle process pays nothing. */
+ * only, and one for its kept answer, made at its first keep; the slots themselves are allocated at the
+ * first put, so an idle process pays nothing. A slot that changes hands keeps both allocations. */
 #include "req_cache.h"
 
 #include <stdlib.h>
@@ -14,10 +15,16 @@ struct slot {
   uint32_t cap; /* bytes allocated, kept when the slot changes hands */
   int method;
   bool has_name;
+  bool has_answer;
+  uint8_t *answer; /* answer_cap bytes (owned), answer_len of them the kept answer while has_answer */
+  uint32_t answer_len, answer_cap;
+  uint64_t answer_gen;
+  uint64_t stamp; /* the put that made the entry */
 };
 
 struct ps_req_cache {
   struct slot *slots; /* PS_REQ_CACHE_SLOTS, NULL until the first put */
+  uint64_t puts;      /* stamps entries, so that a keep finds the entry its get found or none */
 };
 
 /* Eight bytes a step, each folded in with a multiply and a shift (the finaliser of MurmurHash3's 64-bit
@@ -50,7 +57,10 @@ struct ps_req_cache *ps_req_cache_new(void) {
 void ps_req_cache_free(struct ps_req_cache *c) {
   if (c == NULL) return;
   if (c->slots != NULL)
-    for (size_t i = 0; i < PS_REQ_CACHE_SLOTS; i++) free(c->slots[i].bytes);
+    for (size_t i = 0; i < PS_REQ_CACHE_SLOTS; i++) {
+      free(c->slots[i].bytes);
+      free(c->slots[i].answer);
+    }
   free(c->slots);
   free(c);
 }
@@ -65,6 +75,12 @@ bool ps_req_cache_get(struct ps_req_cache *c, int method, const uint8_t *msg, si
     return false;
   hit->target = s->target;
   hit->metric_name = s->has_name ? (const char *)s->bytes + len : NULL;
+  hit->has_answer = s->has_answer;
+  hit->answer = s->answer;
+  hit->answer_len = s->answer_len;
+  hit->answer_gen = s->answer_gen;
+  hit->slot = (size_t)(s - c->slots);
+  hit->stamp = s->stamp;
   return true;
 }
 
@@ -94,4 +110,27 @@ void ps_req_cache_put(struct ps_req_cache *c, int method, const uint8_t *msg, si
   s->len = (uint32_t)len;
   s->method = method;
   s->has_name = nlen > 0;
+  s->has_answer = false; /* another request's answer, if any: its memory is reused by the next keep */
+  s->stamp = ++c->puts;
+}
+
+void ps_req_cache_keep(struct ps_req_cache *c, const struct ps_req_hit *hit, uint64_t gen,
+                       const uint8_t *answer, size_t n) {
+  if (c == NULL || c->slots == NULL || n > PS_REQ_CACHE_MAX_ANSWER) return;
+  struct slot *s = &c->slots[hit->slot & (PS_REQ_CACHE_SLOTS - 1)];
+  /* Only puts move entries, and each put stamps its entry anew: the stamp names the entry exactly. */
+  if (s->bytes == NULL || s->stamp != hit->stamp) return;
+  if (n > s->answer_cap || s->answer == NULL) {
+    /* Rounded up, so that an answer that grows by a digit or two reuses its memory. */
+    size_t cap = (n + 64) & ~(size_t)63;
+    uint8_t *a = malloc(cap);
+    if (a == NULL) return;
+    free(s->answer);
+    s->answer = a;
+    s->answer_cap = (uint32_t)cap;
+  }
+  if (n > 0) memcpy(s->answer, answer, n);
+  s->answer_len = (uint32_t)n;
+  s->answer_gen = gen;
+  s->has_answer = true;
 }

@@ -56,6 +56,7 @@ struct ps_service {
   /* every op not yet released (op.node), newest first */
   struct ps_list ops;
   struct ps_req_cache *cache; /* requests answered before (NULL: out of memory, none) */
+  size_t packed;              /* answers packed (ps_service_answers_packed) */
   bool draining;              /* ps_service_drain ran: streams are refused, unary calls still served */
   bool closing;
 };
@@ -82,12 +83,32 @@ static void fail(struct ps_call *call, int status, const char *text) {
   ps_call_finish(call, status, text);
 }
 
-static int send_message(struct ps_call *call, const ProtobufCMessage *m) {
+/* Where an answer packed for a request found in the request cache is kept, so that the next hit sends it
+ * as it is while the target's generation stays `gen`. */
+struct keep {
+  struct ps_service *svc;
+  const struct ps_req_hit *hit;
+  uint64_t gen;
+};
+
+/* The answer kept for the request, when it was built at the target's present generation: sent as it is,
+ * *r set, true. */
+static bool send_kept(struct ps_call *call, const struct keep *keep, int *r) {
+  if (keep == NULL || !keep->hit->has_answer || keep->hit->answer_gen != keep->gen) return false;
+  *r = ps_call_send(call, keep->hit->answer, keep->hit->answer_len);
+  return true;
+}
+
+static int send_message(struct ps_call *call, const ProtobufCMessage *m, const struct keep *keep) {
   uint8_t small[256];
   size_t n = protobuf_c_message_get_packed_size(m);
   uint8_t *p = n <= sizeof small ? small : malloc(n);
   if (p == NULL) return UV_ENOMEM;
   protobuf_c_message_pack(m, p);
+  if (keep != NULL) {
+    keep->svc->packed++;
+    ps_req_cache_keep(keep->svc->cache, keep->hit, keep->gen, p, n);
+  }
   int r = ps_call_send(call, p, n);
   if (p != small) free(p);
   return r;
@@ -106,7 +127,7 @@ int64_t ps_service_ceil_i64(double v) {
   return (int64_t)ceil(v); /* v < 2^63 and a double that large is an integer: ceil(v) <= 2^63 - 1024 */
 }
 
-static int send_spec(struct ps_call *call, const struct ps_target_config *c) {
+static int send_spec(struct ps_call *call, const struct ps_target_config *c, const struct keep *keep) {
   Externalscaler__MetricSpec spec = EXTERNALSCALER__METRIC_SPEC__INIT;
   spec.metricname = c->metric_name;
   spec.targetsize = ps_service_ceil_i64(c->threshold);
@@ -115,16 +136,16 @@ static int send_spec(struct ps_call *call, const struct ps_target_config *c) {
   Externalscaler__GetMetricSpecResponse resp = EXTERNALSCALER__GET_METRIC_SPEC_RESPONSE__INIT;
   resp.n_metricspecs = 1;
   resp.metricspecs = specs;
-  return send_message(call, &resp.base);
+  return send_message(call, &resp.base, keep);
 }
 
-static int send_active(struct ps_call *call, bool active) {
+static int send_active(struct ps_call *call, bool active, const struct keep *keep) {
   Externalscaler__IsActiveResponse resp = EXTERNALSCALER__IS_ACTIVE_RESPONSE__INIT;
   resp.result = active;
-  return send_message(call, &resp.base);
+  return send_message(call, &resp.base, keep);
 }
 
-static int send_value(struct ps_call *call, const char *name, double value) {
+static int send_value(struct ps_call *call, const char *name, double value, const struct keep *keep) {
   Externalscaler__MetricValue mv = EXTERNALSCALER__METRIC_VALUE__INIT;
   mv.metricname = (char *)name;
   mv.metricvalue = ps_service_ceil_i64(value);
@@ -133,19 +154,23 @@ static int send_value(struct ps_call *call, const char *name, double value) {
   Externalscaler__GetMetricsResponse resp = EXTERNALSCALER__GET_METRICS_RESPONSE__INIT;
   resp.n_metricvalues = 1;
   resp.metricvalues = mvs;
-  return send_message(call, &resp.base);
+  return send_message(call, &resp.base, keep);
 }
 
 /* Sends the answer of a unary method and finishes the call, or, for StreamIsActive, sends the first
- * state. Returns true when the call is still open afterwards (a stream). */
+ * state: the one kept for the request when still current, else packed (and kept, with keep). Returns true
+ * when the call is still open afterwards (a stream). */
 static bool answer(struct ps_call *call, enum method m, const char *metric_name,
-                   const struct ps_target_reading *rd) {
+                   const struct ps_target_reading *rd, const struct keep *keep) {
   int r;
-  switch (m) {
-  case M_GET_METRICS: r = send_value(call, metric_name, rd->value); break;
-  case M_IS_ACTIVE:
-  case M_STREAM_IS_ACTIVE: r = send_active(call, rd->active); break;
-  default: r = UV_EINVAL;
+  if (send_kept(call, keep, &r)) {
+    /* r set */
+  } else if (m == M_GET_METRICS) {
+    r = send_value(call, metric_name, rd->value, keep);
+  } else if (m == M_IS_ACTIVE || m == M_STREAM_IS_ACTIVE) {
+    r = send_active(call, rd->active, keep);
+  } else {
+    r = UV_EINVAL;
   }
   if (r != 0) {
     ps_call_finish(call, ps_grpc_status_from_error(r), "cannot send the response");
@@ -197,7 +222,7 @@ static void op_cancel_cb(struct ps_call *call, void *arg) {
 static void watcher_cb(struct ps_target_watcher *w, bool active) {
   struct op *op = (struct op *)((char *)w - offsetof(struct op, watcher));
   if (op->call == NULL) return;
-  int r = send_active(op->call, active);
+  int r = send_active(op->call, active, NULL);
   /* UV_ENOBUFS: the client stopped reading its stream; end it rather than buffer without bound. */
   if (r != 0) op_end(op, ps_grpc_status_from_error(r), "the stream's client is not reading its updates");
 }
@@ -228,7 +253,7 @@ static void waiter_cb(struct ps_target_waiter *w, int err) {
     op_end(op, ps_grpc_status_from_error(r), text);
     return;
   }
-  if (answer(op->call, op->method, op->metric_name, &rd)) {
+  if (answer(op->call, op->method, op->metric_name, &rd, NULL)) {
     op_watch(op);
   } else {
     op->call = NULL; /* answer() finished it */
@@ -391,14 +416,17 @@ static struct ps_target *look_up(struct ps_service *s, struct ps_call *call, con
 }
 
 /* Answers method m about target t: at once when the answer is known, else once the first load ends; a
- * stream stays open afterwards. metric_name is copied when the answer has to wait. */
+ * stream stays open afterwards. metric_name is copied when the answer has to wait. hit: the request was
+ * found in the request cache (NULL: it was not), where its answer is kept. */
 static void respond(struct ps_service *s, struct ps_call *call, struct ps_target *t, enum method m,
-                    const char *metric_name) {
+                    const char *metric_name, const struct ps_req_hit *hit) {
   char text[TEXT_MAX];
   int r;
+  struct keep keep = {s, hit, ps_target_generation(t)};
+  const struct keep *kp = hit != NULL ? &keep : NULL;
   if (m == M_GET_METRIC_SPEC || m == M_STREAM_METRIC_SPEC) {
     /* The spec comes from the metadata alone, so it never waits for Prometheus. */
-    r = send_spec(call, ps_target_config(t));
+    if (!send_kept(call, kp, &r)) r = send_spec(call, ps_target_config(t), kp);
     if (r != 0)
       ps_call_finish(call, ps_grpc_status_from_error(r), "cannot send the response");
     else if (m == M_GET_METRIC_SPEC)
@@ -414,7 +442,7 @@ static void respond(struct ps_service *s, struct ps_call *call, struct ps_target
     return;
   }
   if (r == 0) {
-    if (answer(call, m, metric_name, &rd)) { /* a stream: it stays open and follows the target */
+    if (answer(call, m, metric_name, &rd, kp)) { /* a stream: it stays open and follows the target */
       struct op *op = op_new(s, call, t, m, NULL);
       if (op != NULL) op_watch(op);
     }
@@ -449,7 +477,7 @@ void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *
   struct ps_req_hit hit;
   if (ps_req_cache_get(s->cache, m, msg, len, ps_targets_epoch(s->targets), &hit)) {
     respond(s, call, hit.target, m,
-            hit.metric_name != NULL ? hit.metric_name : ps_target_config(hit.target)->metric_name);
+            hit.metric_name != NULL ? hit.metric_name : ps_target_config(hit.target)->metric_name, &hit);
     return;
   }
   /* The request lives only for this dispatch (whatever outlives it is copied), so its decoded pieces
@@ -464,11 +492,13 @@ void ps_service_dispatch(struct ps_call *call, const char *path, const uint8_t *
       const char *own = ps_target_config(t)->metric_name;
       ps_req_cache_put(s->cache, m, msg, len, ps_targets_epoch(s->targets), t,
                        metric_name != own ? metric_name : NULL);
-      respond(s, call, t, m, metric_name);
+      respond(s, call, t, m, metric_name, NULL);
     }
   }
   request_free(&req);
 }
+
+size_t ps_service_answers_packed(const struct ps_service *s) { return s->packed; }
 
 size_t ps_service_drain(struct ps_service *s) {
   s->draining = true;

@@ -31,6 +31,11 @@ size_t ps_service_drain(struct ps_service *s);
  * new calls so; per-call memory is freed in close callbacks, so run the loop afterwards. Returns how
  * many calls it ended. */
 size_t ps_service_close(struct ps_service *s);
+/* Answers packed for requests found in the request cache, since the service started: a request seen
+ * before is answered with the bytes kept for it while its target's generation (ps_target_generation) is
+ * the one they were built at, so this grows by one per request and change of the target's reading, not
+ * per call. For tests. */
+size_t ps_service_answers_packed(const struct ps_service *s);
 /* The integer field of an answer: the ceiling of v, INT64_MAX from 2^63 up (+Inf included), 0 for NaN and
  * v <= 0. */
 int64_t ps_service_ceil_i64(double v);

@@ -484,6 +484,7 @@ double ps_target_saturate(double v) {
 static void recompute(struct ps_target *t, int64_t now_ms) {
   struct ps_engine_result res;
   struct ps_target_reading *rd = &t->reading;
+  double was = rd->value;
   /* The engine keeps an infinite sample as a missing one (it must not poison the models), so an infinite
    * newest observation is taken from here: +Inf saturates the answer below. */
   bool newest_inf = t->have_obs && isinf(t->obs);
@@ -513,6 +514,9 @@ static void recompute(struct ps_target *t, int64_t now_ms) {
   bool changed = !t->have_activity || active != rd->active;
   rd->active = active;
   t->have_activity = true;
+  /* The one place where a reading changes: answers encoded before (the service's, for GetMetrics and
+   * IsActive) are stale from here. Compared bit for bit: -0 and 0 encode differently. */
+  if (changed || memcmp(&was, &rd->value, sizeof was) != 0) t->generation++;
   ps_metrics_ref_set(&t->ref.observed, "prescale_target_observed", t->labels, rd->observed);
   ps_metrics_ref_set(&t->ref.predicted, "prescale_target_predicted", t->labels, rd->predicted);
   ps_metrics_ref_set(&t->ref.value, "prescale_target_value", t->labels, rd->value);
@@ -575,6 +579,8 @@ void ps_tg_fetch_succeeded(struct ps_target *t, int64_t newest_ms) {
 }
 
 /* ---- reads, waiters, watchers -------------------------------------------------------------------- */
+
+uint64_t ps_target_generation(const struct ps_target *t) { return t->generation; }
 
 int ps_target_read(struct ps_target *t, struct ps_target_reading *r, char *err, size_t errlen) {
   struct ps_targets *ts = t->owner;

@@ -137,6 +137,12 @@ void ps_target_fetch_range(const struct ps_target *t, int64_t *start_ms, int64_t
  *       --stale-after). */
 int ps_target_read(struct ps_target *t, struct ps_target_reading *r, char *err, size_t errlen);
 
+/* A count that moves whenever what an RPC answers about t may have changed: the reading's value or its
+ * activity (the target's config, hence its GetMetricSpec, never changes). The service keeps a target's
+ * encoded answers while it stays the one they were built at (req_cache.h). At least 1 once a reading is
+ * available (ps_target_read returned 0). */
+uint64_t ps_target_generation(const struct ps_target *t);
+
 /* The value a reading answers for a computed v: v clamped to [0, PS_TARGET_VALUE_MAX], NaN as 0. */
 double ps_target_saturate(double v);
 

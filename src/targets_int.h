@@ -45,6 +45,7 @@ struct ps_target {
   int err; /* the last fetch's error, 0 when it succeeded */
   char errmsg[PS_TARGET_MAX_ERROR];
   struct ps_target_reading reading;
+  uint64_t generation; /* ps_target_generation: bumped where the reading's value or activity changes */
   /* The newest observation exactly as Prometheus returned it: the engine keeps its history in float, and
    * the observation is what shadow mode answers and what a reactive scaler would see, to the bit. */
   double obs;

@@ -243,6 +243,82 @@ Test(service, a_repeated_request_answers_as_the_first_and_follows_a_dropped_targ
   PS_LOOP_END(&loop);
 }
 
+static double answered_value(const struct ps_call *c) {
+  Externalscaler__GetMetricsResponse *r =
+      externalscaler__get_metrics_response__unpack(NULL, c->lens[0], c->msgs[0]);
+  cr_assert_not_null(r);
+  double v = r->metricvalues[0]->metricvaluefloat;
+  cr_assert_eq(r->metricvalues[0]->metricvalue, ps_service_ceil_i64(v));
+  externalscaler__get_metrics_response__free_unpacked(r, NULL);
+  return v;
+}
+
+static bool answered_active(const struct ps_call *c) {
+  Externalscaler__IsActiveResponse *a =
+      externalscaler__is_active_response__unpack(NULL, c->lens[0], c->msgs[0]);
+  cr_assert_not_null(a);
+  bool active = a->result;
+  externalscaler__is_active_response__free_unpacked(a, NULL);
+  return active;
+}
+
+/* Repeated requests are answered with the bytes kept for them (request cache), never stale: at every loop
+ * turn, while the target's reading changes under them, GetMetrics and IsActive answer the reading the
+ * target holds at that moment, and an answer is packed again exactly when the target's generation moved
+ * since that request's last answer; GetMetricSpec, whose answer does not depend on the reading, too. */
+Test(service, kept_answers_follow_every_change_of_the_reading) {
+  const struct md md[] = {
+      {"query", "vector(time() % 4)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"},
+      {"activationThreshold", "1.5"},  {"quantile", "0"}};
+  const struct ps_kv kv[] = {
+      {"query", "vector(time() % 4)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"},
+      {"activationThreshold", "1.5"},  {"quantile", "0"}};
+  struct ps_call c;
+  call(&c, "GetMetrics", md, 6, "prescale");
+  cr_assert(run_until(finished, &c, 15000));
+  cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
+  struct ps_target *t;
+  char text[512];
+  cr_assert_eq(ps_targets_get_or_create(targets, "shop", "web", kv, 6, &t, text, sizeof text), 0);
+  static const char *const methods[] = {"GetMetrics", "IsActive", "GetMetricSpec"};
+  for (int m = 1; m < 3; m++) { /* first seen: the full path, which remembers the request */
+    call(&c, methods[m], md, 6, NULL);
+    cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
+  }
+  uint64_t last_gen[3] = {0, 0, 0}; /* the generation at each method's last kept answer; 0: none yet */
+  double values[8];
+  int nvalues = 0, reused = 0;
+  uint64_t deadline = uv_now(&loop) + 20000;
+  while (nvalues < 3 && uv_now(&loop) < deadline) {
+    for (int m = 0; m < 3; m++) {
+      struct ps_target_reading rd;
+      cr_assert_eq(ps_target_read(t, &rd, text, sizeof text), 0, "%s", text);
+      uint64_t gen = ps_target_generation(t);
+      size_t packed = ps_service_answers_packed(svc);
+      call(&c, methods[m], md, 6, m == 0 ? "prescale" : NULL);
+      cr_assert_eq(c.status, PS_GRPC_OK, "%s", c.message);
+      cr_assert_eq(c.n_msgs, 1);
+      size_t more = ps_service_answers_packed(svc) - packed;
+      cr_assert_eq(more, gen != last_gen[m] ? 1 : 0, "%s at generation %llu (last %llu): packed %zu",
+                   methods[m], (unsigned long long)gen, (unsigned long long)last_gen[m], more);
+      if (more == 0) reused++;
+      last_gen[m] = gen;
+      if (m == 0) {
+        double v = answered_value(&c);
+        cr_assert_eq(memcmp(&v, &rd.value, sizeof v), 0, "answered %g, the reading is %g", v, rd.value);
+        if (nvalues == 0 || v != values[nvalues - 1]) values[nvalues++] = v;
+      } else if (m == 1) {
+        cr_assert_eq(answered_active(&c), rd.active, "IsActive is the reading's");
+      }
+    }
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  cr_assert_geq(nvalues, 3, "the reading changed %d times", nvalues - 1);
+  cr_assert_gt(reused, 0, "some calls were answered with the kept bytes");
+  stop_service();
+  PS_LOOP_END(&loop);
+}
+
 Test(service, get_metrics_for_another_metric_is_not_found) {
   struct ps_call c;
   call(&c, "GetMetrics", seven, 4, "other");

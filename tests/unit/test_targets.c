@@ -1089,3 +1089,65 @@ Test(targets, the_refresh_timer_fires_at_the_offset) {
   stop_targets();
   PS_LOOP_END(&loop);
 }
+
+/* What the service's kept answers rely on (req_cache.h): whenever the value or the activity of a reading
+ * differs from what it was at the previous loop turn, the generation differs too; a target whose refreshes
+ * bring the same value keeps its generation. Seen from a check handle at every turn. */
+struct gen_watch {
+  uv_check_t turn;
+  struct ps_target *moving, *steady;
+  uint64_t gen, steady_gen;
+  double value;
+  bool active;
+  int changes, missed;
+};
+static void gen_turn_cb(uv_check_t *h) {
+  struct gen_watch *g = h->data;
+  char err[256];
+  struct ps_target_reading rd;
+  if (ps_target_read(g->moving, &rd, err, sizeof err) != 0) return;
+  uint64_t gen = ps_target_generation(g->moving);
+  if (memcmp(&rd.value, &g->value, sizeof rd.value) != 0 || rd.active != g->active) {
+    g->changes++;
+    if (gen == g->gen) g->missed++;
+  }
+  g->gen = gen;
+  g->value = rd.value;
+  g->active = rd.active;
+}
+static bool gen_seen(void *arg) {
+  struct gen_watch *g = arg;
+  return g->changes >= 3 && ps_metrics_get("prescale_refreshes_total",
+                                           "namespace=\"ns\",name=\"steady\",metric=\"prescale\"") >= 3;
+}
+
+Test(targets, the_generation_moves_whenever_the_answer_does_and_only_then) {
+  struct ps_kv md[] = {{"query", "vector(time() % 4)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"},
+                       {"activationThreshold", "1.5"},  {"quantile", "0"}};
+  struct ps_kv still[] = {{"query", "vector(7.5)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"}};
+  struct gen_watch g = {0};
+  char err[256];
+  cr_assert_eq(ps_targets_get_or_create(targets, "ns", "steady", still, 4, &g.steady, err, sizeof err), 0);
+  struct ps_target_reading rd;
+  g.moving = load_read(md, 6, &rd);
+  struct ps_target_reading srd;
+  struct readable ready = {.t = g.steady, .want = 0};
+  cr_assert(run_until(read_gives, &ready, 15000), "the steady target did not load");
+  cr_assert_eq(ps_target_read(g.steady, &srd, err, sizeof err), 0, "%s", err);
+  g.steady_gen = ps_target_generation(g.steady);
+  cr_assert_geq(g.steady_gen, 1, "a reading is available: the generation is at least 1");
+  g.gen = ps_target_generation(g.moving);
+  g.value = rd.value;
+  g.active = rd.active;
+  cr_assert_eq(uv_check_init(&loop, &g.turn), 0);
+  g.turn.data = &g;
+  uv_check_start(&g.turn, gen_turn_cb);
+  cr_assert(run_until(gen_seen, &g, 20000), "saw %d changes", g.changes);
+  cr_assert_eq(g.missed, 0, "%d of %d changes of the answer kept the generation", g.missed, g.changes);
+  cr_assert_eq(ps_target_read(g.steady, &srd, err, sizeof err), 0, "%s", err);
+  cr_assert_float_eq(srd.value, 7.5, 1e-12);
+  cr_assert_eq(ps_target_generation(g.steady), g.steady_gen, "refreshes of the same value keep it");
+  uv_close((uv_handle_t *)&g.turn, NULL);
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
