@@ -35,6 +35,7 @@ static struct {
   int opens, reads, drains, closes;
   int reads_at_drain;
   size_t pending_seen; /* ps_net_pending right after the flood */
+  size_t echo_pending; /* the largest ps_net_pending right after an echo */
   bool paused_seen;
   struct ps_net_conn *last;
   struct ps_buf rx;
@@ -66,7 +67,11 @@ static int on_read(void *state, const uint8_t *data, size_t len) {
   srv.reads++;
   ps_buf_append(&srv.rx, data, len);
   switch (srv.mode) {
-  case M_ECHO: return ps_net_write(c, data, len);
+  case M_ECHO: {
+    int err = ps_net_write(c, data, len);
+    if (ps_net_pending(c) > srv.echo_pending) srv.echo_pending = ps_net_pending(c);
+    return err;
+  }
   case M_FLOOD:
     if (srv.reads == 1) {
       uint8_t *big = malloc(FLOOD_BYTES);
@@ -280,6 +285,9 @@ Test(net, echo_and_peer_close) {
   want_len = 11;
   cr_assert(ps_test_run_until(&loop, cl_has_bytes, &cl, 5000));
   cr_assert_eq(memcmp(cl.rx.data, "hello world", 11), 0);
+  /* Nothing was queued: a write to a socket with room goes to the kernel at once (uv_try_write), not
+   * through a copy and a write request completed a loop turn later. */
+  cr_assert_eq(srv.echo_pending, 0, "%zu bytes were queued", srv.echo_pending);
   cr_assert_eq(srv.opens, 1);
   cr_assert_eq(ps_net_listener_conns(listener), 1);
   cr_assert_eq(strncmp(ps_net_peer(srv.last), "127.0.0.1:", 10), 0, "%s", ps_net_peer(srv.last));
