@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "h2_conn_int.h"
+#include "h2_mem.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -143,6 +144,16 @@ static nghttp2_session_callbacks *make_callbacks(void) {
   return cbs;
 }
 
+/* With no connection left, nghttp2's free lists go back to malloc (so an idle server keeps none). */
+static void mem_release(struct ps_h2_server *srv) {
+  if (srv->open_conns != 0 || srv->mem == NULL) return;
+  ps_h2_mem_release(srv->mem);
+  if (srv->mem->live == 0) { /* every session is deleted, so this holds; else a block would outlive it */
+    free(srv->mem);
+    srv->mem = NULL;
+  }
+}
+
 static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn *net,
                                    struct ps_buf *mem_out) {
   ps_h2_metrics_declare();
@@ -159,10 +170,14 @@ static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn 
   ps_buf_init(&c->batch);
   ps_list_init(&c->to_arm);
   ps_list_init(&c->spare);
+  if (srv->mem == NULL && (srv->mem = malloc(sizeof *srv->mem)) != NULL) ps_h2_mem_init(srv->mem);
   nghttp2_session_callbacks *cbs = make_callbacks();
-  if (cbs == NULL || nghttp2_session_server_new(&c->session, cbs, c) != 0) {
+  nghttp2_mem hooks = srv->mem != NULL ? ps_h2_mem_hooks(srv->mem) : (nghttp2_mem){0};
+  if (cbs == NULL ||
+      nghttp2_session_server_new3(&c->session, cbs, c, NULL, srv->mem != NULL ? &hooks : NULL) != 0) {
     if (cbs != NULL) nghttp2_session_callbacks_del(cbs);
     free(c);
+    mem_release(srv);
     return NULL;
   }
   nghttp2_session_callbacks_del(cbs);
@@ -178,6 +193,7 @@ static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn 
       nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, PS_H2_CONN_WINDOW) != 0) {
     nghttp2_session_del(c->session);
     free(c);
+    mem_release(srv);
     return NULL;
   }
   ps_list_insert_head(&srv->conns, &c->node);
@@ -207,6 +223,7 @@ static void conn_destroy(struct ps_h2_conn *c) {
   if (srv->open_conns == 0) flusher_close(srv); /* like the trim timer: never outlives the connections */
   ps_h2c_update_gauges(srv);
   free(c);
+  mem_release(srv);
   /* The trim timer never outlives the connections (so it never holds a loop that should end): the last
    * one to go trims now what is due. */
   if (srv->open_conns == 0 && srv->trim_timer != NULL) {

@@ -110,6 +110,7 @@ typedef void (*ps_call_dispatch_fn)(struct ps_call *call, const char *path, cons
 typedef void (*ps_call_cancel_cb)(struct ps_call *call, void *arg);
 
 struct ps_h2_conn;
+struct ps_h2_mem;
 
 struct ps_h2_server {
   uv_loop_t *loop;
@@ -151,6 +152,8 @@ struct ps_h2_server {
    * them (created with the first such send, closed with the last connection). */
   struct ps_list flush_due;
   void *flusher;
+  struct ps_h2_mem
+      *mem;      /* nghttp2's free lists (h2_mem.h), from the first connection until the last is gone */
   bool draining; /* ps_h2_server_drain or _terminate ran: new connections get GOAWAY at once */
 };
 
