@@ -14,7 +14,14 @@
 
 /* ---- metrics and logs ----------------------------------------------------------------------- */
 
+/* Defined below: the gauge series of the server, resolved once. */
+static struct ps_metric_ref conns_ref, streams_ref, buffered_ref;
+
 int ps_h2_metrics_declare(void) {
+  /* Every accepted connection declares the families (they must exist after a registry reset): a gauge ref
+   * still resolved means no reset since the last declaration, so the ten look-ups by name (~6,400
+   * instructions per connection, callgrind at 1,000 x 4) are skipped. */
+  if (ps_metrics_ref_resolved(&conns_ref)) return 0;
   int err = ps_metrics_declare("prescale_grpc_requests_total", PS_METRIC_COUNTER,
                                "gRPC calls ended, by method and status code.");
   if (err == 0)
@@ -53,8 +60,8 @@ void ps_h2c_count_refused(const char *reason) {
   ps_metrics_add("prescale_grpc_requests_refused_total", labels, 1);
 }
 
-/* The series updated on every call, resolved once (metrics.h: a ref re-resolves after a reset). */
-static struct ps_metric_ref conns_ref, streams_ref, buffered_ref;
+/* The series updated on every call (conns_ref, streams_ref, buffered_ref above), resolved once
+ * (metrics.h: a ref re-resolves after a reset). */
 
 void ps_h2c_buffered_gauge(size_t used) {
   ps_metrics_ref_set(&buffered_ref, "prescale_grpc_buffered_bytes", "", (double)used);
