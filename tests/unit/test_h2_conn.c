@@ -1280,6 +1280,24 @@ Test(h2_conn, the_answers_to_one_input_go_out_in_one_write) {
   PS_LOOP_END(&loop);
 }
 
+/* The gRPC families are not looked up again at every accept, only when needed: after a registry reset,
+ * the next connection declares them again (skipped, its gauges and the calls' counters would not exist). */
+Test(h2_conn, a_connection_after_a_registry_reset_declares_the_families_again) {
+  mem_start();
+  cr_assert_eq(ps_metrics_get("prescale_grpc_connections", ""), 1);
+  mem_stop();
+  ps_metrics_reset();
+  mem_start();
+  cr_assert_eq(ps_metrics_get("prescale_grpc_connections", ""), 1, "declared again after the reset");
+  struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .msg = "again"});
+  mem_pump();
+  cr_assert(st->closed);
+  cr_assert_eq(metric("method=\"Echo\",code=\"OK\""), 1);
+  mem_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
 Test(h2_conn, drain_sends_notice_then_goaway_with_last_stream_and_lets_calls_finish) {
   mem_start();
   struct stream *held = request(&(struct req){.path = "/test.Svc/Hold", .msg = "x"});
