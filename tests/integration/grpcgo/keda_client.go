@@ -9,7 +9,8 @@
 //	            [-max-tls-version 1.2] [-repeat N -concurrency C]
 //
 // Built by tests/integration/grpcgo_client.py in GOPATH mode against Debian's packages (golang-go,
-// golang-google-grpc-dev; GO111MODULE=off GOPATH=/usr/share/gocode), offline: no go.mod on purpose.
+// golang-google-grpc-dev; GO111MODULE=off GOPATH=/usr/share/gocode:<repo>/tests/gopath), offline: no
+// go.mod on purpose.
 // -repeat/-concurrency make N more GetMetrics calls over the one connection and report the rate and
 // latencies: the grpc-go reference for performance work.
 //
@@ -25,7 +26,7 @@
 // does (-enforce-alpn, default on): a tls.Config.VerifyConnection that refuses a handshake without "h2".
 // credentials.NewTLS offers "h2" itself (RFC 7540 section 3.3; gRPC over HTTP/2, PROTOCOL-HTTP2.md).
 //
-// Messages: wire.go encodes them by hand (it says why).
+// Messages: tests/gopath/src/externalscaler/wire.go encodes them by hand (it says why).
 //
 // Output: one JSON object on stdout. A failed call prints {"ok": false, "call", "code" (the canonical name,
 // e.g. UNAVAILABLE), "message"} and exits 1; a usage or credentials error exits 2.
@@ -47,6 +48,7 @@ import (
 	"sync"
 	"time"
 
+	es "externalscaler"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -238,7 +240,7 @@ func (c *client) fail(call string, err error) {
 	os.Exit(1)
 }
 
-func (c *client) unary(method string, req, resp message) error {
+func (c *client) unary(method string, req, resp es.Message) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	err := c.conn.Invoke(ctx, service+method, req, resp, grpc.Peer(&c.peer))
@@ -249,7 +251,7 @@ func (c *client) unary(method string, req, resp message) error {
 }
 
 // streamIsActive opens StreamIsActive as KEDA's push scaler does, takes n messages and cancels it.
-func (c *client) streamIsActive(ref *scaledObjectRef, n int) ([]bool, error) {
+func (c *client) streamIsActive(ref *es.ScaledObjectRef, n int) ([]bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	desc := &grpc.StreamDesc{StreamName: "StreamIsActive", ServerStreams: true}
@@ -265,7 +267,7 @@ func (c *client) streamIsActive(ref *scaledObjectRef, n int) ([]bool, error) {
 	}
 	var got []bool
 	for len(got) < n {
-		var m isActiveResponse
+		var m es.IsActiveResponse
 		if err := s.RecvMsg(&m); err != nil {
 			return got, err
 		}
@@ -281,7 +283,7 @@ func (c *client) streamIsActive(ref *scaledObjectRef, n int) ([]bool, error) {
 
 // load makes `total` calls of one method from `conc` goroutines over the one connection (KEDA shares a
 // ClientConn per scaler address), for the performance reference: latency quantiles and the rate.
-func (c *client) load(method string, req func() message, resp func() message, total, conc int) *loadJSON {
+func (c *client) load(method string, req func() es.Message, resp func() es.Message, total, conc int) *loadJSON {
 	lat := make([]time.Duration, 0, total)
 	errs := map[string]int{}
 	var mu sync.Mutex
@@ -389,17 +391,17 @@ func main() {
 	defer conn.Close()
 	c := &client{conn: conn, timeout: *timeout, res: res}
 
-	ref := &scaledObjectRef{name: *name, namespace: *namespace, metadata: meta}
+	ref := &es.ScaledObjectRef{Name: *name, Namespace: *namespace, Metadata: meta}
 	for _, call := range strings.Split(*calls, ",") {
 		switch strings.TrimSpace(call) {
 		case "spec":
-			var r metricList
+			var r es.MetricList
 			if err := c.unary("GetMetricSpec", ref, &r); err != nil {
 				c.fail("GetMetricSpec", err)
 			}
 			res.Spec = []specJSON{}
-			for _, m := range r.items {
-				res.Spec = append(res.Spec, specJSON{m.name, m.int, jsonFloat(m.float)})
+			for _, m := range r.Items {
+				res.Spec = append(res.Spec, specJSON{m.Name, m.Int, jsonFloat(m.Float)})
 			}
 		case "metrics":
 			mn := *metricName
@@ -409,16 +411,16 @@ func main() {
 			if mn == "" {
 				mn = "prescale"
 			}
-			var r metricList
-			if err := c.unary("GetMetrics", &getMetricsRequest{ref: ref, metricName: mn}, &r); err != nil {
+			var r es.MetricList
+			if err := c.unary("GetMetrics", &es.GetMetricsRequest{Ref: ref, MetricName: mn}, &r); err != nil {
 				c.fail("GetMetrics", err)
 			}
 			res.Metrics = []valueJSON{}
-			for _, m := range r.items {
-				res.Metrics = append(res.Metrics, valueJSON{m.name, m.int, jsonFloat(m.float)})
+			for _, m := range r.Items {
+				res.Metrics = append(res.Metrics, valueJSON{m.Name, m.Int, jsonFloat(m.Float)})
 			}
 		case "active":
-			var r isActiveResponse
+			var r es.IsActiveResponse
 			if err := c.unary("IsActive", ref, &r); err != nil {
 				c.fail("IsActive", err)
 			}
@@ -439,9 +441,9 @@ func main() {
 		if mn == "" {
 			mn = "prescale"
 		}
-		req := &getMetricsRequest{ref: ref, metricName: mn}
-		res.Load = c.load("GetMetrics", func() message { return req }, func() message { return &metricList{} },
-			*repeat, *conc)
+		req := &es.GetMetricsRequest{Ref: ref, MetricName: mn}
+		res.Load = c.load("GetMetrics", func() es.Message { return req },
+			func() es.Message { return &es.MetricList{} }, *repeat, *conc)
 		if len(res.Load.Errors) > 0 {
 			res.OK = false
 			emit(res)

@@ -1,5 +1,8 @@
-// The messages of proto/externalscaler.proto that keda_client sends and reads, encoded by hand, and the
-// grpc-go codec that carries them.
+// Package externalscaler: the messages of proto/externalscaler.proto, encoded by hand, and the grpc-go
+// codec that carries them. Shared, in GOPATH mode (GOPATH=/usr/share/gocode:<repo>/tests/gopath), by the
+// grpc-go programs of the tests: tests/integration/grpcgo/keda_client.go (the client, as KEDA calls a
+// scaler) and tests/bench/refscaler (the reference scaler server of `make bench`). Each message encodes
+// and decodes both ways, so that a client and a server use the same code.
 //
 // No generated code, so that the build needs grpc-go and the Go compiler only. Generating would
 // need protoc and a plugin of the right generation at build time: grpc-go 1.33 in Debian marshals through
@@ -10,8 +13,7 @@
 // replaces grpc-go's "proto" codec (so the content-type stays application/grpc, as KEDA sends it) and
 // encodes the few fields of proto/externalscaler.proto by hand (protobuf encoding: varints, fixed64,
 // length-delimited fields; https://protobuf.dev/programming-guides/encoding/). Unknown fields are skipped.
-
-package main
+package externalscaler
 
 import (
 	"errors"
@@ -24,62 +26,164 @@ import (
 
 // ---- messages -----------------------------------------------------------------------------------------
 
-type message interface {
-	marshal() []byte
-	unmarshal([]byte) error
+// Message is what the codec carries: every message below, encoded and decoded both ways.
+type Message interface {
+	Marshal() []byte
+	Unmarshal([]byte) error
 }
 
-type scaledObjectRef struct {
-	name, namespace string
-	metadata        map[string]string
+type ScaledObjectRef struct {
+	Name, Namespace string
+	Metadata        map[string]string
 }
 
-type getMetricsRequest struct {
-	ref        *scaledObjectRef
-	metricName string
+type GetMetricsRequest struct {
+	Ref        *ScaledObjectRef
+	MetricName string
 }
 
-type isActiveResponse struct{ Result bool }
+type IsActiveResponse struct{ Result bool }
 
-// metric is MetricSpec {metricName=1, targetSize=2, targetSizeFloat=3} and MetricValue {metricName=1,
-// metricValue=2, metricValueFloat=3}: the same three fields, told apart by the JSON written.
-type metric struct {
-	name  string
-	int   int64
-	float float64
+// Metric is MetricSpec {metricName=1, targetSize=2, targetSizeFloat=3} and MetricValue {metricName=1,
+// metricValue=2, metricValueFloat=3}: the same three fields, told apart by the message that holds them.
+type Metric struct {
+	Name  string
+	Int   int64
+	Float float64
 }
 
-type metricList struct{ items []metric } // GetMetricSpecResponse and GetMetricsResponse: field 1 repeated
+// MetricList is GetMetricSpecResponse and GetMetricsResponse: field 1 repeated.
+type MetricList struct{ Items []Metric }
 
-func (m *scaledObjectRef) marshal() []byte {
-	b := appendString(nil, 1, m.name)
-	b = appendString(b, 2, m.namespace)
-	keys := make([]string, 0, len(m.metadata))
-	for k := range m.metadata {
+func (m *ScaledObjectRef) Marshal() []byte {
+	b := appendString(nil, 1, m.Name)
+	b = appendString(b, 2, m.Namespace)
+	keys := make([]string, 0, len(m.Metadata))
+	for k := range m.Metadata {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys) // deterministic bytes; map order does not matter to a decoder
 	for _, k := range keys {
 		// A map field is a repeated entry message {key=1, value=2}; both are written.
 		e := appendBytes(nil, 1, []byte(k))
-		e = appendBytes(e, 2, []byte(m.metadata[k]))
+		e = appendBytes(e, 2, []byte(m.Metadata[k]))
 		b = appendBytes(b, 3, e)
 	}
 	return b
 }
 
-func (m *scaledObjectRef) unmarshal([]byte) error { return errors.New("not a response") }
-
-func (m *getMetricsRequest) marshal() []byte {
-	b := appendBytes(nil, 1, m.ref.marshal())
-	return appendString(b, 2, m.metricName)
+func (m *ScaledObjectRef) Unmarshal(b []byte) error {
+	r := reader{b: b}
+	for !r.done() {
+		field, wt, err := r.tag()
+		if err != nil {
+			return err
+		}
+		if field < 1 || field > 3 {
+			if err := r.skip(field, wt); err != nil {
+				return err
+			}
+			continue
+		}
+		if wt != wireBytes {
+			return fmt.Errorf("field %d has wire type %d, want 2", field, wt)
+		}
+		s, err := r.bytes()
+		if err != nil {
+			return err
+		}
+		switch field {
+		case 1:
+			m.Name = string(s)
+		case 2:
+			m.Namespace = string(s)
+		case 3:
+			k, v, err := mapEntry(s)
+			if err != nil {
+				return err
+			}
+			if m.Metadata == nil {
+				m.Metadata = map[string]string{}
+			}
+			m.Metadata[k] = v // a repeated key: the last one wins (protobuf's rule for maps)
+		}
+	}
+	return nil
 }
 
-func (m *getMetricsRequest) unmarshal([]byte) error { return errors.New("not a response") }
+// mapEntry decodes a map<string, string> entry {key=1, value=2}; a missing half is "".
+func mapEntry(b []byte) (string, string, error) {
+	var k, v string
+	r := reader{b: b}
+	for !r.done() {
+		field, wt, err := r.tag()
+		if err != nil {
+			return "", "", err
+		}
+		if (field == 1 || field == 2) && wt == wireBytes {
+			s, err := r.bytes()
+			if err != nil {
+				return "", "", err
+			}
+			if field == 1 {
+				k = string(s)
+			} else {
+				v = string(s)
+			}
+		} else if err := r.skip(field, wt); err != nil {
+			return "", "", err
+		}
+	}
+	return k, v, nil
+}
 
-func (m *isActiveResponse) marshal() []byte { return nil }
+func (m *GetMetricsRequest) Marshal() []byte {
+	b := appendBytes(nil, 1, m.Ref.Marshal())
+	return appendString(b, 2, m.MetricName)
+}
 
-func (m *isActiveResponse) unmarshal(b []byte) error {
+func (m *GetMetricsRequest) Unmarshal(b []byte) error {
+	r := reader{b: b}
+	for !r.done() {
+		field, wt, err := r.tag()
+		if err != nil {
+			return err
+		}
+		if field != 1 && field != 2 {
+			if err := r.skip(field, wt); err != nil {
+				return err
+			}
+			continue
+		}
+		if wt != wireBytes {
+			return fmt.Errorf("field %d has wire type %d, want 2", field, wt)
+		}
+		s, err := r.bytes()
+		if err != nil {
+			return err
+		}
+		if field == 2 {
+			m.MetricName = string(s)
+			continue
+		}
+		if m.Ref == nil {
+			m.Ref = &ScaledObjectRef{}
+		}
+		if err := m.Ref.Unmarshal(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *IsActiveResponse) Marshal() []byte {
+	if !m.Result {
+		return nil // proto3: false is the default, not encoded
+	}
+	return []byte{1<<3 | wireVarint, 1}
+}
+
+func (m *IsActiveResponse) Unmarshal(b []byte) error {
 	r := reader{b: b}
 	for !r.done() {
 		field, wt, err := r.tag()
@@ -99,9 +203,15 @@ func (m *isActiveResponse) unmarshal(b []byte) error {
 	return nil
 }
 
-func (m *metricList) marshal() []byte { return nil }
+func (m *MetricList) Marshal() []byte {
+	var b []byte
+	for i := range m.Items {
+		b = appendBytes(b, 1, m.Items[i].Marshal())
+	}
+	return b
+}
 
-func (m *metricList) unmarshal(b []byte) error {
+func (m *MetricList) Unmarshal(b []byte) error {
 	r := reader{b: b}
 	for !r.done() {
 		field, wt, err := r.tag()
@@ -121,16 +231,32 @@ func (m *metricList) unmarshal(b []byte) error {
 		if err != nil {
 			return err
 		}
-		var it metric
-		if err := it.unmarshal(sub); err != nil {
+		var it Metric
+		if err := it.Unmarshal(sub); err != nil {
 			return err
 		}
-		m.items = append(m.items, it)
+		m.Items = append(m.Items, it)
 	}
 	return nil
 }
 
-func (m *metric) unmarshal(b []byte) error {
+// Marshal leaves out the fields at their proto3 default (0, 0.0, ""), as generated code does.
+func (m *Metric) Marshal() []byte {
+	b := appendString(nil, 1, m.Name)
+	if m.Int != 0 {
+		b = appendVarint(append(b, 2<<3|wireVarint), uint64(m.Int)) // a negative int64: 10 bytes
+	}
+	if m.Float != 0 || math.Signbit(m.Float) {
+		b = append(b, 3<<3|wireFixed64)
+		v := math.Float64bits(m.Float)
+		for i := 0; i < 8; i++ { // little-endian
+			b = append(b, byte(v>>(8*i)))
+		}
+	}
+	return b
+}
+
+func (m *Metric) Unmarshal(b []byte) error {
 	r := reader{b: b}
 	for !r.done() {
 		field, wt, err := r.tag()
@@ -143,19 +269,19 @@ func (m *metric) unmarshal(b []byte) error {
 			if err != nil {
 				return err
 			}
-			m.name = string(s)
+			m.Name = string(s)
 		case field == 2 && wt == wireVarint:
 			v, err := r.varint()
 			if err != nil {
 				return err
 			}
-			m.int = int64(v) // int64 is two's complement in 10 bytes when negative
+			m.Int = int64(v) // int64 is two's complement in 10 bytes when negative
 		case field == 3 && wt == wireFixed64:
 			v, err := r.fixed64()
 			if err != nil {
 				return err
 			}
-			m.float = math.Float64frombits(v)
+			m.Float = math.Float64frombits(v)
 		case field >= 1 && field <= 3:
 			return fmt.Errorf("field %d has wire type %d", field, wt)
 		default:
@@ -279,26 +405,27 @@ func (r *reader) skip(field, wt int) error {
 	return err
 }
 
-// codec replaces grpc-go's registered "proto" codec for this process: requests keep the content-type
-// application/grpc that KEDA's generated client sends, and the bytes are the messages' own encoding.
+// codec replaces grpc-go's registered "proto" codec in every process that imports this package: messages
+// keep the content-type application/grpc that KEDA's generated client sends, and the bytes are the
+// messages' own encoding.
 type codec struct{}
 
 func (codec) Name() string { return "proto" }
 
 func (codec) Marshal(v interface{}) ([]byte, error) {
-	m, ok := v.(message)
+	m, ok := v.(Message)
 	if !ok {
 		return nil, fmt.Errorf("codec: %T is not a message", v)
 	}
-	return m.marshal(), nil
+	return m.Marshal(), nil
 }
 
 func (codec) Unmarshal(b []byte, v interface{}) error {
-	m, ok := v.(message)
+	m, ok := v.(Message)
 	if !ok {
 		return fmt.Errorf("codec: %T is not a message", v)
 	}
-	return m.unmarshal(b)
+	return m.Unmarshal(b)
 }
 
 func init() { encoding.RegisterCodec(codec{}) }
