@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: benchmarks that print figures measured side by side in one run (never pass/fail on speed).
 #   tests/bench/run.sh [BUILD [grpc_bench.py options]]
-# 1. grpc_bench.py: the RPC path beside nghttpd, and memory per target;
+# 1. grpc_bench.py: the RPC path beside nghttpd's static POST and the grpc-go reference scaler (refscaler/,
+#    built here with Debian's grpc-go in GOPATH mode), at 4x32, 4x16 and 1000x4 (clients x streams):
+#    req/s, p50/p99 latency and CPU per request, medians of 5 alternating rounds and their ratios; and memory
+#    per target;
 # 2. engine_bench.c: the forecasting engine per target (refresh, refit, first load, bytes per sample),
 #    compiled here against BUILD's libprescale.a, so it measures the very objects the server runs.
 # 3. prom_bench.c: a 30 MB Prometheus answer read as before (cJSON, one go) and now (streaming, capped):
