@@ -20,8 +20,10 @@ Run: /usr/bin/python3 -m unittest -v tests/integration/test_grpc_go.py   (PRESCA
 import math
 import os
 import shutil
+import signal
 import socket
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -325,6 +327,47 @@ class TestAlpnCheck(unittest.TestCase):
             self.assertIsNone(srv.handshakes[0])
         finally:
             srv.close()
+
+
+class TestReferenceScaler(unittest.TestCase):
+    """The bench's grpc-go reference scaler (tests/bench/refscaler) called by the grpc-go client: grpc-go on
+    both ends, so the shared messages of tests/gopath/src/externalscaler are encoded and decoded both ways
+    (requests by the client, answers by the server) and must agree; a miss is NOT_FOUND; the counts it prints
+    at SIGTERM (grpc_bench checks a run by them) are the calls made."""
+
+    def test_answers_from_its_map_and_counts_the_calls(self):
+        source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench", "refscaler")
+        binary = gogrpc.build(BUILD_DIR, source=source, name="refscaler")
+        port = h.free_port()
+        proc = subprocess.Popen([binary, "-addr", f"127.0.0.1:{port}", "-target", "grpcgo/web", "-int", "7",
+                                 "-float", "6.5", "-target-size", "3"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                text=True)
+        try:
+            def accepts():
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return True
+                except OSError:
+                    return False
+
+            h.wait_until(accepts, WAIT_S, what="refscaler to listen")
+            addr = f"127.0.0.1:{port}"
+            out = gogrpc.run(CLIENT, addr, calls="spec,metrics,active", namespace="grpcgo",
+                             metadata={"key with space": "välue", "b": ""})
+            self.assertTrue(out["ok"], out)
+            self.assertEqual(out["spec"], [{"metricName": "web", "targetSize": 3, "targetSizeFloat": 3}])
+            self.assertEqual(out["metrics"], [{"metricName": "web", "metricValue": 7, "metricValueFloat": 6.5}])
+            self.assertIs(out["active"], True)
+            out = gogrpc.run(CLIENT, addr, "-metric", "other", calls="metrics", namespace="grpcgo",
+                             metadata={}, name="nope")
+            self.assertEqual((out["exit"], out["code"]), (1, "NOT_FOUND"), out)
+            self.assertIn("grpcgo/nope", out["message"])
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            text, _ = proc.communicate(timeout=WAIT_S)
+        self.assertEqual(proc.returncode, 0, text)
+        self.assertIn('{"getmetrics_calls":2,"getmetrics_ok":1}', text)
 
 
 if __name__ == "__main__":
