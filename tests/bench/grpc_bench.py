@@ -73,8 +73,9 @@ def quantile(sorted_values, q):
 
 def h2load(url, clients, streams, data, log_path, timing, pid, headers=()):
     """One h2load run; returns (req/s, requests measured, sorted request durations in ms, server CPU seconds
-    over the measured part, h2load's own CPU seconds, warm-up included). timing is ("n", N): N requests, connection set-up included, or ("D", D, W):
-    W seconds of warm-up (connections set up, requests not counted) then D seconds measured."""
+    over the measured part, h2load's own CPU seconds, warm-up included). timing is ("n", N): N requests,
+    connection set-up included, or ("D", D, W): W seconds of warm-up (connections set up, requests not
+    counted) then D seconds measured."""
     argv = ["h2load", "-c", str(clients), "-m", str(streams), "-t", "1", "-d", data, f"--log-file={log_path}"]
     if timing[0] == "n":
         argv += ["-n", str(timing[1])]
@@ -329,7 +330,8 @@ def report(args, servers, grpc_note, load_avg, t0, t1, timing):
               f"   req/s of each round")
         for s in servers:
             print(f"  {s.name:22} {s.med('rps', load):9.0f} {s.med('p50', load):8.2f} {s.med('p99', load):8.2f} "
-                  f"{s.med('cpu_us', load):10.2f} {s.med('client_busy', load):11.2f}   {[round(x) for x in s.rps[load]]}")
+                  f"{s.med('cpu_us', load):10.2f} {s.med('client_busy', load):11.2f}   "
+                  f"{[round(x) for x in s.rps[load]]}")
         for p in prescales:
             line = (f"  {p.name}: /nghttpd req/s {p.med('rps', load) / ng.med('rps', load):.2f} (target >= 0.8), "
                     f"p99 {p.med('p99', load) / ng.med('p99', load):.2f} (target <= 1.5), "
@@ -339,7 +341,8 @@ def report(args, servers, grpc_note, load_avg, t0, t1, timing):
                          f"p99 {p.med('p99', load) / go.med('p99', load):.2f}, "
                          f"CPU/req {p.med('cpu_us', load) / go.med('cpu_us', load):.2f}")
             if p is not prescales[0]:
-                line += f"; /{prescales[0].name.split()[0]} req/s {p.med('rps', load) / prescales[0].med('rps', load):.2f}"
+                first = prescales[0]
+                line += f"; /{first.name.split()[0]} req/s {p.med('rps', load) / first.med('rps', load):.2f}"
             print(line)
     print(f"  every request answered OK: h2load's status 200 each, and every GetMetrics counted OK by "
           f"{' and '.join(s.name.split()[0] for s in prescales)}{' and the grpc-go scaler' if go else ''} "
