@@ -238,10 +238,13 @@ def main():
             else:
                 mv = answer.metricValues[0]
                 rs_port = harness.free_port()
-                refscaler = subprocess.Popen(
-                    [binary, "-addr", f"127.0.0.1:{rs_port}", "-target", "default/web", "-int",
-                     str(mv.metricValue), "-float", repr(mv.metricValueFloat)],
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+                # stdout is read once, at the end (the counts); grpc-go's log goes to a file, so that a
+                # chatty run cannot fill a pipe nobody reads and stall the server.
+                with open(os.path.join(env.tmp, "refscaler.log"), "wb") as log:
+                    refscaler = subprocess.Popen(
+                        [binary, "-addr", f"127.0.0.1:{rs_port}", "-target", "default/web", "-int",
+                         str(mv.metricValue), "-float", repr(mv.metricValueFloat)],
+                        stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True)
                 harness.wait_until(lambda: _h2_ready(rs_port), 10, what="refscaler to accept connections")
                 with harness.grpc_channel(f"127.0.0.1:{rs_port}") as ch:
                     got = pb2_grpc.ExternalScalerStub(ch).GetMetrics(req, timeout=10)
