@@ -30,6 +30,7 @@
 #include "health_http.h"
 #include "http_client.h"
 #include "log.h"
+#include "loop_lag.h"
 #include "metrics.h"
 #include "net.h"
 #include "probe.h"
@@ -66,6 +67,8 @@ struct app {
    * connection is gone. Initialised with the signals, closed in finish_shutdown (never freed: it is part
    * of the static app). */
   uv_timer_t drain_timer;
+  /* The busy time of each loop turn, for /metrics (loop_lag.h). Closed in finish_shutdown. */
+  struct ps_loop_lag lag;
   bool grpc_ready;
   bool stopping; /* the first signal came: /readyz says 503, the drain runs */
   bool draining; /* listeners stopped, GOAWAYs sent, the drain timer running */
@@ -96,6 +99,7 @@ static void finish_shutdown(struct app *a, const char *why) {
   if (a->http != NULL) ps_http_client_close(a->http);
   ps_filewatch_close(a->watch);
   a->watch = NULL;
+  ps_loop_lag_close(&a->lag, NULL);
   uv_close((uv_handle_t *)&a->sigterm, NULL);
   uv_close((uv_handle_t *)&a->sigint, NULL);
   uv_close((uv_handle_t *)&a->sighup, NULL);
@@ -369,6 +373,7 @@ int main(int argc, char **argv) {
   uv_signal_start(&a.sigusr1, other_signal_cb, SIGUSR1);
   uv_timer_start(&a.log_timer, log_timer_cb, PS_LOG_RATE_WINDOW_MS, PS_LOG_RATE_WINDOW_MS);
   uv_unref((uv_handle_t *)&a.log_timer);
+  if (ps_loop_lag_start(&a.loop, &a.lag) != 0) ps_log(PS_LOG_WARN, "loop turns are not measured", NULL);
 
   int status = 0;
   if (start(&a) != 0) {
