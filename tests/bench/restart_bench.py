@@ -11,7 +11,11 @@ Prometheus, in one run (--baseline BIN: an older build, e.g. main before the bul
   - prescale's CPU over that time (/proc), per target;
   - the longest loop stall, seen from outside: /healthz polled every --probe-ms (5) by a process of its
     own (out of the gRPC client's GIL), its worst latency (the loop answers /healthz between two pieces
-    of work; a stall shows whole, plus the probe's own scheduling on a busy machine).
+    of work; a stall shows whole, plus the probe's own scheduling on a busy machine);
+  - the longest loop turn seen from inside (prescale_loop_turn_max_seconds: the time the loop spent in
+    callbacks in one turn, waiting for events excluded) and how many turns took over 25 and 50 ms
+    (prescale_loop_turn_seconds), read from /metrics after the last answer; "n/a" for a build without
+    them. The two figures side by side tell a stall of prescale's from the probe's own wait for a core.
 Figures are printed side by side with their ratio; nothing passes or fails on speed.
 """
 
@@ -111,7 +115,7 @@ def one_run(a, env, binary, pb2, pb2_grpc):
                        binary=binary)
     pid = env.prescale.proc.pid
     stub = pb2_grpc.ExternalScalerStub(h.grpc_channel(env.grpc_addr))
-    stop, worst, count = mp.Event(), mp.Value("d", 0.0), mp.Value("q", 0)
+    stop, worst, probes = mp.Event(), mp.Value("d", 0.0), mp.Value("q", 0)
     errors = []
 
     def first(i):
@@ -124,9 +128,9 @@ def one_run(a, env, binary, pb2, pb2_grpc):
         except Exception as e:  # noqa: BLE001 -- counted and printed
             errors.append(f"t{i}: {e}")
 
-    th = mp.Process(target=probe, args=(env.http_url + "/healthz", a.probe_ms / 1000, stop, worst, count))
+    th = mp.Process(target=probe, args=(env.http_url + "/healthz", a.probe_ms / 1000, stop, worst, probes))
     th.start()
-    h.wait_until(lambda: count.value >= 20, 30, what="the /healthz probe")
+    h.wait_until(lambda: probes.value >= 20, 30, what="the /healthz probe")
     worst.value = 0.0
     c0, w0 = cpu_seconds(pid), time.monotonic()
     with ThreadPoolExecutor(a.callers) as ex:
@@ -134,10 +138,23 @@ def one_run(a, env, binary, pb2, pb2_grpc):
     w1, c1 = time.monotonic(), cpu_seconds(pid)
     stop.set()
     th.join()
+    m = env.prescale_metrics()
+    turn_max = h.metric_value(m, "prescale_loop_turn_max_seconds")
+    count = h.metric_value(m, "prescale_loop_turn_seconds_count")
+    over = {le: None if count is None else count - h.metric_value(m, "prescale_loop_turn_seconds_bucket", le=le)
+            for le in ("0.025", "0.05")}
     env.prescale.stop()
     env.prescale = None
-    return {"ready_s": w1 - w0, "cpu_s": c1 - c0, "stall_ms": worst.value * 1000, "probes": count.value,
-            "errors": errors}
+    return {"ready_s": w1 - w0, "cpu_s": c1 - c0, "stall_ms": worst.value * 1000, "probes": probes.value,
+            "errors": errors, "turn_ms": None if turn_max is None else turn_max * 1000, "over": over}
+
+
+def fmt_ms(v):
+    return "n/a" if v is None else f"{v:.0f} ms"
+
+
+def fmt_n(v):
+    return "n/a" if v is None else f"{v:.0f}"
 
 
 def main():
@@ -164,11 +181,14 @@ def main():
             print(f"  {name} ({binary}): {a.targets} targets ready {r['ready_s']:.1f} s after the first RPC "
                   f"({a.callers} callers); prescale CPU {r['cpu_s']:.1f} s ({r['cpu_s'] / a.targets * 1000:.2f} ms "
                   f"per target); longest /healthz wait {r['stall_ms']:.0f} ms over {r['probes']} probes "
-                  f"every {a.probe_ms:g} ms; {len(r['errors'])} errors{': ' + r['errors'][0] if r['errors'] else ''}")
+                  f"every {a.probe_ms:g} ms; longest loop turn {fmt_ms(r['turn_ms'])} (turns over 25 / 50 ms: "
+                  f"{fmt_n(r['over']['0.025'])} / {fmt_n(r['over']['0.05'])}); "
+                  f"{len(r['errors'])} errors{': ' + r['errors'][0] if r['errors'] else ''}")
         if "baseline" in res:
             b, n = res["baseline"], res["prescale"]
             print(f"  => prescale / baseline in this run: time to ready {n['ready_s'] / b['ready_s']:.3f}, CPU "
-                  f"{n['cpu_s'] / b['cpu_s']:.3f}, longest stall {n['stall_ms'] / b['stall_ms']:.3f}"
+                  f"{n['cpu_s'] / b['cpu_s']:.3f}, longest /healthz wait {n['stall_ms'] / b['stall_ms']:.3f}, longest "
+                  f"turn {n['turn_ms'] / b['turn_ms'] if n['turn_ms'] and b['turn_ms'] else float('nan'):.3f}"
                   f"   (target: 10,000 targets ready in <= 30 s of one core, 3 ms per target)")
     finally:
         problems = env.close()
