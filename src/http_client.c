@@ -460,7 +460,6 @@ static void conn_send(struct conn *cn, struct ps_http_req *r) {
   uv_timer_stop(&cn->timer);
   cn->state = CONN_BUSY;
   cn->req = r;
-  cn->burst = 0;
   r->conn = cn;
   ps_hc_req_reset_response(r);
   if (cn->peer[0] == '\0') snprintf(cn->peer, sizeof cn->peer, "%s", r->hostport);
@@ -547,13 +546,19 @@ static void resume_cb(uv_timer_t *t) {
                    uv_strerror(err));
 }
 
-/* Yields the loop after PS_HTTP_READ_BURST bytes: the poll phase goes on to other descriptors (gRPC,
- * /healthz), and the conn's timer, unused while a request is served, resumes reading at the next turn. A
- * request timeout or cancel meanwhile closes the conn with its timer, so nothing resumes a closed conn. */
-static void pause_reading(struct conn *cn) {
-  cn->burst = 0;
-  uv_read_stop((uv_stream_t *)&cn->tcp);
-  uv_timer_start(&cn->timer, resume_cb, 0, 0);
+/* Yields the loop after PS_HTTP_READ_BURST bytes read by all connections: every connection reading a
+ * response stops, so the rest of the poll phase goes to other descriptors (gRPC, /healthz), and each conn's
+ * timer, unused while a request is served, resumes its reading at the next turn. A connection still
+ * connecting or in its TLS handshake uses its timer for that and is left alone (it reads no response yet).
+ * A request timeout or cancel meanwhile closes the conn with its timer, so nothing resumes a closed conn. */
+static void pause_reading(struct ps_http_client *c) {
+  c->burst = 0;
+  ps_list_foreach(n, &c->conns) {
+    struct conn *cn = ps_list_entry(n, struct conn, node);
+    if (cn->state != CONN_BUSY || (cn->tls != NULL && !cn->tls_ready)) continue;
+    uv_read_stop((uv_stream_t *)&cn->tcp);
+    uv_timer_start(&cn->timer, resume_cb, 0, 0);
+  }
 }
 
 /* Response bytes of cn's request (read, or decrypted): 0 to read on; otherwise the response was delivered
@@ -585,8 +590,10 @@ int ps_hc_conn_response_bytes(struct conn *cn, const char *data, size_t len) {
 
 void ps_hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct conn *cn = s->data;
+  struct ps_http_client *c = cn->client;
   if (cn->state == CONN_CLOSING) return;
   if (nread == 0) return;
+  if (nread > 0) c->burst += (size_t)nread; /* parsed below, whatever becomes of cn */
   if (nread < 0) {
     if (cn->tls != NULL && !cn->tls_ready && cn->req != NULL)
       ps_hc_req_fail(cn->req, PS_HTTP_ERR_TLS, "tls %s: connection closed during the handshake (%s)",
@@ -600,10 +607,8 @@ void ps_hc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   } else if (ps_hc_conn_response_bytes(cn, buf->base, (size_t)nread) != 0) {
     return;
   }
-  /* still reading this response (TLS: the conn may have gone idle or closed meanwhile) */
-  if (cn->state != CONN_BUSY) return;
-  cn->burst += (size_t)nread;
-  if (cn->burst >= PS_HTTP_READ_BURST) pause_reading(cn);
+  /* The client outlives its conns' callbacks: it is freed only once every conn is closed. */
+  if (c->burst >= PS_HTTP_READ_BURST && !c->closing) pause_reading(c);
 }
 
 /* For http_client_tls.c. */

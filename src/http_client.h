@@ -22,11 +22,14 @@
 /* Each address of a host gets at most this long (or the request timeout, if shorter) to accept the
  * connection before the next address is tried. */
 #define PS_HTTP_CONNECT_TIMEOUT_MS 5000
-/* A connection that has read this many bytes of a response stops reading for one loop turn before it
- * reads on, so that a large answer arriving faster than it is parsed (loopback, a full socket buffer)
- * cannot hold the loop: libuv reads up to 32 buffers in one go, 2 MiB of READ_BUF_SIZE reads. Measured by
- * tests/bench/prom_bench.c (2-core machine): prom_decode.c decodes 130-330 MB/s, so a turn of 256 KiB costs
- * 1-2 ms, and a 30 MB answer never more than 3 ms a turn (it was 860 ms in one callback). */
+/* Once the client's connections together have read this many bytes of responses, every connection
+ * reading a response stops for one loop turn before it reads on, so that large answers arriving faster
+ * than they are parsed (loopback, full socket buffers) cannot hold the loop: libuv reads up to 32 buffers
+ * in one go, 2 MiB of READ_BUF_SIZE reads, per connection. Measured by tests/bench/prom_bench.c (2-core
+ * machine): prom_decode.c decodes 130-330 MB/s, so a turn of 256 KiB costs 1-2 ms, and a 30 MB answer
+ * never more than 3 ms a turn (it was 860 ms in one callback). The budget is the client's, not each
+ * connection's: at a restart, --prometheus-max-inflight first loads answer at once, and with a budget per
+ * connection one turn decoded up to 2 MB of them (30-36 ms of CPU; tests/bench/restart_bench.py). */
 #define PS_HTTP_READ_BURST         (256u << 10)
 /* TLS (https://): the handshake of a new connection must end within PS_TLS_HANDSHAKE_TIMEOUT_MS (src/tls.h),
  * or the request's remaining time if shorter. Encrypted bytes waiting to be written to one connection's

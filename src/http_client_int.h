@@ -55,7 +55,6 @@ struct conn {
   struct ps_http_req *req; /* the request it serves; NULL when idle */
   bool reused;             /* served a request before this one */
   bool writing;            /* write_req in flight: wbuf must not change */
-  size_t burst;            /* response bytes read since reading last paused (PS_HTTP_READ_BURST) */
   struct ps_buf wbuf;      /* request bytes; owned by the conn, referenced by write_req while writing */
   llhttp_t parser;
   /* https only (tls_ctx NULL: plain). Connections are reused only by requests of the same host:port,
@@ -138,6 +137,7 @@ struct ps_http_client {
   size_t inflight, queued, nconns; /* slots held, requests waiting, connections open (in conns) */
   size_t peak_inflight, peak_conns;
   size_t tls_handshakes;
+  size_t burst; /* response bytes read by all connections since reading last paused (PS_HTTP_READ_BURST) */
   struct ps_tls_ctx *tls_default; /* owned: https without ps_http_opts.tls (ps_http_client_tls_init) */
   bool closing;
 };

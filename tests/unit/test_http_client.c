@@ -816,6 +816,36 @@ Test(http_loop, streamed_body_is_read_a_burst_per_turn) {
   PS_LOOP_END(&loop);
 }
 
+/* The burst is the client's, not each connection's: four large answers streaming at once on four
+ * connections are read PS_HTTP_READ_BURST (plus one read) a turn all together, as one is. Per connection,
+ * a turn read up to four bursts (a restart's first loads answering at once: restart_bench.py). */
+#define CONCURRENT_STREAMS 4
+Test(http_loop, concurrent_bodies_share_one_burst_per_turn) {
+  const char *url = fake_start(M_BIG_CHUNKED, "/");
+  uv_prepare_t turns;
+  struct sink k = {0};
+  uv_prepare_init(&loop, &turns);
+  turns.data = &k;
+  uv_prepare_start(&turns, count_turn);
+  struct result r[CONCURRENT_STREAMS];
+  size_t limit = 2u << 20;
+  for (int i = 0; i < CONCURRENT_STREAMS; i++) {
+    struct ps_http_req *req;
+    cr_assert_eq(get(url, 20000, &r[i], &req), 0);
+    ps_http_set_body(req, limit, sink_cb, &k);
+  }
+  for (int i = 0; i < CONCURRENT_STREAMS; i++) {
+    cr_assert(ps_test_run_until(&loop, is_set, &r[i].done, 30000), "no callback for request %d", i);
+    cr_assert_eq(r[i].err, UV_E2BIG, "%s", r[i].msg);
+  }
+  cr_assert_eq(nfconns, CONCURRENT_STREAMS, "%d connections", nfconns);
+  cr_assert_geq(k.total, CONCURRENT_STREAMS * (limit - 65536), "%zu bytes", k.total);
+  cr_assert_leq(k.max_in_turn, PS_HTTP_READ_BURST + 65536, "%zu bytes in one turn", k.max_in_turn);
+  uv_close((uv_handle_t *)&turns, NULL);
+  stop_fake_and_client();
+  PS_LOOP_END(&loop);
+}
+
 Test(http_loop, headers_over_limit) {
   const char *url = fake_start(M_BIG_HEADER, "/");
   get_fails(url, 3000, UV_E2BIG, "response headers exceed 65536 bytes");
