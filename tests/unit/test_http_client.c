@@ -731,6 +731,13 @@ struct sink {
 
 static void count_turn(uv_prepare_t *h) { ((struct sink *)h->data)->turn++; }
 
+/* Counts the loop's turns into k (the test closes the handle). */
+static void count_turns(uv_prepare_t *turns, struct sink *k) {
+  uv_prepare_init(&loop, turns);
+  turns->data = k;
+  uv_prepare_start(turns, count_turn);
+}
+
 static int sink_cb(void *arg, const char *data, size_t len) {
   struct sink *k = arg;
   if (k->fail_with != 0) return k->fail_with;
@@ -800,9 +807,7 @@ Test(http_loop, streamed_body_is_read_a_burst_per_turn) {
   const char *url = fake_start(M_BIG_CHUNKED, "/");
   uv_prepare_t turns;
   struct sink k = {0};
-  uv_prepare_init(&loop, &turns);
-  turns.data = &k;
-  uv_prepare_start(&turns, count_turn);
+  count_turns(&turns, &k);
   struct result r;
   size_t limit = 8u << 20;
   get_streamed(url, limit, &k, &r);
@@ -824,9 +829,7 @@ Test(http_loop, concurrent_bodies_share_one_burst_per_turn) {
   const char *url = fake_start(M_BIG_CHUNKED, "/");
   uv_prepare_t turns;
   struct sink k = {0};
-  uv_prepare_init(&loop, &turns);
-  turns.data = &k;
-  uv_prepare_start(&turns, count_turn);
+  count_turns(&turns, &k);
   struct result r[CONCURRENT_STREAMS];
   size_t limit = 2u << 20;
   for (int i = 0; i < CONCURRENT_STREAMS; i++) {
