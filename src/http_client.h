@@ -29,7 +29,7 @@
  * machine): prom_decode.c decodes 130-330 MB/s, so a turn of 256 KiB costs 1-2 ms, and a 30 MB answer
  * never more than 3 ms a turn (it was 860 ms in one callback). The budget is the client's, not each
  * connection's: at a restart, --prometheus-max-inflight first loads answer at once, and with a budget per
- * connection one turn decoded up to 2 MB of them (30-36 ms of CPU; tests/bench/restart_bench.py). */
+ * connection one turn decoded up to 3 MB of them (15-36 ms of CPU; tests/bench/restart_bench.py). */
 #define PS_HTTP_READ_BURST         (256u << 10)
 /* TLS (https://): the handshake of a new connection must end within PS_TLS_HANDSHAKE_TIMEOUT_MS (src/tls.h),
  * or the request's remaining time if shorter. Encrypted bytes waiting to be written to one connection's
