@@ -34,6 +34,10 @@ static size_t slot(const struct ps_coverage *c, int64_t end) {
   return (size_t)(r < 0 ? r + (int64_t)c->n : r);
 }
 
+double ps_cov_rate(const struct ps_coverage *c) {
+  return c->scored < c->n && c->scored > 0 ? PS_COVERAGE_RATE / sqrt((double)c->scored) : c->rate;
+}
+
 double ps_cov_margin(const struct ps_coverage *c, double qz, double vol) {
   double z = (qz == qz ? qz : 0) + c->theta, m = z * (vol > 0 ? vol : 0);
   return isfinite(m) ? m : 0;
@@ -72,7 +76,25 @@ void ps_cov_observe(struct ps_coverage *c, int64_t end, double actual) {
   double w = (double)c->scored < c->span ? 1.0 / (double)c->scored : 1.0 / c->span;
   c->realised = c->scored == 1 ? 1.0 - miss : c->realised + w * ((1.0 - miss) - c->realised);
   if (c->target > 0) {
-    c->theta += c->rate * ((double)miss - (1 - c->target));
+    c->theta += ps_cov_rate(c) * ((double)miss - (1 - c->target));
     c->theta = fmax(-PS_COVERAGE_THETA_MAX, fmin(PS_COVERAGE_THETA_MAX, c->theta));
   }
+}
+
+/* The standard normal's quantile by bisection on its distribution function (erfc): 0.5 erfc(-x / sqrt 2). */
+static double normal_quantile(double p) {
+  double lo = -40, hi = 40;
+  for (int i = 0; i < 100; i++) {
+    double mid = 0.5 * (lo + hi);
+    if (0.5 * erfc(-mid / M_SQRT2) < p)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+double ps_cov_peak_z(double level, size_t h) {
+  if (!(level > 0 && level < 1) || h == 0) return NAN;
+  return normal_quantile(pow(level, 1.0 / (double)h));
 }

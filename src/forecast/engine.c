@@ -131,6 +131,9 @@ struct ps_engine {
 
   /* target coverage: the margin's tuner and the answers waiting for their window's peak (coverage.h) */
   struct ps_coverage cov;
+  /* the cold start's basis: the learned values' count, mean and sum of squared deviations (Welford) since
+   * the last restart, the z of the configured target, the last forecast's predicted */
+  double cold_n, cold_mean, cold_m2, cold_z, pred_now;
 };
 
 /* A forecast origin: the models' state as of step idx. */
@@ -513,6 +516,12 @@ static void learn(struct ps_engine *e, int64_t t) {
   float *slot = e->hw.period > 0 ? &e->hw.season[pmod(t, e->hw.period)] : NULL;
   ps_hw_step(&e->hw.p, &e->hw.c, slot, t, y);
   note_value(e, t, y);
+  if (y == y) { /* Welford's running mean and variance */
+    e->cold_n++;
+    double d = y - e->cold_mean;
+    e->cold_mean += d / e->cold_n;
+    e->cold_m2 += d * (y - e->cold_mean);
+  }
   e->learned = t;
   e->n_learned++;
   if (e->n_learned >= e->next_refit) refit(e, 0);
@@ -550,6 +559,7 @@ static void restart(struct ps_engine *e, int64_t t) {
   e->next_refit = PS_ENGINE_FIRST_REFIT;
   for (size_t i = 0; i <= e->h; i++) e->pend_at[i] = INT64_MIN;
   ps_cov_forget(&e->cov);
+  e->cold_n = e->cold_mean = e->cold_m2 = 0;
 }
 
 /* ---- API ----------------------------------------------------------------------------------------- */
@@ -584,6 +594,7 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   e->sel = PS_MODEL_LAST;
   ps_pm_init(&e->pm);
   e->pm_now = 1;
+  e->cold_z = c->target_coverage > 0 ? ps_cov_peak_z(c->target_coverage, e->h) : 0;
   restart(e, 0);
   e->exact_at = INT64_MIN;
   *out = e;
@@ -724,6 +735,39 @@ double ps_engine_answer(double predicted, double margin, double current) {
   return answer(predicted, margin, current);
 }
 
+/* The basis of the target coverage's margin at `level` (coverage.h): the quantile of the standardized
+ * errors (cached in q_val for the configured target) and their size now, scaled by the phase factor as the
+ * quantile's margin is (the error ring is standardised by the same product, phase_margin.h). Before
+ * PS_ENGINE_MIN_ERRORS errors are known (the first lookahead + PS_ENGINE_MIN_ERRORS + 3 steps of a
+ * target), the cold start's: the load taken as noise around its mean so far, whose window peak is at
+ * most mean + z x sd with probability level (z: ps_cov_peak_z; cold_z when already known, else NaN). */
+static void cov_basis(const struct ps_engine *e, double level, double cold_z, double *qz, double *vol) {
+  if (e->z.count >= PS_ENGINE_MIN_ERRORS) {
+    *vol = e->vol * e->pm_now;
+    *qz = level == e->cfg.target_coverage && e->q_total == e->z.total ? e->q_val : quantile(&e->z, level);
+    return;
+  }
+  /* The learned values' moments, with the newest steps not learned yet (at most PROVISIONAL) added. */
+  double n = e->cold_n, mean = e->cold_mean, m2 = e->cold_m2;
+  for (int64_t k = e->learned + 1; k <= e->newest && k - e->learned <= PROVISIONAL; k++) {
+    double y = at(e, k);
+    if (!(y == y)) continue;
+    n++;
+    double d = y - mean;
+    mean += d / n;
+    m2 += d * (y - mean);
+  }
+  double sd = n >= 2 ? sqrt(m2 / (n - 1)) : 0;
+  if (!(sd > 0)) {
+    *qz = NAN;
+    *vol = e->vol * e->pm_now;
+    return;
+  }
+  if (!(cold_z == cold_z)) cold_z = ps_cov_peak_z(level, e->h);
+  *vol = sd;
+  *qz = cold_z + (mean - e->pred_now) / sd;
+}
+
 int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_result *out) {
   memset(out, 0, sizeof *out);
   out->coverage = NAN;
@@ -762,12 +806,12 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
     e->q_total = e->z.total;
     e->q_val = quantile(&e->z, level);
   }
-  if (e->cfg.target_coverage > 0)
-    /* The phase factor scales the tuned margin as it scales the quantile's (the error ring is standardised
-     * by the same product, phase_margin.h). */
-    out->margin =
-        ps_cov_margin(&e->cov, e->z.count >= PS_ENGINE_MIN_ERRORS ? e->q_val : NAN, e->vol * e->pm_now);
-  else if (e->cfg.quantile > 0 && e->z.count >= PS_ENGINE_MIN_ERRORS)
+  e->pred_now = pred;
+  if (e->cfg.target_coverage > 0) {
+    double qz, vol;
+    cov_basis(e, e->cfg.target_coverage, e->cold_z, &qz, &vol);
+    out->margin = ps_cov_margin(&e->cov, qz, vol);
+  } else if (e->cfg.quantile > 0 && e->z.count >= PS_ENGINE_MIN_ERRORS)
     out->margin = scaled_margin(e, e->q_val);
   out->value = answer(pred, out->margin, o.last);
   /* The window's outcome is known once its last step is learned (coverage.h). */
@@ -798,8 +842,7 @@ size_t ps_engine_memory(const struct ps_engine *e) {
 }
 
 void ps_engine_coverage_basis(const struct ps_engine *e, double level, double *qz, double *vol) {
-  *vol = e->vol * e->pm_now;
-  *qz = e->z.count >= PS_ENGINE_MIN_ERRORS ? quantile(&e->z, level) : NAN;
+  cov_basis(e, level, NAN, qz, vol);
 }
 
 /* The quantiles by successive selections on one copy of the ring: each selection leaves the elements

@@ -73,19 +73,27 @@ Test(coverage, answers_wait_for_their_window) {
   ps_cov_free(&c);
 }
 
-/* theta moves by rate x (miss - (1 - target)) per scored window, exactly: the identity behind the bound. */
+/* theta moves by rate x (miss - (1 - target)) per scored window, exactly: the identity behind the bound.
+ * The k-th of the first n windows steps by PS_COVERAGE_RATE / sqrt(k) (the cold start's schedule), every
+ * later one by rate: from then on theta's change is rate times the sum of the shortfalls. */
 Test(coverage, theta_is_the_sum_of_the_shortfalls) {
   struct ps_coverage c;
   cr_assert_eq(ps_cov_init(&c, 0.95, 1, STEP), 0);
+  cr_assert_float_eq(c.rate, PS_COVERAGE_RATE / sqrt(1.0 + PS_COVERAGE_RING_EXTRA), 1e-12);
   rng = 3;
-  double sum = 0;
+  double sum = 0, early = 0;
   for (int64_t t = 0; t < 5000; t++) {
     ps_cov_answer(&c, t, t, 1.0);
     bool miss = unif() < 0.06;
     ps_cov_observe(&c, t, miss ? 2.0 : 0.5);
-    sum += (miss ? 1.0 : 0.0) - 0.05;
+    double k = (double)(t + 1), s = (miss ? 1.0 : 0.0) - 0.05;
+    if (k < (double)c.n)
+      early += PS_COVERAGE_RATE / sqrt(k) * s;
+    else
+      sum += s;
+    if (t == 0) cr_assert_float_eq(c.theta, PS_COVERAGE_RATE * s, 1e-12, "the first window: the full step");
   }
-  cr_assert_float_eq(c.theta, c.rate * sum, 1e-9);
+  cr_assert_float_eq(c.theta, early + c.rate * sum, 1e-9);
   cr_assert_eq(c.scored, 5000);
   ps_cov_free(&c);
 }
