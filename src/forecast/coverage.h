@@ -9,9 +9,9 @@
  * PID control", 2023, "quantile tracking"). Q follows the errors' shape within minutes; theta corrects
  * what Q alone gets wrong (the answer's floor at the current value, forecasts from the newest step rather
  * than the learned one, a shift of the error's distribution). The sum of (miss - (1 - target)) over any
- * stretch of windows is (theta at its end - theta at its start) / rate, so the miss rate over a day is
- * off the target by at most the swing of theta within that day over rate x windows in a day (the bound
- * the unit tests check).
+ * stretch of windows (after the first h + 4, PS_COVERAGE_RATE) is (theta at its end - theta at its start)
+ * / rate, so the miss rate over a day is off the target by at most the swing of theta within that day
+ * over rate x windows in a day (the bound the unit tests check).
  *
  * A window's hit is known only once its last step is learned, lookahead + PS_ENGINE_REVISABLE + 1 steps
  * after the answer: the answers wait in a ring (struct ps_cov_answer) keyed by their window's end. State
@@ -37,7 +37,7 @@
  * bound takes over; ps_cov_rate): theta starts at 0 knowing nothing, and over a target's first h + 4
  * outcomes, which all arrive before the first answer made with any of them is scored, the large early
  * steps bring it near the level the errors need instead of climbing there at the slow rate (on azure,
- * 0.82: the realised coverage 79.49 % -> 82.1 %, docs/forecasting.md). */
+ * 0.82: the realised coverage 79.49 % -> 82.09 % with the engine's cold basis, docs/forecasting.md). */
 #define PS_COVERAGE_RATE       0.25
 /* theta stays within +-PS_COVERAGE_THETA_MAX (units of the errors' size): a long run of covered windows
  * (the answer held up by its floor at the current value) cannot push it so far down that a rise then

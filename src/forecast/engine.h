@@ -119,8 +119,10 @@ int ps_engine_margins(const struct ps_engine *e, const struct ps_engine_result *
 double ps_engine_answer(double predicted, double margin, double current);
 
 /* The basis of a target coverage's margin (coverage.h) after the last forecast: *qz the quantile at
- * `level` (in (0, 1)) of the answering series' standardized errors (NaN while fewer than
- * PS_ENGINE_MIN_ERRORS), *vol their size now. `prescale backtest --sweep` tunes a margin per coverage
+ * `level` (in (0, 1)) of the answering series' standardized errors, *vol their size now. While fewer than
+ * PS_ENGINE_MIN_ERRORS errors are known, the cold start's: predicted + qz x vol = mean + z x sd of the
+ * values put since the last restart, z = ps_cov_peak_z(level, h) (NaN, and vol the errors' size, with
+ * fewer than two values or no spread). `prescale backtest --sweep` tunes a margin per coverage
  * setting from it, beside the engine's own. O(size of the error ring). */
 void ps_engine_coverage_basis(const struct ps_engine *e, double level, double *qz, double *vol);
 
