@@ -475,6 +475,14 @@ static void note_value(struct ps_engine *e, int64_t t, double y) {
   e->has_last_valid = 1;
 }
 
+/* Adds y to a count, mean and sum of squared deviations (Welford's running variance). */
+static void moments_add(double *n, double *mean, double *m2, double y) {
+  *n += 1;
+  double d = y - *mean;
+  *mean += d / *n;
+  *m2 += d * (y - *mean);
+}
+
 /* The actual peak of steps lo..t; -INFINITY when all are missing. */
 static double window_peak(const struct ps_engine *e, int64_t lo, int64_t t) {
   double act = -INFINITY;
@@ -516,12 +524,7 @@ static void learn(struct ps_engine *e, int64_t t) {
   float *slot = e->hw.period > 0 ? &e->hw.season[pmod(t, e->hw.period)] : NULL;
   ps_hw_step(&e->hw.p, &e->hw.c, slot, t, y);
   note_value(e, t, y);
-  if (y == y) { /* Welford's running mean and variance */
-    e->cold_n++;
-    double d = y - e->cold_mean;
-    e->cold_mean += d / e->cold_n;
-    e->cold_m2 += d * (y - e->cold_mean);
-  }
+  if (y == y) moments_add(&e->cold_n, &e->cold_mean, &e->cold_m2, y);
   e->learned = t;
   e->n_learned++;
   if (e->n_learned >= e->next_refit) refit(e, 0);
@@ -751,11 +754,7 @@ static void cov_basis(const struct ps_engine *e, double level, double cold_z, do
   double n = e->cold_n, mean = e->cold_mean, m2 = e->cold_m2;
   for (int64_t k = e->learned + 1; k <= e->newest && k - e->learned <= PROVISIONAL; k++) {
     double y = at(e, k);
-    if (!(y == y)) continue;
-    n++;
-    double d = y - mean;
-    mean += d / n;
-    m2 += d * (y - mean);
+    if (y == y) moments_add(&n, &mean, &m2, y);
   }
   double sd = n >= 2 ? sqrt(m2 / (n - 1)) : 0;
   if (!(sd > 0)) {
