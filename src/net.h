@@ -16,7 +16,13 @@
 /* Connections per listener (--max-conns). At the limit a new connection evicts the listener's longest-idle
  * connection (see ps_net_set_idle); only when none is idle is the new one closed at once. */
 #define PS_NET_MAX_CONNS       1024
-#define PS_NET_BACKLOG         128
+/* Connections the kernel completes and queues before we accept them (listen(2)'s backlog): as many as the
+ * default slots, so that a client opening its connections all at once (a pool, a benchmark's -c 1000)
+ * finds them established however busy the loop is. A SYN that finds the queue full is dropped and sent
+ * again only after the client's retransmission timeout, 1 s and then doubling (RFC 6298 2.1, 5.5). The
+ * kernel caps it at net.core.somaxconn (4096 by default since Linux 5.4); queued connections hold kernel
+ * memory, no descriptor of ours, and count against the slots once accepted. */
+#define PS_NET_BACKLOG         PS_NET_MAX_CONNS
 /* A closing connection gets this long to flush its queued writes to a peer that may not be reading;
  * then it is closed anyway and the rest is dropped. */
 #define PS_NET_CLOSE_LINGER_MS 5000
