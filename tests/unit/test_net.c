@@ -465,6 +465,7 @@ Test(net, connections_beyond_the_limit_are_closed) {
  * loop does not run until every connection is established, so it accepts none of them meanwhile: a backlog
  * smaller than the listener's slots leaves the rest in SYN-SENT for good. */
 Test(net, a_burst_of_connections_up_to_the_slots_is_queued_before_any_accept) {
+  (void)ps_net_nofile(); /* both sides of every connection are ours: 2 x PS_NET_MAX_CONNS descriptors */
   int port = start_server(M_ECHO);
   /* The kernel caps every backlog at net.core.somaxconn (4096 since Linux 5.4); its queue holds one more. */
   int n = PS_NET_MAX_CONNS;
