@@ -8,13 +8,15 @@
 //
 // GetMetrics answers one MetricValue {the metricName asked for, N, X} for a known ScaledObject and
 // NOT_FOUND otherwise; GetMetricSpec {scaledobject name, T, T}; IsActive N > 0. On SIGTERM or SIGINT it
-// prints {"getmetrics_calls": CALLS, "getmetrics_ok": OK} on stdout (so that a bench run that answered
-// errors cannot pass for a fast one) and exits 0.
+// prints {"getmetrics_calls": CALLS, "getmetrics_ok": OK, "gomaxprocs": P} on stdout (so that a bench run
+// that answered errors cannot pass for a fast one, and so that the bench can show the P it ran with) and
+// exits 0.
 //
 // Built by tests/integration/grpcgo_client.py's build() in GOPATH mode against Debian's packages
 // (golang-go, golang-google-grpc-dev 1.33; GO111MODULE=off GOPATH=/usr/share/gocode:<repo>/tests/gopath),
 // offline: no go.mod on purpose. Messages and the service description: tests/gopath/src/externalscaler/.
-// grpc-go's defaults throughout (GOMAXPROCS = every core, as a scaler in a pod without a CPU limit).
+// grpc-go's defaults throughout (GOMAXPROCS = every core, as a scaler in a pod without a CPU limit; the
+// bench's --pin mode runs it on one core with GOMAXPROCS=1, as in a pod limited to one CPU).
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -123,6 +126,7 @@ func main() {
 	out, _ := json.Marshal(struct {
 		Calls uint64 `json:"getmetrics_calls"`
 		OK    uint64 `json:"getmetrics_ok"`
-	}{atomic.LoadUint64(&s.calls), atomic.LoadUint64(&s.ok)})
+		Procs int    `json:"gomaxprocs"`
+	}{atomic.LoadUint64(&s.calls), atomic.LoadUint64(&s.ok), runtime.GOMAXPROCS(0)})
 	fmt.Println(string(out))
 }
