@@ -17,7 +17,13 @@ each run writes `h2load --log-file` (one line per request: start, status, micros
 response) and the round's p50 and p99 are computed from it. In a closed loop (clients x streams always
 outstanding) the mean latency is the outstanding count over the rate (Little's law), so latency ratios
 follow the throughput ratios; p99 shows the tail on top. CPU per request: the server's utime+stime over
-its run (/proc/PID/stat), every thread; prescale and nghttpd run one thread, grpc-go all cores.
+its run (/proc/PID/stat), every thread; prescale and nghttpd run one thread, grpc-go all cores. Requests per
+CPU-second (1 / CPU per request): the server's capacity on one core, whatever the client drove, i.e. what a
+pod limited to one CPU (`resources.limits.cpu: 1`) buys.
+
+--pin: each server on CPU 0 alone (taskset; grpc-go also with GOMAXPROCS=1) and h2load on CPU 1 alone, so
+that each server gets the same one core, not a single-threaded server one core and grpc-go both, the
+client's included (h2run.py; every thread's affinity checked). Without it, the machine as it comes.
 
 --compare LABEL=BINARY runs another prescale build (e.g. a branch) in the same rounds, against the same
 Prometheus, and prints its ratios too.
@@ -29,11 +35,8 @@ and h2load's status column (every request 200), so a run that answered errors ca
 """
 
 import argparse
-import math
 import os
 import re
-import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -43,11 +46,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import grpcgo_client  # noqa: E402
 import harness  # noqa: E402
+from h2run import CLIENT_CPU, SERVER_CPU, Server, check_pinned, pin_prefix, pin_threads  # noqa: E402
 
 QUERY = "vector(time() % 180)"  # an exact periodic series that needs no scraping
 MD = {"query": QUERY, "threshold": "10", "step": "5s", "period": "3m", "lookahead": "30s"}
 REFSCALER_SOURCE = os.path.join(HERE, "refscaler")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid):
@@ -56,99 +59,6 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return -1
-
-
-def cpu_s(pid):
-    """utime + stime of every thread of pid so far, in seconds (proc(5): fields 14 and 15)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def quantile(sorted_values, q):
-    """Nearest rank: the smallest value with at least q of the values at or below it."""
-    i = max(0, math.ceil(q * len(sorted_values)) - 1)
-    return sorted_values[i]
-
-
-def h2load(url, clients, streams, data, log_path, timing, pid, headers=()):
-    """One h2load run; returns (req/s, requests measured, sorted request durations in ms, server CPU seconds
-    over the measured part, h2load's own CPU seconds, warm-up included). timing is ("n", N): N requests,
-    connection set-up included, or ("D", D, W): W seconds of warm-up (connections set up, requests not
-    counted) then D seconds measured."""
-    argv = ["h2load", "-c", str(clients), "-m", str(streams), "-t", "1", "-d", data, f"--log-file={log_path}"]
-    if timing[0] == "n":
-        argv += ["-n", str(timing[1])]
-    else:
-        argv += ["-D", f"{round(timing[1] * 1000)}ms", f"--warm-up-time={round(timing[2] * 1000)}ms"]
-    for h in headers:
-        argv += ["-H", h]
-    c0 = cpu_s(pid)
-    # h2load is the only child reaped during the run: the children's usage grows by its CPU time alone.
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.Popen(argv + [url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if timing[0] == "D":
-        # The server's CPU time is read when the warm-up ends (by the clock: this is a measurement window,
-        # not a synchronisation; h2load starts its own clock a few milliseconds later).
-        time.sleep(timing[2])
-        c0 = cpu_s(pid)
-    try:
-        out, _ = proc.communicate(timeout=600 if timing[0] == "n" else timing[1] + timing[2] + 60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        raise RuntimeError(f"h2load {' '.join(argv)} {url} did not finish:\n{out}") from None
-    cpu = cpu_s(pid) - c0
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    client_cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
-    rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
-    ok = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
-    if not rps or not ok:
-        raise RuntimeError("cannot read h2load's output:\n" + out)
-    n = int(ok.group(1))
-    if int(ok.group(4)) != 0 or int(ok.group(3)) != n or int(ok.group(2)) != n or n == 0:
-        raise RuntimeError(f"h2load: {ok.group(3)} of {n} succeeded\n" + out)
-    durations, cut = [], 0
-    with open(log_path) as f:
-        for line in f:
-            cols = line.split("\t")
-            if cols[1] == "200":
-                durations.append(int(cols[2]) / 1000.0)
-            elif cols[1] == "0" and timing[0] == "D":
-                cut += 1  # ended as the measured time did: h2load counts it, logs it with status 0
-            else:
-                raise RuntimeError(f"h2load --log-file ({url}): a request ended with status {cols[1]}: {line!r}")
-    os.unlink(log_path)
-    if len(durations) + cut != n or cut > clients * streams:
-        raise RuntimeError(f"h2load --log-file ({url}): {len(durations)} answered and {cut} cut off at the end, "
-                           f"for {n} requests")
-    durations.sort()
-    return float(rps.group(1)), n, durations, cpu, client_cpu
-
-
-class Server:
-    """One server under test: where h2load sends the POST, and the process whose CPU time is counted."""
-
-    def __init__(self, name, url, pid, headers=()):
-        self.name, self.url, self.pid, self.headers = name, url, pid, headers
-        self.rps, self.p50, self.p99, self.cpu_us, self.client_busy = {}, {}, {}, {}, {}  # per load, per round
-        self.measured = 0  # requests h2load measured, every load and round
-
-    def run(self, load, timing, reqfile, log_path):
-        rps, n, d, cpu, client = h2load(self.url, load[0], load[1], reqfile, log_path, timing, self.pid,
-                                        self.headers)
-        self.measured += n
-        self.cpu_us.setdefault(load, []).append(cpu * 1e6 / n)
-        # h2load's CPU over its whole run (warm-up included) per second measured: near 1.0, the one-thread
-        # client is what limits the rate, not the server.
-        span = timing[1] + timing[2] if timing[0] == "D" else n / rps
-        self.client_busy.setdefault(load, []).append(client / span)
-        self.rps.setdefault(load, []).append(rps)
-        self.p50.setdefault(load, []).append(quantile(d, 0.5))
-        self.p99.setdefault(load, []).append(quantile(d, 0.99))
-
-    def med(self, what, load):
-        return statistics.median(getattr(self, what)[load])
 
 
 def parse_load(text):
@@ -178,9 +88,16 @@ def main():
     ap.add_argument("--loads", type=lambda t: [parse_load(x) for x in t.split(",")],
                     default=[(4, 32), (4, 16), (1000, 4)], help="CLIENTSxSTREAMS,... (default 4x32,4x16,1000x4)")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--targets", type=int, default=1000)
+    ap.add_argument("--targets", type=int, default=1000, help="targets for the memory figure (0: none)")
     ap.add_argument("--no-grpc-go", action="store_true", help="leave out the grpc-go reference scaler")
+    ap.add_argument("--pin", action="store_true",
+                    help=f"each server on CPU {SERVER_CPU} alone (grpc-go with GOMAXPROCS=1), h2load on CPU "
+                         f"{CLIENT_CPU} alone: every server gets the same one core")
     args = ap.parse_args()
+    if args.pin and not {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0):
+        raise SystemExit(f"--pin needs CPUs {SERVER_CPU} and {CLIENT_CPU}; this process may use "
+                         f"{sorted(os.sched_getaffinity(0))}")
+    server_cpu, client_cpu = (SERVER_CPU, CLIENT_CPU) if args.pin else (None, None)
     pb2, pb2_grpc = harness.grpc_modules()
 
     env = harness.Env(tmp_prefix="prescale-bench-")
@@ -192,6 +109,8 @@ def main():
         env.start_prometheus()
         env.start_prescale("--log-level=warn", binary=args.prescale)
         pid = env.prescale.proc.pid
+        if args.pin:
+            pin_threads(pid, server_cpu)
         rss_idle = rss_kib(pid)
         for spec in args.compare:
             label, _, binary = spec.partition("=")
@@ -201,6 +120,8 @@ def main():
             others.append((label, other))
             other.prom_port = env.prom_port
             other.start_prescale("--log-level=warn", binary=binary)
+            if args.pin:
+                pin_threads(other.prescale.proc.pid, server_cpu)
 
         req = pb2.GetMetricsRequest(scaledObjectRef=harness.scaled_ref(pb2, **MD), metricName="prescale")
         answers = []
@@ -219,7 +140,7 @@ def main():
         with open(os.path.join(docroot, "v"), "wb") as f:
             f.write(b"x" * (5 + len(answer.SerializeToString())))
         ng_port = harness.free_port()
-        nghttpd = subprocess.Popen(["nghttpd", "--no-tls", "-a", "127.0.0.1", "-d", docroot, str(ng_port)],
+        nghttpd = subprocess.Popen((pin_prefix(server_cpu) if args.pin else []) + ["nghttpd", "--no-tls", "-a", "127.0.0.1", "-d", docroot, str(ng_port)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         harness.wait_until(lambda: _h2_ready(ng_port), 10, what="nghttpd to accept connections")
 
@@ -240,11 +161,14 @@ def main():
                 rs_port = harness.free_port()
                 # stdout is read once, at the end (the counts); grpc-go's log goes to a file, so that a
                 # chatty run cannot fill a pipe nobody reads and stall the server.
+                # --pin: one core, and GOMAXPROCS=1 said outright (the runtime would also take it from the
+                # affinity mask it starts with; the refscaler prints the value it ran with, checked below).
+                renv = dict(os.environ, GOMAXPROCS="1") if args.pin else None
                 with open(os.path.join(env.tmp, "refscaler.log"), "wb") as log:
                     refscaler = subprocess.Popen(
-                        [binary, "-addr", f"127.0.0.1:{rs_port}", "-target", "default/web", "-int",
+                        (pin_prefix(server_cpu) if args.pin else []) + [binary, "-addr", f"127.0.0.1:{rs_port}", "-target", "default/web", "-int",
                          str(mv.metricValue), "-float", repr(mv.metricValueFloat)],
-                        stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True)
+                        stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=renv)
                 harness.wait_until(lambda: _h2_ready(rs_port), 10, what="refscaler to accept connections")
                 with harness.grpc_channel(f"127.0.0.1:{rs_port}") as ch:
                     got = pb2_grpc.ExternalScalerStub(ch).GetMetrics(req, timeout=10)
@@ -263,9 +187,15 @@ def main():
             for r in range(args.rounds):
                 k = r % len(servers)
                 for srv in servers[k:] + servers[:k]:
-                    srv.run(load, timing, reqfile, logf)
+                    srv.run(load, timing, reqfile, logf, client_cpu)
         load_avg.append(os.getloadavg()[0])
         t1 = time.time()
+        pinned = ""
+        if args.pin:
+            # Every thread of every server still on its one core (threads made during the rounds included).
+            threads = [f"{s.name.split()[0]} {check_pinned(s.name, s.pid, server_cpu)}" for s in servers]
+            pinned = (f"pinned: every server's threads on CPU {server_cpu} alone ({', '.join(threads)} threads), "
+                      f"h2load on CPU {client_cpu} alone (checked in every round)")
         # Every GetMetrics answered OK, and at least every request h2load measured (exactly those with
         # --requests; with --duration the warm-up's requests come on top).
         for e, srv, before in zip(envs, prescales_of(servers), counts_before):
@@ -275,12 +205,18 @@ def main():
             refscaler.terminate()
             out, _ = refscaler.communicate(timeout=30)
             refscaler = None
-            m = re.search(r'"getmetrics_calls":(\d+),"getmetrics_ok":(\d+)', out)
+            m = re.search(r'"getmetrics_calls":(\d+),"getmetrics_ok":(\d+),"gomaxprocs":(\d+)', out)
             if not m:
                 raise RuntimeError(f"refscaler printed no counts: {out!r}")
             _check_counts("grpc-go", int(m.group(2)) - 1, int(m.group(1)) - 1, servers[-1].measured, timing)
+            if args.pin and m.group(3) != "1":
+                raise RuntimeError(f"refscaler ran with GOMAXPROCS {m.group(3)}, not 1")
+            pinned += f"; grpc-go ran with GOMAXPROCS {m.group(3)}"
         rss_busy = rss_kib(pid)
 
+        report(args, servers, grpc_note, load_avg, t0, t1, timing, pinned)
+        if args.targets <= 0:
+            return
         # Memory with many targets: each its own name, loaded from Prometheus (1 h at 5 s = 721 points).
         with harness.grpc_channel(env.grpc_addr) as ch:
             stub = pb2_grpc.ExternalScalerStub(ch)
@@ -289,8 +225,6 @@ def main():
                 timeout=60) for i in range(args.targets)]
             failed = sum(1 for fu in futures if fu.exception() is not None)
         rss_targets = rss_kib(pid)
-
-        report(args, servers, grpc_note, load_avg, t0, t1, timing)
         print(f"  RSS idle {rss_idle} KiB, after the RPC bench {rss_busy} KiB, with {args.targets + 1} targets "
               f"{rss_targets} KiB ({failed} loads failed): "
               f"{(rss_targets - rss_busy) * 1024 / max(1, args.targets):.0f} bytes per target "
@@ -316,40 +250,44 @@ def _check_counts(name, ok, total, measured, timing):
         raise RuntimeError(f"{name}: {ok} of {total} GetMetrics answered OK; h2load measured {measured}")
 
 
-def report(args, servers, grpc_note, load_avg, t0, t1, timing):
+def report(args, servers, grpc_note, load_avg, t0, t1, timing, pinned):
     stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(t0)) + "-" + time.strftime("%H:%M UTC", time.gmtime(t1))
     what = (f"{timing[1]} requests" if timing[0] == "n" else f"{timing[2]:g} s of warm-up and {timing[1]:g} s measured")
-    print(f"prescale bench: {args.rounds} rounds, each {what} per server and load, h2load -t 1, "
-          f"server order rotated each round; {stamp}; machine: {os.cpu_count()} cores, shared (load average "
-          f"{load_avg[0]:.1f} before, {load_avg[1]:.1f} after); {version_line()}")
-    if grpc_note:
-        print("  " + grpc_note)
+    print(f"prescale bench{' (--pin)' if args.pin else ''}: {args.rounds} rounds, each {what} per server and "
+          f"load, h2load -t 1, server order rotated each round; {stamp}; machine: {os.cpu_count()} cores, shared "
+          f"(load average {load_avg[0]:.1f} before, {load_avg[1]:.1f} after); {version_line()}")
+    for note in (pinned, grpc_note):
+        if note:
+            print("  " + note)
     by = {s.name: s for s in servers}
-    ng, go = by["nghttpd static POST"], by.get("grpc-go GetMetrics")
+    refs = [(by["nghttpd static POST"], "nghttpd", "req/s >= 0.8, p99 <= 1.5")]
+    if "grpc-go GetMetrics" in by:
+        refs.append((by["grpc-go GetMetrics"], "grpc-go", "req/s >= 3.5"))
     prescales = prescales_of(servers)
     for load in args.loads:
         print(f"load -c {load[0]} -m {load[1]} (medians of {args.rounds} rounds)")
-        print(f"  {'server':22} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'h2load busy':>11}"
-              f"   req/s of each round")
+        print(f"  {'server':22} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'req/CPU-s':>10} "
+              f"{'server busy':>11} {'h2load busy':>11}   req/s of each round")
         for s in servers:
             print(f"  {s.name:22} {s.med('rps', load):9.0f} {s.med('p50', load):8.2f} {s.med('p99', load):8.2f} "
-                  f"{s.med('cpu_us', load):10.2f} {s.med('client_busy', load):11.2f}   "
-                  f"{[round(x) for x in s.rps[load]]}")
+                  f"{s.med('cpu_us', load):10.2f} {s.med('per_cpu_s', load):10.0f} {s.med('busy', load):11.2f} "
+                  f"{s.med('client_busy', load):11.2f}   {[round(x) for x in s.rps[load]]}")
+        print(f"  {'ratio of medians':22} {'req/s':>9} {'p50':>8} {'p99':>8} {'CPU/req':>10} {'req/CPU-s':>10}"
+              f"   target")
         for p in prescales:
-            line = (f"  {p.name}: /nghttpd req/s {p.med('rps', load) / ng.med('rps', load):.2f} (target >= 0.8), "
-                    f"p99 {p.med('p99', load) / ng.med('p99', load):.2f} (target <= 1.5), "
-                    f"CPU/req {p.med('cpu_us', load) / ng.med('cpu_us', load):.2f}")
-            if go is not None:
-                line += (f"; /grpc-go req/s {p.med('rps', load) / go.med('rps', load):.2f} (target >= 3.5), "
-                         f"p99 {p.med('p99', load) / go.med('p99', load):.2f}, "
-                         f"CPU/req {p.med('cpu_us', load) / go.med('cpu_us', load):.2f}")
+            pairs = [(ref, label, target) for ref, label, target in refs]
             if p is not prescales[0]:
-                first = prescales[0]
-                line += f"; /{first.name.split()[0]} req/s {p.med('rps', load) / first.med('rps', load):.2f}"
-            print(line)
+                pairs.append((prescales[0], prescales[0].name.split()[0], ""))
+            for ref, label, target in pairs:
+                r = {w: p.med(w, load) / ref.med(w, load) for w in ("rps", "p50", "p99", "cpu_us", "per_cpu_s")}
+                print(f"  {p.name.split()[0] + '/' + label:22} {r['rps']:9.2f} {r['p50']:8.2f} {r['p99']:8.2f} "
+                      f"{r['cpu_us']:10.2f} {r['per_cpu_s']:10.2f}   {target}")
     print(f"  every request answered OK: h2load's status 200 each, and every GetMetrics counted OK by "
-          f"{' and '.join(s.name.split()[0] for s in prescales)}{' and the grpc-go scaler' if go else ''} "
-          f"({', '.join(str(s.measured) for s in servers)} measured)")
+          f"{' and '.join(s.name.split()[0] for s in prescales)}"
+          f"{' and the grpc-go scaler' if len(refs) > 1 else ''} ({', '.join(str(s.measured) for s in servers)} "
+          f"measured)")
+    print("  req/CPU-s: requests per second of the server's own CPU time (1 / CPU per request), what one core "
+          "buys whatever the client drives; server busy: its CPU seconds per second measured")
 
 
 def _h2_ready(port):
