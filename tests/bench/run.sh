@@ -4,7 +4,8 @@
 # 1. grpc_bench.py: the RPC path beside nghttpd's static POST and the grpc-go reference scaler (refscaler/,
 #    built here with Debian's grpc-go in GOPATH mode), at 4x32, 4x16 and 1000x4 (clients x streams):
 #    req/s, p50/p99 latency and CPU per request, medians of 5 alternating rounds and their ratios; and memory
-#    per target;
+#    per target; then the same loads with --pin: each server on CPU 0 alone (grpc-go with GOMAXPROCS=1) and
+#    h2load on CPU 1 alone, so that every server gets the same one core, and its requests per CPU-second;
 # 2. engine_bench.c: the forecasting engine per target (refresh, refit, first load, bytes per sample),
 #    compiled here against BUILD's libprescale.a, so it measures the very objects the server runs.
 # 3. prom_bench.c: a 30 MB Prometheus answer read as before (cJSON, one go) and now (streaming, capped):
@@ -28,6 +29,8 @@ set -euo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/../.."
 /usr/bin/python3 tests/bench/grpc_bench.py --prescale "$build/src/prescale" "${@:2}"
+echo
+/usr/bin/python3 tests/bench/grpc_bench.py --prescale "$build/src/prescale" --pin --targets 0 "${@:2}"
 echo
 lib="$build/src/libprescale.a"
 if [[ ! -f "$lib" ]]; then
