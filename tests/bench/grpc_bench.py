@@ -211,7 +211,7 @@ def main():
             _check_counts("grpc-go", int(m.group(2)) - 1, int(m.group(1)) - 1, servers[-1].measured, timing)
             if args.pin and m.group(3) != "1":
                 raise RuntimeError(f"refscaler ran with GOMAXPROCS {m.group(3)}, not 1")
-            pinned += f"; grpc-go ran with GOMAXPROCS {m.group(3)}"
+            pinned += ("; " if pinned else "") + f"grpc-go ran with GOMAXPROCS {m.group(3)}"
         rss_busy = rss_kib(pid)
 
         report(args, servers, grpc_note, load_avg, t0, t1, timing, pinned)
