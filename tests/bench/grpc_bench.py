@@ -187,7 +187,7 @@ def main():
             for r in range(args.rounds):
                 k = r % len(servers)
                 for srv in servers[k:] + servers[:k]:
-                    srv.run(load, timing, reqfile, logf, client_cpu)
+                    srv.run(load, timing, reqfile, logf, client_cpu, server_cpu)
         load_avg.append(os.getloadavg()[0])
         t1 = time.time()
         pinned = ""
@@ -267,11 +267,12 @@ def report(args, servers, grpc_note, load_avg, t0, t1, timing, pinned):
     for load in args.loads:
         print(f"load -c {load[0]} -m {load[1]} (medians of {args.rounds} rounds)")
         print(f"  {'server':22} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'req/CPU-s':>10} "
-              f"{'server busy':>11} {'h2load busy':>11}   req/s of each round")
+              f"{'server busy':>11} {'h2load busy':>11}{' core idle' if args.pin else ''}   req/s of each round")
         for s in servers:
+            idle = f" {s.med('core_idle', load):9.2f}" if args.pin else ""
             print(f"  {s.name:22} {s.med('rps', load):9.0f} {s.med('p50', load):8.2f} {s.med('p99', load):8.2f} "
                   f"{s.med('cpu_us', load):10.2f} {s.med('per_cpu_s', load):10.0f} {s.med('busy', load):11.2f} "
-                  f"{s.med('client_busy', load):11.2f}   {[round(x) for x in s.rps[load]]}")
+                  f"{s.med('client_busy', load):11.2f}{idle}   {[round(x) for x in s.rps[load]]}")
         print(f"  {'ratio of medians':22} {'req/s':>9} {'p50':>8} {'p99':>8} {'CPU/req':>10} {'req/CPU-s':>10}"
               f"   target")
         for p in prescales:
@@ -287,7 +288,8 @@ def report(args, servers, grpc_note, load_avg, t0, t1, timing, pinned):
           f"{' and the grpc-go scaler' if len(refs) > 1 else ''} ({', '.join(str(s.measured) for s in servers)} "
           f"measured)")
     print("  req/CPU-s: requests per second of the server's own CPU time (1 / CPU per request), what one core "
-          "buys whatever the client drives; server busy: its CPU seconds per second measured")
+          "buys whatever the client drives; server busy: its CPU seconds per second measured"
+          + (f"; core idle: CPU {SERVER_CPU} idle per second measured" if args.pin else ""))
 
 
 def _h2_ready(port):

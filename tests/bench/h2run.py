@@ -32,6 +32,16 @@ def quantile(sorted_values, q):
     return sorted_values[i]
 
 
+def idle_s(cpu):
+    """Seconds core cpu has been idle so far (proc(5) /proc/stat: the idle and iowait columns)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                cols = line.split()
+                return (int(cols[4]) + int(cols[5])) / CLK_TCK
+    raise RuntimeError(f"no cpu{cpu} in /proc/stat")
+
+
 def pin_prefix(cpu):
     """The argv prefix that starts a command on one core (the affinity is inherited by every thread it makes)."""
     return ["taskset", "-c", str(cpu)]
@@ -64,9 +74,10 @@ def check_pinned(name, pid, cpu):
     return len(allowed)
 
 
-def h2load(url, clients, streams, data, log_path, timing, pid, headers=(), client_cpu=None):
+def h2load(url, clients, streams, data, log_path, timing, pid, headers=(), client_cpu=None, server_cpu=None):
     """One h2load run; returns (req/s, requests measured, sorted request durations in ms, server CPU seconds
-    over the measured part, h2load's own CPU seconds, warm-up included). timing is ("n", N): N requests,
+    over the measured part, h2load's own CPU seconds, warm-up included, the seconds server_cpu's core was
+    idle over the measured part (None without server_cpu)). timing is ("n", N): N requests,
     connection set-up included, or ("D", D, W): W seconds of warm-up (connections set up, requests not
     counted) then D seconds measured. client_cpu: run h2load on that core alone (checked during the run)."""
     argv = ["h2load", "-c", str(clients), "-m", str(streams), "-t", "1", "-d", data, f"--log-file={log_path}"]
@@ -79,6 +90,7 @@ def h2load(url, clients, streams, data, log_path, timing, pid, headers=(), clien
     if client_cpu is not None:
         argv = pin_prefix(client_cpu) + argv
     c0 = cpu_s(pid)
+    i0 = idle_s(server_cpu) if server_cpu is not None else 0
     # h2load is the only child reaped during the run: the children's usage grows by its CPU time alone
     # (taskset execs h2load: the same process).
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -88,6 +100,7 @@ def h2load(url, clients, streams, data, log_path, timing, pid, headers=(), clien
         # not a synchronisation; h2load starts its own clock a few milliseconds later).
         time.sleep(timing[2])
         c0 = cpu_s(pid)
+        i0 = idle_s(server_cpu) if server_cpu is not None else 0
         if client_cpu is not None and proc.poll() is None:
             check_pinned("h2load", proc.pid, client_cpu)
     try:
@@ -97,6 +110,7 @@ def h2load(url, clients, streams, data, log_path, timing, pid, headers=(), clien
         out, _ = proc.communicate()
         raise RuntimeError(f"h2load {' '.join(argv)} {url} did not finish:\n{out}") from None
     cpu = cpu_s(pid) - c0
+    idle = idle_s(server_cpu) - i0 if server_cpu is not None else None
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     client_cpu_s = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
     rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
@@ -121,7 +135,7 @@ def h2load(url, clients, streams, data, log_path, timing, pid, headers=(), clien
         raise RuntimeError(f"h2load --log-file ({url}): {len(durations)} answered and {cut} cut off at the end, "
                            f"for {n} requests")
     durations.sort()
-    return float(rps.group(1)), n, durations, cpu, client_cpu_s
+    return float(rps.group(1)), n, durations, cpu, client_cpu_s, idle
 
 
 class Server:
@@ -132,12 +146,12 @@ class Server:
         # per load, per round: req/s, latencies, CPU per request, requests per CPU-second of the server,
         # the server's and h2load's CPU per second measured
         self.rps, self.p50, self.p99, self.cpu_us, self.per_cpu_s = {}, {}, {}, {}, {}
-        self.busy, self.client_busy = {}, {}
+        self.busy, self.client_busy, self.core_idle = {}, {}, {}
         self.measured = 0  # requests h2load measured, every load and round
 
-    def run(self, load, timing, reqfile, log_path, client_cpu=None):
-        rps, n, d, cpu, client = h2load(self.url, load[0], load[1], reqfile, log_path, timing, self.pid,
-                                        self.headers, client_cpu)
+    def run(self, load, timing, reqfile, log_path, client_cpu=None, server_cpu=None):
+        rps, n, d, cpu, client, idle = h2load(self.url, load[0], load[1], reqfile, log_path, timing, self.pid,
+                                              self.headers, client_cpu, server_cpu)
         self.measured += n
         self.cpu_us.setdefault(load, []).append(cpu * 1e6 / n)
         # The server's capacity on one core: requests per second of its own CPU time, whatever the client
@@ -145,6 +159,10 @@ class Server:
         self.per_cpu_s.setdefault(load, []).append(n / cpu if cpu > 0 else math.inf)
         measured_s = timing[1] if timing[0] == "D" else n / rps
         self.busy.setdefault(load, []).append(cpu / measured_s)
+        if idle is not None:
+            # The server's core left idle (--pin): near 0 with the server busy below 1, other processes took
+            # the rest of the core; well above 0, the server waited for the client.
+            self.core_idle.setdefault(load, []).append(idle / measured_s)
         # h2load's CPU over its whole run (warm-up included) per second: near 1.0, the one-thread client is
         # what limits the rate, not the server.
         span = timing[1] + timing[2] if timing[0] == "D" else n / rps
