@@ -205,7 +205,7 @@ def main():
             refscaler.terminate()
             out, _ = refscaler.communicate(timeout=30)
             refscaler = None
-            m = re.search(r'"getmetrics_calls":(\d+),"getmetrics_ok":(\d+),"gomaxprocs":(\d+)', out)
+            m = re.search(r'"getmetrics_calls":(\d+),"getmetrics_ok":(\d+)}\n{"gomaxprocs":(\d+)}', out)
             if not m:
                 raise RuntimeError(f"refscaler printed no counts: {out!r}")
             _check_counts("grpc-go", int(m.group(2)) - 1, int(m.group(1)) - 1, servers[-1].measured, timing)
