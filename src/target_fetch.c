@@ -16,6 +16,7 @@
 #include "targets_int.h"
 
 static void refresh_cb(uv_timer_t *timer);
+static void due_cb(uv_timer_t *timer);
 static void load_cb(uv_idle_t *idle);
 
 /* A query_range in flight (or queued in the HTTP client) for every target that asked exactly the same
@@ -32,6 +33,22 @@ struct fetch {
   struct ps_prom_req *req; /* NULL once delivering */
   struct ps_list sharers;  /* of ps_target.fetch_node */
   bool delivering;         /* in fetch_done_cb: sharers leaving must not free it */
+};
+
+/* Targets due to refresh at the same wall-clock instant wait on one timer: the sharers of one answer get
+ * the same offset and are rescheduled in the turn that delivered it, so 10,000 of them are one group. With
+ * a timer each, re-arming them cost a fifth of the CPU of that turn (perf, tests/bench/stream_bench.py:
+ * uv_timer_start and uv_timer_stop, a heap insertion and removal each, through targets spread in memory).
+ * A group fires its targets in the order they joined, as their own timers started in that order did. It
+ * leaves the table when it fires, and goes when its last target leaves: kept for a later instant (up to
+ * PS_TARGETS_DUE_KEEP of them), or closed. */
+struct due {
+  struct ps_targets *owner;
+  struct due *hnext; /* chain in owner->dues, or in owner->due_free */
+  int64_t at_ms;     /* the wall-clock instant its targets are due */
+  uv_timer_t timer;
+  struct ps_list targets; /* of ps_target.due_node, in the order they joined */
+  bool firing;            /* in due_cb: targets leaving must not release it */
 };
 
 /* A refresh re-reads the newest points; the engine must accept them as revisions. */
@@ -86,6 +103,108 @@ static uint64_t turn_elapsed_ms(uv_loop_t *loop) {
   return hr > cached ? hr - cached : 0;
 }
 
+static struct due **due_slot(struct ps_targets *ts, int64_t at_ms) {
+  return &ts->dues[(uint64_t)at_ms % PS_TARGETS_DUE_BUCKETS];
+}
+
+static void due_unlink(struct due *g) {
+  struct due **pp = due_slot(g->owner, g->at_ms);
+  while (*pp != NULL && *pp != g) pp = &(*pp)->hnext;
+  if (*pp == g) {
+    *pp = g->hnext;
+    g->owner->ndues--;
+  }
+  g->hnext = NULL;
+}
+
+static void due_closed_cb(uv_handle_t *h) { free(h->data); }
+
+/* An empty group that fired or lost its last target: kept for a later instant, or closed. */
+static void due_release(struct due *g) {
+  struct ps_targets *ts = g->owner;
+  uv_timer_stop(&g->timer);
+  if (!ts->closing && ts->ndue_free < PS_TARGETS_DUE_KEEP) {
+    g->hnext = ts->due_free;
+    ts->due_free = g;
+    ts->ndue_free++;
+  } else {
+    uv_close((uv_handle_t *)&g->timer, due_closed_cb);
+  }
+}
+
+void ps_tg_due_leave(struct ps_target *t) {
+  struct due *g = t->due;
+  if (g == NULL) return;
+  ps_list_remove(&t->due_node);
+  t->due = NULL;
+  if (!ps_list_empty(&g->targets) || g->firing) return;
+  due_unlink(g);
+  due_release(g);
+}
+
+void ps_tg_dues_close(struct ps_targets *ts) {
+  for (size_t i = 0; i < PS_TARGETS_DUE_BUCKETS; i++) {
+    for (struct due *g; (g = ts->dues[i]) != NULL;) { /* not reached: each target left its group */
+      ts->dues[i] = g->hnext;
+      ts->ndues--;
+      uv_close((uv_handle_t *)&g->timer, due_closed_cb);
+    }
+  }
+  for (struct due *g; (g = ts->due_free) != NULL;) {
+    ts->due_free = g->hnext;
+    uv_close((uv_handle_t *)&g->timer, due_closed_cb);
+  }
+  ts->ndue_free = 0;
+}
+
+/* The group of the instant at_ms, which the caller arms when it is new; NULL when none can be allocated. */
+static struct due *due_get(struct ps_targets *ts, int64_t at_ms, bool *fresh) {
+  for (struct due *g = *due_slot(ts, at_ms); g != NULL; g = g->hnext) {
+    if (g->at_ms == at_ms) {
+      *fresh = false;
+      return g;
+    }
+  }
+  struct due *g = ts->due_free;
+  if (g != NULL) {
+    ts->due_free = g->hnext;
+    ts->ndue_free--;
+  } else {
+    if ((g = malloc(sizeof *g)) == NULL) return NULL;
+    if (uv_timer_init(ts->loop, &g->timer) != 0) { /* not reached on Unix: it only fills the struct */
+      free(g);
+      return NULL;
+    }
+    g->timer.data = g;
+    g->owner = ts;
+    g->firing = false;
+  }
+  g->at_ms = at_ms;
+  ps_list_init(&g->targets);
+  g->hnext = *due_slot(ts, at_ms);
+  *due_slot(ts, at_ms) = g;
+  ts->ndues++;
+  *fresh = true;
+  return g;
+}
+
+/* Refreshes each target of the group in the order they joined. It leaves the table first, so that a target
+ * rescheduled meanwhile joins another group; each target is unlinked before its turn, and one closed by an
+ * earlier target's callback (a waiter that closes targets) has left the list already. */
+static void due_cb(uv_timer_t *timer) {
+  struct due *g = timer->data;
+  due_unlink(g);
+  g->firing = true;
+  for (struct ps_list *node; (node = ps_list_first(&g->targets)) != NULL;) {
+    struct ps_target *t = ps_list_entry(node, struct ps_target, due_node);
+    ps_list_remove(&t->due_node);
+    t->due = NULL;
+    refresh_cb(&t->timer);
+  }
+  g->firing = false;
+  due_release(g);
+}
+
 static void schedule_refresh(struct ps_target *t) {
   if (t->closing) return;
   int64_t step = t->cfg.step_ms;
@@ -100,13 +219,27 @@ static void schedule_refresh(struct ps_target *t) {
   if (next <= floor_ms) next += ((floor_ms - next) / step + 1) * step; /* no loop over a clock jump */
   if (next - now > step + lead) next = now + step; /* clock jumps: never wait much more than one step */
   t->refresh_at_ms = next;
-  uv_timer_start(&t->timer, refresh_cb, (uint64_t)(next - now) + turn_elapsed_ms(t->owner->loop), 0);
+  uint64_t timeout = (uint64_t)(next - now) + turn_elapsed_ms(t->owner->loop);
+  ps_tg_due_leave(t);
+  uv_timer_stop(&t->timer);
+  bool fresh;
+  struct due *g = due_get(t->owner, next, &fresh);
+  if (g == NULL) { /* out of memory: the target's own timer */
+    uv_timer_start(&t->timer, refresh_cb, timeout, 0);
+    return;
+  }
+  if (fresh) uv_timer_start(&g->timer, due_cb, timeout, 0);
+  t->due = g;
+  ps_list_insert_tail(&g->targets, &t->due_node);
 }
 
 int64_t ps_target_refresh_offset_ms(const struct ps_target *t) { return t->refresh_offset_ms; }
 
+size_t ps_targets_due_groups(const struct ps_targets *ts) { return ts->ndues; }
+
 int64_t ps_target_refresh_due_ms(const struct ps_target *t) {
-  return uv_is_active((const uv_handle_t *)&t->timer) ? (int64_t)uv_timer_get_due_in(&t->timer) : -1;
+  const uv_timer_t *timer = t->due != NULL ? &t->due->timer : &t->timer;
+  return uv_is_active((const uv_handle_t *)timer) ? (int64_t)uv_timer_get_due_in(timer) : -1;
 }
 
 void ps_target_fetch_range(const struct ps_target *t, int64_t *start_ms, int64_t *end_ms) {

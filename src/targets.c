@@ -1,8 +1,10 @@
 /* Target lifecycle: registry, keys, creation, staleness, idle eviction, readings, waiters, watchers. How
  * a target's history is fetched (refresh timers, shared fetches, first loads in slices) is target_fetch.c.
  *
- * Every target owns one uv_timer_t (its refresh timer) and is freed only in that timer's close callback,
- * so a target that is evicted while a callback is still on the stack stays valid until the loop turns.
+ * Every target owns one uv_timer_t and is freed only in that timer's close callback, so a target that is
+ * evicted while a callback is still on the stack stays valid until the loop turns. (Its refreshes are due
+ * through a group of targets due at the same instant, with one timer: see "due groups" in
+ * target_fetch.c.)
  *
  * A large fetch (a first load: up to PS_MAX_HISTORY_POINTS samples, tens of milliseconds of puts and
  * refits) is not fed to the engine inside the fetch callback: the samples are copied and the target joins
@@ -256,6 +258,7 @@ static void target_close(struct ps_target *t, int waiter_err) {
   if (t->closing) return;
   t->closing = true;
   ps_tg_fetch_leave(t);
+  ps_tg_due_leave(t);
   ps_tg_load_end(t);
   ps_tg_notify_waiters(t, waiter_err);
   for (struct ps_list *n; (n = ps_list_first(&t->watchers)) != NULL;)
@@ -300,6 +303,7 @@ void ps_targets_close(struct ps_targets *ts) {
   /* target_close empties the loading queue too */
   for (struct ps_list *n; (n = ps_list_first(&ts->all)) != NULL;)
     target_close(ps_list_entry(n, struct ps_target, node), UV_ECANCELED);
+  ps_tg_dues_close(ts);
   uv_close((uv_handle_t *)&ts->sweep, registry_handle_closed_cb);
   uv_close((uv_handle_t *)&ts->loader, registry_handle_closed_cb);
 }

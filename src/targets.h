@@ -48,6 +48,11 @@
  * PS_TARGET_LOAD_QUEUE_MAX_MS, then fail like an unreachable Prometheus (UNAVAILABLE). */
 #define PS_TARGET_LOAD_QUEUE_MAX_MS 60000
 #define PS_TARGETS_FETCH_BUCKETS    4096 /* hash buckets of the fetches in flight, shared by targets */
+/* Targets due to refresh at the same instant (the sharers of one answer) wait on one timer
+ * (target_fetch.c, "due groups"): hash buckets of the groups, and how many emptied groups are kept for the
+ * next instant instead of being closed (at most one group per target exists besides these). */
+#define PS_TARGETS_DUE_BUCKETS      4096
+#define PS_TARGETS_DUE_KEEP         64
 
 struct ps_targets;
 struct ps_target;
@@ -102,6 +107,8 @@ void ps_targets_sweep(struct ps_targets *ts);
 void ps_targets_hold_loads(struct ps_targets *ts, bool hold);
 /* Fetches in flight or queued (each shared by every target that asked the same range); for tests. */
 size_t ps_targets_fetches(const struct ps_targets *ts);
+/* Groups of targets waiting to refresh, one per instant some target is due at (one timer each). */
+size_t ps_targets_due_groups(const struct ps_targets *ts);
 
 /* Errors whose libuv code was chosen for the gRPC status it maps to (ps_grpc_status_from_error), not for
  * its errno meaning. */

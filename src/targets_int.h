@@ -16,6 +16,7 @@
 #include "targets.h"
 
 struct fetch; /* target_fetch.c */
+struct due;   /* target_fetch.c */
 
 struct ps_target {
   struct ps_targets *owner;
@@ -29,7 +30,9 @@ struct ps_target {
   size_t mlabels_cap;
   struct ps_target_config cfg;
   struct ps_engine *engine;             /* history and models; owned */
-  uv_timer_t timer;                     /* refresh; the target is freed in its close callback */
+  uv_timer_t timer;                     /* t is freed in its close callback; no group: refreshes */
+  struct due *due;                      /* the group (one timer) it waits in to refresh, or NULL */
+  struct ps_list due_node;              /* in due->targets while due != NULL */
   struct fetch *fetch;                  /* the (shared) fetch in flight, or NULL */
   struct ps_list fetch_node;            /* in fetch->sharers while fetch != NULL */
   int64_t refresh_offset_ms;            /* jitter: into each step, after the settle time */
@@ -78,6 +81,9 @@ struct ps_targets {
   uv_loop_t *loop;
   struct fetch *fetches[PS_TARGETS_FETCH_BUCKETS];
   size_t nfetches;
+  struct due *dues[PS_TARGETS_DUE_BUCKETS]; /* the groups with targets, by the instant they are due */
+  struct due *due_free;                     /* emptied groups kept, their timers open (hnext chain) */
+  size_t ndue_free, ndues;                  /* kept; in dues */
   const struct ps_server_config *cfg;
   struct ps_http_client *http;
   struct ps_prom_servers *servers; /* --prometheus-config (not owned); NULL: none */
@@ -133,5 +139,9 @@ void ps_tg_start_fetch(struct ps_target *t);
 void ps_tg_fetch_leave(struct ps_target *t);
 /* Leaves the loading queue and frees the copied samples; a no-op when t is not loading. */
 void ps_tg_load_end(struct ps_target *t);
+/* t leaves its due group (closing); a group left empty stops its timer. */
+void ps_tg_due_leave(struct ps_target *t);
+/* Closes the groups' timers (the registry closes; its targets have left them). */
+void ps_tg_dues_close(struct ps_targets *ts);
 
 #endif

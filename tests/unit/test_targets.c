@@ -1046,6 +1046,113 @@ Test(targets, sharers_rescheduled_in_one_long_turn_stay_due_together) {
   PS_LOOP_END(&loop);
 }
 
+/* Every remaining sharer of group_test refreshed once more after its first load (through one request). */
+static struct ps_target *group_test[40];
+static bool group_refreshed(void *arg) {
+  (void)arg;
+  char labels[128];
+  for (int i = 0; i < 40; i += 2) {
+    snprintf(labels, sizeof labels, "namespace=\"ns\",name=\"g%d\",metric=\"prescale\"", i);
+    if (!(ps_metrics_get("prescale_refreshes_total", labels) >= 2)) return false;
+  }
+  return true;
+}
+
+/* Targets due at the same instant wait on one timer (a due group), not one each: 40 sharers of one answer
+ * are one group after their first load, and still one after half of them were evicted (the group keeps the
+ * others, which refresh together, one request for all); a group whose targets all left is gone. Different
+ * inputs, another instant: another group. */
+Test(targets, targets_due_together_wait_on_one_timer) {
+  enum { N = 40 };
+  struct waited x[N + 1];
+  struct flips f[N];
+  memset(x, 0, sizeof x);
+  memset(f, 0, sizeof f);
+  char err[256];
+  cfg.max_targets = N + 10;
+  for (int i = 0; i < N; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "g%d", i);
+    struct ps_kv md[] = {
+        {"query", "vector(5)"}, {"threshold", "1"}, {"model", "last"}, {"step", "2s"}, {"history", "1m"}};
+    cr_assert_eq(ps_targets_get_or_create(targets, "ns", name, md, 5, &group_test[i], err, sizeof err), 0,
+                 "%s", err);
+    x[i].w.cb = waited_cb;
+    ps_target_wait(group_test[i], &x[i].w);
+    f[i].w.cb = flips_cb;
+    f[i].last = false; /* it hears the first activity (vector(5) > 0), then no change */
+    if (i % 2 == 0) ps_target_watch(group_test[i], &f[i].w);
+  }
+  cr_assert_eq(ps_targets_due_groups(targets), 0, "none is due before its first load");
+  cr_assert(run_until(all_waited, x, 15000));
+  /* Loaded in one turn (or two, had the creates straddled a step boundary): due at the same instant. */
+  cr_assert_eq(ps_targets_due_groups(targets), 1, "%zu groups", ps_targets_due_groups(targets));
+  for (int i = 1; i < N; i++)
+    cr_assert_eq(ps_target_refresh_due_ms(group_test[i]), ps_target_refresh_due_ms(group_test[0]));
+  double shared = ps_metrics_get("prescale_refreshes_shared_total", "");
+  cfg.target_idle_ms = 0; /* the sweep drops the targets without a watcher: the odd ones */
+  ps_targets_sweep(targets);
+  cr_assert_eq(ps_targets_count(targets), N / 2);
+  cr_assert_eq(ps_targets_due_groups(targets), 1);
+  cr_assert(run_until(group_refreshed, NULL, 20000), "the group's targets refreshed");
+  cr_assert_geq(ps_metrics_get("prescale_refreshes_shared_total", "") - shared, N / 2 - 1,
+                "the refresh of the remaining %d shared one request", N / 2);
+  cr_assert_eq(ps_targets_due_groups(targets), 1);
+  /* Another query: due at its own offset, in a group of its own. */
+  struct ps_kv other[] = {
+      {"query", "vector(6)"}, {"threshold", "1"}, {"model", "last"}, {"step", "2s"}, {"history", "1m"}};
+  struct ps_target *o;
+  cr_assert_eq(load(other, 5, &o), 0);
+  bool same_instant = ps_target_refresh_offset_ms(o) == ps_target_refresh_offset_ms(group_test[0]);
+  cr_assert_eq(ps_targets_due_groups(targets), same_instant ? 1 : 2);
+  for (int i = 0; i < N; i += 2) ps_target_unwatch(&f[i].w);
+  ps_targets_sweep(targets);
+  cr_assert_eq(ps_targets_count(targets), 0);
+  cr_assert_eq(ps_targets_due_groups(targets), 0, "every group went with its last target");
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
+/* Closes the registry from a waiter's callback. */
+static void close_registry_cb(struct ps_target_waiter *w, int err) {
+  waited_cb(w, err);
+  ps_targets_close(targets);
+  targets = NULL;
+}
+
+/* A group fires its targets one after the other; one's refresh may fail at once (a request that cannot be
+ * built) and call a waiter that closes the registry: the others leave the group mid-firing, and the group
+ * is closed after it, with no target touched after its close (ASan). */
+Test(targets, a_waiter_closing_the_registry_while_a_group_fires) {
+  static char q[7001]; /* over PS_HTTP_MAX_URL once encoded: every fetch fails before it is sent */
+  memcpy(q, "sum(x)", 6);
+  memset(q + 6, ' ', sizeof q - 7);
+  struct ps_kv md[] = {{"query", q}, {"threshold", "2"}, {"model", "last"}, {"step", "1s"}};
+  struct ps_target *a = NULL, *b = NULL;
+  char err[512] = "";
+  /* Both fail their first load at once and are due again at the same instant, unless the two creates
+   * straddled a step boundary: then again. */
+  for (int tries = 0; tries < 5; tries++) {
+    cr_assert_eq(ps_targets_get_or_create(targets, "ns", "a", md, 4, &a, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(ps_targets_get_or_create(targets, "ns", "b", md, 4, &b, err, sizeof err), 0, "%s", err);
+    if (ps_targets_due_groups(targets) == 1) break;
+    ps_targets_close(targets);
+    cr_assert_eq(ps_targets_new(&loop, &cfg, http, &targets), 0);
+  }
+  cr_assert_eq(ps_targets_due_groups(targets), 1);
+  struct ps_target_reading rd;
+  cr_assert_eq(ps_target_read(a, &rd, err, sizeof err), UV_EINVAL, "%s", err);
+  struct waited x = {.w.cb = close_registry_cb}, y = {.w.cb = waited_cb};
+  ps_target_wait(a, &x.w);
+  ps_target_wait(b, &y.w);
+  cr_assert(run_until(waited_done, &x, 15000), "a's next refresh");
+  cr_assert_eq(x.err, UV_EINVAL);
+  cr_assert(y.done, "b's waiter was called when the registry closed, or at its own refresh before");
+  cr_assert(y.err == UV_ECANCELED || y.err == UV_EINVAL, "%d", y.err);
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
 static bool refreshed_twice(void *arg) { return ps_metrics_get("prescale_refreshes_total", LABELS) >= 3; }
 
 /* Refreshes are incremental (issue 11, "Fan-out and scale"): after the first load of the whole history,
