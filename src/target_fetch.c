@@ -29,7 +29,9 @@ struct fetch {
   struct ps_targets *owner;
   struct fetch *hnext; /* chain in owner->fetches */
   uint64_t hash;
-  char *key;               /* server \x1f query \x1f step \x1f start \x1f end [\x1f extras] */
+  char *ask; /* what its sharers ask (ps_target.ask, copied: the first sharer may leave first) */
+  size_t ask_len;
+  int64_t start, end;
   struct ps_prom_req *req; /* NULL once delivering */
   struct ps_list sharers;  /* of ps_target.fetch_node */
   bool delivering;         /* in fetch_done_cb: sharers leaving must not free it */
@@ -81,14 +83,24 @@ static int64_t refresh_settle_ms(int64_t step) {
 /* Each target refreshes at its own offset into the step (plus the settle time), so that 10,000 targets
  * do not all ask at the boundary. The offset comes from a hash of what it asks Prometheus, not a random
  * draw: stable across refreshes and restarts, and equal for targets that can share one request. */
-int64_t ps_tg_refresh_offset(const struct ps_target_config *c) {
+int ps_tg_ask_init(struct ps_target *t) {
+  const struct ps_target_config *c = &t->cfg;
   struct ps_buf k;
   ps_buf_init(&k);
-  uint64_t h = 0;
-  if (ps_buf_printf(&k, "%s\x1f%s\x1f%lld", c->server_address, c->query, (long long)c->step_ms) == 0 &&
-      append_extras(&k, c) == 0)
-    h = ps_tg_fnv1a(k.data, k.len);
-  ps_buf_free(&k);
+  int r = ps_buf_printf(&k, "%s\x1f%s\x1f%lld", c->server_address, c->query, (long long)c->step_ms);
+  if (r == 0) r = append_extras(&k, c);
+  if (r != 0) {
+    ps_buf_free(&k);
+    return r;
+  }
+  t->ask_hash = ps_tg_fnv1a(k.data, k.len);
+  t->ask = ps_buf_steal(&k, &t->ask_len);
+  return t->ask != NULL ? 0 : UV_ENOMEM;
+}
+
+int64_t ps_tg_refresh_offset(const struct ps_target *t) {
+  const struct ps_target_config *c = &t->cfg;
+  uint64_t h = t->ask_hash;
   int64_t span = (c->step_ms - refresh_settle_ms(c->step_ms)) * PS_REFRESH_JITTER_PCT / 100;
   return span > 0 ? (int64_t)((h >> 16) % (uint64_t)span) : 0;
 }
@@ -389,7 +401,7 @@ static void fetch_unlink(struct fetch *f) {
 }
 
 static void fetch_free(struct fetch *f) {
-  free(f->key);
+  free(f->ask);
   free(f);
 }
 
@@ -436,30 +448,35 @@ void ps_tg_start_fetch(struct ps_target *t) {
   t->fetch_start_ms = start;
   t->fetch_end_ms = end;
   t->fetch_began = uv_now(ts->loop);
-  struct ps_buf key;
-  ps_buf_init(&key);
-  int r = ps_buf_printf(&key, "%s\x1f%s\x1f%lld\x1f%lld\x1f%lld", t->cfg.server_address, t->cfg.query,
-                        (long long)step, (long long)start, (long long)end);
-  if (r == 0) r = append_extras(&key, &t->cfg);
-  uint64_t h = r == 0 ? ps_tg_fnv1a(key.data, key.len) : 0;
-  for (struct fetch *f = r == 0 ? ts->fetches[h % PS_TARGETS_FETCH_BUCKETS] : NULL; f != NULL; f = f->hnext) {
-    if (f->hash == h && strcmp(f->key, key.data) == 0) {
+  /* The fetch's identity is what the target asks (built once, with its hash, when the target was created)
+   * and the range: no formatting or hashing of the query per sharer (10,000 of them for one answer). */
+  uint64_t h = (t->ask_hash ^ (uint64_t)start) * 1099511628211ULL;
+  h = (h ^ (uint64_t)end) * 1099511628211ULL;
+  for (struct fetch *f = ts->fetches[h % PS_TARGETS_FETCH_BUCKETS]; f != NULL; f = f->hnext) {
+    if (f->hash == h && f->start == start && f->end == end && f->ask_len == t->ask_len &&
+        memcmp(f->ask, t->ask, t->ask_len) == 0) {
       t->fetch = f;
       ps_list_insert_tail(&f->sharers, &t->fetch_node);
-      ps_metrics_add("prescale_refreshes_shared_total", "", 1);
-      ps_buf_free(&key);
+      static struct ps_metric_ref shared; /* one series, kept across refreshes (metrics.h) */
+      ps_metrics_ref_add(&shared, "prescale_refreshes_shared_total", "", 1);
       return;
     }
   }
-  struct fetch *f = r == 0 ? calloc(1, sizeof *f) : NULL;
+  struct fetch *f = calloc(1, sizeof *f);
+  if (f != NULL && (f->ask = malloc(t->ask_len + 1)) == NULL) {
+    free(f);
+    f = NULL;
+  }
   if (f == NULL) {
-    ps_buf_free(&key);
     target_fetched(t, UV_ENOMEM, "out of memory starting a Prometheus request", NULL, 0);
     return;
   }
+  memcpy(f->ask, t->ask, t->ask_len + 1);
+  f->ask_len = t->ask_len;
+  f->start = start;
+  f->end = end;
   f->owner = ts;
   f->hash = h;
-  f->key = ps_buf_steal(&key, NULL);
   ps_list_init(&f->sharers);
   /* A first load (or a reload) has KEDA waiting, or soon asking: it goes before background refreshes.
    * The request's own timeout starts when it is sent; the wait for a slot has its own bound. */
@@ -472,8 +489,8 @@ void ps_tg_start_fetch(struct ps_target *t) {
    * headers: customHeaders, then its --prometheus-config credentials and headers (prom_servers.c). */
   struct ps_buf hdr;
   ps_buf_init(&hdr);
-  r = ps_prom_servers_apply(ts->servers, t->cfg.server_address, t->cfg.unsafe_ssl, t->cfg.custom_headers, &o,
-                            &hdr);
+  int r = ps_prom_servers_apply(ts->servers, t->cfg.server_address, t->cfg.unsafe_ssl, t->cfg.custom_headers,
+                                &o, &hdr);
   const struct ps_prom_params pp = {.ns = t->cfg.prom_namespace, .query_params = &t->cfg.query_params};
   if (r == 0)
     r = ps_prom_query_range_opts(ts->http, t->cfg.server_address, t->cfg.query, start, end, step, &o, &pp,

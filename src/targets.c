@@ -183,6 +183,7 @@ static void target_free(struct ps_target *t) {
   ps_engine_free(t->engine);
   ps_target_config_free(&t->cfg);
   free(t->key);
+  free(t->ask);
   free(t->ns);
   free(t->name);
   free(t->labels);
@@ -379,7 +380,8 @@ static int target_create(struct ps_targets *ts, const char *ns, const char *name
       .target_coverage = t->cfg.target_coverage,
       .seed = (uint32_t)(h ^ (h >> 32)), /* targets created together refit at different steps */
   };
-  r = t->ns && t->name && t->labels && t->mlabels ? ps_engine_new(&ec, &t->engine) : UV_ENOMEM;
+  r = t->ns && t->name && t->labels && t->mlabels ? ps_tg_ask_init(t) : UV_ENOMEM;
+  if (r == 0) r = ps_engine_new(&ec, &t->engine);
   if (r == 0) r = uv_timer_init(ts->loop, &t->timer);
   if (r != 0) {
     if (r == UV_EINVAL) snprintf(err, errlen, "the forecasting engine rejected this trigger's settings");
@@ -387,7 +389,7 @@ static int target_create(struct ps_targets *ts, const char *ns, const char *name
     return r;
   }
   t->timer.data = t;
-  t->refresh_offset_ms = ps_tg_refresh_offset(&t->cfg);
+  t->refresh_offset_ms = ps_tg_refresh_offset(t);
   ps_list_init(&t->fetch_node);
   ts->open_handles++;
   t->last_used = uv_now(ts->loop);

@@ -36,6 +36,9 @@ struct ps_target {
   struct fetch *fetch;                  /* the (shared) fetch in flight, or NULL */
   struct ps_list fetch_node;            /* in fetch->sharers while fetch != NULL */
   int64_t refresh_offset_ms;            /* jitter: into each step, after the settle time */
+  char *ask;                            /* server \x1f query \x1f step [extras]: what it asks Prometheus */
+  size_t ask_len;                       /* (the identity of its fetches with their range, and its offset) */
+  uint64_t ask_hash;                    /* FNV-1a of ask */
   int64_t refresh_at_ms;                /* wall time the refresh timer was last armed for */
   int64_t fetch_start_ms, fetch_end_ms; /* the range of the fetch in flight */
   int64_t fetched_end_ms;               /* end of the last range fetched successfully */
@@ -131,8 +134,10 @@ int64_t ps_tg_newest_present(const struct ps_sample *s, size_t n);
 void ps_tg_fetch_succeeded(struct ps_target *t, int64_t newest_ms);
 
 /* target_fetch.c */
-/* The target's offset into each step (jitter), stable for what it asks Prometheus. */
-int64_t ps_tg_refresh_offset(const struct ps_target_config *c);
+/* Builds t->ask and its hash from t->cfg: 0 or UV_ENOMEM. */
+int ps_tg_ask_init(struct ps_target *t);
+/* The target's offset into each step (jitter), stable for what it asks Prometheus (t->ask). */
+int64_t ps_tg_refresh_offset(const struct ps_target *t);
 /* Starts (or joins) the fetch of the range due; its result comes back through the target's waiters. */
 void ps_tg_start_fetch(struct ps_target *t);
 /* t stops sharing its fetch (evicted or closing); the last sharer to leave cancels the request. */
