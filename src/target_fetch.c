@@ -131,9 +131,11 @@ static void due_unlink(struct due *g) {
 
 static void due_closed_cb(uv_handle_t *h) { free(h->data); }
 
-/* An empty group that fired or lost its last target: kept for a later instant, or closed. */
+/* An empty group that fired or lost its last target leaves the table (a fired one has already): kept for
+ * a later instant, or closed. */
 static void due_release(struct due *g) {
   struct ps_targets *ts = g->owner;
+  due_unlink(g);
   uv_timer_stop(&g->timer);
   if (!ts->closing && ts->ndue_free < PS_TARGETS_DUE_KEEP) {
     g->hnext = ts->due_free;
@@ -149,9 +151,7 @@ void ps_tg_due_leave(struct ps_target *t) {
   if (g == NULL) return;
   ps_list_remove(&t->due_node);
   t->due = NULL;
-  if (!ps_list_empty(&g->targets) || g->firing) return;
-  due_unlink(g);
-  due_release(g);
+  if (ps_list_empty(&g->targets) && !g->firing) due_release(g);
 }
 
 void ps_tg_dues_close(struct ps_targets *ts) {
