@@ -62,9 +62,10 @@ static void declare_metrics(void) {
       "prescale_target_fallback", PS_METRIC_GAUGE,
       "1 while the forecast falls back (e.g. history shorter than two periods: seasonal models "
       "wait); the log line `forecast fallback` says why.");
-  ps_metrics_declare("prescale_target_threshold", PS_METRIC_GAUGE,
-                     "The trigger's threshold: the load one replica takes, so that value / threshold, rounded "
-                     "up, is the replicas KEDA's HPA asks for.");
+  ps_metrics_declare(
+      "prescale_target_threshold", PS_METRIC_GAUGE,
+      "The trigger's threshold: the load one replica takes, so that value / threshold, rounded "
+      "up, is the replicas KEDA's HPA asks for.");
   ps_metrics_declare("prescale_target_shadow", PS_METRIC_GAUGE,
                      "1 in shadow mode: KEDA gets the observed value, the forecast is only exported.");
   ps_metrics_declare("prescale_target_last_success_timestamp_seconds", PS_METRIC_GAUGE,
