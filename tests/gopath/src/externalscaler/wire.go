@@ -73,25 +73,7 @@ func (m *ScaledObjectRef) Marshal() []byte {
 }
 
 func (m *ScaledObjectRef) Unmarshal(b []byte) error {
-	r := reader{b: b}
-	for !r.done() {
-		field, wt, err := r.tag()
-		if err != nil {
-			return err
-		}
-		if field < 1 || field > 3 {
-			if err := r.skip(field, wt); err != nil {
-				return err
-			}
-			continue
-		}
-		if wt != wireBytes {
-			return fmt.Errorf("field %d has wire type %d, want 2", field, wt)
-		}
-		s, err := r.bytes()
-		if err != nil {
-			return err
-		}
+	return bytesFields(b, 3, func(field int, s []byte) error {
 		switch field {
 		case 1:
 			m.Name = string(s)
@@ -106,6 +88,35 @@ func (m *ScaledObjectRef) Unmarshal(b []byte) error {
 				m.Metadata = map[string]string{}
 			}
 			m.Metadata[k] = v // a repeated key: the last one wins (protobuf's rule for maps)
+		}
+		return nil
+	})
+}
+
+// bytesFields calls fn with each length-delimited field numbered 1 to last of a message, in order, and
+// skips the other fields; a field in that range with another wire type is an error.
+func bytesFields(b []byte, last int, fn func(field int, s []byte) error) error {
+	r := reader{b: b}
+	for !r.done() {
+		field, wt, err := r.tag()
+		if err != nil {
+			return err
+		}
+		if field < 1 || field > last {
+			if err := r.skip(field, wt); err != nil {
+				return err
+			}
+			continue
+		}
+		if wt != wireBytes {
+			return fmt.Errorf("field %d has wire type %d, want 2", field, wt)
+		}
+		s, err := r.bytes()
+		if err != nil {
+			return err
+		}
+		if err := fn(field, s); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -143,37 +154,16 @@ func (m *GetMetricsRequest) Marshal() []byte {
 }
 
 func (m *GetMetricsRequest) Unmarshal(b []byte) error {
-	r := reader{b: b}
-	for !r.done() {
-		field, wt, err := r.tag()
-		if err != nil {
-			return err
-		}
-		if field != 1 && field != 2 {
-			if err := r.skip(field, wt); err != nil {
-				return err
-			}
-			continue
-		}
-		if wt != wireBytes {
-			return fmt.Errorf("field %d has wire type %d, want 2", field, wt)
-		}
-		s, err := r.bytes()
-		if err != nil {
-			return err
-		}
+	return bytesFields(b, 2, func(field int, s []byte) error {
 		if field == 2 {
 			m.MetricName = string(s)
-			continue
+			return nil
 		}
 		if m.Ref == nil {
 			m.Ref = &ScaledObjectRef{}
 		}
-		if err := m.Ref.Unmarshal(s); err != nil {
-			return err
-		}
-	}
-	return nil
+		return m.Ref.Unmarshal(s)
+	})
 }
 
 func (m *IsActiveResponse) Marshal() []byte {
@@ -212,32 +202,14 @@ func (m *MetricList) Marshal() []byte {
 }
 
 func (m *MetricList) Unmarshal(b []byte) error {
-	r := reader{b: b}
-	for !r.done() {
-		field, wt, err := r.tag()
-		if err != nil {
-			return err
-		}
-		if field != 1 {
-			if err := r.skip(field, wt); err != nil {
-				return err
-			}
-			continue
-		}
-		if wt != wireBytes {
-			return fmt.Errorf("field 1 has wire type %d, want 2", wt)
-		}
-		sub, err := r.bytes()
-		if err != nil {
-			return err
-		}
+	return bytesFields(b, 1, func(_ int, sub []byte) error {
 		var it Metric
 		if err := it.Unmarshal(sub); err != nil {
 			return err
 		}
 		m.Items = append(m.Items, it)
-	}
-	return nil
+		return nil
+	})
 }
 
 // Marshal leaves out the fields at their proto3 default (0, 0.0, ""), as generated code does.
