@@ -242,13 +242,13 @@ static const char *model_labels(struct ps_target *t, enum ps_model m) {
   return t->mlabels;
 }
 
-/* Removes the series labelled by model (the chosen one's info, each model's error) that `keep`, a live
- * target with the same labels, does not set itself (keep may be NULL). */
-static void remove_model_series(struct ps_target *t, const struct ps_target *keep) {
-  bool keep_info = keep != NULL && keep->have_result && keep->chosen == t->chosen;
+/* Removes the series labelled by model (the chosen one's info, each model's error) that no live target with
+ * the same labels sets itself: keep_info, one of them shows t's chosen model; keep_mae, a bit per model
+ * whose error one of them shows. */
+static void remove_model_series(struct ps_target *t, bool keep_info, unsigned keep_mae) {
   if (t->have_result && !keep_info)
     ps_metrics_remove("prescale_target_model_info", model_labels(t, t->chosen));
-  unsigned drop = t->mae_shown & ~(keep != NULL ? keep->mae_shown : 0u);
+  unsigned drop = t->mae_shown & ~keep_mae;
   for (int m = 0; m < PS_MODEL_COUNT; m++)
     if (drop & (1u << m)) ps_metrics_remove("prescale_target_model_error", model_labels(t, m));
   t->mae_shown = 0;
@@ -272,19 +272,27 @@ static void target_close(struct ps_target *t, int waiter_err) {
   ts->count--;
   ts->epoch++;
   ps_metrics_set("prescale_targets", "", (double)ts->count);
-  /* Another target may carry the same labels (the same trigger after a metadata edit): keep its series. */
-  const struct ps_target *shared = NULL;
-  ps_list_foreach(n, &ts->all) {
-    const struct ps_target *o = ps_list_entry(n, struct ps_target, node);
-    if (!strcmp(o->labels, t->labels)) {
-      shared = o;
-      break;
+  /* Other targets may carry the same labels (the same trigger after a metadata edit): keep the series they
+   * carry. They are in t's chain of by_labels, which t leaves here; only that chain is looked through. */
+  bool shared = false, keep_info = false;
+  unsigned keep_mae = 0;
+  for (struct ps_target **lp = &ts->by_labels[t->labels_hash % PS_TARGETS_BUCKETS]; *lp != NULL;) {
+    struct ps_target *o = *lp;
+    if (o == t) {
+      *lp = o->lnext;
+      continue;
     }
+    if (o->labels_hash == t->labels_hash && !strcmp(o->labels, t->labels)) {
+      shared = true;
+      keep_info = keep_info || (o->have_result && o->chosen == t->chosen);
+      keep_mae |= o->mae_shown;
+    }
+    lp = &o->lnext;
   }
-  if (shared == NULL)
+  if (!shared)
     for (size_t i = 0; i < sizeof target_series / sizeof target_series[0]; i++)
       ps_metrics_remove(target_series[i], t->labels);
-  remove_model_series(t, shared);
+  remove_model_series(t, keep_info, keep_mae);
   uv_close((uv_handle_t *)&t->timer, target_free_cb);
 }
 
@@ -396,6 +404,9 @@ static int target_create(struct ps_targets *ts, const char *ns, const char *name
   t->last_used = uv_now(ts->loop);
   t->hnext = ts->buckets[h % PS_TARGETS_BUCKETS];
   ts->buckets[h % PS_TARGETS_BUCKETS] = t;
+  t->labels_hash = ps_tg_fnv1a(t->labels, strlen(t->labels));
+  t->lnext = ts->by_labels[t->labels_hash % PS_TARGETS_BUCKETS];
+  ts->by_labels[t->labels_hash % PS_TARGETS_BUCKETS] = t;
   ps_list_insert_head(&ts->all, &t->node);
   ts->count++;
   ps_metrics_set("prescale_targets", "", (double)ts->count);

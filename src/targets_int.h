@@ -21,8 +21,10 @@ struct due;   /* target_fetch.c */
 struct ps_target {
   struct ps_targets *owner;
   struct ps_target *hnext; /* hash chain */
+  struct ps_target *lnext; /* chain of owner->by_labels, by labels_hash */
   struct ps_list node;     /* in owner->all, for sweeps and shutdown */
   uint64_t hash;
+  uint64_t labels_hash;
   char *key; /* canonical (namespace, name, sorted metadata) */
   char *ns, *name;
   char *labels;  /* metric labels, escaped */
@@ -91,6 +93,10 @@ struct ps_targets {
   struct ps_http_client *http;
   struct ps_prom_servers *servers; /* --prometheus-config (not owned); NULL: none */
   struct ps_target *buckets[PS_TARGETS_BUCKETS];
+  /* The same targets by their labels (namespace, name, metric): the targets that share a target's series
+   * (the same trigger after a metadata edit is another key, the same labels), found in a chain as short as
+   * the key's when a target closes, not among all targets (closing 10,000 was O(n^2): a second of CPU). */
+  struct ps_target *by_labels[PS_TARGETS_BUCKETS];
   struct ps_list all; /* of ps_target.node, newest first */
   size_t count;
   uv_timer_t sweep;
