@@ -25,6 +25,10 @@
 # 7. scale_bench.py: SCALE_SERIES (1000) series of a week backfilled; RSS at rest; Prometheus bytes per
 #    target per refresh for a history of a day and of a week; RSS with SCALE_TARGETS (10000) targets of a
 #    week at 1 minute, in bytes per stored sample.
+# 8. close_bench.c: 1,000 to 10,000 targets closed at once by the registry's close (shutdown) and by an idle
+#    sweep: the CPU time of that one call (the loop's stall), medians of 5 rounds; compiled like engine_bench.
+# 9. shutdown_bench.py: SHUTDOWN_TARGETS (10000) targets loaded from a real Prometheus, then SIGTERM: the CPU
+#    and wall time to exit, medians of 3 rounds. SHUTDOWN_BASELINE=path runs an older prescale first.
 set -euo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/../.."
@@ -56,3 +60,12 @@ echo
 
 echo
 /usr/bin/python3 tests/bench/scale_bench.py --prescale "$build/src/prescale"
+
+echo
+${CC:-cc} -O2 -g -std=gnu11 -Isrc tests/bench/close_bench.c "$lib" "$build/third_party/libllhttp.a" -luv -lcjson -lyaml \
+  -lssl -lcrypto -lm -lpthread -o "$build/close_bench"
+"$build/close_bench"
+
+echo
+/usr/bin/python3 tests/bench/shutdown_bench.py --prescale "$build/src/prescale" --targets "${SHUTDOWN_TARGETS:-10000}" \
+  ${SHUTDOWN_BASELINE:+--baseline "$SHUTDOWN_BASELINE"}
