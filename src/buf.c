@@ -84,3 +84,14 @@ void ps_buf_free(struct ps_buf *b) {
   free(b->data);
   ps_buf_init(b);
 }
+
+void ps_buf_wipe(struct ps_buf *b) {
+  if (b->data != NULL) explicit_bzero(b->data, b->cap);
+  b->len = 0;
+}
+
+void ps_free_secret(char *s) {
+  if (s == NULL) return;
+  explicit_bzero(s, strlen(s));
+  free(s);
+}

@@ -79,7 +79,7 @@ static void req_free_if_unused(struct ps_http_req *r) {
   struct ps_http_client *c = r->client;
   if (r->addrs != NULL) uv_freeaddrinfo(r->addrs);
   free(r->url);
-  free(r->headers);
+  ps_free_secret(r->headers); /* may hold an Authorization value */
   ps_hc_req_bufs_free(r);
   free(r);
   c->live--;
@@ -254,6 +254,7 @@ static void conn_handle_closed(uv_handle_t *h) {
   if (--cn->open_handles > 0) return;
   struct ps_http_client *c = cn->client;
   ps_hc_tls_free(cn);
+  ps_buf_wipe(&cn->wbuf);
   ps_buf_free(&cn->wbuf);
   free(cn);
   c->live--;
@@ -445,6 +446,7 @@ void ps_hc_write_failed(struct conn *cn, int status) {
 static void write_cb(uv_write_t *w, int status) {
   struct conn *cn = w->data;
   cn->writing = false;
+  ps_buf_wipe(&cn->wbuf); /* the request is written: its Authorization line does not wait in the pool */
   ps_hc_write_failed(cn, status);
 }
 
@@ -476,20 +478,27 @@ static void conn_send(struct conn *cn, struct ps_http_req *r) {
     snprintf(hosthdr, sizeof hosthdr, "%s", r->host);
   int err = ps_buf_printf(&cn->wbuf,
                           "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: prescale/0.1\r\n"
-                          "Accept: application/json\r\nAccept-Encoding: identity\r\n%s\r\n",
-                          r->path, hosthdr, r->headers != NULL ? r->headers : "");
+                          "Accept: application/json\r\nAccept-Encoding: identity\r\n",
+                          r->path, hosthdr);
+  /* The extra lines may hold a secret (an Authorization value): appended into room made first, so that
+   * no copy is left in a block a growth frees or in ps_buf_vprintf's stack buffer; wiped once sent. */
+  size_t hlen = r->headers != NULL ? strlen(r->headers) : 0;
+  if (err == 0) err = ps_buf_reserve(&cn->wbuf, hlen + 2);
+  if (err == 0 && hlen > 0) err = ps_buf_append(&cn->wbuf, r->headers, hlen);
+  if (err == 0) err = ps_buf_append(&cn->wbuf, "\r\n", 2);
   if (err == 0) {
     err = uv_read_start((uv_stream_t *)&cn->tcp, ps_hc_alloc_cb, ps_hc_read_cb);
     if (err == UV_EALREADY) err = 0; /* idle connections keep reading */
   }
   if (err == 0 && cn->tls != NULL) {
-    err = ps_hc_tls_send(cn);
+    err = ps_hc_tls_send(cn); /* copied into the TLS session */
   } else if (err == 0) {
     uv_buf_t b = uv_buf_init(cn->wbuf.data, (unsigned)cn->wbuf.len);
     cn->write_req.data = cn;
     err = uv_write(&cn->write_req, (uv_stream_t *)&cn->tcp, &b, 1, write_cb);
     if (err == 0) cn->writing = true;
   }
+  if (!cn->writing) ps_buf_wipe(&cn->wbuf); /* copied or not sent; else write_cb wipes it */
   if (err != 0) {
     snprintf(r->errmsg, sizeof r->errmsg, "send to %s: %s", cn->peer, uv_strerror(err));
     r->conn = NULL;

@@ -214,14 +214,14 @@ int ps_http_get_opts(struct ps_http_client *c, const char *url, const struct ps_
   if (o->headers != NULL && o->headers[0] != '\0') r->headers = strdup(o->headers);
   if (r->url == NULL || (o->headers != NULL && o->headers[0] != '\0' && r->headers == NULL)) {
     free(r->url);
-    free(r->headers);
+    ps_free_secret(r->headers);
     free(r);
     return UV_ENOMEM;
   }
   bool https = false;
   if (ps_hc_url_split(r->url, r->host, sizeof r->host, &r->port, &r->path, &https) != 0) {
     free(r->url);
-    free(r->headers);
+    ps_free_secret(r->headers);
     free(r);
     return UV_EINVAL;
   }
@@ -233,6 +233,7 @@ int ps_http_get_opts(struct ps_http_client *c, const char *url, const struct ps_
     int bad = r->tls_ctx == NULL ? UV_EPROTONOSUPPORT : strlen(sni) >= sizeof r->sni ? UV_EINVAL : 0;
     if (bad != 0) {
       free(r->url);
+      ps_free_secret(r->headers);
       free(r);
       return bad;
     }
@@ -242,7 +243,7 @@ int ps_http_get_opts(struct ps_http_client *c, const char *url, const struct ps_
   struct pool *p = c->queued < PS_HTTP_MAX_QUEUED ? pool_get(c, r->hostport) : NULL;
   if (p == NULL) {
     free(r->url);
-    free(r->headers);
+    ps_free_secret(r->headers);
     free(r);
     return c->queued < PS_HTTP_MAX_QUEUED ? UV_ENOMEM : UV_ENOBUFS;
   }

@@ -467,6 +467,7 @@ int ps_prom_config_load(const char *path, struct ps_prom_config *out, char *err,
   }
   close(fd);
   if (r == 0) r = parse(buf, n, path, true, out, err, errlen);
+  if (buf != NULL) explicit_bzero(buf, n); /* the text of inline credentials and passwords */
   free(buf);
   return r;
 }

@@ -46,11 +46,19 @@ static const char *const file_keys[NFILES] = {NULL, "tls_config.ca_file", "tls_c
 
 static char *dup_or_null(const char *s) { return s != NULL ? strdup(s) : NULL; }
 
-/* Frees a secret after overwriting it (OPENSSL_cleanse cannot be optimised away). */
-static void free_secret(char *s) {
-  if (s == NULL) return;
-  OPENSSL_cleanse(s, strlen(s));
-  free(s);
+/* "Authorization: <scheme> <credentials>\r\n" into b (empty), appended into room made first: neither
+ * left in a block a growth frees nor formatted (ps_buf_printf would leave a short line in its stack
+ * buffer). */
+static int put_auth(struct ps_buf *b, const char *scheme, const char *cred, size_t len) {
+  static const char name[] = "Authorization: ";
+  size_t slen = strlen(scheme);
+  int err = ps_buf_reserve(b, sizeof name - 1 + slen + 1 + len + 2);
+  if (err == 0) err = ps_buf_append(b, name, sizeof name - 1);
+  if (err == 0) err = ps_buf_append(b, scheme, slen);
+  if (err == 0) err = ps_buf_append(b, " ", 1);
+  if (err == 0) err = ps_buf_append(b, cred, len);
+  if (err == 0) err = ps_buf_append(b, "\r\n", 2);
+  return err;
 }
 
 /* The Authorization line for a credential read from a file or inline (as Prometheus does, the whitespace
@@ -74,7 +82,7 @@ static char *auth_line(const struct server *sv, const char *secret, size_t len, 
   ps_buf_init(&b);
   int err;
   if (sv->username == NULL) {
-    err = ps_buf_printf(&b, "Authorization: %s %.*s\r\n", sv->auth_type, (int)len, secret);
+    err = put_auth(&b, sv->auth_type, secret, len);
   } else { /* RFC 7617: base64 of user-id ":" password */
     size_t ulen = strlen(sv->username), plen = ulen + 1 + len;
     char *plain = malloc(plen);
@@ -85,7 +93,7 @@ static char *auth_line(const struct server *sv, const char *secret, size_t len, 
       plain[ulen] = ':';
       memcpy(plain + ulen + 1, secret, len);
       EVP_EncodeBlock(b64, (const unsigned char *)plain, (int)plen);
-      err = ps_buf_printf(&b, "Authorization: Basic %s\r\n", (const char *)b64);
+      err = put_auth(&b, "Basic", (const char *)b64, strlen((const char *)b64));
       OPENSSL_cleanse(plain, plen);
       OPENSSL_cleanse(b64, strlen((const char *)b64));
     }
@@ -196,11 +204,11 @@ static void files_changed(void *arg, const struct ps_file_content *files, size_t
       snprintf(why, sizeof why, "%s %s %s", sv->secret_key, sv->path[F_SECRET], bad);
       reload_log(sv, false, NULL, why);
     } else if (sv->auth == NULL || strcmp(line, sv->auth) != 0) {
-      free_secret(sv->auth);
+      ps_free_secret(sv->auth);
       sv->auth = line;
       reload_log(sv, true, sv->secret_key, NULL);
     } else {
-      free_secret(line);
+      ps_free_secret(line);
     }
   }
   if (sv->tls != NULL && (data[F_CA] != NULL || data[F_CERT] != NULL)) {
@@ -363,7 +371,12 @@ int ps_prom_servers_apply(struct ps_prom_servers *s, const char *server_url, boo
   else if (sv == NULL && s != NULL && unsafe_ssl)
     o->tls = s->insecure_default;
   if (sv != NULL && sv->server_name != NULL) o->tls_server_name = sv->server_name;
-  int rc = ps_buf_puts(headers, "");
+  /* Room for all of it first: the Authorization line is never left behind in a block a growth frees. */
+  size_t need = (custom != NULL ? strlen(custom) : 0) +
+                (sv != NULL && sv->auth != NULL ? strlen(sv->auth) : 0) +
+                (sv != NULL ? strlen(sv->headers) : 0);
+  int rc = ps_buf_reserve(headers, need);
+  if (rc == 0) rc = ps_buf_puts(headers, "");
   for (const char *l = custom; rc == 0 && l != NULL && *l != '\0';) {
     const char *end = strstr(l, "\r\n");
     size_t len = end != NULL ? (size_t)(end - l) + 2 : strlen(l), nlen = strcspn(l, ":");
@@ -401,7 +414,7 @@ void ps_prom_servers_free(struct ps_prom_servers *s) {
   for (size_t i = 0; i < s->n; i++) {
     struct server *sv = &s->v[i];
     ps_tls_ctx_free(sv->tls);
-    free_secret(sv->auth);
+    ps_free_secret(sv->auth);
     for (int f = 0; f < NFILES; f++) free(sv->path[f]);
     char *owned[] = {sv->url, sv->headers, sv->auth_type, sv->username, sv->server_name};
     for (size_t k = 0; k < sizeof owned / sizeof owned[0]; k++) free(owned[k]);

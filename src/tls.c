@@ -475,6 +475,7 @@ static int handshake(struct ps_tls *t) {
   }
   int rc = flush(t);
   if (rc == 0 && t->early.len) rc = send_plain(t, (const uint8_t *)t->early.data, t->early.len);
+  ps_buf_wipe(&t->early); /* the client's request: its Authorization line */
   ps_buf_free(&t->early);
   return rc;
 }
@@ -538,6 +539,7 @@ int ps_tls_shutdown(struct ps_tls *t) {
 void ps_tls_free(struct ps_tls *t) {
   if (!t) return;
   SSL_free(t->ssl); /* frees both BIOs */
+  ps_buf_wipe(&t->early);
   ps_buf_free(&t->early);
   free(t->name);
   free(t);

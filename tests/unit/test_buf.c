@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
@@ -43,4 +44,27 @@ Test(buf, consume_and_steal) {
   free(p);
   ps_buf_consume(&b, 10); /* on an empty buffer: nothing to do */
   cr_assert_eq(b.len, 0);
+}
+
+Test(buf, wipe_zeroes_the_whole_capacity_and_keeps_it) {
+  struct ps_buf b;
+  ps_buf_init(&b);
+  ps_buf_wipe(&b); /* nothing yet: nothing to do */
+  cr_assert_null(b.data);
+  ps_buf_puts(&b, "Authorization: Bearer a-long-enough-secret-token\r\n");
+  ps_buf_reset(&b); /* reset keeps the old bytes beyond the first */
+  ps_buf_puts(&b, "x");
+  size_t cap = b.cap;
+  char *mem = b.data;
+  cr_assert_neq(memchr(b.data, 's', b.cap), NULL, "the old secret is in the memory before the wipe");
+  ps_buf_wipe(&b);
+  cr_assert_eq(b.len, 0);
+  cr_assert_eq(b.cap, cap);
+  cr_assert_eq(b.data, mem, "the memory is kept");
+  for (size_t i = 0; i < cap; i++) cr_assert_eq(b.data[i], 0, "byte %zu of %zu not wiped", i, cap);
+  cr_assert_eq(ps_buf_puts(&b, "y"), 0); /* still a buffer */
+  cr_assert_str_eq(b.data, "y");
+  ps_buf_free(&b);
+  ps_free_secret(NULL);
+  ps_free_secret(strdup("a secret")); /* freed: the leak check after the test would say otherwise */
 }

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "cert_fixture.h"
+#include "hostport.h"
 #include "http_client.h"
 #include "loop_fixture.h"
 #include "prom_tls_fixture.h"
@@ -458,5 +459,25 @@ Test(http_tls, close_notify_when_the_connection_closes) {
   uv_close((uv_handle_t *)&ts.conn, NULL);
   uv_close((uv_handle_t *)&ts.listener, NULL);
   ps_tls_ctx_free(tls);
+  PS_LOOP_END(&loop);
+}
+
+/* A request refused before it is queued (a server name longer than SNI allows) frees its copy of the
+ * extra headers, the Authorization line with them: under the ASan build the leak check after the test
+ * fails on a copy left behind (it was, on this path). */
+Test(http_tls, a_request_refused_before_queueing_frees_its_authorization) {
+  struct ps_tls_ctx *tls = client_ctx(&ca, NULL, false);
+  char sni[2 * PS_HOSTPORT_HOST_MAX];
+  memset(sni, 'a', sizeof sni - 1);
+  sni[sizeof sni - 1] = '\0';
+  struct ps_http_opts o = {.timeout_ms = 1000,
+                           .cls = PS_HTTP_URGENT,
+                           .headers = "Authorization: Bearer not-a-real-token\r\n",
+                           .tls = tls,
+                           .tls_server_name = sni};
+  struct result r = {0};
+  cr_assert_eq(ps_http_get_opts(client, "https://127.0.0.1:1/x", &o, result_cb, &r, NULL), UV_EINVAL);
+  cr_assert_eq(r.calls, 0, "refused at once, no callback");
+  end_test(tls, NULL);
   PS_LOOP_END(&loop);
 }
