@@ -28,7 +28,7 @@ static int parse_namespace(struct ps_target_config *c, const char *ns, char *err
     return ps_flags_fail(err, errlen, "namespace: the value is %zu bytes; the maximum is %d", e - b,
                          PS_MAX_NAMESPACE);
   for (size_t i = b; i < e; i++)
-    if ((unsigned char)ns[i] < 0x20 || ns[i] == 0x7f)
+    if (ps_ctl((unsigned char)ns[i]))
       return ps_flags_fail(err, errlen, "namespace: the value holds a control byte (CR, LF, ...)");
   c->prom_namespace = strndup(ns + b, e - b);
   return c->prom_namespace == NULL ? UV_ENOMEM : 0;

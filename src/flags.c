@@ -12,6 +12,7 @@
 
 #include "duration.h"
 #include "hostport.h"
+#include "http_token.h"
 #include "log.h"
 
 #define KIB           1024u
@@ -38,7 +39,7 @@ void ps_flags_quote(char *dst, size_t cap, const char *s) {
     if (c == '"' || c == '\\') {
       PUT('\\');
       PUT((char)c);
-    } else if (c < 0x20 || c == 0x7f) {
+    } else if (ps_ctl(c)) {
       char hex[5];
       snprintf(hex, sizeof hex, "\\x%02x", c);
       for (int k = 0; k < 4; k++) PUT(hex[k]);

@@ -180,7 +180,7 @@ int ps_http_headers_check(const char *headers) {
     if (nlen == 0 || p[nlen] != ':' || ps_http_header_reserved(p, nlen)) return UV_EINVAL;
     const char *v = p + nlen + 1;
     /* field-value: visible bytes, SP, HTAB and obs-text; no CR, LF or other controls (RFC 9110 5.5). */
-    while (*v != '\0' && *v != '\r' && ((unsigned char)*v >= 0x20 || *v == '\t') && *v != 0x7f) v++;
+    while (!ps_field_ctl((unsigned char)*v)) v++; /* stops at the CR (or NUL, LF, another control) */
     if (v[0] != '\r' || v[1] != '\n') return UV_EINVAL;
     p = v + 2;
   }

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "flags.h"
+#include "http_token.h"
 
 /* An error: the words into err (ps_flags_fail), code returned. */
 #define FAIL(code, ...) (ps_flags_fail(err, errlen, __VA_ARGS__), (code))
@@ -24,7 +25,7 @@ static void trim(const char **b, const char **e) {
 
 static bool has_control(const char *b, const char *e) {
   for (; b < e; b++)
-    if ((unsigned char)*b < 0x20 || *b == 0x7f) return true;
+    if (ps_ctl((unsigned char)*b)) return true;
   return false;
 }
 

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "http_token.h"
 #include "metrics.h"
 
 static struct {
@@ -189,7 +190,7 @@ static void put_escaped(struct line *b, const char *s, bool json) {
       continue;
     default: break;
     }
-    if (c < 0x20 || c == 0x7f) {
+    if (ps_ctl(c)) {
       l_printf(b, "\\u%04x", c);
       p++;
       continue;

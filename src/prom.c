@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_token.h"
+
 #define MS_PER_S        1000
 #define BASE_IN_MSG_MAX 200
 
@@ -126,13 +128,6 @@ int ps_prom_url_problem(char *buf, size_t len, const char *base, const char *que
   ps_buf_free(&q);
   ps_buf_free(&extra);
   return over ? UV_E2BIG : 0;
-}
-
-/* Control bytes to spaces: an error page's first bytes end in a log line or grpc-message. (The decoder
- * keeps its own, for its messages.) */
-static void one_line(char *s) {
-  for (char *p = s; *p != '\0'; p++)
-    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
 }
 
 /* " " and the reason phrase of the statuses a Prometheus or a proxy in front of it answers (RFC 9110
@@ -285,7 +280,7 @@ static void prom_http_cb(void *arg, int err, const char *errmsg, const struct ps
      * without the body: some gateways echo the request, headers and tokens included. */
     snprintf(msg, sizeof msg, "prometheus %.*s answered %d%s (check its credentials: --prometheus-config)",
              BASE_IN_MSG_MAX, p->base, resp->status, reason_phrase(resp->status));
-    one_line(msg);
+    ps_ctl_to_space(msg);
     prom_finish(p, UV_EACCES, msg);
     return;
   }
@@ -296,7 +291,7 @@ static void prom_http_cb(void *arg, int err, const char *errmsg, const struct ps
     snprintf(msg, sizeof msg, "prometheus %.*s answered %d%s (expected a Prometheus API response)%s%.80s",
              BASE_IN_MSG_MAX, p->base, resp->status, reason_phrase(resp->status), p->headers ? "" : ": ",
              p->headers ? "" : ps_prom_dec_head(p->dec));
-    one_line(msg);
+    ps_ctl_to_space(msg);
     prom_finish(p, UV_EPROTO, msg);
     return;
   }

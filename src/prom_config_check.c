@@ -31,7 +31,7 @@ static const char *const reserved_headers[] = {
 
 bool ps_pc_has_ctl(const char *s) {
   for (; *s; s++)
-    if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f) return true;
+    if (ps_field_ctl((unsigned char)*s)) return true;
   return false;
 }
 

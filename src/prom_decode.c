@@ -13,14 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http_token.h"
+
 #define MS_PER_S        1000
 /* Timestamps beyond this many seconds cannot be turned into int64 milliseconds. */
 #define MAX_ABS_SECONDS 9.0e15
-
-static void one_line(char *s) {
-  for (char *p = s; *p != '\0'; p++)
-    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
-}
 
 static int set_err(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -31,7 +28,7 @@ static int set_err(char *err, size_t errlen, int code, const char *fmt, ...) {
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     /* One line: Prometheus error texts may carry newlines, and this ends in a log line or grpc-message. */
-    one_line(err);
+    ps_ctl_to_space(err);
   }
   return code;
 }

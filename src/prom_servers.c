@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http_token.h"
 #include "log.h"
 #include "metrics.h"
 #include "tls.h"
@@ -72,8 +73,7 @@ static char *auth_line(const struct server *sv, const char *secret, size_t len, 
     return NULL;
   }
   for (size_t i = 0; i < len; i++) {
-    unsigned char ch = (unsigned char)secret[i];
-    if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+    if (ps_field_ctl((unsigned char)secret[i])) {
       *why = "holds a control character (a line break inside the value?)";
       return NULL;
     }

@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "http_client.h"
+#include "http_token.h"
 #include "loop_fixture.h"
 #include "metrics.h"
 
@@ -54,6 +55,29 @@ Test(http_client, url_split_good) {
   cr_assert_str_eq(host, "::1");
   cr_assert_eq(port, 9091);
   cr_assert_str_eq(path, "/api");
+}
+
+/* The control bytes (http_token.h), the one check for header values, labels, namespaces and the lines of
+ * text from a peer: CTL is 0x00-0x1F and DEL (RFC 5234 B.1), a field value may hold HTAB of them (RFC 9110
+ * 5.5); over every byte, UTF-8's included. */
+Test(http_client, control_bytes_over_every_byte) {
+  char all[256];
+  for (int ch = 0; ch < 256; ch++) {
+    bool ctl = ch < 0x20 || ch == 0x7f;
+    cr_assert_eq(ps_ctl((unsigned char)ch), ctl, "byte 0x%02x", ch);
+    cr_assert_eq(ps_field_ctl((unsigned char)ch), ctl && ch != '\t', "byte 0x%02x", ch);
+    if (ch > 0) all[ch - 1] = (char)ch;
+  }
+  all[255] = '\0';
+  ps_ctl_to_space(all);
+  for (int ch = 1; ch < 256; ch++)
+    cr_assert_eq((unsigned char)all[ch - 1], ch < 0x20 || ch == 0x7f ? ' ' : ch, "byte 0x%02x", ch);
+  /* A header line holding a control byte in its value is refused, HTAB excepted. */
+  cr_assert_eq(ps_http_headers_check("X-A: a\tb\r\n"), 0);
+  cr_assert_eq(ps_http_headers_check("X-A: a\x01b\r\n"), UV_EINVAL);
+  cr_assert_eq(ps_http_headers_check("X-A: a\x7f\r\n"), UV_EINVAL);
+  cr_assert_eq(ps_http_headers_check("X-A: a\nb\r\n"), UV_EINVAL);
+  cr_assert_eq(ps_http_headers_check("X-A: caf\xc3\xa9\r\n"), 0);
 }
 
 Test(http_client, url_split_bad) {
