@@ -90,8 +90,12 @@ void ps_buf_wipe(struct ps_buf *b) {
   b->len = 0;
 }
 
+void ps_free_wiped(void *p, size_t n) {
+  if (p == NULL) return;
+  explicit_bzero(p, n);
+  free(p);
+}
+
 void ps_free_secret(char *s) {
-  if (s == NULL) return;
-  explicit_bzero(s, strlen(s));
-  free(s);
+  if (s != NULL) ps_free_wiped(s, strlen(s));
 }

@@ -25,11 +25,12 @@ void ps_buf_reset(struct ps_buf *b);
 /* Hands the memory to the caller (free() it); b is left empty. */
 char *ps_buf_steal(struct ps_buf *b, size_t *len);
 void ps_buf_free(struct ps_buf *b);
-/* For memory that held a secret (a token, a password, an Authorization line), before it is reused or freed:
- * explicit_bzero, which the compiler may not drop as a dead store. ps_buf_wipe overwrites b's whole capacity
- * and empties it (the memory is kept); ps_free_secret overwrites a NUL-terminated string and frees it
- * (NULL: nothing). */
+/* For memory that held a secret (a token, a password, an Authorization line, a key), before it is reused
+ * or freed: explicit_bzero, which the compiler may not drop as a dead store. ps_buf_wipe overwrites b's
+ * whole capacity and empties it (the memory is kept); ps_free_wiped overwrites n bytes at p and frees p;
+ * ps_free_secret does so for a NUL-terminated string. NULL: nothing. */
 void ps_buf_wipe(struct ps_buf *b);
+void ps_free_wiped(void *p, size_t n);
 void ps_free_secret(char *s);
 
 #endif

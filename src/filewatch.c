@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
+
 /* What stat says of a file, enough to see that it changed: the kubelet's swap changes the inode a path
  * leads to, a rewrite in place changes mtime and ctime, a touch too (then the bytes are compared). err != 0:
  * the stat or the open failed with it. */
@@ -81,8 +83,9 @@ static void free_all(struct ps_filewatch *w) {
     struct ps_filewatch_group *g = w->groups[i];
     for (size_t j = 0; j < g->n; j++) {
       free(g->files[j].path);
-      free(g->files[j].data);
-      free(g->files[j].buf);
+      /* The contents are credentials and keys: wiped before the memory goes back to the allocator. */
+      ps_free_wiped(g->files[j].data, g->files[j].len);
+      ps_free_wiped(g->files[j].buf, g->files[j].buf != NULL ? g->files[j].cap + 1 : 0);
     }
     free(g->files);
     free(g->contents);
@@ -160,7 +163,7 @@ static void group_done(struct ps_filewatch_group *g) {
   }
   for (size_t i = 0; i < g->n; i++) {
     struct wfile *f = &g->files[i];
-    free(f->data);
+    ps_free_wiped(f->data, f->len); /* credentials and keys: wiped */
     f->data = NULL;
     f->len = 0;
     if (f->rerr == 0) {
@@ -168,7 +171,7 @@ static void group_done(struct ps_filewatch_group *g) {
       f->len = f->got;
       f->data[f->len] = '\0';
     } else {
-      free(f->buf);
+      ps_free_wiped(f->buf, f->cap + 1);
     }
     f->buf = NULL;
     f->err = f->rerr;
@@ -278,11 +281,14 @@ static void on_read(uv_fs_t *req) {
     return;
   }
   size_t cap = f->cap * 2 > PS_FILEWATCH_MAX_BYTES + 1 ? PS_FILEWATCH_MAX_BYTES + 1 : f->cap * 2;
-  char *nb = realloc(f->buf, cap + 1);
+  /* Not realloc: the old block holds the first bytes of a key or a token, wiped before it is freed. */
+  char *nb = malloc(cap + 1);
   if (nb == NULL) {
     finish_read(f, UV_ENOMEM);
     return;
   }
+  memcpy(nb, f->buf, f->got);
+  ps_free_wiped(f->buf, f->cap + 1);
   f->buf = nb;
   f->cap = cap;
   read_more(f);

@@ -18,6 +18,7 @@
 #include <uv.h>
 #include <yaml.h>
 
+#include "buf.h"
 #include "flags.h"
 #include "prom_config_int.h"
 
@@ -487,7 +488,7 @@ void ps_prom_config_free(struct ps_prom_config *c) {
     }
     for (size_t h = 0; h < s->nheaders; h++) {
       free(s->headers[h].name);
-      free(s->headers[h].value);
+      ps_free_secret(s->headers[h].value); /* may be a key too (X-API-Key) */
     }
     free(s->headers);
   }

@@ -415,8 +415,9 @@ void ps_prom_servers_free(struct ps_prom_servers *s) {
     struct server *sv = &s->v[i];
     ps_tls_ctx_free(sv->tls);
     ps_free_secret(sv->auth);
+    ps_free_secret(sv->headers); /* an operator's header may be a key too (X-API-Key) */
     for (int f = 0; f < NFILES; f++) free(sv->path[f]);
-    char *owned[] = {sv->url, sv->headers, sv->auth_type, sv->username, sv->server_name};
+    char *owned[] = {sv->url, sv->auth_type, sv->username, sv->server_name};
     for (size_t k = 0; k < sizeof owned / sizeof owned[0]; k++) free(owned[k]);
   }
   free(s->v);
