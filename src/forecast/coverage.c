@@ -38,8 +38,13 @@ double ps_cov_rate(const struct ps_coverage *c) {
   return c->scored < c->n && c->scored > 0 ? PS_COVERAGE_RATE / sqrt((double)c->scored) : c->rate;
 }
 
+double ps_cov_catchup(const struct ps_coverage *c) {
+  if (!(c->target > 0) || !(c->realised < c->target) || (double)c->scored * (1 - c->target) < 1) return 0;
+  return fmin(PS_COVERAGE_CATCH_MAX, PS_COVERAGE_CATCHUP * (c->target - c->realised) / (1 - c->target));
+}
+
 double ps_cov_margin(const struct ps_coverage *c, double qz, double vol) {
-  double z = (qz == qz ? qz : 0) + c->theta, m = z * (vol > 0 ? vol : 0);
+  double z = (qz == qz ? qz : 0) + c->theta + ps_cov_catchup(c), m = z * (vol > 0 ? vol : 0);
   return isfinite(m) ? m : 0;
 }
 

@@ -43,6 +43,20 @@
  * (the answer held up by its floor at the current value) cannot push it so far down that a rise then
  * takes days to climb back. */
 #define PS_COVERAGE_THETA_MAX  64.0
+/* The catch-up term (ps_cov_catchup): while the realised coverage (about the last day, below) is under
+ * the target, the margin adds PS_COVERAGE_CATCHUP error sizes per unit of the shortfall relative to the
+ * misses the target allows, (target - realised) / (1 - target), at most PS_COVERAGE_CATCH_MAX. theta
+ * reacts to each miss by rate x target, which over a burst of misses (worldcup98's day 12: four rises of
+ * 6-40x within two minutes, about 5 misses each before the first is known) is far less than the burst
+ * took out of the day; the term holds the margin up until the day has caught up, and is 0 whenever the
+ * coverage is at or over the target, so it never lowers the margin. theta's update is unchanged, so its
+ * identity and bound hold as before, and the term is bounded: the long-run miss rate is still
+ * 1 - target. A conformal PID's integral term in spirit (Angelopoulos, Barber & Bates 2023), on the
+ * day's coverage rather than the whole history's. Measured on the public traces (docs/forecasting.md):
+ * every cell within 1 point with PS_COVERAGE_CATCHUP from 1.5 to 4 at a cap of 1 or 2; a cap of 0.5
+ * leaves azure at 0.99 short. */
+#define PS_COVERAGE_CATCHUP    2.0
+#define PS_COVERAGE_CATCH_MAX  1.0
 /* The realised coverage shown (/metrics, ps_engine_result.coverage) is the mean of the hits over about
  * the last PS_COVERAGE_SPAN_MS of windows (exponentially weighted; the plain mean until that many
  * windows were scored). */
@@ -76,10 +90,15 @@ void ps_cov_free(struct ps_coverage *c);
 void ps_cov_forget(struct ps_coverage *c);
 
 /* The margin for the quantile qz of the standardized errors (NaN: too few errors yet and no cold basis
- * (engine.c), then theta alone) and their size vol (>= 0): (qz + theta) x vol. Negative when the forecast
- * alone covers more often than the target asks; the answer is still floored at the current value by the
- * engine. */
+ * (engine.c), then theta alone) and their size vol (>= 0): (qz + theta + ps_cov_catchup) x vol. Negative when
+ * the forecast alone covers more often than the target asks; the answer is still floored at the current value
+ * by the engine. */
 double ps_cov_margin(const struct ps_coverage *c, double qz, double vol);
+
+/* The catch-up term in units of the errors' size (PS_COVERAGE_CATCHUP): 0 with no target, before
+ * 1 / (1 - target) windows were scored (too few to see a single miss the target allows), or while the
+ * realised coverage is at least the target. */
+double ps_cov_catchup(const struct ps_coverage *c);
 
 /* theta's step for the window being scored (the scored-th): PS_COVERAGE_RATE / sqrt(scored) while fewer
  * than n windows were scored, then rate. */
