@@ -11,7 +11,8 @@
  * than the learned one, a shift of the error's distribution). The sum of (miss - (1 - target)) over any
  * stretch of windows (after the first h + 4, PS_COVERAGE_RATE) is (theta at its end - theta at its start)
  * / rate, so the miss rate over a day is off the target by at most the swing of theta within that day
- * over rate x windows in a day (the bound the unit tests check).
+ * over rate x windows in a day (the bound the unit tests check). A bounded catch-up term adds to the
+ * margin, not to theta, while the day's realised coverage trails the target (PS_COVERAGE_CATCHUP).
  *
  * A window's hit is known only once its last step is learned, lookahead + PS_ENGINE_REVISABLE + 1 steps
  * after the answer: the answers wait in a ring (struct ps_cov_answer) keyed by their window's end. State
