@@ -52,7 +52,9 @@ struct ps_h2_conn {
   size_t busy;         /* calls dispatched whose stream is not closed yet */
   uint64_t idle_since; /* loop time (ms) the last call ended, or of the greeting; valid while busy == 0 */
   uint64_t age_due;    /* loop time of the age, then (aged) of the end of its grace; 0: none */
-  bool aged;           /* told to go away because of its age (conn_age) */
+  uint64_t
+      timer_at; /* loop time conn_timer_arm armed `timeout` for (never later than the deadline); 0: not */
+  bool aged;    /* told to go away because of its age (conn_age) */
   enum goaway_state goaway;
   double rst_tokens;
   uint64_t rst_last_ms;

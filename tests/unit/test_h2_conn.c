@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <nghttp2/nghttp2.h>
@@ -961,6 +962,40 @@ Test(h2_conn, idle_connection_gets_goaway_no_error_after_the_idle_timeout) {
   cr_assert_eq(cl.goaway_error, NGHTTP2_NO_ERROR);
   cr_assert_str_eq(cl.goaway_debug, "idle");
   cr_assert_eq(cl.goaway_last[0], st->id, "the GOAWAY must name the last stream processed");
+  cr_assert(run_until(no_conns, NULL, 5000));
+  cr_assert_eq(server.idle_closed, 1);
+  client_stop();
+  stop_server();
+  PS_LOOP_END(&loop);
+}
+
+/* The connection's timer is armed lazily (h2_conn.c, conn_timer_arm): calls that come and go leave it at
+ * the first idle deadline, which comes while the client is still calling. There it must find the real
+ * deadline later and wait again, never close; and once the calls stop, the close comes one idle timeout
+ * after the last one, not sooner. The calls run back to back for 2.5 idle timeouts (no pause in between). */
+Test(h2_conn, activity_keeps_postponing_the_idle_close) {
+  const uint64_t idle = 1000;
+  server.idle_timeout_ms = idle;
+  client_start(65535);
+  uint64_t start = uv_now(&loop), last_sent = start;
+  int calls = 0;
+  while (uv_now(&loop) - start < idle * 5 / 2) {
+    last_sent = uv_now(&loop);
+    struct stream *st = request(&(struct req){.path = "/test.Svc/Echo", .msg = "busy"});
+    wait_closed(st);
+    cr_assert_eq(st->grpc_status, PS_GRPC_OK);
+    cr_assert_lt(cl.goaway_error, 0, "closed after %" PRIu64 " ms of calls", uv_now(&loop) - start);
+    /* The client's record of the stream goes, so that the calls are not bounded by MAX_STREAMS. */
+    ps_buf_free(&st->sent);
+    ps_buf_free(&st->data);
+    cl.nst--;
+    calls++;
+  }
+  cr_assert_eq(server.idle_closed, 0);
+  cr_assert(run_until(got_goaway, NULL, 10 * idle), "idle after %d calls and never closed", calls);
+  /* The last call ended after it was sent (one loop, one clock): its idle timeout cannot be over sooner. */
+  cr_assert_geq(uv_now(&loop), last_sent + idle, "closed before the idle timeout after the last call");
+  cr_assert_str_eq(cl.goaway_debug, "idle");
   cr_assert(run_until(no_conns, NULL, 5000));
   cr_assert_eq(server.idle_closed, 1);
   client_stop();
