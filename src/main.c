@@ -208,7 +208,10 @@ static int listen_on(struct app *a, const char *addr, const struct ps_net_proto 
     ps_log(PS_LOG_ERROR, what, "address", addr, "error", uv_strerror(r), NULL);
     return r;
   }
-  ps_net_listener_set_slots(*out, max_conns, name);
+  r = ps_net_listener_set_slots(*out, max_conns, name);
+  if (r != 0) /* the listener works, with the default backlog */
+    ps_log(PS_LOG_WARN, "listen backlog not raised to the connection slots", "address", addr, "error",
+           uv_strerror(r), NULL);
   return 0;
 }
 

@@ -7,6 +7,7 @@
  * net_tls.c). */
 #include "net.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -466,7 +467,7 @@ static int bind_and_listen(struct ps_net_listener *l, const struct sockaddr_stor
       err = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&a4, 0);
   }
   if (err != 0) return err;
-  return uv_listen((uv_stream_t *)&l->tcp, PS_NET_BACKLOG, connection_cb);
+  return uv_listen((uv_stream_t *)&l->tcp, ps_net_backlog(l->max_conns), connection_cb);
 }
 
 int ps_net_listen(uv_loop_t *loop, const char *hostport, const struct ps_net_proto *proto, void *arg,
@@ -512,9 +513,22 @@ size_t ps_net_listener_conns(const struct ps_net_listener *l) { return l->nconns
 size_t ps_net_listener_evicted(const struct ps_net_listener *l) { return l->evicted; }
 size_t ps_net_listener_refused(const struct ps_net_listener *l) { return l->refused; }
 
-void ps_net_listener_set_slots(struct ps_net_listener *l, size_t max_conns, const char *name) {
+int ps_net_backlog(size_t max_conns) {
+  if (max_conns < PS_NET_BACKLOG) return PS_NET_BACKLOG;
+  return max_conns > PS_NET_BACKLOG_MAX ? PS_NET_BACKLOG_MAX : (int)max_conns;
+}
+
+int ps_net_listener_set_slots(struct ps_net_listener *l, size_t max_conns, const char *name) {
+  int before = ps_net_backlog(l->max_conns);
   l->max_conns = max_conns > 0 ? max_conns : 1;
   l->name = name;
+  if (l->stopped || ps_net_backlog(l->max_conns) == before) return 0;
+  /* listen(2) again on the listening socket sets its backlog anew, connections already queued stay (Linux:
+   * inet_listen updates sk_max_ack_backlog whatever the socket's state). */
+  uv_os_fd_t fd;
+  int err = uv_fileno((const uv_handle_t *)&l->tcp, &fd);
+  if (err == 0 && listen(fd, ps_net_backlog(l->max_conns)) != 0) err = -errno;
+  return err;
 }
 
 void ps_net_listener_set_tls(struct ps_net_listener *l, struct ps_tls_ctx *ctx,

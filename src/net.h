@@ -17,12 +17,16 @@
  * connection (see ps_net_set_idle); only when none is idle is the new one closed at once. */
 #define PS_NET_MAX_CONNS       1024
 /* Connections the kernel completes and queues before we accept them (listen(2)'s backlog): as many as the
- * default slots, so that a client opening its connections all at once (a pool, a benchmark's -c 1000)
+ * listener's connection slots (--max-conns, ps_net_listener_set_slots), at least PS_NET_BACKLOG and at most
+ * PS_NET_BACKLOG_MAX, so that a client opening its connections all at once (a pool, a benchmark's -c 1000)
  * finds them established however busy the loop is. A SYN that finds the queue full is dropped and sent
  * again only after the client's retransmission timeout, 1 s and then doubling (RFC 6298 2.1, 5.5). The
- * kernel caps it at net.core.somaxconn (4096 by default since Linux 5.4); queued connections hold kernel
- * memory, no descriptor of ours, and count against the slots once accepted. */
+ * kernel caps the backlog at net.core.somaxconn (4096 by default since Linux 5.4) silently: listen(2)
+ * succeeds with a larger one, and a --max-conns above somaxconn gets somaxconn's queue unless the sysctl is
+ * raised. Queued connections hold kernel memory, no descriptor of ours, and count against the slots once
+ * accepted. */
 #define PS_NET_BACKLOG         PS_NET_MAX_CONNS
+#define PS_NET_BACKLOG_MAX     65535 /* somaxconn's own ceiling before Linux 4.1 (USHRT_MAX) */
 /* A closing connection gets this long to flush its queued writes to a peer that may not be reading;
  * then it is closed anyway and the rest is dropped. */
 #define PS_NET_CLOSE_LINGER_MS 5000
@@ -70,8 +74,13 @@ int ps_net_listen(uv_loop_t *loop, const char *hostport, const struct ps_net_pro
 int ps_net_listener_port(const struct ps_net_listener *l);
 size_t ps_net_listener_conns(const struct ps_net_listener *l);
 /* The connection slots of the listener: its connection limit (PS_NET_MAX_CONNS until set; at least 1) and
- * its name in the slot metrics ("grpc", "http"; NULL, the default: not counted). `name` is not copied. */
-void ps_net_listener_set_slots(struct ps_net_listener *l, size_t max_conns, const char *name);
+ * its name in the slot metrics ("grpc", "http"; NULL, the default: not counted). `name` is not copied. The
+ * listen backlog follows the limit (ps_net_backlog). 0, or the error of listen(2) (the limit is set, the
+ * backlog stays as it was). */
+int ps_net_listener_set_slots(struct ps_net_listener *l, size_t max_conns, const char *name);
+/* The listen backlog for max_conns slots: max_conns within [PS_NET_BACKLOG, PS_NET_BACKLOG_MAX] (the kernel
+ * may cap it lower: net.core.somaxconn). */
+int ps_net_backlog(size_t max_conns);
 /* Connections evicted and refused at the limit since the listener started (also counted in
  * prescale_connections_evicted_total / prescale_connections_refused_total{listener=name}). */
 size_t ps_net_listener_evicted(const struct ps_net_listener *l);
