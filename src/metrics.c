@@ -266,7 +266,39 @@ void ps_metrics_remove(const char *name, const char *labels) {
   if (s != NULL) free_series(s);
 }
 
+/* ---- collect hooks ------------------------------------------------------------------------------- */
+
+/* Outside g, like generation: ps_metrics_reset drops the series, not who feeds them. */
+static struct {
+  ps_metrics_collect_fn fn;
+  void *arg;
+} collectors[PS_METRICS_MAX_COLLECTORS];
+static size_t ncollectors;
+
+int ps_metrics_collector_add(ps_metrics_collect_fn fn, void *arg) {
+  for (size_t i = 0; i < ncollectors; i++)
+    if (collectors[i].fn == fn && collectors[i].arg == arg) return 0;
+  if (ncollectors == PS_METRICS_MAX_COLLECTORS) return UV_ENOSPC;
+  collectors[ncollectors].fn = fn;
+  collectors[ncollectors++].arg = arg;
+  return 0;
+}
+
+void ps_metrics_collector_remove(ps_metrics_collect_fn fn, void *arg) {
+  for (size_t i = 0; i < ncollectors; i++) {
+    if (collectors[i].fn != fn || collectors[i].arg != arg) continue;
+    memmove(&collectors[i], &collectors[i + 1], (ncollectors - i - 1) * sizeof collectors[0]);
+    ncollectors--;
+    return;
+  }
+}
+
+static void collect(void) {
+  for (size_t i = 0; i < ncollectors; i++) collectors[i].fn(collectors[i].arg);
+}
+
 double ps_metrics_get(const char *name, const char *labels) {
+  collect();
   struct series *s = find_series(name, labels);
   if (s == NULL || s->fam->type == PS_METRIC_HISTOGRAM) return NAN;
   return s->value;
@@ -354,6 +386,7 @@ static int put_histogram(struct ps_buf *out, const struct family *f, const struc
 }
 
 int ps_metrics_render(struct ps_buf *out) {
+  collect();
   for (size_t i = 0; i < g.nfam; i++) {
     const struct family *f = g.fams[i];
     int r = put_help(out, f);

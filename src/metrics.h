@@ -51,10 +51,22 @@ void ps_metrics_ref_set(struct ps_metric_ref *ref, const char *name, const char 
 void ps_metrics_ref_observe(struct ps_metric_ref *ref, const char *name, const char *labels, double value);
 /* Whether a use of ref would not read its name and labels (a caller that formats labels can skip it). */
 bool ps_metrics_ref_resolved(const struct ps_metric_ref *ref);
-/* Value of a counter/gauge series, or NaN if absent (tests and the readiness logic read it). */
+/* Value of a counter/gauge series as a scrape would show it (the collect hooks run first), or NaN if absent
+ * (tests and the readiness logic read it). */
 double ps_metrics_get(const char *name, const char *labels);
 
-/* Appends the whole exposition (families in declaration order). 0 or UV_ENOMEM. */
+/* A collect hook sets series from its owner's own counts when they are read (ps_metrics_render,
+ * ps_metrics_get), so that a gauge of something that changes at every request (the gRPC server's open
+ * streams) is not set at every change. At most PS_METRICS_MAX_COLLECTORS at once; the same (fn, arg) is
+ * added once. The hooks outlive ps_metrics_reset (their owner removes them); with two owners setting the
+ * same series, the one added last shows. 0 or UV_ENOSPC. */
+#define PS_METRICS_MAX_COLLECTORS 8
+typedef void (*ps_metrics_collect_fn)(void *arg);
+int ps_metrics_collector_add(ps_metrics_collect_fn fn, void *arg);
+void ps_metrics_collector_remove(ps_metrics_collect_fn fn, void *arg);
+
+/* Appends the whole exposition (families in declaration order), the collect hooks run first. 0 or
+ * UV_ENOMEM. */
 int ps_metrics_render(struct ps_buf *out);
 /* Drops every family and series (tests; shutdown frees memory). */
 void ps_metrics_reset(void);

@@ -305,3 +305,54 @@ Test(metrics, removing_a_series_no_ref_points_at_keeps_the_refs) {
   cr_assert_float_eq(ps_metrics_get("k_gauge", "t=\"a\""), 3, 0);
   cr_assert(isnan(ps_metrics_get("k_gauge", "t=\"b\"")));
 }
+
+/* A collect hook: sets gauge "queue" from a count its owner keeps, and counts its runs. */
+struct owner {
+  double queue;
+  int runs;
+};
+static void collect_queue(void *arg) {
+  struct owner *o = arg;
+  o->runs++;
+  ps_metrics_set("queue", "", o->queue);
+}
+static void collect_other(void *arg) { ((struct owner *)arg)->runs++; }
+
+Test(metrics, collect_hooks_set_gauges_when_read) {
+  ps_metrics_declare("queue", PS_METRIC_GAUGE, "h");
+  struct owner o = {.queue = 3};
+  cr_assert_eq(ps_metrics_collector_add(collect_queue, &o), 0);
+  cr_assert_eq(ps_metrics_collector_add(collect_queue, &o), 0, "the same hook again: added once");
+  cr_assert_eq(o.runs, 0, "a hook runs when the metrics are read, not before");
+  cr_assert_str_eq(render(), "# HELP queue h\n# TYPE queue gauge\nqueue 3\n");
+  cr_assert_eq(o.runs, 1);
+  o.queue = 5;
+  cr_assert_eq(ps_metrics_get("queue", ""), 5, "ps_metrics_get reads what a scrape would");
+  cr_assert_eq(o.runs, 2);
+  /* The hooks outlive a reset (their owner removes them); the family must be declared again. */
+  ps_metrics_reset();
+  ps_metrics_declare("queue", PS_METRIC_GAUGE, "h");
+  cr_assert_str_eq(render(), "# HELP queue h\n# TYPE queue gauge\nqueue 5\n");
+  /* Removed: the gauge keeps its last value, and the hook no longer runs. */
+  ps_metrics_collector_remove(collect_queue, &o);
+  o.queue = 7;
+  int runs = o.runs;
+  cr_assert_str_eq(render(), "# HELP queue h\n# TYPE queue gauge\nqueue 5\n");
+  cr_assert_eq(o.runs, runs);
+  ps_metrics_collector_remove(collect_queue, &o); /* not there: nothing happens */
+  /* Bounded: PS_METRICS_MAX_COLLECTORS at once, the next refused until one goes. */
+  struct owner many[PS_METRICS_MAX_COLLECTORS + 1] = {0};
+  for (int i = 0; i < PS_METRICS_MAX_COLLECTORS; i++)
+    cr_assert_eq(ps_metrics_collector_add(collect_other, &many[i]), 0);
+  cr_assert_eq(ps_metrics_collector_add(collect_other, &many[PS_METRICS_MAX_COLLECTORS]), UV_ENOSPC);
+  render();
+  for (int i = 0; i < PS_METRICS_MAX_COLLECTORS; i++) cr_assert_eq(many[i].runs, 1, "hook %d", i);
+  ps_metrics_collector_remove(collect_other, &many[3]);
+  cr_assert_eq(ps_metrics_collector_add(collect_other, &many[PS_METRICS_MAX_COLLECTORS]), 0);
+  render();
+  /* The one removed from the middle no longer runs; the others, and the one added after, ran once more. */
+  for (int i = 0; i < PS_METRICS_MAX_COLLECTORS; i++)
+    cr_assert_eq(many[i].runs, i == 3 ? 1 : 2, "hook %d", i);
+  cr_assert_eq(many[PS_METRICS_MAX_COLLECTORS].runs, 1);
+  for (int i = 0; i <= PS_METRICS_MAX_COLLECTORS; i++) ps_metrics_collector_remove(collect_other, &many[i]);
+}
