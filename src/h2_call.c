@@ -188,11 +188,11 @@ static void trim_cb(uv_timer_t *t) {
 
 /* Called with srv->buffered.used as it was before something may have been freed: counts what was
  * released for the next trim (at most once per PS_H2_TRIM_INTERVAL_MS, from a timer, so that the loop
- * never trims in a hot path), and keeps the gauge current. */
+ * never trims in a hot path), and tells the gauges. */
 static void buffered_update(struct ps_h2_server *srv, size_t before) {
   size_t now_used = srv->buffered.used;
   if (now_used == before) return;
-  ps_h2c_buffered_gauge(now_used);
+  ps_h2c_gauges_changed(srv);
   if (now_used > before) return;
   srv->trim_freed += before - now_used;
   if (srv->trim_freed < PS_H2_TRIM_AFTER || srv->trim_timer != NULL) return;
@@ -245,7 +245,7 @@ void ps_h2c_call_free(struct ps_call *call) {
   buffered_update(c->srv, before);
   ps_buf_free(&call->message);
   c->srv->open_streams--;
-  ps_h2c_update_gauges(c->srv);
+  ps_h2c_gauges_changed(c->srv);
   if (c->closed || c->nspare >= PS_H2_SPARE_CALLS) {
     ps_buf_free(&call->out);
     free(call);
@@ -389,7 +389,7 @@ int ps_h2c_on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   ps_buf_init(&call->message);
   ps_list_insert_head(&c->calls, &call->node);
   c->srv->open_streams++;
-  ps_h2c_update_gauges(c->srv);
+  ps_h2c_gauges_changed(c->srv);
   nghttp2_session_set_stream_user_data(session, call->stream_id, call);
   return 0;
 }

@@ -198,7 +198,7 @@ static struct ps_h2_conn *conn_new(struct ps_h2_server *srv, struct ps_net_conn 
   }
   ps_list_insert_head(&srv->conns, &c->node);
   srv->open_conns++;
-  ps_h2c_update_gauges(srv);
+  ps_h2c_gauges_changed(srv);
   /* Accepted while shutting down (it was in the accept queue): nothing of it has been processed, so the
    * final GOAWAY names stream 0 and the client goes elsewhere at once. Sent after our SETTINGS. */
   if (srv->draining) goaway_final(c);
@@ -221,7 +221,7 @@ static void conn_destroy(struct ps_h2_conn *c) {
   ps_list_remove(&c->node);
   srv->open_conns--;
   if (srv->open_conns == 0) flusher_close(srv); /* like the trim timer: never outlives the connections */
-  ps_h2c_update_gauges(srv);
+  ps_h2c_gauges_changed(srv);
   free(c);
   mem_release(srv);
   /* The trim timer never outlives the connections (so it never holds a loop that should end): the last

@@ -130,7 +130,8 @@ struct ps_h2_server {
   size_t open_conns;
   size_t open_streams;
   struct ps_grpc_budget buffered; /* request bytes held by every stream (limit: max_buffered) */
-  size_t trim_freed;              /* bytes of request buffers freed since the last malloc_trim */
+  bool gauges_collected; /* the gauges of the three above are set when /metrics is read (h2_metrics.c) */
+  size_t trim_freed;     /* bytes of request buffers freed since the last malloc_trim */
   uint64_t trim_last_ms;
   void *trim_timer;   /* a pending trim; it closes with the last connection */
   size_t writes;      /* batches of frames written (one ps_net_write each: see ps_h2c_flush) */

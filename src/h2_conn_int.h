@@ -123,10 +123,10 @@ void ps_h2c_timer_release(struct owned_timer *t);
 void *ps_h2c_timer_owner(const uv_timer_t *t);
 
 /* h2_metrics.c */
-/* Sets the connection, stream and buffered-bytes gauges from srv's counts. */
-void ps_h2c_update_gauges(const struct ps_h2_server *srv);
-/* Sets the buffered-bytes gauge alone. */
-void ps_h2c_buffered_gauge(size_t used);
+/* srv's open connections, open streams or buffered bytes changed. Their gauges are set from these counts
+ * when the metrics are read (a collect hook, registered while srv has a connection), not here; only
+ * without a hook (none could be registered) are they set at once. */
+void ps_h2c_gauges_changed(struct ps_h2_server *srv);
 /* Counts a request refused before dispatch (prescale_grpc_requests_refused_total{reason}). */
 void ps_h2c_count_refused(const char *reason);
 /* Counts and logs the end of a call (prescale_grpc_requests_total, the duration histogram). */

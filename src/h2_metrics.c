@@ -60,17 +60,33 @@ void ps_h2c_count_refused(const char *reason) {
   ps_metrics_add("prescale_grpc_requests_refused_total", labels, 1);
 }
 
-/* The series updated on every call (conns_ref, streams_ref, buffered_ref above), resolved once
- * (metrics.h: a ref re-resolves after a reset). */
-
-void ps_h2c_buffered_gauge(size_t used) {
-  ps_metrics_ref_set(&buffered_ref, "prescale_grpc_buffered_bytes", "", (double)used);
-}
-
-void ps_h2c_update_gauges(const struct ps_h2_server *srv) {
+/* The gauges (conns_ref, streams_ref, buffered_ref above), resolved once (metrics.h: a ref re-resolves
+ * after a reset). */
+static void update_gauges(const struct ps_h2_server *srv) {
   ps_metrics_ref_set(&conns_ref, "prescale_grpc_connections", "", (double)srv->open_conns);
   ps_metrics_ref_set(&streams_ref, "prescale_grpc_streams", "", (double)srv->open_streams);
   ps_metrics_ref_set(&buffered_ref, "prescale_grpc_buffered_bytes", "", (double)srv->buffered.used);
+}
+
+static void collect_gauges(void *srv) { update_gauges(srv); }
+
+/* Every stream's start and end changed a gauge, and setting all three then was ~200 instructions per call
+ * (callgrind, docs/performance.md); a scrape every 15 s reads them instead. The hook is added with the
+ * first connection and removed with the last, after the gauges were set one last time (0 connections, 0
+ * streams), so it never outlives srv and an idle server's gauges stay true. */
+void ps_h2c_gauges_changed(struct ps_h2_server *srv) {
+  if (srv->gauges_collected) {
+    if (srv->open_conns > 0) return;
+    update_gauges(srv);
+    ps_metrics_collector_remove(collect_gauges, srv);
+    srv->gauges_collected = false;
+    return;
+  }
+  if (srv->open_conns > 0 && ps_metrics_collector_add(collect_gauges, srv) == 0) {
+    srv->gauges_collected = true;
+    return;
+  }
+  update_gauges(srv); /* no hook: set now, as each change comes */
 }
 
 /* The (method, code) label pairs seen so far, each with its counter and histogram series, so that the

@@ -1970,3 +1970,58 @@ Test(h2_conn, the_age_and_the_idle_timeout_share_one_timer) {
   stop_server();
   PS_LOOP_END(&loop);
 }
+
+/* Whether /metrics, rendered now, has this sample line (name, labels and value). */
+static bool scrape_has(const char *line) {
+  struct ps_buf out;
+  ps_buf_init(&out);
+  cr_assert_eq(ps_metrics_render(&out), 0);
+  char want[128];
+  snprintf(want, sizeof want, "\n%s\n", line);
+  bool found = strstr(out.data, want) != NULL;
+  ps_buf_free(&out);
+  return found;
+}
+
+static bool three_held(void *arg) { return d.nheld == 3; }
+
+/* The connection, stream and buffered-bytes gauges are not set at every stream's start and end: a collect
+ * hook sets them from the server's counts when /metrics is rendered. Scraped mid-load (three calls in
+ * progress, one upload incomplete) and after each change, /metrics shows the counts of that moment, and
+ * zeros once the last connection is gone (the hook is gone too: nothing sets them after). */
+Test(h2_conn, the_gauges_show_the_server_counts_when_scraped_mid_load) {
+  client_start(65535);
+  struct stream *st[3];
+  for (int i = 0; i < 3; i++) st[i] = request(&(struct req){.path = "/test.Svc/Hold", .msg = "x"});
+  cr_assert(run_until(three_held, NULL, 5000));
+  /* A fourth stream whose message is incomplete: its bytes are buffered, not dispatched. */
+  size_t len;
+  uint8_t *body = partial_body(1000, 600, &len);
+  struct stream *upload =
+      request(&(struct req){.path = "/test.Svc/Echo", .body = body, .body_len = len, .hold_open = true});
+  buffered_at_least = 600;
+  cr_assert(run_until(buffered_reached, NULL, 5000));
+  char line[128];
+  cr_assert(scrape_has("prescale_grpc_connections 1"));
+  cr_assert(scrape_has("prescale_grpc_streams 4"));
+  snprintf(line, sizeof line, "prescale_grpc_buffered_bytes %zu", server.buffered.used);
+  cr_assert(scrape_has(line), "want %s", line);
+  finish_held(0);
+  wait_closed(st[0]);
+  cr_assert(scrape_has("prescale_grpc_streams 3"));
+  nghttp2_submit_rst_stream(cl.peer.s, NGHTTP2_FLAG_NONE, upload->id, NGHTTP2_CANCEL);
+  client_flush();
+  cr_assert(run_until(buffered_empty, NULL, 5000));
+  cr_assert(scrape_has("prescale_grpc_streams 2"));
+  cr_assert(scrape_has("prescale_grpc_buffered_bytes 0"));
+  finish_held(1);
+  finish_held(2);
+  client_stop();
+  cr_assert(run_until(no_conns, NULL, 5000));
+  cr_assert(scrape_has("prescale_grpc_connections 0"));
+  cr_assert(scrape_has("prescale_grpc_streams 0"));
+  cr_assert(scrape_has("prescale_grpc_buffered_bytes 0"));
+  free(body);
+  stop_server();
+  PS_LOOP_END(&loop);
+}
