@@ -125,8 +125,12 @@ void *ps_h2c_timer_owner(const uv_timer_t *t);
 /* h2_metrics.c */
 /* srv's open connections, open streams or buffered bytes changed. Their gauges are set from these counts
  * when the metrics are read (a collect hook, registered while srv has a connection), not here; only
- * without a hook (none could be registered) are they set at once. */
-void ps_h2c_gauges_changed(struct ps_h2_server *srv);
+ * without a hook (none could be registered) are they set at once. Inline: it runs at every stream's start
+ * and end, and does nothing there but the test. */
+void ps_h2c_gauges_hook(struct ps_h2_server *srv);
+static inline void ps_h2c_gauges_changed(struct ps_h2_server *srv) {
+  if (!srv->gauges_collected || srv->open_conns == 0) ps_h2c_gauges_hook(srv);
+}
 /* Counts a request refused before dispatch (prescale_grpc_requests_refused_total{reason}). */
 void ps_h2c_count_refused(const char *reason);
 /* Counts and logs the end of a call (prescale_grpc_requests_total, the duration histogram). */

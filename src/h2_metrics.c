@@ -74,7 +74,7 @@ static void collect_gauges(void *srv) { update_gauges(srv); }
  * (callgrind, docs/performance.md); a scrape every 15 s reads them instead. The hook is added with the
  * first connection and removed with the last, after the gauges were set one last time (0 connections, 0
  * streams), so it never outlives srv and an idle server's gauges stay true. */
-void ps_h2c_gauges_changed(struct ps_h2_server *srv) {
+void ps_h2c_gauges_hook(struct ps_h2_server *srv) {
   if (srv->gauges_collected) {
     if (srv->open_conns > 0) return;
     update_gauges(srv);
