@@ -20,9 +20,7 @@
 
 static uv_loop_t loop;
 
-static void setup(void) { cr_assert_eq(uv_loop_init(&loop), 0); }
-
-TestSuite(net_backlog, .init = setup, .timeout = 60);
+TestSuite(net_backlog, .timeout = 60);
 
 /* A protocol that is never used: no client connects. */
 static void *on_open(struct ps_net_conn *c, void *arg) { return NULL; }
@@ -92,6 +90,7 @@ Test(net_backlog, the_backlog_follows_the_slots_within_its_bounds) {
  * once the listener is bound), and the kernel's cap applies. 2,000 slots is above PS_NET_BACKLOG and below
  * the default somaxconn (4096): the kernel's figure then differs from both the default and the cap. */
 Test(net_backlog, the_listening_socket_gets_the_slots_backlog) {
+  cr_assert_eq(uv_loop_init(&loop), 0);
   struct ps_net_listener *l;
   cr_assert_eq(ps_net_listen(&loop, "127.0.0.1:0", &proto, NULL, &l), 0);
   int port = ps_net_listener_port(l);
