@@ -70,7 +70,7 @@ static void update_gauges(const struct ps_h2_server *srv) {
 
 static void collect_gauges(void *srv) { update_gauges(srv); }
 
-/* Every stream's start and end changed a gauge, and setting all three then was ~200 instructions per call
+/* Every stream's start and end changed a gauge, and setting all three then was ~340 instructions per call
  * (callgrind, docs/performance.md); a scrape every 15 s reads them instead. The hook is added with the
  * first connection and removed with the last, after the gauges were set one last time (0 connections, 0
  * streams), so it never outlives srv and an idle server's gauges stay true. */
