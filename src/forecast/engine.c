@@ -441,10 +441,10 @@ static void refit(struct ps_engine *e, int bulk) {
       e->period = ps_period_detect(x, n, e->cap / 3, prefer, np, NULL);
       e->searched = 1;
     }
-    /* A bulk load's fit scores the parameters on the newest periods only (engine.h). */
-    size_t search = !bulk           ? n
-                    : e->period > 0 ? PS_ENGINE_BULK_FIT_PERIODS * e->period
-                                    : PS_ENGINE_BULK_FIT_FLAT;
+    /* A bulk load's fit scores the parameters on the newest periods only, at least
+     * PS_ENGINE_BULK_FIT_FLAT steps (engine.h). */
+    size_t search = !bulk ? n : e->period > 0 ? PS_ENGINE_BULK_FIT_PERIODS * e->period : 0;
+    if (bulk && search < PS_ENGINE_BULK_FIT_FLAT) search = PS_ENGINE_BULK_FIT_FLAT;
     ps_hw_fit_tail(&e->hw, x, n, from, e->period, e->h, search);
     ps_pm_set(&e->pm, e->period, HOUR_MS % e->step == 0 ? (size_t)(HOUR_MS / e->step) : 0);
     free(x);

@@ -70,8 +70,11 @@ int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v);
  * learned step of the batch. */
 #define PS_ENGINE_BULK_REPLAY      2048
 /* The bulk load's refit scores Holt-Winters parameters on the newest PS_ENGINE_BULK_FIT_PERIODS periods
- * (the first one is burn-in), or the newest PS_ENGINE_BULK_FIT_FLAT steps without a season: the search's
- * cost grows with the period, not the history (ps_hw_fit_tail). */
+ * (the first one is burn-in), and on at least the newest PS_ENGINE_BULK_FIT_FLAT steps (all of them
+ * without a season): the search's cost grows with the period, not the history (ps_hw_fit_tail). The
+ * floor is for short seasons: 3 periods of 2 hours score the parameters on 4 hours of errors, and the
+ * search then chose a season gain of 0.5 where puts, scoring the whole history, chose 0.02 (twitter,
+ * docs/performance.md). */
 #define PS_ENGINE_BULK_FIT_PERIODS 3
 #define PS_ENGINE_BULK_FIT_FLAT    1440
 void ps_engine_bulk_begin(struct ps_engine *e);

@@ -10,6 +10,7 @@
 
 #include "backtest/trace.h"
 #include "forecast/engine.h"
+#include "forecast/holtwinters.h"
 
 #define STEP    60000
 #define WEEK    10080
@@ -118,6 +119,49 @@ Test(engine_bulk, a_short_batch_is_learned_as_puts_learn_it) {
   cr_assert_eq(ca.learns, cb.learns);
   ps_engine_free(a);
   ps_engine_free(b);
+  free(x);
+}
+
+/* The bulk refit scores the Holt-Winters parameters on at least the newest PS_ENGINE_BULK_FIT_FLAT steps
+ * before the replay, however short the season (engine.h): a week with a 2-hour season, holtwinters alone,
+ * 1 step ahead, answers exactly what that fit, the replay learned step by step and the provisional steps
+ * give, and not what a fit scored on 3 periods (360 steps) gives. */
+Test(engine_bulk, a_short_season_is_fitted_on_at_least_a_day) {
+  const size_t p = 120, n = WEEK;
+  double *x = malloc(n * sizeof *x);
+  uint64_t s = 1;
+  for (size_t i = 0; i < n; i++) /* a 2-hour cycle whose amplitude wanders from day to day, and noise */
+    x[i] =
+        100 + (30 + 10 * sin((double)i / DAY)) * sin(2 * M_PI * (double)(i % p) / (double)p) + 8 * gauss(&s);
+  struct ps_engine *e = mk(PS_MODEL_HOLTWINTERS, (int64_t)p * STEP, STEP, CAP_8D, 0, 1);
+  load(e, x, n, 1);
+  struct ps_engine_result r;
+  forecast_at(e, n - 1, &r);
+  ps_engine_free(e);
+  /* engine.c's bulk end, by hand: the refit over steps [0, skip], the replay, the provisional steps. */
+  const int64_t newest = (int64_t)n - 1, upto = newest - PS_ENGINE_REVISABLE - 1;
+  const int64_t skip = upto - PS_ENGINE_BULK_REPLAY;
+  float *xf = malloc(n * sizeof *xf);
+  for (size_t i = 0; i < n; i++) xf[i] = (float)x[i];
+  double want[2];
+  const size_t search[2] = {PS_ENGINE_BULK_FIT_FLAT, PS_ENGINE_BULK_FIT_PERIODS * p};
+  cr_assert_gt(search[0], search[1]);
+  for (int k = 0; k < 2; k++) {
+    struct ps_hw m;
+    ps_hw_init(&m);
+    cr_assert_eq(ps_hw_fit_tail(&m, xf, (size_t)skip + 1, 0, p, 1, search[k]), 0);
+    for (int64_t t = skip + 1; t <= upto; t++) ps_hw_step(&m.p, &m.c, &m.season[t % (int64_t)p], t, xf[t]);
+    struct ps_hw_core c = m.c;
+    for (int64_t t = upto + 1; t <= newest; t++) {
+      float slot = m.season[t % (int64_t)p];
+      ps_hw_step(&m.p, &c, &slot, t, xf[t]);
+    }
+    want[k] = ps_hw_forecast_damped(&c, m.season[(newest + 1) % (int64_t)p], ps_hw_damp_sum(1));
+    ps_hw_free(&m);
+  }
+  cr_assert_neq(want[0], want[1], "the data tells the two fits apart");
+  cr_assert_eq(r.predicted, want[0], "%.17g, want %.17g (3 periods: %.17g)", r.predicted, want[0], want[1]);
+  free(xf);
   free(x);
 }
 
