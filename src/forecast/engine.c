@@ -685,7 +685,9 @@ void ps_engine_bulk_end(struct ps_engine *e) {
   if (e->len == 0) return;
   int64_t upto = e->newest - PROVISIONAL; /* the step the puts would have learned up to */
   uint64_t m = upto > e->learned ? (uint64_t)(upto - e->learned) : 0, replay = bulk_replay(e);
-  if (m > replay + PS_ENGINE_FIRST_REFIT) {
+  uint64_t stepwise = replay + PS_ENGINE_FIRST_REFIT;
+  if (stepwise < PS_ENGINE_BULK_STEPWISE) stepwise = PS_ENGINE_BULK_STEPWISE;
+  if (m > stepwise) {
     /* The older steps: what learn keeps of them besides the models' state (the refit below rebuilds
      * that from the whole history: its last run ends at the newest step it saw). Their errors would be
      * forgotten by the end of the replay, so none is computed. */

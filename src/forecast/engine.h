@@ -62,13 +62,20 @@ int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v);
  * only store their samples (same rules and answers as ps_engine_put); bulk_end then learns them at once:
  * one refit (period detection, parameter search) over all but the newest replay steps, then those steps
  * learned one by one as puts would (their h-step errors fill the error rings and auto's scores). The
- * replay is max(PS_ENGINE_BULK_REPLAY, 32 x h) steps; a batch not longer than that plus
- * PS_ENGINE_FIRST_REFIT learns step by step, as puts would have. Cost: O(history) plain stores, one refit,
+ * replay is max(PS_ENGINE_BULK_REPLAY, 32 x h) steps; a batch not longer than
+ * max(PS_ENGINE_BULK_STEPWISE, the replay plus PS_ENGINE_FIRST_REFIT) learns step by step, as puts would
+ * have. Cost: O(history) plain stores, one refit,
  * and the replay, against a refit every half history for puts. The forecast that follows is not bit for
  * bit that of the puts (whose last refit saw less of the history): tests/unit/test_engine_bulk.c pins
  * the difference and docs/performance.md the backtests. A forecast between begin and end sees no
  * learned step of the batch. */
 #define PS_ENGINE_BULK_REPLAY      2048
+/* A batch up to this many steps (two days at 1 minute) is learned step by step: put by put that costs
+ * about what the bulk load of a week does (tests/bench/engine_bench.c). In bulk, the refit would see only
+ * the steps before the replay, under 30 % of two days (puts' last refit sees more than half of a growing
+ * history), and a first load of two days was the worst day of the public traces' reload backtests
+ * (docs/performance.md). */
+#define PS_ENGINE_BULK_STEPWISE    2880
 /* The bulk load's refit scores Holt-Winters parameters on the newest PS_ENGINE_BULK_FIT_PERIODS periods
  * (the first one is burn-in), and on at least the newest PS_ENGINE_BULK_FIT_FLAT steps (all of them
  * without a season): the search's cost grows with the period, not the history (ps_hw_fit_tail). The

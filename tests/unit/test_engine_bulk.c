@@ -98,12 +98,14 @@ static void assert_same(const struct ps_engine_result *a, const struct ps_engine
     cr_assert(a->mae[m] == b->mae[m] || (isnan(a->mae[m]) && isnan(b->mae[m])), "mae[%d]", m);
 }
 
-/* A batch up to PS_ENGINE_BULK_REPLAY + PS_ENGINE_FIRST_REFIT steps is learned step by step, refits
- * included, as puts learn it: the same answer to the bit. */
+/* A batch up to PS_ENGINE_BULK_STEPWISE steps (two days at 1 minute) is learned step by step, refits
+ * included, as puts learn it: the same answer to the bit. One step more is a bulk load: the replay alone is
+ * learned one by one. */
 Test(engine_bulk, a_short_batch_is_learned_as_puts_learn_it) {
-  size_t n = PS_ENGINE_BULK_REPLAY; /* + PROVISIONAL steps stay unlearned: within the bound */
-  double *x = malloc(n * sizeof *x);
-  periodic(x, n, 7);
+  /* The newest PS_ENGINE_REVISABLE + 1 steps stay unlearned: n learns PS_ENGINE_BULK_STEPWISE steps. */
+  size_t n = PS_ENGINE_BULK_STEPWISE + PS_ENGINE_REVISABLE + 1;
+  double *x = malloc((n + 1) * sizeof *x);
+  periodic(x, n + 1, 7);
   struct ps_engine *a = mk(PS_MODEL_AUTO, 0, LOOK_5M, CAP_8D, 0.9, 42),
                    *b = mk(PS_MODEL_AUTO, 0, LOOK_5M, CAP_8D, 0.9, 42);
   load(a, x, n, 1);
@@ -117,6 +119,12 @@ Test(engine_bulk, a_short_batch_is_learned_as_puts_learn_it) {
   ps_engine_counts(b, &cb);
   cr_assert_eq(ca.refits, cb.refits);
   cr_assert_eq(ca.learns, cb.learns);
+  cr_assert_eq(ca.learns, PS_ENGINE_BULK_STEPWISE);
+  ps_engine_free(a);
+  a = mk(PS_MODEL_AUTO, 0, LOOK_5M, CAP_8D, 0.9, 42);
+  load(a, x, n + 1, 1);
+  ps_engine_counts(a, &ca);
+  cr_assert_eq(ca.learns, PS_ENGINE_BULK_REPLAY, "one step more: a bulk load");
   ps_engine_free(a);
   ps_engine_free(b);
   free(x);
