@@ -21,9 +21,17 @@ its run (/proc/PID/stat), every thread; prescale and nghttpd run one thread, grp
 CPU-second (1 / CPU per request): the server's capacity on one core, whatever the client drove, i.e. what a
 pod limited to one CPU (`resources.limits.cpu: 1`) buys.
 
---pin: each server on CPU 0 alone (taskset; grpc-go also with GOMAXPROCS=1) and h2load on CPU 1 alone, so
+--pin: each server on CPU 0 alone (taskset; grpc-go also with GOMAXPROCS=1) and the client on CPU 1 alone, so
 that each server gets the same one core, not a single-threaded server one core and grpc-go both, the
 client's included (h2run.py; every thread's affinity checked). Without it, the machine as it comes.
+
+--client grpcblast: the load comes from tests/bench/grpcblast (C, one thread, epoll, pre-encoded requests,
+one write per connection and loop turn) instead of h2load. One h2load thread spends more CPU per request
+than prescale does, so with --pin it runs out of its core first and the rate is the client's; grpcblast
+spends a fraction of that (the "client us/req" column), so the server under test is what saturates. It
+also checks every answer: :status 200, the DATA bytes equal to the server's answer (prescale's and the
+reference scaler's exact GetMetrics answer, nghttpd's file), grpc-status 0 in the gRPC trailers; a run
+with one wrong or missing answer stops the bench. Its p50/p99 come from its histogram (within 0.8 %).
 
 --compare LABEL=BINARY runs another prescale build (e.g. a branch) in the same rounds, against the same
 Prometheus, and prints its ratios too.
@@ -50,6 +58,10 @@ from h2run import CLIENT_CPU, SERVER_CPU, Server, check_pinned, pin_prefix, pin_
 
 QUERY = "vector(time() % 180)"  # an exact periodic series that needs no scraping
 MD = {"query": QUERY, "threshold": "10", "step": "5s", "period": "3m", "lookahead": "30s"}
+# The target the RPC rounds ask for: a constant series, so that its answer is the same bytes for the whole
+# run and grpcblast can check every answer against them (the periodic one's forecast moves at each
+# refresh). Either way the answer comes from the target's cache; the memory figure keeps MD.
+RPC_MD = dict(MD, query="vector(100)")
 REFSCALER_SOURCE = os.path.join(HERE, "refscaler")
 
 
@@ -90,14 +102,25 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--targets", type=int, default=1000, help="targets for the memory figure (0: none)")
     ap.add_argument("--no-grpc-go", action="store_true", help="leave out the grpc-go reference scaler")
+    ap.add_argument("--client", choices=("h2load", "grpcblast"), default="h2load",
+                    help="the load client, the same for every server: h2load -t 1, or grpcblast (lighter, "
+                         "and it checks every answer's bytes)")
+    ap.add_argument("--grpcblast", default=None,
+                    help="grpcblast's binary (default: tests/bench/grpcblast of --prescale's build)")
     ap.add_argument("--pin", action="store_true",
-                    help=f"each server on CPU {SERVER_CPU} alone (grpc-go with GOMAXPROCS=1), h2load on CPU "
+                    help=f"each server on CPU {SERVER_CPU} alone (grpc-go with GOMAXPROCS=1), the client on CPU "
                          f"{CLIENT_CPU} alone: every server gets the same one core")
     args = ap.parse_args()
     if args.pin and not {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0):
         raise SystemExit(f"--pin needs CPUs {SERVER_CPU} and {CLIENT_CPU}; this process may use "
                          f"{sorted(os.sched_getaffinity(0))}")
     server_cpu, client_cpu = (SERVER_CPU, CLIENT_CPU) if args.pin else (None, None)
+    blast = None
+    if args.client == "grpcblast":
+        blast = args.grpcblast or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.prescale))),
+                                               "tests", "bench", "grpcblast")
+        if not os.access(blast, os.X_OK):
+            raise SystemExit(f"--client grpcblast: {blast} is not built (ninja -C BUILD, or --grpcblast PATH)")
     pb2, pb2_grpc = harness.grpc_modules()
 
     env = harness.Env(tmp_prefix="prescale-bench-")
@@ -123,13 +146,16 @@ def main():
             if args.pin:
                 pin_threads(other.prescale.proc.pid, server_cpu)
 
-        req = pb2.GetMetricsRequest(scaledObjectRef=harness.scaled_ref(pb2, **MD), metricName="prescale")
-        answers = []
-        for e in [env] + [o for _, o in others]:
-            with harness.grpc_channel(e.grpc_addr) as ch:
-                stub = pb2_grpc.ExternalScalerStub(ch)
-                answers.append(stub.GetMetrics(req, timeout=10))  # loads the target: the bench reads its cache
-        answer = answers[0]
+        req = pb2.GetMetricsRequest(scaledObjectRef=harness.scaled_ref(pb2, **RPC_MD), metricName="prescale")
+        # Each prescale's answer as the bytes it sends (it loads the target: the bench reads its cache);
+        # every answer of the rounds must be these (grpcblast checks them).
+        raw = [raw_get_metrics(e.grpc_addr, req) for e in [env] + [o for _, o in others]]
+        answer = pb2.GetMetricsResponse.FromString(raw[0])
+        expected = []
+        for i, r in enumerate(raw):
+            expected.append(os.path.join(env.tmp, f"answer{i}.bin"))
+            with open(expected[-1], "wb") as f:
+                f.write(b"\x00" + len(r).to_bytes(4, "big") + r)
         body = req.SerializeToString()
         reqfile = os.path.join(env.tmp, "req.bin")
         with open(reqfile, "wb") as f:
@@ -138,7 +164,7 @@ def main():
         docroot = os.path.join(env.tmp, "htdocs")
         os.makedirs(docroot)
         with open(os.path.join(docroot, "v"), "wb") as f:
-            f.write(b"x" * (5 + len(answer.SerializeToString())))
+            f.write(b"x" * (5 + len(raw[0])))
         ng_port = harness.free_port()
         nghttpd = subprocess.Popen((pin_prefix(server_cpu) if args.pin else []) + ["nghttpd", "--no-tls", "-a", "127.0.0.1", "-d", docroot, str(ng_port)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -146,10 +172,12 @@ def main():
 
         hdrs = ["content-type: application/grpc", "te: trailers"]
         path = "/externalscaler.ExternalScaler/GetMetrics"
-        servers = [Server("prescale GetMetrics", f"http://{env.grpc_addr}{path}", pid, hdrs)]
-        for label, o in others:
-            servers.append(Server(f"prescale[{label}]", f"http://{o.grpc_addr}{path}", o.prescale.proc.pid, hdrs))
-        servers.append(Server("nghttpd static POST", f"http://127.0.0.1:{ng_port}/v", nghttpd.pid))
+        servers = [Server("prescale GetMetrics", f"http://{env.grpc_addr}{path}", pid, hdrs, expected[0], True)]
+        for (label, o), exp in zip(others, expected[1:]):
+            servers.append(Server(f"prescale[{label}]", f"http://{o.grpc_addr}{path}", o.prescale.proc.pid, hdrs,
+                                  exp, True))
+        servers.append(Server("nghttpd static POST", f"http://127.0.0.1:{ng_port}/v", nghttpd.pid,
+                              expected=os.path.join(docroot, "v")))
         grpc_note = ""
         if not args.no_grpc_go:
             try:
@@ -170,12 +198,11 @@ def main():
                          str(mv.metricValue), "-float", repr(mv.metricValueFloat)],
                         stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True, env=renv)
                 harness.wait_until(lambda: _h2_ready(rs_port), 10, what="refscaler to accept connections")
-                with harness.grpc_channel(f"127.0.0.1:{rs_port}") as ch:
-                    got = pb2_grpc.ExternalScalerStub(ch).GetMetrics(req, timeout=10)
-                if got.SerializeToString() != answer.SerializeToString():
-                    raise RuntimeError(f"refscaler answered {got}, prescale {answer}")
+                got = raw_get_metrics(f"127.0.0.1:{rs_port}", req)
+                if got != raw[0]:
+                    raise RuntimeError(f"refscaler answered {got.hex()}, prescale {raw[0].hex()}")
                 servers.append(Server("grpc-go GetMetrics", f"http://127.0.0.1:{rs_port}{path}", refscaler.pid,
-                                      hdrs))
+                                      hdrs, expected[0], True))
 
         envs = [env] + [o for _, o in others]
         counts_before = [_counts(e) for e in envs]
@@ -187,7 +214,7 @@ def main():
             for r in range(args.rounds):
                 k = r % len(servers)
                 for srv in servers[k:] + servers[:k]:
-                    srv.run(load, timing, reqfile, logf, client_cpu, server_cpu)
+                    srv.run(load, timing, reqfile, logf, client_cpu, server_cpu, blast)
         load_avg.append(os.getloadavg()[0])
         t1 = time.time()
         pinned = ""
@@ -195,7 +222,7 @@ def main():
             # Every thread of every server still on its one core (threads made during the rounds included).
             threads = [f"{s.name.split()[0]} {check_pinned(s.name, s.pid, server_cpu)}" for s in servers]
             pinned = (f"pinned: every server's threads on CPU {server_cpu} alone ({', '.join(threads)} threads), "
-                      f"h2load on CPU {client_cpu} alone (checked in every round)")
+                      f"{args.client} on CPU {client_cpu} alone (checked in every round)")
         # Every GetMetrics answered OK, and at least every request h2load measured (exactly those with
         # --requests; with --duration the warm-up's requests come on top).
         for e, srv, before in zip(envs, prescales_of(servers), counts_before):
@@ -241,20 +268,28 @@ def main():
         env.close()
 
 
+def raw_get_metrics(addr, req):
+    """GetMetrics over a real gRPC channel; the answer's message as the server encoded it."""
+    with harness.grpc_channel(addr) as ch:
+        call = ch.unary_unary("/externalscaler.ExternalScaler/GetMetrics",
+                              request_serializer=lambda m: m.SerializeToString(), response_deserializer=bytes)
+        return call(req, timeout=10)
+
+
 def prescales_of(servers):
     return [s for s in servers if s.name.startswith("prescale")]
 
 
 def _check_counts(name, ok, total, measured, timing):
     if ok != total or ok < measured or (timing[0] == "n" and ok != measured):
-        raise RuntimeError(f"{name}: {ok} of {total} GetMetrics answered OK; h2load measured {measured}")
+        raise RuntimeError(f"{name}: {ok} of {total} GetMetrics answered OK; the client measured {measured}")
 
 
 def report(args, servers, grpc_note, load_avg, t0, t1, timing, pinned):
     stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(t0)) + "-" + time.strftime("%H:%M UTC", time.gmtime(t1))
     what = (f"{timing[1]} requests" if timing[0] == "n" else f"{timing[2]:g} s of warm-up and {timing[1]:g} s measured")
     print(f"prescale bench{' (--pin)' if args.pin else ''}: {args.rounds} rounds, each {what} per server and "
-          f"load, h2load -t 1, server order rotated each round; {stamp}; machine: {os.cpu_count()} cores, shared "
+          f"load, {'h2load -t 1' if args.client == 'h2load' else 'grpcblast'}, server order rotated each round; {stamp}; machine: {os.cpu_count()} cores, shared "
           f"(load average {load_avg[0]:.1f} before, {load_avg[1]:.1f} after); {version_line()}")
     for note in (pinned, grpc_note):
         if note:
@@ -267,12 +302,14 @@ def report(args, servers, grpc_note, load_avg, t0, t1, timing, pinned):
     for load in args.loads:
         print(f"load -c {load[0]} -m {load[1]} (medians of {args.rounds} rounds)")
         print(f"  {'server':22} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'req/CPU-s':>10} "
-              f"{'server busy':>11} {'h2load busy':>11}{' core idle' if args.pin else ''}   req/s of each round")
+              f"{'server busy':>11} {'client busy':>11} {'client us/req':>13}{' core idle' if args.pin else ''}"
+              f"   req/s of each round")
         for s in servers:
             idle = f" {s.med('core_idle', load):9.2f}" if args.pin else ""
             print(f"  {s.name:22} {s.med('rps', load):9.0f} {s.med('p50', load):8.2f} {s.med('p99', load):8.2f} "
                   f"{s.med('cpu_us', load):10.2f} {s.med('per_cpu_s', load):10.0f} {s.med('busy', load):11.2f} "
-                  f"{s.med('client_busy', load):11.2f}{idle}   {[round(x) for x in s.rps[load]]}")
+                  f"{s.med('client_busy', load):11.2f} {s.med('client_us', load):13.2f}{idle}   "
+                  f"{[round(x) for x in s.rps[load]]}")
         print(f"  {'ratio of medians':22} {'req/s':>9} {'p50':>8} {'p99':>8} {'CPU/req':>10} {'req/CPU-s':>10}"
               f"   target")
         for p in prescales:
@@ -283,12 +320,15 @@ def report(args, servers, grpc_note, load_avg, t0, t1, timing, pinned):
                 r = {w: p.med(w, load) / ref.med(w, load) for w in ("rps", "p50", "p99", "cpu_us", "per_cpu_s")}
                 print(f"  {p.name.split()[0] + '/' + label:22} {r['rps']:9.2f} {r['p50']:8.2f} {r['p99']:8.2f} "
                       f"{r['cpu_us']:10.2f} {r['per_cpu_s']:10.2f}   {target}")
-    print(f"  every request answered OK: h2load's status 200 each, and every GetMetrics counted OK by "
+    check = ("h2load's status 200 each" if args.client == "h2load" else
+             "grpcblast's check of each (status 200, the exact DATA bytes, grpc-status 0 for the gRPC servers)")
+    print(f"  every request answered OK: {check}, and every GetMetrics counted OK by "
           f"{' and '.join(s.name.split()[0] for s in prescales)}"
           f"{' and the grpc-go scaler' if len(refs) > 1 else ''} ({', '.join(str(s.measured) for s in servers)} "
           f"measured)")
     print("  req/CPU-s: requests per second of the server's own CPU time (1 / CPU per request), what one core "
-          "buys whatever the client drives; server busy: its CPU seconds per second measured"
+          "buys whatever the client drives; server busy: its CPU seconds per second measured; client busy and "
+          "us/req: the client's (h2load's over its whole run, grpcblast's own over the measured part)"
           + (f"; core idle: CPU {SERVER_CPU} idle per second measured" if args.pin else ""))
 
 

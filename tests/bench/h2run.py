@@ -1,7 +1,7 @@
-"""grpc_bench.py's measuring part: one h2load run against one server, its latencies and the server's CPU time,
-and the CPU pinning of --pin.
+"""grpc_bench.py's measuring part: one h2load or grpcblast run against one server, its latencies and the server's
+CPU time, and the CPU pinning of --pin.
 
---pin puts every server under test on one core and h2load on another (taskset(1), sched_setaffinity(2)), so
+--pin puts every server under test on one core and the client on another (taskset(1), sched_setaffinity(2)), so
 that each server gets the same single core whatever its threading: prescale and nghttpd run one thread;
 grpc-go runs a thread per busy goroutine up to GOMAXPROCS and would otherwise take both cores, the client's
 included. The affinity of every thread is checked after the rounds, not assumed.
@@ -138,20 +138,74 @@ def h2load(url, clients, streams, data, log_path, timing, pid, headers=(), clien
     return float(rps.group(1)), n, durations, cpu, client_cpu_s, idle
 
 
-class Server:
-    """One server under test: where h2load sends the POST, and the process whose CPU time is counted."""
+def grpcblast(binary, url, clients, streams, data, expected, grpc, timing, pid, headers=(), client_cpu=None,
+              server_cpu=None):
+    """One grpcblast run (tests/bench/grpcblast.c, a lighter client than h2load: every answer checked against
+    the bytes in the file `expected`, with grpc its trailers' grpc-status 0 too); returns (req/s, requests
+    measured, p50 ms, p99 ms, server CPU seconds over the measured part, grpcblast's own CPU seconds over
+    the measured part (its getrusage), the seconds server_cpu's core was idle over the measured part).
+    timing as h2load()'s. Raises unless grpcblast exits 0: every answer right, none missing."""
+    argv = [binary, "-c", str(clients), "-m", str(streams), "-d", data, "-e", expected] + (["-g"] if grpc else [])
+    argv += ["-n", str(timing[1])] if timing[0] == "n" else ["-D", f"{timing[1]:g}", "-W", f"{timing[2]:g}"]
+    for h in headers:
+        argv += ["-H", h]
+    if client_cpu is not None:
+        argv = pin_prefix(client_cpu) + argv
+    c0 = cpu_s(pid)
+    i0 = idle_s(server_cpu) if server_cpu is not None else 0
+    proc = subprocess.Popen(argv + [url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if timing[0] == "D":
+        time.sleep(timing[2])  # the warm-up: a measurement window, as in h2load()
+        c0 = cpu_s(pid)
+        i0 = idle_s(server_cpu) if server_cpu is not None else 0
+        if client_cpu is not None and proc.poll() is None:
+            check_pinned("grpcblast", proc.pid, client_cpu)
+    try:
+        out, _ = proc.communicate(timeout=600 if timing[0] == "n" else timing[1] + timing[2] + 60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise RuntimeError(f"{' '.join(argv)} {url} did not finish:\n{out}") from None
+    cpu = cpu_s(pid) - c0
+    idle = idle_s(server_cpu) - i0 if server_cpu is not None else None
+    m = re.search(r"^grpcblast: (.*)$", out, re.M)
+    if proc.returncode != 0 or not m:
+        raise RuntimeError(f"grpcblast ({url}) exited with {proc.returncode}:\n{out}")
+    f = dict(kv.split("=", 1) for kv in m.group(1).split())
+    n = int(f["ok"])
+    if int(f["failed"]) != 0 or n == 0:
+        raise RuntimeError(f"grpcblast ({url}): {f['failed']} failed, {n} measured:\n{out}")
+    return float(f["rps"]), n, float(f["p50_ms"]), float(f["p99_ms"]), cpu, float(f["cpu_s"]), idle
 
-    def __init__(self, name, url, pid, headers=()):
+
+class Server:
+    """One server under test: where the client sends the POST, and the process whose CPU time is counted.
+    expected: a file with the DATA bytes every answer must carry (grpcblast checks them; h2load cannot);
+    grpc: the answers are gRPC's (grpcblast checks the trailers' grpc-status 0)."""
+
+    def __init__(self, name, url, pid, headers=(), expected=None, grpc=False):
         self.name, self.url, self.pid, self.headers = name, url, pid, headers
+        self.expected, self.grpc = expected, grpc
         # per load, per round: req/s, latencies, CPU per request, requests per CPU-second of the server,
         # the server's and h2load's CPU per second measured
         self.rps, self.p50, self.p99, self.cpu_us, self.per_cpu_s = {}, {}, {}, {}, {}
-        self.busy, self.client_busy, self.core_idle = {}, {}, {}
-        self.measured = 0  # requests h2load measured, every load and round
+        self.busy, self.client_busy, self.core_idle, self.client_us = {}, {}, {}, {}
+        self.measured = 0  # requests the client measured, every load and round
 
-    def run(self, load, timing, reqfile, log_path, client_cpu=None, server_cpu=None):
-        rps, n, d, cpu, client, idle = h2load(self.url, load[0], load[1], reqfile, log_path, timing, self.pid,
-                                              self.headers, client_cpu, server_cpu)
+    def run(self, load, timing, reqfile, log_path, client_cpu=None, server_cpu=None, blast=None):
+        """One round with h2load, or with grpcblast when blast is its binary."""
+        if blast:
+            rps, n, p50, p99, cpu, client, idle = grpcblast(
+                blast, self.url, load[0], load[1], reqfile, self.expected, self.grpc, timing, self.pid,
+                self.headers, client_cpu, server_cpu)
+            # grpcblast's CPU is its own over the measured part alone
+            span = timing[1] if timing[0] == "D" else n / rps
+        else:
+            rps, n, d, cpu, client, idle = h2load(self.url, load[0], load[1], reqfile, log_path, timing,
+                                                  self.pid, self.headers, client_cpu, server_cpu)
+            p50, p99 = quantile(d, 0.5), quantile(d, 0.99)
+            # h2load's CPU over its whole run, warm-up included
+            span = timing[1] + timing[2] if timing[0] == "D" else n / rps
         self.measured += n
         self.cpu_us.setdefault(load, []).append(cpu * 1e6 / n)
         # The server's capacity on one core: requests per second of its own CPU time, whatever the client
@@ -163,13 +217,13 @@ class Server:
             # The server's core left idle (--pin): near 0 with the server busy below 1, other processes took
             # the rest of the core; well above 0, the server waited for the client.
             self.core_idle.setdefault(load, []).append(idle / measured_s)
-        # h2load's CPU over its whole run (warm-up included) per second: near 1.0, the one-thread client is
-        # what limits the rate, not the server.
-        span = timing[1] + timing[2] if timing[0] == "D" else n / rps
+        # The client's CPU per second: near 1.0, the one-thread client is what limits the rate, not the
+        # server. Its CPU per request: that over the rate (the same rate during the warm-up, for h2load).
         self.client_busy.setdefault(load, []).append(client / span)
+        self.client_us.setdefault(load, []).append(client / span / rps * 1e6)
         self.rps.setdefault(load, []).append(rps)
-        self.p50.setdefault(load, []).append(quantile(d, 0.5))
-        self.p99.setdefault(load, []).append(quantile(d, 0.99))
+        self.p50.setdefault(load, []).append(p50)
+        self.p99.setdefault(load, []).append(p99)
 
     def med(self, what, load):
         return statistics.median(getattr(self, what)[load])
