@@ -6,6 +6,9 @@
 #    req/s, p50/p99 latency and CPU per request, medians of 5 alternating rounds and their ratios; and memory
 #    per target; then the same loads with --pin: each server on CPU 0 alone (grpc-go with GOMAXPROCS=1) and
 #    h2load on CPU 1 alone, so that every server gets the same one core, and its requests per CPU-second;
+#    then the pinned loads again with grpcblast (BUILD/tests/bench/grpcblast) as the client: one h2load
+#    thread runs out of its core before the server under test does, grpcblast (a fraction of its CPU per
+#    request) does not, and it checks every answer's bytes;
 # 2. engine_bench.c: the forecasting engine per target (refresh, refit, first load, bytes per sample),
 #    compiled here against BUILD's libprescale.a, so it measures the very objects the server runs.
 # 3. prom_bench.c: a 30 MB Prometheus answer read as before (cJSON, one go) and now (streaming, capped):
@@ -35,6 +38,9 @@ cd "$(dirname "$0")/../.."
 /usr/bin/python3 tests/bench/grpc_bench.py --prescale "$build/src/prescale" "${@:2}"
 echo
 /usr/bin/python3 tests/bench/grpc_bench.py --prescale "$build/src/prescale" --pin --targets 0 "${@:2}"
+echo
+/usr/bin/python3 tests/bench/grpc_bench.py --prescale "$build/src/prescale" --pin --targets 0 --client grpcblast \
+  --grpcblast "$build/tests/bench/grpcblast" "${@:2}"
 echo
 lib="$build/src/libprescale.a"
 if [[ ! -f "$lib" ]]; then
