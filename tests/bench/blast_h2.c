@@ -310,6 +310,7 @@ uint32_t ps_blast_conn_fill(struct ps_blast_conn *c, const struct ps_blast_req *
     c->next_sid = sid;
     if (sid > c->sid_limit) break; /* ids used up: the caller closes the connection once it is drained */
     struct ps_blast_stream *s = &c->ring[(sid >> 1) & c->ring_mask];
+    if (s->id) break;
     uint8_t *p = c->out + c->out_len;
     memcpy(p, r->bytes, r->len);
     put32(p + r->sid_at[0], sid);
@@ -365,7 +366,8 @@ static int field_is(const nghttp2_nv *nv, const char *name, size_t name_len) {
 static int inflate(struct ps_blast_conn *c, struct ps_blast_stream *s, const uint8_t *in, size_t inlen,
                    int final) {
   /* Each turn emits a field (at most PS_BLAST_MAX_FIELDS), consumes input, or ends the loop. */
-  for (size_t turns = 0; turns < inlen + PS_BLAST_MAX_FIELDS + 2; turns++) {
+  const size_t turns_max = inlen + PS_BLAST_MAX_FIELDS + 2;
+  for (size_t turns = 0; turns < turns_max; turns++) {
     nghttp2_nv nv;
     int flags = 0;
     ssize_t rv = nghttp2_hd_inflate_hd2(c->inflater, &nv, &flags, in, inlen, final);
