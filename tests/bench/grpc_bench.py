@@ -43,6 +43,7 @@ and h2load's status column (every request 200), so a run that answered errors ca
 """
 
 import argparse
+import math
 import os
 import re
 import subprocess
@@ -317,7 +318,9 @@ def report(args, servers, grpc_note, load_avg, t0, t1, timing, pinned):
             if p is not prescales[0]:
                 pairs.append((prescales[0], prescales[0].name.split()[0], ""))
             for ref, label, target in pairs:
-                r = {w: p.med(w, load) / ref.med(w, load) for w in ("rps", "p50", "p99", "cpu_us", "per_cpu_s")}
+                # nan where the reference measured 0 (a run shorter than a CPU tick, e.g. a small --requests)
+                r = {w: p.med(w, load) / ref.med(w, load) if ref.med(w, load) else math.nan
+                     for w in ("rps", "p50", "p99", "cpu_us", "per_cpu_s")}
                 print(f"  {p.name.split()[0] + '/' + label:22} {r['rps']:9.2f} {r['p50']:8.2f} {r['p99']:8.2f} "
                       f"{r['cpu_us']:10.2f} {r['per_cpu_s']:10.2f}   {target}")
     check = ("h2load's status 200 each" if args.client == "h2load" else
