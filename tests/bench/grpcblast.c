@@ -155,7 +155,9 @@ static int client_flush(struct run *r, struct client *cl) {
 /* The connection ended (by us, the server, or an error): open it again while requests are still sent. */
 static void client_end(struct run *r, struct client *cl, int64_t now) {
   client_close(cl, now);
-  if (!r->sending) return;
+  /* -n: once every request is sent, no connection is opened again (a GOAWAY that refuses streams takes
+   * them back from `issued`, and then this connection is opened again to send them). */
+  if (!r->sending || r->stats.issued >= r->budget) return;
   if (r->reconnects >= BLAST_MAX_RECONNECTS) {
     fprintf(stderr, "grpcblast: more than %d reconnections, not opening more\n", BLAST_MAX_RECONNECTS);
     r->conn_errors++;
