@@ -298,18 +298,23 @@ static void origin_learned(const struct ps_engine *e, struct origin *o) {
   fit_linear(e, o);
 }
 
-/* The origin at the newest step: the provisional steps applied to copies, the line fitted once there. */
-static void origin_newest(const struct ps_engine *e, struct origin *o) {
+/* The origin at the newest step: the provisional steps applied to copies, the line fitted once there.
+ * Only what answering model a reads (every model for auto): a fixed model's forecast reads neither
+ * Holt-Winters' state nor the line of another (o->hw is then left at the learned step, lin_ok 0). */
+static void origin_newest(const struct ps_engine *e, struct origin *o, int a) {
+  int hw = a == PS_MODEL_AUTO || a == PS_MODEL_HOLTWINTERS, lin = a == PS_MODEL_AUTO || a == PS_MODEL_LINEAR;
   origin_state(e, o);
   for (int64_t t = e->learned + 1; t <= e->newest; t++) {
     double y = at(e, t);
-    float *slot = NULL;
-    if (e->hw.period > 0 && o->n_over < PROVISIONAL) {
-      o->over_at[o->n_over] = t;
-      o->over[o->n_over] = ps_hw_season(&e->hw, t);
-      slot = &o->over[o->n_over++];
+    if (hw) {
+      float *slot = NULL;
+      if (e->hw.period > 0 && o->n_over < PROVISIONAL) {
+        o->over_at[o->n_over] = t;
+        o->over[o->n_over] = ps_hw_season(&e->hw, t);
+        slot = &o->over[o->n_over++];
+      }
+      ps_hw_step(&e->hw.p, &o->hw, slot, t, y);
     }
-    ps_hw_step(&e->hw.p, &o->hw, slot, t, y);
     if (y == y) {
       o->last = y;
       o->last_at = t;
@@ -317,7 +322,10 @@ static void origin_newest(const struct ps_engine *e, struct origin *o) {
   }
   if (o->last_at == e->exact_at && isfinite(e->exact)) o->last = e->exact;
   o->idx = e->newest;
-  fit_linear(e, o);
+  if (lin)
+    fit_linear(e, o);
+  else
+    o->lin_ok = 0;
 }
 
 static double fallback(const struct origin *o) { return o->last == o->last ? o->last : 0; }
@@ -777,15 +785,15 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
     out->weight[i] = 0;
   }
   if (e->len == 0) return UV_ENOENT;
+  int a = (int)e->cfg.model; /* the answering series */
   struct origin o;
-  origin_newest(e, &o);
+  origin_newest(e, &o, a);
   if (!(o.last == o.last)) return UV_ENOENT;
 
   out->current = o.last;
   out->current_ms = o.last_at * e->step;
   out->period_ms = (int64_t)e->period * e->step;
   e->pm_now = ps_pm_factor(&e->pm, e->newest);
-  int a = (int)e->cfg.model; /* the answering series */
 
   /* The window (now, now + lookahead] in steps (engine.h); steps not after the
    * newest are observed, so the current value stands for them. */
