@@ -260,13 +260,22 @@ static double quantile(const struct series *s, double q) {
 
 /* ---- origins and model forecasts ----------------------------------------------------------------- */
 
+/* The least-squares line through the stored values of steps o->idx - k, k < w (missing ones left out).
+ * Those are the ring's entries from o->idx's backwards, so the loop walks the ring instead of locating
+ * each step (at()'s bounds and modulo): the same values summed in the same order. */
 static void fit_linear(const struct ps_engine *e, struct origin *o) {
   size_t w = LINEAR_SPAN * e->h;
   if (w < LINEAR_MIN) w = LINEAR_MIN;
   if (w > LINEAR_MAX) w = LINEAR_MAX;
+  /* o->idx <= e->newest: the steps held are those less than e->len behind the newest. */
+  uint64_t d = e->len > 0 ? (uint64_t)e->newest - (uint64_t)o->idx : 0;
+  size_t held = d < e->len ? (size_t)(e->len - d) : 0,
+         i = held > 0 ? (e->head + e->cap - (size_t)d) % e->cap : 0;
+  if (w > held) w = held;
   double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
   for (size_t k = 0; k < w; k++) {
-    double y = at(e, o->idx - (int64_t)k);
+    double y = e->v[i];
+    i = i == 0 ? e->cap - 1 : i - 1;
     if (!(y == y)) continue;
     double x = -(double)k;
     n++;
