@@ -367,6 +367,45 @@ static double model_at(const struct ps_engine *e, const struct origin *o, int m,
   return isfinite(f) ? f : fallback(o);
 }
 
+/* The maximum of model m's forecasts of steps lo..hi (lo <= hi), bit for bit what the loop over model_at
+ * finds (its first maximal value), with the cases whose answer is known beforehand taken short (every
+ * learned step scores each model over a window of h steps): a model without what it needs answers the
+ * fallback at every step; a line is monotone in the step (rounding is monotone), so its maximum is at an
+ * end when both ends are finite (then so is every step between); Holt-Winters without a season adds a
+ * season of 0 at every step (ps_hw_season), the overrides of provisional entries need a season. */
+static double model_max(const struct ps_engine *e, const struct origin *o, int m, int64_t lo, int64_t hi) {
+  double best = -INFINITY;
+  switch (m) {
+  case PS_MODEL_SEASONAL:
+    if (e->period == 0) return fallback(o);
+    break;
+  case PS_MODEL_LINEAR: {
+    if (!o->lin_ok) return fallback(o);
+    double flo = o->lin_a + o->lin_b * (double)(lo - o->idx),
+           fhi = o->lin_a + o->lin_b * (double)(hi - o->idx);
+    if (isfinite(flo) && isfinite(fhi)) return o->lin_b > 0 ? fhi : flo;
+    break;
+  }
+  case PS_MODEL_HOLTWINTERS:
+    if (!o->hw.ready) return fallback(o);
+    if (e->hw.period > 0 && e->hw.season != NULL) break;
+    for (int64_t t = lo; t <= hi; t++) {
+      int64_t k = t - o->hw.at;
+      double f = k >= 0 && (uint64_t)k <= e->h ? ps_hw_forecast_damped(&o->hw, 0, e->damp[k])
+                                               : ps_hw_forecast(&o->hw, 0, t);
+      if (!isfinite(f)) f = fallback(o);
+      if (f > best) best = f;
+    }
+    return best;
+  default: break;
+  }
+  for (int64_t t = lo; t <= hi; t++) {
+    double f = model_at(e, o, m, t);
+    if (f > best) best = f;
+  }
+  return best;
+}
+
 /* The maxima of each model's forecast over steps lo..hi (lo > o->idx): raw[m] for m < PS_MODEL_AUTO. */
 static void window_max(const struct ps_engine *e, const struct origin *o, int64_t lo, int64_t hi,
                        double raw[PS_MODEL_AUTO], int only) {
@@ -374,12 +413,7 @@ static void window_max(const struct ps_engine *e, const struct origin *o, int64_
     raw[m] = fallback(o);
     if (only >= 0 && m != only) continue;
     if (m == PS_MODEL_LAST || hi < lo) continue;
-    double best = -INFINITY;
-    for (int64_t t = lo; t <= hi; t++) {
-      double f = model_at(e, o, m, t);
-      if (f > best) best = f;
-    }
-    raw[m] = best;
+    raw[m] = model_max(e, o, m, lo, hi);
   }
 }
 

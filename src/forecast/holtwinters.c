@@ -66,11 +66,6 @@ double ps_hw_forecast(const struct ps_hw_core *c, float season_t, int64_t t) {
   return c->level + ps_hw_damp_sum(t - c->at) * c->trend + season_t;
 }
 
-double ps_hw_forecast_damped(const struct ps_hw_core *c, float season_t, double damp) {
-  if (!c->ready) return NAN;
-  return c->level + damp * c->trend + season_t;
-}
-
 void ps_hw_step(const struct ps_hw_params *p, struct ps_hw_core *c, float *slot, int64_t t, double y) {
   int64_t k = t - c->at;
   if (k < 1) k = 1;

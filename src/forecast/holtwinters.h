@@ -3,6 +3,7 @@
 #ifndef PS_HOLTWINTERS_H
 #define PS_HOLTWINTERS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,8 +48,12 @@ double ps_hw_forecast(const struct ps_hw_core *c, float season_t, int64_t t);
  * same k again and again (h steps ahead every step) computes it once and passes it to
  * ps_hw_forecast_damped: the pow() inside is most of a refit's cost otherwise. */
 double ps_hw_damp_sum(int64_t k);
-/* ps_hw_forecast(c, season_t, t) given damp = ps_hw_damp_sum(t - c->at): the same value, bit for bit. */
-double ps_hw_forecast_damped(const struct ps_hw_core *c, float season_t, double damp);
+/* ps_hw_forecast(c, season_t, t) given damp = ps_hw_damp_sum(t - c->at): the same value, bit for bit.
+ * Inline: the engine calls it for each step of each window it scores. */
+static inline double ps_hw_forecast_damped(const struct ps_hw_core *c, float season_t, double damp) {
+  if (!c->ready) return NAN;
+  return c->level + damp * c->trend + season_t;
+}
 /* The season entry of step t (0 without a season). */
 float ps_hw_season(const struct ps_hw *m, int64_t t);
 
