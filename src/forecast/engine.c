@@ -566,7 +566,8 @@ static void learn(struct ps_engine *e, int64_t t) {
         if (p[m] == p[m]) push_error(&e->s[m], act - p[m]);
       int a = e->cfg.model == PS_MODEL_AUTO ? P_AUTO : (int)e->cfg.model;
       if (p[a] == p[a]) margin_error(e, act - p[a], t - (int64_t)e->h);
-      for (int c = 0; c < N_CANDS; c++) {
+      /* Auto's candidates (their biases, scores and choice): a fixed model never reads them. */
+      for (int c = 0; c < N_CANDS && e->cfg.model == PS_MODEL_AUTO; c++) {
         double cap = c < PS_MODEL_AUTO && e->s[c].count > 0 ? BIAS_CAP * mae(&e->s[c]) : INFINITY;
         if (p[P_CAND + c] == p[P_CAND + c]) cand_error(&e->c[c], act - p[P_CAND + c], e->h, cap);
       }
@@ -579,7 +580,7 @@ static void learn(struct ps_engine *e, int64_t t) {
   e->learned = t;
   e->n_learned++;
   if (e->n_learned >= e->next_refit) refit(e, 0);
-  choose(e);
+  if (e->cfg.model == PS_MODEL_AUTO) choose(e);
 
   int64_t target = t + (int64_t)e->h;
   row = pmod(target, e->h + 1);
@@ -594,7 +595,8 @@ static void learn(struct ps_engine *e, int64_t t) {
   double raw[PS_MODEL_AUTO];
   window_max(e, &o, t + 1, target, raw, -1);
   for (int m = 0; m < PS_MODEL_AUTO; m++) p[m] = (float)raw[m];
-  for (int c = 0; c < N_CANDS; c++) p[P_CAND + c] = (float)cand_value(e, c, raw);
+  for (int c = 0; c < N_CANDS; c++)
+    p[P_CAND + c] = e->cfg.model == PS_MODEL_AUTO ? (float)cand_value(e, c, raw) : NAN;
   p[P_AUTO] = e->cfg.model == PS_MODEL_AUTO ? p[P_CAND + e->sel] : p[e->cfg.model];
 }
 
