@@ -105,7 +105,7 @@ static bool run_until(bool (*cond)(void *), struct ps_call *c, uint64_t ms) {
   return ps_test_run_until(&loop, cond, c, ms);
 }
 static bool finished(void *c) { return ((struct ps_call *)c)->status != -1; }
-static bool two_msgs(void *c) { return ((struct ps_call *)c)->n_msgs >= 2; }
+static bool three_msgs(void *c) { return ((struct ps_call *)c)->n_msgs >= 3; }
 
 /* ---- requests --------------------------------------------------------------------------------- */
 
@@ -422,13 +422,22 @@ Test(service, stream_is_active_sends_at_once_then_each_change) {
       {"activationThreshold", "1.5"},  {"quantile", "0"}};
   struct ps_call c;
   call(&c, "StreamIsActive", md, 6, NULL);
-  cr_assert(run_until(two_msgs, &c, 15000), "got %d messages", c.n_msgs);
+  cr_assert(run_until(three_msgs, &c, 15000), "got %d messages", c.n_msgs);
   cr_assert_eq(c.status, -1, "the stream stays open");
   Externalscaler__IsActiveResponse *a =
       externalscaler__is_active_response__unpack(NULL, c.lens[0], c.msgs[0]);
   Externalscaler__IsActiveResponse *b =
       externalscaler__is_active_response__unpack(NULL, c.lens[1], c.msgs[1]);
   cr_assert_neq(a->result, b->result, "the second message is a change");
+  /* The changes (true and false) go out as bytes packed once (service.c): protobuf-c's, byte for byte. */
+  for (int i = 1; i < 3; i++) {
+    Externalscaler__IsActiveResponse m = EXTERNALSCALER__IS_ACTIVE_RESPONSE__INIT;
+    m.result = i == 1 ? b->result : a->result;
+    uint8_t want[8];
+    size_t n = externalscaler__is_active_response__pack(&m, want);
+    cr_assert(c.lens[i] == n && memcmp(c.msgs[i], want, n) == 0, "change %d: %zu bytes, want %zu", i,
+              c.lens[i], n);
+  }
   externalscaler__is_active_response__free_unpacked(a, NULL);
   externalscaler__is_active_response__free_unpacked(b, NULL);
   /* The client goes away: the cancel callback drops the watcher; no further send reaches the call. */
