@@ -540,8 +540,19 @@ static void recompute(struct ps_target *t, int64_t now_ms) {
   ps_metrics_ref_set(&t->ref.value, "prescale_target_value", t->labels, rd->value);
   ps_metrics_ref_set(&t->ref.active, "prescale_target_active", t->labels, active ? 1 : 0);
   if (changed) {
-    /* A watcher's callback may unwatch itself (its stream failed): step with a saved next pointer. */
-    ps_list_foreach_safe(n, next, &t->watchers) {
+    /* A watcher's callback may unwatch itself (its stream failed) or another watcher of t (a send can
+     * serialize queued frames that close another stream, h2_conn.c ps_h2c_flush_soon): the watchers wait
+     * in a list of their own and go back one at a time, before their callback, so an unwatch takes a
+     * watcher out of whichever list holds it and the walk never steps through a removed node. */
+    struct ps_list todo;
+    ps_list_init(&todo);
+    for (struct ps_list *n; (n = ps_list_first(&t->watchers)) != NULL;) {
+      ps_list_remove(n);
+      ps_list_insert_tail(&todo, n);
+    }
+    for (struct ps_list *n; (n = ps_list_first(&todo)) != NULL;) {
+      ps_list_remove(n);
+      ps_list_insert_tail(&t->watchers, n);
       struct ps_target_watcher *w = ps_list_entry(n, struct ps_target_watcher, link.node);
       w->cb(w, active);
     }

@@ -345,6 +345,46 @@ Test(targets, watchers_hear_each_change_of_activity) {
   PS_LOOP_END(&loop);
 }
 
+/* Watchers of one target whose callback unwatches the others (a send that closes another stream of the
+ * same target: h2_conn.c serializes frames while the fan-out goes on). */
+struct greedy {
+  struct ps_target_watcher w;
+  int calls;
+  struct greedy *others[2];
+};
+static int greedy_calls;
+static void greedy_cb(struct ps_target_watcher *w, bool active) {
+  (void)active;
+  struct greedy *g = (struct greedy *)w;
+  g->calls++;
+  greedy_calls++;
+  for (int i = 0; i < 2; i++) ps_target_unwatch(&g->others[i]->w);
+}
+static bool greedy_heard(void *arg) {
+  (void)arg;
+  return greedy_calls > 0;
+}
+
+Test(targets, a_watcher_may_unwatch_the_others_from_its_callback) {
+  struct ps_kv md[] = {{"query", "vector(time() % 4)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"},
+                       {"activationThreshold", "1.5"},  {"quantile", "0"}};
+  struct ps_target_reading rd;
+  struct ps_target *t = load_read(md, 6, &rd);
+  struct greedy g[3];
+  for (int i = 0; i < 3; i++)
+    g[i] = (struct greedy){.w.cb = greedy_cb, .others = {&g[(i + 1) % 3], &g[(i + 2) % 3]}};
+  for (int i = 0; i < 3; i++) ps_target_watch(t, &g[i].w);
+  cr_assert(run_until(greedy_heard, NULL, 15000), "no change heard");
+  /* The first called took the two others out before their turn: they hear nothing, and nobody twice. */
+  cr_assert_eq(greedy_calls, 1);
+  for (int i = 0; i < 3; i++) {
+    cr_assert_leq(g[i].calls, 1);
+    ps_target_unwatch(&g[i].w);
+  }
+  stop_targets();
+  PS_LOOP_END(&loop);
+}
+
 static bool no_targets(void *arg) { return ps_targets_count(targets) == 0; }
 
 Test(targets, idle_targets_are_dropped) {
