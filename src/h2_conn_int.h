@@ -43,6 +43,7 @@ struct ps_h2_conn {
   struct ps_buf batch;       /* frames waiting for one ps_net_write */
   struct ps_list flush_node; /* in srv->flush_due while flush_due */
   bool flush_due;
+  unsigned sends_due;  /* ps_h2c_flush_soon calls since the frames were last serialized (SERIALIZE_EVERY) */
   int in_session;      /* > 0 while inside nghttp2_session_mem_recv/mem_send */
   bool closed;         /* being destroyed: the session must not be touched */
   bool dead;           /* unusable session: close once what is queued is written */
