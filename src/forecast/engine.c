@@ -392,7 +392,7 @@ static double model_max(const struct ps_engine *e, const struct origin *o, int m
   }
   case PS_MODEL_HOLTWINTERS:
     if (!o->hw.ready) return fallback(o);
-    if (e->hw.period > 0 && e->hw.season != NULL) break;
+    if (e->hw.period > 0) break; /* a season, or provisional entries that may override it */
     for (int64_t t = lo; t <= hi; t++) {
       int64_t k = t - o->hw.at;
       double f = k >= 0 && (uint64_t)k <= e->h ? ps_hw_forecast_damped(&o->hw, 0, e->damp[k])
