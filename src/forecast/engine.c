@@ -213,12 +213,16 @@ static void cand_error(struct cand *c, double err, size_t h, double cap) {
 /* err is of the forecast made at step `origin`: it is standardized by the scale then times the factor of
  * that origin's phase (phase_margin.h), which learns from it in turn. */
 static void margin_error(struct ps_engine *e, double err, int64_t origin) {
-  if (e->vol_n > 0) {
+  /* Not an error that is not 0 against a scale of 0: after exact forecasts (an integer load, a short
+   * window), it would stand in the ring as 1e9 error sizes (over VOL_FLOOR), and the quantile's margin
+   * with it; it sets the scale instead, as the first error does. Exact errors still go in as 0: a
+   * constant series then has its ring, and answers with no margin. */
+  if (e->vol_n > 0 && (e->vol > 0 || err == 0)) {
     double s = fmax(e->vol, VOL_FLOOR) * ps_pm_factor(&e->pm, origin);
     push_error(&e->z, err / s);
     ps_pm_learn(&e->pm, origin, fabs(err) / s);
   }
-  e->vol = e->vol_n == 0 ? fabs(err) : e->vol + VOL_DECAY * (fabs(err) - e->vol);
+  e->vol = e->vol_n == 0 || e->vol == 0 ? fabs(err) : e->vol + VOL_DECAY * (fabs(err) - e->vol);
   if (e->vol_n < UINT32_MAX) e->vol_n++;
 }
 
