@@ -47,6 +47,12 @@
  * a daily ramp only once it is under way, the phase's factor from the ramps of the days before. */
 #define VOL_DECAY    (1.0 / 32)
 #define VOL_FLOOR    1e-9
+/* At a long horizon, consecutive h-step errors share all but one step of their windows: a ring of
+ * PS_ENGINE_ERRORS of them spans PS_ENGINE_ERRORS / h windows (2 at h = 120, 2 minutes at 1 s), and its
+ * quantile swings with the last window or two. The ring then keeps one error in h x RING_WINDOWS /
+ * PS_ENGINE_ERRORS (every 15th at h = 120), so that it spans about RING_WINDOWS windows; below h = 16
+ * it keeps every error, as before. The scale (VOL_DECAY) and the phase factors still learn every error. */
+#define RING_WINDOWS 32
 /* Samples beyond this magnitude are saturated: the ring stores float, and no load is that large. */
 #define MAX_VALUE    1e30
 /* Auto's score of a series is its exponentially weighted MAE over about the last 1/SCORE_DECAY errors:
@@ -122,8 +128,10 @@ struct ps_engine {
   struct ps_phase_margin pm;
   double pm_now;
 
-  /* the quantile margin: standardized errors of the answering series, their scale, a cached quantile */
+  /* the quantile margin: standardized errors of the answering series (one in z_stride of them, counted by
+   * z_skip: RING_WINDOWS), their scale, a cached quantile */
   struct series z;
+  uint32_t z_stride, z_skip;
   double vol;
   uint32_t vol_n;
   uint64_t q_total;
@@ -219,7 +227,7 @@ static void margin_error(struct ps_engine *e, double err, int64_t origin) {
    * constant series then has its ring, and answers with no margin. */
   if (e->vol_n > 0 && (e->vol > 0 || err == 0)) {
     double s = fmax(e->vol, VOL_FLOOR) * ps_pm_factor(&e->pm, origin);
-    push_error(&e->z, err / s);
+    if (e->z_skip++ % e->z_stride == 0) push_error(&e->z, err / s);
     ps_pm_learn(&e->pm, origin, fabs(err) / s);
   }
   e->vol = e->vol_n == 0 || e->vol == 0 ? fabs(err) : e->vol + VOL_DECAY * (fabs(err) - e->vol);
@@ -661,6 +669,8 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   ps_pm_init(&e->pm);
   e->pm_now = 1;
   e->cold_z = c->target_coverage > 0 ? ps_cov_peak_z(c->target_coverage, e->h) : 0;
+  e->z_stride = (uint32_t)(e->h * RING_WINDOWS / PS_ENGINE_ERRORS);
+  if (e->z_stride < 1) e->z_stride = 1;
   restart(e, 0);
   e->exact_at = INT64_MIN;
   *out = e;

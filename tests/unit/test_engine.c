@@ -377,3 +377,40 @@ Test(engine, margin_after_exact_forecasts_stays_of_the_datas_order) {
     ps_engine_free(e);
   }
 }
+
+/* At a long horizon the ring of standardized errors keeps one error in h x RING_WINDOWS / 256 (every 15th
+ * at h = 120), so that it spans about 32 windows, not 2: its quantiles (seen through the ratio of two
+ * margins, which share the scale) change at most once in 15 steps; at h = 2 it keeps every error, and
+ * they change at most steps. */
+Test(engine, error_ring_spans_windows_at_a_long_horizon) {
+  static const double q[] = {0.6, 0.9};
+  for (int long_h = 0; long_h < 2; long_h++) {
+    struct ps_engine_config c = {.model = PS_MODEL_LAST,
+                                 .step_ms = 1000,
+                                 .lookahead_ms = long_h ? 120000 : 2000,
+                                 .capacity = 8000,
+                                 .quantile = 0.9};
+    struct ps_engine *e;
+    cr_assert_eq(ps_engine_new(&c, &e), 0);
+    rng = 9;
+    struct ps_engine_result r;
+    double m[2], v[2], prev = NAN;
+    int changed = 0, n = 0;
+    for (int i = 0; i < 6000; i++) {
+      cr_assert_eq(ps_engine_put(e, (int64_t)i * 1000, 100 + 5 * noise()), 0);
+      cr_assert_eq(ps_engine_forecast(e, (int64_t)i * 1000, &r), 0);
+      if (i < 1000) continue;
+      cr_assert_eq(ps_engine_margins(e, &r, q, 2, m, v), 0);
+      double ratio = m[1] / m[0];
+      n++;
+      changed += !(fabs(ratio - prev) <= 1e-9 * ratio); /* the scale rounds differently */
+      prev = ratio;
+    }
+    if (long_h)
+      cr_assert_leq(changed, n / 15 + 1, "h = 120: the ring's quantiles changed at %d of %d steps", changed,
+                    n);
+    else
+      cr_assert_gt(changed, n / 3, "h = 2: the ring's quantiles changed at %d of %d steps", changed, n);
+    ps_engine_free(e);
+  }
+}
