@@ -372,7 +372,7 @@ static const struct key_rule keys[NKEYS] = {
                      .def = PS_DEFAULT_LOOKAHEAD, .min_ms = 0, .max_ms = PS_MAX_LOOKAHEAD_MS,
                      .words = "is not a duration from 0s to 1d (e.g. 30s, 5m)"},
     [K_MODEL] = {.name = "model", .type = KT_MODEL, .offset = FIELD(model), .def = PS_DEFAULT_MODEL,
-                 .words = "is not a model (auto, holtwinters, seasonal, linear or last)"},
+                 .words = "is not a model (auto, holtwinters, seasonal, linear, peak or last)"},
     /* 0 is a duration here; check_season refuses it against the step, in words that say why. */
     [K_PERIOD] = {.name = "period", .type = KT_PERIOD, .offset = FIELD(period_ms), .def = PS_DEFAULT_PERIOD,
                   .min_ms = 0, .max_ms = INT64_MAX, .words = "is not a duration or auto (e.g. 1d, 1h, 7d)"},
@@ -631,10 +631,10 @@ static int parse_values(struct ps_target_config *c, const char *const val[NKEYS]
 
 /* period and history against the step: a period is a whole number of steps (at least 2) and fits the
  * history; history is a whole number of steps, capped so one target costs at most PS_MAX_HISTORY_POINTS
- * steps. last and linear forecast without a season: a period given anyway is checked, then unused. */
+ * steps. last, linear and peak forecast without a season: a period given anyway is checked, then unused. */
 static int check_season(struct ps_target_config *c, const char *const val[NKEYS], char *err, size_t errlen) {
   const int64_t step = c->step_ms;
-  const bool seasonless = c->model == PS_MODEL_LAST || c->model == PS_MODEL_LINEAR;
+  const bool seasonless = ps_model_seasonless(c->model);
   const bool period_auto = val[K_PERIOD] == NULL || strcmp(val[K_PERIOD], "auto") == 0;
   char words[160], d1[32], d2[32];
   const char *why;

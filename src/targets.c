@@ -421,7 +421,7 @@ static int target_create(struct ps_targets *ts, const char *ns, const char *name
     ps_metrics_remove("prescale_target_coverage_target", t->labels);
   char dur[32], per[32];
   ps_duration_format(t->cfg.history_ms, dur, sizeof dur);
-  bool seasonless = t->cfg.model == PS_MODEL_LAST || t->cfg.model == PS_MODEL_LINEAR;
+  bool seasonless = ps_model_seasonless(t->cfg.model);
   if (t->cfg.period_ms > 0)
     ps_duration_format(t->cfg.period_ms, per, sizeof per);
   else

@@ -16,6 +16,7 @@
 
 #include "coverage.h"
 #include "holtwinters.h"
+#include "peak.h"
 #include "period.h"
 #include "phase_margin.h"
 
@@ -146,6 +147,8 @@ struct ps_engine {
    * but reads every count and sum, and each forecast every series' MAE, so those share two cache lines
    * instead of taking one each 1 KB apart (10,000 targets refreshed in one loop turn wait on memory). */
   float rings[N_RINGS + 1][PS_ENGINE_ERRORS];
+  /* the peak model (peak.h): its learned state */
+  struct ps_peak peak;
 };
 
 /* A forecast origin: the models' state as of step idx. */
@@ -159,6 +162,7 @@ struct origin {
   float over[PROVISIONAL];
   int lin_ok;
   double lin_a, lin_b; /* linear: value at idx + k is lin_a + lin_b * k */
+  struct ps_peak pk;   /* the peak model's state as of idx */
 };
 
 /* ---- small helpers ------------------------------------------------------------------------------- */
@@ -315,6 +319,7 @@ static void origin_state(const struct ps_engine *e, struct origin *o) {
   o->last_at = e->last_valid_at;
   o->hw = e->hw.c;
   o->n_over = 0;
+  o->pk = e->peak;
 }
 
 /* The origin at the newest learned step. */
@@ -346,6 +351,7 @@ static void origin_newest(const struct ps_engine *e, struct origin *o, int a) {
     }
   }
   if (o->last_at == e->exact_at && isfinite(e->exact)) o->last = e->exact;
+  for (int64_t t = e->learned + 1; t <= e->newest; t++) ps_peak_add(&o->pk, at(e, t));
   o->idx = e->newest;
   if (lin)
     fit_linear(e, o);
@@ -428,19 +434,27 @@ static void window_max(const struct ps_engine *e, const struct origin *o, int64_
   for (int m = 0; m < PS_MODEL_AUTO; m++) {
     raw[m] = fallback(o);
     if (only >= 0 && m != only) continue;
+    if (m == PS_MODEL_PEAK) { /* the window's peak directly, whatever its length */
+      double pk = ps_peak_forecast(&o->pk);
+      if (pk == pk) raw[m] = pk;
+      continue;
+    }
     if (m == PS_MODEL_LAST || hi < lo) continue;
     raw[m] = model_max(e, o, m, lo, hi);
   }
 }
 
 /* Candidate c's forecast of the window maximum, given the models' raw maxima. */
+/* Candidate c's median correction: the peak model learns its own (its k, peak.h), so none is added. */
+static double cand_bias(const struct ps_engine *e, int c) { return c == PS_MODEL_PEAK ? 0 : e->c[c].bias; }
+
 static double cand_value(const struct ps_engine *e, int c, const double raw[PS_MODEL_AUTO]) {
   double f = 0;
   if (c == C_BLEND) {
     for (int m = 0; m < PS_MODEL_AUTO; m++)
-      if (e->w[m] > 0) f += e->w[m] * (raw[m] + e->c[m].bias);
+      if (e->w[m] > 0) f += e->w[m] * (raw[m] + cand_bias(e, m));
   } else {
-    f = raw[c] + e->c[c].bias;
+    f = raw[c] + cand_bias(e, c);
   }
   return isfinite(f) ? f : raw[PS_MODEL_LAST];
 }
@@ -449,6 +463,7 @@ static double cand_value(const struct ps_engine *e, int c, const double raw[PS_M
 
 static int usable(const struct ps_engine *e, int c) {
   if (c == PS_MODEL_SEASONAL && e->period == 0) return 0;
+  if (c == PS_MODEL_PEAK && e->h < PS_PEAK_MIN_H) return 0;
   return e->c[c].n >= PS_ENGINE_MIN_ERRORS;
 }
 
@@ -582,6 +597,7 @@ static void learn(struct ps_engine *e, int64_t t) {
         if (p[m] == p[m]) push_error(&e->s[m], act - p[m]);
       int a = e->cfg.model == PS_MODEL_AUTO ? P_AUTO : (int)e->cfg.model;
       if (p[a] == p[a]) margin_error(e, act - p[a], t - (int64_t)e->h);
+      ps_peak_learn(&e->peak, act, p[PS_MODEL_PEAK]);
       /* Auto's candidates (their biases, scores and choice): a fixed model never reads them. */
       for (int c = 0; c < N_CANDS && e->cfg.model == PS_MODEL_AUTO; c++) {
         double cap = c < PS_MODEL_AUTO && e->s[c].count > 0 ? BIAS_CAP * mae(&e->s[c]) : INFINITY;
@@ -593,6 +609,7 @@ static void learn(struct ps_engine *e, int64_t t) {
   ps_hw_step(&e->hw.p, &e->hw.c, slot, t, y);
   note_value(e, t, y);
   if (y == y) moments_add(&e->cold_n, &e->cold_mean, &e->cold_m2, y);
+  ps_peak_add(&e->peak, y);
   e->learned = t;
   e->n_learned++;
   if (e->n_learned >= e->next_refit) refit(e, 0);
@@ -632,6 +649,7 @@ static void restart(struct ps_engine *e, int64_t t) {
   for (size_t i = 0; i <= e->h; i++) e->pend_at[i] = INT64_MIN;
   ps_cov_forget(&e->cov);
   e->cold_n = e->cold_mean = e->cold_m2 = 0;
+  ps_peak_reset(&e->peak);
 }
 
 /* ---- API ----------------------------------------------------------------------------------------- */
@@ -669,6 +687,7 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   ps_pm_init(&e->pm);
   e->pm_now = 1;
   e->cold_z = c->target_coverage > 0 ? ps_cov_peak_z(c->target_coverage, e->h) : 0;
+  ps_peak_init(&e->peak, e->h);
   e->z_stride = (uint32_t)(e->h * RING_WINDOWS / PS_ENGINE_ERRORS);
   if (e->z_stride < 1) e->z_stride = 1;
   restart(e, 0);
@@ -786,7 +805,7 @@ static const char *note_for(const struct ps_engine *e, int answering) {
       return "history shorter than two periods: holtwinters runs without its season";
     if (e->n_learned < e->period && answering == PS_MODEL_SEASONAL)
       return "history shorter than one period: seasonal answers with the last value";
-  } else if (answering != PS_MODEL_LAST && answering != PS_MODEL_LINEAR && e->period == 0) {
+  } else if (!ps_model_seasonless((enum ps_model)answering) && e->period == 0) {
     if (!e->searched) return "history too short to detect a season yet: non-seasonal models answer";
     if (answering == PS_MODEL_SEASONAL) return "no season detected: seasonal answers with the last value";
     return "no season detected: non-seasonal models answer";

@@ -25,6 +25,10 @@ int ps_model_parse(const char *s, enum ps_model *out) {
     *out = PS_MODEL_LINEAR;
     return 0;
   }
+  if (strcmp(s, "peak") == 0) {
+    *out = PS_MODEL_PEAK;
+    return 0;
+  }
   if (strcmp(s, "auto") == 0) {
     *out = PS_MODEL_AUTO;
     return 0;
@@ -38,7 +42,12 @@ const char *ps_model_name(enum ps_model m) {
   case PS_MODEL_LAST: return "last";
   case PS_MODEL_HOLTWINTERS: return "holtwinters";
   case PS_MODEL_LINEAR: return "linear";
+  case PS_MODEL_PEAK: return "peak";
   case PS_MODEL_AUTO: return "auto";
   }
   return "unknown";
+}
+
+bool ps_model_seasonless(enum ps_model m) {
+  return m == PS_MODEL_LAST || m == PS_MODEL_LINEAR || m == PS_MODEL_PEAK;
 }

@@ -2,17 +2,23 @@
 #ifndef PS_MODELS_H
 #define PS_MODELS_H
 
+#include <stdbool.h>
+
 enum ps_model {
   PS_MODEL_SEASONAL,    /* seasonal naive: the value one period before the predicted time */
   PS_MODEL_LAST,        /* reactive: the latest observation */
   PS_MODEL_HOLTWINTERS, /* additive level + trend + season, O(1) per sample */
   PS_MODEL_LINEAR,      /* trend over a recent window */
+  PS_MODEL_PEAK,        /* the window's peak directly: level + k x the noise's spread (peak.h) */
   PS_MODEL_AUTO,        /* the engine picks (or blends) by each model's recent h-step errors */
 };
-#define PS_MODEL_COUNT 5
+#define PS_MODEL_COUNT 6
 
-/* "seasonal" | "last" | "holtwinters" | "linear" | "auto"; 0 or UV_EINVAL. */
+/* "seasonal" | "last" | "holtwinters" | "linear" | "peak" | "auto"; 0 or UV_EINVAL. */
 int ps_model_parse(const char *s, enum ps_model *out);
 const char *ps_model_name(enum ps_model m);
+/* The models that forecast without a season (last, linear, peak): a period given with them is checked,
+ * then unused. */
+bool ps_model_seasonless(enum ps_model m);
 
 #endif

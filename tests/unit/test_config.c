@@ -593,11 +593,9 @@ Test(config, target_every_model) {
   static const struct {
     const char *name;
     enum ps_model model;
-  } cases[] = {{"auto", PS_MODEL_AUTO},
-               {"holtwinters", PS_MODEL_HOLTWINTERS},
-               {"seasonal", PS_MODEL_SEASONAL},
-               {"linear", PS_MODEL_LINEAR},
-               {"last", PS_MODEL_LAST}};
+  } cases[] = {{"auto", PS_MODEL_AUTO},         {"holtwinters", PS_MODEL_HOLTWINTERS},
+               {"seasonal", PS_MODEL_SEASONAL}, {"linear", PS_MODEL_LINEAR},
+               {"peak", PS_MODEL_PEAK},         {"last", PS_MODEL_LAST}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     struct tc t;
     MD(t, "query", "q", "threshold", "1", "model", cases[i].name);
@@ -623,6 +621,7 @@ Test(config, target_period_auto_history) {
       {NULL, "1d", NULL, 8LL * 86400000}, /* 8 points */
       {"last", "15s", "auto", 3600000},   /* no season: 1h */
       {"linear", "15s", NULL, 3600000},
+      {"peak", "1s", "1d", 3600000}, /* no season either: the period is unused */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const char *kv[16] = {"query", "q", "threshold", "1", "step", cases[i].step};
@@ -780,9 +779,10 @@ Test(config, target_errors) {
       {"step", "0", "step: \"0\" is not a duration from 1s to 1d (e.g. 15s, 1m)"},
       {"step", "2d", "step: \"2d\" is not a duration from 1s to 1d (e.g. 15s, 1m)"},
       {"step", "fast", "step: \"fast\" is not a duration from 1s to 1d (e.g. 15s, 1m)"},
-      {"model", "arima", "model: \"arima\" is not a model (auto, holtwinters, seasonal, linear or last)"},
-      {"model", "Last", "model: \"Last\" is not a model (auto, holtwinters, seasonal, linear or last)"},
-      {"model", "", "model: \"\" is not a model (auto, holtwinters, seasonal, linear or last)"},
+      {"model", "arima",
+       "model: \"arima\" is not a model (auto, holtwinters, seasonal, linear, peak or last)"},
+      {"model", "Last", "model: \"Last\" is not a model (auto, holtwinters, seasonal, linear, peak or last)"},
+      {"model", "", "model: \"\" is not a model (auto, holtwinters, seasonal, linear, peak or last)"},
       {"period", "daily", "period: \"daily\" is not a duration or auto (e.g. 1d, 1h, 7d)"},
       {"period", "Auto", "period: \"Auto\" is not a duration or auto (e.g. 1d, 1h, 7d)"},
       {"period", "", "period: \"\" is not a duration or auto (e.g. 1d, 1h, 7d)"},
