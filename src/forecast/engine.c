@@ -147,8 +147,8 @@ struct ps_engine {
    * but reads every count and sum, and each forecast every series' MAE, so those share two cache lines
    * instead of taking one each 1 KB apart (10,000 targets refreshed in one loop turn wait on memory). */
   float rings[N_RINGS + 1][PS_ENGINE_ERRORS];
-  /* the peak model (peak.h): its learned state */
-  struct ps_peak peak;
+  /* the peak model (peak.h): its learned state, and as of the newest step at the last forecast */
+  struct ps_peak peak, peak_now;
 };
 
 /* A forecast origin: the models' state as of step idx. */
@@ -837,8 +837,20 @@ double ps_engine_answer(double predicted, double margin, double current) {
  * quantile's margin is (the error ring is standardised by the same product, phase_margin.h). Before
  * PS_ENGINE_MIN_ERRORS errors are known (the first lookahead + PS_ENGINE_MIN_ERRORS + 3 steps of a
  * target), the cold start's: the load taken as noise around its mean so far, whose window peak is at
- * most mean + z x sd with probability level (z: ps_cov_peak_z; cold_z when already known, else NaN). */
+ * most mean + z x sd with probability level (z: ps_cov_peak_z; cold_z when already known, else NaN).
+ * While the peak model answers alone, the same form at any time, with its level and spread (peak.h): the
+ * answer is level + (z + theta) x spread, which moves as little from step to step as they do, where the
+ * quantile of its errors (a ring of a few windows at a long horizon) and their size move with the last
+ * windows; and theta stays in the units it had in the cold start, which ends into it without a jump. */
 static void cov_basis(const struct ps_engine *e, double level, double cold_z, double *qz, double *vol) {
+  int a = e->cfg.model == PS_MODEL_AUTO ? e->sel : (int)e->cfg.model;
+  double spread = ps_peak_sd(&e->peak_now);
+  if (a == PS_MODEL_PEAK && spread > 0) {
+    if (!(cold_z == cold_z)) cold_z = ps_cov_peak_z(level, e->h);
+    *vol = spread;
+    *qz = cold_z + (e->peak_now.level - e->pred_now) / spread;
+    return;
+  }
   if (e->z.count >= PS_ENGINE_MIN_ERRORS) {
     *vol = e->vol * e->pm_now;
     *qz = level == e->cfg.target_coverage && e->q_total == e->z.total ? e->q_val : quantile(&e->z, level);
@@ -873,6 +885,7 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
   struct origin o;
   origin_newest(e, &o, a);
   if (!(o.last == o.last)) return UV_ENOENT;
+  e->peak_now = o.pk;
 
   out->current = o.last;
   out->current_ms = o.last_at * e->step;
