@@ -7,45 +7,24 @@
 
 /* ---- models -------------------------------------------------------------------------------------- */
 
+/* Indexed by enum ps_model: one table for parsing and naming. */
+static const char *const model_names[PS_MODEL_COUNT] = {
+    [PS_MODEL_SEASONAL] = "seasonal", [PS_MODEL_LAST] = "last", [PS_MODEL_HOLTWINTERS] = "holtwinters",
+    [PS_MODEL_LINEAR] = "linear",     [PS_MODEL_PEAK] = "peak", [PS_MODEL_AUTO] = "auto",
+};
+
 int ps_model_parse(const char *s, enum ps_model *out) {
   if (s == NULL) return UV_EINVAL;
-  if (strcmp(s, "seasonal") == 0) {
-    *out = PS_MODEL_SEASONAL;
-    return 0;
-  }
-  if (strcmp(s, "last") == 0) {
-    *out = PS_MODEL_LAST;
-    return 0;
-  }
-  if (strcmp(s, "holtwinters") == 0) {
-    *out = PS_MODEL_HOLTWINTERS;
-    return 0;
-  }
-  if (strcmp(s, "linear") == 0) {
-    *out = PS_MODEL_LINEAR;
-    return 0;
-  }
-  if (strcmp(s, "peak") == 0) {
-    *out = PS_MODEL_PEAK;
-    return 0;
-  }
-  if (strcmp(s, "auto") == 0) {
-    *out = PS_MODEL_AUTO;
-    return 0;
-  }
+  for (int m = 0; m < PS_MODEL_COUNT; m++)
+    if (strcmp(s, model_names[m]) == 0) {
+      *out = (enum ps_model)m;
+      return 0;
+    }
   return UV_EINVAL;
 }
 
 const char *ps_model_name(enum ps_model m) {
-  switch (m) {
-  case PS_MODEL_SEASONAL: return "seasonal";
-  case PS_MODEL_LAST: return "last";
-  case PS_MODEL_HOLTWINTERS: return "holtwinters";
-  case PS_MODEL_LINEAR: return "linear";
-  case PS_MODEL_PEAK: return "peak";
-  case PS_MODEL_AUTO: return "auto";
-  }
-  return "unknown";
+  return (unsigned)m < PS_MODEL_COUNT ? model_names[m] : "unknown";
 }
 
 bool ps_model_seasonless(enum ps_model m) {
