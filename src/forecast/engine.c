@@ -444,10 +444,10 @@ static void window_max(const struct ps_engine *e, const struct origin *o, int64_
   }
 }
 
-/* Candidate c's forecast of the window maximum, given the models' raw maxima. */
 /* Candidate c's median correction: the peak model learns its own (its k, peak.h), so none is added. */
 static double cand_bias(const struct ps_engine *e, int c) { return c == PS_MODEL_PEAK ? 0 : e->c[c].bias; }
 
+/* Candidate c's forecast of the window maximum, given the models' raw maxima. */
 static double cand_value(const struct ps_engine *e, int c, const double raw[PS_MODEL_AUTO]) {
   double f = 0;
   if (c == C_BLEND) {

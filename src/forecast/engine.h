@@ -132,7 +132,8 @@ double ps_engine_answer(double predicted, double margin, double current);
  * `level` (in (0, 1)) of the answering series' standardized errors, *vol their size now. While fewer than
  * PS_ENGINE_MIN_ERRORS errors are known, the cold start's: predicted + qz x vol = mean + z x sd of the
  * values put since the last restart, z = ps_cov_peak_z(level, h) (NaN, and vol the errors' size, with
- * fewer than two values or no spread). `prescale backtest --sweep` tunes a margin per coverage
+ * fewer than two values or no spread); while the peak model answers alone (peak.h), the same form with its
+ * level and spread, at any time. `prescale backtest --sweep` tunes a margin per coverage
  * setting from it, beside the engine's own. O(size of the error ring). */
 void ps_engine_coverage_basis(const struct ps_engine *e, double level, double *qz, double *vol);
 
