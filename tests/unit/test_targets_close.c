@@ -18,48 +18,9 @@
 #include "prom_fixture.h"
 #include "targets.h"
 
-static uv_loop_t loop;
-static struct ps_server_config cfg;
-static struct ps_http_client *http;
-static struct ps_targets *targets;
-static struct ps_test_prom prom;
-static char why[512];
-
-static void setup(void) {
-  cr_assert_eq(uv_loop_init(&loop), 0);
-  ps_server_config_defaults(&cfg);
-  ps_log_setup(PS_LOG_ERROR, PS_LOG_TEXT, NULL);
-  if (ps_test_prom_start(&prom, 0, why, sizeof why) != 0) cr_skip_test("%s", why);
-  cfg.prometheus_url = prom.url;
-  cr_assert_eq(ps_http_client_new(&loop, &http), 0);
-  cr_assert_eq(ps_targets_new(&loop, &cfg, http, &targets), 0);
-}
-
-static void stop_targets(void) {
-  if (targets != NULL) ps_targets_close(targets);
-  ps_http_client_close(http);
-  targets = NULL;
-  http = NULL;
-}
-
-static void teardown(void) {
-  ps_test_prom_stop(&prom, 0);
-  ps_metrics_reset();
-}
+#include "targets_fixture.h"
 
 TestSuite(targets_close, .init = setup, .fini = teardown, .timeout = 90);
-
-struct waited {
-  struct ps_target_waiter w;
-  bool done;
-  int err;
-};
-static void waited_cb(struct ps_target_waiter *w, int err) {
-  struct waited *x = (struct waited *)w;
-  x->done = true;
-  x->err = err;
-}
-static bool waited_done(void *arg) { return ((struct waited *)arg)->done; }
 
 static struct ps_target *get(const char *name, const struct ps_kv *md, size_t n) {
   struct ps_target *t = NULL;
