@@ -74,6 +74,31 @@ def check_pinned(name, pid, cpu):
     return len(allowed)
 
 
+def run_measured(name, argv, url, timing, pid, client_cpu=None, server_cpu=None):
+    """Runs a load client (argv + [url]) and returns (its output, the server's CPU seconds and server_cpu's
+    idle seconds over the measured part). With ("D", D, W) timing the measured part starts after the W
+    seconds of warm-up (read by the clock: a measurement window, not a synchronisation; the client starts
+    its own clock a few milliseconds later), when the client's pinning is also checked."""
+    c0 = cpu_s(pid)
+    i0 = idle_s(server_cpu) if server_cpu is not None else 0
+    proc = subprocess.Popen(argv + [url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if timing[0] == "D":
+        time.sleep(timing[2])
+        c0 = cpu_s(pid)
+        i0 = idle_s(server_cpu) if server_cpu is not None else 0
+        if client_cpu is not None and proc.poll() is None:
+            check_pinned(name, proc.pid, client_cpu)
+    try:
+        out, _ = proc.communicate(timeout=600 if timing[0] == "n" else timing[1] + timing[2] + 60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise RuntimeError(f"{' '.join(argv)} {url} did not finish:\n{out}") from None
+    cpu = cpu_s(pid) - c0
+    idle = idle_s(server_cpu) - i0 if server_cpu is not None else None
+    return out, cpu, idle, proc.returncode
+
+
 def h2load(url, clients, streams, data, log_path, timing, pid, headers=(), client_cpu=None, server_cpu=None):
     """One h2load run; returns (req/s, requests measured, sorted request durations in ms, server CPU seconds
     over the measured part, h2load's own CPU seconds, warm-up included, the seconds server_cpu's core was
@@ -89,28 +114,10 @@ def h2load(url, clients, streams, data, log_path, timing, pid, headers=(), clien
         argv += ["-H", h]
     if client_cpu is not None:
         argv = pin_prefix(client_cpu) + argv
-    c0 = cpu_s(pid)
-    i0 = idle_s(server_cpu) if server_cpu is not None else 0
     # h2load is the only child reaped during the run: the children's usage grows by its CPU time alone
     # (taskset execs h2load: the same process).
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.Popen(argv + [url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if timing[0] == "D":
-        # The server's CPU time is read when the warm-up ends (by the clock: this is a measurement window,
-        # not a synchronisation; h2load starts its own clock a few milliseconds later).
-        time.sleep(timing[2])
-        c0 = cpu_s(pid)
-        i0 = idle_s(server_cpu) if server_cpu is not None else 0
-        if client_cpu is not None and proc.poll() is None:
-            check_pinned("h2load", proc.pid, client_cpu)
-    try:
-        out, _ = proc.communicate(timeout=600 if timing[0] == "n" else timing[1] + timing[2] + 60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        raise RuntimeError(f"h2load {' '.join(argv)} {url} did not finish:\n{out}") from None
-    cpu = cpu_s(pid) - c0
-    idle = idle_s(server_cpu) - i0 if server_cpu is not None else None
+    out, cpu, idle, _ = run_measured("h2load", argv, url, timing, pid, client_cpu, server_cpu)
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     client_cpu_s = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
     rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
@@ -151,26 +158,10 @@ def grpcblast(binary, url, clients, streams, data, expected, grpc, timing, pid, 
         argv += ["-H", h]
     if client_cpu is not None:
         argv = pin_prefix(client_cpu) + argv
-    c0 = cpu_s(pid)
-    i0 = idle_s(server_cpu) if server_cpu is not None else 0
-    proc = subprocess.Popen(argv + [url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if timing[0] == "D":
-        time.sleep(timing[2])  # the warm-up: a measurement window, as in h2load()
-        c0 = cpu_s(pid)
-        i0 = idle_s(server_cpu) if server_cpu is not None else 0
-        if client_cpu is not None and proc.poll() is None:
-            check_pinned("grpcblast", proc.pid, client_cpu)
-    try:
-        out, _ = proc.communicate(timeout=600 if timing[0] == "n" else timing[1] + timing[2] + 60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        raise RuntimeError(f"{' '.join(argv)} {url} did not finish:\n{out}") from None
-    cpu = cpu_s(pid) - c0
-    idle = idle_s(server_cpu) - i0 if server_cpu is not None else None
+    out, cpu, idle, rc = run_measured("grpcblast", argv, url, timing, pid, client_cpu, server_cpu)
     m = re.search(r"^grpcblast: (.*)$", out, re.M)
-    if proc.returncode != 0 or not m:
-        raise RuntimeError(f"grpcblast ({url}) exited with {proc.returncode}:\n{out}")
+    if rc != 0 or not m:
+        raise RuntimeError(f"grpcblast ({url}) exited with {rc}:\n{out}")
     f = dict(kv.split("=", 1) for kv in m.group(1).split())
     n = int(f["ok"])
     if int(f["failed"]) != 0 or n == 0:
