@@ -93,8 +93,8 @@ int ps_server_config_parse(struct ps_server_config *c, int argc, char **argv, FI
 
 #define PS_MIN_STEP_MS             1000
 #define PS_MAX_STEP_MS             (24LL * 3600 * 1000)
-/* Defaults are written as a user would write them: the trigger key table (config.c) reads them with the
- * key's own rule, and `prescale backtest` shows and reads the same text for its flags. */
+/* Defaults are written as a user would write them: the trigger key table (config_trigger.c) reads them
+ * with the key's own rule, and `prescale backtest` shows and reads the same text for its flags. */
 #define PS_DEFAULT_STEP            "15s"
 #define PS_DEFAULT_LOOKAHEAD       "30s"
 #define PS_DEFAULT_TIMEOUT         "3s"

@@ -1,6 +1,6 @@
 /* The trigger keys of KEDA's prometheus scaler that are not secrets (pkg/scalers/prometheus_scaler.go),
  * so that moving a trigger from `prometheus` to prescale is a rename: namespace, queryParameters,
- * customHeaders (unsafeSsl and timeout are plain rows of config.c's key table). Values end up in a
+ * customHeaders (unsafeSsl and timeout are plain rows of config_trigger.c's key table). Values end up in a
  * request line or in header lines, so whatever could smuggle a header or a request (CR, LF, NUL, other
  * control bytes) is refused, and messages name the key and the entry, never a header's value: a
  * ScaledObject's status and prescale's log are read by more people than its Secret. */

@@ -1,6 +1,6 @@
 /* Durations as an operator writes them, for flags and trigger metadata alike: "30s", "5m", "1h30m",
  * "250ms", "1.5s", "2d" or plain (possibly fractional) seconds "15". A small module of its own so that
- * the generic flag parser (flags.c) and the trigger metadata (config.c) both read them without one
+ * the generic flag parser (flags.c) and the trigger metadata (config_trigger.c) both read them without one
  * importing the other. Pure: no I/O, no allocation. */
 #ifndef PS_DURATION_H
 #define PS_DURATION_H

@@ -101,7 +101,7 @@ int ps_flags_defaults(const struct ps_flags_spec *spec, void *dst);
  * work too when a flag has one. */
 void ps_flags_usage(const struct ps_flags_spec *spec, FILE *out);
 
-/* ---- helpers for every parser of user input (flags here, trigger metadata in config.c) ------------ */
+/* ---- helpers for every parser of user input (flags here, trigger metadata in config_trigger.c) ---- */
 
 /* Writes s double-quoted and safe for one log line into dst (cap bytes, always NUL-terminated when cap >
  * 0): quotes, backslashes and control bytes escaped, at most PS_FLAGS_QUOTE_MAX bytes of s echoed, then
