@@ -1,5 +1,6 @@
-/* Private to src/http_client*.c: the client's state, shared by the connection half (http_client.c:
- * lifecycle, DNS, connections, keep-alive, reading), the fan-out (http_client_queue.c: per-server slots,
+/* Private to src/http_client*.c: the client's state, shared by the request half (http_client.c:
+ * lifecycle, request lifetime and timer, DNS), the connection half (http_client_conn.c: connections,
+ * keep-alive, writing, reading), the fan-out (http_client_queue.c: per-server slots,
  * FIFO queues in classes, the connection budget's round-robin) and the response parser
  * (http_client_parse.c: llhttp callbacks, no socket). Not a contract for other modules: http_client.h is.
  *
@@ -148,11 +149,27 @@ struct ps_http_client {
 void ps_hc_req_start(struct ps_http_req *r);
 /* The request timer's callback: a deferred error, the queue bound, or the whole-request timeout. */
 void ps_hc_req_timer_cb(uv_timer_t *t);
-/* For http_client_tls.c: the request's end with a message; closing a connection; sending r's bytes on a
- * connection ready for them; response bytes (decrypted) of cn's request: 0 to read on, else cn was
- * handed back or closed; the end of reading (nread < 0); a write that failed. */
+/* Delivers r's one callback (on error r->errmsg holds the message) and lets r go. */
+void ps_hc_req_finish(struct ps_http_req *r, int err, const struct ps_http_response *resp);
+/* An error found while ps_http_get may be on the stack: delivered from a 0 ms timer. */
+void ps_hc_req_defer_error(struct ps_http_req *r, int err);
+/* Resolves r's host with uv_getaddrinfo, then connects (ps_hc_req_connect_next). */
+void ps_hc_req_resolve(struct ps_http_req *r);
+/* Frees a closing client once nothing it opened is left. */
+void ps_hc_client_maybe_free(struct ps_http_client *c);
+/* For http_client_conn.c and http_client_tls.c: the request's end with a message. */
 void ps_hc_req_fail(struct ps_http_req *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* ---- http_client_conn.c ---- */
+
+/* An idle connection that may carry r (same host:port, TLS context and server name), or NULL. */
+struct conn *ps_hc_pool_take_idle(struct ps_http_client *c, const struct ps_http_req *r);
+/* Connects r to the next address left from resolution, or finishes it with the last error. */
+void ps_hc_req_connect_next(struct ps_http_req *r);
+/* For http_client.c and http_client_tls.c: closing a connection; sending r's bytes on a connection ready
+ * for them; response bytes (decrypted) of cn's request: 0 to read on, else cn was handed back or closed;
+ * the end of reading (nread < 0); a write that failed. */
 void ps_hc_conn_close(struct conn *cn);
 void ps_hc_conn_send(struct conn *cn, struct ps_http_req *r);
 int ps_hc_conn_response_bytes(struct conn *cn, const char *data, size_t len);

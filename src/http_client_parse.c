@@ -1,8 +1,8 @@
 /* The HTTP/1.1 response parser of the client (RFC 9112), as llhttp callbacks on a struct ps_http_req: the
  * status, headers (counted toward PS_HTTP_MAX_HEADER_BYTES, Content-Type kept), the body (collected or
  * streamed to the request's sink, bounded) and interim 1xx responses. No socket here: the connection half
- * (http_client.c) feeds it what it reads, and ps_http_parse_response feeds it bytes (tests, fuzzing). The
- * URL splitting of requests is here too (pure). */
+ * (http_client_conn.c) feeds it what it reads, and ps_http_parse_response feeds it bytes (tests, fuzzing).
+ * The URL splitting of requests is here too (pure). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
