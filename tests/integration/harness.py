@@ -44,6 +44,8 @@ import http.client
 import json
 import math
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -68,6 +70,18 @@ PROMTOOL_BIN = os.environ.get("PROMTOOL_BIN", "/usr/bin/promtool")
 
 def prescale_bin():
     return os.environ.get("PRESCALE_BIN", os.path.join(REPO_ROOT, "build", "src", "prescale"))
+
+
+# PRESCALE_WRAP: a command put in front of prescale wherever the suites start it through prescale_argv
+# (Env.start_prescale included), split as a shell would: valgrind's memcheck, for one (README.md).
+def prescale_wrap():
+    return shlex.split(os.environ.get("PRESCALE_WRAP", ""))
+
+
+# PRESCALE_TIMEOUT_SCALE (default 1) multiplies every bound the harness waits with (wait_until, and so
+# every readiness wait, and a stop's wait before SIGKILL): memcheck runs prescale 20-50x slower. The bounds
+# are upper bounds on events awaited, so a larger one never makes a test pass that should fail.
+TIMEOUT_SCALE = float(os.environ.get("PRESCALE_TIMEOUT_SCALE", "1"))
 
 
 # ---- the load function -------------------------------------------------------------------------------
@@ -143,7 +157,9 @@ def free_port():
 
 
 def wait_until(cond, timeout, interval=0.1, what="condition"):
-    """Polls cond() until it returns a truthy value, bounded by timeout; returns that value."""
+    """Polls cond() until it returns a truthy value, bounded by timeout (times TIMEOUT_SCALE); returns that
+    value."""
+    timeout *= TIMEOUT_SCALE
     deadline = time.monotonic() + timeout
     last_exc = None
     while True:
@@ -357,11 +373,11 @@ class Process:
             self.proc.send_signal(sig)
 
     def stop(self, timeout=15.0):
-        """SIGTERM, wait (bounded), then SIGKILL. Returns the exit code."""
+        """SIGTERM, wait (bounded, times TIMEOUT_SCALE), then SIGKILL. Returns the exit code."""
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(timeout * TIMEOUT_SCALE)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
@@ -390,13 +406,16 @@ def wait_http_ok(proc, url, timeout, what):
 
 
 def prescale_argv(grpc_port, http_port, prom_url, *extra, binary=None):
-    """prescale's command line listening on 127.0.0.1 at the two ports, polling prom_url."""
-    return [binary or prescale_bin(), f"--grpc-listen=127.0.0.1:{grpc_port}",
+    """prescale's command line listening on 127.0.0.1 at the two ports, polling prom_url (after
+    PRESCALE_WRAP's command, if any)."""
+    return [*prescale_wrap(), binary or prescale_bin(), f"--grpc-listen=127.0.0.1:{grpc_port}",
             f"--http-listen=127.0.0.1:{http_port}", f"--prometheus-url={prom_url}", *extra]
 
 
 # What ASan, LSan and UBSan print in a report: any of them in prescale's log fails the test.
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+# What valgrind prints (each line "==pid== "; with -q only its reports): any in prescale's log fails the test.
+VALGRIND_REPORT = re.compile(r"^==\d+== \S", re.M)
 
 
 class Env:
@@ -568,6 +587,9 @@ scrape_configs:
                     if marker in text:
                         i = text.index(marker)
                         problems.append(f"sanitizer report in prescale's log: {text[max(0, i - 200):i + 2000]}")
+                m = VALGRIND_REPORT.search(text)
+                if m:
+                    problems.append(f"valgrind report in prescale's log: {text[m.start():m.start() + 4000]}")
             except Exception as e:  # noqa: BLE001
                 problems.append(f"stopping prescale failed: {e!r}")
         if self.prometheus is not None:
