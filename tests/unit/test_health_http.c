@@ -21,7 +21,7 @@
 #include "net.h"
 
 #define CLIENT_TIMEOUT_S 5     /* a blocking recv never waits longer than this */
-#define TEST_TIMEOUT_MS  15000 /* the loop is stopped (and the test fails) after this */
+#define TEST_TIMEOUT_MS  15000 /* the loop is stopped (and the test fails) after this, times the scale */
 #define MAX_RESP         64
 #define CBUF             (8u << 20)
 
@@ -219,7 +219,7 @@ static void run_client(void (*fn)(void)) {
   client_fn = fn;
   cr_assert_eq(uv_async_init(&loop, &done_async, done_cb), 0);
   cr_assert_eq(uv_timer_init(&loop, &guard), 0);
-  cr_assert_eq(uv_timer_start(&guard, guard_cb, TEST_TIMEOUT_MS, 0), 0);
+  cr_assert_eq(uv_timer_start(&guard, guard_cb, TEST_TIMEOUT_MS * ps_test_timeout_scale(), 0), 0);
   pthread_t t;
   cr_assert_eq(pthread_create(&t, NULL, client_main, NULL), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -540,7 +540,10 @@ static void slow_reader(void) {
   cli_close(&c);
 }
 
-Test(health_http, backpressure_holds_pipeline_until_read) {
+/* 64 answers of ~150 KiB: under memcheck (PS_TEST_TIMEOUT_SCALE 10) on a busy machine this took over the
+ * suite's 30 s, so its kill bound is the scaled guard's; in a plain run the 15 s guard still ends a hang
+ * first. */
+Test(health_http, backpressure_holds_pipeline_until_read, .timeout = 180) {
   /* ~150 KiB of exposition per answer */
   cr_assert_eq(ps_metrics_declare("test_series", PS_METRIC_GAUGE, "Padding."), 0);
   char labels[64];
