@@ -689,15 +689,18 @@ Test(http_loop, garbage_is_eproto) {
 
 Test(http_loop, stall_times_out) {
   const char *url = fake_start(M_STALL, "/slow");
+  /* Scaled: under memcheck on a busy machine the connection and the fake's read took over 300 ms, and the
+   * request timed out before the fake saw it. */
+  uint64_t timeout = 300 * ps_test_timeout_scale();
   char want[200];
-  snprintf(want, sizeof want, "GET %s: timed out after 300 ms", url);
+  snprintf(want, sizeof want, "GET %s: timed out after %llu ms", url, (unsigned long long)timeout);
   /* The request's timer counts from the loop's cached time, which lags the clock by as long as the loop
    * last waited or worked (long on a busy machine): bring it to now, so the timer and t0 start together. */
   uv_update_time(&loop);
   uint64_t t0 = uv_hrtime();
-  get_fails(url, 300, UV_ETIMEDOUT, want);
+  get_fails(url, timeout, UV_ETIMEDOUT, want);
   uint64_t ms = (uv_hrtime() - t0) / 1000000;
-  cr_assert(ms >= 290 && ms < 3000, "took %llu ms", (unsigned long long)ms);
+  cr_assert(ms >= timeout - 10 && ms < 10 * timeout, "took %llu ms", (unsigned long long)ms);
   cr_assert_eq(fake.requests, 1);
   /* The timed-out connection is closed, not pooled: the server sees it go. */
   cr_assert(ps_test_run_until(&loop, open_conns_is, &(int){0}, 5000));
@@ -1253,9 +1256,11 @@ static void one_slot_then_second(enum mode mode, uint64_t r1_ms, struct result *
  * than that for the slot and still succeeds on a fresh connection. */
 Test(http_loop, queue_wait_does_not_count_against_the_timeout) {
   struct result r1, r2;
+  /* Both timeouts scaled alike (memcheck: a fresh connection took over 250 ms on a busy machine). */
+  uint64_t scale = ps_test_timeout_scale();
   one_slot_then_second(
-      M_STALL_FIRST, 300, &r1, &r2,
-      (struct ps_http_opts){.timeout_ms = 250, .queue_timeout_ms = 20000, .cls = PS_HTTP_URGENT});
+      M_STALL_FIRST, 300 * scale, &r1, &r2,
+      (struct ps_http_opts){.timeout_ms = 250 * scale, .queue_timeout_ms = 20000, .cls = PS_HTTP_URGENT});
   cr_assert(r1.done);
   cr_assert_eq(r1.err, UV_ETIMEDOUT);
   cr_assert_eq(r2.err, 0, "%s", r2.msg);
