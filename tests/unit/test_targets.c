@@ -404,8 +404,11 @@ static bool read_gives(void *arg) {
 
 Test(targets, stale_then_unavailable_then_recovers) {
   cfg.stale_after_ms = 2000;
+  /* The request timeout scaled: under make valgrind on a busy machine the first load took over 500 ms. */
+  char timeout[32];
+  snprintf(timeout, sizeof timeout, "%llums", (unsigned long long)(500 * ps_test_timeout_scale()));
   struct ps_kv md[] = {
-      {"query", "vector(3)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"}, {"timeout", "500ms"}};
+      {"query", "vector(3)"}, {"threshold", "1"}, {"model", "last"}, {"step", "1s"}, {"timeout", timeout}};
   struct ps_target *t;
   cr_assert_eq(load(md, 5, &t), 0);
   int port = prom.port;
