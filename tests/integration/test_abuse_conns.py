@@ -230,6 +230,7 @@ class TestConnectionSlots(unittest.TestCase):
             text = h.log_tail(self.proc.log_path, 100000)
             for marker in h.SANITIZER_MARKERS:
                 self.assertNotIn(marker, text, "sanitizer report in prescale's log")
+            self.assertIsNone(h.VALGRIND_REPORT.search(text), "valgrind report in prescale's log")
             self.assertEqual(rc, 0, "prescale did not exit cleanly after SIGTERM:\n" + self.proc.describe())
 
     # -- helpers ---------------------------------------------------------------------------------------
