@@ -187,7 +187,15 @@ static void client_service(struct run *r, struct client *cl) {
   }
   int done = ps_blast_conn_done(c);
   if (done) ps_blast_conn_goaway(c, 0); /* NO_ERROR */
-  if (client_flush(r, cl) < 0 || done) client_end(r, cl, now);
+  int broken = client_flush(r, cl) < 0;
+  /* The fill keeps PS_BLAST_CTRL_ROOM free for control frames, and those already queued (the preface, our
+   * SETTINGS, the ACK of the server's) can take part of it: when the server's SETTINGS came in the read that
+   * also completed the connect, the first fill found no room. Once they are written, fill again: the
+   * server has nothing more to say until it gets a request, so no later event would. */
+  if (!broken && !done && c->out_len == 0 && r->sending && r->budget > r->stats.issued &&
+      ps_blast_conn_fill(c, &r->req, now, r->budget - r->stats.issued) > 0)
+    broken = client_flush(r, cl) < 0;
+  if (broken || done) client_end(r, cl, now);
 }
 
 static void client_read(struct run *r, struct client *cl) {

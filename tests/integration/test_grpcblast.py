@@ -129,7 +129,7 @@ class Grpcblast(unittest.TestCase):
         self.assertEqual(self.counts(ENV, method="GetMetrics", code="OK") - ok0, 400)
         # one byte short is as wrong as one byte changed
         rc, f, err = self.blast(ENV, reqfile, self.write("short.bin", answer[:-1]), "-n", "10")
-        self.assertEqual((rc, f["ok"], f["failed"]), (1, 0, 10))
+        self.assertEqual((rc, f["ok"], f["failed"]), (1, 0, 10), f"{f} {err}")
         self.assertIn("DATA not the expected bytes", err)
 
     def test_a_grpc_error_is_not_ok(self):
