@@ -1,6 +1,7 @@
 /* The registry's fixture shared by test_targets.c and test_targets_close.c: a loop, a real Prometheus on
  * loopback (prom_fixture.h), an HTTP client and a registry over it, and a waiter for a target's first
- * load. Included by one test file each (its statics are that file's). */
+ * load; test_service.c adds its service over them. Included by one test file each (its statics are that
+ * file's). */
 #ifndef PS_TEST_TARGETS_FIXTURE_H
 #define PS_TEST_TARGETS_FIXTURE_H
 
@@ -22,7 +23,7 @@ static struct ps_targets *targets;
 static struct ps_test_prom prom;
 static char why[512];
 
-static inline void setup(void) {
+static inline void targets_fixture_setup(void) {
   cr_assert_eq(uv_loop_init(&loop), 0);
   ps_server_config_defaults(&cfg);
   ps_log_setup(PS_LOG_ERROR, PS_LOG_TEXT, NULL);
@@ -43,7 +44,7 @@ static inline void stop_targets(void) {
 }
 
 /* Prometheus and the metrics, even after a failed test. */
-static inline void teardown(void) {
+static inline void targets_fixture_teardown(void) {
   ps_test_prom_stop(&prom, 0);
   ps_metrics_reset();
 }

@@ -18,6 +18,7 @@
 #include "prom_fixture.h"
 #include "service.h"
 #include "targets.h"
+#include "targets_fixture.h"
 
 /* ---- the recording call ----------------------------------------------------------------------- */
 
@@ -62,22 +63,10 @@ const char *ps_call_method(const struct ps_call *c) {
 
 /* ---- fixture ---------------------------------------------------------------------------------- */
 
-static uv_loop_t loop;
-static struct ps_server_config cfg;
-static struct ps_http_client *http;
-static struct ps_targets *targets;
 static struct ps_service *svc;
-static struct ps_test_prom prom;
 
 static void setup(void) {
-  char why[512];
-  cr_assert_eq(uv_loop_init(&loop), 0);
-  ps_server_config_defaults(&cfg);
-  ps_log_setup(PS_LOG_ERROR, PS_LOG_TEXT, NULL);
-  if (ps_test_prom_start(&prom, 0, why, sizeof why) != 0) cr_skip_test("%s", why);
-  cfg.prometheus_url = prom.url;
-  cr_assert_eq(ps_http_client_new(&loop, &http), 0);
-  cr_assert_eq(ps_targets_new(&loop, &cfg, http, &targets), 0);
+  targets_fixture_setup();
   cr_assert_eq(ps_service_new(&loop, targets, &cfg, &svc), 0);
 }
 
@@ -85,18 +74,14 @@ static void setup(void) {
  * with this, then PS_LOOP_END, which runs those callbacks and fails the test on anything left open. */
 static void stop_service(void) {
   ps_service_close(svc);
-  ps_targets_close(targets);
-  targets = NULL;
-  ps_http_client_close(http);
-  http = NULL;
+  stop_targets();
 }
 
 /* The service's own memory (no handle of its own), Prometheus and the metrics, even after a failed test. */
 static void teardown(void) {
   if (svc != NULL) ps_service_free(svc);
   svc = NULL;
-  ps_test_prom_stop(&prom, 0);
-  ps_metrics_reset();
+  targets_fixture_teardown();
 }
 
 TestSuite(service, .init = setup, .fini = teardown, .timeout = 60);

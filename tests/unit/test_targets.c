@@ -20,7 +20,7 @@
 
 #include "targets_fixture.h"
 
-TestSuite(targets, .init = setup, .fini = teardown, .timeout = 90);
+TestSuite(targets, .init = targets_fixture_setup, .fini = targets_fixture_teardown, .timeout = 90);
 
 static bool run_until(bool (*cond)(void *), void *arg, uint64_t ms) {
   return ps_test_run_until(&loop, cond, arg, ms);

@@ -20,7 +20,7 @@
 
 #include "targets_fixture.h"
 
-TestSuite(targets_close, .init = setup, .fini = teardown, .timeout = 90);
+TestSuite(targets_close, .init = targets_fixture_setup, .fini = targets_fixture_teardown, .timeout = 90);
 
 static struct ps_target *get(const char *name, const struct ps_kv *md, size_t n) {
   struct ps_target *t = NULL;
