@@ -40,7 +40,8 @@ double ps_cov_rate(const struct ps_coverage *c) {
 
 double ps_cov_catchup(const struct ps_coverage *c) {
   if (!(c->target > 0) || !(c->realised < c->target) || (double)c->scored * (1 - c->target) < 1) return 0;
-  return fmin(PS_COVERAGE_CATCH_MAX, PS_COVERAGE_CATCHUP * (c->target - c->realised) / (1 - c->target));
+  double cap = fmax(PS_COVERAGE_CATCH_MAX, PS_COVERAGE_CATCH_PRICE * c->target / (1 - c->target));
+  return fmin(cap, PS_COVERAGE_CATCHUP * (c->target - c->realised) / (1 - c->target));
 }
 
 double ps_cov_margin(const struct ps_coverage *c, double qz, double vol) {

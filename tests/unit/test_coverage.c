@@ -167,6 +167,27 @@ Test(coverage, catchup_holds_the_margin_while_behind) {
   ps_cov_free(&c);
 }
 
+/* The cap grows with the price of a miss the target implies, target / (1 - target): 1 error size up to
+ * 0.95 (the default 0.82 included), PS_COVERAGE_CATCH_PRICE x 99 = 4.95 at 0.99; below the cap the term is
+ * the same at every target for the same shortfall relative to the misses allowed. */
+Test(coverage, catchup_cap_follows_the_price_of_a_miss) {
+  static const struct {
+    double target, cap;
+  } cases[] = {{0.8, 1.0}, {0.82, 1.0}, {0.9, 1.0}, {0.95, 1.0}, {0.98, 2.45}, {0.99, 4.95}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct ps_coverage c;
+    cr_assert_eq(ps_cov_init(&c, cases[i].target, 2, STEP), 0);
+    c.scored = 100000;
+    c.realised = 0;
+    cr_assert_float_eq(ps_cov_catchup(&c), cases[i].cap, 1e-9, "target %g: cap", cases[i].target);
+    double allowed = 1 - cases[i].target;
+    c.realised = cases[i].target - 0.25 * allowed; /* a quarter of the misses allowed more: under any cap */
+    cr_assert_float_eq(ps_cov_catchup(&c), PS_COVERAGE_CATCHUP * 0.25, 1e-9, "target %g: below the cap",
+                       cases[i].target);
+    ps_cov_free(&c);
+  }
+}
+
 /* Days of 1,440 windows (1-minute steps, h = 2, outcomes 5 windows late) whose peaks stand a half-normal
  * above the answer's basis, with `bursts` runs a day of 6 windows `height` error sizes higher (as
  * worldcup98's day 12: rises that no forecast announces). Returns the realised coverage over `days`, and
