@@ -1,7 +1,8 @@
 /* Fetching a target's history: refresh timers at a per-target offset into each step (jitter), shared
  * fetches (one query_range for every target asking the same server, query, step and range), what a
  * fetch's result does to each sharer, and first loads fed to the engine a slice per loop turn (see
- * targets.c for why in order). The registry and the targets' lifecycle are in targets.c. */
+ * targets.c for why in order). The registry and the targets' lifecycle are in targets.c, what the engine
+ * answers and who reads it in target_reading.c. */
 #include "targets.h"
 
 #include <stdio.h>

@@ -1,7 +1,8 @@
-/* Private to src/targets.c and src/target_fetch.c: the registry and its targets, shared by the lifecycle
- * half (targets.c: keys, creation, eviction, close, the engine's readings, reads, waiters and watchers) and
- * the fetch half (target_fetch.c: refresh timers with jitter, fetches shared by identical requests, their
- * results, and first loads fed in slices). Not a contract for other modules: targets.h is. */
+/* Private to src/targets.c, src/target_fetch.c and src/target_reading.c: the registry and its targets,
+ * shared by the lifecycle part (targets.c: keys, the labels index, creation, eviction, close), the fetch
+ * part (target_fetch.c: refresh timers with jitter, fetches shared by identical requests, their results,
+ * and first loads fed in slices) and the reading part (target_reading.c: the engine's readings, reads,
+ * waiters and watchers). Not a contract for other modules: targets.h is. */
 #ifndef PS_TARGETS_INT_H
 #define PS_TARGETS_INT_H
 
@@ -129,9 +130,13 @@ static inline uint64_t ps_tg_fnv1a(const char *s, size_t n) {
   return h;
 }
 
-/* targets.c */
+/* target_reading.c */
+/* Unlinks a waiter's or watcher's link from its target's list; its target becomes NULL. */
+void ps_tg_link_remove(struct ps_target_link *l);
 /* Unlinks each waiter of t and calls it back with err (0: the target has an answer). */
 void ps_tg_notify_waiters(struct ps_target *t, int err);
+/* The target's labels plus model="<m>", in the target's scratch buffer (valid until the next call). */
+const char *ps_tg_model_labels(struct ps_target *t, enum ps_model m);
 /* Puts s[0..n) (oldest first) into the engine, keeping the newest observation. */
 void ps_tg_put_samples(struct ps_target *t, const struct ps_sample *s, size_t n);
 /* The time of the newest sample that holds a value (not NaN), INT64_MIN when none does. */
