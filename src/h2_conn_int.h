@@ -1,7 +1,9 @@
-/* Private to src/h2_conn.c and src/h2_call.c: the state of a server connection and of its calls, shared
- * by the connection half (h2_conn.c: the nghttp2 session, sending, GOAWAY and drain, the preface and idle
- * timers, eviction) and the call half (h2_call.c: the stream callbacks, request assembly, the request-memory
- * budget and arrival timers, responses and trailers). Not a contract for other modules: h2_conn.h is. */
+/* Private to src/h2_conn.c, src/h2_send.c and src/h2_call.c: the state of a server connection and of its
+ * calls, shared by the connection half (h2_conn.c: the nghttp2 session, GOAWAY and drain, the preface and
+ * idle timers, eviction), its send path (h2_send.c: frames serialized into one batch and written, the
+ * end-of-turn flush) and the call half (h2_call.c: the stream callbacks, request assembly, the
+ * request-memory budget and arrival timers, responses and trailers). Not a contract for other modules:
+ * h2_conn.h is. */
 #ifndef PS_H2_CONN_INT_H
 #define PS_H2_CONN_INT_H
 
@@ -106,13 +108,6 @@ struct ps_call {
 /* h2_conn.c */
 /* "ip:port" of the client, "mem" for a connection without a socket (for logs). */
 const char *ps_h2c_peer(const struct ps_h2_conn *c);
-/* Moves frames from nghttp2 to the socket; a no-op while nghttp2 is on the stack (the outer recv/send
- * flushes) and once the connection is being destroyed. */
-void ps_h2c_flush(struct ps_h2_conn *c);
-/* Flushes c at the end of this loop turn (after the poll phase), together with every other stream of c
- * that sends meanwhile: one write for all of them. Inside nghttp2 it does nothing (the outer recv/send
- * flushes). Falls back to ps_h2c_flush when out of memory. */
-void ps_h2c_flush_soon(struct ps_h2_conn *c);
 /* A call was dispatched / its stream closed: the connection is busy (never idle, never evicted) between. */
 void ps_h2c_busy_begin(struct ps_h2_conn *c);
 void ps_h2c_busy_end(struct ps_h2_conn *c);
@@ -122,6 +117,18 @@ struct owned_timer *ps_h2c_timer_start(uv_loop_t *loop, void *owner, uv_timer_cb
 void ps_h2c_timer_release(struct owned_timer *t);
 /* The owner of a timer started by ps_h2c_timer_start, NULL once released. */
 void *ps_h2c_timer_owner(const uv_timer_t *t);
+
+/* h2_send.c */
+/* Moves frames from nghttp2 to the socket; a no-op while nghttp2 is on the stack (the outer recv/send
+ * flushes) and once the connection is being destroyed. */
+void ps_h2c_flush(struct ps_h2_conn *c);
+/* Flushes c at the end of this loop turn (after the poll phase), together with every other stream of c
+ * that sends meanwhile: one write for all of them. Inside nghttp2 it does nothing (the outer recv/send
+ * flushes). Falls back to ps_h2c_flush when out of memory. */
+void ps_h2c_flush_soon(struct ps_h2_conn *c);
+/* Closes the end-of-turn flusher's handles (the server's last connection is going); it is made again by
+ * the next ps_h2c_flush_soon. */
+void ps_h2c_flusher_close(struct ps_h2_server *srv);
 
 /* h2_metrics.c */
 /* srv's open connections, open streams or buffered bytes changed. Their gauges are set from these counts

@@ -150,7 +150,7 @@ static void recompute(struct ps_target *t, int64_t now_ms) {
   ps_metrics_ref_set(&t->ref.active, "prescale_target_active", t->labels, active ? 1 : 0);
   if (changed) {
     /* A watcher's callback may unwatch itself (its stream failed) or another watcher of t (a send can
-     * serialize queued frames that close another stream, h2_conn.c ps_h2c_flush_soon): the watchers wait
+     * serialize queued frames that close another stream, h2_send.c ps_h2c_flush_soon): the watchers wait
      * in a list of their own and go back one at a time, before their callback, so an unwatch takes a
      * watcher out of whichever list holds it and the walk never steps through a removed node. */
     struct ps_list todo;

@@ -1513,7 +1513,7 @@ static void sends_outside_the_input(int n) {
  * of the loop turn, not one write each. */
 Test(h2_conn, sends_outside_the_input_leave_in_one_write_per_loop_turn) { sends_outside_the_input(MAX_HELD); }
 
-/* More sends outside the input than h2_conn.c's SERIALIZE_EVERY (32): their frames are serialized while the
+/* More sends outside the input than h2_send.c's SERIALIZE_EVERY (32): their frames are serialized while the
  * turn goes on (nghttp2's queue of streams with data stays small), but they still leave as above. */
 Test(h2_conn, many_sends_outside_the_input_still_leave_in_one_write) { sends_outside_the_input(40); }
 

@@ -303,7 +303,7 @@ Test(targets, watchers_hear_each_change_of_activity) {
 }
 
 /* Watchers of one target whose callback unwatches the others (a send that closes another stream of the
- * same target: h2_conn.c serializes frames while the fan-out goes on). */
+ * same target: h2_send.c serializes frames while the fan-out goes on). */
 struct greedy {
   struct ps_target_watcher w;
   int calls;
