@@ -253,7 +253,7 @@ static void cand_error(struct cand *c, double err, size_t h, double cap) {
 /* The answer's base's score (QSCORE_DECAY): err is of the candidate's corrected forecast, scale its error
  * size times the phase factor at the forecast's origin, rate the step per outcome. After cand_error. */
 static void cand_quantile(struct cand *c, double err, double level, double rate, double pf) {
-  double u = err - c->qoff * fmax(c->qvol, VOL_FLOOR) * pf;
+  double u = err - c->qoff * (c->qvol > VOL_FLOOR ? c->qvol : VOL_FLOOR) * pf;
   double loss = u >= 0 ? level * u : (level - 1) * u;
   double w = 1.0 / (double)c->n;
   if (w < QSCORE_DECAY) w = QSCORE_DECAY;
@@ -664,12 +664,13 @@ static void learn(struct ps_engine *e, int64_t t) {
       if (p[a] == p[a]) margin_error(e, act - p[a], t - (int64_t)e->h);
       ps_peak_learn(&e->peak, act, p[PS_MODEL_PEAK]);
       /* Auto's candidates (their biases, scores and choice): a fixed model never reads them. */
-      double pf = by_level(e) ? ps_pm_factor(&e->pm, t - (int64_t)e->h) : 1;
+      int lv = by_level(e);
+      double pf = lv ? ps_pm_factor(&e->pm, t - (int64_t)e->h) : 1;
       for (int c = 0; c < N_CANDS && e->cfg.model == PS_MODEL_AUTO; c++) {
         double cap = c < PS_MODEL_AUTO && e->s[c].count > 0 ? BIAS_CAP * mae(&e->s[c]) : INFINITY;
         if (!(p[P_CAND + c] == p[P_CAND + c])) continue;
         cand_error(&e->c[c], act - p[P_CAND + c], e->h, cap);
-        if (by_level(e)) cand_quantile(&e->c[c], act - p[P_CAND + c], e->level, e->cov.rate, pf);
+        if (lv) cand_quantile(&e->c[c], act - p[P_CAND + c], e->level, e->cov.rate, pf);
       }
     }
   }
