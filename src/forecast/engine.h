@@ -96,9 +96,13 @@ void ps_engine_counts(const struct ps_engine *e, struct ps_engine_counts *out);
 struct ps_engine_result {
   double current; /* the latest observation (0 when none) */
   int64_t current_ms;
-  double predicted;              /* max of the answering model's forecast over (now, now + lookahead] */
-  double margin;                 /* the quantile of that model's h-step errors added (0 without quantile) */
-  double value;                  /* max(current, predicted + margin): finite and >= 0, always */
+  double predicted; /* max of the forecasting model's forecast over (now, now + lookahead]; auto's choice
+                     * by MAE (what MASE measures) */
+  double margin;    /* the quantile of the answering model's h-step errors added (0 without quantile); with
+                     * auto at a target coverage, the answer may be built on another candidate than
+                     * `predicted`'s (the least pinball loss at the target, engine.c QSCORE_DECAY): the
+                     * margin then includes that candidate's forecast - predicted, and may be negative */
+  double value;     /* max(current, predicted + margin): finite and >= 0, always */
   enum ps_model chosen;          /* the model that answered (never PS_MODEL_AUTO) */
   int64_t period_ms;             /* the season in use; 0 = none detected/usable */
   double mae[PS_MODEL_COUNT];    /* rolling mean absolute h-step error of each model; NaN = not known yet.
@@ -118,7 +122,9 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
 
 /* The margins and values the last ps_engine_forecast (whose result is r) would have given with each
  * quantile q[j] in place of the configured one (0, or in [0.5, 1); ascending): nothing else the engine
- * does depends on the quantile, so `prescale backtest --sweep` replays one engine for every margin.
+ * does depends on the quantile, so `prescale backtest --sweep` replays one engine for every margin. With
+ * a target coverage, on the candidate the answer is built on at that target (ps_engine_result.margin),
+ * where an engine configured with the quantile would build it on `predicted`'s.
  * margin[j] and value[j] as ps_engine_result's. 0, or UV_EINVAL (a bad or unsorted quantile). O(size of
  * the error ring) on average. */
 int ps_engine_margins(const struct ps_engine *e, const struct ps_engine_result *r, const double *q, size_t nq,
