@@ -68,6 +68,17 @@ def quantize(x, bits):
     return q / levels * 8 - 4
 
 
+def switch(f, g, z, day=P):
+    """Per row t, f[t] or g[t], whichever made the smaller sum of absolute errors over the rows
+    t-H-day+1 .. t-H (their windows have ended at t): auto's own way of choosing among its models."""
+    diff = np.abs(f - z) - np.abs(g - z)
+    c = np.concatenate([[0.0], np.cumsum(np.where(np.isnan(diff), 0.0, diff))])
+    t = np.arange(len(f))
+    hi, lo = np.clip(t - H + 1, 0, len(f)), np.clip(t - H + 1 - day, 0, len(f))
+    use_f = (c[hi] - c[lo] < 0) & ~np.isnan(f)
+    return np.where(use_f, f, g)
+
+
 def offsets(kind, n, stride=1, days=0, width=0):
     """The library as the offsets o = t - s (o >= H: s's window has ended at t) it may hold: the last n
     rows at a stride ("last"), or the rows within +-width of the same minute on each of the last `days`
@@ -156,6 +167,16 @@ VARIANTS = [
     V("last 4096, k 100", k=100),
     V("last 4096, 16 bit", bits=16),
     V("last 4096, 8 bit", bits=8),
+    # within the budget (about 30,000 flops per step)
+    V("last 2304, no seasonal", ("last", 2304, 1, 0, 0), groups=("lags", "mean", "level")),
+    V("phase: last 60 + 7 days x +-30", ("phase", 60, 1, 7, 30)),
+    V("phase: last 480 + 7 days x +-60", ("phase", 480, 1, 7, 60)),
+    V("phase: last 120 + 7 days x +-60, no seasonal", ("phase", 120, 1, 7, 60), groups=("lags", "mean", "level")),
+    V("phase: last 240 + 7 days x +-120, no seasonal", ("phase", 240, 1, 7, 120),
+      groups=("lags", "mean", "level")),
+    V("phase: last 240 + 7 days x +-120, 8 bit", ("phase", 240, 1, 7, 120), bits=8),
+    V("phase: last 120 + 7 days x +-60, 8 bit", ("phase", 120, 1, 7, 60), bits=8),
+    V("phase: last 120 + 7 days x +-60, k 25", ("phase", 120, 1, 7, 60), k=25),
 ]
 
 
@@ -166,7 +187,7 @@ def columns(groups):
     return cols
 
 
-def run_trace(short, y, z, auto, only):
+def run_trace(short, y, z, auto, only, skip_ref):
     n_all = len(y)
     idx = np.arange(7 * P + 4, n_all - H - 16 - 1)  # peak_bounds.py's rows S
     zi, e0 = z[idx], np.abs(z[idx] - y[idx])
@@ -174,7 +195,7 @@ def run_trace(short, y, z, auto, only):
     r = log(zi) - cur
     # peak_bounds.py's causal kNN, reproduced on its own rows (from S's second day)
     ref = {}
-    if not only:
+    if not skip_ref:
         c = np.exp(cur + knn_causal(x_pb, r)) - EPS
         ok = ~np.isnan(c)
         ref = {"causal": np.abs(c[ok] - zi[ok]).sum() / e0[ok].sum(),
@@ -182,7 +203,7 @@ def run_trace(short, y, z, auto, only):
     q = np.arange(max(P, NMAX + H), len(idx))  # scored positions, common to every variant
     half = len(q) // 2
     parts = (q[:half], q[half:])
-    std = raw[q[:half]].std(axis=0)
+    mean, std = raw[q[:half]].mean(axis=0), raw[q[:half]].std(axis=0)
     std[std == 0] = 1
 
     def mase(f, rows):
@@ -194,7 +215,7 @@ def run_trace(short, y, z, auto, only):
         name, lib, cols = v["name"], v["lib"], columns(v["groups"])
         if only and name not in only:
             continue
-        x = quantize(raw[:, cols] / std[cols], v["bits"])
+        x = quantize((raw[:, cols] - mean[cols]) / std[cols], v["bits"])
         if lib[0] == "reservoir":
             m = knn_reservoir(x, r, q, lib[1], v["k"])
         else:
@@ -232,6 +253,7 @@ def main():
     ap.add_argument("--prescale", default=os.path.join(REPO, "build", "src", "prescale"))
     ap.add_argument("--only", action="append", default=[], help="run only this variant (repeatable); "
                     "skips the reproduction of peak_bounds.py's causal kNN")
+    ap.add_argument("--no-ref", action="store_true", help="skip the reproduction of peak_bounds.py's causal kNN")
     a = ap.parse_args()
     out = {}
     for short, name in TRACES:
@@ -247,7 +269,7 @@ def main():
             raise SystemExit(f"{short}: last-value MAE {mae:.4g} / auto MASE {mase:.3f} here, "
                              f"{bt_mae:.4g} / {bt_mase:.3f} in the backtest")
         print(f"{short}: last-value MAE {mae:.4g} = {bt_mae:.4g}, auto MASE {mase:.3f} = {bt_mase:.3f}", flush=True)
-        out[short] = run_trace(short, y, z, auto, a.only)
+        out[short] = run_trace(short, y, z, auto, a.only, a.no_ref or bool(a.only))
         if out[short]["ref"]:
             print(f"  {short} peak_bounds causal kNN {out[short]['ref']['causal']:.3f} "
                   f"(auto {out[short]['ref']['auto']:.3f})", flush=True)
@@ -256,10 +278,11 @@ def main():
     print()
     print("| variant | inputs | flops/step (= ns) | bytes/sample explicit, implicit | blend w | "
           + " | ".join(f"{s} 1st / 2nd" for s in out) + " | "
-          + " | ".join(f"{s} blend 1st / 2nd" for s in out) + " |")
-    print("|---|---|---|---|---|" + "---|" * (2 * len(out)))
+          + " | ".join(f"{s} blend 1st / 2nd" for s in out) + " | "
+          + " | ".join(f"{s} switch 1st / 2nd" for s in out) + " |")
+    print("|---|---|---|---|---|" + "---|" * (3 * len(out)))
     print("| auto | | | | | " + " | ".join(f"{o['auto'][0]:.3f} / {o['auto'][1]:.3f}" for o in out.values())
-          + " |" + " |" * len(out))
+          + " |" + " |" * (2 * len(out)))
     for v in VARIANTS:
         name = v["name"]
         if name not in names:
@@ -271,9 +294,14 @@ def main():
             return np.abs(f[p] - o["zi"][p]).sum() / o["e0"][p].sum()
 
         w = min(BLEND_GRID, key=lambda w: np.mean([bl(o, w, o["parts"][0]) for o in out.values()]))
+
+        def sw(o, p):
+            f = switch(w * o["fc"][name] + (1 - w) * o["auto_f"], o["auto_f"], o["zi"])
+            return np.abs(f[p] - o["zi"][p]).sum() / o["e0"][p].sum()
         print(f"| {name} | {d} | {flops} | {explicit:.1f}, {implicit:.1f} | {w:.1f} | "
               + " | ".join(f"{o['last'][name][0]:.3f} / {o['last'][name][1]:.3f}" for o in out.values()) + " | "
               + " | ".join(f"{bl(o, w, o['parts'][0]):.3f} / {bl(o, w, o['parts'][1]):.3f}" for o in out.values())
+              + " | " + " | ".join(f"{sw(o, o['parts'][0]):.3f} / {sw(o, o['parts'][1]):.3f}" for o in out.values())
               + " |", flush=True)
     print()
     print("rows per half: " + ", ".join(f"{s} {o['rows'][0]} / {o['rows'][1]}" for s, o in out.items()))
