@@ -10,25 +10,35 @@ auto's MASE (the `forecast` column) equal the backtest's; then it reproduces pea
 (pool rebuilt daily, inputs scaled by whole-trace standard deviations) on peak_bounds' rows.
 
 The bounded variants: the library is the last N rows whose window has ended (rows t-H-N+1 .. t-H, exact
-per row, no daily rebuild), or a reservoir of fixed size over all past rows; k neighbours; a subset of the
+per row, no daily rebuild), or N of them at a stride, or the same phase (the last N rows and the rows
+within +-W of the same minute on each of the last 7 days), or a reservoir of fixed size over all past
+rows; k neighbours; a subset of the
 input groups (lags: log(rate[t-j]/rate[t]), j=1..11; mean: log(rate[t]/5-row mean); seasonal: what followed
 the same minute 1, 2, 7 days back, 3 rows each; level: log of the 5-row mean; hour: sin/cos of the minute of
-the day); inputs quantized to 8 or 16 bits (each scaled input clipped to +-4 and rounded to 2^b levels).
-The inputs are scaled by their standard deviations over the FIRST half of the scored rows only (the
+the day; gmean, glevel: mean and level with the mean of the 5 logs for the log of the mean, so that every
+input is a difference or mean of stored log rates); inputs quantized to 8 or 16 bits (each scaled input clipped to +-4 and rounded to 2^b levels).
+The inputs are centered and scaled by their means and standard deviations over the FIRST half of the
+scored rows only (the
 second half is a check the settings never saw). Forecast: rate[t] x exp(median of the neighbours'
-log(z/rate)) (peak_bounds.py's), and blended with auto at one weight chosen on the first halves.
+log(z/rate)) (peak_bounds.py's); blended with auto at one weight per variant, chosen on the first halves
+(the best mean over the three traces); and a switch that, per row, takes that blend or auto's forecast,
+whichever made the smaller absolute error over the last day's rows whose windows have ended (how auto
+chooses among its own models: what keeps nasa, the control, from getting worse than auto).
 
-Every variant is scored on the same rows (from peak_bounds.py's S once 8,194 rows of library exist, to 17
-rows before the end), split in a first and a second half. Cost per step: distance computations x inputs
+Every variant is scored on the same rows (from peak_bounds.py's S once 7 days + 128 rows, the oldest
+library row tried, exist, to 17 rows before the end), split in a first and a second half. Cost per step: distance computations x inputs
 (the flops of the distance loop, ~1 flop/ns in a plain C loop: the same number in ns); memory: bytes per
 stored sample at a week of 1-minute history (10,080 samples) if the library's inputs and target are stored
 explicitly, at the quantized width (float32 when not quantized), plus the implicit alternative: every input
 but the hour is a difference of log rates already in the history, so a 16-bit log rate per sample
-(2 bytes) and the recomputed differences suffice.
+(2 bytes) and the recomputed differences suffice: 2 bytes x (the library's reach back + its inputs'
+reach back, 7 days with the seasonal inputs) / a week, at least 2.
 
-Needs numpy and scipy (Debian: python3-numpy, python3-scipy), the traces and a built prescale. About
-15 minutes on the shared machine:
+Needs numpy and scipy (Debian: python3-numpy, python3-scipy), the traces and a built prescale; imports
+scripts/peak_bounds.py. About 12 minutes on the shared machine, 7 without the reproduction (--no-ref);
+--only NAME (repeatable) runs only the named variants:
     /usr/bin/python3 scripts/peak_knn_bounded.py [--traces ../shared/data/traces] [--prescale build/src/prescale]
+        [--no-ref] [--only 'phase: last 120 + 7 days x +-60']
 """
 import argparse
 import os
@@ -42,7 +52,7 @@ from peak_bounds import EPS, H, P, REPO, STEP, TRACES, backtest, knn_causal, knn
 NMAX = 7 * P + 128  # the oldest library row tried (offset): scored rows start once it exists
 WEEK = 7 * P  # samples in a week of 1-minute history
 GROUPS = {"lags": list(range(0, 11)), "mean": [11], "seasonal": list(range(12, 21)), "level": [21],
-          "hour": [22, 23]}
+          "hour": [22, 23], "gmean": [24], "glevel": [25]}
 BLOCK = 256  # query rows per distance matrix
 BLEND_GRID = np.round(np.arange(0.0, 1.01, 0.1), 2)
 
@@ -56,7 +66,8 @@ def raw_features(y, idx):
     f += [log(y[idx - k * P + j]) - log(y[idx - k * P]) for k in (1, 2, 7) for j in (1, 2, 3)]
     f.append(log(lev))
     hour = 2 * np.pi * (idx % P) / P
-    raw = np.column_stack(f + [np.sin(hour), np.cos(hour)])
+    glev = np.mean([log(y[idx - j]) for j in range(5)], axis=0)  # the mean of the logs: no log in C
+    raw = np.column_stack(f + [np.sin(hour), np.cos(hour), cur_ - glev, glev])
     return raw, x, cur
 
 
@@ -177,6 +188,10 @@ VARIANTS = [
     V("phase: last 240 + 7 days x +-120, 8 bit", ("phase", 240, 1, 7, 120), bits=8),
     V("phase: last 120 + 7 days x +-60, 8 bit", ("phase", 120, 1, 7, 60), bits=8),
     V("phase: last 120 + 7 days x +-60, k 25", ("phase", 120, 1, 7, 60), k=25),
+    V("phase: last 240 + 7 days x +-120, no seasonal, logs only", ("phase", 240, 1, 7, 120),
+      groups=("lags", "gmean", "glevel")),
+    V("phase: last 240 + 7 days x +-120, no seasonal, logs only, 8 bit", ("phase", 240, 1, 7, 120),
+      groups=("lags", "gmean", "glevel"), bits=8),
 ]
 
 
@@ -231,18 +246,20 @@ def run_trace(short, y, z, auto, only, skip_ref):
 
 def cost(v):
     """Inputs; distance computations x inputs per step; bytes per stored sample (a week at 1 minute) if
-    the library's rows (inputs and target) are stored explicitly, and if only a 16-bit log rate per
-    sample is stored over the span the library and its inputs reach back (the inputs recomputed)."""
+    the library's rows (inputs and target) are stored explicitly (every row of its span when it moves with
+    t: strided and same-phase libraries), and if only a 16-bit log rate per sample is stored over the
+    span the library and its inputs reach back (the inputs recomputed)."""
     d = len(columns(v["groups"]))
     lib = v["lib"]
     if lib[0] == "reservoir":
-        n, span = lib[1], None
+        n, stored, span = lib[1], lib[1], None
     else:
         allowed = offsets(*lib)
         n, span = int(allowed.sum()), len(allowed) - 1
+        stored = span - H + 1
     back = 7 * P + 3 if "seasonal" in v["groups"] else 2 * P + 3 if "seasonal12" in v["groups"] else 11
     width = v["bits"] / 8 if v["bits"] else 4
-    explicit = n * (d + 1) * width / WEEK
+    explicit = stored * (d + 1) * width / WEEK
     implicit = 2 * max(1.0, (span + back) / WEEK) if span is not None else float("nan")
     return d, n * d, explicit, implicit
 
