@@ -35,7 +35,7 @@ but the hour is a difference of log rates already in the history, so a 16-bit lo
 reach back, 7 days with the seasonal inputs) / a week, at least 2.
 
 Needs numpy and scipy (Debian: python3-numpy, python3-scipy), the traces and a built prescale; imports
-scripts/peak_bounds.py. About 12 minutes on the shared machine, 7 without the reproduction (--no-ref);
+scripts/peak_bounds.py. About 14 minutes on the shared machine, 8 without the reproduction (--no-ref);
 --only NAME (repeatable) runs only the named variants:
     /usr/bin/python3 scripts/peak_knn_bounded.py [--traces ../shared/data/traces] [--prescale build/src/prescale]
         [--no-ref] [--only 'phase: last 120 + 7 days x +-60']
