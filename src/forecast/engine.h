@@ -100,7 +100,7 @@ struct ps_engine_result {
                      * by MAE (what MASE measures) */
   double margin;    /* the quantile of the answering model's h-step errors added (0 without quantile); with
                      * auto at a target coverage, the answer may be built on another candidate than
-                     * `predicted`'s (the least pinball loss at the target, engine.c QSCORE_DECAY): the
+                     * `predicted`'s (the least pinball loss at the target, engine_int.h QSCORE_DECAY): the
                      * margin then includes that candidate's forecast - predicted, and may be negative */
   double value;     /* max(current, predicted + margin): finite and >= 0, always */
   enum ps_model chosen;          /* the model that answered (never PS_MODEL_AUTO) */

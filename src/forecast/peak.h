@@ -16,7 +16,7 @@
  * Both moving parts are averages over many values: the answer moves little from one step to the next.
  *
  * Pure C, no allocation, no I/O: 5 doubles and a count inside the engine, O(1) per value and per forecast
- * (engine.c applies the newest, provisional values to a copy). */
+ * (engine_models.c applies the newest, provisional values to a copy). */
 #ifndef PS_PEAK_H
 #define PS_PEAK_H
 

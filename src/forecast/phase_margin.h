@@ -1,7 +1,7 @@
 /* The margin's scale by the phase of a forecast's origin (issue 13, section 3).
  *
  * The engine's margin is a quantile of its errors in units of their recent size (an exponentially
- * weighted MAE over about the last 32 errors, engine.c VOL_DECAY), times that size now. The size of the
+ * weighted MAE over about the last 32 errors, engine_int.h VOL_DECAY), times that size now. The size of the
  * errors is not a smooth function of the recent past: it is largest on the daily ramps and on spikes that
  * recur at the same minute of the hour, and near zero in calm hours, so the recent size learns a ramp only
  * once it is under way. This module keeps, for each phase bucket of the season and of the hour, how much

@@ -1,4 +1,4 @@
-/* Auto's answer built on the candidate of the least pinball loss at the target coverage (engine.c,
+/* Auto's answer built on the candidate of the least pinball loss at the target coverage (engine_int.h,
  * QSCORE_DECAY), while the forecast it reports stays the MAE choice. */
 #include <criterion/criterion.h>
 #include <math.h>

@@ -1,7 +1,7 @@
 /* A target with a fixed model (not auto): what its engine computes is only what that model and the
- * exported errors read (engine.c: the forecast's origin, auto's candidates). Pinned here: a fixed model
- * still scores every model exactly as auto does (prescale_target_model_error of each model), and the
- * linear model answers the least-squares line of its window, the ring wrapped and with missing steps. */
+ * exported errors read (engine_models.c, learn: the forecast's origin, auto's candidates). Pinned here: a
+ * fixed model still scores every model exactly as auto does (prescale_target_model_error of each model), and
+ * the linear model answers the least-squares line of its window, the ring wrapped and with missing steps. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>

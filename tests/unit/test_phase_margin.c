@@ -10,7 +10,7 @@
 #define HOUR 60
 
 /* The factor the engine's loop converges to: errors `size` times the scale at step t, learned with the
- * factor in use fed back (ratio = size / factor), as margin_error does. */
+ * factor in use fed back (ratio = size / factor), as ps_eng_margin_error does. */
 static void feed(struct ps_phase_margin *pm, int64_t t, double size, int times) {
   for (int i = 0; i < times; i++) ps_pm_learn(pm, t, size / ps_pm_factor(pm, t));
 }
