@@ -1,7 +1,8 @@
 /* The engine's h-step errors (engine_int.h, engine.c): the rings of signed errors (their MAE: mae,
- * engine_int.h), each candidate's median correction, score and quantile offset, the quantile margin's
- * standardized errors and their scale, and the quantiles taken of a ring by selection. Apart from engine.c
- * because they are arithmetic on one error at a time: they read no history and no model. */
+ * engine_int.h), each candidate's quantile offset (its median correction and score: ps_eng_cand_error,
+ * inline in engine_int.h), the quantile margin's standardized errors and their scale, and the quantiles
+ * taken of a ring by selection. Apart from engine.c because they are arithmetic on one error at a time:
+ * they read no history and no model. */
 #include <math.h>
 #include <string.h>
 
@@ -24,19 +25,6 @@ void ps_eng_push_error(struct series *s, double err) {
     for (uint32_t i = 0; i < s->count; i++) s->abs_sum += fabsf(s->err[i]);
   }
   s->total++;
-}
-
-/* The bias is a feedback loop with a delay: a change shows in the errors only h steps later. Stepping
- * by BIAS_RATE x score every step would move it h times that before any effect is seen, overshoot, and
- * oscillate with a growing amplitude (seen on a 1 s trace at h = 120). So the step is divided by h, and
- * the bias is bounded by `cap`: BIAS_CAP times the uncorrected model's own MAE, which does not depend on
- * the bias. */
-void ps_eng_cand_error(struct cand *c, double err, size_t h, double cap) {
-  c->score = c->n == 0 ? fabs(err) : c->score + SCORE_DECAY * (fabs(err) - c->score);
-  if (c->n < UINT32_MAX) c->n++;
-  double stepb = BIAS_RATE * c->score / (double)h;
-  c->bias += err > 0 ? stepb : err < 0 ? -stepb : 0;
-  if (isfinite(cap)) c->bias = fmax(-cap, fmin(cap, c->bias));
 }
 
 /* The answer's base's score (QSCORE_DECAY): err is of the candidate's corrected forecast, scale its error

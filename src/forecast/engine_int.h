@@ -221,11 +221,23 @@ static inline double mae(const struct series *s) { return s->count > 0 ? s->abs_
 /* ---- errors (engine_errors.c) -------------------------------------------------------------------- */
 
 void ps_eng_push_error(struct series *s, double err);
-void ps_eng_cand_error(struct cand *c, double err, size_t h, double cap);
 void ps_eng_cand_quantile(struct cand *c, double err, double level, double rate, double pf);
 void ps_eng_margin_error(struct ps_engine *e, double err, int64_t origin);
 double ps_eng_select_rank(float *a, size_t lo, size_t hi, size_t k);
 double ps_eng_quantile(const struct series *s, double q);
+
+/* The bias is a feedback loop with a delay: a change shows in the errors only h steps later. Stepping
+ * by BIAS_RATE x score every step would move it h times that before any effect is seen, overshoot, and
+ * oscillate with a growing amplitude (seen on a 1 s trace at h = 120). So the step is divided by h, and
+ * the bias is bounded by `cap`: BIAS_CAP times the uncorrected model's own MAE, which does not depend on
+ * the bias. Inline: it runs for each of auto's candidates on every learned step (engine.c learn). */
+static inline void ps_eng_cand_error(struct cand *c, double err, size_t h, double cap) {
+  c->score = c->n == 0 ? fabs(err) : c->score + SCORE_DECAY * (fabs(err) - c->score);
+  if (c->n < UINT32_MAX) c->n++;
+  double stepb = BIAS_RATE * c->score / (double)h;
+  c->bias += err > 0 ? stepb : err < 0 ? -stepb : 0;
+  if (isfinite(cap)) c->bias = fmax(-cap, fmin(cap, c->bias));
+}
 
 /* ---- origins, model forecasts and auto's choice (engine_models.c) -------------------------------- */
 
