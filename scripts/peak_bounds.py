@@ -207,6 +207,25 @@ def mass(y, z):
             "week": seen(7 * P), "week_off": np.mean([seen(7 * P + o) for o in offs])}
 
 
+def checked_trace(prescale, path, short):
+    """The trace's counts, rates y, window peaks z and auto's forecasts (from `prescale backtest --csv`), once
+    this script's last-value MAE and auto's MASE equal the backtest's; exits otherwise. Also returns both."""
+    counts = np.loadtxt(path, delimiter=",", skiprows=1)[:, 1]
+    y = counts / STEP
+    n = len(y)
+    z = np.maximum(y[1:n - 1], y[2:n])
+    rows, bt_mae, bt_mase = backtest(prescale, path)
+    if not np.allclose(rows["demand"], y, rtol=1e-9):
+        raise SystemExit(f"{short}: the backtest's demand is not value / 60")
+    auto = rows["forecast"][:n - H]
+    mae = np.abs(z - y[:n - H]).mean()
+    mase = np.abs(auto - z).sum() / np.abs(z - y[:n - H]).sum()
+    if f"{mae:.4g}" != f"{bt_mae:.4g}" or f"{mase:.3f}" != f"{bt_mase:.3f}":
+        raise SystemExit(f"{short}: last-value MAE {mae:.4g} / auto MASE {mase:.3f} here, "
+                         f"{bt_mae:.4g} / {bt_mase:.3f} in the backtest")
+    return counts, y, z, auto, mae, mase
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--traces", default=os.path.join(REPO, "..", "shared", "data", "traces"))
@@ -215,24 +234,12 @@ def main():
     b_rows, m_rows, c_rows = [], [], []
     for short, name in TRACES:
         path = os.path.join(a.traces, name + ".csv")
-        counts = np.loadtxt(path, delimiter=",", skiprows=1)[:, 1]
-        y = counts / STEP
-        n = len(y)
-        z = np.maximum(y[1:n - 1], y[2:n])
-        rows, bt_mae, bt_mase = backtest(a.prescale, path)
-        if not np.allclose(rows["demand"], y, rtol=1e-9):
-            raise SystemExit(f"{short}: the backtest's demand is not value / 60")
-        auto = rows["forecast"][:n - H]
-        mae = np.abs(z - y[:n - H]).mean()
-        mase = np.abs(auto - z).sum() / np.abs(z - y[:n - H]).sum()
-        if f"{mae:.4g}" != f"{bt_mae:.4g}" or f"{mase:.3f}" != f"{bt_mase:.3f}":
-            raise SystemExit(f"{short}: last-value MAE {mae:.4g} / auto MASE {mase:.3f} here, "
-                             f"{bt_mae:.4g} / {bt_mase:.3f} in the backtest")
+        counts, y, z, auto, mae, mase = checked_trace(a.prescale, path, short)
         r, rows_k, knn = bounds(y, counts, z, auto)
         for cls, cnt, e_last, e_auto, e_knn in classes(y, z, auto, rows_k, knn):
             c_rows.append(f"| {short} | {cls} | {cnt} | {e_last:.0f} | {e_auto:.0f} ({e_auto / e_last:.2f}) | "
                           f"{e_knn:.0f} ({e_knn / e_last:.2f}) |")
-        b_rows.append(f"| {short} | {mae:.4g} = {bt_mae:.4g} | {mase:.3f} = {bt_mase:.3f} | {r['rows']} | "
+        b_rows.append(f"| {short} | {mae:.4g} = {mae:.4g} | {mase:.3f} = {mase:.3f} | {r['rows']} | "
                       f"{r['auto']:.3f} | {r['lad']:.3f} | {r['lad_log']:.3f} | {r['knn']:.3f} | "
                       f"{r['knn_causal']:.3f} ({r['auto_causal_rows']:.3f}) | {r['knn_causal_h']:.3f} | "
                       f"{r['blend']:.3f} | {r['line']:.3f} | "

@@ -47,7 +47,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peak_bounds import EPS, H, P, REPO, STEP, TRACES, backtest, knn_causal, knn_features, log  # noqa: E402
+from peak_bounds import EPS, H, P, REPO, TRACES, checked_trace, knn_causal, knn_features, log  # noqa: E402
 
 NMAX = 7 * P + 128  # the oldest library row tried (offset): scored rows start once it exists
 WEEK = 7 * P  # samples in a week of 1-minute history
@@ -275,17 +275,8 @@ def main():
     out = {}
     for short, name in TRACES:
         path = os.path.join(a.traces, name + ".csv")
-        y = np.loadtxt(path, delimiter=",", skiprows=1)[:, 1] / STEP
-        n = len(y)
-        z = np.maximum(y[1:n - 1], y[2:n])
-        rows, bt_mae, bt_mase = backtest(a.prescale, path)
-        auto = rows["forecast"][:n - H]
-        mae = np.abs(z - y[:n - H]).mean()
-        mase = np.abs(auto - z).sum() / np.abs(z - y[:n - H]).sum()
-        if f"{mae:.4g}" != f"{bt_mae:.4g}" or f"{mase:.3f}" != f"{bt_mase:.3f}":
-            raise SystemExit(f"{short}: last-value MAE {mae:.4g} / auto MASE {mase:.3f} here, "
-                             f"{bt_mae:.4g} / {bt_mase:.3f} in the backtest")
-        print(f"{short}: last-value MAE {mae:.4g} = {bt_mae:.4g}, auto MASE {mase:.3f} = {bt_mase:.3f}", flush=True)
+        _, y, z, auto, mae, mase = checked_trace(a.prescale, path, short)
+        print(f"{short}: last-value MAE {mae:.4g}, auto MASE {mase:.3f}, as the backtest's", flush=True)
         out[short] = run_trace(short, y, z, auto, a.only, a.no_ref or bool(a.only))
         if out[short]["ref"]:
             print(f"  {short} peak_bounds causal kNN {out[short]['ref']['causal']:.3f} "
