@@ -50,6 +50,15 @@ static double pinball(double actual, double answer, double level) {
   return u >= 0 ? level * u : (level - 1) * u;
 }
 
+/* Row i of the series into both engines, and both forecasts. */
+static void step_both(const double *x, int i, struct ps_engine *cov, struct ps_engine *mae,
+                      struct ps_engine_result *rc, struct ps_engine_result *rm) {
+  ps_engine_put(cov, (int64_t)i * STEP, x[i]);
+  ps_engine_put(mae, (int64_t)i * STEP, x[i]);
+  cr_assert_eq(ps_engine_forecast(cov, (int64_t)i * STEP, rc), 0);
+  cr_assert_eq(ps_engine_forecast(mae, (int64_t)i * STEP, rm), 0);
+}
+
 /* The two engines see the same series; `mae` holds the fixed quantile, whose answer stays on the MAE
  * choice, `cov` the target coverage. Counts the steps after WARM each answered with model m. */
 static void replay(const double *x, struct ps_engine *cov, struct ps_engine *mae, int *cov_hw, int *mae_hw,
@@ -57,10 +66,7 @@ static void replay(const double *x, struct ps_engine *cov, struct ps_engine *mae
   *cov_hw = *mae_hw = *mae_last = 0;
   for (int i = 0; i < N; i++) {
     struct ps_engine_result rc, rm;
-    ps_engine_put(cov, (int64_t)i * STEP, x[i]);
-    ps_engine_put(mae, (int64_t)i * STEP, x[i]);
-    cr_assert_eq(ps_engine_forecast(cov, (int64_t)i * STEP, &rc), 0);
-    cr_assert_eq(ps_engine_forecast(mae, (int64_t)i * STEP, &rm), 0);
+    step_both(x, i, cov, mae, &rc, &rm);
     /* The forecast reported (and MASE) does not depend on how the answer is built. */
     cr_assert_eq(rc.predicted, rm.predicted, "row %d: %g vs %g", i, rc.predicted, rm.predicted);
     cr_assert(fabs(rc.value - fmax(rc.current, rc.predicted + rc.margin)) <= 1e-9 * (1 + rc.value),
@@ -113,10 +119,7 @@ Test(engine_base, from_the_peak_horizon_the_answer_stays_on_the_mae_choice) {
   struct ps_engine *cov = mk(PS_MODEL_AUTO, 8, 0, 0.82), *mae = mk(PS_MODEL_AUTO, 8, 0.82, 0);
   for (int i = 0; i < N; i++) {
     struct ps_engine_result rc, rm;
-    ps_engine_put(cov, (int64_t)i * STEP, x[i]);
-    ps_engine_put(mae, (int64_t)i * STEP, x[i]);
-    cr_assert_eq(ps_engine_forecast(cov, (int64_t)i * STEP, &rc), 0);
-    cr_assert_eq(ps_engine_forecast(mae, (int64_t)i * STEP, &rm), 0);
+    step_both(x, i, cov, mae, &rc, &rm);
     cr_assert_eq(rc.predicted, rm.predicted, "row %d", i);
     cr_assert_eq(rc.chosen, rm.chosen, "row %d", i);
   }
@@ -134,10 +137,7 @@ Test(engine_base, a_high_target_ranks_only_after_enough_misses) {
   int first_apart = -1;
   for (int i = 0; i < N; i++) {
     struct ps_engine_result rc, rm;
-    ps_engine_put(cov, (int64_t)i * STEP, x[i]);
-    ps_engine_put(mae, (int64_t)i * STEP, x[i]);
-    cr_assert_eq(ps_engine_forecast(cov, (int64_t)i * STEP, &rc), 0);
-    cr_assert_eq(ps_engine_forecast(mae, (int64_t)i * STEP, &rm), 0);
+    step_both(x, i, cov, mae, &rc, &rm);
     if (first_apart < 0 && rc.chosen != rm.chosen) first_apart = i;
   }
   cr_assert_geq(first_apart, 1600, "the answer left the MAE choice at row %d", first_apart);
