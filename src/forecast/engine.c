@@ -130,7 +130,7 @@ static void learn(struct ps_engine *e, int64_t t) {
         double cap = c < PS_MODEL_AUTO && e->s[c].count > 0 ? BIAS_CAP * mae(&e->s[c]) : INFINITY;
         if (!(p[P_CAND + c] == p[P_CAND + c])) continue;
         ps_eng_cand_error(&e->c[c], act - p[P_CAND + c], e->h, cap);
-        if (lv) ps_eng_cand_quantile(&e->c[c], act - p[P_CAND + c], e->level, e->cov.rate, pf);
+        if (lv) ps_eng_cand_quantile(&e->c[c], act - p[P_CAND + c], e->cfg.target_coverage, e->cov.rate, pf);
       }
     }
   }
@@ -214,9 +214,6 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   ps_hw_init(&e->hw);
   e->hash = mix(2166136261u, c->seed);
   e->sel = e->base = PS_MODEL_LAST;
-  /* Not the fixed quantile: `prescale backtest --sweep` replays one engine for every quantile
-   * (ps_engine_margins), and an engine configured with one answers as before. */
-  e->level = c->target_coverage;
   ps_pm_init(&e->pm);
   e->pm_now = 1;
   e->cold_z = c->target_coverage > 0 ? ps_cov_peak_z(c->target_coverage, e->h) : 0;

@@ -146,9 +146,8 @@ struct ps_engine {
   int64_t *pend_at; /* the step that ends each row's window */
   struct series s[N_RINGS];
   struct cand c[N_CANDS];
-  int sel;      /* the candidate auto forecasts with (ps_engine_result.predicted) */
-  int base;     /* the candidate auto's answer is built on (QSCORE_DECAY; sel when not by level) */
-  double level; /* the answer's level: the target coverage (0: none, auto answers with sel) */
+  int sel;  /* the candidate auto forecasts with (ps_engine_result.predicted) */
+  int base; /* the candidate auto's answer is built on (QSCORE_DECAY; sel when not by level) */
   double w[PS_MODEL_COUNT]; /* blend weights */
   /* the quantile margin's scale by the phase of a forecast's origin, and its factor at the last forecast */
   struct ps_phase_margin pm;
@@ -258,9 +257,11 @@ static inline int ps_eng_usable(const struct ps_engine *e, int c) {
 /* Whether auto builds its answer on the candidate of the least pinball loss (QSCORE_DECAY): with a target,
  * below the horizon where the peak model competes. There consecutive windows share all but a few steps,
  * a score over 1 / QSCORE_DECAY errors spans few windows (azure, 1 s at h = 120: the choice left the
- * peak model, whose margin is of its own form, for Holt-Winters, 1.89x -> 2.08-2.56x the seed's pods). */
+ * peak model, whose margin is of its own form, for Holt-Winters, 1.89x -> 2.08-2.56x the seed's pods).
+ * Not with the fixed quantile: `prescale backtest --sweep` replays one engine for every quantile
+ * (ps_engine_margins), and an engine configured with one answers as before. */
 static inline int ps_eng_by_level(const struct ps_engine *e) {
-  return e->cfg.model == PS_MODEL_AUTO && e->level > 0 && e->h < PS_PEAK_MIN_H;
+  return e->cfg.model == PS_MODEL_AUTO && e->cfg.target_coverage > 0 && e->h < PS_PEAK_MIN_H;
 }
 
 #endif

@@ -198,7 +198,7 @@ static void choose_base(struct ps_engine *e) {
   int best = -1;
   for (int c = 0; c < N_CANDS; c++)
     if (ps_eng_usable(e, c) && (best < 0 || e->c[c].qscore < e->c[best].qscore)) best = c;
-  if (best < 0 || (double)e->c[best].n < Q_MISSES / (1 - e->level)) {
+  if (best < 0 || (double)e->c[best].n < Q_MISSES / (1 - e->cfg.target_coverage)) {
     e->base = e->sel;
     return;
   }
