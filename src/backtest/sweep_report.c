@@ -65,19 +65,28 @@ void ps_bt_sweep_print_text(const struct ps_bt_run *r, FILE *out) {
 
 /* ---- JSON ---------------------------------------------------------------------------------------- */
 
-/* NaN prints null: under_provisioned_pod_seconds and ratio off the curve, the bound on it. */
+/* A figure, or null where there is none (NaN): cJSON would print NaN as null too, but keep a number item,
+ * which a reader of the object (not of its text) would take for a figure. */
+static void add_figure(cJSON *o, const char *name, double v) {
+  if (v == v)
+    cJSON_AddNumberToObject(o, name, v);
+  else
+    cJSON_AddNullToObject(o, name);
+}
+
+/* null: under_provisioned_pod_seconds and ratio off the curve, the bound on it. */
 static cJSON *read_json(const struct ps_bt_reading *at, double base) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddNumberToObject(o, "pod_seconds", at->pods);
-  cJSON_AddNumberToObject(o, "under_provisioned_pod_seconds", at->under);
-  cJSON_AddNumberToObject(o, "ratio", ratio(at->under, base));
+  add_figure(o, "under_provisioned_pod_seconds", at->under);
+  add_figure(o, "ratio", ratio(at->under, base));
   if (at->side == 0) {
     cJSON_AddNullToObject(o, "off_curve");
   } else {
     cJSON_AddStringToObject(o, "off_curve", at->side > 0 ? "more_pods" : "fewer_pods");
   }
-  cJSON_AddNumberToObject(o, "at_most_under_provisioned_pod_seconds", at->bound);
-  cJSON_AddNumberToObject(o, "at_most_ratio", ratio(at->bound, base));
+  add_figure(o, "at_most_under_provisioned_pod_seconds", at->bound);
+  add_figure(o, "at_most_ratio", ratio(at->bound, base));
   return o;
 }
 
