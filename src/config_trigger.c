@@ -138,7 +138,7 @@ static const struct key_rule keys[NKEYS] = {
                      .def = PS_DEFAULT_LOOKAHEAD, .min_ms = 0, .max_ms = PS_MAX_LOOKAHEAD_MS,
                      .words = "is not a duration from 0s to 1d (e.g. 30s, 5m)"},
     [K_MODEL] = {.name = "model", .type = KT_MODEL, .offset = FIELD(model), .def = PS_DEFAULT_MODEL,
-                 .words = "is not a model (auto, holtwinters, seasonal, linear, peak or last)"},
+                 .words = "is not a model (auto, holtwinters, seasonal, linear, peak, analog or last)"},
     /* 0 is a duration here; check_season refuses it against the step, in words that say why. */
     [K_PERIOD] = {.name = "period", .type = KT_PERIOD, .offset = FIELD(period_ms), .def = PS_DEFAULT_PERIOD,
                   .min_ms = 0, .max_ms = INT64_MAX, .words = "is not a duration or auto (e.g. 1d, 1h, 7d)"},

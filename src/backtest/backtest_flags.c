@@ -55,7 +55,7 @@ static const struct ps_flag flags[] = {
     {.name = "threshold", .kind = PS_FLAG_CUSTOM, .check = check_threshold, .offset = OPT(threshold),
      .arg = "X", .help = "requests/s one pod serves (default: the trace's median rate / 5)"},
     {.name = "model", .kind = PS_FLAG_CUSTOM, .check = check_model, .def = PS_DEFAULT_MODEL,
-     .offset = OPT(model), .arg = "M", .help = "auto, holtwinters, seasonal, linear, peak or last"},
+     .offset = OPT(model), .arg = "M", .help = "auto, holtwinters, seasonal, linear, peak, analog or last"},
     {.name = "period", .kind = PS_FLAG_CUSTOM, .check = check_period, .def = PS_DEFAULT_PERIOD, .arg = "P",
      .offset = OPT(period_ms), .help = "auto (detected) or a duration, a multiple of the interval"},
     {.name = "history", .kind = PS_FLAG_CUSTOM, .check = check_history, .offset = OPT(history_ms),

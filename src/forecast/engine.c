@@ -17,6 +17,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "analog.h"
 #include "coverage.h"
 #include "engine_int.h"
 #include "holtwinters.h"
@@ -139,6 +140,8 @@ static void learn(struct ps_engine *e, int64_t t) {
   note_value(e, t, y);
   if (y == y) moments_add(&e->cold_n, &e->cold_mean, &e->cold_m2, y);
   ps_peak_add(&e->peak, y);
+  struct ps_analog_ring codes = ps_eng_codes(e);
+  ps_analog_learn(&e->an, &codes, t);
   e->learned = t;
   e->n_learned++;
   if (e->n_learned >= e->next_refit) refit(e, 0);
@@ -166,7 +169,10 @@ static void learn(struct ps_engine *e, int64_t t) {
 /* Forgets the samples and the models' level (a gap longer than the history, or the first put); keeps
  * the season, the fitted parameters and the error records, which describe the workload, not the data. */
 static void restart(struct ps_engine *e, int64_t t) {
-  for (size_t i = 0; i < e->cap; i++) e->v[i] = NAN;
+  for (size_t i = 0; i < e->cap; i++) {
+    e->v[i] = NAN;
+    e->code[i] = PS_ANALOG_MISSING;
+  }
   e->len = 0;
   e->head = 0;
   e->newest = t;
@@ -202,11 +208,13 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   e->h = h < 1 ? 1 : h > PS_ENGINE_MAX_HORIZON ? PS_ENGINE_MAX_HORIZON : (size_t)h;
   e->cap = c->capacity;
   e->v = malloc(e->cap * sizeof *e->v);
+  e->code = malloc(e->cap * sizeof *e->code);
   e->pend = malloc((e->h + 1) * P_WIDTH * sizeof *e->pend);
   e->pend_at = malloc((e->h + 1) * sizeof *e->pend_at);
   e->damp = malloc((e->h + 1) * sizeof *e->damp);
   int cov_rc = ps_cov_init(&e->cov, c->target_coverage, e->h, c->step_ms);
-  if (e->v == NULL || e->pend == NULL || e->pend_at == NULL || e->damp == NULL || cov_rc != 0) {
+  if (e->v == NULL || e->code == NULL || e->pend == NULL || e->pend_at == NULL || e->damp == NULL ||
+      cov_rc != 0) {
     ps_engine_free(e);
     return UV_ENOMEM;
   }
@@ -218,6 +226,7 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   e->pm_now = 1;
   e->cold_z = c->target_coverage > 0 ? ps_cov_peak_z(c->target_coverage, e->h) : 0;
   ps_peak_init(&e->peak, e->h);
+  ps_analog_init(&e->an);
   e->z_stride = (uint32_t)(e->h * RING_WINDOWS / PS_ENGINE_ERRORS);
   if (e->z_stride < 1) e->z_stride = 1;
   restart(e, 0);
@@ -231,10 +240,17 @@ void ps_engine_free(struct ps_engine *e) {
   ps_cov_free(&e->cov);
   ps_hw_free(&e->hw);
   free(e->v);
+  free(e->code);
   free(e->pend);
   free(e->pend_at);
   free(e->damp);
   free(e);
+}
+
+/* Ring entry i holds v: the float the models read, the code the analog model reads. */
+static void store(struct ps_engine *e, size_t i, double v) {
+  e->v[i] = (float)v;
+  e->code[i] = ps_analog_encode(&e->an, v);
 }
 
 int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
@@ -257,7 +273,7 @@ int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
 
   if (e->len == 0) {
     restart(e, t);
-    e->v[0] = (float)v;
+    store(e, 0, v);
     e->len = 1;
     return 0;
   }
@@ -265,23 +281,23 @@ int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
     /* A revision of one of the provisional steps (engine.h), or too old. */
     uint64_t k = (uint64_t)e->newest - (uint64_t)t;
     if (k > PS_ENGINE_REVISABLE || k >= e->len) return UV_ERANGE;
-    e->v[(e->head + e->cap - (size_t)k) % e->cap] = (float)v;
+    store(e, (e->head + e->cap - (size_t)k) % e->cap, v);
     return 0;
   }
   uint64_t gap = (uint64_t)t - (uint64_t)e->newest;
   if (gap >= e->cap) {
     /* Longer than the history: nothing held is still relevant to the step that follows. */
     restart(e, t);
-    e->v[0] = (float)v;
+    store(e, 0, v);
     e->len = 1;
     return 0;
   }
   for (uint64_t i = 0; i < gap; i++) {
     e->head = (e->head + 1) % e->cap;
-    e->v[e->head] = NAN;
+    store(e, e->head, NAN);
     if (e->len < e->cap) e->len++;
   }
-  e->v[e->head] = (float)v;
+  store(e, e->head, v);
   e->newest = t;
   /* Learn every step that is now older than the provisional ones (a gap learns its missing steps);
    * a bulk load leaves them to ps_engine_bulk_end. */
@@ -478,7 +494,7 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
 }
 
 size_t ps_engine_memory(const struct ps_engine *e) {
-  return sizeof *e + e->cap * sizeof *e->v + e->hw.period * sizeof *e->hw.season +
+  return sizeof *e + e->cap * (sizeof *e->v + sizeof *e->code) + e->hw.period * sizeof *e->hw.season +
          (e->h + 1) * (P_WIDTH * sizeof *e->pend + sizeof *e->pend_at + sizeof *e->damp) +
          e->cov.n * sizeof *e->cov.ring;
 }

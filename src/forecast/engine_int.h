@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "analog.h"
 #include "coverage.h"
 #include "engine.h"
 #include "holtwinters.h"
@@ -117,6 +118,7 @@ struct ps_engine {
 
   /* history: v[head] is step `newest`, v[head - k] step newest - k, for k < len */
   float *v;
+  int16_t *code; /* the analog model's log codes of the same steps (analog.h) */
   size_t cap, len, head;
   int64_t newest;
   /* The newest finite value put, exactly: the history rounds to float (7 digits), but the current value
@@ -173,6 +175,7 @@ struct ps_engine {
   float rings[N_RINGS + 1][PS_ENGINE_ERRORS];
   /* the peak model (peak.h): its learned state, and as of the newest step at the last forecast */
   struct ps_peak peak, peak_now;
+  struct ps_analog an; /* the analog model's scale and inputs' spreads (analog.h) */
 };
 
 /* A forecast origin: the models' state as of step idx. */
@@ -215,6 +218,12 @@ static inline double at(const struct ps_engine *e, int64_t t) {
   return e->v[(e->head + e->cap - (size_t)k) % e->cap];
 }
 
+/* The analog model's view of the code ring. */
+static inline struct ps_analog_ring ps_eng_codes(const struct ps_engine *e) {
+  return (struct ps_analog_ring){
+      .code = e->code, .cap = e->cap, .len = e->len, .head = e->head, .newest = e->newest};
+}
+
 static inline double mae(const struct series *s) { return s->count > 0 ? s->abs_sum / s->count : NAN; }
 
 /* ---- errors (engine_errors.c) -------------------------------------------------------------------- */
@@ -251,6 +260,7 @@ void ps_eng_choose(struct ps_engine *e);
 static inline int ps_eng_usable(const struct ps_engine *e, int c) {
   if (c == PS_MODEL_SEASONAL && e->period == 0) return 0;
   if (c == PS_MODEL_PEAK && e->h < PS_PEAK_MIN_H) return 0;
+  if (c == PS_MODEL_ANALOG && e->h > PS_ANALOG_MAX_H) return 0;
   return e->c[c].n >= PS_ENGINE_MIN_ERRORS;
 }
 

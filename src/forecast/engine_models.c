@@ -170,13 +170,22 @@ void ps_eng_window_max(const struct ps_engine *e, const struct origin *o, int64_
       if (pk == pk) raw[m] = pk;
       continue;
     }
+    if (m == PS_MODEL_ANALOG) { /* the window's peak after o->idx, from the rows most like it */
+      if (e->h > PS_ANALOG_MAX_H) continue;
+      struct ps_analog_ring codes = ps_eng_codes(e);
+      double f = ps_analog_forecast(&e->an, &codes, o->idx, e->h, e->period, o->last);
+      if (f == f) raw[m] = f;
+      continue;
+    }
     if (m == PS_MODEL_LAST || hi < lo) continue;
     raw[m] = model_max(e, o, m, lo, hi);
   }
 }
 
 /* Candidate c's median correction: the peak model learns its own (its k, peak.h), so none is added. */
-static double cand_bias(const struct ps_engine *e, int c) { return c == PS_MODEL_PEAK ? 0 : e->c[c].bias; }
+static double cand_bias(const struct ps_engine *e, int c) {
+  return c == PS_MODEL_PEAK || c == PS_MODEL_ANALOG ? 0 : e->c[c].bias;
+}
 
 /* Candidate c's forecast of the window maximum, given the models' raw maxima. */
 double ps_eng_cand_value(const struct ps_engine *e, int c, const double raw[PS_MODEL_AUTO]) {

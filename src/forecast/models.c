@@ -10,7 +10,8 @@
 /* Indexed by enum ps_model: one table for parsing and naming. */
 static const char *const model_names[PS_MODEL_COUNT] = {
     [PS_MODEL_SEASONAL] = "seasonal", [PS_MODEL_LAST] = "last", [PS_MODEL_HOLTWINTERS] = "holtwinters",
-    [PS_MODEL_LINEAR] = "linear",     [PS_MODEL_PEAK] = "peak", [PS_MODEL_AUTO] = "auto",
+    [PS_MODEL_LINEAR] = "linear",     [PS_MODEL_PEAK] = "peak", [PS_MODEL_ANALOG] = "analog",
+    [PS_MODEL_AUTO] = "auto",
 };
 
 int ps_model_parse(const char *s, enum ps_model *out) {

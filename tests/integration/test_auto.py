@@ -27,7 +27,7 @@ PB2 = None
 RPC_TIMEOUT = 30.0
 NS = "auto"
 # Models that may answer (auto never answers itself).
-ANSWERING = {"holtwinters", "seasonal", "linear", "last", "peak"}
+ANSWERING = {"holtwinters", "seasonal", "linear", "last", "peak", "analog"}
 
 
 def setUpModule():  # noqa: N802 - unittest's naming

@@ -89,7 +89,7 @@ Test(backtest_flags, errors_are_the_trigger_keys_words) {
       {"--threshold", " 5", "--threshold: \" 5\" is not a number > 0"},
       {"--threshold", "1e999", "--threshold: \"1e999\" is not a number > 0"},
       {"--model", "magic",
-       "--model: \"magic\" is not a model (auto, holtwinters, seasonal, linear, peak or last)"},
+       "--model: \"magic\" is not a model (auto, holtwinters, seasonal, linear, peak, analog or last)"},
       {"--period", "daily", "--period: \"daily\" is not a duration or auto (e.g. 1d, 1h, 7d)"},
       {"--period", "0", "--period: \"0\" must be at least 2 steps of the trace's interval"},
       {"--history", "0", "--history: \"0\" must be more than 0"},

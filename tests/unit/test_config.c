@@ -595,7 +595,8 @@ Test(config, target_every_model) {
     enum ps_model model;
   } cases[] = {{"auto", PS_MODEL_AUTO},         {"holtwinters", PS_MODEL_HOLTWINTERS},
                {"seasonal", PS_MODEL_SEASONAL}, {"linear", PS_MODEL_LINEAR},
-               {"peak", PS_MODEL_PEAK},         {"last", PS_MODEL_LAST}};
+               {"peak", PS_MODEL_PEAK},         {"analog", PS_MODEL_ANALOG},
+               {"last", PS_MODEL_LAST}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     struct tc t;
     MD(t, "query", "q", "threshold", "1", "model", cases[i].name);
@@ -780,9 +781,10 @@ Test(config, target_errors) {
       {"step", "2d", "step: \"2d\" is not a duration from 1s to 1d (e.g. 15s, 1m)"},
       {"step", "fast", "step: \"fast\" is not a duration from 1s to 1d (e.g. 15s, 1m)"},
       {"model", "arima",
-       "model: \"arima\" is not a model (auto, holtwinters, seasonal, linear, peak or last)"},
-      {"model", "Last", "model: \"Last\" is not a model (auto, holtwinters, seasonal, linear, peak or last)"},
-      {"model", "", "model: \"\" is not a model (auto, holtwinters, seasonal, linear, peak or last)"},
+       "model: \"arima\" is not a model (auto, holtwinters, seasonal, linear, peak, analog or last)"},
+      {"model", "Last",
+       "model: \"Last\" is not a model (auto, holtwinters, seasonal, linear, peak, analog or last)"},
+      {"model", "", "model: \"\" is not a model (auto, holtwinters, seasonal, linear, peak, analog or last)"},
       {"period", "daily", "period: \"daily\" is not a duration or auto (e.g. 1d, 1h, 7d)"},
       {"period", "Auto", "period: \"Auto\" is not a duration or auto (e.g. 1d, 1h, 7d)"},
       {"period", "", "period: \"\" is not a duration or auto (e.g. 1d, 1h, 7d)"},

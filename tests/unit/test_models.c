@@ -17,6 +17,8 @@ Test(models, model_parse_and_name) {
   cr_assert_str_eq(ps_model_name(PS_MODEL_LAST), "last");
   cr_assert_eq(ps_model_parse("peak", &m), 0);
   cr_assert_eq(m, PS_MODEL_PEAK);
+  cr_assert_eq(ps_model_parse("analog", &m), 0);
+  cr_assert_eq(m, PS_MODEL_ANALOG);
   /* every model round-trips through its name */
   for (int i = 0; i < PS_MODEL_COUNT; i++) {
     cr_assert_eq(ps_model_parse(ps_model_name((enum ps_model)i), &m), 0);
@@ -32,4 +34,5 @@ Test(models, seasonless) {
   cr_assert(!ps_model_seasonless(PS_MODEL_SEASONAL));
   cr_assert(!ps_model_seasonless(PS_MODEL_HOLTWINTERS));
   cr_assert(!ps_model_seasonless(PS_MODEL_AUTO));
+  cr_assert(!ps_model_seasonless(PS_MODEL_ANALOG)); /* its library takes the same hours of past periods */
 }

@@ -1,0 +1,194 @@
+/* The analog model: the window's peak from the most similar past rows of a bounded library (analog.h). */
+#include "analog.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+/* Steps lo .. lo + n - 1 as floats, a missing one as NaN (which then poisons every sum it enters): the
+ * held ones walked in the ring from the oldest, without a division per step. */
+static void load(const struct ps_analog_ring *r, int64_t lo, size_t n, float *x) {
+  int64_t oldest = r->newest - (int64_t)r->len + 1;
+  size_t i = 0;
+  for (; i < n && lo + (int64_t)i < oldest; i++) x[i] = NAN;
+  if (i < n && lo + (int64_t)i <= r->newest) {
+    size_t k = (size_t)(r->newest - (lo + (int64_t)i)); /* steps behind the newest, < len */
+    size_t j = (r->head + r->cap - k) % r->cap;
+    for (; i < n && lo + (int64_t)i <= r->newest; i++) {
+      int16_t c = r->code[j];
+      x[i] = c == PS_ANALOG_MISSING ? NAN : (float)c;
+      if (++j == r->cap) j = 0;
+    }
+  }
+  for (; i < n; i++) x[i] = NAN;
+}
+
+/* Row s's inputs from p = the codes of steps s - PS_ANALOG_LAGS .. s (p[PS_ANALOG_LAGS] is step s): the
+ * lags relative to now, now relative to the mean of the last 5, that mean. Finite unless one is missing. */
+static void inputs(const float *p, float *in) {
+  const float *s = p + PS_ANALOG_LAGS;
+  float c = s[0], m5 = (s[0] + s[-1] + s[-2] + s[-3] + s[-4]) * 0.2f;
+  for (int j = 1; j <= PS_ANALOG_LAGS; j++) in[j - 1] = s[-j] - c;
+  in[PS_ANALOG_LAGS] = c - m5;
+  in[PS_ANALOG_LAGS + 1] = m5;
+}
+
+void ps_analog_init(struct ps_analog *a) { memset(a, 0, sizeof *a); }
+
+int16_t ps_analog_encode(struct ps_analog *a, double v) {
+  if (!(v == v)) return PS_ANALOG_MISSING;
+  double y = v > 0 ? v : 0;
+  if (!a->has_ref) { /* the first load above 0 sets the scale: a code depends on the data only */
+    if (!(y > 0)) return PS_ANALOG_MISSING;
+    a->scale = y;
+    a->ref = log(y + PS_ANALOG_EPS * a->scale);
+    a->has_ref = 1;
+  }
+  double c = (log(y + PS_ANALOG_EPS * a->scale) - a->ref) * PS_ANALOG_UNIT;
+  if (!(c > -INT16_MAX)) return -INT16_MAX;
+  if (c > INT16_MAX) return INT16_MAX;
+  return (int16_t)lrint(c);
+}
+
+void ps_analog_learn(struct ps_analog *a, const struct ps_analog_ring *r, int64_t t) {
+  float p[PS_ANALOG_LAGS + 1], in[PS_ANALOG_INPUTS];
+  load(r, t - PS_ANALOG_LAGS, PS_ANALOG_LAGS + 1, p);
+  inputs(p, in);
+  for (int j = 0; j < PS_ANALOG_INPUTS; j++)
+    if (!(in[j] == in[j])) return;
+  a->n++;
+  double alpha = a->n < PS_ANALOG_MEMORY ? 1 / a->n : 1.0 / PS_ANALOG_MEMORY;
+  for (int j = 0; j < PS_ANALOG_INPUTS; j++) { /* exponentially weighted mean and variance (West 1979) */
+    double d = in[j] - a->mean[j];
+    a->mean[j] += alpha * d;
+    a->var[j] = (1 - alpha) * (a->var[j] + alpha * d * d);
+  }
+}
+
+/* The PS_ANALOG_K nearest rows so far: a max-heap on the distance (the farthest of them at the top), which
+ * a row must beat to enter. Past the first few hundred rows few do (about K ln(rows / K) in all), so the
+ * test is one well predicted comparison a row. */
+struct nearest {
+  float d[PS_ANALOG_K];
+  int32_t target[PS_ANALOG_K];
+  size_t n;
+};
+
+static void nearest_add(struct nearest *h, float d, int32_t target) {
+  size_t i;
+  if (h->n < PS_ANALOG_K) { /* sift up */
+    for (i = h->n++; i > 0 && h->d[(i - 1) / 2] < d; i = (i - 1) / 2) {
+      h->d[i] = h->d[(i - 1) / 2];
+      h->target[i] = h->target[(i - 1) / 2];
+    }
+  } else { /* replace the top, sift down */
+    for (i = 0;;) {
+      size_t c = 2 * i + 1;
+      if (c >= PS_ANALOG_K) break;
+      if (c + 1 < PS_ANALOG_K && h->d[c + 1] > h->d[c]) c++;
+      if (!(h->d[c] > d)) break;
+      h->d[i] = h->d[c];
+      h->target[i] = h->target[c];
+      i = c;
+    }
+  }
+  h->d[i] = d;
+  h->target[i] = target;
+}
+
+/* The median of the K nearest's targets, each weighing 1 / (its distance + PS_ANALOG_NEAR x the K-th's):
+ * the nearest count most, and no single one (a distance of 0: the same moment seen again) counts alone. */
+static double weighted_median(const struct nearest *h) {
+  int32_t t[PS_ANALOG_K];
+  double w[PS_ANALOG_K], total = 0, floor = PS_ANALOG_NEAR * h->d[0];
+  for (size_t i = 0; i < PS_ANALOG_K; i++) { /* sorted by target */
+    int32_t v = h->target[i];
+    double wv = 1 / (h->d[i] + floor + FLT_MIN);
+    size_t j = i;
+    for (; j > 0 && t[j - 1] > v; j--) {
+      t[j] = t[j - 1];
+      w[j] = w[j - 1];
+    }
+    t[j] = v;
+    w[j] = wv;
+    total += wv;
+  }
+  double acc = 0;
+  for (size_t i = 0; i < PS_ANALOG_K; i++) {
+    acc += w[i];
+    if (acc >= total / 2) return t[i];
+  }
+  return t[PS_ANALOG_K - 1];
+}
+
+/* Rows lo .. lo + n - 1 (n <= PS_ANALOG_BLOCK) against the query q with weights w: the complete ones
+ * offered to the nearest. The distance loop runs over a whole block (rows past n read NaN, never offered). */
+static void scan(const struct ps_analog_ring *r, int64_t lo, size_t n, size_t h, const float *q,
+                 const float *w, struct nearest *best) {
+  float x[PS_ANALOG_LAGS + PS_ANALOG_BLOCK + PS_ANALOG_MAX_H], dist[PS_ANALOG_BLOCK];
+  size_t span = PS_ANALOG_LAGS + n + h;
+  load(r, lo - PS_ANALOG_LAGS, span, x);
+  for (size_t i = span; i < sizeof x / sizeof *x; i++) x[i] = NAN;
+  for (size_t i = 0; i < PS_ANALOG_BLOCK; i++) {
+    const float *s = x + PS_ANALOG_LAGS + i;
+    float c = s[0], m5 = (s[0] + s[-1] + s[-2] + s[-3] + s[-4]) * 0.2f, d = 0;
+#pragma GCC unroll 11
+    for (int j = 1; j <= PS_ANALOG_LAGS; j++) {
+      float u = s[-j] - c - q[j - 1];
+      d += w[j - 1] * u * u;
+    }
+    float u = c - m5 - q[PS_ANALOG_LAGS], g = m5 - q[PS_ANALOG_LAGS + 1];
+    dist[i] = d + w[PS_ANALOG_LAGS] * u * u + w[PS_ANALOG_LAGS + 1] * g * g;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!(dist[i] < (best->n < PS_ANALOG_K ? INFINITY : best->d[0]))) continue; /* NaN: incomplete */
+    const float *s = x + PS_ANALOG_LAGS + i;
+    float peak = -INFINITY;
+    for (size_t k = 1; k <= h; k++)
+      if (s[k] > peak) peak = s[k];
+    if (peak > -INFINITY) nearest_add(best, dist[i], (int32_t)(peak - s[0]));
+  }
+}
+
+double ps_analog_forecast(const struct ps_analog *a, const struct ps_analog_ring *r, int64_t o, size_t h,
+                          size_t period, double now) {
+  if (h < 1 || h > PS_ANALOG_MAX_H || !(now == now) || !a->has_ref || a->n < PS_ANALOG_K) return NAN;
+  float p[PS_ANALOG_LAGS + 1], q[PS_ANALOG_INPUTS], w[PS_ANALOG_INPUTS];
+  load(r, o - PS_ANALOG_LAGS, PS_ANALOG_LAGS + 1, p);
+  inputs(p, q);
+  for (int j = 0; j < PS_ANALOG_INPUTS; j++) {
+    if (!(q[j] == q[j])) return NAN;
+    w[j] = (float)(1 / (a->var[j] > 1 ? a->var[j] : 1)); /* at least one code unit: 0.1 % of the load */
+  }
+  /* The library's blocks: the rows whose window has ended by o (s + h <= o). */
+  int64_t lo[1 + PS_ANALOG_PERIODS + PS_ANALOG_ROWS / PS_ANALOG_BLOCK + 1];
+  size_t len[sizeof lo / sizeof *lo], nb = 0;
+  int64_t last = o - (int64_t)h;
+  if (period >= 2 * PS_ANALOG_WIDTH + 1 && period > PS_ANALOG_WIDTH + PS_ANALOG_RECENT + h) {
+    lo[nb] = last - PS_ANALOG_RECENT + 1;
+    len[nb++] = PS_ANALOG_RECENT;
+    for (int d = 1; d <= PS_ANALOG_PERIODS; d++) {
+      lo[nb] = o - (int64_t)period * d - PS_ANALOG_WIDTH;
+      len[nb++] = 2 * PS_ANALOG_WIDTH + 1;
+    }
+  } else {
+    for (size_t done = 0; done < PS_ANALOG_ROWS;) {
+      size_t n = PS_ANALOG_ROWS - done < PS_ANALOG_BLOCK ? PS_ANALOG_ROWS - done : PS_ANALOG_BLOCK;
+      lo[nb] = last - (int64_t)(done + n) + 1;
+      len[nb++] = n;
+      done += n;
+    }
+  }
+  struct nearest best = {.n = 0};
+  for (size_t b = 0; b < nb; b++)
+    for (size_t done = 0; done < len[b];) {
+      size_t m = len[b] - done < PS_ANALOG_BLOCK ? len[b] - done : PS_ANALOG_BLOCK;
+      scan(r, lo[b] + (int64_t)done, m, h, q, w, &best);
+      done += m;
+    }
+  if (best.n < PS_ANALOG_K) return NAN;
+  double med = weighted_median(&best);
+  double eps = PS_ANALOG_EPS * a->scale, y = now > 0 ? now : 0;
+  double f = (y + eps) * exp(med / PS_ANALOG_UNIT) - eps;
+  return isfinite(f) ? f : NAN;
+}

@@ -1,0 +1,127 @@
+/* The analog model (src/forecast/analog.h): its codes, what it reads, and what it answers. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "forecast/analog.h"
+
+#define MAX_STEPS 30000
+
+static int16_t codes[MAX_STEPS];
+
+static uint64_t rng = 1;
+static double unif(void) {
+  rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+  return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+/* x[0 .. n-1] as the engine would hold them (step k at code[k]), learned step by step. */
+static struct ps_analog_ring fill(struct ps_analog *a, const double *x, size_t n) {
+  cr_assert_leq(n, MAX_STEPS);
+  ps_analog_init(a);
+  struct ps_analog_ring r = {.code = codes, .cap = n, .len = 0, .head = 0, .newest = -1};
+  for (size_t k = 0; k < n; k++) {
+    codes[k] = ps_analog_encode(a, x[k]);
+    r.len = k + 1;
+    r.head = k;
+    r.newest = (int64_t)k;
+    ps_analog_learn(a, &r, (int64_t)k);
+  }
+  return r;
+}
+
+Test(analog, codes_are_logs_relative_to_the_first_load_above_zero) {
+  struct ps_analog a;
+  ps_analog_init(&a);
+  cr_assert_eq(ps_analog_encode(&a, NAN), PS_ANALOG_MISSING);
+  cr_assert_eq(ps_analog_encode(&a, 0), PS_ANALOG_MISSING, "no scale yet: a 0 has no log");
+  cr_assert_eq(ps_analog_encode(&a, -5), PS_ANALOG_MISSING);
+  cr_assert_eq(ps_analog_encode(&a, 100), 0);
+  /* one e-fold of (load + eps) is PS_ANALOG_UNIT codes */
+  double eps = PS_ANALOG_EPS * 100;
+  cr_assert_eq(ps_analog_encode(&a, (100 + eps) * exp(1) - eps), (int16_t)PS_ANALOG_UNIT);
+  cr_assert_eq(ps_analog_encode(&a, 100), 0, "the scale stays what the first load set");
+  int16_t zero = ps_analog_encode(&a, 0);
+  cr_assert_eq(zero, (int16_t)lrint(log(eps / (100 + eps)) * PS_ANALOG_UNIT));
+  cr_assert_eq(ps_analog_encode(&a, -3), zero, "a negative load codes as 0");
+  cr_assert_eq(ps_analog_encode(&a, 1e300), INT16_MAX, "clamped");
+  cr_assert_neq(ps_analog_encode(&a, 1e-300), PS_ANALOG_MISSING, "clamped above the missing code");
+}
+
+/* A sawtooth of 10 steps: from the same point of a tooth, the peak of the next 2 steps is always the same
+ * multiple of now; the model finds it among the rows before (no period given: the last rows). */
+Test(analog, answers_what_followed_the_same_shape) {
+  static double x[3000];
+  for (size_t k = 0; k < 3000; k++) x[k] = 100 + 10 * (double)(k % 10);
+  struct ps_analog a;
+  for (size_t o = 2990; o < 3000; o++) {
+    struct ps_analog_ring r = fill(&a, x, o + 1);
+    double f = ps_analog_forecast(&a, &r, (int64_t)o, 2, 0, x[o]);
+    double want = fmax(100 + 10 * (double)((o + 1) % 10), 100 + 10 * (double)((o + 2) % 10));
+    cr_assert(fabs(f - want) <= 0.002 * want, "at %zu: %g, the next peak %g", o, f, want);
+  }
+}
+
+/* The forecast made at step o reads nothing after o: values added after it change nothing, and a row
+ * whose window had not ended by o (s + h > o) is not in the library. */
+Test(analog, reads_nothing_after_its_origin) {
+  static double x[4000], y[4000];
+  rng = 3;
+  for (size_t k = 0; k < 4000; k++) x[k] = y[k] = 50 + 40 * unif();
+  size_t o = 3000;
+  for (size_t k = o + 1; k < 4000; k++) y[k] = 1000 * unif();
+  struct ps_analog a, b;
+  struct ps_analog_ring rx = fill(&a, x, o + 1);
+  double fx = ps_analog_forecast(&a, &rx, (int64_t)o, 3, 0, x[o]);
+  static int16_t keep[4000];
+  for (size_t k = 0; k <= o; k++) keep[k] = codes[k];
+  struct ps_analog_ring ry = fill(&b, y, 4000);
+  for (size_t k = 0; k <= o; k++) cr_assert_eq(codes[k], keep[k]);
+  /* b learned the spreads of rows after o too: give it a's to compare the reading alone */
+  b = a;
+  cr_assert(isfinite(fx));
+  cr_assert_eq(ps_analog_forecast(&b, &ry, (int64_t)o, 3, 0, x[o]), fx);
+}
+
+Test(analog, cannot_answer_without_what_it_needs) {
+  static double x[3000];
+  rng = 7;
+  for (size_t k = 0; k < 3000; k++) x[k] = 50 + 40 * unif();
+  struct ps_analog a;
+  struct ps_analog_ring r = fill(&a, x, 3000);
+  cr_assert(isfinite(ps_analog_forecast(&a, &r, 2999, 2, 0, x[2999])));
+  cr_assert(isnan(ps_analog_forecast(&a, &r, 2999, 0, 0, x[2999])), "no window");
+  cr_assert(isnan(ps_analog_forecast(&a, &r, 2999, PS_ANALOG_MAX_H + 1, 0, x[2999])), "beyond its horizon");
+  cr_assert(isnan(ps_analog_forecast(&a, &r, 2999, 2, 0, NAN)));
+  /* fewer than K complete rows: the first K + lags + h steps hold too few */
+  struct ps_analog_ring s = fill(&a, x, PS_ANALOG_K + PS_ANALOG_LAGS + 1);
+  cr_assert(isnan(ps_analog_forecast(&a, &s, s.newest, 2, 0, x[s.newest])));
+  /* a missing input at the origin */
+  x[2995] = NAN;
+  r = fill(&a, x, 3000);
+  cr_assert(isnan(ps_analog_forecast(&a, &r, 2999, 2, 0, x[2999])));
+  cr_assert(isfinite(ps_analog_forecast(&a, &r, 2990, 2, 0, x[2990])), "rows with a gap are left out");
+}
+
+/* With a period, the library holds the same hours of the last periods: a surge that follows a ramp only
+ * at one phase of the period, 3,000 steps apart (farther back than the last PS_ANALOG_ROWS rows), is
+ * forecast from the periods before; without the period it is not. */
+Test(analog, the_library_holds_the_same_phase_of_past_periods) {
+  enum { P = 3000, PH = 1500, N = 7 * P + PH + 1 };
+  static double x[N];
+  rng = 11;
+  for (size_t k = 0; k < N; k++) {
+    size_t ph = k % P;
+    x[k] = 100 + 5 * unif();
+    if (ph >= PH - 11 && ph <= PH) x[k] = 100 + 10 * (double)(ph - (PH - 11)); /* a ramp to 210 */
+    if (ph == PH + 1 || ph == PH + 2) x[k] = 400;                              /* then a surge */
+  }
+  cr_assert_lt((size_t)PS_ANALOG_ROWS + PS_ANALOG_LAGS, (size_t)P);
+  struct ps_analog a;
+  struct ps_analog_ring r = fill(&a, x, N);
+  int64_t o = N - 1; /* the end of the ramp, in the 8th period */
+  double with = ps_analog_forecast(&a, &r, o, 2, P, x[o]);
+  double without = ps_analog_forecast(&a, &r, o, 2, 0, x[o]);
+  cr_assert(fabs(with - 400) < 4, "with the period: %g", with);
+  cr_assert_lt(without, 300, "without it: %g", without);
+}
