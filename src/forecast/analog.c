@@ -14,10 +14,15 @@ static void load(const struct ps_analog_ring *r, int64_t lo, size_t n, float *x)
   if (i < n && lo + (int64_t)i <= r->newest) {
     size_t k = (size_t)(r->newest - (lo + (int64_t)i)); /* steps behind the newest, < len */
     size_t j = (r->head + r->cap - k) % r->cap;
-    for (; i < n && lo + (int64_t)i <= r->newest; i++) {
-      int16_t c = r->code[j];
-      x[i] = c == PS_ANALOG_MISSING ? NAN : (float)c;
-      if (++j == r->cap) j = 0;
+    size_t held = (size_t)(r->newest - (lo + (int64_t)i)) + 1, want = n - i < held ? n - i : held;
+    while (want > 0) { /* contiguous runs of the ring: a plain loop the compiler vectorizes */
+      size_t run = r->cap - j < want ? r->cap - j : want;
+      const int16_t *c = r->code + j;
+      float *y = x + i;
+      for (size_t m = 0; m < run; m++) y[m] = c[m] == PS_ANALOG_MISSING ? NAN : (float)c[m];
+      i += run;
+      want -= run;
+      j = 0;
     }
   }
   for (; i < n; i++) x[i] = NAN;
@@ -41,10 +46,12 @@ int16_t ps_analog_encode(struct ps_analog *a, double v) {
   if (!a->has_ref) { /* the first load above 0 sets the scale: a code depends on the data only */
     if (!(y > 0)) return PS_ANALOG_MISSING;
     a->scale = y;
-    a->ref = log(y + PS_ANALOG_EPS * a->scale);
+    a->ref = (double)logf((float)(y + PS_ANALOG_EPS * a->scale));
     a->has_ref = 1;
   }
-  double c = (log(y + PS_ANALOG_EPS * a->scale) - a->ref) * PS_ANALOG_UNIT;
+  /* logf: a code is 1/1024 of an e-fold, and float's log is within 1e-5 of it up to MAX_VALUE, at half
+   * the cost of a double's (a put of a first load's week pays it 10,080 times) */
+  double c = ((double)logf((float)(y + PS_ANALOG_EPS * a->scale)) - a->ref) * PS_ANALOG_UNIT;
   if (!(c > -INT16_MAX)) return -INT16_MAX;
   if (c > INT16_MAX) return INT16_MAX;
   return (int16_t)lrint(c);
@@ -63,11 +70,15 @@ void ps_analog_learn(struct ps_analog *a, const struct ps_analog_ring *r, int64_
     a->mean[j] += alpha * d;
     a->var[j] = (1 - alpha) * (a->var[j] + alpha * d * d);
   }
+  if (a->n < PS_ANALOG_K || (a->epoch > 0 && ++a->since < PS_ANALOG_REWEIGH)) return;
+  a->since = 0;
+  for (int j = 0; j < PS_ANALOG_INPUTS; j++) /* at least one code unit: 0.1 % of the load */
+    a->w[j] = (float)(1 / (a->var[j] > 1 ? a->var[j] : 1));
+  a->epoch++;
 }
 
 /* The PS_ANALOG_K nearest rows so far: a max-heap on the distance (the farthest of them at the top), which
- * a row must beat to enter. Past the first few hundred rows few do (about K ln(rows / K) in all), so the
- * test is one well predicted comparison a row. */
+ * a row must beat to enter. */
 struct nearest {
   float d[PS_ANALOG_K];
   int32_t target[PS_ANALOG_K];
@@ -121,10 +132,22 @@ static double weighted_median(const struct nearest *h) {
   return t[PS_ANALOG_K - 1];
 }
 
-/* Rows lo .. lo + n - 1 (n <= PS_ANALOG_BLOCK) against the query q with weights w: the complete ones
- * offered to the nearest. The distance loop runs over a whole block (rows past n read NaN, never offered). */
-static void scan(const struct ps_analog_ring *r, int64_t lo, size_t n, size_t h, const float *q,
-                 const float *w, struct nearest *best) {
+/* The library's rows of one forecast: their distances to now (NaN: a row with a missing input or target)
+ * and their targets, in codes. */
+struct rows {
+  float d[PS_ANALOG_ROWS];
+  int32_t t[PS_ANALOG_ROWS];
+  size_t n;
+};
+
+/* Rows lo .. lo + n - 1 (n <= PS_ANALOG_BLOCK) against the query q with weights w, appended to out. The
+ * distance loop runs over a whole block (rows past n read NaN and are not appended). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void
+scan(const struct ps_analog_ring *r, int64_t lo, size_t n, size_t h, const float *q, const float *w,
+     struct rows *out) {
   float x[PS_ANALOG_LAGS + PS_ANALOG_BLOCK + PS_ANALOG_MAX_H], dist[PS_ANALOG_BLOCK];
   size_t span = PS_ANALOG_LAGS + n + h;
   load(r, lo - PS_ANALOG_LAGS, span, x);
@@ -140,26 +163,66 @@ static void scan(const struct ps_analog_ring *r, int64_t lo, size_t n, size_t h,
     float u = c - m5 - q[PS_ANALOG_LAGS], g = m5 - q[PS_ANALOG_LAGS + 1];
     dist[i] = d + w[PS_ANALOG_LAGS] * u * u + w[PS_ANALOG_LAGS + 1] * g * g;
   }
-  for (size_t i = 0; i < n; i++) {
-    if (!(dist[i] < (best->n < PS_ANALOG_K ? INFINITY : best->d[0]))) continue; /* NaN: incomplete */
+  float *d = out->d + out->n;
+  int32_t *t = out->t + out->n;
+  for (size_t i = 0; i < n; i++) { /* the target: the window's peak over now, missing steps left out */
     const float *s = x + PS_ANALOG_LAGS + i;
     float peak = -INFINITY;
-    for (size_t k = 1; k <= h; k++)
-      if (s[k] > peak) peak = s[k];
-    if (peak > -INFINITY) nearest_add(best, dist[i], (int32_t)(peak - s[0]));
+    for (size_t k = 1; k <= h; k++) peak = s[k] > peak ? s[k] : peak;
+    float up = peak - s[0]; /* NaN when now is missing (then so is the distance) */
+    int ok = peak > -INFINITY && up == up;
+    d[i] = ok ? dist[i] : NAN;
+    t[i] = ok ? (int32_t)up : 0;
+  }
+  out->n += n;
+}
+
+/* The K nearest of the rows. A heap over every row would take most rows in (the library's rows come in
+ * runs of consecutive steps, each nearer than the last), so a threshold is drawn first: the
+ * PS_ANALOG_SAMPLE_RANK-th smallest distance among one row in PS_ANALOG_SAMPLE, below which about twice K
+ * rows lie (Floyd & Rivest 1975); only those enter the heap. When fewer than K do, every row does. */
+#define PS_ANALOG_SAMPLE      8
+#define PS_ANALOG_SAMPLE_RANK (2 * PS_ANALOG_K / PS_ANALOG_SAMPLE + 1)
+static void nearest_of(const struct rows *rw, struct nearest *best) {
+  float low[PS_ANALOG_SAMPLE_RANK] = {0}; /* the smallest sampled distances, ascending */
+  size_t nl = 0;
+  for (size_t i = 0; i < rw->n; i += PS_ANALOG_SAMPLE) {
+    float d = rw->d[i];
+    if (!(d == d) || (nl == PS_ANALOG_SAMPLE_RANK && !(d < low[nl - 1]))) continue;
+    size_t j = nl < PS_ANALOG_SAMPLE_RANK ? nl++ : nl - 1;
+    for (; j > 0 && low[j - 1] > d; j--) low[j] = low[j - 1];
+    low[j] = d;
+  }
+  float cut = nl == PS_ANALOG_SAMPLE_RANK ? low[nl - 1] : INFINITY;
+  uint16_t in[PS_ANALOG_ROWS];
+  size_t m = 0;
+  for (size_t i = 0; i < rw->n; i++) { /* without a branch: most rows are out */
+    in[m] = (uint16_t)i;
+    m += rw->d[i] <= cut;
+  }
+  if (m < PS_ANALOG_K) { /* too few below the cut: every complete row */
+    m = 0;
+    for (size_t i = 0; i < rw->n; i++) {
+      in[m] = (uint16_t)i;
+      m += rw->d[i] == rw->d[i];
+    }
+  }
+  best->n = 0;
+  for (size_t k = 0; k < m; k++) {
+    float d = rw->d[in[k]];
+    if (best->n < PS_ANALOG_K || d < best->d[0]) nearest_add(best, d, rw->t[in[k]]);
   }
 }
 
-double ps_analog_forecast(const struct ps_analog *a, const struct ps_analog_ring *r, int64_t o, size_t h,
-                          size_t period, double now) {
-  if (h < 1 || h > PS_ANALOG_MAX_H || !(now == now) || !a->has_ref || a->n < PS_ANALOG_K) return NAN;
-  float p[PS_ANALOG_LAGS + 1], q[PS_ANALOG_INPUTS], w[PS_ANALOG_INPUTS];
+double ps_analog_ratio(const struct ps_analog *a, const struct ps_analog_ring *r, int64_t o, size_t h,
+                       size_t period) {
+  if (h < 1 || h > PS_ANALOG_MAX_H || !a->has_ref || a->epoch == 0) return NAN;
+  float p[PS_ANALOG_LAGS + 1], q[PS_ANALOG_INPUTS];
+  const float *w = a->w;
   load(r, o - PS_ANALOG_LAGS, PS_ANALOG_LAGS + 1, p);
   inputs(p, q);
-  for (int j = 0; j < PS_ANALOG_INPUTS; j++) {
+  for (int j = 0; j < PS_ANALOG_INPUTS; j++)
     if (!(q[j] == q[j])) return NAN;
-    w[j] = (float)(1 / (a->var[j] > 1 ? a->var[j] : 1)); /* at least one code unit: 0.1 % of the load */
-  }
   /* The library's blocks: the rows whose window has ended by o (s + h <= o). */
   int64_t lo[1 + PS_ANALOG_PERIODS + PS_ANALOG_ROWS / PS_ANALOG_BLOCK + 1];
   size_t len[sizeof lo / sizeof *lo], nb = 0;
@@ -179,16 +242,28 @@ double ps_analog_forecast(const struct ps_analog *a, const struct ps_analog_ring
       done += n;
     }
   }
-  struct nearest best = {.n = 0};
+  struct rows rw;
+  rw.n = 0;
   for (size_t b = 0; b < nb; b++)
     for (size_t done = 0; done < len[b];) {
       size_t m = len[b] - done < PS_ANALOG_BLOCK ? len[b] - done : PS_ANALOG_BLOCK;
-      scan(r, lo[b] + (int64_t)done, m, h, q, w, &best);
+      scan(r, lo[b] + (int64_t)done, m, h, q, w, &rw);
       done += m;
     }
-  if (best.n < PS_ANALOG_K) return NAN;
-  double med = weighted_median(&best);
+  struct nearest best;
+  nearest_of(&rw, &best);
+  return best.n < PS_ANALOG_K ? NAN : weighted_median(&best);
+}
+
+double ps_analog_value(const struct ps_analog *a, double ratio, double now) {
   double eps = PS_ANALOG_EPS * a->scale, y = now > 0 ? now : 0;
-  double f = (y + eps) * exp(med / PS_ANALOG_UNIT) - eps;
+  double f = (y + eps) * exp(ratio / PS_ANALOG_UNIT) - eps;
   return isfinite(f) ? f : NAN;
+}
+
+double ps_analog_forecast(const struct ps_analog *a, const struct ps_analog_ring *r, int64_t o, size_t h,
+                          size_t period, double now) {
+  if (!(now == now)) return NAN;
+  double ratio = ps_analog_ratio(a, r, o, h, period);
+  return ratio == ratio ? ps_analog_value(a, ratio, now) : NAN;
 }

@@ -53,6 +53,10 @@
 /* The log's offset (a load of 0 has a log): this fraction of the first load above 0. Fixed once set, so that
  * a code depends on the data only (a bulk load stores codes before it learns: test_engine_bulk.c). */
 #define PS_ANALOG_EPS     1e-3
+/* The inputs' weights (1 / their spreads' squares) are taken from the spreads every PS_ANALOG_REWEIGH rows
+ * learned, not at every row: a forecast then depends on the codes and on the weights' epoch only, and the
+ * engine can reuse one made PROVISIONAL steps earlier for the same origin (engine_int.h, AN_CACHE). */
+#define PS_ANALOG_REWEIGH 64
 /* The memory of the inputs' spreads, in learned steps. The spreads describe
  * the workload, not the hour: a memory of a day made worldcup98 0.855 alone, a plain mean of all its rows
  * 0.847 (the offline script scaled by the spreads of the whole first half). */
@@ -64,6 +68,9 @@ struct ps_analog {
   int has_ref;
   double n; /* rows learned (the weights' start: a plain mean until PS_ANALOG_MEMORY) */
   double mean[PS_ANALOG_INPUTS], var[PS_ANALOG_INPUTS];
+  float w[PS_ANALOG_INPUTS]; /* the distance's weights (PS_ANALOG_REWEIGH) */
+  uint64_t epoch;            /* times they were set: 0 before PS_ANALOG_K rows */
+  uint32_t since;            /* rows learned since */
 };
 
 /* A view of the engine's code ring: code[head] is step newest, code[head - k] step newest - k, k < len. */
@@ -80,7 +87,12 @@ int16_t ps_analog_encode(struct ps_analog *a, double v);
 void ps_analog_learn(struct ps_analog *a, const struct ps_analog_ring *r, int64_t t);
 /* The forecast of the peak of steps o + 1 .. o + h made at step o, whose load is `now` (the exact value the
  * code of step o rounds); period in steps, 0 when none. NaN when the model cannot answer: h beyond
- * PS_ANALOG_MAX_H, a missing input at o, or fewer than PS_ANALOG_K complete rows. */
+ * PS_ANALOG_MAX_H, a missing input at o, or fewer than PS_ANALOG_K complete rows. It is
+ * ps_analog_value(ps_analog_ratio(...), now): the ratio, in codes, is the costly part, and reads the codes
+ * only, so that the engine may keep it for the step's learning (engine_int.h, AN_CACHE). */
+double ps_analog_ratio(const struct ps_analog *a, const struct ps_analog_ring *r, int64_t o, size_t h,
+                       size_t period);
+double ps_analog_value(const struct ps_analog *a, double ratio, double now);
 double ps_analog_forecast(const struct ps_analog *a, const struct ps_analog_ring *r, int64_t o, size_t h,
                           size_t period, double now);
 

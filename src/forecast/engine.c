@@ -127,9 +127,11 @@ static void learn(struct ps_engine *e, int64_t t) {
       /* Auto's candidates (their biases, scores and choice): a fixed model never reads them. */
       int lv = ps_eng_by_level(e);
       double pf = lv ? ps_pm_factor(&e->pm, t - (int64_t)e->h) : 1;
+      int paired = e->an_stride > 1 && p[P_CAND + PS_MODEL_ANALOG] == p[P_CAND + PS_MODEL_ANALOG];
       for (int c = 0; c < N_CANDS && e->cfg.model == PS_MODEL_AUTO; c++) {
         double cap = c < PS_MODEL_AUTO && e->s[c].count > 0 ? BIAS_CAP * mae(&e->s[c]) : INFINITY;
         if (!(p[P_CAND + c] == p[P_CAND + c])) continue;
+        if (paired) e->an_paired[c] += fabs(act - p[P_CAND + c]);
         ps_eng_cand_error(&e->c[c], act - p[P_CAND + c], e->h, cap);
         if (lv) ps_eng_cand_quantile(&e->c[c], act - p[P_CAND + c], e->cfg.target_coverage, e->cov.rate, pf);
       }
@@ -140,8 +142,10 @@ static void learn(struct ps_engine *e, int64_t t) {
   note_value(e, t, y);
   if (y == y) moments_add(&e->cold_n, &e->cold_mean, &e->cold_m2, y);
   ps_peak_add(&e->peak, y);
-  struct ps_analog_ring codes = ps_eng_codes(e);
-  ps_analog_learn(&e->an, &codes, t);
+  if (e->an_stride == 1 || pmod(t, AN_BULK_SPREADS) == 0) { /* a bulk load's: AN_BULK_SPREADS */
+    struct ps_analog_ring codes = ps_eng_codes(e);
+    ps_analog_learn(&e->an, &codes, t);
+  }
   e->learned = t;
   e->n_learned++;
   if (e->n_learned >= e->next_refit) refit(e, 0);
@@ -184,6 +188,7 @@ static void restart(struct ps_engine *e, int64_t t) {
   e->next_refit = PS_ENGINE_FIRST_REFIT;
   for (size_t i = 0; i <= e->h; i++) e->pend_at[i] = INT64_MIN;
   ps_cov_forget(&e->cov);
+  ps_eng_analog_forget(e);
   e->cold_n = e->cold_mean = e->cold_m2 = 0;
   ps_peak_reset(&e->peak);
 }
@@ -227,6 +232,7 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   e->cold_z = c->target_coverage > 0 ? ps_cov_peak_z(c->target_coverage, e->h) : 0;
   ps_peak_init(&e->peak, e->h);
   ps_analog_init(&e->an);
+  e->an_stride = 1;
   e->z_stride = (uint32_t)(e->h * RING_WINDOWS / PS_ENGINE_ERRORS);
   if (e->z_stride < 1) e->z_stride = 1;
   restart(e, 0);
@@ -281,7 +287,10 @@ int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
     /* A revision of one of the provisional steps (engine.h), or too old. */
     uint64_t k = (uint64_t)e->newest - (uint64_t)t;
     if (k > PS_ENGINE_REVISABLE || k >= e->len) return UV_ERANGE;
-    store(e, (e->head + e->cap - (size_t)k) % e->cap, v);
+    size_t i = (e->head + e->cap - (size_t)k) % e->cap;
+    int16_t was = e->code[i];
+    store(e, i, v);
+    if (e->code[i] != was) ps_eng_analog_forget(e); /* its kept ratios read the old code (AN_CACHE) */
     return 0;
   }
   uint64_t gap = (uint64_t)t - (uint64_t)e->newest;
@@ -309,7 +318,8 @@ int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
 void ps_engine_bulk_begin(struct ps_engine *e) { e->bulk = 1; }
 
 /* The steps a bulk load learns one by one at its end: enough for every error ring to fill
- * (PS_ENGINE_ERRORS), for auto's scores to forget their start (1/SCORE_DECAY = 64 errors, 16 times over)
+ * (PS_ENGINE_ERRORS), for auto's scores to forget their start (1/SCORE_DECAY = 64 errors, 16 times over;
+ * the choice's, 1/SEL_DECAY = 256, 8 times)
  * and for the biases to walk to their medians (BIAS_RATE x score / h a step: 32 h steps move one by
  * 1.6 scores, near BIAS_CAP). */
 static uint64_t bulk_replay(const struct ps_engine *e) {
@@ -330,14 +340,21 @@ void ps_engine_bulk_end(struct ps_engine *e) {
      * that from the whole history: its last run ends at the newest step it saw). Their errors would be
      * forgotten by the end of the replay, so none is computed. */
     int64_t skip_to = upto - (int64_t)replay;
+    struct ps_analog_ring codes = ps_eng_codes(e);
     for (int64_t t = e->learned + 1; t <= skip_to; t++) {
       note_value(e, t, at(e, t));
+      if (pmod(t, AN_BULK_SPREADS) == 0) ps_analog_learn(&e->an, &codes, t);
       e->n_learned++;
     }
     e->learned = skip_to;
     refit(e, 1);
   }
+  uint64_t left = upto > e->learned ? (uint64_t)(upto - e->learned) : 0;
+  e->an_stride = left > AN_BULK_SCORED ? left / AN_BULK_SCORED : 1;
+  for (int c = 0; c < N_CANDS; c++) e->an_paired[c] = 0;
   while (e->newest - e->learned > PROVISIONAL) learn(e, e->learned + 1);
+  if (e->an_stride > 1 && e->cfg.model == PS_MODEL_AUTO) ps_eng_analog_calibrate(e);
+  e->an_stride = 1;
 }
 
 void ps_engine_counts(const struct ps_engine *e, struct ps_engine_counts *out) {

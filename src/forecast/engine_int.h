@@ -20,22 +20,22 @@
 /* ---- constants ----------------------------------------------------------------------------------- */
 
 /* Error rings: the four models' raw forecasts, and auto's answers (index PS_MODEL_AUTO). */
-#define N_RINGS      PS_MODEL_COUNT
+#define N_RINGS         PS_MODEL_COUNT
 /* Auto's candidates: the four models, each corrected by its own median error, and their blend. */
-#define C_BLEND      PS_MODEL_AUTO
-#define N_CANDS      (PS_MODEL_AUTO + 1)
+#define C_BLEND         PS_MODEL_AUTO
+#define N_CANDS         (PS_MODEL_AUTO + 1)
 /* A pending row: raw window forecasts of the models, auto's forecast, the candidates' forecasts, and the
  * base of the answer (the margin's series). */
-#define P_AUTO       PS_MODEL_AUTO
-#define P_CAND       (PS_MODEL_AUTO + 1)
-#define P_BASE       (P_CAND + N_CANDS)
-#define P_WIDTH      (P_BASE + 1)
+#define P_AUTO          PS_MODEL_AUTO
+#define P_CAND          (PS_MODEL_AUTO + 1)
+#define P_BASE          (P_CAND + N_CANDS)
+#define P_WIDTH         (P_BASE + 1)
 /* The errors scored are of the window's maximum, max(y[L+1..L+h]) - forecast, which is what prescale
  * answers; a model of the level underestimates that maximum in noise, so each candidate learns its median
  * error and adds it: a step of BIAS_RATE times its MAE towards the sign of each error (a stochastic
  * median, Robbins & Monro 1951). */
-#define BIAS_RATE    0.05
-#define BIAS_CAP     2.0
+#define BIAS_RATE       0.05
+#define BIAS_CAP        2.0
 /* The quantile margin is taken from errors in units of their own recent size: each error of the answering
  * series is divided by that series' exponentially weighted MAE over about the last 1/VOL_DECAY errors
  * (as it stood before that error), and the margin is the q quantile of those ratios times the same MAE
@@ -45,21 +45,27 @@
  * VOL_FLOOR keeps a constant series (MAE 0) from dividing by zero. The scale is further multiplied by
  * the factor of the forecast's phase in the season and the hour (phase_margin.h): the recent size learns
  * a daily ramp only once it is under way, the phase's factor from the ramps of the days before. */
-#define VOL_DECAY    (1.0 / 32)
-#define VOL_FLOOR    1e-9
+#define VOL_DECAY       (1.0 / 32)
+#define VOL_FLOOR       1e-9
 /* At a long horizon, consecutive h-step errors share all but one step of their windows: a ring of
  * PS_ENGINE_ERRORS of them spans PS_ENGINE_ERRORS / h windows (2 at h = 120, 2 minutes at 1 s), and its
  * quantile swings with the last window or two. The ring then keeps one error in h x RING_WINDOWS /
  * PS_ENGINE_ERRORS (every 15th at h = 120), so that it spans about RING_WINDOWS windows; below h = 16
  * it keeps every error, as before. The scale (VOL_DECAY) and the phase factors still learn every error. */
-#define RING_WINDOWS 32
+#define RING_WINDOWS    32
 /* Samples beyond this magnitude are saturated: the ring stores float, and no load is that large. */
-#define MAX_VALUE    1e30
-/* Auto's score of a series is its exponentially weighted MAE over about the last 1/SCORE_DECAY errors:
- * short enough to notice a level shift within a few steps, long enough not to chase noise. */
-#define SCORE_DECAY  (1.0 / 64)
+#define MAX_VALUE       1e30
+/* Auto's score of a series is its exponentially weighted MAE over about the last 1/SCORE_DECAY errors
+ * (the plain mean of the first ones): short enough to notice a level shift within a few steps, long
+ * enough not to chase noise. It weighs the blend and, with the median corrections, follows the series.
+ * The choice of the forecast (`sel`) reads a slower one, over about 1/SEL_DECAY errors, so as not to leave
+ * the analog model for a few lucky steps of another: over 64 errors, auto made 0.852 / 0.964 on
+ * worldcup98 / twitter where the analog model alone made 0.847 / 0.871; over 256, 0.847 / 0.876
+ * (docs/forecasting.md, "The analog model"). */
+#define SCORE_DECAY     (1.0 / 64)
+#define SEL_DECAY       (1.0 / 256)
 /* Hysteresis: auto switches only to a series whose score is below this fraction of the current one's. */
-#define SWITCH_RATIO 0.85
+#define SWITCH_RATIO    0.85
 /* The answer's base (auto with a target coverage, below PS_PEAK_MIN_H): prescale answers a
  * quantile of the window's peak (forecast + margin), and the candidate whose point forecast has the least
  * MAE need not be the one whose quantile is the tightest (twitter: Holt-Winters' season carries
@@ -73,24 +79,42 @@
  * top of it as before; the forecast reported (ps_engine_result.predicted, which MASE measures) stays
  * the MAE choice. Chosen on the first halves of nasa, worldcup98 and twitter among memories of 64 to 4,096
  * errors and ratios 0.85 and 0.95 (docs/forecasting.md, "Moving the curve"). */
-#define QSCORE_DECAY (1.0 / 128)
-#define Q_SWITCH     0.95
+#define QSCORE_DECAY    (1.0 / 128)
+#define Q_SWITCH        0.95
 /* The answer follows the MAE choice until the candidates saw about Q_MISSES of the misses the level
  * allows (Q_MISSES / (1 - level) errors: 89 at 0.82, 1,600 at 0.99): an offset starts at 0 and climbs by
  * rate x level on a miss, falls by rate x (1 - level) on a cover, so at a high level it reaches its
  * quantile only after many misses, and before that the scores rank how far each offset still is from it.
  * Without the wait, twitter at 0.99 fell 1.01 points short on its first day (97.99 %; before: 98.12 %). */
-#define Q_MISSES     16.0
+#define Q_MISSES        16.0
 /* The blend weighs each model by 1 / score^2 (inverse mean squared error in spirit), leaving out the
  * ones scoring worse than BLEND_CUTOFF times the best. */
-#define BLEND_CUTOFF 2.0
+#define BLEND_CUTOFF    2.0
 /* The linear model's window: LINEAR_SPAN times the horizon, within [LINEAR_MIN, LINEAR_MAX] steps. */
-#define LINEAR_SPAN  6
-#define LINEAR_MIN   12
-#define LINEAR_MAX   64
-#define PROVISIONAL  (PS_ENGINE_REVISABLE + 1)
-#define TIME_LIMIT   ((int64_t)1 << 62)
-#define HOUR_MS      3600000 /* the phase margin's second cycle, when whole in steps */
+#define LINEAR_SPAN     6
+#define LINEAR_MIN      12
+#define LINEAR_MAX      64
+#define PROVISIONAL     (PS_ENGINE_REVISABLE + 1)
+/* The analog model's ratio costs far more than the rest of a step (analog.h), and each step would
+ * compute it twice: for the answer at the newest step, and PROVISIONAL steps later for the error of the
+ * forecast made at that same step. The answer's ratios wait in a ring of AN_CACHE by origin; learning reuses
+ * one made with the same weights (their epoch, PS_ANALOG_REWEIGH) and period, unless a revision changed a
+ * code since (then every one is dropped): what it reuses is what it would compute, to the bit. */
+#define AN_CACHE        (PROVISIONAL + 1)
+/* A bulk load's replay computes the analog model at AN_BULK_SCORED of the steps it learns one by one, evenly
+ * spread (10-20 us each with the history out of cache, against a first load's budget of 3 ms: at 32 a week
+ * at 1 minute took 3.1 ms, at 16 2.9 ms, docs/performance.md): enough errors (PS_ENGINE_MIN_ERRORS) for auto
+ * to weigh it, from every hour of the replay rather than its last minutes (the last steps alone scored it
+ * as of one hour of the day). Those few errors are a noisy score (one burst's onset among 32 rows doubled
+ * it on test_engine_bulk's web-like trace), so the replay compares it with the others on the same rows
+ * and sets its score from that comparison at its end (ps_eng_analog_calibrate). */
+#define AN_BULK_SCORED  16
+/* The steps a bulk load learns or skips teach the analog model's input spreads one in AN_BULK_SPREADS (the
+ * spreads of a quarter of a week's rows are those of the week; learning every one cost a fifth of a first
+ * load). */
+#define AN_BULK_SPREADS 4
+#define TIME_LIMIT      ((int64_t)1 << 62)
+#define HOUR_MS         3600000 /* the phase margin's second cycle, when whole in steps */
 
 /* ---- state --------------------------------------------------------------------------------------- */
 
@@ -104,6 +128,7 @@ struct series {
 struct cand {
   double bias;  /* median error, added to the forecast */
   double score; /* exponentially weighted MAE of the corrected forecast */
+  double slow;  /* the same over about 1 / SEL_DECAY errors: auto's choice of its forecast */
   uint32_t n;   /* errors seen (saturating) */
   /* the answer's base (QSCORE_DECAY): the offset to the level's quantile of the corrected forecast's errors
    * in units of qvol (their exponentially weighted MAE, VOL_DECAY) times the phase factor, and the pinball
@@ -175,7 +200,13 @@ struct ps_engine {
   float rings[N_RINGS + 1][PS_ENGINE_ERRORS];
   /* the peak model (peak.h): its learned state, and as of the newest step at the last forecast */
   struct ps_peak peak, peak_now;
-  struct ps_analog an; /* the analog model's scale and inputs' spreads (analog.h) */
+  struct ps_analog an;     /* the analog model's scale and inputs' spreads (analog.h) */
+  int64_t an_at[AN_CACHE]; /* the origins of the ratios kept (AN_CACHE), INT64_MIN for none */
+  uint64_t an_epoch[AN_CACHE];
+  size_t an_period[AN_CACHE];
+  double an_ratio[AN_CACHE];
+  uint64_t an_stride;        /* learned origins forecast from: one in an_stride (AN_BULK_SCORED), else 1 */
+  double an_paired[N_CANDS]; /* each candidate's absolute errors on those rows (AN_BULK_SCORED) */
 };
 
 /* A forecast origin: the models' state as of step idx. */
@@ -240,8 +271,10 @@ double ps_eng_quantile(const struct series *s, double q);
  * the bias is bounded by `cap`: BIAS_CAP times the uncorrected model's own MAE, which does not depend on
  * the bias. Inline: it runs for each of auto's candidates on every learned step (engine.c learn). */
 static inline void ps_eng_cand_error(struct cand *c, double err, size_t h, double cap) {
-  c->score = c->n == 0 ? fabs(err) : c->score + SCORE_DECAY * (fabs(err) - c->score);
   if (c->n < UINT32_MAX) c->n++;
+  double w = 1.0 / c->n; /* the plain mean of the first 1 / SCORE_DECAY errors */
+  c->score += (w > SCORE_DECAY ? w : SCORE_DECAY) * (fabs(err) - c->score);
+  c->slow += (w > SEL_DECAY ? w : SEL_DECAY) * (fabs(err) - c->slow);
   double stepb = BIAS_RATE * c->score / (double)h;
   c->bias += err > 0 ? stepb : err < 0 ? -stepb : 0;
   if (isfinite(cap)) c->bias = fmax(-cap, fmin(cap, c->bias));
@@ -251,8 +284,10 @@ static inline void ps_eng_cand_error(struct cand *c, double err, size_t h, doubl
 
 void ps_eng_origin_learned(const struct ps_engine *e, struct origin *o);
 void ps_eng_origin_newest(const struct ps_engine *e, struct origin *o, int a);
-void ps_eng_window_max(const struct ps_engine *e, const struct origin *o, int64_t lo, int64_t hi,
+void ps_eng_window_max(struct ps_engine *e, const struct origin *o, int64_t lo, int64_t hi,
                        double raw[PS_MODEL_AUTO], int only);
+void ps_eng_analog_forget(struct ps_engine *e);
+void ps_eng_analog_calibrate(struct ps_engine *e);
 double ps_eng_cand_value(const struct ps_engine *e, int c, const double raw[PS_MODEL_AUTO]);
 void ps_eng_choose(struct ps_engine *e);
 
@@ -260,7 +295,9 @@ void ps_eng_choose(struct ps_engine *e);
 static inline int ps_eng_usable(const struct ps_engine *e, int c) {
   if (c == PS_MODEL_SEASONAL && e->period == 0) return 0;
   if (c == PS_MODEL_PEAK && e->h < PS_PEAK_MIN_H) return 0;
-  if (c == PS_MODEL_ANALOG && e->h > PS_ANALOG_MAX_H) return 0;
+  /* the analog model: within its horizon, and not while a bulk load's replay scores it on a few rows (its
+   * score is only comparable once ps_eng_analog_calibrate has set it, AN_BULK_SCORED) */
+  if (c == PS_MODEL_ANALOG && (e->h > PS_ANALOG_MAX_H || e->an_stride > 1)) return 0;
   return e->c[c].n >= PS_ENGINE_MIN_ERRORS;
 }
 

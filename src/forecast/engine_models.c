@@ -159,8 +159,29 @@ static double model_max(const struct ps_engine *e, const struct origin *o, int m
   return best;
 }
 
-/* The maxima of each model's forecast over steps lo..hi (lo > o->idx): raw[m] for m < PS_MODEL_AUTO. */
-void ps_eng_window_max(const struct ps_engine *e, const struct origin *o, int64_t lo, int64_t hi,
+void ps_eng_analog_forget(struct ps_engine *e) {
+  for (int i = 0; i < AN_CACHE; i++) e->an_at[i] = INT64_MIN;
+}
+
+/* The analog model's window peak from origin o (AN_CACHE): NaN when it cannot answer, and on the learned
+ * steps of a bulk load's replay but one in an_stride (AN_BULK_SCORED: then it is not scored). */
+static double analog(struct ps_engine *e, const struct origin *o) {
+  if (e->h > PS_ANALOG_MAX_H || (o->idx <= e->learned && pmod(o->idx, e->an_stride) != 0)) return NAN;
+  size_t slot = pmod(o->idx, AN_CACHE);
+  if (e->an_at[slot] != o->idx || e->an_epoch[slot] != e->an.epoch || e->an_period[slot] != e->period) {
+    struct ps_analog_ring codes = ps_eng_codes(e);
+    e->an_ratio[slot] = ps_analog_ratio(&e->an, &codes, o->idx, e->h, e->period);
+    e->an_at[slot] = o->idx;
+    e->an_epoch[slot] = e->an.epoch;
+    e->an_period[slot] = e->period;
+  }
+  double r = e->an_ratio[slot];
+  return r == r && o->last == o->last ? ps_analog_value(&e->an, r, o->last) : NAN;
+}
+
+/* The maxima of each model's forecast over steps lo..hi (lo > o->idx): raw[m] for m < PS_MODEL_AUTO; the
+ * analog model's NaN when it has none (the others answer the last value then). */
+void ps_eng_window_max(struct ps_engine *e, const struct origin *o, int64_t lo, int64_t hi,
                        double raw[PS_MODEL_AUTO], int only) {
   for (int m = 0; m < PS_MODEL_AUTO; m++) {
     raw[m] = fallback(o);
@@ -171,10 +192,7 @@ void ps_eng_window_max(const struct ps_engine *e, const struct origin *o, int64_
       continue;
     }
     if (m == PS_MODEL_ANALOG) { /* the window's peak after o->idx, from the rows most like it */
-      if (e->h > PS_ANALOG_MAX_H) continue;
-      struct ps_analog_ring codes = ps_eng_codes(e);
-      double f = ps_analog_forecast(&e->an, &codes, o->idx, e->h, e->period, o->last);
-      if (f == f) raw[m] = f;
+      raw[m] = analog(e, o);
       continue;
     }
     if (m == PS_MODEL_LAST || hi < lo) continue;
@@ -187,19 +205,43 @@ static double cand_bias(const struct ps_engine *e, int c) {
   return c == PS_MODEL_PEAK || c == PS_MODEL_ANALOG ? 0 : e->c[c].bias;
 }
 
-/* Candidate c's forecast of the window maximum, given the models' raw maxima. */
+/* Candidate c's forecast of the window maximum, given the models' raw maxima; NaN for a model without one
+ * (the analog model's: then its candidate is not scored, and an answer falls back on the last value). */
 double ps_eng_cand_value(const struct ps_engine *e, int c, const double raw[PS_MODEL_AUTO]) {
   double f = 0;
-  if (c == C_BLEND) {
+  if (c == C_BLEND) { /* a model without a forecast (NaN: the analog model's) leaves the others' weights */
+    double left = 0;
     for (int m = 0; m < PS_MODEL_AUTO; m++)
-      if (e->w[m] > 0) f += e->w[m] * (raw[m] + cand_bias(e, m));
-  } else {
+      if (e->w[m] > 0) {
+        if (raw[m] == raw[m])
+          f += e->w[m] * (raw[m] + cand_bias(e, m));
+        else
+          left += e->w[m];
+      }
+    if (left > 0) f = left < 1 ? f / (1 - left) : NAN;
+  } else if (c >= 0 && c < PS_MODEL_AUTO) {
+    if (!(raw[c] == raw[c])) return NAN;
     f = raw[c] + cand_bias(e, c);
   }
   return isfinite(f) ? f : raw[PS_MODEL_LAST];
 }
 
 /* ---- auto's choice ------------------------------------------------------------------------------- */
+
+/* The end of a bulk load's replay that scored the analog model on one row in an_stride (AN_BULK_SCORED),
+ * unusable meanwhile: its scores become those of the candidate auto forecasts with, times the ratio of
+ * their absolute errors on the rows both were scored on (a paired estimate: the rows' own difficulty, a
+ * burst's onset that every candidate missed, cancels); then auto chooses as after any step. */
+void ps_eng_analog_calibrate(struct ps_engine *e) {
+  int a = PS_MODEL_ANALOG, ref = e->sel;
+  e->an_stride = 1; /* the analog model is usable again */
+  if (ref != a && ps_eng_usable(e, a) && ps_eng_usable(e, ref) && e->an_paired[ref] > 0 &&
+      e->an_paired[a] > 0) {
+    e->c[a].score = e->c[ref].score * e->an_paired[a] / e->an_paired[ref];
+    e->c[a].slow = e->c[ref].slow * e->an_paired[a] / e->an_paired[ref];
+  }
+  ps_eng_choose(e);
+}
 
 /* The candidate of the least pinball loss, switching only once it beats the current one clearly; the MAE
  * choice until the candidates saw Q_MISSES / (1 - level) errors (Q_MISSES). */
@@ -237,13 +279,13 @@ void ps_eng_choose(struct ps_engine *e) {
   int cand = -1;
   for (int c = 0; c < N_CANDS; c++) {
     if (!ps_eng_usable(e, c)) continue;
-    if (cand < 0 || e->c[c].score < e->c[cand].score) cand = c;
+    if (cand < 0 || e->c[c].slow < e->c[cand].slow) cand = c;
   }
   if (cand < 0) {
     e->sel = e->base = PS_MODEL_LAST;
     return;
   }
-  if (!ps_eng_usable(e, e->sel) || e->c[cand].score < SWITCH_RATIO * e->c[e->sel].score) e->sel = cand;
+  if (!ps_eng_usable(e, e->sel) || e->c[cand].slow < SWITCH_RATIO * e->c[e->sel].slow) e->sel = cand;
   if (ps_eng_by_level(e))
     choose_base(e);
   else

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "backtest/trace.h"
+#include "forecast/analog.h"
 #include "forecast/engine.h"
 #include "forecast/holtwinters.h"
 
@@ -99,34 +100,47 @@ static void assert_same(const struct ps_engine_result *a, const struct ps_engine
 }
 
 /* A batch up to PS_ENGINE_BULK_STEPWISE steps (two days at 1 minute) is learned step by step, refits
- * included, as puts learn it: the same answer to the bit. One step more is a bulk load: the replay alone is
- * learned one by one. */
+ * included, as puts learn it: the same answer to the bit, beyond the analog model's horizon (8 steps). Within
+ * it (5 steps), the same steps and refits, but the analog model forecasts at a few of the steps only
+ * (engine_int.h, AN_BULK_SCORED): it is scored, on fewer errors than after puts. One step more is a bulk
+ * load: the replay alone is learned one by one. */
 Test(engine_bulk, a_short_batch_is_learned_as_puts_learn_it) {
   /* The newest PS_ENGINE_REVISABLE + 1 steps stay unlearned: n learns PS_ENGINE_BULK_STEPWISE steps. */
   size_t n = PS_ENGINE_BULK_STEPWISE + PS_ENGINE_REVISABLE + 1;
   double *x = malloc((n + 1) * sizeof *x);
   periodic(x, n + 1, 7);
-  struct ps_engine *a = mk(PS_MODEL_AUTO, 0, LOOK_5M, CAP_8D, 0.9, 42),
-                   *b = mk(PS_MODEL_AUTO, 0, LOOK_5M, CAP_8D, 0.9, 42);
-  load(a, x, n, 1);
-  load(b, x, n, 0);
-  struct ps_engine_result ra, rb;
-  forecast_at(a, n - 1, &ra);
-  forecast_at(b, n - 1, &rb);
-  assert_same(&ra, &rb);
-  struct ps_engine_counts ca, cb;
-  ps_engine_counts(a, &ca);
-  ps_engine_counts(b, &cb);
-  cr_assert_eq(ca.refits, cb.refits);
-  cr_assert_eq(ca.learns, cb.learns);
-  cr_assert_eq(ca.learns, PS_ENGINE_BULK_STEPWISE);
-  ps_engine_free(a);
+  struct ps_engine *a, *b;
+  for (int look = 0; look < 2; look++) {
+    int64_t l = look ? LOOK_5M : (PS_ANALOG_MAX_H + 1) * STEP;
+    a = mk(PS_MODEL_AUTO, 0, l, CAP_8D, 0.9, 42);
+    b = mk(PS_MODEL_AUTO, 0, l, CAP_8D, 0.9, 42);
+    load(a, x, n, 1);
+    load(b, x, n, 0);
+    struct ps_engine_result ra, rb;
+    forecast_at(a, n - 1, &ra);
+    forecast_at(b, n - 1, &rb);
+    if (!look) {
+      assert_same(&ra, &rb);
+    } else {
+      cr_assert(isfinite(ra.mae[PS_MODEL_ANALOG]) && isfinite(rb.mae[PS_MODEL_ANALOG]));
+      cr_assert_neq(ra.mae[PS_MODEL_ANALOG], rb.mae[PS_MODEL_ANALOG], "scored on other steps");
+      cr_assert_eq(ra.mae[PS_MODEL_HOLTWINTERS], rb.mae[PS_MODEL_HOLTWINTERS]);
+    }
+    struct ps_engine_counts ca, cb;
+    ps_engine_counts(a, &ca);
+    ps_engine_counts(b, &cb);
+    cr_assert_eq(ca.refits, cb.refits);
+    cr_assert_eq(ca.learns, cb.learns);
+    cr_assert_eq(ca.learns, PS_ENGINE_BULK_STEPWISE);
+    ps_engine_free(a);
+    ps_engine_free(b);
+  }
   a = mk(PS_MODEL_AUTO, 0, LOOK_5M, CAP_8D, 0.9, 42);
   load(a, x, n + 1, 1);
+  struct ps_engine_counts ca;
   ps_engine_counts(a, &ca);
   cr_assert_eq(ca.learns, PS_ENGINE_BULK_REPLAY, "one step more: a bulk load");
   ps_engine_free(a);
-  ps_engine_free(b);
   free(x);
 }
 
