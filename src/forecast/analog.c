@@ -57,20 +57,20 @@ int16_t ps_analog_encode(struct ps_analog *a, double v) {
   return (int16_t)lrint(c);
 }
 
-void ps_analog_learn(struct ps_analog *a, const struct ps_analog_ring *r, int64_t t) {
+void ps_analog_learn(struct ps_analog *a, const struct ps_analog_ring *r, int64_t t, uint32_t rows) {
   float p[PS_ANALOG_LAGS + 1], in[PS_ANALOG_INPUTS];
   load(r, t - PS_ANALOG_LAGS, PS_ANALOG_LAGS + 1, p);
   inputs(p, in);
   for (int j = 0; j < PS_ANALOG_INPUTS; j++)
     if (!(in[j] == in[j])) return;
-  a->n++;
-  double alpha = a->n < PS_ANALOG_MEMORY ? 1 / a->n : 1.0 / PS_ANALOG_MEMORY;
+  a->n += rows;
+  double alpha = a->n < PS_ANALOG_MEMORY ? rows / a->n : (double)rows / PS_ANALOG_MEMORY;
   for (int j = 0; j < PS_ANALOG_INPUTS; j++) { /* exponentially weighted mean and variance (West 1979) */
     double d = in[j] - a->mean[j];
     a->mean[j] += alpha * d;
     a->var[j] = (1 - alpha) * (a->var[j] + alpha * d * d);
   }
-  if (a->n < PS_ANALOG_K || (a->epoch > 0 && ++a->since < PS_ANALOG_REWEIGH)) return;
+  if (a->n < PS_ANALOG_MIN_ROWS || (a->epoch > 0 && (a->since += rows) < PS_ANALOG_REWEIGH)) return;
   a->since = 0;
   for (int j = 0; j < PS_ANALOG_INPUTS; j++) /* at least one code unit: 0.1 % of the load */
     a->w[j] = (float)(1 / (a->var[j] > 1 ? a->var[j] : 1));

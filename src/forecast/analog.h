@@ -27,40 +27,44 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PS_ANALOG_LAGS    11
-#define PS_ANALOG_INPUTS  (PS_ANALOG_LAGS + 2)
+#define PS_ANALOG_LAGS     11
+#define PS_ANALOG_INPUTS   (PS_ANALOG_LAGS + 2)
 /* The library (scripts/peak_knn_bounded.py: "phase: last 240 + 7 days x +-120, no seasonal, logs only"). */
-#define PS_ANALOG_RECENT  240
-#define PS_ANALOG_PERIODS 7
-#define PS_ANALOG_WIDTH   120
-#define PS_ANALOG_ROWS    (PS_ANALOG_RECENT + PS_ANALOG_PERIODS * (2 * PS_ANALOG_WIDTH + 1))
+#define PS_ANALOG_RECENT   240
+#define PS_ANALOG_PERIODS  7
+#define PS_ANALOG_WIDTH    120
+#define PS_ANALOG_ROWS     (PS_ANALOG_RECENT + PS_ANALOG_PERIODS * (2 * PS_ANALOG_WIDTH + 1))
 /* Rows per distance block: a whole number of vectors, so that the loop over a block needs no epilogue. */
-#define PS_ANALOG_BLOCK   256
+#define PS_ANALOG_BLOCK    256
 /* Neighbours: 25 was better on twitter, 100 on worldcup98 (scripts/peak_knn_bounded.py). Each weighs
  * 1 / (its distance + PS_ANALOG_NEAR x the K-th's): chosen on the first halves of the periodic traces among
  * the plain median, a trimmed mean and the floors 0.02, 0.1, 0.5 (docs/forecasting.md, "The analog
  * model"); it mattered most on twitter (0.92 -> 0.87 alone), where the nearest rows of a spike's course
  * tell most. */
-#define PS_ANALOG_K       50
-#define PS_ANALOG_NEAR    0.02
+#define PS_ANALOG_K        50
+#define PS_ANALOG_NEAR     0.02
 /* The longest lookahead (in steps) the model forecasts: a row's target is the maximum of h codes. Beyond
  * it the model answers the last value, and auto does not weigh it. */
-#define PS_ANALOG_MAX_H   7
+#define PS_ANALOG_MAX_H    7
 /* Codes: PS_ANALOG_UNIT per e-fold of (load + eps), relative to the first value's; +-32 e-folds (a factor
  * of 7e13) around it, clamped beyond. 1/1024 of an e-fold is 0.1 % of the load. */
-#define PS_ANALOG_UNIT    1024.0
-#define PS_ANALOG_MISSING INT16_MIN
+#define PS_ANALOG_UNIT     1024.0
+#define PS_ANALOG_MISSING  INT16_MIN
 /* The log's offset (a load of 0 has a log): this fraction of the first load above 0. Fixed once set, so that
  * a code depends on the data only (a bulk load stores codes before it learns: test_engine_bulk.c). */
-#define PS_ANALOG_EPS     1e-3
+#define PS_ANALOG_EPS      1e-3
 /* The inputs' weights (1 / their spreads' squares) are taken from the spreads every PS_ANALOG_REWEIGH rows
  * learned, not at every row: a forecast then depends on the codes and on the weights' epoch only, and the
  * engine can reuse one made PROVISIONAL steps earlier for the same origin (engine_int.h, AN_CACHE). */
-#define PS_ANALOG_REWEIGH 64
+#define PS_ANALOG_REWEIGH  64
+/* The model answers once it learned as many rows as its library holds (1.3 days at 1 minute): with fewer,
+ * its neighbours are the few rows there are (twitter's first day at targetCoverage 0.99 fell to 97.8 %
+ * covered where it answered from its 50th row). */
+#define PS_ANALOG_MIN_ROWS PS_ANALOG_ROWS
 /* The memory of the inputs' spreads, in learned steps. The spreads describe
  * the workload, not the hour: a memory of a day made worldcup98 0.855 alone, a plain mean of all its rows
  * 0.847 (the offline script scaled by the spreads of the whole first half). */
-#define PS_ANALOG_MEMORY  65536
+#define PS_ANALOG_MEMORY   65536
 
 struct ps_analog {
   double ref;   /* log(scale + eps): code 0 */
@@ -69,7 +73,7 @@ struct ps_analog {
   double n; /* rows learned (the weights' start: a plain mean until PS_ANALOG_MEMORY) */
   double mean[PS_ANALOG_INPUTS], var[PS_ANALOG_INPUTS];
   float w[PS_ANALOG_INPUTS]; /* the distance's weights (PS_ANALOG_REWEIGH) */
-  uint64_t epoch;            /* times they were set: 0 before PS_ANALOG_K rows */
+  uint64_t epoch;            /* times they were set: 0 before PS_ANALOG_MIN_ROWS rows */
   uint32_t since;            /* rows learned since */
 };
 
@@ -83,8 +87,9 @@ struct ps_analog_ring {
 void ps_analog_init(struct ps_analog *a);
 /* The code of load v: PS_ANALOG_MISSING for NaN, and before the first load above 0 (which sets the scale). */
 int16_t ps_analog_encode(struct ps_analog *a, double v);
-/* Learns step t (a final value of the ring): the spreads of row t's inputs. */
-void ps_analog_learn(struct ps_analog *a, const struct ps_analog_ring *r, int64_t t);
+/* Learns step t (a final value of the ring): the spreads of row t's inputs, as `rows` rows (a bulk load
+ * learns one row in a few, each for those it stands for). */
+void ps_analog_learn(struct ps_analog *a, const struct ps_analog_ring *r, int64_t t, uint32_t rows);
 /* The forecast of the peak of steps o + 1 .. o + h made at step o, whose load is `now` (the exact value the
  * code of step o rounds); period in steps, 0 when none. NaN when the model cannot answer: h beyond
  * PS_ANALOG_MAX_H, a missing input at o, or fewer than PS_ANALOG_K complete rows. It is

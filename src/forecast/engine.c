@@ -132,7 +132,7 @@ static void learn(struct ps_engine *e, int64_t t) {
         double cap = c < PS_MODEL_AUTO && e->s[c].count > 0 ? BIAS_CAP * mae(&e->s[c]) : INFINITY;
         if (!(p[P_CAND + c] == p[P_CAND + c])) continue;
         if (paired) e->an_paired[c] += fabs(act - p[P_CAND + c]);
-        ps_eng_cand_error(&e->c[c], act - p[P_CAND + c], e->h, cap);
+        ps_eng_cand_error(&e->c[c], act - p[P_CAND + c], e->h, cap, c == PS_MODEL_ANALOG);
         if (lv) ps_eng_cand_quantile(&e->c[c], act - p[P_CAND + c], e->cfg.target_coverage, e->cov.rate, pf);
       }
     }
@@ -144,7 +144,7 @@ static void learn(struct ps_engine *e, int64_t t) {
   ps_peak_add(&e->peak, y);
   if (e->an_stride == 1 || pmod(t, AN_BULK_SPREADS) == 0) { /* a bulk load's: AN_BULK_SPREADS */
     struct ps_analog_ring codes = ps_eng_codes(e);
-    ps_analog_learn(&e->an, &codes, t);
+    ps_analog_learn(&e->an, &codes, t, e->an_stride == 1 ? 1 : AN_BULK_SPREADS);
   }
   e->learned = t;
   e->n_learned++;
@@ -343,7 +343,7 @@ void ps_engine_bulk_end(struct ps_engine *e) {
     struct ps_analog_ring codes = ps_eng_codes(e);
     for (int64_t t = e->learned + 1; t <= skip_to; t++) {
       note_value(e, t, at(e, t));
-      if (pmod(t, AN_BULK_SPREADS) == 0) ps_analog_learn(&e->an, &codes, t);
+      if (pmod(t, AN_BULK_SPREADS) == 0) ps_analog_learn(&e->an, &codes, t, AN_BULK_SPREADS);
       e->n_learned++;
     }
     e->learned = skip_to;

@@ -279,13 +279,14 @@ void ps_eng_choose(struct ps_engine *e) {
   int cand = -1;
   for (int c = 0; c < N_CANDS; c++) {
     if (!ps_eng_usable(e, c)) continue;
-    if (cand < 0 || e->c[c].slow < e->c[cand].slow) cand = c;
+    if (cand < 0 || ps_eng_sel_score(e, c) < ps_eng_sel_score(e, cand)) cand = c;
   }
   if (cand < 0) {
     e->sel = e->base = PS_MODEL_LAST;
     return;
   }
-  if (!ps_eng_usable(e, e->sel) || e->c[cand].slow < SWITCH_RATIO * e->c[e->sel].slow) e->sel = cand;
+  if (!ps_eng_usable(e, e->sel) || ps_eng_sel_score(e, cand) < SWITCH_RATIO * ps_eng_sel_score(e, e->sel))
+    e->sel = cand;
   if (ps_eng_by_level(e))
     choose_base(e);
   else

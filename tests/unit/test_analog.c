@@ -25,7 +25,7 @@ static struct ps_analog_ring fill(struct ps_analog *a, const double *x, size_t n
     r.len = k + 1;
     r.head = k;
     r.newest = (int64_t)k;
-    ps_analog_learn(a, &r, (int64_t)k);
+    ps_analog_learn(a, &r, (int64_t)k, 1);
   }
   return r;
 }
