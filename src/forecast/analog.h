@@ -31,7 +31,7 @@
 #define PS_ANALOG_INPUTS   (PS_ANALOG_LAGS + 2)
 /* The library (scripts/peak_knn_bounded.py: "phase: last 240 + 7 days x +-120, no seasonal, logs only"). */
 #define PS_ANALOG_RECENT   240
-#define PS_ANALOG_PERIODS  7
+#define PS_ANALOG_PERIODS  6
 #define PS_ANALOG_WIDTH    120
 #define PS_ANALOG_ROWS     (PS_ANALOG_RECENT + PS_ANALOG_PERIODS * (2 * PS_ANALOG_WIDTH + 1))
 /* Rows per distance block: a whole number of vectors, so that the loop over a block needs no epilogue. */

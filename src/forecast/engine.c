@@ -25,6 +25,49 @@
 #include "period.h"
 #include "phase_margin.h"
 
+/* ---- the analog model's codes -------------------------------------------------------------------- */
+
+/* The steps the analog model's library and inputs reach back from a forecast's origin, with period p (0:
+ * none): its ring of codes holds no more (PS_ANALOG_PERIODS periods and PS_ANALOG_WIDTH steps, or the last
+ * PS_ANALOG_ROWS rows), at most the history's. A 16-bit code per slot of the whole history was 2.3 bytes
+ * per stored sample, which took the process over issue 11's 8.5 (docs/performance.md, "RSS"). */
+static size_t analog_reach(const struct ps_engine *e, size_t p) {
+  size_t reach = PS_ANALOG_ROWS + PS_ANALOG_MAX_H + PS_ANALOG_LAGS + 1;
+  if (e->h > PS_ANALOG_MAX_H)
+    reach = PS_ANALOG_LAGS + 1; /* the model does not run: its spreads' rows only */
+  else if (p >= 2 * PS_ANALOG_WIDTH + 1 && p > PS_ANALOG_WIDTH + PS_ANALOG_RECENT + PS_ANALOG_MAX_H &&
+           p <= (e->cap - PS_ANALOG_WIDTH - PS_ANALOG_LAGS - 1) / PS_ANALOG_PERIODS)
+    reach = PS_ANALOG_PERIODS * p + PS_ANALOG_WIDTH + PS_ANALOG_LAGS + 1;
+  else if (p >= 2 * PS_ANALOG_WIDTH + 1)
+    reach = e->cap; /* a long period: as far back as the history goes */
+  return reach < e->cap ? reach : e->cap;
+}
+
+/* A ring of `want` codes for the held steps: those the old ring holds copied, the others encoded from the
+ * float ring (every one when `all`: a bulk load's puts left them); kept as it was when the allocation
+ * fails (the library then misses the steps beyond it). */
+static void codes_resize(struct ps_engine *e, size_t want, int all) {
+  int16_t *c = malloc(want * sizeof *c);
+  if (c == NULL) return;
+  size_t held = e->len < e->code_cap ? e->len : e->code_cap, n = e->len < want ? e->len : want;
+  for (size_t i = 0; i < want; i++) c[i] = PS_ANALOG_MISSING;
+  for (int64_t t = e->newest - (int64_t)n + 1; t <= e->newest; t++)
+    c[pmod(t, want)] = !all && (uint64_t)(e->newest - t) < held ? e->code[pmod(t, e->code_cap)]
+                                                                : ps_analog_encode(&e->an, at(e, t));
+  free(e->code);
+  e->code = c;
+  e->code_cap = want;
+  ps_eng_analog_forget(e);
+}
+
+/* The ring of codes sized for the period the refit found (the codes depend on the data only, so the
+ * steps a larger ring adds are encoded again from the float ring); not during a bulk load's learning,
+ * which holds every step's code (ps_engine_bulk_end). */
+static void codes_fit(struct ps_engine *e) {
+  size_t want = analog_reach(e, e->period);
+  if (want != e->code_cap && !e->codes_held) codes_resize(e, want, 0);
+}
+
 /* ---- refits -------------------------------------------------------------------------------------- */
 
 /* Period detection (period auto) and the Holt-Winters parameter search over the learned history. The
@@ -56,6 +99,7 @@ static void refit(struct ps_engine *e, int bulk) {
     ps_hw_fit_tail(&e->hw, x, n, from, e->period, e->h, search);
     ps_pm_set(&e->pm, e->period, HOUR_MS % e->step == 0 ? (size_t)(HOUR_MS / e->step) : 0);
     free(x);
+    codes_fit(e);
   }
   e->refits++;
   e->refits_total++;
@@ -173,10 +217,8 @@ static void learn(struct ps_engine *e, int64_t t) {
 /* Forgets the samples and the models' level (a gap longer than the history, or the first put); keeps
  * the season, the fitted parameters and the error records, which describe the workload, not the data. */
 static void restart(struct ps_engine *e, int64_t t) {
-  for (size_t i = 0; i < e->cap; i++) {
-    e->v[i] = NAN;
-    e->code[i] = PS_ANALOG_MISSING;
-  }
+  for (size_t i = 0; i < e->cap; i++) e->v[i] = NAN;
+  for (size_t i = 0; i < e->code_cap; i++) e->code[i] = PS_ANALOG_MISSING;
   e->len = 0;
   e->head = 0;
   e->newest = t;
@@ -213,7 +255,8 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   e->h = h < 1 ? 1 : h > PS_ENGINE_MAX_HORIZON ? PS_ENGINE_MAX_HORIZON : (size_t)h;
   e->cap = c->capacity;
   e->v = malloc(e->cap * sizeof *e->v);
-  e->code = malloc(e->cap * sizeof *e->code);
+  e->code_cap = analog_reach(e, c->period_ms > 0 ? (size_t)(c->period_ms / c->step_ms) : 0);
+  e->code = malloc(e->code_cap * sizeof *e->code);
   e->pend = malloc((e->h + 1) * P_WIDTH * sizeof *e->pend);
   e->pend_at = malloc((e->h + 1) * sizeof *e->pend_at);
   e->damp = malloc((e->h + 1) * sizeof *e->damp);
@@ -253,10 +296,11 @@ void ps_engine_free(struct ps_engine *e) {
   free(e);
 }
 
-/* Ring entry i holds v: the float the models read, the code the analog model reads. */
-static void store(struct ps_engine *e, size_t i, double v) {
+/* Ring entry i holds step t's v: the float the models read; and the code the analog model reads, at
+ * t mod code_cap (a bulk load's puts leave the codes to ps_engine_bulk_end, which encodes them at once). */
+static void store(struct ps_engine *e, size_t i, int64_t t, double v) {
   e->v[i] = (float)v;
-  e->code[i] = ps_analog_encode(&e->an, v);
+  if (!e->bulk) e->code[pmod(t, e->code_cap)] = ps_analog_encode(&e->an, (float)v); /* as codes_encode */
 }
 
 int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
@@ -279,7 +323,7 @@ int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
 
   if (e->len == 0) {
     restart(e, t);
-    store(e, 0, v);
+    store(e, 0, t, v);
     e->len = 1;
     return 0;
   }
@@ -287,26 +331,26 @@ int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
     /* A revision of one of the provisional steps (engine.h), or too old. */
     uint64_t k = (uint64_t)e->newest - (uint64_t)t;
     if (k > PS_ENGINE_REVISABLE || k >= e->len) return UV_ERANGE;
-    size_t i = (e->head + e->cap - (size_t)k) % e->cap;
-    int16_t was = e->code[i];
-    store(e, i, v);
-    if (e->code[i] != was) ps_eng_analog_forget(e); /* its kept ratios read the old code (AN_CACHE) */
+    size_t i = (e->head + e->cap - (size_t)k) % e->cap, ci = pmod(t, e->code_cap);
+    int16_t was = e->code[ci];
+    store(e, i, t, v);
+    if (e->code[ci] != was) ps_eng_analog_forget(e); /* its kept ratios read the old code (AN_CACHE) */
     return 0;
   }
   uint64_t gap = (uint64_t)t - (uint64_t)e->newest;
   if (gap >= e->cap) {
     /* Longer than the history: nothing held is still relevant to the step that follows. */
     restart(e, t);
-    store(e, 0, v);
+    store(e, 0, t, v);
     e->len = 1;
     return 0;
   }
   for (uint64_t i = 0; i < gap; i++) {
     e->head = (e->head + 1) % e->cap;
-    store(e, e->head, NAN);
+    store(e, e->head, e->newest + 1 + (int64_t)i, NAN);
     if (e->len < e->cap) e->len++;
   }
-  store(e, e->head, v);
+  store(e, e->head, t, v);
   e->newest = t;
   /* Learn every step that is now older than the provisional ones (a gap learns its missing steps);
    * a bulk load leaves them to ps_engine_bulk_end. */
@@ -331,6 +375,10 @@ void ps_engine_bulk_end(struct ps_engine *e) {
   if (!e->bulk) return;
   e->bulk = 0;
   if (e->len == 0) return;
+  /* Every held step's code, for the spreads and the replay to read however old (the puts left them,
+   * store); cut to the library's reach once learned. */
+  codes_resize(e, e->cap, 1);
+  e->codes_held = 1;
   int64_t upto = e->newest - PROVISIONAL; /* the step the puts would have learned up to */
   uint64_t m = upto > e->learned ? (uint64_t)(upto - e->learned) : 0, replay = bulk_replay(e);
   uint64_t stepwise = replay + PS_ENGINE_FIRST_REFIT;
@@ -355,6 +403,8 @@ void ps_engine_bulk_end(struct ps_engine *e) {
   while (e->newest - e->learned > PROVISIONAL) learn(e, e->learned + 1);
   if (e->an_stride > 1 && e->cfg.model == PS_MODEL_AUTO) ps_eng_analog_calibrate(e);
   e->an_stride = 1;
+  e->codes_held = 0;
+  codes_fit(e);
 }
 
 void ps_engine_counts(const struct ps_engine *e, struct ps_engine_counts *out) {
@@ -511,7 +561,8 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
 }
 
 size_t ps_engine_memory(const struct ps_engine *e) {
-  return sizeof *e + e->cap * (sizeof *e->v + sizeof *e->code) + e->hw.period * sizeof *e->hw.season +
+  return sizeof *e + e->cap * sizeof *e->v + e->code_cap * sizeof *e->code +
+         e->hw.period * sizeof *e->hw.season +
          (e->h + 1) * (P_WIDTH * sizeof *e->pend + sizeof *e->pend_at + sizeof *e->damp) +
          e->cov.n * sizeof *e->cov.ring;
 }

@@ -145,7 +145,9 @@ struct ps_engine {
 
   /* history: v[head] is step `newest`, v[head - k] step newest - k, for k < len */
   float *v;
-  int16_t *code; /* the analog model's log codes of the same steps (analog.h) */
+  int16_t *code;   /* the analog model's log codes (analog.h): step t's at t mod code_cap, for the newest */
+  size_t code_cap; /* min(len, code_cap) steps (analog_reach in engine.c) */
+  int codes_held;  /* a bulk load's learning: the ring holds every step (codes_fit) */
   size_t cap, len, head;
   int64_t newest;
   /* The newest finite value put, exactly: the history rounds to float (7 digits), but the current value
@@ -253,8 +255,11 @@ static inline double at(const struct ps_engine *e, int64_t t) {
 
 /* The analog model's view of the code ring. */
 static inline struct ps_analog_ring ps_eng_codes(const struct ps_engine *e) {
-  return (struct ps_analog_ring){
-      .code = e->code, .cap = e->cap, .len = e->len, .head = e->head, .newest = e->newest};
+  return (struct ps_analog_ring){.code = e->code,
+                                 .cap = e->code_cap,
+                                 .len = e->len < e->code_cap ? e->len : e->code_cap,
+                                 .head = pmod(e->newest, e->code_cap),
+                                 .newest = e->newest};
 }
 
 static inline double mae(const struct series *s) { return s->count > 0 ? s->abs_sum / s->count : NAN; }

@@ -103,3 +103,44 @@ Test(engine_fixed, linear_answers_the_least_squares_line_of_its_window) {
     ps_engine_free(e);
   }
 }
+
+/* The analog model's codes are kept only as far back as its library reaches (engine.c analog_reach): a
+ * ring of the flat library's reach until a period is found, resized and encoded again from the float ring
+ * then. An engine that found the daily period itself answers, to the bit, what one given it answers from
+ * the step it found it on; with the period given the ring is 6 days and 132 steps of an 8-day history. */
+Test(engine_fixed, the_analog_models_codes_follow_the_period_found) {
+  const int day = 1440, n = 10 * day;
+  struct ps_engine_config c = {.model = PS_MODEL_ANALOG,
+                               .step_ms = STEP,
+                               .lookahead_ms = 2 * STEP,
+                               .capacity = 8 * day + 1,
+                               .target_coverage = 0.82};
+  struct ps_engine *found, *given, *none;
+  cr_assert_eq(ps_engine_new(&c, &found), 0);
+  c.period_ms = (int64_t)day * STEP;
+  cr_assert_eq(ps_engine_new(&c, &given), 0);
+  c.lookahead_ms = 8 * STEP; /* beyond the model's horizon: a ring of its inputs' 12 steps only */
+  cr_assert_eq(ps_engine_new(&c, &none), 0);
+  rng = 11;
+  int compared = 0;
+  for (int i = 0; i < n; i++) {
+    double v = 100 + 60 * sin(2 * M_PI * i / day) + 10 * (unif() - 0.5) + (i % day == 700 ? 80 : 0);
+    cr_assert_eq(ps_engine_put(found, (int64_t)i * STEP, v), 0);
+    cr_assert_eq(ps_engine_put(given, (int64_t)i * STEP, v), 0);
+    cr_assert_eq(ps_engine_put(none, (int64_t)i * STEP, v), 0);
+    struct ps_engine_result rf, rg;
+    cr_assert_eq(ps_engine_forecast(found, (int64_t)i * STEP, &rf), 0);
+    cr_assert_eq(ps_engine_forecast(given, (int64_t)i * STEP, &rg), 0);
+    if (rf.period_ms != rg.period_ms || !isfinite(rg.predicted)) continue;
+    cr_assert(same(rf.predicted, rg.predicted), "step %d: %.17g vs %.17g", i, rf.predicted, rg.predicted);
+    compared++;
+  }
+  cr_assert_gt(compared, 5 * day, "the period found after %d steps", n - compared);
+  /* the code rings' sizes, by difference: 2 bytes a step, within the few KB the horizon changes besides */
+  size_t codes = (size_t)(6 * day + 120 + 11 + 1);
+  cr_assert_geq(ps_engine_memory(given) + 4096, ps_engine_memory(none) + 2 * codes);
+  cr_assert_lt(ps_engine_memory(given), ps_engine_memory(none) + 2 * codes + 4096, "not 8 days of codes");
+  ps_engine_free(found);
+  ps_engine_free(given);
+  ps_engine_free(none);
+}
