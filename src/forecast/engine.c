@@ -375,34 +375,24 @@ void ps_engine_bulk_end(struct ps_engine *e) {
   if (!e->bulk) return;
   e->bulk = 0;
   if (e->len == 0) return;
+  /* Every held step's code, for the spreads and the replay to read however old (the puts left them,
+   * store); cut to the library's reach once learned. The replay's forecasts need the library's reach
+   * as of the period the refit below finds, which the ring cannot grow to while the load holds it. */
+  codes_resize(e, e->cap, 1);
+  e->codes_held = 1;
   int64_t upto = e->newest - PROVISIONAL; /* the step the puts would have learned up to */
   uint64_t m = upto > e->learned ? (uint64_t)(upto - e->learned) : 0, replay = bulk_replay(e);
   uint64_t stepwise = replay + PS_ENGINE_FIRST_REFIT;
   if (stepwise < PS_ENGINE_BULK_STEPWISE) stepwise = PS_ENGINE_BULK_STEPWISE;
-  /* The codes of the steps learned one by one below and of their inputs (the puts left them, store);
-   * the ring is cut or grown to the library's reach once learned. Not every held step's: a ring of the
-   * whole history for the time of the load left holes in the heap (10,000 targets: 8.57 bytes per
-   * stored sample of RSS against 8.33 expected). */
-  uint64_t one_by_one = (m > stepwise ? replay : m) + PROVISIONAL + PS_ANALOG_LAGS + PS_ANALOG_MAX_H + 1;
-  size_t reach = analog_reach(e, e->period);
-  codes_resize(e, one_by_one > reach ? (one_by_one < e->cap ? (size_t)one_by_one : e->cap) : reach, 1);
-  e->codes_held = 1;
   if (m > stepwise) {
     /* The older steps: what learn keeps of them besides the models' state (the refit below rebuilds
      * that from the whole history: its last run ends at the newest step it saw). Their errors would be
-     * forgotten by the end of the replay, so none is computed. The analog model's spreads learn from
-     * them through a window of the last codes, encoded as it goes (AN_BULK_SPREADS). */
+     * forgotten by the end of the replay, so none is computed. */
     int64_t skip_to = upto - (int64_t)replay;
-    int16_t win[PS_ANALOG_LAGS + 1];
-    struct ps_analog_ring w = {.code = win, .cap = PS_ANALOG_LAGS + 1};
+    struct ps_analog_ring codes = ps_eng_codes(e);
     for (int64_t t = e->learned + 1; t <= skip_to; t++) {
-      double y = at(e, t);
-      note_value(e, t, y);
-      w.head = pmod(t, w.cap);
-      win[w.head] = ps_analog_encode(&e->an, y);
-      w.newest = t;
-      if (w.len < w.cap) w.len++;
-      if (pmod(t, AN_BULK_SPREADS) == 0) ps_analog_learn(&e->an, &w, t, AN_BULK_SPREADS);
+      note_value(e, t, at(e, t));
+      if (pmod(t, AN_BULK_SPREADS) == 0) ps_analog_learn(&e->an, &codes, t, AN_BULK_SPREADS);
       e->n_learned++;
     }
     e->learned = skip_to;
