@@ -214,6 +214,18 @@ static void nearest_of(const struct rows *rw, struct nearest *best) {
   }
 }
 
+/* Whether the library takes the same phase of past periods: a period long enough for its blocks not to
+ * overlap each other or the last rows. */
+static int phased(size_t period, size_t h) {
+  return period >= 2 * PS_ANALOG_WIDTH + 1 && period > PS_ANALOG_WIDTH + PS_ANALOG_RECENT + h;
+}
+
+size_t ps_analog_reach(size_t period, size_t h) {
+  if (h > PS_ANALOG_MAX_H) return PS_ANALOG_LAGS + 1; /* no forecast: ps_analog_learn's row only */
+  if (phased(period, h)) return PS_ANALOG_PERIODS * period + PS_ANALOG_WIDTH + PS_ANALOG_LAGS + 1;
+  return PS_ANALOG_ROWS + h + PS_ANALOG_LAGS;
+}
+
 double ps_analog_ratio(const struct ps_analog *a, const struct ps_analog_ring *r, int64_t o, size_t h,
                        size_t period) {
   if (h < 1 || h > PS_ANALOG_MAX_H || !a->has_ref || a->epoch == 0) return NAN;
@@ -227,7 +239,7 @@ double ps_analog_ratio(const struct ps_analog *a, const struct ps_analog_ring *r
   int64_t lo[1 + PS_ANALOG_PERIODS + PS_ANALOG_ROWS / PS_ANALOG_BLOCK + 1];
   size_t len[sizeof lo / sizeof *lo], nb = 0;
   int64_t last = o - (int64_t)h;
-  if (period >= 2 * PS_ANALOG_WIDTH + 1 && period > PS_ANALOG_WIDTH + PS_ANALOG_RECENT + h) {
+  if (phased(period, h)) {
     lo[nb] = last - PS_ANALOG_RECENT + 1;
     len[nb++] = PS_ANALOG_RECENT;
     for (int d = 1; d <= PS_ANALOG_PERIODS; d++) {

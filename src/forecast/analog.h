@@ -101,6 +101,9 @@ void ps_analog_learn(struct ps_analog *a, const struct ps_analog_ring *r, int64_
 double ps_analog_ratio(const struct ps_analog *a, const struct ps_analog_ring *r, int64_t o, size_t h,
                        size_t period);
 double ps_analog_value(const struct ps_analog *a, double ratio, double now);
+/* How many steps back from an origin (the origin included) a forecast with period and h reads, and
+ * ps_analog_learn; the caller's ring need hold no more. */
+size_t ps_analog_reach(size_t period, size_t h);
 double ps_analog_forecast(const struct ps_analog *a, const struct ps_analog_ring *r, int64_t o, size_t h,
                           size_t period, double now);
 

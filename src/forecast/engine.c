@@ -27,19 +27,12 @@
 
 /* ---- the analog model's codes -------------------------------------------------------------------- */
 
-/* The steps the analog model's library and inputs reach back from a forecast's origin, with period p (0:
- * none): its ring of codes holds no more (PS_ANALOG_PERIODS periods and PS_ANALOG_WIDTH steps, or the last
- * PS_ANALOG_ROWS rows), at most the history's. A 16-bit code per slot of the whole history was 2.3 bytes
- * per stored sample, which took the process over issue 11's 8.5 (docs/performance.md, "RSS"). */
+/* The steps the analog model reads back from the newest with period p (0: none): from a forecast's origin
+ * (ps_analog_reach), which is as old as the learned step, PROVISIONAL steps behind the newest. Its ring of
+ * codes holds no more, and at most the history's. A 16-bit code per slot of the whole history was 2.3
+ * bytes per stored sample, which took the process over issue 11's 8.5 (docs/performance.md, "RSS"). */
 static size_t analog_reach(const struct ps_engine *e, size_t p) {
-  size_t reach = PS_ANALOG_ROWS + PS_ANALOG_MAX_H + PS_ANALOG_LAGS + 1;
-  if (e->h > PS_ANALOG_MAX_H)
-    reach = PS_ANALOG_LAGS + 1; /* the model does not run: its spreads' rows only */
-  else if (p >= 2 * PS_ANALOG_WIDTH + 1 && p > PS_ANALOG_WIDTH + PS_ANALOG_RECENT + PS_ANALOG_MAX_H &&
-           p <= (e->cap - PS_ANALOG_WIDTH - PS_ANALOG_LAGS - 1) / PS_ANALOG_PERIODS)
-    reach = PS_ANALOG_PERIODS * p + PS_ANALOG_WIDTH + PS_ANALOG_LAGS + 1;
-  else if (p >= 2 * PS_ANALOG_WIDTH + 1)
-    reach = e->cap; /* a long period: as far back as the history goes */
+  size_t reach = ps_analog_reach(p, e->h) + PROVISIONAL;
   return reach < e->cap ? reach : e->cap;
 }
 
