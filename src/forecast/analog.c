@@ -5,27 +5,68 @@
 #include <math.h>
 #include <string.h>
 
-/* Steps lo .. lo + n - 1 as floats, a missing one as NaN (which then poisons every sum it enters): the
- * held ones walked in the ring from the oldest, without a division per step. */
-static void load(const struct ps_analog_ring *r, int64_t lo, size_t n, float *x) {
+static size_t umin(size_t a, size_t b) { return a < b ? a : b; }
+
+static size_t imod(int64_t t, size_t m) {
+  int64_t r = t % (int64_t)m;
+  return (size_t)(r < 0 ? r + (int64_t)m : r);
+}
+
+/* The codes of steps s .. s + n - 1 (n > 0) that one contiguous run of the view holds: the first's address
+ * and the run's length in *run (1 .. n); or NULL and the length of the run of steps it does not hold. */
+static const int16_t *run_at(const struct ps_analog_ring *r, int64_t s, size_t n, size_t *run) {
   int64_t oldest = r->newest - (int64_t)r->len + 1;
-  size_t i = 0;
-  for (; i < n && lo + (int64_t)i < oldest; i++) x[i] = NAN;
-  if (i < n && lo + (int64_t)i <= r->newest) {
-    size_t k = (size_t)(r->newest - (lo + (int64_t)i)); /* steps behind the newest, < len */
-    size_t j = (r->head + r->cap - k) % r->cap;
-    size_t held = (size_t)(r->newest - (lo + (int64_t)i)) + 1, want = n - i < held ? n - i : held;
-    while (want > 0) { /* contiguous runs of the ring: a plain loop the compiler vectorizes */
-      size_t run = r->cap - j < want ? r->cap - j : want;
-      const int16_t *c = r->code + j;
-      float *y = x + i;
-      for (size_t m = 0; m < run; m++) y[m] = c[m] == PS_ANALOG_MISSING ? NAN : (float)c[m];
-      i += run;
-      want -= run;
-      j = 0;
+  if (s > r->newest) {
+    *run = n;
+    return NULL;
+  }
+  if (s >= oldest) { /* the newest steps' ring */
+    size_t j = (r->head + r->cap - (size_t)(r->newest - s)) % r->cap;
+    *run = umin(umin(n, (size_t)(r->newest - s) + 1), r->cap - j);
+    return r->code + j;
+  }
+  size_t until = (size_t)(oldest - s); /* steps to the ring's oldest */
+  if (r->windows > 0 && s < r->first) {
+    *run = umin(n, (size_t)(r->first - s));
+    return NULL;
+  }
+  if (r->windows > 0) {
+    /* The nearest window whose newest step hi is s or later: hi = top - d x period. */
+    int64_t top = r->newest + (int64_t)r->after, p = (int64_t)r->period;
+    int64_t d = (top - s) / p, w = d < (int64_t)r->windows ? d : (int64_t)r->windows;
+    if (w >= 1) {
+      int64_t hi = top - w * p, lo = hi - (int64_t)r->wcap + 1;
+      if (s >= lo) { /* (then d == w: a window is no longer than a period) */
+        size_t j = imod(s, r->wcap);
+        *run = umin(umin(n, (size_t)(hi - s) + 1), r->wcap - j);
+        return r->win + (size_t)(w - 1) * r->wcap + j;
+      }
+      if (s < lo) until = umin(until, (size_t)(lo - s)); /* held again from window w's oldest */
     }
   }
-  for (; i < n; i++) x[i] = NAN;
+  *run = umin(n, until);
+  return NULL;
+}
+
+int16_t ps_analog_code_at(const struct ps_analog_ring *r, int64_t t) {
+  size_t run;
+  const int16_t *c = run_at(r, t, 1, &run);
+  return c != NULL ? *c : PS_ANALOG_MISSING;
+}
+
+/* Steps lo .. lo + n - 1 as floats, a missing one as NaN (which then poisons every sum it enters): the
+ * view's contiguous runs, each converted without a division per step. */
+static void load(const struct ps_analog_ring *r, int64_t lo, size_t n, float *x) {
+  for (size_t i = 0; i < n;) {
+    size_t run;
+    const int16_t *c = run_at(r, lo + (int64_t)i, n - i, &run);
+    float *y = x + i;
+    if (c == NULL)
+      for (size_t m = 0; m < run; m++) y[m] = NAN;
+    else /* a plain loop the compiler vectorizes */
+      for (size_t m = 0; m < run; m++) y[m] = c[m] == PS_ANALOG_MISSING ? NAN : (float)c[m];
+    i += run;
+  }
 }
 
 /* Row s's inputs from p = the codes of steps s - PS_ANALOG_LAGS .. s (p[PS_ANALOG_LAGS] is step s): the
@@ -220,10 +261,17 @@ static int phased(size_t period, size_t h) {
   return period >= 2 * PS_ANALOG_WIDTH + 1 && period > PS_ANALOG_WIDTH + PS_ANALOG_RECENT + h;
 }
 
-size_t ps_analog_reach(size_t period, size_t h) {
-  if (h > PS_ANALOG_MAX_H) return PS_ANALOG_LAGS + 1; /* no forecast: ps_analog_learn's row only */
-  if (phased(period, h)) return PS_ANALOG_PERIODS * period + PS_ANALOG_WIDTH + PS_ANALOG_LAGS + 1;
-  return PS_ANALOG_ROWS + h + PS_ANALOG_LAGS;
+void ps_analog_layout(size_t period, size_t h, struct ps_analog_layout *l) {
+  *l = (struct ps_analog_layout){.recent = PS_ANALOG_LAGS + 1}; /* no forecast: ps_analog_learn's row only */
+  if (h > PS_ANALOG_MAX_H) return;
+  if (!phased(period, h)) {
+    l->recent = PS_ANALOG_ROWS + h + PS_ANALOG_LAGS; /* the flat library, as ps_analog_ratio's blocks */
+    return;
+  }
+  l->recent = PS_ANALOG_RECENT + h + PS_ANALOG_LAGS;
+  l->windows = PS_ANALOG_PERIODS;
+  l->before = PS_ANALOG_WIDTH + PS_ANALOG_LAGS;
+  l->after = PS_ANALOG_WIDTH + h;
 }
 
 double ps_analog_ratio(const struct ps_analog *a, const struct ps_analog_ring *r, int64_t o, size_t h,

@@ -14,8 +14,11 @@
  * public traces the same phase over a week beats more recent rows (docs/forecasting.md, "How far the
  * window's peak can be forecast (bounds)": scripts/peak_knn_bounded.py chose these settings offline).
  *
- * Storage: a 16-bit log code per stored sample beside the engine's float ring (the rows' inputs are
- * recomputed from it at each forecast, 2 bytes a sample where storing them would cost 14 or more).
+ * Storage: 16-bit log codes of the steps the library reads, beside the engine's float ring (the rows'
+ * inputs are recomputed from them at each forecast, 2 bytes a step where storing them would cost 14 or
+ * more): a ring of the newest steps, and with a period a window around the same phase in each past period
+ * that slides with it (ps_analog_layout), 3.6 KB where a code for every step of a week at 1 minute was
+ * 17.5 KB.
  * Cost: O(PS_ANALOG_ROWS x PS_ANALOG_INPUTS) per forecast, a constant (about 25,000 flops, in blocks of
  * PS_ANALOG_BLOCK rows that the compiler vectorizes), and the selection of K among the rows. The target of
  * a row is the maximum of h codes, so the model runs only up to PS_ANALOG_MAX_H steps of lookahead.
@@ -80,11 +83,25 @@ struct ps_analog {
   uint32_t since;            /* rows learned since */
 };
 
-/* A view of the engine's code ring: code[head] is step newest, code[head - k] step newest - k, k < len. */
+/* A view of the engine's codes. The ring of the newest steps: code[head] is step newest, code[head - k]
+ * step newest - k, for k < len. With windows > 0, window d = 1 .. windows holds the steps t with
+ * hi - wcap < t <= hi, hi = newest + after - d x period, step t at win[(d - 1) x wcap + t mod wcap]
+ * (wcap <= period: the windows do not overlap). A step neither holds, or older than `first` (the
+ * history's oldest), reads as missing. */
 struct ps_analog_ring {
   const int16_t *code;
   size_t cap, len, head;
   int64_t newest;
+  const int16_t *win;
+  size_t windows, wcap, after, period;
+  int64_t first;
+};
+
+/* The steps the library reads around an origin o, and ps_analog_learn at o: the recent steps o - recent + 1
+ * .. o, and, in each of the last `windows` periods d (0 without a period long enough, the flat library),
+ * the steps o - d x period - before .. o - d x period + after. */
+struct ps_analog_layout {
+  size_t recent, windows, before, after;
 };
 
 void ps_analog_init(struct ps_analog *a);
@@ -98,12 +115,14 @@ void ps_analog_learn(struct ps_analog *a, const struct ps_analog_ring *r, int64_
  * PS_ANALOG_MAX_H, a missing input at o, or fewer than PS_ANALOG_K complete rows. It is
  * ps_analog_value(ps_analog_ratio(...), now): the ratio, in codes, is the costly part, and reads the codes
  * only, so that the engine may keep it for the step's learning (engine_int.h, AN_CACHE). */
+/* The code the view holds for step t: PS_ANALOG_MISSING when missing or not held. */
+int16_t ps_analog_code_at(const struct ps_analog_ring *r, int64_t t);
 double ps_analog_ratio(const struct ps_analog *a, const struct ps_analog_ring *r, int64_t o, size_t h,
                        size_t period);
 double ps_analog_value(const struct ps_analog *a, double ratio, double now);
-/* How many steps back from an origin (the origin included) a forecast with period and h reads, and
- * ps_analog_learn; the caller's ring need hold no more. */
-size_t ps_analog_reach(size_t period, size_t h);
+/* The codes a forecast with period and h, and ps_analog_learn, read around their origin (struct
+ * ps_analog_layout); the caller's view need hold no others. */
+void ps_analog_layout(size_t period, size_t h, struct ps_analog_layout *l);
 double ps_analog_forecast(const struct ps_analog *a, const struct ps_analog_ring *r, int64_t o, size_t h,
                           size_t period, double now);
 

@@ -27,38 +27,89 @@
 
 /* ---- the analog model's codes -------------------------------------------------------------------- */
 
-/* The steps the analog model reads back from the newest with period p (0: none): from a forecast's origin
- * (ps_analog_reach), which is as old as the learned step, PROVISIONAL steps behind the newest. Its ring of
- * codes holds no more, and at most the history's. A 16-bit code per slot of the whole history was 2.3
- * bytes per stored sample, which took the process over issue 11's 8.5 (docs/performance.md, "RSS"). */
-static size_t analog_reach(const struct ps_engine *e, size_t p) {
-  size_t reach = ps_analog_reach(p, e->h) + PROVISIONAL;
-  return reach < e->cap ? reach : e->cap;
+/* Where the analog model's codes are kept for period p (0: none): what its library and learning read
+ * (ps_analog_layout) from every origin a forecast or a learned step takes, which is as old as the learned
+ * step, PROVISIONAL steps behind the newest. With a period, a ring of the newest steps and a window around
+ * the same phase in each past period that the float ring reaches, sliding with the newest step
+ * (codes_advance): 3.6 KB at 1 minute, where a code for every step of the library's reach (6 days) was
+ * 17.5 KB, 1.7 bytes per stored sample of a week, which took the process over issue 11's 8.5
+ * (docs/performance.md, "RSS"). A bulk load's learning holds every step's code instead (codes_held). */
+struct codes_layout {
+  size_t cap, win_n, win_cap, win_after, win_period;
+};
+
+static struct codes_layout codes_layout(const struct ps_engine *e, size_t p) {
+  struct codes_layout c = {.cap = e->cap};
+  if (e->codes_held) return c;
+  struct ps_analog_layout l;
+  ps_analog_layout(p, e->h, &l);
+  if (l.recent + PROVISIONAL < c.cap) c.cap = l.recent + PROVISIONAL;
+  if (l.windows == 0) return c;
+  c.win_cap = l.before + PROVISIONAL + l.after + 1;
+  c.win_after = l.after;
+  c.win_period = p;
+  /* windows that hold a step of the float ring: d x p - after steps behind the newest is their newest */
+  while (c.win_n < l.windows && (c.win_n + 1) * p - l.after < e->cap) c.win_n++;
+  return c;
 }
 
-/* A ring of `want` codes for the held steps: those the old ring holds copied, the others encoded from the
- * float ring (every one when `all`: a bulk load's puts left them); kept as it was when the allocation
- * fails (the library then misses the steps beyond it). */
-static void codes_resize(struct ps_engine *e, size_t want, int all) {
-  int16_t *c = malloc(want * sizeof *c);
+/* The library's windows never overlap (struct ps_analog_ring): a window is shorter than a period the
+ * library takes the same phase of (analog.c, phased: period > PS_ANALOG_WIDTH + PS_ANALOG_RECENT + h). */
+_Static_assert(PS_ANALOG_WIDTH + PS_ANALOG_LAGS + PROVISIONAL < PS_ANALOG_RECENT, "windows overlap");
+
+static size_t codes_size(const struct codes_layout *c) { return c->cap + c->win_n * c->win_cap; }
+
+/* The code of step t: encoded from the float ring (codes depend on the data only), missing when not held. */
+static int16_t code_of(struct ps_engine *e, int64_t t) { return ps_analog_encode(&e->an, at(e, t)); }
+
+/* Window d's step t, for d = 1 .. win_n. */
+static int16_t *win_slot(struct ps_engine *e, size_t d, int64_t t) {
+  return e->code + e->code_cap + (d - 1) * e->win_cap + pmod(t, e->win_cap);
+}
+
+/* The codes laid out as `want`: those the old ring of the newest steps holds copied (none when `all`: a
+ * bulk load's puts left them, store), the others encoded from the float ring; kept as they were when the
+ * allocation fails (the library then misses the steps beyond them). */
+static void codes_build(struct ps_engine *e, const struct codes_layout *want, int all) {
+  int16_t *c = malloc(codes_size(want) * sizeof *c);
   if (c == NULL) return;
-  size_t held = e->len < e->code_cap ? e->len : e->code_cap, n = e->len < want ? e->len : want;
-  for (size_t i = 0; i < want; i++) c[i] = PS_ANALOG_MISSING;
-  for (int64_t t = e->newest - (int64_t)n + 1; t <= e->newest; t++)
-    c[pmod(t, want)] = !all && (uint64_t)(e->newest - t) < held ? e->code[pmod(t, e->code_cap)]
-                                                                : ps_analog_encode(&e->an, at(e, t));
+  uint64_t held = all ? 0 : e->len < e->code_cap ? e->len : e->code_cap;
+  /* the steps of each part: the newest ring's, then each window's (hi - win_cap, hi] */
+  for (size_t d = 0; d <= want->win_n; d++) {
+    size_t n = d == 0 ? want->cap : want->win_cap, base = d == 0 ? 0 : want->cap + (d - 1) * n;
+    int64_t hi = e->newest + (d == 0 ? 0 : (int64_t)want->win_after - (int64_t)(d * want->win_period));
+    for (int64_t t = hi - (int64_t)n + 1; t <= hi; t++)
+      c[base + pmod(t, n)] = (uint64_t)(e->newest - t) < held ? e->code[pmod(t, e->code_cap)] : code_of(e, t);
+  }
   free(e->code);
   e->code = c;
-  e->code_cap = want;
+  e->code_cap = want->cap;
+  e->win_n = want->win_n;
+  e->win_cap = want->win_cap;
+  e->win_after = want->win_after;
+  e->win_period = want->win_period;
   ps_eng_analog_forget(e);
 }
 
-/* The ring of codes sized for the period the refit found (the codes depend on the data only, so the
- * steps a larger ring adds are encoded again from the float ring); not during a bulk load's learning,
- * which holds every step's code (ps_engine_bulk_end). */
+/* The windows slid from newest step `from` to the newest: each takes the steps that enter it (O(win_n) a
+ * step), whose slots are those of the steps that leave it. */
+static void codes_advance(struct ps_engine *e, int64_t from) {
+  if (e->win_n == 0) return;
+  int64_t lo = e->newest - (int64_t)e->win_cap + 1;
+  for (int64_t s = from + 1 > lo ? from + 1 : lo; s <= e->newest; s++)
+    for (size_t d = 1; d <= e->win_n; d++) {
+      int64_t t = s + (int64_t)e->win_after - (int64_t)(d * e->win_period);
+      *win_slot(e, d, t) = code_of(e, t);
+    }
+}
+
+/* The codes laid out for the period the refit found (the steps a new layout adds are encoded again from
+ * the float ring); not during a bulk load's learning, which holds every step's code (ps_engine_bulk_end). */
 static void codes_fit(struct ps_engine *e) {
-  size_t want = analog_reach(e, e->period);
-  if (want != e->code_cap && !e->codes_held) codes_resize(e, want, 0);
+  struct codes_layout want = codes_layout(e, e->period);
+  if (want.cap != e->code_cap || want.win_n != e->win_n || want.win_cap != e->win_cap ||
+      want.win_after != e->win_after || want.win_period != e->win_period)
+    codes_build(e, &want, 0);
 }
 
 /* ---- refits -------------------------------------------------------------------------------------- */
@@ -211,7 +262,7 @@ static void learn(struct ps_engine *e, int64_t t) {
  * the season, the fitted parameters and the error records, which describe the workload, not the data. */
 static void restart(struct ps_engine *e, int64_t t) {
   for (size_t i = 0; i < e->cap; i++) e->v[i] = NAN;
-  for (size_t i = 0; i < e->code_cap; i++) e->code[i] = PS_ANALOG_MISSING;
+  for (size_t i = 0; i < e->code_cap + e->win_n * e->win_cap; i++) e->code[i] = PS_ANALOG_MISSING;
   e->len = 0;
   e->head = 0;
   e->newest = t;
@@ -248,8 +299,13 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   e->h = h < 1 ? 1 : h > PS_ENGINE_MAX_HORIZON ? PS_ENGINE_MAX_HORIZON : (size_t)h;
   e->cap = c->capacity;
   e->v = malloc(e->cap * sizeof *e->v);
-  e->code_cap = analog_reach(e, c->period_ms > 0 ? (size_t)(c->period_ms / c->step_ms) : 0);
-  e->code = malloc(e->code_cap * sizeof *e->code);
+  struct codes_layout cl = codes_layout(e, c->period_ms > 0 ? (size_t)(c->period_ms / c->step_ms) : 0);
+  e->code_cap = cl.cap;
+  e->win_n = cl.win_n;
+  e->win_cap = cl.win_cap;
+  e->win_after = cl.win_after;
+  e->win_period = cl.win_period;
+  e->code = malloc(codes_size(&cl) * sizeof *e->code);
   e->pend = malloc((e->h + 1) * P_WIDTH * sizeof *e->pend);
   e->pend_at = malloc((e->h + 1) * sizeof *e->pend_at);
   e->damp = malloc((e->h + 1) * sizeof *e->damp);
@@ -290,10 +346,11 @@ void ps_engine_free(struct ps_engine *e) {
 }
 
 /* Ring entry i holds step t's v: the float the models read; and the code the analog model reads, at
- * t mod code_cap (a bulk load's puts leave the codes to ps_engine_bulk_end, which encodes them at once). */
+ * t mod code_cap (a bulk load's puts leave the codes to ps_engine_bulk_end, which encodes them at once; the
+ * windows take a step much later, codes_advance). */
 static void store(struct ps_engine *e, size_t i, int64_t t, double v) {
   e->v[i] = (float)v;
-  if (!e->bulk) e->code[pmod(t, e->code_cap)] = ps_analog_encode(&e->an, (float)v); /* as codes_encode */
+  if (!e->bulk) e->code[pmod(t, e->code_cap)] = ps_analog_encode(&e->an, (float)v); /* as code_of */
 }
 
 int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
@@ -344,7 +401,9 @@ int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
     if (e->len < e->cap) e->len++;
   }
   store(e, e->head, t, v);
+  int64_t from = e->newest;
   e->newest = t;
+  if (!e->bulk) codes_advance(e, from); /* a bulk load's end lays the codes out afresh */
   /* Learn every step that is now older than the provisional ones (a gap learns its missing steps);
    * a bulk load leaves them to ps_engine_bulk_end. */
   if (!e->bulk)
@@ -369,10 +428,11 @@ void ps_engine_bulk_end(struct ps_engine *e) {
   e->bulk = 0;
   if (e->len == 0) return;
   /* Every held step's code, for the spreads and the replay to read however old (the puts left them,
-   * store); cut to the library's reach once learned. The replay's forecasts need the library's reach
-   * as of the period the refit below finds, which the ring cannot grow to while the load holds it. */
-  codes_resize(e, e->cap, 1);
+   * store); laid out for the library once learned (codes_fit). The replay's forecasts read the library
+   * of origins far behind the newest, as of the period the refit below finds. */
   e->codes_held = 1;
+  struct codes_layout all = codes_layout(e, e->period);
+  codes_build(e, &all, 1);
   int64_t upto = e->newest - PROVISIONAL; /* the step the puts would have learned up to */
   uint64_t m = upto > e->learned ? (uint64_t)(upto - e->learned) : 0, replay = bulk_replay(e);
   uint64_t stepwise = replay + PS_ENGINE_FIRST_REFIT;
@@ -555,7 +615,7 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
 }
 
 size_t ps_engine_memory(const struct ps_engine *e) {
-  return sizeof *e + e->cap * sizeof *e->v + e->code_cap * sizeof *e->code +
+  return sizeof *e + e->cap * sizeof *e->v + (e->code_cap + e->win_n * e->win_cap) * sizeof *e->code +
          e->hw.period * sizeof *e->hw.season +
          (e->h + 1) * (P_WIDTH * sizeof *e->pend + sizeof *e->pend_at + sizeof *e->damp) +
          e->cov.n * sizeof *e->cov.ring;

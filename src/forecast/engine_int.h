@@ -145,9 +145,12 @@ struct ps_engine {
 
   /* history: v[head] is step `newest`, v[head - k] step newest - k, for k < len */
   float *v;
-  int16_t *code;   /* the analog model's log codes (analog.h): step t's at t mod code_cap, for the newest */
-  size_t code_cap; /* min(len, code_cap) steps (analog_reach in engine.c) */
-  int codes_held;  /* a bulk load's learning: the ring holds every step (codes_fit) */
+  /* The analog model's log codes (analog.h, struct ps_analog_ring), one allocation: a ring of the newest
+   * code_cap steps (step t's at t mod code_cap, for the newest min(len, code_cap)), then win_n windows of
+   * win_cap steps around the same phase of past periods of win_period steps (codes_layout in engine.c). */
+  int16_t *code;
+  size_t code_cap, win_n, win_cap, win_after, win_period;
+  int codes_held; /* a bulk load's learning: the ring holds every step, no window (codes_fit) */
   size_t cap, len, head;
   int64_t newest;
   /* The newest finite value put, exactly: the history rounds to float (7 digits), but the current value
@@ -253,13 +256,19 @@ static inline double at(const struct ps_engine *e, int64_t t) {
   return e->v[(e->head + e->cap - (size_t)k) % e->cap];
 }
 
-/* The analog model's view of the code ring. */
+/* The analog model's view of the codes. */
 static inline struct ps_analog_ring ps_eng_codes(const struct ps_engine *e) {
   return (struct ps_analog_ring){.code = e->code,
                                  .cap = e->code_cap,
                                  .len = e->len < e->code_cap ? e->len : e->code_cap,
                                  .head = pmod(e->newest, e->code_cap),
-                                 .newest = e->newest};
+                                 .newest = e->newest,
+                                 .win = e->code + e->code_cap,
+                                 .windows = e->win_n,
+                                 .wcap = e->win_cap,
+                                 .after = e->win_after,
+                                 .period = e->win_period,
+                                 .first = e->newest - (int64_t)e->len + 1};
 }
 
 static inline double mae(const struct series *s) { return s->count > 0 ? s->abs_sum / s->count : NAN; }

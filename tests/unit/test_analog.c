@@ -125,3 +125,98 @@ Test(analog, the_library_holds_the_same_phase_of_past_periods) {
   cr_assert(fabs(with - 400) < 4, "with the period: %g", with);
   cr_assert_lt(without, 300, "without it: %g", without);
 }
+
+/* The engine keeps only the codes its library reads (ps_analog_layout): a ring of the newest steps and a
+ * window around the same phase of each past period. A view of those alone holds every code that the
+ * library of an origin up to BACK steps behind the newest (the engine's learned step) reads, as analog.h
+ * describes it, and answers what a ring of every step answers, to the bit, for every h the model
+ * forecasts; a view whose history starts at `first` reads the steps before it as missing (its windows may
+ * still hold them). */
+static int16_t recent[MAX_STEPS], win[MAX_STEPS], cut[MAX_STEPS];
+
+static struct ps_analog_ring windowed(const struct ps_analog_layout *l, size_t period, int64_t newest,
+                                      size_t back, const int16_t *all) {
+  size_t rcap = l->recent + back, wcap = l->before + back + l->after + 1;
+  for (int64_t t = newest - (int64_t)rcap + 1; t <= newest; t++) recent[t % (int64_t)rcap] = all[t];
+  for (size_t d = 1; d <= l->windows; d++) {
+    int64_t hi = newest + (int64_t)l->after - (int64_t)(d * period);
+    for (int64_t t = hi - (int64_t)wcap + 1; t <= hi; t++)
+      win[(d - 1) * wcap + (size_t)(t % (int64_t)wcap)] = all[t];
+  }
+  return (struct ps_analog_ring){.code = recent,
+                                 .cap = rcap,
+                                 .len = rcap,
+                                 .head = (size_t)(newest % (int64_t)rcap),
+                                 .newest = newest,
+                                 .win = win,
+                                 .windows = l->windows,
+                                 .wcap = wcap,
+                                 .after = l->after,
+                                 .period = period,
+                                 .first = 0};
+}
+
+/* Whether the library of origin o (a period of p long enough) reads step t, as analog.h describes it: the
+ * query's inputs, and every row's inputs and window, the last PS_ANALOG_RECENT rows whose window ended by
+ * o and those within PS_ANALOG_WIDTH steps of o's phase in the last PS_ANALOG_PERIODS periods. */
+static int library_reads(int64_t o, int64_t h, int64_t p, int64_t t) {
+  if (t >= o - h - PS_ANALOG_RECENT + 1 - PS_ANALOG_LAGS && t <= o) return 1;
+  for (int64_t d = 1; d <= PS_ANALOG_PERIODS; d++)
+    if (t >= o - d * p - PS_ANALOG_WIDTH - PS_ANALOG_LAGS && t <= o - d * p + PS_ANALOG_WIDTH + h) return 1;
+  return 0;
+}
+
+Test(analog, a_view_of_the_layout_answers_as_a_ring_of_every_step) {
+  enum { P = 400, N = 7 * P + 300, BACK = 3 };
+  static double x[N];
+  rng = 5;
+  for (size_t k = 0; k < N; k++) {
+    x[k] = 200 + 80 * sin(2 * M_PI * (double)k / P) + 30 * unif() + (k % P == 123 ? 150 : 0);
+    if (k % 997 == 0) x[k] = NAN;
+  }
+  struct ps_analog a;
+  struct ps_analog_ring full = fill(&a, x, N);
+  const size_t hs[] = {1, 4, PS_ANALOG_MAX_H};
+  for (size_t i = 0; i < sizeof hs / sizeof *hs; i++) {
+    int64_t h = (int64_t)hs[i];
+    struct ps_analog_layout l;
+    ps_analog_layout(P, hs[i], &l);
+    cr_assert_eq(l.windows, PS_ANALOG_PERIODS);
+    struct ps_analog_ring v = windowed(&l, P, N - 1, BACK, codes);
+    size_t read = 0;
+    for (int64_t t = 0; t < N; t++) {
+      int reads = 0;
+      for (int64_t o = N - 1 - BACK; o < N; o++) reads |= library_reads(o, h, P, t);
+      if (!reads) continue;
+      cr_assert_eq(ps_analog_code_at(&v, t), codes[t], "h %lld: step %lld", (long long)h, (long long)t);
+      cr_assert_eq(ps_analog_code_at(&full, t), codes[t]);
+      read++;
+    }
+    cr_assert_eq(read, (size_t)(PS_ANALOG_RECENT + h + PS_ANALOG_LAGS + BACK +
+                                PS_ANALOG_PERIODS * (2 * PS_ANALOG_WIDTH + PS_ANALOG_LAGS + h + 1 + BACK)));
+    for (int64_t o = N - 1 - BACK; o < N; o++) {
+      double want = ps_analog_ratio(&a, &full, o, hs[i], P), got = ps_analog_ratio(&a, &v, o, hs[i], P);
+      cr_assert(isfinite(want), "h %lld origin %lld", (long long)h, (long long)o);
+      cr_assert_eq(got, want, "h %lld origin %lld: %g, every step %g", (long long)h, (long long)o, got, want);
+    }
+    /* the history from 5 periods back: the 6th period's rows are gone, though the 6th window holds them */
+    int64_t first = N - 1 - 5 * P;
+    for (int64_t t = 0; t < N; t++) cut[t] = t < first ? PS_ANALOG_MISSING : codes[t];
+    struct ps_analog_ring fc = full;
+    fc.code = cut;
+    v.first = first;
+    for (int64_t t = 0; t < first; t++) cr_assert_eq(ps_analog_code_at(&v, t), PS_ANALOG_MISSING);
+    cr_assert_eq(ps_analog_code_at(&v, first), codes[first]);
+    double want = ps_analog_ratio(&a, &fc, N - 1, hs[i], P), got = ps_analog_ratio(&a, &v, N - 1, hs[i], P);
+    cr_assert_eq(got, want, "h %lld, from step %lld: %g, every step %g", (long long)h, (long long)first, got,
+                 want);
+  }
+  /* without a period, or beyond the model's horizon: the newest steps only */
+  struct ps_analog_layout l;
+  ps_analog_layout(0, 2, &l);
+  cr_assert_eq(l.windows, 0);
+  cr_assert_eq(l.recent, PS_ANALOG_ROWS + 2 + PS_ANALOG_LAGS);
+  ps_analog_layout(P, PS_ANALOG_MAX_H + 1, &l);
+  cr_assert_eq(l.windows, 0);
+  cr_assert_eq(l.recent, PS_ANALOG_LAGS + 1);
+}

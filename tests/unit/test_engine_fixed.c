@@ -7,7 +7,9 @@
 #include <string.h>
 #include <uv.h>
 
+#include "forecast/analog.h"
 #include "forecast/engine.h"
+#include "forecast/engine_int.h"
 
 #define STEP 60000
 
@@ -104,10 +106,11 @@ Test(engine_fixed, linear_answers_the_least_squares_line_of_its_window) {
   }
 }
 
-/* The analog model's codes are kept only as far back as its library reaches (engine.c analog_reach): a
- * ring of the flat library's reach until a period is found, resized and encoded again from the float ring
- * then. An engine that found the daily period itself answers, to the bit, what one given it answers from
- * the step it found it on; with the period given the ring is 6 days and 135 steps of an 8-day history. */
+/* The analog model's codes are kept only where its library reads (engine.c codes_layout): a ring of the
+ * flat library's reach until a period is found, laid out again then (a ring of the newest steps and a
+ * window around the same phase of each of the last 6 days), encoded again from the float ring. An engine
+ * that found the daily period itself answers, to the bit, what one given it answers from the step it
+ * found it on. */
 Test(engine_fixed, the_analog_models_codes_follow_the_period_found) {
   const int day = 1440, n = 10 * day;
   struct ps_engine_config c = {.model = PS_MODEL_ANALOG,
@@ -136,11 +139,79 @@ Test(engine_fixed, the_analog_models_codes_follow_the_period_found) {
     compared++;
   }
   cr_assert_gt(compared, 5 * day, "the period found after %d steps", n - compared);
-  /* the code rings' sizes, by difference: 2 bytes a step, within the few KB the horizon changes besides */
-  size_t codes = (size_t)(6 * day + 120 + 11 + 1 + 3); /* from the learned step, 3 behind the newest */
-  cr_assert_geq(ps_engine_memory(given) + 4096, ps_engine_memory(none) + 2 * codes);
-  cr_assert_lt(ps_engine_memory(given), ps_engine_memory(none) + 2 * codes + 4096, "not 8 days of codes");
+  /* the codes' layout (white box): the newest 240 + 2 + 11 steps and 6 windows of 120 + 11 + 1 + 120 + 2
+   * steps, each 3 more (from the learned step, 3 behind the newest); beyond the model's horizon, its
+   * inputs' 12 steps and 3 */
+  cr_assert_eq(given->code_cap, 240 + 2 + 11 + 3);
+  cr_assert_eq(given->win_n, 6);
+  cr_assert_eq(given->win_cap, 120 + 11 + 1 + 120 + 2 + 3);
+  cr_assert_eq(found->code_cap, given->code_cap);
+  cr_assert_eq(found->win_n, given->win_n);
+  cr_assert_eq(found->win_cap, given->win_cap);
+  cr_assert_eq(none->code_cap, 12 + 3);
+  cr_assert_eq(none->win_n, 0);
+  size_t codes = 256 + 6 * 257 - 15;
+  cr_assert_lt(ps_engine_memory(given), ps_engine_memory(none) + 2 * codes + 1024, "not 8 days of codes");
   ps_engine_free(found);
   ps_engine_free(given);
   ps_engine_free(none);
+}
+
+/* Whether step t is read by the library (analog.h) of some origin in lo .. hi, h and period p. */
+static int library_reads(int64_t lo, int64_t hi, int64_t h, int64_t p, int64_t t) {
+  if (t >= lo - h - PS_ANALOG_RECENT + 1 - PS_ANALOG_LAGS && t <= hi) return 1;
+  for (int64_t d = 1; d <= PS_ANALOG_PERIODS; d++)
+    if (t >= lo - d * p - PS_ANALOG_WIDTH - PS_ANALOG_LAGS && t <= hi - d * p + PS_ANALOG_WIDTH + h) return 1;
+  return 0;
+}
+
+/* White box (engine_int.h): the codes the analog model reads through the engine's view (ps_eng_codes), a
+ * ring of the newest steps and windows that slide around the same phase of past periods, are those of the
+ * values the history holds, after a bulk load, across gaps, revisions of the provisional steps and a gap
+ * longer than the history (a restart): every code it holds is that of its step's value, and it holds every
+ * step the library of an origin from the learned step to the newest reads, within the history. */
+Test(engine_fixed, the_analog_models_view_holds_the_codes_of_the_history) {
+  enum { P = 400, CAP = 3 * P + 50, N = 9000, H = 3, BULK = 2000 }; /* the 3rd window reaches beyond */
+  struct ps_engine_config c = {.model = PS_MODEL_ANALOG,
+                               .step_ms = STEP,
+                               .lookahead_ms = H * STEP,
+                               .period_ms = (int64_t)P * STEP,
+                               .capacity = CAP,
+                               .target_coverage = 0.82};
+  struct ps_engine *e;
+  cr_assert_eq(ps_engine_new(&c, &e), 0);
+  static double val[N + CAP + 100];
+  for (size_t i = 0; i < sizeof val / sizeof *val; i++) val[i] = NAN;
+  rng = 13;
+  int64_t t = -1;
+  size_t checked = 0, held = 0;
+  ps_engine_bulk_begin(e);
+  for (int i = 0; i < N; i++) {
+    t++;
+    if (i == 6000) t += CAP + 10;                  /* a restart */
+    if (i % 900 >= 400 && i % 900 < 430) continue; /* a gap of 30 steps */
+    double v = 200 + 80 * sin(2 * M_PI * (double)t / P) + 30 * unif();
+    cr_assert_eq(ps_engine_put(e, t * STEP, v), 0);
+    val[t] = (float)v;
+    if (i == BULK) ps_engine_bulk_end(e);
+    if (i > BULK && i % 37 == 0 && ps_engine_put(e, (t - 1) * STEP, v / 2) == 0) val[t - 1] = (float)(v / 2);
+    if (i < BULK || (i % 7 != 0 && i % 900 != 430)) continue;
+    struct ps_analog_ring r = ps_eng_codes(e);
+    struct ps_analog an = e->an;
+    int64_t first = e->newest - (int64_t)e->len + 1;
+    for (int64_t s = e->newest - 6 * P - 300; s <= e->newest; s++) {
+      if (s < 0) continue;
+      int16_t got = ps_analog_code_at(&r, s),
+              want = s < first ? PS_ANALOG_MISSING : ps_analog_encode(&an, val[s]);
+      int needed = s >= first && library_reads(e->learned, e->newest, H, P, s);
+      if (got != PS_ANALOG_MISSING || needed)
+        cr_assert_eq(got, want, "step %lld at newest %lld: %d, want %d", (long long)s, (long long)e->newest,
+                     got, want);
+      held += got != PS_ANALOG_MISSING;
+      checked++;
+    }
+  }
+  cr_assert_eq(e->win_n, 3, "the windows within the history: %zu", e->win_n);
+  cr_assert_gt(held, checked / 4);
+  ps_engine_free(e);
 }
