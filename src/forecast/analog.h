@@ -17,8 +17,8 @@
  * Storage: 16-bit log codes of the steps the library reads, beside the engine's float ring (the rows'
  * inputs are recomputed from them at each forecast, 2 bytes a step where storing them would cost 14 or
  * more): a ring of the newest steps, and with a period a window around the same phase in each past period
- * that slides with it (ps_analog_layout), 3.6 KB where a code for every step of a week at 1 minute was
- * 17.5 KB.
+ * that slides with it (ps_analog_layout): 3.6 KB at 1 minute, where a code for every step back to the 6th
+ * day was 17.5 KB.
  * Cost: O(PS_ANALOG_ROWS x PS_ANALOG_INPUTS) per forecast, a constant (about 25,000 flops, in blocks of
  * PS_ANALOG_BLOCK rows that the compiler vectorizes), and the selection of K among the rows. The target of
  * a row is the maximum of h codes, so the model runs only up to PS_ANALOG_MAX_H steps of lookahead.
