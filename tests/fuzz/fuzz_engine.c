@@ -3,7 +3,8 @@
  * forecast is finite and >= 0, with a finite margin (>= 0 but for a target coverage's, which may be
  * negative), a realised coverage NaN or within [0, 1], and a chosen model that is not auto.
  *
- * Input: model(1) cap(1) step(1) period_steps(1) lookahead_steps(1) quantile(1; with a remainder of 1 by
+ * Input: model(1) cap(1) step(1) period(1: below 200, that mod 50 steps; else 361 + 8 x (it - 200) steps,
+ * where the analog model keeps its codes in windows) lookahead_steps(1) quantile(1; with a remainder of 1 by
  * 3, a target coverage as well, which then sets the margin), then records of
  * dt(1, signed: steps from the previous time; -128 jumps far) value(4, raw float bits) or value(8) when
  * the record's dt is odd. */
@@ -22,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       .capacity = 1 + (size_t)data[1] * 4,
       .step_ms = 1000 * (1 + data[2] % 60),
   };
-  c.period_ms = c.step_ms * (data[3] % 50);
+  /* periods under 50 steps, or from 361 (long enough for the analog model's windows, analog.h) */
+  c.period_ms = c.step_ms * (data[3] < 200 ? data[3] % 50 : 361 + (data[3] - 200) * 8);
   c.lookahead_ms = c.step_ms * (data[4] % 40) + (data[4] & 0x40 ? 123 : 0);
   c.quantile = data[5] % 3 == 0 ? 0 : 0.5 + (data[5] % 50) / 100.0;
   c.target_coverage = data[5] % 3 == 1 ? (1 + data[5] % 99) / 100.0 : 0;
