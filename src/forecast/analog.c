@@ -12,36 +12,37 @@ static size_t imod(int64_t t, size_t m) {
   return (size_t)(r < 0 ? r + (int64_t)m : r);
 }
 
+/* Steps s .. of a ring of m codes that holds step t at ring[t mod m], up to step hi >= s: the first's
+ * address, and in *run how many follow it contiguously (1 .. n). */
+static const int16_t *slice(const int16_t *ring, size_t m, int64_t s, int64_t hi, size_t n, size_t *run) {
+  size_t j = imod(s, m);
+  *run = umin(umin(n, (size_t)(hi - s) + 1), m - j);
+  return ring + j;
+}
+
 /* The codes of steps s .. s + n - 1 (n > 0) that one contiguous run of the view holds: the first's address
  * and the run's length in *run (1 .. n); or NULL and the length of the run of steps it does not hold. */
 static const int16_t *run_at(const struct ps_analog_ring *r, int64_t s, size_t n, size_t *run) {
-  int64_t oldest = r->newest - (int64_t)r->len + 1;
   if (s > r->newest) {
     *run = n;
     return NULL;
   }
-  if (s >= oldest) { /* the newest steps' ring */
-    size_t j = (r->head + r->cap - (size_t)(r->newest - s)) % r->cap;
-    *run = umin(umin(n, (size_t)(r->newest - s) + 1), r->cap - j);
-    return r->code + j;
-  }
-  size_t until = (size_t)(oldest - s); /* steps to the ring's oldest */
-  if (r->windows > 0 && s < r->first) {
+  if (s < r->first) {
     *run = umin(n, (size_t)(r->first - s));
     return NULL;
   }
+  int64_t oldest = r->newest - (int64_t)r->cap + 1; /* the newest steps' ring */
+  if (s >= oldest) return slice(r->code, r->cap, s, r->newest, n, run);
+  size_t until = (size_t)(oldest - s);
   if (r->windows > 0) {
     /* The nearest window whose newest step hi is s or later: hi = top - d x period. */
     int64_t top = r->newest + (int64_t)r->after, p = (int64_t)r->period;
     int64_t d = (top - s) / p, w = d < (int64_t)r->windows ? d : (int64_t)r->windows;
     if (w >= 1) {
       int64_t hi = top - w * p, lo = hi - (int64_t)r->wcap + 1;
-      if (s >= lo) { /* (then d == w: a window is no longer than a period) */
-        size_t j = imod(s, r->wcap);
-        *run = umin(umin(n, (size_t)(hi - s) + 1), r->wcap - j);
-        return r->win + (size_t)(w - 1) * r->wcap + j;
-      }
-      if (s < lo) until = umin(until, (size_t)(lo - s)); /* held again from window w's oldest */
+      if (s >= lo) /* (then d == w: a window is no longer than a period) */
+        return slice(r->win + (size_t)(w - 1) * r->wcap, r->wcap, s, hi, n, run);
+      until = umin(until, (size_t)(lo - s)); /* held again from window w's oldest */
     }
   }
   *run = umin(n, until);

@@ -83,18 +83,16 @@ struct ps_analog {
   uint32_t since;            /* rows learned since */
 };
 
-/* A view of the engine's codes. The ring of the newest steps: code[head] is step newest, code[head - k]
- * step newest - k, for k < len. With windows > 0, window d = 1 .. windows holds the steps t with
- * hi - wcap < t <= hi, hi = newest + after - d x period, step t at win[(d - 1) x wcap + t mod wcap]
- * (wcap <= period: the windows do not overlap). A step neither holds, or older than `first` (the
- * history's oldest), reads as missing. */
+/* A view of the engine's codes. The ring of the newest cap steps holds step t at code[t mod cap]. With
+ * windows > 0, window d = 1 .. windows holds the steps t with hi - wcap < t <= hi, hi = newest + after -
+ * d x period, step t at win[(d - 1) x wcap + t mod wcap] (wcap <= period: the windows do not overlap). A
+ * step neither holds, after the newest or before `first` (the history's oldest), reads as missing. */
 struct ps_analog_ring {
   const int16_t *code;
-  size_t cap, len, head;
-  int64_t newest;
+  size_t cap;
+  int64_t newest, first;
   const int16_t *win;
   size_t windows, wcap, after, period;
-  int64_t first;
 };
 
 /* The steps the library reads around an origin o, and ps_analog_learn at o: the recent steps o - recent + 1

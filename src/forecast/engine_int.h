@@ -260,15 +260,13 @@ static inline double at(const struct ps_engine *e, int64_t t) {
 static inline struct ps_analog_ring ps_eng_codes(const struct ps_engine *e) {
   return (struct ps_analog_ring){.code = e->code,
                                  .cap = e->code_cap,
-                                 .len = e->len < e->code_cap ? e->len : e->code_cap,
-                                 .head = pmod(e->newest, e->code_cap),
                                  .newest = e->newest,
+                                 .first = e->newest - (int64_t)e->len + 1,
                                  .win = e->code + e->code_cap,
                                  .windows = e->win_n,
                                  .wcap = e->win_cap,
                                  .after = e->win_after,
-                                 .period = e->win_period,
-                                 .first = e->newest - (int64_t)e->len + 1};
+                                 .period = e->win_period};
 }
 
 static inline double mae(const struct series *s) { return s->count > 0 ? s->abs_sum / s->count : NAN; }

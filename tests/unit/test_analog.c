@@ -19,11 +19,9 @@ static double unif(void) {
 static struct ps_analog_ring fill(struct ps_analog *a, const double *x, size_t n) {
   cr_assert_leq(n, MAX_STEPS);
   ps_analog_init(a);
-  struct ps_analog_ring r = {.code = codes, .cap = n, .len = 0, .head = 0, .newest = -1};
+  struct ps_analog_ring r = {.code = codes, .cap = n, .newest = -1, .first = 0};
   for (size_t k = 0; k < n; k++) {
     codes[k] = ps_analog_encode(a, x[k]);
-    r.len = k + 1;
-    r.head = k;
     r.newest = (int64_t)k;
     ps_analog_learn(a, &r, (int64_t)k, 1);
   }
@@ -145,15 +143,13 @@ static struct ps_analog_ring windowed(const struct ps_analog_layout *l, size_t p
   }
   return (struct ps_analog_ring){.code = recent,
                                  .cap = rcap,
-                                 .len = rcap,
-                                 .head = (size_t)(newest % (int64_t)rcap),
                                  .newest = newest,
+                                 .first = 0,
                                  .win = win,
                                  .windows = l->windows,
                                  .wcap = wcap,
                                  .after = l->after,
-                                 .period = period,
-                                 .first = 0};
+                                 .period = period};
 }
 
 /* Whether the library of origin o (a period of p long enough) reads step t, as analog.h describes it: the
