@@ -34,10 +34,6 @@
  * (codes_advance): 3.6 KB at 1 minute, where a code for every step of the library's reach (6 days) was
  * 17.5 KB, 1.7 bytes per stored sample of a week, which took the process over issue 11's 8.5
  * (docs/performance.md, "RSS"). A bulk load's learning holds every step's code instead (codes_held). */
-struct codes_layout {
-  size_t cap, win_n, win_cap, win_after, win_period;
-};
-
 static struct codes_layout codes_layout(const struct ps_engine *e, size_t p) {
   struct codes_layout c = {.cap = e->cap};
   if (e->codes_held) return c;
@@ -64,7 +60,7 @@ static int16_t code_of(struct ps_engine *e, int64_t t) { return ps_analog_encode
 
 /* Window d's step t, for d = 1 .. win_n. */
 static int16_t *win_slot(struct ps_engine *e, size_t d, int64_t t) {
-  return e->code + e->code_cap + (d - 1) * e->win_cap + pmod(t, e->win_cap);
+  return e->code + e->lay.cap + (d - 1) * e->lay.win_cap + pmod(t, e->lay.win_cap);
 }
 
 /* The codes laid out as `want`: those the old ring of the newest steps holds copied (none when `all`: a
@@ -73,32 +69,28 @@ static int16_t *win_slot(struct ps_engine *e, size_t d, int64_t t) {
 static void codes_build(struct ps_engine *e, const struct codes_layout *want, int all) {
   int16_t *c = malloc(codes_size(want) * sizeof *c);
   if (c == NULL) return;
-  uint64_t held = all ? 0 : e->len < e->code_cap ? e->len : e->code_cap;
+  uint64_t held = all ? 0 : e->len < e->lay.cap ? e->len : e->lay.cap;
   /* the steps of each part: the newest ring's, then each window's (hi - win_cap, hi] */
   for (size_t d = 0; d <= want->win_n; d++) {
     size_t n = d == 0 ? want->cap : want->win_cap, base = d == 0 ? 0 : want->cap + (d - 1) * n;
     int64_t hi = e->newest + (d == 0 ? 0 : (int64_t)want->win_after - (int64_t)(d * want->win_period));
     for (int64_t t = hi - (int64_t)n + 1; t <= hi; t++)
-      c[base + pmod(t, n)] = (uint64_t)(e->newest - t) < held ? e->code[pmod(t, e->code_cap)] : code_of(e, t);
+      c[base + pmod(t, n)] = (uint64_t)(e->newest - t) < held ? e->code[pmod(t, e->lay.cap)] : code_of(e, t);
   }
   free(e->code);
   e->code = c;
-  e->code_cap = want->cap;
-  e->win_n = want->win_n;
-  e->win_cap = want->win_cap;
-  e->win_after = want->win_after;
-  e->win_period = want->win_period;
+  e->lay = *want;
   ps_eng_analog_forget(e);
 }
 
 /* The windows slid from newest step `from` to the newest: each takes the steps that enter it (O(win_n) a
  * step), whose slots are those of the steps that leave it. */
 static void codes_advance(struct ps_engine *e, int64_t from) {
-  if (e->win_n == 0) return;
-  int64_t lo = e->newest - (int64_t)e->win_cap + 1;
+  if (e->lay.win_n == 0) return;
+  int64_t lo = e->newest - (int64_t)e->lay.win_cap + 1;
   for (int64_t s = from + 1 > lo ? from + 1 : lo; s <= e->newest; s++)
-    for (size_t d = 1; d <= e->win_n; d++) {
-      int64_t t = s + (int64_t)e->win_after - (int64_t)(d * e->win_period);
+    for (size_t d = 1; d <= e->lay.win_n; d++) {
+      int64_t t = s + (int64_t)e->lay.win_after - (int64_t)(d * e->lay.win_period);
       *win_slot(e, d, t) = code_of(e, t);
     }
 }
@@ -107,9 +99,7 @@ static void codes_advance(struct ps_engine *e, int64_t from) {
  * the float ring); not during a bulk load's learning, which holds every step's code (ps_engine_bulk_end). */
 static void codes_fit(struct ps_engine *e) {
   struct codes_layout want = codes_layout(e, e->period);
-  if (want.cap != e->code_cap || want.win_n != e->win_n || want.win_cap != e->win_cap ||
-      want.win_after != e->win_after || want.win_period != e->win_period)
-    codes_build(e, &want, 0);
+  if (memcmp(&want, &e->lay, sizeof want) != 0) codes_build(e, &want, 0); /* size_t fields: no padding */
 }
 
 /* ---- refits -------------------------------------------------------------------------------------- */
@@ -262,7 +252,7 @@ static void learn(struct ps_engine *e, int64_t t) {
  * the season, the fitted parameters and the error records, which describe the workload, not the data. */
 static void restart(struct ps_engine *e, int64_t t) {
   for (size_t i = 0; i < e->cap; i++) e->v[i] = NAN;
-  for (size_t i = 0; i < e->code_cap + e->win_n * e->win_cap; i++) e->code[i] = PS_ANALOG_MISSING;
+  for (size_t i = 0; i < codes_size(&e->lay); i++) e->code[i] = PS_ANALOG_MISSING;
   e->len = 0;
   e->head = 0;
   e->newest = t;
@@ -300,12 +290,7 @@ int ps_engine_new(const struct ps_engine_config *c, struct ps_engine **out) {
   e->cap = c->capacity;
   e->v = malloc(e->cap * sizeof *e->v);
   struct codes_layout cl = codes_layout(e, c->period_ms > 0 ? (size_t)(c->period_ms / c->step_ms) : 0);
-  e->code_cap = cl.cap;
-  e->win_n = cl.win_n;
-  e->win_cap = cl.win_cap;
-  e->win_after = cl.win_after;
-  e->win_period = cl.win_period;
-  e->code = malloc(codes_size(&cl) * sizeof *e->code);
+  codes_build(e, &cl, 1); /* every code missing; e->code stays NULL when it cannot allocate */
   e->pend = malloc((e->h + 1) * P_WIDTH * sizeof *e->pend);
   e->pend_at = malloc((e->h + 1) * sizeof *e->pend_at);
   e->damp = malloc((e->h + 1) * sizeof *e->damp);
@@ -346,11 +331,11 @@ void ps_engine_free(struct ps_engine *e) {
 }
 
 /* Ring entry i holds step t's v: the float the models read; and the code the analog model reads, at
- * t mod code_cap (a bulk load's puts leave the codes to ps_engine_bulk_end, which encodes them at once; the
+ * t mod lay.cap (a bulk load's puts leave the codes to ps_engine_bulk_end, which encodes them at once; the
  * windows take a step much later, codes_advance). */
 static void store(struct ps_engine *e, size_t i, int64_t t, double v) {
   e->v[i] = (float)v;
-  if (!e->bulk) e->code[pmod(t, e->code_cap)] = ps_analog_encode(&e->an, (float)v); /* as code_of */
+  if (!e->bulk) e->code[pmod(t, e->lay.cap)] = ps_analog_encode(&e->an, (float)v); /* as code_of */
 }
 
 int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
@@ -381,7 +366,7 @@ int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
     /* A revision of one of the provisional steps (engine.h), or too old. */
     uint64_t k = (uint64_t)e->newest - (uint64_t)t;
     if (k > PS_ENGINE_REVISABLE || k >= e->len) return UV_ERANGE;
-    size_t i = (e->head + e->cap - (size_t)k) % e->cap, ci = pmod(t, e->code_cap);
+    size_t i = (e->head + e->cap - (size_t)k) % e->cap, ci = pmod(t, e->lay.cap);
     int16_t was = e->code[ci];
     store(e, i, t, v);
     if (e->code[ci] != was) ps_eng_analog_forget(e); /* its kept ratios read the old code (AN_CACHE) */
@@ -615,7 +600,7 @@ int ps_engine_forecast(struct ps_engine *e, int64_t now_ms, struct ps_engine_res
 }
 
 size_t ps_engine_memory(const struct ps_engine *e) {
-  return sizeof *e + e->cap * sizeof *e->v + (e->code_cap + e->win_n * e->win_cap) * sizeof *e->code +
+  return sizeof *e + e->cap * sizeof *e->v + codes_size(&e->lay) * sizeof *e->code +
          e->hw.period * sizeof *e->hw.season +
          (e->h + 1) * (P_WIDTH * sizeof *e->pend + sizeof *e->pend_at + sizeof *e->damp) +
          e->cov.n * sizeof *e->cov.ring;

@@ -138,6 +138,13 @@ struct cand {
   double qoff, qvol, qscore;
 };
 
+/* Where the analog model's codes are kept (codes_layout in engine.c): a ring of the newest `cap` steps
+ * (step t's at t mod cap), then win_n windows of win_cap steps around the same phase of past periods of
+ * win_period steps, window d's newest step win_after - d x win_period steps from the newest. */
+struct codes_layout {
+  size_t cap, win_n, win_cap, win_after, win_period;
+};
+
 struct ps_engine {
   struct ps_engine_config cfg;
   size_t h; /* error horizon in steps, >= 1 */
@@ -145,11 +152,9 @@ struct ps_engine {
 
   /* history: v[head] is step `newest`, v[head - k] step newest - k, for k < len */
   float *v;
-  /* The analog model's log codes (analog.h, struct ps_analog_ring), one allocation: a ring of the newest
-   * code_cap steps (step t's at t mod code_cap, for the newest min(len, code_cap)), then win_n windows of
-   * win_cap steps around the same phase of past periods of win_period steps (codes_layout in engine.c). */
+  /* The analog model's log codes (analog.h, struct ps_analog_ring), one allocation laid out as `lay`. */
   int16_t *code;
-  size_t code_cap, win_n, win_cap, win_after, win_period;
+  struct codes_layout lay;
   int codes_held; /* a bulk load's learning: the ring holds every step, no window (codes_fit) */
   size_t cap, len, head;
   int64_t newest;
@@ -259,14 +264,14 @@ static inline double at(const struct ps_engine *e, int64_t t) {
 /* The analog model's view of the codes. */
 static inline struct ps_analog_ring ps_eng_codes(const struct ps_engine *e) {
   return (struct ps_analog_ring){.code = e->code,
-                                 .cap = e->code_cap,
+                                 .cap = e->lay.cap,
                                  .newest = e->newest,
                                  .first = e->newest - (int64_t)e->len + 1,
-                                 .win = e->code + e->code_cap,
-                                 .windows = e->win_n,
-                                 .wcap = e->win_cap,
-                                 .after = e->win_after,
-                                 .period = e->win_period};
+                                 .win = e->code + e->lay.cap,
+                                 .windows = e->lay.win_n,
+                                 .wcap = e->lay.win_cap,
+                                 .after = e->lay.win_after,
+                                 .period = e->lay.win_period};
 }
 
 static inline double mae(const struct series *s) { return s->count > 0 ? s->abs_sum / s->count : NAN; }

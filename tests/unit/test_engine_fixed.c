@@ -142,14 +142,14 @@ Test(engine_fixed, the_analog_models_codes_follow_the_period_found) {
   /* the codes' layout (white box): the newest 240 + 2 + 11 steps and 6 windows of 120 + 11 + 1 + 120 + 2
    * steps, each 3 more (from the learned step, 3 behind the newest); beyond the model's horizon, its
    * inputs' 12 steps and 3 */
-  cr_assert_eq(given->code_cap, 240 + 2 + 11 + 3);
-  cr_assert_eq(given->win_n, 6);
-  cr_assert_eq(given->win_cap, 120 + 11 + 1 + 120 + 2 + 3);
-  cr_assert_eq(found->code_cap, given->code_cap);
-  cr_assert_eq(found->win_n, given->win_n);
-  cr_assert_eq(found->win_cap, given->win_cap);
-  cr_assert_eq(none->code_cap, 12 + 3);
-  cr_assert_eq(none->win_n, 0);
+  cr_assert_eq(given->lay.cap, 240 + 2 + 11 + 3);
+  cr_assert_eq(given->lay.win_n, 6);
+  cr_assert_eq(given->lay.win_cap, 120 + 11 + 1 + 120 + 2 + 3);
+  cr_assert_eq(found->lay.cap, given->lay.cap);
+  cr_assert_eq(found->lay.win_n, given->lay.win_n);
+  cr_assert_eq(found->lay.win_cap, given->lay.win_cap);
+  cr_assert_eq(none->lay.cap, 12 + 3);
+  cr_assert_eq(none->lay.win_n, 0);
   size_t codes = 256 + 6 * 257 - 15;
   cr_assert_lt(ps_engine_memory(given), ps_engine_memory(none) + 2 * codes + 1024, "not 8 days of codes");
   ps_engine_free(found);
@@ -211,7 +211,7 @@ Test(engine_fixed, the_analog_models_view_holds_the_codes_of_the_history) {
       checked++;
     }
   }
-  cr_assert_eq(e->win_n, 3, "the windows within the history: %zu", e->win_n);
+  cr_assert_eq(e->lay.win_n, 3, "the windows within the history: %zu", e->lay.win_n);
   cr_assert_gt(held, checked / 4);
   ps_engine_free(e);
 }
