@@ -5,17 +5,14 @@
 #include <math.h>
 #include <string.h>
 
-static size_t umin(size_t a, size_t b) { return a < b ? a : b; }
+#include "ring_slot.h"
 
-static size_t imod(int64_t t, size_t m) {
-  int64_t r = t % (int64_t)m;
-  return (size_t)(r < 0 ? r + (int64_t)m : r);
-}
+static size_t umin(size_t a, size_t b) { return a < b ? a : b; }
 
 /* Steps s .. of a ring of m codes that holds step t at ring[t mod m], up to step hi >= s: the first's
  * address, and in *run how many follow it contiguously (1 .. n). */
 static const int16_t *slice(const int16_t *ring, size_t m, int64_t s, int64_t hi, size_t n, size_t *run) {
-  size_t j = imod(s, m);
+  size_t j = ps_ring_slot(s, m);
   *run = umin(umin(n, (size_t)(hi - s) + 1), m - j);
   return ring + j;
 }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <uv.h>
 
+#include "ring_slot.h"
+
 int ps_cov_init(struct ps_coverage *c, double target, size_t h, int64_t step_ms) {
   *c = (struct ps_coverage){.target = target, .realised = NAN};
   if (!(target == 0 || (target > PS_COVERAGE_MIN && target < PS_COVERAGE_MAX)) || h == 0 || step_ms <= 0)
@@ -29,10 +31,7 @@ void ps_cov_forget(struct ps_coverage *c) {
   for (size_t i = 0; i < c->n; i++) c->ring[i].end = INT64_MIN;
 }
 
-static size_t slot(const struct ps_coverage *c, int64_t end) {
-  int64_t r = end % (int64_t)c->n;
-  return (size_t)(r < 0 ? r + (int64_t)c->n : r);
-}
+static size_t slot(const struct ps_coverage *c, int64_t end) { return ps_ring_slot(end, c->n); }
 
 double ps_cov_rate(const struct ps_coverage *c) {
   return c->scored < c->n && c->scored > 0 ? PS_COVERAGE_RATE / sqrt((double)c->scored) : c->rate;

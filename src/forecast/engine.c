@@ -60,7 +60,7 @@ static int16_t code_of(struct ps_engine *e, int64_t t) { return ps_analog_encode
 
 /* Window d's step t, for d = 1 .. win_n. */
 static int16_t *win_slot(struct ps_engine *e, size_t d, int64_t t) {
-  return e->code + e->lay.cap + (d - 1) * e->lay.win_cap + pmod(t, e->lay.win_cap);
+  return e->code + e->lay.cap + (d - 1) * e->lay.win_cap + ps_ring_slot(t, e->lay.win_cap);
 }
 
 /* The codes laid out as `want`: those the old ring of the newest steps holds copied (none when `all`: a
@@ -75,7 +75,8 @@ static void codes_build(struct ps_engine *e, const struct codes_layout *want, in
     size_t n = d == 0 ? want->cap : want->win_cap, base = d == 0 ? 0 : want->cap + (d - 1) * n;
     int64_t hi = e->newest + (d == 0 ? 0 : (int64_t)want->win_after - (int64_t)(d * want->win_period));
     for (int64_t t = hi - (int64_t)n + 1; t <= hi; t++)
-      c[base + pmod(t, n)] = (uint64_t)(e->newest - t) < held ? e->code[pmod(t, e->lay.cap)] : code_of(e, t);
+      c[base + ps_ring_slot(t, n)] =
+          (uint64_t)(e->newest - t) < held ? e->code[ps_ring_slot(t, e->lay.cap)] : code_of(e, t);
   }
   free(e->code);
   e->code = c;
@@ -190,7 +191,7 @@ static void learn_coverage(struct ps_engine *e, int64_t t) {
 static void learn(struct ps_engine *e, int64_t t) {
   double y = at(e, t);
   e->learns_total++;
-  size_t row = pmod(t, e->h + 1);
+  size_t row = ps_ring_slot(t, e->h + 1);
   learn_coverage(e, t);
   if (e->pend_at[row] == t) {
     /* The window (t - h, t] is complete: score every forecast made for it h steps ago. */
@@ -215,12 +216,12 @@ static void learn(struct ps_engine *e, int64_t t) {
       }
     }
   }
-  float *slot = e->hw.period > 0 ? &e->hw.season[pmod(t, e->hw.period)] : NULL;
+  float *slot = e->hw.period > 0 ? &e->hw.season[ps_ring_slot(t, e->hw.period)] : NULL;
   ps_hw_step(&e->hw.p, &e->hw.c, slot, t, y);
   note_value(e, t, y);
   if (y == y) moments_add(&e->cold_n, &e->cold_mean, &e->cold_m2, y);
   ps_peak_add(&e->peak, y);
-  if (e->an_stride == 1 || pmod(t, AN_BULK_SPREADS) == 0) { /* a bulk load's: AN_BULK_SPREADS */
+  if (e->an_stride == 1 || ps_ring_slot(t, AN_BULK_SPREADS) == 0) { /* a bulk load's: AN_BULK_SPREADS */
     struct ps_analog_ring codes = ps_eng_codes(e);
     ps_analog_learn(&e->an, &codes, t, e->an_stride == 1 ? 1 : AN_BULK_SPREADS);
   }
@@ -230,7 +231,7 @@ static void learn(struct ps_engine *e, int64_t t) {
   if (e->cfg.model == PS_MODEL_AUTO) ps_eng_choose(e);
 
   int64_t target = t + (int64_t)e->h;
-  row = pmod(target, e->h + 1);
+  row = ps_ring_slot(target, e->h + 1);
   e->pend_at[row] = target;
   float *p = &e->pend[row * P_WIDTH];
   if (!e->has_last_valid) {
@@ -335,7 +336,7 @@ void ps_engine_free(struct ps_engine *e) {
  * windows take a step much later, codes_advance). */
 static void store(struct ps_engine *e, size_t i, int64_t t, double v) {
   e->v[i] = (float)v;
-  if (!e->bulk) e->code[pmod(t, e->lay.cap)] = ps_analog_encode(&e->an, (float)v); /* as code_of */
+  if (!e->bulk) e->code[ps_ring_slot(t, e->lay.cap)] = ps_analog_encode(&e->an, (float)v); /* as code_of */
 }
 
 int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
@@ -366,7 +367,7 @@ int ps_engine_put(struct ps_engine *e, int64_t t_ms, double v) {
     /* A revision of one of the provisional steps (engine.h), or too old. */
     uint64_t k = (uint64_t)e->newest - (uint64_t)t;
     if (k > PS_ENGINE_REVISABLE || k >= e->len) return UV_ERANGE;
-    size_t i = (e->head + e->cap - (size_t)k) % e->cap, ci = pmod(t, e->lay.cap);
+    size_t i = (e->head + e->cap - (size_t)k) % e->cap, ci = ps_ring_slot(t, e->lay.cap);
     int16_t was = e->code[ci];
     store(e, i, t, v);
     if (e->code[ci] != was) ps_eng_analog_forget(e); /* its kept ratios read the old code (AN_CACHE) */
@@ -430,7 +431,7 @@ void ps_engine_bulk_end(struct ps_engine *e) {
     struct ps_analog_ring codes = ps_eng_codes(e);
     for (int64_t t = e->learned + 1; t <= skip_to; t++) {
       note_value(e, t, at(e, t));
-      if (pmod(t, AN_BULK_SPREADS) == 0) ps_analog_learn(&e->an, &codes, t, AN_BULK_SPREADS);
+      if (ps_ring_slot(t, AN_BULK_SPREADS) == 0) ps_analog_learn(&e->an, &codes, t, AN_BULK_SPREADS);
       e->n_learned++;
     }
     e->learned = skip_to;

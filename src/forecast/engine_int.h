@@ -16,6 +16,7 @@
 #include "holtwinters.h"
 #include "peak.h"
 #include "phase_margin.h"
+#include "ring_slot.h"
 
 /* ---- constants ----------------------------------------------------------------------------------- */
 
@@ -241,11 +242,6 @@ static inline int64_t floor_div(int64_t a, int64_t b) {
   int64_t q = a / b;
   if (a % b != 0 && (a < 0) != (b < 0)) q--;
   return q;
-}
-
-static inline size_t pmod(int64_t t, size_t p) {
-  int64_t r = t % (int64_t)p;
-  return (size_t)(r < 0 ? r + (int64_t)p : r);
 }
 
 static inline uint32_t mix(uint32_t h, uint32_t x) { /* FNV-1a over 4 bytes */

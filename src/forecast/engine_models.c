@@ -106,7 +106,8 @@ static double model_at(const struct ps_engine *e, const struct origin *o, int m,
   case PS_MODEL_HOLTWINTERS: {
     float s = ps_hw_season(&e->hw, t);
     for (int i = 0; i < o->n_over; i++)
-      if (e->hw.period > 0 && pmod(o->over_at[i], e->hw.period) == pmod(t, e->hw.period)) s = o->over[i];
+      if (e->hw.period > 0 && ps_ring_slot(o->over_at[i], e->hw.period) == ps_ring_slot(t, e->hw.period))
+        s = o->over[i];
     int64_t k = t - o->hw.at;
     f = k >= 0 && (uint64_t)k <= e->h ? ps_hw_forecast_damped(&o->hw, s, e->damp[k])
                                       : ps_hw_forecast(&o->hw, s, t);
@@ -166,8 +167,8 @@ void ps_eng_analog_forget(struct ps_engine *e) {
 /* The analog model's window peak from origin o (AN_CACHE): NaN when it cannot answer, and on the learned
  * steps of a bulk load's replay but one in an_stride (AN_BULK_SCORED: then it is not scored). */
 static double analog(struct ps_engine *e, const struct origin *o) {
-  if (e->h > PS_ANALOG_MAX_H || (o->idx <= e->learned && pmod(o->idx, e->an_stride) != 0)) return NAN;
-  size_t slot = pmod(o->idx, AN_CACHE);
+  if (e->h > PS_ANALOG_MAX_H || (o->idx <= e->learned && ps_ring_slot(o->idx, e->an_stride) != 0)) return NAN;
+  size_t slot = ps_ring_slot(o->idx, AN_CACHE);
   if (e->an_at[slot] != o->idx || e->an_epoch[slot] != e->an.epoch || e->an_period[slot] != e->period) {
     struct ps_analog_ring codes = ps_eng_codes(e);
     e->an_ratio[slot] = ps_analog_ratio(&e->an, &codes, o->idx, e->h, e->period);

@@ -14,15 +14,12 @@
 #include <string.h>
 #include <uv.h>
 
+#include "ring_slot.h"
+
 /* Residual scale decay of the shift test: about the last 32 steps. */
 #define HW_MAD_DECAY (1.0 / 32)
 /* Values beyond this are saturated when stored as float (the season). */
 #define HW_FLOAT_MAX 1e30
-
-static size_t pmod(int64_t t, size_t p) {
-  int64_t r = t % (int64_t)p;
-  return (size_t)(r < 0 ? r + (int64_t)p : r);
-}
 
 static float to_float(double v) {
   if (!(v == v)) return 0;
@@ -58,7 +55,7 @@ void ps_hw_free(struct ps_hw *m) {
 /* ---- update and forecast ------------------------------------------------------------------------- */
 
 float ps_hw_season(const struct ps_hw *m, int64_t t) {
-  return m->season != NULL && m->period > 0 ? m->season[pmod(t, m->period)] : 0;
+  return m->season != NULL && m->period > 0 ? m->season[ps_ring_slot(t, m->period)] : 0;
 }
 
 double ps_hw_forecast(const struct ps_hw_core *c, float season_t, int64_t t) {
@@ -157,7 +154,7 @@ static void init_season(float *season, const float *x, size_t n, int64_t t0, siz
     for (size_t j = 0; j < p; j++) {
       float v = x[q * p + j];
       if (v == v) {
-        size_t ph = pmod(t0 + (int64_t)(q * p + j), p);
+        size_t ph = ps_ring_slot(t0 + (int64_t)(q * p + j), p);
         sum[ph] += v - ms - slope * ((double)j - (double)(p - 1) / 2);
         cnt[ph]++;
       }
@@ -190,11 +187,11 @@ static double run(const struct ps_hw_params *p, const float *x, size_t n, int64_
       err += fabs(y - f);
       cnt++;
     }
-    float *slot = period > 0 ? &season[pmod(t, period)] : NULL;
+    float *slot = period > 0 ? &season[ps_ring_slot(t, period)] : NULL;
     int was = c->ready;
     ps_hw_step(p, c, slot, t, y);
     if (!was && c->ready) c->trend = trend0;
-    float sf = period > 0 ? season[pmod(t + (int64_t)h, period)] : 0;
+    float sf = period > 0 ? season[ps_ring_slot(t + (int64_t)h, period)] : 0;
     pend[(i + h) % (h + 1)] = ps_hw_forecast_damped(c, sf, damp_h); /* ps_hw_step set c->at = t */
   }
   return cnt > 0 ? err / (double)cnt : INFINITY;
