@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "analog_library.h"
 #include "forecast/analog.h"
 
 #define MAX_STEPS 30000
@@ -152,16 +153,6 @@ static struct ps_analog_ring windowed(const struct ps_analog_layout *l, size_t p
                                  .period = period};
 }
 
-/* Whether the library of origin o (a period of p long enough) reads step t, as analog.h describes it: the
- * query's inputs, and every row's inputs and window, the last PS_ANALOG_RECENT rows whose window ended by
- * o and those within PS_ANALOG_WIDTH steps of o's phase in the last PS_ANALOG_PERIODS periods. */
-static int library_reads(int64_t o, int64_t h, int64_t p, int64_t t) {
-  if (t >= o - h - PS_ANALOG_RECENT + 1 - PS_ANALOG_LAGS && t <= o) return 1;
-  for (int64_t d = 1; d <= PS_ANALOG_PERIODS; d++)
-    if (t >= o - d * p - PS_ANALOG_WIDTH - PS_ANALOG_LAGS && t <= o - d * p + PS_ANALOG_WIDTH + h) return 1;
-  return 0;
-}
-
 Test(analog, a_view_of_the_layout_answers_as_a_ring_of_every_step) {
   enum { P = 400, N = 7 * P + 300, BACK = 3 };
   static double x[N];
@@ -181,9 +172,7 @@ Test(analog, a_view_of_the_layout_answers_as_a_ring_of_every_step) {
     struct ps_analog_ring v = windowed(&l, P, N - 1, BACK, codes);
     size_t read = 0;
     for (int64_t t = 0; t < N; t++) {
-      int reads = 0;
-      for (int64_t o = N - 1 - BACK; o < N; o++) reads |= library_reads(o, h, P, t);
-      if (!reads) continue;
+      if (!ps_test_library_reads(N - 1 - BACK, N - 1, h, P, t)) continue;
       cr_assert_eq(ps_analog_code_at(&v, t), codes[t], "h %lld: step %lld", (long long)h, (long long)t);
       cr_assert_eq(ps_analog_code_at(&full, t), codes[t]);
       read++;

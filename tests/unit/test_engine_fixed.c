@@ -7,6 +7,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "analog_library.h"
 #include "forecast/analog.h"
 #include "forecast/engine.h"
 #include "forecast/engine_int.h"
@@ -157,14 +158,6 @@ Test(engine_fixed, the_analog_models_codes_follow_the_period_found) {
   ps_engine_free(none);
 }
 
-/* Whether step t is read by the library (analog.h) of some origin in lo .. hi, h and period p. */
-static int library_reads(int64_t lo, int64_t hi, int64_t h, int64_t p, int64_t t) {
-  if (t >= lo - h - PS_ANALOG_RECENT + 1 - PS_ANALOG_LAGS && t <= hi) return 1;
-  for (int64_t d = 1; d <= PS_ANALOG_PERIODS; d++)
-    if (t >= lo - d * p - PS_ANALOG_WIDTH - PS_ANALOG_LAGS && t <= hi - d * p + PS_ANALOG_WIDTH + h) return 1;
-  return 0;
-}
-
 /* White box (engine_int.h): the codes the analog model reads through the engine's view (ps_eng_codes), a
  * ring of the newest steps and windows that slide around the same phase of past periods, are those of the
  * values the history holds, after a bulk load, across gaps, revisions of the provisional steps and a gap
@@ -203,7 +196,7 @@ Test(engine_fixed, the_analog_models_view_holds_the_codes_of_the_history) {
       if (s < 0) continue;
       int16_t got = ps_analog_code_at(&r, s),
               want = s < first ? PS_ANALOG_MISSING : ps_analog_encode(&an, val[s]);
-      int needed = s >= first && library_reads(e->learned, e->newest, H, P, s);
+      int needed = s >= first && ps_test_library_reads(e->learned, e->newest, H, P, s);
       if (got != PS_ANALOG_MISSING || needed)
         cr_assert_eq(got, want, "step %lld at newest %lld: %d, want %d", (long long)s, (long long)e->newest,
                      got, want);
